@@ -1,0 +1,32 @@
+"""fastconv: im2col, col2im and convolution kernels for NumPy, in typed Cython with OpenMP.
+
+The public API follows ``torch.nn.functional`` naming and NumPy conventions:
+
+* :func:`im2col`, :func:`col2im` -- unfold windows into columns and back;
+* :func:`conv2d` -- 2-D convolution (direct loops or im2col + GEMM);
+* :func:`conv_output_shape` -- output size and resolved padding;
+* :func:`get_num_threads`, :func:`set_num_threads`, :func:`num_threads` -- threads;
+* :func:`show_config` -- how this build was made and what it runs on.
+
+:mod:`fastconv.reference` holds pure-NumPy versions of the same functions.
+"""
+
+from ._version import __version__
+from ._geometry import OutputShape, conv_output_shape
+from ._threads import get_num_threads, num_threads, set_num_threads
+from ._im2col import col2im, im2col
+from ._conv import conv2d
+from ._config import show_config
+
+__all__ = [
+    "__version__",
+    "im2col",
+    "col2im",
+    "conv2d",
+    "conv_output_shape",
+    "OutputShape",
+    "get_num_threads",
+    "set_num_threads",
+    "num_threads",
+    "show_config",
+]

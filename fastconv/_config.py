@@ -1,0 +1,78 @@
+"""show_config: how this fastconv was built and what it runs with."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import numpy as np
+
+from ._kernels import _openmp_helpers
+from ._threads import get_num_threads
+from ._version import __version__
+
+__all__ = ["show_config", "config_dict"]
+
+
+def _build_info():
+    try:
+        from ._build_info import BUILD_INFO
+    except ImportError:  # built by something other than setup.py
+        return {}
+    return dict(BUILD_INFO)
+
+
+def _blas_info():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [
+        {k: lib.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+        for lib in threadpool_info()
+        if lib.get("user_api") == "blas"
+    ]
+
+
+def config_dict():
+    """Return the information printed by :func:`show_config` as a dict."""
+    build = _build_info()
+    return {
+        "fastconv": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cython": build.get("cython_version", "unknown"),
+        "compiler": build.get("compiler", "unknown"),
+        "compile_args": build.get("compile_args", []),
+        "link_args": build.get("link_args", []),
+        "openmp": _openmp_helpers.openmp_enabled(),
+        "num_threads": get_num_threads(),
+        "simd": "compiler default for this target (no runtime dispatch yet)",
+        "numpy": np.__version__,
+        "numpy_build": build.get("numpy_build_version", "unknown"),
+        "blas": _blas_info(),
+    }
+
+
+def show_config(file=None):
+    """Print version, build, OpenMP, threads, SIMD and BLAS information.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print (default ``sys.stdout``).
+    """
+    info = config_dict()
+    out = file or sys.stdout
+    blas = info.pop("blas")
+    width = max(len(k) for k in info) + 1
+    for key, value in info.items():
+        if isinstance(value, list):
+            value = " ".join(value) or "(none)"
+        print(f"{key + ':':<{width}} {value}", file=out)
+    if not blas:
+        print(f"{'blas:':<{width}} (not detected)", file=out)
+    for lib in blas:
+        print(f"{'blas:':<{width}} {lib['internal_api']} {lib['version']} "
+              f"({lib['architecture']}, {lib['num_threads']} threads)", file=out)

@@ -1,0 +1,167 @@
+"""Public conv2d: validate, allocate, run the direct kernel or im2col + GEMM."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _im2col as _columns
+from ._arrays import finish
+from ._kernels import _conv_direct, _im2col
+from ._prepare import prepare_conv2d
+from ._threads import get_num_threads
+
+__all__ = ["conv2d"]
+
+ALGORITHMS = ("auto", "direct", "im2col")
+
+#: Bytes of column buffer one im2col+GEMM batch may use; larger batches are split by image.
+COLUMN_BUDGET = 64 * 2**20
+
+
+def _choose_algorithm(call):
+    """Pick direct or im2col+GEMM for a prepared call (see docs/performance)."""
+    if call.compute_dtype.kind == "i":
+        return "direct"  # NumPy's integer matmul has no BLAS: the direct loop is faster
+    k = call.weight.shape[0] if not call.channels_last else call.weight.shape[3]
+    depth = call.weight[0].size if not call.channels_last else call.weight[..., 0].size
+    # GEMM pays off once each output sums over enough taps and there are enough
+    # output channels to reuse each column; grouped convs with tiny groups do not.
+    if depth >= 27 and k // call.groups >= 8:
+        return "im2col"
+    return "direct"
+
+
+def _conv_direct_run(call, result):
+    geo = call.geometry
+    kernel = _conv_direct.conv2d_nhwc if call.channels_last else _conv_direct.conv2d_nchw
+    kernel(call.x, call.weight, call.bias, result, *geo.stride, *geo.dilation, call.groups,
+           get_num_threads())
+
+
+def _conv_im2col_run(call, result):
+    """Columns of a batch of images times the weight matrix, one group at a time."""
+    geo = call.geometry
+    n_images = call.x.shape[0]
+    groups = call.groups
+    if call.channels_last:
+        kh, kw, cg, k = call.weight.shape
+        # (KH*KW*Cg, K): rows in (kh, kw, c) order, matching NHWC columns
+        w_mat = call.weight.reshape(kh * kw, cg, groups, k // groups)
+    else:
+        k, cg, kh, kw = call.weight.shape
+        w_mat = call.weight.reshape(groups, k // groups, cg * kh * kw)
+    kg = k // groups
+    rows_per_image = geo.out_size
+    row_bytes = cg * groups * kh * kw * call.x.itemsize
+    per_batch = max(1, min(n_images, COLUMN_BUDGET // max(1, rows_per_image * row_bytes)))
+    threads = get_num_threads()
+    words = _columns._word_view(call.x, call.channels_last)
+    cols_buf = np.empty((per_batch * rows_per_image, cg * groups * kh * kw), call.x.dtype)
+    for n0 in range(0, n_images, per_batch):
+        n1 = min(n_images, n0 + per_batch)
+        cols = cols_buf[: (n1 - n0) * rows_per_image]
+        _im2col.im2col_2d(words[n0:n1], cols.view(words.dtype).reshape(cols.shape[0], -1),
+                          *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape, threads)
+        if call.channels_last:
+            res = result[n0:n1].reshape(-1, k)
+            if groups == 1:
+                np.matmul(cols, w_mat.reshape(-1, k), out=res)
+            else:
+                c3 = cols.reshape(cols.shape[0], kh * kw, groups, cg)
+                for g in range(groups):
+                    res[:, g * kg:(g + 1) * kg] = (
+                        c3[:, :, g, :].reshape(cols.shape[0], -1) @ w_mat[:, :, g, :].reshape(-1, kg)
+                    )
+            res += call.bias
+        else:
+            res = result[n0:n1].reshape(n1 - n0, k, rows_per_image)
+            for g in range(groups):
+                block = cols[:, g * cg * kh * kw:(g + 1) * cg * kh * kw]
+                # (Kg, depth) @ (depth, rows) per image keeps the NCHW output contiguous
+                prod = w_mat[g] @ block.T
+                res[:, g * kg:(g + 1) * kg, :] = prod.reshape(kg, n1 - n0, rows_per_image).transpose(1, 0, 2)
+            res += call.bias[:, None]
+
+
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", layout="NCHW", algorithm="auto", out=None):
+    """2-D convolution (cross-correlation), as ``torch.nn.functional.conv2d``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C, H, W)`` for ``layout="NCHW"``, ``(N, H, W, C)`` for ``"NHWC"``;
+        unbatched ``(C, H, W)`` / ``(H, W, C)`` gives an unbatched result.
+    weight : array_like
+        OIHW ``(K, C/groups, KH, KW)`` with NCHW; HWIO ``(KH, KW, C/groups, K)``
+        with NHWC (Keras).
+    bias : array_like, optional
+        ``(K,)``, added to every output pixel.
+    stride, dilation : int or (int, int), optional
+        Default 1.
+    padding : int, pair, pair of pairs, 'valid' or 'same', optional
+        See :func:`fastconv.conv_output_shape`. ``'same'`` follows TensorFlow
+        (``out = ceil(in / stride)``). Default 0.
+    groups : int, optional
+        Split channels into ``groups`` independent convolutions; must divide
+        C and K. ``groups = C`` is a depthwise convolution. Default 1.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, optional
+        PyTorch's padding modes. Default ``'zeros'``.
+    layout : {'NCHW', 'NHWC'}, optional
+        Default ``'NCHW'``.
+    algorithm : {'auto', 'direct', 'im2col'}, optional
+        ``'direct'``: Cython loops without a column buffer. ``'im2col'``:
+        columns, in batches of bounded size, times the weights with NumPy's
+        BLAS ``matmul``. ``'auto'`` (default) chooses from the shape.
+    out : ndarray, optional
+        C-contiguous array of the result's shape and dtype.
+
+    Returns
+    -------
+    ndarray
+        ``(N, K, OH, OW)`` or ``(N, OH, OW, K)`` (no N for unbatched input).
+        float32 and float64 compute natively; float16 computes in float32 and
+        returns float16; integer and bool inputs are exact in int64 and return
+        int64. Mixed dtypes follow ``np.result_type``.
+
+    Raises
+    ------
+    ValueError
+        Shape mismatches, bad geometry, channels not divisible by ``groups``,
+        a kernel larger than the padded input, a bad ``out`` or ``algorithm``.
+    TypeError
+        Complex or non-numeric dtypes, non-integer geometry.
+
+    Examples
+    --------
+    The three-channel worked example (integers in, exact integers out):
+
+    >>> import numpy as np, fastconv
+    >>> x = [[[1, 2, 3, 0], [0, 1, 2, 3], [3, 0, 1, 2], [2, 3, 0, 1]],
+    ...      [[1, 3, 2, 0], [0, 1, 3, 2], [2, 0, 3, 1], [3, 2, 1, 0]],
+    ...      [[2, 3, 1, 0], [0, 2, 3, 1], [1, 0, 2, 3], [3, 1, 0, 2]]]
+    >>> w = [[[1, -1, 1], [0, 1, -1], [-1, 0, 1]],
+    ...      [[-1, 1, 0], [1, -1, 0], [0, 1, -1]],
+    ...      [[0, -1, 1], [1, 0, -1], [-1, 1, 0]]]
+    >>> fastconv.conv2d(x, np.array(w)[None])
+    array([[[-9,  1],
+            [ 0, -7]]])
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS!r}, got {algorithm!r}")
+    call = prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, layout, out)
+    user_out = call.out
+    writes_in_place = (user_out is not None and call.result_dtype == call.compute_dtype)
+    result = user_out.reshape(call.out_shape) if writes_in_place else np.empty(call.out_shape, call.compute_dtype)
+    if result.size:
+        if algorithm == "auto":
+            algorithm = _choose_algorithm(call)
+        if algorithm == "direct" or call.weight.size == 0:
+            _conv_direct_run(call, result)
+        else:
+            _conv_im2col_run(call, result)
+    if writes_in_place:
+        return user_out
+    if call.result_dtype != call.compute_dtype:
+        result = result.astype(call.result_dtype)
+    return finish(result, call.batched, user_out)

@@ -1,0 +1,209 @@
+"""Public im2col and col2im: validate, allocate, call the Cython kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import _im2col
+from ._prepare import prepare_col2im, prepare_im2col
+from ._threads import get_num_threads
+
+__all__ = ["im2col", "col2im"]
+
+
+def _word_view(image, channels_last):
+    """View a batched C-contiguous image as ``(N, G, H, W, V)`` unsigned words.
+
+    Items wider than 8 bytes (complex128, long double) become several words
+    on the innermost axis, so one kernel per word size copies every dtype.
+    """
+    itemsize = image.dtype.itemsize
+    unit = next(u for u in (8, 4, 2, 1) if itemsize % u == 0)
+    ratio = itemsize // unit
+    words = image.view(np.dtype(f"u{unit}"))
+    if channels_last:
+        n, h, w, c = image.shape
+        return words.reshape(n, 1, h, w, c * ratio)
+    n, c, h, w = image.shape
+    return words.reshape(n, c, h, w, ratio)
+
+
+def _sum_view(image, channels_last):
+    """View a batched C-contiguous image as ``(N, G, H, W, V)`` of an addable type.
+
+    Signed integers are added as unsigned words (two's complement: identical
+    bits, and wrap-around is defined); complex numbers as pairs of reals.
+    """
+    dt = image.dtype
+    if dt.kind in "iu":
+        base = np.dtype(f"u{dt.itemsize}")
+    elif dt.kind == "c":
+        base = np.dtype(f"f{dt.itemsize // 2}") if dt != np.clongdouble else np.dtype(np.longdouble)
+    else:
+        base = dt
+    ratio = dt.itemsize // base.itemsize
+    view = image.view(base)
+    if channels_last:
+        n, h, w, c = image.shape
+        return view.reshape(n, 1, h, w, c * ratio)
+    n, c, h, w = image.shape
+    return view.reshape(n, c, h, w, ratio)
+
+
+def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zeros",
+           layout="NCHW", out=None):
+    """Unfold every sliding window of a batch of images into one row of a matrix.
+
+    Parameters
+    ----------
+    x : array_like
+        Images, ``(N, C, H, W)`` for ``layout="NCHW"`` or ``(N, H, W, C)`` for
+        ``"NHWC"``; an unbatched ``(C, H, W)`` / ``(H, W, C)`` counts as N = 1.
+        Any numeric dtype (bool, integers, floats, complex).
+    kernel_size : int or (int, int)
+        Window size ``(KH, KW)``.
+    stride, dilation : int or (int, int), optional
+        Step between windows and spacing of the taps inside one (default 1).
+    padding : int, pair, pair of pairs, 'valid' or 'same', optional
+        See :func:`fastconv.conv_output_shape`. Default 0.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, optional
+        How padded pixels are filled (PyTorch semantics). Default ``'zeros'``.
+    layout : {'NCHW', 'NHWC'}, optional
+        Layout of ``x``. Default ``'NCHW'``.
+    out : ndarray, optional
+        C-contiguous array of the result's shape and dtype to write into.
+
+    Returns
+    -------
+    ndarray
+        Same dtype as ``x``. NCHW: ``(N*OH*OW, C*KH*KW)`` with row index
+        ``(n, oh, ow)`` and column index ``(c, kh, kw)`` -- the layout of
+        "deep learning from scratch", so ``cols @ w.reshape(K, -1).T`` is the
+        convolution. NHWC: ``(N*OH*OW, KH*KW*C)``, column index ``(kh, kw, c)``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or geometry, a kernel larger than the padded input, a bad
+        ``out``, or a result too large to index.
+    TypeError
+        A non-numeric dtype or non-integer geometry.
+
+    See Also
+    --------
+    col2im : the adjoint (sums the columns back into an image).
+
+    Notes
+    -----
+    Non-contiguous, byte-swapped or misaligned inputs are copied to a
+    contiguous native array first; padding is applied to a copy. The input is
+    never modified.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(16).reshape(1, 1, 4, 4)
+    >>> fastconv.im2col(x, 3)
+    array([[ 0,  1,  2,  4,  5,  6,  8,  9, 10],
+           [ 1,  2,  3,  5,  6,  7,  9, 10, 11],
+           [ 4,  5,  6,  8,  9, 10, 12, 13, 14],
+           [ 5,  6,  7,  9, 10, 11, 13, 14, 15]])
+    """
+    call = prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out)
+    cols = call.out if call.out is not None else np.empty(call.cols_shape, call.dtype)
+    if cols.size == 0:
+        return cols
+    geo = call.geometry
+    words = _word_view(call.image, call.channels_last)
+    _im2col.im2col_2d(
+        words, cols.view(words.dtype).reshape(cols.shape[0], -1),
+        *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape, get_num_threads(),
+    )
+    return cols
+
+
+def col2im(cols, input_shape, kernel_size, *, stride=1, padding=0, dilation=1, layout="NCHW",
+           out=None):
+    """Sum columns back into images: the adjoint of :func:`im2col`.
+
+    Each entry of ``cols`` is added to the pixel it was copied from; entries
+    that came from padding are discarded. ``col2im(im2col(x))`` therefore
+    multiplies each pixel by the number of windows that cover it.
+
+    Parameters
+    ----------
+    cols : array_like
+        ``(N*OH*OW, C*KH*KW)`` (NCHW) or ``(N*OH*OW, KH*KW*C)`` (NHWC), as
+        returned by :func:`im2col`. Any numeric dtype.
+    input_shape : tuple of int
+        Shape of the original images: ``(N, C, H, W)`` / ``(N, H, W, C)``,
+        or the unbatched ``(C, H, W)`` / ``(H, W, C)``.
+    kernel_size, stride, padding, dilation, layout
+        As for :func:`im2col`.
+    out : ndarray, optional
+        C-contiguous array of shape ``input_shape`` and the dtype of ``cols``.
+
+    Returns
+    -------
+    ndarray
+        Shape ``input_shape``, dtype of ``cols``. Integers wrap on overflow
+        as NumPy's do; bools combine with logical or (NumPy's ``+``);
+        float16 is summed in float32 and rounded once.
+
+    Raises
+    ------
+    ValueError
+        ``cols`` does not match ``input_shape`` and the geometry, or a bad
+        geometry or ``out``.
+    TypeError
+        A non-numeric dtype or non-integer geometry.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.ones((1, 1, 3, 3), dtype=int)
+    >>> fastconv.col2im(fastconv.im2col(x, 2), x.shape, 2)[0, 0]
+    array([[1, 2, 1],
+           [2, 4, 2],
+           [1, 2, 1]])
+    """
+    call = prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, layout, out)
+    geo = call.geometry
+    dtype = call.dtype
+    work_dtype = {"b": np.dtype(np.uint64), "f": np.dtype(np.float32) if dtype == np.float16 else dtype}
+    work_dtype = work_dtype.get(dtype.kind, dtype)
+    cl = call.channels_last
+    spatial = geo.padded_shape
+    padded_shape = (call.batch,) + spatial + (call.channels,) if cl else (call.batch, call.channels) + spatial
+    direct = (not geo.has_padding and work_dtype == dtype and call.out is not None)
+    if direct:
+        image = call.out.reshape(call.image_shape)
+        image[...] = 0
+    else:
+        image = np.zeros(padded_shape, work_dtype)
+    if image.size and call.cols.size:
+        src = call.cols if work_dtype == dtype else call.cols.astype(work_dtype)
+        view = _sum_view(image, cl)
+        v = view.shape[4]
+        threads = get_num_threads()
+        # Split the innermost axis only when there are too few (n, g) blocks to share.
+        blocks = view.shape[0] * view.shape[1]
+        v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
+        _im2col.col2im_2d(
+            src.view(view.dtype).reshape(src.shape[0], -1), view,
+            *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape, v_chunk, threads,
+        )
+    if direct:
+        return call.out
+    if geo.has_padding:
+        crop = tuple(slice(a, a + n) for n, (a, _) in zip(geo.in_shape, geo.padding))
+        image = image[(slice(None),) + crop + (slice(None),)] if cl else image[(slice(None), slice(None)) + crop]
+    if dtype.kind == "b":
+        image = image != 0
+    result = image.astype(dtype, copy=False)
+    if not call.batched:
+        result = result[0]
+    if call.out is None:
+        return np.ascontiguousarray(result)
+    np.copyto(call.out, result)
+    return call.out

@@ -1,0 +1,97 @@
+"""im2col / col2im loops over a padded 5-D view ``(N, G, Hp, Wp, V)``.
+
+Both layouts map onto one loop nest:
+
+* NCHW: ``G = C`` channel planes, ``V = 1`` (or the words of one wide item);
+* NHWC: ``G = 1``, ``V = C`` contiguous channels per pixel.
+
+Columns are ``(N*OH*OW, G*KH*KW*V)``, column index ``(g, kh, kw, v)``, which is
+the DLFS layout for NCHW and ``(kh, kw, c)`` for NHWC. The caller pads the
+input, checks every shape and allocates ``cols``; nothing here validates.
+"""
+
+from cython.parallel cimport prange
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+# im2col only copies: one specialization per item size.
+ctypedef fused word_t:
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+# col2im adds: unsigned words wrap like NumPy's signed and unsigned ints;
+# complex values arrive as (re, im) pairs of their real type.
+ctypedef fused sum_t:
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+    float
+    double
+    long double
+
+
+def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
+              Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+              Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
+              int num_threads):
+    """Gather every window of ``xp`` into one row of ``cols`` (rows split across threads)."""
+    cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
+    cdef Py_ssize_t r, n, oh, ow, g, kh, kw, v, j
+    cdef const word_t* src
+    cdef word_t* dst
+    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
+        n = r // OH
+        oh = r - n * OH
+        for ow in range(OW):
+            dst = &cols[r * OW + ow, 0]
+            j = 0
+            for g in range(G):
+                for kh in range(KH):
+                    src = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
+                    if V == 1:
+                        for kw in range(KW):
+                            dst[j + kw] = src[kw * DW]
+                        j = j + KW
+                    else:
+                        for kw in range(KW):
+                            for v in range(V):
+                                dst[j + v] = src[kw * DW * V + v]
+                            j = j + V
+
+
+def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
+              Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+              Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
+              Py_ssize_t v_chunk, int num_threads):
+    """Add every column entry back into ``xp`` (zeroed by the caller).
+
+    Work is split over ``(n, g, v-chunk)`` blocks: each block owns disjoint
+    pixels of ``xp``, so there are no write races, and every pixel sums its
+    contributions in the same ``(oh, ow, kh, kw)`` order for any thread count.
+    """
+    cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
+    cdef Py_ssize_t n_chunks = (V + v_chunk - 1) // v_chunk
+    cdef Py_ssize_t t, n, g, c, v0, v1, oh, ow, kh, kw, v, base
+    cdef const sum_t* row
+    cdef sum_t* dst
+    for t in prange(N * G * n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
+        n = t // (G * n_chunks)
+        g = (t // n_chunks) % G
+        c = t % n_chunks
+        v0 = c * v_chunk
+        v1 = min(V, v0 + v_chunk)
+        for oh in range(OH):
+            for ow in range(OW):
+                row = &cols[(n * OH + oh) * OW + ow, 0]
+                for kh in range(KH):
+                    dst = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
+                    base = (g * KH + kh) * KW * V
+                    if V == 1:
+                        for kw in range(KW):
+                            dst[kw * DW] += row[base + kw]
+                    else:
+                        for kw in range(KW):
+                            for v in range(v0, v1):
+                                dst[kw * DW * V + v] += row[base + kw * V + v]

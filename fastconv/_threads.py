@@ -1,0 +1,100 @@
+"""Thread-count control for every fastconv kernel.
+
+Resolution order, in one function (:func:`get_num_threads`), used by all kernels:
+
+1. the innermost ``with fastconv.num_threads(n):`` block of the calling
+   Python thread (thread-local, so concurrent callers do not interfere);
+2. the process-wide value from :func:`set_num_threads`;
+3. the OpenMP runtime's ``omp_get_max_threads()``, which honours
+   ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import threading
+
+from ._kernels import _openmp_helpers
+
+__all__ = ["get_num_threads", "set_num_threads", "num_threads"]
+
+_global_threads = None
+_local = threading.local()
+
+
+def _check(n):
+    if isinstance(n, bool):
+        raise TypeError(f"the number of threads must be an int >= 1, got {n!r}")
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"the number of threads must be an int >= 1, got {n!r}") from None
+    if n < 1:
+        raise ValueError(f"the number of threads must be >= 1, got {n}")
+    return n
+
+
+def get_num_threads():
+    """Number of OpenMP threads the next fastconv kernel will use.
+
+    Returns
+    -------
+    int
+        The active ``num_threads`` context of this Python thread, else the
+        value set by :func:`set_num_threads`, else the OpenMP runtime's
+        maximum (``OMP_NUM_THREADS``, threadpoolctl limits, or all cores).
+        Always 1 in a build without OpenMP.
+    """
+    if not _openmp_helpers.openmp_enabled():
+        return 1
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    if _global_threads is not None:
+        return _global_threads
+    return max(1, _openmp_helpers.max_threads())
+
+
+def set_num_threads(n):
+    """Set the number of threads fastconv kernels use, process-wide.
+
+    Parameters
+    ----------
+    n : int or None
+        Threads, >= 1. ``None`` restores the default (the OpenMP runtime's
+        maximum, which follows ``OMP_NUM_THREADS`` and threadpoolctl).
+
+    Returns
+    -------
+    int or None
+        The previous explicit setting (``None`` if there was none).
+    """
+    global _global_threads
+    previous = _global_threads
+    _global_threads = None if n is None else _check(n)
+    return previous
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Context manager: run fastconv kernels on ``n`` threads inside the block.
+
+    The setting is local to the calling Python thread and nests.
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> with fastconv.num_threads(1):
+    ...     fastconv.get_num_threads()
+    1
+    """
+    n = _check(n)
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(n)
+    try:
+        yield n
+    finally:
+        stack.pop()

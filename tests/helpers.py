@@ -1,0 +1,62 @@
+"""Array factories and comparisons shared by the test modules."""
+
+import numpy as np
+
+#: Every numeric dtype the data-movement functions must take.
+ALL_DTYPES = [
+    np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+    np.float16, np.float32, np.float64, np.longdouble, np.complex64, np.complex128, np.clongdouble,
+]
+
+
+def random_array(rng, shape, dtype):
+    """Random values exercising every bit pattern that matters for ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(bool)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    if dtype.kind == "c":
+        real = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+        return real.astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def small_ints(rng, shape, dtype=np.int64, low=-5, high=5):
+    """Small integers: conv results stay exact in every dtype."""
+    return rng.integers(low, high + 1, size=shape).astype(dtype)
+
+
+def tolerance(dtype):
+    """(rtol, atol) for comparing convolution results of ``dtype`` computed in different orders."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c":
+        dtype = np.empty(0, dtype).real.dtype
+    if dtype == np.float16:
+        return 5e-3, 5e-3
+    if dtype == np.float32:
+        return 2e-5, 2e-5
+    if dtype.kind == "f":
+        return 1e-12, 1e-12
+    return 0, 0
+
+
+def nonstandard_views(a):
+    """The same values as ``a`` in awkward memory: strided, reversed, read-only, byte-swapped, unaligned."""
+    views = {}
+    big = np.repeat(a, 2, axis=-1)
+    views["strided"] = big[..., ::2]
+    reversed_ = np.ascontiguousarray(a[..., ::-1])
+    views["negative-strides"] = reversed_[..., ::-1]
+    ro = a.copy()
+    ro.flags.writeable = False
+    views["read-only"] = ro
+    views["fortran"] = np.asfortranarray(a)
+    if a.dtype.itemsize > 1:
+        views["byte-swapped"] = a.astype(a.dtype.newbyteorder())
+        raw = np.zeros(a.nbytes + 1, np.uint8)
+        unaligned = raw[1:].view(a.dtype).reshape(a.shape)
+        unaligned[...] = a
+        views["unaligned"] = unaligned
+    return views

@@ -1,0 +1,253 @@
+"""conv2d: direct and im2col algorithms == reference == PyTorch; exact integers; errors."""
+
+import numpy as np
+import pytest
+from helpers import nonstandard_views, small_ints, tolerance
+from hypothesis import given
+from hypothesis import strategies as st
+from test_im2col import geometries
+
+import fastconv
+from fastconv import reference
+
+ALGORITHMS = ["direct", "im2col", "auto"]
+
+# (x shape NCHW, K, kernel, stride, padding, dilation, groups)
+GRID = [
+    ((1, 3, 5, 5), 2, 3, 1, 0, 1, 1),
+    ((2, 4, 9, 8), 6, 3, 1, 1, 1, 1),
+    ((2, 4, 9, 8), 6, (2, 3), (2, 1), ((1, 0), (2, 1)), (1, 2), 2),
+    ((2, 6, 7, 7), 6, 3, 1, 1, 1, 6),  # depthwise
+    ((1, 4, 10, 10), 8, 3, 2, "same", 1, 1),
+    ((2, 3, 8, 8), 16, 3, 1, 1, 1, 1),  # enough taps and filters for 'auto' to pick im2col
+    ((1, 2, 6, 6), 4, 1, 3, 0, 1, 2),  # 1x1 kernel, stride larger than the kernel
+    ((1, 2, 5, 5), 3, 5, 1, 0, 1, 1),  # kernel equal to the input
+]
+
+
+def weights_for(rng, x_shape, k, kernel, groups, dtype=np.float64):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    return rng.standard_normal((k, x_shape[1] // groups, kh, kw)).astype(dtype)
+
+
+def nhwc(x, w):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, kernel, s, p, d, g", GRID)
+def test_matches_reference(rng, shape, k, kernel, s, p, d, g, dtype, algorithm):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = weights_for(rng, shape, k, kernel, g, dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g)
+    expected = reference.conv2d(x, w, b, **kw)
+    rtol, atol = tolerance(dtype)
+    got = fastconv.conv2d(x, w, b, algorithm=algorithm, **kw)
+    assert got.dtype == dtype and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+    xh, wh = nhwc(x, w)
+    got_nhwc = fastconv.conv2d(xh, wh, b, algorithm=algorithm, layout="NHWC", **kw)
+    np.testing.assert_allclose(got_nhwc, expected.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(reference.conv2d(xh, wh, b, layout="NHWC", **kw), expected.transpose(0, 2, 3, 1),
+                               rtol=rtol, atol=atol * 10)
+
+
+@given(geo=geometries(max_channels=6), k_per_group=st.integers(1, 4), groups=st.sampled_from([1, 2, 3]),
+       layout=st.sampled_from(["NCHW", "NHWC"]), algorithm=st.sampled_from(ALGORITHMS),
+       mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]), bias=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_property_integers_exact(geo, k_per_group, groups, layout, algorithm, mode, bias, seed):
+    """Small integers are exact in every algorithm, so fast and reference must agree bit for bit."""
+    shape, kernel, s, p, d = geo
+    rng = np.random.default_rng(seed)
+    shape = (shape[0], shape[1] * groups) + shape[2:]
+    x = small_ints(rng, shape, np.int32)
+    w = small_ints(rng, (k_per_group * groups, shape[1] // groups) + kernel, np.int16)
+    b = small_ints(rng, (w.shape[0],), np.int8) if bias else None
+    if layout == "NHWC":
+        x, w = nhwc(x, w)
+    kw = dict(stride=s, padding=p, dilation=d, groups=groups, layout=layout, padding_mode=mode)
+    try:
+        expected = reference.conv2d(x, w, b, **kw)
+    except ValueError as exc:
+        with pytest.raises(ValueError, match=str(exc)[:30]):
+            fastconv.conv2d(x, w, b, algorithm=algorithm, **kw)
+        return
+    got = fastconv.conv2d(x, w, b, algorithm=algorithm, **kw)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected)
+    # the same small integers as floats go through the BLAS path and stay exact
+    got_f = fastconv.conv2d(x.astype(np.float64), w.astype(np.float64), b, algorithm=algorithm, **kw)
+    np.testing.assert_array_equal(got_f, expected.astype(np.float64))
+
+
+def test_spec_worked_example():
+    x = [[[1, 2, 3, 0], [0, 1, 2, 3], [3, 0, 1, 2], [2, 3, 0, 1]],
+         [[1, 3, 2, 0], [0, 1, 3, 2], [2, 0, 3, 1], [3, 2, 1, 0]],
+         [[2, 3, 1, 0], [0, 2, 3, 1], [1, 0, 2, 3], [3, 1, 0, 2]]]
+    w = np.array([[[1, -1, 1], [0, 1, -1], [-1, 0, 1]],
+                  [[-1, 1, 0], [1, -1, 0], [0, 1, -1]],
+                  [[0, -1, 1], [1, 0, -1], [-1, 1, 0]]])
+    for algorithm in ALGORITHMS:
+        y = fastconv.conv2d(x, w[None], algorithm=algorithm)
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(y, [[[-9, 1], [0, -7]]])
+    np.testing.assert_array_equal(reference.conv2d(x, w[None]), [[[-9, 1], [0, -7]]])
+
+
+def test_spec_shape_examples(rng):
+    x = rng.standard_normal((1, 28, 28, 3)).astype(np.float32)
+    for filters in (10, 20, 30):
+        w = rng.standard_normal((3, 3, x.shape[-1], filters)).astype(np.float32)
+        x = fastconv.conv2d(x, w, layout="NHWC")
+    assert x.shape == (1, 22, 22, 30)
+    x = rng.standard_normal((1, 1, 28, 28))
+    y = fastconv.conv2d(x, rng.standard_normal((5, 1, 5, 5)))
+    assert y.shape == (1, 5, 24, 24)
+
+
+@pytest.mark.parametrize(
+    "x_dtype, w_dtype, result",
+    [
+        (np.float16, np.float16, np.float16),
+        (np.float16, np.float32, np.float32),
+        (np.float32, np.float64, np.float64),
+        (np.int8, np.int8, np.int64),
+        (np.uint8, np.int16, np.int64),
+        (np.bool_, np.bool_, np.int64),
+        (np.int32, np.float32, np.float64),
+    ],
+)
+def test_dtype_rules(rng, x_dtype, w_dtype, result):
+    x = small_ints(rng, (2, 3, 6, 6), x_dtype, 0, 1)
+    w = small_ints(rng, (4, 3, 3, 3), w_dtype, 0, 1)
+    for algorithm in ALGORITHMS:
+        y = fastconv.conv2d(x, w, algorithm=algorithm)
+        assert y.dtype == result
+        np.testing.assert_array_equal(y, reference.conv2d(x, w))
+        exact = reference.conv2d(x.astype(np.int64), w.astype(np.int64))
+        np.testing.assert_array_equal(y, exact.astype(result))
+
+
+def test_float16_rounds_once(rng):
+    x = rng.standard_normal((2, 3, 7, 7)).astype(np.float16)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    expected = reference.conv2d(x.astype(np.float64), w.astype(np.float64)).astype(np.float16)
+    for algorithm in ALGORITHMS:
+        np.testing.assert_allclose(fastconv.conv2d(x, w, algorithm=algorithm).astype(np.float64), expected,
+                                   rtol=2e-3, atol=2e-3)
+
+
+def test_complex_is_a_type_error():
+    with pytest.raises(TypeError, match="complex"):
+        fastconv.conv2d(np.zeros((1, 1, 3, 3), complex), np.zeros((1, 1, 3, 3)))
+
+
+def test_integer_overflow_wraps_like_numpy():
+    x = np.full((1, 1, 2, 2), 2**62, np.int64)
+    w = np.ones((1, 1, 2, 2), np.int64)
+    for algorithm in ALGORITHMS:
+        np.testing.assert_array_equal(fastconv.conv2d(x, w, algorithm=algorithm), [[[[0]]]])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_unbatched_and_out(rng, algorithm):
+    x = rng.standard_normal((3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    expected = reference.conv2d(x, w, padding=1)
+    assert expected.shape == (5, 8, 8)
+    out = np.full((5, 8, 8), np.nan, np.float32)
+    res = fastconv.conv2d(x, w, padding=1, algorithm=algorithm, out=out)
+    assert res is out
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    out16 = np.empty((5, 8, 8), np.float16)
+    res = fastconv.conv2d(x.astype(np.float16), w.astype(np.float16), padding=1, algorithm=algorithm, out=out16)
+    assert res is out16
+    np.testing.assert_allclose(out16, expected, rtol=1e-2, atol=5e-2)
+    with pytest.raises(ValueError, match=r"out must be .*shape \(5, 8, 8\) and dtype float32"):
+        fastconv.conv2d(x, w, padding=1, out=np.empty((1, 5, 8, 8), np.float32))
+
+
+def test_awkward_memory_and_inputs_untouched(rng):
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 2))
+    b = rng.standard_normal(4)
+    expected = reference.conv2d(x, w, b, padding=1)
+    copies = x.copy(), w.copy(), b.copy()
+    for name, xv in nonstandard_views(x).items():
+        for algorithm in ALGORITHMS:
+            got = fastconv.conv2d(xv, nonstandard_views(w)[name], b, padding=1, algorithm=algorithm)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, err_msg=name)
+    for before, after in zip(copies, (x, w, b)):
+        np.testing.assert_array_equal(before, after)
+    got = fastconv.conv2d(x.tolist(), w.tolist(), b.tolist(), padding=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_empty_sizes(rng):
+    w = rng.standard_normal((4, 3, 3, 3))
+    assert fastconv.conv2d(np.zeros((0, 3, 5, 5)), w).shape == (0, 4, 3, 3)
+    y = fastconv.conv2d(np.zeros((2, 0, 5, 5)), np.zeros((4, 0, 3, 3)), np.arange(4.0))
+    np.testing.assert_array_equal(y, np.broadcast_to(np.arange(4.0)[None, :, None, None], (2, 4, 3, 3)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(x=np.zeros((1, 4, 5, 5)), w=np.zeros((2, 3, 3, 3))), ValueError, "weight has 3 input channels"),
+        (dict(x=np.zeros((1, 4, 5, 5)), w=np.zeros((3, 2, 3, 3)), groups=2), ValueError, "groups=2 must divide"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 1, 3, 3)), groups=2), ValueError, "groups=2 must divide"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 3))), ValueError, "weight must be 4-D"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 3, 3)), bias=np.zeros(3)), ValueError,
+         r"bias must have shape \(2,\)"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 6, 6))), ValueError, "larger than the padded input"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 3, 3)), groups=0), ValueError, "groups must be >= 1"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 3, 3)), groups=1.0), TypeError, "groups must be an int"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 3, 3)), algorithm="fft"), ValueError, "algorithm"),
+        (dict(x=np.zeros((5, 5)), w=np.zeros((2, 3, 3, 3))), ValueError, "x must be 4-D"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 3, 3)), stride=0), ValueError, "stride must be >= 1"),
+        (dict(x=np.zeros((1, 3, 5, 5), np.longdouble), w=np.zeros((2, 3, 3, 3))), TypeError, "float64"),
+        (dict(x=np.zeros((1, 3, 5, 5)), w=np.zeros((2, 3, 3, 3)), padding=5, padding_mode="reflect"),
+         ValueError, "reflect"),
+    ],
+)
+def test_errors(kwargs, exc, match):
+    kwargs = dict(kwargs)
+    x, w = kwargs.pop("x"), kwargs.pop("w")
+    bias = kwargs.pop("bias", None)
+    with pytest.raises(exc, match=match):
+        fastconv.conv2d(x, w, bias, **kwargs)
+
+
+# ----------------------------------------------------------------- PyTorch
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("shape, k, kernel, s, p, d, g", GRID)
+def test_matches_torch(torch, rng, shape, k, kernel, s, p, d, g, algorithm, mode):
+    F = torch.nn.functional
+    x = rng.standard_normal(shape)
+    w = weights_for(rng, shape, k, kernel, g)
+    b = rng.standard_normal(k)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g, padding_mode=mode)
+    try:
+        got = fastconv.conv2d(x, w, b, algorithm=algorithm, **kw)
+    except ValueError:
+        pytest.skip("padding too large for this mode")
+    (top, bottom), (left, right) = fastconv.conv_output_shape(shape[2:], kernel, stride=s, padding=p,
+                                                              dilation=d).padding
+    xt = F.pad(torch.from_numpy(x), (left, right, top, bottom), mode="constant" if mode == "zeros" else mode)
+    expected = F.conv2d(xt, torch.from_numpy(w), torch.from_numpy(b), stride=s, dilation=d, groups=g).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-11)
+
+
+def test_matches_torch_float32_nhwc(torch, rng):
+    F = torch.nn.functional
+    x = rng.standard_normal((4, 16, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=2, padding=1).numpy()
+    xh, wh = nhwc(x, w)
+    for algorithm in ALGORITHMS:
+        got = fastconv.conv2d(xh, wh, stride=2, padding=1, layout="NHWC", algorithm=algorithm)
+        np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=1e-4, atol=1e-4)

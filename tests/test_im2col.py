@@ -1,0 +1,289 @@
+"""im2col and col2im: fast == reference == PyTorch, every dtype, layout and memory order."""
+
+import numpy as np
+import pytest
+from helpers import ALL_DTYPES, nonstandard_views, random_array, tolerance
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv import reference
+
+# (x shape NCHW, kernel, stride, padding, dilation)
+GRID = [
+    ((1, 1, 4, 4), 3, 1, 0, 1),
+    ((2, 3, 7, 6), 3, 1, 1, 1),
+    ((2, 3, 7, 6), (2, 3), (2, 1), ((1, 0), (2, 1)), (1, 2)),
+    ((3, 2, 9, 9), 3, 2, "same", 1),
+    ((1, 4, 8, 5), (3, 1), 3, "valid", (2, 1)),
+    ((2, 5, 5, 5), 5, 1, 0, 1),  # kernel equal to the input
+    ((1, 2, 1, 1), 1, 4, 0, 1),  # 1x1 image, stride larger than the kernel
+    ((2, 3, 6, 7), 2, 3, 2, 3),
+]
+LAYOUTS = ["NCHW", "NHWC"]
+
+
+def to_layout(x, layout):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+
+
+@st.composite
+def geometries(draw, max_batch=3, max_channels=4):
+    """A random but valid (x shape NCHW, kernel, stride, padding, dilation)."""
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    pad_kind = draw(st.sampled_from(["int", "pair", "pairs", "same", "valid"]))
+    if pad_kind == "int":
+        padding = draw(st.integers(0, 3))
+        pads = [(padding, padding)] * 2
+    elif pad_kind == "pair":
+        padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+        pads = [(p, p) for p in padding]
+    elif pad_kind == "pairs":
+        padding = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+        pads = list(padding)
+    else:
+        padding = pad_kind
+        pads = [(0, 0)] * 2
+    hw = []
+    for kk, dd, (a, b) in zip(k, d, pads):
+        low = max(1, dd * (kk - 1) + 1 - a - b) if pad_kind != "same" else 1
+        hw.append(draw(st.integers(low, low + 7)))
+    shape = (draw(st.integers(1, max_batch)), draw(st.integers(1, max_channels)), *hw)
+    return shape, k, s, padding, d
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape, k, s, p, d", GRID)
+def test_im2col_matches_reference(rng, shape, k, s, p, d, layout):
+    x = to_layout(rng.standard_normal(shape), layout)
+    kw = dict(stride=s, padding=p, dilation=d, layout=layout)
+    np.testing.assert_array_equal(fastconv.im2col(x, k, **kw), reference.im2col(x, k, **kw))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape, k, s, p, d", GRID)
+def test_col2im_matches_reference(rng, shape, k, s, p, d, layout):
+    x_shape = to_layout(np.empty(shape), layout).shape
+    cols_shape = fastconv.im2col(np.zeros(x_shape), k, stride=s, padding=p, dilation=d, layout=layout).shape
+    cols = rng.standard_normal(cols_shape)
+    kw = dict(stride=s, padding=p, dilation=d, layout=layout)
+    np.testing.assert_allclose(
+        fastconv.col2im(cols, x_shape, k, **kw), reference.col2im(cols, x_shape, k, **kw), rtol=1e-13, atol=1e-13
+    )
+
+
+@given(geo=geometries(), layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from(ALL_DTYPES),
+       mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]), seed=st.integers(0, 2**16))
+def test_im2col_property(geo, layout, dtype, mode, seed):
+    shape, k, s, p, d = geo
+    x = to_layout(random_array(np.random.default_rng(seed), shape, dtype), layout)
+    kw = dict(stride=s, padding=p, dilation=d, layout=layout, padding_mode=mode)
+    try:
+        expected = reference.im2col(x, k, **kw)
+    except ValueError as exc:  # e.g. reflect padding as large as the input: both must refuse
+        with pytest.raises(ValueError, match=str(exc)[:30]):
+            fastconv.im2col(x, k, **kw)
+        return
+    got = fastconv.im2col(x, k, **kw)
+    assert got.dtype == x.dtype and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
+
+
+@given(geo=geometries(), layout=st.sampled_from(LAYOUTS), dtype=st.sampled_from(ALL_DTYPES),
+       seed=st.integers(0, 2**16))
+def test_col2im_property(geo, layout, dtype, seed):
+    shape, k, s, p, d = geo
+    x_shape = to_layout(np.empty(shape), layout).shape
+    kw = dict(stride=s, padding=p, dilation=d, layout=layout)
+    n_rows, n_cols = fastconv.im2col(np.zeros(x_shape, np.uint8), k, **kw).shape
+    cols = random_array(np.random.default_rng(seed), (n_rows, n_cols), dtype)
+    got = fastconv.col2im(cols, x_shape, k, **kw)
+    expected = reference.col2im(cols, x_shape, k, **kw)
+    assert got.dtype == cols.dtype and got.shape == x_shape
+    if np.dtype(dtype).kind in "biu":
+        np.testing.assert_array_equal(got, expected)  # exact, wrapping like NumPy
+    else:
+        rtol, atol = tolerance(dtype)
+        scale = max(1.0, float(np.abs(expected).max(initial=0)))
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * scale * 8)
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_dtype_round_trip(rng, dtype, layout):
+    x = to_layout(random_array(rng, (2, 3, 6, 5), dtype), layout)
+    cols = fastconv.im2col(x, 3, padding=1, layout=layout)
+    np.testing.assert_array_equal(cols, reference.im2col(x, 3, padding=1, layout=layout))
+    back = fastconv.col2im(cols, x.shape, 3, padding=1, layout=layout)
+    ref = reference.col2im(cols, x.shape, 3, padding=1, layout=layout)
+    assert back.dtype == x.dtype
+    if np.dtype(dtype).kind in "biu":
+        np.testing.assert_array_equal(back, ref)
+    else:
+        rtol, atol = tolerance(dtype)
+        np.testing.assert_allclose(back, ref, rtol=rtol, atol=atol * 8)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_awkward_memory(rng, layout):
+    x = to_layout(rng.standard_normal((2, 3, 7, 8)), layout)
+    expected = reference.im2col(x, 3, stride=2, padding=1, layout=layout)
+    for name, view in nonstandard_views(x).items():
+        np.testing.assert_array_equal(fastconv.im2col(view, 3, stride=2, padding=1, layout=layout), expected,
+                                      err_msg=name)
+    for name, view in nonstandard_views(expected).items():
+        np.testing.assert_allclose(fastconv.col2im(view, x.shape, 3, stride=2, padding=1, layout=layout),
+                                   reference.col2im(expected, x.shape, 3, stride=2, padding=1, layout=layout),
+                                   rtol=1e-13, err_msg=name)
+
+
+def test_lists_and_inputs_untouched(rng):
+    x = rng.standard_normal((1, 2, 4, 4))
+    before = x.copy()
+    cols = fastconv.im2col(x, 2, padding=1, padding_mode="reflect")
+    np.testing.assert_array_equal(x, before)
+    cols_before = cols.copy()
+    fastconv.col2im(cols, x.shape, 2, padding=1)
+    np.testing.assert_array_equal(cols, cols_before)
+    np.testing.assert_array_equal(fastconv.im2col(x.tolist(), 2), fastconv.im2col(x, 2))
+
+
+def test_unbatched_input_counts_as_one_image(rng):
+    x = rng.standard_normal((3, 5, 5))
+    np.testing.assert_array_equal(fastconv.im2col(x, 3), fastconv.im2col(x[None], 3))
+    cols = fastconv.im2col(x, 3)
+    assert fastconv.col2im(cols, x.shape, 3).shape == (3, 5, 5)
+    np.testing.assert_array_equal(fastconv.col2im(cols, x.shape, 3), fastconv.col2im(cols, (1, 3, 5, 5), 3)[0])
+
+
+def test_spec_shape_examples():
+    assert fastconv.im2col(np.zeros((9, 3, 5, 5)), 5).shape == (9, 75)
+    assert fastconv.im2col(np.zeros((1, 3, 5, 5)), 3, stride=1, padding=1).shape == (25, 27)
+
+
+def test_adjoint_identity(rng):
+    """<im2col(x), c> == <x, col2im(c)>: col2im is the transpose of im2col."""
+    x = rng.standard_normal((2, 3, 9, 7))
+    kw = dict(stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2))
+    cols = fastconv.im2col(x, (3, 2), **kw)
+    c = rng.standard_normal(cols.shape)
+    lhs = np.vdot(cols, c)
+    rhs = np.vdot(x, fastconv.col2im(c, x.shape, (3, 2), **kw))
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+def test_out_argument(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    out = np.empty((2 * 16, 27), np.float32)
+    res = fastconv.im2col(x, 3, out=out)
+    assert res is out
+    np.testing.assert_array_equal(out, reference.im2col(x, 3))
+    img = np.full(x.shape, 7.0, np.float32)  # stale values must be overwritten
+    res = fastconv.col2im(out, x.shape, 3, out=img)
+    assert res is img
+    np.testing.assert_allclose(img, reference.col2im(out, x.shape, 3), rtol=1e-6)
+    img = np.full(x.shape, 7.0, np.float32)
+    fastconv.col2im(out, x.shape, 3, padding=0, out=img)
+    np.testing.assert_allclose(img, reference.col2im(out, x.shape, 3), rtol=1e-6)
+    padded_cols = fastconv.im2col(x, 3, padding=1)
+    fastconv.col2im(padded_cols, x.shape, 3, padding=1, out=img)
+    np.testing.assert_allclose(img, reference.col2im(padded_cols, x.shape, 3, padding=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "out, match",
+    [
+        (np.empty((32, 27), np.float64), "dtype float64"),
+        (np.empty((27, 32), np.float32), r"shape \(27, 32\)"),
+        (np.empty((32, 54), np.float32)[:, ::2], "not C-contiguous"),
+        ([0.0] * 5, "got list"),
+    ],
+)
+def test_bad_out(out, match):
+    x = np.zeros((2, 3, 6, 6), np.float32)
+    with pytest.raises(ValueError, match=match):
+        fastconv.im2col(x, 3, out=out)
+
+
+def test_read_only_out_is_refused():
+    out = np.empty((32, 27), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fastconv.im2col(np.zeros((2, 3, 6, 6), np.float32), 3, out=out)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: fastconv.im2col(np.zeros((4, 4)), 3), ValueError, "x must be 4-D"),
+        (lambda: fastconv.im2col(np.zeros((1, 1, 4, 4)), 3, layout="NWHC"), ValueError, "layout must be one of"),
+        (lambda: fastconv.im2col(np.array([["a"]]), 1), TypeError, "x must be a numeric array"),
+        (lambda: fastconv.im2col(np.zeros((1, 1, 4, 4)), 5), ValueError, "larger than the padded input"),
+        (lambda: fastconv.im2col(np.zeros((1, 1, 4, 4)), 3, padding=4, padding_mode="reflect"),
+         ValueError, "reflect"),
+        (lambda: fastconv.im2col(np.zeros((1, 1, 4, 4)), 3, padding=5, padding_mode="circular"),
+         ValueError, "circular"),
+        (lambda: fastconv.im2col(np.zeros((1, 1, 4, 4)), 3, padding_mode="mirror"), ValueError, "padding_mode"),
+        (lambda: fastconv.col2im(np.zeros((4, 8)), (1, 1, 4, 4), 3), ValueError, r"cols must have shape .*\(4, 9\)"),
+        (lambda: fastconv.col2im(np.zeros((4, 9)), (4, 4), 3), ValueError, "input_shape must be 4 or 3"),
+        (lambda: fastconv.col2im(np.zeros((4, 9)), (1, 1, 4.0, 4), 3), TypeError, "input_shape"),
+        (lambda: fastconv.col2im(np.zeros((4, 9), object), (1, 1, 4, 4), 3), TypeError, "numeric"),
+    ],
+)
+def test_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_empty_batch_and_channels():
+    assert fastconv.im2col(np.zeros((0, 3, 5, 5)), 3).shape == (0, 27)
+    assert fastconv.im2col(np.zeros((2, 0, 5, 5)), 3).shape == (18, 0)
+    assert fastconv.col2im(np.zeros((0, 27)), (0, 3, 5, 5), 3).shape == (0, 3, 5, 5)
+    np.testing.assert_array_equal(fastconv.col2im(np.zeros((18, 0)), (2, 0, 5, 5), 3), np.zeros((2, 0, 5, 5)))
+
+
+# ----------------------------------------------------------------- PyTorch
+TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("shape, k, s, p, d", [g for g in GRID if not isinstance(g[3], str)])
+def test_im2col_matches_torch_unfold(torch, rng, shape, k, s, p, d, mode):
+    F = torch.nn.functional
+    x = rng.standard_normal(shape)
+    pads = fastconv.conv_output_shape(shape[2:], k, stride=s, padding=p, dilation=d).padding
+    (top, bottom), (left, right) = pads
+    xt = torch.from_numpy(x)
+    if mode == "zeros":
+        xt = F.pad(xt, (left, right, top, bottom))
+    else:
+        try:
+            fastconv.im2col(x, k, stride=s, padding=p, dilation=d, padding_mode=mode)
+        except ValueError:
+            pytest.skip("padding too large for this mode (both libraries refuse)")
+        xt = F.pad(xt, (left, right, top, bottom), mode=TORCH_MODES[mode])
+    expected = F.unfold(xt, k, dilation=d, stride=s).numpy()  # (N, C*KH*KW, L)
+    got = fastconv.im2col(x, k, stride=s, padding=p, dilation=d, padding_mode=mode)
+    np.testing.assert_array_equal(got, expected.transpose(0, 2, 1).reshape(got.shape))
+    got_nhwc = fastconv.im2col(to_layout(x, "NHWC"), k, stride=s, padding=p, dilation=d,
+                               padding_mode=mode, layout="NHWC")
+    kh, kw = (k, k) if isinstance(k, int) else k
+    c = shape[1]
+    as_torch = got_nhwc.reshape(-1, kh, kw, c).transpose(0, 3, 1, 2).reshape(got.shape)
+    np.testing.assert_array_equal(as_torch, got)
+
+
+@pytest.mark.parametrize("shape, k, s, p, d", [g for g in GRID if not isinstance(g[3], str)])
+def test_col2im_matches_torch_fold(torch, rng, shape, k, s, p, d):
+    F = torch.nn.functional
+    pads = fastconv.conv_output_shape(shape[2:], k, stride=s, padding=p, dilation=d).padding
+    (top, bottom), (left, right) = pads
+    n, c, h, w = shape
+    cols = rng.standard_normal(fastconv.im2col(np.zeros(shape), k, stride=s, padding=p, dilation=d).shape)
+    folded = F.fold(torch.from_numpy(cols.reshape(n, -1, cols.shape[1]).transpose(0, 2, 1).copy()),
+                    (h + top + bottom, w + left + right), k, dilation=d, stride=s).numpy()
+    expected = folded[:, :, top:top + h, left:left + w]
+    np.testing.assert_allclose(fastconv.col2im(cols, shape, k, stride=s, padding=p, dilation=d), expected,
+                               rtol=1e-12, atol=1e-12)

@@ -5,6 +5,7 @@ OpenMP is probed by compiling and linking a tiny program.  Without it (or with
 kernels' ``prange`` loops then run on one thread and every test still passes.
 """
 
+import glob
 import os
 import shutil
 import sys
@@ -19,7 +20,11 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KERNELS = ["_openmp_helpers", "_im2col", "_conv_direct"]
+# Every fastconv/_kernels/*.pyx is one extension module.
+KERNELS = sorted(
+    os.path.splitext(os.path.basename(p))[0]
+    for p in glob.glob(os.path.join(HERE, "fastconv", "_kernels", "*.pyx"))
+)
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,

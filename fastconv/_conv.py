@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _im2col as _columns
 from ._arrays import finish
-from ._kernels import _conv_direct, _im2col
+from ._im2col import unfold_batches
+from ._kernels import _conv_direct
 from ._prepare import prepare_conv2d
 from ._threads import get_num_threads
 
 __all__ = ["conv2d"]
 
 ALGORITHMS = ("auto", "direct", "im2col")
-
-#: Bytes of column buffer one im2col+GEMM batch may use; larger batches are split by image.
-COLUMN_BUDGET = 64 * 2**20
 
 
 def _choose_algorithm(call):
@@ -40,28 +37,17 @@ def _conv_direct_run(call, result):
 
 def _conv_im2col_run(call, result):
     """Columns of a batch of images times the weight matrix, one group at a time."""
-    geo = call.geometry
-    n_images = call.x.shape[0]
     groups = call.groups
     if call.channels_last:
         kh, kw, cg, k = call.weight.shape
-        # (KH*KW*Cg, K): rows in (kh, kw, c) order, matching NHWC columns
+        # rows in (kh, kw, c) order, matching NHWC columns
         w_mat = call.weight.reshape(kh * kw, cg, groups, k // groups)
     else:
         k, cg, kh, kw = call.weight.shape
         w_mat = call.weight.reshape(groups, k // groups, cg * kh * kw)
-    kg = k // groups
-    rows_per_image = geo.out_size
-    row_bytes = cg * groups * kh * kw * call.x.itemsize
-    per_batch = max(1, min(n_images, COLUMN_BUDGET // max(1, rows_per_image * row_bytes)))
-    threads = get_num_threads()
-    words = _columns._word_view(call.x, call.channels_last)
-    cols_buf = np.empty((per_batch * rows_per_image, cg * groups * kh * kw), call.x.dtype)
-    for n0 in range(0, n_images, per_batch):
-        n1 = min(n_images, n0 + per_batch)
-        cols = cols_buf[: (n1 - n0) * rows_per_image]
-        _im2col.im2col_2d(words[n0:n1], cols.view(words.dtype).reshape(cols.shape[0], -1),
-                          *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape, threads)
+    kg, depth = k // groups, cg * kh * kw
+    rows_per_image = call.geometry.out_size
+    for n0, n1, cols in unfold_batches(call.x, call.geometry, call.channels_last):
         if call.channels_last:
             res = result[n0:n1].reshape(-1, k)
             if groups == 1:
@@ -76,9 +62,8 @@ def _conv_im2col_run(call, result):
         else:
             res = result[n0:n1].reshape(n1 - n0, k, rows_per_image)
             for g in range(groups):
-                block = cols[:, g * cg * kh * kw:(g + 1) * cg * kh * kw]
-                # (Kg, depth) @ (depth, rows) per image keeps the NCHW output contiguous
-                prod = w_mat[g] @ block.T
+                # (Kg, depth) @ (depth, rows): one product per group for the whole batch
+                prod = w_mat[g] @ cols[:, g * depth:(g + 1) * depth].T
                 res[:, g * kg:(g + 1) * kg, :] = prod.reshape(kg, n1 - n0, rows_per_image).transpose(1, 0, 2)
             res += call.bias[:, None]
 

@@ -50,6 +50,71 @@ def _sum_view(image, channels_last):
     return view.reshape(n, c, h, w, ratio)
 
 
+#: Bytes of column buffer one batch may use when a convolution unfolds images batch by batch.
+COLUMN_BUDGET = 64 * 2**20
+
+
+def unfold(image, geometry, channels_last, cols):
+    """Run the im2col kernel: padded batched ``image`` -> ``cols`` (both C-contiguous, same dtype)."""
+    words = _word_view(image, channels_last)
+    _im2col.im2col_2d(words, cols.view(words.dtype).reshape(cols.shape[0], -1),
+                      *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
+                      get_num_threads())
+
+
+def unfold_batches(image, geometry, channels_last, budget=COLUMN_BUDGET):
+    """Yield ``(n0, n1, cols)``: the columns of images ``n0:n1`` of a padded batch.
+
+    Batches are as large as ``budget`` bytes of columns allow (at least one
+    image), and share one buffer: consume ``cols`` before the next step.
+    """
+    n_images = image.shape[0]
+    rows = geometry.out_size
+    width = (image.shape[-1] if channels_last else image.shape[1]) * geometry.kernel_size
+    per_batch = max(1, min(n_images, budget // max(1, rows * width * image.itemsize)))
+    buffer = np.empty((per_batch * rows, width), image.dtype)
+    for n0 in range(0, n_images, per_batch):
+        n1 = min(n_images, n0 + per_batch)
+        cols = buffer[: (n1 - n0) * rows]
+        unfold(image[n0:n1], geometry, channels_last, cols)
+        yield n0, n1, cols
+
+
+def fold(cols, geometry, batch, channels, channels_last, image=None):
+    """Run the col2im kernel: add ``cols`` into a zeroed padded image and return it.
+
+    ``cols`` must be C-contiguous of an addable dtype (unsigned or signed
+    integers, float32/64, long double, complex). ``image``, if given, is the
+    zeroed padded batched destination; otherwise one is allocated.
+    """
+    spatial = geometry.padded_shape
+    shape = (batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial
+    if image is None:
+        image = np.zeros(shape, cols.dtype)
+    if image.size and cols.size:
+        view = _sum_view(image, channels_last)
+        v = view.shape[4]
+        threads = get_num_threads()
+        # Split the innermost axis only when there are too few (n, g) blocks to share.
+        blocks = view.shape[0] * view.shape[1]
+        v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
+        _im2col.col2im_2d(
+            cols.view(view.dtype).reshape(cols.shape[0], -1), view,
+            *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape, v_chunk, threads,
+        )
+    return image
+
+
+def crop(image, geometry, channels_last):
+    """View of a padded batched image without its padding."""
+    if not geometry.has_padding:
+        return image
+    inner = tuple(slice(a, a + n) for n, (a, _) in zip(geometry.in_shape, geometry.padding))
+    if channels_last:
+        return image[(slice(None),) + inner + (slice(None),)]
+    return image[(slice(None), slice(None)) + inner]
+
+
 def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zeros",
            layout="NCHW", out=None):
     """Unfold every sliding window of a batch of images into one row of a matrix.
@@ -113,12 +178,7 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
     cols = call.out if call.out is not None else np.empty(call.cols_shape, call.dtype)
     if cols.size == 0:
         return cols
-    geo = call.geometry
-    words = _word_view(call.image, call.channels_last)
-    _im2col.im2col_2d(
-        words, cols.view(words.dtype).reshape(cols.shape[0], -1),
-        *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape, get_num_threads(),
-    )
+    unfold(call.image, call.geometry, call.channels_last, cols)
     return cols
 
 
@@ -168,39 +228,17 @@ def col2im(cols, input_shape, kernel_size, *, stride=1, padding=0, dilation=1, l
            [1, 2, 1]])
     """
     call = prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, layout, out)
-    geo = call.geometry
-    dtype = call.dtype
-    work_dtype = {"b": np.dtype(np.uint64), "f": np.dtype(np.float32) if dtype == np.float16 else dtype}
-    work_dtype = work_dtype.get(dtype.kind, dtype)
-    cl = call.channels_last
-    spatial = geo.padded_shape
-    padded_shape = (call.batch,) + spatial + (call.channels,) if cl else (call.batch, call.channels) + spatial
-    direct = (not geo.has_padding and work_dtype == dtype and call.out is not None)
-    if direct:
-        image = call.out.reshape(call.image_shape)
+    geo, dtype = call.geometry, call.dtype
+    # bools add as counts (then != 0: NumPy's logical-or "+"); float16 adds in float32
+    work_dtype = np.dtype(np.uint64) if dtype.kind == "b" else np.dtype(np.float32) if dtype == np.float16 else dtype
+    src = call.cols if work_dtype == dtype else call.cols.astype(work_dtype)
+    if not geo.has_padding and work_dtype == dtype and call.out is not None:
+        image = call.out.reshape(call.image_shape)  # accumulate straight into the user's out
         image[...] = 0
-    else:
-        image = np.zeros(padded_shape, work_dtype)
-    if image.size and call.cols.size:
-        src = call.cols if work_dtype == dtype else call.cols.astype(work_dtype)
-        view = _sum_view(image, cl)
-        v = view.shape[4]
-        threads = get_num_threads()
-        # Split the innermost axis only when there are too few (n, g) blocks to share.
-        blocks = view.shape[0] * view.shape[1]
-        v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
-        _im2col.col2im_2d(
-            src.view(view.dtype).reshape(src.shape[0], -1), view,
-            *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape, v_chunk, threads,
-        )
-    if direct:
+        fold(src, geo, call.batch, call.channels, call.channels_last, image)
         return call.out
-    if geo.has_padding:
-        crop = tuple(slice(a, a + n) for n, (a, _) in zip(geo.in_shape, geo.padding))
-        image = image[(slice(None),) + crop + (slice(None),)] if cl else image[(slice(None), slice(None)) + crop]
-    if dtype.kind == "b":
-        image = image != 0
-    result = image.astype(dtype, copy=False)
+    image = crop(fold(src, geo, call.batch, call.channels, call.channels_last), geo, call.channels_last)
+    result = image != 0 if dtype.kind == "b" else image.astype(dtype, copy=False)
     if not call.batched:
         result = result[0]
     if call.out is None:

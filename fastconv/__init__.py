@@ -4,6 +4,8 @@ The public API follows ``torch.nn.functional`` naming and NumPy conventions:
 
 * :func:`im2col`, :func:`col2im` -- unfold windows into columns and back;
 * :func:`conv2d` -- 2-D convolution (direct loops or im2col + GEMM);
+* :func:`conv2d_grad_input`, :func:`conv2d_grad_weight`, :func:`conv_transpose2d`
+  -- its gradients and its adjoint;
 * :func:`conv_output_shape` -- output size and resolved padding;
 * :func:`get_num_threads`, :func:`set_num_threads`, :func:`num_threads` -- threads;
 * :func:`show_config` -- how this build was made and what it runs on.
@@ -16,6 +18,7 @@ from ._geometry import OutputShape, conv_output_shape
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._im2col import col2im, im2col
 from ._conv import conv2d
+from ._conv_grad import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
 from ._config import show_config
 
 __all__ = [
@@ -23,6 +26,9 @@ __all__ = [
     "im2col",
     "col2im",
     "conv2d",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "conv_transpose2d",
     "conv_output_shape",
     "OutputShape",
     "get_num_threads",

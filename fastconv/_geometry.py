@@ -28,6 +28,7 @@ __all__ = [
     "resolve_layout",
     "check_padding_mode",
     "as_int_tuple",
+    "resolve_padding",
 ]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -105,6 +106,13 @@ def as_int_tuple(value, ndim, name, minimum=1):
     if any(v < minimum for v in values):
         raise ValueError(f"{name} must be >= {minimum} on every axis, got {_fmt(value)}")
     return values
+
+
+def resolve_padding(padding, ndim):
+    """Explicit padding (int, pair or pair of pairs; no strings) as ``(before, after)`` per axis."""
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be ints or (before, after) pairs here, got {padding!r}")
+    return _resolve_padding(padding, (1,) * ndim, (1,) * ndim, (1,) * ndim, (1,) * ndim)
 
 
 def _resolve_padding(padding, in_shape, kernel, stride, dilation):

@@ -10,7 +10,7 @@ computes the same result with plain NumPy. Neither validates anything else.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,14 +25,26 @@ from ._arrays import (
 )
 from ._geometry import (
     ConvGeometry,
+    as_int_tuple,
     check_element_count,
     check_padding_mode,
     conv_geometry,
     resolve_layout,
+    resolve_padding,
 )
 from ._padding import pad_input
 
-__all__ = ["ColumnsCall", "ConvCall", "prepare_im2col", "prepare_col2im", "prepare_conv2d"]
+__all__ = [
+    "ColumnsCall",
+    "ConvCall",
+    "ConvGradCall",
+    "prepare_im2col",
+    "prepare_col2im",
+    "prepare_conv2d",
+    "prepare_conv2d_grad_input",
+    "prepare_conv2d_grad_weight",
+    "prepare_conv_transpose2d",
+]
 
 NDIM = 2  # spatial axes of the 2-D functions
 
@@ -186,6 +198,38 @@ def _check_groups(groups):
     return groups
 
 
+def _weight_dims(weight_shape, channels, groups, channels_last, name="weight"):
+    """Check a weight shape against the input channels and groups; return ``(K, Cg, KH, KW)``."""
+    if len(weight_shape) != 4:
+        expected = "(KH, KW, C/groups, K) (HWIO)" if channels_last else "(K, C/groups, KH, KW) (OIHW)"
+        raise ValueError(f"{name} must be 4-D {expected}, got shape {tuple(weight_shape)}")
+    if channels_last:
+        kh, kw, cg, k = weight_shape
+    else:
+        k, cg, kh, kw = weight_shape
+    if channels % groups or k % groups:
+        raise ValueError(
+            f"groups={groups} must divide both the input channels ({channels}) and the "
+            f"output channels ({k})"
+        )
+    if cg * groups != channels:
+        raise ValueError(
+            f"{name} has {cg} input channels per group, but x has {channels} channels and "
+            f"groups={groups} (expected {channels // groups})"
+        )
+    return k, cg, kh, kw
+
+
+def _shape_tuple(shape, name, length):
+    try:
+        shape = tuple(operator.index(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of ints, got {shape!r}") from None
+    if len(shape) not in length or any(s < 0 for s in shape):
+        raise ValueError(f"{name} must be {' or '.join(map(str, length))} non-negative ints, got {shape!r}")
+    return shape
+
+
 def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, layout, out):
     """Validate a conv2d call; cast to the compute dtype and pad the input once."""
     x = as_array(x, "x")
@@ -194,25 +238,8 @@ def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_m
     result_dtype, compute_dtype = conv_dtypes(x, weight, bias)
     xb, batched, channels_last = layout_and_batch(x, "x", NDIM, layout)
     groups = _check_groups(groups)
-    if weight.ndim != 4:
-        expected = "(KH, KW, C/groups, K) (HWIO)" if channels_last else "(K, C/groups, KH, KW) (OIHW)"
-        raise ValueError(f"weight must be 4-D {expected}, got shape {weight.shape}")
-    if channels_last:
-        kh, kw, cg, k = weight.shape
-        channels = xb.shape[-1]
-    else:
-        k, cg, kh, kw = weight.shape
-        channels = xb.shape[1]
-    if channels % groups or k % groups:
-        raise ValueError(
-            f"groups={groups} must divide both the input channels ({channels}) and the "
-            f"output channels ({k})"
-        )
-    if cg * groups != channels:
-        raise ValueError(
-            f"weight has {cg} input channels per group, but x has {channels} channels and "
-            f"groups={groups} (expected {channels // groups})"
-        )
+    channels = xb.shape[-1] if channels_last else xb.shape[1]
+    k, cg, kh, kw = _weight_dims(weight.shape, channels, groups, channels_last)
     if bias is not None and bias.shape != (k,):
         raise ValueError(f"bias must have shape ({k},) (one per output channel), got {bias.shape}")
     geometry = conv_geometry(_spatial(xb.shape, channels_last), (kh, kw), stride, padding, dilation)
@@ -226,3 +253,169 @@ def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_m
     bk = np.zeros(k, compute_dtype) if bias is None else kernel_array(bias, compute_dtype)
     return ConvCall(xk, wk, bk, bias is not None, geometry, groups, channels_last, out_shape,
                     result_dtype, compute_dtype, batched, out)
+
+
+@dataclass
+class ConvGradCall:
+    """A validated conv2d gradient (or transposed convolution) call.
+
+    Attributes
+    ----------
+    grad : ndarray
+        Batched, C-contiguous ``grad_output`` in the compute dtype, user layout.
+    x : ndarray or None
+        grad_weight: the padded, batched input in the compute dtype. Else None.
+    weight : ndarray or None
+        grad_input: the C-contiguous weight in the compute dtype. Else None.
+    dims : tuple
+        ``(K, Cg, KH, KW)``.
+    geometry : ConvGeometry
+        Geometry of the forward convolution (its ``out_shape`` is grad's spatial shape).
+    groups : int
+    channels_last : bool
+    image_shape : tuple
+        Batched shape of the forward input, user layout.
+    result_shape : tuple
+        Shape of the result (batched for grad_input, the weight shape for grad_weight).
+    result_dtype, compute_dtype : numpy.dtype
+    batched : bool
+    out : ndarray or None
+    bias : ndarray or None
+        conv_transpose2d only: ``(C_out,)`` in the compute dtype.
+    """
+
+    grad: np.ndarray
+    x: np.ndarray | None
+    weight: np.ndarray | None
+    dims: tuple
+    geometry: ConvGeometry
+    groups: int
+    channels_last: bool
+    image_shape: tuple
+    result_shape: tuple
+    result_dtype: np.dtype
+    compute_dtype: np.dtype
+    batched: bool
+    out: np.ndarray | None
+    bias: np.ndarray | None = None
+
+
+def _check_grad_output(grad, image_shape, k, geometry, channels_last, batched, name, partial=False):
+    """Check grad_output against the forward convolution; return it batched, and the geometry.
+
+    With ``partial`` (conv_transpose2d with ``output_padding >= stride``), the
+    forward convolution may have one more output row or column than ``grad``
+    holds: the geometry is then narrowed to ``grad``'s spatial shape.
+    """
+    expected = from_channels_first((image_shape[0], k) + geometry.out_shape, channels_last)
+    user_expected = expected if batched else expected[1:]
+    if grad.ndim != len(user_expected):
+        raise ValueError(
+            f"{name} must be {len(user_expected)}-D like the convolution's output "
+            f"{user_expected}, got shape {grad.shape}"
+        )
+    gb = grad if batched else grad[np.newaxis]
+    spatial = _spatial(gb.shape, channels_last)
+    if partial and all(a <= b for a, b in zip(spatial, geometry.out_shape)):
+        geometry = replace(geometry, out_shape=spatial)
+        expected = from_channels_first((image_shape[0], k) + spatial, channels_last)
+    if gb.shape != expected:
+        raise ValueError(
+            f"{name} must have shape {user_expected} (the conv2d output for input shape "
+            f"{image_shape if batched else image_shape[1:]}), got {grad.shape}"
+        )
+    return gb, geometry
+
+
+def prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding, dilation, groups,
+                              layout, out):
+    """Validate a conv2d_grad_input call."""
+    grad = as_array(grad_output, "grad_output")
+    weight = as_array(weight, "weight")
+    result_dtype, compute_dtype = conv_dtypes(grad, weight, names=("grad_output", "weight"))
+    channels_last = resolve_layout(layout, NDIM)
+    shape = _shape_tuple(input_shape, "input_shape", (NDIM + 1, NDIM + 2))
+    batched = len(shape) == NDIM + 2
+    image_shape = shape if batched else (1,) + shape
+    check_element_count(image_shape, "input_shape")
+    groups = _check_groups(groups)
+    channels = image_shape[-1] if channels_last else image_shape[1]
+    dims = _weight_dims(weight.shape, channels, groups, channels_last)
+    geometry = conv_geometry(_spatial(image_shape, channels_last), dims[2:], stride, padding, dilation)
+    grad, geometry = _check_grad_output(grad, image_shape, dims[0], geometry, channels_last, batched,
+                                        "grad_output")
+    out = check_out(out, shape, result_dtype)
+    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
+                        geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
+                        batched, out)
+
+
+def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups, layout, out):
+    """Validate a conv_transpose2d call as the input gradient of the forward convolution it inverts.
+
+    The weight is read as that forward convolution's weight: PyTorch's
+    ``(C_in, C_out/groups, KH, KW)`` is OIHW with O = C_in; Keras's
+    ``(KH, KW, C_out/groups, C_in)`` is HWIO.
+    """
+    x = as_array(x, "x")
+    weight = as_array(weight, "weight")
+    bias = None if bias is None else as_array(bias, "bias")
+    result_dtype, compute_dtype = conv_dtypes(x, weight, bias)
+    xb, batched, channels_last = layout_and_batch(x, "x", NDIM, layout)
+    groups = _check_groups(groups)
+    if isinstance(padding, str):
+        raise ValueError(f"conv_transpose2d takes padding as ints or (before, after) pairs, got {padding!r}")
+    if weight.ndim != 4:
+        expected = "(KH, KW, C_out/groups, C_in)" if channels_last else "(C_in, C_out/groups, KH, KW)"
+        raise ValueError(f"weight must be 4-D {expected}, got shape {weight.shape}")
+    cin, cout_g, kh, kw = (weight.shape[3], weight.shape[2], *weight.shape[:2]) if channels_last else weight.shape
+    x_channels = xb.shape[-1] if channels_last else xb.shape[1]
+    if cin != x_channels:
+        raise ValueError(f"weight is for {cin} input channels, but x has {x_channels}")
+    dims = _weight_dims(weight.shape, cout_g * groups, groups, channels_last)
+    stride = as_int_tuple(stride, NDIM, "stride")
+    dilation = as_int_tuple(dilation, NDIM, "dilation")
+    out_pad = as_int_tuple(output_padding, NDIM, "output_padding", minimum=0)
+    if any(op >= max(s, d) for op, s, d in zip(out_pad, stride, dilation)):
+        raise ValueError(
+            f"output_padding must be smaller than stride or dilation on each axis, got "
+            f"output_padding={out_pad}, stride={stride}, dilation={dilation}"
+        )
+    in_spatial = _spatial(xb.shape, channels_last)
+    pads = resolve_padding(padding, NDIM)
+    spatial = tuple((n - 1) * s - a - b + d * (k - 1) + op + 1
+                    for n, s, (a, b), d, k, op in zip(in_spatial, stride, pads, dilation, (kh, kw), out_pad))
+    if any(n < 1 for n in spatial):
+        raise ValueError(
+            f"conv_transpose2d output would have spatial shape {spatial} for x of shape {x.shape}; "
+            "reduce padding"
+        )
+    image_shape = from_channels_first((xb.shape[0], cout_g * groups) + spatial, channels_last)
+    check_element_count(image_shape, "the output")
+    geometry = conv_geometry(spatial, (kh, kw), stride, pads, dilation)
+    grad, geometry = _check_grad_output(xb, image_shape, dims[0], geometry, channels_last, True, "x",
+                                        partial=True)
+    if bias is not None and bias.shape != (cout_g * groups,):
+        raise ValueError(f"bias must have shape ({cout_g * groups},) (one per output channel), got {bias.shape}")
+    out = check_out(out, image_shape if batched else image_shape[1:], result_dtype)
+    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
+                        geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
+                        batched, out, None if bias is None else kernel_array(bias, compute_dtype))
+
+
+def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups, layout, out):
+    """Validate a conv2d_grad_weight call; pad the input once."""
+    grad = as_array(grad_output, "grad_output")
+    x = as_array(x, "x")
+    result_dtype, compute_dtype = conv_dtypes(grad, x, names=("grad_output", "x"))
+    xb, batched, channels_last = layout_and_batch(x, "x", NDIM, layout)
+    groups = _check_groups(groups)
+    wshape = _shape_tuple(weight_shape, "weight_shape", (4,))
+    channels = xb.shape[-1] if channels_last else xb.shape[1]
+    dims = _weight_dims(wshape, channels, groups, channels_last, name="weight_shape")
+    geometry = conv_geometry(_spatial(xb.shape, channels_last), dims[2:], stride, padding, dilation)
+    grad, _ = _check_grad_output(grad, xb.shape, dims[0], geometry, channels_last, batched, "grad_output")
+    out = check_out(out, wshape, result_dtype)
+    xk = pad_input(kernel_array(xb, compute_dtype), geometry, "zeros", channels_last)
+    return ConvGradCall(kernel_array(grad, compute_dtype), xk, None, dims, geometry, groups, channels_last,
+                        xb.shape, wshape, result_dtype, compute_dtype, batched, out)

@@ -22,9 +22,16 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import finish
-from ._prepare import prepare_col2im, prepare_conv2d, prepare_im2col
+from ._prepare import (
+    prepare_col2im,
+    prepare_conv2d,
+    prepare_conv2d_grad_input,
+    prepare_conv2d_grad_weight,
+    prepare_conv_transpose2d,
+    prepare_im2col,
+)
 
-__all__ = ["im2col", "col2im", "conv2d"]
+__all__ = ["im2col", "col2im", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
 
 
 def _tap(geometry, kh, kw):
@@ -103,3 +110,85 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     if call.result_dtype != call.compute_dtype:
         result = result.astype(call.result_dtype)
     return finish(result, call.batched, call.out)
+
+
+def _nchw(a, channels_last):
+    return a.transpose(0, 3, 1, 2) if channels_last else a
+
+
+def _oihw(w, channels_last):
+    return w.transpose(3, 2, 0, 1) if channels_last else w
+
+
+def _to_layout(a, channels_last):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)) if channels_last else a
+
+
+def _grad_input(call):
+    """dL/dx: every tap scatters ``w[k, c, kh, kw] * grad[n, k]`` back under the kernel."""
+    grad = _nchw(call.grad, call.channels_last)
+    w = _oihw(call.weight, call.channels_last)
+    k, cg, kh_size, kw_size = w.shape
+    kg = k // call.groups
+    geo = call.geometry
+    n = grad.shape[0]
+    image = np.zeros((n, cg * call.groups) + geo.padded_shape, call.compute_dtype)
+    for g in range(call.groups):
+        channels, filters = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
+        for kh in range(kh_size):
+            for kw in range(kw_size):
+                rows, cols = _tap(geo, kh, kw)
+                image[:, channels, rows, cols] += np.einsum("kc,nkhw->nchw", w[filters, :, kh, kw], grad[:, filters])
+    (top, _), (left, _) = geo.padding
+    image = image[:, :, top:top + geo.in_shape[0], left:left + geo.in_shape[1]]
+    return _to_layout(image, call.channels_last)
+
+
+def _finish_grad(result, call):
+    if call.result_dtype != call.compute_dtype:
+        result = result.astype(call.result_dtype)
+    return finish(result, call.batched, call.out)
+
+
+def conv2d_grad_input(grad_output, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                      layout="NCHW", out=None):
+    """Reference :func:`fastconv.conv2d_grad_input`: a scatter per kernel tap."""
+    call = prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding, dilation, groups,
+                                     layout, out)
+    return _finish_grad(_grad_input(call), call)
+
+
+def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                       layout="NCHW", out=None):
+    """Reference :func:`fastconv.conv2d_grad_weight`: one contraction per kernel tap."""
+    call = prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups,
+                                      layout, out)
+    grad = _nchw(call.grad, call.channels_last)
+    image = _nchw(call.x, call.channels_last)
+    k, cg, kh_size, kw_size = call.dims
+    kg = k // call.groups
+    grad_w = np.zeros((k, cg, kh_size, kw_size), call.compute_dtype)
+    for g in range(call.groups):
+        channels, filters = slice(g * cg, (g + 1) * cg), slice(g * kg, (g + 1) * kg)
+        for kh in range(kh_size):
+            for kw in range(kw_size):
+                rows, cols = _tap(call.geometry, kh, kw)
+                grad_w[filters, :, kh, kw] = np.einsum("nkhw,nchw->kc", grad[:, filters], image[:, channels, rows, cols])
+    if call.channels_last:
+        grad_w = grad_w.transpose(2, 3, 1, 0)
+    result = np.ascontiguousarray(grad_w.astype(call.result_dtype, copy=False))
+    if call.out is None:
+        return result
+    np.copyto(call.out, result)
+    return call.out
+
+
+def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                     layout="NCHW", out=None):
+    """Reference :func:`fastconv.conv_transpose2d`: the input gradient of the forward convolution, plus bias."""
+    call = prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                    layout, out)
+    result = _grad_input(call)
+    if call.bias is not None:
+        result = result + (call.bias if call.channels_last else call.bias[:, None, None])
+    return _finish_grad(result, call)

@@ -97,6 +97,9 @@ CASES = [
     ("conv-direct-nhwc", lambda x, w: fastconv.conv2d(
         x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), padding=1, layout="NHWC", algorithm="direct")),
     ("conv-im2col", lambda x, w: fastconv.conv2d(x, w, padding=1, algorithm="im2col")),
+    ("grad-input", lambda x, w: fastconv.conv2d_grad_input(fastconv.conv2d(x, w), w, x.shape)),
+    ("grad-weight", lambda x, w: fastconv.conv2d_grad_weight(fastconv.conv2d(x, w), x, w.shape)),
+    ("conv-transpose", lambda x, w: fastconv.conv_transpose2d(fastconv.conv2d(x, w), w, stride=1)),
 ]
 
 

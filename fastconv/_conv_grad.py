@@ -1,0 +1,241 @@
+"""Gradients of conv2d and the transposed convolution, as GEMMs around the im2col/col2im kernels.
+
+* dL/dx: ``cols = grad_rows @ W`` per group, then the col2im kernel folds
+  ``cols`` back into the image (parallel over disjoint pixels, no races).
+* dL/dw: the im2col kernel unfolds ``x``; ``grad_rows.T @ cols`` per group.
+* ``conv_transpose2d`` is dL/dx of the convolution that maps its output back
+  to its input, plus a bias.
+
+Images are processed in batches so the column buffer stays bounded; the batch
+size depends only on shapes, so results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._arrays import finish
+from ._im2col import COLUMN_BUDGET, crop, fold, unfold_batches
+from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
+
+__all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
+
+
+def _grad_rows(grad, channels_last):
+    """grad_output as ``(N*OH*OW, K)`` rows (a copy for NCHW, a view for NHWC)."""
+    if channels_last:
+        return grad.reshape(-1, grad.shape[-1])
+    return np.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(-1, grad.shape[1])
+
+
+def _weight_matrices(weight, dims, groups, channels_last):
+    """Per-group weight matrices ``(Kg, depth)`` whose columns follow the im2col column order."""
+    k, cg, kh, kw = dims
+    kg = k // groups
+    if channels_last:  # HWIO -> (groups, Kg, KH*KW*Cg)
+        return weight.reshape(kh * kw * cg, groups, kg).transpose(1, 2, 0)
+    return weight.reshape(groups, kg, cg * kh * kw)
+
+
+def _columns_group(cols, g, dims, groups, channels_last):
+    """View of the columns belonging to group ``g`` (a 3-D view for NHWC's (kh, kw, c) order)."""
+    k, cg, kh, kw = dims
+    if channels_last:
+        return cols.reshape(cols.shape[0], kh * kw, groups, cg)[:, :, g, :]
+    return cols[:, g * cg * kh * kw:(g + 1) * cg * kh * kw]
+
+
+def _grad_input(call):
+    """dL/dx for a prepared call, batched, in the compute dtype and user layout."""
+    k, cg, kh, kw = call.dims
+    geo, groups, cl = call.geometry, call.groups, call.channels_last
+    kg, depth = k // groups, cg * kh * kw
+    n_images = call.image_shape[0]
+    channels = cg * groups
+    rows_per_image = geo.out_size
+    w_mats = _weight_matrices(call.weight, call.dims, groups, cl)
+    result = np.empty(call.image_shape, call.compute_dtype)
+    per_batch = max(1, min(n_images, COLUMN_BUDGET // max(1, rows_per_image * depth * groups * result.itemsize)))
+    cols_buf = np.empty((per_batch * rows_per_image, depth * groups), call.compute_dtype)
+    for n0 in range(0, n_images, per_batch):
+        n1 = min(n_images, n0 + per_batch)
+        rows = _grad_rows(call.grad[n0:n1], cl)
+        cols = cols_buf[: rows.shape[0]]
+        for g in range(groups):
+            block = rows[:, g * kg:(g + 1) * kg] @ w_mats[g]
+            _columns_group(cols, g, call.dims, groups, cl)[...] = block.reshape(
+                _columns_group(cols, g, call.dims, groups, cl).shape)
+        image = fold(cols, geo, n1 - n0, channels, cl)
+        result[n0:n1] = crop(image, geo, cl)
+    return result
+
+
+def _grad_weight(call):
+    """dL/dw for a prepared call, in the compute dtype and the user's weight layout."""
+    k, cg, kh, kw = call.dims
+    groups, cl = call.groups, call.channels_last
+    kg = k // groups
+    grad_w = np.zeros((groups, kg, kh * kw * cg if cl else cg * kh * kw), call.compute_dtype)
+    for n0, n1, cols in unfold_batches(call.x, call.geometry, cl):
+        rows = _grad_rows(call.grad[n0:n1], cl)
+        for g in range(groups):
+            block = _columns_group(cols, g, call.dims, groups, cl).reshape(cols.shape[0], -1)
+            grad_w[g] += rows[:, g * kg:(g + 1) * kg].T @ block
+    if cl:  # (groups, Kg, KH*KW*Cg) -> HWIO (KH, KW, Cg, K)
+        return grad_w.reshape(k, kh, kw, cg).transpose(1, 2, 3, 0)
+    return grad_w.reshape(k, cg, kh, kw)
+
+
+def _finish_grad(result, call):
+    if call.result_dtype != call.compute_dtype:
+        result = result.astype(call.result_dtype)
+    return finish(result, call.batched, call.out)
+
+
+def conv2d_grad_input(grad_output, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                      layout="NCHW", out=None):
+    """Gradient of :func:`fastconv.conv2d` with respect to its input (``torch.nn.grad.conv2d_input``).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        dL/dy, shaped like the convolution's output: ``(N, K, OH, OW)``
+        (NCHW) or ``(N, OH, OW, K)`` (NHWC); unbatched without ``N``.
+    weight : array_like
+        The convolution's weight, OIHW (NCHW) or HWIO (NHWC).
+    input_shape : tuple of int
+        Shape of the convolution's input ``x`` (4 ints, or 3 when unbatched).
+    stride, padding, dilation, groups, layout
+        As given to :func:`fastconv.conv2d` (zero padding).
+    out : ndarray, optional
+        C-contiguous array of shape ``input_shape`` and the result dtype.
+
+    Returns
+    -------
+    ndarray
+        dL/dx of shape ``input_shape``; dtype rules as for :func:`fastconv.conv2d`.
+
+    Raises
+    ------
+    ValueError
+        ``grad_output`` does not match the convolution of ``input_shape`` by
+        ``weight``, or a bad geometry, ``groups`` or ``out``.
+    TypeError
+        Complex or non-numeric dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> w = np.ones((1, 1, 2, 2), dtype=int)
+    >>> fastconv.conv2d_grad_input(np.ones((1, 1, 2, 2), dtype=int), w, (1, 1, 3, 3))[0, 0]
+    array([[1, 2, 1],
+           [2, 4, 2],
+           [1, 2, 1]])
+    """
+    call = prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding, dilation, groups,
+                                     layout, out)
+    return _finish_grad(_grad_input(call), call)
+
+
+def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
+                       layout="NCHW", out=None):
+    """Gradient of :func:`fastconv.conv2d` with respect to its weight (``torch.nn.grad.conv2d_weight``).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        dL/dy, shaped like the convolution's output.
+    x : array_like
+        The convolution's input.
+    weight_shape : tuple of int
+        Shape of the weight: OIHW ``(K, C/groups, KH, KW)`` or HWIO
+        ``(KH, KW, C/groups, K)``.
+    stride, padding, dilation, groups, layout
+        As given to :func:`fastconv.conv2d` (zero padding).
+    out : ndarray, optional
+        C-contiguous array of shape ``weight_shape`` and the result dtype.
+
+    Returns
+    -------
+    ndarray
+        dL/dw of shape ``weight_shape``. The bias gradient is
+        ``grad_output.sum(axis=(0, 2, 3))`` (NCHW) or ``sum(axis=(0, 1, 2))`` (NHWC).
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, bad geometry, ``groups`` or ``out``.
+    TypeError
+        Complex or non-numeric dtypes.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(9).reshape(1, 1, 3, 3)
+    >>> fastconv.conv2d_grad_weight(np.ones((1, 1, 2, 2), dtype=int), x, (1, 1, 2, 2))[0, 0]
+    array([[ 8, 12],
+           [20, 24]])
+    """
+    call = prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups,
+                                      layout, out)
+    result = _grad_weight(call)
+    if call.result_dtype != call.compute_dtype:
+        result = result.astype(call.result_dtype)
+    if call.out is None:
+        return np.ascontiguousarray(result)
+    np.copyto(call.out, result)
+    return call.out
+
+
+def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
+                     layout="NCHW", out=None):
+    """Transposed 2-D convolution, as ``torch.nn.functional.conv_transpose2d``.
+
+    The adjoint of :func:`fastconv.conv2d`: each input pixel scatters a
+    weighted copy of the kernel into the output.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C_in, H, W)`` (NCHW) or ``(N, H, W, C_in)`` (NHWC); unbatched without ``N``.
+    weight : array_like
+        NCHW: PyTorch's ``(C_in, C_out/groups, KH, KW)``. NHWC: Keras's
+        ``Conv2DTranspose`` kernel ``(KH, KW, C_out/groups, C_in)``.
+    bias : array_like, optional
+        ``(C_out,)``.
+    stride, dilation : int or (int, int), optional
+        Default 1.
+    padding : int, pair or pair of pairs, optional
+        Rows/columns removed from each side of the full output (PyTorch).
+        Strings are refused.
+    output_padding : int or (int, int), optional
+        Extra rows/columns at the bottom/right, each smaller than ``stride``
+        or ``dilation``; resolves the size ambiguity of strided convolutions.
+    groups : int, optional
+        Default 1.
+    layout : {'NCHW', 'NHWC'}, optional
+        Default ``'NCHW'``.
+    out : ndarray, optional
+        C-contiguous array of the result's shape and dtype.
+
+    Returns
+    -------
+    ndarray
+        ``H_out = (H - 1) * stride - pad_top - pad_bottom + dilation * (KH - 1) + output_padding + 1``
+        (likewise ``W_out``); dtype rules as for :func:`fastconv.conv2d`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.conv_transpose2d(np.ones((1, 1, 2, 2), int), np.ones((1, 1, 2, 2), int), stride=2)[0, 0]
+    array([[1, 1, 1, 1],
+           [1, 1, 1, 1],
+           [1, 1, 1, 1],
+           [1, 1, 1, 1]])
+    """
+    call = prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups,
+                                    layout, out)
+    result = _grad_input(call)
+    if call.bias is not None:
+        result += call.bias if call.channels_last else call.bias[:, None, None]
+    return _finish_grad(result, call)

@@ -1,0 +1,197 @@
+"""conv2d_grad_input, conv2d_grad_weight, conv_transpose2d: == reference == finite differences == PyTorch."""
+
+import numpy as np
+import pytest
+from helpers import small_ints, tolerance
+from hypothesis import given
+from hypothesis import strategies as st
+from test_conv2d import GRID, nhwc, weights_for
+from test_im2col import geometries
+
+import fastconv
+from fastconv import reference
+
+
+def forward_setup(rng, shape, k, kernel, s, p, d, g, dtype=np.float64):
+    x = rng.standard_normal(shape).astype(dtype)
+    w = weights_for(rng, shape, k, kernel, g, dtype)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g)
+    grad = rng.standard_normal(fastconv.conv2d(x, w, **kw).shape).astype(dtype)
+    return x, w, grad, kw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, kernel, s, p, d, g", GRID)
+def test_gradients_match_reference(rng, shape, k, kernel, s, p, d, g, dtype):
+    x, w, grad, kw = forward_setup(rng, shape, k, kernel, s, p, d, g, dtype)
+    rtol, atol = tolerance(dtype)
+    gi = fastconv.conv2d_grad_input(grad, w, x.shape, **kw)
+    gw = fastconv.conv2d_grad_weight(grad, x, w.shape, **kw)
+    assert gi.dtype == dtype and gw.dtype == dtype
+    np.testing.assert_allclose(gi, reference.conv2d_grad_input(grad, w, x.shape, **kw), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(gw, reference.conv2d_grad_weight(grad, x, w.shape, **kw), rtol=rtol, atol=atol * 100)
+    xh, wh = nhwc(x, w)
+    gh = np.ascontiguousarray(grad.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(fastconv.conv2d_grad_input(gh, wh, xh.shape, layout="NHWC", **kw),
+                               gi.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(gh, xh, wh.shape, layout="NHWC", **kw),
+                               gw.transpose(2, 3, 1, 0), rtol=rtol, atol=atol * 100)
+
+
+@given(geo=geometries(max_channels=4), k_per_group=st.integers(1, 3), groups=st.sampled_from([1, 2]),
+       layout=st.sampled_from(["NCHW", "NHWC"]), seed=st.integers(0, 2**16))
+def test_property_integers_exact(geo, k_per_group, groups, layout, seed):
+    shape, kernel, s, p, d = geo
+    rng = np.random.default_rng(seed)
+    shape = (shape[0], shape[1] * groups) + shape[2:]
+    x = small_ints(rng, shape)
+    w = small_ints(rng, (k_per_group * groups, shape[1] // groups) + kernel)
+    kw = dict(stride=s, padding=p, dilation=d, groups=groups)
+    grad = small_ints(rng, fastconv.conv2d(x, w, **kw).shape)
+    if layout == "NHWC":
+        x, w = nhwc(x, w)
+        grad = np.ascontiguousarray(grad.transpose(0, 2, 3, 1))
+    kw["layout"] = layout
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad, w, x.shape, **kw),
+                                  reference.conv2d_grad_input(grad, w, x.shape, **kw))
+    np.testing.assert_array_equal(fastconv.conv2d_grad_weight(grad, x, w.shape, **kw),
+                                  reference.conv2d_grad_weight(grad, x, w.shape, **kw))
+
+
+def test_adjoint_identities(rng):
+    """<conv(x, w), G> == <x, grad_input(G)> == <w, grad_weight(G)>."""
+    x, w, grad, kw = forward_setup(rng, (2, 4, 9, 8), 6, (3, 2), (2, 1), ((1, 2), (0, 1)), (1, 2), 2)
+    y = fastconv.conv2d(x, w, **kw)
+    lhs = np.vdot(y, grad)
+    assert np.vdot(x, fastconv.conv2d_grad_input(grad, w, x.shape, **kw)) == pytest.approx(lhs, rel=1e-12)
+    assert np.vdot(w, fastconv.conv2d_grad_weight(grad, x, w.shape, **kw)) == pytest.approx(lhs, rel=1e-12)
+
+
+def test_finite_differences(rng):
+    x, w, grad, kw = forward_setup(rng, (1, 2, 6, 5), 3, 3, (2, 1), 1, (1, 2), 1)
+
+    def loss(x_, w_):
+        return float(np.vdot(fastconv.conv2d(x_, w_, **kw), grad))
+
+    gi = fastconv.conv2d_grad_input(grad, w, x.shape, **kw)
+    gw = fastconv.conv2d_grad_weight(grad, x, w.shape, **kw)
+    eps = 1e-6
+    for idx in [(0, 0, 0, 0), (0, 1, 3, 2), (0, 1, 5, 4), (0, 0, 2, 1)]:
+        e = np.zeros_like(x)
+        e[idx] = eps
+        numeric = (loss(x + e, w) - loss(x - e, w)) / (2 * eps)
+        assert gi[idx] == pytest.approx(numeric, rel=1e-6, abs=1e-8)
+    for idx in [(0, 0, 0, 0), (2, 1, 2, 2), (1, 0, 1, 2)]:
+        e = np.zeros_like(w)
+        e[idx] = eps
+        numeric = (loss(x, w + e) - loss(x, w - e)) / (2 * eps)
+        assert gw[idx] == pytest.approx(numeric, rel=1e-6, abs=1e-8)
+
+
+@pytest.mark.parametrize("shape, k, kernel, s, p, d, g", [c for c in GRID if not isinstance(c[4], str)])
+def test_transpose_matches_reference_and_adjoint(rng, shape, k, kernel, s, p, d, g):
+    x, w, grad, kw = forward_setup(rng, shape, k, kernel, s, p, d, g)
+    # conv_transpose2d(grad, w) is conv2d_grad_input(grad, w) up to output_padding
+    y = fastconv.conv_transpose2d(grad, w, stride=s, padding=p, dilation=d, groups=g)
+    y_ref = reference.conv_transpose2d(grad, w, stride=s, padding=p, dilation=d, groups=g)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    gi = fastconv.conv2d_grad_input(grad, w, x.shape, **kw)
+    common = tuple(slice(0, min(a, b)) for a, b in zip(y.shape, gi.shape))
+    np.testing.assert_allclose(y[common], gi[common], rtol=1e-12, atol=1e-12)
+
+
+def test_integer_dtypes_and_unbatched(rng):
+    x = small_ints(rng, (3, 6, 6), np.int8)
+    w = small_ints(rng, (4, 3, 3, 3), np.int16)
+    grad = small_ints(rng, (4, 4, 4), np.int32)
+    gi = fastconv.conv2d_grad_input(grad, w, x.shape)
+    gw = fastconv.conv2d_grad_weight(grad, x, w.shape)
+    assert gi.dtype == np.int64 and gi.shape == x.shape
+    assert gw.dtype == np.int64 and gw.shape == w.shape
+    np.testing.assert_array_equal(gi, reference.conv2d_grad_input(grad, w, x.shape))
+    np.testing.assert_array_equal(gw, reference.conv2d_grad_weight(grad, x, w.shape))
+    y = fastconv.conv_transpose2d(grad, w, np.arange(3), stride=1)
+    assert y.dtype == np.int64 and y.shape == (3, 6, 6)
+    np.testing.assert_array_equal(y, reference.conv_transpose2d(grad, w, np.arange(3)))
+
+
+def test_float16_and_out(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float16)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float16)
+    grad = rng.standard_normal((2, 4, 4, 4)).astype(np.float16)
+    out = np.empty(x.shape, np.float16)
+    assert fastconv.conv2d_grad_input(grad, w, x.shape, out=out) is out
+    np.testing.assert_allclose(out.astype(float), reference.conv2d_grad_input(grad, w, x.shape).astype(float),
+                               rtol=5e-3, atol=5e-3)
+    out_w = np.empty(w.shape, np.float16)
+    assert fastconv.conv2d_grad_weight(grad, x, w.shape, out=out_w) is out_w
+    np.testing.assert_allclose(out_w.astype(float), reference.conv2d_grad_weight(grad, x, w.shape).astype(float),
+                               rtol=5e-3, atol=2e-2)
+    out_t = np.empty((2, 3, 6, 6), np.float16)
+    assert fastconv.conv_transpose2d(grad, w, out=out_t) is out_t
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: fastconv.conv2d_grad_input(np.zeros((1, 4, 3, 3)), np.zeros((4, 3, 3, 3)), (1, 3, 6, 6)),
+         ValueError, r"grad_output must have shape \(1, 4, 4, 4\)"),
+        (lambda: fastconv.conv2d_grad_input(np.zeros((1, 4, 4, 4)), np.zeros((4, 3, 3, 3)), (1, 2, 6, 6)),
+         ValueError, "weight has 3 input channels"),
+        (lambda: fastconv.conv2d_grad_input(np.zeros((1, 4, 4, 4)), np.zeros((4, 3, 3, 3)), (6, 6)),
+         ValueError, "input_shape must be 3 or 4"),
+        (lambda: fastconv.conv2d_grad_weight(np.zeros((1, 4, 4, 4)), np.zeros((1, 3, 6, 6)), (4, 3, 3)),
+         ValueError, "weight_shape must be 4"),
+        (lambda: fastconv.conv2d_grad_weight(np.zeros((4, 4, 4)), np.zeros((1, 3, 6, 6)), (4, 3, 3, 3)),
+         ValueError, "grad_output must be 4-D"),
+        (lambda: fastconv.conv2d_grad_weight(np.zeros((1, 4, 4, 4), complex), np.zeros((1, 3, 6, 6)), (4, 3, 3, 3)),
+         TypeError, "complex"),
+        (lambda: fastconv.conv_transpose2d(np.zeros((1, 3, 4, 4)), np.zeros((3, 2, 3, 3)), padding="same"),
+         ValueError, "ints or"),
+        (lambda: fastconv.conv_transpose2d(np.zeros((1, 3, 4, 4)), np.zeros((3, 2, 3, 3)), stride=2,
+                                           output_padding=2), ValueError, "output_padding must be smaller"),
+        (lambda: fastconv.conv_transpose2d(np.zeros((1, 3, 4, 4)), np.zeros((2, 2, 3, 3))),
+         ValueError, "weight is for 2 input channels"),
+        (lambda: fastconv.conv_transpose2d(np.zeros((1, 3, 1, 1)), np.zeros((3, 2, 1, 1)), padding=1),
+         ValueError, "reduce padding"),
+        (lambda: fastconv.conv_transpose2d(np.zeros((1, 3, 4, 4)), np.zeros((3, 2, 3, 3)), np.zeros(3)),
+         ValueError, r"bias must have shape \(2,\)"),
+    ],
+)
+def test_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+# ----------------------------------------------------------------- PyTorch
+@pytest.mark.parametrize("shape, k, kernel, s, p, d, g", [c for c in GRID if not isinstance(c[4], str)])
+def test_match_torch_autograd(torch, rng, shape, k, kernel, s, p, d, g):
+    x, w, grad, kw = forward_setup(rng, shape, k, kernel, s, p, d, g)
+    (top, bottom), (left, right) = fastconv.conv_output_shape(shape[2:], kernel, stride=s, padding=p,
+                                                              dilation=d).padding
+    xt = torch.from_numpy(x).requires_grad_()
+    wt = torch.from_numpy(w).requires_grad_()
+    y = torch.nn.functional.conv2d(torch.nn.functional.pad(xt, (left, right, top, bottom)), wt,
+                                   stride=s, dilation=d, groups=g)
+    y.backward(torch.from_numpy(grad))
+    np.testing.assert_allclose(fastconv.conv2d_grad_input(grad, w, x.shape, **kw), xt.grad.numpy(),
+                               rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(grad, x, w.shape, **kw), wt.grad.numpy(),
+                               rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("s, p, op, d, g", [(1, 0, 0, 1, 1), (2, 1, 1, 1, 1), (3, 2, 2, 1, 2), (2, 0, 1, 2, 1),
+                                            (1, 1, 1, 2, 2), (2, (1, 0), (1, 0), 1, 1)])
+def test_transpose_matches_torch(torch, rng, s, p, op, d, g):
+    x = rng.standard_normal((2, 4, 5, 6))
+    w = rng.standard_normal((4, 6 // g, 3, 2))
+    b = rng.standard_normal(6)
+    expected = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                                    stride=s, padding=p, output_padding=op, dilation=d,
+                                                    groups=g).numpy()
+    kw = dict(stride=s, padding=p, output_padding=op, dilation=d, groups=g)
+    got = fastconv.conv_transpose2d(x, w, b, **kw)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(reference.conv_transpose2d(x, w, b, **kw), expected, rtol=1e-12, atol=1e-12)
+    got_nhwc = fastconv.conv_transpose2d(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, layout="NHWC", **kw)
+    np.testing.assert_allclose(got_nhwc.transpose(0, 3, 1, 2), expected, rtol=1e-12, atol=1e-12)

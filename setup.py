@@ -123,7 +123,8 @@ extensions = [
     Extension(
         f"fastconv._kernels.{name}",
         [f"fastconv/_kernels/{name}.pyx"],
-        include_dirs=[np.get_include()],
+        depends=glob.glob("fastconv/_kernels/*.h"),
+        include_dirs=[np.get_include(), "fastconv/_kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for name in KERNELS

@@ -20,6 +20,8 @@ from ._im2col import col2im, im2col
 from ._conv import conv2d
 from ._conv_grad import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
 from ._config import show_config
+from ._simd import available_levels as simd_levels
+from ._simd import set_simd_level, simd_level
 
 __all__ = [
     "__version__",
@@ -35,4 +37,12 @@ __all__ = [
     "set_num_threads",
     "num_threads",
     "show_config",
+    "simd_level",
+    "simd_levels",
+    "set_simd_level",
 ]
+
+# 2-D pooling (fastconv/_pool.py)
+from ._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward  # noqa: E402
+
+__all__ += ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]

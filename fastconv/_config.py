@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from ._kernels import _openmp_helpers
+from ._simd import available_levels, simd_level
 from ._threads import get_num_threads
 from ._version import __version__
 
@@ -48,7 +49,7 @@ def config_dict():
         "link_args": build.get("link_args", []),
         "openmp": _openmp_helpers.openmp_enabled(),
         "num_threads": get_num_threads(),
-        "simd": "compiler default for this target (no runtime dispatch yet)",
+        "simd": f"{simd_level()} (available: {', '.join(available_levels())})",
         "numpy": np.__version__,
         "numpy_build": build.get("numpy_build_version", "unknown"),
         "blas": _blas_info(),

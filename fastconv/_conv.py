@@ -16,23 +16,79 @@ ALGORITHMS = ("auto", "direct", "im2col")
 
 
 def _choose_algorithm(call):
-    """Pick direct or im2col+GEMM for a prepared call (see docs/performance)."""
-    if call.compute_dtype.kind == "i":
-        return "direct"  # NumPy's integer matmul has no BLAS: the direct loop is faster
-    k = call.weight.shape[0] if not call.channels_last else call.weight.shape[3]
-    depth = call.weight[0].size if not call.channels_last else call.weight[..., 0].size
-    # GEMM pays off once each output sums over enough taps and there are enough
-    # output channels to reuse each column; grouped convs with tiny groups do not.
-    if depth >= 27 and k // call.groups >= 8:
+    """Pick direct or im2col+GEMM for a prepared call.
+
+    Measured on the canonical shapes (docs/performance.md): the register-tiled
+    direct kernel wins everywhere except on small images (output rows shorter
+    than one tile) with many channels, where a GEMM keeps its tiles full.
+    """
+    if call.compute_dtype.kind != "f":
+        return "direct"  # NumPy's integer matmul has no BLAS: the direct loops are faster
+    if call.channels_last:
+        kh, kw, cg, k = call.weight.shape
+    else:
+        k, cg, kh, kw = call.weight.shape
+    short_rows = call.geometry.out_shape[1] < _conv_direct.MAX_TILE_WIDTH
+    if short_rows and cg * kh * kw >= 256 and k // call.groups >= 64:
         return "im2col"
     return "direct"
 
 
 def _conv_direct_run(call, result):
+    """Direct convolution: register tiles for float32/64, plain loops for int64."""
+    if call.compute_dtype.kind == "f" and call.weight.size:
+        if call.channels_last:
+            # the tiles read channel planes: transpose in, convolve, transpose out
+            x = np.ascontiguousarray(call.x.transpose(0, 3, 1, 2))
+            w = np.ascontiguousarray(call.weight.transpose(3, 2, 0, 1))
+            tmp = np.empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
+            _conv_tiled(x, w, call.bias, call.geometry, call.groups, tmp)
+            result[...] = tmp.transpose(0, 2, 3, 1)
+        else:
+            _conv_tiled(call.x, call.weight, call.bias, call.geometry, call.groups, result)
+        return
     geo = call.geometry
     kernel = _conv_direct.conv2d_nhwc if call.channels_last else _conv_direct.conv2d_nchw
     kernel(call.x, call.weight, call.bias, result, *geo.stride, *geo.dilation, call.groups,
            get_num_threads())
+
+
+def _conv_tiled(x, weight, bias, geometry, groups, out):
+    """Run the tiled NCHW kernel: phase-split the input if needed, pack the weights.
+
+    ``x`` is the padded ``(N, C, Hp, Wp)`` input, ``weight`` OIHW, ``out``
+    ``(N, K, OH, OW)``; all C-contiguous in one float dtype.
+    """
+    n, c, hp, wp = x.shape
+    k, cg, kh, kw = weight.shape
+    (sh, sw), (dh, dw), (oh, ow) = geometry.stride, geometry.dilation, geometry.out_shape
+    width = _conv_direct.MAX_TILE_WIDTH
+    if sw == 1 and ow >= width:
+        flat, row = x.reshape(-1), wp  # every read stays inside valid columns
+    else:
+        # Split columns by stride phase so each tap reads consecutive elements,
+        # and leave slack for tiles wider than a short row.
+        wq = -(-wp // sw)
+        row = sw * wq
+        flat = np.zeros(n * c * hp * row + width, x.dtype)
+        phases = flat[: n * c * hp * row].reshape(n, c, hp, sw, wq)
+        for p in range(sw):
+            cols = x[..., p::sw]
+            phases[..., p, : cols.shape[-1]] = cols
+    taps = np.array([i * dh * row + (j * dw) % sw * (row // sw) + (j * dw) // sw
+                     for i in range(kh) for j in range(kw)], dtype=np.intp)
+    depthwise = groups > 1 and groups == c == k
+    if depthwise:  # blocks of 8 channels, each its own group: pack as one group of K
+        groups = 1
+    kg = k // groups
+    blocks = -(-kg // 8)
+    w_packed = np.zeros((groups, blocks * 8, cg, kh * kw), x.dtype)
+    w_packed[:, :kg] = weight.reshape(groups, kg, cg, kh * kw)
+    w_packed = np.ascontiguousarray(w_packed.reshape(groups, blocks, 8, cg, kh * kw).transpose(0, 1, 3, 4, 2))
+    b_packed = np.zeros((groups, blocks * 8), x.dtype)
+    b_packed[:, :kg] = bias.reshape(groups, kg)
+    _conv_direct.conv2d_tiled(flat, c * hp * row, hp * row, sh * row, taps, w_packed.reshape(-1),
+                              b_packed.reshape(-1), out, groups, cg, depthwise, get_num_threads())
 
 
 def _conv_im2col_run(call, result):

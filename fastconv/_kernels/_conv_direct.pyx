@@ -85,3 +85,129 @@ def conv2d_nhwc(const acc_t[:, :, :, ::1] xp, const acc_t[:, :, :, ::1] w,
                             wrow = &w[kh, kw, c, g * Kg]
                             for k in range(Kg):
                                 opix[g * Kg + k] += xv * wrow[k]
+
+
+# ---------------------------------------------------------------------------
+# Register-tiled direct convolution: Cython owns the loops, blocking and
+# parallel split; conv_tile.h owns the innermost tile (8 output channels x one
+# vector of output columns), compiled for several instruction sets.
+
+from libc.stddef cimport ptrdiff_t
+
+cdef extern from "conv_tile.h" nogil:
+    ctypedef void (*fc_tile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
+                                    const float*, float*, ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_tile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
+                                    const double*, double*, ptrdiff_t, int, int) noexcept
+    ctypedef struct fc_tiles:
+        fc_tile_f32_fn f32
+        fc_tile_f64_fn f64
+        fc_tile_f32_fn dw32
+        fc_tile_f64_fn dw64
+        int width_f32
+        int width_f64
+        int level
+    const fc_tiles* fc_active_tiles() noexcept
+    int fc_select_level(int level) noexcept
+    int fc_cpu_level() noexcept
+
+ctypedef fused real_t:
+    float
+    double
+
+#: Names of the instruction-set levels, indexed by level number.
+SIMD_LEVELS = ("baseline", "avx2", "avx512")
+#: Largest tile width (elements) of any level: inputs read past a row end need this much slack.
+MAX_TILE_WIDTH = 16
+
+
+def cpu_level():
+    """Highest SIMD level (index into SIMD_LEVELS) this CPU and build support."""
+    return fc_cpu_level()
+
+
+def select_level(int level):
+    """Use SIMD level ``level`` (clamped to what the CPU supports); return the level in force."""
+    return fc_select_level(level)
+
+
+def current_level():
+    """SIMD level in force."""
+    return fc_active_tiles().level
+
+
+def tile_width(dtype_char):
+    """Output columns per tile at the current level: ``'f'`` float32, ``'d'`` float64."""
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    return tiles.width_f32 if dtype_char == "f" else tiles.width_f64
+
+
+def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
+                 Py_ssize_t row_step, const ptrdiff_t[::1] taps, const real_t[::1] w_packed,
+                 const real_t[::1] bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t groups,
+                 Py_ssize_t cg, bint depthwise, int num_threads):
+    """NCHW convolution by register tiles, parallel over (image, group, 8-channel block).
+
+    ``x`` is the flat padded (and, for stride > 1, phase-split) input with
+    slack at the end; tap ``t`` of output column ``ow`` of output row ``oh``
+    reads ``x[n*image_stride + c*channel_stride + oh*row_step + taps[t] + ow]``.
+    ``w_packed`` is ``(groups, blocks, cg, ntaps, 8)``, ``bias_packed``
+    ``(groups, blocks, 8)``, zero-filled past each group's channels.
+
+    ``depthwise`` (``groups == C == K``): the 8 channels of a block are 8
+    groups, each reading its own plane; ``w_packed`` is ``(blocks, ntaps, 8)``
+    and ``bias_packed`` ``(blocks, 8)``, and the loop runs over (image, block).
+
+    The tile function and its width come from one table read once, so a level
+    switched by another thread cannot pair one level's width with another's tile.
+    The caller provides ``MAX_TILE_WIDTH`` elements of slack after the input
+    when ``OW < MAX_TILE_WIDTH``; otherwise every read stays within valid columns.
+    """
+    cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t kg = K // groups
+    cdef Py_ssize_t blocks = (kg + 7) // 8
+    if depthwise:  # one "group" of K channels, 8 independent planes per block
+        kg = K
+        blocks = (K + 7) // 8
+        groups = 1
+    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t ocs = OH * OW
+    cdef Py_ssize_t t, n, r, g, kb, k0, nk, oh, ow0, start, ncols
+    cdef const real_t* xbase
+    cdef const real_t* wb
+    cdef const real_t* bb
+    cdef real_t* orow
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
+    cdef fc_tile_f64_fn f64 = tiles.dw64 if depthwise else tiles.f64
+    cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
+    for t in prange(N * groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
+        n = t // (groups * blocks)
+        r = t - n * (groups * blocks)
+        g = r // blocks
+        kb = r - g * blocks
+        k0 = g * kg + kb * 8
+        nk = min(8, kg - kb * 8)
+        xbase = &x[0] + n * image_stride + (k0 if depthwise else g * cg) * channel_stride
+        wb = &w_packed[0] + (g * blocks + kb) * cg * ntaps * 8
+        bb = &bias_packed[0] + (g * blocks + kb) * 8
+        for oh in range(OH):
+            orow = &out[n, k0, oh, 0]
+            ow0 = 0
+            while ow0 < OW:
+                if ow0 + width <= OW:
+                    start = ow0
+                    ncols = width
+                elif OW >= width:
+                    start = OW - width  # overlap the previous tile instead of a scalar tail
+                    ncols = width
+                else:
+                    start = 0
+                    ncols = OW
+                if real_t is float:
+                    f32(xbase + oh * row_step + start, channel_stride, &taps[0], <int>ntaps, <int>cg,
+                        wb, bb, orow + start, ocs, <int>nk, <int>ncols)
+                else:
+                    f64(xbase + oh * row_step + start, channel_stride, &taps[0], <int>ntaps, <int>cg,
+                        wb, bb, orow + start, ocs, <int>nk, <int>ncols)
+                ow0 = ow0 + width

@@ -1,0 +1,184 @@
+/* Direct-convolution register tiles with run-time instruction-set dispatch.
+ *
+ * conv_tile_impl.h is compiled once per target with GCC/Clang vector
+ * extensions (x86-64: baseline SSE2, AVX2+FMA, AVX-512F; elsewhere: the
+ * compiler's default target, e.g. NEON on aarch64). fc_select_level() picks
+ * one at import time from the CPU's features; Cython calls fc_tile_f32/f64.
+ * Compilers without vector extensions (MSVC) get a portable scalar tile.
+ */
+#ifndef FASTCONV_CONV_TILE_H
+#define FASTCONV_CONV_TILE_H
+
+#include <stddef.h>
+#include <string.h>
+
+enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
+
+typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
+                               const float *, float *, ptrdiff_t, int, int);
+typedef void (*fc_tile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
+                               const double *, double *, ptrdiff_t, int, int);
+
+#if defined(__GNUC__) || defined(__clang__)
+
+/* ---- the compiler's default target */
+#define FC_ISA base
+#define FC_VF 4
+#define FC_VD 2
+#include "conv_tile_impl.h"
+#undef FC_ISA
+#undef FC_VF
+#undef FC_VD
+
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTCONV_NO_SIMD_DISPATCH)
+#define FC_HAVE_X86_LEVELS 1
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+#define FC_ISA avx2
+#define FC_VF 8
+#define FC_VD 4
+#include "conv_tile_impl.h"
+#undef FC_ISA
+#undef FC_VF
+#undef FC_VD
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+#endif
+#define FC_ISA avx512
+#define FC_VF 16
+#define FC_VD 8
+#include "conv_tile_impl.h"
+#undef FC_ISA
+#undef FC_VF
+#undef FC_VD
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif /* x86 */
+
+#else /* no vector extensions: one portable scalar tile of 4 columns */
+
+static void fc_tile_f32_base(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C,
+                             const float *w, const float *bias, float *out, ptrdiff_t ocs, int nk, int ncols)
+{
+    float acc[8][4];
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 4; i++) acc[j][i] = bias[j];
+    for (int c = 0; c < C; c++)
+        for (int t = 0; t < ntaps; t++) {
+            const float *src = x + c * cs + taps[t];
+            const float *wt = w + ((ptrdiff_t)c * ntaps + t) * 8;
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < 4; i++) acc[j][i] += src[i] * wt[j];
+        }
+    for (int j = 0; j < nk; j++) memcpy(out + j * ocs, acc[j], (size_t)ncols * sizeof(float));
+}
+
+static void fc_tile_f64_base(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C,
+                             const double *w, const double *bias, double *out, ptrdiff_t ocs, int nk, int ncols)
+{
+    double acc[8][2];
+    for (int j = 0; j < 8; j++)
+        for (int i = 0; i < 2; i++) acc[j][i] = bias[j];
+    for (int c = 0; c < C; c++)
+        for (int t = 0; t < ntaps; t++) {
+            const double *src = x + c * cs + taps[t];
+            const double *wt = w + ((ptrdiff_t)c * ntaps + t) * 8;
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < 2; i++) acc[j][i] += src[i] * wt[j];
+        }
+    for (int j = 0; j < nk; j++) memcpy(out + j * ocs, acc[j], (size_t)ncols * sizeof(double));
+}
+
+static void fc_dwtile_f32_base(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C,
+                               const float *w, const float *bias, float *out, ptrdiff_t ocs, int nk, int ncols)
+{
+    (void)C;
+    for (int j = 0; j < nk; j++)
+        for (int i = 0; i < ncols; i++) {
+            float acc = bias[j];
+            for (int t = 0; t < ntaps; t++) acc += x[j * cs + taps[t] + i] * w[t * 8 + j];
+            out[j * ocs + i] = acc;
+        }
+}
+
+static void fc_dwtile_f64_base(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C,
+                               const double *w, const double *bias, double *out, ptrdiff_t ocs, int nk, int ncols)
+{
+    (void)C;
+    for (int j = 0; j < nk; j++)
+        for (int i = 0; i < ncols; i++) {
+            double acc = bias[j];
+            for (int t = 0; t < ntaps; t++) acc += x[j * cs + taps[t] + i] * w[t * 8 + j];
+            out[j * ocs + i] = acc;
+        }
+}
+
+#endif /* vector extensions */
+
+/* ---- dispatch: one table per level; the active one is swapped as a single pointer, so a
+ * reader always gets a tile function and the width that goes with it. */
+typedef struct {
+    fc_tile_f32_fn f32;
+    fc_tile_f64_fn f64;
+    fc_tile_f32_fn dw32;
+    fc_tile_f64_fn dw64;
+    int width_f32;
+    int width_f64;
+    int level;
+} fc_tiles;
+
+static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base,
+                                       fc_dwtile_f64_base, 4, 2, FC_LEVEL_BASELINE};
+#ifdef FC_HAVE_X86_LEVELS
+static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2,
+                                       fc_dwtile_f64_avx2, 8, 4, FC_LEVEL_AVX2};
+static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
+                                         fc_dwtile_f64_avx512, 16, 8, FC_LEVEL_AVX512};
+#endif
+static const fc_tiles *fc_active = &fc_tiles_base;
+
+/* Highest level this CPU (and this build) supports. */
+static int fc_cpu_level(void)
+{
+#ifdef FC_HAVE_X86_LEVELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return FC_LEVEL_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FC_LEVEL_AVX2;
+#endif
+    return FC_LEVEL_BASELINE;
+}
+
+/* Select a level (clamped to what the CPU supports); returns the level in force. */
+static int fc_select_level(int level)
+{
+    int best = fc_cpu_level();
+    if (level > best) level = best;
+    const fc_tiles *chosen = &fc_tiles_base;
+#ifdef FC_HAVE_X86_LEVELS
+    if (level == FC_LEVEL_AVX2) chosen = &fc_tiles_avx2;
+    if (level == FC_LEVEL_AVX512) chosen = &fc_tiles_avx512;
+#endif
+    fc_active = chosen;
+    return chosen->level;
+}
+
+static const fc_tiles *fc_active_tiles(void) { return fc_active; }
+
+#endif /* FASTCONV_CONV_TILE_H */

@@ -1,0 +1,79 @@
+"""Every SIMD level of the micro-kernels this machine supports gives the reference's results."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import tolerance
+
+import fastconv
+from fastconv import reference
+
+LEVELS = fastconv.simd_levels()
+
+# (x shape, K, kernel, stride, padding, dilation, groups): tails shorter and longer than
+# every tile width, strides (phase split), dilation, groups, depthwise, K not a multiple of 8
+SHAPES = [
+    ((2, 3, 9, 7), 5, 3, 1, 1, 1, 1),
+    ((1, 4, 20, 37), 11, 3, 1, 1, 1, 1),
+    ((2, 5, 30, 41), 16, (3, 5), (2, 3), (1, 2), (1, 2), 1),
+    ((1, 6, 33, 35), 12, 3, 2, 1, 1, 3),
+    ((2, 9, 19, 40), 9, 3, 1, 1, 1, 9),
+    ((1, 10, 17, 18), 10, (5, 3), (1, 2), 2, (2, 1), 10),
+    ((1, 3, 64, 64), 8, 7, 2, 3, 1, 1),
+    ((3, 16, 7, 7), 24, 1, 1, 0, 1, 1),
+]
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    previous = fastconv.set_simd_level(request.param)
+    yield request.param
+    fastconv.set_simd_level(previous)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, kernel, s, p, d, g", SHAPES)
+def test_direct_conv_at_every_level(rng, level, dtype, shape, k, kernel, s, p, d, g):
+    assert fastconv.simd_level() == level
+    x = rng.standard_normal(shape).astype(dtype)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    w = rng.standard_normal((k, shape[1] // g, kh, kw)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
+    expected = reference.conv2d(x, w, b, **kwargs)
+    rtol, atol = tolerance(dtype)
+    got = fastconv.conv2d(x, w, b, algorithm="direct", **kwargs)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+    got_nhwc = fastconv.conv2d(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, algorithm="direct",
+                               layout="NHWC", **kwargs)
+    np.testing.assert_allclose(got_nhwc, expected.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
+
+
+def test_each_level_has_its_tile_width(level):
+    from fastconv._kernels import _conv_direct
+
+    widths = {"baseline": (4, 2), "avx2": (8, 4), "avx512": (16, 8)}
+    assert (_conv_direct.tile_width("f"), _conv_direct.tile_width("d")) == widths[level]
+
+
+def test_levels_are_ordered_and_reported():
+    assert LEVELS[0] == "baseline"
+    assert fastconv.simd_level() in LEVELS
+    assert LEVELS == ("baseline", "avx2", "avx512")[: len(LEVELS)]
+    with pytest.raises(ValueError, match="SIMD level must be one of"):
+        fastconv.set_simd_level("sse9")
+
+
+def test_environment_override(tmp_path):
+    code = "import fastconv; print(fastconv.simd_level())"
+    env = dict(os.environ, FASTCONV_SIMD="baseline")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "baseline"
+    env.pop("FASTCONV_SIMD")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == LEVELS[-1]

@@ -36,21 +36,33 @@ def _choose_algorithm(call):
 
 def _conv_direct_run(call, result):
     """Direct convolution: register tiles for float32/64, plain loops for int64."""
-    if call.compute_dtype.kind == "f" and call.weight.size:
-        if call.channels_last:
-            # the tiles read channel planes: transpose in, convolve, transpose out
-            x = np.ascontiguousarray(call.x.transpose(0, 3, 1, 2))
-            w = np.ascontiguousarray(call.weight.transpose(3, 2, 0, 1))
-            tmp = np.empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
-            _conv_tiled(x, w, call.bias, call.geometry, call.groups, tmp)
-            result[...] = tmp.transpose(0, 2, 3, 1)
-        else:
-            _conv_tiled(call.x, call.weight, call.bias, call.geometry, call.groups, result)
-        return
-    geo = call.geometry
-    kernel = _conv_direct.conv2d_nhwc if call.channels_last else _conv_direct.conv2d_nchw
-    kernel(call.x, call.weight, call.bias, result, *geo.stride, *geo.dilation, call.groups,
-           get_num_threads())
+    if call.channels_last and call.compute_dtype.kind == "f":
+        # the tiles read channel planes: transpose in, convolve, transpose out
+        x = np.ascontiguousarray(call.x.transpose(0, 3, 1, 2))
+        w = np.ascontiguousarray(call.weight.transpose(3, 2, 0, 1))
+        tmp = np.empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
+        direct_nchw(x, w, call.bias, call.geometry, call.groups, tmp)
+        result[...] = tmp.transpose(0, 2, 3, 1)
+    elif call.channels_last:
+        geo = call.geometry
+        _conv_direct.conv2d_nhwc(call.x, call.weight, call.bias, result, *geo.stride, *geo.dilation,
+                                 call.groups, get_num_threads())
+    else:
+        direct_nchw(call.x, call.weight, call.bias, call.geometry, call.groups, result)
+
+
+def direct_nchw(x, weight, bias, geometry, groups, out):
+    """Direct NCHW convolution of a padded input into ``out``; no validation.
+
+    ``x`` ``(N, C, Hp, Wp)``, ``weight`` OIHW, ``bias`` ``(K,)`` and ``out``
+    ``(N, K, OH, OW)`` are C-contiguous in one compute dtype; float32/64 run
+    the register tiles, int64 the plain loops.
+    """
+    if x.dtype.kind == "f" and weight.size:
+        _conv_tiled(x, weight, bias, geometry, groups, out)
+    else:
+        _conv_direct.conv2d_nchw(x, weight, bias, out, *geometry.stride, *geometry.dilation, groups,
+                                 get_num_threads())
 
 
 def _conv_tiled(x, weight, bias, geometry, groups, out):

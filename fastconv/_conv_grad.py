@@ -1,7 +1,9 @@
 """Gradients of conv2d and the transposed convolution, as GEMMs around the im2col/col2im kernels.
 
-* dL/dx: ``cols = grad_rows @ W`` per group, then the col2im kernel folds
-  ``cols`` back into the image (parallel over disjoint pixels, no races).
+* dL/dx: for stride 1, a direct convolution (the register-tiled kernel) of
+  the padded grad with the flipped weight; otherwise ``cols = grad_rows @ W``
+  per group, folded back into the image by the col2im kernel (parallel over
+  disjoint pixels, no races).
 * dL/dw: the im2col kernel unfolds ``x``; ``grad_rows.T @ cols`` per group.
 * ``conv_transpose2d`` is dL/dx of the convolution that maps its output back
   to its input, plus a bias.
@@ -15,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import finish
+from ._conv import direct_nchw
+from ._geometry import conv_geometry
 from ._im2col import COLUMN_BUDGET, crop, fold, unfold_batches
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
 
@@ -47,6 +51,50 @@ def _columns_group(cols, g, dims, groups, channels_last):
 
 def _grad_input(call):
     """dL/dx for a prepared call, batched, in the compute dtype and user layout."""
+    if call.geometry.stride == (1, 1):
+        return _grad_input_direct(call)
+    return _grad_input_gemm(call)
+
+
+def _grad_input_direct(call):
+    """Stride-1 dL/dx as a direct convolution of the padded grad with the flipped, transposed weight.
+
+    ``dx[c, i] = sum_{k, t} grad[k, i + pad_before - t * dilation] * w[k, c, t]``: a
+    cross-correlation of ``grad``, padded by ``dilation * (kernel - 1) - pad_before``
+    in front (cropped where that is negative), with the kernel reversed.
+    """
+    k, cg, kh, kw = call.dims
+    geo, groups = call.geometry, call.groups
+    grad = np.ascontiguousarray(call.grad.transpose(0, 3, 1, 2)) if call.channels_last else call.grad
+    n = grad.shape[0]
+    spans = [d * (kk - 1) for d, kk in zip(geo.dilation, (kh, kw))]
+    padded_shape = tuple(size + span for size, span in zip(geo.in_shape, spans))
+    padded = np.zeros((n, k) + padded_shape, call.compute_dtype)
+    dst, src = [], []
+    for size, out_size, span, (before, _) in zip(padded_shape, geo.out_shape, spans, geo.padding):
+        offset = span - before  # where grad row 0 lands in the padded grad
+        lo, hi = max(0, -offset), min(out_size, size - offset)
+        src.append(slice(lo, max(lo, hi)))
+        dst.append(slice(lo + offset, max(lo, hi) + offset))
+    padded[(slice(None), slice(None), *dst)] = grad[(slice(None), slice(None), *src)]
+    if call.channels_last:  # HWIO -> OIHW
+        weight = call.weight.transpose(3, 2, 0, 1)
+    else:
+        weight = call.weight
+    kg = k // groups
+    # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW), kernel reversed: the adjoint's weight
+    flipped = weight.reshape(groups, kg, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    flipped = np.ascontiguousarray(flipped).reshape(groups * cg, kg, kh, kw)
+    adjoint = conv_geometry(padded_shape, (kh, kw), 1, 0, geo.dilation)
+    result = np.empty((n, groups * cg) + geo.in_shape, call.compute_dtype)
+    direct_nchw(padded, flipped, np.zeros(groups * cg, call.compute_dtype), adjoint, groups, result)
+    if call.channels_last:
+        return np.ascontiguousarray(result.transpose(0, 2, 3, 1))
+    return result
+
+
+def _grad_input_gemm(call):
+    """dL/dx as per-group GEMMs into columns, folded back by the col2im kernel."""
     k, cg, kh, kw = call.dims
     geo, groups, cl = call.geometry, call.groups, call.channels_last
     kg, depth = k // groups, cg * kh * kw

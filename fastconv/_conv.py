@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._arrays import finish
@@ -65,30 +67,54 @@ def direct_nchw(x, weight, bias, geometry, groups, out):
                                  get_num_threads())
 
 
+class TileInput(NamedTuple):
+    """A padded NCHW input laid out for the tiles, and how a tap finds its pixels.
+
+    Tap ``t`` of output column ``ow`` of output row ``oh`` in channel ``c`` of
+    image ``n`` reads ``flat[n*image_stride + c*channel_stride + oh*row_step + taps[t] + ow]``.
+    """
+
+    flat: np.ndarray
+    image_stride: int
+    channel_stride: int
+    row_step: int
+    taps: np.ndarray
+
+
+def tile_input(x, geometry, copy=False):
+    """Lay out a padded ``(N, C, Hp, Wp)`` input so every tap reads consecutive elements.
+
+    With stride 1 and rows at least one tile wide, ``x`` is used as it is. Otherwise
+    the columns are split by stride phase into a new buffer with
+    ``MAX_TILE_WIDTH`` elements of slack at the end, for tiles wider than a row.
+    """
+    n, c, hp, wp = x.shape
+    (sh, sw), (dh, dw), (_, ow) = geometry.stride, geometry.dilation, geometry.out_shape
+    kh, kw = geometry.kernel
+    width = _conv_direct.MAX_TILE_WIDTH
+    if sw == 1 and ow >= width and not copy:
+        flat, row, phase_len = x.reshape(-1), wp, wp
+    else:
+        phase_len = -(-wp // sw)
+        row = sw * phase_len
+        flat = np.zeros(n * c * hp * row + width, x.dtype)
+        phases = flat[: n * c * hp * row].reshape(n, c, hp, sw, phase_len)
+        for p in range(sw):
+            cols = x[..., p::sw]
+            phases[..., p, : cols.shape[-1]] = cols
+    taps = np.array([i * dh * row + (j * dw) % sw * phase_len + (j * dw) // sw
+                     for i in range(kh) for j in range(kw)], dtype=np.intp)
+    return TileInput(flat, c * hp * row, hp * row, sh * row, taps)
+
+
 def _conv_tiled(x, weight, bias, geometry, groups, out):
-    """Run the tiled NCHW kernel: phase-split the input if needed, pack the weights.
+    """Run the tiled NCHW kernel: lay out the input, pack the weights.
 
     ``x`` is the padded ``(N, C, Hp, Wp)`` input, ``weight`` OIHW, ``out``
     ``(N, K, OH, OW)``; all C-contiguous in one float dtype.
     """
-    n, c, hp, wp = x.shape
+    c = x.shape[1]
     k, cg, kh, kw = weight.shape
-    (sh, sw), (dh, dw), (oh, ow) = geometry.stride, geometry.dilation, geometry.out_shape
-    width = _conv_direct.MAX_TILE_WIDTH
-    if sw == 1 and ow >= width:
-        flat, row = x.reshape(-1), wp  # every read stays inside valid columns
-    else:
-        # Split columns by stride phase so each tap reads consecutive elements,
-        # and leave slack for tiles wider than a short row.
-        wq = -(-wp // sw)
-        row = sw * wq
-        flat = np.zeros(n * c * hp * row + width, x.dtype)
-        phases = flat[: n * c * hp * row].reshape(n, c, hp, sw, wq)
-        for p in range(sw):
-            cols = x[..., p::sw]
-            phases[..., p, : cols.shape[-1]] = cols
-    taps = np.array([i * dh * row + (j * dw) % sw * (row // sw) + (j * dw) // sw
-                     for i in range(kh) for j in range(kw)], dtype=np.intp)
     depthwise = groups > 1 and groups == c == k
     if depthwise:  # blocks of 8 channels, each its own group: pack as one group of K
         groups = 1
@@ -99,8 +125,10 @@ def _conv_tiled(x, weight, bias, geometry, groups, out):
     w_packed = np.ascontiguousarray(w_packed.reshape(groups, blocks, 8, cg, kh * kw).transpose(0, 1, 3, 4, 2))
     b_packed = np.zeros((groups, blocks * 8), x.dtype)
     b_packed[:, :kg] = bias.reshape(groups, kg)
-    _conv_direct.conv2d_tiled(flat, c * hp * row, hp * row, sh * row, taps, w_packed.reshape(-1),
-                              b_packed.reshape(-1), out, groups, cg, depthwise, get_num_threads())
+    src = tile_input(x, geometry)
+    _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
+                              w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, depthwise,
+                              get_num_threads())
 
 
 def _conv_im2col_run(call, result):

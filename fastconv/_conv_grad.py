@@ -17,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import finish
-from ._conv import direct_nchw
+from ._conv import direct_nchw, tile_input
+from ._kernels import _conv_direct
+from ._threads import get_num_threads
 from ._geometry import conv_geometry
 from ._im2col import COLUMN_BUDGET, crop, fold, unfold_batches
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
@@ -120,6 +122,42 @@ def _grad_input_gemm(call):
 
 def _grad_weight(call):
     """dL/dw for a prepared call, in the compute dtype and the user's weight layout."""
+    if call.compute_dtype.kind == "f" and call.x.size and call.grad.size:
+        return _grad_weight_direct(call)
+    return _grad_weight_gemm(call)
+
+
+def _grad_weight_direct(call):
+    """dL/dw by the register-tiled weight-gradient kernel (NCHW; NHWC is transposed around it)."""
+    k, cg, kh, kw = call.dims
+    if call.channels_last:
+        x = np.ascontiguousarray(call.x.transpose(0, 3, 1, 2))
+        grad = np.ascontiguousarray(call.grad.transpose(0, 3, 1, 2))
+    else:
+        x, grad = call.x, call.grad
+    groups = call.groups
+    depthwise = groups > 1 and groups == x.shape[1] == k
+    # the tiles read whole vectors and clear the lanes past a row's end:
+    # both operands get slack after their last element
+    src = tile_input(x, call.geometry, copy=True)
+    grad = np.concatenate([grad.reshape(-1), np.zeros(_conv_direct.MAX_TILE_WIDTH, grad.dtype)])
+    grad = grad[: -_conv_direct.MAX_TILE_WIDTH].reshape(call.grad.shape if not call.channels_last
+                                                         else (x.shape[0], k) + call.geometry.out_shape)
+    dw = np.zeros(k * cg * kh * kw, call.compute_dtype)
+    threads = get_num_threads()
+    blocks = groups * -(-(k // groups) // 8)
+    c_parts = 1 if depthwise else max(1, min(cg, -(-2 * threads // blocks)))
+    ow = grad.shape[3]
+    chunk_rows = max(1, 4096 // max(1, ow))  # 8 channels x chunk of grad rows stays in L2
+    _conv_direct.conv2d_grad_weight_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step,
+                                          src.taps, grad, dw, groups, cg, depthwise, chunk_rows, c_parts,
+                                          threads)
+    dw = dw.reshape(k, cg, kh, kw)
+    return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
+
+
+def _grad_weight_gemm(call):
+    """dL/dw as per-group GEMMs of grad rows with the unfolded input."""
     k, cg, kh, kw = call.dims
     groups, cl = call.groups, call.channels_last
     kg = k // groups

@@ -56,6 +56,12 @@ def test_property_integers_exact(geo, k_per_group, groups, layout, seed):
                                   reference.conv2d_grad_input(grad, w, x.shape, **kw))
     np.testing.assert_array_equal(fastconv.conv2d_grad_weight(grad, x, w.shape, **kw),
                                   reference.conv2d_grad_weight(grad, x, w.shape, **kw))
+    # the same small integers as floats take the register-tiled kernels and stay exact
+    xf, wf, gf = (a.astype(np.float64) for a in (x, w, grad))
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(gf, wf, x.shape, **kw),
+                                  reference.conv2d_grad_input(grad, w, x.shape, **kw))
+    np.testing.assert_array_equal(fastconv.conv2d_grad_weight(gf, xf, w.shape, **kw),
+                                  reference.conv2d_grad_weight(grad, x, w.shape, **kw))
 
 
 def test_adjoint_identities(rng):

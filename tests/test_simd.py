@@ -52,6 +52,22 @@ def test_direct_conv_at_every_level(rng, level, dtype, shape, k, kernel, s, p, d
     np.testing.assert_allclose(got_nhwc, expected.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, kernel, s, p, d, g", SHAPES)
+def test_gradients_at_every_level(rng, level, dtype, shape, k, kernel, s, p, d, g):
+    x = rng.standard_normal(shape).astype(dtype)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    w = rng.standard_normal((k, shape[1] // g, kh, kw)).astype(dtype)
+    kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
+    grad = rng.standard_normal(reference.conv2d(x, w, **kwargs).shape).astype(dtype)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(fastconv.conv2d_grad_input(grad, w, x.shape, **kwargs),
+                               reference.conv2d_grad_input(grad, w, x.shape, **kwargs), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(grad, x, w.shape, **kwargs),
+                               reference.conv2d_grad_weight(grad, x, w.shape, **kwargs), rtol=rtol * 10,
+                               atol=atol * 100)
+
+
 def test_each_level_has_its_tile_width(level):
     from fastconv._kernels import _conv_direct
 

@@ -99,11 +99,21 @@ cdef extern from "conv_tile.h" nogil:
                                     const float*, float*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_tile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
                                     const double*, double*, ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_wtile_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int,
+                                     const float*, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                                     float*, ptrdiff_t) noexcept
+    ctypedef void (*fc_wtile_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int,
+                                     const double*, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                                     double*, ptrdiff_t) noexcept
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
         fc_tile_f32_fn dw32
         fc_tile_f64_fn dw64
+        fc_wtile_f32_fn wt32
+        fc_wtile_f64_fn wt64
+        fc_wtile_f32_fn dwwt32
+        fc_wtile_f64_fn dwwt64
         int width_f32
         int width_f64
         int level
@@ -211,3 +221,57 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
                     f64(xbase + oh * row_step + start, channel_stride, &taps[0], <int>ntaps, <int>cg,
                         wb, bb, orow + start, ocs, <int>nk, <int>ncols)
                 ow0 = ow0 + width
+
+
+def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
+                             Py_ssize_t row_step, const ptrdiff_t[::1] taps,
+                             const real_t[:, :, :, ::1] grad, real_t[::1] dw, Py_ssize_t groups,
+                             Py_ssize_t cg, bint depthwise, Py_ssize_t chunk_rows, Py_ssize_t c_parts,
+                             int num_threads):
+    """dL/dw of an NCHW convolution by register tiles; ``dw`` (OIHW, flat) must be zeroed.
+
+    ``x`` is laid out as for :func:`conv2d_tiled`, ``grad`` is ``(N, K, OH, OW)``.
+    Work is split over (group, 8-channel block, slice of input channels); each
+    task owns disjoint entries of ``dw`` and sums over the (image, row) index
+    in chunks of ``chunk_rows`` rows, always in the same order, so results do
+    not depend on the thread count. ``depthwise`` as in :func:`conv2d_tiled`.
+    """
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t kg = K // groups
+    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t rows = N * OH
+    cdef Py_ssize_t blocks, task, g, kb, part, k0, nk, c_lo, c_hi, c, r0, r1, t0
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef fc_wtile_f32_fn f32 = tiles.dwwt32 if depthwise else tiles.wt32
+    cdef fc_wtile_f64_fn f64 = tiles.dwwt64 if depthwise else tiles.wt64
+    cdef const real_t* xc
+    cdef real_t* dwc
+    if depthwise:
+        groups = 1
+        kg = K
+        c_parts = 1
+    blocks = (kg + 7) // 8
+    for task in prange(groups * blocks * c_parts, nogil=True, num_threads=num_threads, schedule="dynamic"):
+        g = task // (blocks * c_parts)
+        kb = (task // c_parts) % blocks
+        part = task % c_parts
+        k0 = g * kg + kb * 8
+        nk = min(8, kg - kb * 8)
+        c_lo = part * cg // c_parts
+        c_hi = (part + 1) * cg // c_parts
+        r0 = 0
+        while r0 < rows:
+            r1 = min(rows, r0 + chunk_rows)
+            for c in range(c_lo, c_hi):
+                xc = &x[0] + ((k0 if depthwise else g * cg + c) * channel_stride)
+                for t0 in range(0, ntaps, 3):
+                    dwc = &dw[0] + (k0 * cg + c) * ntaps + t0
+                    if real_t is float:
+                        f32(xc, channel_stride, image_stride, row_step, &taps[t0], <int>min(3, ntaps - t0),
+                            &grad[0, k0, 0, 0], K * OH * OW, OH * OW, <int>OH, <int>OW, r0, r1, <int>nk,
+                            dwc, cg * ntaps)
+                    else:
+                        f64(xc, channel_stride, image_stride, row_step, &taps[t0], <int>min(3, ntaps - t0),
+                            &grad[0, k0, 0, 0], K * OH * OW, OH * OW, <int>OH, <int>OW, r0, r1, <int>nk,
+                            dwc, cg * ntaps)
+            r0 = r1

@@ -10,6 +10,7 @@
 #define FASTCONV_CONV_TILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
@@ -18,6 +19,12 @@ typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int,
                                const float *, float *, ptrdiff_t, int, int);
 typedef void (*fc_tile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
                                const double *, double *, ptrdiff_t, int, int);
+typedef void (*fc_wtile_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int,
+                                const float *, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                                float *, ptrdiff_t);
+typedef void (*fc_wtile_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int,
+                                const double *, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                                double *, ptrdiff_t);
 
 #if defined(__GNUC__) || defined(__clang__)
 
@@ -130,6 +137,30 @@ static void fc_dwtile_f64_base(const double *x, ptrdiff_t cs, const ptrdiff_t *t
         }
 }
 
+/* Scalar weight-gradient tiles: the same sums, in the same (row, column) order per lane-free sum. */
+#define FC_SCALAR_WTILE(T, name, DEPTHWISE)                                                       \
+    static void name(const T *x, ptrdiff_t cs, ptrdiff_t x_img, ptrdiff_t x_row, const ptrdiff_t *taps, \
+                     int ntaps, const T *g, ptrdiff_t g_img, ptrdiff_t gk, int OH, int OW, ptrdiff_t r0, \
+                     ptrdiff_t r1, int nk, T *dw, ptrdiff_t ldw)                                   \
+    {                                                                                             \
+        for (int j = 0; j < nk; j++)                                                              \
+            for (int t = 0; t < ntaps; t++) {                                                     \
+                T sum = 0;                                                                        \
+                for (ptrdiff_t r = r0; r < r1; r++) {                                             \
+                    ptrdiff_t n = r / OH, oh = r - n * OH;                                        \
+                    const T *gr = g + n * g_img + j * gk + oh * OW;                               \
+                    const T *xr = x + n * x_img + oh * x_row + taps[t] + (DEPTHWISE ? j * cs : 0); \
+                    for (int col = 0; col < OW; col++) sum += gr[col] * xr[col];                  \
+                }                                                                                 \
+                dw[j * ldw + t] += sum;                                                           \
+            }                                                                                     \
+    }
+FC_SCALAR_WTILE(float, fc_wtile_f32_base, 0)
+FC_SCALAR_WTILE(double, fc_wtile_f64_base, 0)
+FC_SCALAR_WTILE(float, fc_dwwtile_f32_base, 1)
+FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1)
+#undef FC_SCALAR_WTILE
+
 #endif /* vector extensions */
 
 /* ---- dispatch: one table per level; the active one is swapped as a single pointer, so a
@@ -139,18 +170,25 @@ typedef struct {
     fc_tile_f64_fn f64;
     fc_tile_f32_fn dw32;
     fc_tile_f64_fn dw64;
+    fc_wtile_f32_fn wt32;
+    fc_wtile_f64_fn wt64;
+    fc_wtile_f32_fn dwwt32;
+    fc_wtile_f64_fn dwwt64;
     int width_f32;
     int width_f64;
     int level;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base,
-                                       fc_dwtile_f64_base, 4, 2, FC_LEVEL_BASELINE};
+                                       fc_dwtile_f64_base, fc_wtile_f32_base, fc_wtile_f64_base,
+                                       fc_dwwtile_f32_base, fc_dwwtile_f64_base, 4, 2, FC_LEVEL_BASELINE};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2,
-                                       fc_dwtile_f64_avx2, 8, 4, FC_LEVEL_AVX2};
+                                       fc_dwtile_f64_avx2, fc_wtile_f32_avx2, fc_wtile_f64_avx2,
+                                       fc_dwwtile_f32_avx2, fc_dwwtile_f64_avx2, 8, 4, FC_LEVEL_AVX2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
-                                         fc_dwtile_f64_avx512, 16, 8, FC_LEVEL_AVX512};
+                                         fc_dwtile_f64_avx512, fc_wtile_f32_avx512, fc_wtile_f64_avx512,
+                                         fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, FC_LEVEL_AVX512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

@@ -96,5 +96,100 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
     FC_DWTILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 }
 
+/* Weight-gradient tile: for NK <= 8 output channels j and up to 3 taps t of one
+ * input channel (depthwise: channel j for output channel j), over rows r0..r1 of
+ * the flattened (image, output row) index,
+ *
+ *     dw[j * ldw + t] += sum_{r, col} g[n*g_img + j*gk + oh*OW + col] * x[j? + n*x_img + oh*x_row + taps[t] + col]
+ *
+ * Lanes past the last column are cleared in both operands, so nothing outside
+ * the valid columns (not even an inf) reaches the sums. Each accumulator is
+ * reduced lane by lane in a fixed order. */
+/* Load a full vector; in a tail block (nc < VW) clear the lanes past the last column
+ * bit by bit, so neither a stale value nor an inf from the next row survives.
+ * The caller leaves VW elements of slack after every buffer read here. */
+#define FC_LOADM(VT, VI, dst, src, nc, VW, mask)                                      \
+    do {                                                                              \
+        memcpy(&(dst), (src), sizeof(VT));                                            \
+        if ((nc) != (VW)) (dst) = (VT)((VI)(dst) & (mask));                           \
+    } while (0)
+
+#define FC_WTILE_BODY(T, VT, VI, IT, VW, DEPTHWISE)                                   \
+    VT acc[8][3];                                                                     \
+    for (int j = 0; j < 8; j++)                                                       \
+        for (int t = 0; t < 3; t++) acc[j][t] = (VT){0};                              \
+    ptrdiff_t tp[3];                                                                  \
+    for (int t = 0; t < 3; t++) tp[t] = taps[t < ntaps ? t : 0];                      \
+    ptrdiff_t goff[8], xch[8];                                                        \
+    for (int j = 0; j < 8; j++) {                                                     \
+        int jj = j < nk ? j : nk - 1;                                                 \
+        goff[j] = jj * gk;                                                            \
+        xch[j] = DEPTHWISE ? jj * cs : 0;                                             \
+    }                                                                                 \
+    VI tail_mask;                                                                     \
+    {                                                                                 \
+        IT bits[VW];                                                                  \
+        int nc_tail = OW % VW;                                                        \
+        for (int i = 0; i < VW; i++) bits[i] = i < nc_tail ? (IT)-1 : 0;              \
+        memcpy(&tail_mask, bits, sizeof(VI));                                         \
+    }                                                                                 \
+    for (ptrdiff_t r = r0; r < r1; r++) {                                             \
+        ptrdiff_t n = r / OH, oh = r - n * OH;                                        \
+        const T *gr = g + n * g_img + oh * OW;                                        \
+        const T *xr = x + n * x_img + oh * x_row;                                     \
+        for (int ow0 = 0; ow0 < OW; ow0 += VW) {                                      \
+            int nc = OW - ow0 < VW ? OW - ow0 : VW;                                   \
+            VT x0, x1, x2;                                                            \
+            if (!DEPTHWISE) {                                                         \
+                FC_LOADM(VT, VI, x0, xr + tp[0] + ow0, nc, VW, tail_mask);            \
+                FC_LOADM(VT, VI, x1, xr + tp[1] + ow0, nc, VW, tail_mask);            \
+                FC_LOADM(VT, VI, x2, xr + tp[2] + ow0, nc, VW, tail_mask);            \
+            }                                                                         \
+            for (int j = 0; j < 8; j++) {                                             \
+                VT gv;                                                                \
+                FC_LOADM(VT, VI, gv, gr + goff[j] + ow0, nc, VW, tail_mask);          \
+                if (DEPTHWISE) {                                                      \
+                    FC_LOADM(VT, VI, x0, xr + xch[j] + tp[0] + ow0, nc, VW, tail_mask); \
+                    FC_LOADM(VT, VI, x1, xr + xch[j] + tp[1] + ow0, nc, VW, tail_mask); \
+                    FC_LOADM(VT, VI, x2, xr + xch[j] + tp[2] + ow0, nc, VW, tail_mask); \
+                }                                                                     \
+                acc[j][0] += gv * x0;                                                 \
+                acc[j][1] += gv * x1;                                                 \
+                acc[j][2] += gv * x2;                                                 \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+    for (int j = 0; j < nk; j++)                                                      \
+        for (int t = 0; t < ntaps; t++) {                                             \
+            T lanes[VW];                                                              \
+            memcpy(lanes, &acc[j][t], sizeof(VT));                                    \
+            T sum = 0;                                                                \
+            for (int i = 0; i < VW; i++) sum += lanes[i];                             \
+            dw[j * ldw + t] += sum;                                                   \
+        }
+
+typedef int32_t FC_CAT(fc_vi32, FC_ISA) __attribute__((vector_size(FC_VF * sizeof(int32_t))));
+typedef int64_t FC_CAT(fc_vi64, FC_ISA) __attribute__((vector_size(FC_VD * sizeof(int64_t))));
+
+#define FC_WTILE_SIGNATURE(T, name)                                                   \
+    static void name(const T *x, ptrdiff_t cs, ptrdiff_t x_img, ptrdiff_t x_row,      \
+                     const ptrdiff_t *taps, int ntaps, const T *g, ptrdiff_t g_img,   \
+                     ptrdiff_t gk, int OH, int OW, ptrdiff_t r0, ptrdiff_t r1, int nk, \
+                     T *dw, ptrdiff_t ldw)
+
+#define FC_APPLY(macro, ...) macro(__VA_ARGS__)
+#define FC_VF_ARGS FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_vi32, FC_ISA), int32_t, FC_VF
+#define FC_VD_ARGS FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_vi64, FC_ISA), int64_t, FC_VD
+FC_WTILE_SIGNATURE(float, FC_CAT(fc_wtile_f32, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, float, FC_VF_ARGS, 0) }
+FC_WTILE_SIGNATURE(double, FC_CAT(fc_wtile_f64, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, double, FC_VD_ARGS, 0) }
+FC_WTILE_SIGNATURE(float, FC_CAT(fc_dwwtile_f32, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, float, FC_VF_ARGS, 1) }
+FC_WTILE_SIGNATURE(double, FC_CAT(fc_dwwtile_f64, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, double, FC_VD_ARGS, 1) }
+#undef FC_VF_ARGS
+#undef FC_VD_ARGS
+#undef FC_APPLY
+
 #undef FC_TILE_BODY
 #undef FC_DWTILE_BODY
+#undef FC_WTILE_BODY
+#undef FC_WTILE_SIGNATURE
+#undef FC_LOADM

@@ -98,9 +98,11 @@ def fold(cols, geometry, batch, channels, channels_last, image=None):
         # Split the innermost axis only when there are too few (n, g) blocks to share.
         blocks = view.shape[0] * view.shape[1]
         v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
+        by_image = view.shape[0] >= 2 * threads
         _im2col.col2im_2d(
             cols.view(view.dtype).reshape(cols.shape[0], -1), view,
-            *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape, v_chunk, threads,
+            *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape, v_chunk, by_image,
+            threads,
         )
     return image
 

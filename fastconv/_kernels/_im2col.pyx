@@ -64,13 +64,19 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
 def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
               Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
               Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
-              Py_ssize_t v_chunk, int num_threads):
+              Py_ssize_t v_chunk, bint by_image, int num_threads):
     """Add every column entry back into ``xp`` (zeroed by the caller).
 
-    Work is split over ``(n, g, v-chunk)`` blocks: each block owns disjoint
-    pixels of ``xp``, so there are no write races, and every pixel sums its
-    contributions in the same ``(oh, ow, kh, kw)`` order for any thread count.
+    ``by_image``: one task per image, reading ``cols`` row after row (for
+    batches with enough images to share). Otherwise the work is split over
+    ``(n, g, v-chunk)`` blocks. Either way each task owns disjoint pixels of
+    ``xp`` (no write races), and every pixel sums its contributions in
+    ascending ``(oh, ow)`` order, so results do not depend on the split or the
+    thread count.
     """
+    if by_image:
+        _col2im_by_image(cols, xp, KH, KW, SH, SW, DH, DW, OH, OW, num_threads)
+        return
     cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
     cdef Py_ssize_t n_chunks = (V + v_chunk - 1) // v_chunk
     cdef Py_ssize_t t, n, g, c, v0, v1, oh, ow, kh, kw, v, base
@@ -95,3 +101,30 @@ def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
                         for kw in range(KW):
                             for v in range(v0, v1):
                                 dst[kw * DW * V + v] += row[base + kw * V + v]
+
+
+cdef void _col2im_by_image(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
+                           Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                           Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
+                           int num_threads) noexcept:
+    cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
+    cdef Py_ssize_t n, oh, ow, g, kh, kw, v, j
+    cdef const sum_t* row
+    cdef sum_t* dst
+    for n in prange(N, nogil=True, num_threads=num_threads, schedule="static"):
+        for oh in range(OH):
+            for ow in range(OW):
+                row = &cols[(n * OH + oh) * OW + ow, 0]
+                j = 0
+                for g in range(G):
+                    for kh in range(KH):
+                        dst = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
+                        if V == 1:
+                            for kw in range(KW):
+                                dst[kw * DW] += row[j + kw]
+                            j = j + KW
+                        else:
+                            for kw in range(KW):
+                                for v in range(V):
+                                    dst[kw * DW * V + v] += row[j + v]
+                                j = j + V

@@ -10,7 +10,7 @@ from ._arrays import finish
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
 from ._prepare import prepare_conv2d
-from ._threads import get_num_threads
+from ._threads import threads_for
 
 __all__ = ["conv2d"]
 
@@ -48,7 +48,7 @@ def _conv_direct_run(call, result):
     elif call.channels_last:
         geo = call.geometry
         _conv_direct.conv2d_nhwc(call.x, call.weight, call.bias, result, *geo.stride, *geo.dilation,
-                                 call.groups, get_num_threads())
+                                 call.groups, threads_for(result.size * (call.weight.size // max(1, result.shape[-1]))))
     else:
         direct_nchw(call.x, call.weight, call.bias, call.geometry, call.groups, result)
 
@@ -64,7 +64,7 @@ def direct_nchw(x, weight, bias, geometry, groups, out):
         _conv_tiled(x, weight, bias, geometry, groups, out)
     else:
         _conv_direct.conv2d_nchw(x, weight, bias, out, *geometry.stride, *geometry.dilation, groups,
-                                 get_num_threads())
+                                 threads_for(out.size * weight[0].size))
 
 
 class TileInput(NamedTuple):
@@ -128,7 +128,7 @@ def _conv_tiled(x, weight, bias, geometry, groups, out):
     src = tile_input(x, geometry)
     _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                               w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, depthwise,
-                              get_num_threads())
+                              threads_for(out.size * weight[0].size // 16))
 
 
 def _conv_im2col_run(call, result):

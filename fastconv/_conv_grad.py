@@ -19,7 +19,7 @@ import numpy as np
 from ._arrays import finish
 from ._conv import direct_nchw, tile_input
 from ._kernels import _conv_direct
-from ._threads import get_num_threads
+from ._threads import threads_for
 from ._geometry import conv_geometry
 from ._im2col import COLUMN_BUDGET, crop, fold, unfold_batches
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
@@ -144,7 +144,7 @@ def _grad_weight_direct(call):
     grad = grad[: -_conv_direct.MAX_TILE_WIDTH].reshape(call.grad.shape if not call.channels_last
                                                          else (x.shape[0], k) + call.geometry.out_shape)
     dw = np.zeros(k * cg * kh * kw, call.compute_dtype)
-    threads = get_num_threads()
+    threads = threads_for(grad.size * cg * kh * kw // 16)
     blocks = groups * -(-(k // groups) // 8)
     c_parts = 1 if depthwise else max(1, min(cg, -(-2 * threads // blocks)))
     ow = grad.shape[3]

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._kernels import _im2col
 from ._prepare import prepare_col2im, prepare_im2col
-from ._threads import get_num_threads
+from ._threads import threads_for
 
 __all__ = ["im2col", "col2im"]
 
@@ -59,7 +59,7 @@ def unfold(image, geometry, channels_last, cols):
     words = _word_view(image, channels_last)
     _im2col.im2col_2d(words, cols.view(words.dtype).reshape(cols.shape[0], -1),
                       *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
-                      get_num_threads())
+                      threads_for(cols.size))
 
 
 def unfold_batches(image, geometry, channels_last, budget=COLUMN_BUDGET):
@@ -94,7 +94,7 @@ def fold(cols, geometry, batch, channels, channels_last, image=None):
     if image.size and cols.size:
         view = _sum_view(image, channels_last)
         v = view.shape[4]
-        threads = get_num_threads()
+        threads = threads_for(cols.size)
         # Split the innermost axis only when there are too few (n, g) blocks to share.
         blocks = view.shape[0] * view.shape[1]
         v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))

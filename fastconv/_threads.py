@@ -17,7 +17,12 @@ import threading
 
 from ._kernels import _openmp_helpers
 
-__all__ = ["get_num_threads", "set_num_threads", "num_threads"]
+__all__ = ["get_num_threads", "set_num_threads", "num_threads", "threads_for"]
+
+#: Work (elements copied, or multiply-adds / 16) below which one more thread costs
+#: more than it saves: waking an OpenMP team takes microseconds, and far longer
+#: on a busy machine.
+GRAIN = 1 << 16
 
 _global_threads = None
 _local = threading.local()
@@ -98,3 +103,13 @@ def num_threads(n):
         yield n
     finally:
         stack.pop()
+
+
+def threads_for(work):
+    """Threads for one kernel call doing ``work`` units: :func:`get_num_threads`, fewer for small calls.
+
+    Results never depend on it: every kernel is bitwise identical for any
+    thread count.
+    """
+    n = get_num_threads()
+    return n if n == 1 else max(1, min(n, int(work) // GRAIN))

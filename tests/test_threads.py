@@ -103,8 +103,26 @@ CASES = [
 ]
 
 
+@pytest.fixture
+def every_call_parallel(monkeypatch):
+    """Small test arrays would run on one thread (threads_for's grain): make every call parallel."""
+    import fastconv._threads
+
+    monkeypatch.setattr(fastconv._threads, "GRAIN", 1)
+
+
+def test_small_calls_use_fewer_threads(every_call_parallel):
+    import fastconv._threads as t
+
+    with fastconv.num_threads(3):
+        assert t.threads_for(10) == (3 if OPENMP else 1)
+        t.GRAIN = 100
+        assert t.threads_for(10) == 1
+        assert t.threads_for(250) == (2 if OPENMP else 1)
+
+
 @pytest.mark.parametrize("name, fn", CASES, ids=[c[0] for c in CASES])
-def test_bitwise_identical_for_any_thread_count(rng, name, fn):
+def test_bitwise_identical_for_any_thread_count(rng, name, fn, every_call_parallel):
     x = rng.standard_normal((3, 8, 17, 15)).astype(np.float32)
     w = rng.standard_normal((12, 8, 3, 3)).astype(np.float32)
     with fastconv.num_threads(1):
@@ -115,7 +133,7 @@ def test_bitwise_identical_for_any_thread_count(rng, name, fn):
         assert got.tobytes() == expected.tobytes(), f"{name} differs at {n} threads"
 
 
-def test_concurrent_calls_from_python_threads(rng):
+def test_concurrent_calls_from_python_threads(rng, every_call_parallel):
     xs = [rng.standard_normal((4, 6, 20, 20)) for _ in range(8)]
     w = rng.standard_normal((10, 6, 3, 3))
     expected = [fastconv.conv2d(x, w, padding=1) for x in xs]

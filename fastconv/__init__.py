@@ -6,6 +6,7 @@ The public API follows ``torch.nn.functional`` naming and NumPy conventions:
 * :func:`conv2d` -- 2-D convolution (direct loops or im2col + GEMM);
 * :func:`conv2d_grad_input`, :func:`conv2d_grad_weight`, :func:`conv_transpose2d`
   -- its gradients and its adjoint;
+* :func:`max_pool2d`, :func:`avg_pool2d` and their backward functions;
 * :func:`conv_output_shape` -- output size and resolved padding;
 * :func:`get_num_threads`, :func:`set_num_threads`, :func:`num_threads` -- threads;
 * :func:`show_config` -- how this build was made and what it runs on.
@@ -19,6 +20,7 @@ from ._threads import get_num_threads, num_threads, set_num_threads
 from ._im2col import col2im, im2col
 from ._conv import conv2d
 from ._conv_grad import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
+from ._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
 from ._config import show_config
 from ._simd import available_levels as simd_levels
 from ._simd import set_simd_level, simd_level
@@ -31,6 +33,10 @@ __all__ = [
     "conv2d_grad_input",
     "conv2d_grad_weight",
     "conv_transpose2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
     "conv_output_shape",
     "OutputShape",
     "get_num_threads",
@@ -41,8 +47,3 @@ __all__ = [
     "simd_levels",
     "set_simd_level",
 ]
-
-# 2-D pooling (fastconv/_pool.py)
-from ._pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward  # noqa: E402
-
-__all__ += ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]

@@ -31,7 +31,20 @@ from ._prepare import (
     prepare_im2col,
 )
 
-__all__ = ["im2col", "col2im", "conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
+from ._reference_pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+
+__all__ = [
+    "im2col",
+    "col2im",
+    "conv2d",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "conv_transpose2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "max_pool2d_backward",
+    "avg_pool2d_backward",
+]
 
 
 def _tap(geometry, kh, kw):

@@ -1,0 +1,394 @@
+"""Max and average pooling, forward and backward, on the unpadded input.
+
+Padding is never materialized. The caller computes, once per output row and
+once per output column, where a window's taps land in the real image:
+
+* ``h0[oh]``: the input row of the first tap that is not in the top padding,
+  ``hn[oh]``: how many taps from there on fall inside the image (0 or more);
+* ``w0[ow]``, ``wn[ow]``: the same for columns.
+
+Taps are ``h0 + t*DH`` (t < hn) by ``w0 + u*DW`` (u < wn), so the loops below
+have no bounds tests, and padding pixels are simply never visited. That is
+exactly "pad with -inf" for max pooling and "pad with zeros" for average
+pooling, with no padded copy of the input (which would cost one more pass
+over memory than the pool itself). Average pooling divides by
+``dh[oh] * dw[ow]``, separable factors the caller derives from
+``count_include_pad``/``divisor_override`` (PyTorch's divisor rules).
+
+Layouts: NCHW arrays arrive as ``(P, H, W)`` planes (``P = N*C``), NHWC as
+``(N, H, W, C)``. Nothing here validates: fastconv._pool checks every shape.
+Forward outputs are independent of each other, so any split is race-free;
+the backward kernels give each thread whole planes (NCHW) or whole
+``(n, channel-block)`` slabs (NHWC), and every input pixel sums its
+contributions in ``(oh, ow, kh, kw)`` order whatever the thread count.
+"""
+
+from cython.parallel cimport prange
+from libc.stdint cimport INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+from fastconv._kernels._openmp cimport omp_get_thread_num
+
+# Max pooling compares: every ordered type (bool travels as uint8, float16 as float).
+ctypedef fused real_t:
+    int8_t
+    uint8_t
+    int16_t
+    uint16_t
+    int32_t
+    uint32_t
+    int64_t
+    uint64_t
+    float
+    double
+    long double
+
+# Averages and gradients accumulate in a float type.
+ctypedef fused float_t:
+    float
+    double
+    long double
+
+
+cdef inline bint _takes(real_t v, real_t m) noexcept nogil:
+    """PyTorch's update rule: a strictly larger value, or any NaN (so the last NaN wins)."""
+    return v > m or v != v
+
+# _first_tap: PyTorch starts each window at (-inf or the minimum, index of the
+# first real tap), and the first real tap then either replaces that or equals
+# it (only -inf/the minimum does not win, and then the index is its own), so
+# the kernels start from a plain copy of the first real tap instead.
+
+
+def max_pool2d_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:, :, ::1] indices,
+                    int32_t[:, ::1] scratch,
+                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                    Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW, const real_t[::1] fill,
+                    bint with_indices, int num_threads):
+    """Max over each window of each plane; ``indices`` (if wanted) index the H*W plane.
+
+    A window starts from ``fill[0]`` (-inf, or the type's minimum) at the
+    index of its first real tap, as PyTorch does, so ties keep the first
+    maximum in row-major tap order. A window without any real tap (possible
+    only with dilation) gets index -1, where PyTorch returns an index that
+    its own backward then writes out of bounds with.
+
+    Interior columns (every tap inside the image, unit dilation) take a fast
+    path: tap by tap, one vectorizable pass over the output row. Updates are
+    written branch-free (select, then store) so the compiler can vectorize;
+    indices are tracked there as int32 in ``scratch`` (one ``(OW,)`` row per
+    thread; int32 next to float32 vectorizes, int64 does not) and widened at
+    the end of the row. Planes of 2**31 pixels or more skip the fast path
+    when indices are wanted.
+    """
+    cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t KW = 0, a = OW, b = OW, r, p, oh, ow, t, u, ih, iw, best, i
+    cdef int32_t k32
+    cdef int32_t* taps
+    cdef bint take
+    cdef real_t m, v
+    cdef const real_t* src
+    cdef real_t* orow
+    cdef int64_t* irow
+    cdef real_t lowest = fill[0]
+    # [a, b): the first run of output columns with the most taps, KW, each
+    # window SW to the right of the previous one (the unclipped interior).
+    for ow in range(OW):
+        KW = wn[ow] if wn[ow] > KW else KW
+    for ow in range(OW):
+        if wn[ow] != KW:
+            if a < OW:
+                break
+            continue
+        if a == OW:
+            a = ow
+        elif w0[ow] != w0[ow - 1] + SW:
+            break
+        b = ow + 1
+    if DW != 1 or KW == 0 or (with_indices and x.shape[1] * W > INT32_MAX):
+        a = b = OW
+    for r in prange(P * OH, nogil=True, num_threads=num_threads, schedule="static"):
+        p = r // OH
+        oh = r - p * OH
+        orow = &out[p, oh, 0]
+        irow = &indices[p, oh, 0] if with_indices else NULL
+        for ow in range(OW):
+            if ow == a:  # the interior, vectorized over output columns
+                taps = &scratch[omp_get_thread_num(), 0]
+                if hn[oh] == 0:  # no real row (dilated windows only)
+                    for i in range(b - a):
+                        orow[a + i] = lowest
+                        taps[i] = -1
+                else:  # the first real tap starts the running maximum (see _first_tap)
+                    src = &x[p, h0[oh], w0[a]]
+                    k32 = h0[oh] * W + w0[a]
+                    for i in range(b - a):
+                        orow[a + i] = src[i * SW]
+                        taps[i] = k32 + i * SW
+                for t in range(hn[oh]):
+                    ih = h0[oh] + t * DH
+                    src = &x[p, ih, w0[a]]
+                    for u in range(KW):
+                        if t == 0 and u == 0:
+                            continue
+                        if with_indices:
+                            k32 = ih * W + w0[a] + u
+                            for i in range(b - a):
+                                v = src[i * SW + u]
+                                take = _takes(v, orow[a + i])
+                                orow[a + i] = v if take else orow[a + i]
+                                taps[i] = k32 + i * SW if take else taps[i]
+                        elif SW == 2:
+                            for i in range(b - a):
+                                v = src[2 * i + u]
+                                orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
+                        else:
+                            for i in range(b - a):
+                                v = src[i * SW + u]
+                                orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
+                if with_indices:
+                    for i in range(b - a):
+                        irow[a + i] = taps[i]
+            if a <= ow < b:
+                continue
+            m = lowest
+            best = h0[oh] * W + w0[ow] if hn[oh] > 0 and wn[ow] > 0 else -1
+            for t in range(hn[oh]):
+                ih = h0[oh] + t * DH
+                src = &x[p, ih, 0]
+                for u in range(wn[ow]):
+                    iw = w0[ow] + u * DW
+                    v = src[iw]
+                    take = _takes(v, m)
+                    m = v if take else m
+                    best = ih * W + iw if take else best
+            orow[ow] = m
+            if with_indices:
+                irow[ow] = best
+
+
+def max_pool2d_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
+                    int32_t[:, ::1] scratch,
+                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                    Py_ssize_t DH, Py_ssize_t DW, const real_t[::1] fill, bint with_indices,
+                    int num_threads):
+    """Channels-last max pool: the innermost loop runs over contiguous channels.
+
+    Indices are tracked as int32 in ``scratch`` (one ``(C,)`` row per thread)
+    so the channel loop vectorizes, then widened; planes of 2**31 pixels or
+    more track them in int64 directly.
+    """
+    cdef Py_ssize_t N = x.shape[0], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t r, n, oh, ow, t, u, ih, iw, c, k
+    cdef bint take, narrow = x.shape[1] * W <= INT32_MAX
+    cdef int32_t k32
+    cdef int32_t* taps
+    cdef real_t v, lowest = fill[0]
+    cdef const real_t* src
+    cdef real_t* o
+    cdef int64_t* idx
+    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
+        n = r // OH
+        oh = r - n * OH
+        taps = &scratch[omp_get_thread_num(), 0]
+        for ow in range(OW):
+            o = &out[n, oh, ow, 0]
+            idx = &indices[n, oh, ow, 0] if with_indices else NULL
+            if hn[oh] == 0 or wn[ow] == 0:  # no real pixel (dilated windows only)
+                for c in range(C):
+                    o[c] = lowest
+                if with_indices:
+                    for c in range(C):
+                        idx[c] = -1
+                continue
+            # the first real tap starts the running maximum (see _first_tap)
+            src = &x[n, h0[oh], w0[ow], 0]
+            k = h0[oh] * W + w0[ow]
+            for c in range(C):
+                o[c] = src[c]
+            if with_indices:
+                for c in range(C):
+                    if narrow:
+                        taps[c] = <int32_t>k
+                    else:
+                        idx[c] = k
+            for t in range(hn[oh]):
+                ih = h0[oh] + t * DH
+                for u in range(wn[ow]):
+                    if t == 0 and u == 0:
+                        continue
+                    iw = w0[ow] + u * DW
+                    src = &x[n, ih, iw, 0]
+                    k = ih * W + iw
+                    if with_indices and narrow:
+                        k32 = <int32_t>k
+                        for c in range(C):
+                            v = src[c]
+                            take = _takes(v, o[c])
+                            o[c] = v if take else o[c]
+                            taps[c] = k32 if take else taps[c]
+                    elif with_indices:
+                        for c in range(C):
+                            v = src[c]
+                            take = _takes(v, o[c])
+                            o[c] = v if take else o[c]
+                            idx[c] = k if take else idx[c]
+                    else:
+                        for c in range(C):
+                            v = src[c]
+                            o[c] = v if _takes(v, o[c]) else o[c]
+            if with_indices and narrow:
+                for c in range(C):
+                    idx[c] = taps[c]
+
+
+def avg_pool2d_nchw(const float_t[:, :, ::1] x, float_t[:, :, ::1] out,
+                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                    const int64_t[::1] dh, const int64_t[::1] dw, int num_threads):
+    """Sum of the real pixels of each window (row-major), divided by ``dh[oh] * dw[ow]``."""
+    cdef Py_ssize_t P = x.shape[0], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t r, p, oh, ow, ih, iw
+    cdef float_t s
+    cdef const float_t* src
+    for r in prange(P * OH, nogil=True, num_threads=num_threads, schedule="static"):
+        p = r // OH
+        oh = r - p * OH
+        for ow in range(OW):
+            s = 0
+            for ih in range(h0[oh], h0[oh] + hn[oh]):
+                src = &x[p, ih, 0]
+                for iw in range(w0[ow], w0[ow] + wn[ow]):
+                    s = s + src[iw]
+            out[p, oh, ow] = s / <float_t>(dh[oh] * dw[ow])
+
+
+def avg_pool2d_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
+                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                    const int64_t[::1] dh, const int64_t[::1] dw, int num_threads):
+    """Channels-last average pool; same summation order per channel as the NCHW kernel."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t r, n, oh, ow, ih, iw, c
+    cdef float_t d
+    cdef const float_t* src
+    cdef float_t* o
+    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
+        n = r // OH
+        oh = r - n * OH
+        for ow in range(OW):
+            o = &out[n, oh, ow, 0]
+            for c in range(C):
+                o[c] = 0
+            for ih in range(h0[oh], h0[oh] + hn[oh]):
+                for iw in range(w0[ow], w0[ow] + wn[ow]):
+                    src = &x[n, ih, iw, 0]
+                    for c in range(C):
+                        o[c] = o[c] + src[c]
+            d = <float_t>(dh[oh] * dw[ow])
+            for c in range(C):
+                o[c] = o[c] / d
+
+
+def max_pool2d_backward_nchw(const float_t[:, :, ::1] grad, const int64_t[:, :, ::1] indices,
+                             float_t[:, :, ::1] grad_in, int num_threads):
+    """``grad_in[p].flat[indices[p, o]] += grad[p, o]`` (``grad_in`` zeroed by the caller).
+
+    Index -1 (a window without input pixels) adds nothing. Returns how many
+    indices lie outside ``[-1, H*W)``; those are skipped (never written) and
+    the caller raises.
+    """
+    cdef Py_ssize_t P = grad.shape[0], L = grad.shape[1] * grad.shape[2]
+    cdef Py_ssize_t HW = grad_in.shape[1] * grad_in.shape[2]
+    cdef Py_ssize_t p, o, bad = 0
+    cdef int64_t k
+    cdef const float_t* g
+    cdef const int64_t* idx
+    cdef float_t* dst
+    for p in prange(P, nogil=True, num_threads=num_threads, schedule="static"):
+        g = &grad[p, 0, 0]
+        idx = &indices[p, 0, 0]
+        dst = &grad_in[p, 0, 0]
+        for o in range(L):
+            k = idx[o]
+            if 0 <= k < HW:
+                dst[k] = dst[k] + g[o]
+            elif k != -1:
+                bad += 1
+    return bad
+
+
+def max_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, const int64_t[:, :, :, ::1] indices,
+                             float_t[:, :, :, ::1] grad_in, Py_ssize_t c_chunk, int num_threads):
+    """Channels-last twin of :func:`max_pool2d_backward_nchw`, split over (n, channel block)."""
+    cdef Py_ssize_t N = grad.shape[0], L = grad.shape[1] * grad.shape[2], C = grad.shape[3]
+    cdef Py_ssize_t HW = grad_in.shape[1] * grad_in.shape[2]
+    cdef Py_ssize_t blocks = (C + c_chunk - 1) // c_chunk
+    cdef Py_ssize_t t, n, c0, c1, o, c, bad = 0
+    cdef int64_t k
+    cdef const float_t* g
+    cdef const int64_t* idx
+    cdef float_t* dst
+    for t in prange(N * blocks, nogil=True, num_threads=num_threads, schedule="static"):
+        n = t // blocks
+        c0 = (t - n * blocks) * c_chunk
+        c1 = min(C, c0 + c_chunk)
+        g = &grad[n, 0, 0, 0]
+        idx = &indices[n, 0, 0, 0]
+        dst = &grad_in[n, 0, 0, 0]
+        for o in range(L):
+            for c in range(c0, c1):
+                k = idx[o * C + c]
+                if 0 <= k < HW:
+                    dst[k * C + c] = dst[k * C + c] + g[o * C + c]
+                elif k != -1:
+                    bad += 1
+    return bad
+
+
+def avg_pool2d_backward_nchw(const float_t[:, :, ::1] grad, float_t[:, :, ::1] grad_in,
+                             const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                             const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                             const int64_t[::1] dh, const int64_t[::1] dw, int num_threads):
+    """Spread ``grad / divisor`` over the real pixels of each window (``grad_in`` zeroed)."""
+    cdef Py_ssize_t P = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
+    cdef Py_ssize_t p, oh, ow, ih, iw
+    cdef float_t g
+    cdef float_t* dst
+    for p in prange(P, nogil=True, num_threads=num_threads, schedule="static"):
+        for oh in range(OH):
+            for ow in range(OW):
+                g = grad[p, oh, ow] / <float_t>(dh[oh] * dw[ow])
+                for ih in range(h0[oh], h0[oh] + hn[oh]):
+                    dst = &grad_in[p, ih, 0]
+                    for iw in range(w0[ow], w0[ow] + wn[ow]):
+                        dst[iw] = dst[iw] + g
+
+
+def avg_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, float_t[:, :, :, ::1] grad_in,
+                             const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                             const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                             const int64_t[::1] dh, const int64_t[::1] dw,
+                             Py_ssize_t c_chunk, int num_threads):
+    """Channels-last twin of :func:`avg_pool2d_backward_nchw`, split over (n, channel block)."""
+    cdef Py_ssize_t N = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2], C = grad.shape[3]
+    cdef Py_ssize_t blocks = (C + c_chunk - 1) // c_chunk
+    cdef Py_ssize_t t, n, c0, c1, oh, ow, ih, iw, c
+    cdef float_t d
+    cdef const float_t* g
+    cdef float_t* dst
+    for t in prange(N * blocks, nogil=True, num_threads=num_threads, schedule="static"):
+        n = t // blocks
+        c0 = (t - n * blocks) * c_chunk
+        c1 = min(C, c0 + c_chunk)
+        for oh in range(OH):
+            for ow in range(OW):
+                d = <float_t>(dh[oh] * dw[ow])
+                g = &grad[n, oh, ow, 0]
+                for ih in range(h0[oh], h0[oh] + hn[oh]):
+                    for iw in range(w0[ow], w0[ow] + wn[ow]):
+                        dst = &grad_in[n, ih, iw, 0]
+                        for c in range(c0, c1):
+                            dst[c] = dst[c] + g[c] / d

@@ -1,0 +1,423 @@
+"""Public 2-D max and average pooling and their gradients: validate, allocate, call the kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._kernels import _pool
+from ._prepare_pool import (
+    bad_indices_error,
+    prepare_avg_pool2d,
+    prepare_avg_pool2d_backward,
+    prepare_max_pool2d,
+    prepare_max_pool2d_backward,
+)
+from ._threads import threads_for
+
+__all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]
+
+
+def _axis_taps(size, kernel, stride, dilation, before, count):
+    """Where the windows of one spatial axis land in the unpadded input.
+
+    Returns ``first`` (coordinate of the first tap that is not in the
+    before-padding) and ``taps`` (how many taps from there on lie inside the
+    input) for each of the ``count`` output positions, as ``intp`` arrays
+    (``taps`` is 0 for a dilated window whose taps all miss the input).
+    """
+    start = np.arange(count, dtype=np.intp) * stride - before  # coordinate of tap 0
+    skip = np.maximum(0, -(start // dilation))  # taps in the before-padding
+    end = np.minimum(kernel, (size - 1 - start) // dilation + 1)  # taps before the input's end
+    return start + skip * dilation, np.maximum(0, end - skip).astype(np.intp)
+
+
+def _windows(geometry):
+    """``(h0, hn, w0, wn)`` for the kernels: first real tap and number of real taps per row/column."""
+    (h0, hn), (w0, wn) = (
+        _axis_taps(n, k, s, d, before, o)
+        for n, k, s, d, (before, _), o in zip(geometry.in_shape, geometry.kernel, geometry.stride,
+                                               geometry.dilation, geometry.padding, geometry.out_shape)
+    )
+    return h0, hn, w0, wn
+
+
+def _divisors(call):
+    """Average pooling's divisor per window as separable factors ``(dh[oh], dw[ow])``.
+
+    PyTorch divides by the window clipped to the padded input when
+    ``count_include_pad`` (a ``ceil_mode`` window hanging over the bottom or
+    right padding counts only the part inside it), else by the number of real
+    pixels, unless ``divisor_override`` is given.
+    """
+    geo = call.geometry
+    if call.divisor_override is not None:
+        return (np.full(geo.out_shape[0], call.divisor_override, np.int64),
+                np.ones(geo.out_shape[1], np.int64))
+    factors = []
+    for n, k, s, (before, after), o in zip(geo.in_shape, geo.kernel, geo.stride, geo.padding, geo.out_shape):
+        start = np.arange(o, dtype=np.int64) * s - before
+        if call.count_include_pad:
+            factors.append(np.minimum(start + k, n + after) - start)
+        else:
+            factors.append(np.minimum(start + k, n) - np.maximum(start, 0))
+    return factors
+
+
+def _planes(a, channels_last):
+    """The kernels' view of a batched array: NCHW as ``(N*C, H, W)`` planes, NHWC as is."""
+    return a if channels_last else a.reshape(-1, a.shape[2], a.shape[3])
+
+
+def _channel_chunk(call, threads):
+    """Channels per NHWC backward block: whole images when there are enough to share."""
+    if call.batch >= 4 * threads:
+        return max(1, call.channels)
+    return max(1, -(-call.channels // (4 * threads)))
+
+
+def _result_buffer(user_out, shape, dtype):
+    """``user_out`` viewed with the batch axis when the kernel can write it directly, else a new array."""
+    if user_out is not None and (user_out.dtype == dtype or (user_out.dtype == np.bool_ and dtype == np.uint8)):
+        return user_out.view(dtype).reshape(shape), True
+    return np.empty(shape, dtype), False
+
+
+def _deliver(result, call, user_out, direct):
+    """Give back ``result`` in the result dtype, without an added batch axis, in ``user_out`` if any."""
+    if direct:
+        return user_out
+    if user_out is not None:
+        np.copyto(user_out, result.reshape(user_out.shape), casting="unsafe")
+        return user_out
+    if call.result_dtype.kind == "b":
+        result = result.view(np.bool_)
+    elif result.dtype != call.result_dtype:
+        result = result.astype(call.result_dtype)
+    return result if call.batched else result[0]
+
+
+def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, layout="NCHW", out=None):
+    """2-D max pooling, as ``torch.nn.functional.max_pool2d``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C, H, W)`` for ``layout="NCHW"``, ``(N, H, W, C)`` for ``"NHWC"``;
+        an unbatched ``(C, H, W)`` / ``(H, W, C)`` gives an unbatched result.
+        Any real dtype: bool, integers, floats (not complex).
+    kernel_size : int or (int, int)
+        Window size ``(KH, KW)``.
+    stride : int or (int, int), optional
+        Step between windows. Default None: ``kernel_size``.
+    padding : int, pair, pair of pairs, 'valid' or 'same', optional
+        Implicit padding, at most half the kernel on every side (PyTorch's
+        rule). Padding pixels are never selected (they act as -inf).
+        Default 0.
+    dilation : int or (int, int), optional
+        Spacing between the taps of a window. Default 1.
+    ceil_mode : bool, optional
+        Round the output size up instead of down; a window may then hang
+        over the bottom/right edge, but none starts in the padding.
+    return_indices : bool, optional
+        Also return where each maximum came from.
+    layout : {'NCHW', 'NHWC'}, optional
+        Default ``'NCHW'``.
+    out : ndarray or (ndarray, ndarray), optional
+        C-contiguous array of the result's shape and dtype; with
+        ``return_indices=True``, a pair ``(values, indices)`` (either may be None).
+
+    Returns
+    -------
+    values : ndarray
+        ``(N, C, OH, OW)`` / ``(N, OH, OW, C)``, the dtype of ``x``.
+    indices : ndarray of int64
+        Only with ``return_indices=True``. Same shape as ``values``; each
+        entry indexes the flattened ``H*W`` plane of the (unpadded) input
+        channel, as in PyTorch.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or geometry, padding larger than half the kernel, an
+        empty image, a bad ``out``.
+    TypeError
+        A complex or non-numeric dtype, non-integer geometry, non-bool flags.
+
+    See Also
+    --------
+    max_pool2d_backward : the gradient, from ``indices``.
+
+    Notes
+    -----
+    As in PyTorch, a NaN in a window is the window's maximum (its index is
+    the last NaN in scan order), and among equal maxima the first in
+    row-major ``(kh, kw)`` order wins. float16 is compared in float32, which
+    is exact. A window that covers no input pixel (possible only with
+    dilation and padding) gives -inf, or the dtype's minimum, and index -1;
+    PyTorch returns an arbitrary index there, which its backward then
+    follows out of bounds.
+    Awkward inputs (strided, byte-swapped...) are copied to a contiguous
+    native array first; the input is never modified.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.array([[[[1, 2, 5, 0],
+    ...                 [3, 4, 1, 1],
+    ...                 [0, 7, 2, 8],
+    ...                 [6, 1, 3, 2]]]])
+    >>> fastconv.max_pool2d(x, 2)
+    array([[[[4, 5],
+             [7, 8]]]])
+    >>> values, indices = fastconv.max_pool2d(x, 2, return_indices=True)
+    >>> indices
+    array([[[[ 5,  2],
+             [ 9, 11]]]])
+    >>> fastconv.max_pool2d(x, 3, stride=2)[0, 0]  # one window fits
+    array([[7]])
+    >>> fastconv.max_pool2d(x, 3, stride=2, ceil_mode=True)[0, 0]  # and three clipped ones
+    array([[7, 8],
+           [7, 8]])
+    """
+    call = prepare_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
+                              layout, out)
+    geo = call.geometry
+    kernel_dtype = np.dtype(np.uint8) if call.compute_dtype.kind == "b" else call.compute_dtype
+    values, direct = _result_buffer(call.out, call.out_shape, kernel_dtype)
+    if call.return_indices:
+        if call.out_indices is not None:
+            indices = call.out_indices.reshape(call.out_shape)
+        else:
+            indices = np.empty(call.out_shape, np.int64)
+    else:
+        indices = np.empty((1,) * values.ndim, np.int64)  # not written
+    if values.size:
+        xk = call.x.view(kernel_dtype)
+        if kernel_dtype.kind == "f":
+            fill = np.array([-np.inf], kernel_dtype)
+        else:
+            fill = np.array([np.iinfo(kernel_dtype).min], kernel_dtype)
+        cl = call.channels_last
+        h0, hn, w0, wn = _windows(geo)
+        threads = threads_for(values.size * geo.kernel_size)
+        # per-thread int32 index rows (see the kernels)
+        scratch = np.empty((threads, call.channels if cl else geo.out_shape[1]), np.int32)
+        if cl:
+            _pool.max_pool2d_nhwc(xk, values, indices, scratch, h0, hn, w0, wn, *geo.dilation, fill,
+                                  call.return_indices, threads)
+        else:
+            _pool.max_pool2d_nchw(_planes(xk, cl), _planes(values, cl), _planes(indices, cl), scratch,
+                                  h0, hn, w0, wn, geo.stride[1], *geo.dilation, fill,
+                                  call.return_indices, threads)
+    values = _deliver(values, call, call.out, direct)
+    if not call.return_indices:
+        return values
+    if call.out_indices is not None:
+        return values, call.out_indices
+    return values, indices if call.batched else indices[0]
+
+
+def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, layout="NCHW", out=None):
+    """2-D average pooling, as ``torch.nn.functional.avg_pool2d``.
+
+    Parameters
+    ----------
+    x : array_like
+        ``(N, C, H, W)`` / ``(N, H, W, C)`` or unbatched ``(C, H, W)`` /
+        ``(H, W, C)``. Any real dtype (not complex).
+    kernel_size : int or (int, int)
+        Window size.
+    stride : int or (int, int), optional
+        Default None: ``kernel_size``.
+    padding : int, pair, pair of pairs, 'valid' or 'same', optional
+        Zero padding, at most half the kernel on every side. Default 0.
+    ceil_mode : bool, optional
+        Round the output size up (see :func:`max_pool2d`).
+    count_include_pad : bool, optional
+        True (default): divide by the window's size clipped to the padded
+        input, so padding zeros count. False: divide by the number of input
+        pixels in the window.
+    divisor_override : int, optional
+        Divide every sum by this non-zero integer instead.
+    layout : {'NCHW', 'NHWC'}, optional
+        Default ``'NCHW'``.
+    out : ndarray, optional
+        C-contiguous array of the result's shape and dtype.
+
+    Returns
+    -------
+    ndarray
+        ``(N, C, OH, OW)`` / ``(N, OH, OW, C)``. float32, float64 and long
+        double compute natively; float16 computes in float32 and returns
+        float16; bool and integer input gives float64.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes or geometry, padding larger than half the kernel, a zero
+        ``divisor_override``, a bad ``out``.
+    TypeError
+        A complex or non-numeric dtype, non-integer geometry, non-bool flags.
+
+    Notes
+    -----
+    Each window sums its pixels in row-major order and divides once, as
+    PyTorch does, so float results match PyTorch's to the last bit or two.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> fastconv.avg_pool2d(x, 2)
+    array([[[[ 2.5,  4.5],
+             [10.5, 12.5]]]])
+    >>> fastconv.avg_pool2d(np.ones((1, 3, 3)), 2, padding=1)[0]
+    array([[0.25, 0.5 ],
+           [0.5 , 1.  ]])
+    >>> fastconv.avg_pool2d(np.ones((1, 3, 3)), 2, padding=1, count_include_pad=False)[0]
+    array([[1., 1.],
+           [1., 1.]])
+    """
+    call = prepare_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override, layout, out)
+    result, direct = _result_buffer(call.out, call.out_shape, call.compute_dtype)
+    if result.size:
+        cl = call.channels_last
+        kernel = _pool.avg_pool2d_nhwc if cl else _pool.avg_pool2d_nchw
+        kernel(_planes(call.x, cl), _planes(result, cl), *_windows(call.geometry), *_divisors(call),
+               threads_for(result.size * call.geometry.kernel_size))
+    return _deliver(result, call, call.out, direct)
+
+
+def _zeroed_grad_input(call):
+    """A zeroed batched gradient buffer in the compute dtype (the user's ``out`` when possible)."""
+    grad_in, direct = _result_buffer(call.out, call.in_shape, call.compute_dtype)
+    grad_in[...] = 0
+    return grad_in, direct
+
+
+def max_pool2d_backward(grad_output, indices, input_shape, *, layout="NCHW", out=None):
+    """Gradient of :func:`max_pool2d` with respect to its input.
+
+    Each ``grad_output`` entry is added to the input pixel its window's
+    maximum came from; pixels that were the maximum of several overlapping
+    windows receive the sum.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the pooled values: shape of ``max_pool2d``'s output.
+        Any real dtype.
+    indices : array_like of int
+        The ``indices`` returned by ``max_pool2d(..., return_indices=True)``,
+        same shape as ``grad_output``: positions in the flattened ``H*W``
+        plane, or -1 (a window that covered no input pixel), which adds nothing.
+    input_shape : tuple of int
+        Shape of the pool's input ``x`` (batched or not, like ``grad_output``).
+    layout : {'NCHW', 'NHWC'}, optional
+        Default ``'NCHW'``.
+    out : ndarray, optional
+        C-contiguous array of shape ``input_shape`` and the result dtype.
+
+    Returns
+    -------
+    ndarray
+        Shape ``input_shape``. Floats keep their dtype (float16 is summed in
+        float32 and rounded once); bool and integer gradients give float64.
+
+    Raises
+    ------
+    ValueError
+        ``indices`` or ``grad_output`` not matching each other or
+        ``input_shape``, an index outside ``[-1, H*W)`` (nothing out of
+        range is ever written; ``out`` may then hold a partial result), a bad ``out``.
+    TypeError
+        Non-integer ``indices``, a complex or non-numeric ``grad_output``.
+
+    Notes
+    -----
+    Work is split by image and channel, and each pixel sums its
+    contributions in output order, so the result is bitwise identical for
+    every thread count.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> x = np.array([[[[1., 2.], [4., 3.]]]])
+    >>> values, indices = fastconv.max_pool2d(x, 2, stride=1, padding=1, return_indices=True)
+    >>> fastconv.max_pool2d_backward(np.ones_like(values), indices, x.shape)
+    array([[[[1., 2.],
+             [4., 2.]]]])
+    """
+    call = prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out)
+    grad_in, direct = _zeroed_grad_input(call)
+    if call.x.size and grad_in.size:
+        cl = call.channels_last
+        threads = threads_for(call.x.size)
+        if cl:
+            bad = _pool.max_pool2d_backward_nhwc(call.x, call.indices, grad_in,
+                                                 _channel_chunk(call, threads), threads)
+        else:
+            bad = _pool.max_pool2d_backward_nchw(_planes(call.x, cl), _planes(call.indices, cl),
+                                                 _planes(grad_in, cl), threads)
+        if bad:
+            raise bad_indices_error(bad, call)
+    return _deliver(grad_in, call, call.out, direct)
+
+
+def avg_pool2d_backward(grad_output, input_shape, kernel_size, *, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True, divisor_override=None,
+                        layout="NCHW", out=None):
+    """Gradient of :func:`avg_pool2d` with respect to its input.
+
+    Each ``grad_output`` entry, divided by its window's divisor, is added to
+    every input pixel of the window (padding receives nothing).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the pooled values: exactly the shape of ``avg_pool2d``'s
+        output for ``input_shape`` and this geometry. Any real dtype.
+    input_shape : tuple of int
+        Shape of the pool's input ``x`` (batched or not, like ``grad_output``).
+    kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout
+        As given to :func:`avg_pool2d`.
+    out : ndarray, optional
+        C-contiguous array of shape ``input_shape`` and the result dtype.
+
+    Returns
+    -------
+    ndarray
+        Shape ``input_shape``, dtype as for :func:`avg_pool2d`.
+
+    Raises
+    ------
+    ValueError
+        ``grad_output`` not of the pooled shape, bad geometry, a bad ``out``.
+    TypeError
+        A complex or non-numeric dtype, non-integer geometry, non-bool flags.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.avg_pool2d_backward(np.ones((1, 1, 2, 2)), (1, 1, 3, 3), 2, stride=1)
+    array([[[[0.25, 0.5 , 0.25],
+             [0.5 , 1.  , 0.5 ],
+             [0.25, 0.5 , 0.25]]]])
+    """
+    call = prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
+                                       count_include_pad, divisor_override, layout, out)
+    grad_in, direct = _zeroed_grad_input(call)
+    if call.x.size:
+        cl = call.channels_last
+        threads = threads_for(call.x.size * call.geometry.kernel_size)
+        windows = _windows(call.geometry)
+        if cl:
+            _pool.avg_pool2d_backward_nhwc(call.x, grad_in, *windows, *_divisors(call),
+                                           _channel_chunk(call, threads), threads)
+        else:
+            _pool.avg_pool2d_backward_nchw(_planes(call.x, cl), _planes(grad_in, cl), *windows,
+                                           *_divisors(call), threads)
+    return _deliver(grad_in, call, call.out, direct)

@@ -1,0 +1,921 @@
+"""Benchmark engine behind ``python -m fastconv bench`` and the asv suite.
+
+fastconv is timed against :mod:`fastconv.reference` (pure NumPy) and, when it
+is importable, PyTorch, in one process with interleaved ("paired") repeats.
+Each row reports median times and speedups in the style of
+``bottleneck.bench()``::
+
+    speedup = other implementation's median time / fastconv's median time
+
+so a speedup above 1 means fastconv is faster. Only NumPy is required; torch,
+threadpoolctl and matplotlib are imported lazily and used when present.
+
+The peers, on the canonical NCHW shapes of :data:`SHAPES` (SPEC section 5):
+
+* im2col -- ``torch``: ``F.unfold`` + transpose + ``contiguous`` to fastconv's
+  ``(N*OH*OW, C*KH*KW)`` layout; ``torch-own``: ``F.unfold`` alone, which
+  returns torch's ``(N, C*KH*KW, OH*OW)`` layout.
+* col2im -- ``torch``: ``F.fold`` of fastconv's columns (a transposed view);
+  ``torch-own``: ``F.fold`` of contiguous ``(N, C*KH*KW, OH*OW)`` columns.
+* conv2d -- ``torch``: ``F.conv2d`` (oneDNN), with the shape's ``groups``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import gc
+import importlib
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__, col2im, conv2d, conv_output_shape, im2col, num_threads, show_config
+from ._config import config_dict
+
+__all__ = [
+    "SHAPES",
+    "OPS",
+    "IMPLEMENTATIONS",
+    "CONV2D_ALGORITHMS",
+    "Case",
+    "shape_dims",
+    "make_case",
+    "thread_limits",
+    "paired_times",
+    "speedup",
+    "reference_too_slow",
+    "measure_row",
+    "summary",
+    "memcpy_bandwidth",
+    "gemm_gflops",
+    "machine_info",
+    "cpu_busy_fraction",
+    "add_arguments",
+    "run",
+]
+
+
+def _dims(N, C, H, W, K, kernel, stride, pad, dilation, groups=1):
+    return {"N": N, "C": C, "H": H, "W": W, "K": K, "kernel": kernel, "stride": stride,
+            "pad": pad, "dilation": dilation, "groups": groups}
+
+
+#: The canonical shapes of SPEC section 5: name -> N, C, H, W, K, kernel, stride, pad, dilation, groups.
+SHAPES = {
+    "tiny": _dims(1, 3, 5, 5, 2, 3, 1, 0, 1),
+    "cifar": _dims(64, 3, 32, 32, 16, 3, 1, 1, 1),
+    "resnet-mid": _dims(32, 64, 56, 56, 64, 3, 1, 1, 1),
+    "resnet-deep": _dims(32, 256, 14, 14, 256, 3, 1, 1, 1),
+    "strided": _dims(16, 64, 112, 112, 64, 3, 2, 1, 1),
+    "stem": _dims(8, 3, 224, 224, 64, 7, 2, 3, 1),
+    "dilated": _dims(16, 32, 64, 64, 32, 3, 1, 2, 2),
+    "depthwise": _dims(32, 128, 28, 28, 128, 3, 1, 1, 1, groups=128),
+}
+
+#: Operations benchmarked; conv2d uses the shape's ``groups`` (depthwise for "depthwise").
+OPS = ("im2col", "col2im", "conv2d")
+
+#: Implementations, in column order. ``torch_own`` is torch in its own layout.
+IMPLEMENTATIONS = ("fastconv", "reference", "torch", "torch_own")
+
+#: Extra conv2d implementations :func:`make_case` provides on request: fastconv forced to one algorithm.
+CONV2D_ALGORITHMS = {"fastconv_direct": "direct", "fastconv_im2col": "im2col"}
+
+#: Column titles of the implementations.
+TITLES = {"fastconv": "fastconv", "reference": "reference", "torch": "torch",
+          "torch_own": "torch-own"}
+
+#: Implementations slow enough to be estimated from a one-image call before being run in full.
+ESTIMATED_FIRST = ("reference",)
+
+#: ``--quick`` and the asv suite divide every canonical batch size by this (rounding up).
+QUICK_BATCH_DIVISOR = 8
+
+
+# ---------------------------------------------------------------------------
+# Optional dependencies, imported on first use
+# ---------------------------------------------------------------------------
+
+def _optional(name):
+    """Import and return module ``name``, or None when it cannot be imported."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def _reference():
+    """The pure-NumPy baseline :mod:`fastconv.reference`, or None if it is missing."""
+    return _optional("fastconv.reference")
+
+
+def _torch():
+    """The ``torch`` module, or None when PyTorch is not installed."""
+    return _optional("torch")
+
+
+# ---------------------------------------------------------------------------
+# Shapes and cases
+# ---------------------------------------------------------------------------
+
+def shape_dims(shape, batch=None, *, quick=False):
+    """Dimensions of a benchmark shape, with the batch size possibly changed.
+
+    Parameters
+    ----------
+    shape : str or dict
+        A key of :data:`SHAPES`, or a dict with the same keys.
+    batch : int, optional
+        Batch size N to use instead of the shape's own.
+    quick : bool, optional
+        Divide N by :data:`QUICK_BATCH_DIVISOR` (rounding up), as ``--quick``
+        and the asv suite do. Ignored when ``batch`` is given.
+
+    Returns
+    -------
+    dict
+        A new dict with keys N, C, H, W, K, kernel, stride, pad, dilation, groups.
+    """
+    if isinstance(shape, str):
+        try:
+            shape = SHAPES[shape]
+        except KeyError:
+            raise ValueError(f"unknown shape {shape!r}; expected one of {', '.join(SHAPES)}") from None
+    dims = dict(shape)
+    if batch is not None:
+        dims["N"] = int(batch)
+    elif quick:
+        dims["N"] = -(-dims["N"] // QUICK_BATCH_DIVISOR)
+    return dims
+
+
+@dataclass
+class Case:
+    """One benchmark: an operation on a shape, with its inputs bound to callables.
+
+    Attributes
+    ----------
+    shape : str
+        Shape name (or ``"custom"``).
+    op : str
+        One of :data:`OPS`.
+    dims : dict
+        The dimensions actually used (see :func:`shape_dims`).
+    dtype : numpy.dtype
+    impls : dict
+        Implementation name -> zero-argument callable returning the result.
+        Only implementations available here are present.
+    work : float
+        Bytes read + written (im2col, col2im) or floating-point operations (conv2d).
+    unit : str
+        ``"GB/s"`` or ``"GFLOP/s"``: what ``work / seconds / 1e9`` is.
+    """
+
+    shape: str
+    op: str
+    dims: dict
+    dtype: np.dtype
+    impls: dict
+    work: float
+    unit: str
+
+    def run(self, impl):
+        """Call implementation ``impl`` once and return its result."""
+        return self.impls[impl]()
+
+
+def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPLEMENTATIONS,
+              algorithm="auto", seed=0):
+    """Build the inputs of one benchmark and bind each implementation to them.
+
+    Parameters
+    ----------
+    shape : str or dict
+        A key of :data:`SHAPES` or a dict of dimensions.
+    op : {'im2col', 'col2im', 'conv2d'}
+    dtype : str or numpy.dtype, optional
+        Floating dtype of every array (default float32).
+    batch, quick
+        See :func:`shape_dims`.
+    impls : sequence of str, optional
+        Implementations wanted, from :data:`IMPLEMENTATIONS` and, for conv2d,
+        :data:`CONV2D_ALGORITHMS`; those not importable here are left out.
+    algorithm : {'auto', 'direct', 'im2col'}, optional
+        ``algorithm=`` of :func:`fastconv.conv2d` for the ``fastconv`` implementation.
+    seed : int, optional
+        Seed of the random inputs.
+
+    Returns
+    -------
+    Case
+    """
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+    dims = shape_dims(shape, batch, quick=quick)
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    N, C, H, W, K = (dims[key] for key in "NCHWK")
+    k, groups = dims["kernel"], dims["groups"]
+    geo = {"stride": dims["stride"], "padding": dims["pad"], "dilation": dims["dilation"]}
+    oh, ow = conv_output_shape((H, W), k, **geo).shape
+    ckk, rows = C * k * k, N * oh * ow
+    reference = _reference() if "reference" in impls else None
+    torch = _torch() if {"torch", "torch_own"} & set(impls) else None
+    if torch is not None:
+        from torch.nn import functional as F
+        tgeo = dict(geo, kernel_size=k)
+
+    funcs = {}
+    if op == "im2col":
+        x = rng.standard_normal((N, C, H, W), dtype=dtype)
+        funcs["fastconv"] = lambda: im2col(x, k, **geo)
+        if reference is not None:
+            funcs["reference"] = lambda: reference.im2col(x, k, **geo)
+        if torch is not None:
+            xt = torch.from_numpy(x)
+            funcs["torch"] = lambda: F.unfold(xt, **tgeo).transpose(1, 2).contiguous().view(rows, ckk)
+            funcs["torch_own"] = lambda: F.unfold(xt, **tgeo)
+        work, unit = (x.size + rows * ckk) * dtype.itemsize, "GB/s"
+    elif op == "col2im":
+        cols = rng.standard_normal((rows, ckk), dtype=dtype)
+        image_shape = (N, C, H, W)
+        funcs["fastconv"] = lambda: col2im(cols, image_shape, k, **geo)
+        if reference is not None:
+            funcs["reference"] = lambda: reference.col2im(cols, image_shape, k, **geo)
+        if torch is not None:
+            cols_t = torch.from_numpy(cols).view(N, oh * ow, ckk).transpose(1, 2)
+            cols_own = cols_t.contiguous()
+            funcs["torch"] = lambda: F.fold(cols_t, (H, W), **tgeo)
+            funcs["torch_own"] = lambda: F.fold(cols_own, (H, W), **tgeo)
+        work, unit = (rows * ckk + N * C * H * W) * dtype.itemsize, "GB/s"
+    else:
+        x = rng.standard_normal((N, C, H, W), dtype=dtype)
+        w = rng.standard_normal((K, C // groups, k, k), dtype=dtype)
+        b = rng.standard_normal(K, dtype=dtype)
+        funcs["fastconv"] = lambda: conv2d(x, w, b, groups=groups, algorithm=algorithm, **geo)
+        for key, forced in CONV2D_ALGORITHMS.items():
+            funcs[key] = lambda forced=forced: conv2d(x, w, b, groups=groups, algorithm=forced, **geo)
+        if reference is not None:
+            funcs["reference"] = lambda: reference.conv2d(x, w, b, groups=groups, **geo)
+        if torch is not None:
+            xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+            funcs["torch"] = lambda: F.conv2d(xt, wt, bt, groups=groups, **geo)
+        work, unit = 2.0 * N * K * oh * ow * (C // groups) * k * k, "GFLOP/s"
+    name = shape if isinstance(shape, str) else "custom"
+    wanted = {key: funcs[key] for key in (*IMPLEMENTATIONS, *CONV2D_ALGORITHMS)
+              if key in impls and key in funcs}
+    return Case(name, op, dims, dtype, wanted, float(work), unit)
+
+
+def _as_numpy(result):
+    return result.numpy() if hasattr(result, "numpy") else np.asarray(result)
+
+
+def _agree(result, expected, dtype):
+    """Whether two results match: shapes equal, values within the dtype's rounding."""
+    a, b = _as_numpy(result), _as_numpy(expected)
+    if a.shape != b.shape:
+        return False
+    tol = 1e-4 if dtype.itemsize <= 4 else 1e-10
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    return bool(np.allclose(a, b, rtol=tol, atol=tol * max(1.0, scale)))
+
+
+# ---------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def thread_limits(n):
+    """Run fastconv, the BLAS (through threadpoolctl) and torch on ``n`` threads.
+
+    Parameters
+    ----------
+    n : int
+        Threads for every library inside the block.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(num_threads(n))
+        threadpoolctl = _optional("threadpoolctl")
+        if threadpoolctl is not None:
+            stack.enter_context(threadpoolctl.threadpool_limits(limits=n, user_api="blas"))
+        torch = sys.modules.get("torch")  # only a torch that is in use needs limiting
+        if torch is not None:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(n)
+            stack.callback(torch.set_num_threads, previous)
+        yield n
+
+
+#: A timed sample of a fast call loops over it until the sample lasts about this long.
+MIN_SAMPLE_SECONDS = 2e-3
+
+
+def _time_call(func, loops=1):
+    """Seconds per call of ``func()`` over ``loops`` calls, and the last result.
+
+    The last result is returned so that freeing it happens outside the timing.
+    """
+    start = time.perf_counter()
+    for _ in range(loops - 1):
+        func()
+    result = func()
+    return (time.perf_counter() - start) / loops, result
+
+
+#: Calls shorter than this get an untimed settling call before each sample (see paired_times).
+SETTLE_BELOW_SECONDS = 0.1
+
+
+def _settled(warm):
+    """Names of the implementations whose warm-up call was short enough to settle."""
+    return {name for name, seconds in warm.items() if seconds < SETTLE_BELOW_SECONDS}
+
+
+def _loops(seconds):
+    """Calls per timed sample for a call lasting ``seconds``: enough to last MIN_SAMPLE_SECONDS."""
+    return max(1, min(10_000, math.ceil(MIN_SAMPLE_SECONDS / max(seconds, 1e-7))))
+
+
+#: Warm-up calls go on until they have taken this long (at least one call).
+WARMUP_SECONDS = 0.05
+
+
+def _warm_up(func):
+    """Call ``func`` until WARMUP_SECONDS have passed; return its fastest call and last result.
+
+    The first calls on a new thread count can be slow while thread pools
+    start (several milliseconds each here); this keeps them out of the samples.
+    """
+    deadline = time.perf_counter() + WARMUP_SECONDS
+    best, result = _time_call(func)
+    while time.perf_counter() < deadline:
+        del result
+        seconds, result = _time_call(func)
+        best = min(best, seconds)
+    return best, result
+
+
+def paired_times(case, counts, loops=None, settle=()):
+    """Time implementations in interleaved rounds, so drifts hit all of them alike.
+
+    Round ``r`` takes one sample of every implementation whose count exceeds
+    ``r``; the order rotates from round to round.
+
+    Parameters
+    ----------
+    case : Case
+    counts : dict
+        Implementation name -> number of samples (0 allowed).
+    loops : dict, optional
+        Implementation name -> calls per sample (default 1).
+    settle : collection of str, optional
+        Implementations called once, untimed, before each of their samples.
+        Thread pools left spinning by the previous implementation (libgomp,
+        OpenBLAS and torch each keep their workers busy-waiting for a while)
+        then delay that call rather than the sample; on 2 cores this costs
+        short calls milliseconds.
+
+    Returns
+    -------
+    dict
+        Implementation name -> list of seconds per call, one per sample.
+    """
+    loops = loops or {}
+    names = [name for name, count in counts.items() if count > 0]
+    times = {name: [] for name in counts}
+    for r in range(max(counts.values(), default=0)):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            if r < counts[name]:
+                if name in settle:
+                    case.run(name)
+                seconds, result = _time_call(case.impls[name], loops.get(name, 1))
+                del result
+                times[name].append(seconds)
+    return times
+
+
+def speedup(case, other, repeat=5):
+    """Median time of ``other`` over fastconv's, from ``repeat`` paired samples each.
+
+    Runs in the caller's thread settings (see :func:`thread_limits`), after
+    untimed warm-up calls that also set the calls per sample.
+    """
+    names = ("fastconv", other)
+    warm = {name: _warm_up(case.impls[name])[0] for name in names}
+    times = paired_times(case, dict.fromkeys(names, repeat), {n: _loops(t) for n, t in warm.items()},
+                         _settled(warm))
+    return statistics.median(times[other]) / statistics.median(times["fastconv"])
+
+
+def _estimate_seconds(dims, op, dtype, impl):
+    """Seconds of one call of ``impl`` on a batch of ``dims["N"]``, extrapolated from one image."""
+    one = make_case(dims, op, dtype, batch=1, impls=(impl,))
+    seconds, result = _time_call(one.impls[impl])
+    del result
+    return seconds * dims["N"]
+
+
+_too_slow_cache = {}
+
+
+def reference_too_slow(shape, op, dtype="float32", *, batch=None, quick=False, limit=1.0):
+    """Whether one reference call is estimated to take more than ``limit`` seconds.
+
+    The estimate is a one-image call scaled by the batch size; it is cached per
+    process. Also True when :mod:`fastconv.reference` is missing.
+    """
+    dims = shape_dims(shape, batch, quick=quick)
+    key = (tuple(sorted(dims.items())), op, np.dtype(dtype).str, limit)
+    if key not in _too_slow_cache:
+        if _reference() is None:
+            _too_slow_cache[key] = True
+        else:
+            _too_slow_cache[key] = _estimate_seconds(dims, op, dtype, "reference") > limit
+    return _too_slow_cache[key]
+
+
+def measure_row(case, threads, *, repeat=7, max_time=10.0):
+    """Time every implementation of a case on ``threads`` threads.
+
+    Each implementation is first warmed up for WARMUP_SECONDS (at least one
+    untimed call; the last result is checked against fastconv's), then sampled up to ``repeat`` times in paired
+    rounds (:func:`paired_times`; calls shorter than MIN_SAMPLE_SECONDS are
+    looped within a sample, calls shorter than SETTLE_BELOW_SECONDS get an
+    untimed call before each sample), within a budget of ``max_time`` seconds
+    per implementation. Implementations of :data:`ESTIMATED_FIRST` are first timed
+    on one image: if the batch would exceed ``max_time`` they are not run in
+    full and their time is that estimate. An implementation whose warm-up
+    alone exceeds the budget keeps that single run.
+
+    Returns
+    -------
+    dict
+        JSON-ready row: ``times`` (seconds per call, one per sample),
+        ``loops`` (calls per sample), ``median``, ``status``
+        per implementation (``"paired"``, ``"single"`` or ``"estimated"``),
+        ``speedup`` (other median / fastconv median), ``rate`` (``unit`` of
+        fastconv) and ``agree`` (results match fastconv's).
+    """
+    status, warm, results = {}, {}, {}
+    with thread_limits(threads):
+        for name, func in case.impls.items():
+            if name in ESTIMATED_FIRST and case.dims["N"] > 1:
+                estimate = _estimate_seconds(case.dims, case.op, case.dtype, name)
+                if estimate > max_time:
+                    status[name], warm[name] = "estimated", estimate
+                    continue
+            warm[name], results[name] = _warm_up(func)
+        agree = {name: _agree(results[name], results["fastconv"], case.dtype)
+                 for name in ("reference", "torch") if name in results}
+        results.clear()
+        counts = {name: 0 if name in status else min(repeat, int(max_time // max(t, 1e-9)))
+                  for name, t in warm.items()}
+        loops = {name: _loops(t) for name, t in warm.items()}
+        times = paired_times(case, counts, loops, _settled(warm))
+    for name, count in counts.items():
+        if count == 0:
+            status.setdefault(name, "single")
+            times[name] = [warm[name]]
+        else:
+            status[name] = "paired"
+    median = {name: statistics.median(t) for name, t in times.items()}
+    base = median["fastconv"]
+    return {
+        "shape": case.shape, "op": case.op, "dtype": case.dtype.name, "threads": threads,
+        "dims": case.dims, "work": case.work, "unit": case.unit,
+        "times": times, "loops": loops, "median": median, "status": status,
+        "speedup": {name: m / base for name, m in median.items() if name != "fastconv"},
+        "rate": case.work / base / 1e9,
+        "agree": agree,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Machine baselines
+# ---------------------------------------------------------------------------
+
+def memcpy_bandwidth(nbytes=256 * 2**20, repeat=5):
+    """Copy bandwidth of ``np.copyto`` between two preallocated buffers.
+
+    Returns
+    -------
+    float
+        GB/s copied (bytes read + written is twice that), best of ``repeat``.
+    """
+    src = np.ones(nbytes, np.uint8)
+    dst = np.zeros_like(src)
+    best = min(_time_call(lambda: np.copyto(dst, src))[0] for _ in range(repeat))
+    return nbytes / best / 1e9
+
+
+def gemm_gflops(n=2048, dtype="float32", threads=1, repeat=3):
+    """GFLOP/s of ``np.matmul`` of two ``n`` x ``n`` matrices (sgemm/dgemm), best of ``repeat``."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.dtype(dtype))
+    b = rng.standard_normal((n, n), dtype=np.dtype(dtype))
+    out = np.empty_like(a)
+    with thread_limits(threads):
+        np.matmul(a, b, out=out)
+        best = min(_time_call(lambda: np.matmul(a, b, out=out))[0] for _ in range(repeat))
+    return 2.0 * n**3 / best / 1e9
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def cpu_busy_fraction(seconds=0.5):
+    """Fraction of all CPUs busy during ``seconds`` of idling here (Linux ``/proc/stat``).
+
+    Measures what other processes (or other containers on the same machine)
+    take while this one sleeps; None where ``/proc/stat`` is unavailable.
+    """
+    def ticks():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values[:8]) - idle, idle
+
+    try:
+        busy0, idle0 = ticks()
+        time.sleep(seconds)
+        busy1, idle1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = (busy1 - busy0) + (idle1 - idle0)
+    return (busy1 - busy0) / total if total > 0 else None
+
+
+def machine_info():
+    """Platform, CPU, core counts and the versions of the libraries compared."""
+    torch = sys.modules.get("torch")
+    return {
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": _usable_cpus(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
+        "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "busy_before_run": cpu_busy_fraction(),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+_MARK = {"paired": "", "single": "!", "estimated": "~"}
+
+_LEGEND = (
+    "speedup = other median time / fastconv median time (> 1: fastconv is faster).\n"
+    "~ estimated from a one-image call (too slow to run in full);  "
+    "! one cold call (too slow to repeat);  - not run.\n"
+    "rate: fastconv's GB/s read + written (im2col, col2im) or GFLOP/s (conv2d), "
+    "and its % of memcpy read + write or of gemm at the same threads."
+)
+
+
+def _fmt_ms(seconds):
+    ms = seconds * 1e3
+    for limit, digits in ((100, 0), (10, 1), (1, 2)):
+        if ms >= limit:
+            return f"{ms:.{digits}f}"
+    return f"{ms:.3f}"
+
+
+def _fmt_ratio(ratio):
+    return f"{ratio:.0f}x" if ratio >= 100 else f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
+
+
+_COLUMNS = [("shape", 11, "<"), ("op", 6, "<"), ("dtype", 7, "<"), ("N", 3, ">"), ("thr", 3, ">"),
+            ("fastconv", 9, ">"), ("reference", 10, ">"), ("torch", 9, ">"), ("torch-own", 9, ">"),
+            ("vs ref", 7, ">"), ("vs torch", 8, ">"), ("rate", 20, "<")]
+
+
+def _line(cells):
+    return " ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, _COLUMNS))
+
+
+def table_header():
+    """The two header lines of the results table."""
+    head = _line([title for title, _, _ in _COLUMNS])
+    units = _line(["", "", "", "", "", "ms", "ms", "ms", "ms", "", "", ""])
+    return f"{head}\n{units.rstrip()}\n" + "-" * len(head)
+
+
+def format_row(row, baselines):
+    """One fixed-width table line for a row of :func:`measure_row`.
+
+    ``baselines`` maps ``("GB/s", threads, dtype)`` / ``("GFLOP/s", ...)`` to
+    the memcpy read + write or gemm rate the ``rate`` column is compared with.
+    """
+    status, median, ratio = row["status"], row["median"], row["speedup"]
+
+    def time_cell(name):
+        return _MARK[status[name]] + _fmt_ms(median[name]) if name in median else "-"
+
+    def ratio_cell(name):
+        return _MARK[status[name]] + _fmt_ratio(ratio[name]) if name in ratio else "-"
+
+    rate = f"{row['rate']:.3g} {row['unit']}"
+    base = baselines.get((row["unit"], row["threads"], row["dtype"]))
+    if base:
+        rate += f" {100 * row['rate'] / base:.0f}%"
+    mismatches = [name for name, ok in row["agree"].items() if not ok]
+    if mismatches:
+        rate += " MISMATCH vs " + ",".join(mismatches)
+    return _line([row["shape"], row["op"], row["dtype"], row["dims"]["N"], row["threads"],
+                  *(time_cell(name) for name in IMPLEMENTATIONS),
+                  ratio_cell("reference"), ratio_cell("torch"), rate]).rstrip()
+
+
+def geometric_mean(values):
+    """Geometric mean of positive numbers (NaN for an empty sequence)."""
+    values = [v for v in values if v > 0]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
+
+
+def summary(rows):
+    """Lines giving the geometric-mean speedup per thread count and peer."""
+    lines = []
+    for n in sorted({row["threads"] for row in rows}):
+        parts = []
+        for name in ("reference", "torch"):
+            ratios = [row["speedup"][name] for row in rows if row["threads"] == n and name in row["speedup"]]
+            if ratios:
+                parts.append(f"vs {name} {_fmt_ratio(geometric_mean(ratios))} ({len(ratios)} rows)")
+        if parts:
+            lines.append(f"geometric-mean speedup, {n} thr: " + ", ".join(parts))
+    return lines
+
+
+def plot_speedups(rows, path):
+    """Save a bar chart of the speedups vs the reference and vs torch to ``path``.
+
+    One panel per (dtype, thread count), one group of horizontal bars per
+    (shape, op), on a log axis with a line at 1. Uses matplotlib's Agg canvas
+    directly (no pyplot, no display needed).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = sorted({(r["dtype"], r["threads"]) for r in rows})
+    labels = list(dict.fromkeys(f"{r['shape']} {r['op']}" for r in rows))
+    fig = Figure(figsize=(4.5 * len(panels) + 1.5, 0.32 * len(labels) + 1.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    pos = np.arange(len(labels))
+    for ax, (dtype, threads) in zip(axes, panels):
+        by_label = {f"{r['shape']} {r['op']}": r for r in rows if (r["dtype"], r["threads"]) == (dtype, threads)}
+        for offset, name in ((-0.2, "reference"), (0.2, "torch")):
+            values = [by_label[lab]["speedup"].get(name, np.nan) if lab in by_label else np.nan
+                      for lab in labels]
+            ax.barh(pos + offset, values, height=0.4, label=f"vs {name}")
+        ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.set_xscale("log")
+        ax.set_title(f"{dtype}, {threads} thread{'s' if threads > 1 else ''}")
+        ax.set_xlabel("speedup (other time / fastconv time)")
+    axes[0].set_yticks(pos, labels, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
+    fig.suptitle(f"fastconv {__version__}: speedup > 1 means fastconv is faster")
+    fig.savefig(path, dpi=100)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, total, enabled=True, width=24):
+        self.total, self.enabled, self.width, self.done = total, enabled, width, 0
+        self.tty = enabled and sys.stderr.isatty()
+
+    def step(self, label):
+        if not self.enabled:
+            return
+        filled = self.width * self.done // max(1, self.total)
+        text = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done + 1}/{self.total} {label}"
+        if self.tty:
+            sys.stderr.write("\r" + text.ljust(79)[:79])
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+        self.done += 1
+
+    def clear(self):
+        if self.tty:
+            sys.stderr.write("\r" + " " * 79 + "\r")
+            sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def _names(text, allowed, what):
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {', '.join(unknown) or repr(text)}; "
+                         f"expected a comma-separated list of {', '.join(allowed)}")
+    return names
+
+
+def add_arguments(parser):
+    """Add the ``bench`` options to an :class:`argparse.ArgumentParser`."""
+    parser.add_argument("--quick", action="store_true",
+                        help=f"3 repeats, batch N divided by {QUICK_BATCH_DIVISOR}, "
+                             "1 s budget per implementation and row (whole run well under 2 minutes)")
+    parser.add_argument("--shapes", default=",".join(SHAPES),
+                        help="comma-separated shape names (default: all): " + ", ".join(SHAPES))
+    parser.add_argument("--ops", default=",".join(OPS),
+                        help="comma-separated operations (default: all): " + ", ".join(OPS))
+    parser.add_argument("--threads", default=None,
+                        help="comma-separated thread counts (default: 1 and all usable cores)")
+    parser.add_argument("--dtype", default="float32",
+                        help="float32 (default), float64, or both comma-separated")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="timed samples per implementation and row (default 7, 3 with --quick)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size N for every shape (overrides the canonical and --quick N)")
+    parser.add_argument("--max-time", type=float, default=None,
+                        help="seconds allowed per implementation and row (default 10, 1 with "
+                             "--quick); a reference estimated slower is not run in full")
+    parser.add_argument("--algorithm", default="auto", choices=("auto", "direct", "im2col"),
+                        help="fastconv.conv2d algorithm (default auto)")
+    parser.add_argument("--json", metavar="FILE", help="write every timing and the metadata as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="bar chart of the speedups (needs matplotlib)")
+    parser.add_argument("--no-reference", action="store_true", help="do not time fastconv.reference")
+    parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _options(args):
+    """Validate parsed ``bench`` arguments into a plain dict (raises ValueError)."""
+    if args.threads is None:
+        threads = sorted({1, _usable_cpus()})
+    else:
+        try:
+            threads = [int(t) for t in args.threads.split(",") if t.strip()]
+        except ValueError:
+            threads = []
+        if not threads or min(threads) < 1:
+            raise ValueError(f"--threads must be comma-separated counts >= 1, got {args.threads!r}")
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
+    max_time = args.max_time if args.max_time is not None else (1.0 if args.quick else 10.0)
+    if repeat < 1 or max_time <= 0 or (args.batch is not None and args.batch < 1):
+        raise ValueError("--repeat and --batch must be >= 1 and --max-time > 0")
+    impls = [name for name in IMPLEMENTATIONS
+             if not (args.no_reference and name == "reference")
+             and not (args.no_torch and name.startswith("torch"))]
+    return {
+        "shapes": _names(args.shapes, list(SHAPES), "shape"),
+        "ops": _names(args.ops, OPS, "op"),
+        "threads": threads,
+        "dtypes": _names(args.dtype, ("float32", "float64"), "dtype"),
+        "repeat": repeat, "max_time": max_time, "quick": args.quick, "batch": args.batch,
+        "algorithm": args.algorithm, "impls": impls,
+    }
+
+
+def _print_preamble(opts, meta, out):
+    print(f"fastconv {__version__} benchmark", file=out)
+    m = meta["machine"]
+    print(f"machine: {m['cpu']}, {m['cpu_count']} CPUs ({m['usable_cpus']} usable), {m['platform']}",
+          file=out)
+    print(f"python {m['python']}, numpy {m['numpy']}, torch {m['torch'] or 'not used'}", file=out)
+    buf = io.StringIO()
+    show_config(file=buf)
+    print("show_config():\n  " + buf.getvalue().rstrip().replace("\n", "\n  "), file=out)
+    busy = m["busy_before_run"]
+    if busy is not None and busy > 0.1:
+        print(f"note: other processes kept {100 * busy:.0f}% of the CPUs busy just before the run "
+              f"(load average {m['loadavg']:.2f}); timings, multi-threaded ones most, will be noisy",
+              file=out)
+    if m["openblas_env"]:
+        env = " ".join(f"{k}={v}" for k, v in m["openblas_env"].items())
+        print(f"note: {env} is set; OpenBLAS may run a slower kernel than this CPU allows", file=out)
+    copied = meta["memcpy_gb_s"]
+    print(f"memcpy (np.copyto 256 MB): {copied:.1f} GB/s copied, {2 * copied:.1f} GB/s read + write",
+          file=out)
+    for g in meta["gemm"]:
+        print(f"gemm (np.matmul 2048x2048 {g['dtype']}, {g['threads']} thr): {g['gflops']:.1f} GFLOP/s",
+              file=out)
+    missing = [name for name in ("reference", "torch") if name in opts["impls"]
+               and not meta["available"][name]]
+    for name in missing:
+        print(f"note: {'fastconv.reference' if name == 'reference' else 'torch'} is not importable; "
+              "its columns are empty", file=out)
+    if opts["batch"] is not None:
+        print(f"note: batch N set to {opts['batch']} for every shape (--batch)", file=out)
+    elif opts["quick"]:
+        print(f"note: --quick divides each canonical batch N by {QUICK_BATCH_DIVISOR} "
+              "(column N is the batch used)", file=out)
+    print(f"{opts['repeat']} paired repeats, medians; budget {opts['max_time']:g} s per "
+          "implementation and row", file=out)
+
+
+def run(args, out=None):
+    """Run the benchmark described by parsed ``bench`` arguments.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As produced by a parser set up with :func:`add_arguments`.
+    out : file-like, optional
+        Where the report goes (default ``sys.stdout``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 2 on bad arguments.
+    """
+    out = out or sys.stdout
+    try:
+        opts = _options(args)
+    except ValueError as exc:
+        print(f"fastconv bench: error: {exc}", file=sys.stderr)
+        return 2
+    if args.plot and _optional("matplotlib") is None:
+        print("fastconv bench: error: --plot needs matplotlib, which is not installed "
+              "(pip install matplotlib)", file=sys.stderr)
+        return 2
+    available = {"reference": _reference() is not None,
+                 "torch": "torch" in opts["impls"] and _torch() is not None}
+    meta = {
+        "fastconv": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "options": opts,
+        "machine": machine_info(),
+        "config": config_dict(),
+        "available": available,
+        "memcpy_gb_s": memcpy_bandwidth(),
+        "gemm": [{"dtype": dt, "threads": n, "gflops": gemm_gflops(dtype=dt, threads=n)}
+                 for dt in opts["dtypes"] for n in opts["threads"]],
+    }
+    baselines = {("GB/s", n, dt): 2 * meta["memcpy_gb_s"] for dt in opts["dtypes"] for n in opts["threads"]}
+    baselines.update({("GFLOP/s", g["threads"], g["dtype"]): g["gflops"] for g in meta["gemm"]})
+    _print_preamble(opts, meta, out)
+    print(file=out)
+    print(table_header(), file=out)
+    out.flush()
+
+    rows = []
+    plan = [(s, op, dt) for s in opts["shapes"] for op in opts["ops"] for dt in opts["dtypes"]]
+    progress = _Progress(len(plan) * len(opts["threads"]), enabled=not args.no_progress)
+    for shape, op, dtype in plan:
+        case = make_case(shape, op, dtype, batch=opts["batch"], quick=opts["quick"],
+                         impls=opts["impls"], algorithm=opts["algorithm"])
+        for n in opts["threads"]:
+            progress.step(f"{shape} {op} {dtype} {n} thr")
+            row = measure_row(case, n, repeat=opts["repeat"], max_time=opts["max_time"])
+            if op == "conv2d":
+                row["algorithm"] = opts["algorithm"]
+            rows.append(row)
+            progress.clear()
+            print(format_row(row, baselines), file=out)
+            out.flush()
+        del case
+        gc.collect()
+    print(file=out)
+    for line in summary(rows):
+        print(line, file=out)
+    print(_LEGEND, file=out)
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"metadata": meta, "rows": rows}, f, indent=1, default=str)
+        print(f"wrote {args.json}", file=out)
+    if args.plot:
+        plot_speedups(rows, args.plot)
+        print(f"wrote {args.plot}", file=out)
+    return 0
+

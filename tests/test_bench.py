@@ -1,0 +1,188 @@
+"""The benchmark engine and the ``python -m fastconv`` command line.
+
+These tests check that the benchmark runs end to end, measures real numbers
+and compares like with like; they never assert a speed.
+"""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import _bench
+from fastconv.__main__ import main
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+HAS_REFERENCE = importlib.util.find_spec("fastconv.reference") is not None
+
+
+def run_cli(cwd, *args):
+    """Run ``python -m fastconv ARGS`` in a subprocess; return it once it succeeded.
+
+    ``cwd`` must not be the source checkout, whose unbuilt ``fastconv``
+    folder ``-m`` would import instead of the installed package.
+    """
+    return subprocess.run([sys.executable, "-m", "fastconv", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, check=True)
+
+
+@pytest.fixture(scope="module")
+def quick_tiny(tmp_path_factory):
+    """One ``bench --quick --shapes tiny`` run: its process, JSON and output folder."""
+    folder = tmp_path_factory.mktemp("bench")
+    args = ["bench", "--quick", "--shapes", "tiny", "--json", str(folder / "tiny.json")]
+    if HAS_MATPLOTLIB:
+        args += ["--plot", str(folder / "tiny.png")]
+    proc = run_cli(folder, *args)
+    return proc, json.loads((folder / "tiny.json").read_text()), folder
+
+
+def test_shapes_are_the_canonical_ones():
+    expected = {  # SPEC section 5: N, C, H, W, K, kernel, stride, pad, dilation, groups
+        "tiny": (1, 3, 5, 5, 2, 3, 1, 0, 1, 1),
+        "cifar": (64, 3, 32, 32, 16, 3, 1, 1, 1, 1),
+        "resnet-mid": (32, 64, 56, 56, 64, 3, 1, 1, 1, 1),
+        "resnet-deep": (32, 256, 14, 14, 256, 3, 1, 1, 1, 1),
+        "strided": (16, 64, 112, 112, 64, 3, 2, 1, 1, 1),
+        "stem": (8, 3, 224, 224, 64, 7, 2, 3, 1, 1),
+        "dilated": (16, 32, 64, 64, 32, 3, 1, 2, 2, 1),
+        "depthwise": (32, 128, 28, 28, 128, 3, 1, 1, 1, 128),
+    }
+    keys = ("N", "C", "H", "W", "K", "kernel", "stride", "pad", "dilation", "groups")
+    assert {name: tuple(d[k] for k in keys) for name, d in _bench.SHAPES.items()} == expected
+    assert _bench.shape_dims("resnet-mid", quick=True)["N"] == 4
+    assert _bench.shape_dims("tiny", quick=True)["N"] == 1
+    assert _bench.shape_dims("stem", batch=3)["N"] == 3
+
+
+def test_json_has_positive_timings_and_ratios_for_every_op(quick_tiny):
+    _, report, _ = quick_tiny
+    rows = report["rows"]
+    threads = report["metadata"]["options"]["threads"]
+    assert threads[0] == 1
+    assert {(r["op"], r["threads"]) for r in rows} == {(op, n) for op in _bench.OPS for n in threads}
+    for row in rows:
+        assert row["shape"] == "tiny" and row["dtype"] == "float32" and row["dims"]["N"] == 1
+        samples = row["times"]["fastconv"]
+        assert len(samples) == 3 and all(t > 0 for t in samples)
+        assert row["median"]["fastconv"] == pytest.approx(float(np.median(samples)))
+        assert 0 < row["rate"] < math.inf
+        peers = [name for name, present in (("reference", HAS_REFERENCE), ("torch", HAS_TORCH)) if present]
+        for name in peers:
+            assert row["status"][name] == "paired"
+            assert all(t > 0 for t in row["times"][name])
+            ratio = row["median"][name] / row["median"]["fastconv"]
+            assert row["speedup"][name] == pytest.approx(ratio)
+            assert 0 < ratio < math.inf
+            assert row["agree"][name] is True, f"{name} disagrees with fastconv on {row['op']}"
+        if HAS_TORCH and row["op"] != "conv2d":
+            assert row["speedup"]["torch_own"] > 0
+
+
+def test_json_metadata(quick_tiny):
+    meta = quick_tiny[1]["metadata"]
+    assert meta["fastconv"] == fastconv.__version__
+    assert meta["config"]["fastconv"] == fastconv.__version__
+    assert meta["memcpy_gb_s"] > 0
+    assert meta["gemm"] and all(g["gflops"] > 0 for g in meta["gemm"])
+    assert meta["machine"]["cpu_count"] >= 1
+    assert meta["options"]["quick"] is True
+
+
+def test_table_lists_every_op(quick_tiny):
+    proc, report, _ = quick_tiny
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("shape"))
+    for column in ("fastconv", "reference", "torch", "vs ref", "vs torch", "rate"):
+        assert column in header
+    body = [line.split() for line in lines if line.startswith("tiny ")]
+    assert len(body) == len(report["rows"])
+    assert sorted(cells[1] for cells in body) == sorted(r["op"] for r in report["rows"])
+    assert "memcpy (np.copyto 256 MB)" in proc.stdout
+    assert "geometric-mean speedup" in proc.stdout or not (HAS_REFERENCE or HAS_TORCH)
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
+def test_plot_writes_a_png(quick_tiny):
+    data = (quick_tiny[2] / "tiny.png").read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+
+
+def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    status = main(["bench", "--shapes", "tiny", "--no-torch", "--plot", str(tmp_path / "p.png")])
+    assert status == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shapes", "tiny,huge"], "unknown shape huge"),
+    (["--ops", "conv3d"], "unknown op conv3d"),
+    (["--threads", "0"], "--threads must be"),
+    (["--threads", "one"], "--threads must be"),
+    (["--dtype", "int8"], "unknown dtype int8"),
+])
+def test_bad_bench_arguments(argv, message, capsys):
+    assert main(["bench", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_slow_reference_is_estimated_not_run():
+    if not HAS_REFERENCE:
+        pytest.skip("fastconv.reference is not importable")
+    case = _bench.make_case("cifar", "conv2d", batch=2, impls=("fastconv", "reference"))
+    calls = []
+    case.impls["reference"] = lambda f=case.impls["reference"]: calls.append(1) or f()
+    row = _bench.measure_row(case, 1, repeat=3, max_time=1e-9)
+    assert calls == []  # the batch was never run: only a one-image estimate
+    assert row["status"] == {"reference": "estimated", "fastconv": "single"}
+    assert len(row["times"]["reference"]) == 1 and row["times"]["reference"][0] > 0
+    assert row["agree"] == {}
+
+
+def test_paired_times_interleaves_and_rotates():
+    order = []
+    case = _bench.Case("custom", "im2col", {}, np.dtype("float32"),
+                       {name: (lambda name=name: order.append(name)) for name in "abc"}, 1.0, "GB/s")
+    times = _bench.paired_times(case, {"a": 3, "b": 3, "c": 1}, settle={"b"})
+    assert [len(times[name]) for name in "abc"] == [3, 3, 1]
+    assert order == ["a", "b", "b", "c", "b", "b", "a", "a", "b", "b"]
+
+
+def test_torch_peers_compute_what_fastconv_computes():
+    pytest.importorskip("torch")
+    dims = {"N": 2, "C": 4, "H": 9, "W": 11, "K": 6, "kernel": 3, "stride": 2, "pad": 1,
+            "dilation": 2, "groups": 2}
+    for op in _bench.OPS:
+        case = _bench.make_case(dims, op, "float64", impls=("fastconv", "torch", "torch_own"))
+        fast = case.run("fastconv")
+        torch_result = case.run("torch").numpy()
+        np.testing.assert_allclose(torch_result, fast, rtol=1e-12, atol=1e-12)
+        if op != "conv2d":  # torch's own layout: (N, C*KH*KW, OH*OW) columns
+            own = case.run("torch_own").numpy()
+            expected = fast if op == "col2im" else fast.reshape(2, -1, fast.shape[1]).transpose(0, 2, 1)
+            np.testing.assert_allclose(own, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_demo_prints_the_worked_example(tmp_path):
+    out = run_cli(tmp_path, "demo").stdout
+    assert "[[[-9, 1], [0, -7]]]" in out
+    for shape in ("(1, 22, 22, 30)", "(9, 75)", "(25, 27)"):
+        assert shape in out
+    assert "fastconv.conv2d:" in out
+
+
+def test_version(tmp_path):
+    assert run_cli(tmp_path, "--version").stdout.strip() == f"fastconv {fastconv.__version__}"
+
+
+def test_config_prints_show_config(tmp_path):
+    out = run_cli(tmp_path, "config").stdout
+    assert out.startswith("fastconv:") and "openmp:" in out and "blas:" in out

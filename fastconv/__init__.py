@@ -15,6 +15,19 @@ The public API follows ``torch.nn.functional`` naming and NumPy conventions:
 """
 
 from ._version import __version__
+
+try:
+    from ._kernels import _openmp_helpers as _compiled_kernels  # noqa: F401
+except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
+    import os as _os
+
+    raise ImportError(
+        "fastconv's compiled kernels are missing from "
+        f"{_os.path.dirname(__file__)!r}. This is a source checkout that was not "
+        "built in place: run from another directory (or use the `fastconv` command) "
+        "to import the installed fastconv, or build here with `pip install -e .`."
+    ) from exc
+
 from ._geometry import OutputShape, conv_output_shape
 from ._threads import get_num_threads, num_threads, set_num_threads
 from ._im2col import col2im, im2col

@@ -64,6 +64,24 @@ def test_property_integers_exact(geo, k_per_group, groups, layout, seed):
                                   reference.conv2d_grad_weight(grad, x, w.shape, **kw))
 
 
+@pytest.mark.parametrize("stride", [(2, 3), (3, 2), (4, 1)])
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 2), (3, 2), (2, 4)])
+@pytest.mark.parametrize("kernel", [(1, 1), (2, 3), (4, 2)])
+def test_grad_input_every_stride_phase_exact(rng, stride, dilation, kernel):
+    # dL/dx splits by stride phase; strides sharing a factor with the dilation,
+    # kernels shorter than the stride (phases no tap reaches) and asymmetric
+    # padding give every kind of phase
+    padding = ((1, 0), (0, 2))
+    x = small_ints(rng, (2, 3, 11, 13))
+    w = small_ints(rng, (4, 3) + kernel)
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    grad = small_ints(rng, fastconv.conv2d(x, w, **kw).shape)
+    expected = reference.conv2d_grad_input(grad, w, x.shape, **kw)
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad.astype(np.float64), w.astype(np.float64),
+                                                             x.shape, **kw), expected)
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad, w, x.shape, **kw), expected)
+
+
 def test_adjoint_identities(rng):
     """<conv(x, w), G> == <x, grad_input(G)> == <w, grad_weight(G)>."""
     x, w, grad, kw = forward_setup(rng, (2, 4, 9, 8), 6, (3, 2), (2, 1), ((1, 2), (0, 1)), (1, 2), 2)

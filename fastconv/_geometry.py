@@ -275,6 +275,13 @@ def conv_geometry(
         if ceil_mode and (o - 1) * s >= n + a:
             o -= 1
         out.append(o)
+    # Canonical form: a stride is irrelevant on an axis with a single window, and a
+    # dilation on an axis with a single tap. Setting them to 1 there changes no
+    # result, and spares every implementation a value that may be far larger than
+    # any array (a stride of 2**70 on a 5-pixel image is valid, but it must not size
+    # a buffer or reach a C integer).
+    stride = tuple(1 if o == 1 else s for o, s in zip(out, stride))
+    dilation = tuple(1 if k == 1 else d for k, d in zip(kernel, dilation))
     return ConvGeometry(in_shape, kernel, stride, dilation, pads, tuple(out))
 
 

@@ -44,6 +44,14 @@ def assert_same(name, *args, **kwargs):
     return fast
 
 
+def assert_both_raise(exc, match, name, *args, **kwargs):
+    fast, ref = both(name, *args, **kwargs)
+    for r in (fast, ref):
+        assert isinstance(r, exc), f"{name} gave {r!r}, expected {exc.__name__}"
+        if match:
+            assert match in str(r), str(r)
+
+
 X = np.arange(16.0).reshape(1, 1, 4, 4)
 W1 = np.full((1, 1, 1, 1), 2.0)
 
@@ -90,3 +98,13 @@ def test_huge_geometry_in_conv_output_shape_is_exact():
     res = fastconv.conv_output_shape((4,), 2, dilation=2**64, padding=2**63)
     assert res.shape == ((4 + 2**64 - 2**64 - 1) // 1 + 1,)
     assert res.padding == ((2**63, 2**63),)
+
+
+@pytest.mark.parametrize("big", [2**63, 2**64, 2**100])
+def test_divisor_override_beyond_int64_is_a_value_error(big):
+    """Regression: a divisor_override >= 2**63 raised OverflowError from NumPy's int64 conversion."""
+    for value in (big, -big):
+        assert_both_raise(ValueError, "divisor_override", "avg_pool2d", X, 2, divisor_override=value)
+        assert_both_raise(ValueError, "divisor_override", "avg_pool2d_backward", np.ones((1, 1, 2, 2)),
+                          X.shape, 2, divisor_override=value)
+    assert_same("avg_pool2d", X, 2, divisor_override=2**63 - 1)

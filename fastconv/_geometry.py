@@ -329,16 +329,31 @@ def conv_output_shape(input_shape, kernel_size, *, stride=1, padding=0, dilation
     return OutputShape(geo.out_shape, geo.padding)
 
 
-def check_element_count(shape, name):
-    """Raise ValueError if an array of ``shape`` would have more than intp-max elements.
+def check_element_count(shape, name, itemsize=1):
+    """Raise ValueError if an array of ``shape`` could not be indexed with ``intp``.
 
-    Sizes are multiplied as Python integers, so the check itself never overflows.
+    That is: an axis longer than intp-max, more than intp-max elements, or (with
+    ``itemsize``) more than intp-max bytes. An empty array with an axis too long
+    for intp is refused too: NumPy cannot create it. Sizes are multiplied as
+    Python integers, so the check itself never overflows.
+
+    Returns
+    -------
+    int
+        The element count.
     """
-    count = math.prod(int(s) for s in shape)
-    if count > INTP_MAX:
+    shape = tuple(int(s) for s in shape)
+    count = math.prod(shape)
+    if any(s > INTP_MAX for s in shape) or count > INTP_MAX:
         raise ValueError(
-            f"{name} would have shape {tuple(shape)} = {count} elements, which overflows "
+            f"{name} would have shape {shape} = {count} elements, which overflows "
             f"the platform's index type (max {INTP_MAX})"
+        )
+    if count * itemsize > INTP_MAX:
+        raise ValueError(
+            f"{name} would have shape {shape} = {count} elements of {itemsize} bytes, "
+            f"{count * itemsize} bytes in all, which overflows the platform's index type "
+            f"(max {INTP_MAX})"
         )
     return count
 

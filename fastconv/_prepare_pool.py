@@ -174,10 +174,10 @@ def _geometry(spatial, kernel_size, stride, padding, dilation, ceil_mode):
                          ceil_mode=_flag(ceil_mode, "ceil_mode"), pool=True)
 
 
-def _out_shape(in_shape, geometry, channels_last):
+def _out_shape(in_shape, geometry, channels_last, itemsize=8):
     shape = from_channels_first((in_shape[0], _channels(in_shape, channels_last)) + geometry.out_shape,
                                 channels_last)
-    check_element_count(shape, "the output")
+    check_element_count(shape, "the output", itemsize)
     return shape
 
 
@@ -187,7 +187,9 @@ def _forward(x, name, kernel_size, stride, padding, dilation, ceil_mode, layout,
     result_dtype, compute_dtype = dtypes(x.dtype, name)
     xb, batched, channels_last = layout_and_batch(x, name, NDIM, layout)
     geometry = _geometry(_spatial(xb.shape, channels_last), kernel_size, stride, padding, dilation, ceil_mode)
-    out_shape = _out_shape(xb.shape, geometry, channels_last)
+    # the widest array of that shape: the values, the float32 of float16, or int64 indices
+    itemsize = max(result_dtype.itemsize, compute_dtype.itemsize, 8)
+    out_shape = _out_shape(xb.shape, geometry, channels_last, itemsize)
     return (kernel_array(xb, compute_dtype), geometry, channels_last, xb.shape, out_shape,
             result_dtype, compute_dtype, batched)
 
@@ -256,10 +258,15 @@ def _grad_output(grad_output, batched, layout):
     return grad, result_dtype, compute_dtype, channels_last
 
 
+def _check_input_bytes(in_shape, result_dtype, compute_dtype):
+    check_element_count(in_shape, "input_shape", max(result_dtype.itemsize, compute_dtype.itemsize))
+
+
 def prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out):
     """Validate a max_pool2d_backward call."""
     in_shape, batched = _input_shape(input_shape, layout)
     grad, result_dtype, compute_dtype, channels_last = _grad_output(grad_output, batched, layout)
+    _check_input_bytes(in_shape, result_dtype, compute_dtype)
     indices = np.asarray(indices)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"indices must be an integer array (as returned by max_pool2d), got dtype {indices.dtype}")
@@ -288,6 +295,7 @@ def prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, p
     divisor_override = _divisor(divisor_override)
     in_shape, batched = _input_shape(input_shape, layout)
     grad, result_dtype, compute_dtype, channels_last = _grad_output(grad_output, batched, layout)
+    _check_input_bytes(in_shape, result_dtype, compute_dtype)
     geometry = _geometry(_spatial(in_shape, channels_last), kernel_size, stride, padding, 1, ceil_mode)
     out_shape = _out_shape(in_shape, geometry, channels_last)
     if grad.shape != out_shape:

@@ -10,12 +10,15 @@ a 4x4 image) are valid and must compute what the reference computes.
 
 import numpy as np
 import pytest
+from numpy.lib.stride_tricks import as_strided
 
 import fastconv
 from fastconv import reference
-from fastconv._geometry import INTP_MAX
+from fastconv._geometry import INTP_MAX, check_element_count
 
 BIG = [2**31, 2**40, 2**62, INTP_MAX, INTP_MAX + 1, 2**64, 2**70, 2**200]
+
+OVERFLOW = "overflows the platform's index type"
 
 
 def both(name, *args, **kwargs):
@@ -54,6 +57,22 @@ def assert_both_raise(exc, match, name, *args, **kwargs):
 
 X = np.arange(16.0).reshape(1, 1, 4, 4)
 W1 = np.full((1, 1, 1, 1), 2.0)
+
+
+# --- check_element_count itself ------------------------------------------------------------------
+
+def test_check_element_count_rejects_axes_elements_and_bytes():
+    assert check_element_count((3, 4), "a") == 12
+    assert check_element_count((0, INTP_MAX), "a") == 0
+    with pytest.raises(ValueError, match="a would have shape"):
+        check_element_count((0, INTP_MAX + 1), "a")  # empty, but NumPy cannot make it
+    with pytest.raises(ValueError, match=OVERFLOW):
+        check_element_count((2**32, 2**32), "a")
+    assert check_element_count((2**31, 2**31), "a", itemsize=1) == 2**62
+    with pytest.raises(ValueError, match="bytes in all"):
+        check_element_count((2**31, 2**31), "a", itemsize=2)
+    with pytest.raises(ValueError, match="bytes in all"):
+        check_element_count((2**60,), "a", itemsize=16)
 
 
 # --- huge geometry values on small arrays compute exactly (regressions) ----------------------------
@@ -108,3 +127,144 @@ def test_divisor_override_beyond_int64_is_a_value_error(big):
         assert_both_raise(ValueError, "divisor_override", "avg_pool2d_backward", np.ones((1, 1, 2, 2)),
                           X.shape, 2, divisor_override=value)
     assert_same("avg_pool2d", X, 2, divisor_override=2**63 - 1)
+
+
+@pytest.mark.parametrize("kernel", [5, 2**31, 2**63, 2**70])
+def test_kernel_larger_than_padded_input(kernel):
+    assert_both_raise(ValueError, "larger than the padded input", "im2col", X, kernel)
+    assert_both_raise(ValueError, "larger than the padded input", "col2im", np.ones((1, 16)), X.shape, kernel)
+    w = np.broadcast_to(np.ones(()), (1, 1, 5, 1))
+    assert_both_raise(ValueError, "larger than the padded input", "conv2d", X, w)
+    assert_both_raise(ValueError, "larger than the padded input", "max_pool2d", X, kernel)
+    assert_both_raise(ValueError, "larger than the padded input", "avg_pool2d", X, kernel)
+
+
+@pytest.mark.parametrize("dilation", [3, 2**40, 2**70])
+def test_dilated_kernel_larger_than_padded_input(dilation):
+    w2 = np.ones((1, 1, 2, 2))
+    assert_both_raise(ValueError, "larger than the padded input", "im2col", X, 2, dilation=dilation + 1)
+    assert_both_raise(ValueError, "larger than the padded input", "conv2d", X, w2, dilation=dilation + 1)
+    assert_both_raise(ValueError, "larger than the padded input", "conv2d_grad_input", np.ones((1, 1, 1, 1)),
+                      w2, X.shape, dilation=dilation + 1)
+    assert_both_raise(ValueError, "larger than the padded input", "max_pool2d", X, 2,
+                      dilation=dilation + 1)
+
+
+# --- results too large to index: ValueError before any allocation --------------------------------
+
+P32 = 2**32  # padding that makes a 1x1 image's output (2**33 + 1)**2 > 2**63 elements
+P30 = 2**30  # output (2**31 + 1)**2 ~ 2**62 elements: fits as a count, not in bytes of 8
+
+
+@pytest.mark.parametrize("pad, match", [(P32, OVERFLOW), (P30, "bytes in all"), (2**80, OVERFLOW)])
+def test_huge_padding_outputs(pad, match):
+    one = np.ones((1, 1, 1, 1))
+    assert_both_raise(ValueError, match, "im2col", one, 1, padding=pad)
+    assert_both_raise(ValueError, match, "im2col", one.astype(np.complex128), 1, padding=(pad, pad + 1))
+    assert_both_raise(ValueError, match, "conv2d", one, one, padding=pad)
+    assert_both_raise(ValueError, match, "conv2d", one, one, padding=((0, pad), (pad, 0)), layout="NHWC")
+
+
+@pytest.mark.parametrize("pad", [2**31, 2**40, 2**70])
+def test_padded_copy_too_large_even_if_output_is_small(pad):
+    """A huge padding and a stride beyond it give one window, but the padded copy cannot exist."""
+    one = np.ones((1, 1, 1, 1))
+    for name, args in [("im2col", (one, 1)), ("conv2d", (one, one)),
+                       ("conv2d_grad_weight", (one, one, (1, 1, 1, 1)))]:
+        assert_both_raise(ValueError, "the padded input", name, *args, padding=pad, stride=2 * pad + 2)
+
+
+def test_column_matrix_byte_overflow_for_wide_items():
+    one = np.ones((1, 1, 1, 1), np.complex128)  # 16-byte items: 2**62 elements fit, their bytes do not
+    assert_both_raise(ValueError, "bytes in all", "im2col", one, 1, padding=P30)
+    assert_both_raise(ValueError, "the column matrix", "im2col", np.ones((1, 1, 1, 1), np.uint8), 1, padding=P32)
+
+
+@pytest.mark.parametrize("shape", [(2**32, 2**32, 1, 1), (2**62, 1, 1, 2), (0, 2**64, 4, 4), (1, 1, 2**63, 1),
+                                   (2**70, 3, 3)])
+def test_huge_input_shape_arguments(shape):
+    """col2im, the conv gradients and the pool gradients allocate ``input_shape``: it is checked first."""
+    grad = np.ones((1, 1, 1, 1))
+    assert_both_raise(ValueError, "input_shape", "col2im", np.ones((1, 1)), shape, 1)
+    assert_both_raise(ValueError, "input_shape", "conv2d_grad_input", grad, W1, shape)
+    assert_both_raise(ValueError, "input_shape", "max_pool2d_backward", grad, np.zeros((1, 1, 1, 1), int), shape)
+    assert_both_raise(ValueError, "input_shape", "avg_pool2d_backward", grad, shape, 1)
+
+
+@pytest.mark.parametrize("shape", [(2**62, 1, 1, 1), (2**32, 1, 2**32, 1), (0, 1, 2**64, 1)])
+def test_huge_weight_shape(shape):
+    assert_both_raise(ValueError, "weight_shape", "conv2d_grad_weight", np.ones((1, 1, 1, 1)), X, shape)
+
+
+def test_input_shape_bytes_overflow_for_the_result_dtype():
+    shape = (2**31, 2**31, 1, 1)  # 2**62 elements: fit as a count, not as float64
+    assert_both_raise(ValueError, "bytes in all", "col2im", np.ones((1, 1)), shape, 1)
+    assert_both_raise(ValueError, "bytes in all", "col2im", np.ones((1, 1), np.int16), shape, 1)
+    assert_both_raise(ValueError, "bytes in all", "max_pool2d_backward", np.ones((1, 1, 1, 1)),
+                      np.zeros((1, 1, 1, 1), int), shape)
+
+
+@pytest.mark.parametrize("stride", [2**32, 2**62, 2**70])
+def test_conv_transpose2d_huge_output(stride):
+    x = np.ones((1, 1, 2, 2))
+    assert_both_raise(ValueError, OVERFLOW, "conv_transpose2d", x, W1, stride=stride)
+    assert_both_raise(ValueError, OVERFLOW, "conv_transpose2d", x.transpose(0, 2, 3, 1), W1,
+                      stride=(stride, stride + 1), layout="NHWC")
+
+
+def test_pool_indices_wider_than_the_input():
+    """int8 values of 2**61 elements fit in bytes; their int64 indices would not."""
+    x = np.broadcast_to(np.zeros((), np.int8), (2**31, 2**30, 1, 1))
+    for kwargs in ({}, {"return_indices": True}):
+        with pytest.raises(ValueError, match="bytes in all"):
+            fastconv.max_pool2d(x, 1, **kwargs)
+        with pytest.raises(ValueError, match="bytes in all"):
+            reference.max_pool2d(x, 1, **kwargs)
+    with pytest.raises(ValueError, match="bytes in all"):
+        fastconv.avg_pool2d(x, 1)
+
+
+def test_huge_virtual_input_is_refused_not_wrapped():
+    """A zero-stride view with 2**61 elements: whatever needs a real copy is refused by size."""
+    x = np.broadcast_to(np.zeros((), np.int8), (2**31, 2**30, 1, 1))
+    for call in (lambda: fastconv.im2col(x, 1),
+                 lambda: fastconv.conv2d(x, np.broadcast_to(np.ones((), np.int8), (1, 2**30, 1, 1)))):
+        with pytest.raises((ValueError, MemoryError)):
+            call()
+
+
+# --- out= arrays that are not what they claim to be ------------------------------------------------
+
+def _zero_stride(shape, dtype=np.float64):
+    """A writeable view of one element that pretends to have ``shape`` (stride 0 everywhere)."""
+    return as_strided(np.zeros(1, dtype), shape=shape, strides=(0,) * len(shape))
+
+
+def test_zero_stride_out_is_refused():
+    """Writing a result through a zero-stride view would go far past its one element."""
+    one = np.ones((1, 1, 4, 4))
+    calls = [
+        ("im2col", (one, 2), {}, (9, 4)),
+        ("col2im", (np.ones((9, 4)), one.shape, 2), {}, one.shape),
+        ("conv2d", (one, np.ones((3, 1, 2, 2))), {}, (1, 3, 3, 3)),
+        ("conv2d_grad_input", (np.ones((1, 3, 3, 3)), np.ones((3, 1, 2, 2)), one.shape), {}, one.shape),
+        ("conv2d_grad_weight", (np.ones((1, 3, 3, 3)), one, (3, 1, 2, 2)), {}, (3, 1, 2, 2)),
+        ("conv_transpose2d", (np.ones((1, 3, 3, 3)), np.ones((3, 1, 2, 2))), {}, one.shape),
+        ("max_pool2d", (one, 2), {}, (1, 1, 2, 2)),
+        ("avg_pool2d", (one, 2), {}, (1, 1, 2, 2)),
+        ("max_pool2d_backward", (np.ones((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), int), one.shape), {}, one.shape),
+        ("avg_pool2d_backward", (np.ones((1, 1, 2, 2)), one.shape, 2), {}, one.shape),
+    ]
+    for name, args, kwargs, shape in calls:
+        out = _zero_stride(shape)
+        assert_both_raise(ValueError, "not C-contiguous", name, *args, out=out, **kwargs)
+    out = (_zero_stride((1, 1, 2, 2)), None)
+    assert_both_raise(ValueError, "not C-contiguous", "max_pool2d", one, 2, return_indices=True, out=out)
+    out = (None, _zero_stride((1, 1, 2, 2), np.int64))
+    assert_both_raise(ValueError, "not C-contiguous", "max_pool2d", one, 2, return_indices=True, out=out)
+
+
+@pytest.mark.parametrize("shape", [(2**40, 4), (9, 2**40), (0, 4), (9, 4, 1), (4, 9)])
+def test_out_of_the_wrong_huge_or_empty_shape(shape):
+    out = _zero_stride(shape) if 0 not in shape else np.empty(shape)
+    assert_both_raise(ValueError, "out must be", "im2col", np.ones((1, 1, 4, 4)), 2, out=out)

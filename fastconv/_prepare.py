@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._arrays import (
+    apart_from,
     as_array,
     check_out,
     conv_dtypes,
@@ -122,7 +123,7 @@ def prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layo
     batch, channels = xb.shape[0], xb.shape[-1] if channels_last else xb.shape[1]
     cols_shape = _cols_shape(batch, channels, geometry, dtype.itemsize)
     out = check_out(out, cols_shape, dtype)
-    image = _padded(kernel_array(xb, dtype), geometry, padding_mode, channels_last)
+    image = apart_from(out, _padded(kernel_array(xb, dtype), geometry, padding_mode, channels_last))
     return ColumnsCall(image, None, geometry, channels_last, batch, channels, xb.shape,
                        cols_shape, dtype, batched, out)
 
@@ -154,7 +155,7 @@ def prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, la
             f"and kernel_size {geometry.kernel}, got {cols.shape}"
         )
     out = check_out(out, shape, dtype)
-    return ColumnsCall(None, kernel_array(cols, dtype), geometry, channels_last, batch, channels,
+    return ColumnsCall(None, apart_from(out, kernel_array(cols, dtype)), geometry, channels_last, batch, channels,
                        image_shape, cols_shape, dtype, batched, out)
 
 
@@ -260,6 +261,7 @@ def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_m
     xk = _padded(kernel_array(xb, compute_dtype), geometry, padding_mode, channels_last)
     wk = kernel_array(weight, compute_dtype)
     bk = np.zeros(k, compute_dtype) if bias is None else kernel_array(bias, compute_dtype)
+    xk, wk, bk = apart_from(out, xk, wk, bk)
     return ConvCall(xk, wk, bk, bias is not None, geometry, groups, channels_last, out_shape,
                     result_dtype, compute_dtype, batched, out)
 
@@ -354,9 +356,9 @@ def prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding,
     grad, geometry = _check_grad_output(grad, image_shape, dims[0], geometry, channels_last, batched,
                                         "grad_output")
     out = check_out(out, shape, result_dtype)
-    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
-                        geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
-                        batched, out)
+    grad, weight = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(weight, compute_dtype))
+    return ConvGradCall(grad, None, weight, dims, geometry, groups, channels_last, image_shape, image_shape,
+                        result_dtype, compute_dtype, batched, out)
 
 
 def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups, layout, out):
@@ -407,9 +409,10 @@ def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, d
     if bias is not None and bias.shape != (cout_g * groups,):
         raise ValueError(f"bias must have shape ({cout_g * groups},) (one per output channel), got {bias.shape}")
     out = check_out(out, image_shape if batched else image_shape[1:], result_dtype)
-    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
-                        geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
-                        batched, out, None if bias is None else kernel_array(bias, compute_dtype))
+    grad, weight, bias = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(weight, compute_dtype),
+                                    None if bias is None else kernel_array(bias, compute_dtype))
+    return ConvGradCall(grad, None, weight, dims, geometry, groups, channels_last, image_shape, image_shape,
+                        result_dtype, compute_dtype, batched, out, bias)
 
 
 def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups, layout, out):
@@ -427,5 +430,6 @@ def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, di
     grad, _ = _check_grad_output(grad, xb.shape, dims[0], geometry, channels_last, batched, "grad_output")
     out = check_out(out, wshape, result_dtype)
     xk = _padded(kernel_array(xb, compute_dtype), geometry, "zeros", channels_last)
-    return ConvGradCall(kernel_array(grad, compute_dtype), xk, None, dims, geometry, groups, channels_last,
+    grad, xk = apart_from(out, kernel_array(grad, compute_dtype), xk)
+    return ConvGradCall(grad, xk, None, dims, geometry, groups, channels_last,
                         xb.shape, wshape, result_dtype, compute_dtype, batched, out)

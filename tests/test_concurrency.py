@@ -3,9 +3,13 @@
 tests/test_threads.py covers the thread-count API and a first determinism grid;
 this module adds every public function in both layouts and several dtypes at
 1..4 threads, many Python threads calling kernels at once, nested contexts
-raced across threads.
+raced across threads, and a ``fork`` child after OpenMP has started.
 """
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -216,3 +220,70 @@ def test_set_num_threads_from_another_thread_does_not_override_a_context():
     finally:
         fastconv.set_num_threads(previous)
     assert seen == [1]
+
+
+# --- fork ------------------------------------------------------------------------------------------
+
+FORK_SCRIPT = textwrap.dedent("""
+    import multiprocessing as mp, os, sys
+    import numpy as np, fastconv, fastconv._threads, fastconv.reference
+
+    fastconv._threads.GRAIN = 1          # even these small calls run parallel
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8, 24, 24)); w = rng.standard_normal((8, 8, 3, 3))
+    WARM = sys.argv[1] == "warm"
+    if WARM:                             # OpenMP's thread pool exists before the fork
+        with fastconv.num_threads(2):
+            expected = fastconv.conv2d(x, w, padding=1)
+    else:
+        expected = fastconv.reference.conv2d(x, w, padding=1)
+
+    def child(q):
+        q.put(fastconv.get_num_threads())
+        q.put(fastconv.conv2d(x, w, padding=1))
+        with fastconv.num_threads(2):
+            q.put(fastconv.conv2d(x, w, padding=1, algorithm="im2col"))
+            q.put(fastconv.col2im(fastconv.im2col(x, 3, padding=1), x.shape, 3, padding=1))
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    try:
+        threads = q.get(timeout=30)
+        conv, conv_im2col, cols = (q.get(timeout=30) for _ in range(3))
+    except Exception:
+        p.kill()
+        print("CHILD HUNG")
+        sys.exit(3)
+    p.join(30)
+    assert p.exitcode == 0, p.exitcode
+    np.testing.assert_allclose(conv, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_im2col, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(cols, fastconv.col2im(fastconv.im2col(x, 3, padding=1), x.shape, 3, padding=1))
+    print("THREADS", threads)
+""")
+
+
+def _run_fork_script(tmp_path, mode):
+    script = tmp_path / "fork_child.py"
+    script.write_text(FORK_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    try:
+        res = subprocess.run([sys.executable, str(script), mode], cwd=tmp_path, env=env, capture_output=True,
+                             text=True, timeout=120)
+    except subprocess.TimeoutExpired:  # pragma: no cover - the failure this test exists for
+        pytest.fail("the fork child deadlocked and the parent's own timeout did not fire")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return int(res.stdout.split("THREADS")[1])
+
+
+def test_fork_child_after_openmp_started_computes_correctly(tmp_path):
+    """Regression: with libgomp a fork child hung forever in its first parallel kernel."""
+    threads = _run_fork_script(tmp_path, "warm")
+    assert threads == 1  # such a child runs single-threaded (documented in fastconv._threads)
+
+
+def test_fork_child_before_openmp_started_keeps_its_threads(tmp_path):
+    threads = _run_fork_script(tmp_path, "cold")
+    assert threads == (2 if OPENMP else 1)

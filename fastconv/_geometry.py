@@ -332,9 +332,9 @@ def conv_output_shape(input_shape, kernel_size, *, stride=1, padding=0, dilation
 def check_element_count(shape, name, itemsize=1):
     """Raise ValueError if an array of ``shape`` could not be indexed with ``intp``.
 
-    That is: an axis longer than intp-max, more than intp-max elements, or (with
-    ``itemsize``) more than intp-max bytes. An empty array with an axis too long
-    for intp is refused too: NumPy cannot create it. Sizes are multiplied as
+    That is: more than intp-max elements, or (with ``itemsize``) more than
+    intp-max bytes. Like NumPy, an empty shape is refused too when its non-zero
+    axes alone multiply past intp-max: NumPy cannot create it. Sizes are multiplied as
     Python integers, so the check itself never overflows.
 
     Returns
@@ -344,7 +344,9 @@ def check_element_count(shape, name, itemsize=1):
     """
     shape = tuple(int(s) for s in shape)
     count = math.prod(shape)
-    if any(s > INTP_MAX for s in shape) or count > INTP_MAX:
+    # NumPy refuses a shape whose non-zero axes multiply past intp even when another
+    # axis is 0 (an empty array): so does this check
+    if math.prod(s for s in shape if s) > INTP_MAX:
         raise ValueError(
             f"{name} would have shape {shape} = {count} elements, which overflows "
             f"the platform's index type (max {INTP_MAX})"

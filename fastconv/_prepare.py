@@ -104,12 +104,18 @@ def _cols_shape(batch, channels, geometry, itemsize):
     return shape
 
 
-def _padded(x, geometry, padding_mode, channels_last):
-    """``pad_input``, after checking that the padded copy can exist."""
+def _check_padded(image_shape, geometry, channels_last, itemsize):
+    """The padded image (or gradient image) of a batched ``image_shape`` must be able to exist."""
     if geometry.has_padding:
         spatial = geometry.padded_shape
-        shape = (x.shape[0],) + spatial + (x.shape[-1],) if channels_last else x.shape[:2] + spatial
-        check_element_count(shape, "the padded input", x.itemsize)
+        shape = (image_shape[0],) + spatial + (image_shape[-1],) if channels_last else (
+            tuple(image_shape[:2]) + spatial)
+        check_element_count(shape, "the padded input", itemsize)
+
+
+def _padded(x, geometry, padding_mode, channels_last):
+    """``pad_input``, after checking that the padded copy can exist."""
+    _check_padded(x.shape, geometry, channels_last, x.itemsize)
     return pad_input(x, geometry, padding_mode, channels_last)
 
 
@@ -355,6 +361,7 @@ def prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding,
     geometry = conv_geometry(_spatial(image_shape, channels_last), dims[2:], stride, padding, dilation)
     grad, geometry = _check_grad_output(grad, image_shape, dims[0], geometry, channels_last, batched,
                                         "grad_output")
+    _check_padded(image_shape, geometry, channels_last, compute_dtype.itemsize)  # the gradient is summed there
     out = check_out(out, shape, result_dtype)
     grad, weight = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(weight, compute_dtype))
     return ConvGradCall(grad, None, weight, dims, geometry, groups, channels_last, image_shape, image_shape,
@@ -406,6 +413,7 @@ def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, d
     geometry = conv_geometry(spatial, (kh, kw), stride, pads, dilation)
     grad, geometry = _check_grad_output(xb, image_shape, dims[0], geometry, channels_last, True, "x",
                                         partial=True)
+    _check_padded(image_shape, geometry, channels_last, compute_dtype.itemsize)
     if bias is not None and bias.shape != (cout_g * groups,):
         raise ValueError(f"bias must have shape ({cout_g * groups},) (one per output channel), got {bias.shape}")
     out = check_out(out, image_shape if batched else image_shape[1:], result_dtype)

@@ -268,3 +268,21 @@ def test_zero_stride_out_is_refused():
 def test_out_of_the_wrong_huge_or_empty_shape(shape):
     out = _zero_stride(shape) if 0 not in shape else np.empty(shape)
     assert_both_raise(ValueError, "out must be", "im2col", np.ones((1, 1, 4, 4)), 2, out=out)
+
+
+@pytest.mark.parametrize("pad", [2**40, 2**62])
+def test_empty_batch_with_a_padded_image_numpy_cannot_make(pad):
+    """NumPy refuses an empty shape whose other axes overflow; so must every function, alike.
+
+    Regression: conv2d_grad_input(np.empty((0, 0, 1, 1)), np.empty((0, 0, 1, 1)), (0, 0, 1, 1),
+    padding=2**40, stride=2**40) returned an empty array while the reference failed in NumPy
+    ("array is too big") allocating its padded gradient image.
+    """
+    empty = np.empty((0, 0, 1, 1))
+    with pytest.raises(ValueError, match="a would have shape"):
+        check_element_count((0, 2**40, 2**40), "a")
+    kw = dict(padding=pad, stride=2 * pad + 2)
+    assert_both_raise(ValueError, "the padded input", "conv2d_grad_input", empty, empty, (0, 0, 1, 1), **kw)
+    assert_both_raise(ValueError, "the padded input", "im2col", empty, 1, **kw)
+    assert_both_raise(ValueError, "the padded input", "conv2d", empty, empty, **kw)
+    assert_both_raise(ValueError, "the padded input", "conv2d_grad_weight", empty, empty, (0, 0, 1, 1), **kw)

@@ -49,6 +49,10 @@ def _columns_group(cols, g, dims, groups, channels_last):
 
 def _grad_input(call):
     """dL/dx for a prepared call, in the compute dtype and user layout."""
+    if not call.grad.size or not call.weight.size or 0 in call.image_shape:
+        # an empty sum (no image, channel, filter or output pixel) or an empty result:
+        # the kernels' shapes would have an empty axis they cannot reshape or index
+        return np.zeros(call.image_shape, call.compute_dtype)
     return _grad_input_direct(call)
 
 
@@ -147,6 +151,8 @@ def _grad_input_direct(call):
 
 def _grad_weight(call):
     """dL/dw for a prepared call, in the compute dtype and the user's weight layout."""
+    if not call.grad.size or not call.x.size or 0 in call.result_shape:
+        return np.zeros(call.result_shape, call.compute_dtype)  # an empty sum, or nothing to sum into
     if call.compute_dtype.kind == "f" and call.x.size and call.grad.size:
         return _grad_weight_direct(call)
     return _grad_weight_gemm(call)

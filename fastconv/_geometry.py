@@ -51,6 +51,8 @@ def _fmt(value):
 
 def _as_index(value, name):
     """Return ``value`` as a Python int, rejecting bools, floats and others."""
+    if type(value) is int:  # the common case, without the checks below
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an integer, got the bool {value!r}")
     try:
@@ -87,7 +89,9 @@ def as_int_tuple(value, ndim, name, minimum=1):
     TypeError
         A value that is not an integer.
     """
-    if isinstance(value, numbers.Integral) or (
+    if type(value) is int:  # the common case first: plain Python ints skip the ABC checks
+        values = (value,) * ndim
+    elif isinstance(value, numbers.Integral) or (
         isinstance(value, np.ndarray) and value.ndim == 0
     ):
         values = (_as_index(value, name),) * ndim

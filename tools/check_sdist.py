@@ -10,9 +10,9 @@ The sdist must
 * unpack into one folder ``fastconv-<version>/``, where ``<version>`` is
   ``fastconv/_version.py``'s, and its ``PKG-INFO`` must say the same name
   and version;
-* hold every file ``git ls-files`` lists in the checkout, except the CI and
-  maintainer scripts (:data:`NOT_SHIPPED`): sources, kernels' ``.pyx``,
-  ``.pxd`` and ``.h``, tests, examples, benchmarks, docs, licence, readme,
+* hold every file ``git ls-files`` lists in the checkout, except the CI
+  scripts (:data:`NOT_SHIPPED`): sources, kernels' ``.pyx``, ``.pxd`` and
+  ``.h``, tests, examples, benchmarks, docs, tools, licence, readme,
   changelog (``--no-git`` checks only :data:`ALWAYS_REQUIRED`);
 * hold no generated or build file (:data:`FORBIDDEN`: Cython's C output,
   compiled objects, ``_build_info.py``, ``.asv``, ``docs/_build`` ...) and,
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Tracked files that stay out of the sdist (prefixes of their paths).
-NOT_SHIPPED = (".ci/", "tools/", ".gitignore", ".gitattributes", ".github/")
+NOT_SHIPPED = (".ci/", ".gitignore", ".gitattributes", ".github/")
 
 #: Files every sdist must hold, with or without git.
 ALWAYS_REQUIRED = (
@@ -46,6 +46,7 @@ ALWAYS_REQUIRED = (
     "fastconv/_kernels/_openmp_helpers.pyx", "fastconv/_kernels/_openmp.pxd",
     "fastconv/_kernels/conv_tile.h", "fastconv/_kernels/conv_tile_impl.h",
     "tests/conftest.py", "docs/conf.py", "docs/index.rst", "benchmarks/__init__.py", "asv.conf.json",
+    "tools/check_install.py",
 )
 
 #: Never in an sdist (fnmatch patterns on the path inside the sdist's folder).

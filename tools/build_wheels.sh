@@ -146,7 +146,7 @@ PY
 # ---- 3. the wheel alone
 step "fresh venv: the repaired wheel + its test extras"
 new_venv "$WORK/venv-wheel"
-pip_install "$WORK/venv-wheel/bin/python" "$WHEEL[test]"
+pip_install "$WORK/venv-wheel/bin/python" "${WHEEL}[test]"
 step "tests against the wheel (from $WORK/tests-wheel)"
 run_tests "$WORK/venv-wheel" "$ROOT" wheel --bundled-libgomp
 
@@ -157,7 +157,7 @@ tar -xzf "$SDIST" -C "$WORK/sdist"
 SRC=$WORK/sdist/fastconv-$VERSION
 [ -f "$SRC/setup.py" ] || fail "the sdist did not unpack into $SRC"
 new_venv "$WORK/venv-sdist"
-nice -n 10 "$WORK/venv-sdist/bin/python" -m pip install --disable-pip-version-check "$SRC[test]" \
+nice -n 10 "$WORK/venv-sdist/bin/python" -m pip install --disable-pip-version-check "${SRC}[test]" \
     > "$WORK/sdist-install.log" 2>&1 || { tail -n 40 "$WORK/sdist-install.log" >&2; fail "pip install of the sdist"; }
 step "the sdist's own tests against its build (from $WORK/tests-sdist)"
 run_tests "$WORK/venv-sdist" "$SRC" sdist

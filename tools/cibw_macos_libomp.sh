@@ -53,8 +53,10 @@ trap 'rm -rf "$WORK"' EXIT
 for pair in "$@"; do
     arch=${pair%%:*}
     target=${pair#*:}
-    [ -n "$arch" ] && [ -n "$target" ] && [ "$arch" != "$pair" ] \
-        || { echo "cibw_macos_libomp: expected ARCH:TARGET, got '$pair'" >&2; exit 2; }
+    if [ -z "$arch" ] || [ -z "$target" ] || [ "$arch" = "$pair" ]; then
+        echo "cibw_macos_libomp: expected ARCH:TARGET, got '$pair'" >&2
+        exit 2
+    fi
     file=$(package_for "$arch")
     echo "cibw_macos_libomp: $arch <- $BASE/$file"
     curl --fail --silent --show-error --location --retry 3 -o "$WORK/$arch.tar.bz2" "$BASE/$file"
@@ -63,8 +65,10 @@ for pair in "$@"; do
     mkdir -p "$DEST/$arch"
     tar -xjf "$WORK/$arch.tar.bz2" -C "$DEST/$arch" include lib
     lib=$DEST/$arch/lib/libomp.dylib
-    [ -f "$DEST/$arch/include/omp.h" ] && [ -f "$lib" ] \
-        || { echo "cibw_macos_libomp: $file has no include/omp.h or lib/libomp.dylib" >&2; exit 1; }
+    if [ ! -f "$DEST/$arch/include/omp.h" ] || [ ! -f "$lib" ]; then
+        echo "cibw_macos_libomp: $file has no include/omp.h or lib/libomp.dylib" >&2
+        exit 1
+    fi
     lipo -info "$lib"
     lipo "$lib" -verify_arch "$arch" || { echo "cibw_macos_libomp: $lib is not $arch" >&2; exit 1; }
     minos=$(min_macos "$lib")

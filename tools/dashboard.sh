@@ -116,6 +116,7 @@ step "asv run --python=same --quick: ${BENCH[*]}"
 SELECT=()
 for name in "${BENCH[@]}"; do
     # asv matches a parameterized benchmark as "name(param, ...)"
+    # shellcheck disable=SC2016  # the sed script is meant literally
     SELECT+=(--bench "^$(printf '%s' "$name" | sed 's/[.[\*^$()+?{|]/\\&/g')(\\(|\$)")
 done
 status=0

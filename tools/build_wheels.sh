@@ -69,7 +69,7 @@ run_tests() {  # run_tests VENV SOURCE_TREE LABEL [check_install options...]
     cp "$ROOT/tools/check_install.py" "$WORK/check_install.py"
     (cd "$dir" && "$venv/bin/python" "$WORK/check_install.py" --version "$VERSION" --openmp 1 "$@") \
         || fail "$label: the installed fastconv is not what was built"
-    printed=$(cd "$dir" && "$venv/bin/fastconv" --version)
+    printed=$(cd "$dir" && "$venv/bin/fastconv" --version) || fail "$label: 'fastconv --version' failed"
     [ "$printed" = "fastconv $VERSION" ] \
         || fail "$label: 'fastconv --version' printed '$printed', not 'fastconv $VERSION'"
     (cd "$dir" && FASTCONV_EXPECT_OPENMP=1 nice -n 10 "$venv/bin/python" -m pytest -q -p no:cacheprovider) \

@@ -38,7 +38,7 @@ OUT=$ROOT/.asv/dashboard
 WHEEL=
 PYBIN=
 BENCH=()
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# Steps/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 while [ "$#" -gt 0 ]; do
     case $1 in
         --out) OUT=${2:?--out needs a folder}; shift 2 ;;

@@ -95,6 +95,7 @@ class BuildExt(build_ext):
             base = ["-O3", "-fwrapv", "-fno-math-errno", "-Wno-unreachable-code"]
         omp = _openmp_flags(cc)
         ccflags, ldflags = (base + omp[0], omp[1]) if omp else (base, [])
+        self._force_if_flags_changed(ccflags + ["|"] + ldflags)
         for ext in self.extensions:
             ext.extra_compile_args = ccflags + list(ext.extra_compile_args or [])
             ext.extra_link_args = ldflags + list(ext.extra_link_args or [])
@@ -111,6 +112,25 @@ class BuildExt(build_ext):
             self.build_lib,
         )
         super().build_extensions()
+
+    def _force_if_flags_changed(self, flags):
+        """Rebuild every extension when the flags differ from the last build in ``build_temp``.
+
+        setuptools skips extensions whose sources are older than their targets,
+        so switching ``FASTCONV_NO_OPENMP`` in a reused tree would otherwise
+        keep the previous build's objects.
+        """
+        stamp = os.path.join(self.build_temp, "fastconv-flags.txt")
+        text = "\n".join(flags)
+        previous = None
+        if os.path.exists(stamp):
+            with open(stamp) as f:
+                previous = f.read()
+        if previous != text:
+            self.force = True
+            os.makedirs(self.build_temp, exist_ok=True)
+            with open(stamp, "w") as f:
+                f.write(text)
 
 
 def _write_build_info(info, build_lib):

@@ -19,6 +19,7 @@ __all__ = [
     "from_channels_first",
     "kernel_array",
     "check_out",
+    "apart_from",
     "movement_dtype",
     "conv_dtypes",
     "finish",
@@ -119,6 +120,26 @@ def check_out(out, shape, dtype, name="out"):
             + ("not C-contiguous" if not out.flags.c_contiguous else "read-only")
         )
     return out
+
+
+def apart_from(outs, *arrays):
+    """Return ``arrays``, copying each one that may share memory with one of ``outs``.
+
+    A kernel writes its result while it still reads its inputs: an ``out=``
+    that overlaps an input (``conv2d(x, w, out=x)``, ``col2im(cols, ...,
+    out=cols.reshape(...))``) would read values it has already overwritten.
+    NumPy's ufuncs copy such an input; so does every fastconv function. ``outs``
+    is one array, None, or a sequence of them; the bounds test of
+    ``np.may_share_memory`` is cheap and errs only towards a needless copy.
+    """
+    if outs is None or isinstance(outs, np.ndarray):
+        outs = (outs,)
+    outs = [o for o in outs if o is not None]
+    result = tuple(
+        a.copy() if a is not None and any(np.may_share_memory(o, a) for o in outs) else a
+        for a in arrays
+    )
+    return result if len(result) != 1 else result[0]
 
 
 def movement_dtype(dtype, name):

@@ -18,6 +18,11 @@ The peers, on the canonical NCHW shapes of :data:`SHAPES` (SPEC section 5):
 * col2im -- ``torch``: ``F.fold`` of fastconv's columns (a transposed view);
   ``torch-own``: ``F.fold`` of contiguous ``(N, C*KH*KW, OH*OW)`` columns.
 * conv2d -- ``torch``: ``F.conv2d`` (oneDNN), with the shape's ``groups``.
+* grad_input, grad_weight -- ``torch``: ``torch.nn.grad.conv2d_input`` /
+  ``conv2d_weight`` (aten's convolution backward), same geometry as conv2d.
+* max_pool2d, avg_pool2d -- ``torch``: ``F.max_pool2d`` / ``F.avg_pool2d``
+  over the shape's input with the common 2x2, stride-2 window
+  (:data:`POOL_GEOMETRY`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import __version__, col2im, conv2d, conv_output_shape, im2col, num_threads, show_config
+from . import (__version__, avg_pool2d, col2im, conv2d, conv2d_grad_input, conv2d_grad_weight,
+               conv_output_shape, im2col, max_pool2d, num_threads, show_config)
 from ._config import config_dict
 
 __all__ = [
@@ -81,8 +87,14 @@ SHAPES = {
     "depthwise": _dims(32, 128, 28, 28, 128, 3, 1, 1, 1, groups=128),
 }
 
-#: Operations benchmarked; conv2d uses the shape's ``groups`` (depthwise for "depthwise").
-OPS = ("im2col", "col2im", "conv2d")
+#: Operations benchmarked; the convolutions use the shape's ``groups`` (depthwise for "depthwise").
+OPS = ("im2col", "col2im", "conv2d", "grad_input", "grad_weight", "max_pool2d", "avg_pool2d")
+
+#: Operations with a ``torch-own`` column (torch in its own column layout).
+OWN_LAYOUT_OPS = ("im2col", "col2im")
+
+#: Window of the pooling benchmarks: kernel_size, stride, padding.
+POOL_GEOMETRY = {"kernel_size": 2, "stride": 2, "padding": 0}
 
 #: Implementations, in column order. ``torch_own`` is torch in its own layout.
 IMPLEMENTATIONS = ("fastconv", "reference", "torch", "torch_own")
@@ -175,7 +187,8 @@ class Case:
         Implementation name -> zero-argument callable returning the result.
         Only implementations available here are present.
     work : float
-        Bytes read + written (im2col, col2im) or floating-point operations (conv2d).
+        Bytes read + written (im2col, col2im, pooling) or floating-point
+        operations (conv2d and its gradients).
     unit : str
         ``"GB/s"`` or ``"GFLOP/s"``: what ``work / seconds / 1e9`` is.
     """
@@ -201,7 +214,8 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
     ----------
     shape : str or dict
         A key of :data:`SHAPES` or a dict of dimensions.
-    op : {'im2col', 'col2im', 'conv2d'}
+    op : str
+        One of :data:`OPS`.
     dtype : str or numpy.dtype, optional
         Floating dtype of every array (default float32).
     batch, quick
@@ -257,7 +271,7 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
             funcs["torch"] = lambda: F.fold(cols_t, (H, W), **tgeo)
             funcs["torch_own"] = lambda: F.fold(cols_own, (H, W), **tgeo)
         work, unit = (rows * ckk + N * C * H * W) * dtype.itemsize, "GB/s"
-    else:
+    elif op == "conv2d":
         x = rng.standard_normal((N, C, H, W), dtype=dtype)
         w = rng.standard_normal((K, C // groups, k, k), dtype=dtype)
         b = rng.standard_normal(K, dtype=dtype)
@@ -270,6 +284,38 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
             xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
             funcs["torch"] = lambda: F.conv2d(xt, wt, bt, groups=groups, **geo)
         work, unit = 2.0 * N * K * oh * ow * (C // groups) * k * k, "GFLOP/s"
+    elif op in ("grad_input", "grad_weight"):
+        grad = rng.standard_normal((N, K, oh, ow), dtype=dtype)
+        x_shape, w_shape = (N, C, H, W), (K, C // groups, k, k)
+        if op == "grad_input":
+            w = rng.standard_normal(w_shape, dtype=dtype)
+            funcs["fastconv"] = lambda: conv2d_grad_input(grad, w, x_shape, groups=groups, **geo)
+            if reference is not None:
+                funcs["reference"] = lambda: reference.conv2d_grad_input(grad, w, x_shape, groups=groups, **geo)
+            if torch is not None:
+                gt, wt = torch.from_numpy(grad), torch.from_numpy(w)
+                funcs["torch"] = lambda: torch.nn.grad.conv2d_input(x_shape, wt, gt, groups=groups, **geo)
+        else:
+            x = rng.standard_normal(x_shape, dtype=dtype)
+            funcs["fastconv"] = lambda: conv2d_grad_weight(grad, x, w_shape, groups=groups, **geo)
+            if reference is not None:
+                funcs["reference"] = lambda: reference.conv2d_grad_weight(grad, x, w_shape, groups=groups, **geo)
+            if torch is not None:
+                gt, xt = torch.from_numpy(grad), torch.from_numpy(x)
+                funcs["torch"] = lambda: torch.nn.grad.conv2d_weight(xt, w_shape, gt, groups=groups, **geo)
+        work, unit = 2.0 * N * K * oh * ow * (C // groups) * k * k, "GFLOP/s"
+    else:
+        x = rng.standard_normal((N, C, H, W), dtype=dtype)
+        fast_pool, name = (max_pool2d, "max_pool2d") if op == "max_pool2d" else (avg_pool2d, "avg_pool2d")
+        funcs["fastconv"] = lambda: fast_pool(x, **POOL_GEOMETRY)
+        if reference is not None:
+            ref_pool = getattr(reference, name)
+            funcs["reference"] = lambda: ref_pool(x, **POOL_GEOMETRY)
+        if torch is not None:
+            xt, torch_pool = torch.from_numpy(x), getattr(F, name)
+            funcs["torch"] = lambda: torch_pool(xt, **POOL_GEOMETRY)
+        ph, pw = conv_output_shape((H, W), **POOL_GEOMETRY).shape
+        work, unit = (x.size + N * C * ph * pw) * dtype.itemsize, "GB/s"
     name = shape if isinstance(shape, str) else "custom"
     wanted = {key: funcs[key] for key in (*IMPLEMENTATIONS, *CONV2D_ALGORITHMS)
               if key in impls and key in funcs}
@@ -598,7 +644,7 @@ _LEGEND = (
     "speedup = other median time / fastconv median time (> 1: fastconv is faster).\n"
     "~ estimated from a one-image call (too slow to run in full);  "
     "! one cold call (too slow to repeat);  - not run.\n"
-    "rate: fastconv's GB/s read + written (im2col, col2im) or GFLOP/s (conv2d), "
+    "rate: fastconv's GB/s read + written (im2col, col2im, pooling) or GFLOP/s (convolutions), "
     "and its % of memcpy read + write or of gemm at the same threads."
 )
 
@@ -615,7 +661,7 @@ def _fmt_ratio(ratio):
     return f"{ratio:.0f}x" if ratio >= 100 else f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
-_COLUMNS = [("shape", 11, "<"), ("op", 6, "<"), ("dtype", 7, "<"), ("N", 3, ">"), ("thr", 3, ">"),
+_COLUMNS = [("shape", 11, "<"), ("op", 11, "<"), ("dtype", 7, "<"), ("N", 3, ">"), ("thr", 3, ">"),
             ("fastconv", 9, ">"), ("reference", 10, ">"), ("torch", 9, ">"), ("torch-own", 9, ">"),
             ("vs ref", 7, ">"), ("vs torch", 8, ">"), ("rate", 20, "<")]
 

@@ -1,18 +1,23 @@
-"""Gradients of conv2d and the transposed convolution, as GEMMs around the im2col/col2im kernels.
+"""Gradients of conv2d and the transposed convolution.
 
-* dL/dx: for stride 1, a direct convolution (the register-tiled kernel) of
-  the padded grad with the flipped weight; otherwise ``cols = grad_rows @ W``
-  per group, folded back into the image by the col2im kernel (parallel over
-  disjoint pixels, no races).
-* dL/dw: the im2col kernel unfolds ``x``; ``grad_rows.T @ cols`` per group.
+* dL/dx: direct convolutions (the register-tiled kernel) of the grad with the
+  transposed, reversed weight; with stride ``s`` one per stride phase of the
+  input, each with the sub-kernel of the taps that reach that phase.
+* dL/dw: the register-tiled weight-gradient kernel for floats (each task owns
+  disjoint entries of dw and sums rows in a fixed order); integers unfold
+  ``x`` with the im2col kernel and multiply ``grad_rows.T @ cols`` per group,
+  in batches so the column buffer stays bounded.
 * ``conv_transpose2d`` is dL/dx of the convolution that maps its output back
   to its input, plus a bias.
 
-Images are processed in batches so the column buffer stays bounded; the batch
-size depends only on shapes, so results do not depend on the thread count.
+Every split of the work depends only on shapes, so results do not depend on
+the thread count.
 """
 
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,7 +26,7 @@ from ._conv import direct_nchw, tile_input
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
-from ._im2col import COLUMN_BUDGET, crop, fold, unfold_batches
+from ._im2col import unfold_batches
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
@@ -34,15 +39,6 @@ def _grad_rows(grad, channels_last):
     return np.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(-1, grad.shape[1])
 
 
-def _weight_matrices(weight, dims, groups, channels_last):
-    """Per-group weight matrices ``(Kg, depth)`` whose columns follow the im2col column order."""
-    k, cg, kh, kw = dims
-    kg = k // groups
-    if channels_last:  # HWIO -> (groups, Kg, KH*KW*Cg)
-        return weight.reshape(kh * kw * cg, groups, kg).transpose(1, 2, 0)
-    return weight.reshape(groups, kg, cg * kh * kw)
-
-
 def _columns_group(cols, g, dims, groups, channels_last):
     """View of the columns belonging to group ``g`` (a 3-D view for NHWC's (kh, kw, c) order)."""
     k, cg, kh, kw = dims
@@ -52,76 +48,111 @@ def _columns_group(cols, g, dims, groups, channels_last):
 
 
 def _grad_input(call):
-    """dL/dx for a prepared call, batched, in the compute dtype and user layout."""
-    if call.geometry.stride == (1, 1):
-        return _grad_input_direct(call)
-    return _grad_input_gemm(call)
+    """dL/dx for a prepared call, in the compute dtype and user layout."""
+    if not call.grad.size or not call.weight.size or 0 in call.image_shape:
+        # an empty sum (no image, channel, filter or output pixel) or an empty result:
+        # the kernels' shapes would have an empty axis they cannot reshape or index
+        return np.zeros(call.image_shape, call.compute_dtype)
+    return _grad_input_direct(call)
+
+
+class _Phase(NamedTuple):
+    """One stride phase of one axis of dL/dx (see :func:`_axis_phases`)."""
+
+    first: int  # first input index of the phase: positions first, first + stride, ...
+    count: int  # how many input positions the phase has
+    tap0: int  # first kernel tap that reaches the phase
+    tap_step: int  # kernel taps of the phase: tap0, tap0 + tap_step, ... (taps of them)
+    taps: int
+    start: int  # grad index read by the first output of the phase for the reversed kernel
+    spacing: int  # grad elements between consecutive taps: the sub-convolution's dilation
+
+
+def _axis_phases(in_size, kernel, stride, dilation, before):
+    """Split one axis of dL/dx by stride phase into stride-1 correlations of the grad.
+
+    ``dx[i] = sum_t grad[o] * w[t]`` over ``o * stride - before + t * dilation == i``.
+    For the inputs ``i = first + stride * u`` of one phase, the taps that reach
+    them are ``tap0 + tap_step * m`` (every one for stride 1) and the grad index
+    is ``c0 + u - spacing * m``: a stride-1 correlation of the grad, read from
+    ``start`` on with dilation ``spacing``, with the sub-kernel reversed.
+    """
+    step = stride // math.gcd(stride, dilation)
+    spacing = dilation // math.gcd(stride, dilation)
+    phases = []
+    for first in range(min(stride, in_size)):
+        count = -(-(in_size - first) // stride)
+        tap0 = next((t for t in range(kernel) if (first + before - t * dilation) % stride == 0), None)
+        if tap0 is None:
+            phases.append(_Phase(first, count, 0, step, 0, 0, spacing))
+            continue
+        taps = -(-(kernel - tap0) // step)
+        c0 = (first + before - tap0 * dilation) // stride
+        phases.append(_Phase(first, count, tap0, step, taps, c0 - spacing * (taps - 1), spacing))
+    return phases
+
+
+def _grad_window(grad, axes):
+    """The grad rows/columns ``[start, start + length)`` of each spatial axis, zero outside it."""
+    (start_h, len_h), (start_w, len_w) = axes
+    out_h, out_w = grad.shape[2:]
+    window = np.zeros(grad.shape[:2] + (len_h, len_w), grad.dtype)
+    src, dst = [], []
+    for start, length, size in ((start_h, len_h, out_h), (start_w, len_w, out_w)):
+        lo, hi = max(0, start), min(size, start + length)
+        src.append(slice(lo, max(lo, hi)))
+        dst.append(slice(lo - start, max(lo, hi) - start))
+    window[(slice(None), slice(None), *dst)] = grad[(slice(None), slice(None), *src)]
+    return window
 
 
 def _grad_input_direct(call):
-    """Stride-1 dL/dx as a direct convolution of the padded grad with the flipped, transposed weight.
+    """dL/dx as direct convolutions of the grad with the transposed, reversed weight.
 
-    ``dx[c, i] = sum_{k, t} grad[k, i + pad_before - t * dilation] * w[k, c, t]``: a
-    cross-correlation of ``grad``, padded by ``dilation * (kernel - 1) - pad_before``
-    in front (cropped where that is negative), with the kernel reversed.
+    With stride 1 that is one convolution of the zero-padded grad; with stride
+    ``s`` the input splits into ``s * s`` phases (rows and columns by their
+    index modulo ``s``), each a stride-1 convolution with the sub-kernel of the
+    taps that reach it. Every product is one the forward convolution makes:
+    no column buffer and no multiplication by zero.
     """
     k, cg, kh, kw = call.dims
     geo, groups = call.geometry, call.groups
     grad = np.ascontiguousarray(call.grad.transpose(0, 3, 1, 2)) if call.channels_last else call.grad
-    n = grad.shape[0]
-    spans = [d * (kk - 1) for d, kk in zip(geo.dilation, (kh, kw))]
-    padded_shape = tuple(size + span for size, span in zip(geo.in_shape, spans))
-    padded = np.zeros((n, k) + padded_shape, call.compute_dtype)
-    dst, src = [], []
-    for size, out_size, span, (before, _) in zip(padded_shape, geo.out_shape, spans, geo.padding):
-        offset = span - before  # where grad row 0 lands in the padded grad
-        lo, hi = max(0, -offset), min(out_size, size - offset)
-        src.append(slice(lo, max(lo, hi)))
-        dst.append(slice(lo + offset, max(lo, hi) + offset))
-    padded[(slice(None), slice(None), *dst)] = grad[(slice(None), slice(None), *src)]
-    if call.channels_last:  # HWIO -> OIHW
-        weight = call.weight.transpose(3, 2, 0, 1)
-    else:
-        weight = call.weight
-    kg = k // groups
-    # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW), kernel reversed: the adjoint's weight
-    flipped = weight.reshape(groups, kg, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
-    flipped = np.ascontiguousarray(flipped).reshape(groups * cg, kg, kh, kw)
-    adjoint = conv_geometry(padded_shape, (kh, kw), 1, 0, geo.dilation)
-    result = np.empty((n, groups * cg) + geo.in_shape, call.compute_dtype)
-    direct_nchw(padded, flipped, np.zeros(groups * cg, call.compute_dtype), adjoint, groups, result)
+    weight = call.weight.transpose(3, 2, 0, 1) if call.channels_last else call.weight  # HWIO -> OIHW
+    n, kg, channels = grad.shape[0], k // groups, groups * cg
+    # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight
+    adjoint_weight = weight.reshape(groups, kg, cg, kh, kw).transpose(0, 2, 1, 3, 4)
+    zero_bias = np.zeros(channels, call.compute_dtype)
+    rows, cols = (_axis_phases(size, kern, st, dil, pad[0]) for size, kern, st, dil, pad in
+                  zip(geo.in_shape, (kh, kw), geo.stride, geo.dilation, geo.padding))
+    single = len(rows) == len(cols) == 1 and rows[0].taps and cols[0].taps
+    result = np.empty((n, channels) + geo.in_shape, call.compute_dtype) if single else \
+        np.zeros((n, channels) + geo.in_shape, call.compute_dtype)
+    for ph in rows:
+        for pw in cols:
+            if not (ph.taps and pw.taps):
+                continue  # no tap reaches these pixels: their gradient is zero
+            sub = adjoint_weight[..., ph.tap0::ph.tap_step, pw.tap0::pw.tap_step][..., ::-1, ::-1]
+            sub = np.ascontiguousarray(sub).reshape(channels, kg, ph.taps, pw.taps)
+            spans = [p.count + p.spacing * (p.taps - 1) for p in (ph, pw)]
+            window = _grad_window(grad, [(ph.start, spans[0]), (pw.start, spans[1])])
+            sub_geo = conv_geometry(spans, (ph.taps, pw.taps), 1, 0, (ph.spacing, pw.spacing))
+            if single:
+                target = result
+            else:
+                target = np.empty((n, channels, ph.count, pw.count), call.compute_dtype)
+            direct_nchw(window, sub, zero_bias, sub_geo, groups, target)
+            if not single:
+                result[:, :, ph.first::geo.stride[0], pw.first::geo.stride[1]] = target
     if call.channels_last:
         return np.ascontiguousarray(result.transpose(0, 2, 3, 1))
     return result
 
 
-def _grad_input_gemm(call):
-    """dL/dx as per-group GEMMs into columns, folded back by the col2im kernel."""
-    k, cg, kh, kw = call.dims
-    geo, groups, cl = call.geometry, call.groups, call.channels_last
-    kg, depth = k // groups, cg * kh * kw
-    n_images = call.image_shape[0]
-    channels = cg * groups
-    rows_per_image = geo.out_size
-    w_mats = _weight_matrices(call.weight, call.dims, groups, cl)
-    result = np.empty(call.image_shape, call.compute_dtype)
-    per_batch = max(1, min(n_images, COLUMN_BUDGET // max(1, rows_per_image * depth * groups * result.itemsize)))
-    cols_buf = np.empty((per_batch * rows_per_image, depth * groups), call.compute_dtype)
-    for n0 in range(0, n_images, per_batch):
-        n1 = min(n_images, n0 + per_batch)
-        rows = _grad_rows(call.grad[n0:n1], cl)
-        cols = cols_buf[: rows.shape[0]]
-        for g in range(groups):
-            block = rows[:, g * kg:(g + 1) * kg] @ w_mats[g]
-            _columns_group(cols, g, call.dims, groups, cl)[...] = block.reshape(
-                _columns_group(cols, g, call.dims, groups, cl).shape)
-        image = fold(cols, geo, n1 - n0, channels, cl)
-        result[n0:n1] = crop(image, geo, cl)
-    return result
-
-
 def _grad_weight(call):
     """dL/dw for a prepared call, in the compute dtype and the user's weight layout."""
+    if not call.grad.size or not call.x.size or 0 in call.result_shape:
+        return np.zeros(call.result_shape, call.compute_dtype)  # an empty sum, or nothing to sum into
     if call.compute_dtype.kind == "f" and call.x.size and call.grad.size:
         return _grad_weight_direct(call)
     return _grad_weight_gemm(call)

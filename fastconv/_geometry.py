@@ -275,6 +275,13 @@ def conv_geometry(
         if ceil_mode and (o - 1) * s >= n + a:
             o -= 1
         out.append(o)
+    # Canonical form: a stride is irrelevant on an axis with a single window, and a
+    # dilation on an axis with a single tap. Setting them to 1 there changes no
+    # result, and spares every implementation a value that may be far larger than
+    # any array (a stride of 2**70 on a 5-pixel image is valid, but it must not size
+    # a buffer or reach a C integer).
+    stride = tuple(1 if o == 1 else s for o, s in zip(out, stride))
+    dilation = tuple(1 if k == 1 else d for k, d in zip(kernel, dilation))
     return ConvGeometry(in_shape, kernel, stride, dilation, pads, tuple(out))
 
 
@@ -322,16 +329,33 @@ def conv_output_shape(input_shape, kernel_size, *, stride=1, padding=0, dilation
     return OutputShape(geo.out_shape, geo.padding)
 
 
-def check_element_count(shape, name):
-    """Raise ValueError if an array of ``shape`` would have more than intp-max elements.
+def check_element_count(shape, name, itemsize=1):
+    """Raise ValueError if an array of ``shape`` could not be indexed with ``intp``.
 
-    Sizes are multiplied as Python integers, so the check itself never overflows.
+    That is: more than intp-max elements, or (with ``itemsize``) more than
+    intp-max bytes. Like NumPy, an empty shape is refused too when its non-zero
+    axes alone multiply past intp-max: NumPy cannot create it. Sizes are multiplied as
+    Python integers, so the check itself never overflows.
+
+    Returns
+    -------
+    int
+        The element count.
     """
-    count = math.prod(int(s) for s in shape)
-    if count > INTP_MAX:
+    shape = tuple(int(s) for s in shape)
+    count = math.prod(shape)
+    # NumPy refuses a shape whose non-zero axes multiply past intp even when another
+    # axis is 0 (an empty array): so does this check
+    if math.prod(s for s in shape if s) > INTP_MAX:
         raise ValueError(
-            f"{name} would have shape {tuple(shape)} = {count} elements, which overflows "
+            f"{name} would have shape {shape} = {count} elements, which overflows "
             f"the platform's index type (max {INTP_MAX})"
+        )
+    if count * itemsize > INTP_MAX:
+        raise ValueError(
+            f"{name} would have shape {shape} = {count} elements of {itemsize} bytes, "
+            f"{count * itemsize} bytes in all, which overflows the platform's index type "
+            f"(max {INTP_MAX})"
         )
     return count
 

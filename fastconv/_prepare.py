@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ._arrays import (
+    apart_from,
     as_array,
     check_out,
     conv_dtypes,
@@ -97,10 +98,25 @@ def _spatial(shape, channels_last):
     return tuple(shape[1:-1]) if channels_last else tuple(shape[2:])
 
 
-def _cols_shape(batch, channels, geometry):
+def _cols_shape(batch, channels, geometry, itemsize):
     shape = (batch * geometry.out_size, channels * geometry.kernel_size)
-    check_element_count(shape, "the column matrix")
+    check_element_count(shape, "the column matrix", itemsize)
     return shape
+
+
+def _check_padded(image_shape, geometry, channels_last, itemsize):
+    """The padded image (or gradient image) of a batched ``image_shape`` must be able to exist."""
+    if geometry.has_padding:
+        spatial = geometry.padded_shape
+        shape = (image_shape[0],) + spatial + (image_shape[-1],) if channels_last else (
+            tuple(image_shape[:2]) + spatial)
+        check_element_count(shape, "the padded input", itemsize)
+
+
+def _padded(x, geometry, padding_mode, channels_last):
+    """``pad_input``, after checking that the padded copy can exist."""
+    _check_padded(x.shape, geometry, channels_last, x.itemsize)
+    return pad_input(x, geometry, padding_mode, channels_last)
 
 
 def prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out):
@@ -111,9 +127,9 @@ def prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layo
     geometry = conv_geometry(_spatial(xb.shape, channels_last), kernel_size, stride, padding, dilation)
     check_padding_mode(padding_mode, geometry)
     batch, channels = xb.shape[0], xb.shape[-1] if channels_last else xb.shape[1]
-    cols_shape = _cols_shape(batch, channels, geometry)
+    cols_shape = _cols_shape(batch, channels, geometry, dtype.itemsize)
     out = check_out(out, cols_shape, dtype)
-    image = pad_input(kernel_array(xb, dtype), geometry, padding_mode, channels_last)
+    image = apart_from(out, _padded(kernel_array(xb, dtype), geometry, padding_mode, channels_last))
     return ColumnsCall(image, None, geometry, channels_last, batch, channels, xb.shape,
                        cols_shape, dtype, batched, out)
 
@@ -134,18 +150,18 @@ def prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, la
         )
     batched = len(shape) == NDIM + 2
     image_shape = shape if batched else (1,) + shape
-    check_element_count(image_shape, "input_shape")
+    check_element_count(image_shape, "input_shape", dtype.itemsize)
     geometry = conv_geometry(_spatial(image_shape, channels_last), kernel_size, stride, padding, dilation)
     batch = image_shape[0]
     channels = image_shape[-1] if channels_last else image_shape[1]
-    cols_shape = _cols_shape(batch, channels, geometry)
+    cols_shape = _cols_shape(batch, channels, geometry, dtype.itemsize)
     if cols.shape != cols_shape:
         raise ValueError(
             f"cols must have shape (N*OH*OW, C*KH*KW) = {cols_shape} for input_shape {shape} "
             f"and kernel_size {geometry.kernel}, got {cols.shape}"
         )
     out = check_out(out, shape, dtype)
-    return ColumnsCall(None, kernel_array(cols, dtype), geometry, channels_last, batch, channels,
+    return ColumnsCall(None, apart_from(out, kernel_array(cols, dtype)), geometry, channels_last, batch, channels,
                        image_shape, cols_shape, dtype, batched, out)
 
 
@@ -245,12 +261,13 @@ def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_m
     geometry = conv_geometry(_spatial(xb.shape, channels_last), (kh, kw), stride, padding, dilation)
     check_padding_mode(padding_mode, geometry)
     out_shape = from_channels_first((xb.shape[0], k) + geometry.out_shape, channels_last)
-    check_element_count(out_shape, "the output")
+    check_element_count(out_shape, "the output", compute_dtype.itemsize)
     user_shape = out_shape if batched else out_shape[1:]
     out = check_out(out, user_shape, result_dtype)
-    xk = pad_input(kernel_array(xb, compute_dtype), geometry, padding_mode, channels_last)
+    xk = _padded(kernel_array(xb, compute_dtype), geometry, padding_mode, channels_last)
     wk = kernel_array(weight, compute_dtype)
     bk = np.zeros(k, compute_dtype) if bias is None else kernel_array(bias, compute_dtype)
+    xk, wk, bk = apart_from(out, xk, wk, bk)
     return ConvCall(xk, wk, bk, bias is not None, geometry, groups, channels_last, out_shape,
                     result_dtype, compute_dtype, batched, out)
 
@@ -337,17 +354,18 @@ def prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding,
     shape = _shape_tuple(input_shape, "input_shape", (NDIM + 1, NDIM + 2))
     batched = len(shape) == NDIM + 2
     image_shape = shape if batched else (1,) + shape
-    check_element_count(image_shape, "input_shape")
+    check_element_count(image_shape, "input_shape", compute_dtype.itemsize)
     groups = _check_groups(groups)
     channels = image_shape[-1] if channels_last else image_shape[1]
     dims = _weight_dims(weight.shape, channels, groups, channels_last)
     geometry = conv_geometry(_spatial(image_shape, channels_last), dims[2:], stride, padding, dilation)
     grad, geometry = _check_grad_output(grad, image_shape, dims[0], geometry, channels_last, batched,
                                         "grad_output")
+    _check_padded(image_shape, geometry, channels_last, compute_dtype.itemsize)  # the gradient is summed there
     out = check_out(out, shape, result_dtype)
-    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
-                        geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
-                        batched, out)
+    grad, weight = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(weight, compute_dtype))
+    return ConvGradCall(grad, None, weight, dims, geometry, groups, channels_last, image_shape, image_shape,
+                        result_dtype, compute_dtype, batched, out)
 
 
 def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups, layout, out):
@@ -391,16 +409,18 @@ def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, d
             "reduce padding"
         )
     image_shape = from_channels_first((xb.shape[0], cout_g * groups) + spatial, channels_last)
-    check_element_count(image_shape, "the output")
+    check_element_count(image_shape, "the output", compute_dtype.itemsize)
     geometry = conv_geometry(spatial, (kh, kw), stride, pads, dilation)
     grad, geometry = _check_grad_output(xb, image_shape, dims[0], geometry, channels_last, True, "x",
                                         partial=True)
+    _check_padded(image_shape, geometry, channels_last, compute_dtype.itemsize)
     if bias is not None and bias.shape != (cout_g * groups,):
         raise ValueError(f"bias must have shape ({cout_g * groups},) (one per output channel), got {bias.shape}")
     out = check_out(out, image_shape if batched else image_shape[1:], result_dtype)
-    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
-                        geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
-                        batched, out, None if bias is None else kernel_array(bias, compute_dtype))
+    grad, weight, bias = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(weight, compute_dtype),
+                                    None if bias is None else kernel_array(bias, compute_dtype))
+    return ConvGradCall(grad, None, weight, dims, geometry, groups, channels_last, image_shape, image_shape,
+                        result_dtype, compute_dtype, batched, out, bias)
 
 
 def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups, layout, out):
@@ -411,11 +431,13 @@ def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, di
     xb, batched, channels_last = layout_and_batch(x, "x", NDIM, layout)
     groups = _check_groups(groups)
     wshape = _shape_tuple(weight_shape, "weight_shape", (4,))
+    check_element_count(wshape, "weight_shape", compute_dtype.itemsize)
     channels = xb.shape[-1] if channels_last else xb.shape[1]
     dims = _weight_dims(wshape, channels, groups, channels_last, name="weight_shape")
     geometry = conv_geometry(_spatial(xb.shape, channels_last), dims[2:], stride, padding, dilation)
     grad, _ = _check_grad_output(grad, xb.shape, dims[0], geometry, channels_last, batched, "grad_output")
     out = check_out(out, wshape, result_dtype)
-    xk = pad_input(kernel_array(xb, compute_dtype), geometry, "zeros", channels_last)
-    return ConvGradCall(kernel_array(grad, compute_dtype), xk, None, dims, geometry, groups, channels_last,
+    xk = _padded(kernel_array(xb, compute_dtype), geometry, "zeros", channels_last)
+    grad, xk = apart_from(out, kernel_array(grad, compute_dtype), xk)
+    return ConvGradCall(grad, xk, None, dims, geometry, groups, channels_last,
                         xb.shape, wshape, result_dtype, compute_dtype, batched, out)

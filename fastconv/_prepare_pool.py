@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import as_array, check_out, from_channels_first, kernel_array, layout_and_batch
+from ._arrays import apart_from, as_array, check_out, from_channels_first, kernel_array, layout_and_batch
 from ._geometry import ConvGeometry, check_element_count, conv_geometry, resolve_layout
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 NDIM = 2  # spatial axes of the 2-D pools
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 @dataclass
@@ -117,6 +118,8 @@ def _divisor(value):
         raise TypeError(f"divisor_override must be None or a non-zero int, got {value!r}") from None
     if value == 0:
         raise ValueError("divisor_override must be non-zero, got 0")
+    if abs(value) > _INT64_MAX:
+        raise ValueError(f"divisor_override must fit in int64 (|d| <= {_INT64_MAX}), got {value}")
     return value
 
 
@@ -171,10 +174,10 @@ def _geometry(spatial, kernel_size, stride, padding, dilation, ceil_mode):
                          ceil_mode=_flag(ceil_mode, "ceil_mode"), pool=True)
 
 
-def _out_shape(in_shape, geometry, channels_last):
+def _out_shape(in_shape, geometry, channels_last, itemsize=8):
     shape = from_channels_first((in_shape[0], _channels(in_shape, channels_last)) + geometry.out_shape,
                                 channels_last)
-    check_element_count(shape, "the output")
+    check_element_count(shape, "the output", itemsize)
     return shape
 
 
@@ -184,7 +187,9 @@ def _forward(x, name, kernel_size, stride, padding, dilation, ceil_mode, layout,
     result_dtype, compute_dtype = dtypes(x.dtype, name)
     xb, batched, channels_last = layout_and_batch(x, name, NDIM, layout)
     geometry = _geometry(_spatial(xb.shape, channels_last), kernel_size, stride, padding, dilation, ceil_mode)
-    out_shape = _out_shape(xb.shape, geometry, channels_last)
+    # the widest array of that shape: the values, the float32 of float16, or int64 indices
+    itemsize = max(result_dtype.itemsize, compute_dtype.itemsize, 8)
+    out_shape = _out_shape(xb.shape, geometry, channels_last, itemsize)
     return (kernel_array(xb, compute_dtype), geometry, channels_last, xb.shape, out_shape,
             result_dtype, compute_dtype, batched)
 
@@ -207,8 +212,11 @@ def prepare_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, ret
         out, out_indices = out
         out_indices = check_out(out_indices, user_shape, np.int64, name="out[1] (the indices)")
         out = check_out(out, user_shape, result_dtype, name="out[0] (the values)")
+        if out is not None and out_indices is not None and np.may_share_memory(out, out_indices):
+            raise ValueError("out[0] (the values) and out[1] (the indices) must not share memory")
     else:
         out = check_out(out, user_shape, result_dtype)
+    xk = apart_from((out, out_indices), xk)
     return PoolCall(xk, None, geometry, channels_last, in_shape[0], _channels(in_shape, channels_last),
                     in_shape, out_shape, result_dtype, compute_dtype, batched, out, out_indices,
                     return_indices=return_indices)
@@ -222,6 +230,7 @@ def prepare_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include
     (xk, geometry, channels_last, in_shape, out_shape, result_dtype, compute_dtype,
      batched) = _forward(x, "x", kernel_size, stride, padding, 1, ceil_mode, layout, pool_dtypes)
     out = check_out(out, out_shape if batched else out_shape[1:], result_dtype)
+    xk = apart_from(out, xk)
     return PoolCall(xk, None, geometry, channels_last, in_shape[0], _channels(in_shape, channels_last),
                     in_shape, out_shape, result_dtype, compute_dtype, batched, out,
                     count_include_pad=count_include_pad, divisor_override=divisor_override)
@@ -253,10 +262,15 @@ def _grad_output(grad_output, batched, layout):
     return grad, result_dtype, compute_dtype, channels_last
 
 
+def _check_input_bytes(in_shape, result_dtype, compute_dtype):
+    check_element_count(in_shape, "input_shape", max(result_dtype.itemsize, compute_dtype.itemsize))
+
+
 def prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out):
     """Validate a max_pool2d_backward call."""
     in_shape, batched = _input_shape(input_shape, layout)
     grad, result_dtype, compute_dtype, channels_last = _grad_output(grad_output, batched, layout)
+    _check_input_bytes(in_shape, result_dtype, compute_dtype)
     indices = np.asarray(indices)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"indices must be an integer array (as returned by max_pool2d), got dtype {indices.dtype}")
@@ -273,7 +287,8 @@ def prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out):
     if indices.dtype.kind == "u" and indices.dtype.itemsize == 8:
         indices = np.minimum(indices, np.iinfo(np.int64).max)  # out-of-range stays out of range
     out = check_out(out, in_shape if batched else in_shape[1:], result_dtype)
-    return PoolCall(kernel_array(grad, compute_dtype), kernel_array(indices, np.int64), None, cl,
+    grad, indices = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(indices, np.int64))
+    return PoolCall(grad, indices, None, cl,
                     in_shape[0], _channels(in_shape, cl), in_shape, grad.shape, result_dtype, compute_dtype,
                     batched, out)
 
@@ -285,6 +300,7 @@ def prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, p
     divisor_override = _divisor(divisor_override)
     in_shape, batched = _input_shape(input_shape, layout)
     grad, result_dtype, compute_dtype, channels_last = _grad_output(grad_output, batched, layout)
+    _check_input_bytes(in_shape, result_dtype, compute_dtype)
     geometry = _geometry(_spatial(in_shape, channels_last), kernel_size, stride, padding, 1, ceil_mode)
     out_shape = _out_shape(in_shape, geometry, channels_last)
     if grad.shape != out_shape:
@@ -292,7 +308,7 @@ def prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, p
         raise ValueError(f"grad_output must have the shape of avg_pool2d's output {expect} for input_shape "
                          f"{input_shape} and this geometry, got {grad.shape if batched else grad.shape[1:]}")
     out = check_out(out, in_shape if batched else in_shape[1:], result_dtype)
-    return PoolCall(kernel_array(grad, compute_dtype), None, geometry, channels_last, in_shape[0],
+    return PoolCall(apart_from(out, kernel_array(grad, compute_dtype)), None, geometry, channels_last, in_shape[0],
                     _channels(in_shape, channels_last), in_shape, out_shape, result_dtype, compute_dtype,
                     batched, out, count_include_pad=count_include_pad, divisor_override=divisor_override)
 

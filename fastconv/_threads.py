@@ -7,12 +7,19 @@ Resolution order, in one function (:func:`get_num_threads`), used by all kernels
 2. the process-wide value from :func:`set_num_threads`;
 3. the OpenMP runtime's ``omp_get_max_threads()``, which honours
    ``OMP_NUM_THREADS`` and ``threadpoolctl.threadpool_limits``.
+
+In a child made by ``fork()`` after this process ran a kernel on more than one
+thread, every kernel runs on one thread: GNU OpenMP (libgomp) cannot start a
+thread team in such a child (it waits forever for the parent's pool threads,
+which the child does not have). Use the ``spawn`` or ``forkserver`` start
+methods of :mod:`multiprocessing` for parallel children.
 """
 
 from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import threading
 
 from ._kernels import _openmp_helpers
@@ -26,6 +33,21 @@ GRAIN = 1 << 16
 
 _global_threads = None
 _local = threading.local()
+
+#: Set once a kernel was given more than one thread: an OpenMP team (and, with
+#: libgomp, its pool of threads) exists from then on.
+_team_started = False
+#: True in a child forked after a team had started: OpenMP teams would deadlock there.
+_forked_after_team = False
+
+
+def _after_fork_in_child():
+    global _forked_after_team
+    _forked_after_team = _forked_after_team or _team_started
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _check(n):
@@ -49,9 +71,10 @@ def get_num_threads():
         The active ``num_threads`` context of this Python thread, else the
         value set by :func:`set_num_threads`, else the OpenMP runtime's
         maximum (``OMP_NUM_THREADS``, threadpoolctl limits, or all cores).
-        Always 1 in a build without OpenMP.
+        Always 1 in a build without OpenMP, and in a child forked after
+        this process had run a kernel on several threads.
     """
-    if not _openmp_helpers.openmp_enabled():
+    if _forked_after_team or not _openmp_helpers.openmp_enabled():
         return 1
     stack = getattr(_local, "stack", None)
     if stack:
@@ -111,5 +134,9 @@ def threads_for(work):
     Results never depend on it: every kernel is bitwise identical for any
     thread count.
     """
+    global _team_started
     n = get_num_threads()
-    return n if n == 1 else max(1, min(n, int(work) // GRAIN))
+    n = n if n == 1 else max(1, min(n, int(work) // GRAIN))
+    if n > 1:
+        _team_started = True
+    return n

@@ -1,7 +1,10 @@
 """Shared fixtures and hypothesis profiles.
 
-Profiles: ``ci`` (default, a few hundred examples per property) and ``long``
-(``pytest --hypothesis-profile=long``) for a thorough search.
+Profiles: ``ci`` (default, a few hundred examples per property), ``long``
+for a thorough search and ``dev`` for quick iterations. Select one with the
+environment variable (``HYPOTHESIS_PROFILE=long pytest``) or with hypothesis'
+pytest option (``pytest --hypothesis-profile=long``); the option wins, since
+hypothesis' plugin loads it after this file has loaded the variable's profile.
 """
 
 import os
@@ -30,3 +33,11 @@ def rng():
 def torch():
     """PyTorch when importable; tests that need it are skipped otherwise."""
     return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def every_call_parallel(monkeypatch):
+    """Small test arrays would run on one thread (threads_for's grain): make every call parallel."""
+    import fastconv._threads
+
+    monkeypatch.setattr(fastconv._threads, "GRAIN", 1)

@@ -81,7 +81,7 @@ def test_json_has_positive_timings_and_ratios_for_every_op(quick_tiny):
             assert row["speedup"][name] == pytest.approx(ratio)
             assert 0 < ratio < math.inf
             assert row["agree"][name] is True, f"{name} disagrees with fastconv on {row['op']}"
-        if HAS_TORCH and row["op"] != "conv2d":
+        if HAS_TORCH and row["op"] in _bench.OWN_LAYOUT_OPS:
             assert row["speedup"]["torch_own"] > 0
 
 
@@ -165,7 +165,7 @@ def test_torch_peers_compute_what_fastconv_computes():
         fast = case.run("fastconv")
         torch_result = case.run("torch").numpy()
         np.testing.assert_allclose(torch_result, fast, rtol=1e-12, atol=1e-12)
-        if op != "conv2d":  # torch's own layout: (N, C*KH*KW, OH*OW) columns
+        if op in _bench.OWN_LAYOUT_OPS:  # torch's own layout: (N, C*KH*KW, OH*OW) columns
             own = case.run("torch_own").numpy()
             expected = fast if op == "col2im" else fast.reshape(2, -1, fast.shape[1]).transpose(0, 2, 1)
             np.testing.assert_allclose(own, expected, rtol=1e-12, atol=1e-12)

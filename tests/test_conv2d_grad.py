@@ -64,6 +64,24 @@ def test_property_integers_exact(geo, k_per_group, groups, layout, seed):
                                   reference.conv2d_grad_weight(grad, x, w.shape, **kw))
 
 
+@pytest.mark.parametrize("stride", [(2, 3), (3, 2), (4, 1)])
+@pytest.mark.parametrize("dilation", [(1, 1), (2, 2), (3, 2), (2, 4)])
+@pytest.mark.parametrize("kernel", [(1, 1), (2, 3), (4, 2)])
+def test_grad_input_every_stride_phase_exact(rng, stride, dilation, kernel):
+    # dL/dx splits by stride phase; strides sharing a factor with the dilation,
+    # kernels shorter than the stride (phases no tap reaches) and asymmetric
+    # padding give every kind of phase
+    padding = ((1, 0), (0, 2))
+    x = small_ints(rng, (2, 3, 11, 13))
+    w = small_ints(rng, (4, 3) + kernel)
+    kw = dict(stride=stride, padding=padding, dilation=dilation)
+    grad = small_ints(rng, fastconv.conv2d(x, w, **kw).shape)
+    expected = reference.conv2d_grad_input(grad, w, x.shape, **kw)
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad.astype(np.float64), w.astype(np.float64),
+                                                             x.shape, **kw), expected)
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad, w, x.shape, **kw), expected)
+
+
 def test_adjoint_identities(rng):
     """<conv(x, w), G> == <x, grad_input(G)> == <w, grad_weight(G)>."""
     x, w, grad, kw = forward_setup(rng, (2, 4, 9, 8), 6, (3, 2), (2, 1), ((1, 2), (0, 1)), (1, 2), 2)
@@ -201,3 +219,44 @@ def test_transpose_matches_torch(torch, rng, s, p, op, d, g):
     np.testing.assert_allclose(reference.conv_transpose2d(x, w, b, **kw), expected, rtol=1e-12, atol=1e-12)
     got_nhwc = fastconv.conv_transpose2d(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, layout="NHWC", **kw)
     np.testing.assert_allclose(got_nhwc.transpose(0, 3, 1, 2), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("n, c, k, hw, stride, padding", [
+    (1, 0, 2, (3, 3), 1, 0),   # no input channels: stride-1 direct path
+    (1, 0, 0, (3, 3), 1, 0),
+    (0, 0, 0, (3, 3), 1, 0),
+    (1, 0, 2, (3, 3), 2, 0),
+    (1, 2, 0, (3, 3), 2, 0),   # no filters: GEMM path
+    (1, 2, 0, (3, 3), 1, 0),
+    (1, 1, 1, (1, 0), 1, 1),   # an empty image row, padded
+    (2, 1, 3, (0, 4), 1, 1),
+])
+def test_empty_channels_filters_and_images(n, c, k, hw, stride, padding, dtype, layout):
+    """Regression: empty axes raised IndexError / ValueError("cannot reshape") in the gradients.
+
+    conv2d_grad_input(g, w of shape (2, 0, 1, 1), (1, 0, 3, 3)) (and conv_transpose2d
+    with no output channels), conv2d_grad_weight with K = 0 and conv2d_grad_input of an
+    input with an empty spatial axis failed; the reference returns the empty sum, zeros.
+    """
+    x_shape = (n, c) + hw
+    w_shape = (k, c, 1, 1)
+    oh, ow = fastconv.conv_output_shape(hw, 1, stride=stride, padding=padding).shape
+    g_shape = (n, k, oh, ow)
+    if layout == "NHWC":
+        x_shape, g_shape = tuple(np.moveaxis(np.empty(x_shape), 1, -1).shape), tuple(
+            np.moveaxis(np.empty(g_shape), 1, -1).shape)
+        w_shape = (1, 1, c, k)
+    g, w = np.ones(g_shape, dtype), np.ones(w_shape, dtype)
+    x = np.ones(x_shape, dtype)
+    kw = dict(stride=stride, padding=padding, layout=layout)
+    for name, args in [("conv2d_grad_input", (g, w, x_shape)), ("conv2d_grad_weight", (g, x, w_shape))]:
+        got = getattr(fastconv, name)(*args, **kw)
+        expected = getattr(reference, name)(*args, **kw)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    wt = np.ones((k, c, 1, 1) if layout == "NCHW" else (1, 1, c, k), dtype)
+    if stride == 1 and padding == 0:
+        got = fastconv.conv_transpose2d(g, wt, np.ones(c, dtype), layout=layout)
+        np.testing.assert_array_equal(got, reference.conv_transpose2d(g, wt, np.ones(c, dtype), layout=layout))

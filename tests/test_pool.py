@@ -412,14 +412,6 @@ def test_spec_lenet_shapes(rng):
     assert fastconv.avg_pool2d(y, 2).shape == (1, 5, 12, 12)
 
 
-@pytest.fixture
-def every_call_parallel(monkeypatch):
-    """Small test arrays would run on one thread (threads_for's grain): make every call parallel."""
-    import fastconv._threads
-
-    monkeypatch.setattr(fastconv._threads, "GRAIN", 1)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8], ids=lambda t: np.dtype(t).name)
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_bitwise_identical_across_threads(rng, layout, dtype, every_call_parallel):

@@ -103,14 +103,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def every_call_parallel(monkeypatch):
-    """Small test arrays would run on one thread (threads_for's grain): make every call parallel."""
-    import fastconv._threads
-
-    monkeypatch.setattr(fastconv._threads, "GRAIN", 1)
-
-
 def test_small_calls_use_fewer_threads(every_call_parallel):
     import fastconv._threads as t
 

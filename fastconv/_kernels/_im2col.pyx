@@ -36,29 +36,59 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
               Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
               Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
               int num_threads):
-    """Gather every window of ``xp`` into one row of ``cols`` (rows split across threads)."""
+    """Gather every window of ``xp`` into one row of ``cols`` (rows split across threads).
+
+    One item per pixel (``V == 1``, NCHW) and a short kernel row: for a block
+    of 16 output pixels of one output row, each column ``(g, kh, kw)`` copies
+    a (strided) run of the source row down the block's rows of ``cols``, which
+    stay in the L1 cache: 1.7-2.4x faster than runs of ``KW`` items for 3x3
+    kernels, measured slower for the 7x7 stem, which keeps the per-pixel loop.
+    Otherwise each window row is a run of ``KW * V`` items per tap.
+    """
     cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
-    cdef Py_ssize_t r, n, oh, ow, g, kh, kw, v, j
+    cdef Py_ssize_t J = cols.shape[1]
+    cdef Py_ssize_t block = 16  # output pixels per block
+    cdef bint blocked = V == 1 and KW < 7
+    cdef Py_ssize_t r, n, oh, ow, ow0, bw, i, g, kh, kw, v, j
     cdef const word_t* src
     cdef word_t* dst
     for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
         n = r // OH
         oh = r - n * OH
-        for ow in range(OW):
-            dst = &cols[r * OW + ow, 0]
-            j = 0
-            for g in range(G):
-                for kh in range(KH):
-                    src = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
-                    if V == 1:
+        if blocked:
+            ow0 = 0
+            while ow0 < OW:
+                bw = min(block, OW - ow0)
+                j = 0
+                for g in range(G):
+                    for kh in range(KH):
                         for kw in range(KW):
-                            dst[j + kw] = src[kw * DW]
-                        j = j + KW
-                    else:
-                        for kw in range(KW):
-                            for v in range(V):
-                                dst[j + v] = src[kw * DW * V + v]
-                            j = j + V
+                            src = &xp[n, g, oh * SH + kh * DH, ow0 * SW + kw * DW, 0]
+                            dst = &cols[r * OW + ow0, j]
+                            if SW == 1:  # contiguous reads the compiler vectorizes
+                                for i in range(bw):
+                                    dst[i * J] = src[i]
+                            else:
+                                for i in range(bw):
+                                    dst[i * J] = src[i * SW]
+                            j = j + 1
+                ow0 = ow0 + block
+        else:
+            for ow in range(OW):
+                dst = &cols[r * OW + ow, 0]
+                j = 0
+                for g in range(G):
+                    for kh in range(KH):
+                        src = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
+                        if V == 1:
+                            for kw in range(KW):
+                                dst[j + kw] = src[kw * DW]
+                            j = j + KW
+                        else:
+                            for kw in range(KW):
+                                for v in range(V):
+                                    dst[j + v] = src[kw * DW * V + v]
+                                j = j + V
 
 
 def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,

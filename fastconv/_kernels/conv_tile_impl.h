@@ -133,8 +133,9 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
         for (int i = 0; i < VW; i++) bits[i] = i < nc_tail ? (IT)-1 : 0;              \
         memcpy(&tail_mask, bits, sizeof(VI));                                         \
     }                                                                                 \
-    for (ptrdiff_t r = r0; r < r1; r++) {                                             \
-        ptrdiff_t n = r / OH, oh = r - n * OH;                                        \
+    ptrdiff_t n = r0 / OH, oh = r0 - n * OH; /* advanced row by row: no division */   \
+    for (ptrdiff_t r = r0; r < r1; r++, oh++) {                                       \
+        if (oh == OH) { oh = 0; n++; }                                                \
         const T *gr = g + n * g_img + oh * OW;                                        \
         const T *xr = x + n * x_img + oh * x_row;                                     \
         for (int ow0 = 0; ow0 < OW; ow0 += VW) {                                      \

@@ -7,6 +7,7 @@ kernels' ``prange`` loops then run on one thread and every test still passes.
 
 import glob
 import os
+import shlex
 import shutil
 import sys
 import sysconfig
@@ -67,7 +68,11 @@ def _openmp_flags(compiler):
             with open(src, "w") as f:
                 f.write(OPENMP_PROBE)
             objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-            compiler.link_executable(objs, "probe", output_dir=tmp, extra_postargs=ldflags)
+            # setuptools links extensions with LDFLAGS but executables without
+            # them: pass them here too, so that an OpenMP runtime found only
+            # through LDFLAGS (macOS: -L<libomp prefix>/lib) passes the probe.
+            env_ldflags = [] if compiler.compiler_type == "msvc" else shlex.split(os.environ.get("LDFLAGS", ""))
+            compiler.link_executable(objs, "probe", output_dir=tmp, extra_postargs=ldflags + env_ldflags)
             return cflags, ldflags
         except Exception:  # noqa: BLE001 - any failure means "no OpenMP"
             continue

@@ -1,6 +1,13 @@
 """show_config and the package's identity."""
 
+import importlib.metadata
 import io
+import re
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import pytest
 
 import fastconv
 from fastconv._config import config_dict
@@ -24,3 +31,20 @@ def test_config_dict_is_consistent():
         assert any("openmp" in flag for flag in info["compile_args"])
     else:
         assert not any("openmp" in flag for flag in info["compile_args"])
+
+
+def test_version_has_one_source():
+    """fastconv/_version.py feeds __version__ and, through pyproject's dynamic version, the metadata."""
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?", fastconv.__version__)
+    assert importlib.metadata.version("fastconv") == fastconv.__version__
+
+
+def test_console_script_reports_the_version(tmp_path):
+    """The installed ``fastconv`` command (not only ``python -m fastconv``) prints the same version."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    command = next((p for p in (scripts / "fastconv", scripts / "fastconv.exe") if p.exists()), None)
+    if command is None:
+        pytest.skip(f"no fastconv console script in {scripts} (not a pip-installed fastconv)")
+    out = subprocess.run([str(command), "--version"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == f"fastconv {fastconv.__version__}"

@@ -122,7 +122,11 @@ def _grad_input_gemm(call):
 
 def _grad_weight(call):
     """dL/dw for a prepared call, in the compute dtype and the user's weight layout."""
-    if call.compute_dtype.kind == "f" and call.x.size and call.grad.size:
+    if not (call.x.size and call.grad.size):
+        # an empty sum (no image, channel or output pixel): zero, and the kernels'
+        # reshapes could not infer an empty axis (K = 0) anyway
+        return np.zeros(call.result_shape, call.compute_dtype)
+    if call.compute_dtype.kind == "f":
         return _grad_weight_direct(call)
     return _grad_weight_gemm(call)
 

@@ -1,0 +1,45 @@
+"""Regression tests for what ``tools/fuzz.py`` found: each a minimal reproducer of one finding.
+
+Every case runs fastconv and the reference on the same input and checks the
+contract: both succeed with equal results, or both raise ValueError/TypeError.
+"""
+
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv import reference
+
+
+def _both(name, *args, **kwargs):
+    """``(fastconv result, reference result)`` of one call."""
+    return getattr(fastconv, name)(*args, **kwargs), getattr(reference, name)(*args, **kwargs)
+
+
+def _assert_same(fast, ref):
+    assert fast.shape == ref.shape
+    assert fast.dtype == ref.dtype
+    np.testing.assert_array_equal(fast, ref)
+
+
+# ---- 1. conv2d_grad_weight with no output channels (K = 0): "cannot reshape array of size 0"
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64, np.bool_])
+@pytest.mark.parametrize("layout, grad_shape, x_shape, weight_shape", [
+    ("NCHW", (1, 0, 4, 4), (1, 3, 4, 4), (0, 3, 1, 1)),
+    ("NHWC", (1, 4, 4, 0), (1, 4, 4, 3), (1, 1, 3, 0)),
+    ("NCHW", (1, 0, 2, 2), (1, 2, 4, 4), (0, 2, 3, 3)),  # padded, larger kernel
+])
+def test_grad_weight_no_output_channels(dtype, layout, grad_shape, x_shape, weight_shape):
+    fast, ref = _both("conv2d_grad_weight", np.zeros(grad_shape, dtype), np.ones(x_shape, dtype), weight_shape,
+                      padding=(0, 0) if weight_shape[-1] == 1 else 0, layout=layout)
+    _assert_same(fast, ref)
+    assert fast.shape == weight_shape
+
+
+@pytest.mark.parametrize("x_shape", [(0, 3, 4, 4), (2, 0, 4, 4)])
+def test_grad_weight_empty_input(x_shape):
+    n, c = x_shape[:2]
+    grad = np.ones((n, 2, 2, 2))
+    fast, ref = _both("conv2d_grad_weight", grad, np.ones(x_shape), (2, c, 3, 3))
+    _assert_same(fast, ref)
+    assert not fast.any()

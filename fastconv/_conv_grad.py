@@ -14,6 +14,8 @@ size depends only on shapes, so results do not depend on the thread count.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._arrays import finish
@@ -53,6 +55,11 @@ def _columns_group(cols, g, dims, groups, channels_last):
 
 def _grad_input(call):
     """dL/dx for a prepared call, batched, in the compute dtype and user layout."""
+    if not (call.grad.size and call.weight.size and math.prod(call.image_shape)):
+        # an empty image, or nothing to sum (no output channel, pixel or weight): zeros,
+        # without running the kernels on empty operands (an adjoint geometry of an empty
+        # image, ``weight[0]`` of no weights)
+        return np.zeros(call.image_shape, call.compute_dtype)
     if call.geometry.stride == (1, 1):
         return _grad_input_direct(call)
     return _grad_input_gemm(call)

@@ -43,3 +43,31 @@ def test_grad_weight_empty_input(x_shape):
     fast, ref = _both("conv2d_grad_weight", grad, np.ones(x_shape), (2, c, 3, 3))
     _assert_same(fast, ref)
     assert not fast.any()
+
+
+# ---- 2. conv2d_grad_input / conv_transpose2d with an empty weight or image:
+#         IndexError in direct_nchw (weight[0]), or a ValueError from an internal geometry
+@pytest.mark.parametrize("grad_shape, weight_shape, input_shape, kw", [
+    ((1, 1, 6), (1, 2, 2, 1), (2, 0, 4), dict(padding=1)),        # H = 0: "kernel spans 2 pixels"
+    ((1, 3, 7), (1, 0, 1, 1), (0, 1, 5), dict(padding=1)),        # C = 0: IndexError
+    ((1, 1, 1, 1), (1, 0, 1, 1), (1, 0, 1, 1), {}),               # C = 0, batched
+    ((1, 0, 3, 3), (0, 2, 2, 2), (1, 2, 4, 4), {}),               # K = 0: zeros
+    ((1, 0, 2, 2), (0, 2, 2, 2), (1, 2, 4, 4), dict(stride=2)),  # K = 0, the GEMM path
+    ((0, 1, 3, 3), (1, 2, 2, 2), (0, 2, 4, 4), {}),               # N = 0
+    ((1, 1, 1, 2), (1, 2, 2, 2), (1, 2, 0, 3), dict(padding=1, stride=2)),  # H = 0, the GEMM path
+])
+def test_grad_input_empty(grad_shape, weight_shape, input_shape, kw):
+    fast, ref = _both("conv2d_grad_input", np.ones(grad_shape), np.ones(weight_shape), input_shape, **kw)
+    _assert_same(fast, ref)
+    assert fast.shape == input_shape
+
+
+@pytest.mark.parametrize("x_shape, weight_shape, bias", [
+    ((0, 0, 4, 4), (0, 0, 2, 2), np.zeros(0)),  # IndexError
+    ((1, 0, 4, 4), (0, 0, 2, 2), None),
+    ((1, 2, 4, 4), (2, 0, 2, 2), None),         # no output channels
+    ((1, 0, 4, 4), (0, 3, 2, 2), np.arange(3.0)),  # no input channels: the output is the bias
+])
+def test_conv_transpose_empty(x_shape, weight_shape, bias):
+    fast, ref = _both("conv_transpose2d", np.ones(x_shape), np.ones(weight_shape), bias)
+    _assert_same(fast, ref)

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 NDIM = 2  # spatial axes of the 2-D pools
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 @dataclass
@@ -117,6 +118,8 @@ def _divisor(value):
         raise TypeError(f"divisor_override must be None or a non-zero int, got {value!r}") from None
     if value == 0:
         raise ValueError("divisor_override must be non-zero, got 0")
+    if not _INT64_MIN <= value <= _INT64_MAX:  # the kernels take it as an int64, as PyTorch does
+        raise ValueError(f"divisor_override must fit in int64 [{_INT64_MIN}, {_INT64_MAX}], got {value}")
     return value
 
 

@@ -71,3 +71,19 @@ def test_grad_input_empty(grad_shape, weight_shape, input_shape, kw):
 def test_conv_transpose_empty(x_shape, weight_shape, bias):
     fast, ref = _both("conv_transpose2d", np.ones(x_shape), np.ones(weight_shape), bias)
     _assert_same(fast, ref)
+
+
+# ---- 3. divisor_override beyond int64: OverflowError from np.full / the kernels
+@pytest.mark.parametrize("divisor", [2**63, -(2**63) - 1, 2**64, 10**30])
+@pytest.mark.parametrize("name", ["avg_pool2d", "avg_pool2d_backward"])
+def test_divisor_override_out_of_range(name, divisor):
+    args = (np.ones((1, 1, 2, 2)), 1) if name == "avg_pool2d" else (np.ones((1, 1, 2, 2)), (1, 1, 2, 2), 1)
+    for module in (fastconv, reference):
+        with pytest.raises(ValueError, match="divisor_override"):
+            getattr(module, name)(*args, divisor_override=divisor)
+
+
+@pytest.mark.parametrize("divisor", [2**63 - 1, -(2**63)])
+def test_divisor_override_int64_extremes(divisor):
+    fast, ref = _both("avg_pool2d", np.full((1, 1, 2, 2), 2.0**62), 1, divisor_override=divisor)
+    np.testing.assert_allclose(fast, ref, rtol=1e-15)

@@ -263,6 +263,11 @@ def conv_geometry(
                 )
     out = []
     for n, k, s, d, (a, b) in zip(in_shape, kernel, stride, dilation, pads):
+        if n + a + b > INTP_MAX:
+            raise ValueError(
+                f"the padded input {tuple(m + p + q for m, (p, q) in zip(in_shape, pads))} (input "
+                f"{in_shape}, padding {pads}) overflows the platform's index type (max {INTP_MAX})"
+            )
         span = d * (k - 1) + 1
         if n + a + b < span:
             raise ValueError(
@@ -275,6 +280,13 @@ def conv_geometry(
         if ceil_mode and (o - 1) * s >= n + a:
             o -= 1
         out.append(o)
+    # A stride is never applied on an axis with one output position, nor a dilation on an
+    # axis with a one-tap kernel: use 1 there, so that no kernel sees an index-sized
+    # value that only the geometry needed (a stride of 2**63 is a valid way to say "one
+    # window"; as a C ``Py_ssize_t`` it overflows, and as a phase split it is a huge buffer).
+    # Everything left is bounded by the padded input, which fits in ``intp``.
+    stride = tuple(1 if o == 1 else s for o, s in zip(out, stride))
+    dilation = tuple(1 if k == 1 else d for k, d in zip(kernel, dilation))
     return ConvGeometry(in_shape, kernel, stride, dilation, pads, tuple(out))
 
 

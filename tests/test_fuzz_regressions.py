@@ -87,3 +87,44 @@ def test_divisor_override_out_of_range(name, divisor):
 def test_divisor_override_int64_extremes(divisor):
     fast, ref = _both("avg_pool2d", np.full((1, 1, 2, 2), 2.0**62), 1, divisor_override=divisor)
     np.testing.assert_allclose(fast, ref, rtol=1e-15)
+
+
+# ---- 4. a stride, dilation or padding beyond what a C index holds: OverflowError from the
+#         kernels' Py_ssize_t arguments, or a bogus "Maximum allowed dimension exceeded" from
+#         a phase-split buffer of 2**62 columns, where the reference returned the result
+X16 = np.arange(16.0).reshape(1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("name, args, kw", [
+    ("im2col", (X16, 2), dict(stride=2**63)),
+    ("im2col", (X16, 1), dict(dilation=2**63)),
+    ("im2col", (X16, 1), dict(dilation=2**64, stride=(1, 2**70))),
+    ("col2im", (np.ones((1, 4)), (1, 1, 4, 4), 2), dict(stride=2**63)),
+    ("conv2d", (X16, np.ones((1, 1, 2, 2))), dict(stride=2**62)),
+    ("conv2d", (X16, np.ones((1, 1, 2, 2))), dict(stride=(1, 2**63), padding="same")),
+    ("conv2d", (X16, np.ones((1, 1, 1, 1))), dict(dilation=2**63)),
+    ("conv2d_grad_input", (np.ones((1, 1, 1, 1)), np.ones((1, 1, 2, 2)), (1, 1, 4, 4)), dict(stride=2**63)),
+    ("conv2d_grad_input", (np.ones((1, 1, 1, 4)), np.ones((1, 1, 1, 1)), (1, 1, 4, 4)),
+     dict(stride=(2**63, 1), dilation=2**64)),
+    ("conv2d_grad_weight", (np.ones((1, 1, 1, 1)), X16, (1, 1, 2, 2)), dict(stride=2**63)),
+    ("conv_transpose2d", (np.ones((1, 1, 1, 1)), np.ones((1, 1, 2, 2))), dict(stride=2**63)),
+    ("max_pool2d", (X16, 2), dict(stride=2**63)),
+    ("max_pool2d", (X16, 1), dict(dilation=2**63)),
+    ("avg_pool2d", (X16, 2), dict(stride=2**64)),
+    ("avg_pool2d_backward", (np.ones((1, 1, 1, 1)), (1, 1, 4, 4), 2), dict(stride=2**63)),
+])
+def test_index_sized_stride_and_dilation(name, args, kw):
+    fast, ref = _both(name, *args, **kw)
+    _assert_same(fast, ref)
+
+
+@pytest.mark.parametrize("name, args, kw", [
+    ("im2col", (X16, 2), dict(padding=2**62)),
+    ("im2col", (X16, 2), dict(padding=((0, 2**63), 0))),
+    ("max_pool2d", (X16, 2**64), dict(padding="same")),
+    ("conv_transpose2d", (np.ones((1, 1, 2, 1)), np.ones((1, 1, 2, 2))), dict(stride=2**62)),
+])
+def test_index_overflowing_geometry_is_a_value_error(name, args, kw):
+    for module in (fastconv, reference):
+        with pytest.raises(ValueError, match="overflows the platform's index type"):
+            getattr(module, name)(*args, **kw)

@@ -128,3 +128,20 @@ def test_index_overflowing_geometry_is_a_value_error(name, args, kw):
     for module in (fastconv, reference):
         with pytest.raises(ValueError, match="overflows the platform's index type"):
             getattr(module, name)(*args, **kw)
+
+
+# ---- 5. groups larger than every channel count (possible only with C = K = 0): the
+#         reference looped ``for g in range(groups)``, for 2**63 groups forever
+@pytest.mark.parametrize("name, args, kw", [
+    ("conv2d", (np.zeros((1, 0, 4, 4)), np.zeros((0, 0, 1, 1))), {}),
+    ("conv2d_grad_input", (np.zeros((0, 4, 6, 0)), np.zeros((1, 1, 0, 0)), (0, 4, 4, 0)),
+     dict(layout="NHWC", padding=[0, 1])),
+    ("conv2d_grad_weight", (np.zeros((1, 0, 4, 4)), np.zeros((1, 0, 4, 4)), (0, 0, 1, 1)), {}),
+    ("conv_transpose2d", (np.zeros((1, 0, 4, 4)), np.zeros((0, 0, 1, 1))), {}),
+])
+def test_groups_beyond_the_channels(name, args, kw):
+    with pytest.raises(ValueError, match="groups"):
+        getattr(fastconv, name)(*args, groups=2**63, **kw)
+    for module in (fastconv, reference):  # 10**4: slow but finite in an unfixed reference
+        with pytest.raises(ValueError, match="groups"):
+            getattr(module, name)(*args, groups=10**4, **kw)

@@ -48,6 +48,7 @@ import numpy as np
 
 with atheris.instrument_imports(include=["fastconv"]):
     import fastconv
+    import fastconv._geometry
     import fastconv._threads
     from fastconv import reference
 
@@ -317,6 +318,31 @@ def _try_shape(fn, *args, **kwargs):
     return res
 
 
+def _forward_shape(shape, layout, kernel, stride, padding, dilation, k_out=None, pool=False, ceil_mode=False,
+                   cols=False):
+    """Shape of a forward result (conv, pool, or im2col's columns with ``cols``), or None if invalid.
+
+    From the geometry alone (``fastconv._geometry``): running the oracle just for a shape
+    can take forever on a degenerate input (an empty batch with a huge output plane).
+    """
+    if len(shape) not in (3, 4) or layout not in LAYOUTS:
+        return None
+    cl = layout == "NHWC"
+    batched = len(shape) == 4
+    s = tuple(shape) if batched else (1,) + tuple(shape)
+    spatial, c = (s[1:3], s[3]) if cl else (s[2:], s[1])
+    try:
+        geo = fastconv._geometry.conv_geometry(spatial, kernel, kernel if pool and stride is None else stride,
+                                               padding, dilation, ceil_mode=bool(ceil_mode), pool=pool)
+    except Exception:  # noqa: BLE001 - invalid geometry: no consistent shape
+        return None
+    if cols:
+        return (s[0] * geo.out_size, c * geo.kernel_size)
+    k = c if k_out is None else k_out
+    out = (s[0], *geo.out_shape, k) if cl else (s[0], k, *geo.out_shape)
+    return out if batched else out[1:]
+
+
 def build_call(g):
     """Decode one call: ``(name, args, kwargs, out_spec)``; ``out_spec`` is a mode or a pair of modes."""
     name = g.pick(FUNCTIONS)
@@ -337,8 +363,8 @@ def build_call(g):
             if g.chance(40):
                 kwargs["padding_mode"] = g.pick(["zeros", "reflect", "replicate", "circular", "ZEROS", "wrap"])
             return name, (g.array(shape), k), kwargs, g.pick(OUT_MODES)
-        cols_shape = _try_shape(reference.im2col, np.zeros(shape), k, **kwargs)
-        cols_shape = cols_shape.shape if cols_shape is not None else (g.int(0, 9), g.int(0, 9))
+        cols_shape = _forward_shape(shape, layout, k, kwargs["stride"], kwargs["padding"], kwargs["dilation"],
+                                    cols=True) or (g.int(0, 9), g.int(0, 9))
         input_shape = shape if g.chance(90) else g.pick([list(shape), np.array(shape), shape[:2], 5,
                                                           tuple(float(s) for s in shape), (-1,) + shape[1:]])
         return name, (g.array(cols_shape), input_shape, k), kwargs, g.pick(OUT_MODES)
@@ -373,8 +399,8 @@ def build_call(g):
             if g.chance(40):
                 args.append(g.array((kout,), dtype, special=False))
             return name, tuple(args), kwargs, g.pick(OUT_MODES)
-        fwd = _try_shape(reference.conv2d, np.zeros(shape), np.zeros(w_shape), **kwargs)
-        grad_shape = fwd.shape if fwd is not None else g.image_shape(layout)
+        grad_shape = _forward_shape(shape, layout, (kh, kw), stride, kwargs["padding"], dilation,
+                                    k_out=kout) or g.image_shape(layout)
         grad = g.array(grad_shape, dtype, special=False)
         if name == "conv2d_grad_input":
             input_shape = shape if g.chance(92) else g.pick([list(shape), shape[1:], (-1,) + shape[1:], "abc",
@@ -403,8 +429,8 @@ def build_call(g):
     if name == "avg_pool2d":
         return name, (g.array(shape), k), kwargs, g.pick(OUT_MODES)
     if name == "avg_pool2d_backward":
-        fwd = _try_shape(reference.avg_pool2d, np.zeros(shape), k, **kwargs)
-        grad_shape = fwd.shape if fwd is not None else g.image_shape(layout)
+        grad_shape = _forward_shape(shape, layout, k, stride, padding, 1, pool=True,
+                                    ceil_mode=ceil_mode) or g.image_shape(layout)
         return name, (g.array(grad_shape), shape, k), kwargs, g.pick(OUT_MODES)
     # max_pool2d_backward: indices from the oracle's forward pool, sometimes corrupted
     dilation = g.geom(1, 3, 1)

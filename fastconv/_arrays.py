@@ -19,6 +19,8 @@ __all__ = [
     "from_channels_first",
     "kernel_array",
     "check_out",
+    "detach",
+    "check_distinct_outs",
     "movement_dtype",
     "conv_dtypes",
     "finish",
@@ -119,6 +121,25 @@ def check_out(out, shape, dtype, name="out"):
             + ("not C-contiguous" if not out.flags.c_contiguous else "read-only")
         )
     return out
+
+
+def detach(a, *outs):
+    """``a``, copied if it may share memory with one of the ``outs`` (None entries ignored).
+
+    NumPy's rule for ``out=``: it may be (or overlap) an input, and the result is as if it
+    did not. The kernels read their inputs while they write ``out``, so an input that
+    ``out`` overlaps is copied first (``np.may_share_memory``: a cheap bounds test, which
+    copies a little more often than strictly needed, never less).
+    """
+    if a is None or not any(o is not None and np.may_share_memory(a, o) for o in outs):
+        return a
+    return a.copy()
+
+
+def check_distinct_outs(first, second, names):
+    """Raise ValueError if two ``out`` arrays (of a function with two results) overlap."""
+    if first is not None and second is not None and np.may_share_memory(first, second):
+        raise ValueError(f"{names[0]} and {names[1]} must not share memory")
 
 
 def movement_dtype(dtype, name):

@@ -18,6 +18,7 @@ from ._arrays import (
     as_array,
     check_out,
     conv_dtypes,
+    detach,
     from_channels_first,
     kernel_array,
     layout_and_batch,
@@ -113,7 +114,7 @@ def prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layo
     batch, channels = xb.shape[0], xb.shape[-1] if channels_last else xb.shape[1]
     cols_shape = _cols_shape(batch, channels, geometry)
     out = check_out(out, cols_shape, dtype)
-    image = pad_input(kernel_array(xb, dtype), geometry, padding_mode, channels_last)
+    image = detach(pad_input(kernel_array(xb, dtype), geometry, padding_mode, channels_last), out)
     return ColumnsCall(image, None, geometry, channels_last, batch, channels, xb.shape,
                        cols_shape, dtype, batched, out)
 
@@ -145,7 +146,7 @@ def prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, la
             f"and kernel_size {geometry.kernel}, got {cols.shape}"
         )
     out = check_out(out, shape, dtype)
-    return ColumnsCall(None, kernel_array(cols, dtype), geometry, channels_last, batch, channels,
+    return ColumnsCall(None, detach(kernel_array(cols, dtype), out), geometry, channels_last, batch, channels,
                        image_shape, cols_shape, dtype, batched, out)
 
 
@@ -255,9 +256,9 @@ def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_m
     check_element_count(out_shape, "the output")
     user_shape = out_shape if batched else out_shape[1:]
     out = check_out(out, user_shape, result_dtype)
-    xk = pad_input(kernel_array(xb, compute_dtype), geometry, padding_mode, channels_last)
-    wk = kernel_array(weight, compute_dtype)
-    bk = np.zeros(k, compute_dtype) if bias is None else kernel_array(bias, compute_dtype)
+    xk = detach(pad_input(kernel_array(xb, compute_dtype), geometry, padding_mode, channels_last), out)
+    wk = detach(kernel_array(weight, compute_dtype), out)
+    bk = np.zeros(k, compute_dtype) if bias is None else detach(kernel_array(bias, compute_dtype), out)
     return ConvCall(xk, wk, bk, bias is not None, geometry, groups, channels_last, out_shape,
                     result_dtype, compute_dtype, batched, out)
 
@@ -352,7 +353,8 @@ def prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding,
     grad, geometry = _check_grad_output(grad, image_shape, dims[0], geometry, channels_last, batched,
                                         "grad_output")
     out = check_out(out, shape, result_dtype)
-    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
+    return ConvGradCall(detach(kernel_array(grad, compute_dtype), out), None,
+                        detach(kernel_array(weight, compute_dtype), out), dims,
                         geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
                         batched, out)
 
@@ -405,9 +407,10 @@ def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, d
     if bias is not None and bias.shape != (cout_g * groups,):
         raise ValueError(f"bias must have shape ({cout_g * groups},) (one per output channel), got {bias.shape}")
     out = check_out(out, image_shape if batched else image_shape[1:], result_dtype)
-    return ConvGradCall(kernel_array(grad, compute_dtype), None, kernel_array(weight, compute_dtype), dims,
+    return ConvGradCall(detach(kernel_array(grad, compute_dtype), out), None,
+                        detach(kernel_array(weight, compute_dtype), out), dims,
                         geometry, groups, channels_last, image_shape, image_shape, result_dtype, compute_dtype,
-                        batched, out, None if bias is None else kernel_array(bias, compute_dtype))
+                        batched, out, None if bias is None else detach(kernel_array(bias, compute_dtype), out))
 
 
 def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups, layout, out):
@@ -423,6 +426,6 @@ def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, di
     geometry = conv_geometry(_spatial(xb.shape, channels_last), dims[2:], stride, padding, dilation)
     grad, _ = _check_grad_output(grad, xb.shape, dims[0], geometry, channels_last, batched, "grad_output")
     out = check_out(out, wshape, result_dtype)
-    xk = pad_input(kernel_array(xb, compute_dtype), geometry, "zeros", channels_last)
-    return ConvGradCall(kernel_array(grad, compute_dtype), xk, None, dims, geometry, groups, channels_last,
+    xk = detach(pad_input(kernel_array(xb, compute_dtype), geometry, "zeros", channels_last), out)
+    return ConvGradCall(detach(kernel_array(grad, compute_dtype), out), xk, None, dims, geometry, groups, channels_last,
                         xb.shape, wshape, result_dtype, compute_dtype, batched, out)

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import as_array, check_out, from_channels_first, kernel_array, layout_and_batch
+from ._arrays import (
+    as_array,
+    check_distinct_outs,
+    check_out,
+    detach,
+    from_channels_first,
+    kernel_array,
+    layout_and_batch,
+)
 from ._geometry import ConvGeometry, check_element_count, conv_geometry, resolve_layout
 
 __all__ = [
@@ -210,8 +218,10 @@ def prepare_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, ret
         out, out_indices = out
         out_indices = check_out(out_indices, user_shape, np.int64, name="out[1] (the indices)")
         out = check_out(out, user_shape, result_dtype, name="out[0] (the values)")
+        check_distinct_outs(out, out_indices, ("out[0] (the values)", "out[1] (the indices)"))
     else:
         out = check_out(out, user_shape, result_dtype)
+    xk = detach(xk, out, out_indices)
     return PoolCall(xk, None, geometry, channels_last, in_shape[0], _channels(in_shape, channels_last),
                     in_shape, out_shape, result_dtype, compute_dtype, batched, out, out_indices,
                     return_indices=return_indices)
@@ -225,6 +235,7 @@ def prepare_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include
     (xk, geometry, channels_last, in_shape, out_shape, result_dtype, compute_dtype,
      batched) = _forward(x, "x", kernel_size, stride, padding, 1, ceil_mode, layout, pool_dtypes)
     out = check_out(out, out_shape if batched else out_shape[1:], result_dtype)
+    xk = detach(xk, out)
     return PoolCall(xk, None, geometry, channels_last, in_shape[0], _channels(in_shape, channels_last),
                     in_shape, out_shape, result_dtype, compute_dtype, batched, out,
                     count_include_pad=count_include_pad, divisor_override=divisor_override)
@@ -276,7 +287,8 @@ def prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out):
     if indices.dtype.kind == "u" and indices.dtype.itemsize == 8:
         indices = np.minimum(indices, np.iinfo(np.int64).max)  # out-of-range stays out of range
     out = check_out(out, in_shape if batched else in_shape[1:], result_dtype)
-    return PoolCall(kernel_array(grad, compute_dtype), kernel_array(indices, np.int64), None, cl,
+    return PoolCall(detach(kernel_array(grad, compute_dtype), out), detach(kernel_array(indices, np.int64), out),
+                    None, cl,
                     in_shape[0], _channels(in_shape, cl), in_shape, grad.shape, result_dtype, compute_dtype,
                     batched, out)
 
@@ -295,7 +307,7 @@ def prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, p
         raise ValueError(f"grad_output must have the shape of avg_pool2d's output {expect} for input_shape "
                          f"{input_shape} and this geometry, got {grad.shape if batched else grad.shape[1:]}")
     out = check_out(out, in_shape if batched else in_shape[1:], result_dtype)
-    return PoolCall(kernel_array(grad, compute_dtype), None, geometry, channels_last, in_shape[0],
+    return PoolCall(detach(kernel_array(grad, compute_dtype), out), None, geometry, channels_last, in_shape[0],
                     _channels(in_shape, channels_last), in_shape, out_shape, result_dtype, compute_dtype,
                     batched, out, count_include_pad=count_include_pad, divisor_override=divisor_override)
 

@@ -145,3 +145,58 @@ def test_groups_beyond_the_channels(name, args, kw):
     for module in (fastconv, reference):  # 10**4: slow but finite in an unfixed reference
         with pytest.raises(ValueError, match="groups"):
             getattr(module, name)(*args, groups=10**4, **kw)
+
+
+# ---- 6. out= that is (a view of) an input: the kernels read the input while writing out, so
+#         pools, unpadded convolutions and the backward pools returned wrong values. NumPy's
+#         rule: out may alias an input and the result is as if it did not.
+RNG = np.random.default_rng(2024)
+F = RNG.standard_normal
+
+
+@pytest.mark.parametrize("name, make, alias, kw", [
+    ("max_pool2d", lambda: (F((1, 2, 5, 5)), 3), 0, dict(stride=1, padding=1)),
+    ("max_pool2d", lambda: (F((1, 5, 5, 2)), 3), 0, dict(stride=1, padding=1, layout="NHWC")),
+    ("avg_pool2d", lambda: (F((1, 2, 5, 5)), 3), 0, dict(stride=1, padding=1)),
+    ("avg_pool2d", lambda: (F((2, 5, 5)), 3), 0, dict(stride=1, padding=1, layout="NHWC")),
+    ("conv2d", lambda: (F((1, 2, 20, 20)), F((2, 2, 1, 1))), 0, {}),
+    ("conv2d", lambda: (F((1, 2, 20, 20)).astype(np.float32), F((2, 2, 1, 1)).astype(np.float32)), 0, {}),
+    ("conv2d", lambda: (RNG.integers(-3, 4, (1, 2, 6, 6)), RNG.integers(-3, 4, (2, 2, 1, 1))), 0, {}),
+    ("conv2d", lambda: (F((1, 6, 6, 2)), F((1, 1, 2, 2))), 0, dict(layout="NHWC", algorithm="im2col")),
+    ("conv2d_grad_weight", lambda: (F((2, 2, 1, 1)), F((2, 2, 3, 3)), (2, 2, 3, 3)), 1, {}),
+    ("avg_pool2d_backward", lambda: (F((1, 1, 4, 4)), (1, 1, 4, 4), 1), 0, {}),
+    ("avg_pool2d_backward", lambda: (F((1, 1, 4, 4)), (1, 1, 4, 4), 3), 0, dict(stride=1, padding=1)),
+])
+def test_out_aliasing_an_input(name, make, alias, kw):
+    args = make()
+    ref = getattr(reference, name)(*[a.copy() if isinstance(a, np.ndarray) else a for a in args], **kw)
+    out = args[alias]
+    result = getattr(fastconv, name)(*args, out=out, **kw)
+    assert result is out
+    np.testing.assert_allclose(result, ref, rtol=2e-5, atol=2e-5)
+
+
+def test_out_aliasing_max_pool2d_backward_grad():
+    x = np.arange(1.0, 17.0).reshape(1, 1, 4, 4)
+    _, indices = reference.max_pool2d(x, 1, return_indices=True)
+    grad = F((1, 1, 4, 4))
+    ref = reference.max_pool2d_backward(grad.copy(), indices, x.shape)
+    np.testing.assert_array_equal(fastconv.max_pool2d_backward(grad, indices, x.shape, out=grad), ref)
+
+
+def test_out_is_a_reshaped_view_of_the_input():
+    cols = F((4, 4))  # (N*OH*OW, C) for a (1, 4, 2, 2) image and a 1x1 kernel
+    ref = reference.col2im(cols.copy(), (1, 4, 2, 2), 1)
+    np.testing.assert_array_equal(fastconv.col2im(cols, (1, 4, 2, 2), 1, out=cols.reshape(1, 4, 2, 2)), ref)
+    x = F((1, 4, 2, 2))
+    out = x.reshape(4, 4)
+    ref = reference.im2col(x.copy(), 1)
+    np.testing.assert_array_equal(fastconv.im2col(x, 1, out=out), ref)
+
+
+def test_max_pool2d_value_and_index_outs_must_not_overlap():
+    x = RNG.integers(0, 9, (1, 1, 4, 4))
+    buf = np.empty((1, 1, 2, 2), np.int64)
+    for module in (fastconv, reference):
+        with pytest.raises(ValueError, match="must not share memory"):
+            module.max_pool2d(x, 2, return_indices=True, out=(buf, buf))

@@ -39,6 +39,7 @@ summary at exit lists them and the process exits with status 3. Crashes
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import traceback
@@ -175,7 +176,7 @@ class Gen:
 
     def values(self, shape, dtype, special=True):
         """Values for ``dtype``: small exact numbers, sometimes extremes (and NaN/inf if ``special``)."""
-        size = int(np.prod(shape)) if shape else 1
+        size = math.prod(shape)
         dtype = np.dtype(dtype)
         mode = self.int(0, 9)
         raw = np.array(self.fdp.ConsumeIntListInRange(size, -16, 16), np.int64)
@@ -202,9 +203,9 @@ class Gen:
 
     def array(self, shape, dtype=None, special=True, dtypes=DTYPES):
         """An array of ``shape`` (maybe perturbed) and a random memory layout; capped in size."""
-        shape = self.dims(shape)
-        if int(np.prod(shape)) > MAX_ELEMENTS:
-            shape = tuple(min(s, 2) for s in shape)
+        shape = tuple(int(s) for s in self.dims(shape))
+        if math.prod(shape) > MAX_ELEMENTS or any(s < 0 for s in shape):
+            shape = tuple(max(0, min(s, 2)) for s in shape)
         if dtype is None or self.chance(8):
             dtype = self.pick(dtypes)
         a = self.values(shape, dtype, special)
@@ -278,7 +279,7 @@ def make_out(mode, shape, dtype, alias_candidates):
         other = np.dtype(np.float32) if dtype != np.float32 else np.dtype(np.float64)
         return _sentinel(shape, other), False
     if mode == "strided":
-        if len(shape) == 0 or int(np.prod(shape)) <= 1:
+        if len(shape) == 0 or math.prod(shape) <= 1:
             return _sentinel(shape, dtype), True  # a size-1 view is C-contiguous: valid
         big = _sentinel(tuple(shape[:-1]) + (2 * shape[-1],), dtype)
         return big[..., ::2], False
@@ -664,7 +665,10 @@ def TestOneInput(data):
     except Exception as exc:
         if not KEEP_GOING:
             raise
-        name = decode(data)[0]
+        try:
+            name = decode(data)[0]
+        except Exception:  # noqa: BLE001 - the harness itself failed on this input
+            name = "decode"
         sig = _signature(name, exc)
         if sig in _seen:
             _seen[sig][0] += 1

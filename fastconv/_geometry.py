@@ -255,6 +255,12 @@ def conv_geometry(
     dilation = as_int_tuple(dilation, ndim, "dilation")
     pads = _resolve_padding(padding, in_shape, kernel, stride, dilation)
     if pool:
+        if math.prod(kernel) > INTP_MAX:
+            # the kernels count a window's pixels (average pooling's divisor) in intp
+            raise ValueError(
+                f"kernel_size {kernel} has {math.prod(kernel)} taps per window, which overflows "
+                f"the platform's index type (max {INTP_MAX})"
+            )
         for k, (a, b) in zip(kernel, pads):
             if max(a, b) > k // 2:
                 raise ValueError(

@@ -200,3 +200,27 @@ def test_max_pool2d_value_and_index_outs_must_not_overlap():
     for module in (fastconv, reference):
         with pytest.raises(ValueError, match="must not share memory"):
             module.max_pool2d(x, 2, return_indices=True, out=(buf, buf))
+
+
+# ---- 7. pooling windows of more than 2**63 taps ("same" padding makes any kernel valid):
+#         average pooling's divisor wrapped around in int64 and the result was inf
+@pytest.mark.parametrize("k", [2**32, (2**40, 2**24), 2**33])
+def test_pool_window_overflowing_intp_is_a_value_error(k):
+    x = np.ones((1, 1, 4, 4))
+    calls = [("avg_pool2d", (x, k)), ("avg_pool2d_backward", (np.ones((1, 1, 1, 1)), x.shape, k)),
+             ("max_pool2d", (x, k))]
+    for name, args in calls:
+        for module in (fastconv, reference):  # the check comes before any tap loop of the reference
+            with pytest.raises(ValueError, match="taps per window"):
+                getattr(module, name)(*args, padding="same")
+
+
+@pytest.mark.parametrize("k", [2**31, (2**40, 2**22)])
+def test_pool_windows_just_below_the_limit(k):
+    # the reference loops over every tap: check against the closed form instead
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = np.ones((1, 1, 4, 4))
+    np.testing.assert_allclose(fastconv.avg_pool2d(x, k, padding="same"), [[[[16 / (kh * kw)]]]], rtol=1e-15)
+    grad = fastconv.avg_pool2d_backward(np.ones((1, 1, 1, 1)), x.shape, k, padding="same")
+    np.testing.assert_allclose(grad, np.full(x.shape, 1 / (kh * kw)), rtol=1e-15)
+    assert fastconv.max_pool2d(x, k, padding="same").item() == 1.0

@@ -224,3 +224,21 @@ def test_pool_windows_just_below_the_limit(k):
     grad = fastconv.avg_pool2d_backward(np.ones((1, 1, 1, 1)), x.shape, k, padding="same")
     np.testing.assert_allclose(grad, np.full(x.shape, 1 / (kh * kw)), rtol=1e-15)
     assert fastconv.max_pool2d(x, k, padding="same").item() == 1.0
+
+
+# ---- 8. max_pool2d_backward for an empty image plane (H*W = 0) skipped the kernels, and with
+#         them the range check of the indices: out-of-range indices passed silently
+@pytest.mark.parametrize("layout, input_shape, grad_shape", [
+    ("NCHW", (1, 3, 0, 7), (1, 3, 7, 3)),
+    ("NHWC", (1, 0, 7, 3), (1, 7, 3, 3)),
+    ("NCHW", (2, 0, 5), (2, 2, 2)),
+])
+def test_max_pool2d_backward_checks_indices_of_an_empty_plane(layout, input_shape, grad_shape):
+    grad = np.ones(grad_shape)
+    indices = np.full(grad_shape, 8, np.int64)
+    for module in (fastconv, reference):
+        with pytest.raises(ValueError, match="out-of-range"):
+            module.max_pool2d_backward(grad, indices, input_shape, layout=layout)
+    indices[...] = -1  # windows without input pixels: a zero gradient of the empty shape
+    fast, ref = _both("max_pool2d_backward", grad, indices, input_shape, layout=layout)
+    _assert_same(fast, ref)

@@ -267,11 +267,11 @@ def make_out(mode, shape, dtype, alias_candidates):
         return None, True
     if mode == "exact":
         return _sentinel(shape, dtype), True
-    if mode == "alias":
+    if mode == "alias":  # an input itself, or a reshaped view of one (NumPy: the result is as if not)
         for a in alias_candidates:
-            if (isinstance(a, np.ndarray) and a.shape == tuple(shape) and a.dtype == dtype
+            if (isinstance(a, np.ndarray) and a.size == math.prod(shape) and a.dtype == dtype
                     and a.flags.c_contiguous and a.flags.writeable):
-                return a, True
+                return (a if a.shape == tuple(shape) else a.reshape(shape)), True
         return _sentinel(shape, dtype), True
     if mode == "wrong-shape":
         return _sentinel(tuple(shape) + (1,), dtype), False
@@ -520,6 +520,8 @@ def _outs(out_spec, results, alias_candidates):
             o, ok = make_out(mode, res.shape, res.dtype, alias_candidates)
             pair.append(o)
             valid &= ok
+        if all(isinstance(o, np.ndarray) for o in pair) and np.shares_memory(*pair):
+            valid = False  # the values and the indices cannot both go to one buffer
         return tuple(pair), valid
     first = results[0] if isinstance(results, tuple) else results
     out, valid = make_out(out_spec, first.shape, first.dtype, alias_candidates)
@@ -575,7 +577,9 @@ def check(name, args, kwargs, out_spec):
         out, valid = None, True
     else:
         out, valid = _outs(out_spec, ref, args)
-    aliased = any(out is a or (isinstance(out, tuple) and any(o is a for o in out)) for a in args)
+    outs = out if isinstance(out, tuple) else (out,)
+    aliased = any(isinstance(o, np.ndarray) and isinstance(a, np.ndarray) and np.shares_memory(o, a)
+                  for o in outs for a in args)
     before = _snapshot(args)
     fast_exc = None
     try:
@@ -728,7 +732,7 @@ def describe(data):
 
 def _summary():
     if not _seen:
-        print("fuzz: no findings", flush=True)
+        print("fuzz: no Python-level findings (crashes and timeouts are reported by libFuzzer)", flush=True)
         return
     print(f"fuzz: {len(_seen)} distinct finding(s):", flush=True)
     for sig, (count, path) in sorted(_seen.items()):

@@ -267,6 +267,15 @@ def conv_geometry(
                     f"padding must be at most half the kernel size for pooling, got "
                     f"padding={_fmt(padding)} with kernel_size={kernel}"
                 )
+    padded = tuple(n + a + b for n, (a, b) in zip(in_shape, pads))
+    if not pool and math.prod(padded) > INTP_MAX:
+        # convolutions materialize the padded plane (even for an empty batch, whose
+        # buffer NumPy refuses as "too big"); pools never pad, so only each axis counts there
+        raise ValueError(
+            f"the padded input {padded} (input {in_shape}, padding {pads}) has "
+            f"{math.prod(padded)} pixels per plane, which overflows the platform's index type "
+            f"(max {INTP_MAX})"
+        )
     out = []
     for n, k, s, d, (a, b) in zip(in_shape, kernel, stride, dilation, pads):
         if n + a + b > INTP_MAX:

@@ -242,3 +242,18 @@ def test_max_pool2d_backward_checks_indices_of_an_empty_plane(layout, input_shap
     indices[...] = -1  # windows without input pixels: a zero gradient of the empty shape
     fast, ref = _both("max_pool2d_backward", grad, indices, input_shape, layout=layout)
     _assert_same(fast, ref)
+
+
+# ---- 9. a padded plane beyond intp for an empty batch: conv2d, im2col and conv2d_grad_weight
+#         raised NumPy's "array is too big" from the padded copy, conv2d_grad_input succeeded,
+#         and the reference's conv2d_grad_input failed like the others
+@pytest.mark.parametrize("name, args", [
+    ("conv2d", (np.zeros((0, 2, 4, 4), np.int32), np.zeros((2, 2, 2, 2), bool))),
+    ("conv2d_grad_input", (np.zeros((0, 2, 4, 4), np.int32), np.zeros((2, 2, 2, 2), bool), (0, 2, 4, 4))),
+    ("conv2d_grad_weight", (np.zeros((0, 2, 4, 4)), np.zeros((0, 2, 4, 4)), (2, 2, 2, 2))),
+    ("im2col", (np.zeros((0, 2, 4, 4)), 2)),
+])
+def test_padded_plane_overflowing_intp(name, args):
+    for module in (fastconv, reference):
+        with pytest.raises(ValueError, match="pixels per plane, which overflows"):
+            getattr(module, name)(*args, dilation=2**32, padding="same")

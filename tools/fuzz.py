@@ -501,6 +501,15 @@ def _snapshot(args):
     return [(i, a, a.copy(order="K")) for i, a in enumerate(args) if isinstance(a, np.ndarray)]
 
 
+def _unchanged(a, copy):
+    """True when ``a`` still holds what ``copy`` (taken before the call) holds."""
+    if a.dtype != copy.dtype or a.shape != copy.shape:
+        return False
+    if a.dtype.kind == "O":  # object arrays: the same objects (NaN != NaN inside them)
+        return all(p is q for p, q in zip(a.ravel(), copy.ravel()))
+    return np.array_equal(a, copy, equal_nan=a.dtype.kind in "fc")
+
+
 def _copy_args(args):
     return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
 
@@ -588,7 +597,7 @@ def check(name, args, kwargs, out_spec):
         fast_exc = exc
     if not aliased:
         for i, a, copy in before:
-            if not np.array_equal(a, copy, equal_nan=a.dtype.kind in "fc") or a.dtype != copy.dtype:
+            if not _unchanged(a, copy):
                 raise Finding(f"fastconv.{name} modified its argument {i}")
     if ref_exc is not None:
         if fast_exc is None:

@@ -58,7 +58,7 @@ if [ "$OPENMP" = 1 ]; then NO_OMP=0; else NO_OMP=1; fi
 CC="$CC" LDSHARED="$CC -shared" FASTCONV_EXTRA_CFLAGS="$SAN_FLAGS" \
     FASTCONV_EXTRA_LDFLAGS="-fsanitize=address,undefined" FASTCONV_NO_OPENMP=$NO_OMP \
     install_fastconv "$VENV" "$WORK"
-SO=$(find "$VENV/lib" -path "*site-packages/fastconv/_kernels/_im2col*.so" | head -n 1)
+SO=$(find "$VENV/lib" -path "*site-packages/fastconv/_kernels/_im2col*.so" -print -quit)
 if [ "$(nm -D "$SO" | grep -c __asan_)" = 0 ]; then  # (not grep -q: SIGPIPE under pipefail)
     echo "sanitize.sh: $SO is not instrumented" >&2
     exit 1
@@ -72,6 +72,15 @@ export PYTHONMALLOC=malloc  # every Python object through malloc: ASan sees them
 export FASTCONV_EXPECT_OPENMP=$OPENMP
 [ "$OPENMP" = 1 ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 cd "$WORK"
+# the canary: ASan must stop a deliberate out-of-bounds read in a fastconv kernel
+canary=0
+"$VENV/bin/python" "$ROOT/tools/oob_canary.py" > "$WORK/canary.log" 2>&1 || canary=$?
+if [ "$canary" -eq 0 ] || ! grep -q "ERROR: AddressSanitizer: heap-buffer-overflow" "$WORK/canary.log"; then
+    cat "$WORK/canary.log" >&2
+    echo "sanitize.sh: AddressSanitizer missed the canary's out-of-bounds read (exit status $canary)" >&2
+    exit 1
+fi
+echo "== sanitize: the canary's out-of-bounds read was stopped by AddressSanitizer, as it must be"
 "$VENV/bin/python" -c "import fastconv; assert fastconv.__file__.startswith('$VENV'), fastconv.__file__; \
     fastconv.show_config(); from fastconv._kernels import _openmp_helpers as h; \
     assert h.openmp_enabled() == ($OPENMP == 1), 'OpenMP state of the sanitized build is not as requested'"
@@ -84,7 +93,7 @@ reports=$(grep -cE "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|
 echo "== sanitize: pytest exit status $status, sanitizer reports in the output: $reports," \
      "wall time $(( $(date +%s) - start )) s"
 if [ "$reports" != 0 ]; then
-    grep -nE -A30 "ERROR: AddressSanitizer|runtime error:" "$WORK/pytest.log" | head -n 120 >&2
+    grep -nE -A30 "ERROR: AddressSanitizer|runtime error:" "$WORK/pytest.log" | head -n 120 >&2 || true
     exit 1
 fi
 if [ "$status" -eq 5 ]; then

@@ -582,6 +582,13 @@ def check(name, args, kwargs, out_spec):
         ref_exc = exc
     except Exception as exc:  # the oracle itself broke: its validation let something through
         raise Finding(f"reference.{name} raised {type(exc).__name__}: {exc}") from exc
+    if isinstance(ref_exc, MemoryError):
+        # the oracle's loops need more memory than fastconv: no verdict on this input
+        try:
+            fast_fn(*args, **kwargs)
+        except ALLOWED:
+            pass
+        return
     if ref_exc is not None:
         out, valid = None, True
     else:

@@ -3,6 +3,12 @@
 OpenMP is probed by compiling and linking a tiny program.  Without it (or with
 ``FASTCONV_NO_OPENMP=1`` in the environment) the build goes on serial: the
 kernels' ``prange`` loops then run on one thread and every test still passes.
+
+``FASTCONV_EXTRA_CFLAGS`` / ``FASTCONV_EXTRA_LDFLAGS`` (space-separated) are
+appended to the extensions' compile / link flags after the OpenMP probe, which
+does not see them: ``tools/sanitize.sh`` builds with ``-fsanitize=...`` this
+way (through plain ``CFLAGS`` the probe's executable would fail to link
+against the sanitizer runtime, and the build would silently go serial).
 """
 
 import glob
@@ -95,6 +101,8 @@ class BuildExt(build_ext):
             base = ["-O3", "-fwrapv", "-fno-math-errno", "-Wno-unreachable-code"]
         omp = _openmp_flags(cc)
         ccflags, ldflags = (base + omp[0], omp[1]) if omp else (base, [])
+        ccflags = ccflags + shlex.split(os.environ.get("FASTCONV_EXTRA_CFLAGS", ""))
+        ldflags = ldflags + shlex.split(os.environ.get("FASTCONV_EXTRA_LDFLAGS", ""))
         self._force_if_flags_changed(ccflags + ["|"] + ldflags)
         for ext in self.extensions:
             ext.extra_compile_args = ccflags + list(ext.extra_compile_args or [])

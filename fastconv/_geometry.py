@@ -279,6 +279,12 @@ def conv_geometry(
         if ceil_mode and (o - 1) * s >= n + a:
             o -= 1
         out.append(o)
+    if pool and math.prod(kernel) > INTP_MAX:
+        # the kernels count a window's pixels (average pooling's divisor) in intp
+        raise ValueError(
+            f"kernel_size {kernel} has {math.prod(kernel)} taps per window, which overflows "
+            f"the platform's index type (max {INTP_MAX})"
+        )
     # Canonical form: a stride is irrelevant on an axis with a single window, and a
     # dilation on an axis with a single tap. Setting them to 1 there changes no
     # result, and spares every implementation a value that may be far larger than

@@ -223,6 +223,13 @@ def _weight_dims(weight_shape, channels, groups, channels_last, name="weight"):
         kh, kw, cg, k = weight_shape
     else:
         k, cg, kh, kw = weight_shape
+    if groups > max(channels, k, 1):
+        # with no channels at all every groups divides both counts: bound it anyway, or a
+        # loop over groups (the reference's) runs 2**63 times on an empty convolution
+        raise ValueError(
+            f"groups={groups} is larger than both the input channels ({channels}) and the "
+            f"output channels ({k})"
+        )
     if channels % groups or k % groups:
         raise ValueError(
             f"groups={groups} must divide both the input channels ({channels}) and the "

@@ -288,9 +288,17 @@ def prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out):
         indices = np.minimum(indices, np.iinfo(np.int64).max)  # out-of-range stays out of range
     out = check_out(out, in_shape if batched else in_shape[1:], result_dtype)
     grad, indices = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(indices, np.int64))
-    return PoolCall(grad, indices, None, cl,
+    call = PoolCall(grad, indices, None, cl,
                     in_shape[0], _channels(in_shape, cl), in_shape, grad.shape, result_dtype, compute_dtype,
                     batched, out)
+    h, w = _spatial(in_shape, cl)
+    if h * w == 0 and call.indices.size:
+        # an empty plane: the kernels, which count bad indices as they scatter, never run;
+        # every index but -1 is out of range
+        bad = int(np.count_nonzero(call.indices != -1))
+        if bad:
+            raise bad_indices_error(bad, call)
+    return call
 
 
 def prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_mode,

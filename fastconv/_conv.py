@@ -47,6 +47,16 @@ def _conv_direct_run(call, result):
         direct_nchw(call.x, call.weight, call.bias, call.geometry, call.groups, result)
 
 
+#: The register tiles take channel, tap and row extents as C ``int``: larger extents
+#: (arrays of 8 GB and more) run the plain loops, which index with ``Py_ssize_t``.
+TILE_EXTENT_MAX = 2**31 - 1
+
+
+def tiles_fit(*extents):
+    """Whether every extent fits the C ``int`` arguments of the register tiles."""
+    return max(extents, default=0) <= TILE_EXTENT_MAX
+
+
 def direct_nchw(x, weight, bias, geometry, groups, out):
     """Direct NCHW convolution of a padded input into ``out``; no validation.
 
@@ -54,7 +64,8 @@ def direct_nchw(x, weight, bias, geometry, groups, out):
     ``(N, K, OH, OW)`` are C-contiguous in one compute dtype; float32/64 run
     the register tiles, int64 the plain loops.
     """
-    if x.dtype.kind == "f" and weight.size:
+    k, cg, kh, kw = weight.shape
+    if x.dtype.kind == "f" and weight.size and tiles_fit(cg, kh * kw):
         _conv_tiled(x, weight, bias, geometry, groups, out)
     else:
         _conv_direct.conv2d_nchw(x, weight, bias, out, *geometry.stride, *geometry.dilation, groups,

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import finish
-from ._conv import direct_nchw, tile_input
+from ._conv import direct_nchw, tile_input, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -153,7 +153,9 @@ def _grad_weight(call):
     """dL/dw for a prepared call, in the compute dtype and the user's weight layout."""
     if not call.grad.size or not call.x.size or 0 in call.result_shape:
         return np.zeros(call.result_shape, call.compute_dtype)  # an empty sum, or nothing to sum into
-    if call.compute_dtype.kind == "f" and call.x.size and call.grad.size:
+    k, cg, kh, kw = call.dims
+    if (call.compute_dtype.kind == "f" and call.x.size and call.grad.size
+            and tiles_fit(cg, kh * kw, *call.geometry.out_shape)):
         return _grad_weight_direct(call)
     return _grad_weight_gemm(call)
 

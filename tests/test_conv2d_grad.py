@@ -260,3 +260,17 @@ def test_empty_channels_filters_and_images(n, c, k, hw, stride, padding, dtype, 
     if stride == 1 and padding == 0:
         got = fastconv.conv_transpose2d(g, wt, np.ones(c, dtype), layout=layout)
         np.testing.assert_array_equal(got, reference.conv_transpose2d(g, wt, np.ones(c, dtype), layout=layout))
+
+
+def test_extents_beyond_the_tiles_c_int_take_the_wide_loops(rng, monkeypatch):
+    # the tiles take channel/tap/row extents as C int; beyond that (8 GB arrays) the
+    # Py_ssize_t loops run. Lower the bound to route small calls there and check them.
+    from fastconv import _conv
+
+    monkeypatch.setattr(_conv, "TILE_EXTENT_MAX", 2)
+    x, w, grad, kw = forward_setup(rng, (2, 4, 7, 6), 3, (3, 2), 1, 1, 1, 1)
+    np.testing.assert_allclose(fastconv.conv2d(x, w, **kw), reference.conv2d(x, w, **kw), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(grad, x, w.shape, **kw),
+                               reference.conv2d_grad_weight(grad, x, w.shape, **kw), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fastconv.conv2d_grad_input(grad, w, x.shape, **kw),
+                               reference.conv2d_grad_input(grad, w, x.shape, **kw), rtol=1e-12, atol=1e-12)

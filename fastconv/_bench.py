@@ -798,7 +798,7 @@ def add_arguments(parser):
     """Add the ``bench`` options to an :class:`argparse.ArgumentParser`."""
     parser.add_argument("--quick", action="store_true",
                         help=f"3 repeats, batch N divided by {QUICK_BATCH_DIVISOR}, "
-                             "1 s budget per implementation and row (whole run well under 2 minutes)")
+                             "1 s budget per implementation and row (every shape and op in a few minutes)")
     parser.add_argument("--shapes", default=",".join(SHAPES),
                         help="comma-separated shape names (default: all): " + ", ".join(SHAPES))
     parser.add_argument("--ops", default=",".join(OPS),

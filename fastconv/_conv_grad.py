@@ -112,8 +112,8 @@ def _grad_input_direct(call):
     With stride 1 that is one convolution of the zero-padded grad; with stride
     ``s`` the input splits into ``s * s`` phases (rows and columns by their
     index modulo ``s``), each a stride-1 convolution with the sub-kernel of the
-    taps that reach it. Every product is one the forward convolution makes:
-    no column buffer and no multiplication by zero.
+    taps that reach it: no column buffer, and no zeros inserted between grad
+    elements (only the borders of each phase's window are zero padding).
     """
     k, cg, kh, kw = call.dims
     geo, groups = call.geometry, call.groups

@@ -41,7 +41,7 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
     One item per pixel (``V == 1``, NCHW) and a short kernel row: for a block
     of 16 output pixels of one output row, each column ``(g, kh, kw)`` copies
     a (strided) run of the source row down the block's rows of ``cols``, which
-    stay in the L1 cache: 1.7-2.4x faster than runs of ``KW`` items for 3x3
+    stay in the L1 cache: 1.4-2x faster than runs of ``KW`` items for 3x3
     kernels, measured slower for the 7x7 stem, which keeps the per-pixel loop.
     Otherwise each window row is a run of ``KW * V`` items per tap.
     """

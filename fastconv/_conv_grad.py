@@ -22,11 +22,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import finish
-from ._conv import direct_nchw, tile_input, tiles_fit
+from ._conv import direct_nchw, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
 from ._im2col import unfold_batches
+from ._padding import pad_input
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
@@ -154,37 +155,107 @@ def _grad_weight(call):
     if not call.grad.size or not call.x.size or 0 in call.result_shape:
         return np.zeros(call.result_shape, call.compute_dtype)  # an empty sum, or nothing to sum into
     k, cg, kh, kw = call.dims
-    if (call.compute_dtype.kind == "f" and call.x.size and call.grad.size
-            and tiles_fit(cg, kh * kw, *call.geometry.out_shape)):
+    # the tiles multiply zero grad columns with inputs next to the window: an inf
+    # or nan there would leak into the sums, so such inputs take the GEMM path
+    if (call.compute_dtype.kind == "f" and tiles_fit(cg, kh * kw, k)
+            and np.isfinite(call.x).all()):
         return _grad_weight_direct(call)
     return _grad_weight_gemm(call)
+
+
+class _PhasePlanes(NamedTuple):
+    """A padded input split by stride phase of rows and columns, for the weight-gradient tiles.
+
+    Output pixel ``(oh, ow)`` of tap ``t`` in channel ``c`` of image ``n`` reads
+    ``flat[n*image_stride + c*channel_stride + taps[t] + oh*row + ow]``.
+    """
+
+    flat: np.ndarray
+    image_stride: int
+    channel_stride: int
+    row: int
+    taps: np.ndarray
+
+
+def _aligned_zeros(size, dtype, align=64):
+    """Zeroed 1-D array of ``size`` elements whose data starts on an ``align``-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(size * dtype.itemsize + align, np.uint8)
+    skip = -raw.ctypes.data % align
+    return raw[skip:skip + size * dtype.itemsize].view(dtype)
+
+
+def _phase_planes(x, geometry, plane, threads):
+    """Pad ``x`` (NCHW, unpadded) into channel-major planes, one per (row phase, column phase).
+
+    Row phase ``a`` and column phase ``b`` of channel ``c`` of image ``n`` hold
+    the padded ``x[n, c, a::sh, b::sw]`` in an ``(Hq, Wq)`` plane, so every tap
+    of an output row reads ``Wq`` consecutive elements; the images of a channel
+    follow each other. The buffer ends with enough zeros that every read of the
+    tiles (``plane`` elements from each tap of each channel of each image)
+    stays in it.
+    """
+    n, c, _, _ = x.shape
+    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
+    kh, kw = geometry.kernel
+    (top, _), (left, _) = geometry.padding
+    hp, wp = geometry.padded_shape
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    image = sh * sw * hq * wq
+    taps = np.array([(((i * dh) % sh * sw + (j * dw) % sw) * hq + (i * dh) // sh) * wq + (j * dw) // sw
+                     for i in range(kh) for j in range(kw)], dtype=np.intp)
+    used = c * n * image
+    last_read = (c - 1) * n * image + (n - 1) * image + int(taps.max()) + plane  # one past
+    flat = _aligned_zeros(max(used, last_read), x.dtype)
+    _conv_direct.phase_planes(x, flat, top, left, sh, sw, hq, wq, threads)
+    return _PhasePlanes(flat, image, n * image, wq, taps)
+
+
+def _grad_blocks(grad, groups, row, plane, dtype):
+    """``grad`` ``(N, K, OH, OW)`` as ``(groups, blocks, N, 8, plane)`` for the weight-gradient tiles.
+
+    Each output plane gets the input's row pitch ``row`` (zero columns after
+    ``OW``) and zeros up to ``plane``; channels past a group's last are zero.
+    """
+    n, k, oh, ow = grad.shape
+    kg = k // groups
+    blocks = -(-kg // 8)
+    flat = _aligned_zeros(groups * blocks * n * 8 * plane, dtype)
+    packed = flat.reshape(groups, blocks, n, 8, plane)[..., :oh * row].reshape(groups, blocks, n, 8, oh, row)
+    src = grad.reshape(n, groups, kg, oh, ow).transpose(1, 2, 0, 3, 4)  # (groups, kg, N, OH, OW)
+    full = kg // 8
+    if full:
+        packed[:, :full, ..., :ow] = src[:, :full * 8].reshape(groups, full, 8, n, oh, ow).transpose(0, 1, 3, 2, 4, 5)
+    if kg % 8:
+        packed[:, full, :, :kg % 8, :, :ow] = src[:, full * 8:].transpose(0, 2, 1, 3, 4)
+    return flat
 
 
 def _grad_weight_direct(call):
     """dL/dw by the register-tiled weight-gradient kernel (NCHW; NHWC is transposed around it)."""
     k, cg, kh, kw = call.dims
     if call.channels_last:
-        x = np.ascontiguousarray(call.x.transpose(0, 3, 1, 2))
-        grad = np.ascontiguousarray(call.grad.transpose(0, 3, 1, 2))
+        x = call.x.transpose(0, 3, 1, 2)
+        grad = call.grad.transpose(0, 3, 1, 2)
     else:
         x, grad = call.x, call.grad
+    n, _, oh, ow = grad.shape
     groups = call.groups
     depthwise = groups > 1 and groups == x.shape[1] == k
-    # the tiles read whole vectors and clear the lanes past a row's end:
-    # both operands get slack after their last element
-    src = tile_input(x, call.geometry, copy=True)
-    grad = np.concatenate([grad.reshape(-1), np.zeros(_conv_direct.MAX_TILE_WIDTH, grad.dtype)])
-    grad = grad[: -_conv_direct.MAX_TILE_WIDTH].reshape(call.grad.shape if not call.channels_last
-                                                         else (x.shape[0], k) + call.geometry.out_shape)
-    dw = np.zeros(k * cg * kh * kw, call.compute_dtype)
+    width = _conv_direct.MAX_TILE_WIDTH  # a multiple of every level's vector width
+    row = -(-call.geometry.padded_shape[1] // call.geometry.stride[1])
+    plane = -(-oh * row // width) * width
     threads = threads_for(grad.size * cg * kh * kw // 16)
+    src = _phase_planes(x, call.geometry, plane, threads)
+    grad_blocks = _grad_blocks(grad, 1 if depthwise else groups, row, plane, call.compute_dtype)
+    dw = np.zeros(k * cg * kh * kw, call.compute_dtype)
     blocks = groups * -(-(k // groups) // 8)
     c_parts = 1 if depthwise else max(1, min(cg, -(-2 * threads // blocks)))
-    ow = grad.shape[3]
-    chunk_rows = max(1, 4096 // max(1, ow))  # 8 channels x chunk of grad rows stays in L2
-    _conv_direct.conv2d_grad_weight_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step,
-                                          src.taps, grad, dw, groups, cg, depthwise, chunk_rows, c_parts,
-                                          threads)
+    # 8 channels x a chunk of grad planes: 256 KiB, held in L2 while every input channel passes
+    chunk_images = max(1, (2**18 // call.compute_dtype.itemsize // 8) // plane)
+    _conv_direct.conv2d_grad_weight_tiled(src.flat, src.image_stride, src.channel_stride, src.taps,
+                                          grad_blocks, n, k, plane, dw, groups, cg, depthwise,
+                                          chunk_images, c_parts, threads)
     dw = dw.reshape(k, cg, kh, kw)
     return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
 
@@ -195,11 +266,13 @@ def _grad_weight_gemm(call):
     groups, cl = call.groups, call.channels_last
     kg = k // groups
     grad_w = np.zeros((groups, kg, kh * kw * cg if cl else cg * kh * kw), call.compute_dtype)
-    for n0, n1, cols in unfold_batches(call.x, call.geometry, cl):
+    image = pad_input(call.x, call.geometry, "zeros", cl)
+    for n0, n1, cols in unfold_batches(image, call.geometry, cl):
         rows = _grad_rows(call.grad[n0:n1], cl)
         for g in range(groups):
             block = _columns_group(cols, g, call.dims, groups, cl).reshape(cols.shape[0], -1)
-            grad_w[g] += rows[:, g * kg:(g + 1) * kg].T @ block
+            with np.errstate(all="ignore"):  # inf and nan inputs propagate silently, as in the tiles
+                grad_w[g] += rows[:, g * kg:(g + 1) * kg].T @ block
     if cl:  # (groups, Kg, KH*KW*Cg) -> HWIO (KH, KW, Cg, K)
         return grad_w.reshape(k, kh, kw, cg).transpose(1, 2, 3, 0)
     return grad_w.reshape(k, cg, kh, kw)

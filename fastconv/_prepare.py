@@ -288,7 +288,7 @@ class ConvGradCall:
     grad : ndarray
         Batched, C-contiguous ``grad_output`` in the compute dtype, user layout.
     x : ndarray or None
-        grad_weight: the padded, batched input in the compute dtype. Else None.
+        grad_weight: the batched, unpadded input in the compute dtype. Else None.
     weight : ndarray or None
         grad_input: the C-contiguous weight in the compute dtype. Else None.
     dims : tuple
@@ -431,7 +431,7 @@ def prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, d
 
 
 def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups, layout, out):
-    """Validate a conv2d_grad_weight call; pad the input once."""
+    """Validate a conv2d_grad_weight call (the input is left unpadded: each algorithm pads its own way)."""
     grad = as_array(grad_output, "grad_output")
     x = as_array(x, "x")
     result_dtype, compute_dtype = conv_dtypes(grad, x, names=("grad_output", "x"))
@@ -444,7 +444,7 @@ def prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, di
     geometry = conv_geometry(_spatial(xb.shape, channels_last), dims[2:], stride, padding, dilation)
     grad, _ = _check_grad_output(grad, xb.shape, dims[0], geometry, channels_last, batched, "grad_output")
     out = check_out(out, wshape, result_dtype)
-    xk = _padded(kernel_array(xb, compute_dtype), geometry, "zeros", channels_last)
-    grad, xk = apart_from(out, kernel_array(grad, compute_dtype), xk)
+    _check_padded(xb.shape, geometry, channels_last, compute_dtype.itemsize)  # each path pads its own way
+    grad, xk = apart_from(out, kernel_array(grad, compute_dtype), kernel_array(xb, compute_dtype))
     return ConvGradCall(grad, xk, None, dims, geometry, groups, channels_last,
                         xb.shape, wshape, result_dtype, compute_dtype, batched, out)

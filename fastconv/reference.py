@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._arrays import finish
+from ._padding import pad_input
 from ._prepare import (
     prepare_col2im,
     prepare_conv2d,
@@ -177,7 +178,7 @@ def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dil
     call = prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups,
                                       layout, out)
     grad = _nchw(call.grad, call.channels_last)
-    image = _nchw(call.x, call.channels_last)
+    image = _nchw(pad_input(call.x, call.geometry, "zeros", call.channels_last), call.channels_last)
     k, cg, kh_size, kw_size = call.dims
     kg = k // call.groups
     grad_w = np.zeros((k, cg, kh_size, kw_size), call.compute_dtype)

@@ -274,3 +274,29 @@ def test_extents_beyond_the_tiles_c_int_take_the_wide_loops(rng, monkeypatch):
                                reference.conv2d_grad_weight(grad, x, w.shape, **kw), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fastconv.conv2d_grad_input(grad, w, x.shape, **kw),
                                reference.conv2d_grad_input(grad, w, x.shape, **kw), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_grad_weight_non_finite_input_stays_in_its_taps(rng, value, stride, layout):
+    # the weight-gradient tiles pad grad rows with zero columns that meet the input
+    # next to each window; an inf there would turn 0 * inf into nan in taps that never
+    # see it. Such inputs must give what the reference gives, tap by tap.
+    x = rng.standard_normal((2, 3, 6, 9))
+    x[0, 1, 2, 8] = value  # last column: outside the window of tap kw=0
+    x[1, 0, 5, 0] = value  # first column, last row
+    grad = rng.standard_normal((2, 4, (6 - 3) // stride + 1, (9 - 3) // stride + 1))
+    if layout == "NHWC":
+        x, grad = x.transpose(0, 2, 3, 1).copy(), grad.transpose(0, 2, 3, 1).copy()
+    wshape = (4, 3, 3, 3) if layout == "NCHW" else (3, 3, 3, 4)
+    for dtype in (np.float32, np.float64):
+        got = fastconv.conv2d_grad_weight(grad.astype(dtype), x.astype(dtype), wshape, stride=stride, layout=layout)
+        expected = reference.conv2d_grad_weight(grad.astype(dtype), x.astype(dtype), wshape, stride=stride,
+                                                layout=layout)
+        assert np.isfinite(expected).any() and not np.isfinite(expected).all()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+        finite = np.isfinite(expected)
+        rtol, atol = tolerance(dtype)
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=atol * 100)

@@ -99,12 +99,15 @@ cdef extern from "conv_tile.h" nogil:
                                     const float*, float*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_tile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
                                     const double*, double*, ptrdiff_t, int, int) noexcept
-    ctypedef void (*fc_wtile_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int,
-                                     const float*, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
-                                     float*, ptrdiff_t) noexcept
-    ctypedef void (*fc_wtile_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int,
-                                     const double*, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
-                                     double*, ptrdiff_t) noexcept
+    ctypedef void (*fc_wtile_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int, const float*,
+                                     ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, float*,
+                                     ptrdiff_t) noexcept
+    ctypedef void (*fc_wtile_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int, const double*,
+                                     ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, double*,
+                                     ptrdiff_t) noexcept
+    enum:
+        FC_WTILE_TAPS
+        FC_DWWTILE_TAPS
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -224,28 +227,33 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
 
 
 def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
-                             Py_ssize_t row_step, const ptrdiff_t[::1] taps,
-                             const real_t[:, :, :, ::1] grad, real_t[::1] dw, Py_ssize_t groups,
-                             Py_ssize_t cg, bint depthwise, Py_ssize_t chunk_rows, Py_ssize_t c_parts,
+                             const ptrdiff_t[::1] taps, const real_t[::1] grad, Py_ssize_t N,
+                             Py_ssize_t K, Py_ssize_t plane, real_t[::1] dw, Py_ssize_t groups,
+                             Py_ssize_t cg, bint depthwise, Py_ssize_t chunk_images, Py_ssize_t c_parts,
                              int num_threads):
     """dL/dw of an NCHW convolution by register tiles; ``dw`` (OIHW, flat) must be zeroed.
 
-    ``x`` is laid out as for :func:`conv2d_tiled`, ``grad`` is ``(N, K, OH, OW)``.
+    ``grad`` is ``(groups, blocks, N, 8, plane)``: the output channels in blocks
+    of 8 per group (zero past the group's last channel), each output plane laid
+    out with the input's row pitch, zero past the output columns and up to
+    ``plane`` (a multiple of ``MAX_TILE_WIDTH``). Tap ``t`` of plane element
+    ``q`` of image ``n`` reads ``x[n*image_stride + c*channel_stride + taps[t] + q]``;
+    the caller proves every such read (``q < plane``) in bounds.
+
     Work is split over (group, 8-channel block, slice of input channels); each
-    task owns disjoint entries of ``dw`` and sums over the (image, row) index
-    in chunks of ``chunk_rows`` rows, always in the same order, so results do
-    not depend on the thread count. ``depthwise`` as in :func:`conv2d_tiled`.
+    task owns disjoint entries of ``dw`` and sums images in chunks of
+    ``chunk_images``, always in the same order, so results do not depend on
+    the thread count. ``depthwise`` as in :func:`conv2d_tiled`.
     """
-    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
     cdef Py_ssize_t kg = K // groups
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t rows = N * OH
-    cdef Py_ssize_t blocks, task, g, kb, part, k0, nk, c_lo, c_hi, c, r0, r1, t0
+    cdef Py_ssize_t blocks, task, g, kb, part, k0, nk, c_lo, c_hi, c, n0, n1, t0, tap_step
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef fc_wtile_f32_fn f32 = tiles.dwwt32 if depthwise else tiles.wt32
     cdef fc_wtile_f64_fn f64 = tiles.dwwt64 if depthwise else tiles.wt64
     cdef const real_t* xc
     cdef real_t* dwc
+    tap_step = FC_DWWTILE_TAPS if depthwise else FC_WTILE_TAPS
     if depthwise:
         groups = 1
         kg = K
@@ -259,19 +267,53 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
         nk = min(8, kg - kb * 8)
         c_lo = part * cg // c_parts
         c_hi = (part + 1) * cg // c_parts
-        r0 = 0
-        while r0 < rows:
-            r1 = min(rows, r0 + chunk_rows)
+        n0 = 0
+        while n0 < N:
+            n1 = min(N, n0 + chunk_images)
             for c in range(c_lo, c_hi):
                 xc = &x[0] + ((k0 if depthwise else g * cg + c) * channel_stride)
-                for t0 in range(0, ntaps, 3):
+                t0 = 0
+                while t0 < ntaps:  # a range() step must be a constant in nogil code
                     dwc = &dw[0] + (k0 * cg + c) * ntaps + t0
                     if real_t is float:
-                        f32(xc, channel_stride, image_stride, row_step, &taps[t0], <int>min(3, ntaps - t0),
-                            &grad[0, k0, 0, 0], K * OH * OW, OH * OW, <int>OH, <int>OW, r0, r1, <int>nk,
+                        f32(xc, image_stride, channel_stride, &taps[t0], <int>min(tap_step, ntaps - t0),
+                            &grad[0] + (g * blocks + kb) * N * 8 * plane, 8 * plane, plane, plane,
+                            n0, n1, <int>nk,
                             dwc, cg * ntaps)
                     else:
-                        f64(xc, channel_stride, image_stride, row_step, &taps[t0], <int>min(3, ntaps - t0),
-                            &grad[0, k0, 0, 0], K * OH * OW, OH * OW, <int>OH, <int>OW, r0, r1, <int>nk,
+                        f64(xc, image_stride, channel_stride, &taps[t0], <int>min(tap_step, ntaps - t0),
+                            &grad[0] + (g * blocks + kb) * N * 8 * plane, 8 * plane, plane, plane,
+                            n0, n1, <int>nk,
                             dwc, cg * ntaps)
-            r0 = r1
+                    t0 = t0 + tap_step
+            n0 = n1
+
+
+def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq, int num_threads):
+    """Copy ``x`` ``(N, C, H, W)`` (any strides) into zero-padded stride-phase planes.
+
+    ``out`` is ``(C, N, sh, sw, hq, wq)`` flattened and already zeroed:
+    ``out[c, n, a, b, i, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]``
+    wherever that pixel exists; the rest (the padding) is left as it is. The
+    caller guarantees ``hq*sh >= pad_top + H``, ``wq*sw >= pad_left + W`` and
+    the size of ``out``. Parallel over (channel, image) planes.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t plane = hq * wq
+    cdef Py_ssize_t t, c, n, h, hh, b, w0, j0, m, count
+    cdef real_t* dst
+    for t in prange(C * N, nogil=True, num_threads=num_threads, schedule="static"):
+        c = t // N
+        n = t - c * N
+        for h in range(H):
+            hh = h + pad_top
+            for b in range(sw):
+                w0 = (b - pad_left % sw + sw) % sw  # first column of phase b
+                if w0 >= W:
+                    continue
+                j0 = (w0 + pad_left) // sw
+                count = (W - w0 + sw - 1) // sw
+                dst = &out[0] + t * sh * sw * plane + ((hh % sh) * sw + b) * plane + (hh // sh) * wq + j0
+                for m in range(count):
+                    dst[m] = x[n, c, h, w0 + m * sw]

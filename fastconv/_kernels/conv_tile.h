@@ -19,12 +19,14 @@ typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int,
                                const float *, float *, ptrdiff_t, int, int);
 typedef void (*fc_tile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
                                const double *, double *, ptrdiff_t, int, int);
-typedef void (*fc_wtile_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int,
-                                const float *, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
-                                float *, ptrdiff_t);
-typedef void (*fc_wtile_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int,
-                                const double *, ptrdiff_t, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
-                                double *, ptrdiff_t);
+/* Weight-gradient tiles: see conv_tile_impl.h. x, x_img, xk, taps, ntaps, g, g_img, gk,
+ * len, n0, n1, nk, dw, ldw. */
+typedef void (*fc_wtile_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int, const float *,
+                                ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, float *, ptrdiff_t);
+typedef void (*fc_wtile_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int, const double *,
+                                ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, double *, ptrdiff_t);
+/* Taps one weight-gradient tile call takes at most (plain / depthwise). */
+enum { FC_WTILE_TAPS = 3, FC_DWWTILE_TAPS = 9 };
 
 #if defined(__GNUC__) || defined(__clang__)
 
@@ -137,28 +139,27 @@ static void fc_dwtile_f64_base(const double *x, ptrdiff_t cs, const ptrdiff_t *t
         }
 }
 
-/* Scalar weight-gradient tiles: the same sums, in the same (row, column) order per lane-free sum. */
-#define FC_SCALAR_WTILE(T, name, DEPTHWISE)                                                       \
-    static void name(const T *x, ptrdiff_t cs, ptrdiff_t x_img, ptrdiff_t x_row, const ptrdiff_t *taps, \
-                     int ntaps, const T *g, ptrdiff_t g_img, ptrdiff_t gk, int OH, int OW, ptrdiff_t r0, \
-                     ptrdiff_t r1, int nk, T *dw, ptrdiff_t ldw)                                   \
+/* Scalar weight-gradient tiles: the same sums as the vector ones, one lane wide. */
+#define FC_SCALAR_WTILE(T, name, DEPTHWISE, TAPS)                                                 \
+    static void name(const T *x, ptrdiff_t x_img, ptrdiff_t xk, const ptrdiff_t *taps, int ntaps,  \
+                     const T *g, ptrdiff_t g_img, ptrdiff_t gk, ptrdiff_t len, ptrdiff_t n0,       \
+                     ptrdiff_t n1, int nk, T *dw, ptrdiff_t ldw)                                   \
     {                                                                                             \
         for (int j = 0; j < nk; j++)                                                              \
-            for (int t = 0; t < ntaps; t++) {                                                     \
+            for (int t = 0; t < ntaps && t < TAPS; t++) {                                         \
                 T sum = 0;                                                                        \
-                for (ptrdiff_t r = r0; r < r1; r++) {                                             \
-                    ptrdiff_t n = r / OH, oh = r - n * OH;                                        \
-                    const T *gr = g + n * g_img + j * gk + oh * OW;                               \
-                    const T *xr = x + n * x_img + oh * x_row + taps[t] + (DEPTHWISE ? j * cs : 0); \
-                    for (int col = 0; col < OW; col++) sum += gr[col] * xr[col];                  \
+                for (ptrdiff_t n = n0; n < n1; n++) {                                             \
+                    const T *gr = g + n * g_img + j * gk;                                         \
+                    const T *xr = x + n * x_img + taps[t] + (DEPTHWISE ? j * xk : 0);             \
+                    for (ptrdiff_t q = 0; q < len; q++) sum += gr[q] * xr[q];                     \
                 }                                                                                 \
                 dw[j * ldw + t] += sum;                                                           \
             }                                                                                     \
     }
-FC_SCALAR_WTILE(float, fc_wtile_f32_base, 0)
-FC_SCALAR_WTILE(double, fc_wtile_f64_base, 0)
-FC_SCALAR_WTILE(float, fc_dwwtile_f32_base, 1)
-FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1)
+FC_SCALAR_WTILE(float, fc_wtile_f32_base, 0, FC_WTILE_TAPS)
+FC_SCALAR_WTILE(double, fc_wtile_f64_base, 0, FC_WTILE_TAPS)
+FC_SCALAR_WTILE(float, fc_dwwtile_f32_base, 1, FC_DWWTILE_TAPS)
+FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #undef FC_SCALAR_WTILE
 
 #endif /* vector extensions */

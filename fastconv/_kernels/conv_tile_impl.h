@@ -96,101 +96,122 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
     FC_DWTILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 }
 
-/* Weight-gradient tile: for NK <= 8 output channels j and up to 3 taps t of one
- * input channel (depthwise: channel j for output channel j), over rows r0..r1 of
- * the flattened (image, output row) index,
+/* Weight-gradient tiles. Every operand is a flat plane per image: the caller lays
+ * out x by stride phase (rows and columns) and pads each grad row with zeros to
+ * the phase width, so that for image n
  *
- *     dw[j * ldw + t] += sum_{r, col} g[n*g_img + j*gk + oh*OW + col] * x[j? + n*x_img + oh*x_row + taps[t] + col]
+ *     dw[j * ldw + t] += sum_{q < len} g[n*g_img + j*gk + q] * x[j*xk + n*x_img + taps[t] + q]
  *
- * Lanes past the last column are cleared in both operands, so nothing outside
- * the valid columns (not even an inf) reaches the sums. Each accumulator is
- * reduced lane by lane in a fixed order. */
-/* Load a full vector; in a tail block (nc < VW) clear the lanes past the last column
- * bit by bit, so neither a stale value nor an inf from the next row survives.
- * The caller leaves VW elements of slack after every buffer read here. */
-#define FC_LOADM(VT, VI, dst, src, nc, VW, mask)                                      \
+ * is a dot product over one contiguous range: no row loop, no tail, no mask.
+ * The zero columns of g meet real (finite) inputs; the caller sends inputs with
+ * an inf or nan elsewhere. len is a multiple of the vector width and the caller
+ * proves every read in bounds. Each accumulator is reduced lane by lane in a
+ * fixed order, and images are summed in order, so results do not depend on
+ * how callers split the work between threads.
+ *
+ * fc_wtile: NK <= 8 output channels x up to 3 taps of one input channel, in
+ * passes of FC_WK channels (as many accumulators as the registers hold).
+ * fc_dwwtile (depthwise): channel j reads its own plane x + j*xk; up to 9 taps. */
+#if FC_VF >= 16 || defined(__aarch64__)
+#define FC_WK 8
+#else
+#define FC_WK 4
+#endif
+
+#define FC_LOAD(VT, dst, src) memcpy(&(dst), (src), sizeof(VT))
+/* Keep a loaded vector in a register: without this, gcc folds the load into each
+ * of the 3 FMAs that use it, tripling the loads of the weight-gradient tile. */
+#if defined(__x86_64__) || defined(__i386__)
+#define FC_IN_REGISTER(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__)
+#define FC_IN_REGISTER(v) __asm__("" : "+w"(v))
+#else
+#define FC_IN_REGISTER(v) ((void)0)
+#endif
+
+#define FC_REDUCE_INTO(T, VT, VW, accv, target)                                      \
     do {                                                                              \
-        memcpy(&(dst), (src), sizeof(VT));                                            \
-        if ((nc) != (VW)) (dst) = (VT)((VI)(dst) & (mask));                           \
+        T lanes[VW];                                                                  \
+        memcpy(lanes, &(accv), sizeof(VT));                                           \
+        for (int w_ = VW / 2; w_ >= 1; w_ /= 2) /* pairwise: halves, then quarters */ \
+            for (int i = 0; i < w_; i++) lanes[i] += lanes[i + w_];                   \
+        (target) += lanes[0];                                                         \
     } while (0)
 
-#define FC_WTILE_BODY(T, VT, VI, IT, VW, DEPTHWISE)                                   \
-    VT acc[8][3];                                                                     \
-    for (int j = 0; j < 8; j++)                                                       \
-        for (int t = 0; t < 3; t++) acc[j][t] = (VT){0};                              \
+#define FC_WTILE_BODY(T, VT, VW)                                                      \
+    (void)xk;                                                                         \
     ptrdiff_t tp[3];                                                                  \
     for (int t = 0; t < 3; t++) tp[t] = taps[t < ntaps ? t : 0];                      \
-    ptrdiff_t goff[8], xch[8];                                                        \
-    for (int j = 0; j < 8; j++) {                                                     \
-        int jj = j < nk ? j : nk - 1;                                                 \
-        goff[j] = jj * gk;                                                            \
-        xch[j] = DEPTHWISE ? jj * cs : 0;                                             \
-    }                                                                                 \
-    VI tail_mask;                                                                     \
-    {                                                                                 \
-        IT bits[VW];                                                                  \
-        int nc_tail = OW % VW;                                                        \
-        for (int i = 0; i < VW; i++) bits[i] = i < nc_tail ? (IT)-1 : 0;              \
-        memcpy(&tail_mask, bits, sizeof(VI));                                         \
-    }                                                                                 \
-    ptrdiff_t n = r0 / OH, oh = r0 - n * OH; /* advanced row by row: no division */   \
-    for (ptrdiff_t r = r0; r < r1; r++, oh++) {                                       \
-        if (oh == OH) { oh = 0; n++; }                                                \
-        const T *gr = g + n * g_img + oh * OW;                                        \
-        const T *xr = x + n * x_img + oh * x_row;                                     \
-        for (int ow0 = 0; ow0 < OW; ow0 += VW) {                                      \
-            int nc = OW - ow0 < VW ? OW - ow0 : VW;                                   \
-            VT x0, x1, x2;                                                            \
-            if (!DEPTHWISE) {                                                         \
-                FC_LOADM(VT, VI, x0, xr + tp[0] + ow0, nc, VW, tail_mask);            \
-                FC_LOADM(VT, VI, x1, xr + tp[1] + ow0, nc, VW, tail_mask);            \
-                FC_LOADM(VT, VI, x2, xr + tp[2] + ow0, nc, VW, tail_mask);            \
-            }                                                                         \
-            for (int j = 0; j < 8; j++) {                                             \
-                VT gv;                                                                \
-                FC_LOADM(VT, VI, gv, gr + goff[j] + ow0, nc, VW, tail_mask);          \
-                if (DEPTHWISE) {                                                      \
-                    FC_LOADM(VT, VI, x0, xr + xch[j] + tp[0] + ow0, nc, VW, tail_mask); \
-                    FC_LOADM(VT, VI, x1, xr + xch[j] + tp[1] + ow0, nc, VW, tail_mask); \
-                    FC_LOADM(VT, VI, x2, xr + xch[j] + tp[2] + ow0, nc, VW, tail_mask); \
+    for (int j0 = 0; j0 < nk; j0 += FC_WK) {                                          \
+        VT acc[FC_WK][3];                                                             \
+        ptrdiff_t goff[FC_WK];                                                        \
+        for (int j = 0; j < FC_WK; j++) {                                             \
+            goff[j] = (j0 + j < nk ? j0 + j : nk - 1) * gk;                           \
+            for (int t = 0; t < 3; t++) acc[j][t] = (VT){0};                          \
+        }                                                                             \
+        for (ptrdiff_t n = n0; n < n1; n++) {                                         \
+            const T *gi = g + n * g_img;                                              \
+            const T *x0 = x + n * x_img + tp[0], *x1 = x + n * x_img + tp[1];         \
+            const T *x2 = x + n * x_img + tp[2];                                      \
+            for (ptrdiff_t q = 0; q < len; q += VW) {                                 \
+                VT v0, v1, v2;                                                        \
+                FC_LOAD(VT, v0, x0 + q);                                              \
+                FC_LOAD(VT, v1, x1 + q);                                              \
+                FC_LOAD(VT, v2, x2 + q);                                              \
+                for (int j = 0; j < FC_WK; j++) {                                     \
+                    VT gv;                                                            \
+                    FC_LOAD(VT, gv, gi + goff[j] + q);                                \
+                    FC_IN_REGISTER(gv);                                               \
+                    acc[j][0] += gv * v0;                                             \
+                    acc[j][1] += gv * v1;                                             \
+                    acc[j][2] += gv * v2;                                             \
                 }                                                                     \
-                acc[j][0] += gv * x0;                                                 \
-                acc[j][1] += gv * x1;                                                 \
-                acc[j][2] += gv * x2;                                                 \
             }                                                                         \
         }                                                                             \
-    }                                                                                 \
-    for (int j = 0; j < nk; j++)                                                      \
-        for (int t = 0; t < ntaps; t++) {                                             \
-            T lanes[VW];                                                              \
-            memcpy(lanes, &acc[j][t], sizeof(VT));                                    \
-            T sum = 0;                                                                \
-            for (int i = 0; i < VW; i++) sum += lanes[i];                             \
-            dw[j * ldw + t] += sum;                                                   \
-        }
+        for (int j = 0; j < FC_WK && j0 + j < nk; j++)                                \
+            for (int t = 0; t < ntaps; t++)                                           \
+                FC_REDUCE_INTO(T, VT, VW, acc[j][t], dw[(j0 + j) * ldw + t]);         \
+    }
 
-typedef int32_t FC_CAT(fc_vi32, FC_ISA) __attribute__((vector_size(FC_VF * sizeof(int32_t))));
-typedef int64_t FC_CAT(fc_vi64, FC_ISA) __attribute__((vector_size(FC_VD * sizeof(int64_t))));
+#define FC_DWWTILE_BODY(T, VT, VW)                                                    \
+    ptrdiff_t tp[9];                                                                  \
+    for (int t = 0; t < 9; t++) tp[t] = taps[t < ntaps ? t : 0];                      \
+    for (int j = 0; j < nk; j++) {                                                    \
+        VT acc[9];                                                                    \
+        for (int t = 0; t < 9; t++) acc[t] = (VT){0};                                 \
+        for (ptrdiff_t n = n0; n < n1; n++) {                                         \
+            const T *gi = g + n * g_img + j * gk;                                     \
+            const T *xi = x + j * xk + n * x_img;                                     \
+            for (ptrdiff_t q = 0; q < len; q += VW) {                                 \
+                VT gv;                                                                \
+                FC_LOAD(VT, gv, gi + q);                                              \
+                for (int t = 0; t < 9; t++) {                                         \
+                    VT v;                                                             \
+                    FC_LOAD(VT, v, xi + tp[t] + q);                                   \
+                    acc[t] += gv * v;                                                 \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+        for (int t = 0; t < ntaps; t++) FC_REDUCE_INTO(T, VT, VW, acc[t], dw[j * ldw + t]); \
+    }
 
 #define FC_WTILE_SIGNATURE(T, name)                                                   \
-    static void name(const T *x, ptrdiff_t cs, ptrdiff_t x_img, ptrdiff_t x_row,      \
-                     const ptrdiff_t *taps, int ntaps, const T *g, ptrdiff_t g_img,   \
-                     ptrdiff_t gk, int OH, int OW, ptrdiff_t r0, ptrdiff_t r1, int nk, \
-                     T *dw, ptrdiff_t ldw)
+    static void name(const T *x, ptrdiff_t x_img, ptrdiff_t xk, const ptrdiff_t *taps, int ntaps, \
+                     const T *g, ptrdiff_t g_img, ptrdiff_t gk, ptrdiff_t len, ptrdiff_t n0, \
+                     ptrdiff_t n1, int nk, T *dw, ptrdiff_t ldw)
 
-#define FC_APPLY(macro, ...) macro(__VA_ARGS__)
-#define FC_VF_ARGS FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_vi32, FC_ISA), int32_t, FC_VF
-#define FC_VD_ARGS FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_vi64, FC_ISA), int64_t, FC_VD
-FC_WTILE_SIGNATURE(float, FC_CAT(fc_wtile_f32, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, float, FC_VF_ARGS, 0) }
-FC_WTILE_SIGNATURE(double, FC_CAT(fc_wtile_f64, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, double, FC_VD_ARGS, 0) }
-FC_WTILE_SIGNATURE(float, FC_CAT(fc_dwwtile_f32, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, float, FC_VF_ARGS, 1) }
-FC_WTILE_SIGNATURE(double, FC_CAT(fc_dwwtile_f64, FC_ISA)) { FC_APPLY(FC_WTILE_BODY, double, FC_VD_ARGS, 1) }
-#undef FC_VF_ARGS
-#undef FC_VD_ARGS
-#undef FC_APPLY
+FC_WTILE_SIGNATURE(float, FC_CAT(fc_wtile_f32, FC_ISA)) { FC_WTILE_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF) }
+FC_WTILE_SIGNATURE(double, FC_CAT(fc_wtile_f64, FC_ISA)) { FC_WTILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD) }
+FC_WTILE_SIGNATURE(float, FC_CAT(fc_dwwtile_f32, FC_ISA)) { FC_DWWTILE_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF) }
+FC_WTILE_SIGNATURE(double, FC_CAT(fc_dwwtile_f64, FC_ISA)) { FC_DWWTILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD) }
 
 #undef FC_TILE_BODY
 #undef FC_DWTILE_BODY
 #undef FC_WTILE_BODY
+#undef FC_DWWTILE_BODY
+#undef FC_REDUCE_INTO
+#undef FC_LOAD
+#undef FC_IN_REGISTER
+#undef FC_WK
 #undef FC_WTILE_SIGNATURE
-#undef FC_LOADM
+

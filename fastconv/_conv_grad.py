@@ -163,99 +163,69 @@ def _grad_weight(call):
     return _grad_weight_gemm(call)
 
 
-class _PhasePlanes(NamedTuple):
-    """A padded input split by stride phase of rows and columns, for the weight-gradient tiles.
+class _Phases(NamedTuple):
+    """How a padded input is split by stride phase for the weight-gradient tiles.
 
-    Output pixel ``(oh, ow)`` of tap ``t`` in channel ``c`` of image ``n`` reads
-    ``flat[n*image_stride + c*channel_stride + taps[t] + oh*row + ow]``.
+    Row phase ``a`` and column phase ``b`` of one (image, channel) hold the
+    padded ``x[n, c, a::sh, b::sw]`` in an ``(hq, wq)`` plane: ``image``
+    elements in all. Output pixel ``(oh, ow)`` of tap ``t`` reads element
+    ``taps[t] + oh*wq + ow`` of them. A grad plane gets the row pitch ``wq``
+    and is padded with zeros to ``plane`` elements (a multiple of every tile
+    width), so each tap is one dot product over ``plane`` contiguous elements.
     """
 
-    flat: np.ndarray
-    image_stride: int
-    channel_stride: int
-    row: int
+    hq: int
+    wq: int
+    image: int
+    plane: int
     taps: np.ndarray
 
 
-def _aligned_zeros(size, dtype, align=64):
-    """Zeroed 1-D array of ``size`` elements whose data starts on an ``align``-byte boundary."""
-    dtype = np.dtype(dtype)
-    raw = np.zeros(size * dtype.itemsize + align, np.uint8)
-    skip = -raw.ctypes.data % align
-    return raw[skip:skip + size * dtype.itemsize].view(dtype)
-
-
-def _phase_planes(x, geometry, plane, threads):
-    """Pad ``x`` (NCHW, unpadded) into channel-major planes, one per (row phase, column phase).
-
-    Row phase ``a`` and column phase ``b`` of channel ``c`` of image ``n`` hold
-    the padded ``x[n, c, a::sh, b::sw]`` in an ``(Hq, Wq)`` plane, so every tap
-    of an output row reads ``Wq`` consecutive elements; the images of a channel
-    follow each other. The buffer ends with enough zeros that every read of the
-    tiles (``plane`` elements from each tap of each channel of each image)
-    stays in it.
-    """
-    n, c, _, _ = x.shape
+def _phases(geometry):
     (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
     kh, kw = geometry.kernel
-    (top, _), (left, _) = geometry.padding
     hp, wp = geometry.padded_shape
     hq, wq = -(-hp // sh), -(-wp // sw)
-    image = sh * sw * hq * wq
+    width = _conv_direct.MAX_TILE_WIDTH  # a multiple of every level's vector width
+    plane = -(-geometry.out_shape[0] * wq // width) * width
     taps = np.array([(((i * dh) % sh * sw + (j * dw) % sw) * hq + (i * dh) // sh) * wq + (j * dw) // sw
                      for i in range(kh) for j in range(kw)], dtype=np.intp)
-    used = c * n * image
-    last_read = (c - 1) * n * image + (n - 1) * image + int(taps.max()) + plane  # one past
-    flat = _aligned_zeros(max(used, last_read), x.dtype)
-    _conv_direct.phase_planes(x, flat, top, left, sh, sw, hq, wq, threads)
-    return _PhasePlanes(flat, image, n * image, wq, taps)
+    return _Phases(hq, wq, sh * sw * hq * wq, plane, taps)
 
 
-def _grad_blocks(grad, groups, row, plane, dtype):
-    """``grad`` ``(N, K, OH, OW)`` as ``(groups, blocks, N, 8, plane)`` for the weight-gradient tiles.
-
-    Each output plane gets the input's row pitch ``row`` (zero columns after
-    ``OW``) and zeros up to ``plane``; channels past a group's last are zero.
-    """
-    n, k, oh, ow = grad.shape
-    kg = k // groups
-    blocks = -(-kg // 8)
-    flat = _aligned_zeros(groups * blocks * n * 8 * plane, dtype)
-    packed = flat.reshape(groups, blocks, n, 8, plane)[..., :oh * row].reshape(groups, blocks, n, 8, oh, row)
-    src = grad.reshape(n, groups, kg, oh, ow).transpose(1, 2, 0, 3, 4)  # (groups, kg, N, OH, OW)
-    full = kg // 8
-    if full:
-        packed[:, :full, ..., :ow] = src[:, :full * 8].reshape(groups, full, 8, n, oh, ow).transpose(0, 1, 3, 2, 4, 5)
-    if kg % 8:
-        packed[:, full, :, :kg % 8, :, :ow] = src[:, full * 8:].transpose(0, 2, 1, 3, 4)
-    return flat
+def _scratch_chunk(per_image, itemsize):
+    """Images per chunk so a task's scratch (``per_image`` elements each) is about 256 KiB: L2."""
+    return max(1, 2**18 // itemsize // per_image)
 
 
 def _grad_weight_direct(call):
-    """dL/dw by the register-tiled weight-gradient kernel (NCHW; NHWC is transposed around it)."""
+    """dL/dw by the register-tiled weight-gradient kernels (NCHW; NHWC is transposed around them)."""
     k, cg, kh, kw = call.dims
-    if call.channels_last:
-        x = call.x.transpose(0, 3, 1, 2)
-        grad = call.grad.transpose(0, 3, 1, 2)
+    if call.channels_last:  # views: the kernels copy with any strides
+        x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
     else:
         x, grad = call.x, call.grad
-    n, _, oh, ow = grad.shape
-    groups = call.groups
-    depthwise = groups > 1 and groups == x.shape[1] == k
-    width = _conv_direct.MAX_TILE_WIDTH  # a multiple of every level's vector width
-    row = -(-call.geometry.padded_shape[1] // call.geometry.stride[1])
-    plane = -(-oh * row // width) * width
+    n, c = x.shape[:2]
+    groups, geo, dtype = call.groups, call.geometry, call.compute_dtype
+    ph = _phases(geo)
+    (top, _), (left, _) = geo.padding
+    dw = np.zeros(k * cg * kh * kw, dtype)
     threads = threads_for(grad.size * cg * kh * kw // 16)
-    src = _phase_planes(x, call.geometry, plane, threads)
-    grad_blocks = _grad_blocks(grad, 1 if depthwise else groups, row, plane, call.compute_dtype)
-    dw = np.zeros(k * cg * kh * kw, call.compute_dtype)
-    blocks = groups * -(-(k // groups) // 8)
-    c_parts = 1 if depthwise else max(1, min(cg, -(-2 * threads // blocks)))
-    # 8 channels x a chunk of grad planes: 256 KiB, held in L2 while every input channel passes
-    chunk_images = max(1, (2**18 // call.compute_dtype.itemsize // 8) // plane)
-    _conv_direct.conv2d_grad_weight_tiled(src.flat, src.image_stride, src.channel_stride, src.taps,
-                                          grad_blocks, n, k, plane, dw, groups, cg, depthwise,
-                                          chunk_images, c_parts, threads)
+    reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
+    if groups > 1 and groups == c == k:  # depthwise: each input element meets one grad plane
+        chunk = _scratch_chunk(ph.image + ph.plane, dtype.itemsize)
+        _conv_direct.conv2d_grad_weight_depthwise(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq,
+                                                  ph.plane, (chunk - 1) * ph.image + max(ph.image, reach),
+                                                  chunk, threads)
+    else:  # the input planes are shared by every block of output channels: lay them out once
+        used = c * n * ph.image
+        planes = np.zeros(max(used, (c * n - 1) * ph.image + reach), dtype)
+        _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, threads)
+        blocks = groups * -(-(k // groups) // 8)
+        c_parts = max(1, min(cg, -(-2 * threads // blocks)))
+        _conv_direct.conv2d_grad_weight_tiled(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, ph.plane,
+                                              dw, groups, cg, _scratch_chunk(8 * ph.plane, dtype.itemsize),
+                                              c_parts, threads)
     dw = dw.reshape(k, cg, kh, kw)
     return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
 

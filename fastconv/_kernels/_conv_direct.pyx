@@ -5,7 +5,7 @@ The caller pads the input, resolves groups, checks every shape, fills
 sums its taps in a fixed order, so results do not depend on the thread count.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
 
 ctypedef fused acc_t:
@@ -93,6 +93,8 @@ def conv2d_nhwc(const acc_t[:, :, :, ::1] xp, const acc_t[:, :, :, ::1] w,
 # vector of output columns), compiled for several instruction sets.
 
 from libc.stddef cimport ptrdiff_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 
 cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_tile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
@@ -226,67 +228,54 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
                 ow0 = ow0 + width
 
 
-def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
-                             const ptrdiff_t[::1] taps, const real_t[::1] grad, Py_ssize_t N,
-                             Py_ssize_t K, Py_ssize_t plane, real_t[::1] dw, Py_ssize_t groups,
-                             Py_ssize_t cg, bint depthwise, Py_ssize_t chunk_images, Py_ssize_t c_parts,
-                             int num_threads):
-    """dL/dw of an NCHW convolution by register tiles; ``dw`` (OIHW, flat) must be zeroed.
+cdef void _pack_phases(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, real_t* dst,
+                       Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t hq, Py_ssize_t wq) noexcept nogil:
+    """Copy ``x[n, c]`` into its ``sh*sw`` stride-phase planes ``(sh, sw, hq, wq)`` at ``dst``.
 
-    ``grad`` is ``(groups, blocks, N, 8, plane)``: the output channels in blocks
-    of 8 per group (zero past the group's last channel), each output plane laid
-    out with the input's row pitch, zero past the output columns and up to
-    ``plane`` (a multiple of ``MAX_TILE_WIDTH``). Tap ``t`` of plane element
-    ``q`` of image ``n`` reads ``x[n*image_stride + c*channel_stride + taps[t] + q]``;
-    the caller proves every such read (``q < plane``) in bounds.
-
-    Work is split over (group, 8-channel block, slice of input channels); each
-    task owns disjoint entries of ``dw`` and sums images in chunks of
-    ``chunk_images``, always in the same order, so results do not depend on
-    the thread count. ``depthwise`` as in :func:`conv2d_tiled`.
+    ``dst[a, b, i, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]`` where that
+    pixel exists; the padding is left as it is (the caller zeroes it once).
     """
-    cdef Py_ssize_t kg = K // groups
-    cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t blocks, task, g, kb, part, k0, nk, c_lo, c_hi, c, n0, n1, t0, tap_step
-    cdef const fc_tiles* tiles = fc_active_tiles()
-    cdef fc_wtile_f32_fn f32 = tiles.dwwt32 if depthwise else tiles.wt32
-    cdef fc_wtile_f64_fn f64 = tiles.dwwt64 if depthwise else tiles.wt64
-    cdef const real_t* xc
-    cdef real_t* dwc
-    tap_step = FC_DWWTILE_TAPS if depthwise else FC_WTILE_TAPS
-    if depthwise:
-        groups = 1
-        kg = K
-        c_parts = 1
-    blocks = (kg + 7) // 8
-    for task in prange(groups * blocks * c_parts, nogil=True, num_threads=num_threads, schedule="dynamic"):
-        g = task // (blocks * c_parts)
-        kb = (task // c_parts) % blocks
-        part = task % c_parts
-        k0 = g * kg + kb * 8
-        nk = min(8, kg - kb * 8)
-        c_lo = part * cg // c_parts
-        c_hi = (part + 1) * cg // c_parts
-        n0 = 0
-        while n0 < N:
-            n1 = min(N, n0 + chunk_images)
-            for c in range(c_lo, c_hi):
-                xc = &x[0] + ((k0 if depthwise else g * cg + c) * channel_stride)
-                t0 = 0
-                while t0 < ntaps:  # a range() step must be a constant in nogil code
-                    dwc = &dw[0] + (k0 * cg + c) * ntaps + t0
-                    if real_t is float:
-                        f32(xc, image_stride, channel_stride, &taps[t0], <int>min(tap_step, ntaps - t0),
-                            &grad[0] + (g * blocks + kb) * N * 8 * plane, 8 * plane, plane, plane,
-                            n0, n1, <int>nk,
-                            dwc, cg * ntaps)
-                    else:
-                        f64(xc, image_stride, channel_stride, &taps[t0], <int>min(tap_step, ntaps - t0),
-                            &grad[0] + (g * blocks + kb) * N * 8 * plane, 8 * plane, plane, plane,
-                            n0, n1, <int>nk,
-                            dwc, cg * ntaps)
-                    t0 = t0 + tap_step
-            n0 = n1
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], plane = hq * wq
+    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)  # elements between columns
+    cdef Py_ssize_t h, hh, b, w0, j0, m, count
+    cdef const real_t* src
+    cdef real_t* out
+    if W == 0:
+        return
+    for h in range(H):
+        hh = h + pad_top
+        src = &x[n, c, h, 0]
+        for b in range(sw):
+            w0 = (b - pad_left % sw + sw) % sw  # first column of phase b
+            if w0 >= W:
+                continue
+            j0 = (w0 + pad_left) // sw
+            count = (W - w0 + sw - 1) // sw
+            out = dst + ((hh % sh) * sw + b) * plane + (hh // sh) * wq + j0
+            if step == 1 and sw == 1:
+                memcpy(out, src, count * sizeof(real_t))
+            else:
+                for m in range(count):
+                    out[m] = src[(w0 + m * sw) * step]
+
+
+cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k, real_t* dst,
+                          Py_ssize_t row) noexcept nogil:
+    """Copy the plane ``grad[n, k]`` to ``dst`` with row pitch ``row`` (columns past OW left as they are)."""
+    cdef Py_ssize_t OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t step = grad.strides[3] // <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t oh, ow
+    cdef const real_t* src
+    if OW == 0:
+        return
+    for oh in range(OH):
+        src = &grad[n, k, oh, 0]
+        if step == 1:
+            memcpy(dst + oh * row, src, OW * sizeof(real_t))
+        else:
+            for ow in range(OW):
+                dst[oh * row + ow] = src[ow * step]
 
 
 def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left,
@@ -299,21 +288,137 @@ def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top
     caller guarantees ``hq*sh >= pad_top + H``, ``wq*sw >= pad_left + W`` and
     the size of ``out``. Parallel over (channel, image) planes.
     """
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t plane = hq * wq
-    cdef Py_ssize_t t, c, n, h, hh, b, w0, j0, m, count
-    cdef real_t* dst
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t chan = sh * sw * hq * wq
+    cdef Py_ssize_t t
     for t in prange(C * N, nogil=True, num_threads=num_threads, schedule="static"):
-        c = t // N
-        n = t - c * N
-        for h in range(H):
-            hh = h + pad_top
-            for b in range(sw):
-                w0 = (b - pad_left % sw + sw) % sw  # first column of phase b
-                if w0 >= W:
-                    continue
-                j0 = (w0 + pad_left) // sw
-                count = (W - w0 + sw - 1) // sw
-                dst = &out[0] + t * sh * sw * plane + ((hh % sh) * sw + b) * plane + (hh // sh) * wq + j0
-                for m in range(count):
-                    dst[m] = x[n, c, h, w0 + m * sw]
+        _pack_phases(x, t % N, t // N, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+
+
+def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
+                             const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
+                             Py_ssize_t plane, real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg,
+                             Py_ssize_t chunk_images, Py_ssize_t c_parts, int num_threads):
+    """dL/dw of an NCHW convolution by register tiles; ``dw`` (OIHW, flat) must be zeroed.
+
+    ``x`` holds the input's stride-phase planes (:func:`phase_planes`): tap ``t``
+    of output pixel ``(oh, ow)`` of image ``n`` reads
+    ``x[n*image_stride + c*channel_stride + taps[t] + oh*row + ow]``, and the
+    caller proves every read for ``oh*row + ow < plane`` in bounds. ``grad`` is
+    ``(N, K, OH, OW)``, any strides, with ``OH*row <= plane``, ``OW <= row``,
+    and ``plane`` a multiple of ``MAX_TILE_WIDTH``.
+
+    Work is split over (group, 8-channel block, slice of input channels). Each
+    task copies its grad planes, a chunk of ``chunk_images`` images at a time,
+    into a zeroed scratch buffer with the input's row pitch, then runs the tiles
+    over every input channel and tap of its slice. Each task owns disjoint
+    entries of ``dw`` and sums images in the same order, so results do not
+    depend on the thread count. Raises MemoryError if a scratch buffer cannot
+    be allocated.
+    """
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1]
+    cdef Py_ssize_t kg = K // groups, blocks = (kg + 7) // 8
+    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t task, g, kb, part, k0, nk, c_lo, c_hi, c, n0, n1, t0, i, j
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef fc_wtile_f32_fn f32 = tiles.wt32
+    cdef fc_wtile_f64_fn f64 = tiles.wt64
+    cdef const real_t* xc
+    cdef real_t* dwc
+    cdef real_t* scratch
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: the copies rewrite the same elements, so zero columns stay zero
+        scratch = <real_t*>calloc(chunk_images * 8 * plane, sizeof(real_t))
+        for task in prange(groups * blocks * c_parts, schedule="dynamic"):
+            if scratch == NULL:
+                failed[0] = 1
+                continue
+            g = task // (blocks * c_parts)
+            kb = (task // c_parts) % blocks
+            part = task % c_parts
+            k0 = g * kg + kb * 8
+            nk = min(8, kg - kb * 8)
+            c_lo = part * cg // c_parts
+            c_hi = (part + 1) * cg // c_parts
+            n0 = 0
+            while n0 < N:
+                n1 = min(N, n0 + chunk_images)
+                for i in range(n1 - n0):
+                    for j in range(nk):
+                        _pack_grad_rows(grad, n0 + i, k0 + j, scratch + (i * 8 + j) * plane, row)
+                for c in range(c_lo, c_hi):
+                    xc = &x[0] + n0 * image_stride + (g * cg + c) * channel_stride
+                    t0 = 0
+                    while t0 < ntaps:  # a range() step must be a constant in nogil code
+                        dwc = &dw[0] + (k0 * cg + c) * ntaps + t0
+                        if real_t is float:
+                            f32(xc, image_stride, 0, &taps[t0], <int>min(FC_WTILE_TAPS, ntaps - t0), scratch,
+                                8 * plane, plane, plane, 0, n1 - n0, <int>nk, dwc, cg * ntaps)
+                        else:
+                            f64(xc, image_stride, 0, &taps[t0], <int>min(FC_WTILE_TAPS, ntaps - t0), scratch,
+                                8 * plane, plane, plane, 0, n1 - n0, <int>nk, dwc, cg * ntaps)
+                        t0 = t0 + FC_WTILE_TAPS
+                n0 = n1
+        free(scratch)
+    if failed[0]:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffer")
+
+
+def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,
+                                 const ptrdiff_t[::1] taps, real_t[::1] dw, Py_ssize_t pad_top,
+                                 Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq,
+                                 Py_ssize_t wq, Py_ssize_t plane, Py_ssize_t x_scratch,
+                                 Py_ssize_t chunk_images, int num_threads):
+    """dL/dw of a depthwise convolution (``groups == C == K``); ``dw`` ``(K, 1, KH, KW)`` flat, zeroed.
+
+    ``x`` ``(N, C, H, W)`` unpadded and ``grad`` ``(N, K, OH, OW)``, any strides.
+    Parallel over channels: each task copies a chunk of ``chunk_images`` images
+    of its channel into scratch buffers (the input as padded stride-phase
+    planes of ``sh*sw*hq*wq`` elements per image, :func:`phase_planes`; the
+    grad with row pitch ``wq``, ``plane`` elements per image) and runs the
+    depthwise tile on them, so every input and grad element is read from
+    memory once. The caller sizes ``x_scratch`` (elements) to hold every tile
+    read: ``(chunk_images - 1) * sh*sw*hq*wq + max(taps) + plane`` at least.
+    Raises MemoryError if a scratch buffer cannot be allocated.
+    """
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t chan = sh * sw * hq * wq
+    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t c, n0, n1, t0, i
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef fc_wtile_f32_fn f32 = tiles.dwwt32
+    cdef fc_wtile_f64_fn f64 = tiles.dwwt64
+    cdef real_t* xs
+    cdef real_t* gs
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: the copies rewrite the same elements, so padding stays zero
+        xs = <real_t*>calloc(x_scratch, sizeof(real_t))
+        gs = <real_t*>calloc(chunk_images * plane, sizeof(real_t))
+        for c in prange(C, schedule="dynamic"):
+            if xs == NULL or gs == NULL:
+                failed[0] = 1
+                continue
+            n0 = 0
+            while n0 < N:
+                n1 = min(N, n0 + chunk_images)
+                for i in range(n1 - n0):
+                    _pack_phases(x, n0 + i, c, xs + i * chan, pad_top, pad_left, sh, sw, hq, wq)
+                    _pack_grad_rows(grad, n0 + i, c, gs + i * plane, wq)
+                t0 = 0
+                while t0 < ntaps:
+                    if real_t is float:
+                        f32(xs, chan, 0, &taps[t0], <int>min(FC_DWWTILE_TAPS, ntaps - t0), gs, plane, 0,
+                            plane, 0, n1 - n0, 1, &dw[0] + c * ntaps + t0, ntaps)
+                    else:
+                        f64(xs, chan, 0, &taps[t0], <int>min(FC_DWWTILE_TAPS, ntaps - t0), gs, plane, 0,
+                            plane, 0, n1 - n0, 1, &dw[0] + c * ntaps + t0, ntaps)
+                    t0 = t0 + FC_DWWTILE_TAPS
+                n0 = n1
+        free(xs)
+        free(gs)
+    if failed[0]:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffers")

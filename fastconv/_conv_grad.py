@@ -222,7 +222,8 @@ def _grad_weight_direct(call):
         planes = np.zeros(max(used, (c * n - 1) * ph.image + reach), dtype)
         _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, threads)
         blocks = groups * -(-(k // groups) // 8)
-        c_parts = max(1, min(cg, -(-2 * threads // blocks)))
+        # blocks that split evenly between the threads need no split of the input channels
+        c_parts = 1 if blocks % threads == 0 else max(1, min(cg, -(-2 * threads // blocks)))
         _conv_direct.conv2d_grad_weight_tiled(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, ph.plane,
                                               dw, groups, cg, _scratch_chunk(8 * ph.plane, dtype.itemsize),
                                               c_parts, threads)

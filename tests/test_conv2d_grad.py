@@ -300,3 +300,22 @@ def test_grad_weight_non_finite_input_stays_in_its_taps(rng, value, stride, layo
         finite = np.isfinite(expected)
         rtol, atol = tolerance(dtype)
         np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=atol * 100)
+
+
+@pytest.mark.parametrize("chunk", [1, 2])
+@pytest.mark.parametrize("groups", [1, 2, 6])
+@pytest.mark.parametrize("s, p, d", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (3, 0, 2)])
+def test_grad_weight_chunks_of_images(rng, monkeypatch, chunk, groups, s, p, d):
+    # the tiles copy grad (and, depthwise, the input) a chunk of images at a time into
+    # scratch buffers that keep the previous chunk's values: a last chunk of fewer
+    # images, odd strides and dilations must still sum exactly the right taps
+    from fastconv import _conv_grad
+
+    monkeypatch.setattr(_conv_grad, "_scratch_chunk", lambda per_image, itemsize: chunk)
+    x, w, grad, kw = forward_setup(rng, (5, 6, 11, 10), 6 if groups == 6 else 12, (3, 3), s, p, d, groups)
+    expected = reference.conv2d_grad_weight(grad, x, w.shape, **kw)
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(grad, x, w.shape, **kw), expected, rtol=1e-12, atol=1e-12)
+    xh, wh = nhwc(x, w)
+    gh = np.ascontiguousarray(grad.transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(gh, xh, wh.shape, layout="NHWC", **kw),
+                               expected.transpose(2, 3, 1, 0), rtol=1e-12, atol=1e-12)

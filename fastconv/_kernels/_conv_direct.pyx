@@ -115,12 +115,18 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn f64
         fc_tile_f32_fn dw32
         fc_tile_f64_fn dw64
+        fc_tile_f32_fn half32
+        fc_tile_f64_fn half64
+        fc_tile_f32_fn halfdw32
+        fc_tile_f64_fn halfdw64
         fc_wtile_f32_fn wt32
         fc_wtile_f64_fn wt64
         fc_wtile_f32_fn dwwt32
         fc_wtile_f64_fn dwwt64
         int width_f32
         int width_f64
+        int half_f32
+        int half_f64
         int level
     const fc_tiles* fc_active_tiles() noexcept
     int fc_select_level(int level) noexcept
@@ -195,7 +201,11 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
     cdef fc_tile_f64_fn f64 = tiles.dw64 if depthwise else tiles.f64
+    cdef fc_tile_f32_fn h32 = tiles.halfdw32 if depthwise else tiles.half32
+    cdef fc_tile_f64_fn h64 = tiles.halfdw64 if depthwise else tiles.half64
     cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
+    cdef Py_ssize_t half = tiles.half_f32 if real_t is float else tiles.half_f64
+    cdef bint use_half
     for t in prange(N * groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
         n = t // (groups * blocks)
         r = t - n * (groups * blocks)
@@ -210,21 +220,32 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
             orow = &out[n, k0, oh, 0]
             ow0 = 0
             while ow0 < OW:
+                use_half = False
                 if ow0 + width <= OW:
                     start = ow0
                     ncols = width
+                elif OW - ow0 <= half:  # a tail of at most half a tile: a half tile
+                    use_half = True
+                    if OW >= half:
+                        start = OW - half  # overlap the previous tile instead of a scalar tail
+                        ncols = half
+                    else:
+                        start = 0
+                        ncols = OW
                 elif OW >= width:
-                    start = OW - width  # overlap the previous tile instead of a scalar tail
+                    start = OW - width
                     ncols = width
                 else:
                     start = 0
                     ncols = OW
                 if real_t is float:
-                    f32(xbase + oh * row_step + start, channel_stride, &taps[0], <int>ntaps, <int>cg,
-                        wb, bb, orow + start, ocs, <int>nk, <int>ncols)
+                    (h32 if use_half else f32)(xbase + oh * row_step + start, channel_stride, &taps[0],
+                                               <int>ntaps, <int>cg, wb, bb, orow + start, ocs, <int>nk,
+                                               <int>ncols)
                 else:
-                    f64(xbase + oh * row_step + start, channel_stride, &taps[0], <int>ntaps, <int>cg,
-                        wb, bb, orow + start, ocs, <int>nk, <int>ncols)
+                    (h64 if use_half else f64)(xbase + oh * row_step + start, channel_stride, &taps[0],
+                                               <int>ntaps, <int>cg, wb, bb, orow + start, ocs, <int>nk,
+                                               <int>ncols)
                 ow0 = ow0 + width
 
 

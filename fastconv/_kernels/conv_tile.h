@@ -171,25 +171,35 @@ typedef struct {
     fc_tile_f64_fn f64;
     fc_tile_f32_fn dw32;
     fc_tile_f64_fn dw64;
+    fc_tile_f32_fn half32; /* the same tiles, half a vector wide (or the full ones again) */
+    fc_tile_f64_fn half64;
+    fc_tile_f32_fn halfdw32;
+    fc_tile_f64_fn halfdw64;
     fc_wtile_f32_fn wt32;
     fc_wtile_f64_fn wt64;
     fc_wtile_f32_fn dwwt32;
     fc_wtile_f64_fn dwwt64;
     int width_f32;
     int width_f64;
+    int half_f32; /* columns of the half tiles (== width where there are none) */
+    int half_f64;
     int level;
 } fc_tiles;
 
-static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base,
-                                       fc_dwtile_f64_base, fc_wtile_f32_base, fc_wtile_f64_base,
-                                       fc_dwwtile_f32_base, fc_dwwtile_f64_base, 4, 2, FC_LEVEL_BASELINE};
+static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
+                                       fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
+                                       fc_wtile_f32_base, fc_wtile_f64_base, fc_dwwtile_f32_base,
+                                       fc_dwwtile_f64_base, 4, 2, 4, 2, FC_LEVEL_BASELINE};
 #ifdef FC_HAVE_X86_LEVELS
-static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2,
-                                       fc_dwtile_f64_avx2, fc_wtile_f32_avx2, fc_wtile_f64_avx2,
-                                       fc_dwwtile_f32_avx2, fc_dwwtile_f64_avx2, 8, 4, FC_LEVEL_AVX2};
+static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
+                                       fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
+                                       fc_hdwtile_f64_avx2, fc_wtile_f32_avx2, fc_wtile_f64_avx2,
+                                       fc_dwwtile_f32_avx2, fc_dwwtile_f64_avx2, 8, 4, 4, 2, FC_LEVEL_AVX2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
-                                         fc_dwtile_f64_avx512, fc_wtile_f32_avx512, fc_wtile_f64_avx512,
-                                         fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, FC_LEVEL_AVX512};
+                                         fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
+                                         fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_wtile_f32_avx512,
+                                         fc_wtile_f64_avx512, fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512,
+                                         16, 8, 8, 4, FC_LEVEL_AVX512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

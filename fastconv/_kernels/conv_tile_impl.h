@@ -96,6 +96,44 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
     FC_DWTILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 }
 
+/* Half-width tiles (half a vector of output columns) for a row's tail: a row of
+ * 56 columns is 3 full AVX-512 tiles and one half tile instead of 4 full ones.
+ * Only where half a vector is still a vector of two or more lanes. */
+#if FC_VF >= 8
+#define FC_HAVE_HALF_TILES 1
+typedef float FC_CAT(fc_hvf, FC_ISA) __attribute__((vector_size(FC_VF / 2 * sizeof(float))));
+typedef double FC_CAT(fc_hvd, FC_ISA) __attribute__((vector_size(FC_VD / 2 * sizeof(double))));
+
+static void FC_CAT(fc_htile_f32, FC_ISA)(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
+                                         int C, const float *w, const float *bias, float *out,
+                                         ptrdiff_t ocs, int nk, int ncols)
+{
+    FC_TILE_BODY(float, FC_CAT(fc_hvf, FC_ISA), FC_VF / 2)
+}
+
+static void FC_CAT(fc_htile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
+                                         int C, const double *w, const double *bias, double *out,
+                                         ptrdiff_t ocs, int nk, int ncols)
+{
+    FC_TILE_BODY(double, FC_CAT(fc_hvd, FC_ISA), FC_VD / 2)
+}
+
+static void FC_CAT(fc_hdwtile_f32, FC_ISA)(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
+                                           int C, const float *w, const float *bias, float *out,
+                                           ptrdiff_t ocs, int nk, int ncols)
+{
+    FC_DWTILE_BODY(float, FC_CAT(fc_hvf, FC_ISA), FC_VF / 2)
+}
+
+static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
+                                           int C, const double *w, const double *bias, double *out,
+                                           ptrdiff_t ocs, int nk, int ncols)
+{
+    FC_DWTILE_BODY(double, FC_CAT(fc_hvd, FC_ISA), FC_VD / 2)
+}
+#undef FC_HAVE_HALF_TILES
+#endif
+
 /* Weight-gradient tiles. Every operand is a flat plane per image: the caller lays
  * out x by stride phase (rows and columns) and pads each grad row with zeros to
  * the phase width, so that for image n

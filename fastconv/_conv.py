@@ -9,6 +9,7 @@ import numpy as np
 from ._arrays import finish
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
+from ._padding import pad_input
 from ._prepare import prepare_conv2d
 from ._threads import threads_for
 
@@ -32,19 +33,21 @@ def _choose_algorithm(call):
 
 def _conv_direct_run(call, result):
     """Direct convolution: register tiles for float32/64, plain loops for int64."""
+    geo = call.geometry
     if call.channels_last and call.compute_dtype.kind == "f":
-        # the tiles read channel planes: transpose in, convolve, transpose out
-        x = np.ascontiguousarray(call.x.transpose(0, 3, 1, 2))
+        # the tiles read channel planes: lay the input out from a transposed view, convolve,
+        # transpose out
+        x = call.x.transpose(0, 3, 1, 2)
         w = np.ascontiguousarray(call.weight.transpose(3, 2, 0, 1))
         tmp = np.empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
-        direct_nchw(x, w, call.bias, call.geometry, call.groups, tmp)
+        direct_nchw(x, w, call.bias, geo, call.groups, tmp, call.padding_mode)
         result[...] = tmp.transpose(0, 2, 3, 1)
     elif call.channels_last:
-        geo = call.geometry
-        _conv_direct.conv2d_nhwc(call.x, call.weight, call.bias, result, *geo.stride, *geo.dilation,
+        x = pad_input(call.x, geo, call.padding_mode, True)
+        _conv_direct.conv2d_nhwc(x, call.weight, call.bias, result, *geo.stride, *geo.dilation,
                                  call.groups, threads_for(result.size * (call.weight.size // max(1, result.shape[-1]))))
     else:
-        direct_nchw(call.x, call.weight, call.bias, call.geometry, call.groups, result)
+        direct_nchw(call.x, call.weight, call.bias, geo, call.groups, result, call.padding_mode)
 
 
 #: The register tiles take channel, tap and row extents as C ``int``: larger extents
@@ -57,23 +60,56 @@ def tiles_fit(*extents):
     return max(extents, default=0) <= TILE_EXTENT_MAX
 
 
-def direct_nchw(x, weight, bias, geometry, groups, out):
-    """Direct NCHW convolution of a padded input into ``out``; no validation.
+def direct_nchw(x, weight, bias, geometry, groups, out, padding_mode="zeros"):
+    """Direct NCHW convolution of ``x`` (not padded) into ``out``; no validation.
 
-    ``x`` ``(N, C, Hp, Wp)``, ``weight`` OIHW, ``bias`` ``(K,)`` and ``out``
-    ``(N, K, OH, OW)`` are C-contiguous in one compute dtype; float32/64 run
-    the register tiles, int64 the plain loops.
+    ``x`` ``(N, C, H, W)`` is in the compute dtype (float: any strides; int64:
+    C-contiguous), ``weight`` OIHW, ``bias`` ``(K,)`` and ``out``
+    ``(N, K, OH, OW)`` C-contiguous in the same dtype; float32/64 run the
+    register tiles, int64 the plain loops. ``geometry`` says how to pad.
     """
     k, cg, kh, kw = weight.shape
+    threads = threads_for(out.size * weight[0].size)
     if x.dtype.kind == "f" and weight.size and tiles_fit(cg, kh * kw):
-        _conv_tiled(x, weight, bias, geometry, groups, out)
+        _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode)
     else:
-        _conv_direct.conv2d_nchw(x, weight, bias, out, *geometry.stride, *geometry.dilation, groups,
-                                 threads_for(out.size * weight[0].size))
+        x = pad_input(x, geometry, padding_mode, False)
+        _conv_direct.conv2d_nchw(x, weight, bias, out, *geometry.stride, *geometry.dilation, groups, threads)
+
+
+class StridePhases(NamedTuple):
+    """How a zero-padded input is split by stride phase for the register tiles.
+
+    Row phase ``a`` and column phase ``b`` of one (image, channel) hold the
+    padded ``x[n, c, a::sh, b::sw]`` in an ``(hq, wq)`` plane; the ``sh*sw``
+    planes take ``image`` elements. Output pixel ``(oh, ow)`` of tap ``t``
+    reads element ``taps[t] + oh*wq + ow`` of them. ``plane`` is ``OH*wq``
+    rounded up to a multiple of every tile width (a grad plane with the
+    input's row pitch, for the weight-gradient tiles).
+    """
+
+    hq: int
+    wq: int
+    image: int
+    plane: int
+    taps: np.ndarray
+
+
+def stride_phases(geometry):
+    """The :class:`StridePhases` of a convolution geometry."""
+    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
+    kh, kw = geometry.kernel
+    hp, wp = geometry.padded_shape
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    width = _conv_direct.MAX_TILE_WIDTH  # a multiple of every level's vector width
+    plane = -(-geometry.out_shape[0] * wq // width) * width
+    taps = np.array([(((i * dh) % sh * sw + (j * dw) % sw) * hq + (i * dh) // sh) * wq + (j * dw) // sw
+                     for i in range(kh) for j in range(kw)], dtype=np.intp)
+    return StridePhases(hq, wq, sh * sw * hq * wq, plane, taps)
 
 
 class TileInput(NamedTuple):
-    """A padded NCHW input laid out for the tiles, and how a tap finds its pixels.
+    """An NCHW input laid out for the tiles, and how a tap finds its pixels.
 
     Tap ``t`` of output column ``ow`` of output row ``oh`` in channel ``c`` of
     image ``n`` reads ``flat[n*image_stride + c*channel_stride + oh*row_step + taps[t] + ow]``.
@@ -86,37 +122,37 @@ class TileInput(NamedTuple):
     taps: np.ndarray
 
 
-def tile_input(x, geometry, copy=False):
-    """Lay out a padded ``(N, C, Hp, Wp)`` input so every tap reads consecutive elements.
+def tile_input(x, geometry, padding_mode="zeros", threads=1):
+    """Lay out the unpadded NCHW ``x`` (any strides) so every tap reads consecutive elements.
 
-    With stride 1 and rows at least one tile wide, ``x`` is used as it is. Otherwise
-    the columns are split by stride phase into a new buffer with
-    ``MAX_TILE_WIDTH`` elements of slack at the end, for tiles wider than a row.
+    A C-contiguous input that needs no padding, with stride 1 and rows at
+    least one tile wide, is used as it is. Otherwise one parallel pass pads it
+    and splits it by stride phase (:func:`stride_phases`) into a new buffer,
+    with ``MAX_TILE_WIDTH`` elements of slack at the end for tiles wider than
+    a row. Padding modes other than zeros are applied by NumPy first.
     """
-    n, c, hp, wp = x.shape
-    (sh, sw), (dh, dw), (_, ow) = geometry.stride, geometry.dilation, geometry.out_shape
-    kh, kw = geometry.kernel
+    n, c = x.shape[:2]
+    (sh, sw), (_, ow) = geometry.stride, geometry.out_shape
     width = _conv_direct.MAX_TILE_WIDTH
-    if sw == 1 and ow >= width and not copy:
-        flat, row, phase_len = x.reshape(-1), wp, wp
+    if padding_mode != "zeros" and geometry.has_padding:
+        x = pad_input(x, geometry, padding_mode, False)
+        top = left = 0
     else:
-        phase_len = -(-wp // sw)
-        row = sw * phase_len
-        flat = np.zeros(n * c * hp * row + width, x.dtype)
-        phases = flat[: n * c * hp * row].reshape(n, c, hp, sw, phase_len)
-        for p in range(sw):
-            cols = x[..., p::sw]
-            phases[..., p, : cols.shape[-1]] = cols
-    taps = np.array([i * dh * row + (j * dw) % sw * phase_len + (j * dw) // sw
-                     for i in range(kh) for j in range(kw)], dtype=np.intp)
-    return TileInput(flat, c * hp * row, hp * row, sh * row, taps)
+        (top, _), (left, _) = geometry.padding
+    ph = stride_phases(geometry)
+    if sh == sw == 1 and x.shape[2:] == geometry.padded_shape and ow >= width and x.flags.c_contiguous:
+        flat = x.reshape(-1)
+    else:
+        flat = np.zeros(n * c * ph.image + width, x.dtype)
+        _conv_direct.phase_planes(x, flat, top, left, sh, sw, ph.hq, ph.wq, False, threads)
+    return TileInput(flat, c * ph.image, ph.image, ph.wq, ph.taps)
 
 
-def _conv_tiled(x, weight, bias, geometry, groups, out):
+def _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode):
     """Run the tiled NCHW kernel: lay out the input, pack the weights.
 
-    ``x`` is the padded ``(N, C, Hp, Wp)`` input, ``weight`` OIHW, ``out``
-    ``(N, K, OH, OW)``; all C-contiguous in one float dtype.
+    ``x`` is the unpadded ``(N, C, H, W)`` input, ``weight`` OIHW and ``out``
+    ``(N, K, OH, OW)`` C-contiguous, all in one float dtype.
     """
     c = x.shape[1]
     k, cg, kh, kw = weight.shape
@@ -130,10 +166,10 @@ def _conv_tiled(x, weight, bias, geometry, groups, out):
     w_packed = np.ascontiguousarray(w_packed.reshape(groups, blocks, 8, cg, kh * kw).transpose(0, 1, 3, 4, 2))
     b_packed = np.zeros((groups, blocks * 8), x.dtype)
     b_packed[:, :kg] = bias.reshape(groups, kg)
-    src = tile_input(x, geometry)
+    threads = threads_for(out.size * weight[0].size // 16)
+    src = tile_input(x, geometry, padding_mode, threads)
     _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
-                              w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, depthwise,
-                              threads_for(out.size * weight[0].size // 16))
+                              w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, depthwise, threads)
 
 
 def _conv_im2col_run(call, result):
@@ -148,7 +184,8 @@ def _conv_im2col_run(call, result):
         w_mat = call.weight.reshape(groups, k // groups, cg * kh * kw)
     kg, depth = k // groups, cg * kh * kw
     rows_per_image = call.geometry.out_size
-    for n0, n1, cols in unfold_batches(call.x, call.geometry, call.channels_last):
+    image = pad_input(call.x, call.geometry, call.padding_mode, call.channels_last)
+    for n0, n1, cols in unfold_batches(image, call.geometry, call.channels_last):
         if call.channels_last:
             res = result[n0:n1].reshape(-1, k)
             if groups == 1:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import finish
-from ._conv import direct_nchw, tiles_fit
+from ._conv import direct_nchw, stride_phases, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -163,36 +163,6 @@ def _grad_weight(call):
     return _grad_weight_gemm(call)
 
 
-class _Phases(NamedTuple):
-    """How a padded input is split by stride phase for the weight-gradient tiles.
-
-    Row phase ``a`` and column phase ``b`` of one (image, channel) hold the
-    padded ``x[n, c, a::sh, b::sw]`` in an ``(hq, wq)`` plane: ``image``
-    elements in all. Output pixel ``(oh, ow)`` of tap ``t`` reads element
-    ``taps[t] + oh*wq + ow`` of them. A grad plane gets the row pitch ``wq``
-    and is padded with zeros to ``plane`` elements (a multiple of every tile
-    width), so each tap is one dot product over ``plane`` contiguous elements.
-    """
-
-    hq: int
-    wq: int
-    image: int
-    plane: int
-    taps: np.ndarray
-
-
-def _phases(geometry):
-    (sh, sw), (dh, dw) = geometry.stride, geometry.dilation
-    kh, kw = geometry.kernel
-    hp, wp = geometry.padded_shape
-    hq, wq = -(-hp // sh), -(-wp // sw)
-    width = _conv_direct.MAX_TILE_WIDTH  # a multiple of every level's vector width
-    plane = -(-geometry.out_shape[0] * wq // width) * width
-    taps = np.array([(((i * dh) % sh * sw + (j * dw) % sw) * hq + (i * dh) // sh) * wq + (j * dw) // sw
-                     for i in range(kh) for j in range(kw)], dtype=np.intp)
-    return _Phases(hq, wq, sh * sw * hq * wq, plane, taps)
-
-
 def _scratch_chunk(per_image, itemsize):
     """Images per chunk so a task's scratch (``per_image`` elements each) is about 256 KiB: L2."""
     return max(1, 2**18 // itemsize // per_image)
@@ -207,7 +177,7 @@ def _grad_weight_direct(call):
         x, grad = call.x, call.grad
     n, c = x.shape[:2]
     groups, geo, dtype = call.groups, call.geometry, call.compute_dtype
-    ph = _phases(geo)
+    ph = stride_phases(geo)
     (top, _), (left, _) = geo.padding
     dw = np.zeros(k * cg * kh * kw, dtype)
     threads = threads_for(grad.size * cg * kh * kw // 16)
@@ -220,7 +190,7 @@ def _grad_weight_direct(call):
     else:  # the input planes are shared by every block of output channels: lay them out once
         used = c * n * ph.image
         planes = np.zeros(max(used, (c * n - 1) * ph.image + reach), dtype)
-        _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, threads)
+        _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
         blocks = groups * -(-(k // groups) // 8)
         # blocks that split evenly between the threads need no split of the input channels
         c_parts = 1 if blocks % threads == 0 else max(1, min(cg, -(-2 * threads // blocks)))

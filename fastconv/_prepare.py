@@ -172,7 +172,8 @@ class ConvCall:
     Attributes
     ----------
     x : ndarray
-        Padded, batched, C-contiguous input in the compute dtype, user layout.
+        Batched, C-contiguous input in the compute dtype, user layout, not padded:
+        each algorithm pads it its own way (``padding_mode``).
     weight : ndarray
         C-contiguous weight in the compute dtype: OIHW or HWIO.
     bias : ndarray
@@ -186,6 +187,7 @@ class ConvCall:
     result_dtype, compute_dtype : numpy.dtype
     batched : bool
     out : ndarray or None
+    padding_mode : str
     """
 
     x: np.ndarray
@@ -200,6 +202,7 @@ class ConvCall:
     compute_dtype: np.dtype
     batched: bool
     out: np.ndarray | None
+    padding_mode: str
 
 
 def _check_groups(groups):
@@ -254,7 +257,7 @@ def _shape_tuple(shape, name, length):
 
 
 def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, layout, out):
-    """Validate a conv2d call; cast to the compute dtype and pad the input once."""
+    """Validate a conv2d call; cast to the compute dtype (the input stays unpadded)."""
     x = as_array(x, "x")
     weight = as_array(weight, "weight")
     bias = None if bias is None else as_array(bias, "bias")
@@ -271,12 +274,13 @@ def prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_m
     check_element_count(out_shape, "the output", compute_dtype.itemsize)
     user_shape = out_shape if batched else out_shape[1:]
     out = check_out(out, user_shape, result_dtype)
-    xk = _padded(kernel_array(xb, compute_dtype), geometry, padding_mode, channels_last)
+    _check_padded(xb.shape, geometry, channels_last, compute_dtype.itemsize)  # each algorithm pads its own way
+    xk = kernel_array(xb, compute_dtype)
     wk = kernel_array(weight, compute_dtype)
     bk = np.zeros(k, compute_dtype) if bias is None else kernel_array(bias, compute_dtype)
     xk, wk, bk = apart_from(out, xk, wk, bk)
     return ConvCall(xk, wk, bk, bias is not None, geometry, groups, channels_last, out_shape,
-                    result_dtype, compute_dtype, batched, out)
+                    result_dtype, compute_dtype, batched, out, padding_mode)
 
 
 @dataclass

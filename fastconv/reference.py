@@ -105,7 +105,8 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     ``algorithm`` is accepted for signature compatibility and ignored.
     """
     call = prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, layout, out)
-    image = call.x.transpose(0, 3, 1, 2) if call.channels_last else call.x  # (N, C, Hp, Wp)
+    image = pad_input(call.x, call.geometry, call.padding_mode, call.channels_last)
+    image = image.transpose(0, 3, 1, 2) if call.channels_last else image  # (N, C, Hp, Wp)
     w = call.weight.transpose(3, 2, 0, 1) if call.channels_last else call.weight  # OIHW
     k, cg, kh_size, kw_size = w.shape
     kg = k // call.groups

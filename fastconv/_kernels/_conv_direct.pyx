@@ -276,6 +276,9 @@ cdef void _pack_phases(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, r
             out = dst + ((hh % sh) * sw + b) * plane + (hh // sh) * wq + j0
             if step == 1 and sw == 1:
                 memcpy(out, src, count * sizeof(real_t))
+            elif step == 1 and sw == 2:  # a constant stride the compiler can vectorize
+                for m in range(count):
+                    out[m] = src[w0 + 2 * m]
             else:
                 for m in range(count):
                     out[m] = src[(w0 + m * sw) * step]
@@ -300,20 +303,25 @@ cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_
 
 
 def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq, int num_threads):
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq, bint channel_major,
+                 int num_threads):
     """Copy ``x`` ``(N, C, H, W)`` (any strides) into zero-padded stride-phase planes.
 
-    ``out`` is ``(C, N, sh, sw, hq, wq)`` flattened and already zeroed:
-    ``out[c, n, a, b, i, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]``
+    ``out`` is ``(N, C, sh, sw, hq, wq)`` flattened, or ``(C, N, ...)`` with
+    ``channel_major``, and already zeroed:
+    ``out[n, c, a, b, i, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]``
     wherever that pixel exists; the rest (the padding) is left as it is. The
     caller guarantees ``hq*sh >= pad_top + H``, ``wq*sw >= pad_left + W`` and
-    the size of ``out``. Parallel over (channel, image) planes.
+    the size of ``out``. Parallel over (image, channel) planes.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
     cdef Py_ssize_t chan = sh * sw * hq * wq
     cdef Py_ssize_t t
-    for t in prange(C * N, nogil=True, num_threads=num_threads, schedule="static"):
-        _pack_phases(x, t % N, t // N, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+    for t in prange(N * C, nogil=True, num_threads=num_threads, schedule="static"):
+        if channel_major:  # t = c*N + n
+            _pack_phases(x, t % N, t // N, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+        else:  # t = n*C + c
+            _pack_phases(x, t // C, t % C, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
 
 
 def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,

@@ -63,8 +63,7 @@ def tiles_fit(*extents):
 def direct_nchw(x, weight, bias, geometry, groups, out, padding_mode="zeros"):
     """Direct NCHW convolution of ``x`` (not padded) into ``out``; no validation.
 
-    ``x`` ``(N, C, H, W)`` is in the compute dtype (float: any strides; int64:
-    C-contiguous), ``weight`` OIHW, ``bias`` ``(K,)`` and ``out``
+    ``x`` ``(N, C, H, W)`` is in the compute dtype, any strides, ``weight`` OIHW, ``bias`` ``(K,)`` and ``out``
     ``(N, K, OH, OW)`` C-contiguous in the same dtype; float32/64 run the
     register tiles, int64 the plain loops. ``geometry`` says how to pad.
     """
@@ -73,7 +72,7 @@ def direct_nchw(x, weight, bias, geometry, groups, out, padding_mode="zeros"):
     if x.dtype.kind == "f" and weight.size and tiles_fit(cg, kh * kw):
         _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode)
     else:
-        x = pad_input(x, geometry, padding_mode, False)
+        x = np.ascontiguousarray(pad_input(x, geometry, padding_mode, False))
         _conv_direct.conv2d_nchw(x, weight, bias, out, *geometry.stride, *geometry.dilation, groups, threads)
 
 
@@ -167,6 +166,15 @@ def _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode):
     b_packed = np.zeros((groups, blocks * 8), x.dtype)
     b_packed[:, :kg] = bias.reshape(groups, kg)
     threads = threads_for(out.size * weight[0].size // 16)
+    if depthwise:  # each input plane meets one block of weights: pad it in cache, per task
+        if padding_mode != "zeros" and geometry.has_padding:
+            x, (top, left) = pad_input(x, geometry, padding_mode, False), (0, 0)
+        else:
+            (top, _), (left, _) = geometry.padding
+        ph = stride_phases(geometry)
+        _conv_direct.conv2d_depthwise_packed(x, w_packed.reshape(-1), b_packed.reshape(-1), out, top, left,
+                                             *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
+        return
     src = tile_input(x, geometry, padding_mode, threads)
     _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                               w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, depthwise, threads)

@@ -93,18 +93,19 @@ def _axis_phases(in_size, kernel, stride, dilation, before):
     return phases
 
 
-def _grad_window(grad, axes):
-    """The grad rows/columns ``[start, start + length)`` of each spatial axis, zero outside it."""
-    (start_h, len_h), (start_w, len_w) = axes
-    out_h, out_w = grad.shape[2:]
-    window = np.zeros(grad.shape[:2] + (len_h, len_w), grad.dtype)
-    src, dst = [], []
-    for start, length, size in ((start_h, len_h, out_h), (start_w, len_w, out_w)):
+def _grad_crop(grad, axes):
+    """The grad rows/columns ``[start, start + length)`` of each spatial axis, zero outside it.
+
+    Returned as a view of the part inside ``grad`` and the ``(before, after)``
+    zero padding around it on each axis, for the tiles to pad as they copy.
+    """
+    crop, pads = [slice(None), slice(None)], []
+    for (start, length), size in zip(axes, grad.shape[2:]):
         lo, hi = max(0, start), min(size, start + length)
-        src.append(slice(lo, max(lo, hi)))
-        dst.append(slice(lo - start, max(lo, hi) - start))
-    window[(slice(None), slice(None), *dst)] = grad[(slice(None), slice(None), *src)]
-    return window
+        hi = max(lo, hi)
+        crop.append(slice(lo, hi))
+        pads.append((lo - start, start + length - hi))
+    return grad[tuple(crop)], tuple(pads)
 
 
 def _grad_input_direct(call):
@@ -136,13 +137,16 @@ def _grad_input_direct(call):
             sub = adjoint_weight[..., ph.tap0::ph.tap_step, pw.tap0::pw.tap_step][..., ::-1, ::-1]
             sub = np.ascontiguousarray(sub).reshape(channels, kg, ph.taps, pw.taps)
             spans = [p.count + p.spacing * (p.taps - 1) for p in (ph, pw)]
-            window = _grad_window(grad, [(ph.start, spans[0]), (pw.start, spans[1])])
-            sub_geo = conv_geometry(spans, (ph.taps, pw.taps), 1, 0, (ph.spacing, pw.spacing))
+            crop, pads = _grad_crop(grad, [(ph.start, spans[0]), (pw.start, spans[1])])
             if single:
                 target = result
             else:
                 target = np.empty((n, channels, ph.count, pw.count), call.compute_dtype)
-            direct_nchw(window, sub, zero_bias, sub_geo, groups, target)
+            if crop.size:
+                sub_geo = conv_geometry(crop.shape[2:], (ph.taps, pw.taps), 1, pads, (ph.spacing, pw.spacing))
+                direct_nchw(crop, sub, zero_bias, sub_geo, groups, target)
+            else:  # the window lies outside the grad: only zeros reach these pixels
+                target.fill(0)
             if not single:
                 result[:, :, ph.first::geo.stride[0], pw.first::geo.stride[1]] = target
     if call.channels_last:

@@ -251,3 +251,30 @@ def test_matches_torch_float32_nhwc(torch, rng):
     for algorithm in ALGORITHMS:
         got = fastconv.conv2d(xh, wh, stride=2, padding=1, layout="NHWC", algorithm=algorithm)
         np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+@pytest.mark.parametrize("s, p, d", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (3, (0, 2), 1), (2, ((2, 0), (1, 3)), 2)])
+@pytest.mark.parametrize("c", [5, 8, 12, 17])
+def test_depthwise_every_block_stride_and_padding(rng, c, s, p, d, mode):
+    # the depthwise kernel pads and phase-splits 8 input planes at a time into a scratch
+    # buffer that keeps the previous task's values: a short last block, strides,
+    # dilations, uneven padding and padding modes must all read exactly their own pixels
+    if mode != "zeros" and isinstance(p, tuple) and isinstance(p[0], tuple):
+        p = 1  # asymmetric pairs are enough for zeros; reflect needs padding < size
+    x = rng.standard_normal((3, c, 9, 11))
+    w = rng.standard_normal((c, 1, 3, 3))
+    b = rng.standard_normal(c)
+    kw = dict(stride=s, padding=p, dilation=d, groups=c, padding_mode=mode)
+    expected = reference.conv2d(x, w, b, **kw)
+    for dtype in (np.float32, np.float64):
+        rtol, atol = tolerance(dtype)
+        got = fastconv.conv2d(x.astype(dtype), w.astype(dtype), b.astype(dtype), **kw)
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+        xh, wh = nhwc(x.astype(dtype), w.astype(dtype))
+        got = fastconv.conv2d(xh, wh, b.astype(dtype), layout="NHWC", **kw)
+        np.testing.assert_allclose(got, expected.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
+    if mode == "zeros":  # conv2d_grad_input runs the same kernel on the grad
+        kw.pop("padding_mode")
+        np.testing.assert_allclose(fastconv.conv2d_grad_input(expected, w, x.shape, **kw),
+                                   reference.conv2d_grad_input(expected, w, x.shape, **kw), rtol=1e-12, atol=1e-12)

@@ -138,8 +138,11 @@ ctypedef fused real_t:
 
 #: Names of the instruction-set levels, indexed by level number.
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
+cdef enum:
+    TILE_SLACK = 16  # largest tile width (elements) of any level
+
 #: Largest tile width (elements) of any level: inputs read past a row end need this much slack.
-MAX_TILE_WIDTH = 16
+MAX_TILE_WIDTH = TILE_SLACK
 
 
 def cpu_level():
@@ -192,61 +195,116 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
         blocks = (K + 7) // 8
         groups = 1
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t ocs = OH * OW
-    cdef Py_ssize_t t, n, r, g, kb, k0, nk, oh, ow0, start, ncols
+    cdef Py_ssize_t t, n, r, g, kb, k0
     cdef const real_t* xbase
-    cdef const real_t* wb
-    cdef const real_t* bb
-    cdef real_t* orow
     cdef const fc_tiles* tiles = fc_active_tiles()
-    cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
-    cdef fc_tile_f64_fn f64 = tiles.dw64 if depthwise else tiles.f64
-    cdef fc_tile_f32_fn h32 = tiles.halfdw32 if depthwise else tiles.half32
-    cdef fc_tile_f64_fn h64 = tiles.halfdw64 if depthwise else tiles.half64
-    cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
-    cdef Py_ssize_t half = tiles.half_f32 if real_t is float else tiles.half_f64
-    cdef bint use_half
     for t in prange(N * groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
         n = t // (groups * blocks)
         r = t - n * (groups * blocks)
         g = r // blocks
         kb = r - g * blocks
         k0 = g * kg + kb * 8
-        nk = min(8, kg - kb * 8)
         xbase = &x[0] + n * image_stride + (k0 if depthwise else g * cg) * channel_stride
-        wb = &w_packed[0] + (g * blocks + kb) * cg * ntaps * 8
-        bb = &bias_packed[0] + (g * blocks + kb) * 8
-        for oh in range(OH):
-            orow = &out[n, k0, oh, 0]
-            ow0 = 0
-            while ow0 < OW:
-                use_half = False
-                if ow0 + width <= OW:
-                    start = ow0
-                    ncols = width
-                elif OW - ow0 <= half:  # a tail of at most half a tile: a half tile
-                    use_half = True
-                    if OW >= half:
-                        start = OW - half  # overlap the previous tile instead of a scalar tail
-                        ncols = half
-                    else:
-                        start = 0
-                        ncols = OW
-                elif OW >= width:
-                    start = OW - width
-                    ncols = width
+        _tile_plane(tiles, depthwise, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
+                    &w_packed[0] + (g * blocks + kb) * cg * ntaps * 8, &bias_packed[0] + (g * blocks + kb) * 8,
+                    &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8))
+
+
+cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase, Py_ssize_t channel_stride,
+                      Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
+                      const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
+                      Py_ssize_t nk) noexcept nogil:
+    """Every output row of ``nk <= 8`` output planes (``OH*OW`` apart from ``oplane``), tile by tile.
+
+    Full tiles along the row; a tail of at most half a tile runs a half-width
+    tile, a longer one a full tile that overlaps the previous one (no scalar
+    tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
+    ``xbase[c*channel_stride + oh*row_step + taps[t] + ow]``.
+    """
+    cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
+    cdef fc_tile_f64_fn f64 = tiles.dw64 if depthwise else tiles.f64
+    cdef fc_tile_f32_fn h32 = tiles.halfdw32 if depthwise else tiles.half32
+    cdef fc_tile_f64_fn h64 = tiles.halfdw64 if depthwise else tiles.half64
+    cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
+    cdef Py_ssize_t half = tiles.half_f32 if real_t is float else tiles.half_f64
+    cdef Py_ssize_t ocs = OH * OW
+    cdef Py_ssize_t oh, ow0, start, ncols
+    cdef bint use_half
+    cdef real_t* orow
+    for oh in range(OH):
+        orow = oplane + oh * OW
+        ow0 = 0
+        while ow0 < OW:
+            use_half = False
+            if ow0 + width <= OW:
+                start = ow0
+                ncols = width
+            elif OW - ow0 <= half:  # a tail of at most half a tile: a half tile
+                use_half = True
+                if OW >= half:
+                    start = OW - half  # overlap the previous tile instead of a scalar tail
+                    ncols = half
                 else:
                     start = 0
                     ncols = OW
-                if real_t is float:
-                    (h32 if use_half else f32)(xbase + oh * row_step + start, channel_stride, &taps[0],
-                                               <int>ntaps, <int>cg, wb, bb, orow + start, ocs, <int>nk,
-                                               <int>ncols)
-                else:
-                    (h64 if use_half else f64)(xbase + oh * row_step + start, channel_stride, &taps[0],
-                                               <int>ntaps, <int>cg, wb, bb, orow + start, ocs, <int>nk,
-                                               <int>ncols)
-                ow0 = ow0 + width
+            elif OW >= width:
+                start = OW - width
+                ncols = width
+            else:
+                start = 0
+                ncols = OW
+            if real_t is float:
+                (h32 if use_half else f32)(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps,
+                                           <int>cg, wb, bb, orow + start, ocs, <int>nk, <int>ncols)
+            else:
+                (h64 if use_half else f64)(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps,
+                                           <int>cg, wb, bb, orow + start, ocs, <int>nk, <int>ncols)
+            ow0 = ow0 + width
+
+
+def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed,
+                            const real_t[::1] bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t pad_top,
+                            Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq,
+                            const ptrdiff_t[::1] taps, int num_threads):
+    """Depthwise NCHW convolution (``groups == C == K``) from the unpadded input, any strides.
+
+    Parallel over (image, block of 8 channels): each task pads and splits its
+    8 input planes by stride phase (:func:`phase_planes`, ``sh*sw*hq*wq``
+    elements each) into a per-thread scratch buffer, which stays in cache,
+    and runs the depthwise tiles on it; so the input is read from memory once
+    and no padded copy of it is made. ``w_packed`` is ``(blocks, ntaps, 8)``
+    and ``bias_packed`` ``(blocks, 8)``, zero past the last channel; ``taps``
+    as :func:`fastconv._conv.stride_phases` gives them. Raises MemoryError if
+    a scratch buffer cannot be allocated.
+    """
+    cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t chan = sh * sw * hq * wq
+    cdef Py_ssize_t blocks = (K + 7) // 8
+    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t t, n, kb, k0, nk, j
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef real_t* xs
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: the copies rewrite the same elements, so the padding stays zero; the
+        # slack after the 8 planes takes the reads of tiles wider than a row
+        xs = <real_t*>calloc(8 * chan + TILE_SLACK, sizeof(real_t))
+        for t in prange(N * blocks, schedule="static"):
+            if xs == NULL:
+                failed[0] = 1
+                continue
+            n = t // blocks
+            kb = t - n * blocks
+            k0 = kb * 8
+            nk = min(8, K - k0)
+            for j in range(nk):  # planes past nk are never read: the tile repeats plane nk-1
+                _pack_phases(x, n, k0 + j, xs + j * chan, pad_top, pad_left, sh, sw, hq, wq)
+            _tile_plane(tiles, True, xs, chan, wq, &taps[0], ntaps, 1, &w_packed[0] + kb * ntaps * 8,
+                        &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, nk)
+        free(xs)
+    if failed[0]:
+        raise MemoryError("conv2d: cannot allocate the depthwise tiles' scratch buffer")
 
 
 cdef void _pack_phases(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, real_t* dst,

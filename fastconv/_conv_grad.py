@@ -3,10 +3,14 @@
 * dL/dx: direct convolutions (the register-tiled kernel) of the grad with the
   transposed, reversed weight; with stride ``s`` one per stride phase of the
   input, each with the sub-kernel of the taps that reach that phase.
-* dL/dw: the register-tiled weight-gradient kernel for floats (each task owns
-  disjoint entries of dw and sums rows in a fixed order); integers unfold
-  ``x`` with the im2col kernel and multiply ``grad_rows.T @ cols`` per group,
-  in batches so the column buffer stays bounded.
+* dL/dw: for finite floats, register-tiled dot products: the input is padded
+  and split by stride phase into planes whose rows have the same pitch as
+  the grad rows copied beside them (zero columns between), so each tap is
+  one contiguous dot product per image; each task owns disjoint entries of
+  dw and sums images in a fixed order. Integers, and inputs holding an inf
+  or nan, unfold ``x`` with the im2col kernel and multiply
+  ``grad_rows.T @ cols`` per group, in batches so the column buffer stays
+  bounded.
 * ``conv_transpose2d`` is dL/dx of the convolution that maps its output back
   to its input, plus a bias.
 

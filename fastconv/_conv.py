@@ -166,15 +166,22 @@ def _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode):
     b_packed = np.zeros((groups, blocks * 8), x.dtype)
     b_packed[:, :kg] = bias.reshape(groups, kg)
     threads = threads_for(out.size * weight[0].size // 16)
-    if depthwise:  # each input plane meets one block of weights: pad it in cache, per task
+    n = x.shape[0]
+    if depthwise or n >= 2 * threads:  # pad in cache, per task: no padded copy of the input
         if padding_mode != "zeros" and geometry.has_padding:
             x, (top, left) = pad_input(x, geometry, padding_mode, False), (0, 0)
         else:
             (top, _), (left, _) = geometry.padding
         ph = stride_phases(geometry)
-        _conv_direct.conv2d_depthwise_packed(x, w_packed.reshape(-1), b_packed.reshape(-1), out, top, left,
-                                             *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
+        if depthwise:  # each input plane meets one block of weights: pack 8 planes per task
+            _conv_direct.conv2d_depthwise_packed(x, w_packed.reshape(-1), b_packed.reshape(-1), out, top, left,
+                                                 *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
+        else:  # every block of output channels reads the whole image: pack one image per task
+            _conv_direct.conv2d_packed(x, w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, top, left,
+                                       *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
         return
+    # too few images to share between the threads: lay the whole batch out once and split
+    # the work by (image, block of output channels)
     src = tile_input(x, geometry, padding_mode, threads)
     _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                               w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, depthwise, threads)

@@ -278,3 +278,27 @@ def test_depthwise_every_block_stride_and_padding(rng, c, s, p, d, mode):
         kw.pop("padding_mode")
         np.testing.assert_allclose(fastconv.conv2d_grad_input(expected, w, x.shape, **kw),
                                    reference.conv2d_grad_input(expected, w, x.shape, **kw), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+@pytest.mark.parametrize("s, p, d, g, mode", [(1, 1, 1, 1, "zeros"), (2, 1, 1, 2, "zeros"), (1, 2, 2, 1, "reflect"),
+                                              (3, ((2, 0), (1, 3)), 1, 1, "zeros"), (2, 3, 1, 4, "circular")])
+def test_image_per_task_and_whole_batch_layouts_agree(rng, n, s, p, d, g, mode):
+    # with at least two images per thread each task pads one image in cache; with fewer,
+    # the whole batch is laid out once. Both must give the reference's values, and the
+    # same bits: the thread count decides which one runs.
+    x = rng.standard_normal((n, 8, 13, 20)).astype(np.float32)
+    w = rng.standard_normal((12, 8 // g, 3, 3)).astype(np.float32)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g, padding_mode=mode)
+    expected = reference.conv2d(x, w, **kw)
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            results.append(fastconv.conv2d(x, w, **kw))
+            xh, wh = nhwc(x, w)
+            np.testing.assert_array_equal(fastconv.conv2d(xh, wh, layout="NHWC", **kw),
+                                          results[-1].transpose(0, 2, 3, 1))
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 10)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])

@@ -262,6 +262,51 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
             ow0 = ow0 + width
 
 
+def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
+                  real_t[:, :, :, ::1] out, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t pad_top,
+                  Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq,
+                  const ptrdiff_t[::1] taps, int num_threads):
+    """NCHW convolution from the unpadded input (any strides), one image per task.
+
+    Each task pads and splits one image by stride phase (:func:`phase_planes`,
+    ``sh*sw*hq*wq`` elements per channel) into a per-thread scratch buffer and
+    runs every block of output channels on it while it is in cache: the input
+    is read from memory once and the extra memory is one padded image per
+    thread. ``w_packed`` and ``bias_packed`` as in :func:`conv2d_tiled`;
+    ``taps`` as :func:`fastconv._conv.stride_phases` gives them. Raises
+    MemoryError if a scratch buffer cannot be allocated.
+    """
+    cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t C = x.shape[1]
+    cdef Py_ssize_t chan = sh * sw * hq * wq
+    cdef Py_ssize_t kg = K // groups, blocks = (kg + 7) // 8
+    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t n, c, r, g, kb, k0
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef real_t* xs
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: the copies rewrite the same elements, so the padding stays zero
+        xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
+        for n in prange(N, schedule="dynamic"):
+            if xs == NULL:
+                failed[0] = 1
+                continue
+            for c in range(C):
+                _pack_phases(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, hq, wq)
+            for r in range(groups * blocks):
+                g = r // blocks
+                kb = r - g * blocks
+                k0 = g * kg + kb * 8
+                _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
+                            &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8, &out[n, k0, 0, 0],
+                            OH, OW, min(8, kg - kb * 8))
+        free(xs)
+    if failed[0]:
+        raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
+
+
 def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed,
                             const real_t[::1] bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t pad_top,
                             Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq,

@@ -100,9 +100,10 @@ def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
     ``by_image``: one task per image, reading ``cols`` row after row (for
     batches with enough images to share). Otherwise the work is split over
     ``(n, g, v-chunk)`` blocks. Either way each task owns disjoint pixels of
-    ``xp`` (no write races), and every pixel sums its contributions in
-    ascending ``(oh, ow)`` order, so results do not depend on the split or the
-    thread count.
+    ``xp`` (no write races), and every pixel sums its contributions in one
+    order fixed by the shape (planar layouts tap by tap or pixel by pixel, as
+    :func:`_tap_major` decides from the shape), so results do not depend on
+    the split or the thread count.
     """
     if by_image:
         _col2im_by_image(cols, xp, KH, KW, SH, SW, DH, DW, OH, OW, num_threads)
@@ -119,6 +120,9 @@ def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
         v0 = c * v_chunk
         v1 = min(V, v0 + v_chunk)
         for oh in range(OH):
+            if V == 1 and _tap_major(KW, DW):
+                _col2im_row_planar(cols, xp, n, g, oh, KH, KW, SH, SW, DH, DW, OH, OW)
+                continue
             for ow in range(OW):
                 row = &cols[(n * OH + oh) * OW + ow, 0]
                 for kh in range(KH):
@@ -143,6 +147,10 @@ cdef void _col2im_by_image(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
     cdef sum_t* dst
     for n in prange(N, nogil=True, num_threads=num_threads, schedule="static"):
         for oh in range(OH):
+            if V == 1 and _tap_major(KW, DW):
+                for g in range(G):
+                    _col2im_row_planar(cols, xp, n, g, oh, KH, KW, SH, SW, DH, DW, OH, OW)
+                continue
             for ow in range(OW):
                 row = &cols[(n * OH + oh) * OW + ow, 0]
                 j = 0
@@ -158,3 +166,37 @@ cdef void _col2im_by_image(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
                                 for v in range(V):
                                     dst[kw * DW * V + v] += row[j + v]
                                 j = j + V
+
+
+cdef inline bint _tap_major(Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
+    """Whether planar col2im runs tap by tap (:func:`_col2im_row_planar`) or pixel by pixel.
+
+    Measured (CPU time, canonical shapes): tap by tap is 1.1-2.9x faster for
+    undilated kernels up to 4 wide (3x3 at stride 1 and 2); pixel by pixel
+    is faster for the 7x7 stem and for dilation 2, where the adds that hit
+    one pixel are far enough apart not to wait on each other.
+    """
+    return KW <= 4 and DW == 1
+
+
+cdef inline void _col2im_row_planar(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp, Py_ssize_t n,
+                                    Py_ssize_t g, Py_ssize_t oh, Py_ssize_t KH, Py_ssize_t KW,
+                                    Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW,
+                                    Py_ssize_t OH, Py_ssize_t OW) noexcept nogil:
+    """Add output row ``oh`` of channel ``g`` (planar layout, V == 1) back into ``xp``, tap by tap.
+
+    The output columns run innermost, so consecutive adds go to distinct
+    pixels and do not wait on each other's stores (pixel after pixel, each
+    tap's add rereads what the previous pixel just wrote). Each pixel sums
+    its contributions in a fixed order: by output row, tap, output column.
+    """
+    cdef Py_ssize_t ckk = cols.shape[1]
+    cdef Py_ssize_t kh, kw, ow
+    cdef const sum_t* src
+    cdef sum_t* dst
+    for kh in range(KH):
+        for kw in range(KW):
+            src = &cols[(n * OH + oh) * OW, (g * KH + kh) * KW + kw]
+            dst = &xp[n, g, oh * SH + kh * DH, kw * DW, 0]
+            for ow in range(OW):
+                dst[ow * SW] += src[ow * ckk]

@@ -57,9 +57,14 @@ COLUMN_BUDGET = 64 * 2**20
 def unfold(image, geometry, channels_last, cols):
     """Run the im2col kernel: padded batched ``image`` -> ``cols`` (both C-contiguous, same dtype)."""
     words = _word_view(image, channels_last)
+    _, g, hp, wp, _ = words.shape
+    (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation
+    # where tap (g, kh, kw) starts, relative to the first pixel of an output row's window
+    tap_offsets = (np.arange(g)[:, None, None] * (hp * wp) + np.arange(kh)[:, None] * (dh * wp)
+                   + np.arange(kw) * dw).astype(np.intp).reshape(-1)
     _im2col.im2col_2d(words, cols.view(words.dtype).reshape(cols.shape[0], -1),
                       *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
-                      threads_for(cols.size))
+                      tap_offsets, threads_for(cols.size))
 
 
 def unfold_batches(image, geometry, channels_last, budget=COLUMN_BUDGET):

@@ -44,7 +44,7 @@ ALWAYS_REQUIRED = (
     "fastconv/__init__.py", "fastconv/_version.py", "fastconv/_kernels/__init__.py",
     "fastconv/_kernels/_conv_direct.pyx", "fastconv/_kernels/_im2col.pyx", "fastconv/_kernels/_pool.pyx",
     "fastconv/_kernels/_openmp_helpers.pyx", "fastconv/_kernels/_openmp.pxd",
-    "fastconv/_kernels/conv_tile.h", "fastconv/_kernels/conv_tile_impl.h",
+    "fastconv/_kernels/conv_tile.h", "fastconv/_kernels/conv_tile_impl.h", "fastconv/_kernels/im2col_block.h",
     "tests/conftest.py", "docs/conf.py", "docs/index.rst", "benchmarks/__init__.py", "asv.conf.json",
     "tools/check_install.py",
 )

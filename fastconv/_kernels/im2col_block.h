@@ -1,0 +1,55 @@
+/* A block of im2col rows for 4-byte items, transposed 4 x 4 in registers.
+ *
+ * Row i (output pixel ow0 + i) of the block, column j (tap j) is
+ * src[off[j] + i]: each tap reads bw consecutive items of its source row,
+ * and each row of the block takes J consecutive items. Loading four taps'
+ * runs of four pixels and transposing them turns 16 scattered 4-byte stores
+ * into four 16-byte stores. x86-64 always has SSE2; other targets (and the
+ * tails) copy item by item.
+ */
+#ifndef FASTCONV_IM2COL_BLOCK_H
+#define FASTCONV_IM2COL_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define FC_HAVE_SSE2_TRANSPOSE 1
+#endif
+
+static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *src, const ptrdiff_t *off,
+                                ptrdiff_t bw)
+{
+    ptrdiff_t j0 = 0;
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+    for (; j0 + 4 <= J; j0 += 4) {
+        const uint32_t *s0 = src + off[j0], *s1 = src + off[j0 + 1];
+        const uint32_t *s2 = src + off[j0 + 2], *s3 = src + off[j0 + 3];
+        ptrdiff_t i = 0;
+        for (; i + 4 <= bw; i += 4) {
+            __m128i r0 = _mm_loadu_si128((const __m128i *)(s0 + i));
+            __m128i r1 = _mm_loadu_si128((const __m128i *)(s1 + i));
+            __m128i r2 = _mm_loadu_si128((const __m128i *)(s2 + i));
+            __m128i r3 = _mm_loadu_si128((const __m128i *)(s3 + i));
+            __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpacklo_epi32(r2, r3);
+            __m128i t2 = _mm_unpackhi_epi32(r0, r1), t3 = _mm_unpackhi_epi32(r2, r3);
+            uint32_t *d = dst + i * J + j0;
+            _mm_storeu_si128((__m128i *)d, _mm_unpacklo_epi64(t0, t1));
+            _mm_storeu_si128((__m128i *)(d + J), _mm_unpackhi_epi64(t0, t1));
+            _mm_storeu_si128((__m128i *)(d + 2 * J), _mm_unpacklo_epi64(t2, t3));
+            _mm_storeu_si128((__m128i *)(d + 3 * J), _mm_unpackhi_epi64(t2, t3));
+        }
+        for (; i < bw; i++) {
+            uint32_t *d = dst + i * J + j0;
+            d[0] = s0[i], d[1] = s1[i], d[2] = s2[i], d[3] = s3[i];
+        }
+    }
+#endif
+    for (; j0 < J; j0++) {
+        const uint32_t *s = src + off[j0];
+        for (ptrdiff_t i = 0; i < bw; i++) dst[i * J + j0] = s[i];
+    }
+}
+
+#endif /* FASTCONV_IM2COL_BLOCK_H */

@@ -96,6 +96,8 @@ def both(name, *args, **kwargs):
     fast, ref = results
     if isinstance(ref, MemoryError) and not isinstance(fast, Exception):
         return None  # the textbook reference pads more than the fast path needs
+    if isinstance(fast, MemoryError) and isinstance(ref, MemoryError):
+        return None  # NumPy raises its own subclass; a kernel's scratch buffer, MemoryError
     if isinstance(fast, Exception) or isinstance(ref, Exception):
         assert type(fast) is type(ref), f"{name}: fast gave {fast!r}, reference gave {ref!r}"
         return None

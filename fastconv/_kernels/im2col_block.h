@@ -1,7 +1,7 @@
 /* A block of im2col rows for 4-byte items, transposed 4 x 4 in registers.
  *
  * Row i (output pixel ow0 + i) of the block, column j (tap j) is
- * src[off[j] + i]: each tap reads bw consecutive items of its source row,
+ * src[off[j] + i*sw]: each tap reads bw items of its source row (stride 1 or 2),
  * and each row of the block takes J consecutive items. Loading four taps'
  * runs of four pixels and transposing them turns 16 scattered 4-byte stores
  * into four 16-byte stores. x86-64 always has SSE2; other targets (and the
@@ -18,20 +18,34 @@
 #define FC_HAVE_SSE2_TRANSPOSE 1
 #endif
 
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+/* Pixels i..i+3 of one tap's run at stride sw (1 or 2). With stride 2 the two loads
+ * end one item past pixel i+3's: the caller only asks for quads followed by another
+ * pixel of the run, whose items lie further on. */
+static inline __m128i fc_load4(const uint32_t *s, ptrdiff_t i, ptrdiff_t sw)
+{
+    if (sw == 1) return _mm_loadu_si128((const __m128i *)(s + i));
+    __m128 a = _mm_castsi128_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i)));
+    __m128 b = _mm_castsi128_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i + 4)));
+    return _mm_castps_si128(_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+}
+#endif
+
+/* Block of bw rows: dst[i*J + j] = src[off[j] + i*sw], for sw 1 or 2. */
 static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *src, const ptrdiff_t *off,
-                                ptrdiff_t bw)
+                                ptrdiff_t bw, ptrdiff_t sw)
 {
     ptrdiff_t j0 = 0;
 #ifdef FC_HAVE_SSE2_TRANSPOSE
+    /* with stride 2 a quad needs a pixel after it (see fc_load4) */
+    ptrdiff_t quads_end = sw == 1 ? bw : bw - 1;
     for (; j0 + 4 <= J; j0 += 4) {
         const uint32_t *s0 = src + off[j0], *s1 = src + off[j0 + 1];
         const uint32_t *s2 = src + off[j0 + 2], *s3 = src + off[j0 + 3];
         ptrdiff_t i = 0;
-        for (; i + 4 <= bw; i += 4) {
-            __m128i r0 = _mm_loadu_si128((const __m128i *)(s0 + i));
-            __m128i r1 = _mm_loadu_si128((const __m128i *)(s1 + i));
-            __m128i r2 = _mm_loadu_si128((const __m128i *)(s2 + i));
-            __m128i r3 = _mm_loadu_si128((const __m128i *)(s3 + i));
+        for (; i + 4 <= quads_end; i += 4) {
+            __m128i r0 = fc_load4(s0, i, sw), r1 = fc_load4(s1, i, sw);
+            __m128i r2 = fc_load4(s2, i, sw), r3 = fc_load4(s3, i, sw);
             __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpacklo_epi32(r2, r3);
             __m128i t2 = _mm_unpackhi_epi32(r0, r1), t3 = _mm_unpackhi_epi32(r2, r3);
             uint32_t *d = dst + i * J + j0;
@@ -42,13 +56,13 @@ static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *src,
         }
         for (; i < bw; i++) {
             uint32_t *d = dst + i * J + j0;
-            d[0] = s0[i], d[1] = s1[i], d[2] = s2[i], d[3] = s3[i];
+            d[0] = s0[i * sw], d[1] = s1[i * sw], d[2] = s2[i * sw], d[3] = s3[i * sw];
         }
     }
 #endif
     for (; j0 < J; j0++) {
         const uint32_t *s = src + off[j0];
-        for (ptrdiff_t i = 0; i < bw; i++) dst[i * J + j0] = s[i];
+        for (ptrdiff_t i = 0; i < bw; i++) dst[i * J + j0] = s[i * sw];
     }
 }
 

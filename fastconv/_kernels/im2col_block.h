@@ -22,7 +22,7 @@
 /* Pixels i..i+3 of one tap's run at stride sw (1 or 2). With stride 2 the two loads
  * end one item past pixel i+3's: the caller only asks for quads followed by another
  * pixel of the run, whose items lie further on. */
-static inline __m128i fc_load4(const uint32_t *s, ptrdiff_t i, ptrdiff_t sw)
+static __m128i fc_load4(const uint32_t *s, ptrdiff_t i, ptrdiff_t sw)
 {
     if (sw == 1) return _mm_loadu_si128((const __m128i *)(s + i));
     __m128 a = _mm_castsi128_ps(_mm_loadu_si128((const __m128i *)(s + 2 * i)));

@@ -17,7 +17,7 @@ make_venv() {
         "${PYTHON:-python3}" -m venv "$venv"
         "$venv/bin/pip" install --quiet --upgrade pip
     fi
-    "$venv/bin/pip" install --quiet "setuptools>=64" "Cython>=3.1" "numpy>=2.0" wheel "threadpoolctl>=3.1" "$@"
+    "$venv/bin/pip" install --quiet "setuptools>=77" "Cython>=3.1" "numpy>=2.0" wheel "threadpoolctl>=3.1" "$@"
 }
 
 install_fastconv() {

@@ -119,6 +119,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn half64
         fc_tile_f32_fn halfdw32
         fc_tile_f64_fn halfdw64
+        fc_tile_f32_fn oc32
+        fc_tile_f64_fn oc64
         fc_wtile_f32_fn wt32
         fc_wtile_f64_fn wt64
         fc_wtile_f32_fn dwwt32
@@ -127,8 +129,12 @@ cdef extern from "conv_tile.h" nogil:
         int width_f64
         int half_f32
         int half_f64
+        int oc_block_f32
+        int oc_block_f64
+        int oc_cols
         int level
     const fc_tiles* fc_active_tiles() noexcept
+    const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
     int fc_cpu_level() noexcept
 
@@ -160,17 +166,44 @@ def current_level():
     return fc_active_tiles().level
 
 
-def tile_width(dtype_char):
-    """Output columns per tile at the current level: ``'f'`` float32, ``'d'`` float64."""
-    cdef const fc_tiles* tiles = fc_active_tiles()
+def tile_width(dtype_char, int level=-1):
+    """Output columns per tile at ``level`` (default: the current one): ``'f'`` float32, ``'d'`` float64."""
+    cdef const fc_tiles* tiles = fc_active_tiles() if level < 0 else fc_level_tiles(level)
     return tiles.width_f32 if dtype_char == "f" else tiles.width_f64
+
+
+def half_tile_width(dtype_char, int level=-1):
+    """Output columns per half tile at ``level``, as :func:`tile_width` (the full width where there are none)."""
+    cdef const fc_tiles* tiles = fc_active_tiles() if level < 0 else fc_level_tiles(level)
+    return tiles.half_f32 if dtype_char == "f" else tiles.half_f64
+
+
+def oc_tile_shape(int level, dtype_char):
+    """``(channels, columns)`` of the output-channel tile of SIMD level ``level``.
+
+    ``'f'`` float32, ``'d'`` float64. Weights for it are packed in blocks of
+    ``channels`` output channels; one tile takes at most ``columns`` columns.
+    """
+    cdef const fc_tiles* tiles = fc_level_tiles(level)
+    return (tiles.oc_block_f32 if dtype_char == "f" else tiles.oc_block_f64), tiles.oc_cols
+
+
+cdef const fc_tiles* _tiles_for(int oc_level, Py_ssize_t* block, bint is_float) noexcept nogil:
+    """The active tiles (``block`` = 8), or level ``oc_level``'s when it is >= 0 (its channel block)."""
+    cdef const fc_tiles* tiles
+    if oc_level < 0:
+        block[0] = 8
+        return fc_active_tiles()
+    tiles = fc_level_tiles(oc_level)
+    block[0] = tiles.oc_block_f32 if is_float else tiles.oc_block_f64
+    return tiles
 
 
 def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                  Py_ssize_t row_step, const ptrdiff_t[::1] taps, const real_t[::1] w_packed,
                  const real_t[::1] bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t groups,
-                 Py_ssize_t cg, bint depthwise, int num_threads):
-    """NCHW convolution by register tiles, parallel over (image, group, 8-channel block).
+                 Py_ssize_t cg, bint depthwise, int num_threads, int oc_level=-1):
+    """NCHW convolution by register tiles, parallel over (image, group, block of channels).
 
     ``x`` is the flat padded (and, for stride > 1, phase-split) input with
     slack at the end; tap ``t`` of output column ``ow`` of output row ``oh``
@@ -182,39 +215,77 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
     groups, each reading its own plane; ``w_packed`` is ``(blocks, ntaps, 8)``
     and ``bias_packed`` ``(blocks, 8)``, and the loop runs over (image, block).
 
+    ``oc_level >= 0`` (not with ``depthwise``) runs the output-channel tiles of
+    that SIMD level instead, whose blocks hold ``oc_tile_shape(oc_level)[0]``
+    channels: ``w_packed`` and ``bias_packed`` are packed in blocks of that size.
+
     The tile function and its width come from one table read once, so a level
     switched by another thread cannot pair one level's width with another's tile.
     The caller provides ``MAX_TILE_WIDTH`` elements of slack after the input
     when ``OW < MAX_TILE_WIDTH``; otherwise every read stays within valid columns.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t block
+    cdef const fc_tiles* tiles = _tiles_for(-1 if depthwise else oc_level, &block, real_t is float)
+    cdef bint octile = oc_level >= 0 and not depthwise
     cdef Py_ssize_t kg = K // groups
-    cdef Py_ssize_t blocks = (kg + 7) // 8
+    cdef Py_ssize_t blocks = (kg + block - 1) // block
     if depthwise:  # one "group" of K channels, 8 independent planes per block
         kg = K
         blocks = (K + 7) // 8
         groups = 1
+    if w_packed.shape[0] != groups * blocks * block * cg * taps.shape[0] or bias_packed.shape[0] != groups * blocks * block:
+        raise ValueError("conv2d_tiled: weights not packed in blocks of this tile's channels")
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t t, n, r, g, kb, k0
     cdef const real_t* xbase
-    cdef const fc_tiles* tiles = fc_active_tiles()
     for t in prange(N * groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
         n = t // (groups * blocks)
         r = t - n * (groups * blocks)
         g = r // blocks
         kb = r - g * blocks
-        k0 = g * kg + kb * 8
+        k0 = g * kg + kb * block
         xbase = &x[0] + n * image_stride + (k0 if depthwise else g * cg) * channel_stride
-        _tile_plane(tiles, depthwise, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
-                    &w_packed[0] + (g * blocks + kb) * cg * ntaps * 8, &bias_packed[0] + (g * blocks + kb) * 8,
-                    &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8))
+        if octile:
+            _octile_plane(tiles, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
+                          &w_packed[0] + r * cg * ntaps * block, &bias_packed[0] + r * block, &out[n, k0, 0, 0],
+                          OH, OW, min(block, kg - kb * block), 0, OH)
+        else:
+            _tile_plane(tiles, depthwise, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
+                        &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8, &out[n, k0, 0, 0], OH, OW,
+                        min(8, kg - kb * 8), 0, OH)
+
+
+cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
+                        Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
+                        const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
+                        Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1) noexcept nogil:
+    """Output rows ``oh0 <= oh < oh1`` of ``nk`` output planes by output-channel tiles, as :func:`_tile_plane`.
+
+    A row is cut into the fewest segments of at most ``tiles.oc_cols`` columns,
+    of sizes as even as they can be; each is one tile, which reads only the
+    columns it computes.
+    """
+    cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
+    cdef Py_ssize_t ocs = OH * OW
+    cdef Py_ssize_t oh, s, start, end
+    for oh in range(oh0, oh1):
+        for s in range(segments):
+            start = s * OW // segments
+            end = (s + 1) * OW // segments
+            if real_t is float:
+                tiles.oc32(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                           oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
+            else:
+                tiles.oc64(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                           oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
 
 
 cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase, Py_ssize_t channel_stride,
                       Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                       const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
-                      Py_ssize_t nk) noexcept nogil:
-    """Every output row of ``nk <= 8`` output planes (``OH*OW`` apart from ``oplane``), tile by tile.
+                      Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1) noexcept nogil:
+    """Output rows ``oh0 <= oh < oh1`` of ``nk <= 8`` output planes (``OH*OW`` apart from ``oplane``).
 
     Full tiles along the row; a tail of at most half a tile runs a half-width
     tile, a longer one a full tile that overlaps the previous one (no scalar
@@ -231,7 +302,7 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef Py_ssize_t oh, ow0, start, ncols
     cdef bint use_half
     cdef real_t* orow
-    for oh in range(OH):
+    for oh in range(oh0, oh1):
         orow = oplane + oh * OW
         ow0 = 0
         while ow0 < OW:
@@ -265,24 +336,31 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
 def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
                   real_t[:, :, :, ::1] out, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t pad_top,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq,
-                  const ptrdiff_t[::1] taps, int num_threads):
+                  const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1):
     """NCHW convolution from the unpadded input (any strides), one image per task.
 
     Each task pads and splits one image by stride phase (:func:`phase_planes`,
     ``sh*sw*hq*wq`` elements per channel) into a per-thread scratch buffer and
     runs every block of output channels on it while it is in cache: the input
     is read from memory once and the extra memory is one padded image per
-    thread. ``w_packed`` and ``bias_packed`` as in :func:`conv2d_tiled`;
-    ``taps`` as :func:`fastconv._conv.stride_phases` gives them. Raises
-    MemoryError if a scratch buffer cannot be allocated.
+    thread. ``w_packed``, ``bias_packed`` and ``oc_level`` as in
+    :func:`conv2d_tiled`; ``taps`` as :func:`fastconv._conv.stride_phases`
+    gives them. Raises MemoryError if a scratch buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
     cdef Py_ssize_t chan = sh * sw * hq * wq
-    cdef Py_ssize_t kg = K // groups, blocks = (kg + 7) // 8
+    cdef Py_ssize_t block
+    cdef const fc_tiles* tiles = _tiles_for(oc_level, &block, real_t is float)
+    cdef bint octile = oc_level >= 0
+    cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t n, c, r, g, kb, k0
-    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef Py_ssize_t n, c, r, g, kb, k0, oh0, oh1
+    # output rows per band: the input rows a band reads (about C*sh*sw*wq elements per output row,
+    # over all phases) take at most a quarter of a 1 MiB L2 cache
+    cdef Py_ssize_t band = max(1, (256 * 1024) // max(1, C * sh * sw * wq * <Py_ssize_t>sizeof(real_t)))
+    if w_packed.shape[0] != groups * blocks * block * cg * ntaps or bias_packed.shape[0] != groups * blocks * block:
+        raise ValueError("conv2d_packed: weights not packed in blocks of this tile's channels")
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
@@ -295,13 +373,22 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const 
                 continue
             for c in range(C):
                 _pack_phases(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, hq, wq)
-            for r in range(groups * blocks):
-                g = r // blocks
-                kb = r - g * blocks
-                k0 = g * kg + kb * 8
-                _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
-                            &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8, &out[n, k0, 0, 0],
-                            OH, OW, min(8, kg - kb * 8))
+            oh0 = 0
+            while oh0 < OH:  # every block over a band of rows, while its input is in cache
+                oh1 = min(OH, oh0 + band)
+                for r in range(groups * blocks):
+                    g = r // blocks
+                    kb = r - g * blocks
+                    k0 = g * kg + kb * block
+                    if octile:
+                        _octile_plane(tiles, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
+                                      &w_packed[0] + r * cg * ntaps * block, &bias_packed[0] + r * block,
+                                      &out[n, k0, 0, 0], OH, OW, min(block, kg - kb * block), oh0, oh1)
+                    else:
+                        _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
+                                    &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8,
+                                    &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1)
+                oh0 = oh1
         free(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
@@ -346,7 +433,7 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
             for j in range(nk):  # planes past nk are never read: the tile repeats plane nk-1
                 _pack_phases(x, n, k0 + j, xs + j * chan, pad_top, pad_left, sh, sw, hq, wq)
             _tile_plane(tiles, True, xs, chan, wq, &taps[0], ntaps, 1, &w_packed[0] + kb * ntaps * 8,
-                        &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, nk)
+                        &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, nk, 0, OH)
         free(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the depthwise tiles' scratch buffer")

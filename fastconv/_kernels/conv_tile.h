@@ -139,6 +139,28 @@ static void fc_dwtile_f64_base(const double *x, ptrdiff_t cs, const ptrdiff_t *t
         }
 }
 
+/* Scalar output-channel tile: 8 output channels x up to 4 columns (see conv_tile_impl.h). */
+enum { fc_oc_cols_base = 4 };
+#define FC_SCALAR_OCTILE(T, name)                                                                 \
+    static void name(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, const T *w, \
+                     const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols)                     \
+    {                                                                                             \
+        T acc[4][8];                                                                              \
+        for (int p = 0; p < 4; p++)                                                               \
+            for (int j = 0; j < 8; j++) acc[p][j] = bias[j];                                      \
+        for (int c = 0; c < C; c++)                                                               \
+            for (int t = 0; t < ntaps; t++) {                                                     \
+                const T *wt = w + ((ptrdiff_t)c * ntaps + t) * 8;                                 \
+                for (int p = 0; p < ncols && p < 4; p++)                                          \
+                    for (int j = 0; j < 8; j++) acc[p][j] += x[c * cs + taps[t] + p] * wt[j];     \
+            }                                                                                     \
+        for (int j = 0; j < nk; j++)                                                              \
+            for (int p = 0; p < ncols && p < 4; p++) out[j * ocs + p] = acc[p][j];                \
+    }
+FC_SCALAR_OCTILE(float, fc_octile_f32_base)
+FC_SCALAR_OCTILE(double, fc_octile_f64_base)
+#undef FC_SCALAR_OCTILE
+
 /* Scalar weight-gradient tiles: the same sums as the vector ones, one lane wide. */
 #define FC_SCALAR_WTILE(T, name, DEPTHWISE, TAPS)                                                 \
     static void name(const T *x, ptrdiff_t x_img, ptrdiff_t xk, const ptrdiff_t *taps, int ntaps,  \
@@ -164,6 +186,14 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 
 #endif /* vector extensions */
 
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_BASE_OC_F32 8 /* 2 vectors of 4 floats / 2 doubles */
+#define FC_BASE_OC_F64 4
+#else
+#define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
+#define FC_BASE_OC_F64 8
+#endif
+
 /* ---- dispatch: one table per level; the active one is swapped as a single pointer, so a
  * reader always gets a tile function and the width that goes with it. */
 typedef struct {
@@ -175,6 +205,8 @@ typedef struct {
     fc_tile_f64_fn half64;
     fc_tile_f32_fn halfdw32;
     fc_tile_f64_fn halfdw64;
+    fc_tile_f32_fn oc32; /* output-channel tiles: 2 vectors of channels x up to oc_cols columns */
+    fc_tile_f64_fn oc64;
     fc_wtile_f32_fn wt32;
     fc_wtile_f64_fn wt64;
     fc_wtile_f32_fn dwwt32;
@@ -183,23 +215,30 @@ typedef struct {
     int width_f64;
     int half_f32; /* columns of the half tiles (== width where there are none) */
     int half_f64;
+    int oc_block_f32; /* output channels per output-channel tile (weights packed in blocks of it) */
+    int oc_block_f64;
+    int oc_cols; /* most columns an output-channel tile takes */
     int level;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
                                        fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
-                                       fc_wtile_f32_base, fc_wtile_f64_base, fc_dwwtile_f32_base,
-                                       fc_dwwtile_f64_base, 4, 2, 4, 2, FC_LEVEL_BASELINE};
+                                       fc_octile_f32_base, fc_octile_f64_base, fc_wtile_f32_base,
+                                       fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
+                                       4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
+                                       FC_LEVEL_BASELINE};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
-                                       fc_hdwtile_f64_avx2, fc_wtile_f32_avx2, fc_wtile_f64_avx2,
-                                       fc_dwwtile_f32_avx2, fc_dwwtile_f64_avx2, 8, 4, 4, 2, FC_LEVEL_AVX2};
+                                       fc_hdwtile_f64_avx2, fc_octile_f32_avx2, fc_octile_f64_avx2,
+                                       fc_wtile_f32_avx2, fc_wtile_f64_avx2, fc_dwwtile_f32_avx2,
+                                       fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
-                                         fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_wtile_f32_avx512,
-                                         fc_wtile_f64_avx512, fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512,
-                                         16, 8, 8, 4, FC_LEVEL_AVX512};
+                                         fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
+                                         fc_octile_f64_avx512, fc_wtile_f32_avx512, fc_wtile_f64_avx512,
+                                         fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, 8, 4, 32, 16,
+                                         fc_oc_cols_avx512, FC_LEVEL_AVX512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 
@@ -229,5 +268,16 @@ static int fc_select_level(int level)
 }
 
 static const fc_tiles *fc_active_tiles(void) { return fc_active; }
+
+/* The table of one level (clamped to what the CPU supports), whichever is active. */
+static const fc_tiles *fc_level_tiles(int level)
+{
+    if (level > fc_cpu_level()) level = fc_cpu_level();
+#ifdef FC_HAVE_X86_LEVELS
+    if (level == FC_LEVEL_AVX2) return &fc_tiles_avx2;
+    if (level == FC_LEVEL_AVX512) return &fc_tiles_avx512;
+#endif
+    return &fc_tiles_base;
+}
 
 #endif /* FASTCONV_CONV_TILE_H */

@@ -134,6 +134,124 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 #undef FC_HAVE_HALF_TILES
 #endif
 
+/* Output-channel tiles, for rows too short to fill the column tiles (a 14-column
+ * row is 14/16 of an AVX-512 tile). Here a vector holds output channels instead:
+ * 2*VW output channels x P consecutive output columns of one row, 2*P vector
+ * accumulators. Each tap is two weight-vector loads and P broadcast inputs, so no
+ * lane is idle whatever the row length:
+ *
+ *     out[j][col] = bias[j] + sum_{c < C} sum_{t < ntaps} w[c][t][j] * x[c*cs + taps[t] + col]
+ *
+ * for j < 2*VW (stored for j < nk) and col < ncols <= FC_OC_COLS. Weights are
+ * packed [c][tap][2*VW] and bias [2*VW], zero past nk. Only columns < ncols are
+ * read, so no slack is needed after the row. One function per column count P
+ * keeps every accumulator in a register; fc_octile picks it. The sums run in the
+ * same order as fc_tile's, so the two tiles give bitwise equal results. */
+#if FC_VF >= 16 || defined(__aarch64__)
+#define FC_OC_COLS 14 /* 32 vector registers: 28 accumulators, 2 weights, 1 input */
+#else
+#define FC_OC_COLS 6 /* 16 vector registers: 12 accumulators, 2 weights, 1 input, 1 spare */
+#endif
+
+#define FC_OCTILE_FIXED(T, VT, VW, NAME, P)                                           \
+    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk)         \
+    {                                                                                 \
+        VT lo[P], hi[P], b0, b1;                                                      \
+        memcpy(&b0, bias, sizeof(VT));                                                \
+        memcpy(&b1, bias + VW, sizeof(VT));                                           \
+        for (int p = 0; p < P; p++) {                                                 \
+            lo[p] = b0;                                                               \
+            hi[p] = b1;                                                               \
+        }                                                                             \
+        for (int c = 0; c < C; c++) {                                                 \
+            const T *xc = x + c * cs;                                                 \
+            const T *wc = w + (ptrdiff_t)c * ntaps * (2 * VW);                        \
+            for (int t = 0; t < ntaps; t++) {                                         \
+                VT w0, w1;                                                            \
+                memcpy(&w0, wc + t * (2 * VW), sizeof(VT));                           \
+                memcpy(&w1, wc + t * (2 * VW) + VW, sizeof(VT));                      \
+                const T *xt = xc + taps[t];                                           \
+                _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                \
+                    const T xv = xt[p];                                               \
+                    lo[p] += w0 * xv;                                                 \
+                    hi[p] += w1 * xv;                                                 \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+        T cols[P][2 * VW]; /* [col][channel]: transposed into the channel planes */   \
+        for (int p = 0; p < P; p++) {                                                 \
+            memcpy(cols[p], &lo[p], sizeof(VT));                                      \
+            memcpy(cols[p] + VW, &hi[p], sizeof(VT));                                 \
+        }                                                                             \
+        for (int j = 0; j < nk; j++)                                                  \
+            for (int p = 0; p < P; p++) out[j * ocs + p] = cols[p][j];                \
+    }
+
+#define FC_OCNAME(T, P) FC_CAT(FC_CAT(fc_octile, P), FC_CAT(T, FC_ISA))
+#define FC_OCTILE_SET(T, VT, VW)                                                      \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 1), 1)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 2), 2)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 3), 3)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 4), 4)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 5), 5)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 6), 6)                                    \
+    FC_OCTILE_MORE(T, VT, VW)
+
+#if FC_OC_COLS > 6
+#define FC_OCTILE_MORE(T, VT, VW)                                                     \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 7), 7)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 8), 8)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 9), 9)                                    \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 10), 10)                                  \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 11), 11)                                  \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 12), 12)                                  \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 13), 13)                                  \
+    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 14), 14)
+#define FC_OCTILE_MORE_CASES(T)                                                       \
+    case 7: FC_OCNAME(T, 7)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;     \
+    case 8: FC_OCNAME(T, 8)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;     \
+    case 9: FC_OCNAME(T, 9)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;     \
+    case 10: FC_OCNAME(T, 10)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
+    case 11: FC_OCNAME(T, 11)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
+    case 12: FC_OCNAME(T, 12)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
+    case 13: FC_OCNAME(T, 13)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
+    case 14: FC_OCNAME(T, 14)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;
+#else
+#define FC_OCTILE_MORE(T, VT, VW)
+#define FC_OCTILE_MORE_CASES(T)
+#endif
+
+/* Runs the tile for ncols (1 .. FC_OC_COLS) columns; other counts do nothing. */
+#define FC_OCTILE_DISPATCH(T, NAME)                                                   \
+    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+    {                                                                                 \
+        switch (ncols) {                                                              \
+        case 1: FC_OCNAME(T, 1)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
+        case 2: FC_OCNAME(T, 2)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
+        case 3: FC_OCNAME(T, 3)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
+        case 4: FC_OCNAME(T, 4)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
+        case 5: FC_OCNAME(T, 5)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
+        case 6: FC_OCNAME(T, 6)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
+        FC_OCTILE_MORE_CASES(T)                                                       \
+        default: break;                                                               \
+        }                                                                             \
+    }
+
+FC_OCTILE_SET(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OCTILE_SET(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+FC_OCTILE_DISPATCH(float, FC_CAT(fc_octile_f32, FC_ISA))
+FC_OCTILE_DISPATCH(double, FC_CAT(fc_octile_f64, FC_ISA))
+#undef FC_OCTILE_FIXED
+#undef FC_OCTILE_SET
+#undef FC_OCTILE_MORE
+#undef FC_OCTILE_MORE_CASES
+#undef FC_OCTILE_DISPATCH
+#undef FC_OCNAME
+enum { FC_CAT(fc_oc_cols, FC_ISA) = FC_OC_COLS };
+#undef FC_OC_COLS
+
 /* Weight-gradient tiles. Every operand is a flat plane per image: the caller lays
  * out x by stride phase (rows and columns) and pads each grad row with zeros to
  * the phase width, so that for image n

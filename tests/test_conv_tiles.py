@@ -1,0 +1,112 @@
+"""The two register tiles of the direct convolution: column tiles and output-channel tiles.
+
+``_conv_tiled(..., tiles=...)`` forces one; ``"auto"`` picks with
+:func:`fastconv._conv.choose_tiles`. Both sum every output in the same order,
+so they must agree bit for bit, at every SIMD level, and give the reference's
+values.
+"""
+
+import numpy as np
+import pytest
+from helpers import tolerance
+
+import fastconv
+from fastconv import _conv, reference
+from fastconv._kernels import _conv_direct
+from fastconv._prepare import prepare_conv2d
+
+LEVELS = fastconv.simd_levels()
+
+
+@pytest.fixture(params=LEVELS)
+def level(request):
+    previous = fastconv.set_simd_level(request.param)
+    yield request.param
+    fastconv.set_simd_level(previous)
+
+
+def run_tiles(x, w, b, tiles, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    call = prepare_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode, "NCHW", None)
+    out = np.full(call.out_shape, np.nan, call.compute_dtype)
+    _conv._conv_tiled(call.x, call.weight, call.bias, call.geometry, groups, out, padding_mode, tiles)
+    return out
+
+
+# output widths 1..31 cover every segment count and every column count of the tile (up to 14);
+# K covers partial blocks of every level's block (8, 16, 32 channels; 4, 8, 16 for float64)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [1, 2, 5, 6, 7, 13, 14, 15, 16, 20, 29, 31])
+@pytest.mark.parametrize("k", [3, 16, 33])
+def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
+    x = rng.standard_normal((2, 5, 4, width + 2)).astype(dtype)
+    w = rng.standard_normal((k, 5, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    channels = run_tiles(x, w, b, "channels", padding=(1, 0))
+    columns = run_tiles(x, w, b, "columns", padding=(1, 0))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(channels, reference.conv2d(x, w, b, padding=(1, 0)), rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(channels, columns)
+
+
+@pytest.mark.parametrize("n", [1, 4])  # whole-batch layout with 1 image, one image per task with 4
+@pytest.mark.parametrize("s, p, d, g, mode", [(1, 1, 1, 1, "zeros"), (2, 1, 1, 2, "zeros"), (1, 2, 2, 1, "reflect"),
+                                              (3, ((2, 0), (1, 3)), (1, 2), 3, "zeros"), (2, 3, 1, 1, "circular")])
+def test_channel_tile_geometries(rng, level, n, s, p, d, g, mode):
+    x = rng.standard_normal((n, 6, 15, 19)).astype(np.float32)
+    w = rng.standard_normal((36, 6 // g, 3, 2)).astype(np.float32)
+    b = rng.standard_normal(36).astype(np.float32)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g, padding_mode=mode)
+    results = []
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            results.append(run_tiles(x, w, b, "channels", **kw))
+            np.testing.assert_array_equal(run_tiles(x, w, b, "columns", **kw), results[-1])
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(results[0], reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(results[1], results[0])
+
+
+def test_channel_tile_on_a_deep_short_row_shape(rng):
+    # the shape family it was built for (resnet-deep, scaled down): many channels, 14 columns
+    x = rng.standard_normal((4, 64, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    expected = reference.conv2d(x, w, padding=1)
+    got = fastconv.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got, run_tiles(x, w, None, "channels", padding=1))
+
+
+def test_choice_follows_idle_lanes_and_depth():
+    top = len(LEVELS) - 1
+    block, cols = _conv_direct.oc_tile_shape(top, "f")
+    assert block % 8 == 0 and cols >= 4
+    # few channels per group: the column tiles (channel blocks would be mostly empty)
+    assert _conv.choose_tiles(3, 27, 32, np.float32, top) == (-1, 8)
+    if LEVELS[-1] == "avx512":
+        # 14 columns fill 14/16 of a column tile: the channel tile, packed in blocks of 32
+        assert _conv.choose_tiles(256, 2304, 14, np.float32, top) == (top, 32)
+        assert _conv.choose_tiles(256, 2304, 14, np.float64, top) == (top, 16)
+        # rows that fill the column tiles and few sums per pixel: the column tiles
+        assert _conv.choose_tiles(64, 147, 112, np.float32, top) == (-1, 8)
+        # as full, with many sums per pixel: the channel tile (measured faster)
+        assert _conv.choose_tiles(64, 576, 56, np.float32, top) == (top, 32)
+
+
+@pytest.mark.parametrize("kernel", ["conv2d_tiled", "conv2d_packed"])
+def test_kernels_reject_weights_packed_for_another_block(kernel):
+    # the block size comes from the SIMD level; weights packed for another level's block
+    # would be read out of bounds, so the kernels check the packed length
+    level = len(LEVELS) - 1
+    block, _ = _conv_direct.oc_tile_shape(level, "f")
+    x = np.zeros((1, 4, 6, 6), np.float32)
+    out = np.zeros((1, 2 * block, 4, 4), np.float32)
+    w_short = np.zeros(block * 4 * 9, np.float32)  # one block's worth for 2 blocks
+    bias = np.zeros(2 * block, np.float32)
+    ph = _conv.stride_phases(prepare_conv2d(x, np.zeros((2 * block, 4, 3, 3), np.float32), None, 1, 0, 1, 1,
+                                            "zeros", "NCHW", None).geometry)
+    with pytest.raises(ValueError, match="not packed in blocks"):
+        if kernel == "conv2d_tiled":
+            flat = np.zeros(x.size + 64, np.float32)
+            _conv_direct.conv2d_tiled(flat, 4 * 36, 36, 6, ph.taps, w_short, bias, out, 1, 4, False, 1, level)
+        else:
+            _conv_direct.conv2d_packed(x, w_short, bias, out, 1, 4, 0, 0, 1, 1, ph.hq, ph.wq, ph.taps, 1, level)

@@ -110,3 +110,74 @@ def test_kernels_reject_weights_packed_for_another_block(kernel):
             _conv_direct.conv2d_tiled(flat, 4 * 36, 36, 6, ph.taps, w_short, bias, out, 1, 4, False, 1, level)
         else:
             _conv_direct.conv2d_packed(x, w_short, bias, out, 1, 4, 0, 0, 1, 1, ph.hq, ph.wq, ph.taps, 1, level)
+
+
+# ---- the weight gradient's tiles
+
+def grad_weight_tiles(grad, x, weight_shape, tiles, **kw):
+    from fastconv._conv_grad import _grad_weight_direct
+    from fastconv._prepare import prepare_conv2d_grad_weight
+
+    call = prepare_conv2d_grad_weight(grad, x, weight_shape, kw.get("stride", 1), kw.get("padding", 0),
+                                      kw.get("dilation", 1), kw.get("groups", 1), kw.get("layout", "NCHW"), None)
+    level = _conv_direct.current_level()
+    plan = (level, _conv_direct.oc_tile_shape(level, call.compute_dtype.char)[0]) if tiles == "channels" else (-1, 8)
+    return _grad_weight_direct(call, *plan)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, hw, k, kernel, s, p, d, g", [
+    (3, 5, (9, 16), 3, 3, 1, 1, 1, 1),        # fewer channels than a block
+    (2, 4, (14, 14), 40, 3, 1, 1, 1, 1),      # a full block and a partial one
+    (2, 6, (17, 23), 12, (3, 2), (2, 3), ((2, 0), (1, 3)), (1, 2), 3),
+    (3, 3, (45, 41), 33, 5, 1, 2, 1, 1),      # one image per chunk: three chunks
+    (4, 2, (20, 20), 17, 7, 2, 3, 1, 1),      # more than oc_cols taps per channel
+])
+def test_grad_weight_channel_tiles(rng, level, dtype, n, c, hw, k, kernel, s, p, d, g):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
+    y = reference.conv2d(x, np.zeros((k, c // g, kh, kw), dtype), **kwargs)
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    expected = reference.conv2d_grad_weight(grad, x, (k, c // g, kh, kw), **kwargs)
+    rtol, atol = tolerance(dtype)
+    results = []
+    for threads in (1, 2, 3):  # a different split of the input channels each time
+        with fastconv.num_threads(threads):
+            results.append(grad_weight_tiles(grad, x, (k, c // g, kh, kw), "channels", **kwargs))
+    np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    np.testing.assert_allclose(grad_weight_tiles(grad, x, (k, c // g, kh, kw), "columns", **kwargs), expected,
+                               rtol=rtol * 10, atol=atol * 100)
+    # NHWC: the same kernels on transposed views
+    nhwc = grad_weight_tiles(grad.transpose(0, 2, 3, 1), x.transpose(0, 2, 3, 1), (kh, kw, c // g, k), "channels",
+                             layout="NHWC", **kwargs)
+    np.testing.assert_allclose(nhwc, expected.transpose(2, 3, 1, 0), rtol=rtol * 10, atol=atol * 100)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_grad_weight_channel_tiles_read_only_windows(rng, value):
+    # unlike the column tiles, these never meet an input outside a window, so an inf or nan
+    # input reaches exactly the entries the reference gives it (no GEMM fallback needed)
+    x = rng.standard_normal((2, 4, 10, 10)).astype(np.float32)
+    x[1, 2, 0, 9] = value  # a corner: outside every window of the 3x3 stride-2 kernel's last column
+    x[0, 1, 4, 4] = value
+    grad = rng.standard_normal((2, 40, 4, 4)).astype(np.float32)
+    expected = reference.conv2d_grad_weight(grad, x, (40, 4, 3, 3), stride=2)
+    got = grad_weight_tiles(grad, x, (40, 4, 3, 3), "channels", stride=2)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got[~finite], expected[~finite])
+
+
+def test_grad_weight_choice():
+    from fastconv._conv_grad import choose_grad_weight_tiles
+
+    assert choose_grad_weight_tiles(16, 27, np.float32, len(LEVELS) - 1) == (-1, 8)  # cifar: few sums
+    assert choose_grad_weight_tiles(256, 2304, np.float32, 0) == (-1, 8)  # the baseline: the column tiles
+    if LEVELS[-1] == "avx512":
+        assert choose_grad_weight_tiles(256, 2304, np.float32, 2) == (2, 32)  # resnet-deep
+        assert choose_grad_weight_tiles(64, 576, np.float64, 2) == (2, 16)  # resnet-mid
+        assert choose_grad_weight_tiles(16, 576, np.float32, 2) == (-1, 8)  # blocks half empty

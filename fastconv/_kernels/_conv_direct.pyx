@@ -107,6 +107,10 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_wtile_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int, const double*,
                                      ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, double*,
                                      ptrdiff_t) noexcept
+    ctypedef void (*fc_ocwtile_f32_fn)(const float*, const ptrdiff_t*, int, ptrdiff_t, ptrdiff_t, int, int,
+                                       const float*, int, float*) noexcept
+    ctypedef void (*fc_ocwtile_f64_fn)(const double*, const ptrdiff_t*, int, ptrdiff_t, ptrdiff_t, int, int,
+                                       const double*, int, double*) noexcept
     enum:
         FC_WTILE_TAPS
         FC_DWWTILE_TAPS
@@ -121,6 +125,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn halfdw64
         fc_tile_f32_fn oc32
         fc_tile_f64_fn oc64
+        fc_ocwtile_f32_fn ocwt32
+        fc_ocwtile_f64_fn ocwt64
         fc_wtile_f32_fn wt32
         fc_wtile_f64_fn wt64
         fc_wtile_f32_fn dwwt32
@@ -583,6 +589,101 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
         free(scratch)
     if failed[0]:
         raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffer")
+
+
+cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k, real_t* dst,
+                            Py_ssize_t step) noexcept nogil:
+    """Copy the plane ``grad[n, k]`` pixel by pixel to ``dst[(oh*OW + ow)*step]``."""
+    cdef Py_ssize_t OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t column = grad.strides[3] // <Py_ssize_t>sizeof(real_t)  # elements between columns
+    cdef Py_ssize_t oh, ow
+    cdef const real_t* src
+    if OW == 0:
+        return
+    for oh in range(OH):
+        src = &grad[n, k, oh, 0]
+        for ow in range(OW):
+            dst[(oh * OW + ow) * step] = src[ow * column]
+
+
+def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
+                              const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
+                              real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t chunk_images,
+                              Py_ssize_t c_parts, int level, int num_threads):
+    """dL/dw of an NCHW convolution by output-channel tiles; ``dw`` (OIHW, flat) must be zeroed.
+
+    ``x`` as for :func:`conv2d_grad_weight_tiled` (tap ``t`` of output pixel
+    ``(oh, ow)`` of image ``n`` in input channel ``c`` reads
+    ``x[n*image_stride + c*channel_stride + taps[t] + oh*row + ow]``, every such
+    read in bounds); ``grad`` is ``(N, K, OH, OW)``, any strides.
+
+    Work is split over (group, block of output channels, slice of input
+    channels), blocks of ``oc_tile_shape(level)[0]`` channels. Each task copies
+    its block of the grad, ``chunk_images`` images at a time, pixel-major into a
+    scratch buffer, then runs the tiles of SIMD level ``level`` over the
+    (input channel, tap) pairs of its slice, up to ``oc_cols`` pairs per call.
+    Every entry of ``dw`` is one task's, summed over images in the same
+    order whatever the thread count. Raises MemoryError if a scratch buffer
+    cannot be allocated.
+    """
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef const fc_tiles* tiles = fc_level_tiles(level)
+    cdef Py_ssize_t block = tiles.oc_block_f32 if real_t is float else tiles.oc_block_f64
+    cdef Py_ssize_t most = tiles.oc_cols
+    cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
+    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t per_image = OH * OW * block
+    cdef Py_ssize_t task, g, kb, part, k0, nk, c_lo, c_hi, n0, n1, i, j, p, m, c, t
+    cdef real_t* gt
+    cdef real_t* sums
+    cdef ptrdiff_t* offs
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: channels past nk are never written, so they stay zero
+        gt = <real_t*>calloc(chunk_images * per_image, sizeof(real_t))
+        sums = <real_t*>calloc(most * block, sizeof(real_t))
+        offs = <ptrdiff_t*>calloc(most, sizeof(ptrdiff_t))
+        for task in prange(groups * blocks * c_parts, schedule="dynamic"):
+            if gt == NULL or sums == NULL or offs == NULL:
+                failed[0] = 1
+                continue
+            g = task // (blocks * c_parts)
+            kb = (task // c_parts) % blocks
+            part = task % c_parts
+            k0 = g * kg + kb * block
+            nk = min(block, kg - kb * block)
+            c_lo = part * cg // c_parts
+            c_hi = (part + 1) * cg // c_parts
+            n0 = 0
+            while n0 < N:
+                n1 = min(N, n0 + chunk_images)
+                for i in range(n1 - n0):
+                    for j in range(nk):
+                        _pack_grad_pixels(grad, n0 + i, k0 + j, gt + i * per_image + j, block)
+                p = c_lo * ntaps
+                while p < c_hi * ntaps:
+                    m = min(most, c_hi * ntaps - p)
+                    for i in range(m):
+                        offs[i] = (g * cg + (p + i) // ntaps) * channel_stride + taps[(p + i) % ntaps]
+                    if real_t is float:
+                        tiles.ocwt32(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
+                                     gt, <int>(n1 - n0), sums)
+                    else:
+                        tiles.ocwt64(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
+                                     gt, <int>(n1 - n0), sums)
+                    for i in range(m):
+                        c = (p + i) // ntaps
+                        t = (p + i) % ntaps
+                        for j in range(nk):
+                            dw[((k0 + j) * cg + c) * ntaps + t] += sums[i * block + j]
+                    p = p + m
+                n0 = n1
+        free(gt)
+        free(sums)
+        free(offs)
+    if failed[0]:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffers")
 
 
 def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,

@@ -25,6 +25,11 @@ typedef void (*fc_wtile_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, const ptrdi
                                 ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, float *, ptrdiff_t);
 typedef void (*fc_wtile_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int, const double *,
                                 ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, double *, ptrdiff_t);
+/* Weight-gradient output-channel tiles: x, offs, m, x_img, wq, OH, OW, gt, nimg, sums. */
+typedef void (*fc_ocwtile_f32_fn)(const float *, const ptrdiff_t *, int, ptrdiff_t, ptrdiff_t, int, int,
+                                  const float *, int, float *);
+typedef void (*fc_ocwtile_f64_fn)(const double *, const ptrdiff_t *, int, ptrdiff_t, ptrdiff_t, int, int,
+                                  const double *, int, double *);
 /* Taps one weight-gradient tile call takes at most (plain / depthwise). */
 enum { FC_WTILE_TAPS = 3, FC_DWWTILE_TAPS = 9 };
 
@@ -161,6 +166,26 @@ FC_SCALAR_OCTILE(float, fc_octile_f32_base)
 FC_SCALAR_OCTILE(double, fc_octile_f64_base)
 #undef FC_SCALAR_OCTILE
 
+/* Scalar weight-gradient output-channel tile: 8 output channels x up to 4 pairs. */
+#define FC_SCALAR_OCWTILE(T, name)                                                                \
+    static void name(const T *x, const ptrdiff_t *offs, int m, ptrdiff_t x_img, ptrdiff_t wq, int OH, \
+                     int OW, const T *gt, int nimg, T *sums)                                      \
+    {                                                                                             \
+        for (int i = 0; i < m && i < 4; i++)                                                      \
+            for (int j = 0; j < 8; j++) {                                                         \
+                T acc = 0;                                                                        \
+                const T *gq = gt + j;                                                             \
+                for (int n = 0; n < nimg; n++)                                                    \
+                    for (int oh = 0; oh < OH; oh++)                                               \
+                        for (int ow = 0; ow < OW; ow++, gq += 8)                                  \
+                            acc += *gq * x[n * x_img + offs[i] + oh * wq + ow];                   \
+                sums[i * 8 + j] = acc;                                                            \
+            }                                                                                     \
+    }
+FC_SCALAR_OCWTILE(float, fc_ocwtile_f32_base)
+FC_SCALAR_OCWTILE(double, fc_ocwtile_f64_base)
+#undef FC_SCALAR_OCWTILE
+
 /* Scalar weight-gradient tiles: the same sums as the vector ones, one lane wide. */
 #define FC_SCALAR_WTILE(T, name, DEPTHWISE, TAPS)                                                 \
     static void name(const T *x, ptrdiff_t x_img, ptrdiff_t xk, const ptrdiff_t *taps, int ntaps,  \
@@ -207,6 +232,8 @@ typedef struct {
     fc_tile_f64_fn halfdw64;
     fc_tile_f32_fn oc32; /* output-channel tiles: 2 vectors of channels x up to oc_cols columns */
     fc_tile_f64_fn oc64;
+    fc_ocwtile_f32_fn ocwt32; /* their weight-gradient twins: 2 vectors of channels x up to oc_cols pairs */
+    fc_ocwtile_f64_fn ocwt64;
     fc_wtile_f32_fn wt32;
     fc_wtile_f64_fn wt64;
     fc_wtile_f32_fn dwwt32;
@@ -223,7 +250,8 @@ typedef struct {
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
                                        fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
-                                       fc_octile_f32_base, fc_octile_f64_base, fc_wtile_f32_base,
+                                       fc_octile_f32_base, fc_octile_f64_base, fc_ocwtile_f32_base,
+                                       fc_ocwtile_f64_base, fc_wtile_f32_base,
                                        fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE};
@@ -231,12 +259,14 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
                                        fc_hdwtile_f64_avx2, fc_octile_f32_avx2, fc_octile_f64_avx2,
+                                       fc_ocwtile_f32_avx2, fc_ocwtile_f64_avx2,
                                        fc_wtile_f32_avx2, fc_wtile_f64_avx2, fc_dwwtile_f32_avx2,
                                        fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
-                                         fc_octile_f64_avx512, fc_wtile_f32_avx512, fc_wtile_f64_avx512,
+                                         fc_octile_f64_avx512, fc_ocwtile_f32_avx512, fc_ocwtile_f64_avx512,
+                                         fc_wtile_f32_avx512, fc_wtile_f64_avx512,
                                          fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, 8, 4, 32, 16,
                                          fc_oc_cols_avx512, FC_LEVEL_AVX512};
 #endif

@@ -188,61 +188,123 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
             for (int p = 0; p < P; p++) out[j * ocs + p] = cols[p][j];                \
     }
 
-#define FC_OCNAME(T, P) FC_CAT(FC_CAT(fc_octile, P), FC_CAT(T, FC_ISA))
-#define FC_OCTILE_SET(T, VT, VW)                                                      \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 1), 1)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 2), 2)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 3), 3)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 4), 4)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 5), 5)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 6), 6)                                    \
-    FC_OCTILE_MORE(T, VT, VW)
+/* Weight-gradient output-channel tile: the same register block with the roles of
+ * the operands turned. 2*VW output channels x M (input channel, tap) pairs, summed
+ * over every output pixel of nimg images:
+ *
+ *     sums[m][j] = sum_{n < nimg} sum_{oh < OH, ow < OW}
+ *                  gt[((n*OH + oh)*OW + ow)*2*VW + j] * x[n*x_img + offs[m] + oh*wq + ow]
+ *
+ * gt is the grad of 2*VW output channels packed pixel-major (channels innermost,
+ * zero past the last channel); x holds the input's stride-phase planes, so offs[m]
+ * (channel offset plus tap) and the row pitch wq find every input a pixel meets.
+ * Only pixels of the output are visited: no zero columns, no idle lanes. Each
+ * pixel is two grad-vector loads and M broadcast inputs. */
+#define FC_OCWTILE_FIXED(T, VT, VW, NAME, M)                                          \
+    static void NAME(const T *x, const ptrdiff_t *offs, ptrdiff_t x_img, ptrdiff_t wq, \
+                     int OH, int OW, const T *gt, int nimg, T *sums)                  \
+    {                                                                                 \
+        VT lo[M], hi[M];                                                              \
+        for (int m = 0; m < M; m++) {                                                 \
+            lo[m] = (VT){0};                                                          \
+            hi[m] = (VT){0};                                                          \
+        }                                                                             \
+        const T *gq = gt;                                                             \
+        for (int n = 0; n < nimg; n++)                                                \
+            for (int oh = 0; oh < OH; oh++) {                                         \
+                const T *row = x + n * x_img + oh * wq;                               \
+                const T *xm[M];                                                       \
+                for (int m = 0; m < M; m++) xm[m] = row + offs[m];                    \
+                for (int ow = 0; ow < OW; ow++, gq += 2 * VW) {                       \
+                    VT g0, g1;                                                        \
+                    memcpy(&g0, gq, sizeof(VT));                                      \
+                    memcpy(&g1, gq + VW, sizeof(VT));                                 \
+                    _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) {            \
+                        const T xv = xm[m][ow];                                       \
+                        lo[m] += g0 * xv;                                             \
+                        hi[m] += g1 * xv;                                             \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+        for (int m = 0; m < M; m++) {                                                 \
+            memcpy(sums + m * (2 * VW), &lo[m], sizeof(VT));                          \
+            memcpy(sums + m * (2 * VW) + VW, &hi[m], sizeof(VT));                     \
+        }                                                                             \
+    }
+
+/* One function per count P (1 .. FC_OC_COLS) of each kind, and a switch over P. */
+#define FC_OCNAME(KIND, T, P) FC_CAT(FC_CAT(KIND, P), FC_CAT(T, FC_ISA))
+#define FC_OCTILE_SET(FIXED, KIND, T, VT, VW)                                         \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 1), 1)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 2), 2)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 3), 3)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 4), 4)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 5), 5)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 6), 6)                                        \
+    FC_OCTILE_MORE(FIXED, KIND, T, VT, VW)
 
 #if FC_OC_COLS > 6
-#define FC_OCTILE_MORE(T, VT, VW)                                                     \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 7), 7)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 8), 8)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 9), 9)                                    \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 10), 10)                                  \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 11), 11)                                  \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 12), 12)                                  \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 13), 13)                                  \
-    FC_OCTILE_FIXED(T, VT, VW, FC_OCNAME(T, 14), 14)
-#define FC_OCTILE_MORE_CASES(T)                                                       \
-    case 7: FC_OCNAME(T, 7)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;     \
-    case 8: FC_OCNAME(T, 8)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;     \
-    case 9: FC_OCNAME(T, 9)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;     \
-    case 10: FC_OCNAME(T, 10)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
-    case 11: FC_OCNAME(T, 11)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
-    case 12: FC_OCNAME(T, 12)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
-    case 13: FC_OCNAME(T, 13)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;   \
-    case 14: FC_OCNAME(T, 14)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break;
+#define FC_OCTILE_MORE(FIXED, KIND, T, VT, VW)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 7), 7)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 8), 8)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 9), 9)                                        \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 10), 10)                                      \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 11), 11)                                      \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 12), 12)                                      \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 13), 13)                                      \
+    FIXED(T, VT, VW, FC_OCNAME(KIND, T, 14), 14)
+#define FC_OCTILE_MORE_CASES(KIND, T, ARGS)                                           \
+    case 7: FC_OCNAME(KIND, T, 7) ARGS; break;                                        \
+    case 8: FC_OCNAME(KIND, T, 8) ARGS; break;                                        \
+    case 9: FC_OCNAME(KIND, T, 9) ARGS; break;                                        \
+    case 10: FC_OCNAME(KIND, T, 10) ARGS; break;                                      \
+    case 11: FC_OCNAME(KIND, T, 11) ARGS; break;                                      \
+    case 12: FC_OCNAME(KIND, T, 12) ARGS; break;                                      \
+    case 13: FC_OCNAME(KIND, T, 13) ARGS; break;                                      \
+    case 14: FC_OCNAME(KIND, T, 14) ARGS; break;
 #else
-#define FC_OCTILE_MORE(T, VT, VW)
-#define FC_OCTILE_MORE_CASES(T)
+#define FC_OCTILE_MORE(FIXED, KIND, T, VT, VW)
+#define FC_OCTILE_MORE_CASES(KIND, T, ARGS)
 #endif
 
-/* Runs the tile for ncols (1 .. FC_OC_COLS) columns; other counts do nothing. */
-#define FC_OCTILE_DISPATCH(T, NAME)                                                   \
-    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
-                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+/* NAME PARAMS runs KIND's function for COUNT (1 .. FC_OC_COLS); other counts do nothing. */
+#define FC_OCTILE_DISPATCH(KIND, T, NAME, PARAMS, ARGS, COUNT)                        \
+    static void NAME PARAMS                                                           \
     {                                                                                 \
-        switch (ncols) {                                                              \
-        case 1: FC_OCNAME(T, 1)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
-        case 2: FC_OCNAME(T, 2)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
-        case 3: FC_OCNAME(T, 3)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
-        case 4: FC_OCNAME(T, 4)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
-        case 5: FC_OCNAME(T, 5)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
-        case 6: FC_OCNAME(T, 6)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk); break; \
-        FC_OCTILE_MORE_CASES(T)                                                       \
+        switch (COUNT) {                                                              \
+        case 1: FC_OCNAME(KIND, T, 1) ARGS; break;                                    \
+        case 2: FC_OCNAME(KIND, T, 2) ARGS; break;                                    \
+        case 3: FC_OCNAME(KIND, T, 3) ARGS; break;                                    \
+        case 4: FC_OCNAME(KIND, T, 4) ARGS; break;                                    \
+        case 5: FC_OCNAME(KIND, T, 5) ARGS; break;                                    \
+        case 6: FC_OCNAME(KIND, T, 6) ARGS; break;                                    \
+        FC_OCTILE_MORE_CASES(KIND, T, ARGS)                                           \
         default: break;                                                               \
         }                                                                             \
     }
 
-FC_OCTILE_SET(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
-FC_OCTILE_SET(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
-FC_OCTILE_DISPATCH(float, FC_CAT(fc_octile_f32, FC_ISA))
-FC_OCTILE_DISPATCH(double, FC_CAT(fc_octile_f64, FC_ISA))
+#define FC_OC_PARAMS(T)                                                               \
+    (const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, const T *w,    \
+     const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols)
+#define FC_OC_ARGS (x, cs, taps, ntaps, C, w, bias, out, ocs, nk)
+#define FC_OCW_PARAMS(T)                                                              \
+    (const T *x, const ptrdiff_t *offs, int m, ptrdiff_t x_img, ptrdiff_t wq, int OH,  \
+     int OW, const T *gt, int nimg, T *sums)
+#define FC_OCW_ARGS (x, offs, x_img, wq, OH, OW, gt, nimg, sums)
+
+FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+FC_OCTILE_SET(FC_OCWTILE_FIXED, fc_ocwtile, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OCTILE_SET(FC_OCWTILE_FIXED, fc_ocwtile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+FC_OCTILE_DISPATCH(fc_octile, float, FC_CAT(fc_octile_f32, FC_ISA), FC_OC_PARAMS(float), FC_OC_ARGS, ncols)
+FC_OCTILE_DISPATCH(fc_octile, double, FC_CAT(fc_octile_f64, FC_ISA), FC_OC_PARAMS(double), FC_OC_ARGS, ncols)
+FC_OCTILE_DISPATCH(fc_ocwtile, float, FC_CAT(fc_ocwtile_f32, FC_ISA), FC_OCW_PARAMS(float), FC_OCW_ARGS, m)
+FC_OCTILE_DISPATCH(fc_ocwtile, double, FC_CAT(fc_ocwtile_f64, FC_ISA), FC_OCW_PARAMS(double), FC_OCW_ARGS, m)
+#undef FC_OCWTILE_FIXED
+#undef FC_OC_PARAMS
+#undef FC_OC_ARGS
+#undef FC_OCW_PARAMS
+#undef FC_OCW_ARGS
 #undef FC_OCTILE_FIXED
 #undef FC_OCTILE_SET
 #undef FC_OCTILE_MORE

@@ -109,7 +109,7 @@ def test_kernels_reject_weights_packed_for_another_block(kernel):
             flat = np.zeros(x.size + 64, np.float32)
             _conv_direct.conv2d_tiled(flat, 4 * 36, 36, 6, ph.taps, w_short, bias, out, 1, 4, False, 1, level)
         else:
-            _conv_direct.conv2d_packed(x, w_short, bias, out, 1, 4, 0, 0, 1, 1, ph.hq, ph.wq, ph.taps, 1, level)
+            _conv_direct.conv2d_packed(x, w_short, bias, out, 1, 4, 0, 0, 1, 1, 4, ph.hq, ph.wq, ph.taps, 1, level)
 
 
 # ---- the weight gradient's tiles
@@ -181,3 +181,38 @@ def test_grad_weight_choice():
         assert choose_grad_weight_tiles(256, 2304, np.float32, 2) == (2, 32)  # resnet-deep
         assert choose_grad_weight_tiles(64, 576, np.float64, 2) == (2, 16)  # resnet-mid
         assert choose_grad_weight_tiles(16, 576, np.float32, 2) == (-1, 8)  # blocks half empty
+
+
+# ---- bands of rows (conv2d_packed pads and splits a band of rows at a time)
+
+@pytest.mark.parametrize("budget", [1, 3000, 2**18])  # one row per band, a few rows, the whole image
+@pytest.mark.parametrize("s, p, d, g, mode", [(1, 1, 1, 1, "zeros"), (2, 1, 1, 2, "zeros"), (1, 2, 2, 1, "reflect"),
+                                              (3, ((2, 0), (1, 3)), (2, 1), 1, "zeros"),
+                                              (2, ((0, 3), 2), 1, 1, "circular")])
+@pytest.mark.parametrize("tiles", ["columns", "channels"])
+def test_bands_of_rows(rng, monkeypatch, budget, s, p, d, g, mode, tiles):
+    from functools import partial
+
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    x = rng.standard_normal((4, 4, 17, 13)).astype(np.float32)  # 4 images: one image per task
+    w = rng.standard_normal((20, 4 // g, 4, 3)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    kw = dict(stride=s, padding=p, dilation=d, groups=g, padding_mode=mode)
+    band, rows = _conv.band_rows(prepare_conv2d(x, w, b, s, p, d, g, mode, "NCHW", None).geometry, 4, 4)
+    if budget == 1:
+        assert band == 1
+    with fastconv.num_threads(1):  # at least two images per thread: the banded kernel
+        got = run_tiles(x, w, b, tiles, **kw)
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(got, reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
+
+
+def test_packed_kernel_checks_the_band_holds_every_tap():
+    x = np.zeros((1, 2, 8, 8), np.float32)
+    w = np.zeros(8 * 2 * 9, np.float32)
+    out = np.zeros((1, 8, 6, 6), np.float32)
+    geometry = prepare_conv2d(x, np.zeros((8, 2, 3, 3), np.float32), None, 1, 0, 1, 1, "zeros", "NCHW", None).geometry
+    ph = _conv.stride_phases(geometry, 4)  # planes of 4 rows: a band of 2 rows and the 2 below it
+    _conv_direct.conv2d_packed(x, w, np.zeros(8, np.float32), out, 1, 2, 0, 0, 1, 1, 2, 4, ph.wq, ph.taps, 1)
+    with pytest.raises(ValueError, match="do not hold every tap"):  # 3 rows need 5 phase rows
+        _conv_direct.conv2d_packed(x, w, np.zeros(8, np.float32), out, 1, 2, 0, 0, 1, 1, 3, 4, ph.wq, ph.taps, 1)

@@ -94,7 +94,7 @@ def conv2d_nhwc(const acc_t[:, :, :, ::1] xp, const acc_t[:, :, :, ::1] w,
 
 from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_tile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
@@ -255,17 +255,17 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
         if octile:
             _octile_plane(tiles, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
                           &w_packed[0] + r * cg * ntaps * block, &bias_packed[0] + r * block, &out[n, k0, 0, 0],
-                          OH, OW, min(block, kg - kb * block), 0, OH)
+                          OH, OW, min(block, kg - kb * block), 0, OH, 0)
         else:
             _tile_plane(tiles, depthwise, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
                         &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8, &out[n, k0, 0, 0], OH, OW,
-                        min(8, kg - kb * 8), 0, OH)
+                        min(8, kg - kb * 8), 0, OH, 0)
 
 
 cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
                         Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                         const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
-                        Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1) noexcept nogil:
+                        Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
     """Output rows ``oh0 <= oh < oh1`` of ``nk`` output planes by output-channel tiles, as :func:`_tile_plane`.
 
     A row is cut into the fewest segments of at most ``tiles.oc_cols`` columns,
@@ -280,23 +280,23 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
             start = s * OW // segments
             end = (s + 1) * OW // segments
             if real_t is float:
-                tiles.oc32(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                tiles.oc32(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
                            oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
             else:
-                tiles.oc64(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                tiles.oc64(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
                            oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
 
 
 cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase, Py_ssize_t channel_stride,
                       Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                       const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
-                      Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1) noexcept nogil:
+                      Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
     """Output rows ``oh0 <= oh < oh1`` of ``nk <= 8`` output planes (``OH*OW`` apart from ``oplane``).
 
     Full tiles along the row; a tail of at most half a tile runs a half-width
     tile, a longer one a full tile that overlaps the previous one (no scalar
     tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
-    ``xbase[c*channel_stride + oh*row_step + taps[t] + ow]``.
+    ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
     cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
     cdef fc_tile_f64_fn f64 = tiles.dw64 if depthwise else tiles.f64
@@ -331,57 +331,65 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                 start = 0
                 ncols = OW
             if real_t is float:
-                (h32 if use_half else f32)(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps,
+                (h32 if use_half else f32)(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
                                            <int>cg, wb, bb, orow + start, ocs, <int>nk, <int>ncols)
             else:
-                (h64 if use_half else f64)(xbase + oh * row_step + start, channel_stride, taps, <int>ntaps,
+                (h64 if use_half else f64)(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
                                            <int>cg, wb, bb, orow + start, ocs, <int>nk, <int>ncols)
             ow0 = ow0 + width
 
 
 def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
                   real_t[:, :, :, ::1] out, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t pad_top,
-                  Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq,
-                  const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1):
-    """NCHW convolution from the unpadded input (any strides), one image per task.
+                  Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
+                  Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1):
+    """NCHW convolution from the unpadded input (any strides), one image per task, in bands of rows.
 
-    Each task pads and splits one image by stride phase (:func:`phase_planes`,
-    ``sh*sw*hq*wq`` elements per channel) into a per-thread scratch buffer and
-    runs every block of output channels on it while it is in cache: the input
-    is read from memory once and the extra memory is one padded image per
-    thread. ``w_packed``, ``bias_packed`` and ``oc_level`` as in
-    :func:`conv2d_tiled`; ``taps`` as :func:`fastconv._conv.stride_phases`
-    gives them. Raises MemoryError if a scratch buffer cannot be allocated.
+    Each task takes one image, ``band`` output rows at a time: it pads and
+    splits the input rows the band reads by stride phase into a per-thread
+    scratch buffer (planes of ``hb`` phase rows: ``sh*sw*hb*wq`` elements per
+    channel, :func:`_pack_phase_rows`) and runs every block of output channels
+    on them while they are in cache. So the input is read from memory about
+    once and the extra memory is one band per thread. ``taps`` are
+    :func:`fastconv._conv.stride_phases`' computed with ``hb`` phase rows per
+    plane; ``hb`` must hold a band and the phase rows a tap reaches below it
+    (checked). ``w_packed``, ``bias_packed`` and ``oc_level`` as in
+    :func:`conv2d_tiled`. Raises MemoryError if a scratch buffer cannot be
+    allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
-    cdef Py_ssize_t chan = sh * sw * hq * wq
+    cdef Py_ssize_t chan = sh * sw * hb * wq
     cdef Py_ssize_t block
     cdef const fc_tiles* tiles = _tiles_for(oc_level, &block, real_t is float)
     cdef bint octile = oc_level >= 0
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t n, c, r, g, kb, k0, oh0, oh1
-    # output rows per band: the input rows a band reads (about C*sh*sw*wq elements per output row,
-    # over all phases) take at most a quarter of a 1 MiB L2 cache
-    cdef Py_ssize_t band = max(1, (256 * 1024) // max(1, C * sh * sw * wq * <Py_ssize_t>sizeof(real_t)))
     if w_packed.shape[0] != groups * blocks * block * cg * ntaps or bias_packed.shape[0] != groups * blocks * block:
         raise ValueError("conv2d_packed: weights not packed in blocks of this tile's channels")
+    cdef Py_ssize_t t
+    if band < 1 or wq < 1:
+        raise ValueError("conv2d_packed: a band needs at least one row")
+    for t in range(ntaps):  # each tap's row in its phase plane, below the band's first row
+        if taps[t] < 0 or band + (taps[t] // wq) % hb > hb or taps[t] >= sh * sw * hb * wq:
+            raise ValueError("conv2d_packed: the band's phase planes do not hold every tap")
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
     with nogil, parallel(num_threads=num_threads):
-        # zeroed once: the copies rewrite the same elements, so the padding stays zero
+        # zeroed once: every band writes the same columns of every row, so the padding
+        # columns stay zero; rows outside the image are zeroed as they come
         xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
         for n in prange(N, schedule="dynamic"):
             if xs == NULL:
                 failed[0] = 1
                 continue
-            for c in range(C):
-                _pack_phases(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, hq, wq)
             oh0 = 0
-            while oh0 < OH:  # every block over a band of rows, while its input is in cache
+            while oh0 < OH:
                 oh1 = min(OH, oh0 + band)
+                for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band
+                    _pack_phase_rows(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, oh0, hb, wq, True)
                 for r in range(groups * blocks):
                     g = r // blocks
                     kb = r - g * blocks
@@ -389,11 +397,11 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const 
                     if octile:
                         _octile_plane(tiles, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
                                       &w_packed[0] + r * cg * ntaps * block, &bias_packed[0] + r * block,
-                                      &out[n, k0, 0, 0], OH, OW, min(block, kg - kb * block), oh0, oh1)
+                                      &out[n, k0, 0, 0], OH, OW, min(block, kg - kb * block), oh0, oh1, oh0)
                     else:
                         _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
                                     &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8,
-                                    &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1)
+                                    &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1, oh0)
                 oh0 = oh1
         free(xs)
     if failed[0]:
@@ -439,7 +447,7 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
             for j in range(nk):  # planes past nk are never read: the tile repeats plane nk-1
                 _pack_phases(x, n, k0 + j, xs + j * chan, pad_top, pad_left, sh, sw, hq, wq)
             _tile_plane(tiles, True, xs, chan, wq, &taps[0], ntaps, 1, &w_packed[0] + kb * ntaps * 8,
-                        &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, nk, 0, OH)
+                        &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, nk, 0, OH, 0)
         free(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the depthwise tiles' scratch buffer")
@@ -453,31 +461,50 @@ cdef void _pack_phases(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, r
     ``dst[a, b, i, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]`` where that
     pixel exists; the padding is left as it is (the caller zeroes it once).
     """
-    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], plane = hq * wq
+    _pack_phase_rows(x, n, c, dst, pad_top, pad_left, sh, sw, 0, hq, wq, False)
+
+
+cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, real_t* dst,
+                           Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw,
+                           Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t wq, bint zero_rows) noexcept nogil:
+    """Copy phase rows ``r0 <= i < r0 + rows`` of ``x[n, c]`` to planes ``(sh, sw, rows, wq)`` at ``dst``.
+
+    ``dst[a, b, i - r0, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]``
+    where that pixel exists. Padding columns are left as they are (zero
+    once, they stay zero: every row writes the same columns); rows outside
+    the image are zeroed with ``zero_rows``, else left as they are.
+    """
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], plane = rows * wq
     cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)  # elements between columns
-    cdef Py_ssize_t h, hh, b, w0, j0, m, count
+    cdef Py_ssize_t a, i, h, b, w0, j0, m, count
     cdef const real_t* src
     cdef real_t* out
     if W == 0:
         return
-    for h in range(H):
-        hh = h + pad_top
-        src = &x[n, c, h, 0]
-        for b in range(sw):
-            w0 = (b - pad_left % sw + sw) % sw  # first column of phase b
-            if w0 >= W:
+    for a in range(sh):
+        for i in range(rows):
+            h = (r0 + i) * sh + a - pad_top
+            if h < 0 or h >= H:
+                if zero_rows:
+                    for b in range(sw):
+                        memset(dst + (a * sw + b) * plane + i * wq, 0, wq * sizeof(real_t))
                 continue
-            j0 = (w0 + pad_left) // sw
-            count = (W - w0 + sw - 1) // sw
-            out = dst + ((hh % sh) * sw + b) * plane + (hh // sh) * wq + j0
-            if step == 1 and sw == 1:
-                memcpy(out, src, count * sizeof(real_t))
-            elif step == 1 and sw == 2:  # a constant stride the compiler can vectorize
-                for m in range(count):
-                    out[m] = src[w0 + 2 * m]
-            else:
-                for m in range(count):
-                    out[m] = src[(w0 + m * sw) * step]
+            src = &x[n, c, h, 0]
+            for b in range(sw):
+                w0 = (b - pad_left % sw + sw) % sw  # first column of phase b
+                if w0 >= W:
+                    continue
+                j0 = (w0 + pad_left) // sw
+                count = (W - w0 + sw - 1) // sw
+                out = dst + (a * sw + b) * plane + i * wq + j0
+                if step == 1 and sw == 1:
+                    memcpy(out, src, count * sizeof(real_t))
+                elif step == 1 and sw == 2:  # a constant stride the compiler can vectorize
+                    for m in range(count):
+                        out[m] = src[w0 + 2 * m]
+                else:
+                    for m in range(count):
+                        out[m] = src[(w0 + m * sw) * step]
 
 
 cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k, real_t* dst,

@@ -118,20 +118,23 @@ def band_rows(geometry, channels, itemsize, budget=2**19):
 
     A band's input (``channels * sh*sw * rows * wq`` elements) takes about
     ``budget`` bytes, and at least one output row; ``rows`` adds the phase
-    rows the kernel reaches below the band. Measured (1 and 2 threads): from
-    64 KiB to the whole image, the budget changed nothing on resnet-mid,
-    resnet-deep, stem, dilated or cifar; on strided, whose padded image is
-    3.3 MiB, bands of 512 KiB ran 6 % slower than the whole image (halo rows
-    copied twice) and 256 KiB ones 8-10 %. Half a 1 MiB L2 cache keeps the
-    extra memory of a call at one such band per thread (strided: 1.5x its
-    output with whole images at 2 threads, 1.1x with bands).
+    rows the kernel reaches below the band; an image of at most twice the
+    budget is one band. Measured (1 and 2 threads): from 64 KiB to the whole
+    image, the budget changed nothing on resnet-mid, resnet-deep, stem or
+    cifar; dilated (0.6 MiB) ran 3 % slower in two bands than in one; on
+    strided, whose padded image is 3.3 MiB, bands of 512 KiB ran 6 % slower
+    than the whole image (halo rows copied twice) and 256 KiB ones 8-10 %.
+    Half a 1 MiB L2 cache keeps the extra memory of a call at one such band
+    per thread (strided: 1.5x its output with whole images at 2 threads,
+    1.04x with bands).
     """
     (sh, sw), (dh, _) = geometry.stride, geometry.dilation
     kh = geometry.kernel[0]
     wq = -(-geometry.padded_shape[1] // sw)
     reach = (kh - 1) * dh // sh  # phase rows below an output row's first
     per_row = max(1, channels * sh * sw * wq * itemsize)
-    band = min(geometry.out_shape[0], max(1, budget // per_row - reach))
+    oh = geometry.out_shape[0]
+    band = oh if (oh + reach) * per_row <= 2 * budget else min(oh, max(1, budget // per_row - reach))
     return band, band + reach
 
 

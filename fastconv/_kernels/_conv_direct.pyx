@@ -111,6 +111,10 @@ cdef extern from "conv_tile.h" nogil:
                                        const float*, int, float*) noexcept
     ctypedef void (*fc_ocwtile_f64_fn)(const double*, const ptrdiff_t*, int, ptrdiff_t, ptrdiff_t, int, int,
                                        const double*, int, double*) noexcept
+    ctypedef void (*fc_dwplane_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, const float*, ptrdiff_t, float,
+                                       float*, int, int) noexcept
+    ctypedef void (*fc_dwplane_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, const double*, ptrdiff_t,
+                                       double, double*, int, int) noexcept
     enum:
         FC_WTILE_TAPS
         FC_DWWTILE_TAPS
@@ -127,6 +131,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn oc64
         fc_ocwtile_f32_fn ocwt32
         fc_ocwtile_f64_fn ocwt64
+        fc_dwplane_f32_fn dwplane32
+        fc_dwplane_f64_fn dwplane64
         fc_wtile_f32_fn wt32
         fc_wtile_f64_fn wt64
         fc_wtile_f32_fn dwwt32
@@ -444,6 +450,16 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
             kb = t - n * blocks
             k0 = kb * 8
             nk = min(8, K - k0)
+            if ntaps == 9:  # 3x3: plane by plane, each plane's weights held in registers
+                for j in range(nk):
+                    _pack_phases(x, n, k0 + j, xs + j * chan, pad_top, pad_left, sh, sw, hq, wq)
+                    if real_t is float:
+                        tiles.dwplane32(xs + j * chan, wq, &taps[0], &w_packed[0] + kb * ntaps * 8 + j, 8,
+                                        bias_packed[kb * 8 + j], &out[n, k0 + j, 0, 0], <int>OH, <int>OW)
+                    else:
+                        tiles.dwplane64(xs + j * chan, wq, &taps[0], &w_packed[0] + kb * ntaps * 8 + j, 8,
+                                        bias_packed[kb * 8 + j], &out[n, k0 + j, 0, 0], <int>OH, <int>OW)
+                continue
             for j in range(nk):  # planes past nk are never read: the tile repeats plane nk-1
                 _pack_phases(x, n, k0 + j, xs + j * chan, pad_top, pad_left, sh, sw, hq, wq)
             _tile_plane(tiles, True, xs, chan, wq, &taps[0], ntaps, 1, &w_packed[0] + kb * ntaps * 8,
@@ -481,6 +497,23 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
     cdef real_t* out
     if W == 0:
         return
+    if sw == 1 and step == 1:  # whole rows, no column phases: no divisions per row
+        for a in range(sh):
+            for i in range(rows):
+                h = (r0 + i) * sh + a - pad_top
+                out = dst + a * plane + i * wq
+                if h < 0 or h >= H:
+                    if zero_rows:
+                        memset(out, 0, wq * sizeof(real_t))
+                    continue
+                src = &x[n, c, h, 0]
+                out = out + pad_left
+                if W >= 64:
+                    memcpy(out, src, W * sizeof(real_t))
+                else:  # short rows: a loop, not a call to memcpy
+                    for m in range(W):
+                        out[m] = src[m]
+        return
     for a in range(sh):
         for i in range(rows):
             h = (r0 + i) * sh + a - pad_top
@@ -497,9 +530,7 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                 j0 = (w0 + pad_left) // sw
                 count = (W - w0 + sw - 1) // sw
                 out = dst + (a * sw + b) * plane + i * wq + j0
-                if step == 1 and sw == 1:
-                    memcpy(out, src, count * sizeof(real_t))
-                elif step == 1 and sw == 2:  # a constant stride the compiler can vectorize
+                if step == 1 and sw == 2:  # a constant stride the compiler can vectorize
                     for m in range(count):
                         out[m] = src[w0 + 2 * m]
                 else:

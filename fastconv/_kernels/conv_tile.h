@@ -25,6 +25,11 @@ typedef void (*fc_wtile_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, const ptrdi
                                 ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, float *, ptrdiff_t);
 typedef void (*fc_wtile_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int, const double *,
                                 ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, double *, ptrdiff_t);
+/* Depthwise plane tiles (9 taps): x, row_step, taps, w, wstep, bias, out, OH, OW. */
+typedef void (*fc_dwplane_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, const float *, ptrdiff_t, float,
+                                  float *, int, int);
+typedef void (*fc_dwplane_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, const double *, ptrdiff_t, double,
+                                  double *, int, int);
 /* Weight-gradient output-channel tiles: x, offs, m, x_img, wq, OH, OW, gt, nimg, sums. */
 typedef void (*fc_ocwtile_f32_fn)(const float *, const ptrdiff_t *, int, ptrdiff_t, ptrdiff_t, int, int,
                                   const float *, int, float *);
@@ -166,6 +171,22 @@ FC_SCALAR_OCTILE(float, fc_octile_f32_base)
 FC_SCALAR_OCTILE(double, fc_octile_f64_base)
 #undef FC_SCALAR_OCTILE
 
+/* Scalar depthwise plane tile: the same sums, one column at a time. */
+#define FC_SCALAR_DWPLANE(T, name)                                                                \
+    static void name(const T *x, ptrdiff_t row_step, const ptrdiff_t *taps, const T *w, ptrdiff_t wstep, \
+                     T bias, T *out, int OH, int OW)                                              \
+    {                                                                                             \
+        for (int oh = 0; oh < OH; oh++)                                                           \
+            for (int ow = 0; ow < OW; ow++) {                                                     \
+                T acc = bias;                                                                     \
+                for (int t = 0; t < 9; t++) acc += x[oh * row_step + taps[t] + ow] * w[t * wstep];\
+                out[(ptrdiff_t)oh * OW + ow] = acc;                                               \
+            }                                                                                     \
+    }
+FC_SCALAR_DWPLANE(float, fc_dwplane_f32_base)
+FC_SCALAR_DWPLANE(double, fc_dwplane_f64_base)
+#undef FC_SCALAR_DWPLANE
+
 /* Scalar weight-gradient output-channel tile: 8 output channels x up to 4 pairs. */
 #define FC_SCALAR_OCWTILE(T, name)                                                                \
     static void name(const T *x, const ptrdiff_t *offs, int m, ptrdiff_t x_img, ptrdiff_t wq, int OH, \
@@ -234,6 +255,8 @@ typedef struct {
     fc_tile_f64_fn oc64;
     fc_ocwtile_f32_fn ocwt32; /* their weight-gradient twins: 2 vectors of channels x up to oc_cols pairs */
     fc_ocwtile_f64_fn ocwt64;
+    fc_dwplane_f32_fn dwplane32; /* depthwise, 9 taps: one channel's plane, weights in registers */
+    fc_dwplane_f64_fn dwplane64;
     fc_wtile_f32_fn wt32;
     fc_wtile_f64_fn wt64;
     fc_wtile_f32_fn dwwt32;
@@ -251,7 +274,8 @@ typedef struct {
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
                                        fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
                                        fc_octile_f32_base, fc_octile_f64_base, fc_ocwtile_f32_base,
-                                       fc_ocwtile_f64_base, fc_wtile_f32_base,
+                                       fc_ocwtile_f64_base, fc_dwplane_f32_base, fc_dwplane_f64_base,
+                                       fc_wtile_f32_base,
                                        fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE};
@@ -259,13 +283,15 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
                                        fc_hdwtile_f64_avx2, fc_octile_f32_avx2, fc_octile_f64_avx2,
-                                       fc_ocwtile_f32_avx2, fc_ocwtile_f64_avx2,
+                                       fc_ocwtile_f32_avx2, fc_ocwtile_f64_avx2, fc_dwplane_f32_avx2,
+                                       fc_dwplane_f64_avx2,
                                        fc_wtile_f32_avx2, fc_wtile_f64_avx2, fc_dwwtile_f32_avx2,
                                        fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
                                          fc_octile_f64_avx512, fc_ocwtile_f32_avx512, fc_ocwtile_f64_avx512,
+                                         fc_dwplane_f32_avx512, fc_dwplane_f64_avx512,
                                          fc_wtile_f32_avx512, fc_wtile_f64_avx512,
                                          fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, 8, 4, 32, 16,
                                          fc_oc_cols_avx512, FC_LEVEL_AVX512};

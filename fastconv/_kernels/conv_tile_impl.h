@@ -79,7 +79,11 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
     }                                                                                 \
     (void)C;                                                                          \
     for (int j = 0; j < nk; j++) {                                                    \
-        memcpy(out + j * ocs, &accs[j], (size_t)ncols * sizeof(T));                   \
+        if (ncols == VW) { /* a fixed size: one vector store, not a call to memcpy */  \
+            memcpy(out + j * ocs, &accs[j], sizeof(VT));                              \
+        } else {                                                                      \
+            memcpy(out + j * ocs, &accs[j], (size_t)ncols * sizeof(T));               \
+        }                                                                             \
     }
 
 static void FC_CAT(fc_dwtile_f32, FC_ISA)(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
@@ -95,6 +99,66 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
 {
     FC_DWTILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 }
+
+/* Depthwise plane tile for 9 taps (3x3 kernels): one channel's whole output plane,
+ * its 9 weights broadcast once into registers, one vector of output columns at a
+ * time, so each tap is one input load and one FMA (the 8-plane tile above also
+ * loads a broadcast weight per FMA). A row's tail overlaps the previous vector;
+ * rows narrower than a vector read past their end (the caller provides slack)
+ * and store only OW columns. Tap t of output pixel (oh, ow) reads
+ * x[oh*row_step + taps[t] + ow]; weight t is w[t*wstep]. The sums run in the same
+ * order as the 8-plane tile's, so the two give bitwise equal results. */
+#define FC_DWPLANE_BODY(T, VT, VW)                                                    \
+    VT w0 = (VT){0} + w[0], w1 = (VT){0} + w[wstep], w2 = (VT){0} + w[2 * wstep];     \
+    VT w3 = (VT){0} + w[3 * wstep], w4 = (VT){0} + w[4 * wstep];                      \
+    VT w5 = (VT){0} + w[5 * wstep], w6 = (VT){0} + w[6 * wstep];                      \
+    VT w7 = (VT){0} + w[7 * wstep], w8 = (VT){0} + w[8 * wstep];                      \
+    const ptrdiff_t t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3];           \
+    const ptrdiff_t t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7];           \
+    const ptrdiff_t t8 = taps[8];                                                     \
+    for (int oh = 0; oh < OH; oh++) {                                                 \
+        const T *xr = x + oh * row_step;                                              \
+        T *orow = out + (ptrdiff_t)oh * OW;                                           \
+        for (int ow0 = 0; ow0 < OW; ow0 += VW) {                                      \
+            int start = ow0, ncols = VW;                                              \
+            if (ow0 + VW > OW) {                                                      \
+                if (OW >= VW)                                                         \
+                    start = OW - VW;                                                  \
+                else                                                                  \
+                    ncols = OW;                                                       \
+            }                                                                         \
+            const T *p = xr + start;                                                  \
+            VT acc = (VT){0} + bias, v;                                               \
+            memcpy(&v, p + t0, sizeof(VT)); acc += v * w0;                            \
+            memcpy(&v, p + t1, sizeof(VT)); acc += v * w1;                            \
+            memcpy(&v, p + t2, sizeof(VT)); acc += v * w2;                            \
+            memcpy(&v, p + t3, sizeof(VT)); acc += v * w3;                            \
+            memcpy(&v, p + t4, sizeof(VT)); acc += v * w4;                            \
+            memcpy(&v, p + t5, sizeof(VT)); acc += v * w5;                            \
+            memcpy(&v, p + t6, sizeof(VT)); acc += v * w6;                            \
+            memcpy(&v, p + t7, sizeof(VT)); acc += v * w7;                            \
+            memcpy(&v, p + t8, sizeof(VT)); acc += v * w8;                            \
+            if (ncols == VW)                                                          \
+                memcpy(orow + start, &acc, sizeof(VT));                               \
+            else                                                                      \
+                memcpy(orow + start, &acc, (size_t)ncols * sizeof(T));                \
+        }                                                                             \
+    }
+
+static void FC_CAT(fc_dwplane_f32, FC_ISA)(const float *x, ptrdiff_t row_step, const ptrdiff_t *taps,
+                                           const float *w, ptrdiff_t wstep, float bias, float *out, int OH,
+                                           int OW)
+{
+    FC_DWPLANE_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+}
+
+static void FC_CAT(fc_dwplane_f64, FC_ISA)(const double *x, ptrdiff_t row_step, const ptrdiff_t *taps,
+                                           const double *w, ptrdiff_t wstep, double bias, double *out, int OH,
+                                           int OW)
+{
+    FC_DWPLANE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+}
+#undef FC_DWPLANE_BODY
 
 /* Half-width tiles (half a vector of output columns) for a row's tail: a row of
  * 56 columns is 3 full AVX-512 tiles and one half tile instead of 4 full ones.

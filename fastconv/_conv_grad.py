@@ -177,9 +177,20 @@ def _grad_weight(call):
     # the column tiles multiply zero grad columns with inputs next to the window: an inf
     # or nan there would leak into the sums, so such inputs take the GEMM path (the
     # output-channel tiles read only inputs inside windows)
-    if oc_level >= 0 or np.isfinite(call.x).all():
+    if oc_level >= 0 or _all_finite(call.x):
         return _grad_weight_direct(call, oc_level, block)
     return _grad_weight_gemm(call)
+
+
+def _all_finite(x):
+    """Whether every element of the float array ``x`` is finite, or (rarely) ``False`` anyway.
+
+    One summing pass, no temporary array: any inf or nan makes the sum
+    non-finite; a sum that overflows from finite values also answers
+    ``False``, which only sends the call to the (exact, slower) GEMM path.
+    """
+    with np.errstate(all="ignore"):
+        return bool(np.isfinite(np.sum(x)))
 
 
 def _scratch_chunk(per_image, itemsize):

@@ -302,6 +302,22 @@ def test_grad_weight_non_finite_input_stays_in_its_taps(rng, value, stride, layo
         np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=atol * 100)
 
 
+@pytest.mark.parametrize("groups", [1, 4])  # the column tiles and the depthwise kernel
+def test_grad_weight_finite_inputs_whose_sum_overflows(rng, groups):
+    # the finite-input check sums x: finite values whose sum overflows fail it too, and
+    # take the GEMM path, which must give the reference's values all the same
+    from fastconv._conv_grad import _all_finite
+
+    x = np.full((2, 4, 6, 6), 3e38, np.float32)
+    assert not _all_finite(x) and np.isfinite(x).all()
+    assert _all_finite(x * 1e-30)
+    grad = rng.standard_normal((2, 4, 4, 4)).astype(np.float32) * 1e-30
+    expected = reference.conv2d_grad_weight(grad, x, (4, 4 // groups, 3, 3), groups=groups)
+    got = fastconv.conv2d_grad_weight(grad, x, (4, 4 // groups, 3, 3), groups=groups)
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("chunk", [1, 2])
 @pytest.mark.parametrize("groups", [1, 2, 6])
 @pytest.mark.parametrize("s, p, d", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (3, 0, 2)])

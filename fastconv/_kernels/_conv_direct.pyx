@@ -549,8 +549,11 @@ cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_
         return
     for oh in range(OH):
         src = &grad[n, k, oh, 0]
-        if step == 1:
+        if step == 1 and OW >= 64:
             memcpy(dst + oh * row, src, OW * sizeof(real_t))
+        elif step == 1:  # short rows: a loop, not a call to memcpy
+            for ow in range(OW):
+                dst[oh * row + ow] = src[ow]
         else:
             for ow in range(OW):
                 dst[oh * row + ow] = src[ow * step]

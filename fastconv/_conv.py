@@ -217,7 +217,8 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     vectors = full + (0.5 if 0 < tail <= half < width else float(tail > 0))
     columns_busy = kg / (-(-kg // 8) * 8) * ow / (vectors * width)
     channels_busy = kg / (-(-kg // block) * block)
-    if channels_busy > columns_busy + 0.05 or (channels_busy >= columns_busy and depth >= CHANNEL_TILE_DEPTH.get(level, 512)):
+    deep = depth >= CHANNEL_TILE_DEPTH.get(level, 512)
+    if channels_busy > columns_busy + 0.05 or (channels_busy >= columns_busy and deep):
         return level, block
     return -1, 8
 
@@ -230,6 +231,8 @@ def _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode, tiles="aut
     (``"auto"``, ``"columns"`` or ``"channels"``) picks the register tile
     (:func:`choose_tiles`); depthwise convolutions always run their own.
     """
+    if tiles not in TILES:
+        raise ValueError(f"tiles must be one of {TILES!r}, got {tiles!r}")
     c = x.shape[1]
     k, cg, kh, kw = weight.shape
     depthwise = groups > 1 and groups == c == k

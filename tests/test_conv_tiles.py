@@ -240,3 +240,10 @@ def test_depthwise_3x3_planes(rng, level, dtype, width, s, p, d):
             results.append(fastconv.conv2d(x, w, b, **kw))
     np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 10)
     np.testing.assert_array_equal(results[1], results[0])
+
+
+def test_unknown_tile_name_is_refused(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="tiles must be one of"):
+        run_tiles(x, w, None, "rows")

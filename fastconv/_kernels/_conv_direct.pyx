@@ -246,7 +246,8 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
         kg = K
         blocks = (K + 7) // 8
         groups = 1
-    if w_packed.shape[0] != groups * blocks * block * cg * taps.shape[0] or bias_packed.shape[0] != groups * blocks * block:
+    if (w_packed.shape[0] != groups * blocks * block * cg * taps.shape[0]
+            or bias_packed.shape[0] != groups * blocks * block):
         raise ValueError("conv2d_tiled: weights not packed in blocks of this tile's channels")
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t t, n, r, g, kb, k0

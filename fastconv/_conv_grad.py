@@ -254,10 +254,14 @@ def _grad_weight_direct(call, oc_level=-1, block=8):
     threads = threads_for(grad.size * cg * kh * kw // 16)
     reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
     if groups > 1 and groups == c == k:  # depthwise: each input element meets one grad plane
-        chunk = _scratch_chunk(ph.image + ph.plane, dtype.itemsize)
+        # blocks of up to 8 channels, read image by image; at least two blocks per thread. The
+        # chunk of images (which decides how the sums are grouped) must not depend on the
+        # thread count: it is sized for blocks of 8 whatever the block
+        channel_block = max(1, min(8, c // (2 * threads)))
+        chunk = _scratch_chunk(8 * (ph.image + ph.plane), dtype.itemsize)
         _conv_direct.conv2d_grad_weight_depthwise(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq,
                                                   ph.plane, (chunk - 1) * ph.image + max(ph.image, reach),
-                                                  chunk, threads)
+                                                  chunk, channel_block, threads)
     else:  # the input planes are shared by every block of output channels: lay them out once
         used = c * n * ph.image
         planes = np.zeros(max(used, (c * n - 1) * ph.image + reach), dtype)

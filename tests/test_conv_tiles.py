@@ -51,7 +51,7 @@ def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
 @pytest.mark.parametrize("n", [1, 4])  # whole-batch layout with 1 image, one image per task with 4
 @pytest.mark.parametrize("s, p, d, g, mode", [(1, 1, 1, 1, "zeros"), (2, 1, 1, 2, "zeros"), (1, 2, 2, 1, "reflect"),
                                               (3, ((2, 0), (1, 3)), (1, 2), 3, "zeros"), (2, 3, 1, 1, "circular")])
-def test_channel_tile_geometries(rng, level, n, s, p, d, g, mode):
+def test_channel_tile_geometries(rng, level, every_call_parallel, n, s, p, d, g, mode):
     x = rng.standard_normal((n, 6, 15, 19)).astype(np.float32)
     w = rng.standard_normal((36, 6 // g, 3, 2)).astype(np.float32)
     b = rng.standard_normal(36).astype(np.float32)
@@ -133,7 +133,7 @@ def grad_weight_tiles(grad, x, weight_shape, tiles, **kw):
     (3, 3, (45, 41), 33, 5, 1, 2, 1, 1),      # one image per chunk: three chunks
     (4, 2, (20, 20), 17, 7, 2, 3, 1, 1),      # more than oc_cols taps per channel
 ])
-def test_grad_weight_channel_tiles(rng, level, dtype, n, c, hw, k, kernel, s, p, d, g):
+def test_grad_weight_channel_tiles(rng, level, every_call_parallel, dtype, n, c, hw, k, kernel, s, p, d, g):
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = rng.standard_normal((n, c) + hw).astype(dtype)
     kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
@@ -224,7 +224,7 @@ def test_packed_kernel_checks_the_band_holds_every_tap():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("width", [1, 3, 4, 7, 8, 9, 15, 16, 17, 28, 33])
 @pytest.mark.parametrize("s, p, d", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, ((0, 1), (2, 0)), (1, 2))])
-def test_depthwise_3x3_planes(rng, level, dtype, width, s, p, d):
+def test_depthwise_3x3_planes(rng, level, every_call_parallel, dtype, width, s, p, d):
     x = rng.standard_normal((3, 11, 6, width)).astype(dtype)  # 11 channels: a partial block of 8
     w = rng.standard_normal((11, 1, 3, 3)).astype(dtype)
     b = rng.standard_normal(11).astype(dtype)
@@ -247,3 +247,29 @@ def test_unknown_tile_name_is_refused(rng):
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     with pytest.raises(ValueError, match="tiles must be one of"):
         run_tiles(x, w, None, "rows")
+
+
+# ---- depthwise weight gradient: blocks of channels read image by image
+
+@pytest.mark.parametrize("c", [1, 5, 19, 40])  # one block, a partial block, 8 + 8 + 3, five blocks
+@pytest.mark.parametrize("s, p, d", [(1, 1, 1), (2, 1, 1), (1, 2, 2)])
+@pytest.mark.parametrize("n, hw", [(3, (9, 11)), (4, (40, 40))])  # one chunk; a chunk per image
+def test_depthwise_grad_weight_channel_blocks(rng, monkeypatch, every_call_parallel, c, s, p, d, n, hw):
+    # the channel blocks depend on the thread count; the chunks of images, which group the
+    # sums, must not, or the results would differ between thread counts
+    from fastconv import _conv_grad
+
+    x = rng.standard_normal((n, c) + hw)
+    kw = dict(stride=s, padding=p, dilation=d, groups=c)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros((c, 1, 3, 3)), **kw).shape)
+    expected = reference.conv2d_grad_weight(grad, x, (c, 1, 3, 3), **kw)
+    for chunk in (None, 1):  # the default chunk, and one image per chunk
+        if chunk:
+            monkeypatch.setattr(_conv_grad, "_scratch_chunk", lambda per_image, itemsize: chunk)
+        results = []
+        for threads in (1, 2, 3):  # different channel blocks
+            with fastconv.num_threads(threads):
+                results.append(fastconv.conv2d_grad_weight(grad, x, (c, 1, 3, 3), **kw))
+        np.testing.assert_allclose(results[0], expected, rtol=1e-10, atol=1e-10)
+        for other in results[1:]:
+            np.testing.assert_array_equal(other, results[0])

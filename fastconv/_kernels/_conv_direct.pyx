@@ -752,53 +752,66 @@ def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, 
                                  const ptrdiff_t[::1] taps, real_t[::1] dw, Py_ssize_t pad_top,
                                  Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq,
                                  Py_ssize_t wq, Py_ssize_t plane, Py_ssize_t x_scratch,
-                                 Py_ssize_t chunk_images, int num_threads):
+                                 Py_ssize_t chunk_images, Py_ssize_t channel_block, int num_threads):
     """dL/dw of a depthwise convolution (``groups == C == K``); ``dw`` ``(K, 1, KH, KW)`` flat, zeroed.
 
     ``x`` ``(N, C, H, W)`` unpadded and ``grad`` ``(N, K, OH, OW)``, any strides.
-    Parallel over channels: each task copies a chunk of ``chunk_images`` images
-    of its channel into scratch buffers (the input as padded stride-phase
-    planes of ``sh*sw*hq*wq`` elements per image, :func:`phase_planes`; the
-    grad with row pitch ``wq``, ``plane`` elements per image) and runs the
-    depthwise tile on them, so every input and grad element is read from
-    memory once. The caller sizes ``x_scratch`` (elements) to hold every tile
-    read: ``(chunk_images - 1) * sh*sw*hq*wq + max(taps) + plane`` at least.
-    Raises MemoryError if a scratch buffer cannot be allocated.
+    Parallel over blocks of ``channel_block`` channels: each task copies a
+    chunk of ``chunk_images`` images of its channels, image by image (so the
+    planes of one image are read one after another), into scratch buffers (the
+    input as padded stride-phase planes of ``sh*sw*hq*wq`` elements per image,
+    :func:`phase_planes`; the grad with row pitch ``wq``, ``plane`` elements
+    per image) and runs the depthwise tile on each channel, so every input and
+    grad element is read from memory once. The caller sizes ``x_scratch``
+    (elements per channel) to hold every tile read: ``(chunk_images - 1) *
+    sh*sw*hq*wq + max(taps) + plane`` at least. Raises MemoryError if a
+    scratch buffer cannot be allocated.
     """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
     cdef Py_ssize_t chan = sh * sw * hq * wq
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t c, n0, n1, t0, i
+    cdef Py_ssize_t cb, c0, nc, j, n0, n1, t0, i
+    cdef Py_ssize_t blocks
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef fc_wtile_f32_fn f32 = tiles.dwwt32
     cdef fc_wtile_f64_fn f64 = tiles.dwwt64
     cdef real_t* xs
     cdef real_t* gs
     cdef int failed[1]
+    if channel_block < 1:
+        raise ValueError("conv2d_grad_weight_depthwise: channel_block must be positive")
+    blocks = (C + channel_block - 1) // channel_block
     failed[0] = 0
     with nogil, parallel(num_threads=num_threads):
         # zeroed once: the copies rewrite the same elements, so padding stays zero
-        xs = <real_t*>calloc(x_scratch, sizeof(real_t))
-        gs = <real_t*>calloc(chunk_images * plane, sizeof(real_t))
-        for c in prange(C, schedule="dynamic"):
+        xs = <real_t*>calloc(channel_block * x_scratch, sizeof(real_t))
+        gs = <real_t*>calloc(channel_block * chunk_images * plane, sizeof(real_t))
+        for cb in prange(blocks, schedule="dynamic"):
             if xs == NULL or gs == NULL:
                 failed[0] = 1
                 continue
+            c0 = cb * channel_block
+            nc = min(channel_block, C - c0)
             n0 = 0
             while n0 < N:
                 n1 = min(N, n0 + chunk_images)
                 for i in range(n1 - n0):
-                    _pack_phases(x, n0 + i, c, xs + i * chan, pad_top, pad_left, sh, sw, hq, wq)
-                    _pack_grad_rows(grad, n0 + i, c, gs + i * plane, wq)
-                t0 = 0
-                while t0 < ntaps:
-                    if real_t is float:
-                        f32(xs, chan, 0, &taps[t0], <int>min(FC_DWWTILE_TAPS, ntaps - t0), gs, plane, 0,
-                            plane, 0, n1 - n0, 1, &dw[0] + c * ntaps + t0, ntaps)
-                    else:
-                        f64(xs, chan, 0, &taps[t0], <int>min(FC_DWWTILE_TAPS, ntaps - t0), gs, plane, 0,
-                            plane, 0, n1 - n0, 1, &dw[0] + c * ntaps + t0, ntaps)
-                    t0 = t0 + FC_DWWTILE_TAPS
+                    for j in range(nc):
+                        _pack_phases(x, n0 + i, c0 + j, xs + j * x_scratch + i * chan, pad_top, pad_left,
+                                     sh, sw, hq, wq)
+                        _pack_grad_rows(grad, n0 + i, c0 + j, gs + (j * chunk_images + i) * plane, wq)
+                for j in range(nc):
+                    t0 = 0
+                    while t0 < ntaps:
+                        if real_t is float:
+                            f32(xs + j * x_scratch, chan, 0, &taps[t0], <int>min(FC_DWWTILE_TAPS, ntaps - t0),
+                                gs + j * chunk_images * plane, plane, 0, plane, 0, n1 - n0, 1,
+                                &dw[0] + (c0 + j) * ntaps + t0, ntaps)
+                        else:
+                            f64(xs + j * x_scratch, chan, 0, &taps[t0], <int>min(FC_DWWTILE_TAPS, ntaps - t0),
+                                gs + j * chunk_images * plane, plane, 0, plane, 0, n1 - n0, 1,
+                                &dw[0] + (c0 + j) * ntaps + t0, ntaps)
+                        t0 = t0 + FC_DWWTILE_TAPS
                 n0 = n1
         free(xs)
         free(gs)

@@ -178,6 +178,11 @@ def tile_input(x, geometry, padding_mode="zeros", threads=1):
     return TileInput(flat, c * ph.image, ph.image, ph.wq, ph.taps)
 
 
+def is_depthwise(groups, channels, filters):
+    """Whether a convolution is depthwise: every input channel its own group and filter."""
+    return groups > 1 and groups == channels == filters
+
+
 TILES = ("auto", "columns", "channels")
 
 
@@ -235,7 +240,7 @@ def _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode, tiles="aut
         raise ValueError(f"tiles must be one of {TILES!r}, got {tiles!r}")
     c = x.shape[1]
     k, cg, kh, kw = weight.shape
-    depthwise = groups > 1 and groups == c == k
+    depthwise = is_depthwise(groups, c, k)
     if depthwise:  # blocks of 8 channels, each its own group: pack as one group of K
         groups = 1
     kg = k // groups

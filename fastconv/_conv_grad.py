@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import finish
-from ._conv import direct_nchw, stride_phases, tiles_fit
+from ._conv import direct_nchw, is_depthwise, stride_phases, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -169,7 +169,7 @@ def _grad_weight(call):
     if call.compute_dtype.kind != "f" or not tiles_fit(cg, kh * kw, k):
         return _grad_weight_gemm(call)
     c = call.x.shape[-1 if call.channels_last else 1]
-    if call.groups > 1 and call.groups == c == k:  # depthwise: its own tile
+    if is_depthwise(call.groups, c, k):  # its own tile
         oc_level, block = -1, 8
     else:
         oc_level, block = choose_grad_weight_tiles(k // call.groups, cg * kh * kw, call.compute_dtype,
@@ -253,7 +253,7 @@ def _grad_weight_direct(call, oc_level=-1, block=8):
     dw = np.zeros(k * cg * kh * kw, dtype)
     threads = threads_for(grad.size * cg * kh * kw // 16)
     reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
-    if groups > 1 and groups == c == k:  # depthwise: each input element meets one grad plane
+    if is_depthwise(groups, c, k):  # each input element meets one grad plane
         # blocks of up to 8 channels, read image by image; at least two blocks per thread. The
         # chunk of images (which decides how the sums are grouped) must not depend on the
         # thread count: it is sized for blocks of 8 whatever the block

@@ -582,6 +582,27 @@ def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top
             _pack_phases(x, t // C, t % C, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
 
 
+cdef struct WeightTask:
+    Py_ssize_t g  # group
+    Py_ssize_t k0  # first output channel of the block
+    Py_ssize_t nk  # output channels in the block
+    Py_ssize_t c_lo  # input channels [c_lo, c_hi) of the group
+    Py_ssize_t c_hi
+
+
+cdef inline WeightTask _weight_task(Py_ssize_t task, Py_ssize_t blocks, Py_ssize_t c_parts, Py_ssize_t kg,
+                                    Py_ssize_t block, Py_ssize_t cg) noexcept nogil:
+    """Task ``task`` of a weight-gradient split over (group, block of ``block`` channels, input-channel slice)."""
+    cdef WeightTask w
+    cdef Py_ssize_t kb = (task // c_parts) % blocks, part = task % c_parts
+    w.g = task // (blocks * c_parts)
+    w.k0 = w.g * kg + kb * block
+    w.nk = min(block, kg - kb * block)
+    w.c_lo = part * cg // c_parts
+    w.c_hi = (part + 1) * cg // c_parts
+    return w
+
+
 def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                              const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
                              Py_ssize_t plane, real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg,
@@ -606,7 +627,8 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1]
     cdef Py_ssize_t kg = K // groups, blocks = (kg + 7) // 8
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t task, g, kb, part, k0, nk, c_lo, c_hi, c, n0, n1, t0, i, j
+    cdef Py_ssize_t task, g, k0, nk, c, n0, n1, t0, i, j
+    cdef WeightTask w
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef fc_wtile_f32_fn f32 = tiles.wt32
     cdef fc_wtile_f64_fn f64 = tiles.wt64
@@ -622,20 +644,15 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
             if scratch == NULL:
                 failed[0] = 1
                 continue
-            g = task // (blocks * c_parts)
-            kb = (task // c_parts) % blocks
-            part = task % c_parts
-            k0 = g * kg + kb * 8
-            nk = min(8, kg - kb * 8)
-            c_lo = part * cg // c_parts
-            c_hi = (part + 1) * cg // c_parts
+            w = _weight_task(task, blocks, c_parts, kg, 8, cg)
+            g, k0, nk = w.g, w.k0, w.nk
             n0 = 0
             while n0 < N:
                 n1 = min(N, n0 + chunk_images)
                 for i in range(n1 - n0):
                     for j in range(nk):
                         _pack_grad_rows(grad, n0 + i, k0 + j, scratch + (i * 8 + j) * plane, row)
-                for c in range(c_lo, c_hi):
+                for c in range(w.c_lo, w.c_hi):
                     xc = &x[0] + n0 * image_stride + (g * cg + c) * channel_stride
                     t0 = 0
                     while t0 < ntaps:  # a range() step must be a constant in nogil code
@@ -695,7 +712,8 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t per_image = OH * OW * block
-    cdef Py_ssize_t task, g, kb, part, k0, nk, c_lo, c_hi, n0, n1, i, j, p, m, c, t
+    cdef Py_ssize_t task, g, k0, nk, n0, n1, i, j, p, m, c, t
+    cdef WeightTask w
     cdef real_t* gt
     cdef real_t* sums
     cdef ptrdiff_t* offs
@@ -710,22 +728,17 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
             if gt == NULL or sums == NULL or offs == NULL:
                 failed[0] = 1
                 continue
-            g = task // (blocks * c_parts)
-            kb = (task // c_parts) % blocks
-            part = task % c_parts
-            k0 = g * kg + kb * block
-            nk = min(block, kg - kb * block)
-            c_lo = part * cg // c_parts
-            c_hi = (part + 1) * cg // c_parts
+            w = _weight_task(task, blocks, c_parts, kg, block, cg)
+            g, k0, nk = w.g, w.k0, w.nk
             n0 = 0
             while n0 < N:
                 n1 = min(N, n0 + chunk_images)
                 for i in range(n1 - n0):
                     for j in range(nk):
                         _pack_grad_pixels(grad, n0 + i, k0 + j, gt + i * per_image + j, block)
-                p = c_lo * ntaps
-                while p < c_hi * ntaps:
-                    m = min(most, c_hi * ntaps - p)
+                p = w.c_lo * ntaps
+                while p < w.c_hi * ntaps:
+                    m = min(most, w.c_hi * ntaps - p)
                     for i in range(m):
                         offs[i] = (g * cg + (p + i) // ntaps) * channel_stride + taps[(p + i) % ntaps]
                     if real_t is float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -10,6 +11,7 @@ from ._arrays import finish
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
 from ._padding import pad_input
+from ._plans import PlanCache, call_key
 from ._prepare import prepare_conv2d
 from ._threads import threads_for
 
@@ -152,7 +154,7 @@ class TileInput(NamedTuple):
     taps: np.ndarray
 
 
-def tile_input(x, geometry, padding_mode="zeros", threads=1):
+def tile_input(x, geometry, padding_mode="zeros", threads=1, phases=None):
     """Lay out the unpadded NCHW ``x`` (any strides) so every tap reads consecutive elements.
 
     A C-contiguous input that needs no padding, with stride 1 and rows at
@@ -160,6 +162,7 @@ def tile_input(x, geometry, padding_mode="zeros", threads=1):
     and splits it by stride phase (:func:`stride_phases`) into a new buffer,
     with ``MAX_TILE_WIDTH`` elements of slack at the end for tiles wider than
     a row. Padding modes other than zeros are applied by NumPy first.
+    ``phases`` is the geometry's :func:`stride_phases`, if already known.
     """
     n, c = x.shape[:2]
     (sh, sw), (_, ow) = geometry.stride, geometry.out_shape
@@ -169,7 +172,7 @@ def tile_input(x, geometry, padding_mode="zeros", threads=1):
         top = left = 0
     else:
         (top, _), (left, _) = geometry.padding
-    ph = stride_phases(geometry)
+    ph = stride_phases(geometry) if phases is None else phases
     if sh == sw == 1 and x.shape[2:] == geometry.padded_shape and ow >= width and x.flags.c_contiguous:
         flat = x.reshape(-1)
     else:
@@ -228,59 +231,105 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     return -1, 8
 
 
+class TiledConv:
+    """The shape-only work of a tiled NCHW convolution, done once per shape.
+
+    Built by :func:`tiled_conv` (cached) from the input and weight shapes,
+    the geometry, ``groups``, ``padding_mode``, the float dtype, the SIMD level
+    and the tile choice (``"auto"``, ``"columns"`` or ``"channels"``,
+    :func:`choose_tiles`; depthwise convolutions always run their own); its
+    :meth:`run` packs the weights and calls the kernels.
+    """
+
+    def __init__(self, x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto"):
+        if tiles not in TILES:
+            raise ValueError(f"tiles must be one of {TILES!r}, got {tiles!r}")
+        n, c = x_shape[:2]
+        k, cg, kh, kw = weight_shape
+        dtype = np.dtype(dtype)
+        self.depthwise = is_depthwise(groups, c, k)
+        if self.depthwise:  # blocks of 8 channels, each its own group: pack as one group of K
+            groups = 1
+        kg = k // groups
+        if self.depthwise or tiles == "columns":
+            oc_level, block = -1, 8
+        elif tiles == "channels":
+            oc_level, block = level, _conv_direct.oc_tile_shape(level, dtype.char)[0]
+        else:
+            oc_level, block = choose_tiles(kg, cg * kh * kw, geometry.out_shape[1], dtype, level)
+        self.geometry, self.groups, self.padding_mode, self.dtype = geometry, groups, padding_mode, dtype
+        self.oc_level, self.block, self.kg, self.cg = oc_level, block, kg, cg
+        self.blocks, self.taps_per_filter = -(-kg // block), kh * kw
+        self.images = n
+        self.work = n * k * geometry.out_size * cg * kh * kw // 16  # multiply-adds / 16
+        self.pads_itself = not (padding_mode != "zeros" and geometry.has_padding)
+        (top, _), (left, _) = geometry.padding
+        self.top, self.left = (top, left) if self.pads_itself else (0, 0)
+        if self.depthwise:  # each input plane meets one block of weights: pack 8 planes per task
+            self.band, self.phases = None, _frozen(stride_phases(geometry))
+        else:  # every block of output channels reads the whole image: pack a band of rows at a time
+            self.band, rows = band_rows(geometry, c, dtype.itemsize)
+            self.phases = _frozen(stride_phases(geometry, rows))
+        self.whole = _frozen(stride_phases(geometry))  # the batch laid out at once (tile_input)
+
+    def pack(self, weight, bias):
+        """The weights and bias (or None) in the tiles' block order (zeros pad a partial block)."""
+        size = self.groups * self.blocks * self.block
+        w_packed = np.empty(size * self.cg * self.taps_per_filter, self.dtype)
+        b_packed = np.empty(size, self.dtype)
+        _conv_direct.pack_weights(weight.reshape(weight.shape[0], self.cg, self.taps_per_filter), bias,
+                                  w_packed, b_packed, self.groups, self.block, threads_for(w_packed.size))
+        return w_packed, b_packed
+
+    def run(self, x, weight, bias, out):
+        """Convolve ``x`` (unpadded ``(N, C, H, W)``, any strides) into ``out`` (C-contiguous).
+
+        ``weight`` (OIHW) and ``bias`` (``(K,)`` or None) are in the plan's dtype.
+        """
+        w_packed, b_packed = self.pack(weight, bias)
+        geometry = self.geometry
+        threads = threads_for(self.work)
+        if self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
+            if not self.pads_itself:
+                x = pad_input(x, geometry, self.padding_mode, False)
+            ph = self.phases
+            if self.depthwise:
+                _conv_direct.conv2d_depthwise_packed(x, w_packed, b_packed, out, self.top, self.left,
+                                                     *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
+            else:
+                _conv_direct.conv2d_packed(x, w_packed, b_packed, out, self.groups, self.cg, self.top, self.left,
+                                           *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads,
+                                           self.oc_level)
+            return
+        # too few images to share between the threads: lay the whole batch out once and split
+        # the work by (image, block of output channels)
+        src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
+        _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
+                                  w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads,
+                                  self.oc_level)
+
+
+def _frozen(phases):
+    """A cached :class:`StridePhases` whose tap offsets cannot be changed by a caller."""
+    phases.taps.flags.writeable = False
+    return phases
+
+
+@functools.lru_cache(maxsize=256)
+def tiled_conv(x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto"):
+    """The :class:`TiledConv` of a shape, cached: repeated calls of one shape skip its set-up."""
+    return TiledConv(x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles)
+
+
 def _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode, tiles="auto"):
     """Run the tiled NCHW kernel: lay out the input, pack the weights.
 
     ``x`` is the unpadded ``(N, C, H, W)`` input, ``weight`` OIHW and ``out``
-    ``(N, K, OH, OW)`` C-contiguous, all in one float dtype. ``tiles``
-    (``"auto"``, ``"columns"`` or ``"channels"``) picks the register tile
-    (:func:`choose_tiles`); depthwise convolutions always run their own.
+    ``(N, K, OH, OW)`` C-contiguous, all in one float dtype (see :class:`TiledConv`).
     """
-    if tiles not in TILES:
-        raise ValueError(f"tiles must be one of {TILES!r}, got {tiles!r}")
-    c = x.shape[1]
-    k, cg, kh, kw = weight.shape
-    depthwise = is_depthwise(groups, c, k)
-    if depthwise:  # blocks of 8 channels, each its own group: pack as one group of K
-        groups = 1
-    kg = k // groups
-    level = _conv_direct.current_level()
-    if depthwise or tiles == "columns":
-        oc_level, block = -1, 8
-    elif tiles == "channels":
-        oc_level, block = level, _conv_direct.oc_tile_shape(level, x.dtype.char)[0]
-    else:
-        oc_level, block = choose_tiles(kg, cg * kh * kw, out.shape[3], x.dtype, level)
-    blocks = -(-kg // block)
-    w_packed = np.zeros((groups, blocks * block, cg, kh * kw), x.dtype)
-    w_packed[:, :kg] = weight.reshape(groups, kg, cg, kh * kw)
-    w_packed = np.ascontiguousarray(
-        w_packed.reshape(groups, blocks, block, cg, kh * kw).transpose(0, 1, 3, 4, 2))
-    b_packed = np.zeros((groups, blocks * block), x.dtype)
-    b_packed[:, :kg] = bias.reshape(groups, kg)
-    threads = threads_for(out.size * weight[0].size // 16)
-    n = x.shape[0]
-    if depthwise or n >= 2 * threads:  # pad in cache, per task: no padded copy of the input
-        if padding_mode != "zeros" and geometry.has_padding:
-            x, (top, left) = pad_input(x, geometry, padding_mode, False), (0, 0)
-        else:
-            (top, _), (left, _) = geometry.padding
-        if depthwise:  # each input plane meets one block of weights: pack 8 planes per task
-            ph = stride_phases(geometry)
-            _conv_direct.conv2d_depthwise_packed(x, w_packed.reshape(-1), b_packed.reshape(-1), out, top, left,
-                                                 *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
-        else:  # every block of output channels reads the whole image: pack a band of rows at a time
-            band, rows = band_rows(geometry, c, x.dtype.itemsize)
-            ph = stride_phases(geometry, rows)
-            _conv_direct.conv2d_packed(x, w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, top, left,
-                                       *geometry.stride, band, rows, ph.wq, ph.taps, threads, oc_level)
-        return
-    # too few images to share between the threads: lay the whole batch out once and split
-    # the work by (image, block of output channels)
-    src = tile_input(x, geometry, padding_mode, threads)
-    _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
-                              w_packed.reshape(-1), b_packed.reshape(-1), out, groups, cg, depthwise, threads,
-                              oc_level)
+    plan = tiled_conv(x.shape, weight.shape, geometry, groups, padding_mode, x.dtype,
+                      _conv_direct.current_level(), tiles)
+    plan.run(x, weight, bias, out)
 
 
 def _conv_im2col_run(call, result):
@@ -315,6 +364,37 @@ def _conv_im2col_run(call, result):
                 prod = w_mat[g] @ cols[:, g * depth:(g + 1) * depth].T
                 res[:, g * kg:(g + 1) * kg, :] = prod.reshape(kg, n1 - n0, rows_per_image).transpose(1, 0, 2)
             res += call.bias[:, None]
+
+
+class _ConvPlan(NamedTuple):
+    """A planned conv2d call (:mod:`fastconv._plans`): NCHW, float, direct, no ``out``."""
+
+    tiled: TiledConv
+    batched_shape: tuple  # of x, with the batch axis
+    out_shape: tuple  # batched
+    batched: bool
+
+    def __call__(self, x, weight, bias):
+        result = np.empty(self.out_shape, self.tiled.dtype)
+        self.tiled.run(x.reshape(self.batched_shape), weight, bias, result)
+        return result if self.batched else result[0]
+
+
+_PLANS = PlanCache()
+
+
+def _plan(call, algorithm, arrays):
+    """The :class:`_ConvPlan` of a validated call whose arrays the kernels read as they are, or None."""
+    w = call.weight
+    k, cg, kh, kw = w.shape
+    if (call.channels_last or call.compute_dtype.kind != "f" or call.out is not None or not w.size
+            or 0 in call.out_shape or not tiles_fit(cg, kh * kw)
+            or any(a is not None and a.dtype != call.compute_dtype for a in arrays)
+            or (_choose_algorithm(call) if algorithm == "auto" else algorithm) != "direct"):
+        return None
+    tiled = tiled_conv(call.x.shape, w.shape, call.geometry, call.groups, call.padding_mode, call.compute_dtype,
+                       _conv_direct.current_level())
+    return _ConvPlan(tiled, call.x.shape, call.out_shape, call.batched)
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
@@ -382,9 +462,18 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     array([[[-9,  1],
             [ 0, -7]]])
     """
+    key = None if out is not None else call_key(
+        (x, weight, bias), (stride, padding, dilation, groups, padding_mode, layout, algorithm,
+                            _conv_direct.current_level()))
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan(x, weight, bias)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS!r}, got {algorithm!r}")
     call = prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, layout, out)
+    if key is not None and (plan := _plan(call, algorithm, (x, weight, bias))) is not None:
+        _PLANS.put(key, plan)
+        return plan(x, weight, bias)
     user_out = call.out
     writes_in_place = (user_out is not None and call.result_dtype == call.compute_dtype)
     result = user_out.reshape(call.out_shape) if writes_in_place else np.empty(call.out_shape, call.compute_dtype)

@@ -135,6 +135,8 @@ def threads_for(work):
     thread count.
     """
     global _team_started
+    if work < 2 * GRAIN:  # one thread, whatever the setting: skip looking it up
+        return 1
     n = get_num_threads()
     n = n if n == 1 else max(1, min(n, int(work) // GRAIN))
     if n > 1:

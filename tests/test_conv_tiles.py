@@ -190,10 +190,12 @@ def test_grad_weight_choice():
                                               (3, ((2, 0), (1, 3)), (2, 1), 1, "zeros"),
                                               (2, ((0, 3), 2), 1, 1, "circular")])
 @pytest.mark.parametrize("tiles", ["columns", "channels"])
-def test_bands_of_rows(rng, monkeypatch, budget, s, p, d, g, mode, tiles):
+def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tiles):
     from functools import partial
 
     monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    _conv.tiled_conv.cache_clear()  # plans are cached per shape: build this test's with its budget
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
     x = rng.standard_normal((4, 4, 17, 13)).astype(np.float32)  # 4 images: one image per task
     w = rng.standard_normal((20, 4 // g, 4, 3)).astype(np.float32)
     b = rng.standard_normal(20).astype(np.float32)

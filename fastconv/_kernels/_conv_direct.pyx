@@ -211,6 +211,45 @@ cdef const fc_tiles* _tiles_for(int oc_level, Py_ssize_t* block, bint is_float) 
     return tiles
 
 
+def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, real_t[::1] bias_packed,
+                 Py_ssize_t groups, Py_ssize_t block, int num_threads):
+    """Pack ``(K, Cg, taps)`` weights and a ``(K,)`` bias (or None: zeros) in blocks for the tiles.
+
+    ``w_packed`` is ``[group][block of channels][c][tap][channel in block]``
+    and ``bias_packed`` ``[group][block of channels][channel in block]``;
+    lanes past a group's last channel are zero. One pass, parallel over blocks.
+    """
+    cdef Py_ssize_t K = weight.shape[0], cg = weight.shape[1], ntaps = weight.shape[2]
+    if groups < 1 or block < 1 or K % groups:
+        raise ValueError("pack_weights: groups must divide the output channels")
+    cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
+    cdef Py_ssize_t per_block = cg * ntaps * block
+    if w_packed.shape[0] != groups * blocks * per_block or bias_packed.shape[0] != groups * blocks * block:
+        raise ValueError("pack_weights: packed arrays of the wrong size")
+    cdef const real_t[::1] b
+    cdef bint has_bias = bias is not None
+    if has_bias:
+        b = bias
+        if b.shape[0] != K:
+            raise ValueError("pack_weights: one bias per output channel")
+    cdef Py_ssize_t r, g, kb, j, k, c, t, live
+    cdef real_t* dst
+    for r in prange(groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
+        g = r // blocks
+        kb = r - g * blocks
+        live = min(block, kg - kb * block)  # channels of this block that exist
+        dst = &w_packed[0] + r * per_block
+        for c in range(cg):
+            for t in range(ntaps):
+                for j in range(live):
+                    dst[(c * ntaps + t) * block + j] = weight[g * kg + kb * block + j, c, t]
+                for j in range(live, block):
+                    dst[(c * ntaps + t) * block + j] = 0
+        for j in range(block):
+            k = g * kg + kb * block + j
+            bias_packed[r * block + j] = b[k] if has_bias and j < live else 0
+
+
 def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                  Py_ssize_t row_step, const ptrdiff_t[::1] taps, const real_t[::1] w_packed,
                  const real_t[::1] bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t groups,

@@ -1,0 +1,217 @@
+"""Plans (fastconv._plans): repeated calls of one signature skip argument handling.
+
+A plan is kept only for a validated call, and used only for a call with the
+same key: these tests check that planned calls give the same bits as the
+first call, that anything validation would refuse is still refused after a
+plan exists, and that calls the kernels cannot take as they are never use one.
+"""
+
+import numpy as np
+import pytest
+from helpers import tolerance
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv import _conv, _plans, reference
+from fastconv._kernels import _conv_direct
+
+
+@pytest.fixture(autouse=True)
+def no_plans():
+    """Every test starts and ends without plans."""
+    _conv._PLANS.clear()
+    yield
+    _conv._PLANS.clear()
+
+
+# ---- the key
+
+def test_key_of_kernel_ready_arrays_and_plain_arguments():
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    key = _plans.call_key((x, None), (1, "zeros", (1, (2, 3)), None, False))
+    assert key is not None and hash(key) == hash(_plans.call_key((x.copy(), None),
+                                                                 (1, "zeros", (1, (2, 3)), None, False)))
+
+
+@pytest.mark.parametrize("array", [
+    np.zeros((2, 3, 5, 5), np.float32)[..., ::2],  # not C-contiguous
+    np.zeros((2, 3), np.int64),  # not a float the kernels take
+    np.zeros((2, 3), np.float16),
+    np.zeros((2, 3), ">f4"),  # byte-swapped
+    np.ma.zeros((2, 3), np.float32),  # a subclass
+    np.frombuffer(bytearray(4 * 6 + 1), np.float32, 6, offset=1),  # misaligned
+    [[1.0, 2.0]],
+])
+def test_no_key_for_arrays_the_kernels_would_not_take_as_they_are(array):
+    assert _plans.call_key((array,), (1,)) is None
+
+
+@pytest.mark.parametrize("param", [1.0, np.int64(1), [1, 1], (1, 1.0), ((1, 1), [1, 1]), object()])
+def test_no_key_for_arguments_other_than_plain_scalars_and_tuples(param):
+    assert _plans.call_key((np.zeros(3, np.float32),), (param,)) is None
+
+
+def test_key_tells_equal_values_of_different_types_apart():
+    x = np.zeros(3, np.float32)
+    assert _plans.call_key((x,), (1,)) != _plans.call_key((x,), (True,))
+    assert _plans.call_key((x,), ((1, 0),)) != _plans.call_key((x,), ((True, False),))
+    assert _plans.call_key((x,), (1,)) != _plans.call_key((x.astype(np.float64),), (1,))
+
+
+def test_cache_is_bounded_and_shared_safely():
+    cache = _plans.PlanCache(size=3)
+    for i in range(3):
+        cache.put(i, str(i))
+    assert len(cache) == 3 and cache.get(2) == "2"
+    cache.put(3, "3")  # full: emptied first
+    assert len(cache) == 1 and cache.get(3) == "3" and cache.get(0) is None
+    cache.put(None, "never")
+    assert cache.get(None) is None and len(cache) == 1
+
+
+# ---- conv2d
+
+def test_conv2d_plans_once_and_reuses_the_plan(rng):
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    first = fastconv.conv2d(x, w, padding=1)
+    assert len(_conv._PLANS) == 1
+    second = fastconv.conv2d(x, w, padding=1)
+    assert len(_conv._PLANS) == 1
+    np.testing.assert_array_equal(first, second)
+    # the same call without a plan (out= is never planned): the same bits
+    np.testing.assert_array_equal(fastconv.conv2d(x, w, padding=1, out=np.empty_like(first)), first)
+
+
+def test_conv2d_refuses_after_a_plan_what_it_refused_before(rng):
+    x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    fastconv.conv2d(x, w, stride=1)
+    assert len(_conv._PLANS) == 1
+    with pytest.raises(TypeError, match="bool"):
+        fastconv.conv2d(x, w, stride=True)
+    with pytest.raises(TypeError):
+        fastconv.conv2d(x, w, stride=1.0)
+    with pytest.raises(ValueError, match="algorithm"):
+        fastconv.conv2d(x, w, algorithm="fft")
+    with pytest.raises(ValueError):
+        fastconv.conv2d(x, w[:, :2])
+
+
+def test_conv2d_calls_without_a_plan_still_work(rng):
+    """Strided, misaligned, float16, int and NHWC calls take the full path."""
+    x = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    expected = fastconv.conv2d(x, w)
+    strided = np.repeat(x, 2, axis=3)[..., ::2]
+    np.testing.assert_array_equal(fastconv.conv2d(strided, w), expected)
+    assert fastconv.conv2d(x.astype(np.float16), w.astype(np.float16)).dtype == np.float16
+    assert fastconv.conv2d(x.astype(int), w.astype(int)).dtype == np.int64
+    nhwc = fastconv.conv2d(x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy(), layout="NHWC")
+    np.testing.assert_allclose(nhwc.transpose(0, 3, 1, 2), expected, rtol=1e-5, atol=1e-5)
+    assert len(_conv._PLANS) == 1  # only the first call was planned
+
+
+def test_conv2d_plan_follows_the_simd_level_and_thread_count(rng):
+    x = rng.standard_normal((3, 16, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((40, 16, 3, 3)).astype(np.float32)
+    expected = reference.conv2d(x, w)
+    rtol, atol = tolerance(np.float32)
+    results = []
+    for level in fastconv.simd_levels():
+        previous = fastconv.set_simd_level(level)
+        try:
+            for threads in (1, 2, 3):
+                with fastconv.num_threads(threads):
+                    results.append(fastconv.conv2d(x, w))
+        finally:
+            fastconv.set_simd_level(previous)
+        np.testing.assert_allclose(results[-1], expected, rtol=rtol, atol=atol * 10)
+    assert len(_conv._PLANS) == len(fastconv.simd_levels())  # one plan per level, whatever the threads
+
+
+def test_conv2d_mixed_dtypes_are_not_planned(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3))  # float64: x must be cast
+    for _ in range(2):
+        got = fastconv.conv2d(x, w)
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, reference.conv2d(x, w), rtol=1e-12, atol=1e-12)
+    assert len(_conv._PLANS) == 0
+
+
+def test_plans_hold_read_only_tables(rng):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    fastconv.conv2d(x, rng.standard_normal((2, 2, 3, 3)).astype(np.float32))
+    (plan,) = _conv._PLANS._plans.values()
+    with pytest.raises(ValueError):
+        plan.tiled.phases.taps[0] = 10**9
+
+
+_CASES = [  # (x shape, weight shape, keywords): a small pool, so that calls repeat
+    ((2, 3, 7, 7), (4, 3, 3, 3), dict(padding=1)),
+    ((2, 3, 7, 7), (4, 3, 3, 3), dict(padding=1, stride=2)),
+    ((2, 3, 7, 7), (4, 3, 3, 3), dict(padding=(1, 0))),
+    ((2, 3, 7, 7), (4, 3, 3, 3), dict(padding="same", dilation=2)),
+    ((2, 3, 7, 7), (4, 3, 2, 3), dict()),
+    ((3, 7, 7), (4, 3, 3, 3), dict(padding=1)),
+    ((1, 4, 9, 5), (4, 1, 3, 3), dict(groups=4, padding=1)),
+    ((1, 4, 9, 5), (6, 2, 3, 1), dict(groups=2, padding_mode="reflect", padding=1)),
+    ((2, 3, 7, 7), (4, 3, 3, 3), dict(padding=1, algorithm="im2col")),
+]
+
+
+@given(calls=st.lists(st.tuples(st.integers(0, len(_CASES) - 1), st.sampled_from([np.float32, np.float64]),
+                                st.booleans()), min_size=1, max_size=8),
+       seed=st.integers(0, 2**32 - 1))
+def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
+    """Plans are found only for their own signature, whatever came before."""
+    rng = np.random.default_rng(seed)
+    for index, dtype, with_bias in calls:
+        x_shape, w_shape, kw = _CASES[index]
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype) if with_bias else None
+        got = fastconv.conv2d(x, w, b, **kw)
+        expected = reference.conv2d(x, w, b, **{k: v for k, v in kw.items() if k != "algorithm"})
+        rtol, atol = tolerance(dtype)
+        assert got.dtype == dtype and got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+
+
+# ---- the weight packer the plans run
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, groups, block", [(2, 1, 8), (16, 1, 8), (33, 1, 32), (12, 3, 8), (8, 8, 8)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_pack_weights_matches_numpy(rng, dtype, k, groups, block, with_bias):
+    cg, taps = 3, 5
+    w = rng.standard_normal((k, cg, taps)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype) if with_bias else None
+    kg = k // groups
+    blocks = -(-kg // block)
+    expected = np.zeros((groups, blocks * block, cg, taps), dtype)
+    expected[:, :kg] = w.reshape(groups, kg, cg, taps)
+    expected = expected.reshape(groups, blocks, block, cg, taps).transpose(0, 1, 3, 4, 2).reshape(-1)
+    expected_b = np.zeros((groups, blocks * block), dtype)
+    if with_bias:
+        expected_b[:, :kg] = b.reshape(groups, kg)
+    got, got_b = np.full(expected.size, np.nan, dtype), np.full(expected_b.size, np.nan, dtype)
+    for threads in (1, 2):
+        _conv_direct.pack_weights(w, b, got, got_b, groups, block, threads)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got_b, expected_b.reshape(-1))
+
+
+def test_pack_weights_refuses_wrong_sizes():
+    w = np.zeros((4, 2, 3), np.float32)
+    with pytest.raises(ValueError, match="wrong size"):
+        _conv_direct.pack_weights(w, None, np.zeros(8 * 6 - 1, np.float32), np.zeros(8, np.float32), 1, 8, 1)
+    with pytest.raises(ValueError, match="wrong size"):
+        _conv_direct.pack_weights(w, None, np.zeros(8 * 6, np.float32), np.zeros(7, np.float32), 1, 8, 1)
+    with pytest.raises(ValueError, match="bias"):
+        _conv_direct.pack_weights(w, np.zeros(3, np.float32), np.zeros(8 * 6, np.float32),
+                                  np.zeros(8, np.float32), 1, 8, 1)
+    with pytest.raises(ValueError, match="divide"):
+        _conv_direct.pack_weights(w, None, np.zeros(8 * 6, np.float32), np.zeros(8, np.float32), 3, 8, 1)

@@ -23,18 +23,20 @@ the thread count.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
 
 from ._arrays import finish
-from ._conv import direct_nchw, is_depthwise, stride_phases, tiles_fit
+from ._conv import TILES, _frozen, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
 from ._im2col import unfold_batches
 from ._padding import pad_input
+from ._plans import PlanCache, call_key
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
@@ -100,23 +102,36 @@ def _axis_phases(in_size, kernel, stride, dilation, before):
     return phases
 
 
-def _grad_crop(grad, axes):
+def _grad_crop(grad_shape, axes):
     """The grad rows/columns ``[start, start + length)`` of each spatial axis, zero outside it.
 
-    Returned as a view of the part inside ``grad`` and the ``(before, after)``
-    zero padding around it on each axis, for the tiles to pad as they copy.
+    Returned as the slices of the part inside a grad of ``grad_shape`` and
+    the ``(before, after)`` zero padding around it on each axis, for the
+    tiles to pad as they copy.
     """
     crop, pads = [slice(None), slice(None)], []
-    for (start, length), size in zip(axes, grad.shape[2:]):
+    for (start, length), size in zip(axes, grad_shape[2:]):
         lo, hi = max(0, start), min(size, start + length)
         hi = max(lo, hi)
         crop.append(slice(lo, hi))
         pads.append((lo - start, start + length - hi))
-    return grad[tuple(crop)], tuple(pads)
+    return tuple(crop), tuple(pads)
 
 
-def _grad_input_direct(call):
-    """dL/dx as direct convolutions of the grad with the transposed, reversed weight.
+class _InputPhase(NamedTuple):
+    """One stride phase of dL/dx, as a stride-1 convolution of a crop of the grad."""
+
+    weight_taps: tuple  # slices of the adjoint weight's (KH, KW) axes: the phase's taps, reversed
+    sub_shape: tuple  # (channels, Kg, taps_h, taps_w) of its weight
+    crop: tuple  # slices of the grad it reads
+    geometry: object  # ConvGeometry of the crop: zero padding around it, the taps' spacing
+    tiled: object  # its TiledConv, or None for the plain loops
+    target: tuple  # slices of dL/dx it fills (every pixel when there is one phase)
+    shape: tuple  # of the phase's pixels
+
+
+class GradInputPlan:
+    """The shape-only work of dL/dx by direct convolutions, done once per shape (:func:`grad_input_plan`).
 
     With stride 1 that is one convolution of the zero-padded grad; with stride
     ``s`` the input splits into ``s * s`` phases (rows and columns by their
@@ -124,38 +139,75 @@ def _grad_input_direct(call):
     taps that reach it: no column buffer, and no zeros inserted between grad
     elements (only the borders of each phase's window are zero padding).
     """
-    k, cg, kh, kw = call.dims
-    geo, groups = call.geometry, call.groups
+
+    def __init__(self, grad_shape, dims, geometry, groups, dtype, level):
+        k, cg, kh, kw = dims
+        n, kg, channels = grad_shape[0], k // groups, groups * cg
+        self.dims, self.groups, self.dtype = dims, groups, np.dtype(dtype)
+        self.shape = (n, channels) + geometry.in_shape
+        rows, cols = (_axis_phases(size, kern, st, dil, pad[0]) for size, kern, st, dil, pad in
+                      zip(geometry.in_shape, (kh, kw), geometry.stride, geometry.dilation, geometry.padding))
+        self.single = len(rows) == len(cols) == 1 and rows[0].taps and cols[0].taps
+        self.phases = []
+        for ph in rows:
+            for pw in cols:
+                if not (ph.taps and pw.taps):
+                    continue  # no tap reaches these pixels: their gradient is zero
+                spans = [p.count + p.spacing * (p.taps - 1) for p in (ph, pw)]
+                crop, pads = _grad_crop(grad_shape, [(ph.start, spans[0]), (pw.start, spans[1])])
+                crop_shape = tuple(len(range(*s.indices(size))) for s, size in zip(crop[2:], grad_shape[2:]))
+                sub_shape = (channels, kg, ph.taps, pw.taps)
+                sub_geo = None
+                tiled = None
+                if all(crop_shape) and n and k:
+                    sub_geo = conv_geometry(crop_shape, (ph.taps, pw.taps), 1, pads, (ph.spacing, pw.spacing))
+                    if self.dtype.kind == "f" and tiles_fit(kg, ph.taps * pw.taps):
+                        tiled = tiled_conv((n, k) + crop_shape, sub_shape, sub_geo, groups, "zeros", self.dtype,
+                                           level)
+                taps = tuple(slice(p.tap0 + p.tap_step * (p.taps - 1), (p.tap0 - 1) if p.tap0 else None,
+                                   -p.tap_step) for p in (ph, pw))
+                target = (slice(None), slice(None)) if self.single else (
+                    slice(None), slice(None), slice(ph.first, None, geometry.stride[0]),
+                    slice(pw.first, None, geometry.stride[1]))
+                self.phases.append(_InputPhase(taps, sub_shape, crop, sub_geo, tiled, target,
+                                               (n, channels, ph.count, pw.count)))
+
+    def run(self, grad, weight):
+        """dL/dx ``(N, C, H, W)`` of an NCHW ``grad`` and OIHW ``weight`` (any strides)."""
+        k, cg, kh, kw = self.dims
+        groups = self.groups
+        # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight
+        adjoint_weight = weight.reshape(groups, k // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
+        result = np.empty(self.shape, self.dtype) if self.single else np.zeros(self.shape, self.dtype)
+        for phase in self.phases:
+            if phase.geometry is None:  # the window lies outside the grad: only zeros reach these pixels
+                result[phase.target] = 0
+                continue
+            sub = np.ascontiguousarray(adjoint_weight[(Ellipsis,) + phase.weight_taps]).reshape(phase.sub_shape)
+            crop = grad[phase.crop]
+            target = result if self.single else np.empty(phase.shape, self.dtype)
+            if phase.tiled is not None:
+                phase.tiled.run(crop, sub, None, target)
+            else:
+                direct_nchw(crop, sub, np.zeros(sub.shape[0], self.dtype), phase.geometry, groups, target)
+            if not self.single:
+                result[phase.target] = target
+        return result
+
+
+@functools.lru_cache(maxsize=256)
+def grad_input_plan(grad_shape, dims, geometry, groups, dtype, level):
+    """The :class:`GradInputPlan` of a shape, cached."""
+    return GradInputPlan(grad_shape, dims, geometry, groups, dtype, level)
+
+
+def _grad_input_direct(call):
+    """dL/dx as direct convolutions of the grad with the transposed, reversed weight (:class:`GradInputPlan`)."""
     grad = np.ascontiguousarray(call.grad.transpose(0, 3, 1, 2)) if call.channels_last else call.grad
     weight = call.weight.transpose(3, 2, 0, 1) if call.channels_last else call.weight  # HWIO -> OIHW
-    n, kg, channels = grad.shape[0], k // groups, groups * cg
-    # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight
-    adjoint_weight = weight.reshape(groups, kg, cg, kh, kw).transpose(0, 2, 1, 3, 4)
-    zero_bias = np.zeros(channels, call.compute_dtype)
-    rows, cols = (_axis_phases(size, kern, st, dil, pad[0]) for size, kern, st, dil, pad in
-                  zip(geo.in_shape, (kh, kw), geo.stride, geo.dilation, geo.padding))
-    single = len(rows) == len(cols) == 1 and rows[0].taps and cols[0].taps
-    result = np.empty((n, channels) + geo.in_shape, call.compute_dtype) if single else \
-        np.zeros((n, channels) + geo.in_shape, call.compute_dtype)
-    for ph in rows:
-        for pw in cols:
-            if not (ph.taps and pw.taps):
-                continue  # no tap reaches these pixels: their gradient is zero
-            sub = adjoint_weight[..., ph.tap0::ph.tap_step, pw.tap0::pw.tap_step][..., ::-1, ::-1]
-            sub = np.ascontiguousarray(sub).reshape(channels, kg, ph.taps, pw.taps)
-            spans = [p.count + p.spacing * (p.taps - 1) for p in (ph, pw)]
-            crop, pads = _grad_crop(grad, [(ph.start, spans[0]), (pw.start, spans[1])])
-            if single:
-                target = result
-            else:
-                target = np.empty((n, channels, ph.count, pw.count), call.compute_dtype)
-            if crop.size:
-                sub_geo = conv_geometry(crop.shape[2:], (ph.taps, pw.taps), 1, pads, (ph.spacing, pw.spacing))
-                direct_nchw(crop, sub, zero_bias, sub_geo, groups, target)
-            else:  # the window lies outside the grad: only zeros reach these pixels
-                target.fill(0)
-            if not single:
-                result[:, :, ph.first::geo.stride[0], pw.first::geo.stride[1]] = target
+    plan = grad_input_plan(grad.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
+                           _conv_direct.current_level())
+    result = plan.run(grad, weight)
     if call.channels_last:
         return np.ascontiguousarray(result.transpose(0, 2, 3, 1))
     return result
@@ -168,29 +220,29 @@ def _grad_weight(call):
     k, cg, kh, kw = call.dims
     if call.compute_dtype.kind != "f" or not tiles_fit(cg, kh * kw, k):
         return _grad_weight_gemm(call)
-    c = call.x.shape[-1 if call.channels_last else 1]
-    if is_depthwise(call.groups, c, k):  # its own tile
-        oc_level, block = -1, 8
+    if call.channels_last:  # views: the kernels copy with any strides
+        x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
     else:
-        oc_level, block = choose_grad_weight_tiles(k // call.groups, cg * kh * kw, call.compute_dtype,
-                                                   _conv_direct.current_level())
-    # the column tiles multiply zero grad columns with inputs next to the window: an inf
-    # or nan there would leak into the sums, so such inputs take the GEMM path (the
-    # output-channel tiles read only inputs inside windows)
-    if oc_level >= 0 or _all_finite(call.x):
-        return _grad_weight_direct(call, oc_level, block)
-    return _grad_weight_gemm(call)
+        x, grad = call.x, call.grad
+    plan = grad_weight_plan(x.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
+                            _conv_direct.current_level())
+    dw = plan.run(x, grad)
+    if dw is None:
+        return _grad_weight_gemm(call)
+    return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
 
 
 def _all_finite(x):
-    """Whether every element of the float array ``x`` is finite, or (rarely) ``False`` anyway.
+    """Whether every element of the 4-D float array ``x`` (any strides) is finite.
 
-    One summing pass, no temporary array: any inf or nan makes the sum
-    non-finite; a sum that overflows from finite values also answers
-    ``False``, which only sends the call to the (exact, slower) GEMM path.
+    One pass and no temporary (:func:`_conv_direct.all_finite`). A transposed
+    view of a contiguous array (NHWC read as NCHW) is read in memory order.
     """
-    with np.errstate(all="ignore"):
-        return bool(np.isfinite(np.sum(x)))
+    if not x.flags.c_contiguous:
+        in_memory_order = x.transpose(np.argsort(x.strides)[::-1])
+        if in_memory_order.flags.c_contiguous:
+            x = in_memory_order
+    return _conv_direct.all_finite(x)
 
 
 def _scratch_chunk(per_image, itemsize):
@@ -233,50 +285,79 @@ def _split_channels(blocks, threads, cg):
     return 1 if blocks % threads == 0 else max(1, min(cg, -(-2 * threads // blocks)))
 
 
-def _grad_weight_direct(call, oc_level=-1, block=8):
-    """dL/dw by the register-tiled weight-gradient kernels (NCHW; NHWC is transposed around them).
+class GradWeightPlan:
+    """The shape-only work of dL/dw by the register-tiled kernels, done once per shape (:func:`grad_weight_plan`).
 
     Non-depthwise convolutions run the output-channel tiles of SIMD level
     ``oc_level`` (blocks of ``block`` channels, as
     :func:`choose_grad_weight_tiles` gives them) or, with ``oc_level`` -1, the
-    column tiles.
+    column tiles. ``tiles`` (``"auto"``, ``"columns"`` or ``"channels"``) forces one.
     """
-    k, cg, kh, kw = call.dims
-    if call.channels_last:  # views: the kernels copy with any strides
-        x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
-    else:
-        x, grad = call.x, call.grad
-    n, c = x.shape[:2]
-    groups, geo, dtype = call.groups, call.geometry, call.compute_dtype
-    ph = stride_phases(geo)
-    (top, _), (left, _) = geo.padding
-    dw = np.zeros(k * cg * kh * kw, dtype)
-    threads = threads_for(grad.size * cg * kh * kw // 16)
-    reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
-    if is_depthwise(groups, c, k):  # each input element meets one grad plane
-        # blocks of up to 8 channels, read image by image; at least two blocks per thread. The
-        # chunk of images (which decides how the sums are grouped) must not depend on the
-        # thread count: it is sized for blocks of 8 whatever the block
-        channel_block = max(1, min(8, c // (2 * threads)))
-        chunk = _scratch_chunk(8 * (ph.image + ph.plane), dtype.itemsize)
-        _conv_direct.conv2d_grad_weight_depthwise(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq,
-                                                  ph.plane, (chunk - 1) * ph.image + max(ph.image, reach),
-                                                  chunk, channel_block, threads)
-    else:  # the input planes are shared by every block of output channels: lay them out once
-        used = c * n * ph.image
-        planes = np.zeros(max(used, (c * n - 1) * ph.image + reach), dtype)
-        _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
-        c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
-        if oc_level >= 0:
-            chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
-            _conv_direct.conv2d_grad_weight_octile(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, dw,
-                                                   groups, cg, chunk, c_parts, oc_level, threads)
+
+    def __init__(self, x_shape, dims, geometry, groups, dtype, level, tiles="auto"):
+        k, cg, kh, kw = dims
+        n, c = x_shape[:2]
+        dtype = np.dtype(dtype)
+        self.dims, self.groups, self.geometry, self.dtype = dims, groups, geometry, dtype
+        self.depthwise = is_depthwise(groups, c, k)
+        if tiles not in TILES:
+            raise ValueError(f"tiles must be one of {TILES!r}, got {tiles!r}")
+        if self.depthwise or tiles == "columns":
+            self.oc_level, self.block = -1, 8
+        elif tiles == "channels":
+            self.oc_level, self.block = level, _conv_direct.oc_tile_shape(level, dtype.char)[0]
         else:
-            _conv_direct.conv2d_grad_weight_tiled(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, ph.plane,
-                                                  dw, groups, cg, _scratch_chunk(8 * ph.plane, dtype.itemsize),
-                                                  c_parts, threads)
-    dw = dw.reshape(k, cg, kh, kw)
-    return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
+            self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level)
+        self.phases = ph = _frozen(stride_phases(geometry))
+        self.images, self.channels = n, c
+        self.work = n * k * geometry.out_size * cg * kh * kw // 16
+        self.reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
+
+    def run(self, x, grad):
+        """dL/dw ``(K, Cg, KH, KW)`` of NCHW ``x`` and ``grad`` (any strides); None when the GEMM must run.
+
+        The column tiles multiply zero grad columns with inputs next to the
+        window: an inf or nan there would leak into the sums, so such inputs
+        take the GEMM path (the output-channel tiles read only inputs inside
+        windows).
+        """
+        if self.oc_level < 0 and not _all_finite(x):
+            return None
+        k, cg, kh, kw = self.dims
+        n, c, ph, geo, dtype = self.images, self.channels, self.phases, self.geometry, self.dtype
+        groups, block = self.groups, self.block
+        (top, _), (left, _) = geo.padding
+        dw = np.zeros(k * cg * kh * kw, dtype)
+        threads = threads_for(self.work)
+        if self.depthwise:  # each input element meets one grad plane
+            # blocks of up to 8 channels, read image by image; at least two blocks per thread. The
+            # chunk of images (which decides how the sums are grouped) must not depend on the
+            # thread count: it is sized for blocks of 8 whatever the block
+            channel_block = max(1, min(8, c // (2 * threads)))
+            chunk = _scratch_chunk(8 * (ph.image + ph.plane), dtype.itemsize)
+            _conv_direct.conv2d_grad_weight_depthwise(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq,
+                                                      ph.plane, (chunk - 1) * ph.image + max(ph.image, self.reach),
+                                                      chunk, channel_block, threads)
+        else:  # the input planes are shared by every block of output channels: lay them out once
+            used = c * n * ph.image
+            planes = np.zeros(max(used, (c * n - 1) * ph.image + self.reach), dtype)
+            _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
+            c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
+            if self.oc_level >= 0:
+                chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
+                _conv_direct.conv2d_grad_weight_octile(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, dw,
+                                                       groups, cg, chunk, c_parts, self.oc_level, threads)
+            else:
+                _conv_direct.conv2d_grad_weight_tiled(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq,
+                                                      ph.plane, dw, groups, cg,
+                                                      _scratch_chunk(8 * ph.plane, dtype.itemsize), c_parts, threads)
+        return dw.reshape(k, cg, kh, kw)
+
+
+@functools.lru_cache(maxsize=256)
+def grad_weight_plan(x_shape, dims, geometry, groups, dtype, level, tiles="auto"):
+    """The :class:`GradWeightPlan` of a shape, cached."""
+    return GradWeightPlan(x_shape, dims, geometry, groups, dtype, level, tiles)
 
 
 def _grad_weight_gemm(call):
@@ -301,6 +382,32 @@ def _finish_grad(result, call):
     if call.result_dtype != call.compute_dtype:
         result = result.astype(call.result_dtype)
     return finish(result, call.batched, call.out)
+
+
+class _GradInputCall(NamedTuple):
+    """A planned conv2d_grad_input call (:mod:`fastconv._plans`): NCHW, float, no ``out``."""
+
+    plan: GradInputPlan
+    grad_shape: tuple  # batched
+    batched: bool
+
+    def __call__(self, grad_output, weight):
+        result = self.plan.run(grad_output.reshape(self.grad_shape), weight)
+        return result if self.batched else result[0]
+
+
+_GRAD_INPUT_PLANS = PlanCache()
+
+
+def _grad_input_public_plan(call, arrays):
+    """The :class:`_GradInputCall` of a validated call whose arrays the kernels read as they are, or None."""
+    if (call.channels_last or call.compute_dtype.kind != "f" or call.out is not None
+            or not call.grad.size or not call.weight.size or 0 in call.image_shape
+            or any(a.dtype != call.compute_dtype for a in arrays)):
+        return None
+    plan = grad_input_plan(call.grad.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
+                           _conv_direct.current_level())
+    return _GradInputCall(plan, call.grad.shape, call.batched)
 
 
 def conv2d_grad_input(grad_output, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
@@ -343,9 +450,47 @@ def conv2d_grad_input(grad_output, weight, input_shape, *, stride=1, padding=0, 
            [2, 4, 2],
            [1, 2, 1]])
     """
+    key = None if out is not None else call_key(
+        (grad_output, weight), (input_shape, stride, padding, dilation, groups, layout, _conv_direct.current_level()))
+    plan = _GRAD_INPUT_PLANS.get(key)
+    if plan is not None:
+        return plan(grad_output, weight)
     call = prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding, dilation, groups,
                                      layout, out)
+    if key is not None and (plan := _grad_input_public_plan(call, (grad_output, weight))) is not None:
+        _GRAD_INPUT_PLANS.put(key, plan)
+        return plan(grad_output, weight)
     return _finish_grad(_grad_input(call), call)
+
+
+class _GradWeightCall(NamedTuple):
+    """A planned conv2d_grad_weight call (:mod:`fastconv._plans`): NCHW, float, no ``out``.
+
+    Calling it gives None when the input holds an inf or nan the column
+    tiles cannot take: the full path then runs the GEMM.
+    """
+
+    plan: GradWeightPlan
+    x_shape: tuple  # batched
+    grad_shape: tuple  # batched
+
+    def __call__(self, grad_output, x):
+        return self.plan.run(x.reshape(self.x_shape), grad_output.reshape(self.grad_shape))
+
+
+_GRAD_WEIGHT_PLANS = PlanCache()
+
+
+def _grad_weight_public_plan(call, arrays):
+    """The :class:`_GradWeightCall` of a validated call whose arrays the kernels read as they are, or None."""
+    k, cg, kh, kw = call.dims
+    if (call.channels_last or call.compute_dtype.kind != "f" or call.out is not None
+            or not call.grad.size or not call.x.size or 0 in call.result_shape or not tiles_fit(cg, kh * kw, k)
+            or any(a.dtype != call.compute_dtype for a in arrays)):
+        return None
+    plan = grad_weight_plan(call.x.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
+                            _conv_direct.current_level())
+    return _GradWeightCall(plan, call.x.shape, call.grad.shape)
 
 
 def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
@@ -387,8 +532,17 @@ def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dil
     array([[ 8, 12],
            [20, 24]])
     """
+    key = None if out is not None else call_key(
+        (grad_output, x), (weight_shape, stride, padding, dilation, groups, layout, _conv_direct.current_level()))
+    plan = _GRAD_WEIGHT_PLANS.get(key)
+    if plan is not None and (result := plan(grad_output, x)) is not None:
+        return result
     call = prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups,
                                       layout, out)
+    if key is not None and plan is None and (plan := _grad_weight_public_plan(call, (grad_output, x))) is not None:
+        _GRAD_WEIGHT_PLANS.put(key, plan)
+        if (result := plan(grad_output, x)) is not None:
+            return result
     result = _grad_weight(call)
     if call.result_dtype != call.compute_dtype:
         result = result.astype(call.result_dtype)

@@ -302,15 +302,29 @@ def test_grad_weight_non_finite_input_stays_in_its_taps(rng, value, stride, layo
         np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=atol * 100)
 
 
-@pytest.mark.parametrize("groups", [1, 4])  # the column tiles and the depthwise kernel
-def test_grad_weight_finite_inputs_whose_sum_overflows(rng, groups):
-    # the finite-input check sums x: finite values whose sum overflows fail it too, and
-    # take the GEMM path, which must give the reference's values all the same
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("view", ["contiguous", "nhwc", "every_other_column", "reversed"])
+def test_all_finite_finds_each_inf_and_nan(rng, dtype, view):
     from fastconv._conv_grad import _all_finite
 
+    base = rng.standard_normal((3, 4, 5, 10)).astype(dtype)
+    views = {"contiguous": lambda a: a, "nhwc": lambda a: a.transpose(0, 3, 1, 2),
+             "every_other_column": lambda a: a[..., ::2], "reversed": lambda a: a[:, ::-1, :, ::-1]}
+    x = views[view](base)
+    huge = np.finfo(dtype).max
+    assert _all_finite(x) and _all_finite(np.full_like(x, huge))  # finite, even where a sum overflows
+    for index in [(0, 0, 0, 0), tuple(s - 1 for s in x.shape), tuple(s // 2 for s in x.shape)]:
+        for bad in (np.inf, -np.inf, np.nan):
+            y = views[view](base.copy())
+            y[index] = bad
+            assert not _all_finite(y)
+
+
+@pytest.mark.parametrize("groups", [1, 4])  # the column tiles and the depthwise kernel
+def test_grad_weight_of_huge_finite_inputs(rng, groups):
+    # inputs next to a window meet zero grad columns in the column tiles: huge finite
+    # values there must give zeros, not infs
     x = np.full((2, 4, 6, 6), 3e38, np.float32)
-    assert not _all_finite(x) and np.isfinite(x).all()
-    assert _all_finite(x * 1e-30)
     grad = rng.standard_normal((2, 4, 4, 4)).astype(np.float32) * 1e-30
     expected = reference.conv2d_grad_weight(grad, x, (4, 4 // groups, 3, 3), groups=groups)
     got = fastconv.conv2d_grad_weight(grad, x, (4, 4 // groups, 3, 3), groups=groups)

@@ -115,14 +115,16 @@ def test_kernels_reject_weights_packed_for_another_block(kernel):
 # ---- the weight gradient's tiles
 
 def grad_weight_tiles(grad, x, weight_shape, tiles, **kw):
-    from fastconv._conv_grad import _grad_weight_direct
+    from fastconv._conv_grad import GradWeightPlan
     from fastconv._prepare import prepare_conv2d_grad_weight
 
     call = prepare_conv2d_grad_weight(grad, x, weight_shape, kw.get("stride", 1), kw.get("padding", 0),
                                       kw.get("dilation", 1), kw.get("groups", 1), kw.get("layout", "NCHW"), None)
-    level = _conv_direct.current_level()
-    plan = (level, _conv_direct.oc_tile_shape(level, call.compute_dtype.char)[0]) if tiles == "channels" else (-1, 8)
-    return _grad_weight_direct(call, *plan)
+    x, grad = (a.transpose(0, 3, 1, 2) if call.channels_last else a for a in (call.x, call.grad))
+    plan = GradWeightPlan(x.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
+                          _conv_direct.current_level(), tiles)
+    dw = plan.run(x, grad)
+    return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -13,16 +13,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastconv
-from fastconv import _conv, _plans, reference
+from fastconv import _conv, _conv_grad, _plans, reference
 from fastconv._kernels import _conv_direct
 
 
 @pytest.fixture(autouse=True)
 def no_plans():
     """Every test starts and ends without plans."""
-    _conv._PLANS.clear()
+    caches = (_conv._PLANS, _conv_grad._GRAD_INPUT_PLANS, _conv_grad._GRAD_WEIGHT_PLANS)
+    for cache in caches:
+        cache.clear()
     yield
-    _conv._PLANS.clear()
+    for cache in caches:
+        cache.clear()
 
 
 # ---- the key
@@ -178,6 +181,64 @@ def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
         rtol, atol = tolerance(dtype)
         assert got.dtype == dtype and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+
+
+# ---- the gradients
+
+@given(calls=st.lists(st.tuples(st.integers(0, len(_CASES) - 2), st.sampled_from([np.float32, np.float64])),
+                      min_size=1, max_size=6),
+       seed=st.integers(0, 2**32 - 1))
+def test_gradients_any_sequence_of_calls_matches_the_reference(calls, seed):
+    rng = np.random.default_rng(seed)
+    for index, dtype in calls:
+        x_shape, w_shape, kw = _CASES[index]
+        if kw.get("padding_mode", "zeros") != "zeros":
+            continue  # the gradients take zero padding only
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        grad = rng.standard_normal(reference.conv2d(x, w, **kw).shape).astype(dtype)
+        rtol, atol = tolerance(dtype)
+        got = fastconv.conv2d_grad_input(grad, w, x_shape, **kw)
+        np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x_shape, **kw), rtol=rtol,
+                                   atol=atol * 10)
+        got = fastconv.conv2d_grad_weight(grad, x, w_shape, **kw)
+        np.testing.assert_allclose(got, reference.conv2d_grad_weight(grad, x, w_shape, **kw), rtol=rtol,
+                                   atol=atol * 100)
+        assert got.dtype == dtype and got.flags.c_contiguous
+
+
+def test_gradients_plan_once_and_reuse_the_plan(rng):
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    grad = rng.standard_normal((2, 4, 4, 3)).astype(np.float32)
+    kw = dict(stride=2, padding=1)
+    gi = [fastconv.conv2d_grad_input(grad, w, x.shape, **kw) for _ in range(2)]
+    gw = [fastconv.conv2d_grad_weight(grad, x, w.shape, **kw) for _ in range(2)]
+    assert len(_conv_grad._GRAD_INPUT_PLANS) == len(_conv_grad._GRAD_WEIGHT_PLANS) == 1
+    np.testing.assert_array_equal(gi[0], gi[1])
+    np.testing.assert_array_equal(gw[0], gw[1])
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad, w, x.shape, out=np.empty_like(x), **kw), gi[0])
+    np.testing.assert_array_equal(fastconv.conv2d_grad_weight(grad, x, w.shape, out=np.empty_like(w), **kw), gw[0])
+    with pytest.raises(TypeError):
+        fastconv.conv2d_grad_input(grad, w, x.shape, stride=(2, True), padding=1)
+    with pytest.raises(ValueError):
+        fastconv.conv2d_grad_weight(grad, x, (4, 3, 3, 2), **kw)
+
+
+def test_grad_weight_plan_hands_inf_inputs_to_the_gemm(rng):
+    """A planned call whose input holds an inf still gets the reference's values (the GEMM path)."""
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    grad = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    fastconv.conv2d_grad_weight(grad, x, (4, 3, 3, 3), padding=1)  # plans it: the column tiles
+    (plan,) = _conv_grad._GRAD_WEIGHT_PLANS._plans.values()
+    assert plan.plan.oc_level == -1
+    x[1, 2, 0, 0] = np.inf  # in the padding's neighbourhood: only the first row/column taps see it
+    got = fastconv.conv2d_grad_weight(grad, x, (4, 3, 3, 3), padding=1)
+    expected = reference.conv2d_grad_weight(grad, x, (4, 3, 3, 3), padding=1)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4)
 
 
 # ---- the weight packer the plans run

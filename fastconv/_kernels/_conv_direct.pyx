@@ -6,7 +6,7 @@ sums its taps in a fixed order, so results do not depend on the thread count.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 ctypedef fused acc_t:
     float
@@ -209,6 +209,59 @@ cdef const fc_tiles* _tiles_for(int oc_level, Py_ssize_t* block, bint is_float) 
     tiles = fc_level_tiles(oc_level)
     block[0] = tiles.oc_block_f32 if is_float else tiles.oc_block_f64
     return tiles
+
+
+cdef bint _rows_finite(const real_t* p, Py_ssize_t n, Py_ssize_t step) noexcept nogil:
+    """Whether ``n`` elements ``step`` apart are finite: exponent bits not all ones.
+
+    Integer tests without branches, so the unit-step loop vectorizes.
+    """
+    cdef Py_ssize_t i
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    cdef const uint32_t* p32 = <const uint32_t*>p
+    cdef const uint64_t* p64 = <const uint64_t*>p
+    if real_t is float:
+        if step == 1:
+            for i in range(n):
+                bad32 |= (p32[i] & 0x7f800000u) == 0x7f800000u
+        else:
+            for i in range(n):
+                bad32 |= (p32[i * step] & 0x7f800000u) == 0x7f800000u
+        return bad32 == 0
+    else:
+        if step == 1:
+            for i in range(n):
+                bad64 |= (p64[i] & 0x7ff0000000000000u) == 0x7ff0000000000000u
+        else:
+            for i in range(n):
+                bad64 |= (p64[i * step] & 0x7ff0000000000000u) == 0x7ff0000000000000u
+        return bad64 == 0
+
+
+def all_finite(const real_t[:, :, :, :] x):
+    """Whether every element of ``x`` (any strides) is finite: no inf, no nan.
+
+    One pass and no temporary array; it stops at the first plane holding one.
+    """
+    cdef Py_ssize_t a, b, c, step = x.strides[3] // sizeof(real_t)
+    cdef bint finite = True
+    if x.shape[3] == 0:
+        return True
+    if x.is_c_contig():  # one row
+        with nogil:
+            finite = _rows_finite(&x[0, 0, 0, 0], x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3], 1)
+        return finite
+    with nogil:
+        for a in range(x.shape[0]):
+            for b in range(x.shape[1]):
+                for c in range(x.shape[2]):
+                    finite = finite and _rows_finite(&x[a, b, c, 0], x.shape[3], step)
+                if not finite:
+                    break
+            if not finite:
+                break
+    return finite
 
 
 def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, real_t[::1] bias_packed,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
 from ._kernels import _im2col
+from ._padding import pad_input
+from ._plans import PlanCache, call_key
 from ._prepare import prepare_col2im, prepare_im2col
 from ._threads import threads_for
 
@@ -58,13 +63,19 @@ def unfold(image, geometry, channels_last, cols):
     """Run the im2col kernel: padded batched ``image`` -> ``cols`` (both C-contiguous, same dtype)."""
     words = _word_view(image, channels_last)
     _, g, hp, wp, _ = words.shape
-    (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation
-    # where tap (g, kh, kw) starts, relative to the first pixel of an output row's window
-    tap_offsets = (np.arange(g)[:, None, None] * (hp * wp) + np.arange(kh)[:, None] * (dh * wp)
-                   + np.arange(kw) * dw).astype(np.intp).reshape(-1)
     _im2col.im2col_2d(words, cols.view(words.dtype).reshape(cols.shape[0], -1),
                       *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
-                      tap_offsets, threads_for(cols.size))
+                      _tap_offsets(g, hp, wp, geometry), threads_for(cols.size))
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_offsets(groups, hp, wp, geometry):
+    """Where tap (g, kh, kw) starts, relative to the first pixel of an output row's window (read-only)."""
+    (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation
+    offsets = (np.arange(groups)[:, None, None] * (hp * wp) + np.arange(kh)[:, None] * (dh * wp)
+               + np.arange(kw) * dw).astype(np.intp).reshape(-1)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def unfold_batches(image, geometry, channels_last, budget=COLUMN_BUDGET):
@@ -120,6 +131,42 @@ def crop(image, geometry, channels_last):
     if channels_last:
         return image[(slice(None),) + inner + (slice(None),)]
     return image[(slice(None), slice(None)) + inner]
+
+
+class _Im2colCall(NamedTuple):
+    """A planned im2col call (:mod:`fastconv._plans`): float32/64, no ``out``."""
+
+    geometry: object
+    channels_last: bool
+    padding_mode: str
+    image_shape: tuple  # batched, unpadded
+    cols_shape: tuple
+
+    def __call__(self, x):
+        image = pad_input(x.reshape(self.image_shape), self.geometry, self.padding_mode, self.channels_last)
+        cols = np.empty(self.cols_shape, x.dtype)
+        if cols.size:
+            unfold(image, self.geometry, self.channels_last, cols)
+        return cols
+
+
+class _Col2imCall(NamedTuple):
+    """A planned col2im call (:mod:`fastconv._plans`): float32/64, no ``out``."""
+
+    geometry: object
+    batch: int
+    channels: int
+    channels_last: bool
+    batched: bool
+
+    def __call__(self, cols):
+        image = crop(fold(cols, self.geometry, self.batch, self.channels, self.channels_last), self.geometry,
+                     self.channels_last)
+        return np.ascontiguousarray(image if self.batched else image[0])
+
+
+_IM2COL_PLANS = PlanCache()
+_COL2IM_PLANS = PlanCache()
 
 
 def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zeros",
@@ -181,7 +228,15 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
            [ 4,  5,  6,  8,  9, 10, 12, 13, 14],
            [ 5,  6,  7,  9, 10, 11, 13, 14, 15]])
     """
+    key = None if out is not None else call_key((x,), (kernel_size, stride, padding, dilation, padding_mode, layout))
+    plan = _IM2COL_PLANS.get(key)
+    if plan is not None:
+        return plan(x)
     call = prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out)
+    if key is not None and call.dtype == x.dtype:
+        plan = _Im2colCall(call.geometry, call.channels_last, padding_mode, call.image_shape, call.cols_shape)
+        _IM2COL_PLANS.put(key, plan)
+        return plan(x)
     cols = call.out if call.out is not None else np.empty(call.cols_shape, call.dtype)
     if cols.size == 0:
         return cols
@@ -234,7 +289,15 @@ def col2im(cols, input_shape, kernel_size, *, stride=1, padding=0, dilation=1, l
            [2, 4, 2],
            [1, 2, 1]])
     """
+    key = None if out is not None else call_key((cols,), (input_shape, kernel_size, stride, padding, dilation, layout))
+    plan = _COL2IM_PLANS.get(key)
+    if plan is not None:
+        return plan(cols)
     call = prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, layout, out)
+    if key is not None and call.dtype == cols.dtype:
+        plan = _Col2imCall(call.geometry, call.batch, call.channels, call.channels_last, call.batched)
+        _COL2IM_PLANS.put(key, plan)
+        return plan(cols)
     geo, dtype = call.geometry, call.dtype
     # bools add as counts (then != 0: NumPy's logical-or "+"); float16 adds in float32
     work_dtype = np.dtype(np.uint64) if dtype.kind == "b" else np.dtype(np.float32) if dtype == np.float16 else dtype

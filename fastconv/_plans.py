@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["PlanCache", "call_key"]
+__all__ = ["PlanCache", "call_key", "clear_plans"]
 
 _KERNEL_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
 _SCALARS = (type(None), bool, int, str)
@@ -90,6 +90,15 @@ def call_key(arrays, params):
     return tuple(key)
 
 
+_CACHES = []  # every PlanCache made
+
+
+def clear_plans():
+    """Forget every plan of every function (for tests; plans never go stale)."""
+    for cache in _CACHES:
+        cache.clear()
+
+
 class PlanCache:
     """A bounded map from call keys to plans, safe to share between Python threads.
 
@@ -101,6 +110,7 @@ class PlanCache:
         self.size = size
         self._plans = {}
         self._lock = threading.Lock()
+        _CACHES.append(self)
 
     def get(self, key):
         """The plan for ``key``, or None (also for a None key)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._kernels import _pool
@@ -12,6 +14,7 @@ from ._prepare_pool import (
     prepare_max_pool2d,
     prepare_max_pool2d_backward,
 )
+from ._plans import PlanCache, call_key
 from ._threads import threads_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]
@@ -94,6 +97,99 @@ def _deliver(result, call, user_out, direct):
     elif result.dtype != call.result_dtype:
         result = result.astype(call.result_dtype)
     return result if call.batched else result[0]
+
+
+def _read_only(*arrays):
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+class MaxPoolPlan:
+    """The shape-only work of a max pooling call: where the windows land, the fill value."""
+
+    def __init__(self, call):
+        geo = call.geometry
+        self.kernel_dtype = np.dtype(np.uint8) if call.compute_dtype.kind == "b" else call.compute_dtype
+        if self.kernel_dtype.kind == "f":
+            fill = np.array([-np.inf], self.kernel_dtype)
+        else:
+            fill = np.array([np.iinfo(self.kernel_dtype).min], self.kernel_dtype)
+        (self.fill,) = _read_only(fill)
+        self.windows = _read_only(*_windows(geo))
+        self.channels_last, self.return_indices = call.channels_last, call.return_indices
+        self.out_shape, self.stride_w, self.dilation = call.out_shape, geo.stride[1], geo.dilation
+        self.work = int(np.prod(call.out_shape)) * geo.kernel_size
+        # per-thread int32 index rows (see the kernels)
+        self.scratch_width = call.channels if call.channels_last else geo.out_shape[1]
+
+    def run(self, x, values, indices):
+        """Pool the batched ``x`` (kernel dtype) into ``values`` and, if asked for, ``indices``."""
+        threads = threads_for(self.work)
+        scratch = np.empty((threads, self.scratch_width), np.int32)
+        if self.channels_last:
+            _pool.max_pool2d_nhwc(x, values, indices, scratch, *self.windows, *self.dilation, self.fill,
+                                  self.return_indices, threads)
+        else:
+            _pool.max_pool2d_nchw(_planes(x, False), _planes(values, False), _planes(indices, False), scratch,
+                                  *self.windows, self.stride_w, *self.dilation, self.fill,
+                                  self.return_indices, threads)
+
+
+class AvgPoolPlan:
+    """The shape-only work of an average pooling call: where the windows land, their divisors."""
+
+    def __init__(self, call):
+        self.channels_last, self.out_shape = call.channels_last, call.out_shape
+        self.windows = _read_only(*_windows(call.geometry))
+        self.divisors = _read_only(*_divisors(call))
+        self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
+
+    def run(self, x, result):
+        """Pool the batched ``x`` (compute dtype) into ``result``."""
+        kernel = _pool.avg_pool2d_nhwc if self.channels_last else _pool.avg_pool2d_nchw
+        kernel(_planes(x, self.channels_last), _planes(result, self.channels_last), *self.windows,
+               *self.divisors, threads_for(self.work))
+
+
+def _plannable(call, x):
+    """Whether a validated pooling call can keep a plan: the kernels read ``x`` as it is, the result is new."""
+    return (call.out is None and call.out_indices is None and x.dtype == call.compute_dtype == call.result_dtype
+            and 0 not in call.out_shape)
+
+
+class _MaxPoolCall(NamedTuple):
+    """A planned max_pool2d call (:mod:`fastconv._plans`)."""
+
+    plan: MaxPoolPlan
+    in_shape: tuple  # batched
+    batched: bool
+
+    def __call__(self, x):
+        plan = self.plan
+        values = np.empty(plan.out_shape, plan.kernel_dtype)
+        indices = np.empty(plan.out_shape if plan.return_indices else (1,) * values.ndim, np.int64)
+        plan.run(x.reshape(self.in_shape), values, indices)
+        if not self.batched:
+            values, indices = values[0], indices[0]
+        return (values, indices) if plan.return_indices else values
+
+
+class _AvgPoolCall(NamedTuple):
+    """A planned avg_pool2d call (:mod:`fastconv._plans`)."""
+
+    plan: AvgPoolPlan
+    in_shape: tuple  # batched
+    batched: bool
+
+    def __call__(self, x):
+        result = np.empty(self.plan.out_shape, x.dtype)
+        self.plan.run(x.reshape(self.in_shape), result)
+        return result if self.batched else result[0]
+
+
+_MAX_POOL_PLANS = PlanCache()
+_AVG_POOL_PLANS = PlanCache()
 
 
 def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -180,11 +276,19 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     array([[7, 8],
            [7, 8]])
     """
+    key = None if out is not None else call_key(
+        (x,), (kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout))
+    plan = _MAX_POOL_PLANS.get(key)
+    if plan is not None:
+        return plan(x)
     call = prepare_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                               layout, out)
-    geo = call.geometry
-    kernel_dtype = np.dtype(np.uint8) if call.compute_dtype.kind == "b" else call.compute_dtype
-    values, direct = _result_buffer(call.out, call.out_shape, kernel_dtype)
+    if key is not None and _plannable(call, x):
+        plan = _MaxPoolCall(MaxPoolPlan(call), call.in_shape, call.batched)
+        _MAX_POOL_PLANS.put(key, plan)
+        return plan(x)
+    plan = MaxPoolPlan(call)
+    values, direct = _result_buffer(call.out, call.out_shape, plan.kernel_dtype)
     if call.return_indices:
         if call.out_indices is not None:
             indices = call.out_indices.reshape(call.out_shape)
@@ -193,23 +297,7 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     else:
         indices = np.empty((1,) * values.ndim, np.int64)  # not written
     if values.size:
-        xk = call.x.view(kernel_dtype)
-        if kernel_dtype.kind == "f":
-            fill = np.array([-np.inf], kernel_dtype)
-        else:
-            fill = np.array([np.iinfo(kernel_dtype).min], kernel_dtype)
-        cl = call.channels_last
-        h0, hn, w0, wn = _windows(geo)
-        threads = threads_for(values.size * geo.kernel_size)
-        # per-thread int32 index rows (see the kernels)
-        scratch = np.empty((threads, call.channels if cl else geo.out_shape[1]), np.int32)
-        if cl:
-            _pool.max_pool2d_nhwc(xk, values, indices, scratch, h0, hn, w0, wn, *geo.dilation, fill,
-                                  call.return_indices, threads)
-        else:
-            _pool.max_pool2d_nchw(_planes(xk, cl), _planes(values, cl), _planes(indices, cl), scratch,
-                                  h0, hn, w0, wn, geo.stride[1], *geo.dilation, fill,
-                                  call.return_indices, threads)
+        plan.run(call.x.view(plan.kernel_dtype), values, indices)
     values = _deliver(values, call, call.out, direct)
     if not call.return_indices:
         return values
@@ -280,14 +368,20 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count
     array([[1., 1.],
            [1., 1.]])
     """
+    key = None if out is not None else call_key(
+        (x,), (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout))
+    plan = _AVG_POOL_PLANS.get(key)
+    if plan is not None:
+        return plan(x)
     call = prepare_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                               divisor_override, layout, out)
+    if key is not None and _plannable(call, x):
+        plan = _AvgPoolCall(AvgPoolPlan(call), call.in_shape, call.batched)
+        _AVG_POOL_PLANS.put(key, plan)
+        return plan(x)
     result, direct = _result_buffer(call.out, call.out_shape, call.compute_dtype)
     if result.size:
-        cl = call.channels_last
-        kernel = _pool.avg_pool2d_nhwc if cl else _pool.avg_pool2d_nchw
-        kernel(_planes(call.x, cl), _planes(result, cl), *_windows(call.geometry), *_divisors(call),
-               threads_for(result.size * call.geometry.kernel_size))
+        AvgPoolPlan(call).run(call.x, result)
     return _deliver(result, call, call.out, direct)
 
 

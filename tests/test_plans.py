@@ -13,19 +13,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastconv
-from fastconv import _conv, _conv_grad, _plans, reference
+from fastconv import _conv, _conv_grad, _im2col, _plans, _pool, reference
 from fastconv._kernels import _conv_direct
 
 
 @pytest.fixture(autouse=True)
 def no_plans():
     """Every test starts and ends without plans."""
-    caches = (_conv._PLANS, _conv_grad._GRAD_INPUT_PLANS, _conv_grad._GRAD_WEIGHT_PLANS)
-    for cache in caches:
-        cache.clear()
+    _plans.clear_plans()
     yield
-    for cache in caches:
-        cache.clear()
+    _plans.clear_plans()
 
 
 # ---- the key
@@ -239,6 +236,77 @@ def test_grad_weight_plan_hands_inf_inputs_to_the_gemm(rng):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     finite = np.isfinite(expected)
     np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4)
+
+
+# ---- pooling, im2col and col2im
+
+_POOLS = [  # (x shape, keywords)
+    ((2, 3, 7, 7), dict(kernel_size=2)),
+    ((2, 3, 7, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ((3, 7, 6), dict(kernel_size=(2, 3), stride=1)),
+    ((1, 2, 9, 9), dict(kernel_size=3, padding=1)),
+]
+
+
+@given(calls=st.lists(st.tuples(st.integers(0, len(_POOLS) - 1), st.sampled_from([np.float32, np.float64]),
+                                st.booleans()), min_size=1, max_size=8),
+       seed=st.integers(0, 2**32 - 1))
+def test_pools_any_sequence_of_calls_matches_the_reference(calls, seed):
+    rng = np.random.default_rng(seed)
+    for index, dtype, flag in calls:
+        shape, kw = _POOLS[index]
+        x = rng.standard_normal(shape).astype(dtype)
+        values, indices = fastconv.max_pool2d(x, **kw, return_indices=flag), None
+        expected = reference.max_pool2d(x, **kw, return_indices=flag)
+        if flag:
+            (values, indices), (expected, expected_indices) = values, expected
+            np.testing.assert_array_equal(indices, expected_indices)
+        np.testing.assert_array_equal(values, expected)
+        got = fastconv.avg_pool2d(x, **kw, count_include_pad=flag)
+        rtol, atol = tolerance(dtype)
+        np.testing.assert_allclose(got, reference.avg_pool2d(x, **kw, count_include_pad=flag), rtol=rtol, atol=atol)
+        assert got.dtype == values.dtype == dtype
+
+
+@given(calls=st.lists(st.tuples(st.integers(0, len(_CASES) - 1), st.sampled_from([np.float32, np.float64])),
+                      min_size=1, max_size=8),
+       seed=st.integers(0, 2**32 - 1))
+def test_im2col_col2im_any_sequence_of_calls_matches_the_reference(calls, seed):
+    rng = np.random.default_rng(seed)
+    for index, dtype in calls:
+        x_shape, w_shape, kw = _CASES[index]
+        kw = {k: v for k, v in kw.items() if k in ("stride", "padding", "dilation", "padding_mode")}
+        if kw.get("padding") == "same":
+            kw["padding"] = 2
+        x = rng.standard_normal(x_shape).astype(dtype)
+        cols = fastconv.im2col(x, w_shape[2:], **kw)
+        np.testing.assert_array_equal(cols, reference.im2col(x, w_shape[2:], **kw))
+        kw.pop("padding_mode", None)
+        back = fastconv.col2im(cols, x_shape, w_shape[2:], **kw)
+        rtol, atol = tolerance(dtype)
+        np.testing.assert_allclose(back, reference.col2im(cols, x_shape, w_shape[2:], **kw), rtol=rtol, atol=atol)
+        assert back.dtype == cols.dtype == dtype and back.flags.c_contiguous
+
+
+def test_pools_and_columns_plan_once_and_refuse_what_they_refused(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    for _ in range(2):
+        fastconv.max_pool2d(x, 2, ceil_mode=True)
+        fastconv.avg_pool2d(x, 2, ceil_mode=True)
+        cols = fastconv.im2col(x, 3, padding=1)
+        fastconv.col2im(cols, x.shape, 3, padding=1)
+    assert all(len(cache) == 1 for cache in (_pool._MAX_POOL_PLANS, _pool._AVG_POOL_PLANS,
+                                             _im2col._IM2COL_PLANS, _im2col._COL2IM_PLANS))
+    with pytest.raises(TypeError):
+        fastconv.max_pool2d(x, 2, ceil_mode=1)
+    with pytest.raises(TypeError):
+        fastconv.avg_pool2d(x, 2, ceil_mode=1)
+    with pytest.raises(TypeError):
+        fastconv.im2col(x, 3, padding=True)
+    with pytest.raises(ValueError):
+        fastconv.col2im(cols, (2, 3, 6, 5), 3, padding=1)
+    values = fastconv.max_pool2d(x, 2)
+    np.testing.assert_array_equal(fastconv.max_pool2d(x, 2, out=np.empty_like(values)), values)
 
 
 # ---- the weight packer the plans run

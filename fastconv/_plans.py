@@ -35,17 +35,7 @@ import numpy as np
 __all__ = ["PlanCache", "call_key", "clear_plans"]
 
 _KERNEL_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
-_SCALARS = (type(None), bool, int, str)
-
-
-def _array_key(a):
-    """``(shape, dtype)`` of an array the kernels can read as it is, else None."""
-    if type(a) is not np.ndarray or a.dtype not in _KERNEL_DTYPES:
-        return None
-    flags = a.flags
-    if not (flags.c_contiguous and flags.aligned):
-        return None
-    return a.shape, a.dtype
+_SCALARS = frozenset({type(None), bool, int, str})
 
 
 def _typed(value):
@@ -73,21 +63,20 @@ def call_key(arrays, params):
     for a in arrays:
         if a is None:
             key.append(None)
-            continue
-        k = _array_key(a)
-        if k is None:
+        elif type(a) is np.ndarray and a.dtype in _KERNEL_DTYPES:
+            flags = a.flags
+            if not (flags.c_contiguous and flags.aligned):
+                return None
+            key.append((a.shape, a.dtype))
+        else:
             return None
-        key.append(k)
-    for v in params:
-        kind = type(v)
-        if kind in _SCALARS:  # the common case, without a call
-            key.append((kind, v))
-            continue
-        typed = _typed(v)
+    types = tuple(map(type, params))
+    if not _SCALARS.issuperset(types):  # a tuple (or something else): tag each part with its type
+        typed = _typed(params)
         if typed is None:
             return None
-        key.append(typed)
-    return tuple(key)
+        return tuple(key), typed
+    return tuple(key), params, types
 
 
 _CACHES = []  # every PlanCache made

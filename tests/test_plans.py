@@ -344,3 +344,19 @@ def test_pack_weights_refuses_wrong_sizes():
                                   np.zeros(8, np.float32), 1, 8, 1)
     with pytest.raises(ValueError, match="divide"):
         _conv_direct.pack_weights(w, None, np.zeros(8 * 6, np.float32), np.zeros(8, np.float32), 3, 8, 1)
+
+
+def test_packed_kernels_refuse_an_input_that_does_not_match_out():
+    taps = np.zeros(9, np.intp)
+    w, b = np.zeros(8 * 2 * 9, np.float32), np.zeros(8, np.float32)
+    out = np.zeros((2, 8, 4, 4), np.float32)
+    for x in (np.zeros((1, 2, 6, 6), np.float32), np.zeros((2, 3, 6, 6), np.float32)):
+        with pytest.raises(ValueError, match="x must have"):
+            _conv_direct.conv2d_packed(x, w, b, out, 1, 2, 0, 0, 1, 1, 4, 6, 6, taps, 1)
+    dw_out = np.zeros((2, 8, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="same images and channels"):
+        _conv_direct.conv2d_depthwise_packed(np.zeros((2, 7, 6, 6), np.float32), np.zeros(72, np.float32), b,
+                                             dw_out, 0, 0, 1, 1, 6, 6, taps, 1)
+    with pytest.raises(ValueError, match="blocks of 8"):
+        _conv_direct.conv2d_depthwise_packed(np.zeros((2, 8, 6, 6), np.float32), np.zeros(71, np.float32), b,
+                                             dw_out, 0, 0, 1, 1, 6, 6, taps, 1)

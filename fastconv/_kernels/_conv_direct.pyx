@@ -145,6 +145,8 @@ cdef extern from "conv_tile.h" nogil:
         int oc_block_f64
         int oc_cols
         int level
+        fc_tile_f32_fn wide32
+        fc_tile_f64_fn wide64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -403,6 +405,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f64_fn h64 = tiles.halfdw64 if depthwise else tiles.half64
     cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
     cdef Py_ssize_t half = tiles.half_f32 if real_t is float else tiles.half_f64
+    cdef fc_tile_f32_fn w32 = NULL if depthwise else tiles.wide32
+    cdef fc_tile_f64_fn w64 = NULL if depthwise else tiles.wide64
+    cdef bint wide = (w32 != NULL) if real_t is float else (w64 != NULL)
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, ow0, start, ncols
     cdef bint use_half
@@ -411,6 +416,15 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         orow = oplane + oh * OW
         ow0 = 0
         while ow0 < OW:
+            if wide and ow0 + 2 * width <= OW:  # two vectors at once: the same sums, fewer loads
+                if real_t is float:
+                    w32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                        orow + ow0, ocs, <int>nk, <int>(2 * width))
+                else:
+                    w64(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                        orow + ow0, ocs, <int>nk, <int>(2 * width))
+                ow0 = ow0 + 2 * width
+                continue
             use_half = False
             if ow0 + width <= OW:
                 start = ow0
@@ -467,6 +481,8 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const 
     cdef Py_ssize_t n, c, r, g, kb, k0, oh0, oh1
     if w_packed.shape[0] != groups * blocks * block * cg * ntaps or bias_packed.shape[0] != groups * blocks * block:
         raise ValueError("conv2d_packed: weights not packed in blocks of this tile's channels")
+    if x.shape[0] != N or x.shape[1] != groups * cg:
+        raise ValueError("conv2d_packed: x must have out's images and groups * cg channels")
     cdef Py_ssize_t t
     if band < 1 or wq < 1:
         raise ValueError("conv2d_packed: a band needs at least one row")
@@ -526,6 +542,10 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
     cdef Py_ssize_t chan = sh * sw * hq * wq
     cdef Py_ssize_t blocks = (K + 7) // 8
     cdef Py_ssize_t ntaps = taps.shape[0]
+    if x.shape[0] != N or x.shape[1] != K:
+        raise ValueError("conv2d_depthwise_packed: x and out must have the same images and channels")
+    if w_packed.shape[0] != blocks * ntaps * 8 or bias_packed.shape[0] != blocks * 8:
+        raise ValueError("conv2d_depthwise_packed: weights not packed in blocks of 8 channels")
     cdef Py_ssize_t t, n, kb, k0, nk, j
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef real_t* xs

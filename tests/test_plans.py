@@ -162,9 +162,13 @@ _CASES = [  # (x shape, weight shape, keywords): a small pool, so that calls rep
 ]
 
 
-@given(calls=st.lists(st.tuples(st.integers(0, len(_CASES) - 1), st.sampled_from([np.float32, np.float64]),
-                                st.booleans()), min_size=1, max_size=8),
-       seed=st.integers(0, 2**32 - 1))
+def call_sequences(cases, *more):
+    """Lists of calls: (index into ``cases``, dtype, draws of ``more``...); a small pool, so calls repeat."""
+    return st.lists(st.tuples(st.integers(0, len(cases) - 1), st.sampled_from([np.float32, np.float64]), *more),
+                    min_size=1, max_size=8)
+
+
+@given(calls=call_sequences(_CASES, st.booleans()), seed=st.integers(0, 2**32 - 1))
 def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
     """Plans are found only for their own signature, whatever came before."""
     rng = np.random.default_rng(seed)
@@ -182,9 +186,7 @@ def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
 
 # ---- the gradients
 
-@given(calls=st.lists(st.tuples(st.integers(0, len(_CASES) - 2), st.sampled_from([np.float32, np.float64])),
-                      min_size=1, max_size=6),
-       seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_CASES[:-1]), seed=st.integers(0, 2**32 - 1))
 def test_gradients_any_sequence_of_calls_matches_the_reference(calls, seed):
     rng = np.random.default_rng(seed)
     for index, dtype in calls:
@@ -248,9 +250,7 @@ _POOLS = [  # (x shape, keywords)
 ]
 
 
-@given(calls=st.lists(st.tuples(st.integers(0, len(_POOLS) - 1), st.sampled_from([np.float32, np.float64]),
-                                st.booleans()), min_size=1, max_size=8),
-       seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_POOLS, st.booleans()), seed=st.integers(0, 2**32 - 1))
 def test_pools_any_sequence_of_calls_matches_the_reference(calls, seed):
     rng = np.random.default_rng(seed)
     for index, dtype, flag in calls:
@@ -268,9 +268,7 @@ def test_pools_any_sequence_of_calls_matches_the_reference(calls, seed):
         assert got.dtype == values.dtype == dtype
 
 
-@given(calls=st.lists(st.tuples(st.integers(0, len(_CASES) - 1), st.sampled_from([np.float32, np.float64])),
-                      min_size=1, max_size=8),
-       seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_CASES), seed=st.integers(0, 2**32 - 1))
 def test_im2col_col2im_any_sequence_of_calls_matches_the_reference(calls, seed):
     rng = np.random.default_rng(seed)
     for index, dtype in calls:

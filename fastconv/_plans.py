@@ -29,6 +29,7 @@ so it can be shared between Python threads.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -79,12 +80,12 @@ def call_key(arrays, params):
     return tuple(key), params, types
 
 
-_CACHES = []  # every PlanCache made
+_CACHES = weakref.WeakSet()  # every PlanCache alive
 
 
 def clear_plans():
     """Forget every plan of every function (for tests; plans never go stale)."""
-    for cache in _CACHES:
+    for cache in list(_CACHES):
         cache.clear()
 
 
@@ -99,7 +100,7 @@ class PlanCache:
         self.size = size
         self._plans = {}
         self._lock = threading.Lock()
-        _CACHES.append(self)
+        _CACHES.add(self)
 
     def get(self, key):
         """The plan for ``key``, or None (also for a None key)."""

@@ -358,3 +358,30 @@ def test_packed_kernels_refuse_an_input_that_does_not_match_out():
     with pytest.raises(ValueError, match="blocks of 8"):
         _conv_direct.conv2d_depthwise_packed(np.zeros((2, 8, 6, 6), np.float32), np.zeros(71, np.float32), b,
                                              dw_out, 0, 0, 1, 1, 6, 6, taps, 1)
+
+
+def test_planned_calls_take_read_only_inputs(rng):
+    """Arrays NumPy cannot write (a bytes buffer) are planned too: the kernels only read them."""
+    def read_only(a):
+        return np.frombuffer(a.tobytes(), a.dtype).reshape(a.shape)
+
+    x = read_only(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    w = read_only(rng.standard_normal((4, 3, 3, 3)).astype(np.float32))
+    assert not x.flags.writeable
+    for _ in range(2):  # plan, then use the plan
+        y = fastconv.conv2d(x, w, padding=1)
+        np.testing.assert_allclose(y, reference.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+        g = read_only(y)
+        np.testing.assert_allclose(fastconv.conv2d_grad_input(g, w, x.shape, padding=1),
+                                   reference.conv2d_grad_input(g, w, x.shape, padding=1), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(fastconv.conv2d_grad_weight(g, x, w.shape, padding=1),
+                                   reference.conv2d_grad_weight(g, x, w.shape, padding=1), rtol=1e-4, atol=1e-3)
+        np.testing.assert_array_equal(fastconv.max_pool2d(x, 2), reference.max_pool2d(x, 2))
+        np.testing.assert_allclose(fastconv.avg_pool2d(x, 2), reference.avg_pool2d(x, 2), rtol=1e-6)
+        cols = read_only(fastconv.im2col(x, 3, padding=1))
+        np.testing.assert_array_equal(cols, reference.im2col(x, 3, padding=1))
+        np.testing.assert_allclose(fastconv.col2im(cols, x.shape, 3, padding=1),
+                                   reference.col2im(cols, x.shape, 3, padding=1), rtol=1e-5, atol=1e-5)
+    caches = (_conv._PLANS, _conv_grad._GRAD_INPUT_PLANS, _conv_grad._GRAD_WEIGHT_PLANS, _pool._MAX_POOL_PLANS,
+              _pool._AVG_POOL_PLANS, _im2col._IM2COL_PLANS, _im2col._COL2IM_PLANS)
+    assert [len(cache) for cache in caches] == [1] * len(caches)

@@ -45,6 +45,9 @@ def _typed(value):
     if kind in _SCALARS:
         return kind, value
     if kind is tuple:
+        types = tuple(map(type, value))
+        if _SCALARS.issuperset(types):  # flat (a shape, a stride pair): values and their types
+            return tuple, value, types
         parts = tuple(_typed(v) for v in value)
         return None if None in parts else (tuple, parts)
     return None

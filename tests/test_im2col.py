@@ -299,3 +299,25 @@ def test_stride_two_runs_end_at_the_buffer_end(rng, kernel, width):
     for s in (2, (1, 2)):
         expected = reference.im2col(x, kernel, stride=s)
         np.testing.assert_array_equal(fastconv.im2col(x, kernel, stride=s), expected)
+
+
+# ---- streamed (non-temporal) stores: large column matrices bypass the caches
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.float64])
+@pytest.mark.parametrize("width", [5, 16, 17, 31, 32, 33, 47])  # every block tail, at strides 1 and 2
+@pytest.mark.parametrize("c, k, s, p, d", [(4, 3, 1, 1, 1), (4, 3, 2, 1, 1), (3, 3, 2, 0, 1), (4, 3, 1, 2, 2),
+                                           (2, (2, 3), 2, 1, 1), (1, 1, 2, 0, 1)])
+def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c, k, s, p, d):
+    from fastconv import _im2col
+
+    x = random_array(rng, (2, c, 5, width), dtype)
+    expected = reference.im2col(x, k, stride=s, padding=p, dilation=d)
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)  # stream every call
+    np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d), expected)
+    # an out 4 bytes past a 16-byte boundary: written with ordinary stores
+    buffer = np.zeros(expected.size + 4, expected.dtype)
+    offset = next((i for i in range(4) if buffer[i:].ctypes.data % 16 == 4), 0)
+    out = buffer[offset:offset + expected.size].reshape(expected.shape)
+    np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)
+    with fastconv.num_threads(2):
+        np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d), expected)

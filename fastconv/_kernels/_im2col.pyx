@@ -35,13 +35,13 @@ ctypedef fused sum_t:
 
 cdef extern from "im2col_block.h" nogil:
     void fc_im2col_block_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* src, const ptrdiff_t* off,
-                             ptrdiff_t bw, ptrdiff_t sw) noexcept
+                             ptrdiff_t bw, ptrdiff_t sw, int more, int stream) noexcept
 
 
 def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
               Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
               Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
-              const ptrdiff_t[::1] tap_offsets, int num_threads):
+              const ptrdiff_t[::1] tap_offsets, int num_threads, bint stream=False):
     """Gather every window of ``xp`` into one row of ``cols`` (rows split across threads).
 
     One item per pixel (``V == 1``, NCHW) and a short kernel row: for a block
@@ -52,7 +52,8 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
     4-byte items at column stride 1 or 2 copy four taps of four pixels at a
     time through a register transpose (``im2col_block.h``); ``tap_offsets[j]``
     is where tap ``j = (g, kh, kw)`` starts relative to
-    ``xp[n, 0, oh*SH, ow0*SW, 0]`` (V == 1).
+    ``xp[n, 0, oh*SH, ow0*SW, 0]`` (V == 1). ``stream``: write those blocks
+    with non-temporal stores (for a ``cols`` far larger than the caches).
     Otherwise each window row is a run of ``KW * V`` items per tap.
     """
     cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
@@ -70,7 +71,7 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
             while ow0 < OW:
                 fc_im2col_block_u32(<uint32_t*>&cols[r * OW + ow0, 0], J,
                                     <const uint32_t*>&xp[n, 0, oh * SH, ow0 * SW, 0], &tap_offsets[0],
-                                    min(block, OW - ow0), SW)
+                                    min(block, OW - ow0), SW, ow0 + block < OW, stream)
                 ow0 = ow0 + block
         elif blocked:
             ow0 = 0

@@ -55,23 +55,29 @@ def _sum_view(image, channels_last):
     return view.reshape(n, c, h, w, ratio)
 
 
-#: Column matrices from this size on are written with non-temporal stores (past the caches:
-#: half this machine's 32 MiB L3). Measured into a reused ``out``, 1 / 2 threads: resnet-mid
-#: 1.5x / 1.4x faster, dilated 2.0x / 2.6x, depthwise 2.0x / 1.4x; smaller ones stay cached
-#: for whatever reads them next.
+#: A user's ``out`` from this size on (half this machine's 32 MiB L3) is written with
+#: non-temporal stores. Measured into a reused ``out``, 1 / 2 threads: resnet-mid 1.54x /
+#: 1.22x faster, resnet-deep 1.26x / 1.39x, dilated 2.6x / 2.7x, depthwise 1.84x / 1.40x.
+#: A new result is written with ordinary stores: the kernel zeroes each fresh page into the
+#: cache as the first store touches it, and streaming past it was up to 1.2x slower.
 STREAM_BYTES = 2**24
 
 #: Bytes of column buffer one batch may use when a convolution unfolds images batch by batch.
 COLUMN_BUDGET = 64 * 2**20
 
 
-def unfold(image, geometry, channels_last, cols):
-    """Run the im2col kernel: padded batched ``image`` -> ``cols`` (both C-contiguous, same dtype)."""
+def unfold(image, geometry, channels_last, cols, stream=False):
+    """Run the im2col kernel: padded batched ``image`` -> ``cols`` (both C-contiguous, same dtype).
+
+    ``stream``: ``cols`` is a reused buffer (a user's ``out``): from ``STREAM_BYTES`` on, write
+    it with non-temporal stores.
+    """
     words = _word_view(image, channels_last)
     _, g, hp, wp, _ = words.shape
     _im2col.im2col_2d(words, cols.view(words.dtype).reshape(cols.shape[0], -1),
                       *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
-                      _tap_offsets(g, hp, wp, geometry), threads_for(cols.size), cols.nbytes >= STREAM_BYTES)
+                      _tap_offsets(g, hp, wp, geometry), threads_for(cols.size),
+                      stream and cols.nbytes >= STREAM_BYTES)
 
 
 @functools.lru_cache(maxsize=256)
@@ -246,7 +252,7 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
     cols = call.out if call.out is not None else np.empty(call.cols_shape, call.dtype)
     if cols.size == 0:
         return cols
-    unfold(call.image, call.geometry, call.channels_last, cols)
+    unfold(call.image, call.geometry, call.channels_last, cols, stream=call.out is not None)
     return cols
 
 

@@ -312,7 +312,9 @@ def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c,
 
     x = random_array(rng, (2, c, 5, width), dtype)
     expected = reference.im2col(x, k, stride=s, padding=p, dilation=d)
-    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)  # stream every call
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)  # stream every call into an out
+    out = np.full_like(expected, 7)
+    np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)
     np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d), expected)
     # an out 4 bytes past a 16-byte boundary: written with ordinary stores
     buffer = np.zeros(expected.size + 4, expected.dtype)
@@ -320,4 +322,5 @@ def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c,
     out = buffer[offset:offset + expected.size].reshape(expected.shape)
     np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)
     with fastconv.num_threads(2):
-        np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d), expected)
+        out = np.full_like(expected, 7)
+        np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)

@@ -11,7 +11,7 @@ from ._arrays import finish
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
 from ._padding import pad_input
-from ._plans import PlanCache, call_key
+from ._plans import PlanCache, call_key, read_only
 from ._prepare import prepare_conv2d
 from ._threads import threads_for
 
@@ -112,6 +112,7 @@ def stride_phases(geometry, rows=None):
     plane = -(-geometry.out_shape[0] * wq // width) * width
     taps = np.array([(((i * dh) % sh * sw + (j * dw) % sw) * hq + (i * dh) // sh) * wq + (j * dw) // sw
                      for i in range(kh) for j in range(kw)], dtype=np.intp)
+    read_only(taps)  # plans keep and share it
     return StridePhases(hq, wq, sh * sw * hq * wq, plane, taps)
 
 
@@ -266,11 +267,11 @@ class TiledConv:
         (top, _), (left, _) = geometry.padding
         self.top, self.left = (top, left) if self.pads_itself else (0, 0)
         if self.depthwise:  # each input plane meets one block of weights: pack 8 planes per task
-            self.band, self.phases = None, _frozen(stride_phases(geometry))
+            self.band, self.phases = None, stride_phases(geometry)
         else:  # every block of output channels reads the whole image: pack a band of rows at a time
             self.band, rows = band_rows(geometry, c, dtype.itemsize)
-            self.phases = _frozen(stride_phases(geometry, rows))
-        self.whole = _frozen(stride_phases(geometry))  # the batch laid out at once (tile_input)
+            self.phases = stride_phases(geometry, rows)
+        self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
 
     def pack(self, weight, bias):
         """The weights and bias (or None) in the tiles' block order (zeros pad a partial block)."""
@@ -307,12 +308,6 @@ class TiledConv:
         _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                                   w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads,
                                   self.oc_level)
-
-
-def _frozen(phases):
-    """A cached :class:`StridePhases` whose tap offsets cannot be changed by a caller."""
-    phases.taps.flags.writeable = False
-    return phases
 
 
 @functools.lru_cache(maxsize=256)

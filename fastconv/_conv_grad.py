@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import finish
-from ._conv import TILES, _frozen, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
+from ._conv import TILES, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -308,7 +308,7 @@ class GradWeightPlan:
             self.oc_level, self.block = level, _conv_direct.oc_tile_shape(level, dtype.char)[0]
         else:
             self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level)
-        self.phases = ph = _frozen(stride_phases(geometry))
+        self.phases = ph = stride_phases(geometry)
         self.images, self.channels = n, c
         self.work = n * k * geometry.out_size * cg * kh * kw // 16
         self.reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past

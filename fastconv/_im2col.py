@@ -9,7 +9,7 @@ import numpy as np
 
 from ._kernels import _im2col
 from ._padding import pad_input
-from ._plans import PlanCache, call_key
+from ._plans import PlanCache, call_key, read_only
 from ._prepare import prepare_col2im, prepare_im2col
 from ._threads import threads_for
 
@@ -86,8 +86,7 @@ def _tap_offsets(groups, hp, wp, geometry):
     (kh, kw), (dh, dw) = geometry.kernel, geometry.dilation
     offsets = (np.arange(groups)[:, None, None] * (hp * wp) + np.arange(kh)[:, None] * (dh * wp)
                + np.arange(kw) * dw).astype(np.intp).reshape(-1)
-    offsets.flags.writeable = False
-    return offsets
+    return read_only(offsets)[0]
 
 
 def unfold_batches(image, geometry, channels_last, budget=COLUMN_BUDGET):

@@ -33,7 +33,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["PlanCache", "call_key", "clear_plans"]
+__all__ = ["PlanCache", "call_key", "clear_plans", "read_only"]
 
 _KERNEL_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
 _SCALARS = frozenset({type(None), bool, int, str})
@@ -51,6 +51,13 @@ def _typed(value):
         parts = tuple(_typed(v) for v in value)
         return None if None in parts else (tuple, parts)
     return None
+
+
+def read_only(*arrays):
+    """Mark ``arrays`` read-only (tables a plan keeps and shares); return them as a tuple."""
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 def call_key(arrays, params):
@@ -74,13 +81,8 @@ def call_key(arrays, params):
             key.append((a.shape, a.dtype))
         else:
             return None
-    types = tuple(map(type, params))
-    if not _SCALARS.issuperset(types):  # a tuple (or something else): tag each part with its type
-        typed = _typed(params)
-        if typed is None:
-            return None
-        return tuple(key), typed
-    return tuple(key), params, types
+    typed = _typed(params)
+    return None if typed is None else (tuple(key), typed)
 
 
 _CACHES = weakref.WeakSet()  # every PlanCache alive

@@ -14,7 +14,7 @@ from ._prepare_pool import (
     prepare_max_pool2d,
     prepare_max_pool2d_backward,
 )
-from ._plans import PlanCache, call_key
+from ._plans import PlanCache, call_key, read_only
 from ._threads import threads_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]
@@ -99,12 +99,6 @@ def _deliver(result, call, user_out, direct):
     return result if call.batched else result[0]
 
 
-def _read_only(*arrays):
-    for a in arrays:
-        a.flags.writeable = False
-    return arrays
-
-
 class MaxPoolPlan:
     """The shape-only work of a max pooling call: where the windows land, the fill value."""
 
@@ -115,8 +109,8 @@ class MaxPoolPlan:
             fill = np.array([-np.inf], self.kernel_dtype)
         else:
             fill = np.array([np.iinfo(self.kernel_dtype).min], self.kernel_dtype)
-        (self.fill,) = _read_only(fill)
-        self.windows = _read_only(*_windows(geo))
+        (self.fill,) = read_only(fill)
+        self.windows = read_only(*_windows(geo))
         self.channels_last, self.return_indices = call.channels_last, call.return_indices
         self.out_shape, self.stride_w, self.dilation = call.out_shape, geo.stride[1], geo.dilation
         self.work = int(np.prod(call.out_shape)) * geo.kernel_size
@@ -141,8 +135,8 @@ class AvgPoolPlan:
 
     def __init__(self, call):
         self.channels_last, self.out_shape = call.channels_last, call.out_shape
-        self.windows = _read_only(*_windows(call.geometry))
-        self.divisors = _read_only(*_divisors(call))
+        self.windows = read_only(*_windows(call.geometry))
+        self.divisors = read_only(*_divisors(call))
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
 
     def run(self, x, result):

@@ -339,8 +339,7 @@ def _conv_im2col_run(call, result):
         w_mat = call.weight.reshape(groups, k // groups, cg * kh * kw)
     kg, depth = k // groups, cg * kh * kw
     rows_per_image = call.geometry.out_size
-    image = pad_input(call.x, call.geometry, call.padding_mode, call.channels_last)
-    for n0, n1, cols in unfold_batches(image, call.geometry, call.channels_last):
+    for n0, n1, cols in unfold_batches(call.x, call.geometry, call.channels_last, call.padding_mode):
         if call.channels_last:
             res = result[n0:n1].reshape(-1, k)
             if groups == 1:

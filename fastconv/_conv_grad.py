@@ -35,7 +35,6 @@ from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
 from ._im2col import unfold_batches
-from ._padding import pad_input
 from ._plans import PlanCache, call_key
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
 
@@ -366,8 +365,7 @@ def _grad_weight_gemm(call):
     groups, cl = call.groups, call.channels_last
     kg = k // groups
     grad_w = np.zeros((groups, kg, kh * kw * cg if cl else cg * kh * kw), call.compute_dtype)
-    image = pad_input(call.x, call.geometry, "zeros", cl)
-    for n0, n1, cols in unfold_batches(image, call.geometry, cl):
+    for n0, n1, cols in unfold_batches(call.x, call.geometry, cl):
         rows = _grad_rows(call.grad[n0:n1], cl)
         for g in range(groups):
             block = _columns_group(cols, g, call.dims, groups, cl).reshape(cols.shape[0], -1)

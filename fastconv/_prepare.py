@@ -33,7 +33,6 @@ from ._geometry import (
     resolve_layout,
     resolve_padding,
 )
-from ._padding import pad_input
 
 __all__ = [
     "ColumnsCall",
@@ -62,7 +61,7 @@ class ColumnsCall:
     Attributes
     ----------
     image : ndarray or None
-        im2col: the padded, batched, C-contiguous input in the user's layout.
+        im2col: the batched, C-contiguous input in the user's layout, not padded.
         col2im: None.
     cols : ndarray or None
         col2im: the C-contiguous columns. im2col: None.
@@ -113,14 +112,8 @@ def _check_padded(image_shape, geometry, channels_last, itemsize):
         check_element_count(shape, "the padded input", itemsize)
 
 
-def _padded(x, geometry, padding_mode, channels_last):
-    """``pad_input``, after checking that the padded copy can exist."""
-    _check_padded(x.shape, geometry, channels_last, x.itemsize)
-    return pad_input(x, geometry, padding_mode, channels_last)
-
-
 def prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out):
-    """Validate an im2col call; pad the input once."""
+    """Validate an im2col call."""
     x = as_array(x, "x")
     dtype = _native(movement_dtype(x.dtype, "x"))
     xb, batched, channels_last = layout_and_batch(x, "x", NDIM, layout)
@@ -129,7 +122,9 @@ def prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layo
     batch, channels = xb.shape[0], xb.shape[-1] if channels_last else xb.shape[1]
     cols_shape = _cols_shape(batch, channels, geometry, dtype.itemsize)
     out = check_out(out, cols_shape, dtype)
-    image = apart_from(out, _padded(kernel_array(xb, dtype), geometry, padding_mode, channels_last))
+    xb = kernel_array(xb, dtype)
+    _check_padded(xb.shape, geometry, channels_last, dtype.itemsize)  # the kernel may pad a copy
+    image = apart_from(out, xb)
     return ColumnsCall(image, None, geometry, channels_last, batch, channels, xb.shape,
                        cols_shape, dtype, batched, out)
 

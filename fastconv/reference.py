@@ -58,7 +58,8 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
            layout="NCHW", out=None):
     """Reference :func:`fastconv.im2col`: one strided slice copy per kernel tap."""
     call = prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out)
-    image = call.image.transpose(0, 3, 1, 2) if call.channels_last else call.image  # (N, C, Hp, Wp)
+    image = pad_input(call.image, call.geometry, padding_mode, call.channels_last)
+    image = image.transpose(0, 3, 1, 2) if call.channels_last else image  # (N, C, Hp, Wp)
     geo = call.geometry
     (kh_size, kw_size), (oh, ow) = geo.kernel, geo.out_shape
     patches = np.empty((call.batch, call.channels, kh_size, kw_size, oh, ow), call.dtype)

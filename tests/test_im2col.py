@@ -304,15 +304,20 @@ def test_stride_two_runs_end_at_the_buffer_end(rng, kernel, width):
 # ---- streamed (non-temporal) stores: large column matrices bypass the caches
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.float64])
-@pytest.mark.parametrize("width", [5, 16, 17, 31, 32, 33, 47])  # every block tail, at strides 1 and 2
+@pytest.mark.parametrize("width", [1, 2, 5, 16, 17, 31, 32, 33, 47])  # every block tail, at strides 1 and 2
 @pytest.mark.parametrize("c, k, s, p, d", [(4, 3, 1, 1, 1), (4, 3, 2, 1, 1), (3, 3, 2, 0, 1), (4, 3, 1, 2, 2),
                                            (2, (2, 3), 2, 1, 1), (1, 1, 2, 0, 1)])
 def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c, k, s, p, d):
     from fastconv import _im2col
 
     x = random_array(rng, (2, c, 5, width), dtype)
-    expected = reference.im2col(x, k, stride=s, padding=p, dilation=d)
     monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)  # stream every call into an out
+    try:
+        expected = reference.im2col(x, k, stride=s, padding=p, dilation=d)
+    except ValueError:  # a kernel wider than the padded input: both refuse
+        with pytest.raises(ValueError, match="kernel"):
+            fastconv.im2col(x, k, stride=s, padding=p, dilation=d)
+        return
     out = np.full_like(expected, 7)
     np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)
     np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d), expected)
@@ -324,3 +329,64 @@ def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c,
     with fastconv.num_threads(2):
         out = np.full_like(expected, 7)
         np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)
+
+
+# ---- zero padding read in place (im2col_planar): edge pixels, rows of zeros, kernel widths
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.uint8, np.complex64, np.complex128])
+@pytest.mark.parametrize("kw", [1, 2, 5, 8, 9])  # 8: the widest planar kernel row; 9 pads a copy
+@pytest.mark.parametrize("width", [1, 3, 8, 21])
+@pytest.mark.parametrize("s, p, d", [(1, 0, 1), (1, (1, 3), 1), (2, (2, 1), 1), (3, 2, 2), (1, "same", 2)])
+def test_padding_is_read_in_place(rng, dtype, kw, width, s, p, d):
+    x = random_array(rng, (2, 3, 6, width), dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d)
+    try:
+        expected = reference.im2col(x, (3, kw), **kw_)
+    except ValueError:  # the kernel does not fit this padded input
+        with pytest.raises(ValueError):
+            fastconv.im2col(x, (3, kw), **kw_)
+        return
+    np.testing.assert_array_equal(fastconv.im2col(x, (3, kw), **kw_), expected)
+    with fastconv.num_threads(2):
+        np.testing.assert_array_equal(fastconv.im2col(x, (3, kw), **kw_), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.uint8])
+@pytest.mark.parametrize("layout, k", [("NHWC", 3), ("NCHW", 9)])
+def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k):
+    # channels-last images, items of two words and kernels wider than 8 go window by window;
+    # streamed, each thread assembles 16 windows in cache and copies them out
+    from fastconv import _im2col
+
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
+    x = to_layout(random_array(rng, (2, 3, 11, 37), dtype), layout)
+    for s, p in [(1, 1), (2, (0, 3))]:
+        expected = reference.im2col(x, k, stride=s, padding=p, layout=layout)
+        for threads in (1, 2):
+            with fastconv.num_threads(threads):
+                out = np.full_like(expected, 7)
+                got = fastconv.im2col(x, k, stride=s, padding=p, layout=layout, out=out)
+                np.testing.assert_array_equal(got, expected)
+
+
+def test_planar_kernel_checks_its_arguments():
+    # the raw kernel trusts its caller for the geometry, but refuses scratch, columns or a
+    # kernel row it cannot hold
+    from fastconv._kernels import _im2col
+
+    x = np.zeros((1, 2, 4, 4), np.uint32)
+    cols = np.zeros((4, 18), np.uint32)  # OH = OW = 2 windows of 3x3, 2 channels
+    zeros = np.zeros(4, np.uint32)
+    scratch = np.zeros((1, _im2col.planar_scratch(2, 3, 3)), np.intp)
+    _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
+    with pytest.raises(ValueError, match="scratch"):
+        _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch[:, :-1], 1)
+    with pytest.raises(ValueError, match="scratch"):
+        _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 2)
+    with pytest.raises(ValueError, match="scratch"):
+        _im2col.im2col_planar(x, cols, zeros[:3], 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
+    with pytest.raises(ValueError, match="cols"):
+        _im2col.im2col_planar(x, cols[:3], zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
+    with pytest.raises(ValueError, match="geometry"):
+        _im2col.im2col_planar(x, np.zeros((4, 2 * 3 * 9), np.uint32), zeros, 3, 9, 1, 1, 1, 1, 0, 0, 2, 2,
+                              np.zeros((1, _im2col.planar_scratch(2, 3, 9)), np.intp), 1)

@@ -13,6 +13,5 @@ from fastconv._kernels import _im2col
 
 image = np.arange(16, dtype=np.uint64).reshape(1, 1, 4, 4, 1)  # (N, G, H, W, V): 128 bytes
 cols = np.zeros((3 * 3, 3 * 3), np.uint64)  # room for OH = OW = 3 windows of 3x3 (only 2x2 fit)
-tap_offsets = np.array([kh * 4 + kw for kh in range(3) for kw in range(3)], dtype=np.intp)  # (kh, kw) in the image
-_im2col.im2col_2d(image, cols, 3, 3, 1, 1, 1, 1, 3, 3, tap_offsets, 1)
+_im2col.im2col_2d(image, cols, 3, 3, 1, 1, 1, 1, 3, 3, np.zeros((0, 0), np.uint64), 1)
 print("canary: the out-of-bounds read went unnoticed; checksum", int(cols.sum()))

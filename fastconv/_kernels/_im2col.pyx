@@ -1,18 +1,22 @@
-"""im2col / col2im loops over a padded 5-D view ``(N, G, Hp, Wp, V)``.
+"""im2col / col2im loops.
 
-Both layouts map onto one loop nest:
+:func:`im2col_planar` reads unpadded planar images and pads as it reads;
+:func:`im2col_2d` and :func:`col2im_2d` loop over a padded 5-D view
+``(N, G, Hp, Wp, V)``. Both layouts map onto that loop nest:
 
 * NCHW: ``G = C`` channel planes, ``V = 1`` (or the words of one wide item);
 * NHWC: ``G = 1``, ``V = C`` contiguous channels per pixel.
 
 Columns are ``(N*OH*OW, G*KH*KW*V)``, column index ``(g, kh, kw, v)``, which is
 the DLFS layout for NCHW and ``(kh, kw, c)`` for NHWC. The caller pads the
-input, checks every shape and allocates ``cols``; nothing here validates.
+input where a kernel needs it, checks every shape and allocates ``cols``.
 """
 
 from cython.parallel cimport prange
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+from fastconv._kernels._openmp cimport omp_get_thread_num
 
 # im2col only copies: one specialization per item size.
 ctypedef fused word_t:
@@ -34,66 +38,185 @@ ctypedef fused sum_t:
 
 
 cdef extern from "im2col_block.h" nogil:
-    void fc_im2col_block_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* src, const ptrdiff_t* off,
+    void fc_im2col_block_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* const* src, ptrdiff_t start,
                              ptrdiff_t bw, ptrdiff_t sw, int more, int stream) noexcept
+    void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
 
 
-def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
-              Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-              Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
-              const ptrdiff_t[::1] tap_offsets, int num_threads, bint stream=False):
-    """Gather every window of ``xp`` into one row of ``cols`` (rows split across threads).
+cdef enum:
+    PLANAR_KW_MAX = 8  # the widest kernel row im2col_planar takes
+    _BLOCK = 16  # output pixels a row task writes at a time
 
-    One item per pixel (``V == 1``, NCHW) and a short kernel row: for a block
-    of 16 output pixels of one output row, each column ``(g, kh, kw)`` copies
-    a (strided) run of the source row down the block's rows of ``cols``, which
-    stay in the L1 cache: 1.4-2x faster than runs of ``KW`` items for 3x3
-    kernels, measured slower for the 7x7 stem, which keeps the per-pixel loop.
-    4-byte items at column stride 1 or 2 copy four taps of four pixels at a
-    time through a register transpose (``im2col_block.h``); ``tap_offsets[j]``
-    is where tap ``j = (g, kh, kw)`` starts relative to
-    ``xp[n, 0, oh*SH, ow0*SW, 0]`` (V == 1). ``stream``: write those blocks
-    with non-temporal stores (for a ``cols`` far larger than the caches).
-    Otherwise each window row is a run of ``KW * V`` items per tap.
+#: Output pixels a row task writes at a time (the rows of ``cols`` a streamed block assembles).
+BLOCK = _BLOCK
+
+
+def planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW):
+    """Scratch words (8 bytes) each thread of :func:`im2col_planar` needs for ``G`` planes."""
+    return G * KH * (KW + 1) + _BLOCK * G * KH * KW
+
+
+def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_t[::1] zeros,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                  Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
+                  Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t[:, ::1] scratch, int num_threads,
+                  bint stream=False):
+    """Gather every window of the unpadded planar ``x`` ``(N, C, H, W)`` into a row of ``cols``.
+
+    Zero padding (``top`` rows above, ``left`` columns to the left, and
+    whatever the output extent needs below and to the right) is read, not
+    copied: a window row above or below the image reads ``zeros`` (at least
+    ``W`` items), and the output pixels whose windows cross the left or right
+    edge are assembled tap by tap with bounds tests. The others, the interior
+    of each output row, go in blocks of ``BLOCK`` pixels: each column
+    ``(c, kh, kw)`` copies a (strided) run of its source row down the block's
+    rows of ``cols``, which stay in the L1 cache. 4-byte items at stride 1 or
+    2 copy four taps of four pixels at a time through a register transpose
+    (``im2col_block.h``).
+
+    ``stream``: write ``cols`` with non-temporal stores (for a ``cols`` far
+    larger than the caches): the register transposes store straight to memory
+    when a row of ``cols`` holds whole vectors; other blocks, and the edge
+    pixels' rows, are assembled in scratch and copied out.
+
+    ``scratch`` holds, for each thread, :func:`planar_scratch` words: the
+    source row of each ``(c, kh)``, where each tap's run starts, and the
+    ``BLOCK`` rows of ``cols`` a block assembles. Rows of ``cols`` are split
+    across threads. The caller checks
+    the geometry (``OH``, ``OW`` from ``conv_output_shape``) and allocates
+    ``cols``; the shapes and the ranges read are checked here as well.
     """
-    cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
-    cdef Py_ssize_t J = cols.shape[1]
-    cdef Py_ssize_t block = 16  # output pixels per block
-    cdef bint blocked = V == 1 and KW < 7
-    cdef Py_ssize_t r, n, oh, ow, ow0, bw, i, g, kh, kw, v, j
-    cdef const word_t* src
+    cdef Py_ssize_t N = x.shape[0], G = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t GK = G * KH, J = G * KH * KW
+    cdef Py_ssize_t lo, hi
+    if cols.shape[0] != N * OH * OW or cols.shape[1] != J:
+        raise ValueError("im2col_planar: cols does not match the image and geometry")
+    if min(KH, KW, SH, SW, DH, DW) < 1 or KW > PLANAR_KW_MAX or top < 0 or left < 0 or OH < 0 or OW < 0:
+        raise ValueError("im2col_planar: bad geometry")
+    if (scratch.shape[0] < max(1, num_threads) or zeros.shape[0] < W
+            or scratch.shape[1] < planar_scratch(G, KH, KW)):
+        raise ValueError("im2col_planar: scratch too small")
+    # the interior output columns [lo, hi): every tap reads a column inside [0, W)
+    cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
+    lo = min(OW, (left + SW - 1) // SW)
+    hi = lo if last < 0 else max(lo, min(OW, last // SW + 1))
+    cdef Py_ssize_t r, n, oh, ow, ow0, bw, i, k, kw, ih, j
+    # streamed blocks: written by the register transposes straight to memory where rows of 4-byte
+    # items hold whole vectors, else assembled in scratch, then streamed out (edge pixels too)
+    cdef bint direct = False
+    if word_t is uint32_t:
+        direct = stream and SW <= 2 and J % 4 == 0
+    cdef bint assemble = stream and not direct
+    cdef const word_t* row
+    cdef const word_t** rows
+    cdef const word_t** tab
+    cdef word_t* edge
     cdef word_t* dst
     for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
         n = r // OH
         oh = r - n * OH
-        if blocked and word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
-            ow0 = 0
-            while ow0 < OW:
-                fc_im2col_block_u32(<uint32_t*>&cols[r * OW + ow0, 0], J,
-                                    <const uint32_t*>&xp[n, 0, oh * SH, ow0 * SW, 0], &tap_offsets[0],
-                                    min(block, OW - ow0), SW, ow0 + block < OW, stream)
-                ow0 = ow0 + block
-        elif blocked:
-            ow0 = 0
-            while ow0 < OW:
-                bw = min(block, OW - ow0)
-                j = 0
-                for g in range(G):
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            src = &xp[n, g, oh * SH + kh * DH, ow0 * SW + kw * DW, 0]
-                            dst = &cols[r * OW + ow0, j]
-                            if SW == 1:  # contiguous reads the compiler vectorizes
-                                for i in range(bw):
-                                    dst[i * J] = src[i]
-                            else:
-                                for i in range(bw):
-                                    dst[i * J] = src[i * SW]
-                            j = j + 1
-                ow0 = ow0 + block
-        else:
-            for ow in range(OW):
-                dst = &cols[r * OW + ow, 0]
+        rows = <const word_t**>&scratch[omp_get_thread_num(), 0]  # the source row of each (c, kh)
+        tab = rows + GK  # where each tap's run starts, for output pixel lo
+        edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed
+        for k in range(G):
+            for i in range(KH):
+                ih = oh * SH + i * DH - top
+                rows[k * KH + i] = &x[n, k, ih, 0] if 0 <= ih < H else &zeros[0]
+        if lo < hi:
+            for k in range(GK):
+                for kw in range(KW):
+                    tab[k * KW + kw] = rows[k] + (lo * SW + kw * DW - left)
+        ow0 = lo
+        while ow0 < hi:
+            bw = min(_BLOCK, hi - ow0)
+            dst = edge if assemble else &cols[r * OW + ow0, 0]
+            if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
+                fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW, bw, SW,
+                                    ow0 + bw < hi, direct)
+            else:
+                for j in range(J):
+                    row = tab[j] + (ow0 - lo) * SW
+                    if SW == 1:  # contiguous reads the compiler vectorizes
+                        for i in range(bw):
+                            dst[i * J + j] = row[i]
+                    else:
+                        for i in range(bw):
+                            dst[i * J + j] = row[i * SW]
+            if assemble:
+                fc_stream_copy(&cols[r * OW + ow0, 0], edge, bw * J * sizeof(word_t))
+            ow0 = ow0 + bw
+        for ow in range(lo):
+            _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+        for ow in range(hi, OW):
+            _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+
+
+cdef inline void _edge_pixel(const word_t** rows, word_t* dst, word_t* scratch, bint stream, Py_ssize_t count,
+                             Py_ssize_t iw0, Py_ssize_t W, Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
+    """The row of ``cols`` of the window at column ``iw0`` (:func:`_edge_taps`).
+
+    ``stream``: assembled in ``scratch``, then written with non-temporal stores.
+    """
+    if stream:
+        _edge_taps(rows, scratch, count, iw0, W, KW, DW)
+        fc_stream_copy(dst, scratch, count * KW * sizeof(word_t))
+    else:
+        _edge_taps(rows, dst, count, iw0, W, KW, DW)
+
+
+cdef inline void _edge_taps(const word_t** rows, word_t* dst, Py_ssize_t count, Py_ssize_t iw0,
+                            Py_ssize_t W, Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
+    """Taps of the window at column ``iw0`` in ``count`` source rows (``W`` items), into ``dst``.
+
+    Taps outside a row are zero: each reads a clamped column, masked to zero
+    (no branch per tap; ``KW <= PLANAR_KW_MAX``).
+    """
+    cdef Py_ssize_t col[PLANAR_KW_MAX]
+    cdef word_t keep[PLANAR_KW_MAX]
+    cdef Py_ssize_t k, kw, c
+    cdef const word_t* src
+    for kw in range(KW):
+        c = iw0 + kw * DW
+        keep[kw] = <word_t>(-1) if 0 <= c < W else 0
+        col[kw] = min(max(c, 0), W - 1)
+    for k in range(count):
+        src = rows[k]
+        for kw in range(KW):
+            dst[k * KW + kw] = src[col[kw]] & keep[kw]
+
+
+def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
+              Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+              Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW, word_t[:, ::1] scratch,
+              int num_threads, bint stream=False):
+    """Gather every window of the padded ``xp`` into one row of ``cols``, pixel by pixel.
+
+    For what :func:`im2col_planar` does not take: channels-last images,
+    items of several words, kernel rows wider than ``PLANAR_KW_MAX``. Each
+    window row is a run of ``KW * V`` items per tap. Rows of ``cols`` are
+    split across threads. ``stream``: the rows of up to ``BLOCK`` windows are
+    assembled in ``scratch`` (that many rows of ``cols`` per thread), then
+    written with non-temporal stores (for a ``cols`` far larger than the
+    caches).
+    """
+    cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
+    cdef Py_ssize_t J = cols.shape[1]
+    if cols.shape[0] != N * OH * OW or (stream and (scratch.shape[0] < max(1, num_threads)
+                                                   or scratch.shape[1] < _BLOCK * J)):
+        raise ValueError("im2col_2d: cols or scratch does not match the image")
+    cdef Py_ssize_t r, n, oh, ow, ow0, bw, g, kh, kw, v, j
+    cdef const word_t* src
+    cdef word_t* dst
+    cdef word_t* rows
+    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
+        n = r // OH
+        oh = r - n * OH
+        ow0 = 0
+        while ow0 < OW:
+            bw = min(_BLOCK, OW - ow0)
+            rows = &scratch[omp_get_thread_num(), 0] if stream else &cols[r * OW + ow0, 0]
+            for ow in range(ow0, ow0 + bw):
+                dst = rows + (ow - ow0) * J
                 j = 0
                 for g in range(G):
                     for kh in range(KH):
@@ -107,6 +230,9 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
                                 for v in range(V):
                                     dst[j + v] = src[kw * DW * V + v]
                                 j = j + V
+            if stream:
+                fc_stream_copy(&cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
+            ow0 = ow0 + bw
 
 
 def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,

@@ -1,7 +1,7 @@
 /* A block of im2col rows for 4-byte items, transposed 4 x 4 in registers.
  *
  * Row i (output pixel ow0 + i) of the block, column j (tap j) is
- * src[off[j] + i*sw]: each tap reads bw items of its source row (stride 1 or 2),
+ * src[j][start + i*sw]: each tap reads bw items of its source row (stride 1 or 2),
  * and each row of the block takes J consecutive items. Loading four taps'
  * runs of four pixels and transposing them turns 16 scattered 4-byte stores
  * into four 16-byte stores. x86-64 always has SSE2; other targets (and the
@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -36,9 +37,9 @@ static __m128i fc_load4(const uint32_t *s, ptrdiff_t i, ptrdiff_t sw)
 }
 #endif
 
-/* Block of bw rows: dst[i*J + j] = src[off[j] + i*sw], for sw 1 or 2. `more`: the source
- * runs go on past the block's last pixel (it is not the last block of its row). */
-static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *src, const ptrdiff_t *off,
+/* Block of bw rows: dst[i*J + j] = src[j][start + i*sw], for sw 1 or 2. `more`: the source
+ * runs go on past the block's last pixel (another pixel of the row follows it). */
+static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *const *src, ptrdiff_t start,
                                 ptrdiff_t bw, ptrdiff_t sw, int more, int stream)
 {
     ptrdiff_t j0 = 0;
@@ -50,8 +51,8 @@ static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *src,
         for (; i + 4 <= quads_end; i += 4) {
             uint32_t *d = dst + i * J;
             for (ptrdiff_t j = 0; j < J; j += 4) {
-                __m128i r0 = fc_load4(src + off[j], i, sw), r1 = fc_load4(src + off[j + 1], i, sw);
-                __m128i r2 = fc_load4(src + off[j + 2], i, sw), r3 = fc_load4(src + off[j + 3], i, sw);
+                __m128i r0 = fc_load4(src[j] + start, i, sw), r1 = fc_load4(src[j + 1] + start, i, sw);
+                __m128i r2 = fc_load4(src[j + 2] + start, i, sw), r3 = fc_load4(src[j + 3] + start, i, sw);
                 __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpacklo_epi32(r2, r3);
                 __m128i t2 = _mm_unpackhi_epi32(r0, r1), t3 = _mm_unpackhi_epi32(r2, r3);
                 _mm_stream_si128((__m128i *)(d + j), _mm_unpacklo_epi64(t0, t1));
@@ -60,14 +61,19 @@ static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *src,
                 _mm_stream_si128((__m128i *)(d + 3 * J + j), _mm_unpackhi_epi64(t2, t3));
             }
         }
-        for (; i < bw; i++)
-            for (ptrdiff_t j = 0; j < J; j++) dst[i * J + j] = src[off[j] + i * sw];
+        for (; i < bw; i++) /* the rows past the last quad: gathered four taps at a time */
+            for (ptrdiff_t j = 0; j < J; j += 4) {
+                ptrdiff_t k = start + i * sw;
+                _mm_stream_si128((__m128i *)(dst + i * J + j),
+                                 _mm_setr_epi32((int)src[j][k], (int)src[j + 1][k], (int)src[j + 2][k],
+                                                (int)src[j + 3][k]));
+            }
         _mm_sfence(); /* order the streamed lines before anything this thread writes next */
         return;
     }
     for (; j0 + 4 <= J; j0 += 4) {
-        const uint32_t *s0 = src + off[j0], *s1 = src + off[j0 + 1];
-        const uint32_t *s2 = src + off[j0 + 2], *s3 = src + off[j0 + 3];
+        const uint32_t *s0 = src[j0] + start, *s1 = src[j0 + 1] + start;
+        const uint32_t *s2 = src[j0 + 2] + start, *s3 = src[j0 + 3] + start;
         ptrdiff_t i = 0;
         for (; i + 4 <= quads_end; i += 4) {
             __m128i r0 = fc_load4(s0, i, sw), r1 = fc_load4(s1, i, sw);
@@ -87,9 +93,28 @@ static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *src,
     }
 #endif
     for (; j0 < J; j0++) {
-        const uint32_t *s = src + off[j0];
+        const uint32_t *s = src[j0] + start;
         for (ptrdiff_t i = 0; i < bw; i++) dst[i * J + j0] = s[i * sw];
     }
+}
+
+/* Copy n bytes from src to dst (not overlapping): the 16-byte aligned part of dst with
+ * non-temporal stores, the few bytes before and after it with ordinary ones. */
+static void fc_stream_copy(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = (unsigned char *)dst;
+    const unsigned char *s = (const unsigned char *)src;
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+    size_t head = (16 - (uintptr_t)d % 16) % 16;
+    if (head < n) {
+        memcpy(d, s, head);
+        d += head, s += head, n -= head;
+        for (; n >= 16; d += 16, s += 16, n -= 16)
+            _mm_stream_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+        _mm_sfence();
+    }
+#endif
+    memcpy(d, s, n);
 }
 
 #endif /* FASTCONV_IM2COL_BLOCK_H */

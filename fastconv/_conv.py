@@ -239,7 +239,7 @@ class TiledConv:
     the geometry, ``groups``, ``padding_mode``, the float dtype, the SIMD level
     and the tile choice (``"auto"``, ``"columns"`` or ``"channels"``,
     :func:`choose_tiles`; depthwise convolutions always run their own); its
-    :meth:`run` packs the weights and calls the kernels.
+    :meth:`run` packs the weights (or has the kernel pack them) and calls the kernels.
     """
 
     def __init__(self, x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto"):
@@ -287,7 +287,6 @@ class TiledConv:
 
         ``weight`` (OIHW) and ``bias`` (``(K,)`` or None) are in the plan's dtype.
         """
-        w_packed, b_packed = self.pack(weight, bias)
         geometry = self.geometry
         threads = threads_for(self.work)
         if self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
@@ -295,15 +294,17 @@ class TiledConv:
                 x = pad_input(x, geometry, self.padding_mode, False)
             ph = self.phases
             if self.depthwise:
+                w_packed, b_packed = self.pack(weight, bias)
                 _conv_direct.conv2d_depthwise_packed(x, w_packed, b_packed, out, self.top, self.left,
                                                      *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
-            else:
-                _conv_direct.conv2d_packed(x, w_packed, b_packed, out, self.groups, self.cg, self.top, self.left,
+            else:  # (packs the weights itself)
+                _conv_direct.conv2d_packed(x, weight, bias, out, self.groups, self.cg, self.top, self.left,
                                            *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads,
                                            self.oc_level)
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
+        w_packed, b_packed = self.pack(weight, bias)
         src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
         _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                                   w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads,

@@ -93,7 +93,29 @@ def test_choice_follows_idle_lanes_and_depth():
         assert _conv.choose_tiles(64, 576, 56, np.float32, top) == (top, 32)
 
 
-@pytest.mark.parametrize("kernel", ["conv2d_tiled", "conv2d_packed"])
+def test_banded_kernel_packs_only_weights_of_its_shape():
+    # conv2d_packed packs the OIHW weights itself, for the tile it runs: it checks their shape
+    # and the bias length against the output and the taps
+    level = len(LEVELS) - 1
+    x = np.zeros((1, 4, 6, 6), np.float32)
+    out = np.zeros((1, 16, 4, 4), np.float32)
+    ph = _conv.stride_phases(prepare_conv2d(x, np.zeros((16, 4, 3, 3), np.float32), None, 1, 0, 1, 1,
+                                            "zeros", "NCHW", None).geometry)
+    args = (0, 0, 1, 1, 4, ph.hq, ph.wq, ph.taps, 1, level)
+    w, b = np.ones((16, 4, 3, 3), np.float32), np.zeros(16, np.float32)
+    _conv_direct.conv2d_packed(x, w, b, out, 1, 4, *args)
+    _conv_direct.conv2d_packed(x, w, None, out, 1, 4, *args)
+    for bad in (np.ones((15, 4, 3, 3), np.float32), np.ones((16, 3, 3, 3), np.float32),
+                np.ones((16, 4, 3, 2), np.float32)):
+        with pytest.raises(ValueError, match="weight must be"):
+            _conv_direct.conv2d_packed(x, bad, b, out, 1, 4, *args)
+    with pytest.raises(ValueError, match="weight must be"):  # groups must divide K
+        _conv_direct.conv2d_packed(x, w, b, out, 3, 4, *args)
+    with pytest.raises(ValueError, match="one bias per output channel"):
+        _conv_direct.conv2d_packed(x, w, b[:15], out, 1, 4, *args)
+
+
+@pytest.mark.parametrize("kernel", ["conv2d_tiled"])
 def test_kernels_reject_weights_packed_for_another_block(kernel):
     # the block size comes from the SIMD level; weights packed for another level's block
     # would be read out of bounds, so the kernels check the packed length
@@ -106,11 +128,8 @@ def test_kernels_reject_weights_packed_for_another_block(kernel):
     ph = _conv.stride_phases(prepare_conv2d(x, np.zeros((2 * block, 4, 3, 3), np.float32), None, 1, 0, 1, 1,
                                             "zeros", "NCHW", None).geometry)
     with pytest.raises(ValueError, match="not packed in blocks"):
-        if kernel == "conv2d_tiled":
-            flat = np.zeros(x.size + 64, np.float32)
-            _conv_direct.conv2d_tiled(flat, 4 * 36, 36, 6, ph.taps, w_short, bias, out, 1, 4, False, 1, level)
-        else:
-            _conv_direct.conv2d_packed(x, w_short, bias, out, 1, 4, 0, 0, 1, 1, 4, ph.hq, ph.wq, ph.taps, 1, level)
+        flat = np.zeros(x.size + 64, np.float32)
+        _conv_direct.conv2d_tiled(flat, 4 * 36, 36, 6, ph.taps, w_short, bias, out, 1, 4, False, 1, level)
 
 
 # ---- the weight gradient's tiles
@@ -215,7 +234,7 @@ def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tile
 
 def test_packed_kernel_checks_the_band_holds_every_tap():
     x = np.zeros((1, 2, 8, 8), np.float32)
-    w = np.zeros(8 * 2 * 9, np.float32)
+    w = np.zeros((8, 2, 3, 3), np.float32)
     out = np.zeros((1, 8, 6, 6), np.float32)
     geometry = prepare_conv2d(x, np.zeros((8, 2, 3, 3), np.float32), None, 1, 0, 1, 1, "zeros", "NCHW", None).geometry
     ph = _conv.stride_phases(geometry, 4)  # planes of 4 rows: a band of 2 rows and the 2 below it

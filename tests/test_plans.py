@@ -346,7 +346,7 @@ def test_pack_weights_refuses_wrong_sizes():
 
 def test_packed_kernels_refuse_an_input_that_does_not_match_out():
     taps = np.zeros(9, np.intp)
-    w, b = np.zeros(8 * 2 * 9, np.float32), np.zeros(8, np.float32)
+    w, b = np.zeros((8, 2, 3, 3), np.float32), np.zeros(8, np.float32)
     out = np.zeros((2, 8, 4, 4), np.float32)
     for x in (np.zeros((1, 2, 6, 6), np.float32), np.zeros((2, 3, 6, 6), np.float32)):
         with pytest.raises(ValueError, match="x must have"):

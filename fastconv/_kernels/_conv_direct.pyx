@@ -93,7 +93,7 @@ def conv2d_nhwc(const acc_t[:, :, :, ::1] xp, const acc_t[:, :, :, ::1] w,
 # vector of output columns), compiled for several instruction sets.
 
 from libc.stddef cimport ptrdiff_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 cdef extern from "conv_tile.h" nogil:
@@ -289,22 +289,32 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
         b = bias
         if b.shape[0] != K:
             raise ValueError("pack_weights: one bias per output channel")
-    cdef Py_ssize_t r, g, kb, j, k, c, t, live
-    cdef real_t* dst
+    cdef Py_ssize_t r
     for r in prange(groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
-        g = r // blocks
-        kb = r - g * blocks
-        live = min(block, kg - kb * block)  # channels of this block that exist
-        dst = &w_packed[0] + r * per_block
-        for c in range(cg):
-            for t in range(ntaps):
-                for j in range(live):
-                    dst[(c * ntaps + t) * block + j] = weight[g * kg + kb * block + j, c, t]
-                for j in range(live, block):
-                    dst[(c * ntaps + t) * block + j] = 0
-        for j in range(block):
-            k = g * kg + kb * block + j
-            bias_packed[r * block + j] = b[k] if has_bias and j < live else 0
+        _pack_block(&weight[0, 0, 0], &b[0] if has_bias else NULL, &w_packed[0] + r * per_block,
+                    &bias_packed[0] + r * block, r, blocks, kg, cg, ntaps, block)
+
+
+cdef void _pack_block(const real_t* weight, const real_t* bias, real_t* w_dst, real_t* b_dst, Py_ssize_t r,
+                      Py_ssize_t blocks, Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t ntaps,
+                      Py_ssize_t block) noexcept nogil:
+    """Block ``r`` (group ``r // blocks``) of C-contiguous ``(K, cg, ntaps)`` weights and a bias (or NULL).
+
+    ``w_dst`` gets ``[c][tap][channel in block]``, ``b_dst`` ``[channel in
+    block]``; lanes past the group's last channel are zero.
+    """
+    cdef Py_ssize_t g = r // blocks, kb = r % blocks
+    cdef Py_ssize_t k0 = g * kg + kb * block
+    cdef Py_ssize_t live = min(block, kg - kb * block)  # channels of this block that exist
+    cdef Py_ssize_t j, c, t
+    for c in range(cg):
+        for t in range(ntaps):
+            for j in range(live):
+                w_dst[(c * ntaps + t) * block + j] = weight[((k0 + j) * cg + c) * ntaps + t]
+            for j in range(live, block):
+                w_dst[(c * ntaps + t) * block + j] = 0
+    for j in range(block):
+        b_dst[j] = bias[k0 + j] if bias != NULL and j < live else 0
 
 
 def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
@@ -454,7 +464,7 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
             ow0 = ow0 + width
 
 
-def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
+def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight, bias,
                   real_t[:, :, :, ::1] out, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t pad_top,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1):
@@ -468,9 +478,11 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const 
     once and the extra memory is one band per thread. ``taps`` are
     :func:`fastconv._conv.stride_phases`' computed with ``hb`` phase rows per
     plane; ``hb`` must hold a band and the phase rows a tap reaches below it
-    (checked). ``w_packed``, ``bias_packed`` and ``oc_level`` as in
-    :func:`conv2d_tiled`. Raises MemoryError if a scratch buffer cannot be
-    allocated.
+    (checked). ``weight`` is OIHW ``(K, cg, KH, KW)`` and ``bias`` ``(K,)`` or
+    None; the kernel packs them for the tile ``oc_level`` chooses (as
+    :func:`pack_weights` does, in one parallel pass before the convolution),
+    so a small call makes no other Python call. Raises MemoryError if a
+    buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
@@ -481,8 +493,15 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const 
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t n, c, r, g, kb, k0, oh0, oh1
-    if w_packed.shape[0] != groups * blocks * block * cg * ntaps or bias_packed.shape[0] != groups * blocks * block:
-        raise ValueError("conv2d_packed: weights not packed in blocks of this tile's channels")
+    if groups < 1 or K % groups or weight.shape[0] != K or weight.shape[1] != cg \
+            or weight.shape[2] * weight.shape[3] != ntaps:
+        raise ValueError("conv2d_packed: weight must be (K, cg, KH, KW) with KH*KW taps")
+    cdef const real_t[::1] b
+    cdef bint has_bias = bias is not None
+    if has_bias:
+        b = bias
+        if b.shape[0] != K:
+            raise ValueError("conv2d_packed: one bias per output channel")
     if x.shape[0] != N or x.shape[1] != groups * cg:
         raise ValueError("conv2d_packed: x must have out's images and groups * cg channels")
     cdef Py_ssize_t t
@@ -491,10 +510,20 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const 
     for t in range(ntaps):  # each tap's row in its phase plane, below the band's first row
         if taps[t] < 0 or band + (taps[t] // wq) % hb > hb or taps[t] >= sh * sw * hb * wq:
             raise ValueError("conv2d_packed: the band's phase planes do not hold every tap")
+    cdef Py_ssize_t per_block = cg * ntaps * block
+    cdef real_t* w_packed = <real_t*>malloc(groups * blocks * per_block * sizeof(real_t))
+    cdef real_t* bias_packed = <real_t*>malloc(groups * blocks * block * sizeof(real_t))
+    if w_packed == NULL or bias_packed == NULL:
+        free(w_packed)
+        free(bias_packed)
+        raise MemoryError("conv2d: cannot allocate the packed weights")
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
     with nogil, parallel(num_threads=num_threads):
+        for r in prange(groups * blocks, schedule="static"):  # (a barrier follows)
+            _pack_block(&weight[0, 0, 0, 0], &b[0] if has_bias else NULL, w_packed + r * per_block,
+                        bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
         # zeroed once: every band writes the same columns of every row, so the padding
         # columns stay zero; rows outside the image are zeroed as they come
         xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
@@ -513,14 +542,16 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const 
                     k0 = g * kg + kb * block
                     if octile:
                         _octile_plane(tiles, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
-                                      &w_packed[0] + r * cg * ntaps * block, &bias_packed[0] + r * block,
+                                      w_packed + r * per_block, bias_packed + r * block,
                                       &out[n, k0, 0, 0], OH, OW, min(block, kg - kb * block), oh0, oh1, oh0)
                     else:
                         _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
-                                    &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8,
+                                    w_packed + r * per_block, bias_packed + r * block,
                                     &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1, oh0)
                 oh0 = oh1
         free(xs)
+    free(w_packed)
+    free(bias_packed)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
 

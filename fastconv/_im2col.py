@@ -32,20 +32,24 @@ def _word_view(image, channels_last):
     return words.reshape(n, c, h, w, ratio)
 
 
-def _sum_view(image, channels_last):
-    """View a batched C-contiguous image as ``(N, G, H, W, V)`` of an addable type.
+def _sum_type(dtype):
+    """``(base, ratio)``: the addable type col2im sums a dtype in, and how many of it make one item.
 
     Signed integers are added as unsigned words (two's complement: identical
     bits, and wrap-around is defined); complex numbers as pairs of reals.
     """
-    dt = image.dtype
-    if dt.kind in "iu":
-        base = np.dtype(f"u{dt.itemsize}")
-    elif dt.kind == "c":
-        base = np.dtype(f"f{dt.itemsize // 2}") if dt != np.clongdouble else np.dtype(np.longdouble)
+    if dtype.kind in "iu":
+        base = np.dtype(f"u{dtype.itemsize}")
+    elif dtype.kind == "c":
+        base = np.dtype(f"f{dtype.itemsize // 2}") if dtype != np.clongdouble else np.dtype(np.longdouble)
     else:
-        base = dt
-    ratio = dt.itemsize // base.itemsize
+        base = dtype
+    return base, dtype.itemsize // base.itemsize
+
+
+def _sum_view(image, channels_last):
+    """View a batched C-contiguous image as ``(N, G, H, W, V)`` of its addable type (:func:`_sum_type`)."""
+    base, ratio = _sum_type(image.dtype)
     view = image.view(base)
     if channels_last:
         n, h, w, c = image.shape
@@ -124,29 +128,50 @@ def unfold_batches(image, geometry, channels_last, padding_mode="zeros", budget=
 
 
 def fold(cols, geometry, batch, channels, channels_last, image=None):
-    """Run the col2im kernel: add ``cols`` into a zeroed padded image and return it.
+    """Run a col2im kernel: add ``cols`` into a zeroed image of the batch and return it, unpadded.
 
     ``cols`` must be C-contiguous of an addable dtype (unsigned or signed
     integers, float32/64, long double, complex). ``image``, if given, is the
-    zeroed padded batched destination; otherwise one is allocated.
+    zeroed unpadded batched destination (C-contiguous), which is returned;
+    otherwise the result is a new array or a view of one. Planar images of
+    one-word items whose kernel rows run tap by tap (``tap_major``) are added
+    into in place, the taps that fall in the padding dropped
+    (``col2im_planar``); the others are added into a zeroed padded copy, then
+    cropped.
     """
-    spatial = geometry.padded_shape
+    spatial = geometry.in_shape
     shape = (batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial
-    if image is None:
-        image = np.zeros(shape, cols.dtype)
-    if image.size and cols.size:
-        view = _sum_view(image, channels_last)
-        v = view.shape[4]
-        threads = threads_for(cols.size)
-        # Split the innermost axis only when there are too few (n, g) blocks to share.
-        blocks = view.shape[0] * view.shape[1]
-        v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
+    threads = threads_for(cols.size)
+    planar = (not channels_last and _sum_type(cols.dtype)[1] == 1
+              and _im2col.tap_major(geometry.kernel[1], geometry.dilation[1]))
+    if planar or not geometry.has_padding:
+        if image is None:
+            image = np.zeros(shape, cols.dtype)
+        target = image
+    else:
+        spatial = geometry.padded_shape
+        target = np.zeros((batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial,
+                          cols.dtype)
+    if target.size and cols.size:
+        view = _sum_view(target, channels_last)
         by_image = view.shape[0] >= 2 * threads
-        _im2col.col2im_2d(
-            cols.view(view.dtype).reshape(cols.shape[0], -1), view,
-            *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape, v_chunk, by_image,
-            threads,
-        )
+        sums = cols.view(view.dtype).reshape(cols.shape[0], -1)
+        if planar:
+            (top, _), (left, _) = geometry.padding
+            _im2col.col2im_planar(sums, view[..., 0], *geometry.kernel, *geometry.stride, *geometry.dilation,
+                                  top, left, *geometry.out_shape, by_image, threads)
+        else:
+            # Split the innermost axis only when there are too few (n, g) blocks to share.
+            v = view.shape[4]
+            blocks = view.shape[0] * view.shape[1]
+            v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
+            _im2col.col2im_2d(sums, view, *geometry.kernel, *geometry.stride, *geometry.dilation,
+                              *geometry.out_shape, v_chunk, by_image, threads)
+    if target is image:
+        return image
+    if image is None:
+        return crop(target, geometry, channels_last)
+    image[...] = crop(target, geometry, channels_last)
     return image
 
 
@@ -186,8 +211,7 @@ class _Col2imCall(NamedTuple):
     batched: bool
 
     def __call__(self, cols):
-        image = crop(fold(cols, self.geometry, self.batch, self.channels, self.channels_last), self.geometry,
-                     self.channels_last)
+        image = fold(cols, self.geometry, self.batch, self.channels, self.channels_last)
         return np.ascontiguousarray(image if self.batched else image[0])
 
 
@@ -328,12 +352,12 @@ def col2im(cols, input_shape, kernel_size, *, stride=1, padding=0, dilation=1, l
     # bools add as counts (then != 0: NumPy's logical-or "+"); float16 adds in float32
     work_dtype = np.dtype(np.uint64) if dtype.kind == "b" else np.dtype(np.float32) if dtype == np.float16 else dtype
     src = call.cols if work_dtype == dtype else call.cols.astype(work_dtype)
-    if not geo.has_padding and work_dtype == dtype and call.out is not None:
-        image = call.out.reshape(call.image_shape)  # accumulate straight into the user's out
+    if work_dtype == dtype and call.out is not None:
+        image = call.out.reshape(call.image_shape)  # sum straight into the user's out
         image[...] = 0
         fold(src, geo, call.batch, call.channels, call.channels_last, image)
         return call.out
-    image = crop(fold(src, geo, call.batch, call.channels, call.channels_last), geo, call.channels_last)
+    image = fold(src, geo, call.batch, call.channels, call.channels_last)
     result = image != 0 if dtype.kind == "b" else image.astype(dtype, copy=False)
     if not call.batched:
         result = result[0]

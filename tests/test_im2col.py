@@ -390,3 +390,37 @@ def test_planar_kernel_checks_its_arguments():
     with pytest.raises(ValueError, match="geometry"):
         _im2col.im2col_planar(x, np.zeros((4, 2 * 3 * 9), np.uint32), zeros, 3, 9, 1, 1, 1, 1, 0, 0, 2, 2,
                               np.zeros((1, _im2col.planar_scratch(2, 3, 9)), np.intp), 1)
+
+
+# ---- col2im into the unpadded image (col2im_planar): taps in the padding are dropped
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])
+@pytest.mark.parametrize("n", [1, 5])
+@pytest.mark.parametrize("k, s, p", [(3, 1, 1), (3, 2, 1), ((2, 4), (1, 3), ((0, 2), (3, 1))), (1, 1, 2), (3, 1, 4)])
+def test_col2im_drops_the_padding_in_place(rng, dtype, n, k, s, p):
+    shape = (n, 3, 7, 9)
+    n_rows, n_cols = fastconv.im2col(np.zeros(shape, dtype), k, stride=s, padding=p).shape
+    cols = random_array(rng, (n_rows, n_cols), dtype)
+    expected = reference.col2im(cols, shape, k, stride=s, padding=p)
+    results = []
+    for threads in (1, 2):  # one task per image, or per channel plane
+        with fastconv.num_threads(threads):
+            results.append(fastconv.col2im(cols, shape, k, stride=s, padding=p))
+            out = np.full(shape, 7, dtype)
+            assert fastconv.col2im(cols, shape, k, stride=s, padding=p, out=out) is out
+            np.testing.assert_array_equal(out, results[-1])
+    np.testing.assert_array_equal(results[0], results[1])  # the same sums in the same order
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol)
+
+
+def test_col2im_planar_kernel_checks_its_arguments():
+    from fastconv._kernels import _im2col
+
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    cols = np.zeros((4, 18), np.float32)  # OH = OW = 2 windows of 3x3, 2 channels
+    _im2col.col2im_planar(cols, x, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, True, 1)
+    with pytest.raises(ValueError, match="cols"):
+        _im2col.col2im_planar(cols[:3], x, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, True, 1)
+    with pytest.raises(ValueError, match="geometry"):
+        _im2col.col2im_planar(cols, x, 3, 3, 1, 0, 1, 1, 0, 0, 2, 2, True, 1)

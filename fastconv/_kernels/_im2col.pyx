@@ -45,6 +45,7 @@ cdef extern from "im2col_block.h" nogil:
 
 cdef enum:
     PLANAR_KW_MAX = 8  # the widest kernel row im2col_planar takes
+    TAP_MAJOR_KW_MAX = 4  # the widest kernel row col2im adds tap by tap (_tap_major)
     _BLOCK = 16  # output pixels a row task writes at a time
 
 #: Output pixels a row task writes at a time (the rows of ``cols`` a streamed block assembles).
@@ -235,6 +236,67 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
             ow0 = ow0 + bw
 
 
+def col2im_planar(const sum_t[:, ::1] cols, sum_t[:, :, :, ::1] x,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                  Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
+                  Py_ssize_t OH, Py_ssize_t OW, bint by_image, int num_threads):
+    """Add every column entry back into the unpadded planar ``x`` ``(N, C, H, W)`` (zeroed by the caller).
+
+    Entries of taps that fall in the zero padding (``top`` rows above,
+    ``left`` columns to the left, and what the output extent reaches below
+    and to the right) are dropped, so no padded image is made and cropped.
+    Tap by tap with the output columns innermost (:func:`_col2im_row_planar`;
+    for kernels where ``_tap_major`` holds): each pixel sums its
+    contributions in the order :func:`col2im_2d` uses. ``by_image``: one task
+    per image, else one per ``(image, channel)`` plane; either way each task
+    owns its pixels. The caller checks the shapes and geometry; the ranges
+    written are checked here.
+    """
+    cdef Py_ssize_t N = x.shape[0], G = x.shape[1], H = x.shape[2], W = x.shape[3]
+    if cols.shape[0] != N * OH * OW or cols.shape[1] != G * KH * KW:
+        raise ValueError("col2im_planar: cols does not match the image and geometry")
+    if min(KH, KW, SH, SW, DH, DW) < 1 or top < 0 or left < 0 or OH < 0 or OW < 0:
+        raise ValueError("col2im_planar: bad geometry")
+    cdef Py_ssize_t t, n, g, oh
+    if by_image:
+        for n in prange(N, nogil=True, num_threads=num_threads, schedule="static"):
+            for oh in range(OH):
+                for g in range(G):
+                    _col2im_row_inside(cols, x, n, g, oh, KH, KW, SH, SW, DH, DW, top, left, OH, OW)
+    else:
+        for t in prange(N * G, nogil=True, num_threads=num_threads, schedule="static"):
+            n = t // G
+            g = t - n * G
+            for oh in range(OH):
+                _col2im_row_inside(cols, x, n, g, oh, KH, KW, SH, SW, DH, DW, top, left, OH, OW)
+
+
+cdef inline void _col2im_row_inside(const sum_t[:, ::1] cols, sum_t[:, :, :, ::1] x, Py_ssize_t n,
+                                    Py_ssize_t g, Py_ssize_t oh, Py_ssize_t KH, Py_ssize_t KW,
+                                    Py_ssize_t SH, Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW,
+                                    Py_ssize_t top, Py_ssize_t left, Py_ssize_t OH,
+                                    Py_ssize_t OW) noexcept nogil:
+    """:func:`_col2im_row_planar` into an unpadded plane: taps outside it are skipped."""
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], ckk = cols.shape[1]
+    cdef Py_ssize_t kh, kw, ow, ih, c0, a, b
+    cdef const sum_t* src
+    cdef sum_t* dst
+    for kh in range(KH):
+        ih = oh * SH + kh * DH - top
+        if ih < 0 or ih >= H:
+            continue
+        for kw in range(KW):
+            c0 = kw * DW - left  # the column of output column 0's tap
+            a = 0 if c0 >= 0 else (-c0 + SW - 1) // SW  # the first output column inside
+            b = 0 if c0 > W - 1 else min(OW, (W - 1 - c0) // SW + 1)  # one past the last
+            if a >= b:
+                continue
+            src = &cols[(n * OH + oh) * OW, (g * KH + kh) * KW + kw]
+            dst = &x[n, g, ih, 0]
+            for ow in range(a, b):
+                dst[c0 + ow * SW] += src[ow * ckk]
+
+
 def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
               Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
               Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW,
@@ -312,6 +374,11 @@ cdef void _col2im_by_image(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
                                 j = j + V
 
 
+def tap_major(KW, DW):
+    """Whether planar col2im runs tap by tap for kernel rows of ``KW`` taps ``DW`` apart (:func:`_tap_major`)."""
+    return KW <= TAP_MAJOR_KW_MAX and DW == 1
+
+
 cdef inline bint _tap_major(Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
     """Whether planar col2im runs tap by tap (:func:`_col2im_row_planar`) or pixel by pixel.
 
@@ -320,7 +387,7 @@ cdef inline bint _tap_major(Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
     is faster for the 7x7 stem and for dilation 2, where the adds that hit
     one pixel are far enough apart not to wait on each other.
     """
-    return KW <= 4 and DW == 1
+    return KW <= TAP_MAJOR_KW_MAX and DW == 1
 
 
 cdef inline void _col2im_row_planar(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp, Py_ssize_t n,

@@ -490,12 +490,12 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     cdef Py_ssize_t block
     cdef const fc_tiles* tiles = _tiles_for(oc_level, &block, real_t is float)
     cdef bint octile = oc_level >= 0
-    cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t n, c, r, g, kb, k0, oh0, oh1
     if groups < 1 or K % groups or weight.shape[0] != K or weight.shape[1] != cg \
-            or weight.shape[2] * weight.shape[3] != ntaps:
+            or weight.shape[2] * weight.shape[3] != ntaps:  # (before any division by groups)
         raise ValueError("conv2d_packed: weight must be (K, cg, KH, KW) with KH*KW taps")
+    cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef const real_t[::1] b
     cdef bint has_bias = bias is not None
     if has_bias:

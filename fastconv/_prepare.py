@@ -147,6 +147,7 @@ def prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, la
     image_shape = shape if batched else (1,) + shape
     check_element_count(image_shape, "input_shape", dtype.itemsize)
     geometry = conv_geometry(_spatial(image_shape, channels_last), kernel_size, stride, padding, dilation)
+    _check_padded(image_shape, geometry, channels_last, dtype.itemsize)  # the kernel may sum into a padded copy
     batch = image_shape[0]
     channels = image_shape[-1] if channels_last else image_shape[1]
     cols_shape = _cols_shape(batch, channels, geometry, dtype.itemsize)

@@ -424,3 +424,17 @@ def test_col2im_planar_kernel_checks_its_arguments():
         _im2col.col2im_planar(cols[:3], x, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, True, 1)
     with pytest.raises(ValueError, match="geometry"):
         _im2col.col2im_planar(cols, x, 3, 3, 1, 0, 1, 1, 0, 0, 2, 2, True, 1)
+
+
+@pytest.mark.parametrize("func", ["im2col", "col2im"])
+def test_a_padded_image_too_large_to_exist_is_refused(func):
+    # im2col and col2im read or drop zero padding in place where they can, but refuse, as
+    # before, a padding whose padded image could not exist: both implementations alike
+    # (found by the property tests: 'same' padding with a dilation of 2**70)
+    for shape, k, p, d in [((1, 1, 1, 1), (2, 1), "same", (2**70, 1000)), ((0, 0, 1, 1), 1, 2**40, 1)]:
+        for impl in (fastconv, reference):
+            with pytest.raises(ValueError, match="overflows"):
+                if func == "im2col":
+                    impl.im2col(np.zeros(shape, bool), k, padding=p, dilation=d)
+                else:
+                    impl.col2im(np.zeros((0, shape[1] * np.prod(k)), bool), shape, k, padding=p, dilation=d)

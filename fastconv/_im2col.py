@@ -94,7 +94,7 @@ def unfold(image, geometry, channels_last, cols, padding_mode="zeros", stream=Fa
         words = _word_view(image, False)[..., 0]
         _im2col.im2col_planar(words, cols.view(words.dtype), np.zeros(words.shape[3], words.dtype),
                               *geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
-                              *geometry.out_shape, _planar_scratch(threads, words.shape, geometry),
+                              *geometry.out_shape, _planar_scratch(threads, words.shape, geometry, stream),
                               threads, stream)
         return
     words = _word_view(pad_input(image, geometry, padding_mode, channels_last), channels_last)
@@ -104,9 +104,9 @@ def unfold(image, geometry, channels_last, cols, padding_mode="zeros", stream=Fa
                       scratch, threads, stream)
 
 
-def _planar_scratch(threads, shape, geometry):
+def _planar_scratch(threads, shape, geometry, stream):
     """Scratch for ``im2col_planar`` on images of ``shape`` (N, C, H, W): a row per thread."""
-    return np.empty((max(1, threads), _im2col.planar_scratch(shape[1], *geometry.kernel)), np.intp)
+    return np.empty((max(1, threads), _im2col.planar_scratch(shape[1], *geometry.kernel, stream)), np.intp)
 
 
 def unfold_batches(image, geometry, channels_last, padding_mode="zeros", budget=COLUMN_BUDGET):
@@ -139,19 +139,18 @@ def fold(cols, geometry, batch, channels, channels_last, image=None):
     (``col2im_planar``); the others are added into a zeroed padded copy, then
     cropped.
     """
-    spatial = geometry.in_shape
-    shape = (batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial
+    def batched(spatial):
+        return (batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial
+
     threads = threads_for(cols.size)
     planar = (not channels_last and _sum_type(cols.dtype)[1] == 1
               and _im2col.tap_major(geometry.kernel[1], geometry.dilation[1]))
     if planar or not geometry.has_padding:
         if image is None:
-            image = np.zeros(shape, cols.dtype)
+            image = np.zeros(batched(geometry.in_shape), cols.dtype)
         target = image
     else:
-        spatial = geometry.padded_shape
-        target = np.zeros((batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial,
-                          cols.dtype)
+        target = np.zeros(batched(geometry.padded_shape), cols.dtype)
     if target.size and cols.size:
         view = _sum_view(target, channels_last)
         by_image = view.shape[0] >= 2 * threads

@@ -385,6 +385,10 @@ def test_planar_kernel_checks_its_arguments():
         _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 2)
     with pytest.raises(ValueError, match="scratch"):
         _im2col.im2col_planar(x, cols, zeros[:3], 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
+    with pytest.raises(ValueError, match="scratch"):  # streaming assembles blocks there too
+        _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1, True)
+    streamed = np.zeros((1, _im2col.planar_scratch(2, 3, 3, True)), np.intp)
+    _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, streamed, 1, True)
     with pytest.raises(ValueError, match="cols"):
         _im2col.im2col_planar(x, cols[:3], zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
     with pytest.raises(ValueError, match="geometry"):

@@ -52,9 +52,12 @@ cdef enum:
 BLOCK = _BLOCK
 
 
-def planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW):
-    """Scratch words (8 bytes) each thread of :func:`im2col_planar` needs for ``G`` planes."""
-    return G * KH * (KW + 1) + _BLOCK * G * KH * KW
+def planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW, bint stream=False):
+    """Scratch words (8 bytes) each thread of :func:`im2col_planar` needs for ``G`` planes.
+
+    ``stream``: with room for the ``BLOCK`` rows of ``cols`` a streamed block assembles.
+    """
+    return G * KH * (KW + 1) + (_BLOCK * G * KH * KW if stream else 0)
 
 
 def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_t[::1] zeros,
@@ -81,8 +84,8 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_
     pixels' rows, are assembled in scratch and copied out.
 
     ``scratch`` holds, for each thread, :func:`planar_scratch` words: the
-    source row of each ``(c, kh)``, where each tap's run starts, and the
-    ``BLOCK`` rows of ``cols`` a block assembles. Rows of ``cols`` are split
+    source row of each ``(c, kh)``, where each tap's run starts, and (when
+    streaming) the ``BLOCK`` rows of ``cols`` a block assembles. Rows of ``cols`` are split
     across threads. The caller checks
     the geometry (``OH``, ``OW`` from ``conv_output_shape``) and allocates
     ``cols``; the shapes and the ranges read are checked here as well.
@@ -95,7 +98,7 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_
     if min(KH, KW, SH, SW, DH, DW) < 1 or KW > PLANAR_KW_MAX or top < 0 or left < 0 or OH < 0 or OW < 0:
         raise ValueError("im2col_planar: bad geometry")
     if (scratch.shape[0] < max(1, num_threads) or zeros.shape[0] < W
-            or scratch.shape[1] < planar_scratch(G, KH, KW)):
+            or scratch.shape[1] < planar_scratch(G, KH, KW, stream)):
         raise ValueError("im2col_planar: scratch too small")
     # the interior output columns [lo, hi): every tap reads a column inside [0, W)
     cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
@@ -118,7 +121,7 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_
         oh = r - n * OH
         rows = <const word_t**>&scratch[omp_get_thread_num(), 0]  # the source row of each (c, kh)
         tab = rows + GK  # where each tap's run starts, for output pixel lo
-        edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed
+        edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed (room only if streaming)
         for k in range(G):
             for i in range(KH):
                 ih = oh * SH + i * DH - top

@@ -9,14 +9,15 @@ of the shape-only work, and run the plan directly when the same signature
 comes again. Training loops and layer code call each function with a handful
 of signatures, over and over.
 
-:func:`call_key` builds the signature, or returns None for calls it cannot
-vouch for, which then take the full path every time:
+:func:`call_key` (compiled, in :mod:`fastconv._kernels._call_key`: in Python
+it cost a small call more than its kernel) builds the signature, or returns
+None for calls it cannot vouch for, which then take the full path every time:
 
 * every array argument must be exactly an ``ndarray`` (no subclass, no list),
   C-contiguous, aligned, of native float32 or float64 — what the kernels take
   as they are, with no copy or cast in between;
 * every other argument must be ``None``, ``bool``, ``int`` or ``str``, or a
-  tuple of these, compared with their types: ``1``, ``True``, ``1.0`` and
+  tuple of these (nested a few deep), compared with their types: ``1``, ``True``, ``1.0`` and
   ``numpy.int64(1)`` are equal in Python, but validation may treat them
   differently, so they never share a plan.
 
@@ -31,26 +32,9 @@ from __future__ import annotations
 import threading
 import weakref
 
-import numpy as np
+from ._kernels._call_key import call_key
 
 __all__ = ["PlanCache", "call_key", "clear_plans", "read_only"]
-
-_KERNEL_DTYPES = frozenset({np.dtype(np.float32), np.dtype(np.float64)})
-_SCALARS = frozenset({type(None), bool, int, str})
-
-
-def _typed(value):
-    """``value`` tagged with its type (recursively for tuples), or None if it cannot be a key."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return kind, value
-    if kind is tuple:
-        types = tuple(map(type, value))
-        if _SCALARS.issuperset(types):  # flat (a shape, a stride pair): values and their types
-            return tuple, value, types
-        parts = tuple(_typed(v) for v in value)
-        return None if None in parts else (tuple, parts)
-    return None
 
 
 def read_only(*arrays):
@@ -58,31 +42,6 @@ def read_only(*arrays):
     for a in arrays:
         a.flags.writeable = False
     return arrays
-
-
-def call_key(arrays, params):
-    """The signature of a call, or None when it has no plan (see the module docstring).
-
-    Parameters
-    ----------
-    arrays : tuple
-        The call's array arguments; ``None`` entries (an absent bias) are allowed.
-    params : tuple
-        Its other arguments, in a fixed order.
-    """
-    key = []
-    for a in arrays:
-        if a is None:
-            key.append(None)
-        elif type(a) is np.ndarray and a.dtype in _KERNEL_DTYPES:
-            flags = a.flags
-            if not (flags.c_contiguous and flags.aligned):
-                return None
-            key.append((a.shape, a.dtype))
-        else:
-            return None
-    typed = _typed(params)
-    return None if typed is None else (tuple(key), typed)
 
 
 _CACHES = weakref.WeakSet()  # every PlanCache alive

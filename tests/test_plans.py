@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import fastconv
 from fastconv import _conv, _conv_grad, _im2col, _plans, _pool, reference
-from fastconv._kernels import _conv_direct
+from fastconv._kernels import _call_key, _conv_direct
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +57,35 @@ def test_key_tells_equal_values_of_different_types_apart():
     assert _plans.call_key((x,), (1,)) != _plans.call_key((x,), (True,))
     assert _plans.call_key((x,), ((1, 0),)) != _plans.call_key((x,), ((True, False),))
     assert _plans.call_key((x,), (1,)) != _plans.call_key((x.astype(np.float64),), (1,))
+
+
+def test_key_tells_shapes_and_nesting_apart():
+    x = np.zeros((2, 3), np.float32)
+    keys = [
+        _plans.call_key((x,), ((1, (2, 3)),)),
+        _plans.call_key((x,), ((1, 2, 3),)),
+        _plans.call_key((x,), (((1, 2), 3),)),
+        _plans.call_key((x,), (1, 2, 3)),
+        _plans.call_key((x.reshape(3, 2),), ((1, 2, 3),)),
+        _plans.call_key((x.reshape(6),), ((1, 2, 3),)),
+        _plans.call_key((x, None), ((1, 2, 3),)),
+        _plans.call_key((None, x), ((1, 2, 3),)),
+        _plans.call_key((x,), (None, "1")),
+        _plans.call_key((x,), ("None", 1)),
+    ]
+    assert None not in keys and len(set(keys)) == len(keys)
+
+
+def test_no_key_for_tuples_nested_too_deep():
+    x = np.zeros(3, np.float32)
+    param = 1
+    for _ in range(_call_key.MAX_DEPTH):
+        param = (param,)
+    assert _plans.call_key((x,), (param,)) is not None
+    assert _plans.call_key((x,), ((param,),)) is None
+    for _ in range(100_000):  # never a recursion past the limit
+        param = (param,)
+    assert _plans.call_key((x,), (param,)) is None
 
 
 def test_cache_is_bounded_and_shared_safely():

@@ -3,6 +3,11 @@
 The caller pads the input, resolves groups, checks every shape, fills
 ``bias`` (zeros when there is none) and allocates ``out``. Each output element
 sums its taps in a fixed order, so results do not depend on the thread count.
+
+:func:`conv2d_packed`, which small NCHW calls reach, runs in plain C when
+called for one thread: an OpenMP team, even of one thread, costs about 0.6 µs
+per parallel loop (each barrier is a futex system call in libgomp), as much
+as a small call's arithmetic.
 """
 
 from cython.parallel cimport parallel, prange
@@ -491,7 +496,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     cdef const fc_tiles* tiles = _tiles_for(oc_level, &block, real_t is float)
     cdef bint octile = oc_level >= 0
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t n, c, r, g, kb, k0, oh0, oh1
+    cdef Py_ssize_t n, r
     if groups < 1 or K % groups or weight.shape[0] != K or weight.shape[1] != cg \
             or weight.shape[2] * weight.shape[3] != ntaps:  # (before any division by groups)
         raise ValueError("conv2d_packed: weight must be (K, cg, KH, KW) with KH*KW taps")
@@ -520,40 +525,70 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
-    with nogil, parallel(num_threads=num_threads):
-        for r in prange(groups * blocks, schedule="static"):  # (a barrier follows)
-            _pack_block(&weight[0, 0, 0, 0], &b[0] if has_bias else NULL, w_packed + r * per_block,
-                        bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
-        # zeroed once: every band writes the same columns of every row, so the padding
-        # columns stay zero; rows outside the image are zeroed as they come
-        xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
-        for n in prange(N, schedule="dynamic"):
+    if num_threads == 1:  # no OpenMP team for one thread (see the module docstring)
+        with nogil:
+            for r in range(groups * blocks):
+                _pack_block(&weight[0, 0, 0, 0], &b[0] if has_bias else NULL, w_packed + r * per_block,
+                            bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
+            xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
             if xs == NULL:
                 failed[0] = 1
-                continue
-            oh0 = 0
-            while oh0 < OH:
-                oh1 = min(OH, oh0 + band)
-                for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band
-                    _pack_phase_rows(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, oh0, hb, wq, True)
-                for r in range(groups * blocks):
-                    g = r // blocks
-                    kb = r - g * blocks
-                    k0 = g * kg + kb * block
-                    if octile:
-                        _octile_plane(tiles, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
-                                      w_packed + r * per_block, bias_packed + r * block,
-                                      &out[n, k0, 0, 0], OH, OW, min(block, kg - kb * block), oh0, oh1, oh0)
-                    else:
-                        _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, &taps[0], ntaps, cg,
-                                    w_packed + r * per_block, bias_packed + r * block,
-                                    &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1, oh0)
-                oh0 = oh1
-        free(xs)
+            else:
+                for n in range(N):
+                    _conv_image_banded(tiles, octile, x, n, xs, chan, pad_top, pad_left, sh, sw, band, hb, wq,
+                                       &taps[0], ntaps, groups, blocks, block, kg, cg, w_packed, bias_packed, out)
+            free(xs)
+    else:
+        with nogil, parallel(num_threads=num_threads):
+            for r in prange(groups * blocks, schedule="static"):  # (a barrier follows)
+                _pack_block(&weight[0, 0, 0, 0], &b[0] if has_bias else NULL, w_packed + r * per_block,
+                            bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
+            # zeroed once: every band writes the same columns of every row, so the padding
+            # columns stay zero; rows outside the image are zeroed as they come
+            xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
+            for n in prange(N, schedule="dynamic"):
+                if xs == NULL:
+                    failed[0] = 1
+                    continue
+                _conv_image_banded(tiles, octile, x, n, xs, chan, pad_top, pad_left, sh, sw, band, hb, wq,
+                                   &taps[0], ntaps, groups, blocks, block, kg, cg, w_packed, bias_packed, out)
+            free(xs)
     free(w_packed)
     free(bias_packed)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
+
+
+cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:, :, :, :] x, Py_ssize_t n,
+                             real_t* xs, Py_ssize_t chan, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb, Py_ssize_t wq,
+                             const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t groups, Py_ssize_t blocks,
+                             Py_ssize_t block, Py_ssize_t kg, Py_ssize_t cg, const real_t* w_packed,
+                             const real_t* bias_packed, real_t[:, :, :, ::1] out) noexcept nogil:
+    """Image ``n`` of :func:`conv2d_packed`, ``band`` output rows at a time, through the scratch ``xs``.
+
+    ``xs`` (the thread's ``C * chan`` phase planes) is zero where no band writes: the padding.
+    """
+    cdef Py_ssize_t C = x.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t per_block = cg * ntaps * block
+    cdef Py_ssize_t oh0 = 0, oh1, c, r, g, kb, k0
+    while oh0 < OH:
+        oh1 = min(OH, oh0 + band)
+        for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band
+            _pack_phase_rows(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, oh0, hb, wq, True)
+        for r in range(groups * blocks):
+            g = r // blocks
+            kb = r - g * blocks
+            k0 = g * kg + kb * block
+            if octile:
+                _octile_plane(tiles, xs + g * cg * chan, chan, wq, taps, ntaps, cg,
+                              w_packed + r * per_block, bias_packed + r * block,
+                              &out[n, k0, 0, 0], OH, OW, min(block, kg - kb * block), oh0, oh1, oh0)
+            else:
+                _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, taps, ntaps, cg,
+                            w_packed + r * per_block, bias_packed + r * block,
+                            &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1, oh0)
+        oh0 = oh1
 
 
 def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed,

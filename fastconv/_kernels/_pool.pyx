@@ -15,6 +15,12 @@ over memory than the pool itself). Average pooling divides by
 ``dh[oh] * dw[ow]``, separable factors the caller derives from
 ``count_include_pad``/``divisor_override`` (PyTorch's divisor rules).
 
+The NCHW forward kernels, which small calls reach, run their loop in plain C
+when called for one thread: an OpenMP team, even of one thread, costs about
+0.6 µs (two barriers, each a futex system call in libgomp), more than a
+small call's pooling. Their loop bodies are functions of the output row,
+called from a serial loop or from ``prange``.
+
 Layouts: NCHW arrays arrive as ``(P, H, W)`` planes (``P = N*C``), NHWC as
 ``(N, H, W, C)``. Nothing here validates: fastconv._pool checks every shape.
 Forward outputs are independent of each other, so any split is race-free;
@@ -82,14 +88,7 @@ def max_pool2d_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:,
     when indices are wanted.
     """
     cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t KW = 0, a = OW, b = OW, r, p, oh, ow, t, u, ih, iw, best, i
-    cdef int32_t k32
-    cdef int32_t* taps
-    cdef bint take
-    cdef real_t m, v
-    cdef const real_t* src
-    cdef real_t* orow
-    cdef int64_t* irow
+    cdef Py_ssize_t KW = 0, a = OW, b = OW, r, ow
     cdef real_t lowest = fill[0]
     # [a, b): the first run of output columns with the most taps, KW, each
     # window SW to the right of the previous one (the unclipped interior).
@@ -107,64 +106,86 @@ def max_pool2d_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:,
         b = ow + 1
     if DW != 1 or KW == 0 or (with_indices and x.shape[1] * W > INT32_MAX):
         a = b = OW
-    for r in prange(P * OH, nogil=True, num_threads=num_threads, schedule="static"):
-        p = r // OH
-        oh = r - p * OH
-        orow = &out[p, oh, 0]
-        irow = &indices[p, oh, 0] if with_indices else NULL
-        for ow in range(OW):
-            if ow == a:  # the interior, vectorized over output columns
-                taps = &scratch[omp_get_thread_num(), 0]
-                if hn[oh] == 0:  # no real row (dilated windows only)
-                    for i in range(b - a):
-                        orow[a + i] = lowest
-                        taps[i] = -1
-                else:  # the first real tap starts the running maximum (see _first_tap)
-                    src = &x[p, h0[oh], w0[a]]
-                    k32 = h0[oh] * W + w0[a]
-                    for i in range(b - a):
-                        orow[a + i] = src[i * SW]
-                        taps[i] = k32 + i * SW
-                for t in range(hn[oh]):
-                    ih = h0[oh] + t * DH
-                    src = &x[p, ih, w0[a]]
-                    for u in range(KW):
-                        if t == 0 and u == 0:
-                            continue
-                        if with_indices:
-                            k32 = ih * W + w0[a] + u
-                            for i in range(b - a):
-                                v = src[i * SW + u]
-                                take = _takes(v, orow[a + i])
-                                orow[a + i] = v if take else orow[a + i]
-                                taps[i] = k32 + i * SW if take else taps[i]
-                        elif SW == 2:
-                            for i in range(b - a):
-                                v = src[2 * i + u]
-                                orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
-                        else:
-                            for i in range(b - a):
-                                v = src[i * SW + u]
-                                orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
-                if with_indices:
-                    for i in range(b - a):
-                        irow[a + i] = taps[i]
-            if a <= ow < b:
-                continue
-            m = lowest
-            best = h0[oh] * W + w0[ow] if hn[oh] > 0 and wn[ow] > 0 else -1
+    if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
+        with nogil:
+            for r in range(P * OH):
+                _max_row_nchw(x, out, indices, &scratch[0, 0], h0, hn, w0, wn, SW, DH, DW, lowest,
+                              with_indices, a, b, KW, r)
+    else:
+        for r in prange(P * OH, nogil=True, num_threads=num_threads, schedule="static"):
+            _max_row_nchw(x, out, indices, &scratch[omp_get_thread_num(), 0], h0, hn, w0, wn, SW, DH, DW,
+                          lowest, with_indices, a, b, KW, r)
+
+
+cdef void _max_row_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:, :, ::1] indices,
+                        int32_t* taps, const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                        const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                        Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW, real_t lowest, bint with_indices,
+                        Py_ssize_t a, Py_ssize_t b, Py_ssize_t KW, Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(P * OH)`` output rows of :func:`max_pool2d_nchw`.
+
+    ``[a, b)``: its interior columns, ``KW`` taps wide; ``taps``: the thread's ``(OW,)`` int32 row.
+    """
+    cdef Py_ssize_t W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t p = r // OH, oh = r - p * OH, ow, t, u, ih, iw, best, i
+    cdef int32_t k32
+    cdef bint take
+    cdef real_t m, v
+    cdef const real_t* src
+    cdef real_t* orow = &out[p, oh, 0]
+    cdef int64_t* irow = &indices[p, oh, 0] if with_indices else NULL
+    for ow in range(OW):
+        if ow == a:  # the interior, vectorized over output columns
+            if hn[oh] == 0:  # no real row (dilated windows only)
+                for i in range(b - a):
+                    orow[a + i] = lowest
+                    taps[i] = -1
+            else:  # the first real tap starts the running maximum (see _first_tap)
+                src = &x[p, h0[oh], w0[a]]
+                k32 = h0[oh] * W + w0[a]
+                for i in range(b - a):
+                    orow[a + i] = src[i * SW]
+                    taps[i] = k32 + i * SW
             for t in range(hn[oh]):
                 ih = h0[oh] + t * DH
-                src = &x[p, ih, 0]
-                for u in range(wn[ow]):
-                    iw = w0[ow] + u * DW
-                    v = src[iw]
-                    take = _takes(v, m)
-                    m = v if take else m
-                    best = ih * W + iw if take else best
-            orow[ow] = m
+                src = &x[p, ih, w0[a]]
+                for u in range(KW):
+                    if t == 0 and u == 0:
+                        continue
+                    if with_indices:
+                        k32 = ih * W + w0[a] + u
+                        for i in range(b - a):
+                            v = src[i * SW + u]
+                            take = _takes(v, orow[a + i])
+                            orow[a + i] = v if take else orow[a + i]
+                            taps[i] = k32 + i * SW if take else taps[i]
+                    elif SW == 2:
+                        for i in range(b - a):
+                            v = src[2 * i + u]
+                            orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
+                    else:
+                        for i in range(b - a):
+                            v = src[i * SW + u]
+                            orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
             if with_indices:
-                irow[ow] = best
+                for i in range(b - a):
+                    irow[a + i] = taps[i]
+        if a <= ow < b:
+            continue
+        m = lowest
+        best = h0[oh] * W + w0[ow] if hn[oh] > 0 and wn[ow] > 0 else -1
+        for t in range(hn[oh]):
+            ih = h0[oh] + t * DH
+            src = &x[p, ih, 0]
+            for u in range(wn[ow]):
+                iw = w0[ow] + u * DW
+                v = src[iw]
+                take = _takes(v, m)
+                m = v if take else m
+                best = ih * W + iw if take else best
+        orow[ow] = m
+        if with_indices:
+            irow[ow] = best
 
 
 def max_pool2d_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
@@ -249,20 +270,32 @@ def avg_pool2d_nchw(const float_t[:, :, ::1] x, float_t[:, :, ::1] out,
                     const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
                     const int64_t[::1] dh, const int64_t[::1] dw, int num_threads):
     """Sum of the real pixels of each window (row-major), divided by ``dh[oh] * dw[ow]``."""
-    cdef Py_ssize_t P = x.shape[0], OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t r, p, oh, ow, ih, iw
+    cdef Py_ssize_t r, rows = x.shape[0] * out.shape[1]
+    if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
+        with nogil:
+            for r in range(rows):
+                _avg_row_nchw(x, out, h0, hn, w0, wn, dh, dw, r)
+    else:
+        for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+            _avg_row_nchw(x, out, h0, hn, w0, wn, dh, dw, r)
+
+
+cdef void _avg_row_nchw(const float_t[:, :, ::1] x, float_t[:, :, ::1] out,
+                        const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
+                        const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
+                        const int64_t[::1] dh, const int64_t[::1] dw, Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(P * OH)`` output rows of :func:`avg_pool2d_nchw`."""
+    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t p = r // OH, oh = r - p * OH, ow, ih, iw
     cdef float_t s
     cdef const float_t* src
-    for r in prange(P * OH, nogil=True, num_threads=num_threads, schedule="static"):
-        p = r // OH
-        oh = r - p * OH
-        for ow in range(OW):
-            s = 0
-            for ih in range(h0[oh], h0[oh] + hn[oh]):
-                src = &x[p, ih, 0]
-                for iw in range(w0[ow], w0[ow] + wn[ow]):
-                    s = s + src[iw]
-            out[p, oh, ow] = s / <float_t>(dh[oh] * dw[ow])
+    for ow in range(OW):
+        s = 0
+        for ih in range(h0[oh], h0[oh] + hn[oh]):
+            src = &x[p, ih, 0]
+            for iw in range(w0[ow], w0[ow] + wn[ow]):
+                s = s + src[iw]
+        out[p, oh, ow] = s / <float_t>(dh[oh] * dw[ow])
 
 
 def avg_pool2d_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,

@@ -35,35 +35,42 @@ def _axis_taps(size, kernel, stride, dilation, before, count):
 
 
 def _windows(geometry):
-    """``(h0, hn, w0, wn)`` for the kernels: first real tap and number of real taps per row/column."""
-    (h0, hn), (w0, wn) = (
-        _axis_taps(n, k, s, d, before, o)
-        for n, k, s, d, (before, _), o in zip(geometry.in_shape, geometry.kernel, geometry.stride,
-                                               geometry.dilation, geometry.padding, geometry.out_shape)
-    )
-    return h0, hn, w0, wn
+    """The kernels' window table: rows ``h0, hn, w0, wn`` (first real tap, number of real taps).
+
+    A ``(4, L)`` ``intp`` array, ``L = max(OH, OW, 1)``; each row holds its
+    axis' values first (``OH`` or ``OW`` of them), then zeros.
+    """
+    geo = geometry
+    table = np.zeros((4, max(*geo.out_shape, 1)), np.intp)
+    axes = zip(geo.in_shape, geo.kernel, geo.stride, geo.dilation, geo.padding, geo.out_shape)
+    for axis, (n, k, s, d, (before, _), o) in enumerate(axes):
+        table[2 * axis, :o], table[2 * axis + 1, :o] = _axis_taps(n, k, s, d, before, o)
+    return table
 
 
 def _divisors(call):
-    """Average pooling's divisor per window as separable factors ``(dh[oh], dw[ow])``.
+    """Average pooling's divisor table: ``(2, L)`` int64 separable factors ``dh[oh]``, ``dw[ow]``.
 
+    The window of output ``(oh, ow)`` is divided by ``dh[oh] * dw[ow]``.
     PyTorch divides by the window clipped to the padded input when
     ``count_include_pad`` (a ``ceil_mode`` window hanging over the bottom or
     right padding counts only the part inside it), else by the number of real
-    pixels, unless ``divisor_override`` is given.
+    pixels, unless ``divisor_override`` is given. ``L`` is as in :func:`_windows`.
     """
     geo = call.geometry
+    (oh, ow) = geo.out_shape
+    table = np.ones((2, max(oh, ow, 1)), np.int64)
     if call.divisor_override is not None:
-        return (np.full(geo.out_shape[0], call.divisor_override, np.int64),
-                np.ones(geo.out_shape[1], np.int64))
-    factors = []
-    for n, k, s, (before, after), o in zip(geo.in_shape, geo.kernel, geo.stride, geo.padding, geo.out_shape):
+        table[0, :oh] = call.divisor_override
+        return table
+    axes = zip(geo.in_shape, geo.kernel, geo.stride, geo.padding, geo.out_shape)
+    for axis, (n, k, s, (before, after), o) in enumerate(axes):
         start = np.arange(o, dtype=np.int64) * s - before
         if call.count_include_pad:
-            factors.append(np.minimum(start + k, n + after) - start)
+            table[axis, :o] = np.minimum(start + k, n + after) - start
         else:
-            factors.append(np.minimum(start + k, n) - np.maximum(start, 0))
-    return factors
+            table[axis, :o] = np.minimum(start + k, n) - np.maximum(start, 0)
+    return table
 
 
 def _planes(a, channels_last):
@@ -100,34 +107,23 @@ def _deliver(result, call, user_out, direct):
 
 
 class MaxPoolPlan:
-    """The shape-only work of a max pooling call: where the windows land, the fill value."""
+    """The shape-only work of a max pooling call: where the windows land."""
 
     def __init__(self, call):
         geo = call.geometry
         self.kernel_dtype = np.dtype(np.uint8) if call.compute_dtype.kind == "b" else call.compute_dtype
-        if self.kernel_dtype.kind == "f":
-            fill = np.array([-np.inf], self.kernel_dtype)
-        else:
-            fill = np.array([np.iinfo(self.kernel_dtype).min], self.kernel_dtype)
-        (self.fill,) = read_only(fill)
-        self.windows = read_only(*_windows(geo))
+        (self.windows,) = read_only(_windows(geo))
         self.channels_last, self.return_indices = call.channels_last, call.return_indices
         self.out_shape, self.stride_w, self.dilation = call.out_shape, geo.stride[1], geo.dilation
         self.work = int(np.prod(call.out_shape)) * geo.kernel_size
-        # per-thread int32 index rows (see the kernels)
-        self.scratch_width = call.channels if call.channels_last else geo.out_shape[1]
 
     def run(self, x, values, indices):
-        """Pool the batched ``x`` (kernel dtype) into ``values`` and, if asked for, ``indices``."""
+        """Pool the batched ``x`` (kernel dtype) into ``values`` and ``indices`` (None: not wanted)."""
         threads = threads_for(self.work)
-        scratch = np.empty((threads, self.scratch_width), np.int32)
         if self.channels_last:
-            _pool.max_pool2d_nhwc(x, values, indices, scratch, *self.windows, *self.dilation, self.fill,
-                                  self.return_indices, threads)
+            _pool.max_pool2d_nhwc(x, values, indices, self.windows, *self.dilation, threads)
         else:
-            _pool.max_pool2d_nchw(_planes(x, False), _planes(values, False), _planes(indices, False), scratch,
-                                  *self.windows, self.stride_w, *self.dilation, self.fill,
-                                  self.return_indices, threads)
+            _pool.max_pool2d_nchw(x, values, indices, self.windows, self.stride_w, *self.dilation, threads)
 
 
 class AvgPoolPlan:
@@ -135,15 +131,13 @@ class AvgPoolPlan:
 
     def __init__(self, call):
         self.channels_last, self.out_shape = call.channels_last, call.out_shape
-        self.windows = read_only(*_windows(call.geometry))
-        self.divisors = read_only(*_divisors(call))
+        self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
 
     def run(self, x, result):
         """Pool the batched ``x`` (compute dtype) into ``result``."""
         kernel = _pool.avg_pool2d_nhwc if self.channels_last else _pool.avg_pool2d_nchw
-        kernel(_planes(x, self.channels_last), _planes(result, self.channels_last), *self.windows,
-               *self.divisors, threads_for(self.work))
+        kernel(x, result, self.windows, self.divisors, threads_for(self.work))
 
 
 def _plannable(call, x):
@@ -156,29 +150,27 @@ class _MaxPoolCall(NamedTuple):
     """A planned max_pool2d call (:mod:`fastconv._plans`)."""
 
     plan: MaxPoolPlan
-    in_shape: tuple  # batched
     batched: bool
 
     def __call__(self, x):
         plan = self.plan
         values = np.empty(plan.out_shape, plan.kernel_dtype)
-        indices = np.empty(plan.out_shape if plan.return_indices else (1,) * values.ndim, np.int64)
-        plan.run(x.reshape(self.in_shape), values, indices)
-        if not self.batched:
-            values, indices = values[0], indices[0]
-        return (values, indices) if plan.return_indices else values
+        indices = np.empty(plan.out_shape, np.int64) if plan.return_indices else None
+        plan.run(x if self.batched else x[np.newaxis], values, indices)
+        if not plan.return_indices:
+            return values if self.batched else values[0]
+        return (values, indices) if self.batched else (values[0], indices[0])
 
 
 class _AvgPoolCall(NamedTuple):
     """A planned avg_pool2d call (:mod:`fastconv._plans`)."""
 
     plan: AvgPoolPlan
-    in_shape: tuple  # batched
     batched: bool
 
     def __call__(self, x):
         result = np.empty(self.plan.out_shape, x.dtype)
-        self.plan.run(x.reshape(self.in_shape), result)
+        self.plan.run(x if self.batched else x[np.newaxis], result)
         return result if self.batched else result[0]
 
 
@@ -278,18 +270,17 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     call = prepare_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                               layout, out)
     if key is not None and _plannable(call, x):
-        plan = _MaxPoolCall(MaxPoolPlan(call), call.in_shape, call.batched)
+        plan = _MaxPoolCall(MaxPoolPlan(call), call.batched)
         _MAX_POOL_PLANS.put(key, plan)
         return plan(x)
     plan = MaxPoolPlan(call)
     values, direct = _result_buffer(call.out, call.out_shape, plan.kernel_dtype)
+    indices = None
     if call.return_indices:
         if call.out_indices is not None:
             indices = call.out_indices.reshape(call.out_shape)
         else:
             indices = np.empty(call.out_shape, np.int64)
-    else:
-        indices = np.empty((1,) * values.ndim, np.int64)  # not written
     if values.size:
         plan.run(call.x.view(plan.kernel_dtype), values, indices)
     values = _deliver(values, call, call.out, direct)
@@ -370,7 +361,7 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count
     call = prepare_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                               divisor_override, layout, out)
     if key is not None and _plannable(call, x):
-        plan = _AvgPoolCall(AvgPoolPlan(call), call.in_shape, call.batched)
+        plan = _AvgPoolCall(AvgPoolPlan(call), call.batched)
         _AVG_POOL_PLANS.put(key, plan)
         return plan(x)
     result, direct = _result_buffer(call.out, call.out_shape, call.compute_dtype)
@@ -501,11 +492,11 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, *, stride=None, p
     if call.x.size:
         cl = call.channels_last
         threads = threads_for(call.x.size * call.geometry.kernel_size)
-        windows = _windows(call.geometry)
+        windows, divisors = _windows(call.geometry), _divisors(call)
         if cl:
-            _pool.avg_pool2d_backward_nhwc(call.x, grad_in, *windows, *_divisors(call),
-                                           _channel_chunk(call, threads), threads)
+            _pool.avg_pool2d_backward_nhwc(call.x, grad_in, windows, divisors, _channel_chunk(call, threads),
+                                           threads)
         else:
-            _pool.avg_pool2d_backward_nchw(_planes(call.x, cl), _planes(grad_in, cl), *windows,
-                                           *_divisors(call), threads)
+            _pool.avg_pool2d_backward_nchw(_planes(call.x, cl), _planes(grad_in, cl), windows, divisors,
+                                           threads)
     return _deliver(grad_in, call, call.out, direct)

@@ -1,7 +1,8 @@
 """Max and average pooling, forward and backward, on the unpadded input.
 
 Padding is never materialized. The caller computes, once per output row and
-once per output column, where a window's taps land in the real image:
+once per output column, where a window's taps land in the real image, and
+passes them as one ``(4, L)`` *window table* (``L >= OH, OW``) whose rows are
 
 * ``h0[oh]``: the input row of the first tap that is not in the top padding,
   ``hn[oh]``: how many taps from there on fall inside the image (0 or more);
@@ -19,10 +20,13 @@ The NCHW forward kernels, which small calls reach, run their loop in plain C
 when called for one thread: an OpenMP team, even of one thread, costs about
 0.6 µs (two barriers, each a futex system call in libgomp), more than a
 small call's pooling. Their loop bodies are functions of the output row,
-called from a serial loop or from ``prange``.
+called from a serial loop or from ``prange``. For the same reason the
+forward kernels take few buffers (each costs a small call 0.2-0.3 µs to
+acquire): one window table, the 4-D arrays as they are, no index array when
+none is wanted, and their scratch allocated here.
 
-Layouts: NCHW arrays arrive as ``(P, H, W)`` planes (``P = N*C``), NHWC as
-``(N, H, W, C)``. Nothing here validates: fastconv._pool checks every shape.
+Layouts: forward NCHW arrays arrive as ``(N, C, H, W)``, backward ones as
+``(P, H, W)`` planes (``P = N*C``), NHWC ones as ``(N, H, W, C)``. Nothing here validates: fastconv._pool checks every shape.
 Forward outputs are independent of each other, so any split is race-free;
 the backward kernels give each thread whole planes (NCHW) or whole
 ``(n, channel-block)`` slabs (NHWC), and every input pixel sums its
@@ -30,7 +34,10 @@ contributions in ``(oh, ow, kh, kw)`` order whatever the thread count.
 """
 
 from cython.parallel cimport prange
-from libc.stdint cimport INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.math cimport INFINITY
+from libc.stdint cimport (INT8_MIN, INT16_MIN, INT32_MAX, INT32_MIN, INT64_MIN, int8_t, int16_t, int32_t,
+                          int64_t, uint8_t, uint16_t, uint32_t, uint64_t)
+from libc.stdlib cimport free, malloc
 
 from fastconv._kernels._openmp cimport omp_get_thread_num
 
@@ -55,6 +62,30 @@ ctypedef fused float_t:
     long double
 
 
+cdef inline real_t _lowest(real_t like) noexcept nogil:
+    """What a max starts from and padding never beats: -inf for floats, else the type's minimum."""
+    if real_t is int8_t:
+        return INT8_MIN
+    elif real_t is int16_t:
+        return INT16_MIN
+    elif real_t is int32_t:
+        return INT32_MIN
+    elif real_t is int64_t:
+        return INT64_MIN
+    elif real_t is uint8_t or real_t is uint16_t or real_t is uint32_t or real_t is uint64_t:
+        return 0
+    else:
+        return -INFINITY
+
+
+cdef int32_t* _index_rows(Py_ssize_t rows, Py_ssize_t width) except NULL:
+    """``rows`` int32 rows of ``width`` (at least one entry), freed by the caller; MemoryError if none."""
+    cdef int32_t* rows_ = <int32_t*>malloc(max(1, rows * width) * sizeof(int32_t))
+    if rows_ == NULL:
+        raise MemoryError(f"cannot allocate {rows} x {width} int32 index rows")
+    return rows_
+
+
 cdef inline bint _takes(real_t v, real_t m) noexcept nogil:
     """PyTorch's update rule: a strictly larger value, or any NaN (so the last NaN wins)."""
     return v > m or v != v
@@ -65,15 +96,12 @@ cdef inline bint _takes(real_t v, real_t m) noexcept nogil:
 # the kernels start from a plain copy of the first real tap instead.
 
 
-def max_pool2d_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:, :, ::1] indices,
-                    int32_t[:, ::1] scratch,
-                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                    Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW, const real_t[::1] fill,
-                    bint with_indices, int num_threads):
-    """Max over each window of each plane; ``indices`` (if wanted) index the H*W plane.
+def max_pool2d_nchw(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
+                    const Py_ssize_t[:, ::1] windows, Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW,
+                    int num_threads):
+    """Max over each window of each plane; ``indices`` (None: not wanted) index the H*W plane.
 
-    A window starts from ``fill[0]`` (-inf, or the type's minimum) at the
+    A window starts from the lowest value (-inf, or the type's minimum) at the
     index of its first real tap, as PyTorch does, so ties keep the first
     maximum in row-major tap order. A window without any real tap (possible
     only with dilation) gets index -1, where PyTorch returns an index that
@@ -82,14 +110,17 @@ def max_pool2d_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:,
     Interior columns (every tap inside the image, unit dilation) take a fast
     path: tap by tap, one vectorizable pass over the output row. Updates are
     written branch-free (select, then store) so the compiler can vectorize;
-    indices are tracked there as int32 in ``scratch`` (one ``(OW,)`` row per
+    indices are tracked there as int32 (one ``(OW,)`` scratch row per
     thread; int32 next to float32 vectorizes, int64 does not) and widened at
     the end of the row. Planes of 2**31 pixels or more skip the fast path
     when indices are wanted.
     """
-    cdef Py_ssize_t P = x.shape[0], W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], rows = x.shape[0] * x.shape[1] * OH
+    cdef const Py_ssize_t* w0 = &windows[2, 0]
+    cdef const Py_ssize_t* wn = &windows[3, 0]
     cdef Py_ssize_t KW = 0, a = OW, b = OW, r, ow
-    cdef real_t lowest = fill[0]
+    cdef bint with_indices = indices is not None
+    cdef int32_t* taps
     # [a, b): the first run of output columns with the most taps, KW, each
     # window SW to the right of the previous one (the unclipped interior).
     for ow in range(OW):
@@ -104,36 +135,43 @@ def max_pool2d_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:,
         elif w0[ow] != w0[ow - 1] + SW:
             break
         b = ow + 1
-    if DW != 1 or KW == 0 or (with_indices and x.shape[1] * W > INT32_MAX):
+    if DW != 1 or KW == 0 or (with_indices and x.shape[2] * x.shape[3] > INT32_MAX):
         a = b = OW
-    if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
-        with nogil:
-            for r in range(P * OH):
-                _max_row_nchw(x, out, indices, &scratch[0, 0], h0, hn, w0, wn, SW, DH, DW, lowest,
+    taps = _index_rows(num_threads, b - a)
+    try:
+        if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
+            with nogil:
+                for r in range(rows):
+                    _max_row_nchw(x, out, indices, taps, windows, SW, DH, DW, with_indices, a, b, KW, r)
+        else:
+            for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+                _max_row_nchw(x, out, indices, taps + omp_get_thread_num() * (b - a), windows, SW, DH, DW,
                               with_indices, a, b, KW, r)
-    else:
-        for r in prange(P * OH, nogil=True, num_threads=num_threads, schedule="static"):
-            _max_row_nchw(x, out, indices, &scratch[omp_get_thread_num(), 0], h0, hn, w0, wn, SW, DH, DW,
-                          lowest, with_indices, a, b, KW, r)
+    finally:
+        free(taps)
 
 
-cdef void _max_row_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_t[:, :, ::1] indices,
-                        int32_t* taps, const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                        const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                        Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW, real_t lowest, bint with_indices,
-                        Py_ssize_t a, Py_ssize_t b, Py_ssize_t KW, Py_ssize_t r) noexcept nogil:
-    """Row ``r`` of the ``(P * OH)`` output rows of :func:`max_pool2d_nchw`.
+cdef void _max_row_nchw(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
+                        int32_t* taps, const Py_ssize_t[:, ::1] windows, Py_ssize_t SW, Py_ssize_t DH,
+                        Py_ssize_t DW, bint with_indices, Py_ssize_t a, Py_ssize_t b, Py_ssize_t KW,
+                        Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`max_pool2d_nchw`.
 
-    ``[a, b)``: its interior columns, ``KW`` taps wide; ``taps``: the thread's ``(OW,)`` int32 row.
+    ``[a, b)``: its interior columns, ``KW`` taps wide; ``taps``: the thread's ``(b - a,)`` int32 row.
     """
-    cdef Py_ssize_t W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t p = r // OH, oh = r - p * OH, ow, t, u, ih, iw, best, i
+    cdef Py_ssize_t C = x.shape[1], W = x.shape[3], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t p = r // OH, oh = r - p * OH, n = p // C, c = p - n * C, ow, t, u, ih, iw, best, i
+    cdef const Py_ssize_t* h0 = &windows[0, 0]
+    cdef const Py_ssize_t* hn = &windows[1, 0]
+    cdef const Py_ssize_t* w0 = &windows[2, 0]
+    cdef const Py_ssize_t* wn = &windows[3, 0]
     cdef int32_t k32
     cdef bint take
-    cdef real_t m, v
+    cdef real_t m, v, lowest = _lowest(<real_t>0)
+    cdef const real_t* plane = &x[n, c, 0, 0]
     cdef const real_t* src
-    cdef real_t* orow = &out[p, oh, 0]
-    cdef int64_t* irow = &indices[p, oh, 0] if with_indices else NULL
+    cdef real_t* orow = &out[n, c, oh, 0]
+    cdef int64_t* irow = &indices[n, c, oh, 0] if with_indices else NULL
     for ow in range(OW):
         if ow == a:  # the interior, vectorized over output columns
             if hn[oh] == 0:  # no real row (dilated windows only)
@@ -141,14 +179,14 @@ cdef void _max_row_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_
                     orow[a + i] = lowest
                     taps[i] = -1
             else:  # the first real tap starts the running maximum (see _first_tap)
-                src = &x[p, h0[oh], w0[a]]
+                src = &plane[h0[oh] * W + w0[a]]
                 k32 = h0[oh] * W + w0[a]
                 for i in range(b - a):
                     orow[a + i] = src[i * SW]
                     taps[i] = k32 + i * SW
             for t in range(hn[oh]):
                 ih = h0[oh] + t * DH
-                src = &x[p, ih, w0[a]]
+                src = &plane[ih * W + w0[a]]
                 for u in range(KW):
                     if t == 0 and u == 0:
                         continue
@@ -176,7 +214,7 @@ cdef void _max_row_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_
         best = h0[oh] * W + w0[ow] if hn[oh] > 0 and wn[ow] > 0 else -1
         for t in range(hn[oh]):
             ih = h0[oh] + t * DH
-            src = &x[p, ih, 0]
+            src = &plane[ih * W]
             for u in range(wn[ow]):
                 iw = w0[ow] + u * DW
                 v = src[iw]
@@ -189,140 +227,172 @@ cdef void _max_row_nchw(const real_t[:, :, ::1] x, real_t[:, :, ::1] out, int64_
 
 
 def max_pool2d_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
-                    int32_t[:, ::1] scratch,
-                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                    Py_ssize_t DH, Py_ssize_t DW, const real_t[::1] fill, bint with_indices,
-                    int num_threads):
+                    const Py_ssize_t[:, ::1] windows, Py_ssize_t DH, Py_ssize_t DW, int num_threads):
     """Channels-last max pool: the innermost loop runs over contiguous channels.
 
-    Indices are tracked as int32 in ``scratch`` (one ``(C,)`` row per thread)
-    so the channel loop vectorizes, then widened; planes of 2**31 pixels or
-    more track them in int64 directly.
+    Indices (``indices`` None: not wanted) are tracked as int32 in one
+    ``(C,)`` scratch row per thread so the channel loop vectorizes, then
+    widened; planes of 2**31 pixels or more track them in int64 directly.
     """
-    cdef Py_ssize_t N = x.shape[0], W = x.shape[2], C = x.shape[3]
-    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t r, n, oh, ow, t, u, ih, iw, c, k
-    cdef bint take, narrow = x.shape[1] * W <= INT32_MAX
+    cdef Py_ssize_t C = x.shape[3], r, rows = x.shape[0] * out.shape[1]
+    cdef bint with_indices = indices is not None, narrow = x.shape[1] * x.shape[2] <= INT32_MAX
+    cdef int32_t* taps = _index_rows(num_threads, C)
+    try:
+        if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
+            with nogil:
+                for r in range(rows):
+                    _max_row_nhwc(x, out, indices, taps, windows, DH, DW, with_indices, narrow, r)
+        else:
+            for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+                _max_row_nhwc(x, out, indices, taps + omp_get_thread_num() * C, windows, DH, DW,
+                              with_indices, narrow, r)
+    finally:
+        free(taps)
+
+
+cdef void _max_row_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
+                        int32_t* taps, const Py_ssize_t[:, ::1] windows, Py_ssize_t DH, Py_ssize_t DW,
+                        bint with_indices, bint narrow, Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(N * OH)`` output rows of :func:`max_pool2d_nhwc`; ``taps``: the thread's ``(C,)`` row."""
+    cdef Py_ssize_t W = x.shape[2], C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, t, u, ih, iw, c, k
+    cdef const Py_ssize_t* h0 = &windows[0, 0]
+    cdef const Py_ssize_t* hn = &windows[1, 0]
+    cdef const Py_ssize_t* w0 = &windows[2, 0]
+    cdef const Py_ssize_t* wn = &windows[3, 0]
+    cdef bint take
     cdef int32_t k32
-    cdef int32_t* taps
-    cdef real_t v, lowest = fill[0]
+    cdef real_t v, lowest = _lowest(<real_t>0)
     cdef const real_t* src
     cdef real_t* o
     cdef int64_t* idx
-    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
-        n = r // OH
-        oh = r - n * OH
-        taps = &scratch[omp_get_thread_num(), 0]
-        for ow in range(OW):
-            o = &out[n, oh, ow, 0]
-            idx = &indices[n, oh, ow, 0] if with_indices else NULL
-            if hn[oh] == 0 or wn[ow] == 0:  # no real pixel (dilated windows only)
-                for c in range(C):
-                    o[c] = lowest
-                if with_indices:
-                    for c in range(C):
-                        idx[c] = -1
-                continue
-            # the first real tap starts the running maximum (see _first_tap)
-            src = &x[n, h0[oh], w0[ow], 0]
-            k = h0[oh] * W + w0[ow]
+    for ow in range(OW):
+        o = &out[n, oh, ow, 0]
+        idx = &indices[n, oh, ow, 0] if with_indices else NULL
+        if hn[oh] == 0 or wn[ow] == 0:  # no real pixel (dilated windows only)
             for c in range(C):
-                o[c] = src[c]
+                o[c] = lowest
             if with_indices:
                 for c in range(C):
-                    if narrow:
-                        taps[c] = <int32_t>k
-                    else:
-                        idx[c] = k
-            for t in range(hn[oh]):
-                ih = h0[oh] + t * DH
-                for u in range(wn[ow]):
-                    if t == 0 and u == 0:
-                        continue
-                    iw = w0[ow] + u * DW
-                    src = &x[n, ih, iw, 0]
-                    k = ih * W + iw
-                    if with_indices and narrow:
-                        k32 = <int32_t>k
-                        for c in range(C):
-                            v = src[c]
-                            take = _takes(v, o[c])
-                            o[c] = v if take else o[c]
-                            taps[c] = k32 if take else taps[c]
-                    elif with_indices:
-                        for c in range(C):
-                            v = src[c]
-                            take = _takes(v, o[c])
-                            o[c] = v if take else o[c]
-                            idx[c] = k if take else idx[c]
-                    else:
-                        for c in range(C):
-                            v = src[c]
-                            o[c] = v if _takes(v, o[c]) else o[c]
-            if with_indices and narrow:
-                for c in range(C):
-                    idx[c] = taps[c]
+                    idx[c] = -1
+            continue
+        # the first real tap starts the running maximum (see _first_tap)
+        src = &x[n, h0[oh], w0[ow], 0]
+        k = h0[oh] * W + w0[ow]
+        for c in range(C):
+            o[c] = src[c]
+        if with_indices:
+            for c in range(C):
+                if narrow:
+                    taps[c] = <int32_t>k
+                else:
+                    idx[c] = k
+        for t in range(hn[oh]):
+            ih = h0[oh] + t * DH
+            for u in range(wn[ow]):
+                if t == 0 and u == 0:
+                    continue
+                iw = w0[ow] + u * DW
+                src = &x[n, ih, iw, 0]
+                k = ih * W + iw
+                if with_indices and narrow:
+                    k32 = <int32_t>k
+                    for c in range(C):
+                        v = src[c]
+                        take = _takes(v, o[c])
+                        o[c] = v if take else o[c]
+                        taps[c] = k32 if take else taps[c]
+                elif with_indices:
+                    for c in range(C):
+                        v = src[c]
+                        take = _takes(v, o[c])
+                        o[c] = v if take else o[c]
+                        idx[c] = k if take else idx[c]
+                else:
+                    for c in range(C):
+                        v = src[c]
+                        o[c] = v if _takes(v, o[c]) else o[c]
+        if with_indices and narrow:
+            for c in range(C):
+                idx[c] = taps[c]
 
 
-def avg_pool2d_nchw(const float_t[:, :, ::1] x, float_t[:, :, ::1] out,
-                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                    const int64_t[::1] dh, const int64_t[::1] dw, int num_threads):
+def avg_pool2d_nchw(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
+                    const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors, int num_threads):
     """Sum of the real pixels of each window (row-major), divided by ``dh[oh] * dw[ow]``."""
+    cdef Py_ssize_t r, rows = x.shape[0] * x.shape[1] * out.shape[2]
+    if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
+        with nogil:
+            for r in range(rows):
+                _avg_row_nchw(x, out, windows, divisors, r)
+    else:
+        for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
+            _avg_row_nchw(x, out, windows, divisors, r)
+
+
+cdef void _avg_row_nchw(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
+                        const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
+                        Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`avg_pool2d_nchw`."""
+    cdef Py_ssize_t C = x.shape[1], W = x.shape[3], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t p = r // OH, oh = r - p * OH, n = p // C, c = p - n * C, ow, ih, iw
+    cdef const Py_ssize_t* w0 = &windows[2, 0]
+    cdef const Py_ssize_t* wn = &windows[3, 0]
+    cdef const int64_t* dw = &divisors[1, 0]
+    cdef Py_ssize_t h_first = windows[0, oh], h_end = h_first + windows[1, oh]
+    cdef int64_t dh = divisors[0, oh]
+    cdef float_t s
+    cdef const float_t* plane = &x[n, c, 0, 0]
+    cdef const float_t* src
+    cdef float_t* orow = &out[n, c, oh, 0]
+    for ow in range(OW):
+        s = 0
+        for ih in range(h_first, h_end):
+            src = &plane[ih * W]
+            for iw in range(w0[ow], w0[ow] + wn[ow]):
+                s = s + src[iw]
+        orow[ow] = s / <float_t>(dh * dw[ow])
+
+
+def avg_pool2d_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
+                    const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors, int num_threads):
+    """Channels-last average pool; same summation order per channel as the NCHW kernel."""
     cdef Py_ssize_t r, rows = x.shape[0] * out.shape[1]
     if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
         with nogil:
             for r in range(rows):
-                _avg_row_nchw(x, out, h0, hn, w0, wn, dh, dw, r)
+                _avg_row_nhwc(x, out, windows, divisors, r)
     else:
         for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
-            _avg_row_nchw(x, out, h0, hn, w0, wn, dh, dw, r)
+            _avg_row_nhwc(x, out, windows, divisors, r)
 
 
-cdef void _avg_row_nchw(const float_t[:, :, ::1] x, float_t[:, :, ::1] out,
-                        const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                        const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                        const int64_t[::1] dh, const int64_t[::1] dw, Py_ssize_t r) noexcept nogil:
-    """Row ``r`` of the ``(P * OH)`` output rows of :func:`avg_pool2d_nchw`."""
-    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t p = r // OH, oh = r - p * OH, ow, ih, iw
-    cdef float_t s
-    cdef const float_t* src
-    for ow in range(OW):
-        s = 0
-        for ih in range(h0[oh], h0[oh] + hn[oh]):
-            src = &x[p, ih, 0]
-            for iw in range(w0[ow], w0[ow] + wn[ow]):
-                s = s + src[iw]
-        out[p, oh, ow] = s / <float_t>(dh[oh] * dw[ow])
-
-
-def avg_pool2d_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
-                    const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                    const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                    const int64_t[::1] dh, const int64_t[::1] dw, int num_threads):
-    """Channels-last average pool; same summation order per channel as the NCHW kernel."""
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t r, n, oh, ow, ih, iw, c
+cdef void _avg_row_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
+                        const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
+                        Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(N * OH)`` output rows of :func:`avg_pool2d_nhwc`."""
+    cdef Py_ssize_t C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ih, iw, c
+    cdef const Py_ssize_t* w0 = &windows[2, 0]
+    cdef const Py_ssize_t* wn = &windows[3, 0]
+    cdef const int64_t* dw = &divisors[1, 0]
+    cdef Py_ssize_t h_first = windows[0, oh], h_end = h_first + windows[1, oh]
+    cdef int64_t dh = divisors[0, oh]
     cdef float_t d
     cdef const float_t* src
     cdef float_t* o
-    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
-        n = r // OH
-        oh = r - n * OH
-        for ow in range(OW):
-            o = &out[n, oh, ow, 0]
-            for c in range(C):
-                o[c] = 0
-            for ih in range(h0[oh], h0[oh] + hn[oh]):
-                for iw in range(w0[ow], w0[ow] + wn[ow]):
-                    src = &x[n, ih, iw, 0]
-                    for c in range(C):
-                        o[c] = o[c] + src[c]
-            d = <float_t>(dh[oh] * dw[ow])
-            for c in range(C):
-                o[c] = o[c] / d
+    for ow in range(OW):
+        o = &out[n, oh, ow, 0]
+        for c in range(C):
+            o[c] = 0
+        for ih in range(h_first, h_end):
+            for iw in range(w0[ow], w0[ow] + wn[ow]):
+                src = &x[n, ih, iw, 0]
+                for c in range(C):
+                    o[c] = o[c] + src[c]
+        d = <float_t>(dh * dw[ow])
+        for c in range(C):
+            o[c] = o[c] / d
 
 
 def max_pool2d_backward_nchw(const float_t[:, :, ::1] grad, const int64_t[:, :, ::1] indices,
@@ -382,10 +452,14 @@ def max_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, const int64_t[:, 
 
 
 def avg_pool2d_backward_nchw(const float_t[:, :, ::1] grad, float_t[:, :, ::1] grad_in,
-                             const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                             const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                             const int64_t[::1] dh, const int64_t[::1] dw, int num_threads):
+                             const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors, int num_threads):
     """Spread ``grad / divisor`` over the real pixels of each window (``grad_in`` zeroed)."""
+    cdef const Py_ssize_t* h0 = &windows[0, 0]
+    cdef const Py_ssize_t* hn = &windows[1, 0]
+    cdef const Py_ssize_t* w0 = &windows[2, 0]
+    cdef const Py_ssize_t* wn = &windows[3, 0]
+    cdef const int64_t* dh = &divisors[0, 0]
+    cdef const int64_t* dw = &divisors[1, 0]
     cdef Py_ssize_t P = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
     cdef Py_ssize_t p, oh, ow, ih, iw
     cdef float_t g
@@ -401,11 +475,15 @@ def avg_pool2d_backward_nchw(const float_t[:, :, ::1] grad, float_t[:, :, ::1] g
 
 
 def avg_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, float_t[:, :, :, ::1] grad_in,
-                             const Py_ssize_t[::1] h0, const Py_ssize_t[::1] hn,
-                             const Py_ssize_t[::1] w0, const Py_ssize_t[::1] wn,
-                             const int64_t[::1] dh, const int64_t[::1] dw,
+                             const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
                              Py_ssize_t c_chunk, int num_threads):
     """Channels-last twin of :func:`avg_pool2d_backward_nchw`, split over (n, channel block)."""
+    cdef const Py_ssize_t* h0 = &windows[0, 0]
+    cdef const Py_ssize_t* hn = &windows[1, 0]
+    cdef const Py_ssize_t* w0 = &windows[2, 0]
+    cdef const Py_ssize_t* wn = &windows[3, 0]
+    cdef const int64_t* dh = &divisors[0, 0]
+    cdef const int64_t* dw = &divisors[1, 0]
     cdef Py_ssize_t N = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2], C = grad.shape[3]
     cdef Py_ssize_t blocks = (C + c_chunk - 1) // c_chunk
     cdef Py_ssize_t t, n, c0, c1, oh, ow, ih, iw, c

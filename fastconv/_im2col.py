@@ -8,7 +8,7 @@ import numpy as np
 
 from ._kernels import _im2col
 from ._padding import pad_input
-from ._plans import PlanCache, call_key
+from ._plans import PlanCache, call_key, read_only
 from ._prepare import prepare_col2im, prepare_im2col
 from ._threads import threads_for
 
@@ -78,35 +78,52 @@ PLANAR_KERNEL_WIDTH_MAX = 8
 def unfold(image, geometry, channels_last, cols, padding_mode="zeros", stream=False):
     """Run an im2col kernel: unpadded batched ``image`` -> ``cols`` (both C-contiguous, same dtype).
 
+    ``stream``: ``cols`` is a reused buffer (a user's ``out``): from ``STREAM_BYTES`` on, write
+    it with non-temporal stores. See :class:`UnfoldPlan`.
+    """
+    UnfoldPlan(geometry, channels_last, image.shape, image.dtype, padding_mode)(image, cols, stream)
+
+
+class UnfoldPlan:
+    """The shape-only work of :func:`unfold`, kept by planned im2col calls.
+
     Planar images of one-word items with rows of up to ``PLANAR_KERNEL_WIDTH_MAX`` taps are read
     as they are, zero padding included (``im2col_planar``); the others, and other padding
-    modes, are padded first. ``stream``: ``cols`` is a reused buffer (a user's ``out``): from
-    ``STREAM_BYTES`` on, write it with non-temporal stores.
+    modes, are padded first.
     """
-    threads = threads_for(cols.size)
-    stream = stream and cols.nbytes >= STREAM_BYTES
-    planar = not channels_last and image.itemsize <= 8 and geometry.kernel[1] <= PLANAR_KERNEL_WIDTH_MAX
-    if planar:
-        (top, _), (left, _) = geometry.padding
-        if padding_mode != "zeros" and geometry.has_padding:
-            image = pad_input(image, geometry, padding_mode, False)
-            top = left = 0
-        words = _word_view(image, False)[..., 0]
-        _im2col.im2col_planar(words, cols.view(words.dtype), np.zeros(words.shape[3], words.dtype),
-                              *geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
-                              *geometry.out_shape, _planar_scratch(threads, words.shape, geometry, stream),
-                              threads, stream)
-        return
-    words = _word_view(pad_input(image, geometry, padding_mode, channels_last), channels_last)
-    cols = cols.view(words.dtype).reshape(cols.shape[0], -1)
-    scratch = np.empty((max(1, threads), _im2col.BLOCK * cols.shape[1]) if stream else (0, 0), words.dtype)
-    _im2col.im2col_2d(words, cols, *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
-                      scratch, threads, stream)
 
+    def __init__(self, geometry, channels_last, image_shape, dtype, padding_mode="zeros"):
+        dtype = np.dtype(dtype)
+        self.geometry, self.channels_last, self.padding_mode = geometry, channels_last, padding_mode
+        self.planar = not channels_last and dtype.itemsize <= 8 and geometry.kernel[1] <= PLANAR_KERNEL_WIDTH_MAX
+        if self.planar:
+            self.pad_first = padding_mode != "zeros" and geometry.has_padding
+            (top, left) = (0, 0) if self.pad_first else (geometry.padding[0][0], geometry.padding[1][0])
+            self.word = np.dtype(f"u{dtype.itemsize}")
+            width = geometry.padded_shape[1] if self.pad_first else image_shape[3]
+            (self.zeros,) = read_only(np.zeros(width, self.word))  # the rows above and below the image
+            self.channels = image_shape[1]
+            self.planar_geometry = (*geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
+                                    *geometry.out_shape)
 
-def _planar_scratch(threads, shape, geometry, stream):
-    """Scratch for ``im2col_planar`` on images of ``shape`` (N, C, H, W): a row per thread."""
-    return np.empty((max(1, threads), _im2col.planar_scratch(shape[1], *geometry.kernel, stream)), np.intp)
+    def __call__(self, image, cols, stream=False):
+        """Unfold ``image`` into ``cols`` (see :func:`unfold`)."""
+        threads = threads_for(cols.size)
+        stream = stream and cols.nbytes >= STREAM_BYTES
+        geometry = self.geometry
+        if self.planar:
+            if self.pad_first:
+                image = pad_input(image, geometry, self.padding_mode, False)
+            scratch = np.empty((max(1, threads), _im2col.planar_scratch(self.channels, *geometry.kernel, stream)),
+                               np.intp)
+            _im2col.im2col_planar(image.view(self.word), cols.view(self.word), self.zeros, *self.planar_geometry,
+                                  scratch, threads, stream)
+            return
+        words = _word_view(pad_input(image, geometry, self.padding_mode, self.channels_last), self.channels_last)
+        cols = cols.view(words.dtype).reshape(cols.shape[0], -1)
+        scratch = np.empty((max(1, threads), _im2col.BLOCK * cols.shape[1]) if stream else (0, 0), words.dtype)
+        _im2col.im2col_2d(words, cols, *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
+                          scratch, threads, stream)
 
 
 def unfold_batches(image, geometry, channels_last, padding_mode="zeros", budget=COLUMN_BUDGET):
@@ -133,45 +150,66 @@ def fold(cols, geometry, batch, channels, channels_last, image=None):
     ``cols`` must be C-contiguous of an addable dtype (unsigned or signed
     integers, float32/64, long double, complex). ``image``, if given, is the
     zeroed unpadded batched destination (C-contiguous), which is returned;
-    otherwise the result is a new array or a view of one. Planar images of
-    one-word items whose kernel rows run tap by tap (``tap_major``) are added
-    into in place, the taps that fall in the padding dropped
-    (``col2im_planar``); the others are added into a zeroed padded copy, then
-    cropped.
+    otherwise the result is a new array or a view of one. See :class:`FoldPlan`.
     """
-    def batched(spatial):
-        return (batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial
+    return FoldPlan(geometry, batch, channels, channels_last, cols.dtype)(cols, image)
 
-    threads = threads_for(cols.size)
-    planar = (not channels_last and _sum_type(cols.dtype)[1] == 1
-              and _im2col.tap_major(geometry.kernel[1], geometry.dilation[1]))
-    if planar or not geometry.has_padding:
-        if image is None:
-            image = np.zeros(batched(geometry.in_shape), cols.dtype)
-        target = image
-    else:
-        target = np.zeros(batched(geometry.padded_shape), cols.dtype)
-    if target.size and cols.size:
-        view = _sum_view(target, channels_last)
-        by_image = view.shape[0] >= 2 * threads
-        sums = cols.view(view.dtype).reshape(cols.shape[0], -1)
-        if planar:
-            (top, _), (left, _) = geometry.padding
-            _im2col.col2im_planar(sums, view[..., 0], *geometry.kernel, *geometry.stride, *geometry.dilation,
-                                  top, left, *geometry.out_shape, by_image, threads)
+
+class FoldPlan:
+    """The shape-only work of :func:`fold`, kept by planned col2im calls.
+
+    Planar images of one-word items whose kernel rows run tap by tap
+    (``tap_major``) are added into in place, the taps that fall in the
+    padding dropped (``col2im_planar``); the others are added into a zeroed
+    padded copy, then cropped.
+    """
+
+    def __init__(self, geometry, batch, channels, channels_last, dtype):
+        def batched(spatial):
+            return (batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial
+
+        self.geometry, self.batch, self.channels_last = geometry, batch, channels_last
+        self.sum_dtype, ratio = _sum_type(np.dtype(dtype))
+        self.planar = (not channels_last and ratio == 1
+                       and _im2col.tap_major(geometry.kernel[1], geometry.dilation[1]))
+        self.in_place = self.planar or not geometry.has_padding
+        self.image_shape = batched(geometry.in_shape)
+        self.target_shape = self.image_shape if self.in_place else batched(geometry.padded_shape)
+        (top, _), (left, _) = geometry.padding
+        self.planar_geometry = (*geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
+                                *geometry.out_shape)
+
+    def __call__(self, cols, image=None):
+        """Fold ``cols`` (see :func:`fold`)."""
+        threads = threads_for(cols.size)
+        if self.in_place:
+            if image is None:
+                image = np.zeros(self.image_shape, cols.dtype)
+            target = image
         else:
-            # Split the innermost axis only when there are too few (n, g) blocks to share.
-            v = view.shape[4]
-            blocks = view.shape[0] * view.shape[1]
-            v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
-            _im2col.col2im_2d(sums, view, *geometry.kernel, *geometry.stride, *geometry.dilation,
-                              *geometry.out_shape, v_chunk, by_image, threads)
-    if target is image:
+            target = np.zeros(self.target_shape, cols.dtype)
+        if target.size and cols.size:
+            by_image = self.batch >= 2 * threads
+            if self.planar:
+                sums = cols if cols.dtype == self.sum_dtype else cols.view(self.sum_dtype)
+                into = target if target.dtype == self.sum_dtype else target.view(self.sum_dtype)
+                _im2col.col2im_planar(sums, into, *self.planar_geometry, by_image, threads)
+            else:
+                view = _sum_view(target, self.channels_last)
+                sums = cols.view(view.dtype).reshape(cols.shape[0], -1)
+                # Split the innermost axis only when there are too few (n, g) blocks to share.
+                v = view.shape[4]
+                blocks = view.shape[0] * view.shape[1]
+                v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
+                geo = self.geometry
+                _im2col.col2im_2d(sums, view, *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape,
+                                  v_chunk, by_image, threads)
+        if target is image:
+            return image
+        if image is None:
+            return crop(target, self.geometry, self.channels_last)
+        image[...] = crop(target, self.geometry, self.channels_last)
         return image
-    if image is None:
-        return crop(target, geometry, channels_last)
-    image[...] = crop(target, geometry, channels_last)
-    return image
 
 
 def crop(image, geometry, channels_last):
@@ -187,30 +225,25 @@ def crop(image, geometry, channels_last):
 class _Im2colCall(NamedTuple):
     """A planned im2col call (:mod:`fastconv._plans`): float32/64, no ``out``."""
 
-    geometry: object
-    channels_last: bool
-    padding_mode: str
-    image_shape: tuple  # batched, unpadded
+    unfold: UnfoldPlan
+    batched: bool
     cols_shape: tuple
 
     def __call__(self, x):
         cols = np.empty(self.cols_shape, x.dtype)
         if cols.size:
-            unfold(x.reshape(self.image_shape), self.geometry, self.channels_last, cols, self.padding_mode)
+            self.unfold(x if self.batched else x[np.newaxis], cols)
         return cols
 
 
 class _Col2imCall(NamedTuple):
     """A planned col2im call (:mod:`fastconv._plans`): float32/64, no ``out``."""
 
-    geometry: object
-    batch: int
-    channels: int
-    channels_last: bool
+    fold: FoldPlan
     batched: bool
 
     def __call__(self, cols):
-        image = fold(cols, self.geometry, self.batch, self.channels, self.channels_last)
+        image = self.fold(cols)
         return np.ascontiguousarray(image if self.batched else image[0])
 
 
@@ -283,7 +316,8 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
         return plan(x)
     call = prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out)
     if key is not None and call.dtype == x.dtype:
-        plan = _Im2colCall(call.geometry, call.channels_last, padding_mode, call.image_shape, call.cols_shape)
+        unfold_plan = UnfoldPlan(call.geometry, call.channels_last, call.image_shape, call.dtype, padding_mode)
+        plan = _Im2colCall(unfold_plan, call.batched, call.cols_shape)
         _IM2COL_PLANS.put(key, plan)
         return plan(x)
     cols = call.out if call.out is not None else np.empty(call.cols_shape, call.dtype)
@@ -344,7 +378,8 @@ def col2im(cols, input_shape, kernel_size, *, stride=1, padding=0, dilation=1, l
         return plan(cols)
     call = prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, layout, out)
     if key is not None and call.dtype == cols.dtype:
-        plan = _Col2imCall(call.geometry, call.batch, call.channels, call.channels_last, call.batched)
+        plan = _Col2imCall(FoldPlan(call.geometry, call.batch, call.channels, call.channels_last, call.dtype),
+                           call.batched)
         _COL2IM_PLANS.put(key, plan)
         return plan(cols)
     geo, dtype = call.geometry, call.dtype

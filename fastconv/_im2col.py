@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._kernels import _im2col
+from ._kernels import _col2im, _im2col
 from ._padding import pad_input
 from ._plans import PlanCache, call_key, read_only
 from ._prepare import prepare_col2im, prepare_im2col
@@ -171,7 +171,7 @@ class FoldPlan:
         self.geometry, self.batch, self.channels_last = geometry, batch, channels_last
         self.sum_dtype, ratio = _sum_type(np.dtype(dtype))
         self.planar = (not channels_last and ratio == 1
-                       and _im2col.tap_major(geometry.kernel[1], geometry.dilation[1]))
+                       and _col2im.tap_major(geometry.kernel[1], geometry.dilation[1]))
         self.in_place = self.planar or not geometry.has_padding
         self.image_shape = batched(geometry.in_shape)
         self.target_shape = self.image_shape if self.in_place else batched(geometry.padded_shape)
@@ -193,7 +193,7 @@ class FoldPlan:
             if self.planar:
                 sums = cols if cols.dtype == self.sum_dtype else cols.view(self.sum_dtype)
                 into = target if target.dtype == self.sum_dtype else target.view(self.sum_dtype)
-                _im2col.col2im_planar(sums, into, *self.planar_geometry, by_image, threads)
+                _col2im.col2im_planar(sums, into, *self.planar_geometry, by_image, threads)
             else:
                 view = _sum_view(target, self.channels_last)
                 sums = cols.view(view.dtype).reshape(cols.shape[0], -1)
@@ -202,7 +202,7 @@ class FoldPlan:
                 blocks = view.shape[0] * view.shape[1]
                 v_chunk = v if blocks >= 4 * threads else max(1, -(-v // (4 * threads)))
                 geo = self.geometry
-                _im2col.col2im_2d(sums, view, *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape,
+                _col2im.col2im_2d(sums, view, *geo.kernel, *geo.stride, *geo.dilation, *geo.out_shape,
                                   v_chunk, by_image, threads)
         if target is image:
             return image

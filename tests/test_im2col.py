@@ -419,15 +419,15 @@ def test_col2im_drops_the_padding_in_place(rng, dtype, n, k, s, p):
 
 
 def test_col2im_planar_kernel_checks_its_arguments():
-    from fastconv._kernels import _im2col
+    from fastconv._kernels import _col2im
 
     x = np.zeros((1, 2, 4, 4), np.float32)
     cols = np.zeros((4, 18), np.float32)  # OH = OW = 2 windows of 3x3, 2 channels
-    _im2col.col2im_planar(cols, x, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, True, 1)
+    _col2im.col2im_planar(cols, x, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, True, 1)
     with pytest.raises(ValueError, match="cols"):
-        _im2col.col2im_planar(cols[:3], x, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, True, 1)
+        _col2im.col2im_planar(cols[:3], x, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, True, 1)
     with pytest.raises(ValueError, match="geometry"):
-        _im2col.col2im_planar(cols, x, 3, 3, 1, 0, 1, 1, 0, 0, 2, 2, True, 1)
+        _col2im.col2im_planar(cols, x, 3, 3, 1, 0, 1, 1, 0, 0, 2, 2, True, 1)
 
 
 @pytest.mark.parametrize("func", ["im2col", "col2im"])

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._kernels import _col2im, _im2col
 from ._padding import pad_input
-from ._plans import PlanCache, call_key, read_only
+from ._plans import PlanCache, call_key
 from ._prepare import prepare_col2im, prepare_im2col
 from ._threads import threads_for
 
@@ -81,7 +81,7 @@ def unfold(image, geometry, channels_last, cols, padding_mode="zeros", stream=Fa
     ``stream``: ``cols`` is a reused buffer (a user's ``out``): from ``STREAM_BYTES`` on, write
     it with non-temporal stores. See :class:`UnfoldPlan`.
     """
-    UnfoldPlan(geometry, channels_last, image.shape, image.dtype, padding_mode)(image, cols, stream)
+    UnfoldPlan(geometry, channels_last, image.dtype, padding_mode)(image, cols, stream)
 
 
 class UnfoldPlan:
@@ -92,7 +92,7 @@ class UnfoldPlan:
     modes, are padded first.
     """
 
-    def __init__(self, geometry, channels_last, image_shape, dtype, padding_mode="zeros"):
+    def __init__(self, geometry, channels_last, dtype, padding_mode="zeros"):
         dtype = np.dtype(dtype)
         self.geometry, self.channels_last, self.padding_mode = geometry, channels_last, padding_mode
         self.planar = not channels_last and dtype.itemsize <= 8 and geometry.kernel[1] <= PLANAR_KERNEL_WIDTH_MAX
@@ -100,9 +100,6 @@ class UnfoldPlan:
             self.pad_first = padding_mode != "zeros" and geometry.has_padding
             (top, left) = (0, 0) if self.pad_first else (geometry.padding[0][0], geometry.padding[1][0])
             self.word = np.dtype(f"u{dtype.itemsize}")
-            width = geometry.padded_shape[1] if self.pad_first else image_shape[3]
-            (self.zeros,) = read_only(np.zeros(width, self.word))  # the rows above and below the image
-            self.channels = image_shape[1]
             self.planar_geometry = (*geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
                                     *geometry.out_shape)
 
@@ -114,10 +111,8 @@ class UnfoldPlan:
         if self.planar:
             if self.pad_first:
                 image = pad_input(image, geometry, self.padding_mode, False)
-            scratch = np.empty((max(1, threads), _im2col.planar_scratch(self.channels, *geometry.kernel, stream)),
-                               np.intp)
-            _im2col.im2col_planar(image.view(self.word), cols.view(self.word), self.zeros, *self.planar_geometry,
-                                  scratch, threads, stream)
+            _im2col.im2col_planar(image.view(self.word), cols.view(self.word), *self.planar_geometry, threads,
+                                  stream)
             return
         words = _word_view(pad_input(image, geometry, self.padding_mode, self.channels_last), self.channels_last)
         cols = cols.view(words.dtype).reshape(cols.shape[0], -1)
@@ -316,7 +311,7 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
         return plan(x)
     call = prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out)
     if key is not None and call.dtype == x.dtype:
-        unfold_plan = UnfoldPlan(call.geometry, call.channels_last, call.image_shape, call.dtype, padding_mode)
+        unfold_plan = UnfoldPlan(call.geometry, call.channels_last, call.dtype, padding_mode)
         plan = _Im2colCall(unfold_plan, call.batched, call.cols_shape)
         _IM2COL_PLANS.put(key, plan)
         return plan(x)

@@ -370,30 +370,23 @@ def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k
 
 
 def test_planar_kernel_checks_its_arguments():
-    # the raw kernel trusts its caller for the geometry, but refuses scratch, columns or a
-    # kernel row it cannot hold
+    # the raw kernel trusts its caller for the geometry, but refuses columns, a thread count or
+    # a kernel row it cannot hold (its scratch is its own)
     from fastconv._kernels import _im2col
 
-    x = np.zeros((1, 2, 4, 4), np.uint32)
+    x = np.arange(32, dtype=np.uint32).reshape(1, 2, 4, 4)
     cols = np.zeros((4, 18), np.uint32)  # OH = OW = 2 windows of 3x3, 2 channels
-    zeros = np.zeros(4, np.uint32)
-    scratch = np.zeros((1, _im2col.planar_scratch(2, 3, 3)), np.intp)
-    _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
-    with pytest.raises(ValueError, match="scratch"):
-        _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch[:, :-1], 1)
-    with pytest.raises(ValueError, match="scratch"):
-        _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 2)
-    with pytest.raises(ValueError, match="scratch"):
-        _im2col.im2col_planar(x, cols, zeros[:3], 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
-    with pytest.raises(ValueError, match="scratch"):  # streaming assembles blocks there too
-        _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1, True)
-    streamed = np.zeros((1, _im2col.planar_scratch(2, 3, 3, True)), np.intp)
-    _im2col.im2col_planar(x, cols, zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, streamed, 1, True)
+    expected = fastconv.im2col(x, 3)
+    for stream in (False, True):  # streaming assembles blocks in the scratch too
+        cols[...] = 0
+        _im2col.im2col_planar(x, cols, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 1, stream)
+        np.testing.assert_array_equal(cols, expected)
     with pytest.raises(ValueError, match="cols"):
-        _im2col.im2col_planar(x, cols[:3], zeros, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, scratch, 1)
+        _im2col.im2col_planar(x, cols[:3], 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 1)
     with pytest.raises(ValueError, match="geometry"):
-        _im2col.im2col_planar(x, np.zeros((4, 2 * 3 * 9), np.uint32), zeros, 3, 9, 1, 1, 1, 1, 0, 0, 2, 2,
-                              np.zeros((1, _im2col.planar_scratch(2, 3, 9)), np.intp), 1)
+        _im2col.im2col_planar(x, cols, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 0)
+    with pytest.raises(ValueError, match="geometry"):
+        _im2col.im2col_planar(x, np.zeros((4, 2 * 3 * 9), np.uint32), 3, 9, 1, 1, 1, 1, 0, 0, 2, 2, 1)
 
 
 # ---- col2im into the unpadded image (col2im_planar): taps in the padding are dropped

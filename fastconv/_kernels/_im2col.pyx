@@ -15,6 +15,7 @@ input where a kernel needs it, checks every shape and allocates ``cols``.
 from cython.parallel cimport prange
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
 
 from fastconv._kernels._openmp cimport omp_get_thread_num
 
@@ -39,30 +40,30 @@ cdef enum:
 BLOCK = _BLOCK
 
 
-def planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW, bint stream=False):
+cdef inline Py_ssize_t _planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW, bint stream) noexcept nogil:
     """Scratch words (8 bytes) each thread of :func:`im2col_planar` needs for ``G`` planes.
 
-    ``stream``: with room for the ``BLOCK`` rows of ``cols`` a streamed block assembles.
+    The source row of each ``(g, kh)``, where each tap's run starts and, when
+    streaming, the ``BLOCK`` rows of ``cols`` a block assembles.
     """
     return G * KH * (KW + 1) + (_BLOCK * G * KH * KW if stream else 0)
 
 
-def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_t[::1] zeros,
+def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                   Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
-                  Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t[:, ::1] scratch, int num_threads,
-                  bint stream=False):
+                  Py_ssize_t OH, Py_ssize_t OW, int num_threads, bint stream=False):
     """Gather every window of the unpadded planar ``x`` ``(N, C, H, W)`` into a row of ``cols``.
 
     Zero padding (``top`` rows above, ``left`` columns to the left, and
     whatever the output extent needs below and to the right) is read, not
-    copied: a window row above or below the image reads ``zeros`` (at least
-    ``W`` items), and the output pixels whose windows cross the left or right
-    edge are assembled tap by tap with bounds tests. The others, the interior
-    of each output row, go in blocks of ``BLOCK`` pixels: each column
-    ``(c, kh, kw)`` copies a (strided) run of its source row down the block's
-    rows of ``cols``, which stay in the L1 cache. 4-byte items at stride 1 or
-    2 copy four taps of four pixels at a time through a register transpose
+    copied: a window row above or below the image reads a row of zeros, and
+    the output pixels whose windows cross the left or right edge are
+    assembled tap by tap with bounds tests. The others, the interior of each
+    output row, go in blocks of ``BLOCK`` pixels: each column ``(c, kh, kw)``
+    copies a (strided) run of its source row down the block's rows of
+    ``cols``, which stay in the L1 cache. 4-byte items at stride 1 or 2 copy
+    four taps of four pixels at a time through a register transpose
     (``im2col_block.h``).
 
     ``stream``: write ``cols`` with non-temporal stores (for a ``cols`` far
@@ -70,76 +71,99 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_
     when a row of ``cols`` holds whole vectors; other blocks, and the edge
     pixels' rows, are assembled in scratch and copied out.
 
-    ``scratch`` holds, for each thread, :func:`planar_scratch` words: the
-    source row of each ``(c, kh)``, where each tap's run starts, and (when
-    streaming) the ``BLOCK`` rows of ``cols`` a block assembles. Rows of ``cols`` are split
-    across threads. The caller checks
-    the geometry (``OH``, ``OW`` from ``conv_output_shape``) and allocates
+    Rows of ``cols`` are split across threads; with one thread they run in a
+    plain loop (an OpenMP team, even of one thread, costs a small call about
+    0.6 µs). The row of zeros and each thread's scratch
+    (:func:`_planar_scratch`) are allocated here. The caller checks the
+    geometry (``OH``, ``OW`` from ``conv_output_shape``) and allocates
     ``cols``; the shapes and the ranges read are checked here as well.
     """
-    cdef Py_ssize_t N = x.shape[0], G = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t GK = G * KH, J = G * KH * KW
+    cdef Py_ssize_t N = x.shape[0], G = x.shape[1], W = x.shape[3]
+    cdef Py_ssize_t J = G * KH * KW, width, r
     cdef Py_ssize_t lo, hi
     if cols.shape[0] != N * OH * OW or cols.shape[1] != J:
         raise ValueError("im2col_planar: cols does not match the image and geometry")
-    if min(KH, KW, SH, SW, DH, DW) < 1 or KW > PLANAR_KW_MAX or top < 0 or left < 0 or OH < 0 or OW < 0:
+    if (min(KH, KW, SH, SW, DH, DW) < 1 or KW > PLANAR_KW_MAX or top < 0 or left < 0 or OH < 0 or OW < 0
+            or num_threads < 1):
         raise ValueError("im2col_planar: bad geometry")
-    if (scratch.shape[0] < max(1, num_threads) or zeros.shape[0] < W
-            or scratch.shape[1] < planar_scratch(G, KH, KW, stream)):
-        raise ValueError("im2col_planar: scratch too small")
     # the interior output columns [lo, hi): every tap reads a column inside [0, W)
     cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
     lo = min(OW, (left + SW - 1) // SW)
     hi = lo if last < 0 else max(lo, min(OW, last // SW + 1))
-    cdef Py_ssize_t r, n, oh, ow, ow0, bw, i, k, kw, ih, j
     # streamed blocks: written by the register transposes straight to memory where rows of 4-byte
     # items hold whole vectors, else assembled in scratch, then streamed out (edge pixels too)
     cdef bint direct = False
     if word_t is uint32_t:
         direct = stream and SW <= 2 and J % 4 == 0
-    cdef bint assemble = stream and not direct
+    width = _planar_scratch(G, KH, KW, stream and not direct)
+    cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(num_threads * width * sizeof(Py_ssize_t))
+    cdef word_t* zeros = <word_t*>calloc(max(1, W), sizeof(word_t))
+    try:
+        if scratch == NULL or zeros == NULL:
+            raise MemoryError("im2col_planar: cannot allocate its scratch")
+        if num_threads == 1:
+            with nogil:
+                for r in range(N * OH):
+                    _im2col_row_planar(x, cols, zeros, scratch, KH, KW, SH, SW, DH, DW, top, left, OH, OW,
+                                       lo, hi, direct, stream and not direct, r)
+        else:
+            for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
+                _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, KH, KW, SH, SW, DH,
+                                   DW, top, left, OH, OW, lo, hi, direct, stream and not direct, r)
+    finally:
+        free(scratch)
+        free(zeros)
+
+
+cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_t* zeros,
+                             Py_ssize_t* scratch, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                             Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
+                             Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t lo, Py_ssize_t hi,
+                             bint direct, bint assemble, Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(N * OH)`` output rows of :func:`im2col_planar`, ``scratch`` the thread's.
+
+    ``[lo, hi)``: the interior output columns; ``direct``: the transposes stream
+    to ``cols``; ``assemble``: blocks and edge rows are assembled in scratch, then streamed.
+    """
+    cdef Py_ssize_t G = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t GK = G * KH, J = G * KH * KW
+    cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ow0, bw, i, k, kw, ih, j
     cdef const word_t* row
-    cdef const word_t** rows
-    cdef const word_t** tab
-    cdef word_t* edge
+    cdef const word_t** rows = <const word_t**>scratch  # the source row of each (c, kh)
+    cdef const word_t** tab = rows + GK  # where each tap's run starts, for output pixel lo
+    cdef word_t* edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed (room only if assembling)
     cdef word_t* dst
-    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
-        n = r // OH
-        oh = r - n * OH
-        rows = <const word_t**>&scratch[omp_get_thread_num(), 0]  # the source row of each (c, kh)
-        tab = rows + GK  # where each tap's run starts, for output pixel lo
-        edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed (room only if streaming)
-        for k in range(G):
-            for i in range(KH):
-                ih = oh * SH + i * DH - top
-                rows[k * KH + i] = &x[n, k, ih, 0] if 0 <= ih < H else &zeros[0]
-        if lo < hi:
-            for k in range(GK):
-                for kw in range(KW):
-                    tab[k * KW + kw] = rows[k] + (lo * SW + kw * DW - left)
-        ow0 = lo
-        while ow0 < hi:
-            bw = min(_BLOCK, hi - ow0)
-            dst = edge if assemble else &cols[r * OW + ow0, 0]
-            if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
-                fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW, bw, SW,
-                                    ow0 + bw < hi, direct)
-            else:
-                for j in range(J):
-                    row = tab[j] + (ow0 - lo) * SW
-                    if SW == 1:  # contiguous reads the compiler vectorizes
-                        for i in range(bw):
-                            dst[i * J + j] = row[i]
-                    else:
-                        for i in range(bw):
-                            dst[i * J + j] = row[i * SW]
-            if assemble:
-                fc_stream_copy(&cols[r * OW + ow0, 0], edge, bw * J * sizeof(word_t))
-            ow0 = ow0 + bw
-        for ow in range(lo):
-            _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
-        for ow in range(hi, OW):
-            _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+    for k in range(G):
+        for i in range(KH):
+            ih = oh * SH + i * DH - top
+            rows[k * KH + i] = &x[n, k, ih, 0] if 0 <= ih < H else zeros
+    if lo < hi:
+        for k in range(GK):
+            for kw in range(KW):
+                tab[k * KW + kw] = rows[k] + (lo * SW + kw * DW - left)
+    ow0 = lo
+    while ow0 < hi:
+        bw = min(_BLOCK, hi - ow0)
+        dst = edge if assemble else &cols[r * OW + ow0, 0]
+        if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
+            fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW, bw, SW,
+                                ow0 + bw < hi, direct)
+        else:
+            for j in range(J):
+                row = tab[j] + (ow0 - lo) * SW
+                if SW == 1:  # contiguous reads the compiler vectorizes
+                    for i in range(bw):
+                        dst[i * J + j] = row[i]
+                else:
+                    for i in range(bw):
+                        dst[i * J + j] = row[i * SW]
+        if assemble:
+            fc_stream_copy(&cols[r * OW + ow0, 0], edge, bw * J * sizeof(word_t))
+        ow0 = ow0 + bw
+    for ow in range(lo):
+        _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+    for ow in range(hi, OW):
+        _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
 
 
 cdef inline void _edge_pixel(const word_t** rows, word_t* dst, word_t* scratch, bint stream, Py_ssize_t count,

@@ -95,7 +95,8 @@ class UnfoldPlan:
     def __init__(self, geometry, channels_last, dtype, padding_mode="zeros"):
         dtype = np.dtype(dtype)
         self.geometry, self.channels_last, self.padding_mode = geometry, channels_last, padding_mode
-        self.planar = not channels_last and dtype.itemsize <= 8 and geometry.kernel[1] <= PLANAR_KERNEL_WIDTH_MAX
+        self.planar = (not channels_last and dtype.itemsize <= 8
+                       and geometry.kernel[1] <= PLANAR_KERNEL_WIDTH_MAX)
         if self.planar:
             self.pad_first = padding_mode != "zeros" and geometry.has_padding
             (top, left) = (0, 0) if self.pad_first else (geometry.padding[0][0], geometry.padding[1][0])
@@ -114,11 +115,12 @@ class UnfoldPlan:
             _im2col.im2col_planar(image.view(self.word), cols.view(self.word), *self.planar_geometry, threads,
                                   stream)
             return
-        words = _word_view(pad_input(image, geometry, self.padding_mode, self.channels_last), self.channels_last)
+        cl = self.channels_last
+        words = _word_view(pad_input(image, geometry, self.padding_mode, cl), cl)
         cols = cols.view(words.dtype).reshape(cols.shape[0], -1)
         scratch = np.empty((max(1, threads), _im2col.BLOCK * cols.shape[1]) if stream else (0, 0), words.dtype)
-        _im2col.im2col_2d(words, cols, *geometry.kernel, *geometry.stride, *geometry.dilation, *geometry.out_shape,
-                          scratch, threads, stream)
+        _im2col.im2col_2d(words, cols, *geometry.kernel, *geometry.stride, *geometry.dilation,
+                          *geometry.out_shape, scratch, threads, stream)
 
 
 def unfold_batches(image, geometry, channels_last, padding_mode="zeros", budget=COLUMN_BUDGET):

@@ -136,8 +136,7 @@ class AvgPoolPlan:
 
     def run(self, x, result):
         """Pool the batched ``x`` (compute dtype) into ``result``."""
-        kernel = _pool.avg_pool2d_nhwc if self.channels_last else _pool.avg_pool2d_nchw
-        kernel(x, result, self.windows, self.divisors, threads_for(self.work))
+        _pool.avg_pool2d(x, result, self.windows, self.divisors, self.channels_last, threads_for(self.work))
 
 
 def _plannable(call, x):

@@ -40,7 +40,8 @@ cdef enum:
 BLOCK = _BLOCK
 
 
-cdef inline Py_ssize_t _planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW, bint stream) noexcept nogil:
+cdef inline Py_ssize_t _planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW,
+                                       bint stream) noexcept nogil:
     """Scratch words (8 bytes) each thread of :func:`im2col_planar` needs for ``G`` planes.
 
     The source row of each ``(g, kh)``, where each tap's run starts and, when

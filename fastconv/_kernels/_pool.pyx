@@ -26,7 +26,8 @@ acquire): one window table, the 4-D arrays as they are, no index array when
 none is wanted, and their scratch allocated here.
 
 Layouts: forward NCHW arrays arrive as ``(N, C, H, W)``, backward ones as
-``(P, H, W)`` planes (``P = N*C``), NHWC ones as ``(N, H, W, C)``. Nothing here validates: fastconv._pool checks every shape.
+``(P, H, W)`` planes (``P = N*C``), NHWC ones as ``(N, H, W, C)``. Nothing
+here validates: fastconv._pool checks every shape.
 Forward outputs are independent of each other, so any split is race-free;
 the backward kernels give each thread whole planes (NCHW) or whole
 ``(n, channel-block)`` slabs (NHWC), and every input pixel sums its
@@ -253,7 +254,7 @@ def max_pool2d_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int6
 cdef void _max_row_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
                         int32_t* taps, const Py_ssize_t[:, ::1] windows, Py_ssize_t DH, Py_ssize_t DW,
                         bint with_indices, bint narrow, Py_ssize_t r) noexcept nogil:
-    """Row ``r`` of the ``(N * OH)`` output rows of :func:`max_pool2d_nhwc`; ``taps``: the thread's ``(C,)`` row."""
+    """Row ``r`` of the ``(N * OH)`` output rows of :func:`max_pool2d_nhwc`; ``taps``: the thread's ``(C,)``."""
     cdef Py_ssize_t W = x.shape[2], C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, t, u, ih, iw, c, k
     cdef const Py_ssize_t* h0 = &windows[0, 0]
@@ -317,23 +318,36 @@ cdef void _max_row_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, 
                 idx[c] = taps[c]
 
 
-def avg_pool2d_nchw(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
-                    const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors, int num_threads):
-    """Sum of the real pixels of each window (row-major), divided by ``dh[oh] * dw[ow]``."""
-    cdef Py_ssize_t r, rows = x.shape[0] * x.shape[1] * out.shape[2]
+def avg_pool2d(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, const Py_ssize_t[:, ::1] windows,
+               const int64_t[:, ::1] divisors, bint channels_last, int num_threads):
+    """Sum of the real pixels of each window (row-major), divided by ``dh[oh] * dw[ow]``.
+
+    One task per output row: ``(n, c, oh)`` for NCHW, ``(n, oh)`` for NHWC
+    (``channels_last``), whose channels are summed in the same order.
+    """
+    cdef Py_ssize_t r, rows = out.shape[0] * out.shape[1] * (1 if channels_last else out.shape[2])
     if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
         with nogil:
             for r in range(rows):
-                _avg_row_nchw(x, out, windows, divisors, r)
+                _avg_row(x, out, windows, divisors, channels_last, r)
     else:
         for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
-            _avg_row_nchw(x, out, windows, divisors, r)
+            _avg_row(x, out, windows, divisors, channels_last, r)
+
+
+cdef inline void _avg_row(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
+                          const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
+                          bint channels_last, Py_ssize_t r) noexcept nogil:
+    if channels_last:
+        _avg_row_nhwc(x, out, windows, divisors, r)
+    else:
+        _avg_row_nchw(x, out, windows, divisors, r)
 
 
 cdef void _avg_row_nchw(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
                         const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
                         Py_ssize_t r) noexcept nogil:
-    """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`avg_pool2d_nchw`."""
+    """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`avg_pool2d` (NCHW)."""
     cdef Py_ssize_t C = x.shape[1], W = x.shape[3], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t p = r // OH, oh = r - p * OH, n = p // C, c = p - n * C, ow, ih, iw
     cdef const Py_ssize_t* w0 = &windows[2, 0]
@@ -354,23 +368,10 @@ cdef void _avg_row_nchw(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out
         orow[ow] = s / <float_t>(dh * dw[ow])
 
 
-def avg_pool2d_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
-                    const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors, int num_threads):
-    """Channels-last average pool; same summation order per channel as the NCHW kernel."""
-    cdef Py_ssize_t r, rows = x.shape[0] * out.shape[1]
-    if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
-        with nogil:
-            for r in range(rows):
-                _avg_row_nhwc(x, out, windows, divisors, r)
-    else:
-        for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
-            _avg_row_nhwc(x, out, windows, divisors, r)
-
-
 cdef void _avg_row_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
                         const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
                         Py_ssize_t r) noexcept nogil:
-    """Row ``r`` of the ``(N * OH)`` output rows of :func:`avg_pool2d_nhwc`."""
+    """Row ``r`` of the ``(N * OH)`` output rows of :func:`avg_pool2d` (NHWC)."""
     cdef Py_ssize_t C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ih, iw, c
     cdef const Py_ssize_t* w0 = &windows[2, 0]
@@ -452,14 +453,9 @@ def max_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, const int64_t[:, 
 
 
 def avg_pool2d_backward_nchw(const float_t[:, :, ::1] grad, float_t[:, :, ::1] grad_in,
-                             const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors, int num_threads):
+                             const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
+                             int num_threads):
     """Spread ``grad / divisor`` over the real pixels of each window (``grad_in`` zeroed)."""
-    cdef const Py_ssize_t* h0 = &windows[0, 0]
-    cdef const Py_ssize_t* hn = &windows[1, 0]
-    cdef const Py_ssize_t* w0 = &windows[2, 0]
-    cdef const Py_ssize_t* wn = &windows[3, 0]
-    cdef const int64_t* dh = &divisors[0, 0]
-    cdef const int64_t* dw = &divisors[1, 0]
     cdef Py_ssize_t P = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2]
     cdef Py_ssize_t p, oh, ow, ih, iw
     cdef float_t g
@@ -467,10 +463,10 @@ def avg_pool2d_backward_nchw(const float_t[:, :, ::1] grad, float_t[:, :, ::1] g
     for p in prange(P, nogil=True, num_threads=num_threads, schedule="static"):
         for oh in range(OH):
             for ow in range(OW):
-                g = grad[p, oh, ow] / <float_t>(dh[oh] * dw[ow])
-                for ih in range(h0[oh], h0[oh] + hn[oh]):
+                g = grad[p, oh, ow] / <float_t>(divisors[0, oh] * divisors[1, ow])
+                for ih in range(windows[0, oh], windows[0, oh] + windows[1, oh]):
                     dst = &grad_in[p, ih, 0]
-                    for iw in range(w0[ow], w0[ow] + wn[ow]):
+                    for iw in range(windows[2, ow], windows[2, ow] + windows[3, ow]):
                         dst[iw] = dst[iw] + g
 
 
@@ -478,12 +474,6 @@ def avg_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, float_t[:, :, :, 
                              const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
                              Py_ssize_t c_chunk, int num_threads):
     """Channels-last twin of :func:`avg_pool2d_backward_nchw`, split over (n, channel block)."""
-    cdef const Py_ssize_t* h0 = &windows[0, 0]
-    cdef const Py_ssize_t* hn = &windows[1, 0]
-    cdef const Py_ssize_t* w0 = &windows[2, 0]
-    cdef const Py_ssize_t* wn = &windows[3, 0]
-    cdef const int64_t* dh = &divisors[0, 0]
-    cdef const int64_t* dw = &divisors[1, 0]
     cdef Py_ssize_t N = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2], C = grad.shape[3]
     cdef Py_ssize_t blocks = (C + c_chunk - 1) // c_chunk
     cdef Py_ssize_t t, n, c0, c1, oh, ow, ih, iw, c
@@ -496,10 +486,10 @@ def avg_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, float_t[:, :, :, 
         c1 = min(C, c0 + c_chunk)
         for oh in range(OH):
             for ow in range(OW):
-                d = <float_t>(dh[oh] * dw[ow])
+                d = <float_t>(divisors[0, oh] * divisors[1, ow])
                 g = &grad[n, oh, ow, 0]
-                for ih in range(h0[oh], h0[oh] + hn[oh]):
-                    for iw in range(w0[ow], w0[ow] + wn[ow]):
+                for ih in range(windows[0, oh], windows[0, oh] + windows[1, oh]):
+                    for iw in range(windows[2, ow], windows[2, ow] + windows[3, ow]):
                         dst = &grad_in[n, ih, iw, 0]
                         for c in range(c0, c1):
                             dst[c] = dst[c] + g[c] / d

@@ -257,3 +257,20 @@ def test_padded_plane_overflowing_intp(name, args):
     for module in (fastconv, reference):
         with pytest.raises(ValueError, match="overflows"):
             getattr(module, name)(*args, dilation=2**32, padding="same")
+
+
+# ---- found by the property tests under tools/sanitize.sh: an image of zero width, padded, read
+# its rows at column -1 (an empty row has no column to clamp to); every window is padding
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.uint8])
+@pytest.mark.parametrize("shape, k, padding", [
+    ((2, 3, 4, 0), 2, 1),
+    ((1, 2, 0, 0), (1, 3), ((0, 1), (2, 1))),
+    ((1, 1, 3, 0), 3, (1, 2)),
+])
+def test_im2col_of_a_zero_width_image(dtype, shape, k, padding):
+    x = np.zeros(shape, dtype)
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            fast, ref = _both("im2col", x, k, padding=padding)
+            _assert_same(fast, ref)
+            assert fast.size and not fast.any()

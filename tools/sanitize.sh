@@ -85,15 +85,19 @@ echo "== sanitize: the canary's out-of-bounds read was stopped by AddressSanitiz
     fastconv.show_config(); from fastconv._kernels import _openmp_helpers as h; \
     assert h.openmp_enabled() == ($OPENMP == 1), 'OpenMP state of the sanitized build is not as requested'"
 status=0
+# Reports go to files as well: pytest captures file descriptor 2 during each test, so a report
+# printed by a test that the sanitizer then stops would be lost with the capture (the run would
+# just end with exit status 1, as it once did).
+export ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$WORK/report" UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$WORK/report"
 "$VENV/bin/python" -m pytest -c "$ROOT/pyproject.toml" --rootdir "$ROOT" -p no:cacheprovider -q \
     "$ROOT/tests" "$@" 2>&1 | tee "$WORK/pytest.log" || status=$?
 unset LD_PRELOAD
-reports=$(grep -cE "ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|AddressSanitizer:DEADLYSIGNAL" \
-    "$WORK/pytest.log" || true)
-echo "== sanitize: pytest exit status $status, sanitizer reports in the output: $reports," \
+pattern="ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|AddressSanitizer:DEADLYSIGNAL"
+reports=$(cat "$WORK/pytest.log" "$WORK"/report.* 2>/dev/null | grep -cE "$pattern" || true)
+echo "== sanitize: pytest exit status $status, sanitizer reports: $reports," \
      "wall time $(( $(date +%s) - start )) s"
 if [ "$reports" != 0 ]; then
-    grep -nE -A30 "ERROR: AddressSanitizer|runtime error:" "$WORK/pytest.log" | head -n 120 >&2 || true
+    cat "$WORK/pytest.log" "$WORK"/report.* 2>/dev/null | grep -nE -A30 "$pattern" | head -n 120 >&2 || true
     exit 1
 fi
 if [ "$status" -eq 5 ]; then

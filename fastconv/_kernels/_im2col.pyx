@@ -87,6 +87,9 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
     if (min(KH, KW, SH, SW, DH, DW) < 1 or KW > PLANAR_KW_MAX or top < 0 or left < 0 or OH < 0 or OW < 0
             or num_threads < 1):
         raise ValueError("im2col_planar: bad geometry")
+    if W == 0:  # every tap is padding (and no column can be clamped into an empty row)
+        cols[:, :] = 0
+        return
     # the interior output columns [lo, hi): every tap reads a column inside [0, W)
     cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
     lo = min(OW, (left + SW - 1) // SW)
@@ -185,7 +188,8 @@ cdef inline void _edge_taps(const word_t** rows, word_t* dst, Py_ssize_t count, 
     """Taps of the window at column ``iw0`` in ``count`` source rows (``W`` items), into ``dst``.
 
     Taps outside a row are zero: each reads a clamped column, masked to zero
-    (no branch per tap; ``KW <= PLANAR_KW_MAX``).
+    (no branch per tap; ``KW <= PLANAR_KW_MAX``). Rows hold ``W >= 1`` items
+    (:func:`im2col_planar` answers ``W == 0`` itself).
     """
     cdef Py_ssize_t col[PLANAR_KW_MAX]
     cdef word_t keep[PLANAR_KW_MAX]

@@ -100,7 +100,7 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
     if word_t is uint32_t:
         direct = stream and SW <= 2 and J % 4 == 0
     width = _planar_scratch(G, KH, KW, stream and not direct)
-    cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(num_threads * width * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(max(1, num_threads * width) * sizeof(Py_ssize_t))
     cdef word_t* zeros = <word_t*>calloc(max(1, W), sizeof(word_t))
     try:
         if scratch == NULL or zeros == NULL:

@@ -2,7 +2,8 @@
 # Build fastconv with AddressSanitizer + UndefinedBehaviorSanitizer in a dedicated venv and run
 # the WHOLE test suite against it, with the sanitizer runtimes LD_PRELOADed into (uninstrumented)
 # CPython. Fails on any test failure and on any sanitizer report, even one printed by a
-# subprocess or swallowed by a test: the output is grepped as well as the exit code checked.
+# subprocess or swallowed by pytest's capture: the output and the sanitizers' report files
+# are grepped as well as the exit code checked.
 #
 #   bash tools/sanitize.sh [PYTEST ARGS...]      e.g. bash tools/sanitize.sh -x -k im2col
 #

@@ -23,7 +23,12 @@ __all__ = [
     "movement_dtype",
     "conv_dtypes",
     "finish",
+    "zeros_aligned",
+    "empty_aligned",
 ]
+
+#: Bytes in a cache line: kernel scratch buffers start at a multiple of it.
+CACHE_LINE = 64
 
 _SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
 
@@ -34,6 +39,29 @@ def as_array(x, name):
     if arr.dtype.kind not in "biufc":
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     return arr
+
+
+def _aligned(size, dtype, allocate):
+    dtype = np.dtype(dtype)
+    nbytes = size * dtype.itemsize
+    raw = allocate(nbytes + CACHE_LINE, np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start:start + nbytes].view(dtype)
+
+
+def zeros_aligned(size, dtype):
+    """A zeroed 1-D array of ``size`` elements of ``dtype`` that starts on a cache line.
+
+    Large NumPy arrays start 16 bytes past a page boundary, so an AVX-512 vector
+    load from a buffer the kernels pack (weights, padded planes) would straddle
+    two cache lines at every offset that is a multiple of the vector width.
+    """
+    return _aligned(size, dtype, np.zeros)
+
+
+def empty_aligned(size, dtype):
+    """As :func:`zeros_aligned`, not initialized."""
+    return _aligned(size, dtype, np.empty)
 
 
 def split_batch(x, name, ndim, channels_last):

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import finish
+from ._arrays import empty_aligned, finish, zeros_aligned
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
 from ._padding import pad_input
@@ -177,7 +177,7 @@ def tile_input(x, geometry, padding_mode="zeros", threads=1, phases=None):
     if sh == sw == 1 and x.shape[2:] == geometry.padded_shape and ow >= width and x.flags.c_contiguous:
         flat = x.reshape(-1)
     else:
-        flat = np.zeros(n * c * ph.image + width, x.dtype)
+        flat = zeros_aligned(n * c * ph.image + width, x.dtype)
         _conv_direct.phase_planes(x, flat, top, left, sh, sw, ph.hq, ph.wq, False, threads)
     return TileInput(flat, c * ph.image, ph.image, ph.wq, ph.taps)
 
@@ -276,7 +276,7 @@ class TiledConv:
     def pack(self, weight, bias):
         """The weights and bias (or None) in the tiles' block order (zeros pad a partial block)."""
         size = self.groups * self.blocks * self.block
-        w_packed = np.empty(size * self.cg * self.taps_per_filter, self.dtype)
+        w_packed = empty_aligned(size * self.cg * self.taps_per_filter, self.dtype)
         b_packed = np.empty(size, self.dtype)
         _conv_direct.pack_weights(weight.reshape(weight.shape[0], self.cg, self.taps_per_filter), bias,
                                   w_packed, b_packed, self.groups, self.block, threads_for(w_packed.size))

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import finish
+from ._arrays import finish, zeros_aligned
 from ._conv import TILES, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
@@ -339,7 +339,7 @@ class GradWeightPlan:
                                                       chunk, channel_block, threads)
         else:  # the input planes are shared by every block of output channels: lay them out once
             used = c * n * ph.image
-            planes = np.zeros(max(used, (c * n - 1) * ph.image + self.reach), dtype)
+            planes = zeros_aligned(max(used, (c * n - 1) * ph.image + self.reach), dtype)
             _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
             c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
             if self.oc_level >= 0:

@@ -298,3 +298,17 @@ def test_depthwise_grad_weight_channel_blocks(rng, monkeypatch, every_call_paral
         np.testing.assert_allclose(results[0], expected, rtol=1e-10, atol=1e-10)
         for other in results[1:]:
             np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 7, 16, 1000, 300_000])
+def test_packed_buffers_start_on_a_cache_line(dtype, size):
+    # the kernels' numpy-side scratch (packed weights, phase planes): aligned, exact size, zeroed
+    from fastconv._arrays import CACHE_LINE, empty_aligned, zeros_aligned
+
+    for make in (zeros_aligned, empty_aligned):
+        buf = make(size, dtype)
+        assert buf.dtype == dtype and buf.shape == (size,)
+        assert buf.flags.c_contiguous and buf.flags.writeable
+        assert buf.ctypes.data % CACHE_LINE == 0
+    assert not zeros_aligned(size, dtype).any()

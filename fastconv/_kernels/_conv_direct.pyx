@@ -11,7 +11,7 @@ as a small call's arithmetic.
 """
 
 from cython.parallel cimport parallel, prange
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 
 ctypedef fused acc_t:
     float
@@ -165,9 +165,34 @@ ctypedef fused real_t:
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
 cdef enum:
     TILE_SLACK = 16  # largest tile width (elements) of any level
+    CACHE_LINE = 64  # bytes; packed buffers start at a multiple of it
 
 #: Largest tile width (elements) of any level: inputs read past a row end need this much slack.
 MAX_TILE_WIDTH = TILE_SLACK
+
+
+cdef void* _calloc_aligned(size_t count, size_t size) noexcept nogil:
+    """``count`` zeroed elements of ``size`` bytes at a 64-byte boundary, or NULL.
+
+    Release with :func:`_free_aligned`. Large ``malloc`` blocks start 16 bytes past
+    a page boundary: without this, every AVX-512 vector load from a packed buffer
+    (weights, grad tiles) would straddle two cache lines. The block's own address
+    is kept in the word before the aligned one.
+    """
+    if size != 0 and count > (<size_t>-1 - 2 * CACHE_LINE) // size:
+        return NULL
+    cdef char* memory = <char*>calloc(count * size + 2 * CACHE_LINE, 1)
+    if memory == NULL:
+        return NULL
+    cdef char* aligned = <char*>((<uintptr_t>memory + 2 * CACHE_LINE) & ~(<uintptr_t>(CACHE_LINE - 1)))
+    (<void**>aligned - 1)[0] = memory
+    return aligned
+
+
+cdef void _free_aligned(void* aligned) noexcept nogil:
+    """Release a block of :func:`_calloc_aligned` (NULL does nothing)."""
+    if aligned != NULL:
+        free((<void**>aligned - 1)[0])
 
 
 def cpu_level():
@@ -516,10 +541,10 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
         if taps[t] < 0 or band + (taps[t] // wq) % hb > hb or taps[t] >= sh * sw * hb * wq:
             raise ValueError("conv2d_packed: the band's phase planes do not hold every tap")
     cdef Py_ssize_t per_block = cg * ntaps * block
-    cdef real_t* w_packed = <real_t*>malloc(groups * blocks * per_block * sizeof(real_t))
+    cdef real_t* w_packed = <real_t*>_calloc_aligned(groups * blocks * per_block, sizeof(real_t))
     cdef real_t* bias_packed = <real_t*>malloc(groups * blocks * block * sizeof(real_t))
     if w_packed == NULL or bias_packed == NULL:
-        free(w_packed)
+        _free_aligned(w_packed)
         free(bias_packed)
         raise MemoryError("conv2d: cannot allocate the packed weights")
     cdef real_t* xs
@@ -530,14 +555,14 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
             for r in range(groups * blocks):
                 _pack_block(&weight[0, 0, 0, 0], &b[0] if has_bias else NULL, w_packed + r * per_block,
                             bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
-            xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
+            xs = <real_t*>_calloc_aligned(C * chan + TILE_SLACK, sizeof(real_t))
             if xs == NULL:
                 failed[0] = 1
             else:
                 for n in range(N):
                     _conv_image_banded(tiles, octile, x, n, xs, chan, pad_top, pad_left, sh, sw, band, hb, wq,
                                        &taps[0], ntaps, groups, blocks, block, kg, cg, w_packed, bias_packed, out)
-            free(xs)
+            _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
             for r in prange(groups * blocks, schedule="static"):  # (a barrier follows)
@@ -545,15 +570,15 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                             bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come
-            xs = <real_t*>calloc(C * chan + TILE_SLACK, sizeof(real_t))
+            xs = <real_t*>_calloc_aligned(C * chan + TILE_SLACK, sizeof(real_t))
             for n in prange(N, schedule="dynamic"):
                 if xs == NULL:
                     failed[0] = 1
                     continue
                 _conv_image_banded(tiles, octile, x, n, xs, chan, pad_top, pad_left, sh, sw, band, hb, wq,
                                    &taps[0], ntaps, groups, blocks, block, kg, cg, w_packed, bias_packed, out)
-            free(xs)
-    free(w_packed)
+            _free_aligned(xs)
+    _free_aligned(w_packed)
     free(bias_packed)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
@@ -622,7 +647,7 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
     with nogil, parallel(num_threads=num_threads):
         # zeroed once: the copies rewrite the same elements, so the padding stays zero; the
         # slack after the 8 planes takes the reads of tiles wider than a row
-        xs = <real_t*>calloc(8 * chan + TILE_SLACK, sizeof(real_t))
+        xs = <real_t*>_calloc_aligned(8 * chan + TILE_SLACK, sizeof(real_t))
         for t in prange(N * blocks, schedule="static"):
             if xs == NULL:
                 failed[0] = 1
@@ -645,7 +670,7 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
                 _pack_phases(x, n, k0 + j, xs + j * chan, pad_top, pad_left, sh, sw, hq, wq)
             _tile_plane(tiles, True, xs, chan, wq, &taps[0], ntaps, 1, &w_packed[0] + kb * ntaps * 8,
                         &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, nk, 0, OH, 0)
-        free(xs)
+        _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the depthwise tiles' scratch buffer")
 
@@ -819,7 +844,7 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
     failed[0] = 0
     with nogil, parallel(num_threads=num_threads):
         # zeroed once: the copies rewrite the same elements, so zero columns stay zero
-        scratch = <real_t*>calloc(chunk_images * 8 * plane, sizeof(real_t))
+        scratch = <real_t*>_calloc_aligned(chunk_images * 8 * plane, sizeof(real_t))
         for task in prange(groups * blocks * c_parts, schedule="dynamic"):
             if scratch == NULL:
                 failed[0] = 1
@@ -845,7 +870,7 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
                                 8 * plane, plane, plane, 0, n1 - n0, <int>nk, dwc, cg * ntaps)
                         t0 = t0 + FC_WTILE_TAPS
                 n0 = n1
-        free(scratch)
+        _free_aligned(scratch)
     if failed[0]:
         raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffer")
 
@@ -901,7 +926,7 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     failed[0] = 0
     with nogil, parallel(num_threads=num_threads):
         # zeroed once: channels past nk are never written, so they stay zero
-        gt = <real_t*>calloc(chunk_images * per_image, sizeof(real_t))
+        gt = <real_t*>_calloc_aligned(chunk_images * per_image, sizeof(real_t))
         sums = <real_t*>calloc(most * block, sizeof(real_t))
         offs = <ptrdiff_t*>calloc(most, sizeof(ptrdiff_t))
         for task in prange(groups * blocks * c_parts, schedule="dynamic"):
@@ -934,7 +959,7 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
                             dw[((k0 + j) * cg + c) * ntaps + t] += sums[i * block + j]
                     p = p + m
                 n0 = n1
-        free(gt)
+        _free_aligned(gt)
         free(sums)
         free(offs)
     if failed[0]:
@@ -977,8 +1002,8 @@ def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, 
     failed[0] = 0
     with nogil, parallel(num_threads=num_threads):
         # zeroed once: the copies rewrite the same elements, so padding stays zero
-        xs = <real_t*>calloc(channel_block * x_scratch, sizeof(real_t))
-        gs = <real_t*>calloc(channel_block * chunk_images * plane, sizeof(real_t))
+        xs = <real_t*>_calloc_aligned(channel_block * x_scratch, sizeof(real_t))
+        gs = <real_t*>_calloc_aligned(channel_block * chunk_images * plane, sizeof(real_t))
         for cb in prange(blocks, schedule="dynamic"):
             if xs == NULL or gs == NULL:
                 failed[0] = 1
@@ -1006,7 +1031,7 @@ def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, 
                                 &dw[0] + (c0 + j) * ntaps + t0, ntaps)
                         t0 = t0 + FC_DWWTILE_TAPS
                 n0 = n1
-        free(xs)
-        free(gs)
+        _free_aligned(xs)
+        _free_aligned(gs)
     if failed[0]:
         raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffers")

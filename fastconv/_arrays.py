@@ -8,6 +8,8 @@ their fused types cover.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._geometry import resolve_layout
@@ -41,27 +43,36 @@ def as_array(x, name):
     return arr
 
 
-def _aligned(size, dtype, allocate):
+#: Arrays from this many bytes on start on a cache line (smaller ones are left to NumPy:
+#: finding the address costs about a microsecond, and they are not bandwidth-bound).
+ALIGN_FROM = 1 << 16
+
+
+def _aligned(shape, dtype, allocate):
     dtype = np.dtype(dtype)
-    nbytes = size * dtype.itemsize
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < ALIGN_FROM:
+        return allocate(shape, dtype)
     raw = allocate(nbytes + CACHE_LINE, np.uint8)
-    start = -raw.ctypes.data % CACHE_LINE
-    return raw[start:start + nbytes].view(dtype)
+    start = -raw.__array_interface__["data"][0] % CACHE_LINE
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def zeros_aligned(size, dtype):
-    """A zeroed 1-D array of ``size`` elements of ``dtype`` that starts on a cache line.
+def zeros_aligned(shape, dtype):
+    """``np.zeros(shape, dtype)``, starting on a cache line if ``ALIGN_FROM`` bytes or more.
 
     Large NumPy arrays start 16 bytes past a page boundary, so an AVX-512 vector
     load from a buffer the kernels pack (weights, padded planes) would straddle
-    two cache lines at every offset that is a multiple of the vector width.
+    two cache lines at every offset that is a multiple of the vector width, and
+    rows of non-temporal stores would start and end in the middle of a line.
     """
-    return _aligned(size, dtype, np.zeros)
+    return _aligned(shape, dtype, np.zeros)
 
 
-def empty_aligned(size, dtype):
-    """As :func:`zeros_aligned`, not initialized."""
-    return _aligned(size, dtype, np.empty)
+def empty_aligned(shape, dtype):
+    """``np.empty(shape, dtype)``, aligned as :func:`zeros_aligned`."""
+    return _aligned(shape, dtype, np.empty)
 
 
 def split_batch(x, name, ndim, channels_last):

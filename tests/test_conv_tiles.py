@@ -301,14 +301,17 @@ def test_depthwise_grad_weight_channel_blocks(rng, monkeypatch, every_call_paral
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("size", [1, 7, 16, 1000, 300_000])
-def test_packed_buffers_start_on_a_cache_line(dtype, size):
-    # the kernels' numpy-side scratch (packed weights, phase planes): aligned, exact size, zeroed
-    from fastconv._arrays import CACHE_LINE, empty_aligned, zeros_aligned
+@pytest.mark.parametrize("shape", [1, 7, (3, 5), 16_383, 16_384, 300_000, (70, 1001)])
+def test_packed_buffers_start_on_a_cache_line(dtype, shape):
+    # the kernels' numpy-side scratch (packed weights, phase planes): of its shape, zeroed when
+    # asked, and from ALIGN_FROM bytes on starting on a cache line
+    from fastconv._arrays import ALIGN_FROM, CACHE_LINE, empty_aligned, zeros_aligned
 
+    expected_shape = (shape,) if isinstance(shape, int) else shape
     for make in (zeros_aligned, empty_aligned):
-        buf = make(size, dtype)
-        assert buf.dtype == dtype and buf.shape == (size,)
+        buf = make(shape, dtype)
+        assert buf.dtype == dtype and buf.shape == expected_shape
         assert buf.flags.c_contiguous and buf.flags.writeable
-        assert buf.ctypes.data % CACHE_LINE == 0
-    assert not zeros_aligned(size, dtype).any()
+        if buf.nbytes >= ALIGN_FROM:
+            assert buf.ctypes.data % CACHE_LINE == 0
+    assert not zeros_aligned(shape, dtype).any()

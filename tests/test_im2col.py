@@ -331,6 +331,29 @@ def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c,
         np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)
 
 
+@pytest.mark.parametrize("line_offset", [0, 16, 32, 48])  # bytes past a cache line where out starts
+@pytest.mark.parametrize("c, k, s, width", [(16, 3, 1, 23), (4, 3, 1, 23), (4, 2, 1, 9), (4, 3, 2, 23),
+                                            (3, 3, 3, 23)])
+def test_streamed_columns_at_every_line_offset(rng, monkeypatch, line_offset, c, k, s, width):
+    # only whole cache lines are streamed: the lines a row shares with its neighbours (any
+    # row, when out starts inside a line or rows are not whole lines) take ordinary stores
+    from fastconv import _im2col
+    from fastconv._arrays import ALIGN_FROM, CACHE_LINE, zeros_aligned
+
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
+    x = random_array(rng, (3, c, 7, width), np.float32)
+    expected = reference.im2col(x, k, stride=s, padding=1)
+    start = line_offset // 4
+    buffer = zeros_aligned(max(expected.size + start, ALIGN_FROM // 4), np.float32)
+    assert buffer.ctypes.data % CACHE_LINE == 0
+    out = buffer[start:start + expected.size].reshape(expected.shape)
+    for threads in (1, 2):
+        out[...] = 7
+        with fastconv.num_threads(threads):
+            got = fastconv.im2col(x, k, stride=s, padding=1, out=out)
+        np.testing.assert_array_equal(got, expected)
+
+
 # ---- zero padding read in place (im2col_planar): edge pixels, rows of zeros, kernel widths
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.uint8, np.complex64, np.complex128])

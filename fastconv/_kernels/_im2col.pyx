@@ -28,7 +28,7 @@ ctypedef fused word_t:
 
 cdef extern from "im2col_block.h" nogil:
     void fc_im2col_block_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* const* src, ptrdiff_t start,
-                             ptrdiff_t bw, ptrdiff_t sw, int more, int stream) noexcept
+                             ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
 
 
@@ -68,9 +68,8 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
     (``im2col_block.h``).
 
     ``stream``: write ``cols`` with non-temporal stores (for a ``cols`` far
-    larger than the caches): the register transposes store straight to memory
-    when a row of ``cols`` holds whole vectors; other blocks, and the edge
-    pixels' rows, are assembled in scratch and copied out.
+    larger than the caches): each block, and each edge pixel's row, is
+    assembled in scratch and copied out whole cache lines at a time.
 
     Rows of ``cols`` are split across threads; with one thread they run in a
     plain loop (an OpenMP team, even of one thread, costs a small call about
@@ -94,12 +93,7 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
     cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
     lo = min(OW, (left + SW - 1) // SW)
     hi = lo if last < 0 else max(lo, min(OW, last // SW + 1))
-    # streamed blocks: written by the register transposes straight to memory where rows of 4-byte
-    # items hold whole vectors, else assembled in scratch, then streamed out (edge pixels too)
-    cdef bint direct = False
-    if word_t is uint32_t:
-        direct = stream and SW <= 2 and J % 4 == 0
-    width = _planar_scratch(G, KH, KW, stream and not direct)
+    width = _planar_scratch(G, KH, KW, stream)
     cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(max(1, num_threads * width) * sizeof(Py_ssize_t))
     cdef word_t* zeros = <word_t*>calloc(max(1, W), sizeof(word_t))
     try:
@@ -109,11 +103,11 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
             with nogil:
                 for r in range(N * OH):
                     _im2col_row_planar(x, cols, zeros, scratch, KH, KW, SH, SW, DH, DW, top, left, OH, OW,
-                                       lo, hi, direct, stream and not direct, r)
+                                       lo, hi, stream, r)
         else:
             for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
                 _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, KH, KW, SH, SW, DH,
-                                   DW, top, left, OH, OW, lo, hi, direct, stream and not direct, r)
+                                   DW, top, left, OH, OW, lo, hi, stream, r)
     finally:
         free(scratch)
         free(zeros)
@@ -123,11 +117,11 @@ cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, 
                              Py_ssize_t* scratch, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                              Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
                              Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t lo, Py_ssize_t hi,
-                             bint direct, bint assemble, Py_ssize_t r) noexcept nogil:
+                             bint assemble, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * OH)`` output rows of :func:`im2col_planar`, ``scratch`` the thread's.
 
-    ``[lo, hi)``: the interior output columns; ``direct``: the transposes stream
-    to ``cols``; ``assemble``: blocks and edge rows are assembled in scratch, then streamed.
+    ``[lo, hi)``: the interior output columns; ``assemble``: blocks and edge rows
+    are assembled in scratch, then streamed.
     """
     cdef Py_ssize_t G = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t GK = G * KH, J = G * KH * KW
@@ -151,7 +145,7 @@ cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, 
         dst = edge if assemble else &cols[r * OW + ow0, 0]
         if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
             fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW, bw, SW,
-                                ow0 + bw < hi, direct)
+                                ow0 + bw < hi)
         else:
             for j in range(J):
                 row = tab[j] + (ow0 - lo) * SW

@@ -7,10 +7,10 @@
  * into four 16-byte stores. x86-64 always has SSE2; other targets (and the
  * tails) copy item by item.
  *
- * With `stream`, the block is written with non-temporal stores, four whole rows
- * at a time (so each cache line is completed before the next one starts): a
- * column matrix far larger than the caches then goes to memory without first
- * being read into the cache, which nearly halves the memory traffic of a write.
+ * A column matrix far larger than the caches is assembled a block at a time in
+ * cache and copied out with fc_stream_copy: non-temporal stores send it to memory
+ * without first reading it into the cache, which nearly halves the memory
+ * traffic of a write.
  */
 #ifndef FASTCONV_IM2COL_BLOCK_H
 #define FASTCONV_IM2COL_BLOCK_H
@@ -23,6 +23,8 @@
 #include <emmintrin.h>
 #define FC_HAVE_SSE2_TRANSPOSE 1
 #endif
+
+#define FC_LINE 64 /* bytes in a cache line */
 
 #ifdef FC_HAVE_SSE2_TRANSPOSE
 /* Pixels i..i+3 of one tap's run at stride sw (1 or 2). With stride 2 the two loads
@@ -40,37 +42,12 @@ static __m128i fc_load4(const uint32_t *s, ptrdiff_t i, ptrdiff_t sw)
 /* Block of bw rows: dst[i*J + j] = src[j][start + i*sw], for sw 1 or 2. `more`: the source
  * runs go on past the block's last pixel (another pixel of the row follows it). */
 static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *const *src, ptrdiff_t start,
-                                ptrdiff_t bw, ptrdiff_t sw, int more, int stream)
+                                ptrdiff_t bw, ptrdiff_t sw, int more)
 {
     ptrdiff_t j0 = 0;
 #ifdef FC_HAVE_SSE2_TRANSPOSE
     /* with stride 2 a quad needs a pixel after it (see fc_load4) */
     ptrdiff_t quads_end = sw == 1 || more ? bw : bw - 1;
-    if (stream && (uintptr_t)dst % 16 == 0 && J % 4 == 0) {
-        ptrdiff_t i = 0;
-        for (; i + 4 <= quads_end; i += 4) {
-            uint32_t *d = dst + i * J;
-            for (ptrdiff_t j = 0; j < J; j += 4) {
-                __m128i r0 = fc_load4(src[j] + start, i, sw), r1 = fc_load4(src[j + 1] + start, i, sw);
-                __m128i r2 = fc_load4(src[j + 2] + start, i, sw), r3 = fc_load4(src[j + 3] + start, i, sw);
-                __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpacklo_epi32(r2, r3);
-                __m128i t2 = _mm_unpackhi_epi32(r0, r1), t3 = _mm_unpackhi_epi32(r2, r3);
-                _mm_stream_si128((__m128i *)(d + j), _mm_unpacklo_epi64(t0, t1));
-                _mm_stream_si128((__m128i *)(d + J + j), _mm_unpackhi_epi64(t0, t1));
-                _mm_stream_si128((__m128i *)(d + 2 * J + j), _mm_unpacklo_epi64(t2, t3));
-                _mm_stream_si128((__m128i *)(d + 3 * J + j), _mm_unpackhi_epi64(t2, t3));
-            }
-        }
-        for (; i < bw; i++) /* the rows past the last quad: gathered four taps at a time */
-            for (ptrdiff_t j = 0; j < J; j += 4) {
-                ptrdiff_t k = start + i * sw;
-                _mm_stream_si128((__m128i *)(dst + i * J + j),
-                                 _mm_setr_epi32((int)src[j][k], (int)src[j + 1][k], (int)src[j + 2][k],
-                                                (int)src[j + 3][k]));
-            }
-        _mm_sfence(); /* order the streamed lines before anything this thread writes next */
-        return;
-    }
     for (; j0 + 4 <= J; j0 += 4) {
         const uint32_t *s0 = src[j0] + start, *s1 = src[j0 + 1] + start;
         const uint32_t *s2 = src[j0 + 2] + start, *s3 = src[j0 + 3] + start;
@@ -98,19 +75,21 @@ static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *cons
     }
 }
 
-/* Copy n bytes from src to dst (not overlapping): the 16-byte aligned part of dst with
- * non-temporal stores, the few bytes before and after it with ordinary ones. */
+/* Copy n bytes from src to dst (not overlapping): the whole cache lines of dst with
+ * non-temporal stores, the partial lines at either end (which the neighbouring copies
+ * share) with ordinary ones. */
 static void fc_stream_copy(void *dst, const void *src, size_t n)
 {
     unsigned char *d = (unsigned char *)dst;
     const unsigned char *s = (const unsigned char *)src;
 #ifdef FC_HAVE_SSE2_TRANSPOSE
-    size_t head = (16 - (uintptr_t)d % 16) % 16;
-    if (head < n) {
+    size_t head = (FC_LINE - (uintptr_t)d % FC_LINE) % FC_LINE;
+    if (head + FC_LINE <= n) {
         memcpy(d, s, head);
         d += head, s += head, n -= head;
-        for (; n >= 16; d += 16, s += 16, n -= 16)
-            _mm_stream_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+        for (; n >= FC_LINE; d += FC_LINE, s += FC_LINE, n -= FC_LINE)
+            for (int k = 0; k < FC_LINE; k += 16)
+                _mm_stream_si128((__m128i *)(d + k), _mm_loadu_si128((const __m128i *)(s + k)));
         _mm_sfence();
     }
 #endif

@@ -59,8 +59,11 @@ def _sum_view(image, channels_last):
 
 
 #: A user's ``out`` from this size on (half the 32 MiB L3 of the AMD EPYC it was tuned on) is
-#: written with non-temporal stores. Measured into a reused ``out``, 1 / 2 threads: resnet-mid 1.54x /
-#: 1.22x faster, resnet-deep 1.26x / 1.39x, dilated 2.6x / 2.7x, depthwise 1.84x / 1.40x.
+#: written with non-temporal stores. Measured there into a reused ``out``, 1 / 2 threads: resnet-mid
+#: 1.54x / 1.22x faster, resnet-deep 1.26x / 1.39x, dilated 2.6x / 2.7x, depthwise 1.84x / 1.40x.
+#: On the Intel Xeon (260 MiB L3), with each block assembled in cache, ordinary stores were
+#: 1.08-1.10x faster on resnet-deep (55 MiB) and streaming 1.12-1.64x faster on the other large
+#: shapes.
 #: A new result is written with ordinary stores: the kernel zeroes each fresh page into the
 #: cache as the first store touches it, and streaming past it was up to 1.2x slower.
 STREAM_BYTES = 2**24

@@ -11,7 +11,7 @@ from ._arrays import empty_aligned, finish, zeros_aligned
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
 from ._padding import pad_input
-from ._plans import PlanCache, call_key, read_only
+from ._plans import PlanCache, call_key, read_only, specialized
 from ._prepare import prepare_conv2d
 from ._threads import threads_for
 
@@ -272,14 +272,19 @@ class TiledConv:
             self.band, rows = band_rows(geometry, c, dtype.itemsize)
             self.phases = stride_phases(geometry, rows)
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
+        # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
+        self.conv2d_packed = specialized(_conv_direct.conv2d_packed, dtype)
+        self.conv2d_depthwise_packed = specialized(_conv_direct.conv2d_depthwise_packed, dtype)
+        self.conv2d_tiled = specialized(_conv_direct.conv2d_tiled, dtype)
+        self.pack_weights = specialized(_conv_direct.pack_weights, dtype)
 
     def pack(self, weight, bias):
         """The weights and bias (or None) in the tiles' block order (zeros pad a partial block)."""
         size = self.groups * self.blocks * self.block
         w_packed = empty_aligned(size * self.cg * self.taps_per_filter, self.dtype)
         b_packed = np.empty(size, self.dtype)
-        _conv_direct.pack_weights(weight.reshape(weight.shape[0], self.cg, self.taps_per_filter), bias,
-                                  w_packed, b_packed, self.groups, self.block, threads_for(w_packed.size))
+        self.pack_weights(weight.reshape(weight.shape[0], self.cg, self.taps_per_filter), bias,
+                          w_packed, b_packed, self.groups, self.block, threads_for(w_packed.size))
         return w_packed, b_packed
 
     def run(self, x, weight, bias, out):
@@ -295,20 +300,18 @@ class TiledConv:
             ph = self.phases
             if self.depthwise:
                 w_packed, b_packed = self.pack(weight, bias)
-                _conv_direct.conv2d_depthwise_packed(x, w_packed, b_packed, out, self.top, self.left,
-                                                     *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
+                self.conv2d_depthwise_packed(x, w_packed, b_packed, out, self.top, self.left,
+                                             *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
             else:  # (packs the weights itself)
-                _conv_direct.conv2d_packed(x, weight, bias, out, self.groups, self.cg, self.top, self.left,
-                                           *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads,
-                                           self.oc_level)
+                self.conv2d_packed(x, weight, bias, out, self.groups, self.cg, self.top, self.left,
+                                   *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level)
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
         w_packed, b_packed = self.pack(weight, bias)
         src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
-        _conv_direct.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
-                                  w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads,
-                                  self.oc_level)
+        self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
+                          w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level)
 
 
 @functools.lru_cache(maxsize=256)

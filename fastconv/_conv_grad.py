@@ -35,7 +35,7 @@ from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
 from ._im2col import unfold_batches
-from ._plans import PlanCache, call_key
+from ._plans import PlanCache, call_key, specialized
 from ._prepare import prepare_conv2d_grad_input, prepare_conv2d_grad_weight, prepare_conv_transpose2d
 
 __all__ = ["conv2d_grad_input", "conv2d_grad_weight", "conv_transpose2d"]
@@ -319,6 +319,11 @@ class GradWeightPlan:
         self.images, self.channels = n, c
         self.work = n * k * geometry.out_size * cg * kh * kw // 16
         self.reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
+        # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
+        self.depthwise_kernel = specialized(_conv_direct.conv2d_grad_weight_depthwise, dtype)
+        self.phase_planes = specialized(_conv_direct.phase_planes, dtype)
+        self.octile_kernel = specialized(_conv_direct.conv2d_grad_weight_octile, dtype)
+        self.tiled_kernel = specialized(_conv_direct.conv2d_grad_weight_tiled, dtype)
 
     def run(self, x, grad):
         """dL/dw ``(K, Cg, KH, KW)`` of NCHW ``x`` and ``grad`` (any strides); None when the GEMM must run.
@@ -342,22 +347,20 @@ class GradWeightPlan:
             # thread count: it is sized for blocks of 8 whatever the block
             channel_block = max(1, min(8, c // (2 * threads)))
             chunk = _scratch_chunk(8 * (ph.image + ph.plane), dtype.itemsize)
-            _conv_direct.conv2d_grad_weight_depthwise(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq,
-                                                      ph.plane, (chunk - 1) * ph.image + max(ph.image, self.reach),
-                                                      chunk, channel_block, threads)
+            self.depthwise_kernel(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq, ph.plane,
+                                  (chunk - 1) * ph.image + max(ph.image, self.reach), chunk, channel_block, threads)
         else:  # the input planes are shared by every block of output channels: lay them out once
             used = c * n * ph.image
             planes = zeros_aligned(max(used, (c * n - 1) * ph.image + self.reach), dtype)
-            _conv_direct.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
+            self.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
             c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
             if self.oc_level >= 0:
                 chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
-                _conv_direct.conv2d_grad_weight_octile(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, dw,
-                                                       groups, cg, chunk, c_parts, self.oc_level, threads)
+                self.octile_kernel(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
+                                   c_parts, self.oc_level, threads)
             else:
-                _conv_direct.conv2d_grad_weight_tiled(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq,
-                                                      ph.plane, dw, groups, cg,
-                                                      _scratch_chunk(8 * ph.plane, dtype.itemsize), c_parts, threads)
+                self.tiled_kernel(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, ph.plane, dw, groups, cg,
+                                  _scratch_chunk(8 * ph.plane, dtype.itemsize), c_parts, threads)
         return dw.reshape(k, cg, kh, kw)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._kernels import _col2im, _im2col
 from ._padding import pad_input
-from ._plans import PlanCache, call_key
+from ._plans import PlanCache, call_key, specialized
 from ._prepare import prepare_col2im, prepare_im2col
 from ._threads import threads_for
 
@@ -106,6 +106,7 @@ class UnfoldPlan:
             self.word = np.dtype(f"u{dtype.itemsize}")
             self.planar_geometry = (*geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
                                     *geometry.out_shape)
+            self.planar_kernel = specialized(_im2col.im2col_planar, self.word)
 
     def __call__(self, image, cols, stream=False):
         """Unfold ``image`` into ``cols`` (see :func:`unfold`)."""
@@ -115,8 +116,8 @@ class UnfoldPlan:
         if self.planar:
             if self.pad_first:
                 image = pad_input(image, geometry, self.padding_mode, False)
-            _im2col.im2col_planar(image.view(self.word), cols.view(self.word), *self.planar_geometry, threads,
-                                  stream)
+            self.planar_kernel(image.view(self.word), cols.view(self.word), *self.planar_geometry, threads,
+                               stream)
             return
         cl = self.channels_last
         words = _word_view(pad_input(image, geometry, self.padding_mode, cl), cl)
@@ -178,6 +179,7 @@ class FoldPlan:
         (top, _), (left, _) = geometry.padding
         self.planar_geometry = (*geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
                                 *geometry.out_shape)
+        self.planar_kernel = specialized(_col2im.col2im_planar, self.sum_dtype) if self.planar else None
 
     def __call__(self, cols, image=None):
         """Fold ``cols`` (see :func:`fold`)."""
@@ -193,7 +195,7 @@ class FoldPlan:
             if self.planar:
                 sums = cols if cols.dtype == self.sum_dtype else cols.view(self.sum_dtype)
                 into = target if target.dtype == self.sum_dtype else target.view(self.sum_dtype)
-                _col2im.col2im_planar(sums, into, *self.planar_geometry, by_image, threads)
+                self.planar_kernel(sums, into, *self.planar_geometry, by_image, threads)
             else:
                 view = _sum_view(target, self.channels_last)
                 sums = cols.view(view.dtype).reshape(cols.shape[0], -1)

@@ -14,7 +14,7 @@ from ._prepare_pool import (
     prepare_max_pool2d,
     prepare_max_pool2d_backward,
 )
-from ._plans import PlanCache, call_key, read_only
+from ._plans import PlanCache, call_key, read_only, specialized
 from ._threads import threads_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]
@@ -116,14 +116,16 @@ class MaxPoolPlan:
         self.channels_last, self.return_indices = call.channels_last, call.return_indices
         self.out_shape, self.stride_w, self.dilation = call.out_shape, geo.stride[1], geo.dilation
         self.work = int(np.prod(call.out_shape)) * geo.kernel_size
+        kernel = _pool.max_pool2d_nhwc if self.channels_last else _pool.max_pool2d_nchw
+        self.kernel = specialized(kernel, self.kernel_dtype)
 
     def run(self, x, values, indices):
         """Pool the batched ``x`` (kernel dtype) into ``values`` and ``indices`` (None: not wanted)."""
         threads = threads_for(self.work)
         if self.channels_last:
-            _pool.max_pool2d_nhwc(x, values, indices, self.windows, *self.dilation, threads)
+            self.kernel(x, values, indices, self.windows, *self.dilation, threads)
         else:
-            _pool.max_pool2d_nchw(x, values, indices, self.windows, self.stride_w, *self.dilation, threads)
+            self.kernel(x, values, indices, self.windows, self.stride_w, *self.dilation, threads)
 
 
 class AvgPoolPlan:
@@ -133,10 +135,11 @@ class AvgPoolPlan:
         self.channels_last, self.out_shape = call.channels_last, call.out_shape
         self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
+        self.kernel = specialized(_pool.avg_pool2d, call.compute_dtype)
 
     def run(self, x, result):
         """Pool the batched ``x`` (compute dtype) into ``result``."""
-        _pool.avg_pool2d(x, result, self.windows, self.divisors, self.channels_last, threads_for(self.work))
+        self.kernel(x, result, self.windows, self.divisors, self.channels_last, threads_for(self.work))
 
 
 def _plannable(call, x):

@@ -250,8 +250,9 @@ def _scratch_chunk(per_image, itemsize):
 
 
 #: Sums per weight-gradient entry per output pixel (input channels x taps per group) from
-#: which the output-channel tiles run the weight gradient, by dtype (measured; see below).
-GRAD_WEIGHT_CHANNEL_DEPTH = {"f": 512, "d": 128}
+#: which the output-channel tiles run the weight gradient, by dtype and SIMD level (measured;
+#: see below).
+GRAD_WEIGHT_CHANNEL_DEPTH = {("f", 1): 512, ("f", 2): 256, ("d", 1): 128, ("d", 2): 128}
 
 
 def choose_grad_weight_tiles(kg, depth, dtype, level):
@@ -269,11 +270,19 @@ def choose_grad_weight_tiles(kg, depth, dtype, level):
     but cifar (0.73x); with AVX2 as with AVX-512; at the baseline (SSE2, no
     FMA) 0.84-1.04x. So they run from AVX2 up, with at least
     ``GRAD_WEIGHT_CHANNEL_DEPTH`` sums and blocks at least 3/4 full.
+
+    Measured again on an Intel Xeon once the packed buffers were aligned and a
+    single block no longer split four ways (1 / 2 threads, float32): with
+    AVX-512 the output-channel tiles were 1.15x / 0.97x as fast on dilated
+    (288 sums), 1.16x / 1.32x with 432 sums, 1.53x / 1.58x with 360 at stride
+    2, 1.07x / 1.06x with 216, 0.98x / 0.62x with 144 (one block of 32
+    channels); with AVX2, 0.89x / 1.07x on dilated and 1.10x / 1.01x with 432.
+    So AVX-512 float32 takes them from 256 sums.
     """
     dtype = np.dtype(dtype)
     block, _ = _conv_direct.oc_tile_shape(level, dtype.char)
     full = kg / (-(-kg // block) * block)
-    if level >= 1 and depth >= GRAD_WEIGHT_CHANNEL_DEPTH.get(dtype.char, 512) and full >= 0.75:
+    if level >= 1 and depth >= GRAD_WEIGHT_CHANNEL_DEPTH.get((dtype.char, level), 512) and full >= 0.75:
         return level, block
     return -1, 8
 

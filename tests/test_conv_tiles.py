@@ -204,6 +204,11 @@ def test_grad_weight_choice():
         assert choose_grad_weight_tiles(256, 2304, np.float32, 2) == (2, 32)  # resnet-deep
         assert choose_grad_weight_tiles(64, 576, np.float64, 2) == (2, 16)  # resnet-mid
         assert choose_grad_weight_tiles(16, 576, np.float32, 2) == (-1, 8)  # blocks half empty
+        assert choose_grad_weight_tiles(32, 288, np.float32, 2) == (2, 32)  # dilated: from 256 sums
+        assert choose_grad_weight_tiles(64, 147, np.float32, 2) == (-1, 8)  # stem: too few
+    if "avx2" in LEVELS:
+        assert choose_grad_weight_tiles(32, 288, np.float32, 1) == (-1, 8)  # dilated with AVX2: 512
+        assert choose_grad_weight_tiles(64, 576, np.float32, 1) == (1, 16)
 
 
 # ---- bands of rows (conv2d_packed pads and splits a band of rows at a time)

@@ -64,8 +64,7 @@ def zeros_aligned(shape, dtype):
 
     Large NumPy arrays start 16 bytes past a page boundary, so an AVX-512 vector
     load from a buffer the kernels pack (weights, padded planes) would straddle
-    two cache lines at every offset that is a multiple of the vector width, and
-    rows of non-temporal stores would start and end in the middle of a line.
+    two cache lines at every offset that is a multiple of the vector width.
     """
     return _aligned(shape, dtype, np.zeros)
 

@@ -44,10 +44,11 @@ cdef inline Py_ssize_t _planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t K
                                        bint stream) noexcept nogil:
     """Scratch words (8 bytes) each thread of :func:`im2col_planar` needs for ``G`` planes.
 
-    The source row of each ``(g, kh)``, where each tap's run starts and, when
-    streaming, the ``BLOCK`` rows of ``cols`` a block assembles.
+    The output row the tables below were built for, the source row of each
+    ``(g, kh)``, where each tap's run starts and, when streaming, the ``BLOCK``
+    rows of ``cols`` a block assembles.
     """
-    return G * KH * (KW + 1) + (_BLOCK * G * KH * KW if stream else 0)
+    return 1 + G * KH * (KW + 1) + (_BLOCK * G * KH * KW if stream else 0)
 
 
 def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
@@ -99,6 +100,8 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
     try:
         if scratch == NULL or zeros == NULL:
             raise MemoryError("im2col_planar: cannot allocate its scratch")
+        for r in range(num_threads):
+            scratch[r * width] = -1  # no tables built yet
         if num_threads == 1:
             with nogil:
                 for r in range(N * OH):
@@ -122,33 +125,45 @@ cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, 
 
     ``[lo, hi)``: the interior output columns; ``assemble``: blocks and edge rows
     are assembled in scratch, then streamed.
+
+    A row whose window rows all lie inside the image reuses the tables of the
+    last such row of the same image this thread built (``scratch[0]``): its
+    source rows are those rows' moved down by ``shift`` items.
     """
     cdef Py_ssize_t G = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t GK = G * KH, J = G * KH * KW
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ow0, bw, i, k, kw, ih, j
     cdef const word_t* row
-    cdef const word_t** rows = <const word_t**>scratch  # the source row of each (c, kh)
+    cdef const word_t** rows = <const word_t**>(scratch + 1)  # the source row of each (c, kh)
     cdef const word_t** tab = rows + GK  # where each tap's run starts, for output pixel lo
     cdef word_t* edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed (room only if assembling)
     cdef word_t* dst
-    for k in range(G):
-        for i in range(KH):
-            ih = oh * SH + i * DH - top
-            rows[k * KH + i] = &x[n, k, ih, 0] if 0 <= ih < H else zeros
-    if lo < hi:
-        for k in range(GK):
-            for kw in range(KW):
-                tab[k * KW + kw] = rows[k] + (lo * SW + kw * DW - left)
+    cdef Py_ssize_t pitch = x.strides[2] // <Py_ssize_t>sizeof(word_t)  # items from one image row to the next
+    cdef bint inside = (oh * SH - top >= 0 and oh * SH + (KH - 1) * DH - top < H
+                        and x.strides[2] % <Py_ssize_t>sizeof(word_t) == 0)
+    cdef Py_ssize_t built = scratch[0], shift = 0
+    if inside and built >= 0 and built // OH == n:  # (scratch[0] only names rows inside the image)
+        shift = (oh - (built - n * OH)) * SH * pitch
+    else:
+        for k in range(G):
+            for i in range(KH):
+                ih = oh * SH + i * DH - top
+                rows[k * KH + i] = &x[n, k, ih, 0] if 0 <= ih < H else zeros
+        if lo < hi:
+            for k in range(GK):
+                for kw in range(KW):
+                    tab[k * KW + kw] = rows[k] + (lo * SW + kw * DW - left)
+        scratch[0] = r if inside else -1
     ow0 = lo
     while ow0 < hi:
         bw = min(_BLOCK, hi - ow0)
         dst = edge if assemble else &cols[r * OW + ow0, 0]
         if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
-            fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW, bw, SW,
-                                ow0 + bw < hi)
+            fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW + shift, bw,
+                                SW, ow0 + bw < hi)
         else:
             for j in range(J):
-                row = tab[j] + (ow0 - lo) * SW
+                row = tab[j] + (ow0 - lo) * SW + shift
                 if SW == 1:  # contiguous reads the compiler vectorizes
                     for i in range(bw):
                         dst[i * J + j] = row[i]
@@ -159,27 +174,29 @@ cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, 
             fc_stream_copy(&cols[r * OW + ow0, 0], edge, bw * J * sizeof(word_t))
         ow0 = ow0 + bw
     for ow in range(lo):
-        _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+        _edge_pixel(rows, shift, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
     for ow in range(hi, OW):
-        _edge_pixel(rows, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+        _edge_pixel(rows, shift, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
 
 
-cdef inline void _edge_pixel(const word_t** rows, word_t* dst, word_t* scratch, bint stream, Py_ssize_t count,
-                             Py_ssize_t iw0, Py_ssize_t W, Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
+cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst, word_t* scratch, bint stream,
+                             Py_ssize_t count, Py_ssize_t iw0, Py_ssize_t W, Py_ssize_t KW,
+                             Py_ssize_t DW) noexcept nogil:
     """The row of ``cols`` of the window at column ``iw0`` (:func:`_edge_taps`).
 
     ``stream``: assembled in ``scratch``, then written with non-temporal stores.
     """
     if stream:
-        _edge_taps(rows, scratch, count, iw0, W, KW, DW)
+        _edge_taps(rows, shift, scratch, count, iw0, W, KW, DW)
         fc_stream_copy(dst, scratch, count * KW * sizeof(word_t))
     else:
-        _edge_taps(rows, dst, count, iw0, W, KW, DW)
+        _edge_taps(rows, shift, dst, count, iw0, W, KW, DW)
 
 
-cdef inline void _edge_taps(const word_t** rows, word_t* dst, Py_ssize_t count, Py_ssize_t iw0,
-                            Py_ssize_t W, Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
-    """Taps of the window at column ``iw0`` in ``count`` source rows (``W`` items), into ``dst``.
+cdef inline void _edge_taps(const word_t** rows, Py_ssize_t shift, word_t* dst, Py_ssize_t count,
+                            Py_ssize_t iw0, Py_ssize_t W, Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
+    """Taps of the window at column ``iw0`` in ``count`` source rows (``W`` items each, starting
+    ``shift`` items past ``rows[k]``), into ``dst``.
 
     Taps outside a row are zero: each reads a clamped column, masked to zero
     (no branch per tap; ``KW <= PLANAR_KW_MAX``). Rows hold ``W >= 1`` items
@@ -194,7 +211,7 @@ cdef inline void _edge_taps(const word_t** rows, word_t* dst, Py_ssize_t count, 
         keep[kw] = <word_t>(-1) if 0 <= c < W else 0
         col[kw] = min(max(c, 0), W - 1)
     for k in range(count):
-        src = rows[k]
+        src = rows[k] + shift
         for kw in range(KW):
             dst[k * KW + kw] = src[col[kw]] & keep[kw]
 

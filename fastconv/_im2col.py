@@ -103,10 +103,8 @@ class UnfoldPlan:
         if self.planar:
             self.pad_first = padding_mode != "zeros" and geometry.has_padding
             (top, left) = (0, 0) if self.pad_first else (geometry.padding[0][0], geometry.padding[1][0])
-            self.word = np.dtype(f"u{dtype.itemsize}")
             self.planar_geometry = (*geometry.kernel, *geometry.stride, *geometry.dilation, top, left,
                                     *geometry.out_shape)
-            self.planar_kernel = specialized(_im2col.im2col_planar, self.word)
 
     def __call__(self, image, cols, stream=False):
         """Unfold ``image`` into ``cols`` (see :func:`unfold`)."""
@@ -116,8 +114,7 @@ class UnfoldPlan:
         if self.planar:
             if self.pad_first:
                 image = pad_input(image, geometry, self.padding_mode, False)
-            self.planar_kernel(image.view(self.word), cols.view(self.word), *self.planar_geometry, threads,
-                               stream)
+            _im2col.im2col_planar(image, cols, *self.planar_geometry, threads, stream)
             return
         cl = self.channels_last
         words = _word_view(pad_input(image, geometry, self.padding_mode, cl), cl)

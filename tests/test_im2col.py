@@ -412,6 +412,44 @@ def test_planar_kernel_checks_its_arguments():
         _im2col.im2col_planar(x, np.zeros((4, 2 * 3 * 9), np.uint32), 3, 9, 1, 1, 1, 1, 0, 0, 2, 2, 1)
 
 
+def test_planar_kernel_checks_its_arrays():
+    # it reads the arrays' memory itself, so it refuses what it cannot read or write as words
+    from fastconv._kernels import _im2col
+
+    x = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4)
+    geometry = (3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 1)
+    cols = np.zeros((4, 18), np.float32)
+    _im2col.im2col_planar(x, cols, *geometry)  # any numeric dtype of one word: copied as its bits
+    np.testing.assert_array_equal(cols, reference.im2col(x, 3))
+    words = np.zeros((4, 18), np.uint32)
+    _im2col.im2col_planar(x, words, *geometry)  # columns of another dtype of the same size
+    np.testing.assert_array_equal(words, cols.view(np.uint32))
+    flipped = x[:, ::-1, ::-1]  # negative strides, rows still contiguous
+    _im2col.im2col_planar(flipped, cols, *geometry)
+    np.testing.assert_array_equal(cols, reference.im2col(flipped, 3))
+    with pytest.raises(TypeError, match="size"):
+        _im2col.im2col_planar(x, np.zeros((4, 18), np.float64), *geometry)
+    with pytest.raises(TypeError, match="numbers"):
+        _im2col.im2col_planar(x.astype(object), np.zeros((4, 18), object), *geometry)
+    with pytest.raises(TypeError, match="size"):
+        _im2col.im2col_planar(x.astype(np.clongdouble), np.zeros((4, 18), np.clongdouble), *geometry)
+    with pytest.raises(ValueError, match="4-D"):
+        _im2col.im2col_planar(x[0], cols, *geometry)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        _im2col.im2col_planar(np.arange(64, dtype=np.float32).reshape(1, 2, 4, 8)[..., ::2], cols, *geometry)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _im2col.im2col_planar(x, np.zeros((18, 4), np.float32).T, *geometry)
+    read_only = np.zeros((4, 18), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        _im2col.im2col_planar(x, read_only, *geometry)
+    unaligned = np.zeros(4 * 18 * 4 + 1, np.uint8)[1:].view(np.float32).reshape(4, 18)
+    with pytest.raises(ValueError, match="aligned"):
+        _im2col.im2col_planar(x, unaligned, *geometry)
+    with pytest.raises(TypeError):
+        _im2col.im2col_planar([[[[1.0]]]], cols, *geometry)  # arrays only
+
+
 # ---- col2im into the unpadded image (col2im_planar): taps in the padding are dropped
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8])

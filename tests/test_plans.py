@@ -419,6 +419,7 @@ def test_planned_calls_take_read_only_inputs(rng):
 def test_plans_call_the_kernels_specialization_for_their_dtype():
     # a fused def kernel dispatches on its buffers' types at every call; plans skip that by
     # calling the specialization of their dtype, which still checks the buffers it is given
+    from fastconv._kernels import _col2im as col2im_kernels
     from fastconv._kernels import _im2col as im2col_kernels
     from fastconv._kernels import _pool as pool_kernels
     from fastconv._plans import specialized
@@ -426,11 +427,12 @@ def test_plans_call_the_kernels_specialization_for_their_dtype():
     assert specialized(pool_kernels.avg_pool2d, np.float32) is pool_kernels.avg_pool2d["float"]
     assert specialized(pool_kernels.avg_pool2d, np.float64) is pool_kernels.avg_pool2d["double"]
     assert specialized(pool_kernels.max_pool2d_nchw, np.int16) is pool_kernels.max_pool2d_nchw["int16_t"]
-    assert specialized(im2col_kernels.im2col_planar, np.uint32) is im2col_kernels.im2col_planar["uint32_t"]
+    assert specialized(col2im_kernels.col2im_planar, np.uint32) is col2im_kernels.col2im_planar["uint32_t"]
     assert specialized(pool_kernels.avg_pool2d, np.complex64) is pool_kernels.avg_pool2d  # none: the kernel as it is
-    kernel = specialized(im2col_kernels.im2col_planar, np.uint32)
-    x = np.zeros((1, 1, 3, 3), np.uint64)
+    assert specialized(im2col_kernels.im2col_planar, np.float32) is im2col_kernels.im2col_planar  # not fused
+    kernel = specialized(col2im_kernels.col2im_planar, np.uint32)
+    cols = np.zeros((1, 9), np.uint64)
     with pytest.raises(ValueError, match="[Bb]uffer dtype mismatch"):
-        kernel(x, np.zeros((1, 9), np.uint64), 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, False)
-    plan = _im2col.UnfoldPlan(fastconv._geometry.conv_geometry((3, 3), 3, 1, 0, 1), False, np.float32)
-    assert plan.planar_kernel is im2col_kernels.im2col_planar["uint32_t"]
+        kernel(cols, np.zeros((1, 1, 3, 3), np.uint64), 3, 3, 1, 1, 1, 1, 0, 0, 1, 1, False, 1)
+    plan = _im2col.FoldPlan(fastconv._geometry.conv_geometry((3, 3), 3, 1, 0, 1), 1, 1, False, np.float32)
+    assert plan.planar_kernel is col2im_kernels.col2im_planar["float"]

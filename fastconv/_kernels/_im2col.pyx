@@ -16,6 +16,9 @@ from cython.parallel cimport prange
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
+
+cimport numpy as cnp
 
 from fastconv._kernels._openmp cimport omp_get_thread_num
 
@@ -30,6 +33,16 @@ cdef extern from "im2col_block.h" nogil:
     void fc_im2col_block_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* const* src, ptrdiff_t start,
                              ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
+
+
+cnp.import_array()
+
+
+cdef struct _Planar:  # the image and geometry of one im2col_planar call
+    Py_ssize_t N, G, H, W  # the image's shape
+    Py_ssize_t xs0, xs1, xs2  # its strides, in bytes (its rows are contiguous)
+    Py_ssize_t KH, KW, SH, SW, DH, DW, top, left, OH, OW, J
+    Py_ssize_t lo, hi  # the interior output columns: every tap reads inside the row
 
 
 cdef enum:
@@ -51,11 +64,18 @@ cdef inline Py_ssize_t _planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t K
     return 1 + G * KH * (KW + 1) + (_BLOCK * G * KH * KW if stream else 0)
 
 
-def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
+def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
                   Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
                   Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
                   Py_ssize_t OH, Py_ssize_t OW, int num_threads, bint stream=False):
     """Gather every window of the unpadded planar ``x`` ``(N, C, H, W)`` into a row of ``cols``.
+
+    ``x`` and ``cols`` are arrays of one bool or numeric dtype of 1, 2, 4 or
+    8 bytes (their items are copied as words of that size): ``x`` aligned,
+    its rows contiguous; ``cols`` ``(N * OH * OW, C * KH * KW)``, C-contiguous,
+    aligned and writeable. The kernel reads the arrays' memory itself (no
+    buffer views to build, which cost a tiny call a third of its time), so it
+    checks all of this here.
 
     Zero padding (``top`` rows above, ``left`` columns to the left, and
     whatever the output extent needs below and to the right) is read, not
@@ -76,25 +96,58 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
     plain loop (an OpenMP team, even of one thread, costs a small call about
     0.6 µs). The row of zeros and each thread's scratch
     (:func:`_planar_scratch`) are allocated here. The caller checks the
-    geometry (``OH``, ``OW`` from ``conv_output_shape``) and allocates
-    ``cols``; the shapes and the ranges read are checked here as well.
+    geometry (``OH``, ``OW`` from ``conv_output_shape``); the arrays, the
+    shapes and the ranges read are checked here as well.
     """
-    cdef Py_ssize_t N = x.shape[0], G = x.shape[1], W = x.shape[3]
-    cdef Py_ssize_t J = G * KH * KW, width, r
-    cdef Py_ssize_t lo, hi
-    if cols.shape[0] != N * OH * OW or cols.shape[1] != J:
+    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(x)
+    if cnp.PyArray_NDIM(x) != 4 or cnp.PyArray_NDIM(cols) != 2:
+        raise ValueError("im2col_planar: x must be 4-D and cols 2-D")
+    if (not (cnp.PyArray_ISNUMBER(x) or cnp.PyArray_ISBOOL(x))
+            or not (cnp.PyArray_ISNUMBER(cols) or cnp.PyArray_ISBOOL(cols))
+            or cnp.PyArray_ITEMSIZE(cols) != size or size not in (1, 2, 4, 8)):
+        raise TypeError("im2col_planar: x and cols must hold numbers or bools of one size of 1, 2, 4 or 8 bytes")
+    cdef cnp.npy_intp* shape = cnp.PyArray_DIMS(x)
+    cdef cnp.npy_intp* strides = cnp.PyArray_STRIDES(x)
+    if (not cnp.PyArray_ISALIGNED(x) or (shape[3] > 1 and strides[3] != size)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(cols) or not cnp.PyArray_ISALIGNED(cols)
+            or not cnp.PyArray_ISWRITEABLE(cols)):
+        raise ValueError("im2col_planar: x must be aligned with contiguous rows, "
+                         "cols C-contiguous, aligned and writeable")
+    cdef _Planar p
+    p.N, p.G, p.H, p.W = shape[0], shape[1], shape[2], shape[3]
+    p.xs0, p.xs1, p.xs2 = strides[0], strides[1], strides[2]
+    p.KH, p.KW, p.SH, p.SW, p.DH, p.DW, p.top, p.left, p.OH, p.OW = KH, KW, SH, SW, DH, DW, top, left, OH, OW
+    p.J = p.G * KH * KW
+    if cnp.PyArray_DIMS(cols)[0] != p.N * OH * OW or cnp.PyArray_DIMS(cols)[1] != p.J:
         raise ValueError("im2col_planar: cols does not match the image and geometry")
     if (min(KH, KW, SH, SW, DH, DW) < 1 or KW > PLANAR_KW_MAX or top < 0 or left < 0 or OH < 0 or OW < 0
             or num_threads < 1):
         raise ValueError("im2col_planar: bad geometry")
+    cdef const char* xd = <const char*>cnp.PyArray_DATA(x)
+    cdef void* cd = cnp.PyArray_DATA(cols)
+    if size == 4:
+        _planar(<const uint32_t*>xd, <uint32_t*>cd, &p, num_threads, stream)
+    elif size == 8:
+        _planar(<const uint64_t*>xd, <uint64_t*>cd, &p, num_threads, stream)
+    elif size == 2:
+        _planar(<const uint16_t*>xd, <uint16_t*>cd, &p, num_threads, stream)
+    else:
+        _planar(<const uint8_t*>xd, <uint8_t*>cd, &p, num_threads, stream)
+
+
+cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bint stream) except -1:
+    """:func:`im2col_planar` on checked arrays: ``x`` its image's first item, ``cols`` its columns."""
+    cdef Py_ssize_t W = p.W, width, r
+    if p.N * p.OH * p.OW * p.J == 0:
+        return 0
     if W == 0:  # every tap is padding (and no column can be clamped into an empty row)
-        cols[:, :] = 0
-        return
+        memset(cols, 0, p.N * p.OH * p.OW * p.J * sizeof(word_t))
+        return 0
     # the interior output columns [lo, hi): every tap reads a column inside [0, W)
-    cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
-    lo = min(OW, (left + SW - 1) // SW)
-    hi = lo if last < 0 else max(lo, min(OW, last // SW + 1))
-    width = _planar_scratch(G, KH, KW, stream)
+    cdef Py_ssize_t last = W - 1 + p.left - (p.KW - 1) * p.DW  # the largest ow*SW an interior pixel may have
+    p.lo = min(p.OW, (p.left + p.SW - 1) // p.SW)
+    p.hi = p.lo if last < 0 else max(p.lo, min(p.OW, last // p.SW + 1))
+    width = _planar_scratch(p.G, p.KH, p.KW, stream)
     cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(max(1, num_threads * width) * sizeof(Py_ssize_t))
     cdef word_t* zeros = <word_t*>calloc(max(1, W), sizeof(word_t))
     try:
@@ -104,43 +157,42 @@ def im2col_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols,
             scratch[r * width] = -1  # no tables built yet
         if num_threads == 1:
             with nogil:
-                for r in range(N * OH):
-                    _im2col_row_planar(x, cols, zeros, scratch, KH, KW, SH, SW, DH, DW, top, left, OH, OW,
-                                       lo, hi, stream, r)
+                for r in range(p.N * p.OH):
+                    _im2col_row_planar(x, cols, zeros, scratch, p, stream, r)
         else:
-            for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
-                _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, KH, KW, SH, SW, DH,
-                                   DW, top, left, OH, OW, lo, hi, stream, r)
+            for r in prange(p.N * p.OH, nogil=True, num_threads=num_threads, schedule="static"):
+                _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, p, stream, r)
     finally:
         free(scratch)
         free(zeros)
+    return 0
 
 
-cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, const word_t* zeros,
-                             Py_ssize_t* scratch, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
-                             Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
-                             Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t lo, Py_ssize_t hi,
-                             bint assemble, Py_ssize_t r) noexcept nogil:
+cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros, Py_ssize_t* scratch,
+                             const _Planar* p, bint assemble, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * OH)`` output rows of :func:`im2col_planar`, ``scratch`` the thread's.
 
-    ``[lo, hi)``: the interior output columns; ``assemble``: blocks and edge rows
-    are assembled in scratch, then streamed.
+    ``p.lo, p.hi``: the interior output columns; ``assemble``: blocks and edge
+    rows are assembled in scratch, then streamed.
 
     A row whose window rows all lie inside the image reuses the tables of the
     last such row of the same image this thread built (``scratch[0]``): its
     source rows are those rows' moved down by ``shift`` items.
     """
-    cdef Py_ssize_t G = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t GK = G * KH, J = G * KH * KW
+    cdef Py_ssize_t G = p.G, H = p.H, W = p.W, KH = p.KH, KW = p.KW, SH = p.SH, SW = p.SW
+    cdef Py_ssize_t DH = p.DH, DW = p.DW, top = p.top, left = p.left, OH = p.OH, OW = p.OW
+    cdef Py_ssize_t lo = p.lo, hi = p.hi
+    cdef Py_ssize_t GK = G * KH, J = p.J
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ow0, bw, i, k, kw, ih, j
     cdef const word_t* row
     cdef const word_t** rows = <const word_t**>(scratch + 1)  # the source row of each (c, kh)
     cdef const word_t** tab = rows + GK  # where each tap's run starts, for output pixel lo
     cdef word_t* edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed (room only if assembling)
     cdef word_t* dst
-    cdef Py_ssize_t pitch = x.strides[2] // <Py_ssize_t>sizeof(word_t)  # items from one image row to the next
+    cdef word_t* out_row = cols + r * OW * J  # the first row of cols of this output row
+    cdef Py_ssize_t pitch = p.xs2 // <Py_ssize_t>sizeof(word_t)  # items from one image row to the next
     cdef bint inside = (oh * SH - top >= 0 and oh * SH + (KH - 1) * DH - top < H
-                        and x.strides[2] % <Py_ssize_t>sizeof(word_t) == 0)
+                        and p.xs2 % <Py_ssize_t>sizeof(word_t) == 0)
     cdef Py_ssize_t built = scratch[0], shift = 0
     if inside and built >= 0 and built // OH == n:  # (scratch[0] only names rows inside the image)
         shift = (oh - (built - n * OH)) * SH * pitch
@@ -148,7 +200,8 @@ cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, 
         for k in range(G):
             for i in range(KH):
                 ih = oh * SH + i * DH - top
-                rows[k * KH + i] = &x[n, k, ih, 0] if 0 <= ih < H else zeros
+                rows[k * KH + i] = (<const word_t*>(<const char*>x + n * p.xs0 + k * p.xs1 + ih * p.xs2)
+                                    if 0 <= ih < H else zeros)
         if lo < hi:
             for k in range(GK):
                 for kw in range(KW):
@@ -157,7 +210,7 @@ cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, 
     ow0 = lo
     while ow0 < hi:
         bw = min(_BLOCK, hi - ow0)
-        dst = edge if assemble else &cols[r * OW + ow0, 0]
+        dst = edge if assemble else out_row + ow0 * J
         if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
             fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW + shift, bw,
                                 SW, ow0 + bw < hi)
@@ -171,12 +224,12 @@ cdef void _im2col_row_planar(const word_t[:, :, :, ::1] x, word_t[:, ::1] cols, 
                     for i in range(bw):
                         dst[i * J + j] = row[i * SW]
         if assemble:
-            fc_stream_copy(&cols[r * OW + ow0, 0], edge, bw * J * sizeof(word_t))
+            fc_stream_copy(out_row + ow0 * J, edge, bw * J * sizeof(word_t))
         ow0 = ow0 + bw
     for ow in range(lo):
-        _edge_pixel(rows, shift, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+        _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
     for ow in range(hi, OW):
-        _edge_pixel(rows, shift, &cols[r * OW + ow, 0], edge, assemble, GK, ow * SW - left, W, KW, DW)
+        _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
 
 
 cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst, word_t* scratch, bint stream,

@@ -135,11 +135,10 @@ class AvgPoolPlan:
         self.channels_last, self.out_shape = call.channels_last, call.out_shape
         self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
-        self.kernel = specialized(_pool.avg_pool2d, call.compute_dtype)
 
     def run(self, x, result):
         """Pool the batched ``x`` (compute dtype) into ``result``."""
-        self.kernel(x, result, self.windows, self.divisors, self.channels_last, threads_for(self.work))
+        _pool.avg_pool2d(x, result, self.windows, self.divisors, self.channels_last, threads_for(self.work))
 
 
 def _plannable(call, x):
@@ -171,8 +170,10 @@ class _AvgPoolCall(NamedTuple):
     batched: bool
 
     def __call__(self, x):
-        result = np.empty(self.plan.out_shape, x.dtype)
-        self.plan.run(x if self.batched else x[np.newaxis], result)
+        plan = self.plan
+        result = np.empty(plan.out_shape, x.dtype)
+        _pool.avg_pool2d(x if self.batched else x[np.newaxis], result, plan.windows, plan.divisors,
+                         plan.channels_last, threads_for(plan.work))
         return result if self.batched else result[0]
 
 

@@ -656,3 +656,42 @@ def test_reference_raises_the_same_errors(name):
             bad_calls[name](getattr(module, name))
         messages.append(str(info.value))
     assert messages[0] == messages[1]
+
+
+def test_avg_pool_kernel_checks_its_arrays():
+    # the average-pooling kernel reads raw memory, so it refuses arrays and tables it cannot
+    # read safely, and windows that leave the image
+    from fastconv._kernels import _pool as kernels
+    from fastconv._pool import _divisors, _windows
+    from fastconv._prepare_pool import prepare_avg_pool2d
+
+    x = np.arange(2 * 3 * 5 * 5, dtype=np.float64).reshape(2, 3, 5, 5)
+    call = prepare_avg_pool2d(x, 2, None, 1, False, True, None, "NCHW", None)
+    windows, divisors = _windows(call.geometry), _divisors(call)
+    out = np.empty(call.out_shape)
+    kernels.avg_pool2d(x, out, windows, divisors, False, 1)
+    np.testing.assert_allclose(out, reference.avg_pool2d(x, 2, padding=1))
+    cases = [
+        ((x.astype(np.int64), out.astype(np.int64), windows, divisors), TypeError, "float"),
+        ((x, out.astype(np.float32), windows, divisors), TypeError, "dtype of x"),
+        ((x.astype(">f8"), out, windows, divisors), TypeError, "byte order"),
+        ((x[0], out[0], windows, divisors), ValueError, "4-D"),
+        ((x[:, :, :, ::-1], out, windows, divisors), ValueError, "C-contiguous"),
+        ((x, out[:1], windows, divisors), ValueError, "does not match"),
+        ((x, out, windows[:3], divisors), ValueError, "windows"),
+        ((x, out, windows[:, :2], divisors), ValueError, "windows"),
+        ((x, out, windows.astype(np.int32), divisors), ValueError, "windows"),
+        ((x, out, windows, divisors.astype(np.float64)), ValueError, "divisors"),
+    ]
+    read_only = out.copy()
+    read_only.flags.writeable = False
+    cases.append(((x, read_only, windows, divisors), ValueError, "writeable"))
+    for rows, value in [(1, 6), (3, 6), (2, -1), (0, 5)]:  # hn, wn past the image, w0 < 0, h0 + hn > H
+        bad = windows.copy()
+        bad[rows, 0] = value
+        cases.append(((x, out, bad, divisors), ValueError, "leaves the image"))
+    for args, error, match in cases:
+        with pytest.raises(error, match=match):
+            kernels.avg_pool2d(*args, False, 1)
+    with pytest.raises(ValueError, match="num_threads"):
+        kernels.avg_pool2d(x, out, windows, divisors, False, 0)

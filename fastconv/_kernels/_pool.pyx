@@ -26,8 +26,10 @@ acquire): one window table, the 4-D arrays as they are, no index array when
 none is wanted, and their scratch allocated here.
 
 Layouts: forward NCHW arrays arrive as ``(N, C, H, W)``, backward ones as
-``(P, H, W)`` planes (``P = N*C``), NHWC ones as ``(N, H, W, C)``. Nothing
-here validates: fastconv._pool checks every shape.
+``(P, H, W)`` planes (``P = N*C``), NHWC ones as ``(N, H, W, C)``.
+fastconv._pool checks every shape; the kernels take typed buffers and trust
+it, except :func:`avg_pool2d`, which reads its arrays' memory directly and
+checks them itself.
 Forward outputs are independent of each other, so any split is race-free;
 the backward kernels give each thread whole planes (NCHW) or whole
 ``(n, channel-block)`` slabs (NHWC), and every input pixel sums its
@@ -40,7 +42,19 @@ from libc.stdint cimport (INT8_MIN, INT16_MIN, INT32_MAX, INT32_MIN, INT64_MIN, 
                           int64_t, uint8_t, uint16_t, uint32_t, uint64_t)
 from libc.stdlib cimport free, malloc
 
+cimport numpy as cnp
+
 from fastconv._kernels._openmp cimport omp_get_thread_num
+
+cnp.import_array()
+
+
+cdef struct _AvgPool:  # one avg_pool2d call: shapes and window tables (checked)
+    Py_ssize_t N, C, H, W, OH, OW
+    const Py_ssize_t* windows  # (4, L): h0, hn, w0, wn
+    const int64_t* divisors  # (2, LD): dh, dw
+    Py_ssize_t L, LD
+
 
 # Max pooling compares: every ordered type (bool travels as uint8, float16 as float).
 ctypedef fused real_t:
@@ -318,77 +332,144 @@ cdef void _max_row_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, 
                 idx[c] = taps[c]
 
 
-def avg_pool2d(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out, const Py_ssize_t[:, ::1] windows,
-               const int64_t[:, ::1] divisors, bint channels_last, int num_threads):
+def avg_pool2d(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray windows not None,
+               cnp.ndarray divisors not None, bint channels_last, int num_threads):
     """Sum of the real pixels of each window (row-major), divided by ``dh[oh] * dw[ow]``.
+
+    ``x`` and ``out``: 4-D, C-contiguous, aligned, of one float dtype
+    (float32, float64 or long double), ``out`` writeable; ``windows``
+    ``(4, L)`` intp and ``divisors`` ``(2, L)`` int64, C-contiguous, ``L >=
+    OH, OW``. The kernel reads the arrays' memory itself (acquiring four
+    buffers cost a small call half its time), so it checks them here, and
+    that the windows lie inside the image.
 
     One task per output row: ``(n, c, oh)`` for NCHW, ``(n, oh)`` for NHWC
     (``channels_last``), whose channels are summed in the same order.
     """
-    cdef Py_ssize_t r, rows = out.shape[0] * out.shape[1] * (1 if channels_last else out.shape[2])
+    cdef int kind = cnp.PyArray_TYPE(x)
+    cdef cnp.npy_intp* xs = cnp.PyArray_DIMS(x)
+    cdef cnp.npy_intp* os = cnp.PyArray_DIMS(out)
+    cdef _AvgPool p
+    if kind != cnp.NPY_FLOAT and kind != cnp.NPY_DOUBLE and kind != cnp.NPY_LONGDOUBLE:
+        raise TypeError("avg_pool2d: x must be float32, float64 or long double")
+    if cnp.PyArray_TYPE(out) != kind or not cnp.PyArray_ISNOTSWAPPED(x) or not cnp.PyArray_ISNOTSWAPPED(out):
+        raise TypeError("avg_pool2d: out must have the dtype of x, both in native byte order")
+    if cnp.PyArray_NDIM(x) != 4 or cnp.PyArray_NDIM(out) != 4:
+        raise ValueError("avg_pool2d: x and out must be 4-D")
+    if (not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISALIGNED(x) or not cnp.PyArray_IS_C_CONTIGUOUS(out)
+            or not cnp.PyArray_ISALIGNED(out) or not cnp.PyArray_ISWRITEABLE(out)):
+        raise ValueError("avg_pool2d: x and out must be C-contiguous and aligned, out writeable")
+    if channels_last:
+        p.N, p.H, p.W, p.C, p.OH, p.OW = xs[0], xs[1], xs[2], xs[3], os[1], os[2]
+        same = os[0] == p.N and os[3] == p.C
+    else:
+        p.N, p.C, p.H, p.W, p.OH, p.OW = xs[0], xs[1], xs[2], xs[3], os[2], os[3]
+        same = os[0] == p.N and os[1] == p.C
+    if not same:
+        raise ValueError("avg_pool2d: out does not match x")
+    p.windows = _table(windows, cnp.NPY_INTP, 4, max(p.OH, p.OW, 1), "windows")
+    p.divisors = <const int64_t*>_table(divisors, cnp.NPY_INT64, 2, max(p.OH, p.OW, 1), "divisors")
+    p.L = cnp.PyArray_DIMS(windows)[1]
+    p.LD = cnp.PyArray_DIMS(divisors)[1]
+    _check_windows(p.windows, p.L, p.OH, p.H, p.OW, p.W)
+    if num_threads < 1:
+        raise ValueError("avg_pool2d: num_threads must be at least 1")
+    if kind == cnp.NPY_FLOAT:
+        _avg_pool(<const float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), &p, channels_last,
+                  num_threads)
+    elif kind == cnp.NPY_DOUBLE:
+        _avg_pool(<const double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out), &p, channels_last,
+                  num_threads)
+    else:
+        _avg_pool(<const long double*>cnp.PyArray_DATA(x), <long double*>cnp.PyArray_DATA(out), &p,
+                  channels_last, num_threads)
+
+
+cdef const Py_ssize_t* _table(cnp.ndarray a, int kind, Py_ssize_t rows, Py_ssize_t width, str name) except NULL:
+    """The data of a C-contiguous aligned ``(rows, >= width)`` table of ``kind``; ValueError otherwise."""
+    if (cnp.PyArray_TYPE(a) != kind or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIMS(a)[0] != rows
+            or cnp.PyArray_DIMS(a)[1] < width or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or not cnp.PyArray_ISALIGNED(a)):
+        raise ValueError(f"{name} must be a C-contiguous ({rows}, >= {width}) table of {cnp.PyArray_DescrFromType(kind)}")
+    return <const Py_ssize_t*>cnp.PyArray_DATA(a)
+
+
+cdef int _check_windows(const Py_ssize_t* windows, Py_ssize_t L, Py_ssize_t OH, Py_ssize_t H, Py_ssize_t OW,
+                        Py_ssize_t W) except -1:
+    """ValueError unless every window's taps (rows ``h0 .. h0+hn``, columns likewise, dilation 1) lie inside."""
+    cdef Py_ssize_t i
+    for i in range(OH):
+        if windows[i] < 0 or windows[L + i] < 0 or windows[i] + windows[L + i] > H:
+            raise ValueError("avg_pool2d: a window leaves the image")
+    for i in range(OW):
+        if windows[2 * L + i] < 0 or windows[3 * L + i] < 0 or windows[2 * L + i] + windows[3 * L + i] > W:
+            raise ValueError("avg_pool2d: a window leaves the image")
+    return 0
+
+
+cdef void _avg_pool(const float_t* x, float_t* out, const _AvgPool* p, bint channels_last,
+                    int num_threads) noexcept:
+    """:func:`avg_pool2d` on checked arrays."""
+    cdef Py_ssize_t r, rows = p.N * p.OH * (1 if channels_last else p.C)
     if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
         with nogil:
             for r in range(rows):
-                _avg_row(x, out, windows, divisors, channels_last, r)
+                _avg_row(x, out, p, channels_last, r)
     else:
         for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
-            _avg_row(x, out, windows, divisors, channels_last, r)
+            _avg_row(x, out, p, channels_last, r)
 
 
-cdef inline void _avg_row(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
-                          const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
-                          bint channels_last, Py_ssize_t r) noexcept nogil:
+cdef inline void _avg_row(const float_t* x, float_t* out, const _AvgPool* p, bint channels_last,
+                          Py_ssize_t r) noexcept nogil:
     if channels_last:
-        _avg_row_nhwc(x, out, windows, divisors, r)
+        _avg_row_nhwc(x, out, p, r)
     else:
-        _avg_row_nchw(x, out, windows, divisors, r)
+        _avg_row_nchw(x, out, p, r)
 
 
-cdef void _avg_row_nchw(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
-                        const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
-                        Py_ssize_t r) noexcept nogil:
+cdef void _avg_row_nchw(const float_t* x, float_t* out, const _AvgPool* p, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`avg_pool2d` (NCHW)."""
-    cdef Py_ssize_t C = x.shape[1], W = x.shape[3], OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t p = r // OH, oh = r - p * OH, n = p // C, c = p - n * C, ow, ih, iw
-    cdef const Py_ssize_t* w0 = &windows[2, 0]
-    cdef const Py_ssize_t* wn = &windows[3, 0]
-    cdef const int64_t* dw = &divisors[1, 0]
-    cdef Py_ssize_t h_first = windows[0, oh], h_end = h_first + windows[1, oh]
-    cdef int64_t dh = divisors[0, oh]
+    cdef Py_ssize_t W = p.W, OH = p.OH, OW = p.OW, L = p.L
+    cdef Py_ssize_t plane_index = r // OH, oh = r - plane_index * OH, ow, ih, iw
+    cdef const Py_ssize_t* w0 = p.windows + 2 * L
+    cdef const Py_ssize_t* wn = p.windows + 3 * L
+    cdef const int64_t* dw = p.divisors + p.LD
+    cdef Py_ssize_t h_first = p.windows[oh], h_end = h_first + p.windows[L + oh]
+    cdef int64_t dh = p.divisors[oh]
     cdef float_t s
-    cdef const float_t* plane = &x[n, c, 0, 0]
+    cdef const float_t* plane = x + plane_index * p.H * W
     cdef const float_t* src
-    cdef float_t* orow = &out[n, c, oh, 0]
+    cdef float_t* orow = out + r * OW
     for ow in range(OW):
         s = 0
         for ih in range(h_first, h_end):
-            src = &plane[ih * W]
+            src = plane + ih * W
             for iw in range(w0[ow], w0[ow] + wn[ow]):
                 s = s + src[iw]
         orow[ow] = s / <float_t>(dh * dw[ow])
 
 
-cdef void _avg_row_nhwc(const float_t[:, :, :, ::1] x, float_t[:, :, :, ::1] out,
-                        const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
-                        Py_ssize_t r) noexcept nogil:
+cdef void _avg_row_nhwc(const float_t* x, float_t* out, const _AvgPool* p, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * OH)`` output rows of :func:`avg_pool2d` (NHWC)."""
-    cdef Py_ssize_t C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t C = p.C, W = p.W, OH = p.OH, OW = p.OW, L = p.L
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ih, iw, c
-    cdef const Py_ssize_t* w0 = &windows[2, 0]
-    cdef const Py_ssize_t* wn = &windows[3, 0]
-    cdef const int64_t* dw = &divisors[1, 0]
-    cdef Py_ssize_t h_first = windows[0, oh], h_end = h_first + windows[1, oh]
-    cdef int64_t dh = divisors[0, oh]
+    cdef const Py_ssize_t* w0 = p.windows + 2 * L
+    cdef const Py_ssize_t* wn = p.windows + 3 * L
+    cdef const int64_t* dw = p.divisors + p.LD
+    cdef Py_ssize_t h_first = p.windows[oh], h_end = h_first + p.windows[L + oh]
+    cdef int64_t dh = p.divisors[oh]
     cdef float_t d
+    cdef const float_t* image = x + n * p.H * W * C
     cdef const float_t* src
     cdef float_t* o
     for ow in range(OW):
-        o = &out[n, oh, ow, 0]
+        o = out + (r * OW + ow) * C
         for c in range(C):
             o[c] = 0
         for ih in range(h_first, h_end):
             for iw in range(w0[ow], w0[ow] + wn[ow]):
-                src = &x[n, ih, iw, 0]
+                src = image + (ih * W + iw) * C
                 for c in range(C):
                     o[c] = o[c] + src[c]
         d = <float_t>(dh * dw[ow])

@@ -14,7 +14,7 @@ from ._prepare_pool import (
     prepare_max_pool2d,
     prepare_max_pool2d_backward,
 )
-from ._plans import PlanCache, call_key, read_only, specialized
+from ._plans import PlanCache, call_key, read_only
 from ._threads import threads_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]
@@ -116,16 +116,11 @@ class MaxPoolPlan:
         self.channels_last, self.return_indices = call.channels_last, call.return_indices
         self.out_shape, self.stride_w, self.dilation = call.out_shape, geo.stride[1], geo.dilation
         self.work = int(np.prod(call.out_shape)) * geo.kernel_size
-        kernel = _pool.max_pool2d_nhwc if self.channels_last else _pool.max_pool2d_nchw
-        self.kernel = specialized(kernel, self.kernel_dtype)
 
     def run(self, x, values, indices):
         """Pool the batched ``x`` (kernel dtype) into ``values`` and ``indices`` (None: not wanted)."""
-        threads = threads_for(self.work)
-        if self.channels_last:
-            self.kernel(x, values, indices, self.windows, *self.dilation, threads)
-        else:
-            self.kernel(x, values, indices, self.windows, self.stride_w, *self.dilation, threads)
+        _pool.max_pool2d(x, values, indices, self.windows, self.stride_w, *self.dilation, self.channels_last,
+                         threads_for(self.work))
 
 
 class AvgPoolPlan:

@@ -424,11 +424,13 @@ def test_plans_call_the_kernels_specialization_for_their_dtype():
     from fastconv._kernels import _pool as pool_kernels
     from fastconv._plans import specialized
 
-    assert specialized(pool_kernels.max_pool2d_nhwc, np.float32) is pool_kernels.max_pool2d_nhwc["float"]
-    assert specialized(pool_kernels.max_pool2d_nhwc, np.float64) is pool_kernels.max_pool2d_nhwc["double"]
-    assert specialized(pool_kernels.max_pool2d_nchw, np.int16) is pool_kernels.max_pool2d_nchw["int16_t"]
+    backward = pool_kernels.avg_pool2d_backward_nchw
+    assert specialized(backward, np.float32) is backward["float"]
+    assert specialized(backward, np.float64) is backward["double"]
+    assert specialized(col2im_kernels.col2im_planar, np.uint16) is col2im_kernels.col2im_planar["uint16_t"]
     assert specialized(col2im_kernels.col2im_planar, np.uint32) is col2im_kernels.col2im_planar["uint32_t"]
-    assert specialized(pool_kernels.max_pool2d_nhwc, np.complex64) is pool_kernels.max_pool2d_nhwc  # none: as it is
+    assert specialized(backward, np.complex64) is backward  # none: the kernel as it is
+    assert specialized(pool_kernels.max_pool2d, np.float32) is pool_kernels.max_pool2d  # not fused
     assert specialized(im2col_kernels.im2col_planar, np.float32) is im2col_kernels.im2col_planar  # not fused
     kernel = specialized(col2im_kernels.col2im_planar, np.uint32)
     cols = np.zeros((1, 9), np.uint64)

@@ -695,3 +695,37 @@ def test_avg_pool_kernel_checks_its_arrays():
             kernels.avg_pool2d(*args, False, 1)
     with pytest.raises(ValueError, match="num_threads"):
         kernels.avg_pool2d(x, out, windows, divisors, False, 0)
+
+
+def test_max_pool_kernel_checks_its_arrays():
+    # the max-pooling kernel reads raw memory too: it refuses index arrays it cannot write and
+    # dilated windows whose last tap leaves the image
+    from fastconv._kernels import _pool as kernels
+    from fastconv._pool import _windows
+    from fastconv._prepare_pool import prepare_max_pool2d
+
+    x = np.arange(2 * 3 * 7 * 7, dtype=np.int16).reshape(2, 3, 7, 7)
+    call = prepare_max_pool2d(x, 3, 2, 1, 2, False, True, "NCHW", None)  # dilation 2, padding 1
+    windows = _windows(call.geometry)
+    values, indices = np.empty(call.out_shape, x.dtype), np.empty(call.out_shape, np.longlong)
+    kernels.max_pool2d(x, values, indices, windows, 2, 2, 2, False, 1)
+    expected, expected_indices = reference.max_pool2d(x, 3, stride=2, padding=1, dilation=2, return_indices=True)
+    np.testing.assert_array_equal(values, expected)
+    np.testing.assert_array_equal(indices, expected_indices)  # (int64 of either C name: long long here)
+    cases = [
+        ((x, values, indices.astype(np.int32), windows, 2, 2, 2), ValueError, "indices"),
+        ((x, values, indices[:1], windows, 2, 2, 2), ValueError, "indices"),
+        ((x, values, indices.astype(np.uint64), windows, 2, 2, 2), ValueError, "indices"),
+        ((x, values.astype(np.uint16), None, windows, 2, 2, 2), TypeError, "dtype of x"),
+        ((x.astype(np.complex64), values.astype(np.complex64), None, windows, 2, 2, 2), TypeError, "no kernel"),
+        ((x, values, None, windows, 0, 2, 2), ValueError, "stride"),
+        ((x, values, None, windows, 2, 0, 2), ValueError, "dilation"),
+        ((x, values, None, windows, 2, 4, 2), ValueError, "leaves the image"),  # DH 4: rows 3 and 7
+    ]
+    for row, value in [(1, 4), (3, 4)]:  # 4 taps 2 apart from row/column 0 or 1: past the image
+        bad = windows.copy()
+        bad[row, :] = value
+        cases.append(((x, values, None, bad, 2, 2, 2), ValueError, "leaves the image"))
+    for args, error, match in cases:
+        with pytest.raises(error, match=match):
+            kernels.max_pool2d(*args, False, 1)

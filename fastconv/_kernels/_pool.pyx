@@ -16,20 +16,21 @@ over memory than the pool itself). Average pooling divides by
 ``dh[oh] * dw[ow]``, separable factors the caller derives from
 ``count_include_pad``/``divisor_override`` (PyTorch's divisor rules).
 
-The NCHW forward kernels, which small calls reach, run their loop in plain C
+The forward kernels, which small calls reach, run their loop in plain C
 when called for one thread: an OpenMP team, even of one thread, costs about
 0.6 µs (two barriers, each a futex system call in libgomp), more than a
 small call's pooling. Their loop bodies are functions of the output row,
 called from a serial loop or from ``prange``. For the same reason the
-forward kernels take few buffers (each costs a small call 0.2-0.3 µs to
-acquire): one window table, the 4-D arrays as they are, no index array when
-none is wanted, and their scratch allocated here.
+forward kernels take the arrays themselves, not typed buffers (each cost a
+small call 0.2-0.3 µs to acquire), no index array when none is wanted, and
+allocate their scratch here.
 
 Layouts: forward NCHW arrays arrive as ``(N, C, H, W)``, backward ones as
 ``(P, H, W)`` planes (``P = N*C``), NHWC ones as ``(N, H, W, C)``.
-fastconv._pool checks every shape; the kernels take typed buffers and trust
-it, except :func:`avg_pool2d`, which reads its arrays' memory directly and
-checks them itself.
+fastconv._pool checks every shape. The forward kernels read their arrays'
+memory directly (acquiring typed buffers cost a small call half its time)
+and check the arrays and window tables themselves; the backward kernels take
+typed buffers and trust the caller.
 Forward outputs are independent of each other, so any split is race-free;
 the backward kernels give each thread whole planes (NCHW) or whole
 ``(n, channel-block)`` slabs (NHWC), and every input pixel sums its
@@ -49,11 +50,14 @@ from fastconv._kernels._openmp cimport omp_get_thread_num
 cnp.import_array()
 
 
-cdef struct _AvgPool:  # one avg_pool2d call: shapes and window tables (checked)
+cdef struct _Pool:  # one forward pool call: shapes, geometry and tables (checked)
     Py_ssize_t N, C, H, W, OH, OW
     const Py_ssize_t* windows  # (4, L): h0, hn, w0, wn
-    const int64_t* divisors  # (2, LD): dh, dw
-    Py_ssize_t L, LD
+    Py_ssize_t L, SW, DH, DW
+    const int64_t* divisors  # average pooling: (2, LD): dh, dw
+    Py_ssize_t LD
+    Py_ssize_t a, b, KW  # max pooling, NCHW: the interior columns and their taps
+    bint narrow  # max pooling, NHWC: indices fit in int32
 
 
 # Max pooling compares: every ordered type (bool travels as uint8, float16 as float).
@@ -111,225 +115,318 @@ cdef inline bint _takes(real_t v, real_t m) noexcept nogil:
 # the kernels start from a plain copy of the first real tap instead.
 
 
-def max_pool2d_nchw(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
-                    const Py_ssize_t[:, ::1] windows, Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW,
-                    int num_threads):
+def max_pool2d(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray indices,
+               cnp.ndarray windows not None, Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW, bint channels_last,
+               int num_threads):
     """Max over each window of each plane; ``indices`` (None: not wanted) index the H*W plane.
+
+    ``x`` and ``out``: 4-D, C-contiguous, aligned, of one ordered type
+    (integers of 1 to 8 bytes, float32, float64, long double; bool travels
+    as uint8, float16 as float32), ``out`` writeable; ``indices`` int64 of
+    the shape of ``out``; ``windows`` the ``(4, L)`` intp table; ``SW``
+    the stride and ``DH``, ``DW`` the dilation. The kernel reads the arrays'
+    memory itself, so it checks them here, and that every tap of every
+    window lies inside the image.
 
     A window starts from the lowest value (-inf, or the type's minimum) at the
     index of its first real tap, as PyTorch does, so ties keep the first
     maximum in row-major tap order. A window without any real tap (possible
     only with dilation) gets index -1, where PyTorch returns an index that
     its own backward then writes out of bounds with.
-
-    Interior columns (every tap inside the image, unit dilation) take a fast
-    path: tap by tap, one vectorizable pass over the output row. Updates are
-    written branch-free (select, then store) so the compiler can vectorize;
-    indices are tracked there as int32 (one ``(OW,)`` scratch row per
-    thread; int32 next to float32 vectorizes, int64 does not) and widened at
-    the end of the row. Planes of 2**31 pixels or more skip the fast path
-    when indices are wanted.
     """
-    cdef Py_ssize_t OH = out.shape[2], OW = out.shape[3], rows = x.shape[0] * x.shape[1] * OH
-    cdef const Py_ssize_t* w0 = &windows[2, 0]
-    cdef const Py_ssize_t* wn = &windows[3, 0]
-    cdef Py_ssize_t KW = 0, a = OW, b = OW, r, ow
-    cdef bint with_indices = indices is not None
+    cdef _Pool p
+    _check_pool(x, out, windows, channels_last, DH, DW, &p, "max_pool2d")
+    if indices is not None and (not cnp.PyArray_ISSIGNED(indices) or cnp.PyArray_ITEMSIZE(indices) != 8
+                                or not cnp.PyArray_ISNOTSWAPPED(indices) or cnp.PyArray_NDIM(indices) != 4
+                                or not cnp.PyArray_IS_C_CONTIGUOUS(indices) or not cnp.PyArray_ISALIGNED(indices)
+                                or not cnp.PyArray_ISWRITEABLE(indices)
+                                or not cnp.PyArray_SAMESHAPE(indices, out)):
+        raise ValueError("max_pool2d: indices must be a writeable C-contiguous int64 array shaped like out")
+    if SW < 1 or num_threads < 1:
+        raise ValueError("max_pool2d: the stride and num_threads must be at least 1")
+    p.SW = SW
+    cdef int64_t* idx = <int64_t*>cnp.PyArray_DATA(indices) if indices is not None else NULL
+    cdef const void* xd = cnp.PyArray_DATA(x)
+    cdef void* od = cnp.PyArray_DATA(out)
+    cdef int kind = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t size = cnp.PyArray_ITEMSIZE(x)
+    if kind == cnp.NPY_FLOAT:
+        _max_pool(<const float*>xd, <float*>od, idx, &p, channels_last, num_threads)
+    elif kind == cnp.NPY_DOUBLE:
+        _max_pool(<const double*>xd, <double*>od, idx, &p, channels_last, num_threads)
+    elif kind == cnp.NPY_LONGDOUBLE:
+        _max_pool(<const long double*>xd, <long double*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISSIGNED(x) and size == 1:
+        _max_pool(<const int8_t*>xd, <int8_t*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISSIGNED(x) and size == 2:
+        _max_pool(<const int16_t*>xd, <int16_t*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISSIGNED(x) and size == 4:
+        _max_pool(<const int32_t*>xd, <int32_t*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISSIGNED(x) and size == 8:
+        _max_pool(<const int64_t*>xd, <int64_t*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISUNSIGNED(x) and size == 1:
+        _max_pool(<const uint8_t*>xd, <uint8_t*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISUNSIGNED(x) and size == 2:
+        _max_pool(<const uint16_t*>xd, <uint16_t*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISUNSIGNED(x) and size == 4:
+        _max_pool(<const uint32_t*>xd, <uint32_t*>od, idx, &p, channels_last, num_threads)
+    elif cnp.PyArray_ISUNSIGNED(x) and size == 8:
+        _max_pool(<const uint64_t*>xd, <uint64_t*>od, idx, &p, channels_last, num_threads)
+    else:
+        raise TypeError(f"max_pool2d: no kernel for {x.dtype}")
+
+
+cdef int _check_pool(cnp.ndarray x, cnp.ndarray out, cnp.ndarray windows, bint channels_last, Py_ssize_t DH,
+                     Py_ssize_t DW, _Pool* p, str name) except -1:
+    """Check a forward pool's arrays and window table (taps ``DH``, ``DW`` apart); fill ``p``."""
+    cdef cnp.npy_intp* xs
+    cdef cnp.npy_intp* os
+    cdef Py_ssize_t i
+    cdef const Py_ssize_t* w
+    if not cnp.PyArray_EquivArrTypes(x, out) or not cnp.PyArray_ISNOTSWAPPED(x):
+        raise TypeError(f"{name}: out must have the dtype of x, in native byte order")
+    if cnp.PyArray_NDIM(x) != 4 or cnp.PyArray_NDIM(out) != 4:
+        raise ValueError(f"{name}: x and out must be 4-D")
+    if (not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISALIGNED(x) or not cnp.PyArray_IS_C_CONTIGUOUS(out)
+            or not cnp.PyArray_ISALIGNED(out) or not cnp.PyArray_ISWRITEABLE(out)):
+        raise ValueError(f"{name}: x and out must be C-contiguous and aligned, out writeable")
+    xs, os = cnp.PyArray_DIMS(x), cnp.PyArray_DIMS(out)
+    if channels_last:
+        p.N, p.H, p.W, p.C, p.OH, p.OW = xs[0], xs[1], xs[2], xs[3], os[1], os[2]
+        same = os[0] == p.N and os[3] == p.C
+    else:
+        p.N, p.C, p.H, p.W, p.OH, p.OW = xs[0], xs[1], xs[2], xs[3], os[2], os[3]
+        same = os[0] == p.N and os[1] == p.C
+    if not same:
+        raise ValueError(f"{name}: out does not match x")
+    if DH < 1 or DW < 1:
+        raise ValueError(f"{name}: the dilation must be at least 1")
+    p.DH, p.DW = DH, DW
+    p.windows = _table(windows, sizeof(Py_ssize_t), 4, max(p.OH, p.OW, 1), "windows")
+    p.L = cnp.PyArray_DIMS(windows)[1]
+    w = p.windows
+    for i in range(p.OH):  # taps h0, h0 + DH, ... (hn of them) inside [0, H)
+        if w[p.L + i] < 0 or (w[p.L + i] > 0 and (w[i] < 0 or w[i] + (w[p.L + i] - 1) * DH >= p.H)):
+            raise ValueError(f"{name}: a window leaves the image")
+    for i in range(p.OW):
+        if w[3 * p.L + i] < 0 or (w[3 * p.L + i] > 0 and (w[2 * p.L + i] < 0
+                                                        or w[2 * p.L + i] + (w[3 * p.L + i] - 1) * DW >= p.W)):
+            raise ValueError(f"{name}: a window leaves the image")
+    return 0
+
+
+cdef int _max_pool(const real_t* x, real_t* out, int64_t* indices, _Pool* p, bint channels_last,
+                   int num_threads) except -1:
+    """:func:`max_pool2d` on checked arrays."""
+    cdef Py_ssize_t r, rows, width
+    cdef const Py_ssize_t* w0 = p.windows + 2 * p.L
+    cdef const Py_ssize_t* wn = p.windows + 3 * p.L
+    cdef Py_ssize_t KW = 0, a = p.OW, b = p.OW, ow
     cdef int32_t* taps
-    # [a, b): the first run of output columns with the most taps, KW, each
-    # window SW to the right of the previous one (the unclipped interior).
-    for ow in range(OW):
-        KW = wn[ow] if wn[ow] > KW else KW
-    for ow in range(OW):
-        if wn[ow] != KW:
-            if a < OW:
+    if channels_last:
+        rows, width = p.N * p.OH, p.C
+        p.narrow = p.H * p.W <= INT32_MAX
+    else:
+        rows = p.N * p.C * p.OH
+        # [a, b): the first run of output columns with the most taps, KW, each
+        # window SW to the right of the previous one (the unclipped interior).
+        for ow in range(p.OW):
+            KW = wn[ow] if wn[ow] > KW else KW
+        for ow in range(p.OW):
+            if wn[ow] != KW:
+                if a < p.OW:
+                    break
+                continue
+            if a == p.OW:
+                a = ow
+            elif w0[ow] != w0[ow - 1] + p.SW:
                 break
-            continue
-        if a == OW:
-            a = ow
-        elif w0[ow] != w0[ow - 1] + SW:
-            break
-        b = ow + 1
-    if DW != 1 or KW == 0 or (with_indices and x.shape[2] * x.shape[3] > INT32_MAX):
-        a = b = OW
-    taps = _index_rows(num_threads, b - a)
+            b = ow + 1
+        if p.DW != 1 or KW == 0 or (indices != NULL and p.H * p.W > INT32_MAX):
+            a = b = p.OW
+        p.a, p.b, p.KW = a, b, KW
+        width = b - a
+    taps = _index_rows(num_threads, width)
     try:
         if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
             with nogil:
                 for r in range(rows):
-                    _max_row_nchw(x, out, indices, taps, windows, SW, DH, DW, with_indices, a, b, KW, r)
+                    _max_row(x, out, indices, taps, p, channels_last, r)
         else:
             for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
-                _max_row_nchw(x, out, indices, taps + omp_get_thread_num() * (b - a), windows, SW, DH, DW,
-                              with_indices, a, b, KW, r)
+                _max_row(x, out, indices, taps + omp_get_thread_num() * width, p, channels_last, r)
     finally:
         free(taps)
+    return 0
 
 
-cdef void _max_row_nchw(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
-                        int32_t* taps, const Py_ssize_t[:, ::1] windows, Py_ssize_t SW, Py_ssize_t DH,
-                        Py_ssize_t DW, bint with_indices, Py_ssize_t a, Py_ssize_t b, Py_ssize_t KW,
+cdef inline void _max_row(const real_t* x, real_t* out, int64_t* indices, int32_t* taps, const _Pool* p,
+                          bint channels_last, Py_ssize_t r) noexcept nogil:
+    if channels_last:
+        _max_row_nhwc(x, out, indices, taps, p, r)
+    else:
+        _max_row_nchw(x, out, indices, taps, p, r)
+
+
+cdef void _max_row_nchw(const real_t* x, real_t* out, int64_t* indices, int32_t* taps, const _Pool* p,
                         Py_ssize_t r) noexcept nogil:
-    """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`max_pool2d_nchw`.
+    """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`max_pool2d` (NCHW).
 
-    ``[a, b)``: its interior columns, ``KW`` taps wide; ``taps``: the thread's ``(b - a,)`` int32 row.
+    Interior columns ``[p.a, p.b)`` (every tap inside the image, unit dilation,
+    ``p.KW`` taps wide) take a fast path: tap by tap, one vectorizable pass
+    over the output row. Updates are written branch-free (select, then store)
+    so the compiler can vectorize; indices are tracked there as int32 in the
+    thread's ``(b - a,)`` row ``taps`` (int32 next to float32 vectorizes,
+    int64 does not) and widened at the end of the row. Planes of 2**31 pixels
+    or more skip the fast path when indices are wanted.
     """
-    cdef Py_ssize_t C = x.shape[1], W = x.shape[3], OH = out.shape[2], OW = out.shape[3]
-    cdef Py_ssize_t p = r // OH, oh = r - p * OH, n = p // C, c = p - n * C, ow, t, u, ih, iw, best, i
-    cdef const Py_ssize_t* h0 = &windows[0, 0]
-    cdef const Py_ssize_t* hn = &windows[1, 0]
-    cdef const Py_ssize_t* w0 = &windows[2, 0]
-    cdef const Py_ssize_t* wn = &windows[3, 0]
+    cdef Py_ssize_t W = p.W, OH = p.OH, OW = p.OW, L = p.L, SW = p.SW, DH = p.DH
+    cdef Py_ssize_t a = p.a, b = p.b, KW = p.KW
+    cdef bint with_indices = indices != NULL
+    cdef Py_ssize_t plane_index = r // OH, oh = r - plane_index * OH, ow, t, u, ih, i
+    cdef Py_ssize_t h0 = p.windows[oh], hn = p.windows[L + oh]
     cdef int32_t k32
     cdef bint take
-    cdef real_t m, v, lowest = _lowest(<real_t>0)
-    cdef const real_t* plane = &x[n, c, 0, 0]
+    cdef real_t v, lowest = _lowest(<real_t>0)
+    cdef const real_t* plane = x + plane_index * p.H * W
     cdef const real_t* src
-    cdef real_t* orow = &out[n, c, oh, 0]
-    cdef int64_t* irow = &indices[n, c, oh, 0] if with_indices else NULL
-    for ow in range(OW):
-        if ow == a:  # the interior, vectorized over output columns
-            if hn[oh] == 0:  # no real row (dilated windows only)
-                for i in range(b - a):
-                    orow[a + i] = lowest
-                    taps[i] = -1
-            else:  # the first real tap starts the running maximum (see _first_tap)
-                src = &plane[h0[oh] * W + w0[a]]
-                k32 = h0[oh] * W + w0[a]
-                for i in range(b - a):
-                    orow[a + i] = src[i * SW]
-                    taps[i] = k32 + i * SW
-            for t in range(hn[oh]):
-                ih = h0[oh] + t * DH
-                src = &plane[ih * W + w0[a]]
-                for u in range(KW):
-                    if t == 0 and u == 0:
-                        continue
-                    if with_indices:
-                        k32 = ih * W + w0[a] + u
-                        for i in range(b - a):
-                            v = src[i * SW + u]
-                            take = _takes(v, orow[a + i])
-                            orow[a + i] = v if take else orow[a + i]
-                            taps[i] = k32 + i * SW if take else taps[i]
-                    elif SW == 2:
-                        for i in range(b - a):
-                            v = src[2 * i + u]
-                            orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
-                    else:
-                        for i in range(b - a):
-                            v = src[i * SW + u]
-                            orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
-            if with_indices:
-                for i in range(b - a):
-                    irow[a + i] = taps[i]
-        if a <= ow < b:
-            continue
-        m = lowest
-        best = h0[oh] * W + w0[ow] if hn[oh] > 0 and wn[ow] > 0 else -1
-        for t in range(hn[oh]):
-            ih = h0[oh] + t * DH
-            src = &plane[ih * W]
-            for u in range(wn[ow]):
-                iw = w0[ow] + u * DW
-                v = src[iw]
-                take = _takes(v, m)
-                m = v if take else m
-                best = ih * W + iw if take else best
-        orow[ow] = m
+    cdef real_t* orow = out + r * OW
+    cdef int64_t* irow = indices + r * OW if with_indices else NULL
+    for ow in range(a):
+        _max_window(plane, p, h0, hn, ow, orow, irow)
+    if a < b:  # the interior, vectorized over output columns
+        if hn == 0:  # no real row (dilated windows only)
+            for i in range(b - a):
+                orow[a + i] = lowest
+                taps[i] = -1
+        else:  # the first real tap starts the running maximum (see _first_tap)
+            src = &plane[h0 * W + p.windows[2 * L + a]]
+            k32 = h0 * W + p.windows[2 * L + a]
+            for i in range(b - a):
+                orow[a + i] = src[i * SW]
+                taps[i] = k32 + i * SW
+        for t in range(hn):
+            ih = h0 + t * DH
+            src = &plane[ih * W + p.windows[2 * L + a]]
+            for u in range(KW):
+                if t == 0 and u == 0:
+                    continue
+                if with_indices:
+                    k32 = ih * W + p.windows[2 * L + a] + u
+                    for i in range(b - a):
+                        v = src[i * SW + u]
+                        take = _takes(v, orow[a + i])
+                        orow[a + i] = v if take else orow[a + i]
+                        taps[i] = k32 + i * SW if take else taps[i]
+                elif SW == 2:
+                    for i in range(b - a):
+                        v = src[2 * i + u]
+                        orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
+                else:
+                    for i in range(b - a):
+                        v = src[i * SW + u]
+                        orow[a + i] = v if _takes(v, orow[a + i]) else orow[a + i]
         if with_indices:
-            irow[ow] = best
+            for i in range(b - a):
+                irow[a + i] = taps[i]
+    for ow in range(max(a, b), OW):
+        _max_window(plane, p, h0, hn, ow, orow, irow)
 
 
-def max_pool2d_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
-                    const Py_ssize_t[:, ::1] windows, Py_ssize_t DH, Py_ssize_t DW, int num_threads):
-    """Channels-last max pool: the innermost loop runs over contiguous channels.
+cdef inline void _max_window(const real_t* plane, const _Pool* p, Py_ssize_t h0, Py_ssize_t hn, Py_ssize_t ow,
+                             real_t* orow, int64_t* irow) noexcept nogil:
+    """Output column ``ow`` of a row of :func:`_max_row_nchw` outside its interior, tap by tap."""
+    cdef Py_ssize_t W = p.W, DH = p.DH, DW = p.DW
+    cdef Py_ssize_t w0 = p.windows[2 * p.L + ow], wn = p.windows[3 * p.L + ow], t, u, ih, iw
+    cdef real_t m = _lowest(<real_t>0), v
+    cdef bint take
+    cdef Py_ssize_t best = h0 * W + w0 if hn > 0 and wn > 0 else -1
+    cdef const real_t* src
+    for t in range(hn):
+        ih = h0 + t * DH
+        src = &plane[ih * W]
+        for u in range(wn):
+            iw = w0 + u * DW
+            v = src[iw]
+            take = _takes(v, m)
+            m = v if take else m
+            best = ih * W + iw if take else best
+    orow[ow] = m
+    if irow != NULL:
+        irow[ow] = best
 
-    Indices (``indices`` None: not wanted) are tracked as int32 in one
-    ``(C,)`` scratch row per thread so the channel loop vectorizes, then
-    widened; planes of 2**31 pixels or more track them in int64 directly.
+
+cdef void _max_row_nhwc(const real_t* x, real_t* out, int64_t* indices, int32_t* taps, const _Pool* p,
+                        Py_ssize_t r) noexcept nogil:
+    """Row ``r`` of the ``(N * OH)`` output rows of :func:`max_pool2d` (NHWC): the innermost loop runs
+    over contiguous channels.
+
+    Indices are tracked as int32 in the thread's ``(C,)`` row ``taps`` so the
+    channel loop vectorizes, then widened; planes of 2**31 pixels or more
+    (not ``p.narrow``) track them in int64 directly.
     """
-    cdef Py_ssize_t C = x.shape[3], r, rows = x.shape[0] * out.shape[1]
-    cdef bint with_indices = indices is not None, narrow = x.shape[1] * x.shape[2] <= INT32_MAX
-    cdef int32_t* taps = _index_rows(num_threads, C)
-    try:
-        if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
-            with nogil:
-                for r in range(rows):
-                    _max_row_nhwc(x, out, indices, taps, windows, DH, DW, with_indices, narrow, r)
-        else:
-            for r in prange(rows, nogil=True, num_threads=num_threads, schedule="static"):
-                _max_row_nhwc(x, out, indices, taps + omp_get_thread_num() * C, windows, DH, DW,
-                              with_indices, narrow, r)
-    finally:
-        free(taps)
-
-
-cdef void _max_row_nhwc(const real_t[:, :, :, ::1] x, real_t[:, :, :, ::1] out, int64_t[:, :, :, ::1] indices,
-                        int32_t* taps, const Py_ssize_t[:, ::1] windows, Py_ssize_t DH, Py_ssize_t DW,
-                        bint with_indices, bint narrow, Py_ssize_t r) noexcept nogil:
-    """Row ``r`` of the ``(N * OH)`` output rows of :func:`max_pool2d_nhwc`; ``taps``: the thread's ``(C,)``."""
-    cdef Py_ssize_t W = x.shape[2], C = x.shape[3], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t H = p.H, W = p.W, C = p.C, OH = p.OH, OW = p.OW, L = p.L, DH = p.DH, DW = p.DW
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, t, u, ih, iw, c, k
-    cdef const Py_ssize_t* h0 = &windows[0, 0]
-    cdef const Py_ssize_t* hn = &windows[1, 0]
-    cdef const Py_ssize_t* w0 = &windows[2, 0]
-    cdef const Py_ssize_t* wn = &windows[3, 0]
+    cdef Py_ssize_t h0 = p.windows[oh], hn = p.windows[L + oh], w0, wn
+    cdef bint with_indices = indices != NULL, narrow = p.narrow
     cdef bint take
     cdef int32_t k32
     cdef real_t v, lowest = _lowest(<real_t>0)
+    cdef const real_t* image = x + n * H * W * C
     cdef const real_t* src
-    cdef real_t* o
-    cdef int64_t* idx
+    cdef real_t* o = out + r * OW * C
+    cdef int64_t* idx = indices + r * OW * C if with_indices else NULL
     for ow in range(OW):
-        o = &out[n, oh, ow, 0]
-        idx = &indices[n, oh, ow, 0] if with_indices else NULL
-        if hn[oh] == 0 or wn[ow] == 0:  # no real pixel (dilated windows only)
+        w0, wn = p.windows[2 * L + ow], p.windows[3 * L + ow]
+        if hn == 0 or wn == 0:  # no real pixel (dilated windows only)
             for c in range(C):
                 o[c] = lowest
             if with_indices:
                 for c in range(C):
                     idx[c] = -1
-            continue
-        # the first real tap starts the running maximum (see _first_tap)
-        src = &x[n, h0[oh], w0[ow], 0]
-        k = h0[oh] * W + w0[ow]
-        for c in range(C):
-            o[c] = src[c]
+        else:
+            # the first real tap starts the running maximum (see _first_tap)
+            src = image + (h0 * W + w0) * C
+            k = h0 * W + w0
+            for c in range(C):
+                o[c] = src[c]
+            if with_indices:
+                for c in range(C):
+                    if narrow:
+                        taps[c] = <int32_t>k
+                    else:
+                        idx[c] = k
+            for t in range(hn):
+                ih = h0 + t * DH
+                for u in range(wn):
+                    if t == 0 and u == 0:
+                        continue
+                    iw = w0 + u * DW
+                    src = image + (ih * W + iw) * C
+                    if not with_indices:
+                        for c in range(C):
+                            v = src[c]
+                            o[c] = v if _takes(v, o[c]) else o[c]
+                    elif narrow:
+                        k32 = <int32_t>(ih * W + iw)
+                        for c in range(C):
+                            v = src[c]
+                            take = _takes(v, o[c])
+                            o[c] = v if take else o[c]
+                            taps[c] = k32 if take else taps[c]
+                    else:
+                        k = ih * W + iw
+                        for c in range(C):
+                            v = src[c]
+                            take = _takes(v, o[c])
+                            o[c] = v if take else o[c]
+                            idx[c] = k if take else idx[c]
+            if with_indices and narrow:
+                for c in range(C):
+                    idx[c] = taps[c]
+        o += C
         if with_indices:
-            for c in range(C):
-                if narrow:
-                    taps[c] = <int32_t>k
-                else:
-                    idx[c] = k
-        for t in range(hn[oh]):
-            ih = h0[oh] + t * DH
-            for u in range(wn[ow]):
-                if t == 0 and u == 0:
-                    continue
-                iw = w0[ow] + u * DW
-                src = &x[n, ih, iw, 0]
-                k = ih * W + iw
-                if with_indices and narrow:
-                    k32 = <int32_t>k
-                    for c in range(C):
-                        v = src[c]
-                        take = _takes(v, o[c])
-                        o[c] = v if take else o[c]
-                        taps[c] = k32 if take else taps[c]
-                elif with_indices:
-                    for c in range(C):
-                        v = src[c]
-                        take = _takes(v, o[c])
-                        o[c] = v if take else o[c]
-                        idx[c] = k if take else idx[c]
-                else:
-                    for c in range(C):
-                        v = src[c]
-                        o[c] = v if _takes(v, o[c]) else o[c]
-        if with_indices and narrow:
-            for c in range(C):
-                idx[c] = taps[c]
+            idx += C
 
 
 def avg_pool2d(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray windows not None,
@@ -347,31 +444,12 @@ def avg_pool2d(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray win
     (``channels_last``), whose channels are summed in the same order.
     """
     cdef int kind = cnp.PyArray_TYPE(x)
-    cdef cnp.npy_intp* xs = cnp.PyArray_DIMS(x)
-    cdef cnp.npy_intp* os = cnp.PyArray_DIMS(out)
-    cdef _AvgPool p
+    cdef _Pool p
     if kind != cnp.NPY_FLOAT and kind != cnp.NPY_DOUBLE and kind != cnp.NPY_LONGDOUBLE:
         raise TypeError("avg_pool2d: x must be float32, float64 or long double")
-    if cnp.PyArray_TYPE(out) != kind or not cnp.PyArray_ISNOTSWAPPED(x) or not cnp.PyArray_ISNOTSWAPPED(out):
-        raise TypeError("avg_pool2d: out must have the dtype of x, both in native byte order")
-    if cnp.PyArray_NDIM(x) != 4 or cnp.PyArray_NDIM(out) != 4:
-        raise ValueError("avg_pool2d: x and out must be 4-D")
-    if (not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_ISALIGNED(x) or not cnp.PyArray_IS_C_CONTIGUOUS(out)
-            or not cnp.PyArray_ISALIGNED(out) or not cnp.PyArray_ISWRITEABLE(out)):
-        raise ValueError("avg_pool2d: x and out must be C-contiguous and aligned, out writeable")
-    if channels_last:
-        p.N, p.H, p.W, p.C, p.OH, p.OW = xs[0], xs[1], xs[2], xs[3], os[1], os[2]
-        same = os[0] == p.N and os[3] == p.C
-    else:
-        p.N, p.C, p.H, p.W, p.OH, p.OW = xs[0], xs[1], xs[2], xs[3], os[2], os[3]
-        same = os[0] == p.N and os[1] == p.C
-    if not same:
-        raise ValueError("avg_pool2d: out does not match x")
-    p.windows = _table(windows, cnp.NPY_INTP, 4, max(p.OH, p.OW, 1), "windows")
-    p.divisors = <const int64_t*>_table(divisors, cnp.NPY_INT64, 2, max(p.OH, p.OW, 1), "divisors")
-    p.L = cnp.PyArray_DIMS(windows)[1]
+    _check_pool(x, out, windows, channels_last, 1, 1, &p, "avg_pool2d")
+    p.divisors = <const int64_t*>_table(divisors, sizeof(int64_t), 2, max(p.OH, p.OW, 1), "divisors")
     p.LD = cnp.PyArray_DIMS(divisors)[1]
-    _check_windows(p.windows, p.L, p.OH, p.H, p.OW, p.W)
     if num_threads < 1:
         raise ValueError("avg_pool2d: num_threads must be at least 1")
     if kind == cnp.NPY_FLOAT:
@@ -385,29 +463,17 @@ def avg_pool2d(cnp.ndarray x not None, cnp.ndarray out not None, cnp.ndarray win
                   channels_last, num_threads)
 
 
-cdef const Py_ssize_t* _table(cnp.ndarray a, int kind, Py_ssize_t rows, Py_ssize_t width, str name) except NULL:
-    """The data of a C-contiguous aligned ``(rows, >= width)`` table of ``kind``; ValueError otherwise."""
-    if (cnp.PyArray_TYPE(a) != kind or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIMS(a)[0] != rows
-            or cnp.PyArray_DIMS(a)[1] < width or not cnp.PyArray_IS_C_CONTIGUOUS(a)
-            or not cnp.PyArray_ISALIGNED(a)):
-        raise ValueError(f"{name} must be a C-contiguous ({rows}, >= {width}) table of {cnp.PyArray_DescrFromType(kind)}")
+cdef const Py_ssize_t* _table(cnp.ndarray a, Py_ssize_t size, Py_ssize_t rows, Py_ssize_t width,
+                              str name) except NULL:
+    """The data of an aligned C-contiguous ``(rows, >= width)`` table of ``size``-byte signed integers."""
+    if (not cnp.PyArray_ISSIGNED(a) or cnp.PyArray_ITEMSIZE(a) != size or not cnp.PyArray_ISNOTSWAPPED(a)
+            or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIMS(a)[0] != rows or cnp.PyArray_DIMS(a)[1] < width
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a)):
+        raise ValueError(f"{name} must be a C-contiguous ({rows}, >= {width}) table of {8 * size}-bit integers")
     return <const Py_ssize_t*>cnp.PyArray_DATA(a)
 
 
-cdef int _check_windows(const Py_ssize_t* windows, Py_ssize_t L, Py_ssize_t OH, Py_ssize_t H, Py_ssize_t OW,
-                        Py_ssize_t W) except -1:
-    """ValueError unless every window's taps (rows ``h0 .. h0+hn``, columns likewise, dilation 1) lie inside."""
-    cdef Py_ssize_t i
-    for i in range(OH):
-        if windows[i] < 0 or windows[L + i] < 0 or windows[i] + windows[L + i] > H:
-            raise ValueError("avg_pool2d: a window leaves the image")
-    for i in range(OW):
-        if windows[2 * L + i] < 0 or windows[3 * L + i] < 0 or windows[2 * L + i] + windows[3 * L + i] > W:
-            raise ValueError("avg_pool2d: a window leaves the image")
-    return 0
-
-
-cdef void _avg_pool(const float_t* x, float_t* out, const _AvgPool* p, bint channels_last,
+cdef void _avg_pool(const float_t* x, float_t* out, const _Pool* p, bint channels_last,
                     int num_threads) noexcept:
     """:func:`avg_pool2d` on checked arrays."""
     cdef Py_ssize_t r, rows = p.N * p.OH * (1 if channels_last else p.C)
@@ -420,7 +486,7 @@ cdef void _avg_pool(const float_t* x, float_t* out, const _AvgPool* p, bint chan
             _avg_row(x, out, p, channels_last, r)
 
 
-cdef inline void _avg_row(const float_t* x, float_t* out, const _AvgPool* p, bint channels_last,
+cdef inline void _avg_row(const float_t* x, float_t* out, const _Pool* p, bint channels_last,
                           Py_ssize_t r) noexcept nogil:
     if channels_last:
         _avg_row_nhwc(x, out, p, r)
@@ -428,7 +494,7 @@ cdef inline void _avg_row(const float_t* x, float_t* out, const _AvgPool* p, bin
         _avg_row_nchw(x, out, p, r)
 
 
-cdef void _avg_row_nchw(const float_t* x, float_t* out, const _AvgPool* p, Py_ssize_t r) noexcept nogil:
+cdef void _avg_row_nchw(const float_t* x, float_t* out, const _Pool* p, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`avg_pool2d` (NCHW)."""
     cdef Py_ssize_t W = p.W, OH = p.OH, OW = p.OW, L = p.L
     cdef Py_ssize_t plane_index = r // OH, oh = r - plane_index * OH, ow, ih, iw
@@ -450,7 +516,7 @@ cdef void _avg_row_nchw(const float_t* x, float_t* out, const _AvgPool* p, Py_ss
         orow[ow] = s / <float_t>(dh * dw[ow])
 
 
-cdef void _avg_row_nhwc(const float_t* x, float_t* out, const _AvgPool* p, Py_ssize_t r) noexcept nogil:
+cdef void _avg_row_nhwc(const float_t* x, float_t* out, const _Pool* p, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * OH)`` output rows of :func:`avg_pool2d` (NHWC)."""
     cdef Py_ssize_t C = p.C, W = p.W, OH = p.OH, OW = p.OW, L = p.L
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ih, iw, c

@@ -9,6 +9,7 @@ The public API follows ``torch.nn.functional`` naming and NumPy conventions:
 * :func:`max_pool2d`, :func:`avg_pool2d` and their backward functions;
 * :func:`conv_output_shape` -- output size and resolved padding;
 * :func:`get_num_threads`, :func:`set_num_threads`, :func:`num_threads` -- threads;
+* :func:`get_buffer_cache_limit`, :func:`set_buffer_cache_limit` -- released memory kept for reuse;
 * :func:`show_config` -- how this build was made and what it runs on.
 
 :mod:`fastconv.reference` holds pure-NumPy versions of the same functions.
@@ -30,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
 
 from ._geometry import OutputShape, conv_output_shape
 from ._threads import get_num_threads, num_threads, set_num_threads
+from ._memory import get_buffer_cache_limit, set_buffer_cache_limit
 from ._im2col import col2im, im2col
 from ._conv import conv2d
 from ._conv_grad import conv2d_grad_input, conv2d_grad_weight, conv_transpose2d
@@ -55,6 +57,8 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "num_threads",
+    "get_buffer_cache_limit",
+    "set_buffer_cache_limit",
     "show_config",
     "simd_level",
     "simd_levels",

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from ._geometry import resolve_layout
+from ._kernels import _buffers
 
 __all__ = [
     "as_array",
@@ -25,6 +26,8 @@ __all__ = [
     "movement_dtype",
     "conv_dtypes",
     "finish",
+    "empty",
+    "zeros",
     "zeros_aligned",
     "empty_aligned",
 ]
@@ -43,6 +46,23 @@ def as_array(x, name):
     return arr
 
 
+def empty(shape, dtype):
+    """``np.empty(shape, dtype)`` for a result or a workspace: large ones reuse released memory.
+
+    From :data:`fastconv._kernels._buffers.MIN_BYTES` (256 KiB) on, the array
+    is built on a buffer of the buffer cache (:func:`fastconv.set_buffer_cache`):
+    memory a released fastconv array of the same size left behind, already
+    mapped and in the caches, instead of fresh pages the operating system must
+    fault in and zero. It starts on a cache line. Smaller arrays are NumPy's.
+    """
+    return _buffers.empty(shape, dtype)
+
+
+def zeros(shape, dtype):
+    """``np.zeros(shape, dtype)``, from the buffer cache as :func:`empty`."""
+    return _buffers.zeros(shape, dtype)
+
+
 #: Arrays from this many bytes on start on a cache line (smaller ones are left to NumPy:
 #: finding the address costs about a microsecond, and they are not bandwidth-bound).
 ALIGN_FROM = 1 << 16
@@ -54,6 +74,8 @@ def _aligned(shape, dtype, allocate):
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < ALIGN_FROM:
         return allocate(shape, dtype)
+    if nbytes >= _buffers.MIN_BYTES:  # the buffer cache's arrays start on a cache line
+        return (zeros if allocate is np.zeros else empty)(shape, dtype)
     raw = allocate(nbytes + CACHE_LINE, np.uint8)
     start = -raw.__array_interface__["data"][0] % CACHE_LINE
     return raw[start : start + nbytes].view(dtype).reshape(shape)
@@ -65,6 +87,7 @@ def zeros_aligned(shape, dtype):
     Large NumPy arrays start 16 bytes past a page boundary, so an AVX-512 vector
     load from a buffer the kernels pack (weights, padded planes) would straddle
     two cache lines at every offset that is a multiple of the vector width.
+    From 256 KiB on the array comes from the buffer cache (:func:`zeros`).
     """
     return _aligned(shape, dtype, np.zeros)
 

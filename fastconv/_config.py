@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from ._kernels import _openmp_helpers
+from ._memory import buffer_cache_info
 from ._simd import available_levels, simd_level
 from ._threads import get_num_threads
 from ._version import __version__
@@ -35,6 +36,13 @@ def _blas_info():
     ]
 
 
+def _describe_cache(info):
+    mib = 1 << 20
+    if not info["limit"]:
+        return "off"
+    return f"{info['limit'] / mib:g} MiB limit, {info['idle_buffers']} idle buffers ({info['idle_bytes'] / mib:.1f} MiB)"
+
+
 def config_dict():
     """Return the information printed by :func:`show_config` as a dict."""
     build = _build_info()
@@ -49,6 +57,7 @@ def config_dict():
         "link_args": build.get("link_args", []),
         "openmp": _openmp_helpers.openmp_enabled(),
         "num_threads": get_num_threads(),
+        "buffer_cache": _describe_cache(buffer_cache_info()),
         "simd": f"{simd_level()} (available: {', '.join(available_levels())})",
         "numpy": np.__version__,
         "numpy_build": build.get("numpy_build_version", "unknown"),

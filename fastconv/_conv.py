@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import empty_aligned, finish, zeros_aligned
+from ._arrays import empty, empty_aligned, finish, zeros_aligned
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
 from ._padding import pad_input
@@ -41,7 +41,7 @@ def _conv_direct_run(call, result):
         # transpose out
         x = call.x.transpose(0, 3, 1, 2)
         w = np.ascontiguousarray(call.weight.transpose(3, 2, 0, 1))
-        tmp = np.empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
+        tmp = empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
         direct_nchw(x, w, call.bias, geo, call.groups, tmp, call.padding_mode)
         result[...] = tmp.transpose(0, 2, 3, 1)
     elif call.channels_last:
@@ -373,7 +373,7 @@ class _ConvPlan(NamedTuple):
     batched: bool
 
     def __call__(self, x, weight, bias):
-        result = np.empty(self.out_shape, self.tiled.dtype)
+        result = empty(self.out_shape, self.tiled.dtype)
         self.tiled.run(x.reshape(self.batched_shape), weight, bias, result)
         return result if self.batched else result[0]
 
@@ -474,7 +474,7 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
         return plan(x, weight, bias)
     user_out = call.out
     writes_in_place = (user_out is not None and call.result_dtype == call.compute_dtype)
-    result = user_out.reshape(call.out_shape) if writes_in_place else np.empty(call.out_shape, call.compute_dtype)
+    result = user_out.reshape(call.out_shape) if writes_in_place else empty(call.out_shape, call.compute_dtype)
     if result.size:
         if algorithm == "auto":
             algorithm = _choose_algorithm(call)

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import finish, zeros_aligned
+from ._arrays import empty, finish, zeros, zeros_aligned
 from ._conv import TILES, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
@@ -61,7 +61,7 @@ def _grad_input(call):
     if not call.grad.size or not call.weight.size or 0 in call.image_shape:
         # an empty sum (no image, channel, filter or output pixel) or an empty result:
         # the kernels' shapes would have an empty axis they cannot reshape or index
-        return np.zeros(call.image_shape, call.compute_dtype)
+        return zeros(call.image_shape, call.compute_dtype)
     return _grad_input_direct(call)
 
 
@@ -177,14 +177,14 @@ class GradInputPlan:
         groups = self.groups
         # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight
         adjoint_weight = weight.reshape(groups, k // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
-        result = np.empty(self.shape, self.dtype) if self.single else np.zeros(self.shape, self.dtype)
+        result = empty(self.shape, self.dtype) if self.single else zeros(self.shape, self.dtype)
         for phase in self.phases:
             if phase.geometry is None:  # the window lies outside the grad: only zeros reach these pixels
                 result[phase.target] = 0
                 continue
             sub = np.ascontiguousarray(adjoint_weight[(Ellipsis,) + phase.weight_taps]).reshape(phase.sub_shape)
             crop = grad[phase.crop]
-            target = result if self.single else np.empty(phase.shape, self.dtype)
+            target = result if self.single else empty(phase.shape, self.dtype)
             if phase.tiled is not None:
                 phase.tiled.run(crop, sub, None, target)
             else:
@@ -348,7 +348,7 @@ class GradWeightPlan:
         n, c, ph, geo, dtype = self.images, self.channels, self.phases, self.geometry, self.dtype
         groups, block = self.groups, self.block
         (top, _), (left, _) = geo.padding
-        dw = np.zeros(k * cg * kh * kw, dtype)
+        dw = zeros(k * cg * kh * kw, dtype)
         threads = threads_for(self.work)
         if self.depthwise:  # each input element meets one grad plane
             # blocks of up to 8 channels, read image by image; at least two blocks per thread. The
@@ -384,7 +384,7 @@ def _grad_weight_gemm(call):
     k, cg, kh, kw = call.dims
     groups, cl = call.groups, call.channels_last
     kg = k // groups
-    grad_w = np.zeros((groups, kg, kh * kw * cg if cl else cg * kh * kw), call.compute_dtype)
+    grad_w = zeros((groups, kg, kh * kw * cg if cl else cg * kh * kw), call.compute_dtype)
     for n0, n1, cols in unfold_batches(call.x, call.geometry, cl):
         rows = _grad_rows(call.grad[n0:n1], cl)
         for g in range(groups):

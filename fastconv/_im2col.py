@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._arrays import empty, zeros
 from ._kernels import _col2im, _im2col
 from ._padding import pad_input
 from ._plans import PlanCache, call_key, specialized
@@ -134,7 +135,7 @@ def unfold_batches(image, geometry, channels_last, padding_mode="zeros", budget=
     rows = geometry.out_size
     width = (image.shape[-1] if channels_last else image.shape[1]) * geometry.kernel_size
     per_batch = max(1, min(n_images, budget // max(1, rows * width * image.itemsize)))
-    buffer = np.empty((per_batch * rows, width), image.dtype)
+    buffer = empty((per_batch * rows, width), image.dtype)
     for n0 in range(0, n_images, per_batch):
         n1 = min(n_images, n0 + per_batch)
         cols = buffer[: (n1 - n0) * rows]
@@ -183,10 +184,10 @@ class FoldPlan:
         threads = threads_for(cols.size)
         if self.in_place:
             if image is None:
-                image = np.zeros(self.image_shape, cols.dtype)
+                image = zeros(self.image_shape, cols.dtype)
             target = image
         else:
-            target = np.zeros(self.target_shape, cols.dtype)
+            target = zeros(self.target_shape, cols.dtype)
         if target.size and cols.size:
             by_image = self.batch >= 2 * threads
             if self.planar:
@@ -229,7 +230,7 @@ class _Im2colCall(NamedTuple):
     cols_shape: tuple
 
     def __call__(self, x):
-        cols = np.empty(self.cols_shape, x.dtype)
+        cols = empty(self.cols_shape, x.dtype)
         if cols.size:
             self.unfold(x if self.batched else x[np.newaxis], cols)
         return cols
@@ -319,7 +320,7 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
         plan = _Im2colCall(unfold_plan, call.batched, call.cols_shape)
         _IM2COL_PLANS.put(key, plan)
         return plan(x)
-    cols = call.out if call.out is not None else np.empty(call.cols_shape, call.dtype)
+    cols = call.out if call.out is not None else empty(call.cols_shape, call.dtype)
     if cols.size == 0:
         return cols
     unfold(call.image, call.geometry, call.channels_last, cols, padding_mode, stream=call.out is not None)

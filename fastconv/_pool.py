@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._arrays import empty
 from ._kernels import _pool
 from ._prepare_pool import (
     bad_indices_error,
@@ -89,7 +90,7 @@ def _result_buffer(user_out, shape, dtype):
     """``user_out`` viewed with the batch axis when the kernel can write it directly, else a new array."""
     if user_out is not None and (user_out.dtype == dtype or (user_out.dtype == np.bool_ and dtype == np.uint8)):
         return user_out.view(dtype).reshape(shape), True
-    return np.empty(shape, dtype), False
+    return empty(shape, dtype), False
 
 
 def _deliver(result, call, user_out, direct):
@@ -150,8 +151,8 @@ class _MaxPoolCall(NamedTuple):
 
     def __call__(self, x):
         plan = self.plan
-        values = np.empty(plan.out_shape, plan.kernel_dtype)
-        indices = np.empty(plan.out_shape, np.int64) if plan.return_indices else None
+        values = empty(plan.out_shape, plan.kernel_dtype)
+        indices = empty(plan.out_shape, np.int64) if plan.return_indices else None
         plan.run(x if self.batched else x[np.newaxis], values, indices)
         if not plan.return_indices:
             return values if self.batched else values[0]
@@ -166,7 +167,7 @@ class _AvgPoolCall(NamedTuple):
 
     def __call__(self, x):
         plan = self.plan
-        result = np.empty(plan.out_shape, x.dtype)
+        result = empty(plan.out_shape, x.dtype)
         _pool.avg_pool2d(x if self.batched else x[np.newaxis], result, plan.windows, plan.divisors,
                          plan.channels_last, threads_for(plan.work))
         return result if self.batched else result[0]
@@ -278,7 +279,7 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
         if call.out_indices is not None:
             indices = call.out_indices.reshape(call.out_shape)
         else:
-            indices = np.empty(call.out_shape, np.int64)
+            indices = empty(call.out_shape, np.int64)
     if values.size:
         plan.run(call.x.view(plan.kernel_dtype), values, indices)
     values = _deliver(values, call, call.out, direct)

@@ -65,6 +65,7 @@ __all__ = [
     "gemm_gflops",
     "machine_info",
     "cpu_busy_fraction",
+    "stolen_seconds",
     "add_arguments",
     "run",
 ]
@@ -511,7 +512,10 @@ def measure_row(case, threads, *, repeat=7, max_time=10.0):
         ``loops`` (calls per sample), ``median``, ``status``
         per implementation (``"paired"``, ``"single"`` or ``"estimated"``),
         ``speedup`` (other median / fastconv median), ``rate`` (``unit`` of
-        fastconv) and ``agree`` (results match fastconv's).
+        fastconv), ``agree`` (results match fastconv's) and ``steal``: the
+        share of the machine's CPU time the hypervisor gave to other guests
+        while the samples were taken (:func:`stolen_seconds`; None where
+        unknown, 0 on a machine of one's own).
     """
     status, warm, results = {}, {}, {}
     with thread_limits(threads):
@@ -528,7 +532,12 @@ def measure_row(case, threads, *, repeat=7, max_time=10.0):
         counts = {name: 0 if name in status else min(repeat, int(max_time // max(t, 1e-9)))
                   for name, t in warm.items()}
         loops = {name: _loops(t) for name, t in warm.items()}
+        stolen, start = stolen_seconds(), time.perf_counter()
         times = paired_times(case, counts, loops, _settled(warm))
+        elapsed, stolen_after = time.perf_counter() - start, stolen_seconds()
+    steal = None
+    if stolen is not None and stolen_after is not None and elapsed > 0:
+        steal = min(1.0, (stolen_after - stolen) / (elapsed * (os.cpu_count() or 1)))
     for name, count in counts.items():
         if count == 0:
             status.setdefault(name, "single")
@@ -544,6 +553,7 @@ def measure_row(case, threads, *, repeat=7, max_time=10.0):
         "speedup": {name: m / base for name, m in median.items() if name != "fastconv"},
         "rate": case.work / base / 1e9,
         "agree": agree,
+        "steal": steal,
     }
 
 
@@ -617,6 +627,27 @@ def cpu_busy_fraction(seconds=0.5):
     return (busy1 - busy0) / total if total > 0 else None
 
 
+def stolen_seconds():
+    """CPU seconds the hypervisor has given to other guests so far, summed over all CPUs.
+
+    The ``steal`` column of Linux's ``/proc/stat``: time this virtual
+    machine's CPUs were ready to run but not running. On a shared cloud host a
+    CPU taken away in the middle of a parallel region stalls the whole team
+    for milliseconds. None where ``/proc/stat`` has no such column.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+#: A row is marked when the hypervisor took at least this share of the machine's CPU time
+#: while it was timed.
+STEAL_NOTE = 0.02
+
+
 def machine_info():
     """Platform, CPU, core counts and the versions of the libraries compared."""
     torch = sys.modules.get("torch")
@@ -644,6 +675,8 @@ _LEGEND = (
     "speedup = other median time / fastconv median time (> 1: fastconv is faster).\n"
     "~ estimated from a one-image call (too slow to run in full);  "
     "! one cold call (too slow to repeat);  - not run.\n"
+    f"steal N%: the hypervisor gave N% of the machine's CPU time to other guests while the row was "
+    f"timed (shown from {100 * STEAL_NOTE:.0f}%); such rows are noisy.\n"
     "rate: fastconv's GB/s read + written (im2col, col2im, pooling) or GFLOP/s (convolutions), "
     "and its % of memcpy read + write or of gemm at the same threads."
 )
@@ -698,6 +731,9 @@ def format_row(row, baselines):
     mismatches = [name for name, ok in row["agree"].items() if not ok]
     if mismatches:
         rate += " MISMATCH vs " + ",".join(mismatches)
+    steal = row.get("steal")
+    if steal is not None and steal >= STEAL_NOTE:
+        rate += f" steal {100 * steal:.0f}%"
     return _line([row["shape"], row["op"], row["dtype"], row["dims"]["N"], row["threads"],
                   *(time_cell(name) for name in IMPLEMENTATIONS),
                   ratio_cell("reference"), ratio_cell("torch"), rate]).rstrip()
@@ -710,8 +746,13 @@ def geometric_mean(values):
 
 
 def summary(rows):
-    """Lines giving the geometric-mean speedup per thread count and peer."""
+    """Lines giving the geometric-mean speedup per thread count and peer, and the time stolen."""
     lines = []
+    steals = [row["steal"] for row in rows if row.get("steal") is not None]
+    if steals:
+        noted = sum(s >= STEAL_NOTE for s in steals)
+        lines.append(f"CPU time stolen by the hypervisor while timing: median {100 * statistics.median(steals):.1f}%, "
+                     f"max {100 * max(steals):.0f}%; {noted} of {len(steals)} rows at {100 * STEAL_NOTE:.0f}% or more")
     for n in sorted({row["threads"] for row in rows}):
         parts = []
         for name in ("reference", "torch"):

@@ -83,6 +83,7 @@ def test_json_has_positive_timings_and_ratios_for_every_op(quick_tiny):
             assert row["agree"][name] is True, f"{name} disagrees with fastconv on {row['op']}"
         if HAS_TORCH and row["op"] in _bench.OWN_LAYOUT_OPS:
             assert row["speedup"]["torch_own"] > 0
+        assert row["steal"] is None or 0 <= row["steal"] <= 1
 
 
 def test_json_metadata(quick_tiny):
@@ -93,6 +94,22 @@ def test_json_metadata(quick_tiny):
     assert meta["gemm"] and all(g["gflops"] > 0 for g in meta["gemm"])
     assert meta["machine"]["cpu_count"] >= 1
     assert meta["options"]["quick"] is True
+
+
+def test_rows_with_stolen_time_are_marked(quick_tiny):
+    # the hypervisor's share of the CPU while a row was timed: shown from STEAL_NOTE on
+    row = dict(quick_tiny[1]["rows"][0])
+    baselines = {}
+    row["steal"] = _bench.STEAL_NOTE
+    assert _bench.format_row(row, baselines).endswith(f" steal {100 * _bench.STEAL_NOTE:.0f}%")
+    for quiet in (None, 0.0, _bench.STEAL_NOTE / 2):
+        row["steal"] = quiet
+        assert "steal" not in _bench.format_row(row, baselines)
+    rows = [dict(row, steal=v) for v in (0.0, 0.01, 0.25)]
+    (line,) = [x for x in _bench.summary(rows) if x.startswith("CPU time stolen")]
+    assert "median 1.0%" in line and "max 25%" in line and "1 of 3 rows" in line
+    seconds = _bench.stolen_seconds()
+    assert seconds is None or seconds >= 0
 
 
 def test_table_lists_every_op(quick_tiny):

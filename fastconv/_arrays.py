@@ -46,21 +46,14 @@ def as_array(x, name):
     return arr
 
 
-def empty(shape, dtype):
-    """``np.empty(shape, dtype)`` for a result or a workspace: large ones reuse released memory.
-
-    From :data:`fastconv._kernels._buffers.MIN_BYTES` (256 KiB) on, the array
-    is built on a buffer of the buffer cache (:func:`fastconv.set_buffer_cache`):
-    memory a released fastconv array of the same size left behind, already
-    mapped and in the caches, instead of fresh pages the operating system must
-    fault in and zero. It starts on a cache line. Smaller arrays are NumPy's.
-    """
-    return _buffers.empty(shape, dtype)
-
-
-def zeros(shape, dtype):
-    """``np.zeros(shape, dtype)``, from the buffer cache as :func:`empty`."""
-    return _buffers.zeros(shape, dtype)
+#: ``np.empty(shape, dtype)`` / ``np.zeros(shape, dtype)`` for a result or a workspace. From
+#: ``_buffers.MIN_BYTES`` (256 KiB) on, the array is built on a buffer of the buffer cache
+#: (:mod:`fastconv._memory`): memory a released fastconv array of the same size left behind,
+#: already mapped and in the caches, instead of fresh pages the operating system must fault in
+#: and zero; it starts on a cache line. Smaller arrays are NumPy's, made through its C API (as
+#: fast as ``np.empty``: plans call these on every call).
+empty = _buffers.empty
+zeros = _buffers.zeros
 
 
 #: Arrays from this many bytes on start on a cache line (smaller ones are left to NumPy:

@@ -23,6 +23,7 @@ can share it.
 
 cimport numpy as cnp
 from cpython.ref cimport Py_INCREF
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdint cimport uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memmove, memset
@@ -31,6 +32,7 @@ cdef extern from "numpy/arrayobject.h":
     # (commented out in numpy/__init__.pxd) steals a reference to descr
     object PyArray_NewFromDescr(type subtype, cnp.dtype descr, int nd, cnp.npy_intp* dims,
                                 cnp.npy_intp* strides, void* data, int flags, object obj)
+    object PyArray_Zeros(int nd, cnp.npy_intp* dims, cnp.dtype descr, int fortran)  # steals descr
 
 cdef extern from *:
     """
@@ -53,8 +55,6 @@ cdef extern from *:
     void fc_advise_huge_pages(void* p, size_t n) noexcept
 
 cnp.import_array()
-
-import math
 
 import numpy as np
 
@@ -143,20 +143,36 @@ cdef _Block _take(size_t size, bint zero):
     return block
 
 
-def _array(shape, dtype, bint zero):
-    """A C-contiguous array of ``shape`` and ``dtype`` on a cached or new block."""
-    cdef cnp.dtype descr = np.dtype(dtype)
-    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(n) for n in shape)
-    cdef Py_ssize_t nbytes = math.prod(shape) * descr.itemsize
-    if nbytes < MIN_BYTES or len(shape) > 32 or min(shape, default=0) < 0 or descr.hasobject:
-        return np.zeros(shape, descr) if zero else np.empty(shape, descr)
+cdef object _array(object shape, object dtype, bint zero):
+    """A C-contiguous array of ``shape`` and ``dtype``: on a cached or new block from MIN_BYTES on.
+
+    Smaller arrays are made by NumPy's C API directly (a small call's result
+    costs no more than with ``np.empty``); a shape NumPy would refuse goes to
+    NumPy, which raises.
+    """
+    cdef cnp.dtype descr = dtype if isinstance(dtype, cnp.dtype) else np.dtype(dtype)
     cdef cnp.npy_intp dims[32]
-    cdef int i
-    for i in range(len(shape)):
-        dims[i] = shape[i]
+    cdef Py_ssize_t nd, i, n, nbytes = descr.itemsize
+    cdef bint valid = True
+    if not isinstance(shape, tuple):
+        shape = tuple(shape) if isinstance(shape, list) else (shape,)
+    nd = len(<tuple>shape)
+    valid = nd <= 32
+    for i in range(nd if valid else 0):
+        n = (<tuple>shape)[i]
+        valid = valid and n >= 0 and (n == 0 or nbytes <= PY_SSIZE_T_MAX // n)
+        dims[i] = n
+        nbytes = nbytes * n if valid else 0
+    if not valid:
+        return np.zeros(shape, descr) if zero else np.empty(shape, descr)
+    if nbytes < MIN_BYTES or descr.hasobject:
+        Py_INCREF(descr)  # both steal a reference to the dtype
+        if zero:
+            return PyArray_Zeros(nd, dims, descr, 0)
+        return PyArray_NewFromDescr(np.ndarray, descr, nd, dims, NULL, NULL, 0, None)
     cdef _Block block = _take((<size_t>nbytes + _PAGE - 1) // _PAGE * _PAGE, zero)
-    Py_INCREF(descr)  # PyArray_NewFromDescr steals a reference to the dtype
-    cdef cnp.ndarray a = PyArray_NewFromDescr(np.ndarray, descr, len(shape), dims, NULL, block.data,
+    Py_INCREF(descr)
+    cdef cnp.ndarray a = PyArray_NewFromDescr(np.ndarray, descr, nd, dims, NULL, block.data,
                                               cnp.NPY_ARRAY_CARRAY, None)
     cnp.set_array_base(a, block)
     return a

@@ -64,6 +64,23 @@ def _as_index(value, name):
         ) from None
 
 
+def as_count(value, name, minimum):
+    """``value`` as a Python int of at least ``minimum`` (groups, threads, bytes...).
+
+    TypeError for bools and non-integers, ValueError below ``minimum``; the
+    messages name the value as ``name`` ("groups", "the number of threads").
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int >= {minimum}, got {_fmt(value)}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
 def as_int_tuple(value, ndim, name, minimum=1):
     """Normalize an int or a sequence of ``ndim`` ints to a tuple of Python ints.
 

@@ -13,9 +13,9 @@ cache off), else 256 MiB, and changed with :func:`set_buffer_cache_limit`.
 
 from __future__ import annotations
 
-import operator
 import os
 
+from ._geometry import as_count
 from ._kernels import _buffers
 
 __all__ = ["get_buffer_cache_limit", "set_buffer_cache_limit", "buffer_cache_info"]
@@ -25,15 +25,7 @@ DEFAULT_LIMIT = 256 << 20
 
 
 def _check(nbytes):
-    if isinstance(nbytes, bool):
-        raise TypeError(f"the buffer cache limit must be an int of bytes >= 0, got {nbytes!r}")
-    try:
-        nbytes = operator.index(nbytes)
-    except TypeError:
-        raise TypeError(f"the buffer cache limit must be an int of bytes >= 0, got {nbytes!r}") from None
-    if nbytes < 0:
-        raise ValueError(f"the buffer cache limit must be at least 0 bytes, got {nbytes}")
-    return nbytes
+    return as_count(nbytes, "the buffer cache limit (bytes)", 0)
 
 
 def get_buffer_cache_limit():

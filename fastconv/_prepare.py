@@ -26,6 +26,7 @@ from ._arrays import (
 )
 from ._geometry import (
     ConvGeometry,
+    as_count,
     as_int_tuple,
     check_element_count,
     check_padding_mode,
@@ -202,15 +203,7 @@ class ConvCall:
 
 
 def _check_groups(groups):
-    if isinstance(groups, bool):
-        raise TypeError(f"groups must be an int >= 1, got {groups!r}")
-    try:
-        groups = operator.index(groups)
-    except TypeError:
-        raise TypeError(f"groups must be an int >= 1, got {groups!r}") from None
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    return groups
+    return as_count(groups, "groups", 1)
 
 
 def _weight_dims(weight_shape, channels, groups, channels_last, name="weight"):

@@ -18,10 +18,10 @@ methods of :mod:`multiprocessing` for parallel children.
 from __future__ import annotations
 
 import contextlib
-import operator
 import os
 import threading
 
+from ._geometry import as_count
 from ._kernels import _openmp_helpers
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "threads_for"]
@@ -51,15 +51,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
 
 
 def _check(n):
-    if isinstance(n, bool):
-        raise TypeError(f"the number of threads must be an int >= 1, got {n!r}")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"the number of threads must be an int >= 1, got {n!r}") from None
-    if n < 1:
-        raise ValueError(f"the number of threads must be >= 1, got {n}")
-    return n
+    return as_count(n, "the number of threads", 1)
 
 
 def get_num_threads():

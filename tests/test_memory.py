@@ -132,10 +132,11 @@ def test_python_threads_share_the_cache(cache, rng):
 
 @pytest.mark.parametrize("value, limit, warns", [("0", 0, False), ("1048576", 1 << 20, False),
                                                  ("lots", 256 << 20, True)])
-def test_the_limit_comes_from_the_environment(value, limit, warns):
+def test_the_limit_comes_from_the_environment(value, limit, warns, tmp_path):
+    # (run outside the checkout, whose fastconv/ may be an unbuilt source tree)
     env = dict(os.environ, FASTCONV_BUFFER_CACHE=value)
     run = subprocess.run([sys.executable, "-W", "always", "-c",
                           "import fastconv; print(fastconv.get_buffer_cache_limit())"],
-                         env=env, capture_output=True, text=True, check=True)
+                         env=env, cwd=tmp_path, capture_output=True, text=True, check=True)
     assert int(run.stdout.split()[-1]) == limit
     assert ("FASTCONV_BUFFER_CACHE" in run.stderr) == warns

@@ -412,6 +412,17 @@ def test_planar_kernel_checks_its_arguments():
         _im2col.im2col_planar(x, np.zeros((4, 2 * 3 * 9), np.uint32), 3, 9, 1, 1, 1, 1, 0, 0, 2, 2, 1)
 
 
+@pytest.mark.parametrize("dtype", [np.bool_, np.float32])
+def test_an_empty_image_gives_columns_of_padding(dtype):
+    # NumPy gives an empty array zero strides: the kernel must not take its rows for strided ones
+    # (found by hypothesis under the sanitizer build)
+    x = np.zeros((1, 1, 0, 2), dtype)
+    kwargs = dict(stride=1000, padding=((0, 1), (0, 0)), dilation=1000)
+    got = fastconv.im2col(x, 1, **kwargs)
+    np.testing.assert_array_equal(got, reference.im2col(x, 1, **kwargs))
+    assert got.shape == (1, 1)
+
+
 def test_planar_kernel_checks_its_arrays():
     # it reads the arrays' memory itself, so it refuses what it cannot read or write as words
     from fastconv._kernels import _im2col

@@ -72,7 +72,7 @@ def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
 
     ``x`` and ``cols`` are arrays of one bool or numeric dtype of 1, 2, 4 or
     8 bytes (their items are copied as words of that size): ``x`` aligned,
-    its rows contiguous; ``cols`` ``(N * OH * OW, C * KH * KW)``, C-contiguous,
+    its rows contiguous (unless it is empty); ``cols`` ``(N * OH * OW, C * KH * KW)``, C-contiguous,
     aligned and writeable. The kernel reads the arrays' memory itself (no
     buffer views to build, which cost a tiny call a third of its time), so it
     checks all of this here.
@@ -108,7 +108,8 @@ def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
         raise TypeError("im2col_planar: x and cols must hold numbers or bools of one size of 1, 2, 4 or 8 bytes")
     cdef cnp.npy_intp* shape = cnp.PyArray_DIMS(x)
     cdef cnp.npy_intp* strides = cnp.PyArray_STRIDES(x)
-    if (not cnp.PyArray_ISALIGNED(x) or (shape[3] > 1 and strides[3] != size)
+    # (an empty image is never read, and NumPy gives it zero strides)
+    if (not cnp.PyArray_ISALIGNED(x) or (cnp.PyArray_SIZE(x) > 0 and shape[3] > 1 and strides[3] != size)
             or not cnp.PyArray_IS_C_CONTIGUOUS(cols) or not cnp.PyArray_ISALIGNED(cols)
             or not cnp.PyArray_ISWRITEABLE(cols)):
         raise ValueError("im2col_planar: x must be aligned with contiguous rows, "

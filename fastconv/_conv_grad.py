@@ -85,16 +85,18 @@ def _axis_phases(in_size, kernel, stride, dilation, before):
     them are ``tap0 + tap_step * m`` (every one for stride 1) and the grad index
     is ``c0 + u - spacing * m``: a stride-1 correlation of the grad, read from
     ``start`` on with dilation ``spacing``, with the sub-kernel reversed.
+    Returns the phases some tap reaches, by ``first``; the inputs of the
+    others get no gradient.
     """
     step = stride // math.gcd(stride, dilation)
     spacing = dilation // math.gcd(stride, dilation)
     phases = []
-    for first in range(min(stride, in_size)):
+    # only the phases some tap reaches (tap t reaches first = (t * dilation - before) mod stride):
+    # the others get no gradient, and a huge stride would make looping over them hang
+    reached = sorted({(t * dilation - before) % stride for t in range(kernel)})
+    for first in (f for f in reached if f < in_size):
         count = -(-(in_size - first) // stride)
-        tap0 = next((t for t in range(kernel) if (first + before - t * dilation) % stride == 0), None)
-        if tap0 is None:
-            phases.append(_Phase(first, count, 0, step, 0, 0, spacing))
-            continue
+        tap0 = next(t for t in range(kernel) if (first + before - t * dilation) % stride == 0)
         taps = -(-(kernel - tap0) // step)
         c0 = (first + before - tap0 * dilation) // stride
         phases.append(_Phase(first, count, tap0, step, taps, c0 - spacing * (taps - 1), spacing))
@@ -146,12 +148,12 @@ class GradInputPlan:
         self.shape = (n, channels) + geometry.in_shape
         rows, cols = (_axis_phases(size, kern, st, dil, pad[0]) for size, kern, st, dil, pad in
                       zip(geometry.in_shape, (kh, kw), geometry.stride, geometry.dilation, geometry.padding))
-        self.single = len(rows) == len(cols) == 1 and rows[0].taps and cols[0].taps
-        self.phases = []
+        # one phase per axis that covers every pixel: the result is that phase's convolution
+        self.single = (len(rows) == len(cols) == 1 and rows[0].count == geometry.in_shape[0]
+                       and cols[0].count == geometry.in_shape[1])
+        self.phases = []  # pixels outside every phase get no gradient: they stay zero
         for ph in rows:
             for pw in cols:
-                if not (ph.taps and pw.taps):
-                    continue  # no tap reaches these pixels: their gradient is zero
                 spans = [p.count + p.spacing * (p.taps - 1) for p in (ph, pw)]
                 crop, pads = _grad_crop(grad_shape, [(ph.start, spans[0]), (pw.start, spans[1])])
                 crop_shape = tuple(len(range(*s.indices(size))) for s, size in zip(crop[2:], grad_shape[2:]))

@@ -1,5 +1,7 @@
 """conv2d_grad_input, conv2d_grad_weight, conv_transpose2d: == reference == finite differences == PyTorch."""
 
+import itertools
+
 import numpy as np
 import pytest
 from helpers import small_ints, tolerance
@@ -349,3 +351,21 @@ def test_grad_weight_chunks_of_images(rng, monkeypatch, chunk, groups, s, p, d):
     gh = np.ascontiguousarray(grad.transpose(0, 2, 3, 1))
     np.testing.assert_allclose(fastconv.conv2d_grad_weight(gh, xh, wh.shape, layout="NHWC", **kw),
                                expected.transpose(2, 3, 1, 0), rtol=1e-12, atol=1e-12)
+
+
+def test_stride_phases_are_those_some_tap_reaches():
+    # dL/dx splits each axis by stride phase; only phases some tap reaches are kept (a brute-force
+    # check), so a huge stride costs no more than a small one (it once looped over every phase)
+    from fastconv._conv_grad import _axis_phases
+
+    for in_size, kernel, stride, dilation, before in itertools.product(range(1, 8), range(1, 5), range(1, 6),
+                                                                        range(1, 4), range(4)):
+        expected = []
+        for first in range(min(stride, in_size)):
+            taps = [t for t in range(kernel) if (first + before - t * dilation) % stride == 0]
+            if taps:
+                expected.append((first, -(-(in_size - first) // stride), taps))
+        got = _axis_phases(in_size, kernel, stride, dilation, before)
+        assert [(p.first, p.count, list(range(p.tap0, kernel, p.tap_step))[:p.taps]) for p in got] == expected
+    huge = _axis_phases(10**12, 3, 2**31, 1, 1)
+    assert [p.first for p in huge] == [0, 1, 2**31 - 1]

@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECONDS_TO_RUN=${1:-600}
 ASAN=${FASTCONV_FUZZ_ASAN:-0}
-VENV=${FASTCONV_FUZZ_VENV:-${TMPDIR:-/tmp}/fastconv-venv-fuzz$([ "$ASAN" = 1 ] && echo -asan)}
+VENV=${FASTCONV_FUZZ_VENV:-${TMPDIR:-/tmp}/fastconv-venv-fuzz$([ "$ASAN" = 1 ] && echo -asan || true)}
 DIR=${FASTCONV_FUZZ_DIR:-$ROOT/.fuzz}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastconv-fuzz.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

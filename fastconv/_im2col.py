@@ -320,10 +320,14 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
         plan = _Im2colCall(unfold_plan, call.batched, call.cols_shape)
         _IM2COL_PLANS.put(key, plan)
         return plan(x)
-    cols = call.out if call.out is not None else empty(call.cols_shape, call.dtype)
-    if cols.size == 0:
-        return cols
-    unfold(call.image, call.geometry, call.channels_last, cols, padding_mode, stream=call.out is not None)
+    # the kernels write an aligned out in place; a misaligned one gets a copy of the result
+    direct = call.out is not None and call.out.flags.aligned
+    cols = call.out if direct else empty(call.cols_shape, call.dtype)
+    if cols.size:
+        unfold(call.image, call.geometry, call.channels_last, cols, padding_mode, stream=direct)
+    if call.out is not None and not direct:
+        np.copyto(call.out, cols)
+        return call.out
     return cols
 
 

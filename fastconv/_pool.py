@@ -87,8 +87,12 @@ def _channel_chunk(call, threads):
 
 
 def _result_buffer(user_out, shape, dtype):
-    """``user_out`` viewed with the batch axis when the kernel can write it directly, else a new array."""
-    if user_out is not None and (user_out.dtype == dtype or (user_out.dtype == np.bool_ and dtype == np.uint8)):
+    """``user_out`` viewed with the batch axis when the kernel can write it directly, else a new array.
+
+    The kernels write only aligned arrays: a misaligned ``out`` gets a copy of the result.
+    """
+    if user_out is not None and user_out.flags.aligned and (
+            user_out.dtype == dtype or (user_out.dtype == np.bool_ and dtype == np.uint8)):
         return user_out.view(dtype).reshape(shape), True
     return empty(shape, dtype), False
 
@@ -276,9 +280,9 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     values, direct = _result_buffer(call.out, call.out_shape, plan.kernel_dtype)
     indices = None
     if call.return_indices:
-        if call.out_indices is not None:
+        if call.out_indices is not None and call.out_indices.flags.aligned:
             indices = call.out_indices.reshape(call.out_shape)
-        else:
+        else:  # (a misaligned out gets a copy, as for the values)
             indices = empty(call.out_shape, np.int64)
     if values.size:
         plan.run(call.x.view(plan.kernel_dtype), values, indices)
@@ -286,6 +290,8 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     if not call.return_indices:
         return values
     if call.out_indices is not None:
+        if not call.out_indices.flags.aligned:
+            np.copyto(call.out_indices, indices.reshape(call.out_indices.shape))
         return values, call.out_indices
     return values, indices if call.batched else indices[0]
 

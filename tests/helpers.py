@@ -42,6 +42,13 @@ def tolerance(dtype):
     return 0, 0
 
 
+def unaligned_zeros(shape, dtype):
+    """A C-contiguous, writeable array of zeros that starts one byte past an aligned address."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(int(np.prod(shape)) * dtype.itemsize + 1, np.uint8)
+    return raw[1:].view(dtype).reshape(shape)
+
+
 def nonstandard_views(a):
     """The same values as ``a`` in awkward memory: strided, reversed, read-only, byte-swapped, unaligned."""
     views = {}

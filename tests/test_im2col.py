@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import ALL_DTYPES, nonstandard_views, random_array, tolerance
+from helpers import ALL_DTYPES, nonstandard_views, random_array, tolerance, unaligned_zeros
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -410,6 +410,17 @@ def test_planar_kernel_checks_its_arguments():
         _im2col.im2col_planar(x, cols, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2, 0)
     with pytest.raises(ValueError, match="geometry"):
         _im2col.im2col_planar(x, np.zeros((4, 2 * 3 * 9), np.uint32), 3, 9, 1, 1, 1, 1, 0, 0, 2, 2, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.complex128])
+def test_im2col_fills_an_unaligned_out(rng, dtype):
+    # the planar kernel writes aligned columns only: an unaligned out (valid: C-contiguous,
+    # writeable) receives a copy of the result
+    x = random_array(rng, (2, 3, 7, 9), dtype)
+    expected = fastconv.im2col(x, 3, padding=1)
+    out = unaligned_zeros(expected.shape, expected.dtype)
+    assert fastconv.im2col(x, 3, padding=1, out=out) is out
+    np.testing.assert_array_equal(out, expected)
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.float32])

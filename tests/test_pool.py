@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import ALL_DTYPES, nonstandard_views, random_array
+from helpers import ALL_DTYPES, nonstandard_views, random_array, unaligned_zeros
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -729,3 +729,22 @@ def test_max_pool_kernel_checks_its_arrays():
     for args, error, match in cases:
         with pytest.raises(error, match=match):
             kernels.max_pool2d(*args, False, 1)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_pools_fill_an_unaligned_out(rng, layout, dtype):
+    # the kernels write aligned arrays only: an unaligned out (valid: C-contiguous, writeable)
+    # receives a copy of the result (found by the fuzzer)
+    x = to_layout(random_array(rng, (2, 3, 7, 6), dtype), layout)
+    values, indices = fastconv.max_pool2d(x, 3, stride=2, padding=1, return_indices=True, layout=layout)
+    out = (unaligned_zeros(values.shape, values.dtype), unaligned_zeros(indices.shape, np.int64))
+    got = fastconv.max_pool2d(x, 3, stride=2, padding=1, return_indices=True, layout=layout, out=out)
+    assert got[0] is out[0] and got[1] is out[1]
+    np.testing.assert_array_equal(out[0], values)
+    np.testing.assert_array_equal(out[1], indices)
+    if dtype == np.float32:
+        expected = fastconv.avg_pool2d(x, 3, stride=2, padding=1, layout=layout)
+        out = unaligned_zeros(expected.shape, expected.dtype)
+        assert fastconv.avg_pool2d(x, 3, stride=2, padding=1, layout=layout, out=out) is out
+        np.testing.assert_array_equal(out, expected)

@@ -605,6 +605,13 @@ def _usable_cpus():
         return os.cpu_count() or 1
 
 
+def _cpu_ticks():
+    """The all-CPU line of Linux's ``/proc/stat``: user, nice, system, idle, iowait, irq, softirq,
+    steal... in clock ticks."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:]]
+
+
 def cpu_busy_fraction(seconds=0.5):
     """Fraction of all CPUs busy during ``seconds`` of idling here (Linux ``/proc/stat``).
 
@@ -612,8 +619,7 @@ def cpu_busy_fraction(seconds=0.5):
     take while this one sleeps; None where ``/proc/stat`` is unavailable.
     """
     def ticks():
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
+        values = _cpu_ticks()
         idle = values[3] + values[4]  # idle + iowait
         return sum(values[:8]) - idle, idle
 
@@ -636,9 +642,7 @@ def stolen_seconds():
     for milliseconds. None where ``/proc/stat`` has no such column.
     """
     try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+        return _cpu_ticks()[7] / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):
         return None
 

@@ -21,7 +21,7 @@ from ._kernels import _buffers
 __all__ = ["get_buffer_cache_limit", "set_buffer_cache_limit", "buffer_cache_info"]
 
 #: The limit when ``FASTCONV_BUFFER_CACHE`` is not set.
-DEFAULT_LIMIT = 256 << 20
+DEFAULT_LIMIT = _buffers.DEFAULT_LIMIT
 
 
 def _check(nbytes):

@@ -67,6 +67,9 @@ cdef enum:
 #: Buffers smaller than this are left to NumPy (its allocator reuses small blocks itself).
 MIN_BYTES = 1 << 18
 
+#: The limit of idle bytes kept until :func:`set_limit` changes it.
+DEFAULT_LIMIT = 256 << 20
+
 cdef struct _Idle:
     void* raw  # what malloc returned
     char* data  # the aligned start
@@ -75,7 +78,7 @@ cdef struct _Idle:
 cdef _Idle _idle[_SLOTS]  # oldest first
 cdef Py_ssize_t _count = 0
 cdef size_t _idle_bytes = 0
-cdef size_t _limit = 256 << 20
+cdef size_t _limit = DEFAULT_LIMIT
 
 
 cdef void _drop_oldest() noexcept:

@@ -34,9 +34,11 @@ def run_tiles(x, w, b, tiles, *, stride=1, padding=0, dilation=1, groups=1, padd
 
 # output widths 1..31 cover every segment count and every column count of the tile (up to 14);
 # K covers partial blocks of every level's block (8, 16, 32 channels; 4, 8, 16 for float64);
-# from 2 vectors (32 float32 columns with AVX-512) on, the column tiles run two vectors at once
+# from 2 vectors (32 float32 columns with AVX-512) on, the column tiles run two or three vectors
+# at once: 48-63 columns one tile of three, 64 two of two, 80 three and two, 100 three, three and a
+# tail, 112 three, two and two (float64: vectors of 8)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("width", [1, 2, 5, 6, 7, 13, 14, 15, 16, 20, 29, 31, 32, 33, 47, 64])
+@pytest.mark.parametrize("width", [1, 2, 5, 6, 7, 13, 14, 15, 16, 20, 29, 31, 32, 33, 47, 48, 50, 64, 80, 100, 112])
 @pytest.mark.parametrize("k", [3, 16, 33])
 def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
     x = rng.standard_normal((2, 5, 4, width + 2)).astype(dtype)

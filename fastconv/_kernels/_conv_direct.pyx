@@ -152,6 +152,8 @@ cdef extern from "conv_tile.h" nogil:
         int level
         fc_tile_f32_fn wide32
         fc_tile_f64_fn wide64
+        fc_tile_f32_fn wide3_32
+        fc_tile_f64_fn wide3_64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -436,7 +438,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                       Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
     """Output rows ``oh0 <= oh < oh1`` of ``nk <= 8`` output planes (``OH*OW`` apart from ``oplane``).
 
-    Full tiles along the row; a tail of at most half a tile runs a half-width
+    Full tiles along the row, three or two vectors wide where the level has
+    such tiles (three while at least three vectors of columns are left, but
+    for four: two and two); a tail of at most half a tile runs a half-width
     tile, a longer one a full tile that overlaps the previous one (no scalar
     tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
@@ -449,7 +453,11 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef Py_ssize_t half = tiles.half_f32 if real_t is float else tiles.half_f64
     cdef fc_tile_f32_fn w32 = NULL if depthwise else tiles.wide32
     cdef fc_tile_f64_fn w64 = NULL if depthwise else tiles.wide64
+    cdef fc_tile_f32_fn w3_32 = NULL if depthwise else tiles.wide3_32
+    cdef fc_tile_f64_fn w3_64 = NULL if depthwise else tiles.wide3_64
     cdef bint wide = (w32 != NULL) if real_t is float else (w64 != NULL)
+    cdef bint wide3 = (w3_32 != NULL) if real_t is float else (w3_64 != NULL)
+    cdef Py_ssize_t vectors
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, ow0, start, ncols
     cdef bint use_half
@@ -458,6 +466,16 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         orow = oplane + oh * OW
         ow0 = 0
         while ow0 < OW:
+            vectors = (OW - ow0) // width
+            if wide3 and vectors >= 3 and vectors != 4:  # (four vectors: two wide tiles)
+                if real_t is float:
+                    w3_32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                          orow + ow0, ocs, <int>nk, <int>(3 * width))
+                else:
+                    w3_64(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                          orow + ow0, ocs, <int>nk, <int>(3 * width))
+                ow0 = ow0 + 3 * width
+                continue
             if wide and ow0 + 2 * width <= OW:  # two vectors at once: the same sums, fewer loads
                 if real_t is float:
                     w32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,

@@ -62,51 +62,64 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
 }
 
 #if FC_VF >= 16
-/* Wide tile (ISAs with 32 vector registers): 8 output channels x two vectors of columns,
- * 16 accumulators. Each output sums in the column tile's order, so results are equal bit
- * for bit; each tap loads two inputs per 8 weights instead of one. Full width only. */
-#define FC_TILE2_BODY(T, VT, VW)                                                      \
-    VT a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7;                \
-    a0 = b0 = (VT){0} + bias[0]; a1 = b1 = (VT){0} + bias[1];                         \
-    a2 = b2 = (VT){0} + bias[2]; a3 = b3 = (VT){0} + bias[3];                         \
-    a4 = b4 = (VT){0} + bias[4]; a5 = b5 = (VT){0} + bias[5];                         \
-    a6 = b6 = (VT){0} + bias[6]; a7 = b7 = (VT){0} + bias[7];                         \
+/* Wide tiles (ISAs with 32 vector registers): 8 output channels x NV (2 or 3) vectors of
+ * columns, 8*NV accumulators. Each output sums in the column tile's order, so results are
+ * equal bit for bit; each tap loads NV inputs per 8 broadcast weights instead of one, so
+ * more of the loop is multiply-adds. Full width only (ncols == NV*VW). */
+#define FC_TILEV_BODY(T, VT, VW, NV)                                                  \
+    VT acc[8][NV];                                                                    \
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                               \
+        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0} + bias[j]; \
     for (int c = 0; c < C; c++) {                                                     \
         const T *xc = x + c * cs;                                                     \
         const T *wc = w + (ptrdiff_t)c * ntaps * 8;                                   \
         for (int t = 0; t < ntaps; t++) {                                             \
-            VT u, v;                                                                  \
-            memcpy(&u, xc + taps[t], sizeof(VT));                                     \
-            memcpy(&v, xc + taps[t] + VW, sizeof(VT));                                \
+            VT in[NV];                                                                \
+            _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)                      \
+                memcpy(&in[v], xc + taps[t] + v * VW, sizeof(VT));                    \
             const T *wt = wc + t * 8;                                                 \
-            a0 += u * wt[0]; b0 += v * wt[0]; a1 += u * wt[1]; b1 += v * wt[1];       \
-            a2 += u * wt[2]; b2 += v * wt[2]; a3 += u * wt[3]; b3 += v * wt[3];       \
-            a4 += u * wt[4]; b4 += v * wt[4]; a5 += u * wt[5]; b5 += v * wt[5];       \
-            a6 += u * wt[6]; b6 += v * wt[6]; a7 += u * wt[7]; b7 += v * wt[7];       \
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {                     \
+                const T wj = wt[j];                                                   \
+                _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
+            }                                                                         \
         }                                                                             \
     }                                                                                 \
-    VT as[8] = {a0, a1, a2, a3, a4, a5, a6, a7};                                      \
-    VT bs[8] = {b0, b1, b2, b3, b4, b5, b6, b7};                                      \
-    for (int j = 0; j < nk; j++) {                                                    \
-        memcpy(out + j * ocs, &as[j], sizeof(VT));                                    \
-        memcpy(out + j * ocs + VW, &bs[j], sizeof(VT));                               \
-    }                                                                                 \
+    VT done[8][NV]; /* (indexed by nk below: acc stays in registers) */               \
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                               \
+        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) done[j][v] = acc[j][v];  \
+    for (int j = 0; j < nk; j++)                                                      \
+        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)                          \
+            memcpy(out + j * ocs + v * VW, &done[j][v], sizeof(VT));                  \
     (void)ncols;
 
 static void FC_CAT(fc_tile2_f32, FC_ISA)(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
                                          int C, const float *w, const float *bias, float *out,
                                          ptrdiff_t ocs, int nk, int ncols)
 {
-    FC_TILE2_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+    FC_TILEV_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF, 2)
 }
 
 static void FC_CAT(fc_tile2_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
                                          int C, const double *w, const double *bias, double *out,
                                          ptrdiff_t ocs, int nk, int ncols)
 {
-    FC_TILE2_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+    FC_TILEV_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD, 2)
 }
-#undef FC_TILE2_BODY
+
+static void FC_CAT(fc_tile3_f32, FC_ISA)(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
+                                         int C, const float *w, const float *bias, float *out,
+                                         ptrdiff_t ocs, int nk, int ncols)
+{
+    FC_TILEV_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF, 3)
+}
+
+static void FC_CAT(fc_tile3_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
+                                         int C, const double *w, const double *bias, double *out,
+                                         ptrdiff_t ocs, int nk, int ncols)
+{
+    FC_TILEV_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD, 3)
+}
+#undef FC_TILEV_BODY
 #endif
 
 /* Depthwise tile: output channel j reads its own input plane x + j*cs (planes of

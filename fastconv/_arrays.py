@@ -28,6 +28,7 @@ __all__ = [
     "finish",
     "empty",
     "zeros",
+    "reused",
     "zeros_aligned",
     "empty_aligned",
 ]
@@ -54,6 +55,8 @@ def as_array(x, name):
 #: fast as ``np.empty``: plans call these on every call).
 empty = _buffers.empty
 zeros = _buffers.zeros
+#: Whether an array from :func:`empty` / :func:`zeros` reuses a buffer (its pages already mapped).
+reused = _buffers.reused
 
 
 #: Arrays from this many bytes on start on a cache line (smaller ones are left to NumPy:

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import empty, zeros
+from ._arrays import empty, reused, zeros
 from ._kernels import _col2im, _im2col
 from ._padding import pad_input
 from ._plans import PlanCache, call_key, specialized
@@ -65,9 +65,19 @@ def _sum_view(image, channels_last):
 #: On the Intel Xeon (260 MiB L3), with each block assembled in cache, ordinary stores were
 #: 1.08-1.10x faster on resnet-deep (55 MiB) and streaming 1.12-1.64x faster on the other large
 #: shapes.
-#: A new result is written with ordinary stores: the kernel zeroes each fresh page into the
-#: cache as the first store touches it, and streaming past it was up to 1.2x slower.
+#: A new result on fresh memory is written with ordinary stores: the kernel zeroes each fresh page
+#: into the cache as the first store touches it, and streaming past it was up to 1.2x slower. A
+#: new result on a buffer the buffer cache hands out again is already mapped, so it streams like
+#: an ``out``.
 STREAM_BYTES = 2**24
+
+#: Streaming assembles each block of ``_im2col.BLOCK`` rows of ``cols`` in a per-thread scratch
+#: buffer and copies it out: a block larger than this leaves the L1 and L2 caches on the way, and
+#: streams no more. Measured on the Intel Xeon (48 KiB L1, 2 MiB L2), new results on reused
+#: buffers, streaming against ordinary stores, 1 / 2 threads: 9-37 KiB blocks (stem, strided,
+#: dilated, resnet-mid) 1.22-1.68x faster, depthwise (72 KiB) 1.01x / 1.24x, resnet-deep
+#: (144 KiB) 0.83x / 0.87x.
+STREAM_BLOCK_BYTES = 96 * 2**10
 
 #: Bytes of column buffer one batch may use when a convolution unfolds images batch by batch.
 COLUMN_BUDGET = 64 * 2**20
@@ -82,8 +92,9 @@ PLANAR_KERNEL_WIDTH_MAX = 8
 def unfold(image, geometry, channels_last, cols, padding_mode="zeros", stream=False):
     """Run an im2col kernel: unpadded batched ``image`` -> ``cols`` (both C-contiguous, same dtype).
 
-    ``stream``: ``cols`` is a reused buffer (a user's ``out``): from ``STREAM_BYTES`` on, write
-    it with non-temporal stores. See :class:`UnfoldPlan`.
+    ``stream``: ``cols`` is memory written before (a user's ``out``, or a buffer the buffer cache
+    handed out again): from ``STREAM_BYTES`` on, with blocks of rows up to ``STREAM_BLOCK_BYTES``,
+    write it with non-temporal stores. See :class:`UnfoldPlan`.
     """
     UnfoldPlan(geometry, channels_last, image.dtype, padding_mode)(image, cols, stream)
 
@@ -110,7 +121,8 @@ class UnfoldPlan:
     def __call__(self, image, cols, stream=False):
         """Unfold ``image`` into ``cols`` (see :func:`unfold`)."""
         threads = threads_for(cols.size)
-        stream = stream and cols.nbytes >= STREAM_BYTES
+        stream = (stream and cols.nbytes >= STREAM_BYTES
+                  and _im2col.BLOCK * cols.shape[1] * cols.itemsize <= STREAM_BLOCK_BYTES)
         geometry = self.geometry
         if self.planar:
             if self.pad_first:
@@ -232,7 +244,7 @@ class _Im2colCall(NamedTuple):
     def __call__(self, x):
         cols = empty(self.cols_shape, x.dtype)
         if cols.size:
-            self.unfold(x if self.batched else x[np.newaxis], cols)
+            self.unfold(x if self.batched else x[np.newaxis], cols, reused(cols))
         return cols
 
 
@@ -324,7 +336,7 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
     direct = call.out is not None and call.out.flags.aligned
     cols = call.out if direct else empty(call.cols_shape, call.dtype)
     if cols.size:
-        unfold(call.image, call.geometry, call.channels_last, cols, padding_mode, stream=direct)
+        unfold(call.image, call.geometry, call.channels_last, cols, padding_mode, stream=direct or reused(cols))
     if call.out is not None and not direct:
         np.copyto(call.out, cols)
         return call.out

@@ -392,6 +392,42 @@ def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k
                 np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("planned", [True, False])  # a float32 call is planned; an int16 one is not
+def test_new_results_on_reused_buffers_stream(rng, monkeypatch, planned):
+    # a new result the buffer cache builds on a released buffer is memory written before, like an
+    # out: it streams; one on fresh memory does not; and a block of rows too large for the caches
+    # never does
+    from fastconv import _im2col
+    from fastconv._kernels import _im2col as kernels
+
+    streamed = []
+    planar = kernels.im2col_planar
+
+    def spy(*args):
+        streamed.append(args[-1])
+        return planar(*args)
+
+    monkeypatch.setattr(kernels, "im2col_planar", spy)
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
+    previous = fastconv.set_buffer_cache_limit(0)  # start from a clean cache
+    fastconv.set_buffer_cache_limit(64 << 20)
+    try:
+        x = random_array(rng, (8, 8, 20, 20), np.float32 if planned else np.int16)
+        expected = reference.im2col(x, 3, padding=1)  # 3200 x 72 columns: from the cache
+        first = fastconv.im2col(x, 3, padding=1)
+        np.testing.assert_array_equal(first, expected)
+        first[...] = 99  # the next result must overwrite every item of this memory
+        del first
+        np.testing.assert_array_equal(fastconv.im2col(x, 3, padding=1), expected)
+        assert streamed == [False, True]
+        monkeypatch.setattr(_im2col, "STREAM_BLOCK_BYTES", kernels.BLOCK * 72 * x.itemsize - 1)
+        out = np.full_like(expected, 7)
+        np.testing.assert_array_equal(fastconv.im2col(x, 3, padding=1, out=out), expected)
+        assert streamed == [False, True, False]
+    finally:
+        fastconv.set_buffer_cache_limit(previous)
+
+
 def test_planar_kernel_checks_its_arguments():
     # the raw kernel trusts its caller for the geometry, but refuses columns, a thread count or
     # a kernel row it cannot hold (its scratch is its own)

@@ -89,6 +89,18 @@ def test_small_arrays_are_numpys(cache):
     assert isinstance(b.base, _buffers._Block)
 
 
+def test_reused_tells_a_cached_buffer_from_fresh_memory(cache):
+    first = _arrays.empty(BIG, np.float32)
+    assert not _arrays.reused(first)  # new memory: its pages fault on first write
+    where = address(first)
+    del first
+    again = _arrays.zeros(BIG, np.float32)
+    assert address(again) == where and _arrays.reused(again)
+    assert not _arrays.reused(np.empty(BIG, np.float32))  # not the cache's
+    assert not _arrays.reused(_arrays.empty((8,), np.float32))  # small: NumPy's
+    assert not _arrays.reused(again[1:])  # a view: its base is the array, not the buffer
+
+
 def test_the_limit_bounds_what_is_kept(cache):
     size = 1 << 20
     assert fastconv.get_buffer_cache_limit() == 256 << 20

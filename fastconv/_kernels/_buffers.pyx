@@ -111,6 +111,7 @@ cdef class _Block:
     cdef void* raw
     cdef char* data
     cdef size_t size
+    cdef bint reused  # taken from the cache: its pages are mapped, none faults on first write
 
     def __dealloc__(self):
         _release(self.raw, self.data, self.size)
@@ -123,7 +124,7 @@ cdef _Block _take(size_t size, bint zero):
     cdef _Block block = _Block.__new__(_Block)
     for i in range(_count - 1, -1, -1):
         if _idle[i].size == size:
-            block.raw, block.data, block.size = _idle[i].raw, _idle[i].data, size
+            block.raw, block.data, block.size, block.reused = _idle[i].raw, _idle[i].data, size, True
             _count -= 1
             _idle_bytes -= size
             memmove(&_idle[i], &_idle[i + 1], (_count - i) * sizeof(_Idle))
@@ -189,6 +190,17 @@ def empty(shape, dtype):
 def zeros(shape, dtype):
     """``np.zeros(shape, dtype)``, on a cached buffer from ``MIN_BYTES`` on (aligned to 64 bytes)."""
     return _array(shape, dtype, True)
+
+
+def reused(cnp.ndarray a not None):
+    """Whether ``a`` owns a buffer this cache handed out before (memory written before, not fresh).
+
+    Fresh pages fault on first write and are zeroed into the cache; a kernel
+    that streams its output past the cache suits only memory that is already
+    mapped. False for every array not built by :func:`empty` or :func:`zeros`.
+    """
+    base = cnp.get_array_base(a)
+    return type(base) is _Block and (<_Block>base).reused
 
 
 def set_limit(Py_ssize_t nbytes):

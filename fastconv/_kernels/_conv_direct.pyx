@@ -101,6 +101,12 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
+cdef extern from "grad_pack.h" nogil:
+    void fc_interleave4_f32(float* dst, ptrdiff_t step, const float* s0, const float* s1, const float* s2,
+                            const float* s3, ptrdiff_t n) noexcept
+    void fc_interleave2_f64(double* dst, ptrdiff_t step, const double* s0, const double* s1,
+                            ptrdiff_t n) noexcept
+
 cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_tile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
                                     const float*, float*, ptrdiff_t, int, int) noexcept
@@ -893,19 +899,38 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
         raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffer")
 
 
-cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k, real_t* dst,
-                            Py_ssize_t step) noexcept nogil:
-    """Copy the plane ``grad[n, k]`` pixel by pixel to ``dst[(oh*OW + ow)*step]``."""
+cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t nk,
+                            real_t* dst, Py_ssize_t step) noexcept nogil:
+    """Copy the planes ``grad[n, k0 + j]`` (``j < nk``) pixel-major: ``dst[(oh*OW + ow)*step + j]``.
+
+    Row by row; rows with contiguous columns go 4 float32 (2 float64) planes
+    at a time through a register transpose (``grad_pack.h``), the others,
+    and the planes past the last whole group, item by item. Measured on the
+    dilated shape's grad: 0.3 ns per item against 1-2 ns plane by plane.
+    """
     cdef Py_ssize_t OH = grad.shape[2], OW = grad.shape[3]
     cdef Py_ssize_t column = grad.strides[3] // <Py_ssize_t>sizeof(real_t)  # elements between columns
-    cdef Py_ssize_t oh, ow
+    cdef Py_ssize_t group = 4 if real_t is float else 2
+    cdef Py_ssize_t oh, ow, j, whole
     cdef const real_t* src
+    cdef real_t* out
     if OW == 0:
         return
+    whole = nk - nk % group if column == 1 else 0  # planes that go through the transpose
     for oh in range(OH):
-        src = &grad[n, k, oh, 0]
-        for ow in range(OW):
-            dst[(oh * OW + ow) * step] = src[ow * column]
+        out = dst + oh * OW * step
+        j = 0
+        while j < whole:
+            if real_t is float:
+                fc_interleave4_f32(out + j, step, &grad[n, k0 + j, oh, 0], &grad[n, k0 + j + 1, oh, 0],
+                                   &grad[n, k0 + j + 2, oh, 0], &grad[n, k0 + j + 3, oh, 0], OW)
+            else:
+                fc_interleave2_f64(out + j, step, &grad[n, k0 + j, oh, 0], &grad[n, k0 + j + 1, oh, 0], OW)
+            j = j + group
+        for j in range(whole, nk):
+            src = &grad[n, k0 + j, oh, 0]
+            for ow in range(OW):
+                out[ow * step + j] = src[ow * column]
 
 
 def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
@@ -957,8 +982,7 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
             while n0 < N:
                 n1 = min(N, n0 + chunk_images)
                 for i in range(n1 - n0):
-                    for j in range(nk):
-                        _pack_grad_pixels(grad, n0 + i, k0 + j, gt + i * per_image + j, block)
+                    _pack_grad_pixels(grad, n0 + i, k0, nk, gt + i * per_image, block)
                 p = w.c_lo * ntaps
                 while p < w.c_hi * ntaps:
                     m = min(most, w.c_hi * ntaps - p)

@@ -1,0 +1,58 @@
+/* Planes to pixel-major order for the weight-gradient tiles: runs of 4 float32 (2 float64)
+ * grad planes interleaved through a register transpose.
+ *
+ * dst[i*step + j] = src_j[i] for i < n: each source is a contiguous run of one plane's row,
+ * and pixel i of the run gets the channels j side by side. Transposing 4 x 4 float32 (2 x 2
+ * float64) in registers turns scattered 4-byte stores into 16-byte ones. x86-64 always has
+ * SSE2; other targets (and the tails) copy item by item.
+ */
+#ifndef FASTCONV_GRAD_PACK_H
+#define FASTCONV_GRAD_PACK_H
+
+#include <stddef.h>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define FC_HAVE_SSE2_INTERLEAVE 1
+#endif
+
+static void fc_interleave4_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1, const float *s2,
+                               const float *s3, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    for (; i + 4 <= n; i += 4) {
+        __m128 r0 = _mm_loadu_ps(s0 + i), r1 = _mm_loadu_ps(s1 + i);
+        __m128 r2 = _mm_loadu_ps(s2 + i), r3 = _mm_loadu_ps(s3 + i);
+        __m128 t0 = _mm_unpacklo_ps(r0, r1), t1 = _mm_unpacklo_ps(r2, r3);
+        __m128 t2 = _mm_unpackhi_ps(r0, r1), t3 = _mm_unpackhi_ps(r2, r3);
+        float *d = dst + i * step;
+        _mm_storeu_ps(d, _mm_movelh_ps(t0, t1));
+        _mm_storeu_ps(d + step, _mm_movehl_ps(t1, t0));
+        _mm_storeu_ps(d + 2 * step, _mm_movelh_ps(t2, t3));
+        _mm_storeu_ps(d + 3 * step, _mm_movehl_ps(t3, t2));
+    }
+#endif
+    for (; i < n; i++) {
+        float *d = dst + i * step;
+        d[0] = s0[i], d[1] = s1[i], d[2] = s2[i], d[3] = s3[i];
+    }
+}
+
+static void fc_interleave2_f64(double *dst, ptrdiff_t step, const double *s0, const double *s1, ptrdiff_t n)
+{
+    ptrdiff_t i = 0;
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    for (; i + 2 <= n; i += 2) {
+        __m128d r0 = _mm_loadu_pd(s0 + i), r1 = _mm_loadu_pd(s1 + i);
+        _mm_storeu_pd(dst + i * step, _mm_unpacklo_pd(r0, r1));
+        _mm_storeu_pd(dst + (i + 1) * step, _mm_unpackhi_pd(r0, r1));
+    }
+#endif
+    for (; i < n; i++) {
+        double *d = dst + i * step;
+        d[0] = s0[i], d[1] = s1[i];
+    }
+}
+
+#endif /* FASTCONV_GRAD_PACK_H */

@@ -184,7 +184,9 @@ class GradInputPlan:
             if phase.geometry is None:  # the window lies outside the grad: only zeros reach these pixels
                 result[phase.target] = 0
                 continue
-            sub = np.ascontiguousarray(adjoint_weight[(Ellipsis,) + phase.weight_taps]).reshape(phase.sub_shape)
+            taps = adjoint_weight[(Ellipsis,) + phase.weight_taps]  # a view: slices
+            sub = empty(phase.sub_shape, self.dtype)  # (large ones from the buffer cache: no fresh pages)
+            np.copyto(sub.reshape(taps.shape), taps)
             crop = grad[phase.crop]
             target = result if self.single else empty(phase.shape, self.dtype)
             if phase.tiled is not None:

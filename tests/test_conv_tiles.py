@@ -51,6 +51,32 @@ def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
     np.testing.assert_array_equal(channels, columns)
 
 
+# blocks of at most 4 live channels run the narrow tiles (4 channels x 6 vectors, with 32 vector
+# registers) over rows of at least 6 vectors: 96 float32 / 48 float64 columns with AVX-512
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 4, 5, 12])  # one block of 1 or 4, of 5 (no narrow tile), 8 + 4
+@pytest.mark.parametrize("width", [96, 100, 200])
+def test_narrow_tiles_for_few_channels(rng, level, dtype, k, width):
+    x = rng.standard_normal((2, 3, 3, width)).astype(dtype)
+    w = rng.standard_normal((k, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    columns = run_tiles(x, w, b, "columns", padding=1)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(columns, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(columns, run_tiles(x, w, b, "channels", padding=1))
+
+
+def test_narrow_tiles_in_the_input_gradient(rng):
+    # dL/dx of a 3-channel stem: convolutions with 3 output channels, one per stride phase
+    x = rng.standard_normal((2, 3, 20, 232)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 7, 7)).astype(np.float32)
+    grad = rng.standard_normal(reference.conv2d(x, w, stride=2, padding=3).shape).astype(np.float32)
+    expected = reference.conv2d_grad_input(grad, w, x.shape, stride=2, padding=3)
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(fastconv.conv2d_grad_input(grad, w, x.shape, stride=2, padding=3), expected,
+                               rtol=rtol, atol=atol * 10)
+
+
 @pytest.mark.parametrize("n", [1, 4])  # whole-batch layout with 1 image, one image per task with 4
 @pytest.mark.parametrize("s, p, d, g, mode", [(1, 1, 1, 1, "zeros"), (2, 1, 1, 2, "zeros"), (1, 2, 2, 1, "reflect"),
                                               (3, ((2, 0), (1, 3)), (1, 2), 3, "zeros"), (2, 3, 1, 1, "circular")])

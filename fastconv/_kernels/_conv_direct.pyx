@@ -129,6 +129,7 @@ cdef extern from "conv_tile.h" nogil:
     enum:
         FC_WTILE_TAPS
         FC_DWWTILE_TAPS
+        FC_NARROW_VECTORS
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -160,6 +161,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn wide64
         fc_tile_f32_fn wide3_32
         fc_tile_f64_fn wide3_64
+        fc_tile_f32_fn narrow32
+        fc_tile_f64_fn narrow64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -446,7 +449,8 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
 
     Full tiles along the row, three or two vectors wide where the level has
     such tiles (three while at least three vectors of columns are left, but
-    for four: two and two); a tail of at most half a tile runs a half-width
+    for four: two and two), and for ``nk <= 4`` first the narrow tiles of 4
+    channels x ``FC_NARROW_VECTORS`` vectors; a tail of at most half a tile runs a half-width
     tile, a longer one a full tile that overlaps the previous one (no scalar
     tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
@@ -463,6 +467,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f64_fn w3_64 = NULL if depthwise else tiles.wide3_64
     cdef bint wide = (w32 != NULL) if real_t is float else (w64 != NULL)
     cdef bint wide3 = (w3_32 != NULL) if real_t is float else (w3_64 != NULL)
+    cdef fc_tile_f32_fn n32 = NULL if depthwise or nk > 4 else tiles.narrow32
+    cdef fc_tile_f64_fn n64 = NULL if depthwise or nk > 4 else tiles.narrow64
+    cdef bint narrow = (n32 != NULL) if real_t is float else (n64 != NULL)
     cdef Py_ssize_t vectors
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, ow0, start, ncols
@@ -473,6 +480,15 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         ow0 = 0
         while ow0 < OW:
             vectors = (OW - ow0) // width
+            if narrow and vectors >= FC_NARROW_VECTORS:  # at most 4 channels: fewer idle lanes
+                if real_t is float:
+                    n32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                        orow + ow0, ocs, <int>nk, <int>(FC_NARROW_VECTORS * width))
+                else:
+                    n64(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                        orow + ow0, ocs, <int>nk, <int>(FC_NARROW_VECTORS * width))
+                ow0 = ow0 + FC_NARROW_VECTORS * width
+                continue
             if wide3 and vectors >= 3 and vectors != 4:  # (four vectors: two wide tiles)
                 if real_t is float:
                     w3_32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,

@@ -14,6 +14,8 @@
 #include <string.h>
 
 enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
+/* Vectors of columns the narrow tiles (4 output channels) take at once. */
+enum { FC_NARROW_VECTORS = 6 };
 
 typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
                                const float *, float *, ptrdiff_t, int, int);
@@ -273,6 +275,8 @@ typedef struct {
     fc_tile_f64_fn wide64;
     fc_tile_f32_fn wide3_32; /* and three vectors wide (NULL where wide32 is) */
     fc_tile_f64_fn wide3_64;
+    fc_tile_f32_fn narrow32; /* 4 channels x FC_NARROW_VECTORS vectors, for blocks of <= 4 (NULL as wide32) */
+    fc_tile_f64_fn narrow64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -282,7 +286,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        fc_wtile_f32_base,
                                        fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
-                                       FC_LEVEL_BASELINE, NULL, NULL, NULL, NULL};
+                                       FC_LEVEL_BASELINE, NULL, NULL, NULL, NULL, NULL, NULL};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -291,7 +295,7 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_dwplane_f64_avx2,
                                        fc_wtile_f32_avx2, fc_wtile_f64_avx2, fc_dwwtile_f32_avx2,
                                        fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2,
-                                       NULL, NULL, NULL, NULL};
+                                       NULL, NULL, NULL, NULL, NULL, NULL};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -300,7 +304,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_wtile_f32_avx512, fc_wtile_f64_avx512,
                                          fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, 8, 4, 32, 16,
                                          fc_oc_cols_avx512, FC_LEVEL_AVX512, fc_tile2_f32_avx512,
-                                         fc_tile2_f64_avx512, fc_tile3_f32_avx512, fc_tile3_f64_avx512};
+                                         fc_tile2_f64_avx512, fc_tile3_f32_avx512, fc_tile3_f64_avx512,
+                                         fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

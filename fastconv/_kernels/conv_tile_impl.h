@@ -62,63 +62,52 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
 }
 
 #if FC_VF >= 16
-/* Wide tiles (ISAs with 32 vector registers): 8 output channels x NV (2 or 3) vectors of
- * columns, 8*NV accumulators. Each output sums in the column tile's order, so results are
- * equal bit for bit; each tap loads NV inputs per 8 broadcast weights instead of one, so
- * more of the loop is multiply-adds. Full width only (ncols == NV*VW). */
-#define FC_TILEV_BODY(T, VT, VW, NV)                                                  \
-    VT acc[8][NV];                                                                    \
-    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                               \
-        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0} + bias[j]; \
+/* Wide tiles (ISAs with 32 vector registers): NK output channels (8, or 4 for blocks of
+ * at most 4 live ones) x NV vectors of columns, NK*NV accumulators. Weights are the
+ * column tile's [c][tap][8] (an NK = 4 tile reads the first 4 of each 8). Each output
+ * sums in the column tile's order, so results are equal bit for bit; each tap loads NV
+ * inputs per NK broadcast weights instead of one, so more of the loop is multiply-adds
+ * (and with NK = 4, fewer of them are spent on channels that do not exist). Full width
+ * only (ncols == NV*VW); channels j < nk <= NK are stored. */
+#define FC_TILEV_BODY(T, VT, VW, NK, NV)                                              \
+    VT acc[NK][NV];                                                                   \
+    _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0} + bias[j]; \
     for (int c = 0; c < C; c++) {                                                     \
         const T *xc = x + c * cs;                                                     \
         const T *wc = w + (ptrdiff_t)c * ntaps * 8;                                   \
         for (int t = 0; t < ntaps; t++) {                                             \
             VT in[NV];                                                                \
-            _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)                      \
+            _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                      \
                 memcpy(&in[v], xc + taps[t] + v * VW, sizeof(VT));                    \
             const T *wt = wc + t * 8;                                                 \
-            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {                     \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                    \
                 const T wj = wt[j];                                                   \
-                _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
+                _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
             }                                                                         \
         }                                                                             \
     }                                                                                 \
-    VT done[8][NV]; /* (indexed by nk below: acc stays in registers) */               \
-    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)                               \
-        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) done[j][v] = acc[j][v];  \
+    VT done[NK][NV]; /* (indexed by nk below: acc stays in registers) */              \
+    _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) done[j][v] = acc[j][v];  \
     for (int j = 0; j < nk; j++)                                                      \
-        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)                          \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                          \
             memcpy(out + j * ocs + v * VW, &done[j][v], sizeof(VT));                  \
     (void)ncols;
 
-static void FC_CAT(fc_tile2_f32, FC_ISA)(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
-                                         int C, const float *w, const float *bias, float *out,
-                                         ptrdiff_t ocs, int nk, int ncols)
-{
-    FC_TILEV_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF, 2)
-}
-
-static void FC_CAT(fc_tile2_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
-                                         int C, const double *w, const double *bias, double *out,
-                                         ptrdiff_t ocs, int nk, int ncols)
-{
-    FC_TILEV_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD, 2)
-}
-
-static void FC_CAT(fc_tile3_f32, FC_ISA)(const float *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
-                                         int C, const float *w, const float *bias, float *out,
-                                         ptrdiff_t ocs, int nk, int ncols)
-{
-    FC_TILEV_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF, 3)
-}
-
-static void FC_CAT(fc_tile3_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps,
-                                         int C, const double *w, const double *bias, double *out,
-                                         ptrdiff_t ocs, int nk, int ncols)
-{
-    FC_TILEV_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD, 3)
-}
+#define FC_TILEV(NAME, T, VT, NK, NV)                                                  \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+    {                                                                                 \
+        FC_TILEV_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, NV)                   \
+    }
+FC_TILEV(fc_tile2_f32, float, FC_CAT(fc_vf, FC_ISA), 8, 2)
+FC_TILEV(fc_tile2_f64, double, FC_CAT(fc_vd, FC_ISA), 8, 2)
+FC_TILEV(fc_tile3_f32, float, FC_CAT(fc_vf, FC_ISA), 8, 3)
+FC_TILEV(fc_tile3_f64, double, FC_CAT(fc_vd, FC_ISA), 8, 3)
+FC_TILEV(fc_tile4x6_f32, float, FC_CAT(fc_vf, FC_ISA), 4, 6)
+FC_TILEV(fc_tile4x6_f64, double, FC_CAT(fc_vd, FC_ISA), 4, 6)
+#undef FC_TILEV
 #undef FC_TILEV_BODY
 #endif
 

@@ -470,7 +470,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f32_fn n32 = NULL if depthwise or nk > 4 else tiles.narrow32
     cdef fc_tile_f64_fn n64 = NULL if depthwise or nk > 4 else tiles.narrow64
     cdef bint narrow = (n32 != NULL) if real_t is float else (n64 != NULL)
-    cdef Py_ssize_t vectors
+    cdef Py_ssize_t vectors, span
+    cdef fc_tile_f32_fn g32 = NULL
+    cdef fc_tile_f64_fn g64 = NULL
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, ow0, start, ncols
     cdef bint use_half
@@ -480,32 +482,27 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         ow0 = 0
         while ow0 < OW:
             vectors = (OW - ow0) // width
+            span = 0  # columns a wide tile takes here, if one does
             if narrow and vectors >= FC_NARROW_VECTORS:  # at most 4 channels: fewer idle lanes
+                g32 = n32
+                g64 = n64
+                span = FC_NARROW_VECTORS * width
+            elif wide3 and vectors >= 3 and vectors != 4:  # (four vectors: two wide tiles)
+                g32 = w3_32
+                g64 = w3_64
+                span = 3 * width
+            elif wide and vectors >= 2:  # two vectors at once: the same sums, fewer loads
+                g32 = w32
+                g64 = w64
+                span = 2 * width
+            if span:
                 if real_t is float:
-                    n32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                        orow + ow0, ocs, <int>nk, <int>(FC_NARROW_VECTORS * width))
+                    g32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                        orow + ow0, ocs, <int>nk, <int>span)
                 else:
-                    n64(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                        orow + ow0, ocs, <int>nk, <int>(FC_NARROW_VECTORS * width))
-                ow0 = ow0 + FC_NARROW_VECTORS * width
-                continue
-            if wide3 and vectors >= 3 and vectors != 4:  # (four vectors: two wide tiles)
-                if real_t is float:
-                    w3_32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                          orow + ow0, ocs, <int>nk, <int>(3 * width))
-                else:
-                    w3_64(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                          orow + ow0, ocs, <int>nk, <int>(3 * width))
-                ow0 = ow0 + 3 * width
-                continue
-            if wide and ow0 + 2 * width <= OW:  # two vectors at once: the same sums, fewer loads
-                if real_t is float:
-                    w32(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                        orow + ow0, ocs, <int>nk, <int>(2 * width))
-                else:
-                    w64(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                        orow + ow0, ocs, <int>nk, <int>(2 * width))
-                ow0 = ow0 + 2 * width
+                    g64(xbase + (oh - in_row0) * row_step + ow0, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                        orow + ow0, ocs, <int>nk, <int>span)
+                ow0 = ow0 + span
                 continue
             use_half = False
             if ow0 + width <= OW:

@@ -603,7 +603,10 @@ def check(name, args, kwargs, out_spec):
     if ref_exc is not None:
         out, valid = None, True
     else:
-        out, valid = _outs(out_spec, ref, args)
+        try:
+            out, valid = _outs(out_spec, ref, args)
+        except MemoryError:  # the harness's own out (a nested list of a huge empty result): no verdict
+            return
     outs = out if isinstance(out, tuple) else (out,)
     aliased = any(isinstance(o, np.ndarray) and isinstance(a, np.ndarray) and np.shares_memory(o, a)
                   for o in outs for a in args)

@@ -73,10 +73,10 @@ STREAM_BYTES = 2**24
 
 #: Streaming assembles each block of ``_im2col.BLOCK`` rows of ``cols`` in a per-thread scratch
 #: buffer and copies it out; the larger the block, the more of that round trip misses the L1 cache,
-#: and from somewhere between 72 and 144 KiB streaming lost to writing in place. Measured on the Intel Xeon (48 KiB L1, 2 MiB L2), new results on reused
-#: buffers, streaming against ordinary stores, 1 / 2 threads: 9-37 KiB blocks (stem, strided,
-#: dilated, resnet-mid) 1.22-1.68x faster, depthwise (72 KiB) 1.01x / 1.24x, resnet-deep
-#: (144 KiB) 0.83x / 0.87x.
+#: and from somewhere between 72 and 144 KiB streaming lost to writing in place. Measured on the
+#: Intel Xeon (48 KiB L1, 2 MiB L2), new results on reused buffers, streaming against ordinary
+#: stores, 1 / 2 threads: 9-37 KiB blocks (stem, strided, dilated, resnet-mid) 1.22-1.68x faster,
+#: depthwise (72 KiB) 1.01x / 1.24x, resnet-deep (144 KiB) 0.83x / 0.87x.
 STREAM_BLOCK_BYTES = 96 * 2**10
 
 #: Bytes of column buffer one batch may use when a convolution unfolds images batch by batch.

@@ -450,9 +450,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     Full tiles along the row, three or two vectors wide where the level has
     such tiles (three while at least three vectors of columns are left, but
     for four: two and two), and for ``nk <= 4`` first the narrow tiles of 4
-    channels x ``FC_NARROW_VECTORS`` vectors; a tail of at most half a tile runs a half-width
-    tile, a longer one a full tile that overlaps the previous one (no scalar
-    tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
+    channels x ``FC_NARROW_VECTORS`` vectors; a tail of at most half a tile
+    runs a half-width tile, a longer one a full tile that overlaps the
+    previous one (no scalar tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
     cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32

@@ -201,7 +201,9 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
 
     The column tiles hold 8 output channels x one vector of output columns;
     a row shorter than a vector, or a tail past whole vectors, leaves lanes
-    idle (14 columns fill 14/16 of an AVX-512 float32 tile). The output-channel
+    idle (14 columns fill 14/16 of an AVX-512 float32 tile); a last block of
+    at most 4 channels runs narrow tiles of 4 channels where a row holds one
+    (:func:`~fastconv._kernels._conv_direct.narrow_tile_vectors`). The output-channel
     tiles hold two vectors of channels x up to ``oc_cols`` columns and idle
     lanes only when ``kg`` is not a multiple of their block, but transpose
     their result on the way out, which costs about as much as the sums when a
@@ -213,7 +215,9 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     about even on resnet-mid and 0.3-0.9x on the few-channel shapes (cifar,
     stem, dilated); with AVX2 and the baseline (16 registers, 6 columns):
     1.15-1.4x on every shape from stem (147 sums per pixel) up, 0.8-1.0x on
-    cifar (27). So it runs when it leaves clearly fewer lanes idle, or as
+    cifar (27). Since the three-vector column tiles came to 16 registers
+    (two passes of 4 channels), at AVX2 at one thread: even to 1.13x from
+    stem up (float32 and float64), 0.91-0.93x on cifar. So it runs when it leaves clearly fewer lanes idle, or as
     many with ``depth >= CHANNEL_TILE_DEPTH[level]``. ``oc_level`` is -1 for
     the column tiles; ``block`` is the packing block of the tile chosen.
     """
@@ -224,7 +228,11 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     full, tail = divmod(ow, width)
     # a tail of at most half a vector runs a half tile, a longer one a whole tile
     vectors = full + (0.5 if 0 < tail <= half < width else float(tail > 0))
-    columns_busy = kg / (-(-kg // 8) * 8) * ow / (vectors * width)
+    # a last block of at most 4 channels runs the narrow tiles (4 channels) along rows they fit
+    blocks8, rest = divmod(kg, 8)
+    narrow = 0 < rest <= 4 and 0 < _conv_direct.narrow_tile_vectors(level) <= full
+    lanes = blocks8 * 8 + (4 if narrow else 8 * (rest > 0))
+    columns_busy = kg / lanes * ow / (vectors * width)
     channels_busy = kg / (-(-kg // block) * block)
     deep = depth >= CHANNEL_TILE_DEPTH.get(level, 512)
     if channels_busy > columns_busy + 0.05 or (channels_busy >= columns_busy and deep):

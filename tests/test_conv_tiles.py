@@ -36,7 +36,8 @@ def run_tiles(x, w, b, tiles, *, stride=1, padding=0, dilation=1, groups=1, padd
 # K covers partial blocks of every level's block (8, 16, 32 channels; 4, 8, 16 for float64);
 # from 2 vectors (32 float32 columns with AVX-512) on, the column tiles run two or three vectors
 # at once: 48-63 columns one tile of three, 64 two of two, 80 three and two, 100 three, three and a
-# tail, 112 three, two and two (float64: vectors of 8)
+# tail, 112 three, two and two (float64: vectors of 8); with 16 registers (AVX2, the baseline)
+# three vectors run as two passes of 4 channels, from 24 float32 columns with AVX2 (12 baseline)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("width", [1, 2, 5, 6, 7, 13, 14, 15, 16, 20, 29, 31, 32, 33, 47, 48, 50, 64, 80, 100, 112])
 @pytest.mark.parametrize("k", [3, 16, 33])
@@ -51,8 +52,9 @@ def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
     np.testing.assert_array_equal(channels, columns)
 
 
-# blocks of at most 4 live channels run the narrow tiles (4 channels x 6 vectors, with 32 vector
-# registers) over rows of at least 6 vectors: 96 float32 / 48 float64 columns with AVX-512
+# blocks of at most 4 live channels run the narrow tiles (4 channels x 6 vectors with 32 vector
+# registers, x 3 with 16) over rows of at least that many vectors: 96 float32 / 48 float64
+# columns with AVX-512, 24 / 12 with AVX2
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 4, 5, 12])  # one block of 1 or 4, of 5 (no narrow tile), 8 + 4
 @pytest.mark.parametrize("width", [96, 100, 200])
@@ -119,6 +121,12 @@ def test_choice_follows_idle_lanes_and_depth():
         assert _conv.choose_tiles(64, 147, 112, np.float32, top) == (-1, 8)
         # as full, with many sums per pixel: the channel tile (measured faster)
         assert _conv.choose_tiles(64, 576, 56, np.float32, top) == (top, 32)
+    if "avx2" in LEVELS:
+        avx2 = LEVELS.index("avx2")
+        # 3 filters: 3/8 of the float64 channel tile, 3/4 of a narrow tile along 128 columns
+        assert _conv.choose_tiles(3, 576, 128, np.float64, avx2) == (-1, 8)
+        # a row too short for a narrow tile (3 vectors of 4): as busy, many sums: the channel tile
+        assert _conv.choose_tiles(3, 576, 10, np.float64, avx2) == (avx2, 8)
 
 
 def test_banded_kernel_packs_only_weights_of_its_shape():

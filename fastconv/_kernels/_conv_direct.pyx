@@ -129,7 +129,6 @@ cdef extern from "conv_tile.h" nogil:
     enum:
         FC_WTILE_TAPS
         FC_DWWTILE_TAPS
-        FC_NARROW_VECTORS
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -163,6 +162,7 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn wide3_64
         fc_tile_f32_fn narrow32
         fc_tile_f64_fn narrow64
+        int narrow_vectors
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -231,6 +231,15 @@ def half_tile_width(dtype_char, int level=-1):
     """Output columns per half tile at ``level``, as :func:`tile_width` (the full width where there are none)."""
     cdef const fc_tiles* tiles = fc_active_tiles() if level < 0 else fc_level_tiles(level)
     return tiles.half_f32 if dtype_char == "f" else tiles.half_f64
+
+
+def narrow_tile_vectors(int level=-1):
+    """Vectors of columns a narrow tile (4 output channels, for blocks of at most 4) takes at ``level``.
+
+    As :func:`tile_width`; 0 where there are no narrow tiles.
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles() if level < 0 else fc_level_tiles(level)
+    return tiles.narrow_vectors if tiles.narrow32 != NULL else 0
 
 
 def oc_tile_shape(int level, dtype_char):
@@ -449,10 +458,11 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
 
     Full tiles along the row, three or two vectors wide where the level has
     such tiles (three while at least three vectors of columns are left, but
-    for four: two and two), and for ``nk <= 4`` first the narrow tiles of 4
-    channels x ``FC_NARROW_VECTORS`` vectors; a tail of at most half a tile
-    runs a half-width tile, a longer one a full tile that overlaps the
-    previous one (no scalar tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
+    for four: two and two where there are two-vector tiles), and for
+    ``nk <= 4`` first the narrow tiles of 4 channels x
+    ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
+    half-width tile, a longer one a full tile that overlaps the previous one
+    (no scalar tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
     cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
@@ -483,11 +493,11 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         while ow0 < OW:
             vectors = (OW - ow0) // width
             span = 0  # columns a wide tile takes here, if one does
-            if narrow and vectors >= FC_NARROW_VECTORS:  # at most 4 channels: fewer idle lanes
+            if narrow and vectors >= tiles.narrow_vectors:  # at most 4 channels: fewer idle lanes
                 g32 = n32
                 g64 = n64
-                span = FC_NARROW_VECTORS * width
-            elif wide3 and vectors >= 3 and vectors != 4:  # (four vectors: two wide tiles)
+                span = tiles.narrow_vectors * width
+            elif wide3 and vectors >= 3 and (vectors != 4 or not wide):  # (four: two wide tiles)
                 g32 = w3_32
                 g64 = w3_64
                 span = 3 * width

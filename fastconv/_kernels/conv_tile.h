@@ -14,8 +14,6 @@
 #include <string.h>
 
 enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
-/* Vectors of columns the narrow tiles (4 output channels) take at once. */
-enum { FC_NARROW_VECTORS = 6 };
 
 typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
                                const float *, float *, ptrdiff_t, int, int);
@@ -237,9 +235,13 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #if defined(__GNUC__) || defined(__clang__)
 #define FC_BASE_OC_F32 8 /* 2 vectors of 4 floats / 2 doubles */
 #define FC_BASE_OC_F64 4
+#define FC_BASE_WIDE NULL, NULL, fc_tile3_f32_base, fc_tile3_f64_base
+#define FC_BASE_NARROW fc_tile4x3_f32_base, fc_tile4x3_f64_base, 3
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
+#define FC_BASE_WIDE NULL, NULL, NULL, NULL /* no wide or narrow tiles */
+#define FC_BASE_NARROW NULL, NULL, 0
 #endif
 
 /* ---- dispatch: one table per level; the active one is swapped as a single pointer, so a
@@ -273,10 +275,11 @@ typedef struct {
     int level;
     fc_tile_f32_fn wide32; /* column tiles two vectors wide (NULL where registers are too few) */
     fc_tile_f64_fn wide64;
-    fc_tile_f32_fn wide3_32; /* and three vectors wide (NULL where wide32 is) */
+    fc_tile_f32_fn wide3_32; /* and three vectors wide (16 registers: in two passes of 4 channels) */
     fc_tile_f64_fn wide3_64;
-    fc_tile_f32_fn narrow32; /* 4 channels x FC_NARROW_VECTORS vectors, for blocks of <= 4 (NULL as wide32) */
+    fc_tile_f32_fn narrow32; /* 4 channels x narrow_vectors vectors, for blocks of <= 4 (or NULL) */
     fc_tile_f64_fn narrow64;
+    int narrow_vectors;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -286,7 +289,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        fc_wtile_f32_base,
                                        fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
-                                       FC_LEVEL_BASELINE, NULL, NULL, NULL, NULL, NULL, NULL};
+                                       FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -295,7 +298,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_dwplane_f64_avx2,
                                        fc_wtile_f32_avx2, fc_wtile_f64_avx2, fc_dwwtile_f32_avx2,
                                        fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2,
-                                       NULL, NULL, NULL, NULL, NULL, NULL};
+                                       NULL, NULL, fc_tile3_f32_avx2, fc_tile3_f64_avx2, fc_tile4x3_f32_avx2,
+                                       fc_tile4x3_f64_avx2, 3};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -305,7 +309,7 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, 8, 4, 32, 16,
                                          fc_oc_cols_avx512, FC_LEVEL_AVX512, fc_tile2_f32_avx512,
                                          fc_tile2_f64_avx512, fc_tile3_f32_avx512, fc_tile3_f64_avx512,
-                                         fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512};
+                                         fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512, 6};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

@@ -61,14 +61,14 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
     FC_TILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 }
 
-#if FC_VF >= 16
-/* Wide tiles (ISAs with 32 vector registers): NK output channels (8, or 4 for blocks of
- * at most 4 live ones) x NV vectors of columns, NK*NV accumulators. Weights are the
- * column tile's [c][tap][8] (an NK = 4 tile reads the first 4 of each 8). Each output
- * sums in the column tile's order, so results are equal bit for bit; each tap loads NV
- * inputs per NK broadcast weights instead of one, so more of the loop is multiply-adds
- * (and with NK = 4, fewer of them are spent on channels that do not exist). Full width
- * only (ncols == NV*VW); channels j < nk <= NK are stored. */
+/* Wide tiles: NK output channels (8, or 4 for blocks of at most 4 live ones) x NV
+ * vectors of columns, NK*NV accumulators. Weights are the column tile's [c][tap][8] (an
+ * NK = 4 tile reads the first 4 of each 8). Each output sums in the column tile's order,
+ * so results are equal bit for bit; each tap loads NV inputs per NK broadcast weights
+ * instead of one, so more of the loop is multiply-adds (and with NK = 4, fewer of them
+ * are spent on channels that do not exist). Full width only (ncols == NV*VW); channels
+ * j < nk <= NK are stored. With 32 vector registers (AVX-512): 8 x 2, 8 x 3 and 4 x 6;
+ * with 16: 4 x 3 (12 accumulators, 3 inputs, 1 weight), and 8 x 3 as two of those. */
 #define FC_TILEV_BODY(T, VT, VW, NK, NV)                                              \
     VT acc[NK][NV];                                                                   \
     _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
@@ -101,15 +101,33 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
     {                                                                                 \
         FC_TILEV_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, NV)                   \
     }
+#if FC_VF >= 16
 FC_TILEV(fc_tile2_f32, float, FC_CAT(fc_vf, FC_ISA), 8, 2)
 FC_TILEV(fc_tile2_f64, double, FC_CAT(fc_vd, FC_ISA), 8, 2)
 FC_TILEV(fc_tile3_f32, float, FC_CAT(fc_vf, FC_ISA), 8, 3)
 FC_TILEV(fc_tile3_f64, double, FC_CAT(fc_vd, FC_ISA), 8, 3)
 FC_TILEV(fc_tile4x6_f32, float, FC_CAT(fc_vf, FC_ISA), 4, 6)
 FC_TILEV(fc_tile4x6_f64, double, FC_CAT(fc_vd, FC_ISA), 4, 6)
+#else
+FC_TILEV(fc_tile4x3_f32, float, FC_CAT(fc_vf, FC_ISA), 4, 3)
+FC_TILEV(fc_tile4x3_f64, double, FC_CAT(fc_vd, FC_ISA), 4, 3)
+/* 8 channels x 3 vectors in two passes of the 4 x 3 tile: the input is read twice (from
+ * L1), but each tap takes 3 input loads and 4 broadcasts per 12 multiply-adds, where the
+ * one-vector tile takes 9 loads per 8. */
+#define FC_TILE3_PAIR(NAME, NARROW, T)                                                \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+    {                                                                                 \
+        FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk < 4 ? nk : 4, ncols); \
+        if (nk > 4)                                                                   \
+            FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w + 4, bias + 4, out + 4 * ocs, ocs, nk - 4, ncols); \
+    }
+FC_TILE3_PAIR(fc_tile3_f32, fc_tile4x3_f32, float)
+FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
+#undef FC_TILE3_PAIR
+#endif
 #undef FC_TILEV
 #undef FC_TILEV_BODY
-#endif
 
 /* Depthwise tile: output channel j reads its own input plane x + j*cs (planes of
  * channels past nk repeat the last valid one, so no read leaves the input);

@@ -24,13 +24,12 @@
     acc2 = (VT){0} + bias[2]; acc3 = (VT){0} + bias[3];                               \
     acc4 = (VT){0} + bias[4]; acc5 = (VT){0} + bias[5];                               \
     acc6 = (VT){0} + bias[6]; acc7 = (VT){0} + bias[7];                               \
+    const T *wt = w; /* (a pointer stepped per tap: no index arithmetic in the loop) */ \
     for (int c = 0; c < C; c++) {                                                     \
         const T *xc = x + c * cs;                                                     \
-        const T *wc = w + (ptrdiff_t)c * ntaps * 8;                                   \
-        for (int t = 0; t < ntaps; t++) {                                             \
+        for (int t = 0; t < ntaps; t++, wt += 8) {                                    \
             VT v;                                                                     \
             memcpy(&v, xc + taps[t], sizeof(VT));                                     \
-            const T *wt = wc + t * 8;                                                 \
             acc0 += v * wt[0]; acc1 += v * wt[1]; acc2 += v * wt[2]; acc3 += v * wt[3]; \
             acc4 += v * wt[4]; acc5 += v * wt[5]; acc6 += v * wt[6]; acc7 += v * wt[7]; \
         }                                                                             \
@@ -73,14 +72,14 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
     VT acc[NK][NV];                                                                   \
     _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0} + bias[j]; \
+    const T *wt = w;                                                                  \
     for (int c = 0; c < C; c++) {                                                     \
         const T *xc = x + c * cs;                                                     \
-        const T *wc = w + (ptrdiff_t)c * ntaps * 8;                                   \
-        for (int t = 0; t < ntaps; t++) {                                             \
+        for (int t = 0; t < ntaps; t++, wt += 8) {                                    \
             VT in[NV];                                                                \
+            const T *xt = xc + taps[t];                                               \
             _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                      \
-                memcpy(&in[v], xc + taps[t] + v * VW, sizeof(VT));                    \
-            const T *wt = wc + t * 8;                                                 \
+                memcpy(&in[v], xt + v * VW, sizeof(VT));                              \
             _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                    \
                 const T wj = wt[j];                                                   \
                 _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
@@ -296,13 +295,13 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
             lo[p] = b0;                                                               \
             hi[p] = b1;                                                               \
         }                                                                             \
+        const T *wt = w; /* (a pointer stepped per tap: no index arithmetic in the loop) */ \
         for (int c = 0; c < C; c++) {                                                 \
             const T *xc = x + c * cs;                                                 \
-            const T *wc = w + (ptrdiff_t)c * ntaps * (2 * VW);                        \
-            for (int t = 0; t < ntaps; t++) {                                         \
+            for (int t = 0; t < ntaps; t++, wt += 2 * VW) {                           \
                 VT w0, w1;                                                            \
-                memcpy(&w0, wc + t * (2 * VW), sizeof(VT));                           \
-                memcpy(&w1, wc + t * (2 * VW) + VW, sizeof(VT));                      \
+                memcpy(&w0, wt, sizeof(VT));                                          \
+                memcpy(&w1, wt + VW, sizeof(VT));                                     \
                 const T *xt = xc + taps[t];                                           \
                 _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                \
                     const T xv = xt[p];                                               \

@@ -199,15 +199,16 @@ CHANNEL_TILE_DEPTH = {0: 128, 1: 128, 2: 512}
 def choose_tiles(kg, depth, ow, dtype, level=None):
     """``(oc_level, block)``: which register tile runs a (non-depthwise) NCHW convolution.
 
-    The column tiles hold 8 output channels x one vector of output columns;
-    a row shorter than a vector, or a tail past whole vectors, leaves lanes
-    idle (14 columns fill 14/16 of an AVX-512 float32 tile); a last block of
-    at most 4 channels runs narrow tiles of 4 channels where a row holds one
-    (:func:`~fastconv._kernels._conv_direct.narrow_tile_vectors`). The output-channel
-    tiles hold two vectors of channels x up to ``oc_cols`` columns and idle
-    lanes only when ``kg`` is not a multiple of their block, but transpose
-    their result on the way out, which costs about as much as the sums when a
-    pixel has few (``depth`` = input channels x taps per group).
+    The column tiles hold 8 output channels x one vector of output columns; a
+    row shorter than a vector, or a tail past whole vectors, leaves lanes idle
+    (14 columns fill 14/16 of an AVX-512 float32 tile); a last block of at
+    most 4 channels runs narrow tiles of 4 channels where a row holds one
+    (:func:`~fastconv._kernels._conv_direct.narrow_tile_vectors`). The
+    output-channel tiles hold two vectors of channels x up to ``oc_cols``
+    columns and idle lanes only when ``kg`` is not a multiple of their block,
+    but transpose their result on the way out, which costs about as much as
+    the sums when a pixel has few (``depth`` = input channels x taps per
+    group).
 
     Measured on the canonical shapes, the output-channel tile against the
     column tile ran, with AVX-512 (1 and 2 threads, float32 and float64):
@@ -215,11 +216,12 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     about even on resnet-mid and 0.3-0.9x on the few-channel shapes (cifar,
     stem, dilated); with AVX2 and the baseline (16 registers, 6 columns):
     1.15-1.4x on every shape from stem (147 sums per pixel) up, 0.8-1.0x on
-    cifar (27). Since the three-vector column tiles came to 16 registers
-    (two passes of 4 channels), at AVX2 at one thread: even to 1.13x from
-    stem up (float32 and float64), 0.91-0.93x on cifar. So it runs when it leaves clearly fewer lanes idle, or as
-    many with ``depth >= CHANNEL_TILE_DEPTH[level]``. ``oc_level`` is -1 for
-    the column tiles; ``block`` is the packing block of the tile chosen.
+    cifar (27). Since the column tiles run three vectors with 16 registers
+    too (two passes of 4 channels), at AVX2 at one thread: 1.02-1.13x from
+    stem up in float32, 0.94-1.10x in float64, 0.91-0.93x on cifar. So it
+    runs when it leaves clearly fewer lanes idle, or as many with
+    ``depth >= CHANNEL_TILE_DEPTH[level]``. ``oc_level`` is -1 for the
+    column tiles; ``block`` is the packing block of the tile chosen.
     """
     char = np.dtype(dtype).char
     level = _conv_direct.current_level() if level is None else level

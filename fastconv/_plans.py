@@ -49,7 +49,8 @@ def specialized(kernel, dtype):
     types of its buffer arguments: 0.2-0.5 µs per call on the ``tiny`` shape;
     plans call the one they need directly (col2im, the convolutions, the
     backward pools: the forward pools and im2col take ndarrays instead).
-    The specialization checks its buffers' types as any typed memoryview does. A kernel that has none for ``dtype`` is returned as it is.
+    The specialization checks its buffers' types as any typed memoryview
+    does. A kernel that has none for ``dtype`` is returned as it is.
     """
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":

@@ -462,8 +462,8 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     ``nk <= 4`` first the narrow tiles of 4 channels x
     ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
     half-width tile, a longer one a full tile that overlaps the previous one
-    (no scalar tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
-    ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
+    (no scalar tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel
+    ``c`` reads ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
     cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
     cdef fc_tile_f64_fn f64 = tiles.dw64 if depthwise else tiles.f64

@@ -375,16 +375,18 @@ def _conv_im2col_run(call, result):
 
 
 class _ConvPlan(NamedTuple):
-    """A planned conv2d call (:mod:`fastconv._plans`): NCHW, float, direct, no ``out``."""
+    """A planned conv2d call (:mod:`fastconv._plans`): NCHW, float, direct, into a new array or ``out``."""
 
     tiled: TiledConv
     batched_shape: tuple  # of x, with the batch axis
     out_shape: tuple  # batched
     batched: bool
 
-    def __call__(self, x, weight, bias):
-        result = empty(self.out_shape, self.tiled.dtype)
+    def __call__(self, x, weight, bias, out=None):
+        result = empty(self.out_shape, self.tiled.dtype) if out is None else out.reshape(self.out_shape)
         self.tiled.run(x.reshape(self.batched_shape), weight, bias, result)
+        if out is not None:
+            return out
         return result if self.batched else result[0]
 
 
@@ -395,7 +397,7 @@ def _plan(call, algorithm, arrays):
     """The :class:`_ConvPlan` of a validated call whose arrays the kernels read as they are, or None."""
     w = call.weight
     k, cg, kh, kw = w.shape
-    if (call.channels_last or call.compute_dtype.kind != "f" or call.out is not None or not w.size
+    if (call.channels_last or call.compute_dtype.kind != "f" or not w.size
             or 0 in call.out_shape or not tiles_fit(cg, kh * kw)
             or any(a is not None and a.dtype != call.compute_dtype for a in arrays)
             or (_choose_algorithm(call) if algorithm == "auto" else algorithm) != "direct"):
@@ -470,18 +472,17 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1,
     array([[[-9,  1],
             [ 0, -7]]])
     """
-    key = None if out is not None else call_key(
-        (x, weight, bias), (stride, padding, dilation, groups, padding_mode, layout, algorithm,
-                            _conv_direct.current_level()))
+    key = call_key((x, weight, bias), (stride, padding, dilation, groups, padding_mode, layout, algorithm,
+                                       _conv_direct.current_level()), out)
     plan = _PLANS.get(key)
     if plan is not None:
-        return plan(x, weight, bias)
+        return plan(x, weight, bias, out)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS!r}, got {algorithm!r}")
     call = prepare_conv2d(x, weight, bias, stride, padding, dilation, groups, padding_mode, layout, out)
-    if key is not None and (plan := _plan(call, algorithm, (x, weight, bias))) is not None:
+    if key is not None and (plan := _plan(call, algorithm, (x, weight, bias, out))) is not None:
         _PLANS.put(key, plan)
-        return plan(x, weight, bias)
+        return plan(x, weight, bias, out)
     user_out = call.out
     writes_in_place = (user_out is not None and call.result_dtype == call.compute_dtype)
     result = user_out.reshape(call.out_shape) if writes_in_place else empty(call.out_shape, call.compute_dtype)

@@ -173,13 +173,22 @@ class GradInputPlan:
                 self.phases.append(_InputPhase(taps, sub_shape, crop, sub_geo, tiled, target,
                                                (n, channels, ph.count, pw.count)))
 
-    def run(self, grad, weight):
-        """dL/dx ``(N, C, H, W)`` of an NCHW ``grad`` and OIHW ``weight`` (any strides)."""
+    def run(self, grad, weight, out=None):
+        """dL/dx ``(N, C, H, W)`` of an NCHW ``grad`` and OIHW ``weight`` (any strides).
+
+        ``out``: a C-contiguous array of the result's shape and dtype, sharing
+        no memory with ``grad`` or ``weight``, to write it into.
+        """
         k, cg, kh, kw = self.dims
         groups = self.groups
         # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight
         adjoint_weight = weight.reshape(groups, k // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
-        result = empty(self.shape, self.dtype) if self.single else zeros(self.shape, self.dtype)
+        if out is None:
+            result = empty(self.shape, self.dtype) if self.single else zeros(self.shape, self.dtype)
+        else:
+            result = out
+            if not self.single:
+                result[...] = 0
         for phase in self.phases:
             if phase.geometry is None:  # the window lies outside the grad: only zeros reach these pixels
                 result[phase.target] = 0
@@ -407,13 +416,16 @@ def _finish_grad(result, call):
 
 
 class _GradInputCall(NamedTuple):
-    """A planned conv2d_grad_input call (:mod:`fastconv._plans`): NCHW, float, no ``out``."""
+    """A planned conv2d_grad_input call (:mod:`fastconv._plans`): NCHW, float, into a new array or ``out``."""
 
     plan: GradInputPlan
     grad_shape: tuple  # batched
     batched: bool
 
-    def __call__(self, grad_output, weight):
+    def __call__(self, grad_output, weight, out=None):
+        if out is not None:
+            self.plan.run(grad_output.reshape(self.grad_shape), weight, out.reshape(self.plan.shape))
+            return out
         result = self.plan.run(grad_output.reshape(self.grad_shape), weight)
         return result if self.batched else result[0]
 
@@ -423,9 +435,9 @@ _GRAD_INPUT_PLANS = PlanCache()
 
 def _grad_input_public_plan(call, arrays):
     """The :class:`_GradInputCall` of a validated call whose arrays the kernels read as they are, or None."""
-    if (call.channels_last or call.compute_dtype.kind != "f" or call.out is not None
+    if (call.channels_last or call.compute_dtype.kind != "f"
             or not call.grad.size or not call.weight.size or 0 in call.image_shape
-            or any(a.dtype != call.compute_dtype for a in arrays)):
+            or any(a is not None and a.dtype != call.compute_dtype for a in arrays)):
         return None
     plan = grad_input_plan(call.grad.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
                            _conv_direct.current_level())
@@ -472,21 +484,21 @@ def conv2d_grad_input(grad_output, weight, input_shape, *, stride=1, padding=0, 
            [2, 4, 2],
            [1, 2, 1]])
     """
-    key = None if out is not None else call_key(
-        (grad_output, weight), (input_shape, stride, padding, dilation, groups, layout, _conv_direct.current_level()))
+    key = call_key((grad_output, weight),
+                   (input_shape, stride, padding, dilation, groups, layout, _conv_direct.current_level()), out)
     plan = _GRAD_INPUT_PLANS.get(key)
     if plan is not None:
-        return plan(grad_output, weight)
+        return plan(grad_output, weight, out)
     call = prepare_conv2d_grad_input(grad_output, weight, input_shape, stride, padding, dilation, groups,
                                      layout, out)
-    if key is not None and (plan := _grad_input_public_plan(call, (grad_output, weight))) is not None:
+    if key is not None and (plan := _grad_input_public_plan(call, (grad_output, weight, out))) is not None:
         _GRAD_INPUT_PLANS.put(key, plan)
-        return plan(grad_output, weight)
+        return plan(grad_output, weight, out)
     return _finish_grad(_grad_input(call), call)
 
 
 class _GradWeightCall(NamedTuple):
-    """A planned conv2d_grad_weight call (:mod:`fastconv._plans`): NCHW, float, no ``out``.
+    """A planned conv2d_grad_weight call (:mod:`fastconv._plans`): NCHW, float, into a new array or ``out``.
 
     Calling it gives None when the input holds an inf or nan the column
     tiles cannot take: the full path then runs the GEMM.
@@ -496,8 +508,12 @@ class _GradWeightCall(NamedTuple):
     x_shape: tuple  # batched
     grad_shape: tuple  # batched
 
-    def __call__(self, grad_output, x):
-        return self.plan.run(x.reshape(self.x_shape), grad_output.reshape(self.grad_shape))
+    def __call__(self, grad_output, x, out=None):
+        result = self.plan.run(x.reshape(self.x_shape), grad_output.reshape(self.grad_shape))
+        if out is None or result is None:
+            return result
+        np.copyto(out, result)  # (the weight's size: small next to the sums)
+        return out
 
 
 _GRAD_WEIGHT_PLANS = PlanCache()
@@ -506,9 +522,9 @@ _GRAD_WEIGHT_PLANS = PlanCache()
 def _grad_weight_public_plan(call, arrays):
     """The :class:`_GradWeightCall` of a validated call whose arrays the kernels read as they are, or None."""
     k, cg, kh, kw = call.dims
-    if (call.channels_last or call.compute_dtype.kind != "f" or call.out is not None
+    if (call.channels_last or call.compute_dtype.kind != "f"
             or not call.grad.size or not call.x.size or 0 in call.result_shape or not tiles_fit(cg, kh * kw, k)
-            or any(a.dtype != call.compute_dtype for a in arrays)):
+            or any(a is not None and a.dtype != call.compute_dtype for a in arrays)):
         return None
     plan = grad_weight_plan(call.x.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
                             _conv_direct.current_level())
@@ -554,16 +570,16 @@ def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dil
     array([[ 8, 12],
            [20, 24]])
     """
-    key = None if out is not None else call_key(
-        (grad_output, x), (weight_shape, stride, padding, dilation, groups, layout, _conv_direct.current_level()))
+    key = call_key((grad_output, x),
+                   (weight_shape, stride, padding, dilation, groups, layout, _conv_direct.current_level()), out)
     plan = _GRAD_WEIGHT_PLANS.get(key)
-    if plan is not None and (result := plan(grad_output, x)) is not None:
+    if plan is not None and (result := plan(grad_output, x, out)) is not None:
         return result
     call = prepare_conv2d_grad_weight(grad_output, x, weight_shape, stride, padding, dilation, groups,
                                       layout, out)
-    if key is not None and plan is None and (plan := _grad_weight_public_plan(call, (grad_output, x))) is not None:
+    if key is not None and plan is None and (plan := _grad_weight_public_plan(call, (grad_output, x, out))) is not None:
         _GRAD_WEIGHT_PLANS.put(key, plan)
-        if (result := plan(grad_output, x)) is not None:
+        if (result := plan(grad_output, x, out)) is not None:
             return result
     result = _grad_weight(call)
     if call.result_dtype != call.compute_dtype:

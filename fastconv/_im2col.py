@@ -235,28 +235,33 @@ def crop(image, geometry, channels_last):
 
 
 class _Im2colCall(NamedTuple):
-    """A planned im2col call (:mod:`fastconv._plans`): float32/64, no ``out``."""
+    """A planned im2col call (:mod:`fastconv._plans`): float32/64, into a new array or ``out``."""
 
     unfold: UnfoldPlan
     batched: bool
     cols_shape: tuple
 
-    def __call__(self, x):
-        cols = empty(self.cols_shape, x.dtype)
+    def __call__(self, x, out=None):
+        cols = empty(self.cols_shape, x.dtype) if out is None else out
         if cols.size:
-            self.unfold(x if self.batched else x[np.newaxis], cols, reused(cols))
+            self.unfold(x if self.batched else x[np.newaxis], cols, out is not None or reused(cols))
         return cols
 
 
 class _Col2imCall(NamedTuple):
-    """A planned col2im call (:mod:`fastconv._plans`): float32/64, no ``out``."""
+    """A planned col2im call (:mod:`fastconv._plans`): float32/64, into a new array or ``out``."""
 
     fold: FoldPlan
     batched: bool
 
-    def __call__(self, cols):
-        image = self.fold(cols)
-        return np.ascontiguousarray(image if self.batched else image[0])
+    def __call__(self, cols, out=None):
+        if out is None:
+            image = self.fold(cols)
+            return np.ascontiguousarray(image if self.batched else image[0])
+        image = out.reshape(self.fold.image_shape)  # sum straight into the user's out
+        image[...] = 0
+        self.fold(cols, image)
+        return out
 
 
 _IM2COL_PLANS = PlanCache()
@@ -322,16 +327,16 @@ def im2col(x, kernel_size, *, stride=1, padding=0, dilation=1, padding_mode="zer
            [ 4,  5,  6,  8,  9, 10, 12, 13, 14],
            [ 5,  6,  7,  9, 10, 11, 13, 14, 15]])
     """
-    key = None if out is not None else call_key((x,), (kernel_size, stride, padding, dilation, padding_mode, layout))
+    key = call_key((x,), (kernel_size, stride, padding, dilation, padding_mode, layout), out)
     plan = _IM2COL_PLANS.get(key)
     if plan is not None:
-        return plan(x)
+        return plan(x, out)
     call = prepare_im2col(x, kernel_size, stride, padding, dilation, padding_mode, layout, out)
     if key is not None and call.dtype == x.dtype:
         unfold_plan = UnfoldPlan(call.geometry, call.channels_last, call.dtype, padding_mode)
         plan = _Im2colCall(unfold_plan, call.batched, call.cols_shape)
         _IM2COL_PLANS.put(key, plan)
-        return plan(x)
+        return plan(x, out)
     # the kernels write an aligned out in place; a misaligned one gets a copy of the result
     direct = call.out is not None and call.out.flags.aligned
     cols = call.out if direct else empty(call.cols_shape, call.dtype)
@@ -388,16 +393,16 @@ def col2im(cols, input_shape, kernel_size, *, stride=1, padding=0, dilation=1, l
            [2, 4, 2],
            [1, 2, 1]])
     """
-    key = None if out is not None else call_key((cols,), (input_shape, kernel_size, stride, padding, dilation, layout))
+    key = call_key((cols,), (input_shape, kernel_size, stride, padding, dilation, layout), out)
     plan = _COL2IM_PLANS.get(key)
     if plan is not None:
-        return plan(cols)
+        return plan(cols, out)
     call = prepare_col2im(cols, input_shape, kernel_size, stride, padding, dilation, layout, out)
     if key is not None and call.dtype == cols.dtype:
         plan = _Col2imCall(FoldPlan(call.geometry, call.batch, call.channels, call.channels_last, call.dtype),
                            call.batched)
         _COL2IM_PLANS.put(key, plan)
-        return plan(cols)
+        return plan(cols, out)
     geo, dtype = call.geometry, call.dtype
     # bools add as counts (then != 0: NumPy's logical-or "+"); float16 adds in float32
     work_dtype = np.dtype(np.uint64) if dtype.kind == "b" else np.dtype(np.float32) if dtype == np.float16 else dtype

@@ -16,6 +16,10 @@ None for calls it cannot vouch for, which then take the full path every time:
 * every array argument must be exactly an ``ndarray`` (no subclass, no list),
   C-contiguous, aligned, of native float32 or float64 — what the kernels take
   as they are, with no copy or cast in between;
+* so must an ``out=``, which is keyed too (a call into an ``out`` has a plan
+  of its own) and must also be writeable and share no memory with the
+  inputs: the full path refuses a read-only ``out`` and copies an input it
+  overlaps, and these depend on the call, not on its signature;
 * every other argument must be ``None``, ``bool``, ``int`` or ``str``, or a
   tuple of these (nested a few deep), compared with their types: ``1``, ``True``, ``1.0`` and
   ``numpy.int64(1)`` are equal in Python, but validation may treat them

@@ -142,9 +142,10 @@ class AvgPoolPlan:
 
 
 def _plannable(call, x):
-    """Whether a validated pooling call can keep a plan: the kernels read ``x`` as it is, the result is new."""
-    return (call.out is None and call.out_indices is None and x.dtype == call.compute_dtype == call.result_dtype
-            and 0 not in call.out_shape)
+    """Whether a validated pooling call can keep a plan: the kernels read ``x`` as it is and write the
+    result (new, or the user's ``out`` of the values alone) as it is."""
+    return (call.out_indices is None and (call.out is None or not call.return_indices)
+            and x.dtype == call.compute_dtype == call.result_dtype and 0 not in call.out_shape)
 
 
 class _MaxPoolCall(NamedTuple):
@@ -153,11 +154,13 @@ class _MaxPoolCall(NamedTuple):
     plan: MaxPoolPlan
     batched: bool
 
-    def __call__(self, x):
+    def __call__(self, x, out=None):
         plan = self.plan
-        values = empty(plan.out_shape, plan.kernel_dtype)
+        values = empty(plan.out_shape, plan.kernel_dtype) if out is None else out.reshape(plan.out_shape)
         indices = empty(plan.out_shape, np.int64) if plan.return_indices else None
         plan.run(x if self.batched else x[np.newaxis], values, indices)
+        if out is not None:  # (planned only without indices)
+            return out
         if not plan.return_indices:
             return values if self.batched else values[0]
         return (values, indices) if self.batched else (values[0], indices[0])
@@ -169,11 +172,13 @@ class _AvgPoolCall(NamedTuple):
     plan: AvgPoolPlan
     batched: bool
 
-    def __call__(self, x):
+    def __call__(self, x, out=None):
         plan = self.plan
-        result = empty(plan.out_shape, x.dtype)
+        result = empty(plan.out_shape, x.dtype) if out is None else out.reshape(plan.out_shape)
         _pool.avg_pool2d(x if self.batched else x[np.newaxis], result, plan.windows, plan.divisors,
                          plan.channels_last, threads_for(plan.work))
+        if out is not None:
+            return out
         return result if self.batched else result[0]
 
 
@@ -265,17 +270,16 @@ def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=
     array([[7, 8],
            [7, 8]])
     """
-    key = None if out is not None else call_key(
-        (x,), (kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout))
+    key = call_key((x,), (kernel_size, stride, padding, dilation, ceil_mode, return_indices, layout), out)
     plan = _MAX_POOL_PLANS.get(key)
     if plan is not None:
-        return plan(x)
+        return plan(x, out)
     call = prepare_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices,
                               layout, out)
     if key is not None and _plannable(call, x):
         plan = _MaxPoolCall(MaxPoolPlan(call), call.batched)
         _MAX_POOL_PLANS.put(key, plan)
-        return plan(x)
+        return plan(x, out)
     plan = MaxPoolPlan(call)
     values, direct = _result_buffer(call.out, call.out_shape, plan.kernel_dtype)
     indices = None
@@ -358,17 +362,17 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count
     array([[1., 1.],
            [1., 1.]])
     """
-    key = None if out is not None else call_key(
-        (x,), (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout))
+    key = call_key((x,), (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, layout),
+                   out)
     plan = _AVG_POOL_PLANS.get(key)
     if plan is not None:
-        return plan(x)
+        return plan(x, out)
     call = prepare_avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
                               divisor_override, layout, out)
     if key is not None and _plannable(call, x):
         plan = _AvgPoolCall(AvgPoolPlan(call), call.batched)
         _AVG_POOL_PLANS.put(key, plan)
-        return plan(x)
+        return plan(x, out)
     result, direct = _result_buffer(call.out, call.out_shape, call.compute_dtype)
     if result.size:
         AvgPoolPlan(call).run(call.x, result)

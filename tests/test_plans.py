@@ -88,6 +88,39 @@ def test_no_key_for_tuples_nested_too_deep():
     assert _plans.call_key((x,), (param,)) is None
 
 
+def test_key_of_a_call_into_an_out():
+    """An out= is keyed as the arrays are, and apart from them: with or without one, two signatures."""
+    x = np.zeros((2, 3), np.float32)
+    keys = [_plans.call_key((x,), (1,)), _plans.call_key((x,), (1,), np.zeros((2, 3), np.float32)),
+            _plans.call_key((x,), (1,), np.zeros((3, 2), np.float32)),
+            _plans.call_key((x,), (1,), np.zeros((2, 3), np.float64)),
+            _plans.call_key((x, None), (1,))]
+    assert None not in keys and len(set(keys)) == len(keys)
+    buffer = np.zeros(12, np.float32)
+    # touching is not overlapping: the out's first byte is one past x's last
+    assert _plans.call_key((buffer[:6],), (1,), buffer[6:]) is not None
+    assert _plans.call_key((buffer[6:],), (1,), buffer[:6]) is not None
+
+
+@pytest.mark.parametrize("make_out", [
+    lambda x, buffer: buffer[5:11],  # overlaps the input's last item
+    lambda x, buffer: buffer[:6],  # overlaps the input's first items
+    lambda x, buffer: x,  # is the input
+    lambda x, buffer: _read_only(np.zeros_like(x)),
+    lambda x, buffer: np.zeros(12, np.float32)[::2],  # not C-contiguous
+    lambda x, buffer: [0.0] * 6,  # not an array
+])
+def test_no_key_for_an_out_that_is_read_only_overlaps_an_input_or_is_not_kernel_ready(make_out):
+    buffer = np.zeros(12, np.float32)
+    x = buffer[1:7]
+    assert _plans.call_key((None, x), (1,), make_out(x, buffer)) is None
+
+
+def _read_only(array):
+    array.flags.writeable = False
+    return array
+
+
 def test_cache_is_bounded_and_shared_safely():
     cache = _plans.PlanCache(size=3)
     for i in range(3):
@@ -109,8 +142,9 @@ def test_conv2d_plans_once_and_reuses_the_plan(rng):
     second = fastconv.conv2d(x, w, padding=1)
     assert len(_conv._PLANS) == 1
     np.testing.assert_array_equal(first, second)
-    # the same call without a plan (out= is never planned): the same bits
+    # the same call into an out= (a signature, and a plan, of its own): the same bits
     np.testing.assert_array_equal(fastconv.conv2d(x, w, padding=1, out=np.empty_like(first)), first)
+    assert len(_conv._PLANS) == 2
 
 
 def test_conv2d_refuses_after_a_plan_what_it_refused_before(rng):
@@ -197,17 +231,29 @@ def call_sequences(cases, *more):
                     min_size=1, max_size=8)
 
 
-@given(calls=call_sequences(_CASES, st.booleans()), seed=st.integers(0, 2**32 - 1))
+def into(expected, into_out):
+    """An ``out=`` for a result like ``expected`` (filled with nan: every element must be written), or None."""
+    return np.full(expected.shape, np.nan, expected.dtype) if into_out else None
+
+
+def returned(got, out):
+    """``got``, after checking that a call given ``out`` returned it."""
+    assert out is None or got is out
+    return got
+
+
+@given(calls=call_sequences(_CASES, st.booleans(), st.booleans()), seed=st.integers(0, 2**32 - 1))
 def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
-    """Plans are found only for their own signature, whatever came before."""
+    """Plans are found only for their own signature (with or without an out=), whatever came before."""
     rng = np.random.default_rng(seed)
-    for index, dtype, with_bias in calls:
+    for index, dtype, with_bias, into_out in calls:
         x_shape, w_shape, kw = _CASES[index]
         x = rng.standard_normal(x_shape).astype(dtype)
         w = rng.standard_normal(w_shape).astype(dtype)
         b = rng.standard_normal(w_shape[0]).astype(dtype) if with_bias else None
-        got = fastconv.conv2d(x, w, b, **kw)
         expected = reference.conv2d(x, w, b, **{k: v for k, v in kw.items() if k != "algorithm"})
+        out = into(expected, into_out)
+        got = returned(fastconv.conv2d(x, w, b, **kw, out=out), out)
         rtol, atol = tolerance(dtype)
         assert got.dtype == dtype and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
@@ -215,10 +261,10 @@ def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
 
 # ---- the gradients
 
-@given(calls=call_sequences(_CASES[:-1]), seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_CASES[:-1], st.booleans()), seed=st.integers(0, 2**32 - 1))
 def test_gradients_any_sequence_of_calls_matches_the_reference(calls, seed):
     rng = np.random.default_rng(seed)
-    for index, dtype in calls:
+    for index, dtype, into_out in calls:
         x_shape, w_shape, kw = _CASES[index]
         if kw.get("padding_mode", "zeros") != "zeros":
             continue  # the gradients take zero padding only
@@ -226,12 +272,14 @@ def test_gradients_any_sequence_of_calls_matches_the_reference(calls, seed):
         w = rng.standard_normal(w_shape).astype(dtype)
         grad = rng.standard_normal(reference.conv2d(x, w, **kw).shape).astype(dtype)
         rtol, atol = tolerance(dtype)
-        got = fastconv.conv2d_grad_input(grad, w, x_shape, **kw)
-        np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x_shape, **kw), rtol=rtol,
-                                   atol=atol * 10)
-        got = fastconv.conv2d_grad_weight(grad, x, w_shape, **kw)
-        np.testing.assert_allclose(got, reference.conv2d_grad_weight(grad, x, w_shape, **kw), rtol=rtol,
-                                   atol=atol * 100)
+        expected = reference.conv2d_grad_input(grad, w, x_shape, **kw)
+        out = into(expected, into_out)
+        got = returned(fastconv.conv2d_grad_input(grad, w, x_shape, **kw, out=out), out)
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+        expected = reference.conv2d_grad_weight(grad, x, w_shape, **kw)
+        out = into(expected, into_out)
+        got = returned(fastconv.conv2d_grad_weight(grad, x, w_shape, **kw, out=out), out)
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 100)
         assert got.dtype == dtype and got.flags.c_contiguous
 
 
@@ -279,39 +327,48 @@ _POOLS = [  # (x shape, keywords)
 ]
 
 
-@given(calls=call_sequences(_POOLS, st.booleans()), seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_POOLS, st.booleans(), st.booleans()), seed=st.integers(0, 2**32 - 1))
 def test_pools_any_sequence_of_calls_matches_the_reference(calls, seed):
     rng = np.random.default_rng(seed)
-    for index, dtype, flag in calls:
+    for index, dtype, flag, into_out in calls:
         shape, kw = _POOLS[index]
         x = rng.standard_normal(shape).astype(dtype)
-        values, indices = fastconv.max_pool2d(x, **kw, return_indices=flag), None
         expected = reference.max_pool2d(x, **kw, return_indices=flag)
         if flag:
-            (values, indices), (expected, expected_indices) = values, expected
+            values, indices = fastconv.max_pool2d(x, **kw, return_indices=True)
+            expected, expected_indices = expected
             np.testing.assert_array_equal(indices, expected_indices)
+        else:
+            out = into(expected, into_out)
+            values = returned(fastconv.max_pool2d(x, **kw, out=out), out)
         np.testing.assert_array_equal(values, expected)
-        got = fastconv.avg_pool2d(x, **kw, count_include_pad=flag)
+        expected = reference.avg_pool2d(x, **kw, count_include_pad=flag)
+        out = into(expected, into_out)
+        got = returned(fastconv.avg_pool2d(x, **kw, count_include_pad=flag, out=out), out)
         rtol, atol = tolerance(dtype)
-        np.testing.assert_allclose(got, reference.avg_pool2d(x, **kw, count_include_pad=flag), rtol=rtol, atol=atol)
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
         assert got.dtype == values.dtype == dtype
 
 
-@given(calls=call_sequences(_CASES), seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_CASES, st.booleans()), seed=st.integers(0, 2**32 - 1))
 def test_im2col_col2im_any_sequence_of_calls_matches_the_reference(calls, seed):
     rng = np.random.default_rng(seed)
-    for index, dtype in calls:
+    for index, dtype, into_out in calls:
         x_shape, w_shape, kw = _CASES[index]
         kw = {k: v for k, v in kw.items() if k in ("stride", "padding", "dilation", "padding_mode")}
         if kw.get("padding") == "same":
             kw["padding"] = 2
         x = rng.standard_normal(x_shape).astype(dtype)
-        cols = fastconv.im2col(x, w_shape[2:], **kw)
-        np.testing.assert_array_equal(cols, reference.im2col(x, w_shape[2:], **kw))
+        expected = reference.im2col(x, w_shape[2:], **kw)
+        out = into(expected, into_out)
+        cols = returned(fastconv.im2col(x, w_shape[2:], **kw, out=out), out)
+        np.testing.assert_array_equal(cols, expected)
         kw.pop("padding_mode", None)
-        back = fastconv.col2im(cols, x_shape, w_shape[2:], **kw)
+        expected = reference.col2im(cols, x_shape, w_shape[2:], **kw)
+        out = into(expected, into_out)
+        back = returned(fastconv.col2im(cols, x_shape, w_shape[2:], **kw, out=out), out)
         rtol, atol = tolerance(dtype)
-        np.testing.assert_allclose(back, reference.col2im(cols, x_shape, w_shape[2:], **kw), rtol=rtol, atol=atol)
+        np.testing.assert_allclose(back, expected, rtol=rtol, atol=atol)
         assert back.dtype == cols.dtype == dtype and back.flags.c_contiguous
 
 
@@ -334,6 +391,79 @@ def test_pools_and_columns_plan_once_and_refuse_what_they_refused(rng):
         fastconv.col2im(cols, (2, 3, 6, 5), 3, padding=1)
     values = fastconv.max_pool2d(x, 2)
     np.testing.assert_array_equal(fastconv.max_pool2d(x, 2, out=np.empty_like(values)), values)
+
+
+# ---- calls into an out=
+
+def _calls_into_out(rng):
+    """(name, call taking ``out=``) of every planned function, float32, on small NCHW arrays."""
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    grad = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    cols = rng.standard_normal((2 * 6 * 5, 27)).astype(np.float32)
+    geo = dict(stride=2, padding=1)
+    return [
+        ("conv2d", lambda out=None: fastconv.conv2d(x, w, b, **geo, out=out)),
+        ("conv2d unbatched", lambda out=None: fastconv.conv2d(x[0], w, padding=1, out=out)),
+        ("conv2d_grad_input", lambda out=None: fastconv.conv2d_grad_input(grad, w, x.shape, **geo, out=out)),
+        ("conv2d_grad_weight", lambda out=None: fastconv.conv2d_grad_weight(grad, x, w.shape, **geo, out=out)),
+        ("im2col", lambda out=None: fastconv.im2col(x, 3, padding=1, out=out)),
+        ("im2col unbatched", lambda out=None: fastconv.im2col(x[1], 3, stride=2, out=out)),
+        ("col2im", lambda out=None: fastconv.col2im(cols, x.shape, 3, padding=1, out=out)),
+        ("max_pool2d", lambda out=None: fastconv.max_pool2d(x, 2, ceil_mode=True, out=out)),
+        ("avg_pool2d", lambda out=None: fastconv.avg_pool2d(x, 3, stride=2, padding=1, out=out)),
+    ]
+
+
+def test_calls_into_an_out_are_planned_and_give_the_same_bits(rng, monkeypatch):
+    """A repeated out= call skips validation (a plan of its own) and writes what a new result holds."""
+    calls = _calls_into_out(rng)
+    expected = {name: call() for name, call in calls}
+    planned = sum(len(cache) for cache in _plans._CACHES)
+    for name, call in calls:
+        out = np.full_like(expected[name], np.nan)
+        assert call(out) is out, name
+        np.testing.assert_array_equal(out, expected[name], err_msg=name)
+    assert sum(len(cache) for cache in _plans._CACHES) == 2 * planned
+    # every later call into an out of the same signature is planned: validation would now raise
+    for module in (_conv, _conv_grad, _im2col, _pool):
+        for attr in dir(module):
+            if attr.startswith("prepare_"):
+                monkeypatch.setattr(module, attr, lambda *a, **k: pytest.fail("an out= call was not planned"))
+    for name, call in calls:
+        out = np.full_like(expected[name], np.nan)
+        assert call(out) is out, name
+        np.testing.assert_array_equal(out, expected[name], err_msg=name)
+
+
+def test_an_out_overlapping_an_input_is_not_planned(rng):
+    """The full path copies an input its out= overlaps; a plan of the same signature must not run.
+
+    col2im zeroes its out before it sums into it: run on an out that shares the
+    columns' memory, it would sum zeros.
+    """
+    cols_shape, image_shape = (9, 8), (1, 2, 4, 4)
+    fastconv.col2im(np.ones(cols_shape, np.float32), image_shape, 2, out=np.empty(image_shape, np.float32))
+    assert len(_im2col._COL2IM_PLANS) == 1
+    memory = rng.standard_normal(72).astype(np.float32)
+    cols, out = memory.reshape(cols_shape), memory[:32].reshape(image_shape)
+    expected = reference.col2im(cols.copy(), image_shape, 2)
+    assert fastconv.col2im(cols, image_shape, 2, out=out) is out
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_an_out_is_refused_after_a_plan_as_before(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    out = np.empty((2, 3, 3, 3), np.float32)
+    fastconv.max_pool2d(x, 2, out=out)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fastconv.max_pool2d(x, 2, out=out)
+    with pytest.raises(ValueError):
+        fastconv.max_pool2d(x, 2, out=np.empty((2, 3, 3, 3), np.float64))
+    with pytest.raises(ValueError):
+        fastconv.max_pool2d(x, 2, out=np.empty((2, 3, 3, 2), np.float32))
 
 
 # ---- the weight packer the plans run

@@ -4,7 +4,9 @@ Compiled because a small call otherwise spends more time building its key
 than the kernel spends computing: here the key of three arrays and eight
 arguments takes about 0.2 µs instead of 1.5 µs in Python. This is argument
 handling, not a kernel: nothing is validated here, and a key only says that
-two calls have the same signature.
+two calls have the same signature (of an ``out=`` it also checks the two
+things a signature cannot say: that it is writeable and shares no byte with
+the inputs).
 
 The key is one flat tuple, each value preceded by what it is, so two keys are
 equal exactly when the calls have the same structure, types and values:
@@ -24,7 +26,7 @@ cdef object _NONE_TYPE = type(None)
 MAX_DEPTH = 4  # tuples in tuples: a pair of pairs (padding) is 2
 
 
-def call_key(tuple arrays, tuple params):
+def call_key(tuple arrays, tuple params, out=None):
     """The signature of a call, or None when it has no plan (see :mod:`fastconv._plans`).
 
     Parameters
@@ -37,6 +39,11 @@ def call_key(tuple arrays, tuple params):
         Its other arguments, in a fixed order: each ``None``, ``bool``,
         ``int``, ``str`` or a tuple of these (nested at most ``MAX_DEPTH``
         deep), or there is no key.
+    out : ndarray, optional
+        The call's ``out=``: keyed as the arrays are, and it must also be
+        writeable and share no byte with them, or there is no key. Those two
+        depend on the call, not its signature: a read-only ``out`` is an error
+        and an input it overlaps must be copied first, both for the full path.
 
     Returns
     -------
@@ -44,23 +51,46 @@ def call_key(tuple arrays, tuple params):
     """
     cdef list key = []
     cdef cnp.ndarray a
+    cdef char* start
+    cdef char* end
+    if not _append_arrays(key, arrays):
+        return None
+    if out is None:
+        key.append(None)
+    else:
+        if not _append_arrays(key, (out,)) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+            return None
+        # C-contiguous arrays (as every keyed one is) hold exactly their nbytes from their data
+        start = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
+        end = start + cnp.PyArray_NBYTES(<cnp.ndarray>out)
+        for item in arrays:
+            if item is not None:
+                a = <cnp.ndarray>item
+                if <char*>cnp.PyArray_DATA(a) < end and start < <char*>cnp.PyArray_DATA(a) + cnp.PyArray_NBYTES(a):
+                    return None
+    return tuple(key) if _append_params(key, params, MAX_DEPTH + 1) else None
+
+
+cdef bint _append_arrays(list key, tuple arrays) except -1:
+    """Append each array's type, dimensions and shape (None for None); False if one cannot be keyed."""
+    cdef cnp.ndarray a
     cdef int d, kind
     for item in arrays:
         if item is None:
             key.append(None)
             continue
         if type(item) is not cnp.ndarray:
-            return None
+            return False
         a = <cnp.ndarray>item
         kind = cnp.PyArray_TYPE(a)
         if ((kind != cnp.NPY_FLOAT32 and kind != cnp.NPY_FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(a)
                 or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a)):
-            return None
+            return False
         key.append(kind)
         key.append(cnp.PyArray_NDIM(a))
         for d in range(cnp.PyArray_NDIM(a)):
             key.append(cnp.PyArray_DIM(a, d))
-    return tuple(key) if _append_params(key, params, MAX_DEPTH + 1) else None
+    return True
 
 
 cdef bint _append_params(list key, tuple values, int depth) except -1:

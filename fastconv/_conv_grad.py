@@ -590,6 +590,21 @@ def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dil
     return call.out
 
 
+class _ConvTransposeCall(NamedTuple):
+    """A planned conv_transpose2d call (:mod:`fastconv._plans`): the input gradient of a convolution, plus bias."""
+
+    adjoint: _GradInputCall
+
+    def __call__(self, x, weight, bias, out=None):
+        result = self.adjoint(x, weight, out)
+        if bias is not None:
+            result += bias[:, None, None]
+        return result
+
+
+_CONV_TRANSPOSE_PLANS = PlanCache()
+
+
 def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_padding=0, dilation=1, groups=1,
                      layout="NCHW", out=None):
     """Transposed 2-D convolution, as ``torch.nn.functional.conv_transpose2d``.
@@ -636,8 +651,17 @@ def conv_transpose2d(x, weight, bias=None, *, stride=1, padding=0, output_paddin
            [1, 1, 1, 1],
            [1, 1, 1, 1]])
     """
+    key = call_key((x, weight, bias), (stride, padding, output_padding, dilation, groups, layout,
+                                       _conv_direct.current_level()), out)
+    plan = _CONV_TRANSPOSE_PLANS.get(key)
+    if plan is not None:
+        return plan(x, weight, bias, out)
     call = prepare_conv_transpose2d(x, weight, bias, stride, padding, output_padding, dilation, groups,
                                     layout, out)
+    if key is not None and (adjoint := _grad_input_public_plan(call, (x, weight, bias, out))) is not None:
+        plan = _ConvTransposeCall(adjoint)
+        _CONV_TRANSPOSE_PLANS.put(key, plan)
+        return plan(x, weight, bias, out)
     result = _grad_input(call)
     if call.bias is not None:
         result += call.bias if call.channels_last else call.bias[:, None, None]

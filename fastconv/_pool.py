@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import empty
+from ._arrays import empty, zeros
 from ._kernels import _pool
 from ._prepare_pool import (
     bad_indices_error,
@@ -182,8 +182,48 @@ class _AvgPoolCall(NamedTuple):
         return result if self.batched else result[0]
 
 
+class AvgPoolBackwardPlan:
+    """The shape-only work of an average pooling gradient: the forward pool's windows and divisors."""
+
+    def __init__(self, call):
+        self.channels_last, self.in_shape = call.channels_last, call.in_shape
+        self.batch, self.channels = call.batch, call.channels  # (for _channel_chunk)
+        self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
+        self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
+
+    def run(self, grad, grad_in):
+        """Add the batched ``grad`` (compute dtype) into the zeroed batched ``grad_in``."""
+        threads = threads_for(self.work)
+        if self.channels_last:
+            _pool.avg_pool2d_backward_nhwc(grad, grad_in, self.windows, self.divisors, _channel_chunk(self, threads),
+                                           threads)
+        else:
+            _pool.avg_pool2d_backward_nchw(_planes(grad, False), _planes(grad_in, False), self.windows,
+                                           self.divisors, threads)
+
+
+class _AvgPoolBackwardCall(NamedTuple):
+    """A planned avg_pool2d_backward call (:mod:`fastconv._plans`)."""
+
+    plan: AvgPoolBackwardPlan
+    batched: bool
+
+    def __call__(self, grad_output, out=None):
+        plan = self.plan
+        if out is None:
+            grad_in = zeros(plan.in_shape, grad_output.dtype)
+        else:
+            grad_in = out.reshape(plan.in_shape)
+            grad_in[...] = 0
+        plan.run(grad_output if self.batched else grad_output[np.newaxis], grad_in)
+        if out is not None:
+            return out
+        return grad_in if self.batched else grad_in[0]
+
+
 _MAX_POOL_PLANS = PlanCache()
 _AVG_POOL_PLANS = PlanCache()
+_AVG_POOL_BACKWARD_PLANS = PlanCache()
 
 
 def max_pool2d(x, kernel_size, *, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -495,17 +535,19 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, *, stride=None, p
              [0.5 , 1.  , 0.5 ],
              [0.25, 0.5 , 0.25]]]])
     """
+    key = call_key((grad_output,), (input_shape, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                                    divisor_override, layout), out)
+    plan = _AVG_POOL_BACKWARD_PLANS.get(key)
+    if plan is not None:
+        return plan(grad_output, out)
     call = prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
                                        count_include_pad, divisor_override, layout, out)
+    plan = AvgPoolBackwardPlan(call)
+    if key is not None and grad_output.dtype == call.compute_dtype == call.result_dtype and call.x.size:
+        planned = _AvgPoolBackwardCall(plan, call.batched)
+        _AVG_POOL_BACKWARD_PLANS.put(key, planned)
+        return planned(grad_output, out)
     grad_in, direct = _zeroed_grad_input(call)
     if call.x.size:
-        cl = call.channels_last
-        threads = threads_for(call.x.size * call.geometry.kernel_size)
-        windows, divisors = _windows(call.geometry), _divisors(call)
-        if cl:
-            _pool.avg_pool2d_backward_nhwc(call.x, grad_in, windows, divisors, _channel_chunk(call, threads),
-                                           threads)
-        else:
-            _pool.avg_pool2d_backward_nchw(_planes(call.x, cl), _planes(grad_in, cl), windows, divisors,
-                                           threads)
+        plan.run(call.x, grad_in)
     return _deliver(grad_in, call, call.out, direct)

@@ -280,6 +280,12 @@ def test_gradients_any_sequence_of_calls_matches_the_reference(calls, seed):
         out = into(expected, into_out)
         got = returned(fastconv.conv2d_grad_weight(grad, x, w_shape, **kw, out=out), out)
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 100)
+        if kw.get("padding") != "same":  # (not a transposed convolution's)
+            b = rng.standard_normal(w_shape[1] * kw.get("groups", 1)).astype(dtype)
+            expected = reference.conv_transpose2d(grad, w, b, **kw)
+            out = into(expected, into_out)
+            got = returned(fastconv.conv_transpose2d(grad, w, b, **kw, out=out), out)
+            np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
         assert got.dtype == dtype and got.flags.c_contiguous
 
 
@@ -290,7 +296,14 @@ def test_gradients_plan_once_and_reuse_the_plan(rng):
     kw = dict(stride=2, padding=1)
     gi = [fastconv.conv2d_grad_input(grad, w, x.shape, **kw) for _ in range(2)]
     gw = [fastconv.conv2d_grad_weight(grad, x, w.shape, **kw) for _ in range(2)]
+    ct = [fastconv.conv_transpose2d(grad, w, **kw, output_padding=(0, 1)) for _ in range(2)]  # x's shape
     assert len(_conv_grad._GRAD_INPUT_PLANS) == len(_conv_grad._GRAD_WEIGHT_PLANS) == 1
+    assert len(_conv_grad._CONV_TRANSPOSE_PLANS) == 1
+    np.testing.assert_array_equal(ct[0], ct[1])
+    # the full path (a Fortran-ordered input has no key) computes the same bits
+    np.testing.assert_array_equal(fastconv.conv_transpose2d(np.asfortranarray(grad), w, **kw,
+                                                            output_padding=(0, 1)), ct[0])
+    np.testing.assert_array_equal(ct[0], gi[0])
     np.testing.assert_array_equal(gi[0], gi[1])
     np.testing.assert_array_equal(gw[0], gw[1])
     np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad, w, x.shape, out=np.empty_like(x), **kw), gi[0])
@@ -347,6 +360,12 @@ def test_pools_any_sequence_of_calls_matches_the_reference(calls, seed):
         got = returned(fastconv.avg_pool2d(x, **kw, count_include_pad=flag, out=out), out)
         rtol, atol = tolerance(dtype)
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+        grad = rng.standard_normal(got.shape).astype(dtype)
+        expected = reference.avg_pool2d_backward(grad, shape, **kw, count_include_pad=flag)
+        out = into(expected, into_out)
+        back = returned(fastconv.avg_pool2d_backward(grad, shape, **kw, count_include_pad=flag, out=out), out)
+        np.testing.assert_allclose(back, expected, rtol=rtol, atol=atol)
+        assert back.dtype == dtype
         assert got.dtype == values.dtype == dtype
 
 
@@ -376,11 +395,17 @@ def test_pools_and_columns_plan_once_and_refuse_what_they_refused(rng):
     x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
     for _ in range(2):
         fastconv.max_pool2d(x, 2, ceil_mode=True)
-        fastconv.avg_pool2d(x, 2, ceil_mode=True)
+        pooled = fastconv.avg_pool2d(x, 2, ceil_mode=True)
+        fastconv.avg_pool2d_backward(pooled, x.shape, 2, ceil_mode=True)
         cols = fastconv.im2col(x, 3, padding=1)
         fastconv.col2im(cols, x.shape, 3, padding=1)
     assert all(len(cache) == 1 for cache in (_pool._MAX_POOL_PLANS, _pool._AVG_POOL_PLANS,
-                                             _im2col._IM2COL_PLANS, _im2col._COL2IM_PLANS))
+                                             _pool._AVG_POOL_BACKWARD_PLANS, _im2col._IM2COL_PLANS,
+                                             _im2col._COL2IM_PLANS))
+    with pytest.raises(TypeError):
+        fastconv.avg_pool2d_backward(pooled, x.shape, 2, ceil_mode=1)
+    with pytest.raises(ValueError):
+        fastconv.avg_pool2d_backward(pooled[:, :, :2], x.shape, 2, ceil_mode=True)  # not the pooled shape
     with pytest.raises(TypeError):
         fastconv.max_pool2d(x, 2, ceil_mode=1)
     with pytest.raises(TypeError):
@@ -402,17 +427,26 @@ def _calls_into_out(rng):
     b = rng.standard_normal(4).astype(np.float32)
     grad = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
     cols = rng.standard_normal((2 * 6 * 5, 27)).astype(np.float32)
+    pooled = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)  # avg_pool2d(x, 3, stride=2, padding=1)
+    b3 = rng.standard_normal(3).astype(np.float32)
     geo = dict(stride=2, padding=1)
     return [
         ("conv2d", lambda out=None: fastconv.conv2d(x, w, b, **geo, out=out)),
         ("conv2d unbatched", lambda out=None: fastconv.conv2d(x[0], w, padding=1, out=out)),
         ("conv2d_grad_input", lambda out=None: fastconv.conv2d_grad_input(grad, w, x.shape, **geo, out=out)),
         ("conv2d_grad_weight", lambda out=None: fastconv.conv2d_grad_weight(grad, x, w.shape, **geo, out=out)),
+        ("conv_transpose2d", lambda out=None: fastconv.conv_transpose2d(grad, w, b3, **geo, output_padding=1,
+                                                                        out=out)),
+        ("conv_transpose2d unbatched", lambda out=None: fastconv.conv_transpose2d(grad[0], w, **geo, out=out)),
         ("im2col", lambda out=None: fastconv.im2col(x, 3, padding=1, out=out)),
         ("im2col unbatched", lambda out=None: fastconv.im2col(x[1], 3, stride=2, out=out)),
         ("col2im", lambda out=None: fastconv.col2im(cols, x.shape, 3, padding=1, out=out)),
         ("max_pool2d", lambda out=None: fastconv.max_pool2d(x, 2, ceil_mode=True, out=out)),
         ("avg_pool2d", lambda out=None: fastconv.avg_pool2d(x, 3, stride=2, padding=1, out=out)),
+        ("avg_pool2d_backward", lambda out=None: fastconv.avg_pool2d_backward(pooled, x.shape, 3, stride=2, padding=1,
+                                                                              out=out)),
+        ("avg_pool2d_backward unbatched", lambda out=None: fastconv.avg_pool2d_backward(
+            pooled[1], x.shape[1:], 3, stride=2, padding=1, count_include_pad=False, out=out)),
     ]
 
 

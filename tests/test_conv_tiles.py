@@ -79,6 +79,35 @@ def test_narrow_tiles_in_the_input_gradient(rng):
                                rtol=rtol, atol=atol * 10)
 
 
+# blocks of one or two live channels run row tiles (one channel x 8 rows x one vector of columns)
+# where the band holds 8 rows or more; the last rows and the last columns overlap the tile before
+# them. They sum as the other tiles do, so they must agree bit for bit with the channel tiles.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 2, 9])  # one block of 1 or 2 channels, and 8 + 1
+@pytest.mark.parametrize("oh, ow", [(8, 16), (9, 5), (15, 28), (30, 33), (7, 40)])  # 7: fewer rows than a tile
+@pytest.mark.parametrize("n", [1, 4])  # the whole-batch layout, one image per task
+def test_row_tiles_for_one_or_two_channels(rng, level, dtype, k, oh, ow, n):
+    x = rng.standard_normal((n, 3, oh + 2, ow + 4)).astype(dtype)
+    w = rng.standard_normal((k, 3, 3, 5)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    with fastconv.num_threads(1):
+        rows = run_tiles(x, w, b, "columns")
+        np.testing.assert_array_equal(rows, run_tiles(x, w, b, "channels"))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(rows, reference.conv2d(x, w, b), rtol=rtol, atol=atol * 10)
+
+
+def test_row_tiles_in_the_input_gradient_of_a_one_channel_image(rng, level):
+    # dL/dx of the textbook's first layer (30 5x5 filters on a 28x28 digit): a convolution with one
+    # output channel and 30 input channels
+    x = rng.standard_normal((3, 1, 28, 28))
+    w = rng.standard_normal((30, 1, 5, 5))
+    grad = rng.standard_normal((3, 30, 24, 24))
+    expected = reference.conv2d_grad_input(grad, w, x.shape)
+    rtol, atol = tolerance(np.float64)
+    np.testing.assert_allclose(fastconv.conv2d_grad_input(grad, w, x.shape), expected, rtol=rtol, atol=atol * 10)
+
+
 @pytest.mark.parametrize("n", [1, 4])  # whole-batch layout with 1 image, one image per task with 4
 @pytest.mark.parametrize("s, p, d, g, mode", [(1, 1, 1, 1, "zeros"), (2, 1, 1, 2, "zeros"), (1, 2, 2, 1, "reflect"),
                                               (3, ((2, 0), (1, 3)), (1, 2), 3, "zeros"), (2, 3, 1, 1, "circular")])
@@ -272,6 +301,26 @@ def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tile
         got = run_tiles(x, w, b, tiles, **kw)
     rtol, atol = tolerance(np.float32)
     np.testing.assert_allclose(got, reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("budget", [1, 40000, 2**18])  # one row per band (no row tile), 10 rows, the whole image
+@pytest.mark.parametrize("k", [1, 2])
+def test_bands_of_rows_with_row_tiles(rng, monkeypatch, request, budget, k):
+    from functools import partial
+
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    x = rng.standard_normal((4, 30, 40, 21)).astype(np.float32)
+    w = rng.standard_normal((k, 30, 5, 3)).astype(np.float32)
+    geometry = prepare_conv2d(x, w, None, 1, 1, 1, 1, "zeros", "NCHW", None).geometry
+    band, _ = _conv.band_rows(geometry, 30, 4)
+    assert (band == 1) if budget == 1 else (band == 10) if budget == 40000 else (band == geometry.out_shape[0])
+    with fastconv.num_threads(1):
+        got = run_tiles(x, w, None, "columns", padding=1)
+        np.testing.assert_array_equal(got, run_tiles(x, w, None, "channels", padding=1))
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(got, reference.conv2d(x, w, padding=1), rtol=rtol, atol=atol * 10)
 
 
 def test_packed_kernel_checks_the_band_holds_every_tap():

@@ -126,9 +126,14 @@ cdef extern from "conv_tile.h" nogil:
                                        float*, int, int) noexcept
     ctypedef void (*fc_dwplane_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, const double*, ptrdiff_t,
                                        double, double*, int, int) noexcept
+    ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
+                                       float*, ptrdiff_t, ptrdiff_t, int) noexcept
+    ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
+                                       double*, ptrdiff_t, ptrdiff_t, int) noexcept
     enum:
         FC_WTILE_TAPS
         FC_DWWTILE_TAPS
+        FC_ROWS
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -163,6 +168,9 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f32_fn narrow32
         fc_tile_f64_fn narrow64
         int narrow_vectors
+        fc_rowtile_f32_fn rows32
+        fc_rowtile_f64_fn rows64
+        int rows_channels
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -462,8 +470,10 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     ``nk <= 4`` first the narrow tiles of 4 channels x
     ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
     half-width tile, a longer one a full tile that overlaps the previous one
-    (no scalar tail). Tap ``t`` of output pixel ``(oh, ow)`` of input channel
-    ``c`` reads ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
+    (no scalar tail). Blocks of at most ``tiles.rows_channels`` channels run
+    row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
+    Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
+    ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
     cdef fc_tile_f32_fn f32 = tiles.dw32 if depthwise else tiles.f32
     cdef fc_tile_f64_fn f64 = tiles.dw64 if depthwise else tiles.f64
@@ -487,6 +497,11 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef Py_ssize_t oh, ow0, start, ncols
     cdef bint use_half
     cdef real_t* orow
+    cdef bint rows = (tiles.rows32 != NULL) if real_t is float else (tiles.rows64 != NULL)
+    if rows and not depthwise and nk <= tiles.rows_channels and oh1 - oh0 >= FC_ROWS:
+        _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb, oplane, OH, OW, nk, oh0, oh1,
+                   in_row0)
+        return
     for oh in range(oh0, oh1):
         orow = oplane + oh * OW
         ow0 = 0
@@ -539,6 +554,44 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                 (h64 if use_half else f64)(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
                                            <int>cg, wb, bb, orow + start, ocs, <int>nk, <int>ncols)
             ow0 = ow0 + width
+
+
+cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride, Py_ssize_t row_step,
+                     const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg, const real_t* wb, const real_t* bb,
+                     real_t* oplane, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
+                     Py_ssize_t in_row0) noexcept nogil:
+    """:func:`_tile_plane` for ``nk <= tiles.rows_channels`` and ``oh1 - oh0 >= FC_ROWS``: row tiles.
+
+    Each channel on its own, ``FC_ROWS`` rows x one vector of columns per tile;
+    the last rows and the last columns of the band overlap the tile before
+    them (they are computed again, to the same bits), so every tile is whole
+    but for rows shorter than a vector.
+    """
+    cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
+    cdef Py_ssize_t ocs = OH * OW
+    cdef Py_ssize_t j, oh, top, ow0, start, ncols
+    for j in range(nk):
+        oh = oh0
+        while oh < oh1:
+            top = min(oh, oh1 - FC_ROWS)  # the last rows: overlap the tile before them
+            ow0 = 0
+            while ow0 < OW:
+                if ow0 + width <= OW:
+                    start, ncols = ow0, width
+                elif OW >= width:
+                    start, ncols = OW - width, width  # overlap the tile before it
+                else:
+                    start, ncols = 0, OW
+                if real_t is float:
+                    tiles.rows32(xbase + (top - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
+                                 <int>cg, wb + j, bb[j], oplane + j * ocs + top * OW + start, OW, row_step,
+                                 <int>ncols)
+                else:
+                    tiles.rows64(xbase + (top - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
+                                 <int>cg, wb + j, bb[j], oplane + j * ocs + top * OW + start, OW, row_step,
+                                 <int>ncols)
+                ow0 = ow0 + width
+            oh = top + FC_ROWS
 
 
 def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight, bias,

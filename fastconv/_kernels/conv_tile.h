@@ -37,6 +37,13 @@ typedef void (*fc_ocwtile_f64_fn)(const double *, const ptrdiff_t *, int, ptrdif
                                   const double *, int, double *);
 /* Taps one weight-gradient tile call takes at most (plain / depthwise). */
 enum { FC_WTILE_TAPS = 3, FC_DWWTILE_TAPS = 9 };
+/* Row tiles (one output channel x FC_ROWS rows x one vector of columns): x, cs, taps,
+ * ntaps, C, w, bias, out, ors (output row step), irs (input row step), ncols. */
+enum { FC_ROWS = 8 };
+typedef void (*fc_rowtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *, float,
+                                  float *, ptrdiff_t, ptrdiff_t, int);
+typedef void (*fc_rowtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *, double,
+                                  double *, ptrdiff_t, ptrdiff_t, int);
 
 #if defined(__GNUC__) || defined(__clang__)
 
@@ -237,12 +244,17 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OC_F64 4
 #define FC_BASE_WIDE NULL, NULL, fc_tile3_f32_base, fc_tile3_f64_base
 #define FC_BASE_NARROW fc_tile4x3_f32_base, fc_tile4x3_f64_base, 3
+#define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS /* (no float64 rows: see conv_tile_impl.h) */
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
 #define FC_BASE_WIDE NULL, NULL, NULL, NULL /* no wide or narrow tiles */
 #define FC_BASE_NARROW NULL, NULL, 0
+#define FC_BASE_ROWS NULL, NULL, 0 /* no row tiles */
 #endif
+
+/* Blocks with at most this many live channels run row tiles (one channel at a time). */
+#define FC_ROW_CHANNELS 2
 
 /* ---- dispatch: one table per level; the active one is swapped as a single pointer, so a
  * reader always gets a tile function and the width that goes with it. */
@@ -280,6 +292,9 @@ typedef struct {
     fc_tile_f32_fn narrow32; /* 4 channels x narrow_vectors vectors, for blocks of <= 4 (or NULL) */
     fc_tile_f64_fn narrow64;
     int narrow_vectors;
+    fc_rowtile_f32_fn rows32; /* one channel x FC_ROWS rows, for blocks of <= rows_channels (or NULL) */
+    fc_rowtile_f64_fn rows64;
+    int rows_channels;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -289,7 +304,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        fc_wtile_f32_base,
                                        fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
-                                       FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW};
+                                       FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -299,7 +314,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_wtile_f32_avx2, fc_wtile_f64_avx2, fc_dwwtile_f32_avx2,
                                        fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2,
                                        NULL, NULL, fc_tile3_f32_avx2, fc_tile3_f64_avx2, fc_tile4x3_f32_avx2,
-                                       fc_tile4x3_f64_avx2, 3};
+                                       fc_tile4x3_f64_avx2, 3, fc_rowtile_f32_avx2, fc_rowtile_f64_avx2,
+                                       FC_ROW_CHANNELS};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -309,7 +325,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_dwwtile_f32_avx512, fc_dwwtile_f64_avx512, 16, 8, 8, 4, 32, 16,
                                          fc_oc_cols_avx512, FC_LEVEL_AVX512, fc_tile2_f32_avx512,
                                          fc_tile2_f64_avx512, fc_tile3_f32_avx512, fc_tile3_f64_avx512,
-                                         fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512, 6};
+                                         fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512, 6, fc_rowtile_f32_avx512,
+                                         fc_rowtile_f64_avx512, FC_ROW_CHANNELS};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

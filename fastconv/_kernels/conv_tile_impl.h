@@ -128,6 +128,51 @@ FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
 #undef FC_TILEV
 #undef FC_TILEV_BODY
 
+/* Row tiles: ONE output channel x FC_ROWS consecutive output rows x one vector of
+ * columns, FC_ROWS accumulators. For blocks with one or two live channels (a layer with
+ * one filter, the input gradient of a one-channel image) the column tiles' lanes of the
+ * other channels would idle; here each tap loads FC_ROWS input vectors (rows irs apart)
+ * for one broadcast weight. Weights are the column tile's [c][tap][8]: w points at the
+ * channel's first, and each output sums in the column tile's order, so results are equal
+ * bit for bit. Rows are out + r*ors; columns col < ncols <= VW are stored. */
+#define FC_ROWTILE(NAME, T, VT)                                                       \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, T bias, T *out, ptrdiff_t ors, ptrdiff_t irs, int ncols) \
+    {                                                                                 \
+        enum { VW = (int)(sizeof(VT) / sizeof(T)) };                                  \
+        VT acc[FC_ROWS];                                                              \
+        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] = (VT){0} + bias; \
+        const T *wt = w;                                                              \
+        for (int c = 0; c < C; c++) {                                                 \
+            const T *x0 = x + c * cs, *x4 = x0 + 4 * irs; /* rows 0-3 and 4-7 */      \
+            for (int t = 0; t < ntaps; t++, wt += 8) {                                \
+                const T *a = x0 + taps[t], *b = x4 + taps[t];                         \
+                const T wv = wt[0];                                                   \
+                VT v[FC_ROWS];                                                        \
+                memcpy(&v[0], a, sizeof(VT));                                         \
+                memcpy(&v[1], a + irs, sizeof(VT));                                   \
+                memcpy(&v[2], a + 2 * irs, sizeof(VT));                               \
+                memcpy(&v[3], b - irs, sizeof(VT));                                   \
+                memcpy(&v[4], b, sizeof(VT));                                         \
+                memcpy(&v[5], b + irs, sizeof(VT));                                   \
+                memcpy(&v[6], b + 2 * irs, sizeof(VT));                               \
+                memcpy(&v[7], b + 3 * irs, sizeof(VT));                               \
+                _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] += v[r] * wv; \
+            }                                                                         \
+        }                                                                             \
+        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) {                   \
+            if (ncols == VW)                                                          \
+                memcpy(out + r * ors, &acc[r], sizeof(VT));                           \
+            else                                                                      \
+                memcpy(out + r * ors, &acc[r], (size_t)ncols * sizeof(T));            \
+        }                                                                             \
+    }
+FC_ROWTILE(fc_rowtile_f32, float, FC_CAT(fc_vf, FC_ISA))
+#if FC_VD > 2 /* (float64 rows of 2-item vectors measured no faster than the column tile) */
+FC_ROWTILE(fc_rowtile_f64, double, FC_CAT(fc_vd, FC_ISA))
+#endif
+#undef FC_ROWTILE
+
 /* Depthwise tile: output channel j reads its own input plane x + j*cs (planes of
  * channels past nk repeat the last valid one, so no read leaves the input);
  * weights are packed [tap][8]. */

@@ -361,7 +361,7 @@ def check_element_count(shape, name, itemsize=1):
 
     That is: more than intp-max elements, or (with ``itemsize``) more than
     intp-max bytes. Like NumPy, an empty shape is refused too when its non-zero
-    axes alone multiply past intp-max: NumPy cannot create it. Sizes are multiplied as
+    axes times ``itemsize`` multiply past intp-max: NumPy cannot create it. Sizes are multiplied as
     Python integers, so the check itself never overflows.
 
     Returns
@@ -371,9 +371,16 @@ def check_element_count(shape, name, itemsize=1):
     """
     shape = tuple(int(s) for s in shape)
     count = math.prod(shape)
-    # NumPy refuses a shape whose non-zero axes multiply past intp even when another
-    # axis is 0 (an empty array): so does this check
-    if math.prod(s for s in shape if s) > INTP_MAX:
+    # NumPy refuses a shape whose non-zero axes, times the item size, multiply past intp even
+    # when another axis is 0 (an empty array): so does this check
+    nonzero_bytes = math.prod(s for s in shape if s) * itemsize
+    if count == 0 and nonzero_bytes > INTP_MAX:
+        raise ValueError(
+            f"{name} would have shape {shape}: no elements, but its non-zero axes times the "
+            f"{itemsize}-byte items make {nonzero_bytes} bytes, which overflows the platform's index "
+            f"type (max {INTP_MAX}), so NumPy cannot create it"
+        )
+    if count > INTP_MAX:
         raise ValueError(
             f"{name} would have shape {shape} = {count} elements, which overflows "
             f"the platform's index type (max {INTP_MAX})"

@@ -274,3 +274,31 @@ def test_im2col_of_a_zero_width_image(dtype, shape, k, padding):
             fast, ref = _both("im2col", x, k, padding=padding)
             _assert_same(fast, ref)
             assert fast.size and not fast.any()
+
+
+# ---- an empty padded input whose non-zero axes times the item size overflow: NumPy cannot create
+# it ("array is too big"), so the reference failed allocating it where fastconv (which never
+# allocates an empty one) returned an empty result; the shared check now counts the item size as
+# NumPy does, and both refuse the call
+@pytest.mark.parametrize("name, args, kwargs", [
+    ("conv2d_grad_input", (np.array([[[-4.0, -4.0]], [[0.75, 0.75]]], np.float16), np.zeros((2, 2, 0, 2), np.float16),
+                           (3, 2, 0)), dict(layout="NHWC")),
+    ("conv2d_grad_weight", (np.array([[[2.0], [2.0]], [[-0.5], [0.0]]], np.float16), np.zeros((0, 3, 2), np.float16),
+                            (2, 0, 2, 2)), dict(layout="NCHW")),
+])
+def test_empty_padded_input_numpy_cannot_create(name, args, kwargs):
+    for module in (fastconv, reference):
+        with pytest.raises(ValueError, match="no elements, but its non-zero axes"):
+            getattr(module, name)(*args, **kwargs, stride=2, dilation=2**31 - 1, padding="same")
+
+
+def test_element_count_counts_the_item_size_of_an_empty_shape():
+    from fastconv._geometry import INTP_MAX, check_element_count
+
+    big = INTP_MAX // 4 + 1  # a non-zero axis that fits as elements, not as 8-byte items
+    assert check_element_count((0, big), "a", 1) == 0
+    with pytest.raises(ValueError, match="no elements"):
+        check_element_count((0, big), "a", 8)
+    with pytest.raises(ValueError, match="too big"):  # NumPy refuses it the same way
+        np.zeros((0, big), np.float64)
+    np.zeros((0, big), np.uint8)

@@ -167,6 +167,7 @@ FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
                 memcpy(out + r * ors, &acc[r], (size_t)ncols * sizeof(T));            \
         }                                                                             \
     }
+_Static_assert(FC_ROWS == 8, "the row tiles load their 8 rows one by one");
 FC_ROWTILE(fc_rowtile_f32, float, FC_CAT(fc_vf, FC_ISA))
 #if FC_VD > 2 /* (float64 rows of 2-item vectors measured no faster than the column tile) */
 FC_ROWTILE(fc_rowtile_f64, double, FC_CAT(fc_vd, FC_ISA))

@@ -142,8 +142,10 @@ class AvgPoolPlan:
 
 
 def _plannable(call, x):
-    """Whether a validated pooling call can keep a plan: the kernels read ``x`` as it is and write the
-    result (new, or the user's ``out`` of the values alone) as it is."""
+    """Whether a validated pooling call can keep a plan: the kernels take ``x`` and the result as they are.
+
+    The result is new, or the user's ``out`` of the values alone (no indices).
+    """
     return (call.out_indices is None and (call.out is None or not call.return_indices)
             and x.dtype == call.compute_dtype == call.result_dtype and 0 not in call.out_shape)
 

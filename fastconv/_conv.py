@@ -116,11 +116,12 @@ def stride_phases(geometry, rows=None):
     return StridePhases(hq, wq, sh * sw * hq * wq, plane, taps)
 
 
-def band_rows(geometry, channels, itemsize, budget=2**19):
+def band_rows(geometry, channels, itemsize, budget=2**19, min_band=1):
     """``(band, rows)``: output rows per band and phase rows per plane holding them.
 
     A band's input (``channels * sh*sw * rows * wq`` elements) takes about
-    ``budget`` bytes, and at least one output row; ``rows`` adds the phase
+    ``budget`` bytes, and at least ``min_band`` output rows (or the image's
+    rows, if fewer); ``rows`` adds the phase
     rows the kernel reaches below the band; an image of at most twice the
     budget is one band. Measured (1 and 2 threads): from 64 KiB to the whole
     image, the budget changed nothing on resnet-mid, resnet-deep, stem or
@@ -137,7 +138,7 @@ def band_rows(geometry, channels, itemsize, budget=2**19):
     reach = (kh - 1) * dh // sh  # phase rows below an output row's first
     per_row = max(1, channels * sh * sw * wq * itemsize)
     oh = geometry.out_shape[0]
-    band = oh if (oh + reach) * per_row <= 2 * budget else min(oh, max(1, budget // per_row - reach))
+    band = oh if (oh + reach) * per_row <= 2 * budget else min(oh, max(min_band, budget // per_row - reach))
     return band, band + reach
 
 
@@ -279,7 +280,12 @@ class TiledConv:
         if self.depthwise:  # each input plane meets one block of weights: pack 8 planes per task
             self.band, self.phases = None, stride_phases(geometry)
         else:  # every block of output channels reads the whole image: pack a band of rows at a time
-            self.band, rows = band_rows(geometry, c, dtype.itemsize)
+            # a last block of at most 2 live channels runs row tiles (FC_ROWS rows at a time) where
+            # a band has that many rows, and in the whole-batch layout wherever the image has: so
+            # every band gets as many (with the last one's overlapping the band before it), and
+            # the tiles an output takes depend on the shapes, not on the thread count
+            few = oc_level < 0 and not self.depthwise and 0 < kg % 8 <= 2
+            self.band, rows = band_rows(geometry, c, dtype.itemsize, min_band=_conv_direct.ROW_TILE_ROWS if few else 1)
             self.phases = stride_phases(geometry, rows)
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)

@@ -3,7 +3,10 @@
 ``_conv_tiled(..., tiles=...)`` forces one; ``"auto"`` picks with
 :func:`fastconv._conv.choose_tiles`. Both sum every output in the same order,
 so they must agree bit for bit, at every SIMD level, and give the reference's
-values.
+values. The one exception: the row tiles that reuse input rows across a
+kernel's 3, 5 or 7 rows sum over kernel columns before kernel rows, so they
+agree with the others to rounding; which tile an output takes depends on the
+shapes only, so results stay the same for every thread count.
 """
 
 import numpy as np
@@ -81,31 +84,61 @@ def test_narrow_tiles_in_the_input_gradient(rng):
 
 # blocks of one or two live channels run row tiles (one channel x 8 rows x one vector of columns)
 # where the band holds 8 rows or more; the last rows and the last columns overlap the tile before
-# them. They sum as the other tiles do, so they must agree bit for bit with the channel tiles.
+# them. The plain row tiles sum as the other tiles do, so they must agree bit for bit with the
+# channel tiles; kernels of 3, 5 or 7 rows run the row tiles that load each input row once for all
+# the kernel's rows, which sum kernel columns first: equal to rounding.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 2, 9])  # one block of 1 or 2 channels, and 8 + 1
 @pytest.mark.parametrize("oh, ow", [(8, 16), (9, 5), (15, 28), (30, 33), (7, 40)])  # 7: fewer rows than a tile
 @pytest.mark.parametrize("n", [1, 4])  # the whole-batch layout, one image per task
-def test_row_tiles_for_one_or_two_channels(rng, level, dtype, k, oh, ow, n):
-    x = rng.standard_normal((n, 3, oh + 2, ow + 4)).astype(dtype)
-    w = rng.standard_normal((k, 3, 3, 5)).astype(dtype)
+@pytest.mark.parametrize("kernel", [(2, 5), (3, 5), (5, 2), (7, 3)])  # plain row tiles; rows reused
+def test_row_tiles_for_one_or_two_channels(rng, level, dtype, k, oh, ow, n, kernel):
+    kh, kw = kernel
+    x = rng.standard_normal((n, 3, oh + kh - 1, ow + kw - 1)).astype(dtype)
+    w = rng.standard_normal((k, 3, kh, kw)).astype(dtype)
     b = rng.standard_normal(k).astype(dtype)
+    rtol, atol = tolerance(dtype)
     with fastconv.num_threads(1):
         rows = run_tiles(x, w, b, "columns")
-        np.testing.assert_array_equal(rows, run_tiles(x, w, b, "channels"))
-    rtol, atol = tolerance(dtype)
+        channels = run_tiles(x, w, b, "channels")
+    if kh in (3, 5, 7):
+        np.testing.assert_allclose(rows, channels, rtol=rtol, atol=atol * 10)
+    else:
+        np.testing.assert_array_equal(rows, channels)
     np.testing.assert_allclose(rows, reference.conv2d(x, w, b), rtol=rtol, atol=atol * 10)
 
 
-def test_row_tiles_in_the_input_gradient_of_a_one_channel_image(rng, level):
+# rows are reused where the kernel's row taps are a row apart: a row stride equal to the row
+# dilation (1 and 1, 2 and 2: in the stride phase planes); other geometries run the plain row tiles
+@pytest.mark.parametrize("s, d", [(1, 1), (2, 2), ((2, 1), (2, 1)), (1, 2), (2, 1), ((1, 2), 1)])
+def test_row_tiles_geometries_and_threads(rng, level, every_call_parallel, s, d):
+    x = rng.standard_normal((1, 5, 41, 37))
+    w = rng.standard_normal((1, 5, 5, 3))
+    b = rng.standard_normal(1)
+    results = []
+    for threads in (1, 2):  # one image: the banded kernel on one thread, the whole-batch layout on two
+        with fastconv.num_threads(threads):
+            results.append(run_tiles(x, w, b, "columns", stride=s, padding=2, dilation=d))
+    rtol, atol = tolerance(np.float64)
+    np.testing.assert_allclose(results[0], reference.conv2d(x, w, b, stride=s, padding=2, dilation=d),
+                               rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(results[1], results[0])
+
+
+def test_row_tiles_in_the_input_gradient_of_a_one_channel_image(rng, level, every_call_parallel):
     # dL/dx of the textbook's first layer (30 5x5 filters on a 28x28 digit): a convolution with one
-    # output channel and 30 input channels
+    # output channel and 30 input channels, 5 kernel rows (the row tiles that reuse input rows)
     x = rng.standard_normal((3, 1, 28, 28))
     w = rng.standard_normal((30, 1, 5, 5))
     grad = rng.standard_normal((3, 30, 24, 24))
     expected = reference.conv2d_grad_input(grad, w, x.shape)
     rtol, atol = tolerance(np.float64)
-    np.testing.assert_allclose(fastconv.conv2d_grad_input(grad, w, x.shape), expected, rtol=rtol, atol=atol * 10)
+    results = []
+    for threads in (1, 2):  # 3 images: the banded kernel on one thread, the whole-batch layout on two
+        with fastconv.num_threads(threads):
+            results.append(fastconv.conv2d_grad_input(grad, w, x.shape))
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(results[1], results[0])
 
 
 @pytest.mark.parametrize("n", [1, 4])  # whole-batch layout with 1 image, one image per task with 4
@@ -303,23 +336,37 @@ def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tile
     np.testing.assert_allclose(got, reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
 
 
-@pytest.mark.parametrize("budget", [1, 40000, 2**18])  # one row per band (no row tile), 10 rows, the whole image
-@pytest.mark.parametrize("k", [1, 2])
-def test_bands_of_rows_with_row_tiles(rng, monkeypatch, request, budget, k):
+# a budget of one byte gives bands of one row, but blocks of at most 2 live channels run row tiles,
+# so their bands hold 8 rows (the last one, of 6, overlaps the one before it: 38 = 4 x 8 + 6);
+# bands of 10 rows (13 with 2 kernel rows) leave a last one of 8. Every band runs the tiles the whole image would run, so
+# the results are the same bits as the whole-batch layout's (one image on two threads).
+@pytest.mark.parametrize("budget", [1, 40000, 2**18])  # bands of 8 rows, of 10, the whole image
+@pytest.mark.parametrize("k", [1, 2, 10])
+@pytest.mark.parametrize("kernel", [(5, 3), (2, 3)])  # rows reused; the plain row tiles
+def test_bands_of_rows_with_row_tiles(rng, monkeypatch, request, every_call_parallel, budget, k, kernel):
     from functools import partial
 
     monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
     _conv.tiled_conv.cache_clear()
     request.addfinalizer(_conv.tiled_conv.cache_clear)
-    x = rng.standard_normal((4, 30, 40, 21)).astype(np.float32)
-    w = rng.standard_normal((k, 30, 5, 3)).astype(np.float32)
-    geometry = prepare_conv2d(x, w, None, 1, 1, 1, 1, "zeros", "NCHW", None).geometry
-    band, _ = _conv.band_rows(geometry, 30, 4)
-    assert (band == 1) if budget == 1 else (band == 10) if budget == 40000 else (band == geometry.out_shape[0])
+    kh, kw = kernel
+    x = rng.standard_normal((1, 30, 35 + kh, 21)).astype(np.float32)
+    w = rng.standard_normal((k, 30, kh, kw)).astype(np.float32)
+    call = prepare_conv2d(x, w, None, 1, 1, 1, 1, "zeros", "NCHW", None)
+    assert call.geometry.out_shape[0] == 38
+    band = _conv.tiled_conv(x.shape, w.shape, call.geometry, 1, "zeros", call.compute_dtype,
+                            _conv_direct.current_level(), "columns").band
+    assert band == {1: 8, 40000: 10 if kh == 5 else 13, 2**18: 38}[budget]
     with fastconv.num_threads(1):
         got = run_tiles(x, w, None, "columns", padding=1)
-        np.testing.assert_array_equal(got, run_tiles(x, w, None, "channels", padding=1))
+        channels = run_tiles(x, w, None, "channels", padding=1)
+    with fastconv.num_threads(2):
+        np.testing.assert_array_equal(run_tiles(x, w, None, "columns", padding=1), got)
     rtol, atol = tolerance(np.float32)
+    if kh == 5:
+        np.testing.assert_allclose(got, channels, rtol=rtol, atol=atol * 10)
+    else:
+        np.testing.assert_array_equal(got, channels)
     np.testing.assert_allclose(got, reference.conv2d(x, w, padding=1), rtol=rtol, atol=atol * 10)
 
 

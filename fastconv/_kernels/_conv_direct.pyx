@@ -171,6 +171,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_rowtile_f32_fn rows32
         fc_rowtile_f64_fn rows64
         int rows_channels
+        fc_rowtile_f32_fn rows_kh32[3]
+        fc_rowtile_f64_fn rows_kh64[3]
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -188,6 +190,7 @@ cdef enum:
 
 #: Largest tile width (elements) of any level: inputs read past a row end need this much slack.
 MAX_TILE_WIDTH = TILE_SLACK
+ROW_TILE_ROWS = FC_ROWS  # output rows of a row tile
 
 
 cdef void* _calloc_aligned(size_t count, size_t size) noexcept nogil:
@@ -556,6 +559,35 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
             ow0 = ow0 + width
 
 
+cdef Py_ssize_t _kernel_rows_reusable(const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t row_step,
+                                      Py_ssize_t* kw) noexcept nogil:
+    """Rows ``kh`` (3, 5 or 7) of a kernel whose taps are ``taps[ky*kw + kx] = ky*row_step + taps[kx]``, else 0.
+
+    Sets ``kw[0] = ntaps // kh``. Such taps (a row stride equal to the row
+    dilation) let the row tiles load each input row once for all the kernel's
+    rows: tap ``ky*kw + kx`` of tile row ``r`` reads input row ``r + ky`` at
+    column ``taps[kx]``, so those tiles read exactly the elements (and
+    weights) the plain row tiles read. The answer depends on the kernel and
+    the strides only: in the whole-batch layout and in the bands alike, the
+    row offsets of the taps are ``ky*row_step`` exactly when the row stride
+    equals the row dilation.
+    """
+    cdef Py_ssize_t kh, ky, kx
+    cdef bint ok
+    for kh in range(3, 9, 2):
+        if ntaps % kh or ntaps < kh:
+            continue
+        kw[0] = ntaps // kh
+        ok = True
+        for ky in range(kh):
+            for kx in range(kw[0]):
+                if taps[ky * kw[0] + kx] != taps[kx] + ky * row_step:
+                    ok = False
+        if ok:
+            return kh
+    return 0
+
+
 cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride, Py_ssize_t row_step,
                      const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg, const real_t* wb, const real_t* bb,
                      real_t* oplane, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
@@ -565,11 +597,29 @@ cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t chan
     Each channel on its own, ``FC_ROWS`` rows x one vector of columns per tile;
     the last rows and the last columns of the band overlap the tile before
     them (they are computed again, to the same bits), so every tile is whole
-    but for rows shorter than a vector.
+    but for rows shorter than a vector. Kernels of 3, 5 or 7 rows whose row
+    taps are a row apart (:func:`_kernel_rows_reusable`) run the tiles that
+    load each input row once for all the kernel's rows, where the level has
+    them; they sum kernel columns before kernel rows, so an output's bits
+    depend on which row tile computes it but not on where the tile sits.
     """
     cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t j, oh, top, ow0, start, ncols
+    cdef Py_ssize_t kw = 0
+    cdef Py_ssize_t kh = _kernel_rows_reusable(taps, ntaps, row_step, &kw)
+    cdef fc_rowtile_f32_fn r32 = tiles.rows32
+    cdef fc_rowtile_f64_fn r64 = tiles.rows64
+    cdef Py_ssize_t tap_count = ntaps  # taps, or the kernel's columns for the reusing tiles
+    if kh:
+        if real_t is float:
+            if tiles.rows_kh32[(kh - 3) // 2] != NULL:
+                r32 = tiles.rows_kh32[(kh - 3) // 2]
+                tap_count = kw
+        else:
+            if tiles.rows_kh64[(kh - 3) // 2] != NULL:
+                r64 = tiles.rows_kh64[(kh - 3) // 2]
+                tap_count = kw
     for j in range(nk):
         oh = oh0
         while oh < oh1:
@@ -583,13 +633,11 @@ cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t chan
                 else:
                     start, ncols = 0, OW
                 if real_t is float:
-                    tiles.rows32(xbase + (top - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
-                                 <int>cg, wb + j, bb[j], oplane + j * ocs + top * OW + start, OW, row_step,
-                                 <int>ncols)
+                    r32(xbase + (top - in_row0) * row_step + start, channel_stride, taps, <int>tap_count,
+                        <int>cg, wb + j, bb[j], oplane + j * ocs + top * OW + start, OW, row_step, <int>ncols)
                 else:
-                    tiles.rows64(xbase + (top - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
-                                 <int>cg, wb + j, bb[j], oplane + j * ocs + top * OW + start, OW, row_step,
-                                 <int>ncols)
+                    r64(xbase + (top - in_row0) * row_step + start, channel_stride, taps, <int>tap_count,
+                        <int>cg, wb + j, bb[j], oplane + j * ocs + top * OW + start, OW, row_step, <int>ncols)
                 ow0 = ow0 + width
             oh = top + FC_ROWS
 
@@ -699,6 +747,8 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
     cdef Py_ssize_t oh0 = 0, oh1, c, r, g, kb, k0
     while oh0 < OH:
         oh1 = min(OH, oh0 + band)
+        if oh1 - oh0 < FC_ROWS <= band:  # a short last band: as many rows as a row tile, overlapping
+            oh0 = oh1 - FC_ROWS  # the band before it (those rows are computed again, to the same bits)
         for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band
             _pack_phase_rows(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, oh0, hb, wq, True)
         for r in range(groups * blocks):

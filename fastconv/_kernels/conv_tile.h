@@ -244,17 +244,19 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OC_F64 4
 #define FC_BASE_WIDE NULL, NULL, fc_tile3_f32_base, fc_tile3_f64_base
 #define FC_BASE_NARROW fc_tile4x3_f32_base, fc_tile4x3_f64_base, 3
-#define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS /* (no float64 rows: see conv_tile_impl.h) */
+#define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS, FC_ROWS_KH32(base), {NULL, NULL, NULL} /* (no float64 rows: see conv_tile_impl.h) */
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
 #define FC_BASE_WIDE NULL, NULL, NULL, NULL /* no wide or narrow tiles */
 #define FC_BASE_NARROW NULL, NULL, 0
-#define FC_BASE_ROWS NULL, NULL, 0 /* no row tiles */
+#define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL} /* no row tiles */
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time). */
 #define FC_ROW_CHANNELS 2
+#define FC_ROWS_KH32(isa) {fc_rowtile_f32_kh3_##isa, fc_rowtile_f32_kh5_##isa, fc_rowtile_f32_kh7_##isa}
+#define FC_ROWS_KH64(isa) {fc_rowtile_f64_kh3_##isa, fc_rowtile_f64_kh5_##isa, fc_rowtile_f64_kh7_##isa}
 
 /* ---- dispatch: one table per level; the active one is swapped as a single pointer, so a
  * reader always gets a tile function and the width that goes with it. */
@@ -295,6 +297,8 @@ typedef struct {
     fc_rowtile_f32_fn rows32; /* one channel x FC_ROWS rows, for blocks of <= rows_channels (or NULL) */
     fc_rowtile_f64_fn rows64;
     int rows_channels;
+    fc_rowtile_f32_fn rows_kh32[3]; /* row tiles reusing input rows, kernels of 3, 5, 7 rows (or NULL) */
+    fc_rowtile_f64_fn rows_kh64[3];
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -315,7 +319,7 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2,
                                        NULL, NULL, fc_tile3_f32_avx2, fc_tile3_f64_avx2, fc_tile4x3_f32_avx2,
                                        fc_tile4x3_f64_avx2, 3, fc_rowtile_f32_avx2, fc_rowtile_f64_avx2,
-                                       FC_ROW_CHANNELS};
+                                       FC_ROW_CHANNELS, FC_ROWS_KH32(avx2), FC_ROWS_KH64(avx2)};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -326,7 +330,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_oc_cols_avx512, FC_LEVEL_AVX512, fc_tile2_f32_avx512,
                                          fc_tile2_f64_avx512, fc_tile3_f32_avx512, fc_tile3_f64_avx512,
                                          fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512, 6, fc_rowtile_f32_avx512,
-                                         fc_rowtile_f64_avx512, FC_ROW_CHANNELS};
+                                         fc_rowtile_f64_avx512, FC_ROW_CHANNELS, FC_ROWS_KH32(avx512),
+                                         FC_ROWS_KH64(avx512)};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

@@ -174,6 +174,66 @@ FC_ROWTILE(fc_rowtile_f64, double, FC_CAT(fc_vd, FC_ISA))
 #endif
 #undef FC_ROWTILE
 
+/* Keep a loaded vector in a register: without this, gcc folds the load into each FMA
+ * that uses it (as a memory operand), which multiplies the loads of the tiles built to
+ * load a vector once for several FMAs (the reusing row tiles, the weight-gradient tile). */
+#if defined(__x86_64__) || defined(__i386__)
+#define FC_IN_REGISTER(v) __asm__("" : "+x"(v))
+#elif defined(__aarch64__)
+#define FC_IN_REGISTER(v) __asm__("" : "+w"(v))
+#else
+#define FC_IN_REGISTER(v) ((void)0)
+#endif
+
+/* Row tiles that reuse each input row across the kernel's rows, for kernels of KH rows
+ * (3, 5 or 7) whose taps are ky*irs + cols[kx] (a row stride equal to the row dilation):
+ * for each channel and kernel column the tile loads the FC_ROWS + KH - 1 input rows it
+ * reads once, and each feeds up to KH accumulators, with that column's KH weights in
+ * registers. The plain row tile loads FC_ROWS rows per tap, FC_ROWS*KH per column where
+ * these load FC_ROWS + KH - 1. Each output sums over channels, then kernel columns, then
+ * kernel rows (the plain tile: channels, then taps row by row), so the two agree to
+ * rounding, not bit for bit. Arguments as FC_ROWTILE's, with the kernel's columns cols
+ * (its first KW taps) and kw for taps and ntaps; the reads are the plain tile's. */
+#define FC_ROWTILE_KH(NAME, T, VT, KH)                                                \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *cols, int kw, int C, \
+                                     const T *w, T bias, T *out, ptrdiff_t ors, ptrdiff_t irs, int ncols) \
+    {                                                                                 \
+        enum { VW = (int)(sizeof(VT) / sizeof(T)) };                                  \
+        VT acc[FC_ROWS];                                                              \
+        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] = (VT){0} + bias; \
+        for (int c = 0; c < C; c++) {                                                 \
+            const T *wc = w + (ptrdiff_t)c * KH * kw * 8; /* [tap][8], taps row by row */ \
+            for (int kx = 0; kx < kw; kx++) {                                         \
+                const T *a = x + c * cs + cols[kx];                                   \
+                VT wv[KH];                                                            \
+                _Pragma("GCC unroll 8") for (int ky = 0; ky < KH; ky++) wv[ky] = (VT){0} + wc[(ky * kw + kx) * 8]; \
+                _Pragma("GCC unroll 16") for (int i = 0; i < FC_ROWS + KH - 1; i++) { \
+                    VT v; /* input row i: row r = i - ky of the tile, for each kernel row ky */ \
+                    memcpy(&v, a + i * irs, sizeof(VT));                              \
+                    FC_IN_REGISTER(v);                                                \
+                    _Pragma("GCC unroll 8") for (int ky = 0; ky < KH; ky++) {         \
+                        if (i - ky >= 0 && i - ky < FC_ROWS) acc[i - ky] += v * wv[ky]; \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) {                   \
+            if (ncols == VW)                                                          \
+                memcpy(out + r * ors, &acc[r], sizeof(VT));                           \
+            else                                                                      \
+                memcpy(out + r * ors, &acc[r], (size_t)ncols * sizeof(T));            \
+        }                                                                             \
+    }
+FC_ROWTILE_KH(fc_rowtile_f32_kh3, float, FC_CAT(fc_vf, FC_ISA), 3)
+FC_ROWTILE_KH(fc_rowtile_f32_kh5, float, FC_CAT(fc_vf, FC_ISA), 5)
+FC_ROWTILE_KH(fc_rowtile_f32_kh7, float, FC_CAT(fc_vf, FC_ISA), 7)
+#if FC_VD > 2
+FC_ROWTILE_KH(fc_rowtile_f64_kh3, double, FC_CAT(fc_vd, FC_ISA), 3)
+FC_ROWTILE_KH(fc_rowtile_f64_kh5, double, FC_CAT(fc_vd, FC_ISA), 5)
+FC_ROWTILE_KH(fc_rowtile_f64_kh7, double, FC_CAT(fc_vd, FC_ISA), 7)
+#endif
+#undef FC_ROWTILE_KH
+
 /* Depthwise tile: output channel j reads its own input plane x + j*cs (planes of
  * channels past nk repeat the last valid one, so no read leaves the input);
  * weights are packed [tap][8]. */
@@ -514,16 +574,6 @@ enum { FC_CAT(fc_oc_cols, FC_ISA) = FC_OC_COLS };
 #endif
 
 #define FC_LOAD(VT, dst, src) memcpy(&(dst), (src), sizeof(VT))
-/* Keep a loaded vector in a register: without this, gcc folds the load into each
- * of the 3 FMAs that use it, tripling the loads of the weight-gradient tile. */
-#if defined(__x86_64__) || defined(__i386__)
-#define FC_IN_REGISTER(v) __asm__("" : "+x"(v))
-#elif defined(__aarch64__)
-#define FC_IN_REGISTER(v) __asm__("" : "+w"(v))
-#else
-#define FC_IN_REGISTER(v) ((void)0)
-#endif
-
 #define FC_REDUCE_INTO(T, VT, VW, accv, target)                                      \
     do {                                                                              \
         T lanes[VW];                                                                  \

@@ -55,6 +55,38 @@ def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
     np.testing.assert_array_equal(channels, columns)
 
 
+# rows of at most half an output-channel tile's columns (7 with 32 vector registers, 3 with 16) run
+# tiles over oc_cols // OW whole rows (a 7x7 image: two rows of 7), the rows left over one at a
+# time; bands of 4 rows (a budget of 6 padded rows) leave a last band of 2, and the whole-batch layout (one
+# image on two threads) runs the image as one band: the same bits everywhere
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ow", [2, 3, 4, 5, 7, 8])
+@pytest.mark.parametrize("rows", [6, 100])  # a budget of 6 padded rows: bands of 4 (and 2 below); the whole image
+def test_channel_tiles_over_whole_rows(rng, level, monkeypatch, request, every_call_parallel, dtype, ow, rows):
+    from functools import partial
+
+    budget = rows * 64 * (ow + 2) * np.dtype(dtype).itemsize
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    x = rng.standard_normal((1, 64, 14, ow)).astype(dtype)
+    w = rng.standard_normal((40, 64, 3, 3)).astype(dtype)  # a block of 32 (16) and a partial one
+    b = rng.standard_normal(40).astype(dtype)
+    call = prepare_conv2d(x, w, b, 1, 1, 1, 1, "zeros", "NCHW", None)
+    band = _conv.tiled_conv(x.shape, w.shape, call.geometry, 1, "zeros", call.compute_dtype,
+                            _conv_direct.current_level(), "channels").band
+    assert band == (4 if rows == 6 else 14)
+    results = []
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            results.append(run_tiles(x, w, b, "channels", padding=1))
+    with fastconv.num_threads(1):
+        np.testing.assert_array_equal(run_tiles(x, w, b, "columns", padding=1), results[0])
+    np.testing.assert_array_equal(results[1], results[0])
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+
+
 # blocks of at most 4 live channels run the narrow tiles (4 channels x 6 vectors with 32 vector
 # registers, x 3 with 16) over rows of at least that many vectors: 96 float32 / 48 float64
 # columns with AVX-512, 24 / 12 with AVX2

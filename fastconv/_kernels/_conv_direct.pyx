@@ -130,10 +130,15 @@ cdef extern from "conv_tile.h" nogil:
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
                                        double*, ptrdiff_t, ptrdiff_t, int) noexcept
+    ctypedef void (*fc_ocrows_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
+                                      const float*, float*, ptrdiff_t, int, ptrdiff_t) noexcept
+    ctypedef void (*fc_ocrows_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
+                                      const double*, double*, ptrdiff_t, int, ptrdiff_t) noexcept
     enum:
         FC_WTILE_TAPS
         FC_DWWTILE_TAPS
         FC_ROWS
+        FC_OCROWS_Q
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -173,6 +178,8 @@ cdef extern from "conv_tile.h" nogil:
         int rows_channels
         fc_rowtile_f32_fn rows_kh32[3]
         fc_rowtile_f64_fn rows_kh64[3]
+        const fc_ocrows_f32_fn* ocrows32
+        const fc_ocrows_f64_fn* ocrows64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -444,11 +451,33 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
 
     A row is cut into the fewest segments of at most ``tiles.oc_cols`` columns,
     of sizes as even as they can be; each is one tile, which reads only the
-    columns it computes.
+    columns it computes. Rows of at most half that many columns run tiles
+    over ``oc_cols // OW`` whole rows where the level has them (fewer loads
+    of weights per multiply-add), and the rows left over one row at a time:
+    every tile sums in the same order, so the results are the same bits.
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
     cdef Py_ssize_t ocs = OH * OW
-    cdef Py_ssize_t oh, s, start, end
+    cdef Py_ssize_t oh, s, start, end, top
+    cdef Py_ssize_t rows = tiles.oc_cols // OW if 0 < OW < FC_OCROWS_Q else 0  # rows per whole-row tile
+    cdef fc_ocrows_f32_fn r32 = NULL
+    cdef fc_ocrows_f64_fn r64 = NULL
+    if rows >= 2 and oh1 - oh0 >= rows:
+        if real_t is float:
+            r32 = tiles.ocrows32[OW] if tiles.ocrows32 != NULL else NULL
+        else:
+            r64 = tiles.ocrows64[OW] if tiles.ocrows64 != NULL else NULL
+    if r32 != NULL or r64 != NULL:
+        oh = oh0
+        while oh + rows <= oh1:
+            if real_t is float:
+                r32(xbase + (oh - in_row0) * row_step, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                    oplane + oh * OW, ocs, <int>nk, row_step)
+            else:
+                r64(xbase + (oh - in_row0) * row_step, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                    oplane + oh * OW, ocs, <int>nk, row_step)
+            oh = oh + rows
+        oh0 = oh  # the rest: one row at a time
     for oh in range(oh0, oh1):
         for s in range(segments):
             start = s * OW // segments

@@ -35,6 +35,13 @@ typedef void (*fc_ocwtile_f32_fn)(const float *, const ptrdiff_t *, int, ptrdiff
                                   const float *, int, float *);
 typedef void (*fc_ocwtile_f64_fn)(const double *, const ptrdiff_t *, int, ptrdiff_t, ptrdiff_t, int, int,
                                   const double *, int, double *);
+/* Output-channel tiles over whole rows of Q < FC_OCROWS_Q columns: x, cs, taps, ntaps, C,
+ * w, bias, out, ocs, nk, irs (input row step). */
+enum { FC_OCROWS_Q = 8 };
+typedef void (*fc_ocrows_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
+                                 const float *, float *, ptrdiff_t, int, ptrdiff_t);
+typedef void (*fc_ocrows_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
+                                 const double *, double *, ptrdiff_t, int, ptrdiff_t);
 /* Taps one weight-gradient tile call takes at most (plain / depthwise). */
 enum { FC_WTILE_TAPS = 3, FC_DWWTILE_TAPS = 9 };
 /* Row tiles (one output channel x FC_ROWS rows x one vector of columns): x, cs, taps,
@@ -244,13 +251,14 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OC_F64 4
 #define FC_BASE_WIDE NULL, NULL, fc_tile3_f32_base, fc_tile3_f64_base
 #define FC_BASE_NARROW fc_tile4x3_f32_base, fc_tile4x3_f64_base, 3
-#define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS, FC_ROWS_KH32(base), {NULL, NULL, NULL} /* (no float64 rows: see conv_tile_impl.h) */
+#define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS, FC_ROWS_KH32(base), {NULL, NULL, NULL}, \
+    fc_ocrows_f32_base, fc_ocrows_f64_base /* (no float64 rows: see conv_tile_impl.h) */
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
 #define FC_BASE_WIDE NULL, NULL, NULL, NULL /* no wide or narrow tiles */
 #define FC_BASE_NARROW NULL, NULL, 0
-#define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL} /* no row tiles */
+#define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time). */
@@ -299,6 +307,8 @@ typedef struct {
     int rows_channels;
     fc_rowtile_f32_fn rows_kh32[3]; /* row tiles reusing input rows, kernels of 3, 5, 7 rows (or NULL) */
     fc_rowtile_f64_fn rows_kh64[3];
+    const fc_ocrows_f32_fn *ocrows32; /* [Q]: output-channel tiles over whole rows of Q columns (or NULL) */
+    const fc_ocrows_f64_fn *ocrows64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -319,7 +329,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_dwwtile_f64_avx2, 8, 4, 4, 2, 16, 8, fc_oc_cols_avx2, FC_LEVEL_AVX2,
                                        NULL, NULL, fc_tile3_f32_avx2, fc_tile3_f64_avx2, fc_tile4x3_f32_avx2,
                                        fc_tile4x3_f64_avx2, 3, fc_rowtile_f32_avx2, fc_rowtile_f64_avx2,
-                                       FC_ROW_CHANNELS, FC_ROWS_KH32(avx2), FC_ROWS_KH64(avx2)};
+                                       FC_ROW_CHANNELS, FC_ROWS_KH32(avx2), FC_ROWS_KH64(avx2),
+                                       fc_ocrows_f32_avx2, fc_ocrows_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -331,7 +342,7 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_tile2_f64_avx512, fc_tile3_f32_avx512, fc_tile3_f64_avx512,
                                          fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512, 6, fc_rowtile_f32_avx512,
                                          fc_rowtile_f64_avx512, FC_ROW_CHANNELS, FC_ROWS_KH32(avx512),
-                                         FC_ROWS_KH64(avx512)};
+                                         FC_ROWS_KH64(avx512), fc_ocrows_f32_avx512, fc_ocrows_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

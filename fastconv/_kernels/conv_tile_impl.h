@@ -537,6 +537,74 @@ FC_OCTILE_DISPATCH(fc_octile, float, FC_CAT(fc_octile_f32, FC_ISA), FC_OC_PARAMS
 FC_OCTILE_DISPATCH(fc_octile, double, FC_CAT(fc_octile_f64, FC_ISA), FC_OC_PARAMS(double), FC_OC_ARGS, ncols)
 FC_OCTILE_DISPATCH(fc_ocwtile, float, FC_CAT(fc_ocwtile_f32, FC_ISA), FC_OCW_PARAMS(float), FC_OCW_ARGS, m)
 FC_OCTILE_DISPATCH(fc_ocwtile, double, FC_CAT(fc_ocwtile_f64, FC_ISA), FC_OCW_PARAMS(double), FC_OCW_ARGS, m)
+
+/* Output-channel tiles over whole rows, for rows of Q <= FC_OC_COLS / 2 columns (7x7
+ * images and smaller with 32 registers): R = FC_OC_COLS / Q consecutive rows of the
+ * plane at once, R*Q columns' worth of accumulators where a one-row tile fills Q of
+ * FC_OC_COLS. Row r of the tile reads x + r*irs and writes out + r*Q (the rows are
+ * whole, so the output pixels are consecutive); every output sums in fc_octile's
+ * order, so the results are its bits, and the reads are those of R one-row tiles. */
+#define FC_OCROWS_FIXED(T, VT, VW, NAME, Q)                                           \
+    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, ptrdiff_t irs) \
+    {                                                                                 \
+        enum { R = FC_OC_COLS / (Q), P = R * (Q) };                                   \
+        VT lo[P], hi[P], b0, b1;                                                      \
+        memcpy(&b0, bias, sizeof(VT));                                                \
+        memcpy(&b1, bias + VW, sizeof(VT));                                           \
+        for (int p = 0; p < P; p++) {                                                 \
+            lo[p] = b0;                                                               \
+            hi[p] = b1;                                                               \
+        }                                                                             \
+        const T *wt = w;                                                              \
+        for (int c = 0; c < C; c++) {                                                 \
+            const T *xc = x + c * cs;                                                 \
+            for (int t = 0; t < ntaps; t++, wt += 2 * VW) {                           \
+                VT w0, w1;                                                            \
+                memcpy(&w0, wt, sizeof(VT));                                          \
+                memcpy(&w1, wt + VW, sizeof(VT));                                     \
+                const T *xt = xc + taps[t];                                           \
+                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                \
+                    _Pragma("GCC unroll 16") for (int q = 0; q < (Q); q++) {          \
+                        const T xv = xt[r * irs + q];                                 \
+                        lo[r * (Q) + q] += w0 * xv;                                   \
+                        hi[r * (Q) + q] += w1 * xv;                                   \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+        T cols[P][2 * VW];                                                            \
+        for (int p = 0; p < P; p++) {                                                 \
+            memcpy(cols[p], &lo[p], sizeof(VT));                                      \
+            memcpy(cols[p] + VW, &hi[p], sizeof(VT));                                 \
+        }                                                                             \
+        for (int j = 0; j < nk; j++)                                                  \
+            for (int p = 0; p < P; p++) out[j * ocs + p] = cols[p][j];                \
+    }
+FC_OCROWS_FIXED(float, FC_CAT(fc_vf, FC_ISA), FC_VF, FC_OCNAME(fc_ocrows, float, 2), 2)
+FC_OCROWS_FIXED(float, FC_CAT(fc_vf, FC_ISA), FC_VF, FC_OCNAME(fc_ocrows, float, 3), 3)
+FC_OCROWS_FIXED(double, FC_CAT(fc_vd, FC_ISA), FC_VD, FC_OCNAME(fc_ocrows, double, 2), 2)
+FC_OCROWS_FIXED(double, FC_CAT(fc_vd, FC_ISA), FC_VD, FC_OCNAME(fc_ocrows, double, 3), 3)
+#if FC_OC_COLS >= 14
+#define FC_OCROWS_MORE(T, VT, VW)                                                     \
+    FC_OCROWS_FIXED(T, VT, VW, FC_OCNAME(fc_ocrows, T, 4), 4)                         \
+    FC_OCROWS_FIXED(T, VT, VW, FC_OCNAME(fc_ocrows, T, 5), 5)                         \
+    FC_OCROWS_FIXED(T, VT, VW, FC_OCNAME(fc_ocrows, T, 6), 6)                         \
+    FC_OCROWS_FIXED(T, VT, VW, FC_OCNAME(fc_ocrows, T, 7), 7)
+FC_OCROWS_MORE(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OCROWS_MORE(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+#undef FC_OCROWS_MORE
+#define FC_OCROWS_TABLE(T)                                                            \
+    {NULL, NULL, FC_OCNAME(fc_ocrows, T, 2), FC_OCNAME(fc_ocrows, T, 3), FC_OCNAME(fc_ocrows, T, 4), \
+     FC_OCNAME(fc_ocrows, T, 5), FC_OCNAME(fc_ocrows, T, 6), FC_OCNAME(fc_ocrows, T, 7)}
+#else
+#define FC_OCROWS_TABLE(T) {NULL, NULL, FC_OCNAME(fc_ocrows, T, 2), FC_OCNAME(fc_ocrows, T, 3), NULL, NULL, NULL, NULL}
+#endif
+/* indexed by the row's columns Q; NULL where a one-row tile is as full */
+static fc_ocrows_f32_fn const FC_CAT(fc_ocrows_f32, FC_ISA)[FC_OCROWS_Q] = FC_OCROWS_TABLE(float);
+static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OCROWS_TABLE(double);
+#undef FC_OCROWS_TABLE
+#undef FC_OCROWS_FIXED
 #undef FC_OCWTILE_FIXED
 #undef FC_OC_PARAMS
 #undef FC_OC_ARGS

@@ -458,7 +458,7 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
     cdef Py_ssize_t ocs = OH * OW
-    cdef Py_ssize_t oh, s, start, end, top
+    cdef Py_ssize_t oh, s, start, end
     cdef Py_ssize_t rows = tiles.oc_cols // OW if 0 < OW < FC_OCROWS_Q else 0  # rows per whole-row tile
     cdef fc_ocrows_f32_fn r32 = NULL
     cdef fc_ocrows_f64_fn r64 = NULL

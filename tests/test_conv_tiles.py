@@ -57,11 +57,11 @@ def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
 
 # rows of at most half an output-channel tile's columns (7 with 32 vector registers, 3 with 16) run
 # tiles over oc_cols // OW whole rows (a 7x7 image: two rows of 7), the rows left over one at a
-# time; bands of 4 rows (a budget of 6 padded rows) leave a last band of 2, and the whole-batch layout (one
-# image on two threads) runs the image as one band: the same bits everywhere
+# time; bands of 4 rows (a budget of 6 padded rows) leave a last band of 2, and the whole-batch
+# layout (one image on two threads) runs the image as one band: the same bits everywhere
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ow", [2, 3, 4, 5, 7, 8])
-@pytest.mark.parametrize("rows", [6, 100])  # a budget of 6 padded rows: bands of 4 (and 2 below); the whole image
+@pytest.mark.parametrize("rows", [6, 100])  # a budget of 6 padded rows (bands of 4); the whole image
 def test_channel_tiles_over_whole_rows(rng, level, monkeypatch, request, every_call_parallel, dtype, ow, rows):
     from functools import partial
 
@@ -378,8 +378,9 @@ def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tile
 
 # a budget of one byte gives bands of one row, but blocks of at most 2 live channels run row tiles,
 # so their bands hold 8 rows (the last one, of 6, overlaps the one before it: 38 = 4 x 8 + 6);
-# bands of 10 rows (13 with 2 kernel rows) leave a last one of 8. Every band runs the tiles the whole image would run, so
-# the results are the same bits as the whole-batch layout's (one image on two threads).
+# bands of 10 rows (13 with 2 kernel rows) leave a last one of 8. Every band runs the tiles the
+# whole image would run, so the results are the same bits as the whole-batch layout's (one image
+# on two threads).
 @pytest.mark.parametrize("budget", [1, 40000, 2**18])  # bands of 8 rows, of 10, the whole image
 @pytest.mark.parametrize("k", [1, 2, 10])
 @pytest.mark.parametrize("kernel", [(5, 3), (2, 3)])  # rows reused; the plain row tiles

@@ -288,11 +288,11 @@ class TiledConv:
         if self.depthwise:  # each input plane meets one block of weights: pack 8 planes per task
             self.band, self.phases = None, stride_phases(geometry)
         else:  # every block of output channels reads the whole image: pack a band of rows at a time
-            # a last block of at most 2 live channels runs row tiles (FC_ROWS rows at a time) where
+            # a last block of at most 3 live channels runs row tiles (FC_ROWS rows at a time) where
             # a band has that many rows, and in the whole-batch layout wherever the image has: so
             # every band gets as many (with the last one's overlapping the band before it), and
             # the tiles an output takes depend on the shapes, not on the thread count
-            few = oc_level < 0 and not self.depthwise and 0 < kg % 8 <= 2
+            few = oc_level < 0 and not self.depthwise and 0 < kg % 8 <= _conv_direct.ROW_TILE_CHANNELS
             self.band, rows = band_rows(geometry, c, dtype.itemsize, min_band=_conv_direct.ROW_TILE_ROWS if few else 1)
             self.phases = stride_phases(geometry, rows)
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)

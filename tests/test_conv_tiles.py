@@ -118,9 +118,10 @@ def test_narrow_tiles_in_the_input_gradient(rng):
 # where the band holds 8 rows or more; the last rows and the last columns overlap the tile before
 # them. The plain row tiles sum as the other tiles do, so they must agree bit for bit with the
 # channel tiles; kernels of 3, 5 or 7 rows run the row tiles that load each input row once for all
-# the kernel's rows, which sum kernel columns first: equal to rounding.
+# the kernel's rows (for blocks of up to 3 channels), which sum kernel columns first: equal to
+# rounding. 3 channels with a 2-row kernel run the column tiles.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k", [1, 2, 9])  # one block of 1 or 2 channels, and 8 + 1
+@pytest.mark.parametrize("k", [1, 2, 3, 9, 11])  # one block of 1, 2 or 3 channels, and 8 + 1, 8 + 3
 @pytest.mark.parametrize("oh, ow", [(8, 16), (9, 5), (15, 28), (30, 33), (7, 40)])  # 7: fewer rows than a tile
 @pytest.mark.parametrize("n", [1, 4])  # the whole-batch layout, one image per task
 @pytest.mark.parametrize("kernel", [(2, 5), (3, 5), (5, 2), (7, 3)])  # plain row tiles; rows reused
@@ -382,7 +383,7 @@ def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tile
 # whole image would run, so the results are the same bits as the whole-batch layout's (one image
 # on two threads).
 @pytest.mark.parametrize("budget", [1, 40000, 2**18])  # bands of 8 rows, of 10, the whole image
-@pytest.mark.parametrize("k", [1, 2, 10])
+@pytest.mark.parametrize("k", [1, 2, 3, 10])
 @pytest.mark.parametrize("kernel", [(5, 3), (2, 3)])  # rows reused; the plain row tiles
 def test_bands_of_rows_with_row_tiles(rng, monkeypatch, request, every_call_parallel, budget, k, kernel):
     from functools import partial

@@ -138,6 +138,7 @@ cdef extern from "conv_tile.h" nogil:
         FC_WTILE_TAPS
         FC_DWWTILE_TAPS
         FC_ROWS
+        FC_ROWS_KH_CHANNELS
         FC_OCROWS_Q
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
@@ -198,6 +199,7 @@ cdef enum:
 #: Largest tile width (elements) of any level: inputs read past a row end need this much slack.
 MAX_TILE_WIDTH = TILE_SLACK
 ROW_TILE_ROWS = FC_ROWS  # output rows of a row tile
+ROW_TILE_CHANNELS = FC_ROWS_KH_CHANNELS  # most live channels of a block that runs row tiles
 
 
 cdef void* _calloc_aligned(size_t count, size_t size) noexcept nogil:
@@ -502,8 +504,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     ``nk <= 4`` first the narrow tiles of 4 channels x
     ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
     half-width tile, a longer one a full tile that overlaps the previous one
-    (no scalar tail). Blocks of at most ``tiles.rows_channels`` channels run
-    row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
+    (no scalar tail). Blocks of at most ``tiles.rows_channels`` channels (of
+    ``FC_ROWS_KH_CHANNELS`` for kernels whose input rows the row tiles reuse)
+    run row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
     Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
@@ -530,9 +533,19 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef bint use_half
     cdef real_t* orow
     cdef bint rows = (tiles.rows32 != NULL) if real_t is float else (tiles.rows64 != NULL)
-    if rows and not depthwise and nk <= tiles.rows_channels and oh1 - oh0 >= FC_ROWS:
-        _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb, oplane, OH, OW, nk, oh0, oh1,
-                   in_row0)
+    cdef Py_ssize_t kw = 0
+    cdef Py_ssize_t kh = 0 if depthwise or not rows else _kernel_rows_reusable(taps, ntaps, row_step, &kw)
+    cdef Py_ssize_t row_channels = tiles.rows_channels
+    if kh:
+        if real_t is float:
+            kh = kh if tiles.rows_kh32[(kh - 3) // 2] != NULL else 0
+        else:
+            kh = kh if tiles.rows_kh64[(kh - 3) // 2] != NULL else 0
+    if kh:  # the row tiles that reuse input rows: for up to FC_ROWS_KH_CHANNELS live channels
+        row_channels = FC_ROWS_KH_CHANNELS
+    if rows and not depthwise and nk <= row_channels and oh1 - oh0 >= FC_ROWS:
+        _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, kh, kw, cg, wb, bb, oplane, OH, OW, nk,
+                   oh0, oh1, in_row0)
         return
     for oh in range(oh0, oh1):
         orow = oplane + oh * OW
@@ -618,37 +631,34 @@ cdef Py_ssize_t _kernel_rows_reusable(const ptrdiff_t* taps, Py_ssize_t ntaps, P
 
 
 cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride, Py_ssize_t row_step,
-                     const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg, const real_t* wb, const real_t* bb,
-                     real_t* oplane, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
-                     Py_ssize_t in_row0) noexcept nogil:
-    """:func:`_tile_plane` for ``nk <= tiles.rows_channels`` and ``oh1 - oh0 >= FC_ROWS``: row tiles.
+                     const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t cg,
+                     const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t nk,
+                     Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
+    """:func:`_tile_plane` for blocks of few live channels and ``oh1 - oh0 >= FC_ROWS``: row tiles.
 
     Each channel on its own, ``FC_ROWS`` rows x one vector of columns per tile;
     the last rows and the last columns of the band overlap the tile before
     them (they are computed again, to the same bits), so every tile is whole
-    but for rows shorter than a vector. Kernels of 3, 5 or 7 rows whose row
-    taps are a row apart (:func:`_kernel_rows_reusable`) run the tiles that
-    load each input row once for all the kernel's rows, where the level has
-    them; they sum kernel columns before kernel rows, so an output's bits
-    depend on which row tile computes it but not on where the tile sits.
+    but for rows shorter than a vector. ``kh`` is 0 for the plain row tiles
+    (``nk <= tiles.rows_channels``), or the rows (3, 5 or 7) of a kernel of
+    ``kw`` columns whose row taps are a row apart (:func:`_kernel_rows_reusable`)
+    for the tiles that load each input row once for all the kernel's rows
+    (``nk <= FC_ROWS_KH_CHANNELS``; the caller checks the level has them).
+    Those sum kernel columns before kernel rows, so an output's bits depend
+    on which row tile computes it but not on where the tile sits.
     """
     cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t j, oh, top, ow0, start, ncols
-    cdef Py_ssize_t kw = 0
-    cdef Py_ssize_t kh = _kernel_rows_reusable(taps, ntaps, row_step, &kw)
     cdef fc_rowtile_f32_fn r32 = tiles.rows32
     cdef fc_rowtile_f64_fn r64 = tiles.rows64
     cdef Py_ssize_t tap_count = ntaps  # taps, or the kernel's columns for the reusing tiles
     if kh:
+        tap_count = kw
         if real_t is float:
-            if tiles.rows_kh32[(kh - 3) // 2] != NULL:
-                r32 = tiles.rows_kh32[(kh - 3) // 2]
-                tap_count = kw
+            r32 = tiles.rows_kh32[(kh - 3) // 2]
         else:
-            if tiles.rows_kh64[(kh - 3) // 2] != NULL:
-                r64 = tiles.rows_kh64[(kh - 3) // 2]
-                tap_count = kw
+            r64 = tiles.rows_kh64[(kh - 3) // 2]
     for j in range(nk):
         oh = oh0
         while oh < oh1:

@@ -128,6 +128,18 @@ FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
 #undef FC_TILEV
 #undef FC_TILEV_BODY
 
+/* The row tiles' accumulators start at the bias; row r is stored at out + r*ors, its
+ * first ncols <= VW columns. */
+#define FC_ROWTILE_INIT(VT)                                                           \
+    _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] = (VT){0} + bias;
+#define FC_ROWTILE_STORE(T, VT, VW)                                                   \
+    _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) {                       \
+        if (ncols == VW)                                                              \
+            memcpy(out + r * ors, &acc[r], sizeof(VT));                               \
+        else                                                                          \
+            memcpy(out + r * ors, &acc[r], (size_t)ncols * sizeof(T));                \
+    }
+
 /* Row tiles: ONE output channel x FC_ROWS consecutive output rows x one vector of
  * columns, FC_ROWS accumulators. For blocks with one or two live channels (a layer with
  * one filter, the input gradient of a one-channel image) the column tiles' lanes of the
@@ -141,7 +153,7 @@ FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
     {                                                                                 \
         enum { VW = (int)(sizeof(VT) / sizeof(T)) };                                  \
         VT acc[FC_ROWS];                                                              \
-        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] = (VT){0} + bias; \
+        FC_ROWTILE_INIT(VT)                                                           \
         const T *wt = w;                                                              \
         for (int c = 0; c < C; c++) {                                                 \
             const T *x0 = x + c * cs, *x4 = x0 + 4 * irs; /* rows 0-3 and 4-7 */      \
@@ -160,12 +172,7 @@ FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
                 _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] += v[r] * wv; \
             }                                                                         \
         }                                                                             \
-        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) {                   \
-            if (ncols == VW)                                                          \
-                memcpy(out + r * ors, &acc[r], sizeof(VT));                           \
-            else                                                                      \
-                memcpy(out + r * ors, &acc[r], (size_t)ncols * sizeof(T));            \
-        }                                                                             \
+        FC_ROWTILE_STORE(T, VT, VW)                                                   \
     }
 _Static_assert(FC_ROWS == 8, "the row tiles load their 8 rows one by one");
 FC_ROWTILE(fc_rowtile_f32, float, FC_CAT(fc_vf, FC_ISA))
@@ -200,7 +207,7 @@ FC_ROWTILE(fc_rowtile_f64, double, FC_CAT(fc_vd, FC_ISA))
     {                                                                                 \
         enum { VW = (int)(sizeof(VT) / sizeof(T)) };                                  \
         VT acc[FC_ROWS];                                                              \
-        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] = (VT){0} + bias; \
+        FC_ROWTILE_INIT(VT)                                                           \
         for (int c = 0; c < C; c++) {                                                 \
             const T *wc = w + (ptrdiff_t)c * KH * kw * 8; /* [tap][8], taps row by row */ \
             for (int kx = 0; kx < kw; kx++) {                                         \
@@ -217,12 +224,7 @@ FC_ROWTILE(fc_rowtile_f64, double, FC_CAT(fc_vd, FC_ISA))
                 }                                                                     \
             }                                                                         \
         }                                                                             \
-        _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) {                   \
-            if (ncols == VW)                                                          \
-                memcpy(out + r * ors, &acc[r], sizeof(VT));                           \
-            else                                                                      \
-                memcpy(out + r * ors, &acc[r], (size_t)ncols * sizeof(T));            \
-        }                                                                             \
+        FC_ROWTILE_STORE(T, VT, VW)                                                   \
     }
 FC_ROWTILE_KH(fc_rowtile_f32_kh3, float, FC_CAT(fc_vf, FC_ISA), 3)
 FC_ROWTILE_KH(fc_rowtile_f32_kh5, float, FC_CAT(fc_vf, FC_ISA), 5)
@@ -233,6 +235,8 @@ FC_ROWTILE_KH(fc_rowtile_f64_kh5, double, FC_CAT(fc_vd, FC_ISA), 5)
 FC_ROWTILE_KH(fc_rowtile_f64_kh7, double, FC_CAT(fc_vd, FC_ISA), 7)
 #endif
 #undef FC_ROWTILE_KH
+#undef FC_ROWTILE_INIT
+#undef FC_ROWTILE_STORE
 
 /* Depthwise tile: output channel j reads its own input plane x + j*cs (planes of
  * channels past nk repeat the last valid one, so no read leaves the input);
@@ -390,39 +394,58 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 #define FC_OC_COLS 6 /* 16 vector registers: 12 accumulators, 2 weights, 1 input, 1 spare */
 #endif
 
-#define FC_OCTILE_FIXED(T, VT, VW, NAME, P)                                           \
-    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
-                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk)         \
+/* The output-channel tiles' accumulators start at the bias (lo: channels 0..VW-1, hi:
+ * VW..2*VW-1, one pair per column); at the end they are transposed, [col][channel],
+ * into the channel planes: column p of channel j goes to out[j*ocs + p], for j < nk. */
+#define FC_OC_INIT(VT, VW, P)                                                         \
     {                                                                                 \
-        VT lo[P], hi[P], b0, b1;                                                      \
+        VT b0, b1;                                                                    \
         memcpy(&b0, bias, sizeof(VT));                                                \
         memcpy(&b1, bias + VW, sizeof(VT));                                           \
         for (int p = 0; p < P; p++) {                                                 \
             lo[p] = b0;                                                               \
             hi[p] = b1;                                                               \
         }                                                                             \
-        const T *wt = w; /* (a pointer stepped per tap: no index arithmetic in the loop) */ \
-        for (int c = 0; c < C; c++) {                                                 \
-            const T *xc = x + c * cs;                                                 \
-            for (int t = 0; t < ntaps; t++, wt += 2 * VW) {                           \
-                VT w0, w1;                                                            \
-                memcpy(&w0, wt, sizeof(VT));                                          \
-                memcpy(&w1, wt + VW, sizeof(VT));                                     \
-                const T *xt = xc + taps[t];                                           \
-                _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                \
-                    const T xv = xt[p];                                               \
-                    lo[p] += w0 * xv;                                                 \
-                    hi[p] += w1 * xv;                                                 \
-                }                                                                     \
-            }                                                                         \
-        }                                                                             \
-        T cols[P][2 * VW]; /* [col][channel]: transposed into the channel planes */   \
+    }
+#define FC_OC_STORE(T, VT, VW, P)                                                     \
+    {                                                                                 \
+        T cols[P][2 * VW];                                                            \
         for (int p = 0; p < P; p++) {                                                 \
             memcpy(cols[p], &lo[p], sizeof(VT));                                      \
             memcpy(cols[p] + VW, &hi[p], sizeof(VT));                                 \
         }                                                                             \
         for (int j = 0; j < nk; j++)                                                  \
             for (int p = 0; p < P; p++) out[j * ocs + p] = cols[p][j];                \
+    }
+
+/* R rows of Q columns (R*Q accumulator pairs), row r read at xt + r*IRS. */
+#define FC_OC_BODY(T, VT, VW, R, Q, IRS)                                              \
+    VT lo[(R) * (Q)], hi[(R) * (Q)];                                                  \
+    FC_OC_INIT(VT, VW, (R) * (Q))                                                     \
+    const T *wt = w; /* (a pointer stepped per tap: no index arithmetic in the loop) */ \
+    for (int c = 0; c < C; c++) {                                                     \
+        const T *xc = x + c * cs;                                                     \
+        for (int t = 0; t < ntaps; t++, wt += 2 * VW) {                               \
+            VT w0, w1;                                                                \
+            memcpy(&w0, wt, sizeof(VT));                                              \
+            memcpy(&w1, wt + VW, sizeof(VT));                                         \
+            const T *xt = xc + taps[t];                                               \
+            _Pragma("GCC unroll 16") for (int r = 0; r < (R); r++) {                  \
+                _Pragma("GCC unroll 16") for (int q = 0; q < (Q); q++) {              \
+                    const T xv = xt[r * (IRS) + q];                                   \
+                    lo[r * (Q) + q] += w0 * xv;                                       \
+                    hi[r * (Q) + q] += w1 * xv;                                       \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+    }                                                                                 \
+    FC_OC_STORE(T, VT, VW, (R) * (Q))
+
+#define FC_OCTILE_FIXED(T, VT, VW, NAME, P)                                           \
+    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk)         \
+    {                                                                                 \
+        FC_OC_BODY(T, VT, VW, 1, P, 0)                                                \
     }
 
 /* Weight-gradient output-channel tile: the same register block with the roles of
@@ -548,38 +571,7 @@ FC_OCTILE_DISPATCH(fc_ocwtile, double, FC_CAT(fc_ocwtile_f64, FC_ISA), FC_OCW_PA
     static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, ptrdiff_t irs) \
     {                                                                                 \
-        enum { R = FC_OC_COLS / (Q), P = R * (Q) };                                   \
-        VT lo[P], hi[P], b0, b1;                                                      \
-        memcpy(&b0, bias, sizeof(VT));                                                \
-        memcpy(&b1, bias + VW, sizeof(VT));                                           \
-        for (int p = 0; p < P; p++) {                                                 \
-            lo[p] = b0;                                                               \
-            hi[p] = b1;                                                               \
-        }                                                                             \
-        const T *wt = w;                                                              \
-        for (int c = 0; c < C; c++) {                                                 \
-            const T *xc = x + c * cs;                                                 \
-            for (int t = 0; t < ntaps; t++, wt += 2 * VW) {                           \
-                VT w0, w1;                                                            \
-                memcpy(&w0, wt, sizeof(VT));                                          \
-                memcpy(&w1, wt + VW, sizeof(VT));                                     \
-                const T *xt = xc + taps[t];                                           \
-                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                \
-                    _Pragma("GCC unroll 16") for (int q = 0; q < (Q); q++) {          \
-                        const T xv = xt[r * irs + q];                                 \
-                        lo[r * (Q) + q] += w0 * xv;                                   \
-                        hi[r * (Q) + q] += w1 * xv;                                   \
-                    }                                                                 \
-                }                                                                     \
-            }                                                                         \
-        }                                                                             \
-        T cols[P][2 * VW];                                                            \
-        for (int p = 0; p < P; p++) {                                                 \
-            memcpy(cols[p], &lo[p], sizeof(VT));                                      \
-            memcpy(cols[p] + VW, &hi[p], sizeof(VT));                                 \
-        }                                                                             \
-        for (int j = 0; j < nk; j++)                                                  \
-            for (int p = 0; p < P; p++) out[j * ocs + p] = cols[p][j];                \
+        FC_OC_BODY(T, VT, VW, FC_OC_COLS / (Q), Q, irs)                               \
     }
 FC_OCROWS_FIXED(float, FC_CAT(fc_vf, FC_ISA), FC_VF, FC_OCNAME(fc_ocrows, float, 2), 2)
 FC_OCROWS_FIXED(float, FC_CAT(fc_vf, FC_ISA), FC_VF, FC_OCNAME(fc_ocrows, float, 3), 3)
@@ -605,6 +597,9 @@ static fc_ocrows_f32_fn const FC_CAT(fc_ocrows_f32, FC_ISA)[FC_OCROWS_Q] = FC_OC
 static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OCROWS_TABLE(double);
 #undef FC_OCROWS_TABLE
 #undef FC_OCROWS_FIXED
+#undef FC_OC_BODY
+#undef FC_OC_INIT
+#undef FC_OC_STORE
 #undef FC_OCWTILE_FIXED
 #undef FC_OC_PARAMS
 #undef FC_OC_ARGS

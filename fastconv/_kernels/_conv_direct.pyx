@@ -533,20 +533,19 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef bint use_half
     cdef real_t* orow
     cdef bint rows = (tiles.rows32 != NULL) if real_t is float else (tiles.rows64 != NULL)
-    cdef Py_ssize_t kw = 0
-    cdef Py_ssize_t kh = 0 if depthwise or not rows else _kernel_rows_reusable(taps, ntaps, row_step, &kw)
-    cdef Py_ssize_t row_channels = tiles.rows_channels
-    if kh:
-        if real_t is float:
-            kh = kh if tiles.rows_kh32[(kh - 3) // 2] != NULL else 0
-        else:
-            kh = kh if tiles.rows_kh64[(kh - 3) // 2] != NULL else 0
-    if kh:  # the row tiles that reuse input rows: for up to FC_ROWS_KH_CHANNELS live channels
-        row_channels = FC_ROWS_KH_CHANNELS
-    if rows and not depthwise and nk <= row_channels and oh1 - oh0 >= FC_ROWS:
-        _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, kh, kw, cg, wb, bb, oplane, OH, OW, nk,
-                   oh0, oh1, in_row0)
-        return
+    cdef Py_ssize_t kw = 0, kh = 0
+    # (FC_ROWS_KH_CHANNELS >= tiles.rows_channels: the taps are scanned only where row tiles may run)
+    if rows and not depthwise and nk <= FC_ROWS_KH_CHANNELS and oh1 - oh0 >= FC_ROWS:
+        kh = _kernel_rows_reusable(taps, ntaps, row_step, &kw)
+        if kh:  # the row tiles that reuse input rows, where the level has them
+            if real_t is float:
+                kh = kh if tiles.rows_kh32[(kh - 3) // 2] != NULL else 0
+            else:
+                kh = kh if tiles.rows_kh64[(kh - 3) // 2] != NULL else 0
+        if nk <= (FC_ROWS_KH_CHANNELS if kh else tiles.rows_channels):
+            _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, kh, kw, cg, wb, bb, oplane, OH, OW, nk,
+                       oh0, oh1, in_row0)
+            return
     for oh in range(oh0, oh1):
         orow = oplane + oh * OW
         ow0 = 0

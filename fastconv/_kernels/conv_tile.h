@@ -265,7 +265,10 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
  * the tiles that reuse input rows, blocks of at most FC_ROWS_KH_CHANNELS (measured: 3
  * channels 1.2-2.1x as fast as the column or narrow tiles, 4 even). */
 #define FC_ROW_CHANNELS 2
-enum { FC_ROWS_KH_CHANNELS = 3 };
+#define FC_ROWS_KH_CHANNELS 3
+#if FC_ROWS_KH_CHANNELS < FC_ROW_CHANNELS
+#error "_tile_plane looks for row tiles in blocks of at most FC_ROWS_KH_CHANNELS live channels"
+#endif
 #define FC_ROWS_KH32(isa) {fc_rowtile_f32_kh3_##isa, fc_rowtile_f32_kh5_##isa, fc_rowtile_f32_kh7_##isa}
 #define FC_ROWS_KH64(isa) {fc_rowtile_f64_kh3_##isa, fc_rowtile_f64_kh5_##isa, fc_rowtile_f64_kh7_##isa}
 

@@ -213,7 +213,8 @@ FC_ROWTILE(fc_rowtile_f64, double, FC_CAT(fc_vd, FC_ISA))
             for (int kx = 0; kx < kw; kx++) {                                         \
                 const T *a = x + c * cs + cols[kx];                                   \
                 VT wv[KH];                                                            \
-                _Pragma("GCC unroll 8") for (int ky = 0; ky < KH; ky++) wv[ky] = (VT){0} + wc[(ky * kw + kx) * 8]; \
+                /* (w - 0 is w for every w, so this is a plain broadcast; 0 + w is +0 for -0, an add per weight) */ \
+                _Pragma("GCC unroll 8") for (int ky = 0; ky < KH; ky++) wv[ky] = wc[(ky * kw + kx) * 8] - (VT){0}; \
                 _Pragma("GCC unroll 16") for (int i = 0; i < FC_ROWS + KH - 1; i++) { \
                     VT v; /* input row i: row r = i - ky of the tile, for each kernel row ky */ \
                     memcpy(&v, a + i * irs, sizeof(VT));                              \

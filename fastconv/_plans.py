@@ -83,36 +83,37 @@ def clear_plans():
         cache.clear()
 
 
-class PlanCache:
+class PlanCache(dict):
     """A bounded map from call keys to plans, safe to share between Python threads.
 
     When full it is emptied rather than ordered: a program calls a function
-    with a few signatures, far fewer than ``size``.
+    with a few signatures, far fewer than ``size``. A ``dict`` itself, so
+    that ``get`` (the plan for a key, or None: also for a None key, which is
+    never stored) is the builtin method: a Python method around it cost a
+    small call about 0.1 µs more.
     """
 
     def __init__(self, size=128):
+        super().__init__()
         self.size = size
-        self._plans = {}
         self._lock = threading.Lock()
         _CACHES.add(self)
 
-    def get(self, key):
-        """The plan for ``key``, or None (also for a None key)."""
-        return None if key is None else self._plans.get(key)
+    # compared and hashed by identity, not by contents (the WeakSet of every cache holds them)
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
 
     def put(self, key, plan):
         """Keep ``plan`` for ``key`` (nothing happens for a None key)."""
         if key is None:
             return
         with self._lock:
-            if len(self._plans) >= self.size:
-                self._plans.clear()
-            self._plans[key] = plan
+            if len(self) >= self.size:
+                super().clear()
+            self[key] = plan
 
     def clear(self):
         """Forget every plan."""
         with self._lock:
-            self._plans.clear()
-
-    def __len__(self):
-        return len(self._plans)
+            super().clear()

@@ -8,14 +8,21 @@ two calls have the same signature (of an ``out=`` it also checks the two
 things a signature cannot say: that it is writeable and shares no byte with
 the inputs).
 
-The key is one flat tuple, each value preceded by what it is, so two keys are
-equal exactly when the calls have the same structure, types and values:
+The key is one flat tuple, short because a cache lookup hashes and compares
+every item of it, built so that two keys are equal exactly when the calls have
+the same structure, types and values:
 
 * an array: its type number and number of dimensions, then its shape;
-* ``None``, a ``bool``, ``int`` or ``str``: its type, then its value (so ``1``
-  and ``True``, equal in Python, give different keys);
-* a tuple: ``tuple`` and its length, then its items, each encoded the same way
+* ``None``, an ``int`` or a ``str``: itself (no value of one type equals a
+  value of another);
+* a ``bool``: one of two markers of this module (``True`` and ``1`` are equal
+  in Python and must give different keys);
+* a tuple: a marker and its length, then its items, each encoded the same way
   (tuples nested deeper than ``MAX_DEPTH`` have no key: no argument is).
+
+Where each item begins follows from the items before it (the fixed order of
+a function's arguments, the dimensions of an array, the length of a tuple),
+so equal keys are equal item by item.
 """
 
 cimport numpy as cnp
@@ -23,6 +30,9 @@ cimport numpy as cnp
 cnp.import_array()
 
 cdef object _NONE_TYPE = type(None)
+cdef object _TRUE = object()  # the markers of the two bools and of a tuple: equal to nothing else
+cdef object _FALSE = object()
+cdef object _TUPLE = object()
 MAX_DEPTH = 4  # tuples in tuples: a pair of pairs (padding) is 2
 
 
@@ -94,16 +104,17 @@ cdef bint _append_arrays(list key, tuple arrays) except -1:
 
 
 cdef bint _append_params(list key, tuple values, int depth) except -1:
-    """Append ``values``, each after its type (tuples after their length too); False if one cannot be a key."""
+    """Append ``values`` as the module docstring says; False if one cannot be a key."""
     if depth < 1:
         return False
     for value in values:
         kind = type(value)
-        if kind is int or kind is bool or kind is str or kind is _NONE_TYPE:
-            key.append(kind)
+        if kind is int or kind is str or kind is _NONE_TYPE:
             key.append(value)
+        elif kind is bool:
+            key.append(_TRUE if value else _FALSE)
         elif kind is tuple:
-            key.append(tuple)
+            key.append(_TUPLE)
             key.append(len(<tuple>value))
             if not _append_params(key, <tuple>value, depth - 1):
                 return False

@@ -181,6 +181,7 @@ cdef extern from "conv_tile.h" nogil:
         fc_rowtile_f64_fn rows_kh64[3]
         const fc_ocrows_f32_fn* ocrows32
         const fc_ocrows_f64_fn* ocrows64
+        int wt_taps
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -1020,9 +1021,10 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1]
     cdef Py_ssize_t kg = K // groups, blocks = (kg + 7) // 8
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t task, g, k0, nk, c, n0, n1, t0, i, j
+    cdef Py_ssize_t task, g, k0, nk, c, n0, n1, t0, t1, i, j, p
     cdef WeightTask w
     cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef Py_ssize_t passes = (ntaps + tiles.wt_taps - 1) // tiles.wt_taps  # tile calls per input channel
     cdef fc_wtile_f32_fn f32 = tiles.wt32
     cdef fc_wtile_f64_fn f64 = tiles.wt64
     cdef const real_t* xc
@@ -1047,16 +1049,16 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
                         _pack_grad_rows(grad, n0 + i, k0 + j, scratch + (i * 8 + j) * plane, row)
                 for c in range(w.c_lo, w.c_hi):
                     xc = &x[0] + n0 * image_stride + (g * cg + c) * channel_stride
-                    t0 = 0
-                    while t0 < ntaps:  # a range() step must be a constant in nogil code
+                    for p in range(passes):  # the taps in passes of at most wt_taps, as even as they can be
+                        t0 = p * ntaps // passes
+                        t1 = (p + 1) * ntaps // passes
                         dwc = &dw[0] + (k0 * cg + c) * ntaps + t0
                         if real_t is float:
-                            f32(xc, image_stride, 0, &taps[t0], <int>min(FC_WTILE_TAPS, ntaps - t0), scratch,
+                            f32(xc, image_stride, 0, &taps[t0], <int>(t1 - t0), scratch,
                                 8 * plane, plane, plane, 0, n1 - n0, <int>nk, dwc, cg * ntaps)
                         else:
-                            f64(xc, image_stride, 0, &taps[t0], <int>min(FC_WTILE_TAPS, ntaps - t0), scratch,
+                            f64(xc, image_stride, 0, &taps[t0], <int>(t1 - t0), scratch,
                                 8 * plane, plane, plane, 0, n1 - n0, <int>nk, dwc, cg * ntaps)
-                        t0 = t0 + FC_WTILE_TAPS
                 n0 = n1
         _free_aligned(scratch)
     if failed[0]:

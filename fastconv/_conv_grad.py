@@ -265,37 +265,41 @@ def _scratch_chunk(per_image, itemsize):
 #: Sums per weight-gradient entry per output pixel (input channels x taps per group) from
 #: which the output-channel tiles run the weight gradient, by dtype and SIMD level (measured;
 #: see below).
-GRAD_WEIGHT_CHANNEL_DEPTH = {("f", 1): 512, ("f", 2): 256, ("d", 1): 128, ("d", 2): 128}
+GRAD_WEIGHT_CHANNEL_DEPTH = {("f", 1): 32, ("f", 2): 32, ("d", 1): 1, ("d", 2): 1}
 
 
-def choose_grad_weight_tiles(kg, depth, dtype, level):
+def choose_grad_weight_tiles(kg, depth, dtype, level, slices=2):
     """``(oc_level, block)`` for the weight gradient, as :func:`fastconv._conv.choose_tiles`.
 
     The column tiles take dot products along padded grad rows (zero columns
-    included: 14 of every 16 lanes work on resnet-deep) with 8 grad loads and
-    3 input loads per 24 FMAs; the output-channel tiles visit only output
-    pixels, with 2 grad loads and up to 14 broadcast inputs per 28 FMAs, but
-    transpose the grad and scatter their sums. Measured against each other
-    on the canonical shapes (1 and 2 threads): with AVX-512 float32 the
-    output-channel tiles were 1.13-1.16x as fast on resnet-mid, 1.36-1.37x on
-    resnet-deep, 1.42-1.58x on strided, 0.85-1.11x on dilated (288 sums),
-    0.91-0.96x on stem and 0.3-0.44x on cifar; in float64 1.12-1.47x on all
-    but cifar (0.73x); with AVX2 as with AVX-512; at the baseline (SSE2, no
-    FMA) 0.84-1.04x. So they run from AVX2 up, with at least
-    ``GRAD_WEIGHT_CHANNEL_DEPTH`` sums and blocks at least 3/4 full.
+    included: 14 of every 16 lanes work on resnet-deep), 4 grad loads and up
+    to 6 input loads per 24 FMAs with 32 registers; the output-channel tiles
+    visit only output pixels, with 2 grad loads and up to 14 broadcast inputs
+    per 28 FMAs, but transpose the grad and scatter their sums. Each task of
+    the output-channel tiles is one block of channels and a slice of the
+    input channels: ``slices`` (groups x input channels per group) and the
+    blocks bound how many threads they can keep busy.
 
-    Measured again on an Intel Xeon once the packed buffers were aligned and a
-    single block no longer split four ways (1 / 2 threads, float32): with
-    AVX-512 the output-channel tiles were 1.15x / 0.97x as fast on dilated
-    (288 sums), 1.16x / 1.32x with 432 sums, 1.53x / 1.58x with 360 at stride
-    2, 1.07x / 1.06x with 216, 0.98x / 0.62x with 144 (one block of 32
-    channels); with AVX2, 0.89x / 1.07x on dilated and 1.10x / 1.01x with 432.
-    So AVX-512 float32 takes them from 256 sums.
+    Measured against each other (Intel Xeon, 1 and 2 threads, medians of 7
+    alternating calls, after the column tiles took 6 taps per pass), columns
+    time / channels time: AVX-512 float32 1.2-1.5x from 36 sums up (stem
+    1.31-1.33x, CS231n's 3 to 32 7x7 1.25-1.44x, 4 to 64 3x3 on 56x56
+    1.20-1.21x, 16 to 32 on 14x14 1.26-1.48x, resnet-mid 1.53-1.55x, strided
+    2.0-2.2x), 0.96-1.01x with 27 sums (3 to 64 3x3 on 224x224); AVX2
+    float32 1.07-1.54x from 36 sums, 0.89-0.95x with 27; float64 1.0-1.5x
+    at every depth measured (9 to 576 sums, both levels). A single task
+    (one block, one input channel: 30 5x5 filters on one-channel images)
+    ran at 0.69x on 2 threads. So they run from AVX2 up, with at least
+    ``GRAD_WEIGHT_CHANNEL_DEPTH`` sums, blocks at least 3/4 full and at
+    least two tasks. (Before, with 3 taps per column-tile pass and older
+    output-channel tiles, the crossover was measured at 256-512 sums.)
     """
     dtype = np.dtype(dtype)
     block, _ = _conv_direct.oc_tile_shape(level, dtype.char)
-    full = kg / (-(-kg // block) * block)
-    if level >= 1 and depth >= GRAD_WEIGHT_CHANNEL_DEPTH.get((dtype.char, level), 512) and full >= 0.75:
+    blocks = -(-kg // block)
+    full = kg / (blocks * block)
+    if (level >= 1 and depth >= GRAD_WEIGHT_CHANNEL_DEPTH.get((dtype.char, level), 512) and full >= 0.75
+            and blocks * slices >= 2):
         return level, block
     return -1, 8
 
@@ -336,7 +340,8 @@ class GradWeightPlan:
         elif tiles == "channels":
             self.oc_level, self.block = level, _conv_direct.oc_tile_shape(level, dtype.char)[0]
         else:
-            self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level)
+            self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level,
+                                                                 groups * cg)
         self.phases = ph = stride_phases(geometry)
         self.images, self.channels = n, c
         self.work = n * k * geometry.out_size * cg * kh * kw // 16

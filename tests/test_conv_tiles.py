@@ -343,10 +343,15 @@ def test_grad_weight_choice():
         assert choose_grad_weight_tiles(256, 2304, np.float32, 2) == (2, 32)  # resnet-deep
         assert choose_grad_weight_tiles(64, 576, np.float64, 2) == (2, 16)  # resnet-mid
         assert choose_grad_weight_tiles(16, 576, np.float32, 2) == (-1, 8)  # blocks half empty
-        assert choose_grad_weight_tiles(32, 288, np.float32, 2) == (2, 32)  # dilated: from 256 sums
-        assert choose_grad_weight_tiles(64, 147, np.float32, 2) == (-1, 8)  # stem: too few
+        assert choose_grad_weight_tiles(32, 288, np.float32, 2) == (2, 32)  # dilated
+        assert choose_grad_weight_tiles(64, 147, np.float32, 2, 3) == (2, 32)  # stem: from 32 sums
+        assert choose_grad_weight_tiles(64, 27, np.float32, 2, 3) == (-1, 8)  # 3x3 on RGB: too few
+        assert choose_grad_weight_tiles(16, 27, np.float64, 2, 3) == (2, 16)  # float64: any depth
+        assert choose_grad_weight_tiles(30, 25, np.float64, 2, 1) == (2, 16)  # two blocks: two tasks
+        assert choose_grad_weight_tiles(16, 9, np.float64, 2, 1) == (-1, 8)  # one task: one thread
     if "avx2" in LEVELS:
-        assert choose_grad_weight_tiles(32, 288, np.float32, 1) == (-1, 8)  # dilated with AVX2: 512
+        assert choose_grad_weight_tiles(32, 288, np.float32, 1) == (1, 16)  # dilated with AVX2
+        assert choose_grad_weight_tiles(32, 27, np.float32, 1, 3) == (-1, 8)
         assert choose_grad_weight_tiles(64, 576, np.float32, 1) == (1, 16)
 
 

@@ -631,8 +631,8 @@ enum { FC_CAT(fc_oc_cols, FC_ISA) = FC_OC_COLS };
  * fc_wtile: NK <= 8 output channels x up to FC_WTAPS taps of one input channel, in
  * passes of FC_WK channels (as many accumulators as the registers hold). With 32
  * registers a pass is 4 channels x up to 6 taps (one function per tap count): each
- * vector of grad feeds 6 FMAs, so a pass over the taps of a 7x7 kernel reads the grad
- * 18 times (2 x 9 passes) where 8 channels x 3 taps read it 17 times 8 planes wide.
+ * vector of grad feeds 6 FMAs, and each grad plane is read 9 times per input channel
+ * of a 7x7 kernel (9 passes of 5-6 taps) where 8 channels x 3 taps read it 17 times.
  * Measured against that (AVX-512, 1 and 2 threads, bitwise equal results): 3 to 64
  * channels 3x3 on 224x224 images 1.07-1.22x, the textbook's 30 5x5 filters on 28x28
  * 1.05-1.11x, CS231n's 32 7x7 filters 1.04-1.08x float32, cifar and stem 0.99-1.02x.

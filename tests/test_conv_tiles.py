@@ -312,6 +312,15 @@ def test_grad_weight_channel_tiles(rng, level, every_call_parallel, dtype, n, c,
         np.testing.assert_array_equal(other, results[0])
     np.testing.assert_allclose(grad_weight_tiles(grad, x, (k, c // g, kh, kw), "columns", **kwargs), expected,
                                rtol=rtol * 10, atol=atol * 100)
+    if _conv_direct.has_one_vector_weight_tiles(_conv_direct.current_level()):
+        # the tiles of one vector of channels (blocks of half as many: 16 float32 with AVX-512)
+        narrow = []
+        for threads in (1, 2, 3):
+            with fastconv.num_threads(threads):
+                narrow.append(grad_weight_tiles(grad, x, (k, c // g, kh, kw), "channels1", **kwargs))
+        np.testing.assert_allclose(narrow[0], expected, rtol=rtol * 10, atol=atol * 100)
+        for other in narrow[1:]:
+            np.testing.assert_array_equal(other, narrow[0])
     # NHWC: the same kernels on transposed views
     nhwc = grad_weight_tiles(grad.transpose(0, 2, 3, 1), x.transpose(0, 2, 3, 1), (kh, kw, c // g, k), "channels",
                              layout="NHWC", **kwargs)
@@ -334,6 +343,27 @@ def test_grad_weight_channel_tiles_read_only_windows(rng, value):
     np.testing.assert_array_equal(got[~finite], expected[~finite])
 
 
+def test_one_vector_weight_tiles_only_where_built(rng):
+    from fastconv._conv_grad import GradWeightPlan
+
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    grad = rng.standard_normal((2, 16, 8, 8)).astype(np.float32)
+    call = prepare_conv2d(x, np.zeros((16, 3, 3, 3), np.float32), None, 1, 1, 1, 1, "zeros", "NCHW", None)
+    for level in range(len(LEVELS)):
+        if _conv_direct.has_one_vector_weight_tiles(level):
+            plan = GradWeightPlan(x.shape, (16, 3, 3, 3), call.geometry, 1, np.float32, level, "channels1")
+            assert plan.one_vector and plan.block == _conv_direct.oc_tile_shape(level, "f")[0] // 2
+        else:
+            with pytest.raises(ValueError, match="one vector"):
+                GradWeightPlan(x.shape, (16, 3, 3, 3), call.geometry, 1, np.float32, level, "channels1")
+    planes = np.zeros(2 * 3 * 100 + 64, np.float32)
+    dw = np.zeros(16 * 27, np.float32)
+    if not _conv_direct.has_one_vector_weight_tiles(0):  # the kernel refuses too
+        with pytest.raises(ValueError, match="one-vector"):
+            _conv_direct.conv2d_grad_weight_octile(planes, 300, 100, np.zeros(9, np.intp), grad, 10, dw, 1, 3, 1,
+                                                   1, 0, 1, True)
+
+
 def test_grad_weight_choice():
     from fastconv._conv_grad import choose_grad_weight_tiles
 
@@ -342,7 +372,9 @@ def test_grad_weight_choice():
     if LEVELS[-1] == "avx512":
         assert choose_grad_weight_tiles(256, 2304, np.float32, 2) == (2, 32)  # resnet-deep
         assert choose_grad_weight_tiles(64, 576, np.float64, 2) == (2, 16)  # resnet-mid
-        assert choose_grad_weight_tiles(16, 576, np.float32, 2) == (-1, 8)  # blocks half empty
+        assert choose_grad_weight_tiles(16, 576, np.float32, 2, 64) == (2, 16)  # blocks of one vector
+        assert choose_grad_weight_tiles(16, 147, np.float32, 2, 3) == (-1, 8)  # ... but 3 tasks
+        assert choose_grad_weight_tiles(8, 576, np.float32, 2) == (-1, 8)  # half of one vector
         assert choose_grad_weight_tiles(32, 288, np.float32, 2) == (2, 32)  # dilated
         assert choose_grad_weight_tiles(64, 147, np.float32, 2, 3) == (2, 32)  # stem: from 32 sums
         assert choose_grad_weight_tiles(64, 27, np.float32, 2, 3) == (-1, 8)  # 3x3 on RGB: too few

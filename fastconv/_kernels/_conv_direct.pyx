@@ -182,6 +182,8 @@ cdef extern from "conv_tile.h" nogil:
         const fc_ocrows_f32_fn* ocrows32
         const fc_ocrows_f64_fn* ocrows64
         int wt_taps
+        fc_ocwtile_f32_fn ocw1t32
+        fc_ocwtile_f64_fn ocw1t64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -261,6 +263,11 @@ def narrow_tile_vectors(int level=-1):
     """
     cdef const fc_tiles* tiles = fc_active_tiles() if level < 0 else fc_level_tiles(level)
     return tiles.narrow_vectors if tiles.narrow32 != NULL else 0
+
+
+def has_one_vector_weight_tiles(int level):
+    """Whether SIMD level ``level`` has weight-gradient output-channel tiles of one vector of channels."""
+    return fc_level_tiles(level).ocw1t32 != NULL
 
 
 def oc_tile_shape(int level, dtype_char):
@@ -1102,7 +1109,7 @@ cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssiz
 def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                               const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
                               real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t chunk_images,
-                              Py_ssize_t c_parts, int level, int num_threads):
+                              Py_ssize_t c_parts, int level, int num_threads, bint one_vector=False):
     """dL/dw of an NCHW convolution by output-channel tiles; ``dw`` (OIHW, flat) must be zeroed.
 
     ``x`` as for :func:`conv2d_grad_weight_tiled` (tap ``t`` of output pixel
@@ -1111,7 +1118,9 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     read in bounds); ``grad`` is ``(N, K, OH, OW)``, any strides.
 
     Work is split over (group, block of output channels, slice of input
-    channels), blocks of ``oc_tile_shape(level)[0]`` channels. Each task copies
+    channels), blocks of ``oc_tile_shape(level)[0]`` channels, or of half as
+    many with ``one_vector`` (the tiles of one vector of channels, which the
+    level must have: :func:`has_one_vector_weight_tiles`). Each task copies
     its block of the grad, ``chunk_images`` images at a time, pixel-major into a
     scratch buffer, then runs the tiles of SIMD level ``level`` over the
     (input channel, tap) pairs of its slice, up to ``oc_cols`` pairs per call.
@@ -1123,6 +1132,14 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     cdef const fc_tiles* tiles = fc_level_tiles(level)
     cdef Py_ssize_t block = tiles.oc_block_f32 if real_t is float else tiles.oc_block_f64
     cdef Py_ssize_t most = tiles.oc_cols
+    cdef fc_ocwtile_f32_fn t32 = tiles.ocwt32
+    cdef fc_ocwtile_f64_fn t64 = tiles.ocwt64
+    if one_vector:
+        if tiles.ocw1t32 == NULL:
+            raise ValueError("conv2d_grad_weight_octile: this level has no one-vector tiles")
+        block = block // 2
+        t32 = tiles.ocw1t32
+        t64 = tiles.ocw1t64
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t per_image = OH * OW * block
@@ -1155,11 +1172,11 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
                     for i in range(m):
                         offs[i] = (g * cg + (p + i) // ntaps) * channel_stride + taps[(p + i) % ntaps]
                     if real_t is float:
-                        tiles.ocwt32(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
-                                     gt, <int>(n1 - n0), sums)
+                        t32(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
+                            gt, <int>(n1 - n0), sums)
                     else:
-                        tiles.ocwt64(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
-                                     gt, <int>(n1 - n0), sums)
+                        t64(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
+                            gt, <int>(n1 - n0), sums)
                     for i in range(m):
                         c = (p + i) // ntaps
                         t = (p + i) % ntaps

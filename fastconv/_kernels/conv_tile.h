@@ -254,6 +254,11 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS, FC_ROWS_KH32(base), {NULL, NULL, NULL}, \
     fc_ocrows_f32_base, fc_ocrows_f64_base /* (no float64 rows: see conv_tile_impl.h) */
 #define FC_BASE_WT_TAPS fc_wt_taps_base
+#ifdef __aarch64__ /* 32 registers */
+#define FC_BASE_OCW1 fc_ocw1tile_f32_base, fc_ocw1tile_f64_base
+#else
+#define FC_BASE_OCW1 NULL, NULL
+#endif
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
@@ -261,6 +266,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_NARROW NULL, NULL, 0
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
+#define FC_BASE_OCW1 NULL, NULL
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time); with
@@ -318,6 +324,8 @@ typedef struct {
     const fc_ocrows_f32_fn *ocrows32; /* [Q]: output-channel tiles over whole rows of Q columns (or NULL) */
     const fc_ocrows_f64_fn *ocrows64;
     int wt_taps; /* most taps a weight-gradient tile (wt32, wt64) takes per call */
+    fc_ocwtile_f32_fn ocw1t32; /* weight-gradient output-channel tiles of ONE vector of channels (or NULL) */
+    fc_ocwtile_f64_fn ocw1t64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -328,7 +336,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
-                                       FC_BASE_WT_TAPS};
+                                       FC_BASE_WT_TAPS, FC_BASE_OCW1};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -340,7 +348,7 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        NULL, NULL, fc_tile3_f32_avx2, fc_tile3_f64_avx2, fc_tile4x3_f32_avx2,
                                        fc_tile4x3_f64_avx2, 3, fc_rowtile_f32_avx2, fc_rowtile_f64_avx2,
                                        FC_ROW_CHANNELS, FC_ROWS_KH32(avx2), FC_ROWS_KH64(avx2),
-                                       fc_ocrows_f32_avx2, fc_ocrows_f64_avx2, fc_wt_taps_avx2};
+                                       fc_ocrows_f32_avx2, fc_ocrows_f64_avx2, fc_wt_taps_avx2, NULL, NULL};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -353,7 +361,7 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512, 6, fc_rowtile_f32_avx512,
                                          fc_rowtile_f64_avx512, FC_ROW_CHANNELS, FC_ROWS_KH32(avx512),
                                          FC_ROWS_KH64(avx512), fc_ocrows_f32_avx512, fc_ocrows_f64_avx512,
-                                         fc_wt_taps_avx512};
+                                         fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

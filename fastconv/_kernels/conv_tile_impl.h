@@ -493,6 +493,31 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         }                                                                             \
     }
 
+/* The same with ONE vector of VW output channels (blocks of at most VW: with 32
+ * registers a block of two vectors would leave half its lanes idle there). Each pixel
+ * is one grad-vector load and M broadcast inputs, each feeding one FMA; sums[m][j] for
+ * j < VW. Only built with 32 registers. */
+#define FC_OCW1TILE_FIXED(T, VT, VW, NAME, M)                                         \
+    static void NAME(const T *x, const ptrdiff_t *offs, ptrdiff_t x_img, ptrdiff_t wq, \
+                     int OH, int OW, const T *gt, int nimg, T *sums)                  \
+    {                                                                                 \
+        VT acc[M];                                                                    \
+        for (int m = 0; m < M; m++) acc[m] = (VT){0};                                 \
+        const T *gq = gt;                                                             \
+        for (int n = 0; n < nimg; n++)                                                \
+            for (int oh = 0; oh < OH; oh++) {                                         \
+                const T *row = x + n * x_img + oh * wq;                               \
+                const T *xm[M];                                                       \
+                for (int m = 0; m < M; m++) xm[m] = row + offs[m];                    \
+                for (int ow = 0; ow < OW; ow++, gq += VW) {                           \
+                    VT g0;                                                            \
+                    memcpy(&g0, gq, sizeof(VT));                                      \
+                    _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) acc[m] += g0 * xm[m][ow]; \
+                }                                                                     \
+            }                                                                         \
+        for (int m = 0; m < M; m++) memcpy(sums + m * VW, &acc[m], sizeof(VT));       \
+    }
+
 /* One function per count P (1 .. FC_OC_COLS) of each kind, and a switch over P. */
 #define FC_OCNAME(KIND, T, P) FC_CAT(FC_CAT(KIND, P), FC_CAT(T, FC_ISA))
 #define FC_OCTILE_SET(FIXED, KIND, T, VT, VW)                                         \
@@ -561,6 +586,13 @@ FC_OCTILE_DISPATCH(fc_octile, float, FC_CAT(fc_octile_f32, FC_ISA), FC_OC_PARAMS
 FC_OCTILE_DISPATCH(fc_octile, double, FC_CAT(fc_octile_f64, FC_ISA), FC_OC_PARAMS(double), FC_OC_ARGS, ncols)
 FC_OCTILE_DISPATCH(fc_ocwtile, float, FC_CAT(fc_ocwtile_f32, FC_ISA), FC_OCW_PARAMS(float), FC_OCW_ARGS, m)
 FC_OCTILE_DISPATCH(fc_ocwtile, double, FC_CAT(fc_ocwtile_f64, FC_ISA), FC_OCW_PARAMS(double), FC_OCW_ARGS, m)
+#if FC_OC_COLS >= 14 /* (conv_tile.h names these for the levels with 32 registers) */
+FC_OCTILE_SET(FC_OCW1TILE_FIXED, fc_ocw1tile, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OCTILE_SET(FC_OCW1TILE_FIXED, fc_ocw1tile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+FC_OCTILE_DISPATCH(fc_ocw1tile, float, FC_CAT(fc_ocw1tile_f32, FC_ISA), FC_OCW_PARAMS(float), FC_OCW_ARGS, m)
+FC_OCTILE_DISPATCH(fc_ocw1tile, double, FC_CAT(fc_ocw1tile_f64, FC_ISA), FC_OCW_PARAMS(double), FC_OCW_ARGS, m)
+#endif
+#undef FC_OCW1TILE_FIXED
 
 /* Output-channel tiles over whole rows, for rows of Q <= FC_OC_COLS / 2 columns (7x7
  * images and smaller with 32 registers): R = FC_OC_COLS / Q consecutive rows of the

@@ -461,6 +461,19 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
  * (channel offset plus tap) and the row pitch wq find every input a pixel meets.
  * Only pixels of the output are visited: no zero columns, no idle lanes. Each
  * pixel is two grad-vector loads and M broadcast inputs. */
+/* Every output pixel of nimg images, the grad packed STEP items per pixel: PIXEL runs
+ * with gq at the pixel's grad and xm[m][ow] its input of pair m. */
+#define FC_OCW_PIXELS(T, M, STEP, PIXEL)                                              \
+    const T *gq = gt;                                                                 \
+    for (int n = 0; n < nimg; n++)                                                    \
+        for (int oh = 0; oh < OH; oh++) {                                             \
+            const T *row = x + n * x_img + oh * wq;                                   \
+            const T *xm[M];                                                           \
+            for (int m = 0; m < M; m++) xm[m] = row + offs[m];                        \
+            for (int ow = 0; ow < OW; ow++, gq += (STEP)) {                           \
+                PIXEL                                                                 \
+            }                                                                         \
+        }
 #define FC_OCWTILE_FIXED(T, VT, VW, NAME, M)                                          \
     static void NAME(const T *x, const ptrdiff_t *offs, ptrdiff_t x_img, ptrdiff_t wq, \
                      int OH, int OW, const T *gt, int nimg, T *sums)                  \
@@ -470,23 +483,16 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
             lo[m] = (VT){0};                                                          \
             hi[m] = (VT){0};                                                          \
         }                                                                             \
-        const T *gq = gt;                                                             \
-        for (int n = 0; n < nimg; n++)                                                \
-            for (int oh = 0; oh < OH; oh++) {                                         \
-                const T *row = x + n * x_img + oh * wq;                               \
-                const T *xm[M];                                                       \
-                for (int m = 0; m < M; m++) xm[m] = row + offs[m];                    \
-                for (int ow = 0; ow < OW; ow++, gq += 2 * VW) {                       \
-                    VT g0, g1;                                                        \
-                    memcpy(&g0, gq, sizeof(VT));                                      \
-                    memcpy(&g1, gq + VW, sizeof(VT));                                 \
-                    _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) {            \
-                        const T xv = xm[m][ow];                                       \
-                        lo[m] += g0 * xv;                                             \
-                        hi[m] += g1 * xv;                                             \
-                    }                                                                 \
-                }                                                                     \
-            }                                                                         \
+        FC_OCW_PIXELS(T, M, 2 * VW,                                                   \
+            VT g0;                                                                    \
+            VT g1;                                                                    \
+            memcpy(&g0, gq, sizeof(VT));                                              \
+            memcpy(&g1, gq + VW, sizeof(VT));                                         \
+            _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) {                    \
+                const T xv = xm[m][ow];                                               \
+                lo[m] += g0 * xv;                                                     \
+                hi[m] += g1 * xv;                                                     \
+            })                                                                        \
         for (int m = 0; m < M; m++) {                                                 \
             memcpy(sums + m * (2 * VW), &lo[m], sizeof(VT));                          \
             memcpy(sums + m * (2 * VW) + VW, &hi[m], sizeof(VT));                     \
@@ -503,18 +509,10 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
     {                                                                                 \
         VT acc[M];                                                                    \
         for (int m = 0; m < M; m++) acc[m] = (VT){0};                                 \
-        const T *gq = gt;                                                             \
-        for (int n = 0; n < nimg; n++)                                                \
-            for (int oh = 0; oh < OH; oh++) {                                         \
-                const T *row = x + n * x_img + oh * wq;                               \
-                const T *xm[M];                                                       \
-                for (int m = 0; m < M; m++) xm[m] = row + offs[m];                    \
-                for (int ow = 0; ow < OW; ow++, gq += VW) {                           \
-                    VT g0;                                                            \
-                    memcpy(&g0, gq, sizeof(VT));                                      \
-                    _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) acc[m] += g0 * xm[m][ow]; \
-                }                                                                     \
-            }                                                                         \
+        FC_OCW_PIXELS(T, M, VW,                                                       \
+            VT g0;                                                                    \
+            memcpy(&g0, gq, sizeof(VT));                                              \
+            _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) acc[m] += g0 * xm[m][ow];) \
         for (int m = 0; m < M; m++) memcpy(sums + m * VW, &acc[m], sizeof(VT));       \
     }
 
@@ -634,6 +632,7 @@ static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OC
 #undef FC_OC_INIT
 #undef FC_OC_STORE
 #undef FC_OCWTILE_FIXED
+#undef FC_OCW_PIXELS
 #undef FC_OC_PARAMS
 #undef FC_OC_ARGS
 #undef FC_OCW_PARAMS

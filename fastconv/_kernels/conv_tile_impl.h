@@ -449,18 +449,6 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         FC_OC_BODY(T, VT, VW, 1, P, 0)                                                \
     }
 
-/* Weight-gradient output-channel tile: the same register block with the roles of
- * the operands turned. 2*VW output channels x M (input channel, tap) pairs, summed
- * over every output pixel of nimg images:
- *
- *     sums[m][j] = sum_{n < nimg} sum_{oh < OH, ow < OW}
- *                  gt[((n*OH + oh)*OW + ow)*2*VW + j] * x[n*x_img + offs[m] + oh*wq + ow]
- *
- * gt is the grad of 2*VW output channels packed pixel-major (channels innermost,
- * zero past the last channel); x holds the input's stride-phase planes, so offs[m]
- * (channel offset plus tap) and the row pitch wq find every input a pixel meets.
- * Only pixels of the output are visited: no zero columns, no idle lanes. Each
- * pixel is two grad-vector loads and M broadcast inputs. */
 /* Every output pixel of nimg images, the grad packed STEP items per pixel: PIXEL runs
  * with gq at the pixel's grad and xm[m][ow] its input of pair m. */
 #define FC_OCW_PIXELS(T, M, STEP, PIXEL)                                              \
@@ -474,6 +462,19 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
                 PIXEL                                                                 \
             }                                                                         \
         }
+
+/* Weight-gradient output-channel tile: the same register block with the roles of
+ * the operands turned. 2*VW output channels x M (input channel, tap) pairs, summed
+ * over every output pixel of nimg images:
+ *
+ *     sums[m][j] = sum_{n < nimg} sum_{oh < OH, ow < OW}
+ *                  gt[((n*OH + oh)*OW + ow)*2*VW + j] * x[n*x_img + offs[m] + oh*wq + ow]
+ *
+ * gt is the grad of 2*VW output channels packed pixel-major (channels innermost,
+ * zero past the last channel); x holds the input's stride-phase planes, so offs[m]
+ * (channel offset plus tap) and the row pitch wq find every input a pixel meets.
+ * Only pixels of the output are visited: no zero columns, no idle lanes. Each
+ * pixel is two grad-vector loads and M broadcast inputs. */
 #define FC_OCWTILE_FIXED(T, VT, VW, NAME, M)                                          \
     static void NAME(const T *x, const ptrdiff_t *offs, ptrdiff_t x_img, ptrdiff_t wq, \
                      int OH, int OW, const T *gt, int nimg, T *sums)                  \

@@ -309,8 +309,9 @@ def choose_grad_weight_tiles(kg, depth, dtype, level, slices=2):
     full = kg / (blocks * block)
     if full < 0.75 and _conv_direct.has_one_vector_weight_tiles(level):  # blocks of one vector instead,
         half = block // 2  # where the input channels split into enough tasks to share evenly
-        if kg / (-(-kg // half) * half) >= 0.75 and -(-kg // half) * slices >= 8:
-            block, blocks, full = half, -(-kg // half), kg / (-(-kg // half) * half)
+        halves = -(-kg // half)
+        if kg / (halves * half) >= 0.75 and halves * slices >= 8:
+            block, blocks, full = half, halves, kg / (halves * half)
     if (level >= 1 and depth >= GRAD_WEIGHT_CHANNEL_DEPTH.get((dtype.char, level), 512) and full >= 0.75
             and blocks * slices >= 2):
         return level, block

@@ -135,7 +135,6 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_ocrows_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
                                       const double*, double*, ptrdiff_t, int, ptrdiff_t) noexcept
     enum:
-        FC_WTILE_TAPS
         FC_DWWTILE_TAPS
         FC_ROWS
         FC_ROWS_KH_CHANNELS

@@ -531,3 +531,115 @@ def test_packed_buffers_start_on_a_cache_line(dtype, shape):
         if buf.nbytes >= ALIGN_FROM:
             assert buf.ctypes.data % CACHE_LINE == 0
     assert not zeros_aligned(shape, dtype).any()
+
+
+# ---- pointwise convolutions: short rows merged into long ones (merged_rows)
+
+def test_merged_rows_rule():
+    from fastconv._geometry import conv_geometry
+
+    def merge(hw, channels=16, itemsize=4, kernel=(1, 1), **kw):
+        return _conv.merged_rows(conv_geometry(hw, kernel, **kw), kernel, channels, itemsize)
+
+    assert merge((56, 56)) == 4  # 224 columns; 8 rows would be 448
+    assert merge((28, 28)) == 7  # 196; the next divisor, 14, would be 392
+    assert merge((7, 7)) == 7 and merge((14, 14)) == 14 and merge((13, 13)) == 13  # whole planes
+    assert merge((16, 16)) == 16 and merge((1, 64)) == 1
+    assert merge((17, 17)) == 1  # 289 columns is too long, and 17 is prime
+    assert merge((3, 64)) == 3 and merge((8, 65)) == 1  # up to 64 columns a row merges
+    assert merge((112, 112)) == 1  # long rows stay
+    assert merge((10, 1)) == 10
+    # not pointwise, or not reading pixel (oh, ow) for output (oh, ow) alone
+    assert merge((28, 28), kernel=(1, 3)) == merge((28, 28), kernel=(3, 3)) == 1
+    assert merge((28, 28), stride=2) == merge((28, 28), padding=1) == 1
+    assert merge((28, 28), dilation=3) == 7  # a 1x1 kernel has no gaps to dilate
+    # a merged row's input stays within a band: 1024 float64 channels take 8 KiB a column
+    assert merge((14, 14), channels=1024, itemsize=8) == 2
+    assert merge((14, 14), channels=1024, itemsize=4) == 7
+    assert merge((14, 14), channels=10**6, itemsize=8) == 1
+
+
+def clear_conv_plans():
+    """Forget every plan that holds a :class:`~fastconv._conv.TiledConv` (the public calls' too)."""
+    from fastconv import _conv_grad
+
+    for cache in (_conv.tiled_conv, _conv_grad.grad_input_plan):
+        cache.cache_clear()
+    for plans in (_conv._PLANS, _conv_grad._GRAD_INPUT_PLANS):
+        plans.clear()
+
+
+def unmerged(monkeypatch, request):
+    """Build the tiles' plans without merged rows until the test ends."""
+    monkeypatch.setattr(_conv, "merged_rows", lambda *args: 1)
+    clear_conv_plans()
+    request.addfinalizer(clear_conv_plans)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, k, hw, groups", [
+    (3, 5, 7, (7, 7), 1), (2, 16, 40, (28, 28), 1), (2, 3, 16, (32, 32), 1), (1, 4, 9, (13, 13), 1),
+    (2, 8, 12, (12, 10), 2), (1, 33, 64, (6, 5), 1), (2, 6, 9, (64, 3), 3),
+])
+def test_pointwise_rows_merged(rng, level, monkeypatch, request, every_call_parallel, dtype, n, c, k, hw, groups):
+    # merged rows give the reference's values, and the bits of the unmerged tiles (each output
+    # still sums its channels in the same order), for 1-3 threads and the input and its gradient
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    w = rng.standard_normal((k, c // groups, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    grad = rng.standard_normal((n, k) + hw).astype(dtype)
+    clear_conv_plans()
+    assert _conv.tiled_conv(x.shape, w.shape, prepare_conv2d(x, w, b, 1, 0, 1, groups, "zeros", "NCHW", None).geometry,
+                            groups, "zeros", np.dtype(dtype), _conv_direct.current_level()).merge > 1
+    kw = dict(groups=groups)
+    results = {}
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            results[threads] = (fastconv.conv2d(x, w, b, **kw), fastconv.conv2d_grad_input(grad, w, x.shape, **kw))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[1][0], reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(results[1][1], reference.conv2d_grad_input(grad, w, x.shape, **kw),
+                               rtol=rtol, atol=atol * 10)
+    unmerged(monkeypatch, request)
+    expected = fastconv.conv2d(x, w, b, **kw), fastconv.conv2d_grad_input(grad, w, x.shape, **kw)
+    for got in results.values():
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_rows_merged_from_any_strides(rng, level, dtype):
+    # the merged view of an input whose rows are not adjacent in memory (a slice, NHWC) is a
+    # copy; results and out= as for a contiguous input
+    big = rng.standard_normal((2, 6, 14, 30)).astype(dtype)
+    x = big[:, ::2, :, 1::2]  # (2, 3, 14, 15): neither rows nor planes adjacent
+    w = rng.standard_normal((10, 3, 1, 1)).astype(dtype)
+    rtol, atol = tolerance(dtype)
+    expected = reference.conv2d(x, w)
+    np.testing.assert_allclose(fastconv.conv2d(x, w), expected, rtol=rtol, atol=atol * 10)
+    out = np.full(expected.shape, np.nan, dtype)
+    assert fastconv.conv2d(x, w, out=out) is out
+    np.testing.assert_array_equal(out, fastconv.conv2d(np.ascontiguousarray(x), w))
+    nhwc = x.transpose(0, 2, 3, 1)
+    hwio = w.transpose(2, 3, 1, 0)
+    np.testing.assert_allclose(fastconv.conv2d(nhwc, hwio, layout="NHWC"), expected.transpose(0, 2, 3, 1),
+                               rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_strided_pointwise_input_gradient_merges_its_phase(rng, stride):
+    # a 1x1 kernel with stride s reaches one phase of the input: a stride-1 pointwise
+    # convolution of the grad, whose rows merge; the other phases get zeros
+    from fastconv import _conv_grad
+    from fastconv._geometry import conv_geometry
+
+    x_shape = (2, 5, 28, 28)
+    w = rng.standard_normal((12, 5, 1, 1))
+    grad = rng.standard_normal(reference.conv2d(np.zeros(x_shape), w, stride=stride).shape)
+    got = fastconv.conv2d_grad_input(grad, w, x_shape, stride=stride)
+    np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x_shape, stride=stride),
+                               rtol=1e-12, atol=1e-12)
+    plan = _conv_grad.grad_input_plan(grad.shape, w.shape, conv_geometry(x_shape[2:], 1, stride), 1,
+                                      np.dtype(np.float64), _conv_direct.current_level())
+    # the phase's grad is 14x14 (stride 2) or 10x10 (stride 3): one row of a whole plane
+    assert [phase.tiled.merge for phase in plan.phases] == [{2: 14, 3: 10}[stride]]

@@ -290,7 +290,8 @@ def merged_rows(geometry, kernel, channels, itemsize):
     """
     oh, ow = geometry.out_shape
     if (tuple(kernel) != (1, 1) or geometry.stride != (1, 1) or geometry.has_padding
-            or ow > MERGE_ROWS_UP_TO):
+            or geometry.in_shape != geometry.out_shape or ow > MERGE_ROWS_UP_TO):
+        # (the geometry of an output one pixel wide may leave input pixels unread, with stride 1)
         return 1
     longest = min(MERGED_ROW_COLUMNS, BAND_BUDGET // max(1, channels * itemsize))  # a row's input fits a band
     return max(m for m in range(1, oh + 1) if oh % m == 0 and m * ow <= max(ow, longest))

@@ -553,6 +553,9 @@ def test_merged_rows_rule():
     assert merge((28, 28), kernel=(1, 3)) == merge((28, 28), kernel=(3, 3)) == 1
     assert merge((28, 28), stride=2) == merge((28, 28), padding=1) == 1
     assert merge((28, 28), dilation=3) == 7  # a 1x1 kernel has no gaps to dilate
+    # one output column (stride 2 on 2 columns resolves to stride 1): the second column is never
+    # read, so image rows and output rows differ (found by hypothesis)
+    assert conv_geometry((2, 2), 1, (1, 2)).out_shape == (2, 1) and merge((2, 2), stride=(1, 2)) == 1
     # a merged row's input stays within a band: 1024 float64 channels take 8 KiB a column
     assert merge((14, 14), channels=1024, itemsize=8) == 2
     assert merge((14, 14), channels=1024, itemsize=4) == 7
@@ -605,6 +608,26 @@ def test_pointwise_rows_merged(rng, level, monkeypatch, request, every_call_para
     for got in results.values():
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("x_shape, stride, padding", [
+    ((1, 1, 2, 2), (1, 2), "same"),  # found by hypothesis (integers run float64 tiles)
+    ((2, 3, 5, 3), (1, 3), 0),
+    ((2, 3, 3, 6), (2, 4), 0),
+])
+def test_pointwise_one_output_column_is_not_merged(rng, x_shape, stride, padding):
+    # an output one column wide resolves to stride 1 and leaves input columns unread: its rows
+    # are not the image's, so they must not merge
+    x = rng.integers(-5, 5, x_shape)
+    w = rng.integers(-3, 3, (4, x_shape[1], 1, 1))
+    expected = reference.conv2d(x, w, stride=stride, padding=padding)
+    np.testing.assert_array_equal(fastconv.conv2d(x, w, stride=stride, padding=padding), expected)
+    np.testing.assert_array_equal(fastconv.conv2d(x.astype(float), w.astype(float), stride=stride, padding=padding),
+                                  expected)
+    grad = rng.integers(-5, 5, expected.shape).astype(float)
+    np.testing.assert_array_equal(
+        fastconv.conv2d_grad_input(grad, w.astype(float), x_shape, stride=stride, padding=padding),
+        reference.conv2d_grad_input(grad, w.astype(float), x_shape, stride=stride, padding=padding))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -327,6 +327,61 @@ def test_grad_weight_channel_tiles(rng, level, every_call_parallel, dtype, n, c,
     np.testing.assert_allclose(nhwc, expected.transpose(2, 3, 1, 0), rtol=rtol * 10, atol=atol * 100)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, hw, k, kernel, d, g", [
+    (3, 5, (9, 16), 40, 1, 1, 1),           # pointwise
+    (2, 7, (12, 10), 20, 3, 1, 1),          # a valid 3x3 convolution
+    (2, 6, (17, 23), 12, (3, 2), (1, 2), 3),  # dilated, grouped
+    (3, 2, (20, 20), 17, 5, 1, 1),          # more than oc_cols taps per channel
+])
+def test_grad_weight_reads_unpadded_input_in_place(rng, level, every_call_parallel, dtype, n, c, hw, k, kernel, d, g):
+    # stride 1 and no padding: the output-channel tiles read x where it is, with the bits of
+    # the copied phase planes for every thread count; an input whose planes are not C-contiguous
+    # (a strided view) is copied as before
+    from fastconv._conv_grad import GradWeightPlan
+    from fastconv._prepare import prepare_conv2d_grad_weight
+
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    dims = (k, c // g, kh, kw)
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros(dims, dtype), dilation=d, groups=g).shape).astype(dtype)
+    geometry = prepare_conv2d_grad_weight(grad, x, dims, 1, 0, d, g, "NCHW", None).geometry
+    in_place, copied = (GradWeightPlan(x.shape, dims, geometry, g, np.dtype(dtype), _conv_direct.current_level(),
+                                       "channels") for _ in range(2))
+    assert in_place.reads_input
+    copied.reads_input = False
+    expected = copied.run(x, grad)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(expected, reference.conv2d_grad_weight(grad, x, dims, dilation=d, groups=g),
+                               rtol=rtol * 10, atol=atol * 100)
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            np.testing.assert_array_equal(in_place.run(x, grad), expected)
+            np.testing.assert_array_equal(copied.run(x, grad), expected)
+    wide = np.zeros(x.shape[:3] + (2 * hw[1],), dtype)
+    wide[..., ::2] = x
+    np.testing.assert_array_equal(in_place.run(wide[..., ::2], grad), expected)
+
+
+def test_grad_weight_copies_small_planes(rng):
+    # planes of fewer than IN_PLACE_MIN_PLANE elements: each tile's input streams would hop
+    # from image to image too often, so they are copied channel-major
+    from fastconv._conv_grad import IN_PLACE_MIN_PLANE, GradWeightPlan
+    from fastconv._geometry import conv_geometry
+
+    level = _conv_direct.current_level()
+    for hw, expected in [((7, 7), False), ((8, 8), True), ((1, IN_PLACE_MIN_PLANE - 1), False)]:
+        plan = GradWeightPlan((4, 64) + hw, (64, 64, 1, 1), conv_geometry(hw, 1), 1, np.float32, level, "channels")
+        assert plan.reads_input is expected
+    for padding, stride in [(1, 1), (0, 2)]:  # copied: zero padding, or several phases
+        plan = GradWeightPlan((4, 64, 28, 28), (64, 64, 3, 3), conv_geometry((28, 28), 3, stride, padding), 1,
+                              np.float32, level, "channels")
+        assert not plan.reads_input
+    columns = GradWeightPlan((4, 64, 28, 28), (64, 64, 1, 1), conv_geometry((28, 28), 1), 1, np.float32, level,
+                             "columns")
+    assert not columns.reads_input  # the column tiles read past the windows
+
+
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 def test_grad_weight_channel_tiles_read_only_windows(rng, value):
     # unlike the column tiles, these never meet an input outside a window, so an inf or nan

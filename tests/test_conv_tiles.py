@@ -382,6 +382,39 @@ def test_grad_weight_copies_small_planes(rng):
     assert not columns.reads_input  # the column tiles read past the windows
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, hw, k, s, p, g", [
+    (3, 24, (9, 16), 20, 1, 0, 1),    # 6 channels a pass (3 with 16 registers)
+    (2, 16, (12, 10), 9, 1, 0, 1),    # 4 (2)
+    (2, 7, (11, 13), 12, 1, 0, 1),    # a prime: one channel a pass, as before
+    (2, 12, (17, 23), 6, 2, 1, 2),    # stride 2 and padding: four phase planes a channel
+    (5, 6, (6, 6), 18, 1, 0, 3),      # groups of two channels
+])
+def test_grad_weight_column_tiles_take_channels_as_taps(rng, level, every_call_parallel, dtype, n, c, hw, k, s, p, g):
+    # a 1x1 kernel: the column tiles take several input channels per pass as the taps of one,
+    # with the bits of one channel per pass, for every thread count
+    from fastconv._conv_grad import GradWeightPlan
+    from fastconv._prepare import prepare_conv2d_grad_weight
+
+    dims = (k, c // g, 1, 1)
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros(dims, dtype), stride=s, padding=p,
+                                                groups=g).shape).astype(dtype)
+    geometry = prepare_conv2d_grad_weight(grad, x, dims, s, p, 1, g, "NCHW", None).geometry
+    merged, single = (GradWeightPlan(x.shape, dims, geometry, g, np.dtype(dtype), _conv_direct.current_level(),
+                                     "columns") for _ in range(2))
+    most = _conv_direct.weight_tile_taps(_conv_direct.current_level())
+    assert merged.merged == max(q for q in range(1, most + 1) if (c // g) % q == 0)
+    single.merged, single.merged_taps = 1, single.phases.taps
+    expected = single.run(x, grad)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(expected, reference.conv2d_grad_weight(grad, x, dims, stride=s, padding=p, groups=g),
+                               rtol=rtol * 10, atol=atol * 100)
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            np.testing.assert_array_equal(merged.run(x, grad), expected)
+
+
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 def test_grad_weight_channel_tiles_read_only_windows(rng, value):
     # unlike the column tiles, these never meet an input outside a window, so an inf or nan
@@ -436,6 +469,11 @@ def test_grad_weight_choice():
         assert choose_grad_weight_tiles(16, 27, np.float64, 2, 3) == (2, 16)  # float64: any depth
         assert choose_grad_weight_tiles(30, 25, np.float64, 2, 1) == (2, 16)  # two blocks: two tasks
         assert choose_grad_weight_tiles(16, 9, np.float64, 2, 1) == (-1, 8)  # one task: one thread
+        # a pointwise layer whose input the output-channel tiles read in place: from 8 sums
+        assert choose_grad_weight_tiles(48, 12, np.float32, 2, 12, True) == (2, 32)
+        assert choose_grad_weight_tiles(48, 12, np.float32, 2, 12) == (-1, 8)
+        assert choose_grad_weight_tiles(32, 4, np.float32, 2, 4, True) == (-1, 8)  # too few sums still
+        assert choose_grad_weight_tiles(8, 16, np.float32, 2, 16, True) == (-1, 8)  # half of one vector
     if "avx2" in LEVELS:
         assert choose_grad_weight_tiles(32, 288, np.float32, 1) == (1, 16)  # dilated with AVX2
         assert choose_grad_weight_tiles(32, 27, np.float32, 1, 3) == (-1, 8)

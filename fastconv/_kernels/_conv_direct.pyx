@@ -269,6 +269,11 @@ def has_one_vector_weight_tiles(int level):
     return fc_level_tiles(level).ocw1t32 != NULL
 
 
+def weight_tile_taps(int level):
+    """Taps a weight-gradient column tile takes per pass at SIMD level ``level`` (``wt_taps``)."""
+    return fc_level_tiles(level).wt_taps
+
+
 def oc_tile_shape(int level, dtype_char):
     """``(channels, columns)`` of the output-channel tile of SIMD level ``level``.
 

@@ -11,10 +11,10 @@
   row pitch (zero columns between), so each tap is one contiguous dot
   product per image. An unpadded stride-1 input is read in place by the
   output-channel tiles (no copy). Each task owns disjoint entries of dw and
-  sums images in a fixed order. Integers, and inputs holding an inf or nan where the
-  column tiles would run, unfold ``x`` with the im2col kernel and multiply
-  ``grad_rows.T @ cols`` per group, in batches so the column buffer stays
-  bounded.
+  sums images in a fixed order. Integers, and inputs holding an inf or nan
+  where the column tiles would run, unfold ``x`` with the im2col kernel and
+  multiply ``grad_rows.T @ cols`` per group, in batches so the column buffer
+  stays bounded.
 * ``conv_transpose2d`` is dL/dx of the convolution that maps its output back
   to its input, plus a bias.
 
@@ -375,17 +375,19 @@ class GradWeightPlan:
     32 to 64 on 112x112 1.30-1.40x, 64 to 64 on 8x8 to 14x14 1.20-1.50x,
     128 to 128 on 16x16 and 28x28 1.14-1.22x, 3x3 and 5x5 valid convolutions
     1.02-1.13x, 1024 to 256 on 14x14 0.99-1.04x; a padded control layer
-    0.98-1.00x (it copies). On 7x7 planes
-    with 256 and 512 channels in place ran 0.86-1.12x (each tile's input
-    streams hop from image to image every 49 elements), on 8x8 planes with
-    256 channels 0.96-1.00x, hence the minimum. Same bits either way.
+    0.98-1.00x (it copies); at two threads pointwise layers 1.01-1.89x and
+    valid convolutions 1.08-1.18x. On 7x7 planes with 256 and 512 channels
+    in place ran 0.86-1.12x (each tile's input streams hop from image to
+    image every 49 elements), on 8x8 planes with 256 channels 0.96-1.00x,
+    hence the minimum. Same bits either way.
 
     The column tiles take up to ``weight_tile_taps(level)`` taps of one input
     channel per pass. A 1x1 kernel has one, so a pass loaded 4 grad vectors
     per input vector for 4 FMAs; there ``merged`` consecutive input channels
     (the largest divisor of the channels per group up to that count) pass as
-    the taps of one. Same bits. In-process A/B, float32, AVX-512, one thread:
-    1.15-1.67x on 7 pointwise layers of 3 to 30 input channels.
+    the taps of one. Same bits. In-process A/B, float32, AVX-512: 1.15-1.67x
+    at one thread and 1.10-1.61x at two on pointwise layers of 2 to 30 input
+    channels.
     """
 
     def __init__(self, x_shape, dims, geometry, groups, dtype, level, tiles="auto"):

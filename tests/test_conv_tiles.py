@@ -759,3 +759,82 @@ def test_strided_pointwise_input_gradient_merges_its_phase(rng, stride):
                                       np.dtype(np.float64), _conv_direct.current_level())
     # the phase's grad is 14x14 (stride 2) or 10x10 (stride 3): one row of a whole plane
     assert [phase.tiled.merge for phase in plan.phases] == [{2: 14, 3: 10}[stride]]
+
+
+# ---- the input gradient through its columns (by_columns, grad_input_by_columns)
+
+def test_input_gradient_columns_rule():
+    from fastconv._bench import SHAPES
+    from fastconv._conv_grad import by_columns
+    from fastconv._geometry import conv_geometry
+
+    def route(c, k, hw, kernel, padding=0, stride=1, dilation=1, groups=1, dtype=np.float64, n=2):
+        geo = conv_geometry(hw, kernel, stride, padding, dilation)
+        return by_columns((n, k) + geo.out_shape, (k, c // groups, kernel, kernel), geo, groups, dtype)
+
+    assert route(1, 30, (28, 28), 5)  # the textbook's first layer
+    assert route(1, 24, (28, 28), 3, 1) and route(3, 32, (32, 32), 3, 1) and route(2, 32, (28, 28), 5)
+    assert route(1, 30, (28, 28), 5, dtype=np.float32)
+    assert not route(1, 16, (28, 28), 3, 1)  # too few grad channels for a 1x1 convolution
+    assert not route(3, 24, (28, 28), 3, 1)  # (three channels want 32)
+    assert not route(4, 64, (28, 28), 3, 1)  # four channels: the column tiles of the direct route
+    assert not route(1, 30, (28, 28), 5, 2)  # padded 5x5: as many pixels as the grad
+    assert not route(1, 30, (28, 28), 7)  # 7x7
+    assert not route(1, 30, (28, 28), 5, stride=2) and not route(1, 30, (28, 28), 3, dilation=2)
+    assert not route(2, 32, (28, 28), 3, 1, groups=2)
+    assert not route(1, 32, (5, 5), 3)  # 9 output pixels: fewer than a tile's width...
+    assert route(1, 32, (6, 6), 3)  # ... 16 run
+    assert not route(1, 32, (300, 300), 3, 1)  # the columns of an image must fit 1 MiB
+    assert not route(1, 30, (28, 28), 5, dtype=np.int64)
+    for name, d in SHAPES.items():  # the benchmark's shapes keep their routes
+        assert not route(d["C"], d["K"], (d["H"], d["W"]), d["kernel"], d["pad"], d["stride"], d["dilation"],
+                         d["groups"], np.float32), name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, k, hw, kernel, padding", [
+    (3, 1, 24, (12, 12), 5, 0),              # the textbook's layer, small
+    (2, 3, 32, (9, 11), 3, 1),               # RGB, padded, a row tail
+    (2, 2, 40, (10, 7), 3, ((1, 0), (2, 1))),  # padded on some sides only
+    (1, 1, 33, (6, 6), 3, 1),                # 36 output pixels, 33 channels (a partial block)
+    (4, 2, 32, (14, 13), 5, 0),
+])
+def test_input_gradient_by_columns(rng, level, every_call_parallel, dtype, n, c, k, hw, kernel, padding):
+    # the columns route gives the reference's values, the same bits for every thread count,
+    # and fills out= (whatever it held) in place; an NHWC call takes it through its transposes
+    from fastconv import _conv_grad
+
+    x_shape = (n, c) + hw
+    w = rng.standard_normal((k, c, kernel, kernel)).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(np.zeros(x_shape, dtype), w, padding=padding).shape).astype(dtype)
+    geometry = prepare_conv2d(np.zeros(x_shape, dtype), w, None, 1, padding, 1, 1, "zeros", "NCHW", None).geometry
+    assert _conv_grad.by_columns(grad.shape, w.shape, geometry, 1, dtype)
+    expected = reference.conv2d_grad_input(grad, w, x_shape, padding=padding)
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            results.append(fastconv.conv2d_grad_input(grad, w, x_shape, padding=padding))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    out = np.full(x_shape, np.nan, dtype)
+    assert fastconv.conv2d_grad_input(grad, w, x_shape, padding=padding, out=out) is out
+    np.testing.assert_array_equal(out, results[0])
+    nhwc = fastconv.conv2d_grad_input(grad.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), (n,) + hw + (c,),
+                                      padding=padding, layout="NHWC")
+    np.testing.assert_array_equal(nhwc, results[0].transpose(0, 2, 3, 1))
+
+
+def test_input_gradient_by_columns_kernel_checks_its_arguments():
+    grad = np.zeros((1, 4, 4, 4))  # 16 output pixels: a tile's width
+    dx = np.zeros((1, 2, 6, 6))
+    _conv_direct.grad_input_by_columns(grad, np.zeros((18, 4)), dx, 3, 3, 1, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="weight_t must be"):
+        _conv_direct.grad_input_by_columns(grad, np.zeros((18, 5)), dx, 3, 3, 1, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="weight_t must be"):
+        _conv_direct.grad_input_by_columns(grad, np.zeros((9, 4)), dx, 3, 3, 1, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="fewer output pixels"):
+        _conv_direct.grad_input_by_columns(np.zeros((1, 4, 3, 4)), np.zeros((18, 4)), dx, 3, 3, 1, 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="bad geometry"):
+        _conv_direct.grad_input_by_columns(grad, np.zeros((18, 4)), dx, 3, 3, 1, 1, -1, 0, 1)

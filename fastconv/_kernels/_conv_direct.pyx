@@ -130,6 +130,8 @@ cdef extern from "conv_tile.h" nogil:
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
                                        double*, ptrdiff_t, ptrdiff_t, int) noexcept
+    ctypedef void (*fc_addrow_f32_fn)(float*, const float*, int)
+    ctypedef void (*fc_addrow_f64_fn)(double*, const double*, int)
     ctypedef void (*fc_ocrows_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
                                       const float*, float*, ptrdiff_t, int, ptrdiff_t) noexcept
     ctypedef void (*fc_ocrows_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
@@ -183,6 +185,8 @@ cdef extern from "conv_tile.h" nogil:
         int wt_taps
         fc_ocwtile_f32_fn ocw1t32
         fc_ocwtile_f64_fn ocw1t64
+        fc_addrow_f32_fn addrow32
+        fc_addrow_f64_fn addrow64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -814,6 +818,104 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
                             w_packed + r * per_block, bias_packed + r * block,
                             &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1, oh0)
         oh0 = oh1
+
+
+def grad_input_by_columns(const real_t[:, :, :, ::1] grad, const real_t[:, ::1] weight_t,
+                          real_t[:, :, :, ::1] dx, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t DH, Py_ssize_t DW,
+                          Py_ssize_t top, Py_ssize_t left, int num_threads):
+    """dL/dx of a stride-1, ungrouped NCHW convolution, image by image through its columns.
+
+    ``grad`` is ``(N, K, OH, OW)``, ``weight_t`` ``(C*KH*KW, K)`` (the weight
+    ``(K, C, KH, KW)`` transposed), ``dx`` ``(N, C, H, W)``, zeroed by the
+    caller. Per image the column tiles compute the columns ``weight_t @
+    grad[n]`` (a 1x1 convolution of the grad, ``C*KH*KW`` planes of
+    ``OH*OW``, read in place as one row) into a per-thread scratch buffer in
+    cache, and each column plane is added into ``dx[n, c]`` at its tap's
+    offset ``(ki*DH - top, kj*DW - left)``, dropping what falls in the
+    padding. Each image is one task and adds its taps in the same order, so
+    results do not depend on the thread count. ``OH*OW`` must be at least
+    ``MAX_TILE_WIDTH``: the tiles then read only inside the grad (checked).
+    Raises MemoryError if a buffer cannot be allocated.
+    """
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t T = C * KH * KW, P = OH * OW, blocks = (T + 7) // 8
+    if dx.shape[0] != N or weight_t.shape[0] != T or weight_t.shape[1] != K:
+        raise ValueError("grad_input_by_columns: weight_t must be (C*KH*KW, K) for grad (N, K, ...) and dx (N, C, ...)")
+    if P < TILE_SLACK or min(KH, KW, DH, DW) < 1 or top < 0 or left < 0:
+        raise ValueError("grad_input_by_columns: bad geometry, or fewer output pixels than a tile's width")
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef real_t* w_packed = <real_t*>_calloc_aligned(blocks * K * 8, sizeof(real_t))
+    cdef real_t* zero_bias = <real_t*>calloc(blocks * 8, sizeof(real_t))
+    if w_packed == NULL or zero_bias == NULL:
+        _free_aligned(w_packed)
+        free(zero_bias)
+        raise MemoryError("conv2d_grad_input: cannot allocate the packed weights")
+    cdef Py_ssize_t r, n
+    cdef real_t* cols
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil:
+        for r in range(blocks):
+            _pack_block(&weight_t[0, 0], NULL, w_packed + r * K * 8, zero_bias + r * 8, r, blocks, T, K, 1, 8)
+    if num_threads == 1:  # no OpenMP team for one thread (see the module docstring)
+        with nogil:
+            cols = <real_t*>_calloc_aligned(blocks * 8 * P, sizeof(real_t))
+            if cols == NULL:
+                failed[0] = 1
+            else:
+                for n in range(N):
+                    _grad_input_image_by_columns(tiles, grad, n, w_packed, zero_bias, cols, dx, KH, KW, DH, DW,
+                                                 top, left)
+            _free_aligned(cols)
+    else:
+        with nogil, parallel(num_threads=num_threads):
+            cols = <real_t*>_calloc_aligned(blocks * 8 * P, sizeof(real_t))
+            for n in prange(N, schedule="static"):
+                if cols == NULL:
+                    failed[0] = 1
+                    continue
+                _grad_input_image_by_columns(tiles, grad, n, w_packed, zero_bias, cols, dx, KH, KW, DH, DW,
+                                             top, left)
+            _free_aligned(cols)
+    _free_aligned(w_packed)
+    free(zero_bias)
+    if failed[0]:
+        raise MemoryError("conv2d_grad_input: cannot allocate the columns' scratch buffer")
+
+
+cdef void _grad_input_image_by_columns(const fc_tiles* tiles, const real_t[:, :, :, ::1] grad, Py_ssize_t n,
+                                       const real_t* w_packed, const real_t* zero_bias, real_t* cols,
+                                       real_t[:, :, :, ::1] dx, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t DH,
+                                       Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left) noexcept nogil:
+    """Image ``n`` of :func:`grad_input_by_columns`: its columns into ``cols``, then added into ``dx[n]``."""
+    cdef Py_ssize_t K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t C = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t T = C * KH * KW, P = OH * OW, blocks = (T + 7) // 8
+    cdef Py_ssize_t r, c, ki, kj, oh, i, j0, lo, hi
+    cdef ptrdiff_t tap0[1]
+    tap0[0] = 0
+    cdef const real_t* src
+    cdef real_t* dst
+    for r in range(blocks):  # the grad's planes as one row of P pixels: no row tails
+        _tile_plane(tiles, False, &grad[n, 0, 0, 0], P, P, tap0, 1, K, w_packed + r * K * 8, zero_bias + r * 8,
+                    cols + r * 8 * P, 1, P, min(8, T - r * 8), 0, 1, 0)
+    for c in range(C):
+        for ki in range(KH):
+            for kj in range(KW):
+                j0 = kj * DW - left  # column of dx that output column 0 of this tap adds into
+                lo = max(0, -j0)
+                hi = min(OW, W - j0)
+                for oh in range(OH):
+                    i = oh + ki * DH - top
+                    if i < 0 or i >= H or lo >= hi:
+                        continue
+                    src = cols + ((c * KH + ki) * KW + kj) * P + oh * OW
+                    dst = &dx[n, c, i, 0] + j0
+                    if real_t is float:
+                        tiles.addrow32(dst + lo, src + lo, <int>(hi - lo))
+                    else:
+                        tiles.addrow64(dst + lo, src + lo, <int>(hi - lo))
 
 
 def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_packed,

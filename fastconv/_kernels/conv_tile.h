@@ -51,6 +51,9 @@ typedef void (*fc_rowtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, i
                                   float *, ptrdiff_t, ptrdiff_t, int);
 typedef void (*fc_rowtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *, double,
                                   double *, ptrdiff_t, ptrdiff_t, int);
+/* dst[i] += src[i] for i < n: dst, src, n. */
+typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
+typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 
 #if defined(__GNUC__) || defined(__clang__)
 
@@ -201,6 +204,15 @@ FC_SCALAR_DWPLANE(float, fc_dwplane_f32_base)
 FC_SCALAR_DWPLANE(double, fc_dwplane_f64_base)
 #undef FC_SCALAR_DWPLANE
 
+#define FC_SCALAR_ADDROW(T, name)                                                                 \
+    static void name(T *dst, const T *src, int n)                                                 \
+    {                                                                                             \
+        for (int i = 0; i < n; i++) dst[i] += src[i];                                             \
+    }
+FC_SCALAR_ADDROW(float, fc_addrow_f32_base)
+FC_SCALAR_ADDROW(double, fc_addrow_f64_base)
+#undef FC_SCALAR_ADDROW
+
 /* Scalar weight-gradient output-channel tile: 8 output channels x up to 4 pairs. */
 #define FC_SCALAR_OCWTILE(T, name)                                                                \
     static void name(const T *x, const ptrdiff_t *offs, int m, ptrdiff_t x_img, ptrdiff_t wq, int OH, \
@@ -326,6 +338,8 @@ typedef struct {
     int wt_taps; /* most taps a weight-gradient tile (wt32, wt64) takes per call */
     fc_ocwtile_f32_fn ocw1t32; /* weight-gradient output-channel tiles of ONE vector of channels (or NULL) */
     fc_ocwtile_f64_fn ocw1t64;
+    fc_addrow_f32_fn addrow32; /* dst += src along a row */
+    fc_addrow_f64_fn addrow64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -336,7 +350,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        fc_wtile_f64_base, fc_dwwtile_f32_base, fc_dwwtile_f64_base,
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
-                                       FC_BASE_WT_TAPS, FC_BASE_OCW1};
+                                       FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -348,7 +362,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        NULL, NULL, fc_tile3_f32_avx2, fc_tile3_f64_avx2, fc_tile4x3_f32_avx2,
                                        fc_tile4x3_f64_avx2, 3, fc_rowtile_f32_avx2, fc_rowtile_f64_avx2,
                                        FC_ROW_CHANNELS, FC_ROWS_KH32(avx2), FC_ROWS_KH64(avx2),
-                                       fc_ocrows_f32_avx2, fc_ocrows_f64_avx2, fc_wt_taps_avx2, NULL, NULL};
+                                       fc_ocrows_f32_avx2, fc_ocrows_f64_avx2, fc_wt_taps_avx2, NULL, NULL,
+                                       fc_addrow_f32_avx2, fc_addrow_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -361,7 +376,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_tile4x6_f32_avx512, fc_tile4x6_f64_avx512, 6, fc_rowtile_f32_avx512,
                                          fc_rowtile_f64_avx512, FC_ROW_CHANNELS, FC_ROWS_KH32(avx512),
                                          FC_ROWS_KH64(avx512), fc_ocrows_f32_avx512, fc_ocrows_f64_avx512,
-                                         fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512};
+                                         fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512,
+                                         fc_addrow_f32_avx512, fc_addrow_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

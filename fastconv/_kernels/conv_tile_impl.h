@@ -827,6 +827,27 @@ FC_WTILE_DISPATCH(double, FC_CAT(fc_wtile_f64, FC_ISA))
 FC_WTILE_SIGNATURE(float, FC_CAT(fc_dwwtile_f32, FC_ISA)) { FC_DWWTILE_BODY(float, FC_CAT(fc_vf, FC_ISA), FC_VF) }
 FC_WTILE_SIGNATURE(double, FC_CAT(fc_dwwtile_f64, FC_ISA)) { FC_DWWTILE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD) }
 
+/* dst[i] += src[i] for i < n: the input gradient adds each plane of its columns into dx
+ * row by row (grad_input_by_columns). Each element gets one add, so every level gives the
+ * same bits. */
+#define FC_ADDROW(NAME, T, VT)                                                        \
+    static void FC_CAT(NAME, FC_ISA)(T *dst, const T *src, int n)                     \
+    {                                                                                 \
+        enum { VW = (int)(sizeof(VT) / sizeof(T)) };                                  \
+        int i = 0;                                                                    \
+        for (; i + VW <= n; i += VW) {                                                \
+            VT a, b;                                                                  \
+            memcpy(&a, dst + i, sizeof(VT));                                          \
+            memcpy(&b, src + i, sizeof(VT));                                          \
+            a += b;                                                                   \
+            memcpy(dst + i, &a, sizeof(VT));                                          \
+        }                                                                             \
+        for (; i < n; i++) dst[i] += src[i];                                          \
+    }
+FC_ADDROW(fc_addrow_f32, float, FC_CAT(fc_vf, FC_ISA))
+FC_ADDROW(fc_addrow_f64, double, FC_CAT(fc_vd, FC_ISA))
+#undef FC_ADDROW
+
 #undef FC_TILE_BODY
 #undef FC_DWTILE_BODY
 #undef FC_WTILE_BODY

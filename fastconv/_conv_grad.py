@@ -133,8 +133,8 @@ class _InputPhase(NamedTuple):
 
 
 #: The input gradient through its columns (:func:`by_columns`): the fewest grad channels, by
-#: the input's channels (1, 2, 3), and the most bytes of one image's columns.
-COLUMNS_ROUTE_MIN_GRAD_CHANNELS = {1: 24, 2: 32, 3: 32}
+#: the input's channels (1-4), in float32 and float64; and the most bytes of one image's columns.
+COLUMNS_ROUTE_MIN_GRAD_CHANNELS = {1: (24, 16), 2: (32, 32), 3: (32, 32), 4: (16, 16)}
 COLUMNS_ROUTE_MAX_BYTES = 1 << 20
 
 
@@ -144,37 +144,40 @@ def by_columns(grad_shape, dims, geometry, groups, dtype):
     The direct route convolves the zero-padded grad with the reversed
     weight: on a valid convolution (no padding) it computes ``H*W`` pixels
     from a grad of ``OH*OW``, most of the taps at the border meeting zeros,
-    and an image of one to three channels runs the row tiles (one channel at
-    a time). The columns route computes per image the columns ``W^T @ grad``
-    (a 1x1 convolution with ``K`` input channels, ``C*KH*KW`` output planes
-    of ``OH*OW`` pixels, in cache) and adds each column plane into dx at its
+    and an image of one to four channels runs the row or narrow tiles. The
+    columns route computes per image the columns ``W^T @ grad`` (a 1x1
+    convolution with ``K`` input channels, ``C*KH*KW`` output planes of
+    ``OH*OW`` pixels, in cache) and adds each column plane into dx at its
     tap's offset: only real multiply-adds, all in the column tiles, plus
     ``C*KH*KW*OH*OW`` adds. It runs for stride 1, no dilation, one group,
-    1-3 input channels with at least
-    :data:`COLUMNS_ROUTE_MIN_GRAD_CHANNELS` grad channels (a 1x1
-    convolution needs depth to keep its tiles busy), and a kernel of at most
-    3x3, or of at most 5x5 where the input has 1.2x the grad's pixels or
-    more. Measured (in-process, AVX-512, medians of 9, direct / columns
-    time) on 1-3 channels of 16x16 to 28x28, 8 to 64 grad channels, 3x3
-    (valid and padded) and 5x5 (valid and padded) kernels, one thread:
-    where the rule picks columns, float64 1.04-1.74x, float32 0.98-1.71x
-    (two threads 0.97-1.78x); 5x5 kernels with padding 0.84-1.30x and 7x7
-    ones 0.48-1.03x, 8 or 16 grad channels 0.33-1.56x (mostly slower), so
-    those stay direct. Through the plans (old / new, medians of 15 pairs):
-    7 layers of 1-3 channels 1.11-1.70x at one thread, 1.01-1.68x at two;
-    the textbook's first layer (30 5x5 filters on 28x28 digits) 1.58x in
-    float64 (from 0.63x of PyTorch's speed to 1.01x) and 1.45x in float32.
-    No canonical benchmark shape takes this route.
+    1-4 input channels with at least :data:`COLUMNS_ROUTE_MIN_GRAD_CHANNELS`
+    grad channels (a 1x1 convolution needs depth to keep its tiles busy),
+    and a kernel of at most 3x3, or of at most 5x5 where the input has 1.2x
+    the grad's pixels or more. Measured (in-process, AVX-512, direct /
+    columns time, one thread) on 1-3 channels of 16x16 to 28x28, 8 to 64
+    grad channels, 3x3 and 5x5 kernels, valid and padded: where the rule
+    picks columns, float64 1.04-1.74x, float32 0.98-1.71x (two threads
+    0.97-1.78x); 5x5 kernels with padding 0.84-1.30x, 7x7 ones 0.48-1.03x,
+    8 grad channels 0.33-1.06x, 16 mixed (float64 one channel 1.09-1.56x,
+    float32 and 2-3 channels 0.62-1.32x). Four channels, whose direct route
+    runs the narrow tiles: 1.13-2.08x from 16 grad channels, 0.73-0.93x with
+    8; five: 0.85-1.56x; six and eight: 0.56-1.36x (mostly slower); those
+    stay direct. Through the plans (old / new, medians of 15 pairs): 7
+    layers of 1-3 channels 1.11-1.70x at one thread, 1.01-1.68x at two; the
+    textbook's first layer (30 5x5 filters on 28x28 digits) 1.58x in float64
+    (from 0.63x of PyTorch's speed to 1.01x) and 1.45x in float32. No
+    canonical benchmark shape takes this route.
     """
     n, k, oh, ow = grad_shape
     _, cg, kh, kw = dims
     h, w = geometry.in_shape
-    least = COLUMNS_ROUTE_MIN_GRAD_CHANNELS.get(cg)
+    dtype = np.dtype(dtype)
+    least = COLUMNS_ROUTE_MIN_GRAD_CHANNELS.get(cg, (None, None))[dtype == np.float64]
     blocks = -(-(cg * kh * kw) // 8)
-    return (np.dtype(dtype).kind == "f" and groups == 1 and least is not None and k >= least
+    return (dtype.kind == "f" and groups == 1 and least is not None and k >= least
             and geometry.stride == (1, 1) and geometry.dilation == (1, 1) and oh * ow >= _conv_direct.MAX_TILE_WIDTH
             and (kh * kw <= 9 or (kh * kw <= 25 and h * w >= 1.2 * oh * ow))
-            and blocks * 8 * oh * ow * np.dtype(dtype).itemsize <= COLUMNS_ROUTE_MAX_BYTES)
+            and blocks * 8 * oh * ow * dtype.itemsize <= COLUMNS_ROUTE_MAX_BYTES)
 
 
 class GradInputPlan:

@@ -775,9 +775,12 @@ def test_input_gradient_columns_rule():
     assert route(1, 30, (28, 28), 5)  # the textbook's first layer
     assert route(1, 24, (28, 28), 3, 1) and route(3, 32, (32, 32), 3, 1) and route(2, 32, (28, 28), 5)
     assert route(1, 30, (28, 28), 5, dtype=np.float32)
-    assert not route(1, 16, (28, 28), 3, 1)  # too few grad channels for a 1x1 convolution
+    assert not route(1, 16, (28, 28), 3, 1, dtype=np.float32)  # too few grad channels for a 1x1 convolution
+    assert route(1, 16, (28, 28), 3, 1)  # (float64 one-channel images from 16)
+    assert not route(1, 8, (28, 28), 3, 1)
     assert not route(3, 24, (28, 28), 3, 1)  # (three channels want 32)
-    assert not route(4, 64, (28, 28), 3, 1)  # four channels: the column tiles of the direct route
+    assert route(4, 16, (28, 28), 3, 1, dtype=np.float32)  # four channels from 16
+    assert not route(5, 64, (28, 28), 3, 1)  # five: the column tiles of the direct route
     assert not route(1, 30, (28, 28), 5, 2)  # padded 5x5: as many pixels as the grad
     assert not route(1, 30, (28, 28), 7)  # 7x7
     assert not route(1, 30, (28, 28), 5, stride=2) and not route(1, 30, (28, 28), 3, dilation=2)
@@ -798,6 +801,7 @@ def test_input_gradient_columns_rule():
     (2, 2, 40, (10, 7), 3, ((1, 0), (2, 1))),  # padded on some sides only
     (1, 1, 33, (6, 6), 3, 1),                # 36 output pixels, 33 channels (a partial block)
     (4, 2, 32, (14, 13), 5, 0),
+    (2, 4, 16, (10, 10), 3, 1),              # four channels
 ])
 def test_input_gradient_by_columns(rng, level, every_call_parallel, dtype, n, c, k, hw, kernel, padding):
     # the columns route gives the reference's values, the same bits for every thread count,

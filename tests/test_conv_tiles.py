@@ -842,3 +842,19 @@ def test_input_gradient_by_columns_kernel_checks_its_arguments():
         _conv_direct.grad_input_by_columns(np.zeros((1, 4, 3, 4)), np.zeros((18, 4)), dx, 3, 3, 1, 1, 0, 0, 1)
     with pytest.raises(ValueError, match="bad geometry"):
         _conv_direct.grad_input_by_columns(grad, np.zeros((18, 4)), dx, 3, 3, 1, 1, -1, 0, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_convolution_by_columns(rng, dtype):
+    # conv_transpose2d is the input gradient plus a bias: a decoder's last layer (32 channels
+    # to an RGB image) takes the columns route
+    from fastconv import _conv_grad
+    from fastconv._geometry import conv_geometry
+
+    x = rng.standard_normal((2, 32, 9, 10)).astype(dtype)
+    w = rng.standard_normal((32, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    assert _conv_grad.by_columns(x.shape, w.shape, conv_geometry((9, 10), 3, 1, 1), 1, dtype)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(fastconv.conv_transpose2d(x, w, b, padding=1),
+                               reference.conv_transpose2d(x, w, b, padding=1), rtol=rtol * 10, atol=atol * 100)

@@ -153,7 +153,9 @@ def by_columns(grad_shape, dims, geometry, groups, dtype):
     1-4 input channels with at least :data:`COLUMNS_ROUTE_MIN_GRAD_CHANNELS`
     grad channels (a 1x1 convolution needs depth to keep its tiles busy),
     and a kernel of at most 3x3, or of at most 5x5 where the input has 1.2x
-    the grad's pixels or more. Measured (in-process, AVX-512, direct /
+    the grad's pixels or more (1x1 kernels included: their direct route runs
+    the row or narrow tiles too, and they measured 1.38-1.95x through the
+    columns, 1-4 channels from 32 or 64 grad channels). Measured (in-process, AVX-512, direct /
     columns time, one thread) on 1-3 channels of 16x16 to 28x28, 8 to 64
     grad channels, 3x3 and 5x5 kernels, valid and padded: where the rule
     picks columns, float64 1.04-1.74x, float32 0.98-1.71x (two threads
@@ -188,6 +190,8 @@ class GradInputPlan:
     index modulo ``s``), each a stride-1 convolution with the sub-kernel of the
     taps that reach it: no column buffer, and no zeros inserted between grad
     elements (only the borders of each phase's window are zero padding).
+    Images of few channels with many filters take their columns instead
+    (``columns``, :func:`by_columns`): no convolution plans then.
     """
 
     def __init__(self, grad_shape, dims, geometry, groups, dtype, level):
@@ -199,6 +203,9 @@ class GradInputPlan:
         self.columns = by_columns(grad_shape, dims, geometry, groups, dtype)  # (else the direct tiles)
         self.work = n * k * cg * kh * kw * grad_shape[2] * grad_shape[3] // 16
         self.by_columns_kernel = specialized(_conv_direct.grad_input_by_columns, self.dtype)
+        self.single, self.phases = True, []
+        if self.columns:
+            return
         rows, cols = (_axis_phases(size, kern, st, dil, pad[0]) for size, kern, st, dil, pad in
                       zip(geometry.in_shape, (kh, kw), geometry.stride, geometry.dilation, geometry.padding))
         # one phase per axis that covers every pixel: the result is that phase's convolution

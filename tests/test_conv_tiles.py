@@ -783,6 +783,7 @@ def test_input_gradient_columns_rule():
     assert not route(5, 64, (28, 28), 3, 1)  # five: the column tiles of the direct route
     assert not route(1, 30, (28, 28), 5, 2)  # padded 5x5: as many pixels as the grad
     assert not route(1, 30, (28, 28), 7)  # 7x7
+    assert route(3, 64, (28, 28), 1)  # 1x1 too: their direct route runs the row tiles as well
     assert not route(1, 30, (28, 28), 5, stride=2) and not route(1, 30, (28, 28), 3, dilation=2)
     assert not route(2, 32, (28, 28), 3, 1, groups=2)
     assert not route(1, 32, (5, 5), 3)  # 9 output pixels: fewer than a tile's width...
@@ -802,6 +803,7 @@ def test_input_gradient_columns_rule():
     (1, 1, 33, (6, 6), 3, 1),                # 36 output pixels, 33 channels (a partial block)
     (4, 2, 32, (14, 13), 5, 0),
     (2, 4, 16, (10, 10), 3, 1),              # four channels
+    (2, 3, 32, (8, 9), 1, 0),                # a 1x1 kernel: one tap per channel
 ])
 def test_input_gradient_by_columns(rng, level, every_call_parallel, dtype, n, c, k, hw, kernel, padding):
     # the columns route gives the reference's values, the same bits for every thread count,

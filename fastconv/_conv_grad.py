@@ -155,8 +155,9 @@ def by_columns(grad_shape, dims, geometry, groups, dtype):
     and a kernel of at most 3x3, or of at most 5x5 where the input has 1.2x
     the grad's pixels or more (1x1 kernels included: their direct route runs
     the row or narrow tiles too, and they measured 1.38-1.95x through the
-    columns, 1-4 channels from 32 or 64 grad channels). Measured (in-process, AVX-512, direct /
-    columns time, one thread) on 1-3 channels of 16x16 to 28x28, 8 to 64
+    columns, 1-4 channels from 32 or 64 grad channels). Measured
+    (in-process, AVX-512, direct / columns time, one thread) on 1-3
+    channels of 16x16 to 28x28, 8 to 64
     grad channels, 3x3 and 5x5 kernels, valid and padded: where the rule
     picks columns, float64 1.04-1.74x, float32 0.98-1.71x (two threads
     0.97-1.78x); 5x5 kernels with padding 0.84-1.30x, 7x7 ones 0.48-1.03x,
@@ -529,7 +530,7 @@ class GradWeightPlan:
             self.depthwise_kernel(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq, ph.plane,
                                   (chunk - 1) * ph.image + max(ph.image, self.reach), chunk, channel_block, threads)
         elif self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
-            # x[n, c] is plane c * n of the phase planes' layout below: index it in place
+            # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W
             c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
             chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
             self.octile_kernel(x.reshape(-1), c * ph.image, ph.image, ph.taps, grad, ph.wq, dw, groups, cg, chunk,

@@ -1,8 +1,8 @@
 """asv benchmarks of fastconv, one module per public function family.
 
 Every class is parameterized over the canonical shapes of
-:data:`fastconv._bench.SHAPES`, the dtype (float32, float64) and the thread
-count (1, 2). The batch size N of each shape is divided by
+:data:`fastconv._bench.SHAPES` (``bench_layers``: over a few layers outside
+them), the dtype (float32, float64) and the thread count (1, 2). The batch size N of each shape is divided by
 :data:`fastconv._bench.QUICK_BATCH_DIVISOR` (rounded up, as
 ``python -m fastconv bench --quick`` does) so that one asv sample of fastconv
 stays well under a second on 2 cores; ``python -m fastconv bench`` measures

@@ -1,0 +1,51 @@
+"""asv benchmarks of layers outside the canonical shapes (see ``benchmarks/__init__.py``).
+
+The textbook's first layer (30 5x5 filters on 28x28 digits: its input
+gradient runs through its columns) and two pointwise (1x1) layers (merged
+rows, the weight gradient read in place), as ``tools/layers_vs_torch.py``
+measures them; batch sizes divided as for the canonical shapes.
+"""
+
+from fastconv import _bench
+
+from . import _Fastconv, _VsTorch
+
+#: name -> dimensions, as :data:`fastconv._bench.SHAPES` holds them.
+LAYERS = {
+    "textbook": _bench._dims(100, 1, 28, 28, 30, 5, 1, 0, 1),
+    "bottleneck-1x1": _bench._dims(8, 256, 56, 56, 64, 1, 1, 0, 1),
+    "mobilenet-1x1": _bench._dims(4, 32, 112, 112, 64, 1, 1, 0, 1),
+}
+
+
+class _Layers:
+    """Parameterized over :data:`LAYERS` instead of the canonical shapes."""
+
+    params = (list(LAYERS), ["float32", "float64"], [1, 2])
+
+    def setup(self, shape, dtype, threads):
+        super().setup(LAYERS[shape], dtype, threads)
+
+
+class LayerConv2d(_Layers, _Fastconv):
+    op = "conv2d"
+
+
+class LayerConv2dVsTorch(_Layers, _VsTorch):
+    op = "conv2d"
+
+
+class LayerGradInput(_Layers, _Fastconv):
+    op = "grad_input"
+
+
+class LayerGradInputVsTorch(_Layers, _VsTorch):
+    op = "grad_input"
+
+
+class LayerGradWeight(_Layers, _Fastconv):
+    op = "grad_weight"
+
+
+class LayerGradWeightVsTorch(_Layers, _VsTorch):
+    op = "grad_weight"

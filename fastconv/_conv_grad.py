@@ -336,6 +336,22 @@ def _scratch_chunk(per_image, itemsize):
     return max(1, 2**18 // itemsize // per_image)
 
 
+def _scratch_rows(rows, per_row, itemsize):
+    """Rows of one image per chunk (about 256 KiB) where one image's scratch takes more than 1 MiB, else 0.
+
+    The output-channel weight-gradient tiles copy a block of the grad
+    pixel-major, an image at a time at least; a 112x112 grad of 32 float32
+    channels takes 1.6 MB, more than the L2 cache. In chunks of rows
+    (in-process A/B, whole images / row chunks, AVX-512): stem's weight
+    gradient 1.11x / 1.23x (float32, 1 / 2 threads) and 1.18x / 1.20x
+    (float64), other layers with 112x112 grads 1.07-1.52x; with 56x56 grads
+    (0.4 MB) two chunks ran 0.95-1.01x, so those keep whole images.
+    """
+    if rows * per_row * itemsize <= 2**20:
+        return 0
+    return min(rows, max(1, 2**18 // itemsize // per_row))
+
+
 #: Sums per weight-gradient entry per output pixel (input channels x taps per group) from
 #: which the output-channel tiles run the weight gradient, by dtype and SIMD level (measured;
 #: see below).
@@ -534,7 +550,8 @@ class GradWeightPlan:
             c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
             chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
             self.octile_kernel(x.reshape(-1), c * ph.image, ph.image, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
-                               c_parts, self.oc_level, threads, self.one_vector)
+                               c_parts, self.oc_level, threads, self.one_vector,
+                               _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize))
         else:  # the input planes are shared by every block of output channels: lay them out once
             used = c * n * ph.image
             planes = zeros_aligned(max(used, (c * n - 1) * ph.image + self.reach), dtype)
@@ -543,7 +560,8 @@ class GradWeightPlan:
             if self.oc_level >= 0:
                 chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
                 self.octile_kernel(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
-                                   c_parts, self.oc_level, threads, self.one_vector)
+                                   c_parts, self.oc_level, threads, self.one_vector,
+                                   _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize))
             elif self.merged > 1:  # groups of `merged` channels, each channel one tap
                 cm = cg // self.merged
                 c_parts = _split_channels(groups * -(-(k // groups) // 8), threads, cm)

@@ -415,6 +415,40 @@ def test_grad_weight_column_tiles_take_channels_as_taps(rng, level, every_call_p
             np.testing.assert_array_equal(merged.run(x, grad), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 3, 5, 12])
+@pytest.mark.parametrize("stride, padding, in_place", [(1, 0, True), (1, 1, False), (2, 1, False)])
+def test_grad_weight_channel_tiles_in_row_chunks(rng, monkeypatch, every_call_parallel, dtype, rows, stride, padding,
+                                                 in_place):
+    # images whose block of the grad would not fit the cache are copied and summed a chunk of
+    # rows at a time: the reference's values, the same bits for every thread count
+    from fastconv import _conv_grad
+
+    monkeypatch.setattr(_conv_grad, "_scratch_chunk", lambda per_image, itemsize: 1)
+    monkeypatch.setattr(_conv_grad, "_scratch_rows", lambda oh, per_row, itemsize: rows)
+    x = rng.standard_normal((2, 5, 23, 21)).astype(dtype)
+    kw = dict(stride=stride, padding=padding)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros((40, 5, 3, 3), dtype), **kw).shape).astype(dtype)
+    expected = reference.conv2d_grad_weight(grad, x, (40, 5, 3, 3), **kw)
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            results.append(grad_weight_tiles(grad, x, (40, 5, 3, 3), "channels", **kw))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def test_grad_weight_row_chunks_only_for_large_images():
+    from fastconv._conv_grad import _scratch_rows
+
+    assert _scratch_rows(56, 56 * 32, 4) == 0  # a 56x56 block of 32 float32 channels: 0.4 MB
+    assert _scratch_rows(112, 112 * 32, 4) == 18  # 1.6 MB: chunks of 256 KiB
+    assert _scratch_rows(112, 112 * 16, 8) == 18
+    assert _scratch_rows(2, 10**6, 8) == 1  # rows larger than the budget: one at a time
+
+
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
 def test_grad_weight_channel_tiles_read_only_windows(rng, value):
     # unlike the column tiles, these never meet an input outside a window, so an inf or nan

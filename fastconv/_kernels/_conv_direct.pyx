@@ -1179,8 +1179,9 @@ def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ss
 
 
 cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t nk,
-                            real_t* dst, Py_ssize_t step) noexcept nogil:
-    """Copy the planes ``grad[n, k0 + j]`` (``j < nk``) pixel-major: ``dst[(oh*OW + ow)*step + j]``.
+                            real_t* dst, Py_ssize_t step, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+    """Copy rows ``r0 <= oh < r1`` of the planes ``grad[n, k0 + j]`` (``j < nk``) pixel-major:
+    ``dst[((oh - r0)*OW + ow)*step + j]``.
 
     Row by row; rows with contiguous columns go 4 float32 (2 float64) planes
     at a time through a register transpose (``grad_pack.h``), the others,
@@ -1196,8 +1197,8 @@ cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssiz
     if OW == 0:
         return
     whole = nk - nk % group if column == 1 else 0  # planes that go through the transpose
-    for oh in range(OH):
-        out = dst + oh * OW * step
+    for oh in range(r0, r1):
+        out = dst + (oh - r0) * OW * step
         j = 0
         while j < whole:
             if real_t is float:
@@ -1215,7 +1216,8 @@ cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssiz
 def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                               const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
                               real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t chunk_images,
-                              Py_ssize_t c_parts, int level, int num_threads, bint one_vector=False):
+                              Py_ssize_t c_parts, int level, int num_threads, bint one_vector=False,
+                              Py_ssize_t chunk_rows=0):
     """dL/dw of an NCHW convolution by output-channel tiles; ``dw`` (OIHW, flat) must be zeroed.
 
     ``x`` as for :func:`conv2d_grad_weight_tiled` (tap ``t`` of output pixel
@@ -1230,9 +1232,11 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     its block of the grad, ``chunk_images`` images at a time, pixel-major into a
     scratch buffer, then runs the tiles of SIMD level ``level`` over the
     (input channel, tap) pairs of its slice, up to ``oc_cols`` pairs per call.
-    Every entry of ``dw`` is one task's, summed over images in the same
-    order whatever the thread count. Raises MemoryError if a scratch buffer
-    cannot be allocated.
+    With ``chunk_images`` 1, ``chunk_rows`` (0 < rows < OH) cuts each image
+    into chunks of that many output rows, for images whose block of the grad
+    would not fit the cache. Every entry of ``dw`` is one task's, summed over
+    the chunks in the same order whatever the thread count. Raises
+    MemoryError if a scratch buffer cannot be allocated.
     """
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
     cdef const fc_tiles* tiles = fc_level_tiles(level)
@@ -1248,8 +1252,10 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
         t64 = tiles.ocw1t64
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t per_image = OH * OW * block
-    cdef Py_ssize_t task, g, k0, nk, n0, n1, i, j, p, m, c, t
+    if chunk_rows <= 0 or chunk_rows > OH or chunk_images != 1:
+        chunk_rows = OH
+    cdef Py_ssize_t per_image = chunk_rows * OW * block
+    cdef Py_ssize_t task, g, k0, nk, n0, n1, i, j, p, m, c, t, r0, r1
     cdef WeightTask w
     cdef real_t* gt
     cdef real_t* sums
@@ -1268,28 +1274,33 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
             w = _weight_task(task, blocks, c_parts, kg, block, cg)
             g, k0, nk = w.g, w.k0, w.nk
             n0 = 0
-            while n0 < N:
+            r0 = 0
+            while n0 < N:  # chunks of images, or of the rows of one image
                 n1 = min(N, n0 + chunk_images)
+                r1 = min(OH, r0 + chunk_rows)
                 for i in range(n1 - n0):
-                    _pack_grad_pixels(grad, n0 + i, k0, nk, gt + i * per_image, block)
+                    _pack_grad_pixels(grad, n0 + i, k0, nk, gt + i * per_image, block, r0, r1)
                 p = w.c_lo * ntaps
                 while p < w.c_hi * ntaps:
                     m = min(most, w.c_hi * ntaps - p)
                     for i in range(m):
                         offs[i] = (g * cg + (p + i) // ntaps) * channel_stride + taps[(p + i) % ntaps]
                     if real_t is float:
-                        t32(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
-                            gt, <int>(n1 - n0), sums)
+                        t32(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, <int>(r1 - r0),
+                            <int>OW, gt, <int>(n1 - n0), sums)
                     else:
-                        t64(&x[0] + n0 * image_stride, offs, <int>m, image_stride, row, <int>OH, <int>OW,
-                            gt, <int>(n1 - n0), sums)
+                        t64(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, <int>(r1 - r0),
+                            <int>OW, gt, <int>(n1 - n0), sums)
                     for i in range(m):
                         c = (p + i) // ntaps
                         t = (p + i) % ntaps
                         for j in range(nk):
                             dw[((k0 + j) * cg + c) * ntaps + t] += sums[i * block + j]
                     p = p + m
-                n0 = n1
+                r0 = r1
+                if r0 == OH:
+                    r0 = 0
+                    n0 = n1
         _free_aligned(gt)
         free(sums)
         free(offs)

@@ -483,6 +483,11 @@ class GradWeightPlan:
         if tiles not in (*TILES, "channels1"):
             raise ValueError(f"tiles must be one of {(*TILES, 'channels1')!r}, got {tiles!r}")
         wide = _conv_direct.oc_tile_shape(level, dtype.char)[0]  # the block of two vectors
+        # an unpadded stride-1 input is its own (single) phase plane, and the output-channel tiles
+        # read only the inputs inside windows: they can read it where it is, unless its planes are
+        # so small that their input streams would hop between images too often
+        in_place = (geometry.stride == (1, 1) and not geometry.has_padding
+                    and math.prod(geometry.in_shape) >= IN_PLACE_MIN_PLANE)
         if self.depthwise or tiles == "columns":
             self.oc_level, self.block = -1, 8
         elif tiles == "channels":
@@ -492,26 +497,20 @@ class GradWeightPlan:
                 raise ValueError("this SIMD level has no weight-gradient tiles of one vector of channels")
             self.oc_level, self.block = level, wide // 2
         else:
-            pointwise_in_place = (kh * kw == 1 and geometry.stride == (1, 1) and not geometry.has_padding
-                                  and math.prod(geometry.in_shape) >= IN_PLACE_MIN_PLANE)
             self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level,
-                                                                 groups * cg, pointwise_in_place)
+                                                                 groups * cg, kh * kw == 1 and in_place)
         self.one_vector = 0 <= self.oc_level and self.block < wide
         self.phases = ph = stride_phases(geometry)
-        # an unpadded stride-1 input is its own (single) phase plane, and the output-channel
-        # tiles read only the inputs inside windows: they read it where it is, unless its
-        # planes are so small that their input streams would hop between images too often
-        self.reads_input = (self.oc_level >= 0 and geometry.stride == (1, 1) and not geometry.has_padding
-                            and ph.image >= IN_PLACE_MIN_PLANE)
+        self.reads_input = self.oc_level >= 0 and in_place
         # the column tiles take up to wt_taps taps of one input channel per pass: a 1x1 kernel
         # has one, so each pass would load 4 grad vectors for one input vector and 4 FMAs; they
         # take `merged` consecutive channels as the taps of one instead (the planes are
         # channel-major: channel i of a group of them is i * n planes on; a 1x1 kernel's tap is at 0)
-        self.merged = 1
+        self.merged, self.merged_taps = 1, ph.taps  # (the tiles' taps: a merged group's channels, else ph's)
         if self.oc_level < 0 and not self.depthwise and kh * kw == 1:
             most = _conv_direct.weight_tile_taps(level)
             self.merged = max(q for q in range(1, most + 1) if cg % q == 0)
-        (self.merged_taps,) = read_only(np.arange(self.merged, dtype=np.intp) * (n * ph.image))
+            (self.merged_taps,) = read_only(np.arange(self.merged, dtype=np.intp) * (n * ph.image))
         self.images, self.channels = n, c
         self.work = n * k * geometry.out_size * cg * kh * kw // 16
         self.reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
@@ -545,32 +544,26 @@ class GradWeightPlan:
             chunk = _scratch_chunk(8 * (ph.image + ph.plane), dtype.itemsize)
             self.depthwise_kernel(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq, ph.plane,
                                   (chunk - 1) * ph.image + max(ph.image, self.reach), chunk, channel_block, threads)
-        elif self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
-            # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W
-            c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
-            chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
-            self.octile_kernel(x.reshape(-1), c * ph.image, ph.image, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
-                               c_parts, self.oc_level, threads, self.one_vector,
-                               _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize))
-        else:  # the input planes are shared by every block of output channels: lay them out once
-            used = c * n * ph.image
-            planes = zeros_aligned(max(used, (c * n - 1) * ph.image + self.reach), dtype)
-            self.phase_planes(x, planes, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
-            c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
+        else:
+            if self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
+                # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W
+                src, image_stride, channel_stride = x.reshape(-1), c * ph.image, ph.image
+            else:  # the input planes are shared by every block of output channels: lay them out once
+                src = zeros_aligned(max(c * n * ph.image, (c * n - 1) * ph.image + self.reach), dtype)
+                self.phase_planes(x, src, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
+                image_stride, channel_stride = ph.image, n * ph.image
             if self.oc_level >= 0:
+                c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
                 chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
-                self.octile_kernel(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
+                self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
                                    c_parts, self.oc_level, threads, self.one_vector,
                                    _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize))
-            elif self.merged > 1:  # groups of `merged` channels, each channel one tap
+            else:  # `merged` channels a pass, as the taps of one (see __init__); one for most kernels
                 cm = cg // self.merged
-                c_parts = _split_channels(groups * -(-(k // groups) // 8), threads, cm)
-                self.tiled_kernel(planes, ph.image, self.merged * n * ph.image, self.merged_taps, grad, ph.wq,
+                c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cm)
+                self.tiled_kernel(src, image_stride, self.merged * channel_stride, self.merged_taps, grad, ph.wq,
                                   ph.plane, dw, groups, cm, _scratch_chunk(8 * ph.plane, dtype.itemsize), c_parts,
                                   threads)
-            else:
-                self.tiled_kernel(planes, ph.image, n * ph.image, ph.taps, grad, ph.wq, ph.plane, dw, groups, cg,
-                                  _scratch_chunk(8 * ph.plane, dtype.itemsize), c_parts, threads)
         return dw.reshape(k, cg, kh, kw)
 
 

@@ -795,6 +795,130 @@ def test_strided_pointwise_input_gradient_merges_its_phase(rng, stride):
     assert [phase.tiled.merge for phase in plan.phases] == [{2: 14, 3: 10}[stride]]
 
 
+# ---- pointwise convolutions as a product per image (runs_pointwise, conv2d_pointwise)
+
+def test_runs_pointwise_rule():
+    from fastconv._geometry import conv_geometry
+
+    def runs(hw=(28, 28), c=64, k=64, kernel=1, groups=1, **kw):
+        return _conv.runs_pointwise(conv_geometry(hw, kernel, **kw), (k, c // groups, kernel, kernel), groups)
+
+    assert runs() and runs((7, 7), 1024, 2048) and runs((1, 1)) and runs((112, 112), 64, 64)
+    assert runs(dilation=2)  # a 1x1 kernel has no gaps to dilate
+    assert not runs(c=63) and not runs(k=63) and not runs(c=32, k=256)  # few sums, or few blocks of filters
+    assert not runs(kernel=3, padding=1) and not runs(stride=2) and not runs(padding=1)
+    assert not runs(c=128, groups=2)
+    # one output column (stride 2 on 2 columns resolves to stride 1): the second column is never read
+    assert not runs((2, 2), stride=(1, 2))
+
+
+@pytest.mark.parametrize("panel", [12, 24, 48])
+@pytest.mark.parametrize("pixels", [1, 11, 24, 25, 49, 191, 192, 193, 196, 784, 3136, 12544])
+@pytest.mark.parametrize("images, threads", [(1, 1), (1, 2), (1, 3), (2, 2), (8, 2), (100, 3)])
+def test_pointwise_strip(panel, pixels, images, threads):
+    strip = _conv.pointwise_strip(pixels, images, panel, threads)
+    panels = -(-pixels // panel)
+    strips = -(-pixels // strip)
+    assert strip % panel == 0 and strip <= max(panel, pixels + panel - 1)
+    assert strip <= _conv.POINTWISE_STRIP_PANELS * panel
+    assert strips == -(-panels // (strip // panel))  # every strip but the last is whole
+    wanted = max(-(-panels // _conv.POINTWISE_STRIP_PANELS), min(panels, -(-threads // images)))
+    assert strip // panel == -(-panels // wanted)  # the most panels a strip needs for that many
+
+
+def test_pointwise_strip_examples():
+    assert _conv.pointwise_strip(3136, 8, 24, 2) == 192  # 131 panels: 16 strips of 8 and one of 3
+    assert _conv.pointwise_strip(196, 8, 24, 2) == 120  # 9 panels: 5 and 4, not 8 and 1
+    assert _conv.pointwise_strip(49, 1, 24, 2) == 48  # one image: a strip per thread (2 panels and 1)
+    assert _conv.pointwise_strip(49, 2, 24, 2) == 72
+    assert _conv.pointwise_strip(1, 1, 24, 3) == 24
+
+
+def unfused(monkeypatch, request):
+    """Build the tiles' plans without the pointwise product (merged rows instead) until the test ends."""
+    monkeypatch.setattr(_conv, "runs_pointwise", lambda *args: False)
+    clear_conv_plans()
+    request.addfinalizer(clear_conv_plans)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, k, hw", [
+    (2, 64, 64, (7, 7)),  # 49 pixels: whole panels and a tail of 1 (float32 AVX2) to 13
+    (1, 64, 67, (9, 11)),  # a last block of 3 filters: narrow tiles; one image for up to 3 threads
+    (3, 65, 68, (5, 3)),  # fewer pixels than a panel; a last block of 4
+    (2, 96, 72, (28, 28)),  # strips of 8 panels, and a partial one
+    (1, 128, 64, (1, 1)),
+])
+def test_pointwise_product(rng, level, monkeypatch, request, every_call_parallel, dtype, n, c, k, hw):
+    # the reference's values, and the bits of the merged-row tiles (each output sums its channels
+    # in the same order from its bias), for 1-3 threads, the convolution and its input gradient
+    # (a pointwise convolution of the grad: K channels, C filters)
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    grad = rng.standard_normal((n, k) + hw).astype(dtype)
+    clear_conv_plans()
+    geometry = prepare_conv2d(x, w, b, 1, 0, 1, 1, "zeros", "NCHW", None).geometry
+    assert _conv.tiled_conv(x.shape, w.shape, geometry, 1, "zeros", np.dtype(dtype),
+                            _conv_direct.current_level()).pointwise
+    results = {}
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            results[threads] = (fastconv.conv2d(x, w, b), fastconv.conv2d_grad_input(grad, w, x.shape))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[1][0], reference.conv2d(x, w, b), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(results[1][1], reference.conv2d_grad_input(grad, w, x.shape), rtol=rtol, atol=atol * 10)
+    unfused(monkeypatch, request)
+    expected = fastconv.conv2d(x, w, b), fastconv.conv2d_grad_input(grad, w, x.shape)
+    for got in results.values():
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_product_from_any_strides(rng, level, dtype):
+    # pixels a few elements apart (a column slice whose rows still merge into one), a copy where
+    # the rows do not (channel slices, NHWC), out= filled with NaN: all as from a contiguous input
+    big = rng.standard_normal((2, 64, 6, 18)).astype(dtype)
+    w = rng.standard_normal((64, 64, 1, 1)).astype(dtype)
+    b = rng.standard_normal(64).astype(dtype)
+    x = big[..., ::2]  # (2, 64, 6, 9): each image's pixels two elements apart, as one row
+    assert x.reshape(2, 64, 54).strides[2] == 2 * x.itemsize
+    expected = fastconv.conv2d(np.ascontiguousarray(x), w, b)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(expected, reference.conv2d(x, w, b), rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(fastconv.conv2d(x, w, b), expected)
+    out = np.full(expected.shape, np.nan, dtype)
+    assert fastconv.conv2d(x, w, b, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    wide = rng.standard_normal((2, 128, 6, 9)).astype(dtype)
+    np.testing.assert_array_equal(fastconv.conv2d(wide[:, ::2], w, b), fastconv.conv2d(wide[:, ::2].copy(), w, b))
+    flipped = wide[:, :64, ::-1, ::-1]  # pixels backwards: one row with a negative stride
+    assert flipped.reshape(2, 64, 54).strides[2] == -flipped.itemsize
+    np.testing.assert_array_equal(fastconv.conv2d(flipped, w, b), fastconv.conv2d(flipped.copy(), w, b))
+    nhwc = fastconv.conv2d(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, layout="NHWC")
+    np.testing.assert_allclose(nhwc, expected.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
+
+
+def test_pointwise_kernel_checks_its_arguments():
+    x = np.zeros((2, 8, 30), np.float32)
+    out = np.zeros((2, 16, 30), np.float32)
+    w_packed, b_packed = np.zeros(2 * 8 * 8, np.float32), np.zeros(16, np.float32)
+    _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 24, 24, 1)
+    with pytest.raises(ValueError, match="whole number of panels"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 30, 24, 1)
+    with pytest.raises(ValueError, match="whole number of panels"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 0, 0, 1)
+    with pytest.raises(ValueError, match="packed"):
+        _conv_direct.conv2d_pointwise(x, w_packed[:-1], b_packed, out, 24, 24, 1)
+    with pytest.raises(ValueError, match="packed"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed[:8], out, 24, 24, 1)
+    with pytest.raises(ValueError, match="out's images and pixels"):
+        _conv_direct.conv2d_pointwise(x[:, :, :29], w_packed, b_packed, out, 24, 24, 1)
+    with pytest.raises(ValueError, match="out's images and pixels"):
+        _conv_direct.conv2d_pointwise(x[:1], w_packed, b_packed, out, 24, 24, 1)
+
+
 # ---- the input gradient through its columns (by_columns, grad_input_by_columns)
 
 def test_input_gradient_columns_rule():

@@ -458,7 +458,7 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
         else:
             _tile_plane(tiles, depthwise, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
                         &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8, &out[n, k0, 0, 0], OH, OW,
-                        min(8, kg - kb * 8), 0, OH, 0)
+                        OH * OW, min(8, kg - kb * 8), 0, OH, 0)
 
 
 cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
@@ -511,8 +511,9 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
 cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase, Py_ssize_t channel_stride,
                       Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                       const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
-                      Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
-    """Output rows ``oh0 <= oh < oh1`` of ``nk <= 8`` output planes (``OH*OW`` apart from ``oplane``).
+                      Py_ssize_t ocs, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
+                      Py_ssize_t in_row0) noexcept nogil:
+    """Output rows ``oh0 <= oh < oh1`` of ``nk <= 8`` output planes (``ocs`` apart from ``oplane``).
 
     Full tiles along the row, three or two vectors wide where the level has
     such tiles (three while at least three vectors of columns are left, but
@@ -544,7 +545,6 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef Py_ssize_t vectors, span
     cdef fc_tile_f32_fn g32 = NULL
     cdef fc_tile_f64_fn g64 = NULL
-    cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, ow0, start, ncols
     cdef bint use_half
     cdef real_t* orow
@@ -559,8 +559,8 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
             else:
                 kh = kh if tiles.rows_kh64[(kh - 3) // 2] != NULL else 0
         if nk <= (FC_ROWS_KH_CHANNELS if kh else tiles.rows_channels):
-            _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, kh, kw, cg, wb, bb, oplane, OH, OW, nk,
-                       oh0, oh1, in_row0)
+            _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, kh, kw, cg, wb, bb, oplane, OH, OW,
+                       ocs, nk, oh0, oh1, in_row0)
             return
     for oh in range(oh0, oh1):
         orow = oplane + oh * OW
@@ -647,8 +647,9 @@ cdef Py_ssize_t _kernel_rows_reusable(const ptrdiff_t* taps, Py_ssize_t ntaps, P
 
 cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride, Py_ssize_t row_step,
                      const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t cg,
-                     const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t nk,
-                     Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
+                     const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
+                     Py_ssize_t ocs, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
+                     Py_ssize_t in_row0) noexcept nogil:
     """:func:`_tile_plane` for blocks of few live channels and ``oh1 - oh0 >= FC_ROWS``: row tiles.
 
     Each channel on its own, ``FC_ROWS`` rows x one vector of columns per tile;
@@ -663,7 +664,6 @@ cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t chan
     on which row tile computes it but not on where the tile sits.
     """
     cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
-    cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t j, oh, top, ow0, start, ncols
     cdef fc_rowtile_f32_fn r32 = tiles.rows32
     cdef fc_rowtile_f64_fn r64 = tiles.rows64
@@ -816,8 +816,113 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
             else:
                 _tile_plane(tiles, False, xs + g * cg * chan, chan, wq, taps, ntaps, cg,
                             w_packed + r * per_block, bias_packed + r * block,
-                            &out[n, k0, 0, 0], OH, OW, min(8, kg - kb * 8), oh0, oh1, oh0)
+                            &out[n, k0, 0, 0], OH, OW, OH * OW, min(8, kg - kb * 8), oh0, oh1, oh0)
         oh0 = oh1
+
+
+def conv2d_pointwise(const real_t[:, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
+                     real_t[:, :, ::1] out, Py_ssize_t strip, Py_ssize_t panel, int num_threads):
+    """A 1x1, stride-1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x + bias``.
+
+    ``x`` is ``(N, C, P)``, each image's channels as rows of its ``P`` pixels
+    (any strides), and ``out`` ``(N, K, P)``; ``w_packed`` and
+    ``bias_packed`` are :func:`pack_weights`' for the column tiles (blocks of
+    8 output channels, one tap, one group). A task takes ``strip``
+    consecutive pixels of one image (the last one, what is left). It copies
+    them into a per-thread buffer as panels of ``panel`` pixels, each panel
+    its ``C`` channels' rows one after the other, and runs every block of
+    output channels on a panel while it is in cache (the tiles of
+    :func:`_tile_plane` over one row of ``panel`` columns). Each output sums
+    its channels in order from its bias, as every column tile does, so the
+    results depend neither on ``strip`` and ``panel`` nor on the thread
+    count. Raises MemoryError if a buffer cannot be allocated.
+    """
+    cdef Py_ssize_t N = out.shape[0], K = out.shape[1], P = out.shape[2], C = x.shape[1]
+    cdef Py_ssize_t blocks = (K + 7) // 8
+    if x.shape[0] != N or x.shape[2] != P:
+        raise ValueError("conv2d_pointwise: x must be (N, C, P) with out's images and pixels")
+    if w_packed.shape[0] != blocks * 8 * C or bias_packed.shape[0] != blocks * 8:
+        raise ValueError("conv2d_pointwise: weights not packed in blocks of 8 channels of one tap")
+    if panel < 1 or strip < panel or strip % panel:
+        raise ValueError("conv2d_pointwise: a strip must be a whole number of panels of at least one pixel")
+    if N == 0 or P == 0:
+        return
+    cdef Py_ssize_t strips = (P + strip - 1) // strip
+    cdef Py_ssize_t t
+    cdef real_t* xs
+    cdef int failed[1]
+    failed[0] = 0
+    if num_threads == 1:  # no OpenMP team for one thread (see the module docstring)
+        with nogil:
+            xs = <real_t*>_calloc_aligned(C * strip + TILE_SLACK, sizeof(real_t))
+            if xs == NULL:
+                failed[0] = 1
+            else:
+                for t in range(N * strips):
+                    _pointwise_strip(x, t // strips, (t % strips) * strip, strip, panel, xs, w_packed,
+                                     bias_packed, out)
+            _free_aligned(xs)
+    else:
+        with nogil, parallel(num_threads=num_threads):
+            xs = <real_t*>_calloc_aligned(C * strip + TILE_SLACK, sizeof(real_t))
+            for t in prange(N * strips, schedule="static"):
+                if xs == NULL:
+                    failed[0] = 1
+                    continue
+                _pointwise_strip(x, t // strips, (t % strips) * strip, strip, panel, xs, w_packed,
+                                 bias_packed, out)
+            _free_aligned(xs)
+    if failed[0]:
+        raise MemoryError("conv2d: cannot allocate the pointwise tiles' scratch buffer")
+
+
+cdef void _pointwise_strip(const real_t[:, :, :] x, Py_ssize_t n, Py_ssize_t p0, Py_ssize_t strip,
+                           Py_ssize_t panel, real_t* xs, const real_t[::1] w_packed,
+                           const real_t[::1] bias_packed, real_t[:, :, ::1] out) noexcept nogil:
+    """Pixels ``p0 .. p0 + strip`` (or to the end) of image ``n`` of :func:`conv2d_pointwise`, through ``xs``."""
+    cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
+    cdef Py_ssize_t cols = min(strip, P - p0)
+    cdef Py_ssize_t c, i, r, q0, q1
+    cdef bint adjacent = x.strides[2] == sizeof(real_t)
+    cdef const real_t* src
+    cdef real_t* dst
+    cdef ptrdiff_t tap0[1]
+    tap0[0] = 0
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    for c in range(C):  # row c of panel q at xs + (q*C + c)*panel
+        src = &x[n, c, p0]
+        dst = xs + c * panel
+        q0 = 0
+        while q0 < cols:
+            q1 = min(cols, q0 + panel)
+            if adjacent:
+                for i in range(q1 - q0):
+                    dst[i] = src[q0 + i]
+            else:
+                for i in range(q1 - q0):
+                    dst[i] = x[n, c, p0 + q0 + i]
+            dst += C * panel
+            q0 = q1
+    cdef fc_tile_f32_fn whole32 = tiles.wide3_32
+    cdef fc_tile_f64_fn whole64 = tiles.wide3_64
+    cdef Py_ssize_t span = 3 * (tiles.width_f32 if real_t is float else tiles.width_f64)
+    cdef bint direct = (whole32 != NULL) if real_t is float else (whole64 != NULL)
+    q0 = 0
+    while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
+        q1 = min(cols, q0 + panel)
+        for r in range((K + 7) // 8):
+            if direct and q1 - q0 == span and K - r * 8 > 4:  # one whole tile: what _tile_plane would run
+                if real_t is float:
+                    whole32(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8, &bias_packed[0] + r * 8,
+                            &out[n, r * 8, p0 + q0], P, <int>min(8, K - r * 8), <int>span)
+                else:
+                    whole64(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8, &bias_packed[0] + r * 8,
+                            &out[n, r * 8, p0 + q0], P, <int>min(8, K - r * 8), <int>span)
+            else:
+                _tile_plane(tiles, False, xs + q0 * C, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,
+                            &bias_packed[0] + r * 8, &out[n, r * 8, p0 + q0], 1, q1 - q0, P, min(8, K - r * 8),
+                            0, 1, 0)
+        q0 = q1
 
 
 def grad_input_by_columns(const real_t[:, :, :, ::1] grad, const real_t[:, ::1] weight_t,
@@ -899,7 +1004,7 @@ cdef void _grad_input_image_by_columns(const fc_tiles* tiles, const real_t[:, :,
     cdef real_t* dst
     for r in range(blocks):  # the grad's planes as one row of P pixels: no row tails
         _tile_plane(tiles, False, &grad[n, 0, 0, 0], P, P, tap0, 1, K, w_packed + r * K * 8, zero_bias + r * 8,
-                    cols + r * 8 * P, 1, P, min(8, T - r * 8), 0, 1, 0)
+                    cols + r * 8 * P, 1, P, P, min(8, T - r * 8), 0, 1, 0)
     for c in range(C):
         for ki in range(KH):
             for kj in range(KW):
@@ -971,7 +1076,7 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
             for j in range(nk):  # planes past nk are never read: the tile repeats plane nk-1
                 _pack_phases(x, n, k0 + j, xs + j * chan, pad_top, pad_left, sh, sw, hq, wq)
             _tile_plane(tiles, True, xs, chan, wq, &taps[0], ntaps, 1, &w_packed[0] + kb * ntaps * 8,
-                        &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, nk, 0, OH, 0)
+                        &bias_packed[0] + kb * 8, &out[n, k0, 0, 0], OH, OW, OH * OW, nk, 0, OH, 0)
         _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the depthwise tiles' scratch buffer")

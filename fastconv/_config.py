@@ -8,6 +8,8 @@ import sys
 import numpy as np
 
 from ._kernels import _openmp_helpers
+from ._cache import l2_cache_bytes
+from ._conv import BAND_BUDGET
 from ._memory import buffer_cache_info
 from ._simd import available_levels, simd_level
 from ._threads import get_num_threads
@@ -43,6 +45,11 @@ def _describe_cache(info):
     return f"{info['limit'] / mib:g} MiB limit, {info['idle_buffers']} idle buffers ({info['idle_bytes'] / mib:.1f} MiB)"
 
 
+def _describe_l2(size):
+    known = "unknown" if size is None else f"{size >> 10} KiB"
+    return f"{known} (bands of {BAND_BUDGET >> 10} KiB of input)"
+
+
 def config_dict():
     """Return the information printed by :func:`show_config` as a dict."""
     build = _build_info()
@@ -59,6 +66,7 @@ def config_dict():
         "num_threads": get_num_threads(),
         "buffer_cache": _describe_cache(buffer_cache_info()),
         "simd": f"{simd_level()} (available: {', '.join(available_levels())})",
+        "l2_cache": _describe_l2(l2_cache_bytes()),
         "numpy": np.__version__,
         "numpy_build": build.get("numpy_build_version", "unknown"),
         "blas": _blas_info(),

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, zeros_aligned
+from ._cache import l2_cache_bytes
 from ._geometry import conv_geometry
 from ._im2col import unfold_batches
 from ._kernels import _conv_direct
@@ -117,8 +118,24 @@ def stride_phases(geometry, rows=None):
     return StridePhases(hq, wq, sh * sw * hq * wq, plane, taps)
 
 
-#: Bytes of input a band of rows takes (:func:`band_rows`).
-BAND_BUDGET = 2**19
+def band_budget(l2_bytes):
+    """Bytes of input a band of rows takes (:func:`band_rows`): a quarter of the L2 cache.
+
+    Within 64 KiB and 512 KiB; 512 KiB where the cache size is unknown
+    (``l2_bytes`` None). A band shares the L2 cache with the block of packed
+    weights every tile of it reads (288 KiB for 512 channels of 3x3 and 16
+    filters in float32), which it should not push out. Measured on an AMD
+    EPYC (512 KiB of L2, AVX2) at one thread, conv2d with bands of 128 KiB
+    instead of 512 KiB: 1.32x as fast on 512 channels of 14x14 (56 -> 74
+    GFLOP/s), 1.1x on 128 channels of 28x28, 0.99-1.07x on the canonical
+    shapes (1.00-1.08x at two threads). The Intel Xeon with 2 MiB of L2
+    keeps the 512 KiB it was measured with (see :func:`band_rows`).
+    """
+    return 2**19 if l2_bytes is None else min(2**19, max(2**16, l2_bytes // 4))
+
+
+#: Bytes of input a band of rows takes on this machine (:func:`band_budget` of its L2 cache).
+BAND_BUDGET = band_budget(l2_cache_bytes())
 
 
 def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1):
@@ -128,14 +145,15 @@ def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1):
     ``budget`` bytes, and at least ``min_band`` output rows (or the image's
     rows, if fewer); ``rows`` adds the phase
     rows the kernel reaches below the band; an image of at most twice the
-    budget is one band. Measured (1 and 2 threads): from 64 KiB to the whole
-    image, the budget changed nothing on resnet-mid, resnet-deep, stem or
-    cifar; dilated (0.6 MiB) ran 3 % slower in two bands than in one; on
-    strided, whose padded image is 3.3 MiB, bands of 512 KiB ran 6 % slower
-    than the whole image (halo rows copied twice) and 256 KiB ones 8-10 %.
-    Half a 1 MiB L2 cache keeps the extra memory of a call at one such band
-    per thread (strided: 1.5x its output with whole images at 2 threads,
-    1.04x with bands).
+    budget is one band. Measured on an Intel Xeon (2 MiB of L2; 1 and 2
+    threads): from 64 KiB to the whole image, the budget changed nothing on
+    resnet-mid, resnet-deep, stem or cifar; dilated (0.6 MiB) ran 3 % slower
+    in two bands than in one; on strided, whose padded image is 3.3 MiB,
+    bands of 512 KiB ran 6 % slower than the whole image (halo rows copied
+    twice) and 256 KiB ones 8-10 %. Bands keep the extra memory of a call at
+    one band per thread (strided: 1.5x its output with whole images at 2
+    threads, 1.04x with bands). With less L2, smaller bands run faster
+    (:func:`band_budget`).
     """
     (sh, sw), (dh, _) = geometry.stride, geometry.dilation
     kh = geometry.kernel[0]
@@ -260,6 +278,8 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
 MERGED_ROW_COLUMNS = 256
 #: Rows up to this long are merged (longer rows leave few lanes idle already).
 MERGE_ROWS_UP_TO = 64
+#: Most bytes of input a merged row takes (the band budget the merged rows were measured with).
+MERGED_ROW_BYTES = 2**19
 
 
 def merged_rows(geometry, kernel, channels, itemsize):
@@ -273,8 +293,8 @@ def merged_rows(geometry, kernel, channels, itemsize):
     two AVX-512 float32 vectors) comes once per ``m`` rows, as does the
     per-row work. Rows of at most :data:`MERGE_ROWS_UP_TO` columns are
     merged, ``m`` the largest divisor of ``OH`` that keeps a row within
-    :data:`MERGED_ROW_COLUMNS` columns, and its input within a band
-    (:data:`BAND_BUDGET`). Every output sums its channels in the same order
+    :data:`MERGED_ROW_COLUMNS` columns, and its input within
+    :data:`MERGED_ROW_BYTES`. Every output sums its channels in the same order
     either way, so the bits do not change. Measured in one process (AVX-512,
     medians of 15 paired unmerged / merged times) on 10 pointwise layers of
     3 to 1024 channels on 7x7 to 56x56 images: the forward convolution
@@ -293,7 +313,7 @@ def merged_rows(geometry, kernel, channels, itemsize):
             or geometry.in_shape != geometry.out_shape or ow > MERGE_ROWS_UP_TO):
         # (the geometry of an output one pixel wide may leave input pixels unread, with stride 1)
         return 1
-    longest = min(MERGED_ROW_COLUMNS, BAND_BUDGET // max(1, channels * itemsize))  # a row's input fits a band
+    longest = min(MERGED_ROW_COLUMNS, MERGED_ROW_BYTES // max(1, channels * itemsize))
     return max(m for m in range(1, oh + 1) if oh % m == 0 and m * ow <= max(ow, longest))
 
 

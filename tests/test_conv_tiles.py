@@ -900,6 +900,34 @@ def test_pointwise_product_from_any_strides(rng, level, dtype):
     np.testing.assert_allclose(nhwc, expected.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [8, 13, 16])
+@pytest.mark.parametrize("width", [24, 48, 56, 100])
+def test_pointwise_tile_is_the_three_vector_tile(rng, level, dtype, k, width):
+    # one tap at offset 0 runs the tile without a tap loop (tiles.pw32); a tap at offset 1 on the
+    # same input one element earlier runs the general three-vector tile: the same bits
+    from fastconv._geometry import conv_geometry
+
+    n, c, oh = 2, 7, 3
+    plane = oh * width
+    flat = rng.standard_normal(n * c * plane + 1 + _conv_direct.MAX_TILE_WIDTH).astype(dtype)
+    w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    plan = _conv.TiledConv((n, c, oh, width), w.shape, conv_geometry((oh, width), 1), 1, "zeros", np.dtype(dtype),
+                           level, "columns")
+    w_packed, b_packed = plan.pack(w, b)
+    results = []
+    for src, tap in ((flat[1:], 0), (flat, 1)):
+        out = np.full((n, k, oh, width), np.nan, dtype)
+        _conv_direct.conv2d_tiled(src, c * plane, plane, width, np.array([tap], np.intp), w_packed, b_packed, out,
+                                  1, c, False, 1)
+        results.append(out)
+    np.testing.assert_array_equal(results[0], results[1])
+    x = flat[1:1 + n * c * plane].reshape(n, c, oh, width)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], reference.conv2d(x, w, b), rtol=rtol, atol=atol * 10)
+
+
 def test_pointwise_kernel_checks_its_arguments():
     x = np.zeros((2, 8, 30), np.float32)
     out = np.zeros((2, 16, 30), np.float32)

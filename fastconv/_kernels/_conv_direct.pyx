@@ -187,6 +187,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_ocwtile_f64_fn ocw1t64
         fc_addrow_f32_fn addrow32
         fc_addrow_f64_fn addrow64
+        fc_tile_f32_fn pw32
+        fc_tile_f64_fn pw64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -524,6 +526,8 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     (no scalar tail). Blocks of at most ``tiles.rows_channels`` channels (of
     ``FC_ROWS_KH_CHANNELS`` for kernels whose input rows the row tiles reuse)
     run row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
+    A 1x1 kernel read in place (one tap, at offset 0) runs the three-vector
+    tiles made for it (``tiles.pw32``: no tap loop; the same sums).
     Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
@@ -537,6 +541,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f64_fn w64 = NULL if depthwise else tiles.wide64
     cdef fc_tile_f32_fn w3_32 = NULL if depthwise else tiles.wide3_32
     cdef fc_tile_f64_fn w3_64 = NULL if depthwise else tiles.wide3_64
+    if not depthwise and ntaps == 1 and taps[0] == 0 and tiles.pw32 != NULL:
+        w3_32 = tiles.pw32  # the same tile for one tap at offset 0, its loop only loads and FMAs
+        w3_64 = tiles.pw64
     cdef bint wide = (w32 != NULL) if real_t is float else (w64 != NULL)
     cdef bint wide3 = (w3_32 != NULL) if real_t is float else (w3_64 != NULL)
     cdef fc_tile_f32_fn n32 = NULL if depthwise or nk > 4 else tiles.narrow32
@@ -903,8 +910,8 @@ cdef void _pointwise_strip(const real_t[:, :, :] x, Py_ssize_t n, Py_ssize_t p0,
                     dst[i] = x[n, c, p0 + q0 + i]
             dst += C * panel
             q0 = q1
-    cdef fc_tile_f32_fn whole32 = tiles.wide3_32
-    cdef fc_tile_f64_fn whole64 = tiles.wide3_64
+    cdef fc_tile_f32_fn whole32 = tiles.pw32  # (the three-vector tile of one tap at offset 0)
+    cdef fc_tile_f64_fn whole64 = tiles.pw64
     cdef Py_ssize_t span = 3 * (tiles.width_f32 if real_t is float else tiles.width_f64)
     cdef bint direct = (whole32 != NULL) if real_t is float else (whole64 != NULL)
     q0 = 0

@@ -125,6 +125,56 @@ FC_TILE3_PAIR(fc_tile3_f32, fc_tile4x3_f32, float)
 FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
 #undef FC_TILE3_PAIR
 #endif
+/* The pointwise product's tile (conv2d_pointwise): FC_TILEV's 8 channels x 3 vectors with
+ * one tap at offset 0, so the channel loop is loads and multiply-adds only (taps and ntaps
+ * are not read). Each output sums in the column tile's order: the same bits. */
+#define FC_PWTILE_BODY(T, VT, VW, NK, NV)                                             \
+    VT acc[NK][NV];                                                                   \
+    _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0} + bias[j]; \
+    const T *wt = w;                                                                  \
+    const T *xc = x;                                                                  \
+    for (int c = 0; c < C; c++, wt += 8, xc += cs) {                                  \
+        VT in[NV];                                                                    \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) memcpy(&in[v], xc + v * VW, sizeof(VT)); \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                        \
+            const T wj = wt[j];                                                       \
+            _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
+        }                                                                             \
+    }                                                                                 \
+    VT done[NK][NV];                                                                  \
+    _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) done[j][v] = acc[j][v];  \
+    for (int j = 0; j < nk; j++)                                                      \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                          \
+            memcpy(out + j * ocs + v * VW, &done[j][v], sizeof(VT));                  \
+    (void)taps; (void)ntaps; (void)ncols;
+#define FC_PWTILE(NAME, T, VT, NK)                                                     \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+    {                                                                                 \
+        FC_PWTILE_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, 3)                   \
+    }
+#if FC_VF >= 16
+FC_PWTILE(fc_pwtile_f32, float, FC_CAT(fc_vf, FC_ISA), 8)
+FC_PWTILE(fc_pwtile_f64, double, FC_CAT(fc_vd, FC_ISA), 8)
+#else
+FC_PWTILE(fc_pwtile4_f32, float, FC_CAT(fc_vf, FC_ISA), 4)
+FC_PWTILE(fc_pwtile4_f64, double, FC_CAT(fc_vd, FC_ISA), 4)
+#define FC_PWTILE_PAIR(NAME, NARROW, T)                                               \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+    {                                                                                 \
+        FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk < 4 ? nk : 4, ncols); \
+        if (nk > 4)                                                                   \
+            FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w + 4, bias + 4, out + 4 * ocs, ocs, nk - 4, ncols); \
+    }
+FC_PWTILE_PAIR(fc_pwtile_f32, fc_pwtile4_f32, float)
+FC_PWTILE_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
+#undef FC_PWTILE_PAIR
+#endif
+#undef FC_PWTILE
+#undef FC_PWTILE_BODY
 #undef FC_TILEV
 #undef FC_TILEV_BODY
 

@@ -327,13 +327,15 @@ POINTWISE_MIN_CHANNELS = POINTWISE_MIN_FILTERS = 64
 
 
 def runs_pointwise(geometry, weight_shape, groups):
-    """Whether a convolution runs as a matrix product per image (:func:`~fastconv._kernels._conv_direct.conv2d_pointwise`).
+    """Whether a convolution runs as a matrix product per image (``conv2d_pointwise``).
 
     A 1x1, stride-1, unpadded convolution of one group reads input pixel
     ``p`` of every channel for output pixel ``p`` only, so each image's
-    output is ``W @ x`` over its ``H*W`` pixels. (The geometry of an output
-    one pixel wide may resolve to stride 1 with input columns left unread,
-    hence the check that input and output have the same shape.) It runs so
+    output is ``W @ x`` over its ``H*W`` pixels
+    (:func:`~fastconv._kernels._conv_direct.conv2d_pointwise`). (The
+    geometry of an output one pixel wide may resolve to stride 1 with input
+    columns left unread, hence the check that input and output have the
+    same shape.) It runs so
     from :data:`POINTWISE_MIN_CHANNELS` input channels and
     :data:`POINTWISE_MIN_FILTERS` filters: measured in one process (AVX2,
     AMD EPYC, medians of 11 paired runs against the merged rows of
@@ -386,7 +388,7 @@ class TiledConv:
         dtype = np.dtype(dtype)
         self.depthwise = is_depthwise(groups, c, k)
         self.pointwise = runs_pointwise(geometry, weight_shape, groups)
-        if self.pointwise:  # (packed by pointwise_strip's panels: the tiles' rows are the panels)
+        if self.pointwise:  # the column tiles run over panels of three vectors (whatever `tiles` asks)
             tiles = "columns"
             self.panel = 3 * _conv_direct.tile_width(dtype.char, level)  # a three-vector tile's columns
         self.merge = 1 if self.depthwise or self.pointwise else merged_rows(geometry, (kh, kw), c, dtype.itemsize)

@@ -68,24 +68,25 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
  * are spent on channels that do not exist). Full width only (ncols == NV*VW); channels
  * j < nk <= NK are stored. With 32 vector registers (AVX-512): 8 x 2, 8 x 3 and 4 x 6;
  * with 16: 4 x 3 (12 accumulators, 3 inputs, 1 weight), and 8 x 3 as two of those. */
-#define FC_TILEV_BODY(T, VT, VW, NK, NV)                                              \
+/* (their parts: the accumulators from the bias; one tap of input SRC, NV loads and NK*NV
+ * multiply-adds with the weights at wt; the stores of the nk live channels) */
+#define FC_TILEV_INIT(T, VT, NK, NV)                                                  \
     VT acc[NK][NV];                                                                   \
     _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0} + bias[j]; \
-    const T *wt = w;                                                                  \
-    for (int c = 0; c < C; c++) {                                                     \
-        const T *xc = x + c * cs;                                                     \
-        for (int t = 0; t < ntaps; t++, wt += 8) {                                    \
-            VT in[NV];                                                                \
-            const T *xt = xc + taps[t];                                               \
-            _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                      \
-                memcpy(&in[v], xt + v * VW, sizeof(VT));                              \
-            _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                    \
-                const T wj = wt[j];                                                   \
-                _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
-            }                                                                         \
+    const T *wt = w;
+#define FC_TILEV_TAP(T, VT, VW, NK, NV, SRC)                                          \
+    {                                                                                 \
+        VT in[NV];                                                                    \
+        const T *xt = (SRC);                                                          \
+        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                          \
+            memcpy(&in[v], xt + v * VW, sizeof(VT));                                  \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                        \
+            const T wj = wt[j];                                                       \
+            _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
         }                                                                             \
-    }                                                                                 \
+    }
+#define FC_TILEV_STORE(T, VT, VW, NK, NV)                                             \
     VT done[NK][NV]; /* (indexed by nk below: acc stays in registers) */              \
     _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) done[j][v] = acc[j][v];  \
@@ -93,12 +94,33 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                          \
             memcpy(out + j * ocs + v * VW, &done[j][v], sizeof(VT));                  \
     (void)ncols;
+#define FC_TILEV_BODY(T, VT, VW, NK, NV)                                              \
+    FC_TILEV_INIT(T, VT, NK, NV)                                                      \
+    for (int c = 0; c < C; c++) {                                                     \
+        const T *xc = x + c * cs;                                                     \
+        for (int t = 0; t < ntaps; t++, wt += 8) FC_TILEV_TAP(T, VT, VW, NK, NV, xc + taps[t]) \
+    }                                                                                 \
+    FC_TILEV_STORE(T, VT, VW, NK, NV)
 
 #define FC_TILEV(NAME, T, VT, NK, NV)                                                  \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
     {                                                                                 \
         FC_TILEV_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, NV)                   \
+    }
+/* The pointwise product's tile (conv2d_pointwise): FC_TILEV's 8 channels x 3 vectors with
+ * one tap at offset 0, so the channel loop is loads and multiply-adds only (taps and ntaps
+ * are not read). Each output sums in the column tile's order: the same bits. */
+#define FC_PWTILE_BODY(T, VT, VW, NK, NV)                                             \
+    FC_TILEV_INIT(T, VT, NK, NV)                                                      \
+    for (int c = 0; c < C; c++, wt += 8) FC_TILEV_TAP(T, VT, VW, NK, NV, x + c * cs)  \
+    FC_TILEV_STORE(T, VT, VW, NK, NV)                                                 \
+    (void)taps; (void)ntaps;
+#define FC_PWTILE(NAME, T, VT, NK)                                                     \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+    {                                                                                 \
+        FC_PWTILE_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, 3)                   \
     }
 #if FC_VF >= 16
 FC_TILEV(fc_tile2_f32, float, FC_CAT(fc_vf, FC_ISA), 8, 2)
@@ -107,12 +129,16 @@ FC_TILEV(fc_tile3_f32, float, FC_CAT(fc_vf, FC_ISA), 8, 3)
 FC_TILEV(fc_tile3_f64, double, FC_CAT(fc_vd, FC_ISA), 8, 3)
 FC_TILEV(fc_tile4x6_f32, float, FC_CAT(fc_vf, FC_ISA), 4, 6)
 FC_TILEV(fc_tile4x6_f64, double, FC_CAT(fc_vd, FC_ISA), 4, 6)
+FC_PWTILE(fc_pwtile_f32, float, FC_CAT(fc_vf, FC_ISA), 8)
+FC_PWTILE(fc_pwtile_f64, double, FC_CAT(fc_vd, FC_ISA), 8)
 #else
 FC_TILEV(fc_tile4x3_f32, float, FC_CAT(fc_vf, FC_ISA), 4, 3)
 FC_TILEV(fc_tile4x3_f64, double, FC_CAT(fc_vd, FC_ISA), 4, 3)
-/* 8 channels x 3 vectors in two passes of the 4 x 3 tile: the input is read twice (from
- * L1), but each tap takes 3 input loads and 4 broadcasts per 12 multiply-adds, where the
- * one-vector tile takes 9 loads per 8. */
+FC_PWTILE(fc_pwtile4_f32, float, FC_CAT(fc_vf, FC_ISA), 4)
+FC_PWTILE(fc_pwtile4_f64, double, FC_CAT(fc_vd, FC_ISA), 4)
+/* 8 channels x 3 vectors in two passes of the 4 x 3 tile (and of its one-tap twin): the
+ * input is read twice (from L1), but each tap takes 3 input loads and 4 broadcasts per 12
+ * multiply-adds, where the one-vector tile takes 9 loads per 8. */
 #define FC_TILE3_PAIR(NAME, NARROW, T)                                                \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
@@ -123,60 +149,17 @@ FC_TILEV(fc_tile4x3_f64, double, FC_CAT(fc_vd, FC_ISA), 4, 3)
     }
 FC_TILE3_PAIR(fc_tile3_f32, fc_tile4x3_f32, float)
 FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
+FC_TILE3_PAIR(fc_pwtile_f32, fc_pwtile4_f32, float)
+FC_TILE3_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
 #undef FC_TILE3_PAIR
-#endif
-/* The pointwise product's tile (conv2d_pointwise): FC_TILEV's 8 channels x 3 vectors with
- * one tap at offset 0, so the channel loop is loads and multiply-adds only (taps and ntaps
- * are not read). Each output sums in the column tile's order: the same bits. */
-#define FC_PWTILE_BODY(T, VT, VW, NK, NV)                                             \
-    VT acc[NK][NV];                                                                   \
-    _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
-        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] = (VT){0} + bias[j]; \
-    const T *wt = w;                                                                  \
-    const T *xc = x;                                                                  \
-    for (int c = 0; c < C; c++, wt += 8, xc += cs) {                                  \
-        VT in[NV];                                                                    \
-        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) memcpy(&in[v], xc + v * VW, sizeof(VT)); \
-        _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                        \
-            const T wj = wt[j];                                                       \
-            _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
-        }                                                                             \
-    }                                                                                 \
-    VT done[NK][NV];                                                                  \
-    _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
-        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) done[j][v] = acc[j][v];  \
-    for (int j = 0; j < nk; j++)                                                      \
-        _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                          \
-            memcpy(out + j * ocs + v * VW, &done[j][v], sizeof(VT));                  \
-    (void)taps; (void)ntaps; (void)ncols;
-#define FC_PWTILE(NAME, T, VT, NK)                                                     \
-    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
-                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
-    {                                                                                 \
-        FC_PWTILE_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, 3)                   \
-    }
-#if FC_VF >= 16
-FC_PWTILE(fc_pwtile_f32, float, FC_CAT(fc_vf, FC_ISA), 8)
-FC_PWTILE(fc_pwtile_f64, double, FC_CAT(fc_vd, FC_ISA), 8)
-#else
-FC_PWTILE(fc_pwtile4_f32, float, FC_CAT(fc_vf, FC_ISA), 4)
-FC_PWTILE(fc_pwtile4_f64, double, FC_CAT(fc_vd, FC_ISA), 4)
-#define FC_PWTILE_PAIR(NAME, NARROW, T)                                               \
-    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
-                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
-    {                                                                                 \
-        FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk < 4 ? nk : 4, ncols); \
-        if (nk > 4)                                                                   \
-            FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w + 4, bias + 4, out + 4 * ocs, ocs, nk - 4, ncols); \
-    }
-FC_PWTILE_PAIR(fc_pwtile_f32, fc_pwtile4_f32, float)
-FC_PWTILE_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
-#undef FC_PWTILE_PAIR
 #endif
 #undef FC_PWTILE
 #undef FC_PWTILE_BODY
 #undef FC_TILEV
 #undef FC_TILEV_BODY
+#undef FC_TILEV_INIT
+#undef FC_TILEV_TAP
+#undef FC_TILEV_STORE
 
 /* The row tiles' accumulators start at the bias; row r is stored at out + r*ors, its
  * first ncols <= VW columns. */

@@ -329,25 +329,23 @@ POINTWISE_MIN_CHANNELS = POINTWISE_MIN_FILTERS = 64
 def runs_pointwise(geometry, weight_shape, groups):
     """Whether a convolution runs as a matrix product per image (``conv2d_pointwise``).
 
-    A 1x1, stride-1, unpadded convolution of one group reads input pixel
-    ``p`` of every channel for output pixel ``p`` only, so each image's
-    output is ``W @ x`` over its ``H*W`` pixels
-    (:func:`~fastconv._kernels._conv_direct.conv2d_pointwise`). (The
-    geometry of an output one pixel wide may resolve to stride 1 with input
-    columns left unread, hence the check that input and output have the
-    same shape.) It runs so
+    A 1x1, unpadded convolution of one group reads one input pixel of every
+    channel for each output pixel, ``(oh*sh, ow*sw)``, so each image's
+    output is ``W`` times those pixels
+    (:func:`~fastconv._kernels._conv_direct.conv2d_pointwise`). It runs so
     from :data:`POINTWISE_MIN_CHANNELS` input channels and
     :data:`POINTWISE_MIN_FILTERS` filters: measured in one process (AVX2,
-    AMD EPYC, medians of 11 paired runs against the merged rows of
-    :func:`merged_rows`), 1.04-1.27x as fast at one thread and 1.01-1.21x
-    at two on 11 such layers of ResNet and MobileNet shapes (7x7 to
-    112x112); with fewer channels or filters, where the sums per output
-    are few or the strip's input is used by one or two blocks of filters,
-    0.45-1.13x (3 to 48 channels, 4 to 32 filters).
+    AMD EPYC, medians of 9-11 paired runs), with stride 1 against the
+    merged rows of :func:`merged_rows`, 1.04-1.27x as fast at one thread
+    and 1.01-1.21x at two on 11 such layers of ResNet and MobileNet shapes
+    (7x7 to 112x112); with fewer channels or filters, where the sums per
+    output are few or the strip's input is used by one or two blocks of
+    filters, 0.45-1.13x (3 to 48 channels, 4 to 32 filters). Strided (the
+    ResNet shortcuts' stride 2), against the banded tiles, which copy every
+    stride phase of the input to read one: 1.21-4.76x on 7 layers.
     """
     k, cg, kh, kw = weight_shape
-    return (groups == 1 and (kh, kw) == (1, 1) and geometry.stride == (1, 1) and not geometry.has_padding
-            and geometry.in_shape == geometry.out_shape
+    return (groups == 1 and (kh, kw) == (1, 1) and not geometry.has_padding
             and cg >= POINTWISE_MIN_CHANNELS and k >= POINTWISE_MIN_FILTERS)
 
 
@@ -450,12 +448,16 @@ class TiledConv:
             x, out = x.reshape(self.merged_in), out.reshape(self.merged_out)
         geometry = self.geometry
         threads = threads_for(self.work)
-        if self.pointwise:  # each image's pixels as one row (a copy only where x's rows are not adjacent)
+        if self.pointwise:
             n, c, h, w = x.shape
+            (oh, ow), (sh, sw) = geometry.out_shape, geometry.stride
+            if geometry.stride == (1, 1) and geometry.in_shape == geometry.out_shape:
+                # each image's pixels as one row (a copy only where x's rows are not adjacent)
+                x, ow = x.reshape(n, c, 1, h * w), h * w
             w_packed, b_packed = self.pack(weight, bias)
-            strip = pointwise_strip(h * w, n, self.panel, threads)
-            self.conv2d_pointwise(x.reshape(n, c, h * w), w_packed, b_packed, out.reshape(n, out.shape[1], h * w),
-                                  strip, self.panel, threads)
+            strip = pointwise_strip(oh * geometry.out_shape[1], n, self.panel, threads)
+            self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, strip,
+                                  self.panel, threads)
             return
         if self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
             if not self.pads_itself:

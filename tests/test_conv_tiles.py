@@ -805,11 +805,10 @@ def test_runs_pointwise_rule():
 
     assert runs() and runs((7, 7), 1024, 2048) and runs((1, 1)) and runs((112, 112), 64, 64)
     assert runs(dilation=2)  # a 1x1 kernel has no gaps to dilate
+    assert runs(stride=2) and runs(stride=(1, 3)) and runs((2, 2), stride=(1, 2))  # every pixel it reads
     assert not runs(c=63) and not runs(k=63) and not runs(c=32, k=256)  # few sums, or few blocks of filters
-    assert not runs(kernel=3, padding=1) and not runs(stride=2) and not runs(padding=1)
+    assert not runs(kernel=3, padding=1) and not runs(padding=1) and not runs(stride=2, padding=1)
     assert not runs(c=128, groups=2)
-    # one output column (stride 2 on 2 columns resolves to stride 1): the second column is never read
-    assert not runs((2, 2), stride=(1, 2))
 
 
 @pytest.mark.parametrize("panel", [12, 24, 48])
@@ -842,34 +841,42 @@ def unfused(monkeypatch, request):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n, c, k, hw", [
-    (2, 64, 64, (7, 7)),  # 49 pixels: whole panels and a tail of 1 (float32 AVX2) to 13
-    (1, 64, 67, (9, 11)),  # a last block of 3 filters: narrow tiles; one image for up to 3 threads
-    (3, 65, 68, (5, 3)),  # fewer pixels than a panel; a last block of 4
-    (2, 96, 72, (28, 28)),  # strips of 8 panels, and a partial one
-    (1, 128, 64, (1, 1)),
+@pytest.mark.parametrize("n, c, k, hw, stride", [
+    (2, 64, 64, (7, 7), 1),  # 49 pixels: whole panels and a tail of 1 (float32 AVX2) to 13
+    (1, 64, 67, (9, 11), 1),  # a last block of 3 filters: narrow tiles; one image for up to 3 threads
+    (3, 65, 68, (5, 3), 1),  # fewer pixels than a panel; a last block of 4
+    (2, 96, 72, (28, 28), 1),  # strips of 8 panels, and a partial one
+    (1, 128, 64, (1, 1), 1),
+    (2, 64, 72, (15, 13), 2),  # every other row and column: 8x7 outputs, panels across rows
+    (1, 64, 64, (30, 9), (3, 1)),  # rows of consecutive pixels, every third row
+    (2, 70, 64, (6, 40), (1, 3)),
+    (1, 64, 65, (2, 2), (1, 2)),  # one output column: resolves to stride 1, input column 1 unread
 ])
-def test_pointwise_product(rng, level, monkeypatch, request, every_call_parallel, dtype, n, c, k, hw):
-    # the reference's values, and the bits of the merged-row tiles (each output sums its channels
-    # in the same order from its bias), for 1-3 threads, the convolution and its input gradient
-    # (a pointwise convolution of the grad: K channels, C filters)
+def test_pointwise_product(rng, level, monkeypatch, request, every_call_parallel, dtype, n, c, k, hw, stride):
+    # the reference's values, and the bits of the merged-row or banded tiles (each output sums its
+    # channels in the same order from its bias), for 1-3 threads, the convolution and its input
+    # gradient (stride 1: a pointwise convolution of the grad, K channels and C filters; strided:
+    # of the grad into the phase the kernel reaches)
     x = rng.standard_normal((n, c) + hw).astype(dtype)
     w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
     b = rng.standard_normal(k).astype(dtype)
-    grad = rng.standard_normal((n, k) + hw).astype(dtype)
+    expected_out = reference.conv2d(x, w, b, stride=stride)
+    grad = rng.standard_normal(expected_out.shape).astype(dtype)
     clear_conv_plans()
-    geometry = prepare_conv2d(x, w, b, 1, 0, 1, 1, "zeros", "NCHW", None).geometry
+    geometry = prepare_conv2d(x, w, b, stride, 0, 1, 1, "zeros", "NCHW", None).geometry
     assert _conv.tiled_conv(x.shape, w.shape, geometry, 1, "zeros", np.dtype(dtype),
                             _conv_direct.current_level()).pointwise
     results = {}
     for threads in (1, 2, 3):
         with fastconv.num_threads(threads):
-            results[threads] = (fastconv.conv2d(x, w, b), fastconv.conv2d_grad_input(grad, w, x.shape))
+            results[threads] = (fastconv.conv2d(x, w, b, stride=stride),
+                                fastconv.conv2d_grad_input(grad, w, x.shape, stride=stride))
     rtol, atol = tolerance(dtype)
-    np.testing.assert_allclose(results[1][0], reference.conv2d(x, w, b), rtol=rtol, atol=atol * 10)
-    np.testing.assert_allclose(results[1][1], reference.conv2d_grad_input(grad, w, x.shape), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(results[1][0], expected_out, rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(results[1][1], reference.conv2d_grad_input(grad, w, x.shape, stride=stride),
+                               rtol=rtol, atol=atol * 10)
     unfused(monkeypatch, request)
-    expected = fastconv.conv2d(x, w, b), fastconv.conv2d_grad_input(grad, w, x.shape)
+    expected = fastconv.conv2d(x, w, b, stride=stride), fastconv.conv2d_grad_input(grad, w, x.shape, stride=stride)
     for got in results.values():
         np.testing.assert_array_equal(got[0], expected[0])
         np.testing.assert_array_equal(got[1], expected[1])
@@ -878,7 +885,8 @@ def test_pointwise_product(rng, level, monkeypatch, request, every_call_parallel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pointwise_product_from_any_strides(rng, level, dtype):
     # pixels a few elements apart (a column slice whose rows still merge into one), a copy where
-    # the rows do not (channel slices, NHWC), out= filled with NaN: all as from a contiguous input
+    # the rows do not (channel slices, NHWC), out= filled with NaN, strides and a strided view
+    # (pixels gathered element by element): all as from a contiguous input
     big = rng.standard_normal((2, 64, 6, 18)).astype(dtype)
     w = rng.standard_normal((64, 64, 1, 1)).astype(dtype)
     b = rng.standard_normal(64).astype(dtype)
@@ -898,6 +906,12 @@ def test_pointwise_product_from_any_strides(rng, level, dtype):
     np.testing.assert_array_equal(fastconv.conv2d(flipped, w, b), fastconv.conv2d(flipped.copy(), w, b))
     nhwc = fastconv.conv2d(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, layout="NHWC")
     np.testing.assert_allclose(nhwc, expected.transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
+    for stride in (2, (1, 2), (3, 1)):
+        strided = fastconv.conv2d(np.ascontiguousarray(x), w, b, stride=stride)
+        np.testing.assert_allclose(strided, reference.conv2d(x, w, b, stride=stride), rtol=rtol, atol=atol * 10)
+        np.testing.assert_array_equal(fastconv.conv2d(x, w, b, stride=stride), strided)
+        np.testing.assert_array_equal(fastconv.conv2d(flipped, w, b, stride=stride),
+                                      fastconv.conv2d(flipped.copy(), w, b, stride=stride))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -929,22 +943,34 @@ def test_pointwise_tile_is_the_three_vector_tile(rng, level, dtype, k, width):
 
 
 def test_pointwise_kernel_checks_its_arguments():
-    x = np.zeros((2, 8, 30), np.float32)
-    out = np.zeros((2, 16, 30), np.float32)
+    x = np.zeros((2, 8, 5, 6), np.float32)
+    out, out9 = np.zeros((2, 16, 30), np.float32), np.zeros((2, 16, 9), np.float32)
     w_packed, b_packed = np.zeros(2 * 8 * 8, np.float32), np.zeros(16, np.float32)
-    _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 24, 24, 1)
+    _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 24, 24, 1)
+    _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out9, 2, 2, 3, 24, 24, 1)  # rows 0, 2, 4
     with pytest.raises(ValueError, match="whole number of panels"):
-        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 30, 24, 1)
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 30, 24, 1)
     with pytest.raises(ValueError, match="whole number of panels"):
-        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 0, 0, 1)
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 0, 0, 1)
     with pytest.raises(ValueError, match="packed"):
-        _conv_direct.conv2d_pointwise(x, w_packed[:-1], b_packed, out, 24, 24, 1)
+        _conv_direct.conv2d_pointwise(x, w_packed[:-1], b_packed, out, 1, 1, 6, 24, 24, 1)
     with pytest.raises(ValueError, match="packed"):
-        _conv_direct.conv2d_pointwise(x, w_packed, b_packed[:8], out, 24, 24, 1)
-    with pytest.raises(ValueError, match="out's images and pixels"):
-        _conv_direct.conv2d_pointwise(x[:, :, :29], w_packed, b_packed, out, 24, 24, 1)
-    with pytest.raises(ValueError, match="out's images and pixels"):
-        _conv_direct.conv2d_pointwise(x[:1], w_packed, b_packed, out, 24, 24, 1)
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed[:8], out, 1, 1, 6, 24, 24, 1)
+    with pytest.raises(ValueError, match="outside x"):
+        _conv_direct.conv2d_pointwise(x[:, :, :4], w_packed, b_packed, out, 1, 1, 6, 24, 24, 1)  # row 4
+    with pytest.raises(ValueError, match="outside x"):
+        _conv_direct.conv2d_pointwise(x[:, :, :, :5], w_packed, b_packed, out, 1, 1, 6, 24, 24, 1)
+    with pytest.raises(ValueError, match="outside x"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out9, 3, 2, 3, 24, 24, 1)  # row 6
+    with pytest.raises(ValueError, match="outside x"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out9, 2, 3, 3, 24, 24, 1)  # column 6
+    with pytest.raises(ValueError, match=r"OH\*OW"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, np.zeros((2, 16, 29), np.float32), 1, 1, 6, 24, 24, 1)
+    with pytest.raises(ValueError, match=r"OH\*OW"):
+        _conv_direct.conv2d_pointwise(x[:1], w_packed, b_packed, out, 1, 1, 6, 24, 24, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 0, 1, 6, 24, 24, 1)
+
 
 
 # ---- the input gradient through its columns (by_columns, grad_input_by_columns)

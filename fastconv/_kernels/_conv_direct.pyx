@@ -827,18 +827,22 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
         oh0 = oh1
 
 
-def conv2d_pointwise(const real_t[:, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
-                     real_t[:, :, ::1] out, Py_ssize_t strip, Py_ssize_t panel, int num_threads):
-    """A 1x1, stride-1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x + bias``.
+def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
+                     real_t[:, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t strip,
+                     Py_ssize_t panel, int num_threads):
+    """A 1x1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x[::sh, ::sw] + bias``.
 
-    ``x`` is ``(N, C, P)``, each image's channels as rows of its ``P`` pixels
-    (any strides), and ``out`` ``(N, K, P)``; ``w_packed`` and
-    ``bias_packed`` are :func:`pack_weights`' for the column tiles (blocks of
-    8 output channels, one tap, one group). A task takes ``strip``
-    consecutive pixels of one image (the last one, what is left). It copies
-    them into a per-thread buffer as panels of ``panel`` pixels, each panel
-    its ``C`` channels' rows one after the other, and runs every block of
-    output channels on a panel while it is in cache (the tiles of
+    ``x`` is ``(N, C, H, W)`` (any strides) and ``out`` ``(N, K, P)``, each
+    image's output rows of ``OW`` pixels one after the other; output pixel
+    ``(oh, ow)`` reads input pixel ``(oh*sh, ow*sw)``. (A stride-1
+    convolution whose image and output rows coincide may come as one row
+    per image: ``H == 1``, ``OW == P``.) ``w_packed`` and ``bias_packed``
+    are :func:`pack_weights`' for the column tiles (blocks of 8 output
+    channels, one tap, one group). A task takes ``strip`` consecutive
+    output pixels of one image (the last one, what is left). It copies
+    their inputs into a per-thread buffer as panels of ``panel`` pixels,
+    each panel its ``C`` channels' rows one after the other, and runs every
+    block of output channels on a panel while it is in cache (the tiles of
     :func:`_tile_plane` over one row of ``panel`` columns). Each output sums
     its channels in order from its bias, as every column tile does, so the
     results depend neither on ``strip`` and ``panel`` nor on the thread
@@ -846,8 +850,10 @@ def conv2d_pointwise(const real_t[:, :, :] x, const real_t[::1] w_packed, const 
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], P = out.shape[2], C = x.shape[1]
     cdef Py_ssize_t blocks = (K + 7) // 8
-    if x.shape[0] != N or x.shape[2] != P:
-        raise ValueError("conv2d_pointwise: x must be (N, C, P) with out's images and pixels")
+    if x.shape[0] != N or sh < 1 or sw < 1 or OW < 1 or P % OW:
+        raise ValueError("conv2d_pointwise: out must be (N, K, OH*OW) for x's images, strides at least 1")
+    if P and ((P // OW - 1) * sh >= x.shape[2] or (OW - 1) * sw >= x.shape[3]):
+        raise ValueError("conv2d_pointwise: the output reads pixels outside x")
     if w_packed.shape[0] != blocks * 8 * C or bias_packed.shape[0] != blocks * 8:
         raise ValueError("conv2d_pointwise: weights not packed in blocks of 8 channels of one tap")
     if panel < 1 or strip < panel or strip % panel:
@@ -866,8 +872,8 @@ def conv2d_pointwise(const real_t[:, :, :] x, const real_t[::1] w_packed, const 
                 failed[0] = 1
             else:
                 for t in range(N * strips):
-                    _pointwise_strip(x, t // strips, (t % strips) * strip, strip, panel, xs, w_packed,
-                                     bias_packed, out)
+                    _pointwise_strip(x, t // strips, (t % strips) * strip, sh, sw, OW, strip, panel, xs,
+                                     w_packed, bias_packed, out)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
@@ -876,38 +882,49 @@ def conv2d_pointwise(const real_t[:, :, :] x, const real_t[::1] w_packed, const 
                 if xs == NULL:
                     failed[0] = 1
                     continue
-                _pointwise_strip(x, t // strips, (t % strips) * strip, strip, panel, xs, w_packed,
-                                 bias_packed, out)
+                _pointwise_strip(x, t // strips, (t % strips) * strip, sh, sw, OW, strip, panel, xs,
+                                 w_packed, bias_packed, out)
             _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the pointwise tiles' scratch buffer")
 
 
-cdef void _pointwise_strip(const real_t[:, :, :] x, Py_ssize_t n, Py_ssize_t p0, Py_ssize_t strip,
-                           Py_ssize_t panel, real_t* xs, const real_t[::1] w_packed,
-                           const real_t[::1] bias_packed, real_t[:, :, ::1] out) noexcept nogil:
-    """Pixels ``p0 .. p0 + strip`` (or to the end) of image ``n`` of :func:`conv2d_pointwise`, through ``xs``."""
+cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t p0, Py_ssize_t sh, Py_ssize_t sw,
+                           Py_ssize_t OW, Py_ssize_t strip, Py_ssize_t panel, real_t* xs,
+                           const real_t[::1] w_packed, const real_t[::1] bias_packed,
+                           real_t[:, :, ::1] out) noexcept nogil:
+    """Output pixels ``p0 .. p0 + strip`` (or to the end) of image ``n`` of :func:`conv2d_pointwise`, through ``xs``."""
     cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
     cdef Py_ssize_t cols = min(strip, P - p0)
-    cdef Py_ssize_t c, i, r, q0, q1
-    cdef bint adjacent = x.strides[2] == sizeof(real_t)
+    cdef Py_ssize_t c, i, j, r, q0, q1, oh, ow, run
+    cdef bint adjacent = sw == 1 and x.strides[3] == sizeof(real_t)
     cdef const real_t* src
     cdef real_t* dst
     cdef ptrdiff_t tap0[1]
     tap0[0] = 0
     cdef const fc_tiles* tiles = fc_active_tiles()
     for c in range(C):  # row c of panel q at xs + (q*C + c)*panel
-        src = &x[n, c, p0]
+        oh = p0 // OW
+        ow = p0 - oh * OW
         dst = xs + c * panel
         q0 = 0
         while q0 < cols:
             q1 = min(cols, q0 + panel)
-            if adjacent:
-                for i in range(q1 - q0):
-                    dst[i] = src[q0 + i]
-            else:
-                for i in range(q1 - q0):
-                    dst[i] = x[n, c, p0 + q0 + i]
+            i = 0
+            while i < q1 - q0:  # runs of the panel's pixels within one output row
+                run = min(q1 - q0 - i, OW - ow)
+                if adjacent:
+                    src = &x[n, c, oh * sh, ow]
+                    for j in range(run):
+                        dst[i + j] = src[j]
+                else:
+                    for j in range(run):
+                        dst[i + j] = x[n, c, oh * sh, (ow + j) * sw]
+                i = i + run
+                ow = ow + run
+                if ow == OW:
+                    ow = 0
+                    oh = oh + 1
             dst += C * panel
             q0 = q1
     cdef fc_tile_f32_fn whole32 = tiles.pw32  # (the three-vector tile of one tap at offset 0)

@@ -451,11 +451,12 @@ class TiledConv:
         if self.pointwise:
             n, c, h, w = x.shape
             (oh, ow), (sh, sw) = geometry.out_shape, geometry.stride
+            pixels = oh * ow
             if geometry.stride == (1, 1) and geometry.in_shape == geometry.out_shape:
                 # each image's pixels as one row (a copy only where x's rows are not adjacent)
-                x, ow = x.reshape(n, c, 1, h * w), h * w
+                x, ow = x.reshape(n, c, 1, pixels), pixels
             w_packed, b_packed = self.pack(weight, bias)
-            strip = pointwise_strip(oh * geometry.out_shape[1], n, self.panel, threads)
+            strip = pointwise_strip(pixels, n, self.panel, threads)
             self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, strip,
                                   self.panel, threads)
             return

@@ -1,9 +1,10 @@
 """asv benchmarks of layers outside the canonical shapes (see ``benchmarks/__init__.py``).
 
 The textbook's first layer (30 5x5 filters on 28x28 digits: its input
-gradient runs through its columns) and two pointwise (1x1) layers (merged
-rows, the weight gradient read in place), as ``tools/layers_vs_torch.py``
-measures them; batch sizes divided as for the canonical shapes.
+gradient runs through its columns) and three pointwise (1x1) layers (a
+product per image, merged rows, a strided shortcut; the weight gradient
+read in place), as ``tools/layers_vs_torch.py`` measures them; batch sizes
+divided as for the canonical shapes.
 """
 
 from fastconv import _bench
@@ -15,6 +16,7 @@ LAYERS = {
     "textbook": _bench._dims(100, 1, 28, 28, 30, 5, 1, 0, 1),
     "bottleneck-1x1": _bench._dims(8, 256, 56, 56, 64, 1, 1, 0, 1),
     "mobilenet-1x1": _bench._dims(4, 32, 112, 112, 64, 1, 1, 0, 1),
+    "shortcut-1x1": _bench._dims(8, 256, 56, 56, 512, 1, 2, 0, 1),
 }
 
 

@@ -20,17 +20,18 @@ import numpy as np
 
 import fastconv
 
-#: name, batch, input channels, filters, kernel, image side, padding
+#: name, batch, input channels, filters, kernel, image side, padding, stride
 LAYERS = [
-    ("textbook SimpleConvNet, 30 5x5 on 1x28x28", 100, 1, 30, 5, 28, 0),
-    ("textbook deep net conv1, 16 3x3 on 1x28x28", 100, 1, 16, 3, 28, 1),
-    ("LeNet-5 C1, 6 5x5 on 1x32x32", 100, 1, 6, 5, 32, 0),
-    ("LeNet-5 C3, 16 5x5 on 6x14x14", 100, 6, 16, 5, 14, 0),
-    ("CS231n three-layer net, 32 7x7 on 3x32x32", 50, 3, 32, 7, 32, 3),
-    ("ResNet bottleneck 1x1, 256 to 64 on 56x56", 8, 256, 64, 1, 56, 0),
-    ("ResNet bottleneck 1x1, 64 to 256 on 56x56", 8, 64, 256, 1, 56, 0),
-    ("MobileNet pointwise, 32 to 64 on 112x112", 4, 32, 64, 1, 112, 0),
-    ("pointwise 128 to 128 on 28x28", 16, 128, 128, 1, 28, 0),
+    ("textbook SimpleConvNet, 30 5x5 on 1x28x28", 100, 1, 30, 5, 28, 0, 1),
+    ("textbook deep net conv1, 16 3x3 on 1x28x28", 100, 1, 16, 3, 28, 1, 1),
+    ("LeNet-5 C1, 6 5x5 on 1x32x32", 100, 1, 6, 5, 32, 0, 1),
+    ("LeNet-5 C3, 16 5x5 on 6x14x14", 100, 6, 16, 5, 14, 0, 1),
+    ("CS231n three-layer net, 32 7x7 on 3x32x32", 50, 3, 32, 7, 32, 3, 1),
+    ("ResNet bottleneck 1x1, 256 to 64 on 56x56", 8, 256, 64, 1, 56, 0, 1),
+    ("ResNet bottleneck 1x1, 64 to 256 on 56x56", 8, 64, 256, 1, 56, 0, 1),
+    ("ResNet shortcut 1x1 stride 2, 256 to 512 on 56x56", 8, 256, 512, 1, 56, 0, 2),
+    ("MobileNet pointwise, 32 to 64 on 112x112", 4, 32, 64, 1, 112, 0, 1),
+    ("pointwise 128 to 128 on 28x28", 16, 128, 128, 1, 28, 0, 1),
 ]
 
 
@@ -61,19 +62,20 @@ def main():
     print(f"torch time / fastconv time, {args.threads} thread(s), medians of {args.repeat} pairs")
     print("| layer (batch) | dtype | conv2d | grad_input | grad_weight |")
     print("| --- | --- | --- | --- | --- |")
-    for name, n, c, k, kernel, side, pad in LAYERS:
+    for name, n, c, k, kernel, side, pad, stride in LAYERS:
+        kw = {"padding": pad, "stride": stride}
         for dtype in (np.float64, np.float32):
             x = rng.standard_normal((n, c, side, side)).astype(dtype)
             w = rng.standard_normal((k, c, kernel, kernel)).astype(dtype)
-            grad = rng.standard_normal(fastconv.conv2d(x, w, padding=pad).shape).astype(dtype)
+            grad = rng.standard_normal(fastconv.conv2d(x, w, **kw).shape).astype(dtype)
             tx, tw, tg = (torch.from_numpy(a) for a in (x, w, grad))
             ratios = [
-                paired_ratio(lambda: fastconv.conv2d(x, w, padding=pad),
-                             lambda: torch.nn.functional.conv2d(tx, tw, padding=pad), args.repeat),
-                paired_ratio(lambda: fastconv.conv2d_grad_input(grad, w, x.shape, padding=pad),
-                             lambda: torch.nn.grad.conv2d_input(x.shape, tw, tg, padding=pad), args.repeat),
-                paired_ratio(lambda: fastconv.conv2d_grad_weight(grad, x, w.shape, padding=pad),
-                             lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, padding=pad), args.repeat),
+                paired_ratio(lambda: fastconv.conv2d(x, w, **kw),
+                             lambda: torch.nn.functional.conv2d(tx, tw, **kw), args.repeat),
+                paired_ratio(lambda: fastconv.conv2d_grad_input(grad, w, x.shape, **kw),
+                             lambda: torch.nn.grad.conv2d_input(x.shape, tw, tg, **kw), args.repeat),
+                paired_ratio(lambda: fastconv.conv2d_grad_weight(grad, x, w.shape, **kw),
+                             lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, **kw), args.repeat),
             ]
             print(f"| {name} ({n}) | {np.dtype(dtype).name} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |",
                   flush=True)

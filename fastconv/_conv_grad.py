@@ -472,12 +472,28 @@ class GradWeightPlan:
     the taps of one. Same bits. In-process A/B, float32, AVX-512: 1.15-1.67x
     at one thread and 1.10-1.61x at two on pointwise layers of 2 to 30 input
     channels.
+
+    A strided 1x1 unpadded convolution (a ResNet shortcut) reads one pixel
+    of each stride period: its weight gradient is that of the stride-1
+    convolution of those pixels (``subsample``: the stride and output shape),
+    whose planes :meth:`run` copies from a view of the input, instead of the
+    planes of every stride phase (all but one unread). Same bits.
+    In-process A/B, every phase / the pixels read, AMD EPYC, AVX2, medians of
+    9 paired runs: 1.24-2.74x at one thread and 1.23-3.06x at two on 8
+    layers (ResNet shortcuts 64 to 128 up to 1024 to 2048 channels, stride 2;
+    96 to 64 on 30x30 with stride 3), float32 and float64.
     """
 
     def __init__(self, x_shape, dims, geometry, groups, dtype, level, tiles="auto"):
         k, cg, kh, kw = dims
         n, c = x_shape[:2]
         dtype = np.dtype(dtype)
+        # a strided 1x1 unpadded kernel reads one pixel of each stride period: the weight gradient
+        # of the stride-1 convolution of those pixels (a view of x), whose planes hold no other phase
+        self.subsample = None
+        if kh * kw == 1 and not geometry.has_padding and geometry.stride != (1, 1):
+            self.subsample = geometry.stride, geometry.out_shape
+            geometry = conv_geometry(geometry.out_shape, (1, 1))
         self.dims, self.groups, self.geometry, self.dtype = dims, groups, geometry, dtype
         self.depthwise = is_depthwise(groups, c, k)
         if tiles not in (*TILES, "channels1"):
@@ -486,7 +502,7 @@ class GradWeightPlan:
         # an unpadded stride-1 input is its own (single) phase plane, and the output-channel tiles
         # read only the inputs inside windows: they can read it where it is, unless its planes are
         # so small that their input streams would hop between images too often
-        in_place = (geometry.stride == (1, 1) and not geometry.has_padding
+        in_place = (self.subsample is None and geometry.stride == (1, 1) and not geometry.has_padding
                     and math.prod(geometry.in_shape) >= IN_PLACE_MIN_PLANE)
         if self.depthwise or tiles == "columns":
             self.oc_level, self.block = -1, 8
@@ -528,6 +544,9 @@ class GradWeightPlan:
         take the GEMM path (the output-channel tiles read only inputs inside
         windows).
         """
+        if self.subsample is not None:
+            (sh, sw), (oh, ow) = self.subsample
+            x = x[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
         if self.oc_level < 0 and not _all_finite(x):
             return None
         k, cg, kh, kw = self.dims

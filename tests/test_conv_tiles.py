@@ -363,6 +363,52 @@ def test_grad_weight_reads_unpadded_input_in_place(rng, level, every_call_parall
     np.testing.assert_array_equal(in_place.run(wide[..., ::2], grad), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tiles", ["channels", "columns"])
+@pytest.mark.parametrize("n, c, hw, k, s, g", [
+    (2, 16, (28, 28), 24, 2, 1),      # a ResNet shortcut: planes of 14x14 pixels read
+    (3, 8, (15, 17), 12, 2, 2),       # odd sizes: the last row and column read, grouped
+    (2, 6, (30, 11), 20, 3, 1),       # stride 3, 10x4 pixels read
+    (2, 12, (9, 16), 8, (3, 1), 1),   # strided rows only
+    (2, 12, (9, 16), 8, (1, 2), 4),   # strided columns only
+    (1, 10, (20, 20), 10, 2, 10),     # depthwise
+])
+def test_grad_weight_of_strided_pointwise_reads_its_pixels(rng, level, every_call_parallel, dtype, tiles,
+                                                           n, c, hw, k, s, g):
+    # a strided 1x1 unpadded kernel: the weight gradient of the stride-1 convolution of the pixels
+    # it reads, with that convolution's bits, for every thread count and input layout
+    from fastconv._conv_grad import GradWeightPlan
+    from fastconv._geometry import conv_geometry
+
+    dims = (k, c // g, 1, 1)
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros(dims, dtype), stride=s, groups=g).shape).astype(dtype)
+    level = _conv_direct.current_level()
+    plan = GradWeightPlan(x.shape, dims, conv_geometry(hw, 1, s), g, np.dtype(dtype), level, tiles)
+    sh, sw = (s, s) if isinstance(s, int) else s
+    oh, ow = grad.shape[2:]
+    assert plan.subsample == ((sh, sw), (oh, ow)) and plan.geometry == conv_geometry((oh, ow), 1)
+    assert not plan.reads_input  # the pixels read are a view: copied
+    pixels = np.ascontiguousarray(x[:, :, ::sh, ::sw][:, :, :oh, :ow])
+    stride1 = GradWeightPlan(pixels.shape, dims, conv_geometry((oh, ow), 1), g, np.dtype(dtype), level, tiles)
+    expected = stride1.run(pixels, grad)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(expected, reference.conv2d_grad_weight(grad, x, dims, stride=s, groups=g),
+                               rtol=rtol * 10, atol=atol * 100)
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            np.testing.assert_array_equal(plan.run(x, grad), expected)
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(plan.run(nhwc, grad), expected)
+    # inputs it does not read may hold anything: the column tiles need not hand them to the GEMM
+    spoiled = x.copy()
+    if sh > 1:
+        spoiled[:, :, 1::sh] = np.nan
+    if sw > 1:
+        spoiled[:, :, :, 1::sw] = np.inf
+    np.testing.assert_array_equal(plan.run(spoiled, grad), expected)
+
+
 def test_grad_weight_copies_small_planes(rng):
     # planes of fewer than IN_PLACE_MIN_PLANE elements: each tile's input streams would hop
     # from image to image too often, so they are copied channel-major

@@ -542,6 +542,105 @@ def test_col2im_planar_kernel_checks_its_arguments():
         _col2im.col2im_planar(cols, x, 3, 3, 1, 0, 1, 1, 0, 0, 2, 2, True, 1)
 
 
+# ---- col2im of stride-1 dilated kernels in blocks of pixels (col2im_blocks)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8, np.longdouble])
+@pytest.mark.parametrize("n, c, hw, k, p, d", [
+    (2, 3, (13, 17), 3, 2, 2),                 # the canonical dilated layer, small
+    (1, 5, (9, 23), (2, 3), ((1, 0), (3, 5)), (3, 2)),  # uneven padding: blocks start and end mid-row
+    (3, 2, (6, 6), 3, 0, 2),                   # two output columns: no whole block
+    (2, 4, (11, 30), (3, 5), (4, 6), (2, 3)),  # taps of a row three columns apart
+    (1, 1, (7, 40), (1, 3), 0, 3),             # one kernel row of three taps
+])
+def test_col2im_of_dilated_kernels_in_blocks(rng, dtype, n, c, hw, k, p, d):
+    from fastconv._im2col import FoldPlan, runs_in_blocks
+
+    shape = (n, c) + hw
+    cols = fastconv.im2col(np.zeros(shape, dtype), k, padding=p, dilation=d)
+    cols = random_array(rng, cols.shape, dtype)
+    geometry = fastconv._geometry.conv_geometry(hw, k, 1, p, d)
+    assert runs_in_blocks(geometry, False, 1) and FoldPlan(geometry, n, c, False, dtype).blocks
+    expected = reference.col2im(cols, shape, k, padding=p, dilation=d)
+    results = []
+    for threads in (1, 2, 3):  # one task per image, or slices of the channels
+        with fastconv.num_threads(threads):
+            results.append(fastconv.col2im(cols, shape, k, padding=p, dilation=d))
+            out = np.full(shape, 7, dtype)
+            assert fastconv.col2im(cols, shape, k, padding=p, dilation=d, out=out) is out
+            np.testing.assert_array_equal(out, results[-1])
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])  # the same sums in the same order
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint64])
+def test_col2im_blocks_order_depends_on_the_shape_only(rng, dtype):
+    # every split into channel slices and every chunk of kernel rows: the same bits, and the
+    # image rows outside the windows untouched; exact for integers
+    from fastconv._kernels import _col2im
+    from fastconv._plans import specialized
+
+    n, c, h, w, k, p, d = 2, 6, 12, 21, 3, 2, 2
+    cols = random_array(rng, (n * h * w, c * k * k), dtype)
+    kernel = specialized(_col2im.col2im_blocks, np.dtype(dtype))
+    expected = reference.col2im(cols, (n, c, h, w), k, padding=p, dilation=d)
+    first = None
+    # (uneven slices: 4 of 6 channels, 1 or 2 each; chunks of 1 to 100 kernel rows)
+    for parts, chunk, threads in [(1, 16, 1), (1, 1, 1), (2, 2, 2), (6, 1, 3), (3, 100, 2), (4, 5, 1), (4, 1, 3)]:
+        x = np.zeros((n, c, h, w), dtype)
+        kernel(cols, x, k, k, 1, 1, d, d, p, p, h, w, parts, chunk, threads)
+        if first is None:
+            first = x
+            rtol, atol = tolerance(dtype)
+            np.testing.assert_allclose(x, expected, rtol=rtol, atol=atol)
+        np.testing.assert_array_equal(x, first)
+
+
+def test_col2im_blocks_kernel_checks_its_arguments():
+    from fastconv._kernels import _col2im
+
+    x = np.zeros((1, 2, 6, 6), np.float32)
+    cols = np.zeros((4, 18), np.float32)  # OH = OW = 2 windows of 3x3 dilated 2, 2 channels
+    _col2im.col2im_blocks(cols, x, 3, 3, 1, 1, 2, 2, 0, 0, 2, 2, 1, 16, 1)
+    with pytest.raises(ValueError, match="cols"):
+        _col2im.col2im_blocks(cols[:3], x, 3, 3, 1, 1, 2, 2, 0, 0, 2, 2, 1, 16, 1)
+    with pytest.raises(ValueError, match="geometry"):
+        _col2im.col2im_blocks(cols, x, 3, 3, 1, 1, 0, 2, 0, 0, 2, 2, 1, 16, 1)
+    for parts, chunk in [(0, 16), (3, 16), (1, 0)]:
+        with pytest.raises(ValueError, match="parts or chunk"):
+            _col2im.col2im_blocks(cols, x, 3, 3, 1, 1, 2, 2, 0, 0, 2, 2, parts, chunk, 1)
+    # an output extent larger than the image's (8x8 windows of 3x3 dilated 2 on 5x6 planes): the
+    # taps past the image are dropped (tools/sanitize.sh would see a write outside it)
+    inside = np.zeros((1, 2, 5, 6), np.float32)
+    many = np.arange(64 * 18, dtype=np.float32).reshape(64, 18)
+    _col2im.col2im_blocks(many, inside, 3, 3, 1, 1, 2, 2, 1, 1, 8, 8, 1, 16, 1)
+    expected = np.zeros((1, 2, 5, 6), np.float32)
+    for oh in range(8):
+        for ow in range(8):
+            for c in range(2):
+                for kh in range(3):
+                    for kw in range(3):
+                        ih, iw = oh + 2 * kh - 1, ow + 2 * kw - 1
+                        if 0 <= ih < 5 and 0 <= iw < 6:
+                            expected[0, c, ih, iw] += many[oh * 8 + ow, (c * 3 + kh) * 3 + kw]
+    np.testing.assert_array_equal(inside, expected)  # exact: small integers
+
+
+def test_col2im_block_rule():
+    from fastconv._geometry import conv_geometry
+    from fastconv._im2col import block_parts, runs_in_blocks
+
+    assert runs_in_blocks(conv_geometry((64, 64), 3, 1, 2, 2), False, 1)
+    assert runs_in_blocks(conv_geometry((64, 64), 3, 1, 2, (1, 2)), False, 1)  # along the rows
+    assert not runs_in_blocks(conv_geometry((64, 64), 3, 1, 1, 1), False, 1)  # undilated: tap by tap
+    assert not runs_in_blocks(conv_geometry((64, 64), 3, 2, 2, 2), False, 1)  # strided
+    assert not runs_in_blocks(conv_geometry((64, 64), 3, 1, 2, 2), True, 1)   # NHWC
+    assert not runs_in_blocks(conv_geometry((64, 64), 3, 1, 2, 2), False, 2)  # items of two words
+    assert block_parts(16, 32, 2) == 1 and block_parts(1, 32, 1) == 1
+    assert block_parts(1, 32, 2) == 4 and block_parts(3, 32, 2) == 2 and block_parts(1, 2, 4) == 2
+
+
 @pytest.mark.parametrize("func", ["im2col", "col2im"])
 def test_a_padded_image_too_large_to_exist_is_refused(func):
     # im2col and col2im read or drop zero padding in place where they can, but refuse, as

@@ -12,7 +12,11 @@ im2col loops once made these, unchanged, 8-13 % slower.
 """
 
 from cython.parallel cimport prange
+from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+
+from fastconv._kernels._openmp cimport omp_get_thread_num
 
 # col2im adds: unsigned words wrap like NumPy's signed and unsigned ints;
 # complex values arrive as (re, im) pairs of their real type.
@@ -24,6 +28,16 @@ ctypedef fused sum_t:
     float
     double
     long double
+
+
+cdef extern from "col2im_block.h" nogil:
+    enum: FC_COL2IM_BLOCK
+    void fc_col2im_block_f32(const float* src, ptrdiff_t ld, ptrdiff_t J, ptrdiff_t KW, float* const* rows,
+                             const ptrdiff_t* cols, ptrdiff_t first, ptrdiff_t sw, float* buf,
+                             ptrdiff_t chunk) noexcept
+    void fc_col2im_block_f64(const double* src, ptrdiff_t ld, ptrdiff_t J, ptrdiff_t KW, double* const* rows,
+                             const ptrdiff_t* cols, ptrdiff_t first, ptrdiff_t sw, double* buf,
+                             ptrdiff_t chunk) noexcept
 
 
 cdef enum:
@@ -205,3 +219,103 @@ cdef inline void _col2im_row_planar(const sum_t[:, ::1] cols, sum_t[:, :, :, :, 
             dst = &xp[n, g, oh * SH + kh * DH, kw * DW, 0]
             for ow in range(OW):
                 dst[ow * SW] += src[ow * ckk]
+
+
+def col2im_blocks(const sum_t[:, ::1] cols, sum_t[:, :, :, ::1] x,
+                  Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                  Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
+                  Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t parts, Py_ssize_t chunk, int num_threads):
+    """:func:`col2im_planar` in blocks of output pixels (``col2im_block.h``), for dilated kernels.
+
+    Adds every column entry back into the unpadded planar ``x`` ``(N, C, H,
+    W)``, zeroed by the caller; the taps that fall in the padding are
+    dropped. Each output row's pixels are taken in blocks of
+    ``FC_COL2IM_BLOCK`` where every tap of the block lands inside the image
+    (else one pixel at a time), their columns read row after row and
+    transposed in registers, in chunks of ``chunk`` kernel rows. Each pixel
+    sums its contributions in an order fixed by the shape alone (output row,
+    block, kernel column, kernel row), whatever ``parts`` and ``chunk``.
+    Tasks are (image, slice of the channels), ``parts`` slices per image, so
+    each owns its pixels. The caller checks the shapes and geometry; the
+    ranges written are checked here.
+    """
+    cdef Py_ssize_t N = x.shape[0], G = x.shape[1], H = x.shape[2], W = x.shape[3]
+    if cols.shape[0] != N * OH * OW or cols.shape[1] != G * KH * KW:
+        raise ValueError("col2im_planar: cols does not match the image and geometry")
+    if min(KH, KW, SH, SW, DH, DW) < 1 or top < 0 or left < 0 or OH < 0 or OW < 0:
+        raise ValueError("col2im_planar: bad geometry")
+    if not 1 <= parts <= max(1, G) or chunk < 1:
+        raise ValueError("col2im_planar: bad parts or chunk")
+    if N * G * OH * OW == 0 or H * W == 0:
+        return
+    # the interior output columns [lo, hi): every tap of the row reads a column inside [0, W)
+    cdef Py_ssize_t lo = min(OW, (left + SW - 1) // SW)
+    cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
+    cdef Py_ssize_t hi = lo if last < 0 else max(lo, min(OW, last // SW + 1))
+    cdef Py_ssize_t J = (G + parts - 1) // parts * KH * KW  # the most taps a task's row adds (cdivision: no -(-a // b))
+    cdef Py_ssize_t taps = min(J, chunk * KW)  # taps in the block buffer (whole kernel rows)
+    cdef Py_ssize_t width = J * (sizeof(sum_t*) + sizeof(ptrdiff_t)) + 4 * taps * sizeof(sum_t) + 64
+    cdef char* scratch = <char*>malloc(max(1, num_threads) * width)
+    cdef Py_ssize_t t, n, p, oh
+    cdef char* mine
+    if scratch == NULL:
+        raise MemoryError("col2im_planar: cannot allocate its scratch")
+    try:
+        for t in prange(N * parts, nogil=True, num_threads=num_threads, schedule="static"):
+            mine = scratch + omp_get_thread_num() * width
+            n = t // parts
+            p = t - n * parts
+            for oh in range(OH):
+                _col2im_row_blocks(cols, x, n, p * G // parts, (p + 1) * G // parts, oh, KH, KW, SH, SW, DH, DW,
+                                   top, left, OH, OW, lo, hi, taps, <sum_t**>mine,
+                                   <ptrdiff_t*>(mine + J * sizeof(sum_t*)),
+                                   <sum_t*>((<size_t>(mine + J * (sizeof(sum_t*) + sizeof(ptrdiff_t))) + 63)
+                                            & ~(<size_t>63)))
+    finally:
+        free(scratch)
+
+
+cdef void _col2im_row_blocks(const sum_t[:, ::1] cols, sum_t[:, :, :, ::1] x, Py_ssize_t n, Py_ssize_t g0,
+                             Py_ssize_t g1, Py_ssize_t oh, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH,
+                             Py_ssize_t SW, Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t top, Py_ssize_t left,
+                             Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t chunk,
+                             sum_t** rows, ptrdiff_t* starts, sum_t* buf) noexcept nogil:
+    """Output row ``oh`` of image ``n``, channels ``[g0, g1)``: :func:`col2im_blocks`' work.
+
+    ``rows[j]``: the image row tap ``j`` adds into (NULL in the padding);
+    ``starts[j]``: the column output pixel 0 reaches in it.
+    """
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], ckk = cols.shape[1], J = (g1 - g0) * KH * KW
+    cdef Py_ssize_t g, kh, kw, gk, ih, j = 0, ow = 0, i, c
+    cdef const sum_t* src = &cols[(n * OH + oh) * OW, g0 * KH * KW]
+    cdef const sum_t* pixel
+    cdef sum_t* dst
+    for g in range(g0, g1):
+        for kh in range(KH):
+            ih = oh * SH + kh * DH - top
+            for kw in range(KW):
+                rows[j] = &x[n, g, ih, 0] if 0 <= ih < H else NULL
+                starts[j] = kw * DW - left
+                j = j + 1
+    while ow < OW:
+        pixel = src + ow * ckk
+        if lo <= ow and ow + FC_COL2IM_BLOCK <= hi:  # every tap of the block lands inside its row
+            if sum_t is float:
+                fc_col2im_block_f32(pixel, ckk, J, KW, rows, starts, ow * SW, SW, buf, chunk)
+            elif sum_t is double:
+                fc_col2im_block_f64(pixel, ckk, J, KW, rows, starts, ow * SW, SW, buf, chunk)
+            else:  # the same order: kernel column by kernel column
+                for kw in range(KW):
+                    for gk in range(J // KW):
+                        j = gk * KW + kw
+                        if rows[j] != NULL:
+                            dst = rows[j] + starts[j] + ow * SW
+                            for i in range(FC_COL2IM_BLOCK):
+                                dst[i * SW] += pixel[i * ckk + j]
+            ow = ow + FC_COL2IM_BLOCK
+        else:  # one pixel, tap by tap; taps outside the row dropped
+            for j in range(J):
+                c = starts[j] + ow * SW
+                if rows[j] != NULL and 0 <= c < W:
+                    rows[j][c] += pixel[j]
+            ow = ow + 1

@@ -1,7 +1,8 @@
 """col2im loops: the adjoint of :mod:`fastconv._kernels._im2col`.
 
-:func:`col2im_planar` adds into unpadded planar images, dropping the taps
-that fall in the padding; :func:`col2im_2d` adds into a padded 5-D view
+:func:`col2im_planar` (tap by tap) and :func:`col2im_blocks` (in blocks of
+output pixels, ``col2im_block.h``) add into unpadded planar images, dropping
+the taps that fall in the padding; :func:`col2im_2d` adds into a padded 5-D view
 ``(N, G, Hp, Wp, V)`` (NCHW: ``G = C``, ``V = 1`` or the words of one wide
 item; NHWC: ``G = 1``, ``V = C``). Columns are ``(N*OH*OW, G*KH*KW*V)``,
 column index ``(g, kh, kw, v)``. The caller zeroes the image, pads it where
@@ -241,25 +242,27 @@ def col2im_blocks(const sum_t[:, ::1] cols, sum_t[:, :, :, ::1] x,
     """
     cdef Py_ssize_t N = x.shape[0], G = x.shape[1], H = x.shape[2], W = x.shape[3]
     if cols.shape[0] != N * OH * OW or cols.shape[1] != G * KH * KW:
-        raise ValueError("col2im_planar: cols does not match the image and geometry")
+        raise ValueError("col2im_blocks: cols does not match the image and geometry")
     if min(KH, KW, SH, SW, DH, DW) < 1 or top < 0 or left < 0 or OH < 0 or OW < 0:
-        raise ValueError("col2im_planar: bad geometry")
+        raise ValueError("col2im_blocks: bad geometry")
     if not 1 <= parts <= max(1, G) or chunk < 1:
-        raise ValueError("col2im_planar: bad parts or chunk")
+        raise ValueError("col2im_blocks: bad parts or chunk")
     if N * G * OH * OW == 0 or H * W == 0:
         return
     # the interior output columns [lo, hi): every tap of the row reads a column inside [0, W)
     cdef Py_ssize_t lo = min(OW, (left + SW - 1) // SW)
     cdef Py_ssize_t last = W - 1 + left - (KW - 1) * DW  # the largest ow*SW an interior pixel may have
     cdef Py_ssize_t hi = lo if last < 0 else max(lo, min(OW, last // SW + 1))
-    cdef Py_ssize_t J = (G + parts - 1) // parts * KH * KW  # the most taps a task's row adds (cdivision: no -(-a // b))
-    cdef Py_ssize_t taps = min(J, chunk * KW)  # taps in the block buffer (whole kernel rows)
-    cdef Py_ssize_t width = J * (sizeof(sum_t*) + sizeof(ptrdiff_t)) + 4 * taps * sizeof(sum_t) + 64
+    # the most taps a task's row adds (C division here: no -(-a // b)), and those of a chunk
+    cdef Py_ssize_t J = (G + parts - 1) // parts * KH * KW
+    cdef Py_ssize_t taps = min(J, chunk * KW)
+    # per thread: the tables of J image rows and columns, and the block's buffer (64-byte aligned)
+    cdef Py_ssize_t width = J * (sizeof(sum_t*) + sizeof(ptrdiff_t)) + FC_COL2IM_BLOCK * taps * sizeof(sum_t) + 64
     cdef char* scratch = <char*>malloc(max(1, num_threads) * width)
     cdef Py_ssize_t t, n, p, oh
     cdef char* mine
     if scratch == NULL:
-        raise MemoryError("col2im_planar: cannot allocate its scratch")
+        raise MemoryError("col2im_blocks: cannot allocate its scratch")
     try:
         for t in prange(N * parts, nogil=True, num_threads=num_threads, schedule="static"):
             mine = scratch + omp_get_thread_num() * width

@@ -183,9 +183,10 @@ def runs_in_blocks(geometry, channels_last, ratio):
     three images, dilation 4 with 5x5 kernels, 64 and 256 channels on
     28x28), float32 / float64: 0.99-5.24x / 1.31-5.78x at one thread
     (canonical 1.54x / 1.60x) and 1.04-5.97x / 1.26-5.19x at two (1.43x /
-    1.42x). Against the tap-by-tap route of undilated 3x3 kernels the blocks
-    measured 0.86-1.88x, and with stride 2 (3x3 and 7x7) 0.63-1.03x: those
-    keep their routes.
+    1.42x). Against the routes of undilated kernels the blocks measured
+    0.86-1.88x on five 3x3 layers at stride 1 (tap by tap; 2.9x / 4.9x on
+    the one-image ``tiny``), 0.76-1.44x on two 5x5 ones (pixel by pixel),
+    and 0.68-1.03x at stride 2 (3x3 and 7x7): those keep their routes.
     """
     return not channels_last and ratio == 1 and geometry.stride[1] == 1 and geometry.dilation[1] > 1
 

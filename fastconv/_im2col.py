@@ -184,7 +184,7 @@ def runs_in_blocks(geometry, channels_last, ratio):
     28x28), float32 / float64: 0.99-5.24x / 1.31-5.78x at one thread
     (canonical 1.54x / 1.60x) and 1.04-5.97x / 1.26-5.19x at two (1.43x /
     1.42x). Against the routes of undilated kernels the blocks measured
-    0.86-1.88x on five 3x3 layers at stride 1 (tap by tap; 2.9x / 4.9x on
+    0.86-1.88x on five 3x3 layers at stride 1 (tap by tap; 4.9x / 2.9x on
     the one-image ``tiny``), 0.76-1.44x on two 5x5 ones (pixel by pixel),
     and 0.68-1.03x at stride 2 (3x3 and 7x7): those keep their routes.
     """

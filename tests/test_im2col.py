@@ -542,6 +542,27 @@ def test_col2im_planar_kernel_checks_its_arguments():
         _col2im.col2im_planar(cols, x, 3, 3, 1, 0, 1, 1, 0, 0, 2, 2, True, 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("k, s, p", [(3, 1, 1), (7, 2, 3), (5, 1, 0)])  # tap by tap, pixel by pixel
+def test_col2im_split_by_image_or_plane_gives_the_same_sums(rng, dtype, layout, k, s, p):
+    # one thread takes whole images, more threads split a small batch by plane (or by channel
+    # slice in NHWC): the same sums in the same order either way
+    for n in (1, 3):
+        shape = (n, 4, 15, 17) if layout == "NCHW" else (n, 15, 17, 4)
+        cols = fastconv.im2col(np.zeros(shape, dtype), k, stride=s, padding=p, layout=layout)
+        cols = random_array(rng, cols.shape, dtype)
+        results = []
+        for threads in (1, 2, 3):
+            with fastconv.num_threads(threads):
+                results.append(fastconv.col2im(cols, shape, k, stride=s, padding=p, layout=layout))
+        for other in results[1:]:
+            np.testing.assert_array_equal(other, results[0])
+        rtol, atol = tolerance(dtype)
+        np.testing.assert_allclose(results[0], reference.col2im(cols, shape, k, stride=s, padding=p, layout=layout),
+                                   rtol=rtol, atol=atol)
+
+
 # ---- col2im of stride-1 dilated kernels in blocks of pixels (col2im_blocks)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint8, np.longdouble])

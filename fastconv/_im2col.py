@@ -191,13 +191,22 @@ def runs_in_blocks(geometry, channels_last, ratio):
     return not channels_last and ratio == 1 and geometry.stride[1] == 1 and geometry.dilation[1] > 1
 
 
+def splits_by_image(batch, threads):
+    """Whether col2im's tasks are whole images: at one thread, or where the batch gives every thread two.
+
+    Otherwise they are channel planes or slices (see :class:`FoldPlan`).
+    """
+    return threads == 1 or batch >= 2 * threads
+
+
 def block_parts(batch, channels, threads):
     """Slices of the channels per image for :func:`~fastconv._kernels._col2im.col2im_blocks`'s tasks.
 
-    One per image where the images give every thread two tasks; else enough
-    slices for that (each task reads its slice of every row of columns).
+    One per image where col2im :func:`splits_by_image`; else enough slices
+    for two tasks per thread (each task reads its slice of every row of
+    columns).
     """
-    if threads == 1 or batch >= 2 * threads:
+    if splits_by_image(batch, threads):
         return 1
     return max(1, min(channels, -(-2 * threads // batch)))
 
@@ -250,7 +259,7 @@ class FoldPlan:
         else:
             target = zeros(self.target_shape, cols.dtype)
         if target.size and cols.size:
-            by_image = threads == 1 or self.batch >= 2 * threads
+            by_image = splits_by_image(self.batch, threads)
             if self.planar or self.blocks:
                 sums = cols if cols.dtype == self.sum_dtype else cols.view(self.sum_dtype)
                 into = target if target.dtype == self.sum_dtype else target.view(self.sum_dtype)

@@ -317,9 +317,14 @@ def merged_rows(geometry, kernel, channels, itemsize):
     return max(m for m in range(1, oh + 1) if oh % m == 0 and m * ow <= max(ow, longest))
 
 
-#: Panels a strip of :func:`~fastconv._kernels._conv_direct.conv2d_pointwise` holds (at most; see
-#: :func:`pointwise_strip`).
+#: Panels a task of :func:`~fastconv._kernels._conv_direct.conv2d_pointwise` takes, about at most (see
+#: :func:`pointwise_tasks`). Measured in one process (AVX2, AMD EPYC, one thread, medians of 9 paired runs)
+#: on 9 pointwise layers against 4 and 16 panels: within the noise of 8 on most layers, 4 best on a
+#: few, 16 on none clearly.
 POINTWISE_STRIP_PANELS = 8
+
+#: Bytes of packed weights above which a pointwise task runs its filters in passes (:func:`pointwise_passes`).
+POINTWISE_PASS_WEIGHTS = 4 << 20
 
 
 #: Fewest input channels and filters for which :func:`runs_pointwise` holds.
@@ -349,23 +354,50 @@ def runs_pointwise(geometry, weight_shape, groups):
             and cg >= POINTWISE_MIN_CHANNELS and k >= POINTWISE_MIN_FILTERS)
 
 
-def pointwise_strip(pixels, images, panel, threads):
-    """Pixels per task of a pointwise convolution: whole panels, strips of even sizes.
+def pointwise_passes(weight_shape, itemsize, budget=BAND_BUDGET):
+    """Blocks of 8 filters a pointwise task runs over all its panels at once; 0 for all of them.
 
-    An image's ``pixels`` are cut into the fewest strips of at most
-    :data:`POINTWISE_STRIP_PANELS` panels of ``panel`` pixels, more where the
-    batch has fewer images than ``threads`` (so every thread has a strip),
-    and each strip is as many panels as the most of them. The bits of the
-    results do not depend on it.
+    A task of :func:`~fastconv._kernels._conv_direct.conv2d_pointwise` runs
+    every block of filters on one panel, then on the next: the whole packed
+    weight passes through the caches once per panel. Where it is larger
+    than :data:`POINTWISE_PASS_WEIGHTS`, the blocks go in passes of
+    ``budget`` bytes (at least one block), each pass over every panel of the
+    task, so the weights pass once per task. Measured in one process
+    (AVX2, AMD EPYC, 512 KiB of L2, passes of 128 KiB, medians of 9 paired
+    runs, same bits) on pointwise convolutions of ResNet's layer 4 with 8 to
+    32 MiB of weights (1024 to 2048 channels, stride 2; 2048 to 512, 512 to
+    2048 and 2048 to 2048 on 7x7; 1024 to 1024 on 14x14): 1.21-1.65x as fast
+    at one thread, 1.01-1.75x at two; with 0.25 to 4 MiB of weights
+    (layers 3 and 4) 0.93-1.09x at one thread: those keep one pass.
+    """
+    k, cg, _, _ = weight_shape
+    if k * cg * itemsize <= POINTWISE_PASS_WEIGHTS:
+        return 0
+    return max(1, budget // (8 * cg * itemsize))
 
-    Measured in one process (AVX2, AMD EPYC, one thread, medians of 9 paired
-    runs) on 9 pointwise layers against the strips of 4 and 16 panels:
-    within the noise of 8 on most layers, 4 best on a few, 16 on none
-    clearly.
+
+def pointwise_tasks(pixels, panel, threads):
+    """Tasks a pointwise convolution's ``pixels`` (the whole batch's) are shared among.
+
+    The pixels make panels of ``panel``; a task takes consecutive panels,
+    across images (:func:`~fastconv._kernels._conv_direct.conv2d_pointwise`
+    shares them as evenly as it can), about :data:`POINTWISE_STRIP_PANELS`
+    at most; the count is a multiple of ``threads`` (each thread the same
+    share) but at most one task per panel. The bits of the results do not
+    depend on it.
+
+    Measured in one process (AVX2, AMD EPYC, medians of 9 paired runs, the
+    same bits) against tasks of whole images (strips of one image's
+    pixels): on ResNet's 7x7 layers, whose 49 pixels left a panel of one
+    pixel per image, 1.11-1.35x as fast at one thread and 1.06-1.24x at
+    two; 14x14 1.00-1.07x; 28x28 to 112x112 within 0.94-1.02x but one
+    1.14x. With a count not a multiple of the threads (392 pixels, 17
+    panels: three tasks for two threads) 0.88-0.94x at two threads, hence
+    the multiple.
     """
     panels = -(-pixels // panel)
-    strips = max(-(-panels // POINTWISE_STRIP_PANELS), min(panels, -(-threads // max(1, images))))
-    return -(-panels // strips) * panel
+    fewest = -(-panels // POINTWISE_STRIP_PANELS)
+    return min(panels, -(-fewest // threads) * threads)
 
 
 class TiledConv:
@@ -389,6 +421,7 @@ class TiledConv:
         if self.pointwise:  # the column tiles run over panels of three vectors (whatever `tiles` asks)
             tiles = "columns"
             self.panel = 3 * _conv_direct.tile_width(dtype.char, level)  # a three-vector tile's columns
+            self.pass_blocks = pointwise_passes(weight_shape, dtype.itemsize)
         self.merge = 1 if self.depthwise or self.pointwise else merged_rows(geometry, (kh, kw), c, dtype.itemsize)
         if self.merge > 1:  # the tiles see rows of merge * W pixels (see merged_rows)
             oh, ow = geometry.out_shape
@@ -456,9 +489,9 @@ class TiledConv:
                 # each image's pixels as one row (a copy only where x's rows are not adjacent)
                 x, ow = x.reshape(n, c, 1, pixels), pixels
             w_packed, b_packed = self.pack(weight, bias)
-            strip = pointwise_strip(pixels, n, self.panel, threads)
-            self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, strip,
-                                  self.panel, threads)
+            tasks = pointwise_tasks(n * pixels, self.panel, threads)
+            self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, tasks,
+                                  self.panel, threads, self.pass_blocks)
             return
         if self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
             if not self.pads_itself:

@@ -858,25 +858,71 @@ def test_runs_pointwise_rule():
 
 
 @pytest.mark.parametrize("panel", [12, 24, 48])
-@pytest.mark.parametrize("pixels", [1, 11, 24, 25, 49, 191, 192, 193, 196, 784, 3136, 12544])
-@pytest.mark.parametrize("images, threads", [(1, 1), (1, 2), (1, 3), (2, 2), (8, 2), (100, 3)])
-def test_pointwise_strip(panel, pixels, images, threads):
-    strip = _conv.pointwise_strip(pixels, images, panel, threads)
+@pytest.mark.parametrize("pixels", [1, 11, 24, 25, 49, 191, 192, 193, 196, 392, 784, 3136, 12544, 25088])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_pointwise_tasks(panel, pixels, threads):
+    tasks = _conv.pointwise_tasks(pixels, panel, threads)
     panels = -(-pixels // panel)
-    strips = -(-pixels // strip)
-    assert strip % panel == 0 and strip <= max(panel, pixels + panel - 1)
-    assert strip <= _conv.POINTWISE_STRIP_PANELS * panel
-    assert strips == -(-panels // (strip // panel))  # every strip but the last is whole
-    wanted = max(-(-panels // _conv.POINTWISE_STRIP_PANELS), min(panels, -(-threads // images)))
-    assert strip // panel == -(-panels // wanted)  # the most panels a strip needs for that many
+    most = _conv.POINTWISE_STRIP_PANELS
+    assert 1 <= tasks <= panels
+    assert tasks == panels or tasks % threads == 0  # each thread the same count, or one task per panel
+    assert tasks >= -(-panels // most) or tasks == panels  # about `most` panels at most
+    assert tasks < threads or tasks - threads < -(-panels // most)  # the fewest such
 
 
-def test_pointwise_strip_examples():
-    assert _conv.pointwise_strip(3136, 8, 24, 2) == 192  # 131 panels: 16 strips of 8 and one of 3
-    assert _conv.pointwise_strip(196, 8, 24, 2) == 120  # 9 panels: 5 and 4, not 8 and 1
-    assert _conv.pointwise_strip(49, 1, 24, 2) == 48  # one image: a strip per thread (2 panels and 1)
-    assert _conv.pointwise_strip(49, 2, 24, 2) == 72
-    assert _conv.pointwise_strip(1, 1, 24, 3) == 24
+def test_pointwise_tasks_examples():
+    assert _conv.pointwise_tasks(8 * 3136, 24, 2) == 132  # 1046 panels: 131 of 8 would leave one thread one more
+    assert _conv.pointwise_tasks(8 * 49, 24, 2) == 4  # 17 panels across 8 images: 4 + 4 and 4 + 5
+    assert _conv.pointwise_tasks(8 * 49, 24, 1) == 3
+    assert _conv.pointwise_tasks(49, 24, 2) == 2
+    assert _conv.pointwise_tasks(1, 24, 3) == 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_passes_rule(dtype):
+    itemsize = np.dtype(dtype).itemsize
+    assert _conv.pointwise_passes((2048, 1024, 1, 1), itemsize, budget=2**17) == 2**17 // (8 * 1024 * itemsize)
+    assert _conv.pointwise_passes((2048, 8192, 1, 1), itemsize, budget=2**17) == 1  # at least one block
+    small = _conv.POINTWISE_PASS_WEIGHTS // (64 * itemsize)
+    assert _conv.pointwise_passes((64, small, 1, 1), itemsize) == 0  # weights this small: one pass
+    assert _conv.pointwise_passes((64, small + 1, 1, 1), itemsize) > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, k, hw, stride", [
+    (5, 16, 21, (7, 7), 1),  # 49 pixels an image: panels across images, a last block of 5 filters
+    (3, 9, 16, (3, 5), (2, 1)),  # 2x5 outputs: several images in one panel
+    (2, 8, 3, (6, 10), (2, 3)),  # 3x4 outputs, every third column; a block of 3 filters (narrow tiles)
+    (1, 12, 40, (11, 11), 1),
+])
+def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype, n, c, k, hw, stride):
+    # the batch's pixels shared among 1 .. panels tasks (panels across images, outputs through the
+    # scratch), filters in passes of 1-3 blocks or all: the same bits, the reference's values
+    from fastconv._geometry import conv_geometry
+
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    geometry = conv_geometry(hw, 1, stride=stride)
+    (oh, ow), (sh, sw) = geometry.out_shape, geometry.stride
+    active = _conv_direct.current_level()
+    plan = _conv.TiledConv(x.shape, w.shape, geometry, 1, "zeros", np.dtype(dtype), active, "columns")
+    w_packed, b_packed = plan.pack(w, b)  # (blocks of 8 filters, as for the pointwise product)
+    panel = 3 * _conv_direct.tile_width(np.dtype(dtype).char, active)
+    panels = -(-n * oh * ow // panel)
+    expected = None
+    for tasks in sorted({1, 2, 3, panels, panels + 5}):
+        for pass_blocks in (0, 1, 2, 3):
+            for threads in (1, 2, 3):
+                out = np.full((n, k, oh * ow), np.nan, dtype)
+                _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, sh, sw, ow, tasks, panel, threads,
+                                              pass_blocks)
+                if expected is None:
+                    expected = out
+                    rtol, atol = tolerance(dtype)
+                    np.testing.assert_allclose(out.reshape(n, k, oh, ow), reference.conv2d(x, w, b, stride=stride),
+                                               rtol=rtol, atol=atol * 10)
+                np.testing.assert_array_equal(out, expected)
 
 
 def unfused(monkeypatch, request):
@@ -994,10 +1040,13 @@ def test_pointwise_kernel_checks_its_arguments():
     w_packed, b_packed = np.zeros(2 * 8 * 8, np.float32), np.zeros(16, np.float32)
     _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 24, 24, 1)
     _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out9, 2, 2, 3, 24, 24, 1)  # rows 0, 2, 4
-    with pytest.raises(ValueError, match="whole number of panels"):
-        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 30, 24, 1)
-    with pytest.raises(ValueError, match="whole number of panels"):
-        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 0, 0, 1)
+    _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 1000, 7, 1, 5)  # more tasks than panels
+    with pytest.raises(ValueError, match="at least one task"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 0, 24, 1)
+    with pytest.raises(ValueError, match="at least one pixel"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 1, 0, 1)
+    with pytest.raises(ValueError, match="pass_blocks"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 1, 24, 1, -1)
     with pytest.raises(ValueError, match="packed"):
         _conv_direct.conv2d_pointwise(x, w_packed[:-1], b_packed, out, 1, 1, 6, 24, 24, 1)
     with pytest.raises(ValueError, match="packed"):

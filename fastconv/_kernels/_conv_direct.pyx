@@ -828,8 +828,8 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
 
 
 def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
-                     real_t[:, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t strip,
-                     Py_ssize_t panel, int num_threads):
+                     real_t[:, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t tasks,
+                     Py_ssize_t panel, int num_threads, Py_ssize_t pass_blocks=0):
     """A 1x1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x[::sh, ::sw] + bias``.
 
     ``x`` is ``(N, C, H, W)`` (any strides) and ``out`` ``(N, K, P)``, each
@@ -838,15 +838,21 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     convolution whose image and output rows coincide may come as one row
     per image: ``H == 1``, ``OW == P``.) ``w_packed`` and ``bias_packed``
     are :func:`pack_weights`' for the column tiles (blocks of 8 output
-    channels, one tap, one group). A task takes ``strip`` consecutive
-    output pixels of one image (the last one, what is left). It copies
-    their inputs into a per-thread buffer as panels of ``panel`` pixels,
-    each panel its ``C`` channels' rows one after the other, and runs every
-    block of output channels on a panel while it is in cache (the tiles of
-    :func:`_tile_plane` over one row of ``panel`` columns). Each output sums
-    its channels in order from its bias, as every column tile does, so the
-    results depend neither on ``strip`` and ``panel`` nor on the thread
-    count. Raises MemoryError if a buffer cannot be allocated.
+    channels, one tap, one group). The batch's ``N*P`` output pixels, image
+    after image, make panels of ``panel`` pixels (the last one, what is
+    left), shared as evenly as can be among ``tasks`` tasks (at most one
+    per panel) of consecutive panels. A task copies its pixels' inputs into
+    a per-thread buffer, each panel its ``C`` channels' rows one after the
+    other, and runs every block of output channels on a panel while it is
+    in cache (the tiles of :func:`_tile_plane` over one row of ``panel``
+    columns); with ``pass_blocks`` > 0, ``pass_blocks`` blocks at a time
+    over every panel of the task (so large weights pass through the caches
+    once per task, not once per panel). A panel that ends in the next image
+    stores its outputs into a per-thread buffer, then copies each image's
+    part. Each output sums its channels in order from its bias, as every
+    column tile does, so the results depend neither on ``tasks``, ``panel``
+    and ``pass_blocks`` nor on the thread count. Raises MemoryError if a
+    buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], P = out.shape[2], C = x.shape[1]
     cdef Py_ssize_t blocks = (K + 7) // 8
@@ -856,47 +862,58 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
         raise ValueError("conv2d_pointwise: the output reads pixels outside x")
     if w_packed.shape[0] != blocks * 8 * C or bias_packed.shape[0] != blocks * 8:
         raise ValueError("conv2d_pointwise: weights not packed in blocks of 8 channels of one tap")
-    if panel < 1 or strip < panel or strip % panel:
-        raise ValueError("conv2d_pointwise: a strip must be a whole number of panels of at least one pixel")
+    if panel < 1 or tasks < 1 or pass_blocks < 0:
+        raise ValueError("conv2d_pointwise: panels of at least one pixel, at least one task, "
+                         "pass_blocks 0 (every block) or more")
+    if pass_blocks == 0 or pass_blocks > blocks:
+        pass_blocks = blocks
     if N == 0 or P == 0:
         return
-    cdef Py_ssize_t strips = (P + strip - 1) // strip
-    cdef Py_ssize_t t
+    cdef Py_ssize_t pixels = N * P, panels = (pixels + panel - 1) // panel
+    tasks = min(tasks, panels)
+    cdef Py_ssize_t each = panels // tasks, extra = panels % tasks  # tasks t < extra take one panel more
+    cdef Py_ssize_t scratch = C * (each + (extra > 0)) * panel + TILE_SLACK + 8 * panel  # panels, then outputs
+    cdef Py_ssize_t t, g0, g1
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
     if num_threads == 1:  # no OpenMP team for one thread (see the module docstring)
         with nogil:
-            xs = <real_t*>_calloc_aligned(C * strip + TILE_SLACK, sizeof(real_t))
+            xs = <real_t*>_calloc_aligned(scratch, sizeof(real_t))
             if xs == NULL:
                 failed[0] = 1
             else:
-                for t in range(N * strips):
-                    _pointwise_strip(x, t // strips, (t % strips) * strip, sh, sw, OW, strip, panel, xs,
-                                     w_packed, bias_packed, out)
+                for t in range(tasks):
+                    g0 = (t * each + min(t, extra)) * panel
+                    g1 = min(pixels, g0 + (each + (t < extra)) * panel)
+                    _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, w_packed, bias_packed, out)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
-            xs = <real_t*>_calloc_aligned(C * strip + TILE_SLACK, sizeof(real_t))
-            for t in prange(N * strips, schedule="static"):
+            xs = <real_t*>_calloc_aligned(scratch, sizeof(real_t))
+            for t in prange(tasks, schedule="static"):
                 if xs == NULL:
                     failed[0] = 1
                     continue
-                _pointwise_strip(x, t // strips, (t % strips) * strip, sh, sw, OW, strip, panel, xs,
-                                 w_packed, bias_packed, out)
+                g0 = (t * each + min(t, extra)) * panel
+                g1 = min(pixels, g0 + (each + (t < extra)) * panel)
+                _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, w_packed, bias_packed, out)
             _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the pointwise tiles' scratch buffer")
 
 
-cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t p0, Py_ssize_t sh, Py_ssize_t sw,
-                           Py_ssize_t OW, Py_ssize_t strip, Py_ssize_t panel, real_t* xs,
+cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t cols, Py_ssize_t sh,
+                           Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t pass_blocks, real_t* xs,
                            const real_t[::1] w_packed, const real_t[::1] bias_packed,
                            real_t[:, :, ::1] out) noexcept nogil:
-    """Output pixels ``p0 .. p0 + strip`` (or to the end) of image ``n`` of :func:`conv2d_pointwise`, through ``xs``."""
+    """The batch's output pixels ``g0 .. g0 + cols`` (whole panels but the last) for :func:`conv2d_pointwise`.
+
+    ``xs`` holds their panels, then (``TILE_SLACK`` later) a panel's outputs
+    for 8 channels where the panel ends in the next image.
+    """
     cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
-    cdef Py_ssize_t cols = min(strip, P - p0)
-    cdef Py_ssize_t c, i, j, r, q0, q1, oh, ow, run
+    cdef Py_ssize_t c, i, j, r, q0, q1, n, p, oh, ow, run
     cdef bint adjacent = sw == 1 and x.strides[3] == sizeof(real_t)
     cdef const real_t* src
     cdef real_t* dst
@@ -904,8 +921,9 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
     tap0[0] = 0
     cdef const fc_tiles* tiles = fc_active_tiles()
     for c in range(C):  # row c of panel q at xs + (q*C + c)*panel
-        oh = p0 // OW
-        ow = p0 - oh * OW
+        n = g0 // P
+        oh = (g0 - n * P) // OW
+        ow = g0 - n * P - oh * OW
         dst = xs + c * panel
         q0 = 0
         while q0 < cols:
@@ -925,28 +943,57 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                 if ow == OW:
                     ow = 0
                     oh = oh + 1
+                    if oh * OW == P:  # the next image's first row
+                        oh = 0
+                        n = n + 1
             dst += C * panel
             q0 = q1
+    cdef real_t* ys = xs + C * ((cols + panel - 1) // panel) * panel + TILE_SLACK
     cdef fc_tile_f32_fn whole32 = tiles.pw32  # (the three-vector tile of one tap at offset 0)
     cdef fc_tile_f64_fn whole64 = tiles.pw64
     cdef Py_ssize_t span = 3 * (tiles.width_f32 if real_t is float else tiles.width_f64)
     cdef bint direct = (whole32 != NULL) if real_t is float else (whole64 != NULL)
-    q0 = 0
-    while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
-        q1 = min(cols, q0 + panel)
-        for r in range((K + 7) // 8):
-            if direct and q1 - q0 == span and K - r * 8 > 4:  # one whole tile: what _tile_plane would run
-                if real_t is float:
-                    whole32(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8, &bias_packed[0] + r * 8,
-                            &out[n, r * 8, p0 + q0], P, <int>min(8, K - r * 8), <int>span)
+    cdef bint split
+    cdef Py_ssize_t r0 = 0, blocks = (K + 7) // 8, nk, ocs
+    while r0 < blocks:  # passes of pass_blocks blocks of filters over every panel
+        q0 = 0
+        while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
+            q1 = min(cols, q0 + panel)
+            n = (g0 + q0) // P
+            p = g0 + q0 - n * P
+            split = p + (q1 - q0) > P  # the panel ends in the next image: its outputs go through ys
+            ocs = panel if split else P
+            for r in range(r0, min(blocks, r0 + pass_blocks)):
+                nk = min(8, K - r * 8)
+                dst = ys if split else &out[n, r * 8, p]
+                if direct and q1 - q0 == span and nk > 4:  # one whole tile: what _tile_plane would run
+                    if real_t is float:
+                        whole32(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                                &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
+                    else:
+                        whole64(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                                &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
                 else:
-                    whole64(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8, &bias_packed[0] + r * 8,
-                            &out[n, r * 8, p0 + q0], P, <int>min(8, K - r * 8), <int>span)
-            else:
-                _tile_plane(tiles, False, xs + q0 * C, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,
-                            &bias_packed[0] + r * 8, &out[n, r * 8, p0 + q0], 1, q1 - q0, P, min(8, K - r * 8),
-                            0, 1, 0)
-        q0 = q1
+                    _tile_plane(tiles, False, xs + q0 * C, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,
+                                &bias_packed[0] + r * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)
+                if split:
+                    _store_split_panel(ys, panel, q1 - q0, nk, n, p, r * 8, out)
+            q0 = q1
+        r0 += pass_blocks
+
+
+cdef void _store_split_panel(const real_t* ys, Py_ssize_t panel, Py_ssize_t count, Py_ssize_t nk, Py_ssize_t n,
+                             Py_ssize_t p, Py_ssize_t k0, real_t[:, :, ::1] out) noexcept nogil:
+    """Copy ``count`` pixels' outputs of ``nk`` channels (``ys[j*panel + i]``) to the batch's pixels from ``(n, p)``."""
+    cdef Py_ssize_t P = out.shape[2], i = 0, j, e, run
+    while i < count:
+        run = min(count - i, P - p)
+        for j in range(nk):
+            for e in range(run):
+                out[n, k0 + j, p + e] = ys[j * panel + i + e]
+        i = i + run
+        n = n + 1
+        p = 0
 
 
 def grad_input_by_columns(const real_t[:, :, :, ::1] grad, const real_t[:, ::1] weight_t,

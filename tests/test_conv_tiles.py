@@ -532,6 +532,31 @@ def test_one_vector_weight_tiles_only_where_built(rng):
                                                    1, 0, 1, True)
 
 
+@pytest.mark.parametrize("oh, ow", [(5, 7), (3, 2), (1, 9)])
+@pytest.mark.parametrize("chunk_images", [1, 2, 3])
+def test_grad_weight_octile_one_run_of_pixels(rng, oh, ow, chunk_images):
+    # a 1x1 kernel's planes with rows OW apart and images OH rows apart run each chunk's pixels
+    # as one row; with rows 3 items longer (NaN there, never read) row by row: the same bits
+    n, c, k = 3, 13, 20
+    grad = rng.standard_normal((n, k, oh, ow)).astype(np.float32)
+    x = rng.standard_normal((c, n, oh, ow)).astype(np.float32)  # channel-major planes
+    padded = np.full((c, n, oh, ow + 3), np.nan, np.float32)
+    padded[..., :ow] = x
+    expected = reference.conv2d_grad_weight(grad, x.transpose(1, 0, 2, 3), (k, c, 1, 1))
+    rtol, atol = tolerance(np.float32)
+    for level in range(1, len(LEVELS)):
+        for c_parts, threads in ((1, 1), (2, 2), (3, 3)):
+            results = []
+            for planes, row in ((x, ow), (padded, ow + 3)):
+                flat = np.concatenate([planes.ravel(), np.zeros(64, np.float32)])
+                dw = np.zeros(k * c, np.float32)
+                _conv_direct.conv2d_grad_weight_octile(flat, oh * row, n * oh * row, np.zeros(1, np.intp), grad, row,
+                                                       dw, 1, c, chunk_images, c_parts, level, threads)
+                results.append(dw.reshape(k, c, 1, 1))
+            np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 10)
+            np.testing.assert_array_equal(results[0], results[1])
+
+
 def test_grad_weight_choice():
     from fastconv._conv_grad import choose_grad_weight_tiles
 

@@ -97,6 +97,7 @@ def conv2d_nhwc(const acc_t[:, :, :, ::1] xp, const acc_t[:, :, :, ::1] w,
 # parallel split; conv_tile.h owns the innermost tile (8 output channels x one
 # vector of output columns), compiled for several instruction sets.
 
+from libc.limits cimport INT_MAX
 from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
@@ -1410,8 +1411,11 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     (input channel, tap) pairs of its slice, up to ``oc_cols`` pairs per call.
     With ``chunk_images`` 1, ``chunk_rows`` (0 < rows < OH) cuts each image
     into chunks of that many output rows, for images whose block of the grad
-    would not fit the cache. Every entry of ``dw`` is one task's, summed over
-    the chunks in the same order whatever the thread count. Raises
+    would not fit the cache. Where ``x``'s rows are ``OW`` apart and its
+    images ``OH`` rows apart (a 1x1 kernel's planes), a chunk's pixels go to
+    the tiles as one row (the same sums in the same order, without a loop
+    per row of 7 or 14 pixels). Every entry of ``dw`` is one task's, summed
+    over the chunks in the same order whatever the thread count. Raises
     MemoryError if a scratch buffer cannot be allocated.
     """
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
@@ -1431,10 +1435,15 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     if chunk_rows <= 0 or chunk_rows > OH or chunk_images != 1:
         chunk_rows = OH
     cdef Py_ssize_t per_image = chunk_rows * OW * block
+    # rows of x OW apart and images OH rows apart: a chunk's pixels are one run (the same sums in the same order)
+    cdef bint one_run = (row == OW and image_stride == OH * OW and chunk_rows == OH
+                         and chunk_images * OH * OW <= INT_MAX)
+    cdef int run_rows, run_cols, run_images
     cdef Py_ssize_t task, g, k0, nk, n0, n1, i, j, p, m, c, t, r0, r1
     cdef WeightTask w
     cdef real_t* gt
     cdef real_t* sums
+    cdef real_t* dwj
     cdef ptrdiff_t* offs
     cdef int failed[1]
     failed[0] = 0
@@ -1456,22 +1465,31 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
                 r1 = min(OH, r0 + chunk_rows)
                 for i in range(n1 - n0):
                     _pack_grad_pixels(grad, n0 + i, k0, nk, gt + i * per_image, block, r0, r1)
-                p = w.c_lo * ntaps
+                if one_run:
+                    run_rows, run_cols, run_images = 1, <int>((n1 - n0) * OH * OW), 1
+                else:
+                    run_rows, run_cols, run_images = <int>(r1 - r0), <int>OW, <int>(n1 - n0)
+                p = w.c_lo * ntaps  # pair p: channel p // ntaps of the group, tap p % ntaps
+                c = w.c_lo
+                t = 0
                 while p < w.c_hi * ntaps:
                     m = min(most, w.c_hi * ntaps - p)
-                    for i in range(m):
-                        offs[i] = (g * cg + (p + i) // ntaps) * channel_stride + taps[(p + i) % ntaps]
+                    for i in range(m):  # (counted, not divided: a division per pair cost a quarter of the time)
+                        offs[i] = (g * cg + c) * channel_stride + taps[t]
+                        t = t + 1
+                        if t == ntaps:
+                            t = 0
+                            c = c + 1
                     if real_t is float:
-                        t32(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, <int>(r1 - r0),
-                            <int>OW, gt, <int>(n1 - n0), sums)
+                        t32(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, run_rows,
+                            run_cols, gt, run_images, sums)
                     else:
-                        t64(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, <int>(r1 - r0),
-                            <int>OW, gt, <int>(n1 - n0), sums)
-                    for i in range(m):
-                        c = (p + i) // ntaps
-                        t = (p + i) % ntaps
-                        for j in range(nk):
-                            dw[((k0 + j) * cg + c) * ntaps + t] += sums[i * block + j]
+                        t64(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, run_rows,
+                            run_cols, gt, run_images, sums)
+                    for j in range(nk):  # row by row: dw's rows are cg*ntaps items apart, often a power of
+                        dwj = &dw[0] + (k0 + j) * cg * ntaps + p  # two, so across rows they share cache sets
+                        for i in range(m):
+                            dwj[i] += sums[i * block + j]
                     p = p + m
                 r0 = r1
                 if r0 == OH:

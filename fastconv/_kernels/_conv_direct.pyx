@@ -873,7 +873,9 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     cdef Py_ssize_t pixels = N * P, panels = (pixels + panel - 1) // panel
     tasks = min(tasks, panels)
     cdef Py_ssize_t each = panels // tasks, extra = panels % tasks  # tasks t < extra take one panel more
-    cdef Py_ssize_t scratch = C * (each + (extra > 0)) * panel + TILE_SLACK + 8 * panel  # panels, then outputs
+    # a thread's scratch: a task's panels, a tile's slack, then one panel's outputs of 8 channels
+    cdef Py_ssize_t outputs_at = C * (each + (extra > 0)) * panel + TILE_SLACK
+    cdef Py_ssize_t scratch = outputs_at + 8 * panel
     cdef Py_ssize_t t, g0, g1
     cdef real_t* xs
     cdef int failed[1]
@@ -887,7 +889,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                 for t in range(tasks):
                     g0 = (t * each + min(t, extra)) * panel
                     g1 = min(pixels, g0 + (each + (t < extra)) * panel)
-                    _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, w_packed, bias_packed, out)
+                    _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, xs + outputs_at,
+                                     w_packed, bias_packed, out)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
@@ -898,7 +901,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                     continue
                 g0 = (t * each + min(t, extra)) * panel
                 g1 = min(pixels, g0 + (each + (t < extra)) * panel)
-                _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, w_packed, bias_packed, out)
+                _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, xs + outputs_at,
+                                 w_packed, bias_packed, out)
             _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the pointwise tiles' scratch buffer")
@@ -906,12 +910,13 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
 
 cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t cols, Py_ssize_t sh,
                            Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t pass_blocks, real_t* xs,
+                           real_t* ys,
                            const real_t[::1] w_packed, const real_t[::1] bias_packed,
                            real_t[:, :, ::1] out) noexcept nogil:
     """The batch's output pixels ``g0 .. g0 + cols`` (whole panels but the last) for :func:`conv2d_pointwise`.
 
-    ``xs`` holds their panels, then (``TILE_SLACK`` later) a panel's outputs
-    for 8 channels where the panel ends in the next image.
+    ``xs`` holds their panels, ``ys`` a panel's outputs for 8 channels where
+    the panel ends in the next image.
     """
     cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
     cdef Py_ssize_t c, i, j, r, q0, q1, n, p, oh, ow, run
@@ -949,7 +954,6 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                         n = n + 1
             dst += C * panel
             q0 = q1
-    cdef real_t* ys = xs + C * ((cols + panel - 1) // panel) * panel + TILE_SLACK
     cdef fc_tile_f32_fn whole32 = tiles.pw32  # (the three-vector tile of one tap at offset 0)
     cdef fc_tile_f64_fn whole64 = tiles.pw64
     cdef Py_ssize_t span = 3 * (tiles.width_f32 if real_t is float else tiles.width_f64)

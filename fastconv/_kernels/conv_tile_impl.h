@@ -34,6 +34,13 @@
             acc4 += v * wt[4]; acc5 += v * wt[5]; acc6 += v * wt[6]; acc7 += v * wt[7]; \
         }                                                                             \
     }                                                                                 \
+    if (nk == 8 && ncols == VW) { /* every channel live, whole vectors: stored from the registers */ \
+        memcpy(out, &acc0, sizeof(VT)); memcpy(out + ocs, &acc1, sizeof(VT));         \
+        memcpy(out + 2 * ocs, &acc2, sizeof(VT)); memcpy(out + 3 * ocs, &acc3, sizeof(VT)); \
+        memcpy(out + 4 * ocs, &acc4, sizeof(VT)); memcpy(out + 5 * ocs, &acc5, sizeof(VT)); \
+        memcpy(out + 6 * ocs, &acc6, sizeof(VT)); memcpy(out + 7 * ocs, &acc7, sizeof(VT)); \
+        return;                                                                       \
+    }                                                                                 \
     VT accs[8] = {acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7};                    \
     for (int j = 0; j < nk; j++) {                                                    \
         if (ncols == VW) {                                                            \
@@ -87,7 +94,13 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
         }                                                                             \
     }
 #define FC_TILEV_STORE(T, VT, VW, NK, NV)                                             \
-    VT done[NK][NV]; /* (indexed by nk below: acc stays in registers) */              \
+    if (nk == NK) { /* every channel live: stored from the registers */              \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                          \
+            _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                      \
+                memcpy(out + j * ocs + v * VW, &acc[j][v], sizeof(VT));               \
+        return;                                                                       \
+    }                                                                                 \
+    VT done[NK][NV]; /* (fewer live: indexed by nk below, so acc stays in registers) */ \
     _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                              \
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) done[j][v] = acc[j][v];  \
     for (int j = 0; j < nk; j++)                                                      \

@@ -87,6 +87,36 @@ def test_channel_tiles_over_whole_rows(rng, level, monkeypatch, request, every_c
     np.testing.assert_allclose(results[0], reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
 
 
+# the single whole vectors a row leaves after its three-vector tiles (the fourth of 4, the last two
+# of 8: 32 and 64 float32 columns with AVX2, 16 and 32 at the baseline; 33 columns end in an
+# overlapping vector) run three at a time from consecutive rows (the gather tiles), the one or two
+# left at the end of a band one at a time: every band height 1-7 leaves 0, 1 or 2 of them, one
+# row per band leaves them all to the one-vector tile. Blocks of 4 or fewer live channels run
+# one pass. The same bits as the output-channel tiles, on one or two threads.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [16, 32, 33, 64, 72])
+@pytest.mark.parametrize("oh", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize("k", [3, 8, 12, 20])  # blocks of 3; 8; 8 + 4; 8 + 8 + 4 live channels
+@pytest.mark.parametrize("budget", [1, 2**20])  # bands of one row; the whole image
+def test_single_vectors_run_three_at_a_time(rng, level, monkeypatch, request, dtype, width, oh, k, budget):
+    from functools import partial
+
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    x = rng.standard_normal((3, 4, oh, width)).astype(dtype)
+    w = rng.standard_normal((k, 4, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    results = []
+    for threads in (1, 2):  # 3 images: the banded kernel on one thread, the whole batch on two
+        with fastconv.num_threads(threads):
+            results.append(run_tiles(x, w, b, "columns", padding=1))
+    np.testing.assert_array_equal(results[1], results[0])
+    np.testing.assert_array_equal(results[0], run_tiles(x, w, b, "channels", padding=1))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+
+
 # blocks of at most 4 live channels run the narrow tiles (4 channels x 6 vectors with 32 vector
 # registers, x 3 with 16) over rows of at least that many vectors: 96 float32 / 48 float64
 # columns with AVX-512, 24 / 12 with AVX2

@@ -131,6 +131,11 @@ cdef extern from "conv_tile.h" nogil:
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
                                        double*, ptrdiff_t, ptrdiff_t, int) noexcept
+    ctypedef void (*fc_gtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
+                                     const float*, float*, ptrdiff_t, int, const ptrdiff_t*, const ptrdiff_t*) noexcept
+    ctypedef void (*fc_gtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
+                                     const double*, double*, ptrdiff_t, int, const ptrdiff_t*,
+                                     const ptrdiff_t*) noexcept
     ctypedef void (*fc_addrow_f32_fn)(float*, const float*, int)
     ctypedef void (*fc_addrow_f64_fn)(double*, const double*, int)
     ctypedef void (*fc_ocrows_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
@@ -190,6 +195,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_addrow_f64_fn addrow64
         fc_tile_f32_fn pw32
         fc_tile_f64_fn pw64
+        fc_gtile_f32_fn gather32
+        fc_gtile_f64_fn gather64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -524,7 +531,11 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     ``nk <= 4`` first the narrow tiles of 4 channels x
     ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
     half-width tile, a longer one a full tile that overlaps the previous one
-    (no scalar tail). Blocks of at most ``tiles.rows_channels`` channels (of
+    (no scalar tail). The single whole vectors the rows leave (the fourth of
+    a row of four, with 16 registers) wait and run three at a time, from
+    consecutive rows, in the gather tile (``tiles.gather32``: the
+    three-vector tile at any offsets), the one or two left at the end one
+    at a time. Blocks of at most ``tiles.rows_channels`` channels (of
     ``FC_ROWS_KH_CHANNELS`` for kernels whose input rows the row tiles reuse)
     run row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
     A 1x1 kernel read in place (one tap, at offset 0) runs the three-vector
@@ -550,6 +561,13 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f32_fn n32 = NULL if depthwise or nk > 4 else tiles.narrow32
     cdef fc_tile_f64_fn n64 = NULL if depthwise or nk > 4 else tiles.narrow64
     cdef bint narrow = (n32 != NULL) if real_t is float else (n64 != NULL)
+    # the single whole vectors left along the rows: three at a time (their offsets wait here)
+    cdef fc_gtile_f32_fn gt32 = NULL if depthwise else tiles.gather32
+    cdef fc_gtile_f64_fn gt64 = NULL if depthwise else tiles.gather64
+    cdef bint gather = (gt32 != NULL) if real_t is float else (gt64 != NULL)
+    cdef ptrdiff_t pending_in[3]
+    cdef ptrdiff_t pending_out[3]
+    cdef Py_ssize_t pending = 0, i
     cdef Py_ssize_t vectors, span
     cdef fc_tile_f32_fn g32 = NULL
     cdef fc_tile_f64_fn g64 = NULL
@@ -615,6 +633,20 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
             else:
                 start = 0
                 ncols = OW
+            if gather and ncols == width and not use_half:
+                pending_in[pending] = (oh - in_row0) * row_step + start
+                pending_out[pending] = oh * OW + start
+                pending = pending + 1
+                if pending == 3:
+                    if real_t is float:
+                        gt32(xbase, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane, ocs, <int>nk,
+                             pending_in, pending_out)
+                    else:
+                        gt64(xbase, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane, ocs, <int>nk,
+                             pending_in, pending_out)
+                    pending = 0
+                ow0 = ow0 + width
+                continue
             if real_t is float:
                 (h32 if use_half else f32)(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
                                            <int>cg, wb, bb, orow + start, ocs, <int>nk, <int>ncols)
@@ -622,6 +654,13 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                 (h64 if use_half else f64)(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
                                            <int>cg, wb, bb, orow + start, ocs, <int>nk, <int>ncols)
             ow0 = ow0 + width
+    for i in range(pending):  # (fewer than three left: one at a time)
+        if real_t is float:
+            f32(xbase + pending_in[i], channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + pending_out[i],
+                ocs, <int>nk, <int>width)
+        else:
+            f64(xbase + pending_in[i], channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + pending_out[i],
+                ocs, <int>nk, <int>width)
 
 
 cdef Py_ssize_t _kernel_rows_reusable(const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t row_step,

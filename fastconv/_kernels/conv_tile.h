@@ -51,6 +51,12 @@ typedef void (*fc_rowtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, i
                                   float *, ptrdiff_t, ptrdiff_t, int);
 typedef void (*fc_rowtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *, double,
                                   double *, ptrdiff_t, ptrdiff_t, int);
+/* Gather tiles (the three-vector column tile over three vectors at any offsets): x, cs,
+ * taps, ntaps, C, w, bias, out, ocs, nk, in_off[3], out_off[3]. */
+typedef void (*fc_gtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
+                                const float *, float *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *);
+typedef void (*fc_gtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
+                                const double *, double *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *);
 /* dst[i] += src[i] for i < n: dst, src, n. */
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
@@ -263,6 +269,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OC_F64 4
 #define FC_BASE_WIDE NULL, NULL, fc_tile3_f32_base, fc_tile3_f64_base
 #define FC_BASE_PW fc_pwtile_f32_base, fc_pwtile_f64_base
+#define FC_BASE_GATHER fc_gather3_f32_base, fc_gather3_f64_base
 #define FC_BASE_NARROW fc_tile4x3_f32_base, fc_tile4x3_f64_base, 3
 #define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS, FC_ROWS_KH32(base), {NULL, NULL, NULL}, \
     fc_ocrows_f32_base, fc_ocrows_f64_base /* (no float64 rows: see conv_tile_impl.h) */
@@ -277,6 +284,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OC_F64 8
 #define FC_BASE_WIDE NULL, NULL, NULL, NULL /* no wide or narrow tiles */
 #define FC_BASE_PW NULL, NULL
+#define FC_BASE_GATHER NULL, NULL
 #define FC_BASE_NARROW NULL, NULL, 0
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
@@ -344,6 +352,8 @@ typedef struct {
     fc_addrow_f64_fn addrow64;
     fc_tile_f32_fn pw32; /* wide3_32 for one tap at offset 0: the pointwise product's panels (or NULL) */
     fc_tile_f64_fn pw64;
+    fc_gtile_f32_fn gather32; /* wide3_32 over three vectors at any offsets (or NULL) */
+    fc_gtile_f64_fn gather64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -355,7 +365,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
-                                       FC_BASE_PW};
+                                       FC_BASE_PW, FC_BASE_GATHER};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -369,7 +379,7 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        FC_ROW_CHANNELS, FC_ROWS_KH32(avx2), FC_ROWS_KH64(avx2),
                                        fc_ocrows_f32_avx2, fc_ocrows_f64_avx2, fc_wt_taps_avx2, NULL, NULL,
                                        fc_addrow_f32_avx2, fc_addrow_f64_avx2, fc_pwtile_f32_avx2,
-                                       fc_pwtile_f64_avx2};
+                                       fc_pwtile_f64_avx2, fc_gather3_f32_avx2, fc_gather3_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -384,7 +394,7 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          FC_ROWS_KH64(avx512), fc_ocrows_f32_avx512, fc_ocrows_f64_avx512,
                                          fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512,
                                          fc_addrow_f32_avx512, fc_addrow_f64_avx512, fc_pwtile_f32_avx512,
-                                         fc_pwtile_f64_avx512};
+                                         fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

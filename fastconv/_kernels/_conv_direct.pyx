@@ -197,6 +197,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn pw64
         fc_gtile_f32_fn gather32
         fc_gtile_f64_fn gather64
+        fc_gtile_f32_fn gather6x2_32
+        fc_gtile_f64_fn gather6x2_64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -534,8 +536,10 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     (no scalar tail). The single whole vectors the rows leave (the fourth of
     a row of four, with 16 registers) wait and run three at a time, from
     consecutive rows, in the gather tile (``tiles.gather32``: the
-    three-vector tile at any offsets), the one or two left at the end one
-    at a time. Blocks of at most ``tiles.rows_channels`` channels (of
+    three-vector tile at any offsets), those left at the end one at a time;
+    blocks of 5 or 6 live channels run all their whole vectors two at a
+    time in the 6 x 2 gather tile where the level has one. Blocks of at most
+    ``tiles.rows_channels`` channels (of
     ``FC_ROWS_KH_CHANNELS`` for kernels whose input rows the row tiles reuse)
     run row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
     A 1x1 kernel read in place (one tap, at offset 0) runs the three-vector
@@ -561,9 +565,16 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f32_fn n32 = NULL if depthwise or nk > 4 else tiles.narrow32
     cdef fc_tile_f64_fn n64 = NULL if depthwise or nk > 4 else tiles.narrow64
     cdef bint narrow = (n32 != NULL) if real_t is float else (n64 != NULL)
-    # the single whole vectors left along the rows: three at a time (their offsets wait here)
+    # single whole vectors wait (their offsets below) and run `group` at a time in a gather tile;
+    # blocks of 5 or 6 live channels run every whole vector so, in the 6 x 2 tile where the level
+    # has one (the 4 x 3 tile's two passes would leave a quarter of their lanes idle)
     cdef fc_gtile_f32_fn gt32 = NULL if depthwise else tiles.gather32
     cdef fc_gtile_f64_fn gt64 = NULL if depthwise else tiles.gather64
+    cdef Py_ssize_t group = 3
+    if not depthwise and 5 <= nk <= 6 and ((tiles.gather6x2_32 != NULL) if real_t is float
+                                           else (tiles.gather6x2_64 != NULL)):
+        gt32, gt64, group = tiles.gather6x2_32, tiles.gather6x2_64, 2
+        wide3 = False
     cdef bint gather = (gt32 != NULL) if real_t is float else (gt64 != NULL)
     cdef ptrdiff_t pending_in[3]
     cdef ptrdiff_t pending_out[3]
@@ -637,7 +648,7 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                 pending_in[pending] = (oh - in_row0) * row_step + start
                 pending_out[pending] = oh * OW + start
                 pending = pending + 1
-                if pending == 3:
+                if pending == group:
                     if real_t is float:
                         gt32(xbase, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane, ocs, <int>nk,
                              pending_in, pending_out)

@@ -269,7 +269,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OC_F64 4
 #define FC_BASE_WIDE NULL, NULL, fc_tile3_f32_base, fc_tile3_f64_base
 #define FC_BASE_PW fc_pwtile_f32_base, fc_pwtile_f64_base
-#define FC_BASE_GATHER fc_gather3_f32_base, fc_gather3_f64_base
+#define FC_BASE_GATHER fc_gather3_f32_base, fc_gather3_f64_base, fc_gather6x2_f32_base, fc_gather6x2_f64_base
 #define FC_BASE_NARROW fc_tile4x3_f32_base, fc_tile4x3_f64_base, 3
 #define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS, FC_ROWS_KH32(base), {NULL, NULL, NULL}, \
     fc_ocrows_f32_base, fc_ocrows_f64_base /* (no float64 rows: see conv_tile_impl.h) */
@@ -284,7 +284,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OC_F64 8
 #define FC_BASE_WIDE NULL, NULL, NULL, NULL /* no wide or narrow tiles */
 #define FC_BASE_PW NULL, NULL
-#define FC_BASE_GATHER NULL, NULL
+#define FC_BASE_GATHER NULL, NULL, NULL, NULL
 #define FC_BASE_NARROW NULL, NULL, 0
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
@@ -354,6 +354,8 @@ typedef struct {
     fc_tile_f64_fn pw64;
     fc_gtile_f32_fn gather32; /* wide3_32 over three vectors at any offsets (or NULL) */
     fc_gtile_f64_fn gather64;
+    fc_gtile_f32_fn gather6x2_32; /* 6 channels x 2 vectors at any offsets, for blocks of 5-6 (or NULL) */
+    fc_gtile_f64_fn gather6x2_64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -379,7 +381,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        FC_ROW_CHANNELS, FC_ROWS_KH32(avx2), FC_ROWS_KH64(avx2),
                                        fc_ocrows_f32_avx2, fc_ocrows_f64_avx2, fc_wt_taps_avx2, NULL, NULL,
                                        fc_addrow_f32_avx2, fc_addrow_f64_avx2, fc_pwtile_f32_avx2,
-                                       fc_pwtile_f64_avx2, fc_gather3_f32_avx2, fc_gather3_f64_avx2};
+                                       fc_pwtile_f64_avx2, fc_gather3_f32_avx2, fc_gather3_f64_avx2,
+                                       fc_gather6x2_f32_avx2, fc_gather6x2_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -394,7 +397,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          FC_ROWS_KH64(avx512), fc_ocrows_f32_avx512, fc_ocrows_f64_avx512,
                                          fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512,
                                          fc_addrow_f32_avx512, fc_addrow_f64_avx512, fc_pwtile_f32_avx512,
-                                         fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512};
+                                         fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512,
+                                         NULL, NULL};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

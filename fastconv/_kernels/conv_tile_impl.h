@@ -136,42 +136,49 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
     {                                                                                 \
         FC_PWTILE_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, 3)                   \
     }
-/* Gather tiles: the three-vector tile (NK channels x 3 vectors) over three vectors of
- * columns at any offsets: vector v reads x + in_off[v] (+ c*cs + taps[t]) and is stored at
+/* Gather tiles: the column tile of NK channels x NV vectors over NV vectors of columns at
+ * any offsets: vector v reads x + in_off[v] (+ c*cs + taps[t]) and is stored at
  * out + out_off[v] (+ j*ocs). The single vectors a row leaves after its wide tiles (the
- * fourth of a 32-column row) run three at a time, from consecutive rows, instead of one
- * by one in the one-vector tile (at 16 registers: 9 loads per 8 multiply-adds, where this
- * takes 7 per 12). Each output sums in the column tile's order: the same bits. */
-#define FC_GATHER(NAME, T, VT, NK)                                                    \
+ * fourth of a 32-column row; a 14-column row's vector and its overlapping tail) run NV at
+ * a time, from consecutive rows, instead of one by one in the one-vector tile (at 16
+ * registers: 9 loads per 8 multiply-adds, where 4 x 3 takes 7 per 12). With 16 registers,
+ * blocks of 5 or 6 live channels run every whole vector of their rows in 6 x 2 (all its
+ * accumulators live; two passes of 4 x 3 leave a quarter idle), the others 8 x 3 as two
+ * passes of 4 x 3. Each output sums in the column tile's order: the same bits. */
+#define FC_GATHER(NAME, T, VT, NK, NV)                                                \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, \
                                      const ptrdiff_t *in_off, const ptrdiff_t *out_off) \
     {                                                                                 \
-        const ptrdiff_t i0 = in_off[0], i1 = in_off[1], i2 = in_off[2];               \
-        const ptrdiff_t at[3] = {out_off[0], out_off[1], out_off[2]};                 \
-        FC_TILEV_INIT(T, VT, NK, 3)                                                   \
+        ptrdiff_t io[NV], at[NV];                                                     \
+        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) {                        \
+            io[v] = in_off[v];                                                        \
+            at[v] = out_off[v];                                                       \
+        }                                                                             \
+        FC_TILEV_INIT(T, VT, NK, NV)                                                  \
         for (int c = 0; c < C; c++) {                                                 \
             const T *xc = x + c * cs;                                                 \
             for (int t = 0; t < ntaps; t++, wt += 8) {                                \
                 const T *xt = xc + taps[t];                                           \
-                VT in[3];                                                             \
-                memcpy(&in[0], xt + i0, sizeof(VT));                                  \
-                memcpy(&in[1], xt + i1, sizeof(VT));                                  \
-                memcpy(&in[2], xt + i2, sizeof(VT));                                  \
+                VT in[NV];                                                            \
+                _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)                  \
+                    memcpy(&in[v], xt + io[v], sizeof(VT));                           \
                 _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                \
                     const T wj = wt[j];                                               \
-                    _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++) acc[j][v] += in[v] * wj; \
+                    _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
                 }                                                                     \
             }                                                                         \
         }                                                                             \
-        FC_TILEV_STORE_AT(T, VT, NK, 3, at[v])                                        \
+        FC_TILEV_STORE_AT(T, VT, NK, NV, at[v])                                       \
     }
 #if FC_VF >= 16
-FC_GATHER(fc_gather3_f32, float, FC_CAT(fc_vf, FC_ISA), 8)
-FC_GATHER(fc_gather3_f64, double, FC_CAT(fc_vd, FC_ISA), 8)
+FC_GATHER(fc_gather3_f32, float, FC_CAT(fc_vf, FC_ISA), 8, 3)
+FC_GATHER(fc_gather3_f64, double, FC_CAT(fc_vd, FC_ISA), 8, 3)
 #else
-FC_GATHER(fc_gather4x3_f32, float, FC_CAT(fc_vf, FC_ISA), 4)
-FC_GATHER(fc_gather4x3_f64, double, FC_CAT(fc_vd, FC_ISA), 4)
+FC_GATHER(fc_gather4x3_f32, float, FC_CAT(fc_vf, FC_ISA), 4, 3)
+FC_GATHER(fc_gather4x3_f64, double, FC_CAT(fc_vd, FC_ISA), 4, 3)
+FC_GATHER(fc_gather6x2_f32, float, FC_CAT(fc_vf, FC_ISA), 6, 2)
+FC_GATHER(fc_gather6x2_f64, double, FC_CAT(fc_vd, FC_ISA), 6, 2)
 #define FC_GATHER_PAIR(NAME, NARROW, T)                                               \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, \

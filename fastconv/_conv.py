@@ -217,7 +217,10 @@ TILES = ("auto", "columns", "channels")
 #: Sums per output pixel (input channels x taps) from which the output-channel tile's
 #: transposing store is amortized, by SIMD level: it wins ties with the column tile
 #: from here (measured; see :func:`choose_tiles`).
-CHANNEL_TILE_DEPTH = {0: 128, 1: 128, 2: 512}
+CHANNEL_TILE_DEPTH = {0: 128, 1: 256, 2: 512}
+#: Fewest sums per output pixel for which the output-channel tile runs at all, by SIMD level,
+#: where a row holds a whole vector of columns (see :func:`choose_tiles`; 0: no such bound).
+CHANNEL_TILE_MIN_DEPTH = {1: 128}
 
 
 def choose_tiles(kg, depth, ow, dtype, level=None):
@@ -247,6 +250,22 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     ``depth >= CHANNEL_TILE_DEPTH[level]``. ``oc_level`` is -1 for the
     column tiles; ``block`` is the packing block of the tile chosen.
 
+    Since the column tiles store whole blocks from their registers and run
+    the single vectors a row leaves three at a time (gather tiles), AVX2 on
+    an AMD EPYC at one thread (output-channel tile time / column tile time,
+    medians of 9 paired runs; float32, float64): with rows of whole vectors,
+    147 sums per pixel 1.08-1.17x, 1.04-1.11x (the stem, CS231n's 7x7
+    layers, 16 to 32 channels 3x3), 288 sums 0.98-0.99x, 1.00x (dilated),
+    576 sums 0.91-0.95x, 0.89-0.95x (resnet-mid, strided); so at AVX2 the
+    tie goes to the output-channel tile from 256 sums. With rows of 14 or
+    28 columns (14/16 busy), 27 sums 1.17-1.26x, 72 sums 1.02-1.03x (float64
+    0.98x), 144 sums 0.92-0.94x: fewer idle lanes pay for the transposing
+    store from about 128 sums (``CHANNEL_TILE_MIN_DEPTH``), below which the
+    column tiles run wherever a row holds a whole vector. Rows shorter than
+    a vector (4 or 7 float32 columns) keep the rule above (0.66x, 0.93x with
+    27 sums). The baseline level measured 0.90-0.95x from 147 sums and 0.99x
+    at 72 (its rule unchanged); AVX-512 was not measured again.
+
     A tail of at most half a vector runs a half-width tile: its lanes are
     busy, but its multiply-adds are half as wide and as many, so it counts
     as a whole vector with half its lanes idle. Measured with AVX-512 at one
@@ -269,6 +288,8 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     columns_busy = kg / lanes * ow / (vectors * width)
     channels_busy = kg / (-(-kg // block) * block)
     deep = depth >= CHANNEL_TILE_DEPTH.get(level, 512)
+    if full and depth < CHANNEL_TILE_MIN_DEPTH.get(level, 0):
+        return -1, 8
     if channels_busy > columns_busy + 0.05 or (channels_busy >= columns_busy and deep):
         return level, block
     return -1, 8

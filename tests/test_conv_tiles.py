@@ -261,6 +261,20 @@ def test_choice_follows_idle_lanes_and_depth():
         assert _conv.choose_tiles(3, 576, 128, np.float64, avx2) == (-1, 8)
         # a row too short for a narrow tile (3 vectors of 4): as busy, many sums: the channel tile
         assert _conv.choose_tiles(3, 576, 10, np.float64, avx2) == (avx2, 8)
+        # rows of whole vectors, as busy: the column tiles up to 255 sums (the stem, CS231n's
+        # 7x7 layer), the channel tile from 256 (dilated, resnet-mid)
+        assert _conv.choose_tiles(64, 147, 112, np.float32, avx2) == (-1, 8)
+        assert _conv.choose_tiles(32, 147, 32, np.float64, avx2) == (-1, 8)
+        assert _conv.choose_tiles(32, 288, 64, np.float32, avx2) == (avx2, 16)
+        assert _conv.choose_tiles(64, 576, 56, np.float64, avx2) == (avx2, 8)
+        # 14 or 28 columns fill 14/16 of the column tiles: the channel tile from 128 sums ...
+        assert _conv.choose_tiles(32, 144, 14, np.float32, avx2) == (avx2, 16)
+        # ... below, the column tiles wherever a row holds a whole vector (the textbook's first
+        # layer: one channel, 9 sums; 8 channels, 72)
+        assert _conv.choose_tiles(16, 9, 28, np.float32, avx2) == (-1, 8)
+        assert _conv.choose_tiles(32, 72, 14, np.float32, avx2) == (-1, 8)
+        # a row shorter than a vector keeps the idle-lane rule
+        assert _conv.choose_tiles(32, 27, 7, np.float32, avx2) == (avx2, 16)
 
 
 def test_banded_kernel_packs_only_weights_of_its_shape():

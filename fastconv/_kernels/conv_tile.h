@@ -51,8 +51,8 @@ typedef void (*fc_rowtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, i
                                   float *, ptrdiff_t, ptrdiff_t, int);
 typedef void (*fc_rowtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *, double,
                                   double *, ptrdiff_t, ptrdiff_t, int);
-/* Gather tiles (the three-vector column tile over three vectors at any offsets): x, cs,
- * taps, ntaps, C, w, bias, out, ocs, nk, in_off[3], out_off[3]. */
+/* Gather tiles (a column tile of NV vectors, each at its own offset): x, cs, taps, ntaps,
+ * C, w, bias, out, ocs, nk, in_off[NV], out_off[NV]; NV = 3 (gather32), 2 (gather6x2_32). */
 typedef void (*fc_gtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
                                 const float *, float *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *);
 typedef void (*fc_gtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,

@@ -526,7 +526,19 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
             for (int p = 0; p < P; p++) out[j * ocs + p] = cols[p][j];                \
     }
 
-/* R rows of Q columns (R*Q accumulator pairs), row r read at xt + r*IRS. */
+/* R rows of Q columns (R*Q accumulator pairs), row r read at xt + r*IRS. Each tap asks
+ * for the line its input has in the next channel: a channel's rows lie a plane apart, a
+ * stride the hardware prefetchers do not follow through the band (the weights, read in
+ * order, they do). Against the build without it (AMD EPYC, AVX2, one thread, float32,
+ * alternating processes): resnet-deep's convolution 1.06-1.14x and input gradient
+ * 1.04-1.08x, resnet-mid 1.00-1.03x, dilated 0.98-1.03x, 512 channels of 7x7 0.99-1.01x;
+ * the next channel but one measured no better. A prefetch never faults, so the last
+ * channel's, past the input, is harmless. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define FC_PREFETCH(p) ((void)0)
+#endif
 #define FC_OC_BODY(T, VT, VW, R, Q, IRS)                                              \
     VT lo[(R) * (Q)], hi[(R) * (Q)];                                                  \
     FC_OC_INIT(VT, VW, (R) * (Q))                                                     \
@@ -538,6 +550,7 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
             memcpy(&w0, wt, sizeof(VT));                                              \
             memcpy(&w1, wt + VW, sizeof(VT));                                         \
             const T *xt = xc + taps[t];                                               \
+            FC_PREFETCH(xt + cs); /* this tap's input in the next channel (see above) */ \
             _Pragma("GCC unroll 16") for (int r = 0; r < (R); r++) {                  \
                 _Pragma("GCC unroll 16") for (int q = 0; q < (Q); q++) {              \
                     const T xv = xt[r * (IRS) + q];                                   \
@@ -739,6 +752,7 @@ static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OC
 #undef FC_OC_BODY
 #undef FC_OC_INIT
 #undef FC_OC_STORE
+#undef FC_PREFETCH
 #undef FC_OCWTILE_FIXED
 #undef FC_OCW_PIXELS
 #undef FC_OC_PARAMS

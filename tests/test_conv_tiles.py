@@ -93,9 +93,12 @@ def test_channel_tiles_over_whole_rows(rng, level, monkeypatch, request, every_c
 # left at the end of a band one at a time: every band height 1-7 leaves 0, 1 or 2 of them, one
 # row per band leaves them all to the one-vector tile. Blocks of 4 or fewer live channels run
 # one pass; blocks of 5 or 6 run every whole vector two at a time (6 x 2, with 16 registers).
+# With 16 registers the other blocks run this row loop in C, a call per band (the band tile):
+# also rows of 5 columns (narrower than a vector), 20 (two vectors and a half tile) and 40
+# float32 columns (a three-vector segment and two single vectors per row).
 # The same bits as the output-channel tiles, on one or two threads.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("width", [14, 16, 32, 33, 64, 72])
+@pytest.mark.parametrize("width", [5, 14, 16, 20, 32, 33, 40, 64, 72])
 @pytest.mark.parametrize("oh", [1, 2, 3, 4, 5, 7])
 @pytest.mark.parametrize("k", [3, 5, 8, 14, 20])  # blocks of 3; 5; 8; 8 + 6; 8 + 8 + 4 live channels
 @pytest.mark.parametrize("budget", [1, 2**20])  # bands of one row; the whole image

@@ -136,6 +136,12 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_gtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
                                      const double*, double*, ptrdiff_t, int, const ptrdiff_t*,
                                      const ptrdiff_t*) noexcept
+    ctypedef void (*fc_band_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
+                                    const float*, float*, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                                    const ptrdiff_t*, int) noexcept
+    ctypedef void (*fc_band_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
+                                    const double*, double*, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                                    const ptrdiff_t*, int) noexcept
     ctypedef void (*fc_addrow_f32_fn)(float*, const float*, int)
     ctypedef void (*fc_addrow_f64_fn)(double*, const double*, int)
     ctypedef void (*fc_ocrows_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
@@ -199,6 +205,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_gtile_f64_fn gather64
         fc_gtile_f32_fn gather6x2_32
         fc_gtile_f64_fn gather6x2_64
+        fc_band_f32_fn band32
+        fc_band_f64_fn band64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -543,7 +551,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     ``FC_ROWS_KH_CHANNELS`` for kernels whose input rows the row tiles reuse)
     run row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
     A 1x1 kernel read in place (one tap, at offset 0) runs the three-vector
-    tiles made for it (``tiles.pw32``: no tap loop; the same sums).
+    tiles made for it (``tiles.pw32``: no tap loop; the same sums). At the
+    levels of 16 registers the other column tiles of 4 x 3 (three rows'
+    single vectors gathered) run their row loop in C (:func:`_tile_band`).
     Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
@@ -557,7 +567,8 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f64_fn w64 = NULL if depthwise else tiles.wide64
     cdef fc_tile_f32_fn w3_32 = NULL if depthwise else tiles.wide3_32
     cdef fc_tile_f64_fn w3_64 = NULL if depthwise else tiles.wide3_64
-    if not depthwise and ntaps == 1 and taps[0] == 0 and tiles.pw32 != NULL:
+    cdef bint one_tap = not depthwise and ntaps == 1 and taps[0] == 0 and tiles.pw32 != NULL
+    if one_tap:
         w3_32 = tiles.pw32  # the same tile for one tap at offset 0, its loop only loads and FMAs
         w3_64 = tiles.pw64
     cdef bint wide = (w32 != NULL) if real_t is float else (w64 != NULL)
@@ -600,6 +611,12 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
             _row_tiles(tiles, xbase, channel_stride, row_step, taps, ntaps, kh, kw, cg, wb, bb, oplane, OH, OW,
                        ocs, nk, oh0, oh1, in_row0)
             return
+    # 16 registers: the loop below, in C, one call per band (the band tile; the same tiles)
+    if not depthwise and not one_tap and group == 3 and not wide and (not narrow or tiles.narrow_vectors == 3) \
+            and ((tiles.band32 != NULL) if real_t is float else (tiles.band64 != NULL)):
+        _tile_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb, oplane, OW, ocs, nk, oh0, oh1,
+                   in_row0)
+        return
     for oh in range(oh0, oh1):
         orow = oplane + oh * OW
         ow0 = 0
@@ -627,24 +644,7 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                         orow + ow0, ocs, <int>nk, <int>span)
                 ow0 = ow0 + span
                 continue
-            use_half = False
-            if ow0 + width <= OW:
-                start = ow0
-                ncols = width
-            elif OW - ow0 <= half:  # a tail of at most half a tile: a half tile
-                use_half = True
-                if OW >= half:
-                    start = OW - half  # overlap the previous tile instead of a scalar tail
-                    ncols = half
-                else:
-                    start = 0
-                    ncols = OW
-            elif OW >= width:
-                start = OW - width
-                ncols = width
-            else:
-                start = 0
-                ncols = OW
+            use_half = _single_tile_at(ow0, OW, width, half, &start, &ncols)
             if gather and ncols == width and not use_half:
                 pending_in[pending] = (oh - in_row0) * row_step + start
                 pending_out[pending] = oh * OW + start
@@ -673,6 +673,76 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         else:
             f64(xbase + pending_in[i], channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + pending_out[i],
                 ocs, <int>nk, <int>width)
+
+
+cdef inline bint _single_tile_at(Py_ssize_t ow0, Py_ssize_t OW, Py_ssize_t width, Py_ssize_t half,
+                                 Py_ssize_t* start, Py_ssize_t* ncols) noexcept nogil:
+    """Where the one-vector tile for the columns from ``ow0`` runs: ``start``, ``ncols``; True for a half tile.
+
+    A whole vector where one fits; a tail of at most half a tile, a half
+    tile; a longer tail, a whole tile that overlaps the one before it (no
+    scalar tail); a row narrower than a tile, its ``OW`` columns.
+    """
+    if ow0 + width <= OW:
+        start[0], ncols[0] = ow0, width
+        return False
+    if OW - ow0 <= half:
+        if OW >= half:
+            start[0], ncols[0] = OW - half, half  # overlap the previous tile instead of a scalar tail
+        else:
+            start[0], ncols[0] = 0, OW
+        return True
+    if OW >= width:
+        start[0], ncols[0] = OW - width, width
+    else:
+        start[0], ncols[0] = 0, OW
+    return False
+
+
+cdef void _tile_band(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride, Py_ssize_t row_step,
+                     const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg, const real_t* wb, const real_t* bb,
+                     real_t* oplane, Py_ssize_t OW, Py_ssize_t ocs, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
+                     Py_ssize_t in_row0) noexcept nogil:
+    """:func:`_tile_plane`'s column tiles at a level of 16 registers: its row loop in one call per band.
+
+    Every row is cut the same way: segments of three vectors, then single
+    whole vectors (gathered three at a time), then perhaps a tail of a half
+    tile or fewer columns. ``tiles.band32`` runs the segments and the whole
+    vectors of every row, in the order of the loop in :func:`_tile_plane`
+    (the same tiles, the same bits); the tails follow row by row.
+    """
+    cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
+    cdef Py_ssize_t half = tiles.half_f32 if real_t is float else tiles.half_f64
+    cdef Py_ssize_t nseg = (OW // width) // 3
+    cdef Py_ssize_t ow0 = nseg * 3 * width, start = 0, ncols = 0, oh
+    cdef ptrdiff_t singles[3]
+    cdef int nsingles = 0
+    cdef bint use_half = False, tail = False
+    while ow0 < OW:  # at most three single vectors (the last perhaps a tail)
+        use_half = _single_tile_at(ow0, OW, width, half, &start, &ncols)
+        if ncols == width and not use_half:
+            singles[nsingles] = start
+            nsingles = nsingles + 1
+        else:
+            tail = True
+        ow0 = ow0 + width
+    if real_t is float:
+        tiles.band32(xbase + (oh0 - in_row0) * row_step, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                     oplane + oh0 * OW, ocs, <int>nk, <int>(oh1 - oh0), row_step, OW, <int>nseg, singles, nsingles)
+    else:
+        tiles.band64(xbase + (oh0 - in_row0) * row_step, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
+                     oplane + oh0 * OW, ocs, <int>nk, <int>(oh1 - oh0), row_step, OW, <int>nseg, singles, nsingles)
+    if not tail:
+        return
+    for oh in range(oh0, oh1):  # the tail (the last column's tile: nothing overlaps it)
+        if real_t is float:
+            (tiles.half32 if use_half else tiles.f32)(xbase + (oh - in_row0) * row_step + start, channel_stride,
+                                                      taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + start,
+                                                      ocs, <int>nk, <int>ncols)
+        else:
+            (tiles.half64 if use_half else tiles.f64)(xbase + (oh - in_row0) * row_step + start, channel_stride,
+                                                      taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + start,
+                                                      ocs, <int>nk, <int>ncols)
 
 
 cdef Py_ssize_t _kernel_rows_reusable(const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t row_step,

@@ -57,6 +57,14 @@ typedef void (*fc_gtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int
                                 const float *, float *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *);
 typedef void (*fc_gtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
                                 const double *, double *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *);
+/* The column tiles' row loop over a band (16 registers): x, cs, taps, ntaps, C, w, bias, out,
+ * ocs, nk, nrows, irs (input row step), ors (output row step), nseg, singles, nsingles. */
+typedef void (*fc_band_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
+                               const float *, float *, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                               const ptrdiff_t *, int);
+typedef void (*fc_band_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
+                               const double *, double *, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
+                               const ptrdiff_t *, int);
 /* dst[i] += src[i] for i < n: dst, src, n. */
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
@@ -270,6 +278,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_WIDE NULL, NULL, fc_tile3_f32_base, fc_tile3_f64_base
 #define FC_BASE_PW fc_pwtile_f32_base, fc_pwtile_f64_base
 #define FC_BASE_GATHER fc_gather3_f32_base, fc_gather3_f64_base, fc_gather6x2_f32_base, fc_gather6x2_f64_base
+#define FC_BASE_BAND fc_band_f32_base, fc_band_f64_base
 #define FC_BASE_NARROW fc_tile4x3_f32_base, fc_tile4x3_f64_base, 3
 #define FC_BASE_ROWS fc_rowtile_f32_base, NULL, FC_ROW_CHANNELS, FC_ROWS_KH32(base), {NULL, NULL, NULL}, \
     fc_ocrows_f32_base, fc_ocrows_f64_base /* (no float64 rows: see conv_tile_impl.h) */
@@ -285,6 +294,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_WIDE NULL, NULL, NULL, NULL /* no wide or narrow tiles */
 #define FC_BASE_PW NULL, NULL
 #define FC_BASE_GATHER NULL, NULL, NULL, NULL
+#define FC_BASE_BAND NULL, NULL
 #define FC_BASE_NARROW NULL, NULL, 0
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
@@ -356,6 +366,8 @@ typedef struct {
     fc_gtile_f64_fn gather64;
     fc_gtile_f32_fn gather6x2_32; /* 6 channels x 2 vectors at any offsets, for blocks of 5-6 (or NULL) */
     fc_gtile_f64_fn gather6x2_64;
+    fc_band_f32_fn band32; /* the 4 x 3 column tiles' row loop over a band (16 registers; or NULL) */
+    fc_band_f64_fn band64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -367,7 +379,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
-                                       FC_BASE_PW, FC_BASE_GATHER};
+                                       FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -382,7 +394,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_ocrows_f32_avx2, fc_ocrows_f64_avx2, fc_wt_taps_avx2, NULL, NULL,
                                        fc_addrow_f32_avx2, fc_addrow_f64_avx2, fc_pwtile_f32_avx2,
                                        fc_pwtile_f64_avx2, fc_gather3_f32_avx2, fc_gather3_f64_avx2,
-                                       fc_gather6x2_f32_avx2, fc_gather6x2_f64_avx2};
+                                       fc_gather6x2_f32_avx2, fc_gather6x2_f64_avx2, fc_band_f32_avx2,
+                                       fc_band_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -398,7 +411,7 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512,
                                          fc_addrow_f32_avx512, fc_addrow_f64_avx512, fc_pwtile_f32_avx512,
                                          fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512,
-                                         NULL, NULL};
+                                         NULL, NULL, NULL, NULL};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

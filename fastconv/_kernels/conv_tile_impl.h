@@ -225,6 +225,79 @@ FC_TILE3_PAIR(fc_tile3_f64, fc_tile4x3_f64, double)
 FC_TILE3_PAIR(fc_pwtile_f32, fc_pwtile4_f32, float)
 FC_TILE3_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
 #undef FC_TILE3_PAIR
+/* The row loop of the column tiles for a band of nrows output rows (irs / ors: the input /
+ * output row steps), in one call: each row runs nseg 4 x 3 segments of 3 vectors from its
+ * first column, then its single whole vectors at columns singles[i] (i < nsingles) wait and
+ * run three at a time, from consecutive rows, in the gather tile's passes; those left at the
+ * end run one at a time in the one-vector tile (ONE). The rows go in order, each row's
+ * columns left to right, as the caller's loop went (so the output is written in order); the
+ * call, its arguments and the loop are paid once per band instead of per row and pass. Each
+ * output sums in the column tile's order: the same bits. */
+/* (the 4 x 3 passes over channels h, h + 1, ...: vector v reads XB + IN_AT (+ c*cs + taps[t])
+ * and is stored at OB + OUT_AT (+ j*ocs); channels j < nk - h stored) */
+#define FC_PASSES(T, VT, XB, OB, IN_AT, OUT_AT)                                       \
+    for (int h = 0; h < nk; h += 4) {                                                 \
+        VT acc[4][3];                                                                 \
+        _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                           \
+            _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++) acc[j][v] = (VT){0} + bias[h + j]; \
+        const T *wt = w + h;                                                          \
+        T *oj = (OB) + h * ocs;                                                       \
+        for (int c = 0; c < C; c++) {                                                 \
+            const T *xc = (XB) + c * cs;                                              \
+            for (int t = 0; t < ntaps; t++, wt += 8) {                                \
+                const T *xt = xc + taps[t];                                           \
+                VT in[3];                                                             \
+                _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++)                   \
+                    memcpy(&in[v], xt + (IN_AT), sizeof(VT));                         \
+                _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                 \
+                    const T wj = wt[j];                                               \
+                    _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++) acc[j][v] += in[v] * wj; \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+        if (nk - h >= 4) { /* every channel of the pass live: from the registers */   \
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                       \
+                _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++)                   \
+                    memcpy(oj + j * ocs + (OUT_AT), &acc[j][v], sizeof(VT));          \
+        } else {                                                                      \
+            VT done[4][3];                                                            \
+            _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++)                       \
+                _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++) done[j][v] = acc[j][v]; \
+            for (int j = 0; j < nk - h; j++)                                          \
+                _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++)                   \
+                    memcpy(oj + j * ocs + (OUT_AT), &done[j][v], sizeof(VT));         \
+        }                                                                             \
+    }
+#define FC_BAND(NAME, T, VT, ONE)                                                     \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int nrows, \
+                                     ptrdiff_t irs, ptrdiff_t ors, int nseg, const ptrdiff_t *singles, \
+                                     int nsingles)                                     \
+    {                                                                                 \
+        const int VW = (int)(sizeof(VT) / sizeof(T));                                 \
+        ptrdiff_t pin[3], pout[3];                                                    \
+        int pending = 0;                                                              \
+        for (int r = 0; r < nrows; r++) {                                             \
+            for (int s = 0; s < nseg; s++) {                                          \
+                const ptrdiff_t col = (ptrdiff_t)s * 3 * VW;                          \
+                FC_PASSES(T, VT, x + r * irs + col, out + r * ors + col, v * VW, v * VW) \
+            }                                                                         \
+            for (int i = 0; i < nsingles; i++) {                                      \
+                pin[pending] = r * irs + singles[i];                                  \
+                pout[pending] = r * ors + singles[i];                                 \
+                if (++pending == 3) {                                                 \
+                    FC_PASSES(T, VT, x, out, pin[v], pout[v])                         \
+                    pending = 0;                                                      \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+        for (int i = 0; i < pending; i++) /* (fewer than three left: one at a time) */ \
+            FC_CAT(ONE, FC_ISA)(x + pin[i], cs, taps, ntaps, C, w, bias, out + pout[i], ocs, nk, VW); \
+    }
+FC_BAND(fc_band_f32, float, FC_CAT(fc_vf, FC_ISA), fc_tile_f32)
+FC_BAND(fc_band_f64, double, FC_CAT(fc_vd, FC_ISA), fc_tile_f64)
+#undef FC_BAND
+#undef FC_PASSES
 #endif
 #undef FC_PWTILE
 #undef FC_PWTILE_BODY

@@ -552,8 +552,8 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     run row tiles instead where the band has ``FC_ROWS`` rows (:func:`_row_tiles`).
     A 1x1 kernel read in place (one tap, at offset 0) runs the three-vector
     tiles made for it (``tiles.pw32``: no tap loop; the same sums). At the
-    levels of 16 registers the other column tiles of 4 x 3 (three rows'
-    single vectors gathered) run their row loop in C (:func:`_tile_band`).
+    levels of 16 registers, where every wide tile is 4 x 3, this loop runs
+    in C, one call per band (:func:`_tile_band`), but for blocks of 5 or 6.
     Tap ``t`` of output pixel ``(oh, ow)`` of input channel ``c`` reads
     ``xbase[c*channel_stride + (oh - in_row0)*row_step + taps[t] + ow]``.
     """
@@ -567,8 +567,7 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     cdef fc_tile_f64_fn w64 = NULL if depthwise else tiles.wide64
     cdef fc_tile_f32_fn w3_32 = NULL if depthwise else tiles.wide3_32
     cdef fc_tile_f64_fn w3_64 = NULL if depthwise else tiles.wide3_64
-    cdef bint one_tap = not depthwise and ntaps == 1 and taps[0] == 0 and tiles.pw32 != NULL
-    if one_tap:
+    if not depthwise and ntaps == 1 and taps[0] == 0 and tiles.pw32 != NULL:
         w3_32 = tiles.pw32  # the same tile for one tap at offset 0, its loop only loads and FMAs
         w3_64 = tiles.pw64
     cdef bint wide = (w32 != NULL) if real_t is float else (w64 != NULL)
@@ -612,7 +611,7 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                        ocs, nk, oh0, oh1, in_row0)
             return
     # 16 registers: the loop below, in C, one call per band (the band tile; the same tiles)
-    if not depthwise and not one_tap and group == 3 and not wide and (not narrow or tiles.narrow_vectors == 3) \
+    if not depthwise and group == 3 and not wide and (not narrow or tiles.narrow_vectors == 3) \
             and ((tiles.band32 != NULL) if real_t is float else (tiles.band64 != NULL)):
         _tile_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb, oplane, OW, ocs, nk, oh0, oh1,
                    in_row0)

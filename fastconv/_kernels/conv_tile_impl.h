@@ -227,7 +227,8 @@ FC_TILE3_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
 #undef FC_TILE3_PAIR
 /* The row loop of the column tiles for a band of nrows output rows (irs / ors: the input /
  * output row steps), in one call: each row runs nseg 4 x 3 segments of 3 vectors from its
- * first column, then its single whole vectors at columns singles[i] (i < nsingles) wait and
+ * first column (a 1x1 kernel read in place, one tap at offset 0: the pointwise tile PW, no
+ * tap loop), then its single whole vectors at columns singles[i] (i < nsingles) wait and
  * run three at a time, from consecutive rows, in the gather tile's passes; those left at the
  * end run one at a time in the one-vector tile (ONE). The rows go in order, each row's
  * columns left to right, as the caller's loop went (so the output is written in order); the
@@ -268,35 +269,59 @@ FC_TILE3_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
                     memcpy(oj + j * ocs + (OUT_AT), &done[j][v], sizeof(VT));         \
         }                                                                             \
     }
-#define FC_BAND(NAME, T, VT, ONE)                                                     \
+#define FC_BAND_ROWS(T, VT, ONE_TAP, PW)                                              \
+    for (int r = 0; r < nrows; r++) {                                                 \
+        for (int s = 0; s < nseg; s++) {                                              \
+            const ptrdiff_t col = (ptrdiff_t)s * 3 * VW;                              \
+            if (ONE_TAP)                                                              \
+                FC_CAT(PW, FC_ISA)(x + r * irs + col, cs, taps, ntaps, C, w, bias, out + r * ors + col, ocs, \
+                                   nk, 3 * VW);                                       \
+            else                                                                      \
+                FC_PASSES(T, VT, x + r * irs + col, out + r * ors + col, v * VW, v * VW) \
+        }                                                                             \
+        for (int i = 0; i < nsingles; i++) {                                          \
+            pin[pending] = r * irs + singles[i];                                      \
+            pout[pending] = r * ors + singles[i];                                     \
+            if (++pending == 3) {                                                     \
+                FC_PASSES(T, VT, x, out, pin[v], pout[v])                             \
+                pending = 0;                                                          \
+            }                                                                         \
+        }                                                                             \
+    }
+/* (two functions, so that each keeps its own registers: with one tap and without) */
+#define FC_BAND_IMPL(NAME, T, VT, ONE, PW, ONE_TAP)                                   \
+    static void __attribute__((noinline)) NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, \
+                                               int C, const T *w, const T *bias, T *out, ptrdiff_t ocs, \
+                                               int nk, int nrows, ptrdiff_t irs, ptrdiff_t ors, int nseg, \
+                                               const ptrdiff_t *singles, int nsingles) \
+    {                                                                                 \
+        const int VW = (int)(sizeof(VT) / sizeof(T));                                 \
+        ptrdiff_t pin[3], pout[3];                                                    \
+        int pending = 0;                                                              \
+        FC_BAND_ROWS(T, VT, ONE_TAP, PW)                                              \
+        for (int i = 0; i < pending; i++) /* (fewer than three left: one at a time) */ \
+            FC_CAT(ONE, FC_ISA)(x + pin[i], cs, taps, ntaps, C, w, bias, out + pout[i], ocs, nk, VW); \
+    }
+#define FC_BAND(NAME, T, VT, ONE, PW)                                                   \
+    FC_BAND_IMPL(FC_CAT(NAME##_taps, FC_ISA), T, VT, ONE, PW, 0)                       \
+    FC_BAND_IMPL(FC_CAT(NAME##_one_tap, FC_ISA), T, VT, ONE, PW, 1)                    \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int nrows, \
                                      ptrdiff_t irs, ptrdiff_t ors, int nseg, const ptrdiff_t *singles, \
                                      int nsingles)                                     \
     {                                                                                 \
-        const int VW = (int)(sizeof(VT) / sizeof(T));                                 \
-        ptrdiff_t pin[3], pout[3];                                                    \
-        int pending = 0;                                                              \
-        for (int r = 0; r < nrows; r++) {                                             \
-            for (int s = 0; s < nseg; s++) {                                          \
-                const ptrdiff_t col = (ptrdiff_t)s * 3 * VW;                          \
-                FC_PASSES(T, VT, x + r * irs + col, out + r * ors + col, v * VW, v * VW) \
-            }                                                                         \
-            for (int i = 0; i < nsingles; i++) {                                      \
-                pin[pending] = r * irs + singles[i];                                  \
-                pout[pending] = r * ors + singles[i];                                 \
-                if (++pending == 3) {                                                 \
-                    FC_PASSES(T, VT, x, out, pin[v], pout[v])                         \
-                    pending = 0;                                                      \
-                }                                                                     \
-            }                                                                         \
-        }                                                                             \
-        for (int i = 0; i < pending; i++) /* (fewer than three left: one at a time) */ \
-            FC_CAT(ONE, FC_ISA)(x + pin[i], cs, taps, ntaps, C, w, bias, out + pout[i], ocs, nk, VW); \
+        if (ntaps == 1 && taps[0] == 0) /* a 1x1 kernel read in place: no tap loop (pw32's sums) */ \
+            FC_CAT(NAME##_one_tap, FC_ISA)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk, nrows, irs, ors, \
+                                           nseg, singles, nsingles);                  \
+        else                                                                          \
+            FC_CAT(NAME##_taps, FC_ISA)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk, nrows, irs, ors, nseg, \
+                                        singles, nsingles);                           \
     }
-FC_BAND(fc_band_f32, float, FC_CAT(fc_vf, FC_ISA), fc_tile_f32)
-FC_BAND(fc_band_f64, double, FC_CAT(fc_vd, FC_ISA), fc_tile_f64)
+FC_BAND(fc_band_f32, float, FC_CAT(fc_vf, FC_ISA), fc_tile_f32, fc_pwtile_f32)
+FC_BAND(fc_band_f64, double, FC_CAT(fc_vd, FC_ISA), fc_tile_f64, fc_pwtile_f64)
 #undef FC_BAND
+#undef FC_BAND_IMPL
+#undef FC_BAND_ROWS
 #undef FC_PASSES
 #endif
 #undef FC_PWTILE

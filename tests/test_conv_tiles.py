@@ -660,6 +660,37 @@ def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tile
     np.testing.assert_allclose(got, reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
 
 
+# A column stride of 2 splits each input row into its two column phases in one pass (even columns
+# to one phase plane, odd to the other: fc_deinterleave, 4 float32 or 2 float64 pairs at a time,
+# then the pairs left and an odd last column). Widths around those counts, every parity of the left
+# padding, one or two row phases, bands of one row and the whole image, and the depthwise planes.
+# An NHWC input reaches the kernel as a view whose columns lie C items apart: it takes the
+# element-by-element copy, and must give the same bits.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [1, 2, 3, 7, 8, 9, 10, 16, 17, 23])
+@pytest.mark.parametrize("left", [0, 1, 2, 3])
+@pytest.mark.parametrize("stride", [(1, 2), 2])
+@pytest.mark.parametrize("budget", [1, 2**18])  # one row per band; the whole image
+@pytest.mark.parametrize("groups", [1, 6])  # the banded kernel; the depthwise planes
+def test_column_phases_split_in_one_pass(rng, monkeypatch, request, dtype, width, left, stride, budget, groups):
+    from functools import partial
+
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    x = rng.standard_normal((3, 6, 7, width)).astype(dtype)
+    w = rng.standard_normal((6, 6 // groups, 3, 3)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    kw = dict(stride=stride, padding=((1, 1), (left, 2)), groups=groups, algorithm="direct")
+    with fastconv.num_threads(1):  # three images on one thread: the banded kernel
+        got = fastconv.conv2d(x, w, b, **kw)
+        nhwc = fastconv.conv2d(x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0), b, layout="NHWC", **kw)
+    np.testing.assert_array_equal(nhwc.transpose(0, 3, 1, 2), got)
+    del kw["algorithm"]
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(got, reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
+
+
 # a budget of one byte gives bands of one row, but blocks of at most 2 live channels run row tiles,
 # so their bands hold 8 rows (the last one, of 6, overlaps the one before it: 38 = 4 x 8 + 6);
 # bands of 10 rows (13 with 2 kernel rows) leave a last one of 8. Every band runs the tiles the

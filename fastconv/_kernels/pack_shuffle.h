@@ -1,13 +1,18 @@
-/* Planes to pixel-major order for the weight-gradient tiles: runs of 4 float32 (2 float64)
+/* Register shuffles for the packing loops of the direct kernels.
+ *
+ * Planes to pixel-major order for the weight-gradient tiles: runs of 4 float32 (2 float64)
  * grad planes interleaved through a register transpose.
  *
  * dst[i*step + j] = src_j[i] for i < n: each source is a contiguous run of one plane's row,
  * and pixel i of the run gets the channels j side by side. Transposing 4 x 4 float32 (2 x 2
- * float64) in registers turns scattered 4-byte stores into 16-byte ones. x86-64 always has
- * SSE2; other targets (and the tails) copy item by item.
+ * float64) in registers turns scattered 4-byte stores into 16-byte ones.
+ *
+ * The other way for a column stride of 2: a row's even and odd columns to their two phase
+ * planes in one pass (fc_deinterleave), instead of one strided pass per phase. x86-64 always
+ * has SSE2; other targets (and the tails) copy item by item.
  */
-#ifndef FASTCONV_GRAD_PACK_H
-#define FASTCONV_GRAD_PACK_H
+#ifndef FASTCONV_PACK_SHUFFLE_H
+#define FASTCONV_PACK_SHUFFLE_H
 
 #include <stddef.h>
 
@@ -15,6 +20,34 @@
 #include <emmintrin.h>
 #define FC_HAVE_SSE2_INTERLEAVE 1
 #endif
+
+/* evens[m] = src[2m], odds[m] = src[2m + 1] for m < n: a row split into its two column
+ * phases in one pass (two loads, two shuffles, two stores per 4 float32 pairs). */
+static void fc_deinterleave_f32(float *evens, float *odds, const float *src, ptrdiff_t n)
+{
+    ptrdiff_t m = 0;
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    for (; m + 4 <= n; m += 4) {
+        __m128 a = _mm_loadu_ps(src + 2 * m), b = _mm_loadu_ps(src + 2 * m + 4);
+        _mm_storeu_ps(evens + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm_storeu_ps(odds + m, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+#endif
+    for (; m < n; m++) evens[m] = src[2 * m], odds[m] = src[2 * m + 1];
+}
+
+static void fc_deinterleave_f64(double *evens, double *odds, const double *src, ptrdiff_t n)
+{
+    ptrdiff_t m = 0;
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    for (; m + 2 <= n; m += 2) {
+        __m128d a = _mm_loadu_pd(src + 2 * m), b = _mm_loadu_pd(src + 2 * m + 2);
+        _mm_storeu_pd(evens + m, _mm_unpacklo_pd(a, b));
+        _mm_storeu_pd(odds + m, _mm_unpackhi_pd(a, b));
+    }
+#endif
+    for (; m < n; m++) evens[m] = src[2 * m], odds[m] = src[2 * m + 1];
+}
 
 static void fc_interleave4_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1, const float *s2,
                                const float *s3, ptrdiff_t n)
@@ -55,4 +88,4 @@ static void fc_interleave2_f64(double *dst, ptrdiff_t step, const double *s0, co
     }
 }
 
-#endif /* FASTCONV_GRAD_PACK_H */
+#endif /* FASTCONV_PACK_SHUFFLE_H */

@@ -138,7 +138,7 @@ def band_budget(l2_bytes):
 BAND_BUDGET = band_budget(l2_cache_bytes())
 
 
-def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1):
+def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1, output_bytes=None, weight_bytes=0):
     """``(band, rows)``: output rows per band and phase rows per plane holding them.
 
     A band's input (``channels * sh*sw * rows * wq`` elements) takes about
@@ -152,8 +152,31 @@ def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1):
     bands of 512 KiB ran 6 % slower than the whole image (halo rows copied
     twice) and 256 KiB ones 8-10 %. Bands keep the extra memory of a call at
     one band per thread (strided: 1.5x its output with whole images at 2
-    threads, 1.04x with bands). With less L2, smaller bands run faster
+    threads, 1.04x with bands of one budget, 1.14x with the taller bands
+    below). With less L2, smaller bands run faster
     (:func:`band_budget`).
+
+    Where the budget leaves a band no taller than the phase rows the kernel
+    reaches below it (many channels of long rows: ``strided``'s 64 channels
+    of 112 columns at stride 2 make 57 KiB of input per output row, so one
+    row per band), every band would copy its rows again as the next one's
+    halo, and read each channel's rows from memory in runs of a few hundred
+    bytes. There bands take up to ``TALL_BAND_BUDGETS`` budgets (1 MiB at
+    128 KiB), but no more than ``output_bytes`` (if given; at least one
+    budget), cut in bands of equal height. The plans give the output of two
+    images, the least a thread of the banded kernel writes, so a thread's
+    band stays within its output (``strided``: bands of 14 rows, 0.84 MiB
+    of input, against 0.77 MiB of output per image). Only where the packed
+    weights (``weight_bytes``) take at most ``TALL_BAND_WEIGHTS`` budgets:
+    every block of filters reads the whole band again, and a band larger
+    than the L2 cache comes back from L3 once per block (256 channels 28 ->
+    14 at stride 2, 2.3 MiB of weights in 16 blocks: bands of 5 rows read
+    0.93-0.95x). Measured on the AMD EPYC at one thread (two),
+    in-process A/B (medians of 11-15 paired runs): ``strided`` (144 KiB of
+    weights) 1.08x (1.07x), VGG's 64 channels of 224x224 1.03x (0.99x),
+    shapes the rule leaves alone 1.00x; 128 channels 56 -> 28 at stride 2
+    (576 KiB of weights) read 0.96-1.06x with taller bands, too unsteady to
+    take. Whole images instead (3.3 MiB for ``strided``) read 1.09x there.
     """
     (sh, sw), (dh, _) = geometry.stride, geometry.dilation
     kh = geometry.kernel[0]
@@ -162,7 +185,19 @@ def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1):
     per_row = max(1, channels * sh * sw * wq * itemsize)
     oh = geometry.out_shape[0]
     band = oh if (oh + reach) * per_row <= 2 * budget else min(oh, max(min_band, budget // per_row - reach))
+    if band <= reach and weight_bytes <= TALL_BAND_WEIGHTS * budget:  # taller bands, as even as can be
+        tall_bytes = TALL_BAND_BUDGETS * budget
+        if output_bytes is not None:
+            tall_bytes = min(tall_bytes, max(budget, output_bytes))
+        tall = max(band, tall_bytes // per_row - reach)
+        band = min(oh, max(min_band, -(-oh // -(-oh // tall))))
     return band, band + reach
+
+
+#: Budgets of input a band may take where one budget leaves it no taller than its halo (:func:`band_rows`).
+TALL_BAND_BUDGETS = 8
+#: Budgets of packed weights beyond which such bands keep their budget (:func:`band_rows`).
+TALL_BAND_WEIGHTS = 4
 
 
 class TileInput(NamedTuple):
@@ -474,7 +509,9 @@ class TiledConv:
             # every band gets as many (with the last one's overlapping the band before it), and
             # the tiles an output takes depend on the shapes, not on the thread count
             few = oc_level < 0 and not self.depthwise and 0 < kg % 8 <= _conv_direct.ROW_TILE_CHANNELS
-            self.band, rows = band_rows(geometry, c, dtype.itemsize, min_band=_conv_direct.ROW_TILE_ROWS if few else 1)
+            self.band, rows = band_rows(geometry, c, dtype.itemsize, min_band=_conv_direct.ROW_TILE_ROWS if few else 1,
+                                        output_bytes=2 * k * geometry.out_size * dtype.itemsize,
+                                        weight_bytes=k * cg * kh * kw * dtype.itemsize)
             self.phases = stride_phases(geometry, rows)
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)

@@ -644,6 +644,7 @@ def test_bands_of_rows(rng, monkeypatch, request, budget, s, p, d, g, mode, tile
     from functools import partial
 
     monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    monkeypatch.setattr(_conv, "TALL_BAND_BUDGETS", 1)  # bands of the budget, however short
     _conv.tiled_conv.cache_clear()  # plans are cached per shape: build this test's with its budget
     request.addfinalizer(_conv.tiled_conv.cache_clear)
     x = rng.standard_normal((4, 4, 17, 13)).astype(np.float32)  # 4 images: one image per task
@@ -689,6 +690,38 @@ def test_column_phases_split_in_one_pass(rng, monkeypatch, request, dtype, width
     del kw["algorithm"]
     rtol, atol = tolerance(dtype)
     np.testing.assert_allclose(got, reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
+
+
+# Where a budget leaves bands no taller than the rows the kernel reaches below them, bands take
+# up to TALL_BAND_BUDGETS budgets, of equal height: 8 channels of 40 columns at stride 2 make 2688
+# bytes of input per output row; a budget of 3024 bytes gives one row (its halo another), 8 budgets
+# eight rows, cut evenly: the 20 output rows make bands of 7, 7 and 6; no more input than the
+# image's output (12 filters: 19200 bytes) leaves six rows, bands of 5; weights of more than 4
+# budgets keep bands of one budget. Same tiles as the whole image: same bits.
+def test_tall_bands_where_the_halo_is_as_tall(rng, monkeypatch, request):
+    from functools import partial
+
+    x = rng.standard_normal((3, 8, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((12, 8, 3, 3)).astype(np.float32)
+    geometry = prepare_conv2d(x, w, None, 2, 1, 1, 1, "zeros", "NCHW", None).geometry
+    assert _conv.band_rows(geometry, 8, 4, budget=3024) == (7, 8)
+    assert _conv.band_rows(geometry, 8, 4, budget=3024, output_bytes=12 * 20 * 20 * 4) == (5, 6)
+    assert _conv.band_rows(geometry, 8, 4, budget=3024, output_bytes=100) == (1, 2)  # one budget at least
+    assert _conv.band_rows(geometry, 8, 4, budget=3024, weight_bytes=4 * 3024) == (7, 8)
+    assert _conv.band_rows(geometry, 8, 4, budget=3024, weight_bytes=4 * 3024 + 1) == (1, 2)  # weights too large
+    monkeypatch.setattr(_conv, "TALL_BAND_BUDGETS", 1)
+    assert _conv.band_rows(geometry, 8, 4, budget=3024) == (1, 2)
+    monkeypatch.undo()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    results = []
+    for budget in (3024, 2**20):
+        monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+        _conv.tiled_conv.cache_clear()
+        with fastconv.num_threads(1):
+            results.append(run_tiles(x, w, None, "auto", stride=2, padding=1))
+    np.testing.assert_array_equal(results[0], results[1])
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(results[0], reference.conv2d(x, w, stride=2, padding=1), rtol=rtol, atol=atol * 10)
 
 
 # a budget of one byte gives bands of one row, but blocks of at most 2 live channels run row tiles,

@@ -152,8 +152,8 @@ def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1, outp
     bands of 512 KiB ran 6 % slower than the whole image (halo rows copied
     twice) and 256 KiB ones 8-10 %. Bands keep the extra memory of a call at
     one band per thread (strided: 1.5x its output with whole images at 2
-    threads, 1.04x with bands of one budget, about 1.14x by count with the taller bands
-    below). With less L2, smaller bands run faster
+    threads, 1.04x with bands of one budget, about 1.14x by count with the
+    taller bands below). With less L2, smaller bands run faster
     (:func:`band_budget`).
 
     Where the budget leaves a band no taller than the phase rows the kernel

@@ -1300,12 +1300,17 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
     where that pixel exists. Padding columns are left as they are (zero
     once, they stay zero: every row writes the same columns); rows outside
     the image are zeroed with ``zero_rows``, else left as they are.
+    Contiguous rows copy whole (one column phase) or split in one pass into
+    their even and odd columns (two phases: ``fc_deinterleave``); other
+    strides copy item by item.
     """
     cdef Py_ssize_t H = x.shape[2], W = x.shape[3], plane = rows * wq
     cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)  # elements between columns
     cdef Py_ssize_t a, i, h, b, w0, j0, m, count
     cdef const real_t* src
     cdef real_t* out
+    cdef real_t* evens
+    cdef real_t* odds
     if W == 0:
         return
     if sw == 1 and step == 1:  # whole rows, no column phases: no divisions per row
@@ -1325,8 +1330,6 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                     for m in range(W):
                         out[m] = src[m]
         return
-    cdef real_t* evens
-    cdef real_t* odds
     if sw == 2 and step == 1:  # both column phases of a row in one pass (fc_deinterleave)
         b = pad_left % 2  # the phase of even columns: column 2m lands in phase b at (2m + pad_left) // 2
         for a in range(sh):
@@ -1365,12 +1368,8 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                 j0 = (w0 + pad_left) // sw
                 count = (W - w0 + sw - 1) // sw
                 out = dst + (a * sw + b) * plane + i * wq + j0
-                if step == 1 and sw == 2:  # a constant stride the compiler can vectorize
-                    for m in range(count):
-                        out[m] = src[w0 + 2 * m]
-                else:
-                    for m in range(count):
-                        out[m] = src[(w0 + m * sw) * step]
+                for m in range(count):
+                    out[m] = src[(w0 + m * sw) * step]
 
 
 cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k, real_t* dst,

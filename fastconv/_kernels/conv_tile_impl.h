@@ -288,7 +288,7 @@ FC_TILE3_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
             }                                                                         \
         }                                                                             \
     }
-/* (two functions, so that each keeps its own registers: with one tap and without) */
+/* (two functions: the one-tap loop calls the pointwise tile per segment, the other runs the passes inline) */
 #define FC_BAND_IMPL(NAME, T, VT, ONE, PW, ONE_TAP)                                   \
     static void __attribute__((noinline)) NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, \
                                                int C, const T *w, const T *bias, T *out, ptrdiff_t ocs, \

@@ -759,6 +759,33 @@ def test_bands_of_rows_with_row_tiles(rng, monkeypatch, request, every_call_para
     np.testing.assert_allclose(got, reference.conv2d(x, w, padding=1), rtol=rtol, atol=atol * 10)
 
 
+# With two threads the banded kernel shares out bands, not images: four images of 38 output rows
+# in bands of one row (38 tasks each), of 8 rows for blocks with row tiles (the short last band of
+# 6 overlaps the one before it: the two make one task, so no two threads write a row), of 10 or 13
+# rows (a last band of 8), or whole. The bands, and so the bits, are those of one thread.
+@pytest.mark.parametrize("budget", [1, 40000, 2**18])
+@pytest.mark.parametrize("k", [2, 10])  # row tiles for the last block; column tiles only
+@pytest.mark.parametrize("kernel", [(5, 3), (2, 3)])
+@pytest.mark.parametrize("tiles", ["columns", "channels"])
+def test_threads_share_bands_not_images(rng, monkeypatch, request, every_call_parallel, budget, k, kernel, tiles):
+    from functools import partial
+
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    kh, kw = kernel
+    x = rng.standard_normal((4, 6, 35 + kh, 21)).astype(np.float32)  # 4 images: 2 per thread or more
+    w = rng.standard_normal((k, 6, kh, kw)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    with fastconv.num_threads(1):
+        one = run_tiles(x, w, b, tiles, padding=1)
+    with fastconv.num_threads(2):
+        two = run_tiles(x, w, b, tiles, padding=1)
+    np.testing.assert_array_equal(two, one)
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(two, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+
+
 def test_packed_kernel_checks_the_band_holds_every_tap():
     x = np.zeros((1, 2, 8, 8), np.float32)
     w = np.zeros((8, 2, 3, 3), np.float32)

@@ -830,14 +830,17 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                   real_t[:, :, :, ::1] out, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t pad_top,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1):
-    """NCHW convolution from the unpadded input (any strides), one image per task, in bands of rows.
+    """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
-    Each task takes one image, ``band`` output rows at a time: it pads and
-    splits the input rows the band reads by stride phase into a per-thread
-    scratch buffer (planes of ``hb`` phase rows: ``sh*sw*hb*wq`` elements per
-    channel, :func:`_pack_phase_rows`) and runs every block of output channels
-    on them while they are in cache. So the input is read from memory about
-    once and the extra memory is one band per thread. ``taps`` are
+    Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
+    it pads and splits the input rows the band reads by stride phase into a
+    per-thread scratch buffer (planes of ``hb`` phase rows: ``sh*sw*hb*wq``
+    elements per channel, :func:`_pack_phase_rows`) and runs every block of
+    output channels on them while they are in cache. So the input is read
+    from memory about once and the extra memory is one band per thread; and
+    the threads share the work in pieces of a band, not of a whole image
+    (on 8 images, two threads could otherwise wait up to half an image's
+    time for each other). ``taps`` are
     :func:`fastconv._conv.stride_phases`' computed with ``hb`` phase rows per
     plane; ``hb`` must hold a band and the phase rows a tap reaches below it
     (checked). ``weight`` is OIHW ``(K, cg, KH, KW)`` and ``bias`` ``(K,)`` or
@@ -873,6 +876,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
         if taps[t] < 0 or band + (taps[t] // wq) % hb > hb or taps[t] >= sh * sw * hb * wq:
             raise ValueError("conv2d_packed: the band's phase planes do not hold every tap")
     cdef Py_ssize_t per_block = cg * ntaps * block
+    cdef Py_ssize_t per_image = _band_tasks(OH, band), i
     cdef real_t* w_packed = <real_t*>_calloc_aligned(groups * blocks * per_block, sizeof(real_t))
     cdef real_t* bias_packed = <real_t*>malloc(groups * blocks * block * sizeof(real_t))
     if w_packed == NULL or bias_packed == NULL:
@@ -892,8 +896,9 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                 failed[0] = 1
             else:
                 for n in range(N):
-                    _conv_image_banded(tiles, octile, x, n, xs, chan, pad_top, pad_left, sh, sw, band, hb, wq,
-                                       &taps[0], ntaps, groups, blocks, block, kg, cg, w_packed, bias_packed, out)
+                    _conv_image_banded(tiles, octile, x, n, 0, OH, xs, chan, pad_top, pad_left, sh, sw, band, hb,
+                                       wq, &taps[0], ntaps, groups, blocks, block, kg, cg, w_packed, bias_packed,
+                                       out)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
@@ -903,12 +908,15 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come
             xs = <real_t*>_calloc_aligned(C * chan + TILE_SLACK, sizeof(real_t))
-            for n in prange(N, schedule="dynamic"):
+            for t in prange(N * per_image, schedule="dynamic"):
                 if xs == NULL:
                     failed[0] = 1
                     continue
-                _conv_image_banded(tiles, octile, x, n, xs, chan, pad_top, pad_left, sh, sw, band, hb, wq,
-                                   &taps[0], ntaps, groups, blocks, block, kg, cg, w_packed, bias_packed, out)
+                n = t // per_image
+                i = t - n * per_image  # the image's i-th task: rows from i * band, to OH for the last
+                _conv_image_banded(tiles, octile, x, n, i * band, OH if i == per_image - 1 else (i + 1) * band,
+                                   xs, chan, pad_top, pad_left, sh, sw, band, hb, wq, &taps[0], ntaps, groups,
+                                   blocks, block, kg, cg, w_packed, bias_packed, out)
             _free_aligned(xs)
     _free_aligned(w_packed)
     free(bias_packed)
@@ -916,21 +924,38 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
         raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
 
 
+cdef inline Py_ssize_t _band_tasks(Py_ssize_t OH, Py_ssize_t band) noexcept nogil:
+    """The tasks :func:`conv2d_packed` makes of an image's ``OH`` output rows: one per band of ``band`` rows.
+
+    A short last band (fewer than ``FC_ROWS`` rows, see
+    :func:`_conv_image_banded`) overlaps the band before it, so the two make
+    one task: no two threads write the same output row.
+    """
+    cdef Py_ssize_t bands = (OH + band - 1) // band
+    if bands > 1 and OH - (bands - 1) * band < FC_ROWS <= band:
+        bands -= 1
+    return bands
+
+
 cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:, :, :, :] x, Py_ssize_t n,
+                             Py_ssize_t row0, Py_ssize_t row1,
                              real_t* xs, Py_ssize_t chan, Py_ssize_t pad_top, Py_ssize_t pad_left,
                              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb, Py_ssize_t wq,
                              const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t groups, Py_ssize_t blocks,
                              Py_ssize_t block, Py_ssize_t kg, Py_ssize_t cg, const real_t* w_packed,
                              const real_t* bias_packed, real_t[:, :, :, ::1] out) noexcept nogil:
-    """Image ``n`` of :func:`conv2d_packed`, ``band`` output rows at a time, through the scratch ``xs``.
+    """Output rows ``row0 <= oh < row1`` of image ``n`` of :func:`conv2d_packed`, ``band`` rows at a time.
 
-    ``xs`` (the thread's ``C * chan`` phase planes) is zero where no band writes: the padding.
+    The bands go through the scratch ``xs`` (the thread's ``C * chan`` phase
+    planes), which is zero where no band writes: the padding. Rows
+    ``0 .. OH`` in one call or in :func:`_band_tasks`' pieces make the same
+    bands.
     """
     cdef Py_ssize_t C = x.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t per_block = cg * ntaps * block
-    cdef Py_ssize_t oh0 = 0, oh1, c, r, g, kb, k0
-    while oh0 < OH:
-        oh1 = min(OH, oh0 + band)
+    cdef Py_ssize_t oh0 = row0, oh1, c, r, g, kb, k0
+    while oh0 < row1:
+        oh1 = min(row1, oh0 + band)
         if oh1 - oh0 < FC_ROWS <= band:  # a short last band: as many rows as a row tile, overlapping
             oh0 = oh1 - FC_ROWS  # the band before it (those rows are computed again, to the same bits)
         for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band

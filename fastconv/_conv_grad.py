@@ -130,6 +130,7 @@ class _InputPhase(NamedTuple):
     tiled: object  # its TiledConv, or None for the plain loops
     target: tuple  # slices of dL/dx it fills (every pixel when there is one phase)
     shape: tuple  # of the phase's pixels
+    first: tuple  # its first row and column in dL/dx (every stride-th from there on)
 
 
 #: The input gradient through its columns (:func:`by_columns`): the fewest grad channels, by
@@ -204,7 +205,9 @@ class GradInputPlan:
         self.columns = by_columns(grad_shape, dims, geometry, groups, dtype)  # (else the direct tiles)
         self.work = n * k * cg * kh * kw * grad_shape[2] * grad_shape[3] // 16
         self.by_columns_kernel = specialized(_conv_direct.grad_input_by_columns, self.dtype)
-        self.single, self.phases = True, []
+        self.scatter_phase = specialized(_conv_direct.scatter_phase, self.dtype)
+        self.scatter_phase_pair = specialized(_conv_direct.scatter_phase_pair, self.dtype)
+        self.single, self.covered, self.paired, self.phases = True, True, False, []
         if self.columns:
             return
         rows, cols = (_axis_phases(size, kern, st, dil, pad[0]) for size, kern, st, dil, pad in
@@ -212,6 +215,12 @@ class GradInputPlan:
         # one phase per axis that covers every pixel: the result is that phase's convolution
         self.single = (len(rows) == len(cols) == 1 and rows[0].count == geometry.in_shape[0]
                        and cols[0].count == geometry.in_shape[1])
+        # whether the phases fill every pixel (each pixel is in one phase at most): no zeroing first
+        self.covered = (sum(p.count for p in rows) == geometry.in_shape[0]
+                        and sum(p.count for p in cols) == geometry.in_shape[1])
+        # a column stride of 2 with both column phases: each row phase's two (consecutive below)
+        # are put in place together, every row written once (scatter_phase_pair)
+        self.paired = not self.single and geometry.stride[1] == 2 and [p.first for p in cols] == [0, 1]
         self.phases = []  # pixels outside every phase get no gradient: they stay zero
         for ph in rows:
             for pw in cols:
@@ -232,7 +241,7 @@ class GradInputPlan:
                     slice(None), slice(None), slice(ph.first, None, geometry.stride[0]),
                     slice(pw.first, None, geometry.stride[1]))
                 self.phases.append(_InputPhase(taps, sub_shape, crop, sub_geo, tiled, target,
-                                               (n, channels, ph.count, pw.count)))
+                                               (n, channels, ph.count, pw.count), (ph.first, pw.first)))
 
     def run(self, grad, weight, out=None):
         """dL/dx ``(N, C, H, W)`` of an NCHW ``grad`` and OIHW ``weight`` (any strides).
@@ -253,14 +262,19 @@ class GradInputPlan:
         # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight
         adjoint_weight = weight.reshape(groups, k // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
         if out is None:
-            result = empty(self.shape, self.dtype) if self.single else zeros(self.shape, self.dtype)
+            result = empty(self.shape, self.dtype) if self.covered else zeros(self.shape, self.dtype)
         else:
             result = out
-            if not self.single:
+            if not self.covered:
                 result[...] = 0
+        evens = None  # (paired: a row phase's even columns, waiting for its odd ones)
         for phase in self.phases:
             if phase.geometry is None:  # the window lies outside the grad: only zeros reach these pixels
-                result[phase.target] = 0
+                if not self.paired:
+                    result[phase.target] = 0
+                    continue
+                target = zeros(phase.shape, self.dtype)
+                evens = self._place(target, evens, phase, result)
                 continue
             taps = adjoint_weight[(Ellipsis,) + phase.weight_taps]  # a view: slices
             sub = empty(phase.sub_shape, self.dtype)  # (large ones from the buffer cache: no fresh pages)
@@ -272,8 +286,24 @@ class GradInputPlan:
             else:
                 direct_nchw(crop, sub, np.zeros(sub.shape[0], self.dtype), phase.geometry, groups, target)
             if not self.single:
-                result[phase.target] = target
+                evens = self._place(target, evens, phase, result)
         return result
+
+    def _place(self, target, evens, phase, result):
+        """Put a phase's pixels ``target`` in place in ``result``; return the even columns still waiting.
+
+        In parallel kernels: NumPy's strided assignment took a fifth of
+        `strided`'s input gradient at two threads, on one of them. With
+        :attr:`paired` a row phase's even columns wait for its odd ones.
+        """
+        sh, sw = self.geometry.stride
+        if not self.paired:
+            self.scatter_phase(target, result, *phase.first, sh, sw, threads_for(target.size))
+            return None
+        if phase.first[1] == 0:
+            return target
+        self.scatter_phase_pair(evens, target, result, phase.first[0], sh, threads_for(2 * target.size))
+        return None
 
 
 @functools.lru_cache(maxsize=256)

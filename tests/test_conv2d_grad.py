@@ -369,3 +369,61 @@ def test_stride_phases_are_those_some_tap_reaches():
         assert [(p.first, p.count, list(range(p.tap0, kernel, p.tap_step))[:p.taps]) for p in got] == expected
     huge = _axis_phases(10**12, 3, 2**31, 1, 1)
     assert [p.first for p in huge] == [0, 1, 2**31 - 1]
+
+
+# dL/dx of a strided convolution comes phase by phase; the phases are put in place by parallel
+# kernels: scatter_phase (any strides), scatter_phase_pair (column stride 2: both column phases of
+# a row at once, four float32 or two float64 pairs per step, then the pairs left and an odd last
+# column). Each must equal NumPy's strided assignment and leave every other pixel as it was.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("width", [1, 2, 3, 7, 8, 9, 10, 17])
+@pytest.mark.parametrize("height, first_h, sh", [(5, 0, 1), (5, 1, 2), (7, 2, 3), (2, 1, 4)])
+def test_phases_put_in_place(rng, dtype, width, height, first_h, sh):
+    from fastconv._kernels import _conv_direct
+    from fastconv._plans import specialized
+
+    result = small_ints(rng, (2, 3, height, width)).astype(dtype)
+    rows = len(range(first_h, height, sh))
+    for first_w, sw in [(0, 1), (1, 2), (2, 3)]:
+        phase = small_ints(rng, (2, 3, rows, len(range(first_w, width, sw)))).astype(dtype)
+        expected = result.copy()
+        expected[:, :, first_h::sh, first_w::sw] = phase
+        for threads in (1, 2):
+            got = result.copy()
+            specialized(_conv_direct.scatter_phase, dtype)(phase, got, first_h, first_w, sh, sw, threads)
+            np.testing.assert_array_equal(got, expected)
+    evens = small_ints(rng, (2, 3, rows, (width + 1) // 2)).astype(dtype)
+    odds = small_ints(rng, (2, 3, rows, width // 2)).astype(dtype)
+    expected = result.copy()
+    expected[:, :, first_h::sh, 0::2] = evens
+    expected[:, :, first_h::sh, 1::2] = odds
+    for threads in (1, 2):
+        got = result.copy()
+        specialized(_conv_direct.scatter_phase_pair, dtype)(evens, odds, got, first_h, sh, threads)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="phase's pixels"):  # a row too many
+        _conv_direct.scatter_phase(np.zeros((2, 3, rows + 1, width), dtype), result, first_h, 0, sh, 1, 1)
+    with pytest.raises(ValueError, match="even and odd columns"):  # a column too many
+        _conv_direct.scatter_phase_pair(evens, np.zeros((2, 3, rows, width // 2 + 1), dtype), result,
+                                        first_h, sh, 1)
+
+
+# Every pixel of a strided convolution's dL/dx lies in some phase (3x3, stride 2), so the result is
+# not zeroed first: an `out` full of NaN must come back with every pixel written, as exact as the
+# reference (small integers as float32); a 1x1 kernel at stride 2 reaches only the even rows and
+# columns, so the rest is zeroed.
+@pytest.mark.parametrize("hw", [(9, 9), (10, 8), (11, 12)])
+@pytest.mark.parametrize("kernel, stride, padding", [(3, 2, 1), (3, (2, 3), 1), (1, 2, 0), (2, (3, 2), 0)])
+def test_strided_grad_input_writes_every_pixel_of_out(rng, hw, kernel, stride, padding):
+    x = small_ints(rng, (3, 4) + hw)
+    w = small_ints(rng, (5, 4, kernel, kernel))
+    kw = dict(stride=stride, padding=padding)
+    grad = small_ints(rng, fastconv.conv2d(x, w, **kw).shape)
+    expected = reference.conv2d_grad_input(grad, w, x.shape, **kw)
+    out = np.full(x.shape, np.nan, np.float32)
+    with fastconv.num_threads(2):
+        got = fastconv.conv2d_grad_input(grad.astype(np.float32), w.astype(np.float32), x.shape, out=out, **kw)
+    assert got is out
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad.astype(np.float32), w.astype(np.float32),
+                                                             x.shape, **kw), expected)

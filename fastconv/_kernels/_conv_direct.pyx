@@ -105,6 +105,8 @@ from libc.string cimport memcpy, memset
 cdef extern from "pack_shuffle.h" nogil:
     void fc_deinterleave_f32(float* evens, float* odds, const float* src, ptrdiff_t n) noexcept
     void fc_deinterleave_f64(double* evens, double* odds, const double* src, ptrdiff_t n) noexcept
+    void fc_interleave_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n) noexcept
+    void fc_interleave_f64(double* dst, const double* evens, const double* odds, ptrdiff_t n) noexcept
     void fc_interleave4_f32(float* dst, ptrdiff_t step, const float* s0, const float* s1, const float* s2,
                             const float* s3, ptrdiff_t n) noexcept
     void fc_interleave2_f64(double* dst, ptrdiff_t step, const double* s0, const double* s1,
@@ -1438,6 +1440,85 @@ def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top
             _pack_phases(x, t % N, t // N, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
         else:  # t = n*C + c
             _pack_phases(x, t // C, t % C, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+
+
+def scatter_phase(const acc_t[:, :, :, ::1] phase, acc_t[:, :, :, ::1] result, Py_ssize_t first_h,
+                  Py_ssize_t first_w, Py_ssize_t sh, Py_ssize_t sw, int num_threads):
+    """``result[:, :, first_h::sh, first_w::sw] = phase``: one stride phase of an image put in place.
+
+    The input gradient of a strided convolution is computed phase by phase
+    (each a stride-1 convolution); this puts a phase's pixels back among the
+    others. ``phase`` must have ``result``'s images and channels and exactly
+    the phase's rows and columns (checked); the other pixels of ``result``
+    are left as they are. Parallel over (image, channel, phase row).
+    """
+    cdef Py_ssize_t N = result.shape[0], C = result.shape[1], H = result.shape[2], W = result.shape[3]
+    if sh < 1 or sw < 1 or first_h < 0 or first_w < 0:
+        raise ValueError("scatter_phase: strides of at least 1, first row and column at least 0")
+    cdef Py_ssize_t rows = (H - first_h + sh - 1) // sh if first_h < H else 0
+    cdef Py_ssize_t cols = (W - first_w + sw - 1) // sw if first_w < W else 0
+    if phase.shape[0] != N or phase.shape[1] != C or phase.shape[2] != rows or phase.shape[3] != cols:
+        raise ValueError("scatter_phase: phase must have result's images and channels and the phase's pixels")
+    cdef Py_ssize_t t, p, n, c, u, m
+    cdef const acc_t* src
+    cdef acc_t* dst
+    if N * C * rows == 0 or cols == 0:
+        return
+    for t in prange(N * C * rows, nogil=True, num_threads=num_threads, schedule="static"):
+        p = t // rows  # (image, channel) plane n*C + c
+        u = t - p * rows
+        n = p // C
+        c = p - n * C
+        src = &phase[n, c, u, 0]
+        dst = &result[n, c, first_h + u * sh, first_w]  # its last column: first_w + (cols-1)*sw < W
+        if sw == 1:
+            memcpy(dst, src, cols * sizeof(acc_t))
+        else:
+            for m in range(cols):
+                dst[m * sw] = src[m]
+
+
+def scatter_phase_pair(const acc_t[:, :, :, ::1] evens, const acc_t[:, :, :, ::1] odds,
+                       acc_t[:, :, :, ::1] result, Py_ssize_t first_h, Py_ssize_t sh, int num_threads):
+    """Two phases of column stride 2 put in place at once: ``result[:, :, first_h::sh, 0::2] = evens``
+    and ``result[:, :, first_h::sh, 1::2] = odds``.
+
+    Each row of ``result`` the two fill is written once, whole, from the two
+    phase rows (``fc_interleave``: float32 and float64 four or two pairs at a
+    time), where :func:`scatter_phase` twice would read and write it twice.
+    The shapes must be those of the phases (checked): ``evens`` has
+    ``ceil(W / 2)`` columns, ``odds`` ``W // 2``. Parallel over (image,
+    channel, phase row).
+    """
+    cdef Py_ssize_t N = result.shape[0], C = result.shape[1], H = result.shape[2], W = result.shape[3]
+    if sh < 1 or first_h < 0:
+        raise ValueError("scatter_phase_pair: a stride of at least 1, a first row of at least 0")
+    cdef Py_ssize_t rows = (H - first_h + sh - 1) // sh if first_h < H else 0, pairs = W // 2
+    if (evens.shape[0] != N or evens.shape[1] != C or evens.shape[2] != rows or evens.shape[3] != W - pairs
+            or odds.shape[0] != N or odds.shape[1] != C or odds.shape[2] != rows or odds.shape[3] != pairs):
+        raise ValueError("scatter_phase_pair: evens and odds must be the even and odd columns of result's rows")
+    cdef Py_ssize_t t, p, n, c, u, m
+    cdef acc_t* dst
+    if N * C * rows == 0 or W == 0:
+        return
+    for t in prange(N * C * rows, nogil=True, num_threads=num_threads, schedule="static"):
+        p = t // rows  # (image, channel) plane n*C + c
+        u = t - p * rows
+        n = p // C
+        c = p - n * C
+        dst = &result[n, c, first_h + u * sh, 0]
+        if pairs == 0:
+            pass
+        elif acc_t is float:
+            fc_interleave_f32(dst, &evens[n, c, u, 0], &odds[n, c, u, 0], pairs)
+        elif acc_t is double:
+            fc_interleave_f64(dst, &evens[n, c, u, 0], &odds[n, c, u, 0], pairs)
+        else:
+            for m in range(pairs):
+                dst[2 * m] = evens[n, c, u, m]
+                dst[2 * m + 1] = odds[n, c, u, m]
+        if W % 2:  # (an odd width: one more even column)
+            dst[W - 1] = evens[n, c, u, pairs]
 
 
 cdef struct WeightTask:

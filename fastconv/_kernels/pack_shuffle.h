@@ -8,8 +8,8 @@
  * float64) in registers turns scattered 4-byte stores into 16-byte ones.
  *
  * The other way for a column stride of 2: a row's even and odd columns to their two phase
- * planes in one pass (fc_deinterleave), instead of one strided pass per phase. x86-64 always
- * has SSE2; other targets (and the tails) copy item by item.
+ * planes in one pass (fc_deinterleave), instead of one strided pass per phase, and back
+ * (fc_interleave). x86-64 always has SSE2; other targets (and the tails) copy item by item.
  */
 #ifndef FASTCONV_PACK_SHUFFLE_H
 #define FASTCONV_PACK_SHUFFLE_H
@@ -47,6 +47,35 @@ static void fc_deinterleave_f64(double *evens, double *odds, const double *src, 
     }
 #endif
     for (; m < n; m++) evens[m] = src[2 * m], odds[m] = src[2 * m + 1];
+}
+
+/* dst[2m] = evens[m], dst[2m + 1] = odds[m] for m < n: two column phases of a row put back
+ * together in one pass (two loads, two shuffles, two stores per 4 float32 pairs): the
+ * inverse of fc_deinterleave. */
+static void fc_interleave_f32(float *dst, const float *evens, const float *odds, ptrdiff_t n)
+{
+    ptrdiff_t m = 0;
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    for (; m + 4 <= n; m += 4) {
+        __m128 a = _mm_loadu_ps(evens + m), b = _mm_loadu_ps(odds + m);
+        _mm_storeu_ps(dst + 2 * m, _mm_unpacklo_ps(a, b));
+        _mm_storeu_ps(dst + 2 * m + 4, _mm_unpackhi_ps(a, b));
+    }
+#endif
+    for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];
+}
+
+static void fc_interleave_f64(double *dst, const double *evens, const double *odds, ptrdiff_t n)
+{
+    ptrdiff_t m = 0;
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    for (; m + 2 <= n; m += 2) {
+        __m128d a = _mm_loadu_pd(evens + m), b = _mm_loadu_pd(odds + m);
+        _mm_storeu_pd(dst + 2 * m, _mm_unpacklo_pd(a, b));
+        _mm_storeu_pd(dst + 2 * m + 2, _mm_unpackhi_pd(a, b));
+    }
+#endif
+    for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];
 }
 
 static void fc_interleave4_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1, const float *s2,

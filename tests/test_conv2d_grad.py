@@ -304,12 +304,18 @@ def test_grad_weight_non_finite_input_stays_in_its_taps(rng, value, stride, layo
         np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=atol * 100)
 
 
+# On two threads a contiguous array is read in chunks of FINITE_CHUNK elements (the large shape
+# makes several, and a last partial one) and any other in (image, channel) planes.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("view", ["contiguous", "nhwc", "every_other_column", "reversed"])
-def test_all_finite_finds_each_inf_and_nan(rng, dtype, view):
-    from fastconv._conv_grad import _all_finite
+@pytest.mark.parametrize("shape, threads", [((3, 4, 5, 10), 1), ((3, 4, 5, 10), 2), ((3, 4, 61, 100), 2)])
+def test_all_finite_finds_each_inf_and_nan(rng, dtype, view, shape, threads):
+    from functools import partial
 
-    base = rng.standard_normal((3, 4, 5, 10)).astype(dtype)
+    from fastconv._conv_grad import _all_finite as all_finite
+
+    _all_finite = partial(all_finite, threads=threads)
+    base = rng.standard_normal(shape).astype(dtype)
     views = {"contiguous": lambda a: a, "nhwc": lambda a: a.transpose(0, 3, 1, 2),
              "every_other_column": lambda a: a[..., ::2], "reversed": lambda a: a[:, ::-1, :, ::-1]}
     x = views[view](base)

@@ -106,7 +106,6 @@ cdef extern from "pack_shuffle.h" nogil:
     void fc_deinterleave_f32(float* evens, float* odds, const float* src, ptrdiff_t n) noexcept
     void fc_deinterleave_f64(double* evens, double* odds, const double* src, ptrdiff_t n) noexcept
     void fc_interleave_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n) noexcept
-    void fc_interleave_f64(double* dst, const double* evens, const double* odds, ptrdiff_t n) noexcept
     void fc_interleave4_f32(float* dst, ptrdiff_t step, const float* s0, const float* s1, const float* s2,
                             const float* s3, ptrdiff_t n) noexcept
     void fc_interleave2_f64(double* dst, ptrdiff_t step, const double* s0, const double* s1,
@@ -1505,8 +1504,9 @@ def scatter_phase_pair(const acc_t[:, :, :, ::1] evens, const acc_t[:, :, :, ::1
     and ``result[:, :, first_h::sh, 1::2] = odds``.
 
     Each row of ``result`` the two fill is written once, whole, from the two
-    phase rows (``fc_interleave``: float32 and float64 four or two pairs at a
-    time), where :func:`scatter_phase` twice would read and write it twice.
+    phase rows (``fc_interleave_f32``, ``fc_interleave2_f64`` with a step of
+    2: four or two pairs at a time), where :func:`scatter_phase` twice would
+    read and write it twice.
     The shapes must be those of the phases (checked): ``evens`` has
     ``ceil(W / 2)`` columns, ``odds`` ``W // 2``. Parallel over (image,
     channel, phase row).
@@ -1533,7 +1533,7 @@ def scatter_phase_pair(const acc_t[:, :, :, ::1] evens, const acc_t[:, :, :, ::1
         elif acc_t is float:
             fc_interleave_f32(dst, &evens[n, c, u, 0], &odds[n, c, u, 0], pairs)
         elif acc_t is double:
-            fc_interleave_f64(dst, &evens[n, c, u, 0], &odds[n, c, u, 0], pairs)
+            fc_interleave2_f64(dst, 2, &evens[n, c, u, 0], &odds[n, c, u, 0], pairs)
         else:
             for m in range(pairs):
                 dst[2 * m] = evens[n, c, u, m]

@@ -51,7 +51,7 @@ static void fc_deinterleave_f64(double *evens, double *odds, const double *src, 
 
 /* dst[2m] = evens[m], dst[2m + 1] = odds[m] for m < n: two column phases of a row put back
  * together in one pass (two loads, two shuffles, two stores per 4 float32 pairs): the
- * inverse of fc_deinterleave. */
+ * inverse of fc_deinterleave (for float64, fc_interleave2_f64 below with a step of 2). */
 static void fc_interleave_f32(float *dst, const float *evens, const float *odds, ptrdiff_t n)
 {
     ptrdiff_t m = 0;
@@ -60,19 +60,6 @@ static void fc_interleave_f32(float *dst, const float *evens, const float *odds,
         __m128 a = _mm_loadu_ps(evens + m), b = _mm_loadu_ps(odds + m);
         _mm_storeu_ps(dst + 2 * m, _mm_unpacklo_ps(a, b));
         _mm_storeu_ps(dst + 2 * m + 4, _mm_unpackhi_ps(a, b));
-    }
-#endif
-    for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];
-}
-
-static void fc_interleave_f64(double *dst, const double *evens, const double *odds, ptrdiff_t n)
-{
-    ptrdiff_t m = 0;
-#ifdef FC_HAVE_SSE2_INTERLEAVE
-    for (; m + 2 <= n; m += 2) {
-        __m128d a = _mm_loadu_pd(evens + m), b = _mm_loadu_pd(odds + m);
-        _mm_storeu_pd(dst + 2 * m, _mm_unpacklo_pd(a, b));
-        _mm_storeu_pd(dst + 2 * m + 2, _mm_unpackhi_pd(a, b));
     }
 #endif
     for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];

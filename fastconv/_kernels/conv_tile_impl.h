@@ -18,6 +18,23 @@
 #define FC_CAT2(a, b) a##_##b
 #define FC_CAT(a, b) FC_CAT2(a, b)
 
+/* A 3x3 kernel's nine taps run unrolled in the tiles' channel loops (FC_TILEV_BODY,
+ * FC_OC_BODY): a tap of a 14-column AVX-512 output-channel tile is 28 multiply-adds,
+ * and the tap loop's own counter, pointer and branch instructions beside them compete
+ * for the two ports that run the multiply-adds (Intel). Nine at a time, a C copy of
+ * resnet-deep's tile ran 1.06-1.07x as fast (188 -> 200 GFLOP/s of a 229 peak, one
+ * thread); in the library (Intel Xeon, alternating processes, one thread) resnet-deep's
+ * convolution 1.06-1.08x and input gradient 1.03-1.11x, dilated's convolution (column
+ * tiles) 1.05-1.09x, cifar 1.02x; at the AVX2 level resnet-deep 1.07x, resnet-mid 1.04x,
+ * the column tiles even. The sums are the same in the same order. Only at the AVX2 and
+ * AVX-512 levels, where it was measured: the x86-64 baseline's SSE tile ran 0.86x as fast
+ * unrolled, and aarch64 has not been measured. */
+#if FC_VF >= 8
+#define FC_UNROLL_3X3 1
+#else
+#define FC_UNROLL_3X3 0
+#endif
+
 #define FC_TILE_BODY(T, VT, VW)                                                       \
     VT acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7;                                \
     acc0 = (VT){0} + bias[0]; acc1 = (VT){0} + bias[1];                               \
@@ -108,11 +125,17 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
     for (int j = 0; j < nk; j++)                                                      \
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                          \
             memcpy(out + j * ocs + (AT), &done[j][v], sizeof(VT));
-#define FC_TILEV_BODY(T, VT, VW, NK, NV)                                              \
-    FC_TILEV_INIT(T, VT, NK, NV)                                                      \
+#define FC_TILEV_CHANNELS(T, VT, VW, NK, NV, NTAPS, UNROLL)                           \
     for (int c = 0; c < C; c++) {                                                     \
         const T *xc = x + c * cs;                                                     \
-        for (int t = 0; t < ntaps; t++, wt += 8) FC_TILEV_TAP(T, VT, VW, NK, NV, xc + taps[t]) \
+        UNROLL for (int t = 0; t < (NTAPS); t++, wt += 8) FC_TILEV_TAP(T, VT, VW, NK, NV, xc + taps[t]) \
+    }
+#define FC_TILEV_BODY(T, VT, VW, NK, NV)                                              \
+    FC_TILEV_INIT(T, VT, NK, NV)                                                      \
+    if (FC_UNROLL_3X3 && ntaps == 9) {                                                \
+        FC_TILEV_CHANNELS(T, VT, VW, NK, NV, 9, _Pragma("GCC unroll 9"))              \
+    } else {                                                                          \
+        FC_TILEV_CHANNELS(T, VT, VW, NK, NV, ntaps, )                                 \
     }                                                                                 \
     FC_TILEV_STORE(T, VT, VW, NK, NV)
 
@@ -328,6 +351,7 @@ FC_BAND(fc_band_f64, double, FC_CAT(fc_vd, FC_ISA), fc_tile_f64, fc_pwtile_f64)
 #undef FC_PWTILE_BODY
 #undef FC_TILEV
 #undef FC_TILEV_BODY
+#undef FC_TILEV_CHANNELS
 #undef FC_TILEV_INIT
 #undef FC_TILEV_TAP
 #undef FC_TILEV_STORE
@@ -657,23 +681,11 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         }                                                                             \
     }
 
-/* A 3x3 kernel's nine taps run unrolled: a tap of a 14-column AVX-512 tile is 28
- * multiply-adds, and the loop's own counter, pointer and branch instructions beside
- * them compete for the two ports that run the multiply-adds (Intel). Nine at a time,
- * a C copy of resnet-deep's tile ran 1.06-1.07x as fast (188 -> 200 GFLOP/s of a
- * 229 peak, one thread). The sums are the same in the same order. Only at the AVX2
- * and AVX-512 levels, where it was measured; the x86-64 baseline's SSE tile ran 0.86x
- * as fast unrolled, and aarch64 has not been measured. */
-#if FC_VF >= 8
-#define FC_OC_UNROLL_3X3 1
-#else
-#define FC_OC_UNROLL_3X3 0
-#endif
 #define FC_OC_BODY(T, VT, VW, R, Q, IRS)                                              \
     VT lo[(R) * (Q)], hi[(R) * (Q)];                                                  \
     FC_OC_INIT(VT, VW, (R) * (Q))                                                     \
     const T *wt = w; /* (a pointer stepped per tap: no index arithmetic in the loop) */ \
-    if (FC_OC_UNROLL_3X3 && ntaps == 9) {                                             \
+    if (FC_UNROLL_3X3 && ntaps == 9) {                                                \
         FC_OC_CHANNELS(T, VT, VW, R, Q, IRS, 9, _Pragma("GCC unroll 9"))              \
     } else {                                                                          \
         FC_OC_CHANNELS(T, VT, VW, R, Q, IRS, ntaps, )                                 \
@@ -869,7 +881,7 @@ static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OC
 #undef FC_OCROWS_FIXED
 #undef FC_OC_BODY
 #undef FC_OC_CHANNELS
-#undef FC_OC_UNROLL_3X3
+#undef FC_UNROLL_3X3
 #undef FC_OC_INIT
 #undef FC_OC_STORE
 #undef FC_PREFETCH

@@ -700,7 +700,13 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
     }
 
 /* Every output pixel of nimg images, the grad packed STEP items per pixel: PIXEL runs
- * with gq at the pixel's grad and xm[m][ow] its input of pair m. */
+ * with gq at the pixel's grad and xm[m][ow] its input of pair m. Two pixels per turn of
+ * the loop (each accumulator still sums pixel after pixel, so the bits are the same):
+ * the loop's counter, pointer and branch instructions, and the pair offsets it reloads
+ * (14 of them do not fit in the general registers), are paid once per 56 multiply-adds
+ * instead of 28. Weight gradient at one thread (Intel Xeon, alternating processes,
+ * medians of 5): AVX-512 resnet-deep 1.04x (1.06x at two threads), resnet-mid,
+ * strided and dilated 1.02-1.03x; AVX2 resnet-deep 1.06x. */
 #define FC_OCW_PIXELS(T, M, STEP, PIXEL)                                              \
     const T *gq = gt;                                                                 \
     for (int n = 0; n < nimg; n++)                                                    \
@@ -708,7 +714,7 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
             const T *row = x + n * x_img + oh * wq;                                   \
             const T *xm[M];                                                           \
             for (int m = 0; m < M; m++) xm[m] = row + offs[m];                        \
-            for (int ow = 0; ow < OW; ow++, gq += (STEP)) {                           \
+            _Pragma("GCC unroll 2") for (int ow = 0; ow < OW; ow++, gq += (STEP)) {   \
                 PIXEL                                                                 \
             }                                                                         \
         }

@@ -109,8 +109,10 @@ cdef inline Py_ssize_t _index_row_step(Py_ssize_t width) noexcept nogil:
 
 
 cdef int32_t* _index_rows(Py_ssize_t rows, Py_ssize_t width) except NULL:
-    """``rows`` int32 rows of ``width``, ``_index_row_step(width)`` apart, freed by the caller;
-    MemoryError if none."""
+    """``rows`` int32 rows of ``width``, ``_index_row_step(width)`` entries apart.
+
+    Freed by the caller; MemoryError if they cannot be allocated.
+    """
     cdef int32_t* rows_ = <int32_t*>malloc(max(1, rows) * _index_row_step(width) * sizeof(int32_t))
     if rows_ == NULL:
         raise MemoryError(f"cannot allocate {rows} x {width} int32 index rows")

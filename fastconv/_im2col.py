@@ -237,7 +237,7 @@ class FoldPlan:
         self.geometry, self.batch, self.channels_last = geometry, batch, channels_last
         self.sum_dtype, ratio = _sum_type(np.dtype(dtype))
         self.planar = (not channels_last and ratio == 1
-                       and _col2im.tap_major(geometry.kernel[1], geometry.dilation[1]))
+                       and _col2im.tap_major(geometry.kernel[1], geometry.dilation[1], geometry.out_shape[1]))
         self.blocks = runs_in_blocks(geometry, channels_last, ratio)
         self.channels = channels
         self.in_place = self.planar or self.blocks or not geometry.has_padding

@@ -354,6 +354,31 @@ def test_streamed_columns_at_every_line_offset(rng, monkeypatch, line_offset, c,
         np.testing.assert_array_equal(got, expected)
 
 
+# ---- col2im tap by tap for kernel rows 5 to 7 wide on rows of at least 12 output columns
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float64])
+@pytest.mark.parametrize("kw", [5, 6, 7])
+@pytest.mark.parametrize("width", [13, 15, 40])  # 40: rows of 12 or more output columns at every stride
+@pytest.mark.parametrize("s, p", [(1, 0), (1, 3), (2, 3), ((1, 3), (2, 1))])
+def test_col2im_wide_kernel_rows(rng, dtype, kw, width, s, p):
+    from fastconv._kernels import _col2im
+
+    shape = (2, 3, 9, width)
+    k = (3, kw)
+    cols_shape = fastconv.im2col(np.zeros(shape), k, stride=s, padding=p).shape
+    cols = random_array(rng, cols_shape, dtype)
+    expected = reference.col2im(cols, shape, k, stride=s, padding=p)
+    ow = fastconv.conv_output_shape(shape[2:], k, stride=s, padding=p).shape[1]
+    assert _col2im.tap_major(kw, 1, ow) == (ow >= 12)  # both routes are exercised
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            got = fastconv.col2im(cols, shape, k, stride=s, padding=p)
+        if dtype == np.int64:
+            np.testing.assert_array_equal(got, expected)
+        else:
+            np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+
+
 # ---- zero padding read in place (im2col_planar): edge pixels, rows of zeros, kernel widths
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.uint8, np.complex64, np.complex128])

@@ -42,7 +42,9 @@ cdef extern from "col2im_block.h" nogil:
 
 
 cdef enum:
-    TAP_MAJOR_KW_MAX = 4  # the widest kernel row col2im adds tap by tap (_tap_major)
+    TAP_MAJOR_KW_MAX = 4  # kernel rows col2im adds tap by tap at any width (_tap_major)
+    TAP_MAJOR_WIDE_KW_MAX = 7  # and those it adds tap by tap on rows of TAP_MAJOR_WIDE_OW output columns
+    TAP_MAJOR_WIDE_OW = 12
 
 
 def col2im_planar(const sum_t[:, ::1] cols, sum_t[:, :, :, ::1] x,
@@ -128,6 +130,7 @@ def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
     cdef Py_ssize_t t, n, g, c, v0, v1, oh, ow, kh, kw, v, base
     cdef const sum_t* row
     cdef sum_t* dst
+    cdef bint by_taps = V == 1 and _tap_major(KW, DW, OW)
     for t in prange(N * G * n_chunks, nogil=True, num_threads=num_threads, schedule="static"):
         n = t // (G * n_chunks)
         g = (t // n_chunks) % G
@@ -135,7 +138,7 @@ def col2im_2d(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
         v0 = c * v_chunk
         v1 = min(V, v0 + v_chunk)
         for oh in range(OH):
-            if V == 1 and _tap_major(KW, DW):
+            if by_taps:
                 _col2im_row_planar(cols, xp, n, g, oh, KH, KW, SH, SW, DH, DW, OH, OW)
                 continue
             for ow in range(OW):
@@ -160,9 +163,10 @@ cdef void _col2im_by_image(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
     cdef Py_ssize_t n, oh, ow, g, kh, kw, v, j
     cdef const sum_t* row
     cdef sum_t* dst
+    cdef bint by_taps = V == 1 and _tap_major(KW, DW, OW)
     for n in prange(N, nogil=True, num_threads=num_threads, schedule="static"):
         for oh in range(OH):
-            if V == 1 and _tap_major(KW, DW):
+            if by_taps:
                 for g in range(G):
                     _col2im_row_planar(cols, xp, n, g, oh, KH, KW, SH, SW, DH, DW, OH, OW)
                 continue
@@ -183,20 +187,35 @@ cdef void _col2im_by_image(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp,
                                 j = j + V
 
 
-def tap_major(KW, DW):
-    """Whether planar col2im runs tap by tap for kernel rows of ``KW`` taps ``DW`` apart (:func:`_tap_major`)."""
-    return KW <= TAP_MAJOR_KW_MAX and DW == 1
+def tap_major(KW, DW, OW):
+    """Whether planar col2im runs tap by tap for kernel rows of ``KW`` taps ``DW`` apart and ``OW``
+    output columns (:func:`_tap_major`)."""
+    return _tap_major(KW, DW, OW)
 
 
-cdef inline bint _tap_major(Py_ssize_t KW, Py_ssize_t DW) noexcept nogil:
+cdef inline bint _tap_major(Py_ssize_t KW, Py_ssize_t DW, Py_ssize_t OW) noexcept nogil:
     """Whether planar col2im runs tap by tap (:func:`_col2im_row_planar`) or pixel by pixel.
 
-    Measured (CPU time, canonical shapes): tap by tap is 1.1-2.9x faster for
-    undilated kernels up to 4 wide (3x3 at stride 1 and 2); pixel by pixel
-    is faster for the 7x7 stem and for dilation 2, where the adds that hit
-    one pixel are far enough apart not to wait on each other.
+    Measured (CPU time, canonical shapes, AMD EPYC): tap by tap is 1.1-2.9x
+    faster for undilated kernels up to 4 wide (3x3 at stride 1 and 2); pixel
+    by pixel for dilation 2, where the adds that hit one pixel are far enough
+    apart not to wait on each other. Kernels 5 to 7 wide run tap by tap on
+    rows of at least ``TAP_MAJOR_WIDE_OW`` output columns: on the Intel Xeon
+    (AVX-512), alternating processes, pixel by pixel / tap by tap, medians
+    of 3-5, one / two threads: the stem 1.27-1.32x / 1.36-1.45x, 64 channels
+    of 56x56 with 7x7 kernels 1.49x / 1.45x, one channel of 28x28 with 5x5
+    kernels (the textbook's) 1.71-1.73x / 1.74x, 5x5 at stride 2 on 28x28
+    1.17x / 1.21x, one 224x224 image at stride 2 1.01x / 1.11x. Rows of 10
+    columns (6 channels of 14x14, 5x5) read 0.87x / 0.92x, but in a build
+    that tested this inside the row loop, which slowed the pixel-by-pixel
+    loop too (hoisted, that layer's unchanged route reads 1.03x): they stay
+    pixel by pixel until measured again. On the AMD EPYC pixel by pixel had
+    measured faster for the stem (before this rule; not measured there
+    since).
     """
-    return KW <= TAP_MAJOR_KW_MAX and DW == 1
+    if DW != 1:
+        return False
+    return KW <= TAP_MAJOR_KW_MAX or (KW <= TAP_MAJOR_WIDE_KW_MAX and OW >= TAP_MAJOR_WIDE_OW)
 
 
 cdef inline void _col2im_row_planar(const sum_t[:, ::1] cols, sum_t[:, :, :, :, ::1] xp, Py_ssize_t n,

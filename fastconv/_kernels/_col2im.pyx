@@ -43,7 +43,7 @@ cdef extern from "col2im_block.h" nogil:
 
 cdef enum:
     TAP_MAJOR_KW_MAX = 4  # kernel rows col2im adds tap by tap at any width (_tap_major)
-    TAP_MAJOR_WIDE_KW_MAX = 7  # and those it adds tap by tap on rows of TAP_MAJOR_WIDE_OW output columns
+    TAP_MAJOR_WIDE_KW_MAX = 7  # and those it adds tap by tap on rows of TAP_MAJOR_WIDE_OW output columns or more
     TAP_MAJOR_WIDE_OW = 12
 
 

@@ -36,13 +36,14 @@
 #endif
 
 /* The column tiles' passes over a band (FC_PASSES: 4 channels x 3 vectors, 12 multiply-adds
- * a tap) take their taps eight at a time, whatever the kernel: per tap the loop's counter,
+ * a tap; the band runs at the 16-register levels, AVX2 and the baseline) take their taps
+ * eight at a time at the AVX2 level, whatever the kernel: per tap the loop's counter,
  * pointer, compare and branch beside the tap's offset load, 3 input loads and 4 broadcasts.
  * AMD EPYC (Zen 1, whose 256-bit multiply-adds issue as two 128-bit halves), AVX2,
  * alternating processes, medians of 5-7: stem's convolution (147 taps) 1.04-1.05x at one
  * thread, 1.06x at two, float64 1.05x; cifar's (27) 0.99-1.00x; 2, 4 and 16 at a time
- * 1.02x, 1.03x and 1.04x on stem. Same sums in the same order. Only at the AVX2 and
- * AVX-512 levels: the baseline's SSE passes ran 0.99-1.00x. */
+ * 1.02x, 1.03x and 1.04x on stem. Same sums in the same order. The baseline's SSE passes
+ * ran 0.99-1.00x and keep the loop. */
 #if FC_VF >= 8
 #define FC_UNROLL_TAPS _Pragma("GCC unroll 8")
 #else

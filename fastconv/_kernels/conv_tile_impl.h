@@ -29,10 +29,12 @@
  * the column tiles even. The sums are the same in the same order. Only at the AVX2 and
  * AVX-512 levels, where it was measured: the x86-64 baseline's SSE tile ran 0.86x as fast
  * unrolled, and aarch64 has not been measured. */
-#if FC_VF >= 8
+#if FC_VF >= 8 /* (the AVX2 and AVX-512 levels: this switch and FC_UNROLL_TAPS below) */
 #define FC_UNROLL_3X3 1
+#define FC_UNROLL_TAPS _Pragma("GCC unroll 8")
 #else
 #define FC_UNROLL_3X3 0
+#define FC_UNROLL_TAPS
 #endif
 
 /* The column tiles' passes over a band (FC_PASSES: 4 channels x 3 vectors, 12 multiply-adds
@@ -43,12 +45,7 @@
  * alternating processes, medians of 5-7: stem's convolution (147 taps) 1.04-1.05x at one
  * thread, 1.06x at two, float64 1.05x; cifar's (27) 0.99-1.00x; 2, 4 and 16 at a time
  * 1.02x, 1.03x and 1.04x on stem. Same sums in the same order. The baseline's SSE passes
- * ran 0.99-1.00x and keep the loop. */
-#if FC_VF >= 8
-#define FC_UNROLL_TAPS _Pragma("GCC unroll 8")
-#else
-#define FC_UNROLL_TAPS
-#endif
+ * ran 0.99-1.00x and keep the loop. (FC_UNROLL_TAPS is defined with FC_UNROLL_3X3 above.) */
 
 #define FC_TILE_BODY(T, VT, VW)                                                       \
     VT acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7;                                \

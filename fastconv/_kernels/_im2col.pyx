@@ -33,6 +33,7 @@ cdef extern from "im2col_block.h" nogil:
     void fc_im2col_block_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* const* src, ptrdiff_t start,
                              ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
+    void fc_stream_fence() noexcept
 
 
 cnp.import_array()
@@ -231,6 +232,8 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
         _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
     for ow in range(hi, OW):
         _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
+    if assemble:
+        fc_stream_fence()
 
 
 cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst, word_t* scratch, bint stream,
@@ -318,3 +321,5 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
             if stream:
                 fc_stream_copy(&cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
             ow0 = ow0 + bw
+        if stream:
+            fc_stream_fence()

@@ -81,7 +81,8 @@ static void fc_im2col_block_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *cons
 
 /* Copy n bytes from src to dst (not overlapping): the whole cache lines of dst with
  * non-temporal stores, the partial lines at either end (which the neighbouring copies
- * share) with ordinary ones. */
+ * share) with ordinary ones. The non-temporal stores are weakly ordered: the caller ends
+ * its copies with fc_stream_fence before other threads may read them. */
 static void fc_stream_copy(void *dst, const void *src, size_t n)
 {
     unsigned char *d = (unsigned char *)dst;
@@ -94,10 +95,19 @@ static void fc_stream_copy(void *dst, const void *src, size_t n)
         for (; n >= FC_LINE; d += FC_LINE, s += FC_LINE, n -= FC_LINE)
             for (int k = 0; k < FC_LINE; k += 16)
                 _mm_stream_si128((__m128i *)(d + k), _mm_loadu_si128((const __m128i *)(s + k)));
-        _mm_sfence();
     }
 #endif
     memcpy(d, s, n);
+}
+
+/* Order the non-temporal stores before those that follow. Once per row of output pixels
+ * rather than once per block: dilated 1.06x, the others 0.97-1.07x (one thread, AMD EPYC
+ * Zen 1). */
+static void fc_stream_fence(void)
+{
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+    _mm_sfence();
+#endif
 }
 
 #endif /* FASTCONV_IM2COL_BLOCK_H */

@@ -306,7 +306,9 @@ def test_stride_two_runs_end_at_the_buffer_end(rng, kernel, width):
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.float64])
 @pytest.mark.parametrize("width", [1, 2, 5, 16, 17, 31, 32, 33, 47])  # every block tail, at strides 1 and 2
 @pytest.mark.parametrize("c, k, s, p, d", [(4, 3, 1, 1, 1), (4, 3, 2, 1, 1), (3, 3, 2, 0, 1), (4, 3, 1, 2, 2),
-                                           (2, (2, 3), 2, 1, 1), (1, 1, 2, 0, 1)])
+                                           (2, (2, 3), 2, 1, 1), (1, 1, 2, 0, 1),
+                                           # rows of whole cache lines of 4-byte items (J = 144)
+                                           (16, 3, 1, 1, 1), (16, 3, 2, 1, 1), (16, 3, 1, 2, 2)])
 def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c, k, s, p, d):
     from fastconv import _im2col
 
@@ -331,12 +333,14 @@ def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c,
         np.testing.assert_array_equal(fastconv.im2col(x, k, stride=s, padding=p, dilation=d, out=out), expected)
 
 
-@pytest.mark.parametrize("line_offset", [0, 16, 32, 48])  # bytes past a cache line where out starts
-@pytest.mark.parametrize("c, k, s, width", [(16, 3, 1, 23), (4, 3, 1, 23), (4, 2, 1, 9), (4, 3, 2, 23),
-                                            (3, 3, 3, 23)])
+@pytest.mark.parametrize("line_offset", [0, 4, 16, 32, 48, 60])  # bytes past a cache line where out starts
+@pytest.mark.parametrize("c, k, s, width", [(16, 3, 1, 23), (16, 3, 2, 23), (32, (1, 2), 2, 30), (4, 3, 1, 23),
+                                            (4, 2, 1, 9), (4, 3, 2, 23), (3, 3, 3, 23)])
 def test_streamed_columns_at_every_line_offset(rng, monkeypatch, line_offset, c, k, s, width):
     # only whole cache lines are streamed: the lines a row shares with its neighbours (any
-    # row, when out starts inside a line or rows are not whole lines) take ordinary stores
+    # row, when out starts inside a line or rows are not whole lines) take ordinary stores;
+    # rows of whole lines (J = 144, 64) are written straight from registers, the taps before a
+    # row's first line boundary and after its last one with ordinary stores
     from fastconv import _im2col
     from fastconv._arrays import ALIGN_FROM, CACHE_LINE, zeros_aligned
 
@@ -451,6 +455,34 @@ def test_new_results_on_reused_buffers_stream(rng, monkeypatch, planned):
         assert streamed == [False, True, False]
     finally:
         fastconv.set_buffer_cache_limit(previous)
+
+
+def test_rows_of_whole_lines_stream_without_blocks(rng, monkeypatch):
+    # 4-byte items at stride 1 or 2 in rows of whole cache lines are written straight to memory,
+    # so no block of rows bounds them; the others assemble blocks up to STREAM_BLOCK_BYTES
+    from fastconv import _im2col
+    from fastconv._kernels import _im2col as kernels
+
+    assert kernels.streams_rows_directly(4, 144, 1) and kernels.streams_rows_directly(4, 64, 2)
+    assert not kernels.streams_rows_directly(4, 144, 3)  # stride 3: blocks
+    assert not kernels.streams_rows_directly(4, 72, 1)  # rows of 4.5 lines: blocks
+    assert not kernels.streams_rows_directly(8, 144, 1)  # 8-byte items: blocks
+    streamed = []
+    planar = kernels.im2col_planar
+
+    def spy(*args):
+        streamed.append(args[-1])
+        return planar(*args)
+
+    monkeypatch.setattr(kernels, "im2col_planar", spy)
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
+    monkeypatch.setattr(_im2col, "STREAM_BLOCK_BYTES", 0)  # no block fits
+    for c, dtype, expect in [(16, np.float32, True), (8, np.float32, False), (16, np.float64, False)]:
+        x = random_array(rng, (2, c, 9, 21), dtype)
+        expected = reference.im2col(x, 3, padding=1)
+        out = np.full_like(expected, 7)
+        np.testing.assert_array_equal(fastconv.im2col(x, 3, padding=1, out=out), expected)
+        assert streamed[-1] is expect
 
 
 def test_planar_kernel_checks_its_arguments():

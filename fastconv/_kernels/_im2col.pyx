@@ -32,6 +32,8 @@ ctypedef fused word_t:
 cdef extern from "im2col_block.h" nogil:
     void fc_im2col_block_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* const* src, ptrdiff_t start,
                              ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
+    ptrdiff_t fc_im2col_stream_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* const* src, ptrdiff_t start,
+                                   ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
     void fc_stream_fence() noexcept
 
@@ -90,8 +92,11 @@ def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
     (``im2col_block.h``).
 
     ``stream``: write ``cols`` with non-temporal stores (for a ``cols`` far
-    larger than the caches): each block, and each edge pixel's row, is
-    assembled in scratch and copied out whole cache lines at a time.
+    larger than the caches). Rows of whole cache lines of 4-byte items at
+    stride 1 or 2 go straight from the transposes' registers, four pixels at
+    a time (:func:`streams_rows_directly`); other blocks, the last few pixels
+    of those rows and each edge pixel's row are assembled in scratch and
+    copied out whole cache lines at a time.
 
     Rows of ``cols`` are split across threads; with one thread they run in a
     plain loop (an OpenMP team, even of one thread, costs a small call about
@@ -170,6 +175,23 @@ cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bin
     return 0
 
 
+cdef inline bint _streams_rows_directly(size_t itemsize, Py_ssize_t J, Py_ssize_t SW) noexcept nogil:
+    """Whether a streamed :func:`im2col_planar` writes its interior pixels straight to memory.
+
+    4-byte items at stride 1 or 2 in rows of whole cache lines
+    (``fc_im2col_stream_u32``); the others assemble blocks of ``BLOCK`` rows
+    in scratch and copy them out.
+    """
+    return itemsize == 4 and SW <= 2 and J % 16 == 0
+
+
+def streams_rows_directly(Py_ssize_t itemsize, Py_ssize_t J, Py_ssize_t SW):
+    """Whether a streamed :func:`im2col_planar` of ``itemsize``-byte items, ``J`` columns and
+    horizontal stride ``SW`` writes rows straight to memory, assembling no blocks of ``BLOCK``
+    rows but the last few pixels of each output row."""
+    return _streams_rows_directly(itemsize, J, SW)
+
+
 cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros, Py_ssize_t* scratch,
                              const _Planar* p, bint assemble, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * OH)`` output rows of :func:`im2col_planar`, ``scratch`` the thread's.
@@ -210,6 +232,10 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
                     tab[k * KW + kw] = rows[k] + (lo * SW + kw * DW - left)
         scratch[0] = r if inside else -1
     ow0 = lo
+    if word_t is uint32_t and assemble and _streams_rows_directly(sizeof(word_t), J, SW):
+        # whole quads of pixels straight to memory, the last few assembled below
+        ow0 = ow0 + fc_im2col_stream_u32(<uint32_t*>(out_row + ow0 * J), J, <const uint32_t* const*>tab,
+                                         shift, hi - ow0, SW, 0)
     while ow0 < hi:
         bw = min(_BLOCK, hi - ow0)
         dst = edge if assemble else out_row + ow0 * J

@@ -912,6 +912,7 @@ static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OC
 #undef FC_OC_BODY
 #undef FC_OC_CHANNELS
 #undef FC_UNROLL_3X3
+#undef FC_UNROLL_TAPS
 #undef FC_OC_INIT
 #undef FC_OC_STORE
 #undef FC_PREFETCH

@@ -421,12 +421,8 @@ def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k
                 np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("planned", [True, False])  # a float32 call is planned; an int16 one is not
-def test_new_results_on_reused_buffers_stream(rng, monkeypatch, planned):
-    # a new result the buffer cache builds on a released buffer is memory written before, like an
-    # out: it streams; one on fresh memory does not; and a block of rows too large for the caches
-    # never does
-    from fastconv import _im2col
+def _record_stream_flags(monkeypatch):
+    """The ``stream`` flag of every ``im2col_planar`` call from now on, in a list."""
     from fastconv._kernels import _im2col as kernels
 
     streamed = []
@@ -437,6 +433,18 @@ def test_new_results_on_reused_buffers_stream(rng, monkeypatch, planned):
         return planar(*args)
 
     monkeypatch.setattr(kernels, "im2col_planar", spy)
+    return streamed
+
+
+@pytest.mark.parametrize("planned", [True, False])  # a float32 call is planned; an int16 one is not
+def test_new_results_on_reused_buffers_stream(rng, monkeypatch, planned):
+    # a new result the buffer cache builds on a released buffer is memory written before, like an
+    # out: it streams; one on fresh memory does not; and a block of rows too large for the caches
+    # never does
+    from fastconv import _im2col
+    from fastconv._kernels import _im2col as kernels
+
+    streamed = _record_stream_flags(monkeypatch)
     monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
     previous = fastconv.set_buffer_cache_limit(0)  # start from a clean cache
     fastconv.set_buffer_cache_limit(64 << 20)
@@ -467,14 +475,7 @@ def test_rows_of_whole_lines_stream_without_blocks(rng, monkeypatch):
     assert not kernels.streams_rows_directly(4, 144, 3)  # stride 3: blocks
     assert not kernels.streams_rows_directly(4, 72, 1)  # rows of 4.5 lines: blocks
     assert not kernels.streams_rows_directly(8, 144, 1)  # 8-byte items: blocks
-    streamed = []
-    planar = kernels.im2col_planar
-
-    def spy(*args):
-        streamed.append(args[-1])
-        return planar(*args)
-
-    monkeypatch.setattr(kernels, "im2col_planar", spy)
+    streamed = _record_stream_flags(monkeypatch)
     monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
     monkeypatch.setattr(_im2col, "STREAM_BLOCK_BYTES", 0)  # no block fits
     for c, dtype, expect in [(16, np.float32, True), (8, np.float32, False), (16, np.float64, False)]:

@@ -36,6 +36,7 @@ cdef extern from "im2col_block.h" nogil:
                                    ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
     void fc_stream_fence() noexcept
+    bint FC_STREAMS_ROWS
 
 
 cnp.import_array()
@@ -178,11 +179,11 @@ cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bin
 cdef inline bint _streams_rows_directly(size_t itemsize, Py_ssize_t J, Py_ssize_t SW) noexcept nogil:
     """Whether a streamed :func:`im2col_planar` writes its interior pixels straight to memory.
 
-    4-byte items at stride 1 or 2 in rows of whole cache lines
+    4-byte items at stride 1 or 2 in rows of whole cache lines, on x86-64
     (``fc_im2col_stream_u32``); the others assemble blocks of ``BLOCK`` rows
     in scratch and copy them out.
     """
-    return itemsize == 4 and SW <= 2 and J % 16 == 0
+    return FC_STREAMS_ROWS and itemsize == 4 and SW <= 2 and J % 16 == 0
 
 
 def streams_rows_directly(Py_ssize_t itemsize, Py_ssize_t J, Py_ssize_t SW):

@@ -26,6 +26,9 @@
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define FC_HAVE_SSE2_TRANSPOSE 1
+#define FC_STREAMS_ROWS 1 /* fc_im2col_stream_u32 writes rows (elsewhere it returns 0) */
+#else
+#define FC_STREAMS_ROWS 0
 #endif
 
 #define FC_LINE 64 /* bytes in a cache line */

@@ -405,6 +405,63 @@ def test_padding_is_read_in_place(rng, dtype, kw, width, s, p, d):
         np.testing.assert_array_equal(fastconv.im2col(x, (3, kw), **kw_), expected)
 
 
+class GuardedMemory:
+    """Pages of memory between two pages that may not be read (Linux): an access past either end faults."""
+
+    def __init__(self, nbytes):
+        import ctypes
+        import mmap
+
+        self.page = mmap.PAGESIZE
+        self.size = -(-nbytes // self.page) * self.page
+        self.map = mmap.mmap(-1, self.size + 2 * self.page)
+        self.base = ctypes.addressof(ctypes.c_char.from_buffer(self.map))
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        for start in (self.base, self.base + self.page + self.size):
+            if libc.mprotect(start, self.page, 0) != 0:  # PROT_NONE
+                raise OSError(ctypes.get_errno(), "mprotect failed")
+
+    def array(self, a, at_end):
+        """A copy of ``a`` right after the first guard page, or right before the last."""
+        offset = self.page + (self.size - a.nbytes if at_end else 0)
+        view = np.frombuffer(self.map, a.dtype, a.size, offset).reshape(a.shape)
+        view[...] = a
+        return view
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="guard pages through mprotect")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("at_end", [False, True])
+def test_edge_pixels_read_nothing_outside_the_image(rng, dtype, at_end):
+    # the edge pixels of a C-contiguous image are gathered like the interior, reading before and
+    # past its rows: never before its first row or past its last (a read there would fault)
+    guard = GuardedMemory(4 * 3 * 9 * 13 * np.dtype(dtype).itemsize)
+    for shape in [(4, 3, 9, 13), (2, 1, 5, 2), (1, 2, 3, 1)]:
+        x = guard.array(random_array(rng, shape, dtype), at_end)
+        for k, s, p, d in [(3, 1, 1, 1), ((3, 5), 1, (2, 4), 1), ((2, 7), 2, 3, 1), ((3, 3), (1, 3), 4, 2),
+                           ((1, 8), 1, (0, 7), 1), (3, 2, "same", 2)]:
+            kw = dict(stride=s, padding=p, dilation=d)
+            try:
+                expected = reference.im2col(x, k, **kw)
+            except ValueError:  # the kernel does not fit this padded input
+                continue
+            for threads in (1, 2):
+                with fastconv.num_threads(threads):
+                    np.testing.assert_array_equal(fastconv.im2col(x, k, **kw), expected)
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="guard pages through mprotect")
+@given(geo=geometries(), dtype=st.sampled_from([np.float32, np.uint16, np.float64]), at_end=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_im2col_reads_nothing_outside_the_image_property(geo, dtype, at_end, seed):
+    shape, k, s, p, d = geo
+    a = random_array(np.random.default_rng(seed), shape, dtype)
+    x = GuardedMemory(a.nbytes).array(a, at_end)
+    kw = dict(stride=s, padding=p, dilation=d)
+    np.testing.assert_array_equal(fastconv.im2col(x, k, **kw), reference.im2col(x, k, **kw))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.uint8])
 @pytest.mark.parametrize("layout, k", [("NHWC", 3), ("NCHW", 9)])
 def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k):

@@ -47,6 +47,10 @@ cdef struct _Planar:  # the image and geometry of one im2col_planar call
     Py_ssize_t xs0, xs1, xs2  # its strides, in bytes (its rows are contiguous)
     Py_ssize_t KH, KW, SH, SW, DH, DW, top, left, OH, OW, J
     Py_ssize_t lo, hi  # the interior output columns: every tap reads inside the row
+    # edge pixels gathered like the interior, reading up to `under` items before a row and `over`
+    # past it, then their taps outside the row zeroed (only for C-contiguous images: `items`)
+    bint gather_edges
+    Py_ssize_t under, over, items
 
 
 cdef enum:
@@ -83,14 +87,18 @@ def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
 
     Zero padding (``top`` rows above, ``left`` columns to the left, and
     whatever the output extent needs below and to the right) is read, not
-    copied: a window row above or below the image reads a row of zeros, and
-    the output pixels whose windows cross the left or right edge are
-    assembled tap by tap with bounds tests. The others, the interior of each
-    output row, go in blocks of ``BLOCK`` pixels: each column ``(c, kh, kw)``
+    copied: a window row above or below the image reads a row of zeros. The
+    output pixels go in blocks of ``BLOCK``: each column ``(c, kh, kw)``
     copies a (strided) run of its source row down the block's rows of
     ``cols``, which stay in the L1 cache. 4-byte items at stride 1 or 2 copy
     four taps of four pixels at a time through a register transpose
-    (``im2col_block.h``).
+    (``im2col_block.h``). The pixels whose windows cross the left or right
+    edge of the image go in those blocks too, their taps outside the row
+    then zeroed, where ``x`` is C-contiguous: their reads before or past a
+    row then land in the row before or after it, inside ``x`` (checked row by
+    row; not before its first row or after its last). Elsewhere, and in
+    rows streamed straight from registers, they are assembled tap by tap
+    with bounds tests.
 
     ``stream``: write ``cols`` with non-temporal stores (for a ``cols`` far
     larger than the caches). Rows of whole cache lines of 4-byte items at
@@ -126,6 +134,8 @@ def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
     p.xs0, p.xs1, p.xs2 = strides[0], strides[1], strides[2]
     p.KH, p.KW, p.SH, p.SW, p.DH, p.DW, p.top, p.left, p.OH, p.OW = KH, KW, SH, SW, DH, DW, top, left, OH, OW
     p.J = p.G * KH * KW
+    p.gather_edges = cnp.PyArray_IS_C_CONTIGUOUS(x)
+    p.items = cnp.PyArray_SIZE(x)
     if cnp.PyArray_DIMS(cols)[0] != p.N * OH * OW or cnp.PyArray_DIMS(cols)[1] != p.J:
         raise ValueError("im2col_planar: cols does not match the image and geometry")
     if (min(KH, KW, SH, SW, DH, DW) < 1 or KW > PLANAR_KW_MAX or top < 0 or left < 0 or OH < 0 or OW < 0
@@ -155,11 +165,15 @@ cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bin
     cdef Py_ssize_t last = W - 1 + p.left - (p.KW - 1) * p.DW  # the largest ow*SW an interior pixel may have
     p.lo = min(p.OW, (p.left + p.SW - 1) // p.SW)
     p.hi = p.lo if last < 0 else max(p.lo, min(p.OW, last // p.SW + 1))
+    # the items the edge pixels' taps reach before a row (pixel 0's first) and past it (the last pixel's last)
+    p.under = p.left
+    p.over = max(0, (p.OW - 1) * p.SW - p.left + (p.KW - 1) * p.DW - (W - 1))
     width = _planar_scratch(p.G, p.KH, p.KW, stream)
     cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(max(1, num_threads * width) * sizeof(Py_ssize_t))
-    cdef word_t* zeros = <word_t*>calloc(max(1, W), sizeof(word_t))
+    cdef word_t* zeros_mem = <word_t*>calloc(p.under + W + p.over, sizeof(word_t))
+    cdef word_t* zeros = zeros_mem + p.under  # a row of zeros, as far on either side as an edge tap reads
     try:
-        if scratch == NULL or zeros == NULL:
+        if scratch == NULL or zeros_mem == NULL:
             raise MemoryError("im2col_planar: cannot allocate its scratch")
         for r in range(num_threads):
             scratch[r * width] = -1  # no tables built yet
@@ -172,7 +186,7 @@ cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bin
                 _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, p, stream, r)
     finally:
         free(scratch)
-        free(zeros)
+        free(zeros_mem)
     return 0
 
 
@@ -203,21 +217,27 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
     A row whose window rows all lie inside the image reuses the tables of the
     last such row of the same image this thread built (``scratch[0]``): its
     source rows are those rows' moved down by ``shift`` items.
+
+    The edge pixels go in blocks with the interior where their taps' reads
+    past either end of a row stay inside the image (:func:`_edges_in_bounds`);
+    the taps outside the row are then zeroed. Elsewhere each edge pixel is
+    assembled tap by tap (:func:`_edge_pixel`).
     """
     cdef Py_ssize_t G = p.G, H = p.H, W = p.W, KH = p.KH, KW = p.KW, SH = p.SH, SW = p.SW
     cdef Py_ssize_t DH = p.DH, DW = p.DW, top = p.top, left = p.left, OH = p.OH, OW = p.OW
     cdef Py_ssize_t lo = p.lo, hi = p.hi
     cdef Py_ssize_t GK = G * KH, J = p.J
-    cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ow0, bw, i, k, kw, ih, j
-    cdef const word_t* row
+    cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ow0, end, i, k, kw, ih
     cdef const word_t** rows = <const word_t**>(scratch + 1)  # the source row of each (c, kh)
     cdef const word_t** tab = rows + GK  # where each tap's run starts, for output pixel lo
     cdef word_t* edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed (room only if assembling)
-    cdef word_t* dst
     cdef word_t* out_row = cols + r * OW * J  # the first row of cols of this output row
     cdef Py_ssize_t pitch = p.xs2 // <Py_ssize_t>sizeof(word_t)  # items from one image row to the next
     cdef bint inside = (oh * SH - top >= 0 and oh * SH + (KH - 1) * DH - top < H
                         and p.xs2 % <Py_ssize_t>sizeof(word_t) == 0)
+    cdef bint direct = word_t is uint32_t and assemble and _streams_rows_directly(sizeof(word_t), J, SW)
+    cdef bint gathered = (p.gather_edges and not direct and (lo > 0 or hi < OW)
+                          and _edges_in_bounds(p, n, oh))
     cdef Py_ssize_t built = scratch[0], shift = 0
     if inside and built >= 0 and built // OH == n:  # (scratch[0] only names rows inside the image)
         shift = (oh - (built - n * OH)) * SH * pitch
@@ -227,40 +247,94 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
                 ih = oh * SH + i * DH - top
                 rows[k * KH + i] = (<const word_t*>(<const char*>x + n * p.xs0 + k * p.xs1 + ih * p.xs2)
                                     if 0 <= ih < H else zeros)
-        if lo < hi:
+        if lo < hi or p.gather_edges:
             for k in range(GK):
                 for kw in range(KW):
                     tab[k * KW + kw] = rows[k] + (lo * SW + kw * DW - left)
         scratch[0] = r if inside else -1
-    ow0 = lo
-    if word_t is uint32_t and assemble and _streams_rows_directly(sizeof(word_t), J, SW):
-        # whole quads of pixels straight to memory, the last few assembled below
+    # the pixels the blocks gather: the whole row, or its interior
+    ow0 = 0 if gathered else lo
+    end = OW if gathered else hi
+    if word_t is uint32_t and direct:  # whole quads straight to memory, the last few pixels in blocks below
         ow0 = ow0 + fc_im2col_stream_u32(<uint32_t*>(out_row + ow0 * J), J, <const uint32_t* const*>tab,
                                          shift, hi - ow0, SW, 0)
-    while ow0 < hi:
-        bw = min(_BLOCK, hi - ow0)
-        dst = edge if assemble else out_row + ow0 * J
-        if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
-            fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, (ow0 - lo) * SW + shift, bw,
-                                SW, ow0 + bw < hi)
-        else:
-            for j in range(J):
-                row = tab[j] + (ow0 - lo) * SW + shift
-                if SW == 1:  # contiguous reads the compiler vectorizes
-                    for i in range(bw):
-                        dst[i * J + j] = row[i]
-                else:
-                    for i in range(bw):
-                        dst[i * J + j] = row[i * SW]
-        if assemble:
-            fc_stream_copy(out_row + ow0 * J, edge, bw * J * sizeof(word_t))
-        ow0 = ow0 + bw
-    for ow in range(lo):
-        _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
-    for ow in range(hi, OW):
-        _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
+    while ow0 < end:
+        ow0 = _gather_block(tab, shift, out_row, edge, assemble, p, ow0, min(ow0 + _BLOCK, end), end)
+    if not gathered:
+        for ow in range(lo):
+            _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
+        for ow in range(hi, OW):
+            _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, GK, ow * SW - left, W, KW, DW)
     if assemble:
         fc_stream_fence()
+
+
+cdef inline bint _edges_in_bounds(const _Planar* p, Py_ssize_t n, Py_ssize_t oh) noexcept nogil:
+    """Whether output row ``oh`` of image ``n`` may gather its edge pixels like the interior.
+
+    Their taps read up to ``p.under`` items before each source row and
+    ``p.over`` past it: in a C-contiguous image (``p.gather_edges``) that is
+    the end of the row before or the start of the row after, inside the
+    image's ``p.items`` items, except before its very first row and after its
+    last. (Rows outside the image read the row of zeros, which has that much
+    room on either side.)
+    """
+    cdef Py_ssize_t kh, ih, first = -1, last = -1
+    for kh in range(p.KH):
+        ih = oh * p.SH + kh * p.DH - p.top
+        if 0 <= ih < p.H:
+            last = ih
+            if first < 0:
+                first = ih
+    if first < 0:  # rows of zeros only
+        return True
+    cdef Py_ssize_t plane = p.H * p.W, image = n * p.G * plane  # items, in C order
+    return (image + first * p.W >= p.under
+            and image + (p.G - 1) * plane + (last + 1) * p.W + p.over <= p.items)
+
+
+cdef inline Py_ssize_t _gather_block(const word_t** tab, Py_ssize_t shift, word_t* out_row, word_t* scratch,
+                                     bint assemble, const _Planar* p, Py_ssize_t ow0, Py_ssize_t ow1,
+                                     Py_ssize_t end) noexcept nogil:
+    """Output pixels ``[ow0, ow1)`` of a row (at most ``BLOCK``), gathered through ``tab``; returns ``ow1``.
+
+    ``tab`` holds where each tap's run starts for pixel ``p.lo`` (less
+    ``shift``); ``end``: the runs go on to pixel ``end`` (see
+    :func:`_im2col_row_planar`). The taps of edge pixels outside the row are
+    zeroed. ``assemble``: the block is assembled in ``scratch``, then
+    streamed to ``out_row``.
+    """
+    cdef Py_ssize_t J = p.J, SW = p.SW, bw = ow1 - ow0, start = (ow0 - p.lo) * SW + shift, i, j, ow
+    cdef word_t* dst = scratch if assemble else out_row + ow0 * J
+    cdef const word_t* row
+    if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
+        fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, start, bw, SW, ow1 < end)
+    else:
+        for j in range(J):
+            row = tab[j] + start
+            if SW == 1:  # contiguous reads the compiler vectorizes
+                for i in range(bw):
+                    dst[i * J + j] = row[i]
+            else:
+                for i in range(bw):
+                    dst[i * J + j] = row[i * SW]
+    for ow in range(ow0, min(ow1, p.lo)):
+        _zero_outside(dst + (ow - ow0) * J, p, ow * SW - p.left)
+    for ow in range(max(ow0, p.hi), ow1):
+        _zero_outside(dst + (ow - ow0) * J, p, ow * SW - p.left)
+    if assemble:
+        fc_stream_copy(out_row + ow0 * J, scratch, bw * J * sizeof(word_t))
+    return ow1
+
+
+cdef inline void _zero_outside(word_t* dst, const _Planar* p, Py_ssize_t iw0) noexcept nogil:
+    """Zero the taps of the window at column ``iw0`` that fall outside its rows (``dst``: its row of cols)."""
+    cdef Py_ssize_t kw, k, c, KW = p.KW, GK = p.G * p.KH
+    for kw in range(KW):
+        c = iw0 + kw * p.DW
+        if c < 0 or c >= p.W:
+            for k in range(GK):
+                dst[k * KW + kw] = 0
 
 
 cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst, word_t* scratch, bint stream,

@@ -433,14 +433,20 @@ class GuardedMemory:
 @pytest.mark.skipif(platform.system() != "Linux", reason="guard pages through mprotect")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
 @pytest.mark.parametrize("at_end", [False, True])
-def test_edge_pixels_read_nothing_outside_the_image(rng, dtype, at_end):
-    # the edge pixels of a C-contiguous image are gathered like the interior, reading before and
-    # past its rows: never before its first row or past its last (a read there would fault)
-    guard = GuardedMemory(4 * 3 * 9 * 13 * np.dtype(dtype).itemsize)
-    for shape in [(4, 3, 9, 13), (2, 1, 5, 2), (1, 2, 3, 1)]:
+@pytest.mark.parametrize("stream", [False, True])
+def test_edge_pixels_read_nothing_outside_the_image(rng, monkeypatch, dtype, at_end, stream):
+    # the edge pixels of a C-contiguous image are gathered like the interior, or copied as runs of
+    # taps, reading before and past its rows: never before its first row or past its last (a read
+    # there would fault). Streamed, 16 channels of 3 or 8 taps make rows of whole cache lines
+    # (written straight from registers, their edge pixels as runs).
+    from fastconv import _im2col
+
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
+    guard = GuardedMemory(4 * 16 * 9 * 13 * np.dtype(dtype).itemsize)
+    for shape in [(4, 3, 9, 13), (4, 16, 9, 13), (2, 1, 5, 2), (1, 2, 3, 1), (2, 16, 3, 2), (2, 16, 3, 1)]:
         x = guard.array(random_array(rng, shape, dtype), at_end)
         for k, s, p, d in [(3, 1, 1, 1), ((3, 5), 1, (2, 4), 1), ((2, 7), 2, 3, 1), ((3, 3), (1, 3), 4, 2),
-                           ((1, 8), 1, (0, 7), 1), (3, 2, "same", 2)]:
+                           ((1, 8), 1, (0, 7), 1), (3, 2, "same", 2), ((3, 3), (1, 2), (1, 2), 1)]:
             kw = dict(stride=s, padding=p, dilation=d)
             try:
                 expected = reference.im2col(x, k, **kw)
@@ -448,7 +454,8 @@ def test_edge_pixels_read_nothing_outside_the_image(rng, dtype, at_end):
                 continue
             for threads in (1, 2):
                 with fastconv.num_threads(threads):
-                    np.testing.assert_array_equal(fastconv.im2col(x, k, **kw), expected)
+                    out = np.full_like(expected, 7) if stream else None
+                    np.testing.assert_array_equal(fastconv.im2col(x, k, out=out, **kw), expected)
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="guard pages through mprotect")

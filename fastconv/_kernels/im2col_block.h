@@ -154,6 +154,27 @@ static ptrdiff_t fc_im2col_stream_u32(uint32_t *dst, ptrdiff_t J, const uint32_t
     return i;
 }
 
+/* The row of cols of one window whose taps are runs of kw <= 8 consecutive items (dilation 1):
+ * run k is src[k][offset .. offset + kw), copied four items at a time. A 16-byte store may write
+ * up to 3 items past its run, which the next run's stores overwrite; the last run goes item by
+ * item, so nothing is written past the row. Reads up to 4 (kw <= 4) or 8 items from each
+ * src[k] + offset: the caller checks that they lie inside the image. */
+static void fc_window_runs_u32(uint32_t *dst, const uint32_t *const *src, ptrdiff_t count, ptrdiff_t offset,
+                               ptrdiff_t kw)
+{
+    ptrdiff_t k = 0;
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+    for (; k + 1 < count; k++) {
+        const uint32_t *s = src[k] + offset;
+        uint32_t *d = dst + k * kw;
+        _mm_storeu_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
+        if (kw > 4) _mm_storeu_si128((__m128i *)(d + 4), _mm_loadu_si128((const __m128i *)(s + 4)));
+    }
+#endif
+    for (; k < count; k++)
+        for (ptrdiff_t i = 0; i < kw; i++) dst[k * kw + i] = src[k][offset + i];
+}
+
 /* Copy n bytes from src to dst (not overlapping): the whole cache lines of dst with
  * non-temporal stores, the partial lines at either end (which the neighbouring copies
  * share) with ordinary ones. The non-temporal stores are weakly ordered: the caller ends

@@ -98,9 +98,10 @@ def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
     edge of the image go in those blocks too, their taps outside the row
     then zeroed, where ``x`` is C-contiguous: their reads before or past a
     row then land in the row before or after it, inside ``x`` (checked row by
-    row; not before its first row or after its last). Elsewhere, and in
-    rows streamed straight from registers, they are assembled tap by tap
-    with bounds tests.
+    row; not before its first row or after its last). In rows streamed
+    straight from registers they go apart, their taps copied as runs where
+    those reads stay inside ``x`` (:func:`_edge_pixel`); elsewhere tap by
+    tap with bounds tests.
 
     ``stream``: write ``cols`` with non-temporal stores (for a ``cols`` far
     larger than the caches). Rows of whole cache lines of 4-byte items at

@@ -337,12 +337,14 @@ def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c,
 
 @pytest.mark.parametrize("line_offset", [0, 4, 16, 32, 48, 60])  # bytes past a cache line where out starts
 @pytest.mark.parametrize("c, k, s, width", [(16, 3, 1, 23), (16, 3, 2, 23), (32, (1, 2), 2, 30), (4, 3, 1, 23),
-                                            (4, 2, 1, 9), (4, 3, 2, 23), (3, 3, 3, 23)])
+                                            (4, 2, 1, 9), (4, 3, 2, 23), (3, 3, 3, 23), (128, 3, 1, 23),
+                                            (128, 3, 2, 23), (208, (1, 5), 1, 23)])
 def test_streamed_columns_at_every_line_offset(rng, monkeypatch, line_offset, c, k, s, width):
     # only whole cache lines are streamed: the lines a row shares with its neighbours (any
     # row, when out starts inside a line or rows are not whole lines) take ordinary stores;
-    # rows of whole lines (J = 144, 64) are written straight from registers, the taps before a
-    # row's first line boundary and after its last one with ordinary stores
+    # rows of whole lines (J = 144, 64, 1152, 1040) are written straight from registers, the
+    # taps before a row's first line boundary and after its last one with ordinary stores, the
+    # lines of rows longer than FC_STREAM_TAP_CHUNK (512) taps in chunks
     from fastconv import _im2col
     from fastconv._arrays import ALIGN_FROM, CACHE_LINE, zeros_aligned
 

@@ -448,7 +448,8 @@ def test_edge_pixels_read_nothing_outside_the_image(rng, monkeypatch, dtype, at_
     for shape in [(4, 3, 9, 13), (4, 16, 9, 13), (2, 1, 5, 2), (1, 2, 3, 1), (2, 16, 3, 2), (2, 16, 3, 1)]:
         x = guard.array(random_array(rng, shape, dtype), at_end)
         for k, s, p, d in [(3, 1, 1, 1), ((3, 5), 1, (2, 4), 1), ((2, 7), 2, 3, 1), ((3, 3), (1, 3), 4, 2),
-                           ((1, 8), 1, (0, 7), 1), (3, 2, "same", 2), ((3, 3), (1, 2), (1, 2), 1)]:
+                           ((1, 8), 1, (0, 7), 1), (3, 2, "same", 2), ((3, 3), (1, 2), (1, 2), 1),
+                           ((3, 1), 1, ((1, 1), (1, 2)), 1), ((1, 2), 1, ((0, 0), (1, 1)), 1)]:
             kw = dict(stride=s, padding=p, dilation=d)
             try:
                 expected = reference.im2col(x, k, **kw)

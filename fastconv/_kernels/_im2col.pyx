@@ -49,10 +49,10 @@ cdef struct _Planar:  # the image and geometry of one im2col_planar call
     Py_ssize_t xs0, xs1, xs2  # its strides, in bytes (its rows are contiguous)
     Py_ssize_t KH, KW, SH, SW, DH, DW, top, left, OH, OW, J
     Py_ssize_t lo, hi  # the interior output columns: every tap reads inside the row
-    # edge pixels gathered like the interior, reading up to `under` items before a row and `over`
+    # edge pixels gathered like the interior, reading up to `left` items before a row and `over`
     # past it, then their taps outside the row zeroed (only for C-contiguous images: `items`)
     bint gather_edges
-    Py_ssize_t under, over, items
+    Py_ssize_t over, items
 
 
 cdef enum:
@@ -168,14 +168,13 @@ cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bin
     cdef Py_ssize_t last = W - 1 + p.left - (p.KW - 1) * p.DW  # the largest ow*SW an interior pixel may have
     p.lo = min(p.OW, (p.left + p.SW - 1) // p.SW)
     p.hi = p.lo if last < 0 else max(p.lo, min(p.OW, last // p.SW + 1))
-    # the items the edge pixels read before a row (pixel 0's first tap) and past it (up to 7 past the
-    # last pixel's last tap: fc_window_runs_u32)
-    p.under = p.left
+    # the items the edge pixels read past a row (up to 7 past the last pixel's last tap:
+    # fc_window_runs_u32); before it, `left` (pixel 0's first tap)
     p.over = max(0, (p.OW - 1) * p.SW - p.left + (p.KW - 1) * p.DW + 8 - W)
     width = _planar_scratch(p.G, p.KH, p.KW, stream)
     cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(max(1, num_threads * width) * sizeof(Py_ssize_t))
-    cdef word_t* zeros_mem = <word_t*>calloc(p.under + W + p.over, sizeof(word_t))
-    cdef word_t* zeros = zeros_mem + p.under  # a row of zeros, as far on either side as an edge tap reads
+    cdef word_t* zeros_mem = <word_t*>calloc(p.left + W + p.over, sizeof(word_t))
+    cdef word_t* zeros = zeros_mem + p.left  # a row of zeros, as far on either side as an edge tap reads
     try:
         if scratch == NULL or zeros_mem == NULL:
             raise MemoryError("im2col_planar: cannot allocate its scratch")
@@ -276,7 +275,7 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
 cdef inline bint _edges_in_bounds(const _Planar* p, Py_ssize_t n, Py_ssize_t oh) noexcept nogil:
     """Whether output row ``oh`` of image ``n`` may gather its edge pixels like the interior.
 
-    Their taps read up to ``p.under`` items before each source row and
+    Their taps read up to ``p.left`` items before each source row and
     ``p.over`` past it: in a C-contiguous image (``p.gather_edges``) that is
     the end of the row before or the start of the row after, inside the
     image's ``p.items`` items, except before its very first row and after its
@@ -293,7 +292,7 @@ cdef inline bint _edges_in_bounds(const _Planar* p, Py_ssize_t n, Py_ssize_t oh)
     if first < 0:  # rows of zeros only
         return True
     cdef Py_ssize_t plane = p.H * p.W, image = n * p.G * plane  # items, in C order
-    return (image + first * p.W >= p.under
+    return (image + first * p.W >= p.left
             and image + (p.G - 1) * plane + (last + 1) * p.W + p.over <= p.items)
 
 
@@ -345,7 +344,7 @@ cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst,
                              const _Planar* p, Py_ssize_t iw0, bint in_bounds) noexcept nogil:
     """The row of cols ``dst`` of the window at column ``iw0``.
 
-    ``in_bounds``: the row's reads may go ``p.under`` items before each
+    ``in_bounds``: the row's reads may go ``p.left`` items before each
     source row and ``p.over`` past it (:func:`_edges_in_bounds`); then
     4-byte taps in runs (dilation 1) are copied as runs, reading past the
     edge, and the taps outside the row zeroed (streamed into an ``out``, AMD

@@ -440,7 +440,8 @@ def test_edge_pixels_read_nothing_outside_the_image(rng, monkeypatch, dtype, at_
     # the edge pixels of a C-contiguous image are gathered like the interior, or copied as runs of
     # taps, reading before and past its rows: never before its first row or past its last (a read
     # there would fault). Streamed, 16 channels of 3 or 8 taps make rows of whole cache lines
-    # (written straight from registers, their edge pixels as runs).
+    # (written straight from registers, their edge pixels as runs). At stride 2 with kernel rows of
+    # 6 taps or more, and at strides of 3 or more, every window row is copied as a run.
     from fastconv import _im2col
 
     monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
@@ -449,7 +450,8 @@ def test_edge_pixels_read_nothing_outside_the_image(rng, monkeypatch, dtype, at_
         x = guard.array(random_array(rng, shape, dtype), at_end)
         for k, s, p, d in [(3, 1, 1, 1), ((3, 5), 1, (2, 4), 1), ((2, 7), 2, 3, 1), ((3, 3), (1, 3), 4, 2),
                            ((1, 8), 1, (0, 7), 1), (3, 2, "same", 2), ((3, 3), (1, 2), (1, 2), 1),
-                           ((3, 1), 1, ((1, 1), (1, 2)), 1), ((1, 2), 1, ((0, 0), (1, 1)), 1)]:
+                           ((3, 1), 1, ((1, 1), (1, 2)), 1), ((1, 2), 1, ((0, 0), (1, 1)), 1),
+                           ((3, 3), 3, 1, 1), ((2, 6), (1, 2), (1, 5), 1), ((1, 8), (2, 4), (0, 3), 1)]:
             kw = dict(stride=s, padding=p, dilation=d)
             try:
                 expected = reference.im2col(x, k, **kw)
@@ -470,6 +472,30 @@ def test_im2col_reads_nothing_outside_the_image_property(geo, dtype, at_end, see
     x = GuardedMemory(a.nbytes).array(a, at_end)
     kw = dict(stride=s, padding=p, dilation=d)
     np.testing.assert_array_equal(fastconv.im2col(x, k, **kw), reference.im2col(x, k, **kw))
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="guard pages through mprotect")
+@given(n=st.integers(1, 3), c=st.integers(1, 17), h=st.integers(1, 12), w=st.integers(1, 40),
+       kh=st.integers(1, 3), kw=st.integers(2, 8), sh=st.integers(1, 3), sw=st.integers(2, 5),
+       pads=st.tuples(*[st.integers(0, 7)] * 4), at_end=st.booleans(), stream=st.booleans(),
+       threads=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
+def test_window_rows_copied_as_runs_property(n, c, h, w, kh, kw, sh, sw, pads, at_end, stream, threads, seed):
+    # 4-byte items at stride 2 with kernel rows of 6 taps or more, or at stride 3 or more: each
+    # window row is copied as a run, reading up to 8 items from its first tap (and before the row
+    # where the left padding is), never outside the image; streamed or not, one thread or two
+    from fastconv import _im2col
+
+    kw_ = dict(stride=(sh, sw), padding=((pads[0], pads[1]), (pads[2], pads[3])))
+    a = random_array(np.random.default_rng(seed), (n, c, h, w), np.float32)
+    x = GuardedMemory(a.nbytes).array(a, at_end)
+    try:
+        expected = reference.im2col(x, (kh, kw), **kw_)
+    except ValueError:  # the kernel does not fit this padded input
+        return
+    with pytest.MonkeyPatch.context() as mp, fastconv.num_threads(threads):
+        mp.setattr(_im2col, "STREAM_BYTES", 0 if stream else 2**24)
+        out = np.full_like(expected, 7)
+        np.testing.assert_array_equal(fastconv.im2col(x, (kh, kw), out=out, **kw_), expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.uint8])

@@ -482,7 +482,8 @@ def test_im2col_reads_nothing_outside_the_image_property(geo, dtype, at_end, see
 def test_window_rows_copied_as_runs_property(n, c, h, w, kh, kw, sh, sw, pads, at_end, stream, threads, seed):
     # 4-byte items at stride 2 with kernel rows of 6 taps or more, or at stride 3 or more: each
     # window row is copied as a run, reading up to 8 items from its first tap (and before the row
-    # where the left padding is), never outside the image; streamed or not, one thread or two
+    # where the left padding is), never outside the image, and writing nothing past the columns
+    # (which end at a guard page); streamed or not, one thread or two
     from fastconv import _im2col
 
     kw_ = dict(stride=(sh, sw), padding=((pads[0], pads[1]), (pads[2], pads[3])))
@@ -494,7 +495,7 @@ def test_window_rows_copied_as_runs_property(n, c, h, w, kh, kw, sh, sw, pads, a
         return
     with pytest.MonkeyPatch.context() as mp, fastconv.num_threads(threads):
         mp.setattr(_im2col, "STREAM_BYTES", 0 if stream else 2**24)
-        out = np.full_like(expected, 7)
+        out = GuardedMemory(expected.nbytes).array(np.full_like(expected, 7), True)
         np.testing.assert_array_equal(fastconv.im2col(x, (kh, kw), out=out, **kw_), expected)
 
 

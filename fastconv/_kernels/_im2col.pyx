@@ -35,7 +35,7 @@ cdef extern from "im2col_block.h" nogil:
     ptrdiff_t fc_im2col_stream_u32(uint32_t* dst, ptrdiff_t J, const uint32_t* const* src, ptrdiff_t start,
                                    ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_window_runs_u32(uint32_t* dst, const uint32_t* const* src, ptrdiff_t count, ptrdiff_t offset,
-                            ptrdiff_t kw) noexcept
+                            ptrdiff_t kw, int spill) noexcept
     void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
     void fc_stream_fence() noexcept
     bint FC_STREAMS_ROWS
@@ -371,7 +371,9 @@ cdef inline Py_ssize_t _runs_block(const word_t** rows, Py_ssize_t shift, word_t
     for ow in range(ow0, ow1):
         iw0 = ow * p.SW - p.left
         if word_t is uint32_t:
-            fc_window_runs_u32(<uint32_t*>(dst + (ow - ow0) * J), <const uint32_t* const*>rows, GK, shift + iw0, p.KW)
+            # (a window's last run may spill into the next window's row, written after it)
+            fc_window_runs_u32(<uint32_t*>(dst + (ow - ow0) * J), <const uint32_t* const*>rows, GK, shift + iw0,
+                               p.KW, ow + 1 < ow1)
         if ow < p.lo or ow >= p.hi:
             _zero_outside(dst + (ow - ow0) * J, p, iw0)
     if assemble:
@@ -406,7 +408,7 @@ cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst,
     cdef word_t* row = scratch if stream else dst
     cdef Py_ssize_t GK = p.G * p.KH
     if word_t is uint32_t and in_bounds and p.DW == 1:
-        fc_window_runs_u32(<uint32_t*>row, <const uint32_t* const*>rows, GK, shift + iw0, p.KW)
+        fc_window_runs_u32(<uint32_t*>row, <const uint32_t* const*>rows, GK, shift + iw0, p.KW, 0)
         _zero_outside(row, p, iw0)
     else:
         _edge_taps(rows, shift, row, GK, iw0, p.W, p.KW, p.DW)

@@ -172,20 +172,24 @@ static ptrdiff_t fc_im2col_stream_u32(uint32_t *dst, ptrdiff_t J, const uint32_t
 /* The row of cols of one window whose taps are runs of kw <= 8 consecutive items (dilation 1):
  * run k is src[k][offset .. offset + kw), copied four items at a time. A 16-byte store may write
  * up to 4 - kw items (kw < 4) or 8 - kw (kw < 8) past its run, which the next run's stores
- * overwrite; the last run goes item by item, so nothing is written past the row (single-item
- * runs, whose spill would reach past the next run, go item by item). Reads up to 4 (kw <= 4) or
- * 8 items from each src[k] + offset: the caller checks that they lie inside the image. */
+ * overwrite. The last run goes item by item, so nothing is written past the row, unless `spill`:
+ * then it too is copied four items at a time, writing up to 6 items past the row (the caller
+ * writes them afterwards: the next window's row). Single-item runs, whose spill would reach past
+ * the next run, go item by item. Reads up to 4 (kw <= 4) or 8 items from each src[k] + offset:
+ * the caller checks that they lie inside the image. */
 static void fc_window_runs_u32(uint32_t *dst, const uint32_t *const *src, ptrdiff_t count, ptrdiff_t offset,
-                               ptrdiff_t kw)
+                               ptrdiff_t kw, int spill)
 {
     ptrdiff_t k = 0;
 #ifdef FC_HAVE_SSE2_TRANSPOSE
-    for (; kw >= 2 && k + 1 < count; k++) {
+    for (; kw >= 2 && k < (spill ? count : count - 1); k++) {
         const uint32_t *s = src[k] + offset;
         uint32_t *d = dst + k * kw;
         _mm_storeu_si128((__m128i *)d, _mm_loadu_si128((const __m128i *)s));
         if (kw > 4) _mm_storeu_si128((__m128i *)(d + 4), _mm_loadu_si128((const __m128i *)(s + 4)));
     }
+#else
+    (void)spill;
 #endif
     for (; k < count; k++)
         for (ptrdiff_t i = 0; i < kw; i++) dst[k * kw + i] = src[k][offset + i];

@@ -102,7 +102,10 @@ def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
     row; not before its first row or after its last). In rows streamed
     straight from registers they go apart, their taps copied as runs where
     those reads stay inside ``x`` (:func:`_edge_pixel`); elsewhere tap by
-    tap with bounds tests.
+    tap with bounds tests. At stride 2 with kernel rows of 6 taps or more,
+    and at strides of 3 or more, every window row of 4-byte items is copied
+    as a run instead of transposed (:func:`_copies_runs`), with the same
+    reads.
 
     ``stream``: write ``cols`` with non-temporal stores (for a ``cols`` far
     larger than the caches). Rows of whole cache lines of 4-byte items at

@@ -288,11 +288,13 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
     # the pixels the blocks gather: the whole row, or its interior
     ow0 = 0 if gathered else lo
     end = OW if gathered else hi
-    if word_t is uint32_t and direct:  # whole quads straight to memory, the last few pixels in blocks below
+    # (a stride-2 quad of pixels reads one item past its last pixel's: past pixel `end`'s row only
+    # where the edge pixels' reads are in bounds)
+    if word_t is uint32_t and direct:  # quads straight to memory, the last pixel or so in blocks below
         ow0 = ow0 + fc_im2col_stream_u32(<uint32_t*>(out_row + ow0 * J), J, <const uint32_t* const*>tab,
-                                         shift, hi - ow0, SW, 0)
+                                         shift, hi - ow0, SW, in_bounds)
     while ow0 < end:
-        ow0 = _gather_block(tab, shift, out_row, edge, assemble, p, ow0, min(ow0 + _BLOCK, end), end)
+        ow0 = _gather_block(tab, shift, out_row, edge, assemble, p, ow0, min(ow0 + _BLOCK, end), end, in_bounds)
     if not gathered:
         for ow in range(lo):
             _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, p, ow * SW - left, in_bounds)
@@ -328,12 +330,13 @@ cdef inline bint _edges_in_bounds(const _Planar* p, Py_ssize_t n, Py_ssize_t oh)
 
 cdef inline Py_ssize_t _gather_block(const word_t** tab, Py_ssize_t shift, word_t* out_row, word_t* scratch,
                                      bint assemble, const _Planar* p, Py_ssize_t ow0, Py_ssize_t ow1,
-                                     Py_ssize_t end) noexcept nogil:
+                                     Py_ssize_t end, bint in_bounds) noexcept nogil:
     """Output pixels ``[ow0, ow1)`` of a row (at most ``BLOCK``), gathered through ``tab``; returns ``ow1``.
 
     ``tab`` holds where each tap's run starts for pixel ``p.lo`` (less
     ``shift``); ``end``: the runs go on to pixel ``end`` (see
-    :func:`_im2col_row_planar`). The taps of edge pixels outside the row are
+    :func:`_im2col_row_planar`), or their reads may go ``p.over`` items past
+    the row (``in_bounds``). The taps of edge pixels outside the row are
     zeroed. ``assemble``: the block is assembled in ``scratch``, then
     streamed to ``out_row``.
     """
@@ -341,7 +344,7 @@ cdef inline Py_ssize_t _gather_block(const word_t** tab, Py_ssize_t shift, word_
     cdef word_t* dst = scratch if assemble else out_row + ow0 * J
     cdef const word_t* row
     if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
-        fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, start, bw, SW, ow1 < end)
+        fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, start, bw, SW, ow1 < end or in_bounds)
     else:
         for j in range(J):
             row = tab[j] + start

@@ -120,33 +120,23 @@ static void fc_quad_taps_u32(uint32_t *d, ptrdiff_t J, const uint32_t *const *sr
 }
 #endif
 
-/* The rows of fc_im2col_block_u32's block written straight to memory with non-temporal
- * stores, four pixels at a time; returns how many pixels it wrote (the caller assembles the
- * rest). Rows must hold whole cache lines (J a multiple of 16): then every row starts at the
- * same offset in its line, the `head` taps up to the first line boundary and the taps after
- * the last whole line go with ordinary stores, and each whole line of each of the four rows
- * is four 16-byte non-temporal stores in a row, from sixteen taps transposed in registers.
- * Against assembling blocks in cache and copying them out, on resnet-mid's rows: 1.3-1.6x
- * (a C copy of both, one thread, AMD EPYC Zen 1), as the copy's loads and second pass go. */
-static ptrdiff_t fc_im2col_stream_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *const *src, ptrdiff_t start,
-                                      ptrdiff_t bw, ptrdiff_t sw, int more)
-{
-    ptrdiff_t i = 0;
 #ifdef FC_HAVE_SSE2_TRANSPOSE
+/* Pixels [0, quads) of fc_im2col_stream_u32 (quads a multiple of 4), straight to memory. The
+ * whole lines go in chunks of FC_STREAM_TAP_CHUNK taps, each chunk for every quad of pixels
+ * before the next, so that the chunk's source lines stay in the L1 cache: resnet-deep's 2304
+ * taps of one pixel read 768 rows of 14 items (48 KiB of lines). Chunks of 512 against none,
+ * one thread, AMD EPYC Zen 1: depthwise 1.07x, resnet-deep 1.06x, resnet-mid 1.03x, strided
+ * 0.98x (two threads: 1.06x, 1.03x, 1.01x, 0.99x); 256 read the same as 512, 1024 less. */
+static void fc_stream_quads_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *const *src, ptrdiff_t start,
+                                ptrdiff_t quads, ptrdiff_t sw)
+{
     ptrdiff_t head = (ptrdiff_t)((FC_LINE - (uintptr_t)dst % FC_LINE) % FC_LINE / sizeof(uint32_t));
     if (head > J) head = J;
     ptrdiff_t lines_end = head + (J - head) / 16 * 16; /* taps [head, lines_end): whole lines */
-    ptrdiff_t quads_end = sw == 1 || more ? bw : bw - 1; /* (see fc_load4) */
-    ptrdiff_t quads = quads_end >= 4 ? quads_end / 4 * 4 : 0; /* pixels [0, quads) in whole quads */
-    /* the whole lines in chunks of FC_STREAM_TAP_CHUNK taps, each chunk for every quad of pixels
-     * before the next, so that the chunk's source lines stay in the L1 cache: resnet-deep's 2304
-     * taps of one pixel read 768 rows of 14 items (48 KiB of lines). Chunks of 512 against none,
-     * one thread, AMD EPYC Zen 1: depthwise 1.07x, resnet-deep 1.06x, resnet-mid 1.03x, strided
-     * 0.98x (two threads: 1.06x, 1.03x, 1.01x, 0.99x); 256 read the same as 512, 1024 less. */
     ptrdiff_t c0 = head, c1;
     do {
         c1 = c0 + FC_STREAM_TAP_CHUNK < lines_end ? c0 + FC_STREAM_TAP_CHUNK : lines_end;
-        for (i = 0; i < quads; i += 4) {
+        for (ptrdiff_t i = 0; i < quads; i += 4) {
             uint32_t *d = dst + i * J;
             if (c0 == head) fc_quad_taps_u32(d, J, src, start, i, sw, 0, head);
             for (ptrdiff_t j0 = c0; j0 < c1; j0 += 16) {
@@ -162,11 +152,37 @@ static ptrdiff_t fc_im2col_stream_u32(uint32_t *dst, ptrdiff_t J, const uint32_t
         }
         c0 = c1;
     } while (c0 < lines_end);
-    i = quads;
+}
+#endif
+
+/* The rows of fc_im2col_block_u32's block written straight to memory with non-temporal
+ * stores, four pixels at a time; returns how many pixels it wrote (the caller assembles the
+ * rest: none, or with stride 2 and not `more`, the last). Rows must hold whole cache lines (J a
+ * multiple of 16): then every row starts at the same offset in its line, the `head` taps up to
+ * the first line boundary and the taps after the last whole line go with ordinary stores, and
+ * each whole line of each of the four rows is four 16-byte non-temporal stores in a row, from
+ * sixteen taps transposed in registers. Against assembling blocks in cache and copying them
+ * out, on resnet-mid's rows: 1.3-1.6x (a C copy of both, one thread, AMD EPYC Zen 1), as the
+ * copy's loads and second pass go. Pixels past the last whole quad go in one more quad that
+ * overlaps the one before (writing some rows twice, the same items), instead of item by item
+ * in the caller's blocks: resnet-mid (54 such pixels a row) 1.04x, depthwise (26) 1.06x,
+ * strided (55) 1.03-1.05x. */
+static ptrdiff_t fc_im2col_stream_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *const *src, ptrdiff_t start,
+                                      ptrdiff_t bw, ptrdiff_t sw, int more)
+{
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+    ptrdiff_t quads_end = sw == 1 || more ? bw : bw - 1; /* (see fc_load4) */
+    if (quads_end < 4) return 0;
+    fc_stream_quads_u32(dst, J, src, start, quads_end / 4 * 4, sw);
+    if (quads_end % 4) { /* the last four pixels, overlapping */
+        ptrdiff_t i = quads_end - 4;
+        fc_stream_quads_u32(dst + i * J, J, src, start + i * sw, 4, sw);
+    }
+    return quads_end;
 #else
     (void)dst, (void)J, (void)src, (void)start, (void)bw, (void)sw, (void)more;
+    return 0;
 #endif
-    return i;
 }
 
 /* The row of cols of one window whose taps are runs of kw <= 8 consecutive items (dilation 1):

@@ -17,6 +17,10 @@ For each operation there are three classes:
 * ``<Op>VsTorch``: ``time_torch`` and ``track_speedup_vs_torch``, skipped
   when PyTorch is not importable.
 
+``im2col_out`` and ``col2im_out`` (``Im2colOut``, ``Col2imOut``: every
+implementation writes into a buffer allocated once) have no
+``VsReference`` class: :mod:`fastconv.reference` has no ``out=``.
+
 A ``track_speedup_*`` value is other time / fastconv time (> 1: fastconv is
 faster), the median of paired in-process runs (:func:`fastconv._bench.speedup`).
 Set-up raises ``NotImplementedError`` to skip, as asv expects.

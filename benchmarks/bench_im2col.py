@@ -17,6 +17,18 @@ class Im2colVsTorch(_VsTorch):
     op = "im2col"
 
 
+class Im2colOut(_Fastconv):
+    """Into an ``out`` allocated once."""
+
+    op = "im2col_out"
+
+
+class Im2colOutVsTorch(_VsTorch):
+    """Against aten's ``im2col.out`` into a buffer allocated once, then copied into fastconv's layout."""
+
+    op = "im2col_out"
+
+
 class Col2im(_Fastconv):
     op = "col2im"
 
@@ -29,3 +41,15 @@ class Col2imVsTorch(_VsTorch):
     """Against ``F.fold`` of fastconv's columns."""
 
     op = "col2im"
+
+
+class Col2imOut(_Fastconv):
+    """Into an ``out`` allocated once."""
+
+    op = "col2im_out"
+
+
+class Col2imOutVsTorch(_VsTorch):
+    """Against aten's ``col2im.out`` of fastconv's columns into a buffer allocated once."""
+
+    op = "col2im_out"

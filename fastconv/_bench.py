@@ -17,6 +17,12 @@ The peers, on the canonical NCHW shapes of :data:`SHAPES` (SPEC section 5):
   returns torch's ``(N, C*KH*KW, OH*OW)`` layout.
 * col2im -- ``torch``: ``F.fold`` of fastconv's columns (a transposed view);
   ``torch-own``: ``F.fold`` of contiguous ``(N, C*KH*KW, OH*OW)`` columns.
+* im2col_out, col2im_out -- the same, every implementation writing into a
+  buffer allocated once (fastconv's ``out=``; aten's ``im2col.out`` /
+  ``col2im.out``, which is what ``unfold`` / ``fold`` call): no page of a
+  fresh output to fault in. For im2col, ``torch`` writes its own layout
+  into one buffer, then copies it transposed into another. No
+  ``reference``: it has no ``out=``.
 * conv2d -- ``torch``: ``F.conv2d`` (oneDNN), with the shape's ``groups``.
 * grad_input, grad_weight -- ``torch``: ``torch.nn.grad.conv2d_input`` /
   ``conv2d_weight`` (aten's convolution backward), same geometry as conv2d.
@@ -89,10 +95,14 @@ SHAPES = {
 }
 
 #: Operations benchmarked; the convolutions use the shape's ``groups`` (depthwise for "depthwise").
-OPS = ("im2col", "col2im", "conv2d", "grad_input", "grad_weight", "max_pool2d", "avg_pool2d")
+OPS = ("im2col", "im2col_out", "col2im", "col2im_out", "conv2d", "grad_input", "grad_weight",
+       "max_pool2d", "avg_pool2d")
 
 #: Operations with a ``torch-own`` column (torch in its own column layout).
-OWN_LAYOUT_OPS = ("im2col", "col2im")
+OWN_LAYOUT_OPS = ("im2col", "im2col_out", "col2im", "col2im_out")
+
+#: Operations whose implementations write into a buffer allocated once (no ``reference``).
+INTO_BUFFER_OPS = ("im2col_out", "col2im_out")
 
 #: Window of the pooling benchmarks: kernel_size, stride, padding.
 POOL_GEOMETRY = {"kernel_size": 2, "stride": 2, "padding": 0}
@@ -260,17 +270,34 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
             funcs["torch"] = lambda: F.unfold(xt, **tgeo).transpose(1, 2).contiguous().view(rows, ckk)
             funcs["torch_own"] = lambda: F.unfold(xt, **tgeo)
         work, unit = (x.size + rows * ckk) * dtype.itemsize, "GB/s"
-    elif op == "col2im":
+    elif op == "im2col_out":
+        x = rng.standard_normal((N, C, H, W), dtype=dtype)
+        cols_out = np.empty((rows, ckk), dtype)
+        funcs["fastconv"] = lambda: im2col(x, k, out=cols_out, **geo)
+        if torch is not None:
+            funcs.update(_torch_im2col_into_buffers(torch, torch.from_numpy(x), dims, oh * ow))
+        work, unit = (x.size + rows * ckk) * dtype.itemsize, "GB/s"
+    elif op in ("col2im", "col2im_out"):
         cols = rng.standard_normal((rows, ckk), dtype=dtype)
         image_shape = (N, C, H, W)
-        funcs["fastconv"] = lambda: col2im(cols, image_shape, k, **geo)
-        if reference is not None:
-            funcs["reference"] = lambda: reference.col2im(cols, image_shape, k, **geo)
         if torch is not None:
             cols_t = torch.from_numpy(cols).view(N, oh * ow, ckk).transpose(1, 2)
             cols_own = cols_t.contiguous()
-            funcs["torch"] = lambda: F.fold(cols_t, (H, W), **tgeo)
-            funcs["torch_own"] = lambda: F.fold(cols_own, (H, W), **tgeo)
+        if op == "col2im":
+            funcs["fastconv"] = lambda: col2im(cols, image_shape, k, **geo)
+            if reference is not None:
+                funcs["reference"] = lambda: reference.col2im(cols, image_shape, k, **geo)
+            if torch is not None:
+                funcs["torch"] = lambda: F.fold(cols_t, (H, W), **tgeo)
+                funcs["torch_own"] = lambda: F.fold(cols_own, (H, W), **tgeo)
+        else:
+            image_out = np.empty(image_shape, dtype)
+            funcs["fastconv"] = lambda: col2im(cols, image_shape, k, out=image_out, **geo)
+            if torch is not None:
+                aten, geometry = torch.ops.aten, _aten_geometry(dims)
+                image_t, image_own = (torch.empty(image_shape, dtype=cols_t.dtype) for _ in range(2))
+                funcs["torch"] = lambda: aten.col2im.out(cols_t, [H, W], *geometry, out=image_t)
+                funcs["torch_own"] = lambda: aten.col2im.out(cols_own, [H, W], *geometry, out=image_own)
         work, unit = (rows * ckk + N * C * H * W) * dtype.itemsize, "GB/s"
     elif op == "conv2d":
         x = rng.standard_normal((N, C, H, W), dtype=dtype)
@@ -321,6 +348,30 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
     wanted = {key: funcs[key] for key in (*IMPLEMENTATIONS, *CONV2D_ALGORITHMS)
               if key in impls and key in funcs}
     return Case(name, op, dims, dtype, wanted, float(work), unit)
+
+
+def _aten_geometry(dims):
+    """kernel_size, dilation, padding and stride of a shape, as aten's im2col and col2im take them."""
+    return [[dims[key]] * 2 for key in ("kernel", "dilation", "pad", "stride")]
+
+
+def _torch_im2col_into_buffers(torch, xt, dims, pixels):
+    """``torch`` and ``torch_own`` of ``im2col_out``: aten's ``im2col.out`` into a buffer allocated
+    once, in PyTorch's ``(N, C*KH*KW, L)`` layout, then (``torch``) copied transposed into a
+    second one, fastconv's layout."""
+    aten, geometry = torch.ops.aten, _aten_geometry(dims)
+    n, taps = xt.shape[0], xt.shape[1] * dims["kernel"] ** 2
+    own = torch.empty((n, taps, pixels), dtype=xt.dtype)
+    same = torch.empty((n, pixels, taps), dtype=xt.dtype)
+
+    def own_layout():
+        return aten.im2col.out(xt, *geometry, out=own)
+
+    def same_layout():
+        same.copy_(own_layout().transpose(1, 2))
+        return same.view(n * pixels, taps)
+
+    return {"torch": same_layout, "torch_own": own_layout}
 
 
 def _as_numpy(result):

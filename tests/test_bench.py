@@ -73,7 +73,9 @@ def test_json_has_positive_timings_and_ratios_for_every_op(quick_tiny):
         assert len(samples) == 3 and all(t > 0 for t in samples)
         assert row["median"]["fastconv"] == pytest.approx(float(np.median(samples)))
         assert 0 < row["rate"] < math.inf
-        peers = [name for name, present in (("reference", HAS_REFERENCE), ("torch", HAS_TORCH)) if present]
+        # (the reference has no out=: the rows writing into buffers allocated once have none)
+        peers = [name for name, present in (("reference", HAS_REFERENCE and row["op"] not in _bench.INTO_BUFFER_OPS),
+                                            ("torch", HAS_TORCH)) if present]
         for name in peers:
             assert row["status"][name] == "paired"
             assert all(t > 0 for t in row["times"][name])
@@ -83,6 +85,8 @@ def test_json_has_positive_timings_and_ratios_for_every_op(quick_tiny):
             assert row["agree"][name] is True, f"{name} disagrees with fastconv on {row['op']}"
         if HAS_TORCH and row["op"] in _bench.OWN_LAYOUT_OPS:
             assert row["speedup"]["torch_own"] > 0
+        if row["op"] in _bench.INTO_BUFFER_OPS:
+            assert "reference" not in row["median"]
         assert row["steal"] is None or 0 <= row["steal"] <= 1
 
 
@@ -184,8 +188,25 @@ def test_torch_peers_compute_what_fastconv_computes():
         np.testing.assert_allclose(torch_result, fast, rtol=1e-12, atol=1e-12)
         if op in _bench.OWN_LAYOUT_OPS:  # torch's own layout: (N, C*KH*KW, OH*OW) columns
             own = case.run("torch_own").numpy()
-            expected = fast if op == "col2im" else fast.reshape(2, -1, fast.shape[1]).transpose(0, 2, 1)
+            expected = fast if op.startswith("col2im") else fast.reshape(2, -1, fast.shape[1]).transpose(0, 2, 1)
             np.testing.assert_allclose(own, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_into_buffer_ops_write_into_the_same_buffers():
+    # im2col_out / col2im_out: every call writes into buffers allocated once, fastconv's out= and
+    # (where installed) aten's im2col.out / col2im.out, and gives what the allocating ops give
+    dims = {"N": 2, "C": 3, "H": 7, "W": 9, "K": 4, "kernel": 3, "stride": 2, "pad": 1, "dilation": 1,
+            "groups": 1}
+    impls = ("fastconv", "torch", "torch_own") if HAS_TORCH else ("fastconv",)
+    for op in _bench.INTO_BUFFER_OPS:
+        case = _bench.make_case(dims, op, "float64", impls=impls)
+        fresh = _bench.make_case(dims, op.removesuffix("_out"), "float64", impls=("fastconv",)).run("fastconv")
+        for name in impls:
+            first, second = (np.asarray(case.run(name)) for _ in range(2))
+            assert np.shares_memory(first, second), name
+            np.testing.assert_allclose(first if name != "torch_own" or op.startswith("col2im")
+                                       else first.transpose(0, 2, 1).reshape(fresh.shape), fresh,
+                                       rtol=1e-12, atol=1e-12)
 
 
 def test_demo_prints_the_worked_example(tmp_path):

@@ -189,7 +189,7 @@ static ptrdiff_t fc_im2col_stream_u32(uint32_t *dst, ptrdiff_t J, const uint32_t
  * run k is src[k][offset .. offset + kw), copied four items at a time. A 16-byte store may write
  * up to 4 - kw items (kw < 4) or 8 - kw (kw < 8) past its run, which the next run's stores
  * overwrite. The last run goes item by item, so nothing is written past the row, unless `spill`:
- * then it too is copied four items at a time, writing up to 6 items past the row (the caller
+ * then it too is copied four items at a time, writing up to 3 items past the row (the caller
  * writes them afterwards: the next window's row). Single-item runs, whose spill would reach past
  * the next run, go item by item. Reads up to 4 (kw <= 4) or 8 items from each src[k] + offset:
  * the caller checks that they lie inside the image. */

@@ -12,7 +12,7 @@ the DLFS layout for NCHW and ``(kh, kw, c)`` for NHWC. The caller pads the
 input where a kernel needs it, checks every shape and allocates ``cols``.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
@@ -186,13 +186,19 @@ cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bin
             raise MemoryError("im2col_planar: cannot allocate its scratch")
         for r in range(num_threads):
             scratch[r * width] = -1  # no tables built yet
+        # (the non-temporal stores are fenced once per thread, after its rows: see fc_stream_fence)
         if num_threads == 1:
             with nogil:
                 for r in range(p.N * p.OH):
                     _im2col_row_planar(x, cols, zeros, scratch, p, stream, r)
+                if stream:
+                    fc_stream_fence()
         else:
-            for r in prange(p.N * p.OH, nogil=True, num_threads=num_threads, schedule="static"):
-                _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, p, stream, r)
+            with nogil, parallel(num_threads=num_threads):
+                for r in prange(p.N * p.OH, schedule="static"):
+                    _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, p, stream, r)
+                if stream:
+                    fc_stream_fence()
     finally:
         free(scratch)
         free(zeros_mem)
@@ -282,8 +288,6 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
         ow0 = 0
         while ow0 < OW:
             ow0 = _runs_block(rows, shift, out_row, edge, assemble, p, ow0, min(ow0 + _BLOCK, OW))
-        if assemble:
-            fc_stream_fence()
         return
     # the pixels the blocks gather: the whole row, or its interior
     ow0 = 0 if gathered else lo
@@ -300,8 +304,6 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
             _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, p, ow * SW - left, in_bounds)
         for ow in range(hi, OW):
             _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, p, ow * SW - left, in_bounds)
-    if assemble:
-        fc_stream_fence()
 
 
 cdef inline bint _edges_in_bounds(const _Planar* p, Py_ssize_t n, Py_ssize_t oh) noexcept nogil:
@@ -468,30 +470,31 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
     cdef const word_t* src
     cdef word_t* dst
     cdef word_t* rows
-    for r in prange(N * OH, nogil=True, num_threads=num_threads, schedule="static"):
-        n = r // OH
-        oh = r - n * OH
-        ow0 = 0
-        while ow0 < OW:
-            bw = min(_BLOCK, OW - ow0)
-            rows = &scratch[omp_get_thread_num(), 0] if stream else &cols[r * OW + ow0, 0]
-            for ow in range(ow0, ow0 + bw):
-                dst = rows + (ow - ow0) * J
-                j = 0
-                for g in range(G):
-                    for kh in range(KH):
-                        src = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
-                        if V == 1:
-                            for kw in range(KW):
-                                dst[j + kw] = src[kw * DW]
-                            j = j + KW
-                        else:
-                            for kw in range(KW):
-                                for v in range(V):
-                                    dst[j + v] = src[kw * DW * V + v]
-                                j = j + V
-            if stream:
-                fc_stream_copy(&cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
-            ow0 = ow0 + bw
-        if stream:
+    with nogil, parallel(num_threads=num_threads):
+        for r in prange(N * OH, schedule="static"):
+            n = r // OH
+            oh = r - n * OH
+            ow0 = 0
+            while ow0 < OW:
+                bw = min(_BLOCK, OW - ow0)
+                rows = &scratch[omp_get_thread_num(), 0] if stream else &cols[r * OW + ow0, 0]
+                for ow in range(ow0, ow0 + bw):
+                    dst = rows + (ow - ow0) * J
+                    j = 0
+                    for g in range(G):
+                        for kh in range(KH):
+                            src = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
+                            if V == 1:
+                                for kw in range(KW):
+                                    dst[j + kw] = src[kw * DW]
+                                j = j + KW
+                            else:
+                                for kw in range(KW):
+                                    for v in range(V):
+                                        dst[j + v] = src[kw * DW * V + v]
+                                    j = j + V
+                if stream:
+                    fc_stream_copy(&cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
+                ow0 = ow0 + bw
+        if stream:  # once per thread, after its rows (see fc_stream_fence)
             fc_stream_fence()

@@ -1,11 +1,12 @@
-"""The CPU's level-2 cache size, which sizes the bands of rows the direct convolution copies."""
+"""The CPU's cache sizes: the level-2 one sizes the bands of rows the direct convolution copies,
+the level-3 one the im2col outputs written with non-temporal stores."""
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
 
-__all__ = ["l2_cache_bytes", "parse_cache_size"]
+__all__ = ["cache_bytes", "l2_cache_bytes", "l3_cache_bytes", "parse_cache_size"]
 
 #: Where Linux describes the first CPU's caches (``index<i>/level``, ``type``, ``size``).
 CACHE_SYSFS = Path("/sys/devices/system/cpu/cpu0/cache")
@@ -22,17 +23,27 @@ def parse_cache_size(text):
 
 
 @functools.cache
-def l2_cache_bytes(root=CACHE_SYSFS):
-    """Size in bytes of the first CPU's level-2 data (or unified) cache, or None where unknown.
+def cache_bytes(level, root=CACHE_SYSFS):
+    """Size in bytes of the first CPU's data (or unified) cache of ``level``, or None where unknown.
 
     Read once from Linux's sysfs (``root``); None on other systems, or where
     the files are missing or unreadable (some containers).
     """
     try:
         for index in sorted(Path(root).glob("index*")):
-            if ((index / "level").read_text().strip() == "2"
+            if ((index / "level").read_text().strip() == str(level)
                     and (index / "type").read_text().strip() in ("Data", "Unified")):
                 return parse_cache_size((index / "size").read_text())
     except (OSError, ValueError):
         return None
     return None
+
+
+def l2_cache_bytes(root=CACHE_SYSFS):
+    """Size in bytes of the first CPU's level-2 cache, or None where unknown (see :func:`cache_bytes`)."""
+    return cache_bytes(2, root)
+
+
+def l3_cache_bytes(root=CACHE_SYSFS):
+    """Size in bytes of the first CPU's level-3 cache, or None where unknown (see :func:`cache_bytes`)."""
+    return cache_bytes(3, root)

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 
 from ._kernels import _openmp_helpers
-from ._cache import l2_cache_bytes
+from ._cache import l2_cache_bytes, l3_cache_bytes
+from . import _im2col
 from ._conv import BAND_BUDGET
 from ._memory import buffer_cache_info
 from ._simd import available_levels, simd_level
@@ -50,6 +51,15 @@ def _describe_l2(size):
     return f"{known} (bands of {BAND_BUDGET >> 10} KiB of input)"
 
 
+def _size(nbytes):
+    return f"{nbytes >> 20} MiB" if nbytes % (1 << 20) == 0 else f"{nbytes >> 10} KiB"
+
+
+def _describe_l3(size):
+    known = "unknown" if size is None else _size(size)
+    return f"{known} (im2col streams an out from {_size(_im2col.STREAM_BYTES)})"
+
+
 def config_dict():
     """Return the information printed by :func:`show_config` as a dict."""
     build = _build_info()
@@ -67,6 +77,7 @@ def config_dict():
         "buffer_cache": _describe_cache(buffer_cache_info()),
         "simd": f"{simd_level()} (available: {', '.join(available_levels())})",
         "l2_cache": _describe_l2(l2_cache_bytes()),
+        "l3_cache": _describe_l3(l3_cache_bytes()),
         "numpy": np.__version__,
         "numpy_build": build.get("numpy_build_version", "unknown"),
         "blas": _blas_info(),

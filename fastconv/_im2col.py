@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, reused, zeros
+from ._cache import l3_cache_bytes
 from ._kernels import _col2im, _im2col
 from ._padding import pad_input
 from ._plans import PlanCache, call_key, specialized
@@ -59,17 +60,30 @@ def _sum_view(image, channels_last):
     return view.reshape(n, c, h, w, ratio)
 
 
-#: A user's ``out`` from this size on (half the 32 MiB L3 of the AMD EPYC it was tuned on) is
-#: written with non-temporal stores. Measured there into a reused ``out``, 1 / 2 threads: resnet-mid
-#: 1.54x / 1.22x faster, resnet-deep 1.26x / 1.39x, dilated 2.6x / 2.7x, depthwise 1.84x / 1.40x.
-#: On the Intel Xeon (260 MiB L3), with each block assembled in cache, ordinary stores were
-#: 1.08-1.10x faster on resnet-deep (55 MiB) and streaming 1.12-1.64x faster on the other large
-#: shapes.
-#: A new result on fresh memory is written with ordinary stores: the kernel zeroes each fresh page
-#: into the cache as the first store touches it, and streaming past it was up to 1.2x slower. A
-#: new result on a buffer the buffer cache hands out again is already mapped, so it streams like
-#: an ``out``.
-STREAM_BYTES = 2**24
+def stream_bytes(l3_bytes):
+    """Size from which a user's ``out`` is written with non-temporal stores: half the L3 cache,
+    at most 16 MiB (16 MiB where the L3 is unknown, ``l3_bytes`` None).
+
+    16 MiB is half the 32 MiB L3 of the AMD EPYC it was first tuned on. Measured there into a
+    reused ``out``, 1 / 2 threads: resnet-mid 1.54x / 1.22x faster, resnet-deep 1.26x / 1.39x,
+    dilated 2.6x / 2.7x, depthwise 1.84x / 1.40x. On the Intel Xeon (260 MiB L3), with each
+    block assembled in cache, ordinary stores were 1.08-1.10x faster on resnet-deep (55 MiB) and
+    streaming 1.12-1.64x faster on the other large shapes. On an AMD EPYC Zen 1 with 8 MiB of L3
+    (non-temporal stores fenced once per thread), one thread, streamed against in place: 4.5 to
+    14 MiB of columns 1.2-2.0x on every canonical shape (cifar's 5.1 MiB 1.21x, its 6.8 MiB
+    1.52x), 3.4 MiB 0.91-1.00x, 1.7 MiB and less 0.79-0.83x.
+
+    A new result on fresh memory is written with ordinary stores: the kernel zeroes each fresh
+    page into the cache as the first store touches it, and streaming past it was up to 1.2x
+    slower. A new result on a buffer the buffer cache hands out again is already mapped, so it
+    streams like an ``out``.
+    """
+    return 2**24 if l3_bytes is None else min(2**24, l3_bytes // 2)
+
+
+#: A user's ``out`` from this size on is written with non-temporal stores (:func:`stream_bytes`
+#: of this machine's L3 cache).
+STREAM_BYTES = stream_bytes(l3_cache_bytes())
 
 #: Rows of ``cols`` that are whole cache lines of 4-byte items, at stride 1 or 2, stream straight
 #: from registers (``_im2col.streams_rows_directly``; on the AMD EPYC Zen 1, into an ``out``, one

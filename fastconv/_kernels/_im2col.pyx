@@ -36,6 +36,7 @@ cdef extern from "im2col_block.h" nogil:
                                    ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_window_runs_u32(uint32_t* dst, const uint32_t* const* src, ptrdiff_t count, ptrdiff_t offset,
                             ptrdiff_t kw, int spill) noexcept
+    void fc_prefetch_line(const void* p) noexcept
     void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
     void fc_stream_fence() noexcept
     bint FC_STREAMS_ROWS
@@ -345,6 +346,8 @@ cdef inline Py_ssize_t _gather_block(const word_t** tab, Py_ssize_t shift, word_
     cdef Py_ssize_t J = p.J, SW = p.SW, bw = ow1 - ow0, start = (ow0 - p.lo) * SW + shift, i, j, ow
     cdef word_t* dst = scratch if assemble else out_row + ow0 * J
     cdef const word_t* row
+    if assemble:  # (the block's last line, partly this block's, takes ordinary stores: fc_prefetch_line)
+        fc_prefetch_line(out_row + ow1 * J - 1)
     if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
         fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, start, bw, SW, ow1 < end or in_bounds)
     else:
@@ -376,6 +379,8 @@ cdef inline Py_ssize_t _runs_block(const word_t** rows, Py_ssize_t shift, word_t
     """
     cdef Py_ssize_t J = p.J, GK = p.G * p.KH, ow, iw0
     cdef word_t* dst = scratch if assemble else out_row + ow0 * J
+    if assemble:  # (see _gather_block)
+        fc_prefetch_line(out_row + ow1 * J - 1)
     for ow in range(ow0, ow1):
         iw0 = ow * p.SW - p.left
         if word_t is uint32_t:

@@ -138,7 +138,13 @@ static void fc_stream_quads_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *cons
         c1 = c0 + FC_STREAM_TAP_CHUNK < lines_end ? c0 + FC_STREAM_TAP_CHUNK : lines_end;
         for (ptrdiff_t i = 0; i < quads; i += 4) {
             uint32_t *d = dst + i * J;
-            if (c0 == head) fc_quad_taps_u32(d, J, src, start, i, sw, 0, head);
+            if (c0 == head && (head > 0 || lines_end < J)) {
+                /* the partial lines at the rows' ends take ordinary stores: ask for those of this
+                 * quad's rows' ends and the next quad's starts now, so that the stores find them */
+                for (int p = 0; p < 4; p++) _mm_prefetch((const char *)(d + p * J + J - 1), _MM_HINT_T0);
+                if (i + 4 < quads) _mm_prefetch((const char *)(d + 4 * J), _MM_HINT_T0);
+                fc_quad_taps_u32(d, J, src, start, i, sw, 0, head);
+            }
             for (ptrdiff_t j0 = c0; j0 < c1; j0 += 16) {
                 __m128i o[4][4]; /* [quad of taps][pixel] */
                 for (int q = 0; q < 4; q++) {
@@ -209,6 +215,17 @@ static void fc_window_runs_u32(uint32_t *dst, const uint32_t *const *src, ptrdif
 #endif
     for (; k < count; k++)
         for (ptrdiff_t i = 0; i < kw; i++) dst[k * kw + i] = src[k][offset + i];
+}
+
+/* Ask for the cache line of p, which ordinary stores will write part of (see fc_stream_copy):
+ * then they find it in cache, instead of each waiting for it from memory. Never faults. */
+static void fc_prefetch_line(const void *p)
+{
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+    _mm_prefetch((const char *)p, _MM_HINT_T0);
+#else
+    (void)p;
+#endif
 }
 
 /* Copy n bytes from src to dst (not overlapping): the whole cache lines of dst with

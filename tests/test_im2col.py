@@ -338,13 +338,17 @@ def test_streamed_columns_match_the_reference(rng, monkeypatch, dtype, width, c,
 @pytest.mark.parametrize("line_offset", [0, 4, 16, 32, 48, 60])  # bytes past a cache line where out starts
 @pytest.mark.parametrize("c, k, s, width", [(16, 3, 1, 23), (16, 3, 2, 23), (32, (1, 2), 2, 30), (4, 3, 1, 23),
                                             (4, 2, 1, 9), (4, 3, 2, 23), (3, 3, 3, 23), (128, 3, 1, 23),
-                                            (128, 3, 2, 23), (208, (1, 5), 1, 23)])
+                                            (128, 3, 2, 23), (208, (1, 5), 1, 23),
+                                            # interior pixels a multiple of 4 (no overlapping last quad)
+                                            (16, 3, 1, 22), (128, 3, 1, 22), (16, 3, 2, 19)])
 def test_streamed_columns_at_every_line_offset(rng, monkeypatch, line_offset, c, k, s, width):
     # only whole cache lines are streamed: the lines a row shares with its neighbours (any
     # row, when out starts inside a line or rows are not whole lines) take ordinary stores;
     # rows of whole lines (J = 144, 64, 1152, 1040) are written straight from registers, the
-    # taps before a row's first line boundary and after its last one with ordinary stores, the
-    # lines of rows longer than FC_STREAM_TAP_CHUNK (512) taps in chunks
+    # lines of rows longer than FC_STREAM_TAP_CHUNK (512) taps in chunks; where out starts 16,
+    # 32 or 48 bytes past a line, a row's last taps and the next row's first make one line,
+    # streamed too, and only the first and last pixels' partial lines take ordinary stores.
+    # Nothing before or after out may be written.
     from fastconv import _im2col
     from fastconv._arrays import ALIGN_FROM, CACHE_LINE, zeros_aligned
 
@@ -360,6 +364,7 @@ def test_streamed_columns_at_every_line_offset(rng, monkeypatch, line_offset, c,
         with fastconv.num_threads(threads):
             got = fastconv.im2col(x, k, stride=s, padding=1, out=out)
         np.testing.assert_array_equal(got, expected)
+        assert not buffer[:start].any() and not buffer[start + expected.size:].any()
 
 
 # ---- col2im tap by tap for kernel rows 5 to 7 wide on rows of at least 12 output columns
@@ -451,7 +456,8 @@ def test_edge_pixels_read_nothing_outside_the_image(rng, monkeypatch, dtype, at_
         for k, s, p, d in [(3, 1, 1, 1), ((3, 5), 1, (2, 4), 1), ((2, 7), 2, 3, 1), ((3, 3), (1, 3), 4, 2),
                            ((1, 8), 1, (0, 7), 1), (3, 2, "same", 2), ((3, 3), (1, 2), (1, 2), 1),
                            ((3, 1), 1, ((1, 1), (1, 2)), 1), ((1, 2), 1, ((0, 0), (1, 1)), 1),
-                           ((3, 3), 3, 1, 1), ((2, 6), (1, 2), (1, 5), 1), ((1, 8), (2, 4), (0, 3), 1)]:
+                           ((3, 3), 3, 1, 1), ((2, 6), (1, 2), (1, 5), 1), ((1, 8), (2, 4), (0, 3), 1),
+                           (3, 1, 0, 1), (3, (1, 2), 0, 1)]:  # (no padding: no edge pixels)
             kw = dict(stride=s, padding=p, dilation=d)
             try:
                 expected = reference.im2col(x, k, **kw)
@@ -459,8 +465,26 @@ def test_edge_pixels_read_nothing_outside_the_image(rng, monkeypatch, dtype, at_
                 continue
             for threads in (1, 2):
                 with fastconv.num_threads(threads):
-                    out = np.full_like(expected, 7) if stream else None
+                    # (streamed: an out 16 bytes past a cache line, as NumPy allocates large ones,
+                    # whose rows' ends and starts share lines streamed from the transposes)
+                    out, around = _out_past_a_line(expected, 16) if stream else (None, None)
                     np.testing.assert_array_equal(fastconv.im2col(x, k, out=out, **kw), expected)
+                    if stream:  # and nothing written around it
+                        assert not around().any()
+
+
+def _out_past_a_line(like, offset):
+    """An array shaped and typed like ``like``, filled with 7s, starting ``offset`` bytes past a
+    cache line; and the zeros around it, to the ends of its first and last lines (``around()``)."""
+    from fastconv._arrays import CACHE_LINE
+
+    raw = np.zeros(like.nbytes + 3 * CACHE_LINE, np.uint8)
+    line = -raw.ctypes.data % CACHE_LINE
+    buffer = raw[line:line + offset + like.nbytes + CACHE_LINE]
+    out = buffer[offset:offset + like.nbytes].view(like.dtype).reshape(like.shape)
+    assert out.ctypes.data % CACHE_LINE == offset
+    out[...] = 7
+    return out, lambda: np.concatenate([buffer[:offset], buffer[offset + like.nbytes:]])
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="guard pages through mprotect")

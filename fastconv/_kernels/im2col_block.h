@@ -126,19 +126,37 @@ static void fc_quad_taps_u32(uint32_t *d, ptrdiff_t J, const uint32_t *const *sr
  * before the next, so that the chunk's source lines stay in the L1 cache: resnet-deep's 2304
  * taps of one pixel read 768 rows of 14 items (48 KiB of lines). Chunks of 512 against none,
  * one thread, AMD EPYC Zen 1: depthwise 1.07x, resnet-deep 1.06x, resnet-mid 1.03x, strided
- * 0.98x (two threads: 1.06x, 1.03x, 1.01x, 0.99x); 256 read the same as 512, 1024 less. */
+ * 0.98x (two threads: 1.06x, 1.03x, 1.01x, 0.99x); 256 read the same as 512, 1024 less.
+ *
+ * Where dst starts inside a line (a NumPy-allocated out starts 16 bytes past one), each row's
+ * last `tail` taps and the next row's first `head` share a line. When both are whole quads of
+ * taps (dst 16-byte aligned), that line is streamed too, from the last pass's transposes of
+ * the one row's tail and the other's head: only pixel 0's head (`lead`; 0 where the caller
+ * wrote it already) and the last pixel's tail, unless pixel `quads` follows it (`next`: its
+ * quad [quads - 3, quads] may be gathered), take ordinary stores. */
 static void fc_stream_quads_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *const *src, ptrdiff_t start,
-                                ptrdiff_t quads, ptrdiff_t sw)
+                                ptrdiff_t quads, ptrdiff_t sw, int lead, int next)
 {
     ptrdiff_t head = (ptrdiff_t)((FC_LINE - (uintptr_t)dst % FC_LINE) % FC_LINE / sizeof(uint32_t));
     if (head > J) head = J;
     ptrdiff_t lines_end = head + (J - head) / 16 * 16; /* taps [head, lines_end): whole lines */
+    /* the lines across the rows' ends streamed from whole quads of taps */
+    int fused = head > 0 && head % 4 == 0 && J - lines_end + head == 16;
     ptrdiff_t c0 = head, c1;
+    if (fused) {
+        /* the partial lines left to ordinary stores: ask for them now, so that the stores find them */
+        uint32_t *last = dst + (quads - 1) * J;
+        if (lead) {
+            _mm_prefetch((const char *)dst, _MM_HINT_T0);
+            for (ptrdiff_t j = 0; j < head; j++) dst[j] = src[j][start];
+        }
+        if (!next) _mm_prefetch((const char *)(last + lines_end), _MM_HINT_T0);
+    }
     do {
         c1 = c0 + FC_STREAM_TAP_CHUNK < lines_end ? c0 + FC_STREAM_TAP_CHUNK : lines_end;
         for (ptrdiff_t i = 0; i < quads; i += 4) {
             uint32_t *d = dst + i * J;
-            if (c0 == head && (head > 0 || lines_end < J)) {
+            if (!fused && c0 == head && (head > 0 || lines_end < J)) {
                 /* the partial lines at the rows' ends take ordinary stores: ask for those of this
                  * quad's rows' ends and the next quad's starts now, so that the stores find them */
                 for (int p = 0; p < 4; p++) _mm_prefetch((const char *)(d + p * J + J - 1), _MM_HINT_T0);
@@ -154,7 +172,32 @@ static void fc_stream_quads_u32(uint32_t *dst, ptrdiff_t J, const uint32_t *cons
                 for (int p = 0; p < 4; p++)
                     for (int q = 0; q < 4; q++) _mm_stream_si128((__m128i *)(d + p * J + j0 + 4 * q), o[q][p]);
             }
-            if (c1 == lines_end) fc_quad_taps_u32(d, J, src, start, i, sw, lines_end, J);
+            if (c1 != lines_end)
+                continue;
+            if (!fused) {
+                fc_quad_taps_u32(d, J, src, start, i, sw, lines_end, J);
+                continue;
+            }
+            /* line p: pixel i + p's tail, then pixel i + p + 1's head (the last pixel's own
+             * tail, with no pixel after it, is left to ordinary stores) */
+            int whole = i + 4 < quads || next; /* pixel i + 4 follows: its head too */
+            ptrdiff_t nt = (16 - head) / 4, nh = head / 4;
+            __m128i t[4][4], h[4][4]; /* [quad of taps][pixel] */
+            for (ptrdiff_t q = 0; q < nt; q++) {
+                const uint32_t *const *s = src + lines_end + 4 * q;
+                fc_gather4x4(s[0] + start, s[1] + start, s[2] + start, s[3] + start, i, sw, t[q]);
+            }
+            for (ptrdiff_t q = 0; q < nh; q++) {
+                const uint32_t *const *s = src + 4 * q; /* pixels i + 1 .. i + 4, or i .. i + 3 */
+                fc_gather4x4(s[0] + start, s[1] + start, s[2] + start, s[3] + start, i + whole, sw, h[q]);
+            }
+            for (int p = 0; p < (whole ? 4 : 3); p++) {
+                uint32_t *line = d + p * J + lines_end;
+                for (ptrdiff_t q = 0; q < nt; q++) _mm_stream_si128((__m128i *)(line + 4 * q), t[q][p]);
+                for (ptrdiff_t q = 0; q < nh; q++) _mm_stream_si128((__m128i *)(line + 4 * (nt + q)), h[q][p + !whole]);
+            }
+            if (!whole)
+                for (ptrdiff_t q = 0; q < nt; q++) _mm_storeu_si128((__m128i *)(d + 3 * J + lines_end + 4 * q), t[q][3]);
         }
         c0 = c1;
     } while (c0 < lines_end);
@@ -179,10 +222,11 @@ static ptrdiff_t fc_im2col_stream_u32(uint32_t *dst, ptrdiff_t J, const uint32_t
 #ifdef FC_HAVE_SSE2_TRANSPOSE
     ptrdiff_t quads_end = sw == 1 || more ? bw : bw - 1; /* (see fc_load4) */
     if (quads_end < 4) return 0;
-    fc_stream_quads_u32(dst, J, src, start, quads_end / 4 * 4, sw);
-    if (quads_end % 4) { /* the last four pixels, overlapping */
+    ptrdiff_t quads = quads_end / 4 * 4;
+    fc_stream_quads_u32(dst, J, src, start, quads, sw, 1, quads < quads_end);
+    if (quads_end % 4) { /* the last four pixels, overlapping (their first head written above) */
         ptrdiff_t i = quads_end - 4;
-        fc_stream_quads_u32(dst + i * J, J, src, start + i * sw, 4, sw);
+        fc_stream_quads_u32(dst + i * J, J, src, start + i * sw, 4, sw, 0, 0);
     }
     return quads_end;
 #else

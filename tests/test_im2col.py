@@ -525,9 +525,11 @@ def test_window_rows_copied_as_runs_property(n, c, h, w, kh, kw, sh, sw, pads, a
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex128, np.uint8])
 @pytest.mark.parametrize("layout, k", [("NHWC", 3), ("NCHW", 9)])
-def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k):
+@pytest.mark.parametrize("line_offset", [0, 8, 16, 48])  # bytes past a cache line where out starts
+def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k, line_offset):
     # channels-last images, items of two words and kernels wider than 8 go window by window;
-    # streamed, each thread assembles 16 windows in cache and copies them out
+    # streamed, each thread assembles 16 windows in cache and copies them out, the line one
+    # block ends in completed by the next block; nothing around out written
     from fastconv import _im2col
 
     monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
@@ -536,9 +538,10 @@ def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k
         expected = reference.im2col(x, k, stride=s, padding=p, layout=layout)
         for threads in (1, 2):
             with fastconv.num_threads(threads):
-                out = np.full_like(expected, 7)
+                out, around = _out_past_a_line(expected, line_offset)
                 got = fastconv.im2col(x, k, stride=s, padding=p, layout=layout, out=out)
                 np.testing.assert_array_equal(got, expected)
+                assert not around().any()
 
 
 def _record_stream_flags(monkeypatch):

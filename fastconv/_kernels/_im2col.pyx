@@ -14,7 +14,7 @@ input where a kernel needs it, checks every shape and allocates ``cols``.
 
 from cython.parallel cimport parallel, prange
 from libc.stddef cimport ptrdiff_t
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
@@ -36,8 +36,11 @@ cdef extern from "im2col_block.h" nogil:
                                    ptrdiff_t bw, ptrdiff_t sw, int more) noexcept
     void fc_window_runs_u32(uint32_t* dst, const uint32_t* const* src, ptrdiff_t count, ptrdiff_t offset,
                             ptrdiff_t kw, int spill) noexcept
-    void fc_prefetch_line(const void* p) noexcept
-    void fc_stream_copy(void* dst, const void* src, size_t n) noexcept
+    ctypedef struct fc_stream_writer:
+        pass
+    void fc_stream_begin(fc_stream_writer* w) noexcept
+    void fc_stream_put(fc_stream_writer* w, void* dst, const void* src, size_t n) noexcept
+    void fc_stream_flush(fc_stream_writer* w) noexcept
     void fc_stream_fence() noexcept
     bint FC_STREAMS_ROWS
 
@@ -60,9 +63,20 @@ cdef struct _Planar:  # the image and geometry of one im2col_planar call
 cdef enum:
     PLANAR_KW_MAX = 8  # the widest kernel row im2col_planar takes
     _BLOCK = 16  # output pixels a row task writes at a time
+    _LINE = 64  # bytes in a cache line
+
+cdef enum:
+    _WRITER_WORDS = (sizeof(fc_stream_writer) + 7) // 8  # scratch words of a thread's writer
 
 #: Output pixels a row task writes at a time (the rows of ``cols`` a streamed block assembles).
 BLOCK = _BLOCK
+
+
+cdef inline Py_ssize_t _assembly_offset(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
+    """Where a thread's assembled rows of ``cols`` start in its scratch: past its tables, on a
+    cache line (8 words), so that the transposes' 16-byte stores and the copies' loads do not
+    straddle lines."""
+    return (1 + G * KH * (KW + 1) + 7) // 8 * 8
 
 
 cdef inline Py_ssize_t _planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW,
@@ -71,9 +85,20 @@ cdef inline Py_ssize_t _planar_scratch(Py_ssize_t G, Py_ssize_t KH, Py_ssize_t K
 
     The output row the tables below were built for, the source row of each
     ``(g, kh)``, where each tap's run starts and, when streaming, the ``BLOCK``
-    rows of ``cols`` a block assembles.
+    rows of ``cols`` a block assembles (:func:`_assembly_offset`) and the
+    thread's ``fc_stream_writer`` (:func:`_writer`). Whole cache lines, with
+    one to spare: the threads' scratch, from a line boundary on, shares no
+    line (a writer at the end of one thread's, written at every block while
+    the next thread read its tables from the words after it, made two
+    threads 0.93x as fast on cifar and the stem).
     """
-    return 1 + G * KH * (KW + 1) + (_BLOCK * G * KH * KW if stream else 0)
+    cdef Py_ssize_t words = _assembly_offset(G, KH, KW) + (_BLOCK * G * KH * KW + _WRITER_WORDS if stream else 0)
+    return (words + 15) // 8 * 8
+
+
+cdef inline fc_stream_writer* _writer(Py_ssize_t* scratch, Py_ssize_t G, Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
+    """The ``fc_stream_writer`` after the assembled rows in a thread's streaming ``scratch`` (:func:`_planar_scratch`)."""
+    return <fc_stream_writer*>(scratch + _assembly_offset(G, KH, KW) + _BLOCK * G * KH * KW)
 
 
 def im2col_planar(cnp.ndarray x not None, cnp.ndarray cols not None,
@@ -179,29 +204,36 @@ cdef int _planar(const word_t* x, word_t* cols, _Planar* p, int num_threads, bin
     # fc_window_runs_u32); before it, `left` (pixel 0's first tap)
     p.over = max(0, (p.OW - 1) * p.SW - p.left + (p.KW - 1) * p.DW + 8 - W)
     width = _planar_scratch(p.G, p.KH, p.KW, stream)
-    cdef Py_ssize_t* scratch = <Py_ssize_t*>malloc(max(1, num_threads * width) * sizeof(Py_ssize_t))
+    # (on a cache line: see _planar_scratch)
+    cdef void* scratch_mem = malloc(max(1, num_threads * width) * sizeof(Py_ssize_t) + _LINE)
+    cdef Py_ssize_t* scratch = <Py_ssize_t*>((<uintptr_t>scratch_mem + _LINE - 1) // _LINE * _LINE)
     cdef word_t* zeros_mem = <word_t*>calloc(p.left + W + p.over, sizeof(word_t))
     cdef word_t* zeros = zeros_mem + p.left  # a row of zeros, as far on either side as an edge tap reads
     try:
-        if scratch == NULL or zeros_mem == NULL:
+        if scratch_mem == NULL or zeros_mem == NULL:
             raise MemoryError("im2col_planar: cannot allocate its scratch")
         for r in range(num_threads):
             scratch[r * width] = -1  # no tables built yet
-        # (the non-temporal stores are fenced once per thread, after its rows: see fc_stream_fence)
+            if stream:
+                fc_stream_begin(_writer(scratch + r * width, p.G, p.KH, p.KW))
+        # (the non-temporal stores are fenced once per thread, after its rows: see fc_stream_fence;
+        # a thread's rows of cols are consecutive, its copies streamed through one writer)
         if num_threads == 1:
             with nogil:
                 for r in range(p.N * p.OH):
                     _im2col_row_planar(x, cols, zeros, scratch, p, stream, r)
                 if stream:
+                    fc_stream_flush(_writer(scratch, p.G, p.KH, p.KW))
                     fc_stream_fence()
         else:
             with nogil, parallel(num_threads=num_threads):
                 for r in prange(p.N * p.OH, schedule="static"):
                     _im2col_row_planar(x, cols, zeros, scratch + omp_get_thread_num() * width, p, stream, r)
                 if stream:
+                    fc_stream_flush(_writer(scratch + omp_get_thread_num() * width, p.G, p.KH, p.KW))
                     fc_stream_fence()
     finally:
-        free(scratch)
+        free(scratch_mem)
         free(zeros_mem)
     return 0
 
@@ -262,8 +294,10 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
     cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, ow0, end, i, k, kw, ih
     cdef const word_t** rows = <const word_t**>(scratch + 1)  # the source row of each (c, kh)
     cdef const word_t** tab = rows + GK  # where each tap's run starts, for output pixel lo
-    cdef word_t* edge = <word_t*>(tab + J)  # rows of cols assembled to be streamed (room only if assembling)
+    # rows of cols assembled to be streamed (room only if assembling)
+    cdef word_t* edge = <word_t*>(scratch + _assembly_offset(G, KH, KW))
     cdef word_t* out_row = cols + r * OW * J  # the first row of cols of this output row
+    cdef fc_stream_writer* w = _writer(scratch, G, KH, KW) if assemble else NULL  # (its copies)
     cdef Py_ssize_t pitch = p.xs2 // <Py_ssize_t>sizeof(word_t)  # items from one image row to the next
     cdef bint inside = (oh * SH - top >= 0 and oh * SH + (KH - 1) * DH - top < H
                         and p.xs2 % <Py_ssize_t>sizeof(word_t) == 0)
@@ -288,7 +322,7 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
     if runs:  # every pixel, a window row at a time
         ow0 = 0
         while ow0 < OW:
-            ow0 = _runs_block(rows, shift, out_row, edge, assemble, p, ow0, min(ow0 + _BLOCK, OW))
+            ow0 = _runs_block(rows, shift, out_row, edge, w, p, ow0, min(ow0 + _BLOCK, OW))
         return
     # the pixels the blocks gather: the whole row, or its interior
     ow0 = 0 if gathered else lo
@@ -299,12 +333,12 @@ cdef void _im2col_row_planar(const word_t* x, word_t* cols, const word_t* zeros,
         ow0 = ow0 + fc_im2col_stream_u32(<uint32_t*>(out_row + ow0 * J), J, <const uint32_t* const*>tab,
                                          shift, hi - ow0, SW, in_bounds)
     while ow0 < end:
-        ow0 = _gather_block(tab, shift, out_row, edge, assemble, p, ow0, min(ow0 + _BLOCK, end), end, in_bounds)
+        ow0 = _gather_block(tab, shift, out_row, edge, w, p, ow0, min(ow0 + _BLOCK, end), end, in_bounds)
     if not gathered:
         for ow in range(lo):
-            _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, p, ow * SW - left, in_bounds)
+            _edge_pixel(rows, shift, out_row + ow * J, edge, w, p, ow * SW - left, in_bounds)
         for ow in range(hi, OW):
-            _edge_pixel(rows, shift, out_row + ow * J, edge, assemble, p, ow * SW - left, in_bounds)
+            _edge_pixel(rows, shift, out_row + ow * J, edge, w, p, ow * SW - left, in_bounds)
 
 
 cdef inline bint _edges_in_bounds(const _Planar* p, Py_ssize_t n, Py_ssize_t oh) noexcept nogil:
@@ -332,7 +366,7 @@ cdef inline bint _edges_in_bounds(const _Planar* p, Py_ssize_t n, Py_ssize_t oh)
 
 
 cdef inline Py_ssize_t _gather_block(const word_t** tab, Py_ssize_t shift, word_t* out_row, word_t* scratch,
-                                     bint assemble, const _Planar* p, Py_ssize_t ow0, Py_ssize_t ow1,
+                                     fc_stream_writer* w, const _Planar* p, Py_ssize_t ow0, Py_ssize_t ow1,
                                      Py_ssize_t end, bint in_bounds) noexcept nogil:
     """Output pixels ``[ow0, ow1)`` of a row (at most ``BLOCK``), gathered through ``tab``; returns ``ow1``.
 
@@ -340,14 +374,13 @@ cdef inline Py_ssize_t _gather_block(const word_t** tab, Py_ssize_t shift, word_
     ``shift``); ``end``: the runs go on to pixel ``end`` (see
     :func:`_im2col_row_planar`), or their reads may go ``p.over`` items past
     the row (``in_bounds``). The taps of edge pixels outside the row are
-    zeroed. ``assemble``: the block is assembled in ``scratch``, then
-    streamed to ``out_row``.
+    zeroed. ``w``: the block is assembled in ``scratch``, then streamed to
+    ``out_row`` through the thread's writer (NULL: written in place).
     """
     cdef Py_ssize_t J = p.J, SW = p.SW, bw = ow1 - ow0, start = (ow0 - p.lo) * SW + shift, i, j, ow
+    cdef bint assemble = w != NULL
     cdef word_t* dst = scratch if assemble else out_row + ow0 * J
     cdef const word_t* row
-    if assemble:  # (the block's last line, partly this block's, takes ordinary stores: fc_prefetch_line)
-        fc_prefetch_line(out_row + ow1 * J - 1)
     if word_t is uint32_t and SW <= 2:  # 4 x 4 register transposes
         fc_im2col_block_u32(<uint32_t*>dst, J, <const uint32_t* const*>tab, start, bw, SW, ow1 < end or in_bounds)
     else:
@@ -364,23 +397,23 @@ cdef inline Py_ssize_t _gather_block(const word_t** tab, Py_ssize_t shift, word_
     for ow in range(max(ow0, p.hi), ow1):
         _zero_outside(dst + (ow - ow0) * J, p, ow * SW - p.left)
     if assemble:
-        fc_stream_copy(out_row + ow0 * J, scratch, bw * J * sizeof(word_t))
+        fc_stream_put(w, out_row + ow0 * J, scratch, bw * J * sizeof(word_t))
     return ow1
 
 
 cdef inline Py_ssize_t _runs_block(const word_t** rows, Py_ssize_t shift, word_t* out_row, word_t* scratch,
-                                   bint assemble, const _Planar* p, Py_ssize_t ow0, Py_ssize_t ow1) noexcept nogil:
+                                   fc_stream_writer* w, const _Planar* p, Py_ssize_t ow0, Py_ssize_t ow1) noexcept nogil:
     """Output pixels ``[ow0, ow1)`` of a row (at most ``BLOCK``), their window rows copied as runs; returns ``ow1``.
 
     Reads up to ``p.left`` items before each source row and ``p.over`` past
     it (the caller checked :func:`_edges_in_bounds`); the taps of edge
-    pixels outside the row are then zeroed. ``assemble``: the block is
-    assembled in ``scratch``, then streamed to ``out_row``.
+    pixels outside the row are then zeroed. ``w``: the block is assembled
+    in ``scratch``, then streamed to ``out_row`` through the thread's writer
+    (NULL: written in place).
     """
     cdef Py_ssize_t J = p.J, GK = p.G * p.KH, ow, iw0
+    cdef bint assemble = w != NULL
     cdef word_t* dst = scratch if assemble else out_row + ow0 * J
-    if assemble:  # (see _gather_block)
-        fc_prefetch_line(out_row + ow1 * J - 1)
     for ow in range(ow0, ow1):
         iw0 = ow * p.SW - p.left
         if word_t is uint32_t:
@@ -390,7 +423,7 @@ cdef inline Py_ssize_t _runs_block(const word_t** rows, Py_ssize_t shift, word_t
         if ow < p.lo or ow >= p.hi:
             _zero_outside(dst + (ow - ow0) * J, p, iw0)
     if assemble:
-        fc_stream_copy(out_row + ow0 * J, scratch, (ow1 - ow0) * J * sizeof(word_t))
+        fc_stream_put(w, out_row + ow0 * J, scratch, (ow1 - ow0) * J * sizeof(word_t))
     return ow1
 
 
@@ -404,8 +437,8 @@ cdef inline void _zero_outside(word_t* dst, const _Planar* p, Py_ssize_t iw0) no
                 dst[k * KW + kw] = 0
 
 
-cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst, word_t* scratch, bint stream,
-                             const _Planar* p, Py_ssize_t iw0, bint in_bounds) noexcept nogil:
+cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst, word_t* scratch,
+                             fc_stream_writer* w, const _Planar* p, Py_ssize_t iw0, bint in_bounds) noexcept nogil:
     """The row of cols ``dst`` of the window at column ``iw0``.
 
     ``in_bounds``: the row's reads may go ``p.left`` items before each
@@ -415,9 +448,10 @@ cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst,
     EPYC Zen 1: resnet-deep and resnet-mid 1.02-1.03x at one thread, even at
     two: an edge pixel there is one more pass over its source rows, which
     outgrow the L1 cache). Otherwise each tap is read from a clamped column
-    and masked (:func:`_edge_taps`). ``stream``: assembled in ``scratch``,
-    then written with non-temporal stores.
+    and masked (:func:`_edge_taps`). ``w``: assembled in ``scratch``, then
+    streamed through the thread's writer (NULL: written in place).
     """
+    cdef bint stream = w != NULL
     cdef word_t* row = scratch if stream else dst
     cdef Py_ssize_t GK = p.G * p.KH
     if word_t is uint32_t and in_bounds and p.DW == 1:
@@ -426,7 +460,7 @@ cdef inline void _edge_pixel(const word_t** rows, Py_ssize_t shift, word_t* dst,
     else:
         _edge_taps(rows, shift, row, GK, iw0, p.W, p.KW, p.DW)
     if stream:
-        fc_stream_copy(dst, scratch, GK * p.KW * sizeof(word_t))
+        fc_stream_put(w, dst, scratch, GK * p.KW * sizeof(word_t))
 
 
 cdef inline void _edge_taps(const word_t** rows, Py_ssize_t shift, word_t* dst, Py_ssize_t count,
@@ -475,6 +509,33 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
     cdef const word_t* src
     cdef word_t* dst
     cdef word_t* rows
+    # each thread's copies through its writer (a thread's rows of cols are consecutive), the
+    # writers a cache line apart
+    cdef Py_ssize_t spacing = (sizeof(fc_stream_writer) + _LINE - 1) // _LINE * _LINE + _LINE
+    cdef char* writers = <char*>malloc(max(1, num_threads) * spacing) if stream else NULL
+    if stream and writers == NULL:
+        raise MemoryError("im2col_2d: cannot allocate its writers")
+    for r in range(max(1, num_threads) if stream else 0):
+        fc_stream_begin(<fc_stream_writer*>(writers + r * spacing))
+    try:
+        _im2col_2d_rows(xp, cols, KH, KW, SH, SW, DH, DW, OH, OW, scratch, num_threads, writers, spacing)
+    finally:
+        free(writers)
+
+
+cdef void _im2col_2d_rows(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
+                          Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+                          Py_ssize_t DH, Py_ssize_t DW, Py_ssize_t OH, Py_ssize_t OW, word_t[:, ::1] scratch,
+                          int num_threads, char* writers, Py_ssize_t spacing) noexcept:
+    """The rows of :func:`im2col_2d`; ``writers``: each thread's ``fc_stream_writer``, ``spacing``
+    bytes apart, or NULL to write in place."""
+    cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
+    cdef Py_ssize_t J = cols.shape[1]
+    cdef Py_ssize_t r, n, oh, ow, ow0, bw, g, kh, kw, v, j
+    cdef const word_t* src
+    cdef word_t* dst
+    cdef word_t* rows
+    cdef bint stream = writers != NULL
     with nogil, parallel(num_threads=num_threads):
         for r in prange(N * OH, schedule="static"):
             n = r // OH
@@ -499,7 +560,9 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
                                         dst[j + v] = src[kw * DW * V + v]
                                     j = j + V
                 if stream:
-                    fc_stream_copy(&cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
+                    fc_stream_put(<fc_stream_writer*>(writers + omp_get_thread_num() * spacing),
+                                  &cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
                 ow0 = ow0 + bw
         if stream:  # once per thread, after its rows (see fc_stream_fence)
+            fc_stream_flush(<fc_stream_writer*>(writers + omp_get_thread_num() * spacing))
             fc_stream_fence()

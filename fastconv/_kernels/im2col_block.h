@@ -14,7 +14,7 @@
  * which do not first read each line into the cache: that nearly halves the memory traffic
  * of a write. Rows of whole cache lines are written so straight from the registers of the
  * transposes (fc_im2col_stream_u32); other rows are assembled a block at a time in cache
- * and copied out with fc_stream_copy.
+ * and copied out with fc_stream_put.
  */
 #ifndef FASTCONV_IM2COL_BLOCK_H
 #define FASTCONV_IM2COL_BLOCK_H
@@ -261,36 +261,77 @@ static void fc_window_runs_u32(uint32_t *dst, const uint32_t *const *src, ptrdif
         for (ptrdiff_t i = 0; i < kw; i++) dst[k * kw + i] = src[k][offset + i];
 }
 
-/* Ask for the cache line of p, which ordinary stores will write part of (see fc_stream_copy):
- * then they find it in cache, instead of each waiting for it from memory. Never faults. */
-static void fc_prefetch_line(const void *p)
+/* A thread's non-temporal copies of consecutive pieces of one array (fc_stream_put): the
+ * partial line a piece ends in waits here, and when the next piece starts where it ended the
+ * line is completed from it and streamed whole. Only the first piece's head and the last one's
+ * tail (fc_stream_flush), where other threads' pieces may share the line, take ordinary stores. */
+typedef struct {
+    unsigned char line[FC_LINE]; /* the first `have` bytes of the line at `at` */
+    unsigned char *at;           /* the waiting line (NULL: none) */
+    size_t have;
+} fc_stream_writer;
+
+static void fc_stream_begin(fc_stream_writer *w)
 {
-#ifdef FC_HAVE_SSE2_TRANSPOSE
-    _mm_prefetch((const char *)p, _MM_HINT_T0);
-#else
-    (void)p;
-#endif
+    w->at = NULL;
+    w->have = 0;
+}
+
+/* Write the waiting bytes, if any, with ordinary stores. */
+static void fc_stream_flush(fc_stream_writer *w)
+{
+    if (w->at != NULL) memcpy(w->at, w->line, w->have);
+    fc_stream_begin(w);
 }
 
 /* Copy n bytes from src to dst (not overlapping): the whole cache lines of dst with
- * non-temporal stores, the partial lines at either end (which the neighbouring copies
- * share) with ordinary ones. The non-temporal stores are weakly ordered: the caller ends
- * its copies with fc_stream_fence before other threads may read them. */
-static void fc_stream_copy(void *dst, const void *src, size_t n)
+ * non-temporal stores, which do not read the line first, and the bytes before its first line
+ * boundary, which share a line with others', with ordinary ones; but where the copy starts
+ * where w's last one ended, its first bytes complete w's waiting line, streamed whole. The
+ * copy's last partial line waits in w in turn. The non-temporal stores are weakly ordered: the
+ * caller flushes w, then fences (fc_stream_fence), before other threads may read them. */
+static void fc_stream_put(fc_stream_writer *w, void *dst, const void *src, size_t n)
 {
+#ifdef FC_HAVE_SSE2_TRANSPOSE
     unsigned char *d = (unsigned char *)dst;
     const unsigned char *s = (const unsigned char *)src;
-#ifdef FC_HAVE_SSE2_TRANSPOSE
-    size_t head = (FC_LINE - (uintptr_t)d % FC_LINE) % FC_LINE;
-    if (head + FC_LINE <= n) {
+    if (n == 0) return;
+    if (w->at != NULL && w->at + w->have == d) { /* go on filling the waiting line */
+        size_t m = FC_LINE - w->have < n ? FC_LINE - w->have : n;
+        if (w->have + m == FC_LINE && w->have % 16 == 0) {
+            /* (its new bytes loaded from src: a load from line[] spanning several of memcpy's
+             * recent stores would wait for them) */
+            for (size_t k = 0; k < FC_LINE; k += 16)
+                _mm_stream_si128((__m128i *)(w->at + k),
+                                 _mm_loadu_si128((const __m128i *)(k < w->have ? w->line + k : s + k - w->have)));
+            d += m, s += m, n -= m;
+            fc_stream_begin(w);
+        } else {
+            memcpy(w->line + w->have, s, m);
+            w->have += m, d += m, s += m, n -= m;
+            if (w->have < FC_LINE) return;
+            for (int k = 0; k < FC_LINE; k += 16)
+                _mm_stream_si128((__m128i *)(w->at + k), _mm_loadu_si128((const __m128i *)(w->line + k)));
+            fc_stream_begin(w);
+        }
+    } else { /* elsewhere: the bytes up to the first line boundary share a line with others' */
+        fc_stream_flush(w);
+        size_t head = (FC_LINE - (uintptr_t)d % FC_LINE) % FC_LINE;
+        if (head > n) head = n;
         memcpy(d, s, head);
         d += head, s += head, n -= head;
-        for (; n >= FC_LINE; d += FC_LINE, s += FC_LINE, n -= FC_LINE)
-            for (int k = 0; k < FC_LINE; k += 16)
-                _mm_stream_si128((__m128i *)(d + k), _mm_loadu_si128((const __m128i *)(s + k)));
     }
+    for (; n >= FC_LINE; d += FC_LINE, s += FC_LINE, n -= FC_LINE)
+        for (int k = 0; k < FC_LINE; k += 16)
+            _mm_stream_si128((__m128i *)(d + k), _mm_loadu_si128((const __m128i *)(s + k)));
+    if (n > 0) { /* d is on a line boundary */
+        memcpy(w->line, s, n);
+        w->at = d, w->have = n;
+    }
+#else
+    (void)w;
+    memcpy(dst, src, n);
 #endif
-    memcpy(d, s, n);
 }
 
 /* Order the non-temporal stores before those that follow: once per thread, after all its

@@ -544,6 +544,25 @@ def test_streamed_windows_match_the_reference(rng, monkeypatch, dtype, layout, k
                 assert not around().any()
 
 
+@pytest.mark.parametrize("line_offset", [0, 4, 16])
+@pytest.mark.parametrize("channels, d", [(16, 1), (11, 1), (16, 2), (2, 1)])
+def test_streamed_channels_last_runs(rng, monkeypatch, line_offset, channels, d):
+    # channels-last window rows of 128 bytes or more (3 x 11 or 3 x 16 float32 channels) go
+    # straight from the image through the thread's writer; shorter ones and dilated rows in blocks
+    from fastconv import _im2col
+
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
+    x = random_array(rng, (3, 9, 13, channels), np.float32)
+    for s, p in [(1, 1), (2, (2, 0)), ((1, 3), 0)]:
+        expected = reference.im2col(x, 3, stride=s, padding=p, dilation=d, layout="NHWC")
+        for threads in (1, 2):
+            with fastconv.num_threads(threads):
+                out, around = _out_past_a_line(expected, line_offset)
+                got = fastconv.im2col(x, 3, stride=s, padding=p, dilation=d, layout="NHWC", out=out)
+                np.testing.assert_array_equal(got, expected)
+                assert not around().any()
+
+
 def _record_stream_flags(monkeypatch):
     """The ``stream`` flag of every ``im2col_planar`` call from now on, in a list."""
     from fastconv._kernels import _im2col as kernels

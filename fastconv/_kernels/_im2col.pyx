@@ -16,7 +16,7 @@ from cython.parallel cimport parallel, prange
 from libc.stddef cimport ptrdiff_t
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
 
@@ -64,6 +64,7 @@ cdef enum:
     PLANAR_KW_MAX = 8  # the widest kernel row im2col_planar takes
     _BLOCK = 16  # output pixels a row task writes at a time
     _LINE = 64  # bytes in a cache line
+    _STREAM_RUN_BYTES = 128  # streamed window rows this long go straight from the image (im2col_2d)
 
 cdef enum:
     _WRITER_WORDS = (sizeof(fc_stream_writer) + 7) // 8  # scratch words of a thread's writer
@@ -536,21 +537,32 @@ cdef void _im2col_2d_rows(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
     cdef word_t* dst
     cdef word_t* rows
     cdef bint stream = writers != NULL
+    # streamed window rows of one run each (dilation 1) go straight from the image through the
+    # writer, the others in blocks assembled in scratch
+    cdef bint runs = DW == 1, blocks = stream and not (runs and KW * V * sizeof(word_t) >= _STREAM_RUN_BYTES)
+    cdef fc_stream_writer* w
     with nogil, parallel(num_threads=num_threads):
+        w = <fc_stream_writer*>(writers + omp_get_thread_num() * spacing) if stream else NULL
         for r in prange(N * OH, schedule="static"):
             n = r // OH
             oh = r - n * OH
             ow0 = 0
             while ow0 < OW:
                 bw = min(_BLOCK, OW - ow0)
-                rows = &scratch[omp_get_thread_num(), 0] if stream else &cols[r * OW + ow0, 0]
+                rows = &scratch[omp_get_thread_num(), 0] if blocks else &cols[r * OW + ow0, 0]
                 for ow in range(ow0, ow0 + bw):
                     dst = rows + (ow - ow0) * J
                     j = 0
                     for g in range(G):
                         for kh in range(KH):
                             src = &xp[n, g, oh * SH + kh * DH, ow * SW, 0]
-                            if V == 1:
+                            if runs:  # the window row is one run of KW * V items
+                                if stream and not blocks:
+                                    fc_stream_put(w, dst + j, src, KW * V * sizeof(word_t))
+                                else:
+                                    memcpy(dst + j, src, KW * V * sizeof(word_t))
+                                j = j + KW * V
+                            elif V == 1:
                                 for kw in range(KW):
                                     dst[j + kw] = src[kw * DW]
                                 j = j + KW
@@ -559,10 +571,9 @@ cdef void _im2col_2d_rows(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
                                     for v in range(V):
                                         dst[j + v] = src[kw * DW * V + v]
                                     j = j + V
-                if stream:
-                    fc_stream_put(<fc_stream_writer*>(writers + omp_get_thread_num() * spacing),
-                                  &cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
+                if blocks:
+                    fc_stream_put(w, &cols[r * OW + ow0, 0], rows, bw * J * sizeof(word_t))
                 ow0 = ow0 + bw
         if stream:  # once per thread, after its rows (see fc_stream_fence)
-            fc_stream_flush(<fc_stream_writer*>(writers + omp_get_thread_num() * spacing))
+            fc_stream_flush(w)
             fc_stream_fence()

@@ -88,8 +88,10 @@ STREAM_BYTES = stream_bytes(l3_cache_bytes())
 #: Rows of ``cols`` that are whole cache lines of 4-byte items, at stride 1 or 2, stream straight
 #: from registers (``_im2col.streams_rows_directly``; on the AMD EPYC Zen 1, into an ``out``, one
 #: thread: resnet-mid, strided, resnet-deep, dilated and depthwise 1.2-1.6x faster than through
-#: blocks, resnet-deep against ordinary stores). Other rows stream a block at a time, and this
-#: bounds the block:
+#: blocks, resnet-deep against ordinary stores). So do window rows of ``im2col_2d`` (channels-last
+#: images and the like) of ``_im2col.STREAM_RUN_BYTES`` or more, straight from the image
+#: (``_im2col.streams_runs_directly``). Other rows stream a block at a time, and this bounds the
+#: block:
 #: streaming assembles each block of ``_im2col.BLOCK`` rows of ``cols`` in a per-thread scratch
 #: buffer and copies it out; the larger the block, the more of that round trip misses the L1 cache,
 #: and from somewhere between 72 and 144 KiB streaming lost to writing in place. Measured on the
@@ -142,7 +144,12 @@ class UnfoldPlan:
         """Unfold ``image`` into ``cols`` (see :func:`unfold`)."""
         threads = threads_for(cols.size)
         geometry = self.geometry
-        direct = self.planar and _im2col.streams_rows_directly(cols.itemsize, cols.shape[1], geometry.stride[1])
+        cl = self.channels_last
+        if self.planar:
+            direct = _im2col.streams_rows_directly(cols.itemsize, cols.shape[1], geometry.stride[1])
+        else:  # (a window row: kernel-width pixels of C items in NHWC, of one item in NCHW)
+            run_bytes = geometry.kernel[1] * (image.shape[-1] if cl else 1) * cols.itemsize
+            direct = _im2col.streams_runs_directly(run_bytes, geometry.dilation[1])
         stream = (stream and cols.nbytes >= STREAM_BYTES
                   and (direct or _im2col.BLOCK * cols.shape[1] * cols.itemsize <= STREAM_BLOCK_BYTES))
         if self.planar:
@@ -150,10 +157,10 @@ class UnfoldPlan:
                 image = pad_input(image, geometry, self.padding_mode, False)
             _im2col.im2col_planar(image, cols, *self.planar_geometry, threads, stream)
             return
-        cl = self.channels_last
         words = _word_view(pad_input(image, geometry, self.padding_mode, cl), cl)
         cols = cols.view(words.dtype).reshape(cols.shape[0], -1)
-        scratch = np.empty((max(1, threads), _im2col.BLOCK * cols.shape[1]) if stream else (0, 0), words.dtype)
+        blocks = stream and not direct  # (streamed window row by window row: no scratch)
+        scratch = np.empty((max(1, threads), _im2col.BLOCK * cols.shape[1]) if blocks else (0, 0), words.dtype)
         _im2col.im2col_2d(words, cols, *geometry.kernel, *geometry.stride, *geometry.dilation,
                           *geometry.out_shape, scratch, threads, stream)
 

@@ -563,6 +563,35 @@ def test_streamed_channels_last_runs(rng, monkeypatch, line_offset, channels, d)
                 assert not around().any()
 
 
+def test_long_channels_last_runs_stream_without_blocks(rng, monkeypatch):
+    # window rows of STREAM_RUN_BYTES or more stream straight from the image, so they stream even
+    # where 16 rows of cols would outgrow STREAM_BLOCK_BYTES (192 channels of 3x3: 108 KiB), with
+    # no scratch; dilated rows (not one run) and short runs through blocks
+    from fastconv import _im2col
+    from fastconv._kernels import _im2col as kernels
+
+    assert kernels.streams_runs_directly(kernels.STREAM_RUN_BYTES, 1)
+    assert not kernels.streams_runs_directly(kernels.STREAM_RUN_BYTES - 1, 1)
+    assert not kernels.streams_runs_directly(10 * kernels.STREAM_RUN_BYTES, 2)
+    monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
+    calls = []
+    im2col_2d = kernels.im2col_2d
+
+    def spy(words, cols, *args):
+        calls.append((args[-1], args[-3].shape))  # stream, scratch shape
+        return im2col_2d(words, cols, *args)
+
+    monkeypatch.setattr(kernels, "im2col_2d", spy)
+    assert 16 * 192 * 9 * 4 > _im2col.STREAM_BLOCK_BYTES
+    x = random_array(rng, (2, 6, 7, 192), np.float32)
+    for d, expect in [(1, (True, (0, 0))), (2, (False, (0, 0)))]:
+        expected = reference.im2col(x, 3, padding=2, dilation=d, layout="NHWC")
+        out, around = _out_past_a_line(expected, 16)
+        np.testing.assert_array_equal(fastconv.im2col(x, 3, padding=2, dilation=d, layout="NHWC", out=out), expected)
+        assert not around().any()
+        assert calls[-1] == expect
+
+
 def _record_stream_flags(monkeypatch):
     """The ``stream`` flag of every ``im2col_planar`` call from now on, in a list."""
     from fastconv._kernels import _im2col as kernels

@@ -562,7 +562,7 @@ cdef void _im2col_2d_rows(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
     cdef word_t* rows
     cdef bint stream = writers != NULL
     cdef bint runs = DW == 1  # each window row one run of KW * V items
-    cdef fc_stream_writer* w
+    cdef fc_stream_writer* w = NULL  # (each thread's, set below)
     with nogil, parallel(num_threads=num_threads):
         w = <fc_stream_writer*>(writers + omp_get_thread_num() * spacing) if stream else NULL
         for r in prange(N * OH, schedule="static"):

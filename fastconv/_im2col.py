@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -183,15 +184,16 @@ def unfold_batches(image, geometry, channels_last, padding_mode="zeros", budget=
         yield n0, n1, cols
 
 
-def fold(cols, geometry, batch, channels, channels_last, image=None):
+def fold(cols, geometry, batch, channels, channels_last, image=None, zeroed=True):
     """Run a col2im kernel: add ``cols`` into a zeroed image of the batch and return it, unpadded.
 
     ``cols`` must be C-contiguous of an addable dtype (unsigned or signed
     integers, float32/64, long double, complex). ``image``, if given, is the
-    zeroed unpadded batched destination (C-contiguous), which is returned;
-    otherwise the result is a new array or a view of one. See :class:`FoldPlan`.
+    unpadded batched destination (C-contiguous), which is returned, holding
+    zeros unless ``zeroed`` is False (then it is zeroed here); otherwise the
+    result is a new array or a view of one. See :class:`FoldPlan`.
     """
-    return FoldPlan(geometry, batch, channels, channels_last, cols.dtype)(cols, image)
+    return FoldPlan(geometry, batch, channels, channels_last, cols.dtype)(cols, image, zeroed)
 
 
 #: Kernel rows of taps :func:`~fastconv._kernels._col2im.col2im_blocks` transposes at a time.
@@ -277,16 +279,28 @@ class FoldPlan:
         self.planar_kernel = specialized(_col2im.col2im_planar, self.sum_dtype) if self.planar else None
         self.blocks_kernel = specialized(_col2im.col2im_blocks, self.sum_dtype) if self.blocks else None
 
-    def __call__(self, cols, image=None):
-        """Fold ``cols`` (see :func:`fold`)."""
+    def __call__(self, cols, image=None, zeroed=True):
+        """Fold ``cols`` (see :func:`fold`); ``image``, if given, holds zeros if ``zeroed``.
+
+        The tap-by-tap planar kernel zeroes the image itself, row by row just before its first
+        adds (:func:`~fastconv._kernels._col2im.col2im_planar`), so a new image or an ``out`` is
+        not zeroed in a pass of its own there.
+        """
         threads = threads_for(cols.size)
+        work = bool(cols.size and math.prod(self.target_shape))
+        kernel_zeroes = False  # (self.planar: the image is the target)
         if self.in_place:
             if image is None:
-                image = zeros(self.image_shape, cols.dtype)
+                kernel_zeroes = self.planar and work
+                image = (empty if kernel_zeroes else zeros)(self.image_shape, cols.dtype)
+            elif not zeroed:
+                kernel_zeroes = self.planar and work
+                if not kernel_zeroes:
+                    image[...] = 0
             target = image
         else:
             target = zeros(self.target_shape, cols.dtype)
-        if target.size and cols.size:
+        if work:
             by_image = splits_by_image(self.batch, threads)
             if self.planar or self.blocks:
                 sums = cols if cols.dtype == self.sum_dtype else cols.view(self.sum_dtype)
@@ -295,7 +309,7 @@ class FoldPlan:
                     self.blocks_kernel(sums, into, *self.planar_geometry,
                                        block_parts(self.batch, self.channels, threads), COL2IM_BLOCK_CHUNK, threads)
                 else:
-                    self.planar_kernel(sums, into, *self.planar_geometry, by_image, threads)
+                    self.planar_kernel(sums, into, *self.planar_geometry, by_image, threads, kernel_zeroes)
             else:
                 view = _sum_view(target, self.channels_last)
                 sums = cols.view(view.dtype).reshape(cols.shape[0], -1)
@@ -349,8 +363,7 @@ class _Col2imCall(NamedTuple):
             image = self.fold(cols)
             return np.ascontiguousarray(image if self.batched else image[0])
         image = out.reshape(self.fold.image_shape)  # sum straight into the user's out
-        image[...] = 0
-        self.fold(cols, image)
+        self.fold(cols, image, zeroed=False)
         return out
 
 
@@ -499,8 +512,7 @@ def col2im(cols, input_shape, kernel_size, *, stride=1, padding=0, dilation=1, l
     src = call.cols if work_dtype == dtype else call.cols.astype(work_dtype)
     if work_dtype == dtype and call.out is not None:
         image = call.out.reshape(call.image_shape)  # sum straight into the user's out
-        image[...] = 0
-        fold(src, geo, call.batch, call.channels, call.channels_last, image)
+        fold(src, geo, call.batch, call.channels, call.channels_last, image, zeroed=False)
         return call.out
     image = fold(src, geo, call.batch, call.channels, call.channels_last)
     result = image != 0 if dtype.kind == "b" else image.astype(dtype, copy=False)

@@ -760,6 +760,53 @@ def test_col2im_drops_the_padding_in_place(rng, dtype, n, k, s, p):
     np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.longdouble])
+@pytest.mark.parametrize("shape, k, s, p, d", [
+    ((2, 3, 11, 8), (2, 3), 3, 0, 1),               # rows 2, 5 and 8 reached by no window
+    ((1, 2, 9, 9), 3, (4, 1), ((5, 0), (1, 1)), 1),  # the first output row reaches only the padding
+    ((3, 2, 12, 7), 3, (2, 1), 1, (3, 1)),            # rows dilated 3 apart, reached out of order
+    ((2, 1, 6, 5), 1, 1, 0, 1),                       # every row reached once
+    # rows of 4 KiB or more (ZERO_BYTES) are zeroed one at a time as output rows reach them;
+    # rows 2 and 5 in the gaps, and row 8 after the last output row, zeroed all the same
+    ((2, 2, 9, 520), (2, 3), (3, 1), 0, 1),
+    ((2, 2, 12, 300), 3, (2, 3), ((0, 3), 1), 1),    # the last two rows only in the padding's reach
+])
+def test_col2im_zeroes_an_out_of_garbage_as_it_goes(rng, dtype, shape, k, s, p, d):
+    # the tap-by-tap kernel zeroes an out (and a new image) row by row just before its first
+    # adds: every item must end up written, the rows no window reaches included
+    from fastconv._im2col import FoldPlan
+    from fastconv._geometry import conv_geometry
+
+    geometry = conv_geometry(shape[2:], k, s, p, d)
+    assert FoldPlan(geometry, shape[0], shape[1], False, dtype).planar
+    n_rows, n_cols = fastconv.im2col(np.zeros(shape, dtype), k, stride=s, padding=p, dilation=d).shape
+    cols = random_array(rng, (n_rows, n_cols), dtype)
+    expected = reference.col2im(cols, shape, k, stride=s, padding=p, dilation=d)
+    garbage = np.nan if np.dtype(dtype).kind == "f" else 99
+    rtol, atol = tolerance(dtype)
+    for threads in (1, 2):  # one task per image, or per channel plane
+        with fastconv.num_threads(threads):
+            out = np.full(shape, garbage, dtype)
+            assert fastconv.col2im(cols, shape, k, stride=s, padding=p, dilation=d, out=out) is out
+            np.testing.assert_allclose(out, expected, rtol=rtol, atol=atol)
+            new = fastconv.col2im(cols, shape, k, stride=s, padding=p, dilation=d)
+            np.testing.assert_array_equal(new, out)
+
+
+def test_col2im_planar_kernel_zeroes_every_row_it_owns(rng):
+    from fastconv._kernels import _col2im
+
+    # 3x3 windows, stride 4 down the rows: output rows 0 and 1 reach image rows 0-2 and 4-6;
+    # rows 3 and 7-9 are reached by none and are zeroed all the same
+    cols = rng.standard_normal((2 * 2, 2 * 9)).astype(np.float32)
+    expected = np.zeros((1, 2, 10, 5), np.float32)
+    _col2im.col2im_planar(cols, expected, 3, 3, 4, 2, 1, 1, 0, 0, 2, 2, True, 1)
+    for by_image in (True, False):
+        x = np.full((1, 2, 10, 5), np.nan, np.float32)
+        _col2im.col2im_planar(cols, x, 3, 3, 4, 2, 1, 1, 0, 0, 2, 2, by_image, 2, True)
+        np.testing.assert_array_equal(x, expected)
+    assert not expected[:, :, 3].any() and not expected[:, :, 7:].any() and expected[:, :, :3].all()
+
 def test_col2im_planar_kernel_checks_its_arguments():
     from fastconv._kernels import _col2im
 

@@ -34,9 +34,13 @@
  * columns of a channel's taps for the pixels of an output row to come). */
 static inline void fc_prefetch_runs(const void *p, ptrdiff_t runs, ptrdiff_t stride, ptrdiff_t nbytes)
 {
+#if defined(__GNUC__) || defined(__clang__)
     const char *run = (const char *)p;
     for (ptrdiff_t r = 0; r < runs; r++, run += stride)
         for (ptrdiff_t i = 0; i < nbytes; i += 64) __builtin_prefetch(run + i, 0, 2);
+#else /* (no prefetch: the same sums, only later) */
+    (void)p, (void)runs, (void)stride, (void)nbytes;
+#endif
 }
 
 static void fc_col2im_chunk_f32(const float *src, ptrdiff_t ld, ptrdiff_t J, ptrdiff_t KW, float *const *rows,

@@ -148,7 +148,10 @@ cdef inline void _prefetch_next_row(const sum_t[:, ::1] cols, Py_ssize_t n, Py_s
 
 cdef inline void _zero_rows(sum_t[:, :, :, ::1] x, Py_ssize_t n, Py_ssize_t g, Py_ssize_t r0,
                             Py_ssize_t r1) noexcept nogil:
-    """Zero image rows ``[r0, r1)`` of plane ``(n, g)`` (``0 <= r0 < r1 <= H``, ``W > 0``)."""
+    """Zero image rows ``[r0, r1)`` of plane ``(n, g)`` (``0 <= r0 < r1 <= H``, ``W > 0``).
+
+    ``x`` is C-contiguous (the memoryview's type says so), so the rows are next to each other.
+    """
     memset(&x[n, g, r0, 0], 0, (r1 - r0) * x.shape[3] * sizeof(sum_t))
 
 

@@ -288,15 +288,13 @@ class FoldPlan:
         """
         threads = threads_for(cols.size)
         work = bool(cols.size and math.prod(self.target_shape))
-        kernel_zeroes = False  # (self.planar: the image is the target)
+        # (planar routes are in place: the image is the target)
+        kernel_zeroes = self.planar and work and (image is None or not zeroed)
         if self.in_place:
             if image is None:
-                kernel_zeroes = self.planar and work
                 image = (empty if kernel_zeroes else zeros)(self.image_shape, cols.dtype)
-            elif not zeroed:
-                kernel_zeroes = self.planar and work
-                if not kernel_zeroes:
-                    image[...] = 0
+            elif not zeroed and not kernel_zeroes:
+                image[...] = 0
             target = image
         else:
             target = zeros(self.target_shape, cols.dtype)

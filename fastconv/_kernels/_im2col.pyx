@@ -523,16 +523,13 @@ def im2col_2d(const word_t[:, :, :, :, ::1] xp, word_t[:, ::1] cols,
     the rows of up to ``BLOCK`` windows assembled in ``scratch`` (that many
     rows of ``cols`` per thread) first.
     """
-    cdef Py_ssize_t N = xp.shape[0], G = xp.shape[1], V = xp.shape[4]
+    cdef Py_ssize_t N = xp.shape[0], V = xp.shape[4]
     cdef Py_ssize_t J = cols.shape[1]
     cdef bint blocks = stream and not _streams_runs_directly(KW * V * sizeof(word_t), DW)
     if cols.shape[0] != N * OH * OW or (blocks and (scratch.shape[0] < max(1, num_threads)
                                                    or scratch.shape[1] < _BLOCK * J)):
         raise ValueError("im2col_2d: cols or scratch does not match the image")
-    cdef Py_ssize_t r, n, oh, ow, ow0, bw, g, kh, kw, v, j
-    cdef const word_t* src
-    cdef word_t* dst
-    cdef word_t* rows
+    cdef Py_ssize_t r
     # each thread's copies through its writer (a thread's rows of cols are consecutive), the
     # writers a cache line apart
     cdef Py_ssize_t spacing = (sizeof(fc_stream_writer) + _LINE - 1) // _LINE * _LINE + _LINE

@@ -29,7 +29,6 @@ __all__ = [
     "empty",
     "zeros",
     "reused",
-    "zeros_aligned",
     "empty_aligned",
 ]
 
@@ -64,33 +63,24 @@ reused = _buffers.reused
 ALIGN_FROM = 1 << 16
 
 
-def _aligned(shape, dtype, allocate):
-    dtype = np.dtype(dtype)
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < ALIGN_FROM:
-        return allocate(shape, dtype)
-    if nbytes >= _buffers.MIN_BYTES:  # the buffer cache's arrays start on a cache line
-        return (zeros if allocate is np.zeros else empty)(shape, dtype)
-    raw = allocate(nbytes + CACHE_LINE, np.uint8)
-    start = -raw.__array_interface__["data"][0] % CACHE_LINE
-    return raw[start : start + nbytes].view(dtype).reshape(shape)
-
-
-def zeros_aligned(shape, dtype):
-    """``np.zeros(shape, dtype)``, starting on a cache line if ``ALIGN_FROM`` bytes or more.
+def empty_aligned(shape, dtype):
+    """``np.empty(shape, dtype)``, starting on a cache line if ``ALIGN_FROM`` bytes or more.
 
     Large NumPy arrays start 16 bytes past a page boundary, so an AVX-512 vector
     load from a buffer the kernels pack (weights, padded planes) would straddle
     two cache lines at every offset that is a multiple of the vector width.
-    From 256 KiB on the array comes from the buffer cache (:func:`zeros`).
+    From 256 KiB on the array comes from the buffer cache (:func:`empty`).
     """
-    return _aligned(shape, dtype, np.zeros)
-
-
-def empty_aligned(shape, dtype):
-    """``np.empty(shape, dtype)``, aligned as :func:`zeros_aligned`."""
-    return _aligned(shape, dtype, np.empty)
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < ALIGN_FROM:
+        return np.empty(shape, dtype)
+    if nbytes >= _buffers.MIN_BYTES:  # the buffer cache's arrays start on a cache line
+        return empty(shape, dtype)
+    raw = np.empty(nbytes + CACHE_LINE, np.uint8)
+    start = -raw.__array_interface__["data"][0] % CACHE_LINE
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
 def split_batch(x, name, ndim, channels_last):

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import empty, empty_aligned, finish, zeros_aligned
+from ._arrays import empty, empty_aligned, finish
 from ._cache import l2_cache_bytes
 from ._geometry import conv_geometry
 from ._im2col import unfold_batches
@@ -236,7 +236,8 @@ def tile_input(x, geometry, padding_mode="zeros", threads=1, phases=None):
     if sh == sw == 1 and x.shape[2:] == geometry.padded_shape and ow >= width and x.flags.c_contiguous:
         flat = x.reshape(-1)
     else:
-        flat = zeros_aligned(n * c * ph.image + width, x.dtype)
+        flat = empty_aligned(n * c * ph.image + width, x.dtype)
+        flat[n * c * ph.image:] = 0  # (phase_planes writes every element of the planes, padding included)
         _conv_direct.phase_planes(x, flat, top, left, sh, sw, ph.hq, ph.wq, False, threads)
     return TileInput(flat, c * ph.image, ph.image, ph.wq, ph.taps)
 

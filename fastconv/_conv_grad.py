@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import empty, finish, zeros, zeros_aligned
+from ._arrays import empty, empty_aligned, finish, zeros
 from ._conv import TILES, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
@@ -471,6 +471,53 @@ def _split_channels(blocks, threads, cg):
     return max(1, min(cg, parts))
 
 
+#: Bytes of scratch (input planes and a block of the grad) per chunk of images of the column
+#: tiles. Old layout (every plane first) / chunks, AVX-512 float32: 1 MiB and 4 MiB ran alike
+#: on cifar and the textbook's 5x5 layer; on resnet-deep (the baseline level, where the
+#: column tiles run every layer) 256 KiB chunks (one image) ran 0.93x, 1 MiB 0.97-0.98x.
+COLUMN_CHUNK_BYTES = 1 << 20
+#: Bytes of partial weight-gradient sums the column tiles keep, one per run of chunks of
+#: images (:meth:`GradWeightPlan._run_columns`): the runs are the tasks, so a small gradient
+#: (a first layer's) runs on as many runs as its chunks, a large one on fewer.
+PARTIAL_SUMS_BYTES = 1 << 22
+#: The column tiles' chunks and runs of images come in multiples of this many (where there
+#: are images enough), so that they share evenly between 1, 2, 4 or 8 threads.
+RUN_MULTIPLE = 8
+
+
+def _chunks_and_runs(images, most_images, sums_bytes):
+    """``(chunks, runs)`` of ``images`` for the column tiles; the shape decides, not the threads.
+
+    Chunks of at most ``most_images`` images (:data:`COLUMN_CHUNK_BYTES`).
+    Where :data:`PARTIAL_SUMS_BYTES` of sums (``sums_bytes`` each) allow,
+    each chunk is a run, and there are as many as a multiple of
+    :data:`RUN_MULTIPLE` (at most one per image); else as many runs as
+    allowed, a multiple of it where they are more.
+    """
+    chunks = -(-images // most_images)
+    most_runs = max(1, PARTIAL_SUMS_BYTES // sums_bytes)
+    if chunks <= most_runs:
+        chunks = min(images, most_runs, -(-chunks // RUN_MULTIPLE) * RUN_MULTIPLE)
+        return chunks, chunks
+    return chunks, most_runs - most_runs % RUN_MULTIPLE if most_runs >= RUN_MULTIPLE else most_runs
+
+
+def _split_chunks(runs, units, channels, threads):
+    """``(unit_parts, c_parts)`` for the column tiles: tasks enough for ``threads`` threads.
+
+    Each run of chunks of images is a task (none copies another's input).
+    With fewer than four runs per thread (some threads would wait for the
+    last) the (group, block) units split into ranges, each copying the run's
+    input planes again, and with fewer tasks than threads still, the input
+    channels into slices, each copying its blocks' grad again.
+    """
+    if threads == 1 or runs >= 4 * threads:
+        return 1, 1
+    unit_parts = min(units, -(-4 * threads // runs))
+    c_parts = 1 if runs * unit_parts >= threads else min(channels, -(-threads // (runs * unit_parts)))
+    return unit_parts, c_parts
+
+
 class GradWeightPlan:
     """The shape-only work of dL/dw by the register-tiled kernels, done once per shape (:func:`grad_weight_plan`).
 
@@ -481,8 +528,10 @@ class GradWeightPlan:
     ``"channels1"`` forces the output-channel tiles of one vector of channels
     where the level has them (blocks of half as many channels).
 
-    The input is first laid out as stride-phase planes, channel-major (each
-    channel's images next to each other), zero padding included. With stride 1
+    For the output-channel tiles the input is first laid out as stride-phase
+    planes, channel-major (each channel's images next to each other), zero
+    padding included (the column tiles lay out each chunk of images
+    themselves: :meth:`_run_columns`). With stride 1
     and no padding that layout is the input's own but for the order of the
     planes, and the output-channel tiles read only inputs inside windows: a
     C-contiguous input is then read in place (``reads_input``), with no copy,
@@ -553,13 +602,13 @@ class GradWeightPlan:
         self.reads_input = self.oc_level >= 0 and in_place
         # the column tiles take up to wt_taps taps of one input channel per pass: a 1x1 kernel
         # has one, so each pass would load 4 grad vectors for one input vector and 4 FMAs; they
-        # take `merged` consecutive channels as the taps of one instead (the planes are
-        # channel-major: channel i of a group of them is i * n planes on; a 1x1 kernel's tap is at 0)
+        # take `merged` consecutive channels as the taps of one instead (their planes lie image-major
+        # in the tiles' scratch: channel i of a group of them is i planes on; a 1x1 kernel's tap is at 0)
         self.merged, self.merged_taps = 1, ph.taps  # (the tiles' taps: a merged group's channels, else ph's)
         if self.oc_level < 0 and not self.depthwise and kh * kw == 1:
             most = _conv_direct.weight_tile_taps(level)
             self.merged = max(q for q in range(1, most + 1) if cg % q == 0)
-            (self.merged_taps,) = read_only(np.arange(self.merged, dtype=np.intp) * (n * ph.image))
+            (self.merged_taps,) = read_only(np.arange(self.merged, dtype=np.intp) * ph.image)
         self.images, self.channels = n, c
         self.work = n * k * geometry.out_size * cg * kh * kw // 16
         self.reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
@@ -580,14 +629,16 @@ class GradWeightPlan:
         if self.subsample is not None:
             (sh, sw), (oh, ow) = self.subsample
             x = x[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
-        if self.oc_level < 0 and not _all_finite(x, threads_for(x.size)):
+        if self.depthwise and not _all_finite(x, threads_for(x.size)):
             return None
         k, cg, kh, kw = self.dims
         n, c, ph, geo, dtype = self.images, self.channels, self.phases, self.geometry, self.dtype
         groups, block = self.groups, self.block
         (top, _), (left, _) = geo.padding
-        dw = zeros(k * cg * kh * kw, dtype)
         threads = threads_for(self.work)
+        if self.oc_level < 0 and not self.depthwise:
+            return self._run_columns(x, grad, threads)
+        dw = zeros(k * cg * kh * kw, dtype)
         if self.depthwise:  # each input element meets one grad plane
             # blocks of up to 8 channels, read image by image; at least two blocks per thread. The
             # chunk of images (which decides how the sums are grouped) must not depend on the
@@ -601,21 +652,42 @@ class GradWeightPlan:
                 # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W
                 src, image_stride, channel_stride = x.reshape(-1), c * ph.image, ph.image
             else:  # the input planes are shared by every block of output channels: lay them out once
-                src = zeros_aligned(max(c * n * ph.image, (c * n - 1) * ph.image + self.reach), dtype)
+                planes = c * n * ph.image  # (the tiles read up to `reach` past the last plane's start)
+                src = empty_aligned(max(planes, (c * n - 1) * ph.image + self.reach), dtype)
+                src[planes:] = 0
                 self.phase_planes(x, src, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
                 image_stride, channel_stride = ph.image, n * ph.image
-            if self.oc_level >= 0:
-                c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
-                chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
-                self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
-                                   c_parts, self.oc_level, threads, self.one_vector,
-                                   _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize))
-            else:  # `merged` channels a pass, as the taps of one (see __init__); one for most kernels
-                cm = cg // self.merged
-                c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cm)
-                self.tiled_kernel(src, image_stride, self.merged * channel_stride, self.merged_taps, grad, ph.wq,
-                                  ph.plane, dw, groups, cm, _scratch_chunk(8 * ph.plane, dtype.itemsize), c_parts,
-                                  threads)
+            c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
+            chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
+            self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
+                               c_parts, self.oc_level, threads, self.one_vector,
+                               _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize))
+        return dw.reshape(k, cg, kh, kw)
+
+    def _run_columns(self, x, grad, threads):
+        """dL/dw by the column tiles, chunk by chunk of images (``merged`` channels a pass, see __init__).
+
+        The tiles lay out each chunk's input planes themselves, in cache
+        (:func:`_conv_direct.conv2d_grad_weight_tiled`), and sum each run of
+        chunks apart (a task each; at most :data:`PARTIAL_SUMS_BYTES` of
+        sums); the runs are added here, in order. Chunks and runs depend on
+        the shape only, so the sums do not depend on the thread count. None
+        if the input holds an inf or a nan.
+        """
+        k, cg, kh, kw = self.dims
+        n, c, ph, geo, dtype = self.images, self.channels, self.phases, self.geometry, self.dtype
+        (top, _), (left, _) = geo.padding
+        per_image = (c * ph.image + 8 * ph.plane) * dtype.itemsize  # its input planes and a block's grad
+        chunks, runs = _chunks_and_runs(n, max(1, COLUMN_CHUNK_BYTES // per_image), k * cg * kh * kw * dtype.itemsize)
+        chunk = -(-n // chunks)  # images in the largest chunk
+        units = self.groups * -(-(k // self.groups) // 8)
+        unit_parts, c_parts = _split_chunks(runs, units, cg // self.merged, threads)
+        partials = zeros((runs, k * cg * kh * kw), dtype)
+        x_scratch = max(chunk * c * ph.image, (chunk * c - 1) * ph.image + int(self.merged_taps.max()) + ph.plane)
+        if not self.tiled_kernel(x, top, left, *geo.stride, ph.hq, ph.wq, self.merged_taps, self.merged, grad,
+                                 ph.plane, partials, self.groups, chunks, x_scratch, unit_parts, c_parts, threads):
+            return None
+        dw = partials[0] if chunks == 1 else partials.sum(axis=0)
         return dw.reshape(k, cg, kh, kw)
 
 

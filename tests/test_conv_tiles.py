@@ -510,6 +510,110 @@ def test_grad_weight_column_tiles_take_channels_as_taps(rng, level, every_call_p
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chunks, runs", [(5, 5), (3, 3), (5, 2), (3, 1), (1, 1)])
+@pytest.mark.parametrize("n, c, hw, k, kernel, s, p, d, g", [
+    (5, 3, (9, 16), 16, 3, 1, 1, 1, 1),        # cifar's kind: two blocks of 8
+    (5, 2, (11, 10), 12, 5, 1, 0, 1, 1),        # valid 5x5, a partial block
+    (5, 6, (13, 12), 18, (3, 2), (2, 3), ((2, 0), (1, 3)), (1, 2), 3),  # phases, groups
+    (5, 6, (7, 9), 10, 1, 1, 0, 1, 2),          # 1x1: channels passed as the taps of one
+])
+def test_grad_weight_column_tiles_in_chunks_and_runs(rng, monkeypatch, every_call_parallel, dtype, chunks, runs,
+                                                     n, c, hw, k, kernel, s, p, d, g):
+    # the column tiles copy each chunk's input planes and grad into scratch buffers that keep the
+    # previous chunk's values (chunks of 1 and 2 images here, the last of a run shorter or
+    # longer); every split of a run's units and input channels between tasks gives the same bits
+    from fastconv import _conv_grad
+
+    monkeypatch.setattr(_conv_grad, "_chunks_and_runs", lambda images, most, sums: (chunks, runs))
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros((k, c // g, kh, kw), dtype), **kwargs).shape)
+    grad = grad.astype(dtype)
+    expected = reference.conv2d_grad_weight(grad, x, (k, c // g, kh, kw), **kwargs)
+    first = grad_weight_tiles(grad, x, (k, c // g, kh, kw), "columns", **kwargs)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(first, expected, rtol=rtol * 10, atol=atol * 100)
+    for threads, parts in [(2, None), (3, None), (2, (2, 1)), (3, (3, 2)), (2, (1, 3)), (1, (4, 2))]:
+        if parts is not None:
+            monkeypatch.setattr(_conv_grad, "_split_chunks", lambda *args, parts=parts: parts)
+        with fastconv.num_threads(threads):
+            np.testing.assert_array_equal(grad_weight_tiles(grad, x, (k, c // g, kh, kw), "columns", **kwargs), first)
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0, 0), (4, 2, 8, 15), (3, 1, 4, 0), (2, 0, 8, 7)])
+@pytest.mark.parametrize("parts", [(1, 1), (2, 1), (1, 3)])
+def test_grad_weight_column_tiles_find_an_inf_in_any_chunk(rng, monkeypatch, every_call_parallel, where, parts):
+    # each task checks the input planes it copies: an inf in any image, channel or edge,
+    # whichever task copies it, sends the call to the GEMM (the reference's infs and nans)
+    from fastconv import _conv_grad
+    from fastconv._geometry import conv_geometry
+
+    monkeypatch.setattr(_conv_grad, "_chunks_and_runs", lambda images, most, sums: (3, 3))
+    monkeypatch.setattr(_conv_grad, "_split_chunks", lambda *args: parts)
+    x = rng.standard_normal((5, 3, 9, 16)).astype(np.float32)
+    x[where] = np.inf
+    grad = rng.standard_normal((5, 16, 9, 16)).astype(np.float32)
+    plan = _conv_grad.GradWeightPlan(x.shape, (16, 3, 3, 3), conv_geometry((9, 16), 3, 1, 1), 1, np.float32,
+                                     _conv_direct.current_level(), "columns")
+    with fastconv.num_threads(2):
+        assert plan.run(x, grad) is None
+        got = fastconv.conv2d_grad_weight(grad, x, (16, 3, 3, 3), padding=1)
+    expected = reference.conv2d_grad_weight(grad, x, (16, 3, 3, 3), padding=1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_grad_weight_column_chunks_and_runs():
+    # chunks fit the scratch budget; runs hold at most PARTIAL_SUMS_BYTES of sums (or one run);
+    # where each chunk is a run they come in multiples of RUN_MULTIPLE, as images allow
+    from fastconv._conv_grad import PARTIAL_SUMS_BYTES, RUN_MULTIPLE, _chunks_and_runs
+
+    for images in (1, 2, 7, 8, 9, 64, 100, 1000):
+        for most in (1, 3, 20, 5000):
+            for sums in (16, 1728, 150_000, 2_400_000, 10**8):
+                chunks, runs = _chunks_and_runs(images, most, sums)
+                assert -(-images // most) <= chunks <= images
+                assert 1 <= runs <= chunks
+                assert runs == 1 or runs * sums <= PARTIAL_SUMS_BYTES
+                if runs == chunks and chunks < images:
+                    assert chunks % RUN_MULTIPLE == 0 or chunks == max(1, PARTIAL_SUMS_BYTES // sums)
+    assert _chunks_and_runs(64, 20, 1728) == (8, 8)  # cifar: 8 runs of 8 images
+    assert _chunks_and_runs(32, 3, 2_359_296) == (11, 1)  # resnet-deep's 2.4 MB of sums: one run
+
+
+def test_phase_planes_write_every_element_of_their_planes(rng):
+    # the planes go into buffers that are not zeroed (np.empty): padding included, every
+    # element of every plane is written, and nothing past the last plane
+    from fastconv._conv import stride_phases
+    from fastconv._geometry import conv_geometry as geometry_of
+
+    for shape, kernel, s, p, d in [((2, 3, 7, 9), 3, 1, 1, 1), ((2, 2, 9, 11), 3, 2, 2, 1),
+                                   ((1, 2, 10, 8), 3, 3, (1, 2), 2), ((2, 1, 5, 6), 2, (1, 2), 0, 1)]:
+        for dtype in (np.float32, np.float64):
+            x = rng.standard_normal(shape).astype(dtype)
+            geo = geometry_of(shape[2:], kernel, s, p, d)
+            ph = stride_phases(geo)
+            (top, _), (left, _) = geo.padding
+            sh, sw = geo.stride
+            padded = np.zeros(shape[:2] + (ph.hq * sh, ph.wq * sw), dtype)
+            padded[:, :, top:top + shape[2], left:left + shape[3]] = x
+            # (n, c, i*sh + a, j*sw + b) -> (c, n, a, b, i, j): channel-major planes
+            expected = padded.reshape(shape[:2] + (ph.hq, sh, ph.wq, sw)).transpose(1, 0, 3, 5, 2, 4).ravel()
+            for view in (x, x[:, :, :, ::-1].copy()[:, :, :, ::-1]):
+                out = np.full(expected.size + 5, np.nan, dtype)
+                assert _conv_direct.phase_planes(view, out, top, left, sh, sw, ph.hq, ph.wq, True, 2, True)
+                np.testing.assert_array_equal(out[:expected.size], expected)
+                assert np.isnan(out[expected.size:]).all()
+            bad = x.copy()
+            bad[-1, -1, -1, 0] = np.nan
+            assert not _conv_direct.phase_planes(bad, np.empty(expected.size, dtype), top, left, sh, sw, ph.hq, ph.wq,
+                                                 True, 2, True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 3, 5, 12])
 @pytest.mark.parametrize("stride, padding, in_place", [(1, 0, True), (1, 1, False), (2, 1, False)])
 def test_grad_weight_channel_tiles_in_row_chunks(rng, monkeypatch, every_call_parallel, dtype, rows, stride, padding,
@@ -856,18 +960,16 @@ def test_depthwise_grad_weight_channel_blocks(rng, monkeypatch, every_call_paral
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [1, 7, (3, 5), 16_383, 16_384, 300_000, (70, 1001)])
 def test_packed_buffers_start_on_a_cache_line(dtype, shape):
-    # the kernels' numpy-side scratch (packed weights, phase planes): of its shape, zeroed when
-    # asked, and from ALIGN_FROM bytes on starting on a cache line
-    from fastconv._arrays import ALIGN_FROM, CACHE_LINE, empty_aligned, zeros_aligned
+    # the kernels' numpy-side scratch (packed weights, phase planes): of its shape, and from
+    # ALIGN_FROM bytes on starting on a cache line
+    from fastconv._arrays import ALIGN_FROM, CACHE_LINE, empty_aligned
 
     expected_shape = (shape,) if isinstance(shape, int) else shape
-    for make in (zeros_aligned, empty_aligned):
-        buf = make(shape, dtype)
-        assert buf.dtype == dtype and buf.shape == expected_shape
-        assert buf.flags.c_contiguous and buf.flags.writeable
-        if buf.nbytes >= ALIGN_FROM:
-            assert buf.ctypes.data % CACHE_LINE == 0
-    assert not zeros_aligned(shape, dtype).any()
+    buf = empty_aligned(shape, dtype)
+    assert buf.dtype == dtype and buf.shape == expected_shape
+    assert buf.flags.c_contiguous and buf.flags.writeable
+    if buf.nbytes >= ALIGN_FROM:
+        assert buf.ctypes.data % CACHE_LINE == 0
 
 
 # ---- pointwise convolutions: short rows merged into long ones (merged_rows)

@@ -350,13 +350,14 @@ def test_streamed_columns_at_every_line_offset(rng, monkeypatch, line_offset, c,
     # streamed too, and only the first and last pixels' partial lines take ordinary stores.
     # Nothing before or after out may be written.
     from fastconv import _im2col
-    from fastconv._arrays import ALIGN_FROM, CACHE_LINE, zeros_aligned
+    from fastconv._arrays import ALIGN_FROM, CACHE_LINE, empty_aligned
 
     monkeypatch.setattr(_im2col, "STREAM_BYTES", 0)
     x = random_array(rng, (3, c, 7, width), np.float32)
     expected = reference.im2col(x, k, stride=s, padding=1)
     start = line_offset // 4
-    buffer = zeros_aligned(max(expected.size + start, ALIGN_FROM // 4), np.float32)
+    buffer = empty_aligned(max(expected.size + start, ALIGN_FROM // 4), np.float32)
+    buffer[...] = 0
     assert buffer.ctypes.data % CACHE_LINE == 0
     out = buffer[start:start + expected.size].reshape(expected.shape)
     for threads in (1, 2):

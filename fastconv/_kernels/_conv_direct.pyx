@@ -1442,24 +1442,41 @@ cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_
 
 def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left,
                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq, bint channel_major,
-                 int num_threads):
+                 int num_threads, bint check_finite=False):
     """Copy ``x`` ``(N, C, H, W)`` (any strides) into zero-padded stride-phase planes.
 
     ``out`` is ``(N, C, sh, sw, hq, wq)`` flattened, or ``(C, N, ...)`` with
-    ``channel_major``, and already zeroed:
+    ``channel_major``:
     ``out[n, c, a, b, i, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]``
-    wherever that pixel exists; the rest (the padding) is left as it is. The
-    caller guarantees ``hq*sh >= pad_top + H``, ``wq*sw >= pad_left + W`` and
-    the size of ``out``. Parallel over (image, channel) planes.
+    wherever that pixel exists, zero elsewhere (the padding). ``out`` need
+    not be zeroed: each (image, channel) plane is zeroed just before its
+    copy, in cache (a zeroing pass over the whole of ``out`` first wrote it
+    to memory twice); elements past the last plane are left as they are. The
+    caller guarantees ``hq*sh >= pad_top + H``, ``wq*sw >= pad_left + W``
+    and the size of ``out``. Parallel over (image, channel) planes.
+
+    Returns whether every element of ``x`` is finite with ``check_finite``
+    (each plane is checked just after its copy, still in cache: a separate
+    pass read ``x`` from memory again), else True.
     """
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t chan = sh * sw * hq * wq
-    cdef Py_ssize_t t
+    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t t, n, c, h
+    cdef int bad = 0
     for t in prange(N * C, nogil=True, num_threads=num_threads, schedule="static"):
         if channel_major:  # t = c*N + n
-            _pack_phases(x, t % N, t // N, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+            n = t % N
+            c = t // N
         else:  # t = n*C + c
-            _pack_phases(x, t // C, t % C, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+            n = t // C
+            c = t % C
+        memset(&out[0] + t * chan, 0, chan * sizeof(real_t))
+        _pack_phases(x, n, c, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+        if check_finite and W > 0:
+            for h in range(H):
+                bad |= not _rows_finite(&x[n, c, h, 0], W, step)
+    return bad == 0
 
 
 def scatter_phase(const acc_t[:, :, :, ::1] phase, acc_t[:, :, :, ::1] result, Py_ssize_t first_h,
@@ -1563,72 +1580,130 @@ cdef inline WeightTask _weight_task(Py_ssize_t task, Py_ssize_t blocks, Py_ssize
     return w
 
 
-def conv2d_grad_weight_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
-                             const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
-                             Py_ssize_t plane, real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg,
-                             Py_ssize_t chunk_images, Py_ssize_t c_parts, int num_threads):
-    """dL/dw of an NCHW convolution by register tiles; ``dw`` (OIHW, flat) must be zeroed.
+def conv2d_grad_weight_tiled(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq,
+                             const ptrdiff_t[::1] taps, Py_ssize_t merged, const real_t[:, :, :, :] grad,
+                             Py_ssize_t plane, real_t[:, ::1] partials, Py_ssize_t groups,
+                             Py_ssize_t chunks, Py_ssize_t x_scratch, Py_ssize_t unit_parts,
+                             Py_ssize_t c_parts, int num_threads):
+    """dL/dw of an NCHW convolution by register tiles, one sum per run of chunks; True if ``x`` is finite.
 
-    ``x`` holds the input's stride-phase planes (:func:`phase_planes`): tap ``t``
-    of output pixel ``(oh, ow)`` of image ``n`` reads
-    ``x[n*image_stride + c*channel_stride + taps[t] + oh*row + ow]``, and the
-    caller proves every read for ``oh*row + ow < plane`` in bounds. ``grad`` is
-    ``(N, K, OH, OW)``, any strides, with ``OH*row <= plane``, ``OW <= row``,
-    and ``plane`` a multiple of ``MAX_TILE_WIDTH``.
+    ``x`` ``(N, C, H, W)`` unpadded and ``grad`` ``(N, K, OH, OW)``, any
+    strides. The images go in ``chunks`` chunks and the chunks in
+    ``len(partials)`` runs, both as even as they can be (chunk ``q`` holds
+    images ``q*N // chunks`` to ``(q+1)*N // chunks``, at most
+    ``chunk_images = ceil(N / chunks)``): run ``r`` adds its weight
+    gradient (OIHW, flat) into ``partials[q]``, which must be zeroed; the
+    caller sums the runs in order. Each task takes one run, a range of the
+    (group, 8-channel block) units (``unit_parts`` ranges) and a slice of the
+    input channels (``c_parts`` slices); chunk by chunk, it copies the input
+    planes, image-major, into zero-padded stride-phase planes of
+    ``sh*sw*hq*wq`` elements (as :func:`phase_planes`) in a scratch buffer of
+    ``x_scratch`` elements, and each block's grad planes with row pitch
+    ``wq`` (``plane`` elements each, a multiple of ``MAX_TILE_WIDTH``, at
+    least ``OH*wq``) into another, then runs the tiles over its input channels
+    and taps. Both copies stay in cache, and the input is read from memory
+    once (a pass laying out every plane first wrote them to memory and read
+    them back). Tap ``t`` of output pixel ``(oh, ow)`` reads element
+    ``c*chan + taps[t] + oh*wq + ow`` of an image's planes; with ``merged``
+    above 1 (a 1x1 kernel) ``merged`` consecutive channels pass as the taps of
+    one (``taps`` then gives their offsets). The caller sizes ``x_scratch``
+    for every such read: ``(chunk_images*C - 1)*chan + max(taps) + plane``
+    at least.
 
-    Work is split over (group, 8-channel block, slice of input channels). Each
-    task copies its grad planes, a chunk of ``chunk_images`` images at a time,
-    into a zeroed scratch buffer with the input's row pitch, then runs the tiles
-    over every input channel and tap of its slice. Each task owns disjoint
-    entries of ``dw`` and sums images in the same order, so results do not
-    depend on the thread count. Raises MemoryError if a scratch buffer cannot
-    be allocated.
+    The tiles multiply zero grad columns with inputs next to the windows: each
+    input plane is checked for an inf or nan just after its copy, and the
+    result is False (``partials`` then meaningless) if one holds any. Every
+    entry of ``partials`` is summed by one task, images in order, so results
+    do not depend on the thread count or the parts. Raises MemoryError if a
+    scratch buffer cannot be allocated.
     """
-    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1]
-    cdef Py_ssize_t kg = K // groups, blocks = (kg + 7) // 8
-    cdef Py_ssize_t ntaps = taps.shape[0]
-    cdef Py_ssize_t task, g, k0, nk, c, n0, n1, t0, t1, i, j, p
-    cdef WeightTask w
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t chan = sh * sw * hq * wq, x_img = C * chan
+    cdef Py_ssize_t kg = K // groups, cg = C // groups, cm = cg // merged
+    cdef Py_ssize_t blocks = (kg + 7) // 8, units = groups * blocks
+    cdef Py_ssize_t chunk_images = (N + chunks - 1) // chunks if chunks > 0 else 0, runs = partials.shape[0]
+    cdef Py_ssize_t ntaps = taps.shape[0], ldw = cm * ntaps
+    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t task, q, r, part, u, u_lo, u_hi, c_lo, c_hi, g, packed, kb, k0, nk, c, n0, nn, t0, t1, i, j, p, h
+    cdef Py_ssize_t reach = 0
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef Py_ssize_t passes = (ntaps + tiles.wt_taps - 1) // tiles.wt_taps  # tile calls per input channel
     cdef fc_wtile_f32_fn f32 = tiles.wt32
     cdef fc_wtile_f64_fn f64 = tiles.wt64
     cdef const real_t* xc
     cdef real_t* dwc
-    cdef real_t* scratch
+    cdef real_t* xs
+    cdef real_t* gs
     cdef int failed[1]
+    cdef int nonfinite[1]
+    for t0 in range(ntaps):
+        if taps[t0] < 0:
+            raise ValueError("conv2d_grad_weight_tiled: taps must not be negative")
+        reach = max(reach, taps[t0] + plane)
+    if (chunks < 1 or chunks > max(N, 1) or unit_parts < 1 or c_parts < 1 or merged < 1 or cg % merged
+            or (merged > 1 and ntaps != merged)
+            or runs < 1 or runs > chunks or partials.shape[1] != K * cg * (ntaps if merged == 1 else 1)):
+        raise ValueError("conv2d_grad_weight_tiled: inconsistent chunks, parts or partial sums")
+    if (hq * sh < pad_top + H or wq * sw < pad_left + W or pad_top < 0 or pad_left < 0
+            or plane < grad.shape[2] * wq or grad.shape[3] > wq or x.shape[0] != N
+            or x_scratch < chunk_images * x_img or x_scratch < (chunk_images * C - 1) * chan + reach):
+        raise ValueError("conv2d_grad_weight_tiled: planes, grad rows or scratch too small")
     failed[0] = 0
+    nonfinite[0] = 0
     with nogil, parallel(num_threads=num_threads):
-        # zeroed once: the copies rewrite the same elements, so zero columns stay zero
-        scratch = <real_t*>_calloc_aligned(chunk_images * 8 * plane, sizeof(real_t))
-        for task in prange(groups * blocks * c_parts, schedule="dynamic"):
-            if scratch == NULL:
+        # zeroed once: the copies rewrite the same elements, so the padding and zero columns stay zero
+        xs = <real_t*>_calloc_aligned(x_scratch, sizeof(real_t))
+        gs = <real_t*>_calloc_aligned(chunk_images * 8 * plane, sizeof(real_t))
+        for task in prange(runs * unit_parts * c_parts, schedule="dynamic"):
+            if xs == NULL or gs == NULL:
                 failed[0] = 1
                 continue
-            w = _weight_task(task, blocks, c_parts, kg, 8, cg)
-            g, k0, nk = w.g, w.k0, w.nk
-            n0 = 0
-            while n0 < N:
-                n1 = min(N, n0 + chunk_images)
-                for i in range(n1 - n0):
-                    for j in range(nk):
-                        _pack_grad_rows(grad, n0 + i, k0 + j, scratch + (i * 8 + j) * plane, row)
-                for c in range(w.c_lo, w.c_hi):
-                    xc = &x[0] + n0 * image_stride + (g * cg + c) * channel_stride
-                    for p in range(passes):  # the taps in passes of at most wt_taps, as even as they can be
-                        t0 = p * ntaps // passes
-                        t1 = (p + 1) * ntaps // passes
-                        dwc = &dw[0] + (k0 * cg + c) * ntaps + t0
-                        if real_t is float:
-                            f32(xc, image_stride, 0, &taps[t0], <int>(t1 - t0), scratch,
-                                8 * plane, plane, plane, 0, n1 - n0, <int>nk, dwc, cg * ntaps)
-                        else:
-                            f64(xc, image_stride, 0, &taps[t0], <int>(t1 - t0), scratch,
-                                8 * plane, plane, plane, 0, n1 - n0, <int>nk, dwc, cg * ntaps)
-                n0 = n1
-        _free_aligned(scratch)
+            r = task // (unit_parts * c_parts)
+            part = (task // c_parts) % unit_parts
+            u_lo = part * units // unit_parts
+            u_hi = (part + 1) * units // unit_parts
+            part = task % c_parts
+            c_lo = part * cm // c_parts
+            c_hi = (part + 1) * cm // c_parts
+            for q in range(r * chunks // runs, (r + 1) * chunks // runs):
+                n0 = q * N // chunks
+                nn = (q + 1) * N // chunks - n0
+                packed = -1  # the group whose input planes xs holds
+                for u in range(u_lo, u_hi):
+                    g = u // blocks
+                    kb = u - g * blocks
+                    k0 = g * kg + kb * 8
+                    nk = min(8, kg - kb * 8)
+                    if g != packed:
+                        for i in range(nn):
+                            for c in range(g * cg + c_lo * merged, g * cg + c_hi * merged):
+                                _pack_phases(x, n0 + i, c, xs + i * x_img + c * chan, pad_top, pad_left,
+                                             sh, sw, hq, wq)
+                                for h in range(H if W > 0 else 0):
+                                    if not _rows_finite(&x[n0 + i, c, h, 0], W, step):
+                                        nonfinite[0] = 1
+                        packed = g
+                    for i in range(nn):
+                        for j in range(nk):
+                            _pack_grad_rows(grad, n0 + i, k0 + j, gs + (i * 8 + j) * plane, wq)
+                    for c in range(c_lo, c_hi):
+                        xc = xs + (g * cg + c * merged) * chan
+                        for p in range(passes):  # the taps in passes of at most wt_taps, as even as they can be
+                            t0 = p * ntaps // passes
+                            t1 = (p + 1) * ntaps // passes
+                            dwc = &partials[r, 0] + (k0 * cm + c) * ntaps + t0
+                            if real_t is float:
+                                f32(xc, x_img, 0, &taps[t0], <int>(t1 - t0), gs, 8 * plane, plane, plane, 0, nn,
+                                    <int>nk, dwc, ldw)
+                            else:
+                                f64(xc, x_img, 0, &taps[t0], <int>(t1 - t0), gs, 8 * plane, plane, plane, 0, nn,
+                                    <int>nk, dwc, ldw)
+        _free_aligned(xs)
+        _free_aligned(gs)
     if failed[0]:
-        raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffer")
+        raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffers")
+    return nonfinite[0] == 0
 
 
 cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k0, Py_ssize_t nk,

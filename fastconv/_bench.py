@@ -1,7 +1,8 @@
 """Benchmark engine behind ``python -m fastconv bench`` and the asv suite.
 
 fastconv is timed against :mod:`fastconv.reference` (pure NumPy) and, when it
-is importable, PyTorch, in one process with interleaved ("paired") repeats.
+is importable, PyTorch, in one process: fastconv and PyTorch in interleaved
+("paired") repeats, the reference in repeats of its own after them.
 Each row reports median times and speedups in the style of
 ``bottleneck.bench()``::
 
@@ -543,12 +544,23 @@ def reference_too_slow(shape, op, dtype="float32", *, batch=None, quick=False, l
     return _too_slow_cache[key]
 
 
+#: Implementations timed in rounds of their own, after the paired rounds of the others.
+#: The reference's matrix products leave OpenBLAS's worker threads busy-waiting for new
+#: work (about 0.1 s), on the cores the next implementation's threads need: on the Intel
+#: Xeon (2 cores), just after a 512x512 ``np.matmul``, cifar's weight gradient at two
+#: threads took 3.5-4.9 ms in fastconv (0.38 ms otherwise) and 3.6-20 ms in PyTorch (0.43);
+#: in the bench's rounds with the reference among them, 0.45-0.54 ms and 0.48-0.60 ms,
+#: without it 0.38 ms and 0.44 ms.
+TIMED_APART = ("reference",)
+
+
 def measure_row(case, threads, *, repeat=7, max_time=10.0):
     """Time every implementation of a case on ``threads`` threads.
 
     Each implementation is first warmed up for WARMUP_SECONDS (at least one
     untimed call; the last result is checked against fastconv's), then sampled up to ``repeat`` times in paired
-    rounds (:func:`paired_times`; calls shorter than MIN_SAMPLE_SECONDS are
+    rounds (:func:`paired_times`; fastconv and PyTorch together, then the
+    reference in rounds of its own: :data:`TIMED_APART`; calls shorter than MIN_SAMPLE_SECONDS are
     looped within a sample, calls shorter than SETTLE_BELOW_SECONDS get an
     untimed call before each sample), within a budget of ``max_time`` seconds
     per implementation. Implementations of :data:`ESTIMATED_FIRST` are first timed
@@ -568,27 +580,33 @@ def measure_row(case, threads, *, repeat=7, max_time=10.0):
         while the samples were taken (:func:`stolen_seconds`; None where
         unknown, 0 on a machine of one's own).
     """
-    status, warm, results = {}, {}, {}
+    status, warm, results, times = {}, {}, {}, {}
+    elapsed = stolen = 0.0
     with thread_limits(threads):
-        for name, func in case.impls.items():
-            if name in ESTIMATED_FIRST and case.dims["N"] > 1:
-                estimate = _estimate_seconds(case.dims, case.op, case.dtype, name)
-                if estimate > max_time:
-                    status[name], warm[name] = "estimated", estimate
-                    continue
-            warm[name], results[name] = _warm_up(func)
+        # the reference's rounds come after the others': see TIMED_APART
+        for group in ([n for n in case.impls if n not in TIMED_APART], [n for n in case.impls if n in TIMED_APART]):
+            for name in group:
+                if name in ESTIMATED_FIRST and case.dims["N"] > 1:
+                    estimate = _estimate_seconds(case.dims, case.op, case.dtype, name)
+                    if estimate > max_time:
+                        status[name], warm[name] = "estimated", estimate
+                        continue
+                warm[name], results[name] = _warm_up(case.impls[name])
+            counts = {name: 0 if name in status else min(repeat, int(max_time // max(warm[name], 1e-9)))
+                      for name in group}
+            before, start = stolen_seconds(), time.perf_counter()
+            times.update(paired_times(case, counts, {name: _loops(warm[name]) for name in group},
+                                      _settled({name: warm[name] for name in group})))
+            after, elapsed = stolen_seconds(), elapsed + time.perf_counter() - start
+            stolen = None if before is None or after is None or stolen is None else stolen + after - before
         agree = {name: _agree(results[name], results["fastconv"], case.dtype)
                  for name in ("reference", "torch") if name in results}
         results.clear()
-        counts = {name: 0 if name in status else min(repeat, int(max_time // max(t, 1e-9)))
-                  for name, t in warm.items()}
+        counts = {name: 0 if name in status else len(times[name]) for name in warm}
         loops = {name: _loops(t) for name, t in warm.items()}
-        stolen, start = stolen_seconds(), time.perf_counter()
-        times = paired_times(case, counts, loops, _settled(warm))
-        elapsed, stolen_after = time.perf_counter() - start, stolen_seconds()
     steal = None
-    if stolen is not None and stolen_after is not None and elapsed > 0:
-        steal = min(1.0, (stolen_after - stolen) / (elapsed * (os.cpu_count() or 1)))
+    if stolen is not None and elapsed > 0:
+        steal = min(1.0, stolen / (elapsed * (os.cpu_count() or 1)))
     for name, count in counts.items():
         if count == 0:
             status.setdefault(name, "single")

@@ -177,6 +177,24 @@ def test_paired_times_interleaves_and_rotates():
     assert order == ["a", "b", "b", "c", "b", "b", "a", "a", "b", "b"]
 
 
+def test_reference_is_timed_after_the_paired_rounds():
+    # the reference's BLAS workers busy-wait after its products: its calls come after every
+    # timed call of the others (fastconv and torch still alternate), and the row has them all
+    order = []
+
+    def impl(name):
+        return lambda: order.append(name) or np.zeros(3)
+
+    names = ("fastconv", "reference", "torch")
+    case = _bench.Case("custom", "im2col", {"N": 1}, np.dtype("float32"), {n: impl(n) for n in names}, 1.0, "GB/s")
+    row = _bench.measure_row(case, 1, repeat=3, max_time=10.0)
+    first_reference = order.index("reference")
+    assert "fastconv" not in order[first_reference:] and "torch" not in order[first_reference:]
+    assert row["status"] == dict.fromkeys(names, "paired")
+    assert all(len(row["times"][n]) == 3 for n in names)
+    assert row["agree"] == {"reference": True, "torch": True}
+
+
 def test_torch_peers_compute_what_fastconv_computes():
     pytest.importorskip("torch")
     dims = {"N": 2, "C": 4, "H": 9, "W": 11, "K": 6, "kernel": 3, "stride": 2, "pad": 1,

@@ -1593,7 +1593,7 @@ def conv2d_grad_weight_tiled(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_
     ``len(partials)`` runs, both as even as they can be (chunk ``q`` holds
     images ``q*N // chunks`` to ``(q+1)*N // chunks``, at most
     ``chunk_images = ceil(N / chunks)``): run ``r`` adds its weight
-    gradient (OIHW, flat) into ``partials[q]``, which must be zeroed; the
+    gradient (OIHW, flat) into ``partials[r]``, which must be zeroed; the
     caller sums the runs in order. Each task takes one run, a range of the
     (group, 8-channel block) units (``unit_parts`` ranges) and a slice of the
     input channels (``c_parts`` slices); chunk by chunk, it copies the input
@@ -1646,7 +1646,7 @@ def conv2d_grad_weight_tiled(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_
             or runs < 1 or runs > chunks or partials.shape[1] != K * cg * (ntaps if merged == 1 else 1)):
         raise ValueError("conv2d_grad_weight_tiled: inconsistent chunks, parts or partial sums")
     if (hq * sh < pad_top + H or wq * sw < pad_left + W or pad_top < 0 or pad_left < 0
-            or plane < grad.shape[2] * wq or grad.shape[3] > wq or x.shape[0] != N
+            or plane < grad.shape[2] * wq or plane % TILE_SLACK or grad.shape[3] > wq or x.shape[0] != N
             or x_scratch < chunk_images * x_img or x_scratch < (chunk_images * C - 1) * chan + reach):
         raise ValueError("conv2d_grad_weight_tiled: planes, grad rows or scratch too small")
     failed[0] = 0

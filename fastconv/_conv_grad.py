@@ -343,22 +343,6 @@ def _grad_weight(call):
     return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
 
 
-def _all_finite(x, threads=1):
-    """Whether every element of the 4-D float array ``x`` (any strides) is finite.
-
-    One pass and no temporary (:func:`_conv_direct.all_finite`), on
-    ``threads`` threads (on one, a fifth of the depthwise weight gradient's
-    time at two threads went to this check while the other thread waited).
-    A transposed view of a contiguous array (NHWC read as NCHW) is read in
-    memory order.
-    """
-    if not x.flags.c_contiguous:
-        in_memory_order = x.transpose(np.argsort(x.strides)[::-1])
-        if in_memory_order.flags.c_contiguous:
-            x = in_memory_order
-    return _conv_direct.all_finite(x, threads)
-
-
 #: Elements of an input plane from which the weight gradient's output-channel tiles read an
 #: unpadded stride-1 input in place (:class:`GradWeightPlan`).
 IN_PLACE_MIN_PLANE = 64
@@ -629,8 +613,6 @@ class GradWeightPlan:
         if self.subsample is not None:
             (sh, sw), (oh, ow) = self.subsample
             x = x[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
-        if self.depthwise and not _all_finite(x, threads_for(x.size)):
-            return None
         k, cg, kh, kw = self.dims
         n, c, ph, geo, dtype = self.images, self.channels, self.phases, self.geometry, self.dtype
         groups, block = self.groups, self.block
@@ -645,8 +627,10 @@ class GradWeightPlan:
             # thread count: it is sized for blocks of 8 whatever the block
             channel_block = max(1, min(8, c // (2 * threads)))
             chunk = _scratch_chunk(8 * (ph.image + ph.plane), dtype.itemsize)
-            self.depthwise_kernel(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq, ph.plane,
-                                  (chunk - 1) * ph.image + max(ph.image, self.reach), chunk, channel_block, threads)
+            if not self.depthwise_kernel(x, grad, ph.taps, dw, top, left, *geo.stride, ph.hq, ph.wq, ph.plane,
+                                         (chunk - 1) * ph.image + max(ph.image, self.reach), chunk, channel_block,
+                                         threads):
+                return None  # an inf or a nan in x (checked plane by plane as the kernel copies them)
         else:
             if self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
                 # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W
@@ -687,7 +671,11 @@ class GradWeightPlan:
         if not self.tiled_kernel(x, top, left, *geo.stride, ph.hq, ph.wq, self.merged_taps, self.merged, grad,
                                  ph.plane, partials, self.groups, chunks, x_scratch, unit_parts, c_parts, threads):
             return None
-        dw = partials[0] if chunks == 1 else partials.sum(axis=0)
+        if runs == 1:
+            dw = partials[0]
+        else:
+            with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles
+                dw = partials.sum(axis=0)
         return dw.reshape(k, cg, kh, kw)
 
 

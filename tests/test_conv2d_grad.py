@@ -304,28 +304,39 @@ def test_grad_weight_non_finite_input_stays_in_its_taps(rng, value, stride, layo
         np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=atol * 100)
 
 
-# On two threads a contiguous array is read in chunks of FINITE_CHUNK elements (the large shape
-# makes several, and a last partial one) and any other in (image, channel) planes.
+# The column tiles and the depthwise tile check each input plane as they copy it, whatever the
+# strides of x; whichever task copies the plane holding an inf or a nan, the plan hands the call
+# to the GEMM (run gives None).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("view", ["contiguous", "nhwc", "every_other_column", "reversed"])
-@pytest.mark.parametrize("shape, threads", [((3, 4, 5, 10), 1), ((3, 4, 5, 10), 2), ((3, 4, 61, 100), 2)])
-def test_all_finite_finds_each_inf_and_nan(rng, dtype, view, shape, threads):
-    from functools import partial
+@pytest.mark.parametrize("shape, threads", [((3, 4, 5, 10), 1), ((3, 4, 5, 10), 2), ((5, 4, 21, 30), 2)])
+def test_weight_tiles_find_each_inf_and_nan(rng, every_call_parallel, dtype, view, shape, threads):
+    from fastconv._conv_grad import GradWeightPlan
+    from fastconv._geometry import conv_geometry
 
-    from fastconv._conv_grad import _all_finite as all_finite
-
-    _all_finite = partial(all_finite, threads=threads)
     base = rng.standard_normal(shape).astype(dtype)
     views = {"contiguous": lambda a: a, "nhwc": lambda a: a.transpose(0, 3, 1, 2),
              "every_other_column": lambda a: a[..., ::2], "reversed": lambda a: a[:, ::-1, :, ::-1]}
     x = views[view](base)
+    n, c, h, w = x.shape
+    geometry = conv_geometry((h, w), 3, 1, 1)
+    from fastconv._kernels._conv_direct import current_level
+
+    level = current_level()
+    plans = [GradWeightPlan(x.shape, (8, c, 3, 3), geometry, 1, np.dtype(dtype), level, "columns"),
+             GradWeightPlan(x.shape, (c, 1, 3, 3), geometry, c, np.dtype(dtype), level)]
+    assert not plans[0].reads_input and plans[1].depthwise
     huge = np.finfo(dtype).max
-    assert _all_finite(x) and _all_finite(np.full_like(x, huge))  # finite, even where a sum overflows
-    for index in [(0, 0, 0, 0), tuple(s - 1 for s in x.shape), tuple(s // 2 for s in x.shape)]:
-        for bad in (np.inf, -np.inf, np.nan):
-            y = views[view](base.copy())
-            y[index] = bad
-            assert not _all_finite(y)
+    with fastconv.num_threads(threads):
+        for plan in plans:
+            grad = rng.standard_normal((n, plan.dims[0], h, w)).astype(dtype)
+            assert plan.run(x, grad) is not None
+            assert plan.run(np.full_like(x, huge), grad) is not None  # finite, even where a sum overflows
+            for index in [(0, 0, 0, 0), tuple(s - 1 for s in x.shape), tuple(s // 2 for s in x.shape)]:
+                for bad in (np.inf, -np.inf, np.nan):
+                    y = views[view](base.copy())
+                    y[index] = bad
+                    assert plan.run(y, grad) is None
 
 
 @pytest.mark.parametrize("groups", [1, 4])  # the column tiles and the depthwise kernel

@@ -352,50 +352,20 @@ cdef bint _rows_finite(const real_t* p, Py_ssize_t n, Py_ssize_t step) noexcept 
         return bad64 == 0
 
 
-#: Elements per task of a parallel :func:`all_finite` over a C-contiguous array (128 KiB of float32).
-FINITE_CHUNK = 1 << 15
-
-
-def all_finite(const real_t[:, :, :, :] x, int num_threads=1):
-    """Whether every element of ``x`` (any strides) is finite: no inf, no nan.
-
-    One pass and no temporary array. On one thread it stops at the first
-    plane holding one; on more, a C-contiguous ``x`` is read in chunks of
-    ``FINITE_CHUNK`` elements and any other in (image, channel) planes, all of
-    them (a finite input, the usual case, is read whole either way).
-    """
-    cdef Py_ssize_t a, b, c, step = x.strides[3] // sizeof(real_t)
-    cdef Py_ssize_t total = x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3], t, lo, chunk = FINITE_CHUNK
-    cdef bint finite = True
-    cdef int bad = 0
-    if total == 0:
+cdef bint _plane_finite(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """Whether every element of the plane ``x[n, c]`` is finite: one run where its rows are
+    contiguous and back to back (a 14-pixel row at a time cost the depthwise weight gradient
+    of 512 channels on 14x14 11 %), else row by row."""
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], h
+    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)
+    if H == 0 or W == 0:
         return True
-    if x.is_c_contig():  # one row
-        if num_threads == 1 or total <= chunk:
-            with nogil:
-                finite = _rows_finite(&x[0, 0, 0, 0], total, 1)
-            return finite
-        for t in prange((total + chunk - 1) // chunk, nogil=True, num_threads=num_threads, schedule="static"):
-            lo = t * chunk
-            bad |= not _rows_finite(&x[0, 0, 0, 0] + lo, min(chunk, total - lo), 1)
-        return bad == 0
-    if num_threads > 1:
-        for t in prange(x.shape[0] * x.shape[1], nogil=True, num_threads=num_threads, schedule="static"):
-            a = t // x.shape[1]
-            b = t - a * x.shape[1]
-            for c in range(x.shape[2]):
-                bad |= not _rows_finite(&x[a, b, c, 0], x.shape[3], step)
-        return bad == 0
-    with nogil:
-        for a in range(x.shape[0]):
-            for b in range(x.shape[1]):
-                for c in range(x.shape[2]):
-                    finite = finite and _rows_finite(&x[a, b, c, 0], x.shape[3], step)
-                if not finite:
-                    break
-            if not finite:
-                break
-    return finite
+    if step == 1 and x.strides[2] == W * <Py_ssize_t>sizeof(real_t):
+        return _rows_finite(&x[n, c, 0, 0], H * W, 1)
+    for h in range(H):
+        if not _rows_finite(&x[n, c, h, 0], W, step):
+            return False
+    return True
 
 
 def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, real_t[::1] bias_packed,
@@ -1442,7 +1412,7 @@ cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_
 
 def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left,
                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq, bint channel_major,
-                 int num_threads, bint check_finite=False):
+                 int num_threads):
     """Copy ``x`` ``(N, C, H, W)`` (any strides) into zero-padded stride-phase planes.
 
     ``out`` is ``(N, C, sh, sw, hq, wq)`` flattened, or ``(C, N, ...)`` with
@@ -1454,16 +1424,10 @@ def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top
     to memory twice); elements past the last plane are left as they are. The
     caller guarantees ``hq*sh >= pad_top + H``, ``wq*sw >= pad_left + W``
     and the size of ``out``. Parallel over (image, channel) planes.
-
-    Returns whether every element of ``x`` is finite with ``check_finite``
-    (each plane is checked just after its copy, still in cache: a separate
-    pass read ``x`` from memory again), else True.
     """
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1]
     cdef Py_ssize_t chan = sh * sw * hq * wq
-    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)
-    cdef Py_ssize_t t, n, c, h
-    cdef int bad = 0
+    cdef Py_ssize_t t, n, c
     for t in prange(N * C, nogil=True, num_threads=num_threads, schedule="static"):
         if channel_major:  # t = c*N + n
             n = t % N
@@ -1473,10 +1437,6 @@ def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top
             c = t % C
         memset(&out[0] + t * chan, 0, chan * sizeof(real_t))
         _pack_phases(x, n, c, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
-        if check_finite and W > 0:
-            for h in range(H):
-                bad |= not _rows_finite(&x[n, c, h, 0], W, step)
-    return bad == 0
 
 
 def scatter_phase(const acc_t[:, :, :, ::1] phase, acc_t[:, :, :, ::1] result, Py_ssize_t first_h,
@@ -1624,8 +1584,7 @@ def conv2d_grad_weight_tiled(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_
     cdef Py_ssize_t blocks = (kg + 7) // 8, units = groups * blocks
     cdef Py_ssize_t chunk_images = (N + chunks - 1) // chunks if chunks > 0 else 0, runs = partials.shape[0]
     cdef Py_ssize_t ntaps = taps.shape[0], ldw = cm * ntaps
-    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)
-    cdef Py_ssize_t task, q, r, part, u, u_lo, u_hi, c_lo, c_hi, g, packed, kb, k0, nk, c, n0, nn, t0, t1, i, j, p, h
+    cdef Py_ssize_t task, q, r, part, u, u_lo, u_hi, c_lo, c_hi, g, packed, kb, k0, nk, c, n0, nn, t0, t1, i, j, p
     cdef Py_ssize_t reach = 0
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef Py_ssize_t passes = (ntaps + tiles.wt_taps - 1) // tiles.wt_taps  # tile calls per input channel
@@ -1680,9 +1639,8 @@ def conv2d_grad_weight_tiled(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_
                             for c in range(g * cg + c_lo * merged, g * cg + c_hi * merged):
                                 _pack_phases(x, n0 + i, c, xs + i * x_img + c * chan, pad_top, pad_left,
                                              sh, sw, hq, wq)
-                                for h in range(H if W > 0 else 0):
-                                    if not _rows_finite(&x[n0 + i, c, h, 0], W, step):
-                                        nonfinite[0] = 1
+                                if not _plane_finite(x, n0 + i, c):
+                                    nonfinite[0] = 1
                         packed = g
                     for i in range(nn):
                         for j in range(nk):
@@ -1860,6 +1818,10 @@ def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, 
                                  Py_ssize_t chunk_images, Py_ssize_t channel_block, int num_threads):
     """dL/dw of a depthwise convolution (``groups == C == K``); ``dw`` ``(K, 1, KH, KW)`` flat, zeroed.
 
+    Returns whether ``x`` is finite: the tile multiplies zero grad columns
+    with inputs next to the windows, so each input plane is checked for an
+    inf or nan just after its copy (``dw`` is meaningless if one holds any).
+
     ``x`` ``(N, C, H, W)`` unpadded and ``grad`` ``(N, K, OH, OW)``, any strides.
     Parallel over blocks of ``channel_block`` channels: each task copies a
     chunk of ``chunk_images`` images of its channels, image by image (so the
@@ -1883,10 +1845,12 @@ def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, 
     cdef real_t* xs
     cdef real_t* gs
     cdef int failed[1]
+    cdef int nonfinite[1]
     if channel_block < 1:
         raise ValueError("conv2d_grad_weight_depthwise: channel_block must be positive")
     blocks = (C + channel_block - 1) // channel_block
     failed[0] = 0
+    nonfinite[0] = 0
     with nogil, parallel(num_threads=num_threads):
         # zeroed once: the copies rewrite the same elements, so padding stays zero
         xs = <real_t*>_calloc_aligned(channel_block * x_scratch, sizeof(real_t))
@@ -1904,6 +1868,8 @@ def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, 
                     for j in range(nc):
                         _pack_phases(x, n0 + i, c0 + j, xs + j * x_scratch + i * chan, pad_top, pad_left,
                                      sh, sw, hq, wq)
+                        if not _plane_finite(x, n0 + i, c0 + j):
+                            nonfinite[0] = 1
                         _pack_grad_rows(grad, n0 + i, c0 + j, gs + (j * chunk_images + i) * plane, wq)
                 for j in range(nc):
                     t0 = 0
@@ -1922,3 +1888,4 @@ def conv2d_grad_weight_depthwise(const real_t[:, :, :, :] x, const real_t[:, :, 
         _free_aligned(gs)
     if failed[0]:
         raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffers")
+    return nonfinite[0] == 0

@@ -42,6 +42,16 @@ def tolerance(dtype):
     return 0, 0
 
 
+def assert_same_non_finite(got, expected, rtol=1e-4, atol=1e-4):
+    """``got`` has ``expected``'s infs (with their signs) and nans, and its other values to ``rtol``/``atol``."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    infinite = np.isinf(expected)
+    np.testing.assert_array_equal(np.isinf(got), infinite)
+    np.testing.assert_array_equal(got[infinite], expected[infinite])
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=rtol, atol=atol)
+
+
 def unaligned_zeros(shape, dtype):
     """A C-contiguous, writeable array of zeros that starts one byte past an aligned address."""
     dtype = np.dtype(dtype)

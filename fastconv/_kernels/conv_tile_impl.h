@@ -18,6 +18,17 @@
 #define FC_CAT2(a, b) a##_##b
 #define FC_CAT(a, b) FC_CAT2(a, b)
 
+/* A vector load through a type of the vector's size aligned as one item: one unaligned load
+ * whatever the tuning. (A memcpy of the vector's size became, with -march=native on an Intel
+ * Xeon whose tuning moves memory 256 bits at a time, two 32-byte stores to the stack and one
+ * 64-byte load back, which waits for both: the weight-gradient tiles ran 5x slower.) Every
+ * whole-vector load of the tiles goes through it. */
+#define FC_LOAD(VT, dst, src)                                                         \
+    do {                                                                              \
+        typedef VT fc_unaligned_ __attribute__((aligned(1), may_alias));              \
+        (dst) = *(const fc_unaligned_ *)(src);                                        \
+    } while (0)
+
 /* A 3x3 kernel's nine taps run unrolled in the tiles' channel loops (FC_TILEV_BODY,
  * FC_OC_BODY): a tap of a 14-column AVX-512 output-channel tile is 28 multiply-adds,
  * and the tap loop's own counter, pointer and branch instructions beside them compete
@@ -58,7 +69,7 @@
         const T *xc = x + c * cs;                                                     \
         for (int t = 0; t < ntaps; t++, wt += 8) {                                    \
             VT v;                                                                     \
-            memcpy(&v, xc + taps[t], sizeof(VT));                                     \
+            FC_LOAD(VT, v, xc + taps[t]);                                             \
             acc0 += v * wt[0]; acc1 += v * wt[1]; acc2 += v * wt[2]; acc3 += v * wt[3]; \
             acc4 += v * wt[4]; acc5 += v * wt[5]; acc6 += v * wt[6]; acc7 += v * wt[7]; \
         }                                                                             \
@@ -116,7 +127,7 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
         VT in[NV];                                                                    \
         const T *xt = (SRC);                                                          \
         _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++)                          \
-            memcpy(&in[v], xt + v * VW, sizeof(VT));                                  \
+            FC_LOAD(VT, in[v], xt + v * VW);                                          \
         _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                        \
             const T wj = wt[j];                                                       \
             _Pragma("GCC unroll 6") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
@@ -197,7 +208,7 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
                 const T *xt = xc + taps[t];                                           \
                 VT in[NV];                                                            \
                 _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)                  \
-                    memcpy(&in[v], xt + io[v], sizeof(VT));                           \
+                    FC_LOAD(VT, in[v], xt + io[v]);                                   \
                 _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++) {                \
                     const T wj = wt[j];                                               \
                     _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) acc[j][v] += in[v] * wj; \
@@ -284,7 +295,7 @@ FC_TILE3_PAIR(fc_pwtile_f64, fc_pwtile4_f64, double)
                 const T *xt = xc + taps[t];                                           \
                 VT in[3];                                                             \
                 _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++)                   \
-                    memcpy(&in[v], xt + (IN_AT), sizeof(VT));                         \
+                    FC_LOAD(VT, in[v], xt + (IN_AT));                                 \
                 _Pragma("GCC unroll 4") for (int j = 0; j < 4; j++) {                 \
                     const T wj = wt[j];                                               \
                     _Pragma("GCC unroll 3") for (int v = 0; v < 3; v++) acc[j][v] += in[v] * wj; \
@@ -402,14 +413,14 @@ FC_BAND(fc_band_f64, double, FC_CAT(fc_vd, FC_ISA), fc_tile_f64, fc_pwtile_f64)
                 const T *a = x0 + taps[t], *b = x4 + taps[t];                         \
                 const T wv = wt[0];                                                   \
                 VT v[FC_ROWS];                                                        \
-                memcpy(&v[0], a, sizeof(VT));                                         \
-                memcpy(&v[1], a + irs, sizeof(VT));                                   \
-                memcpy(&v[2], a + 2 * irs, sizeof(VT));                               \
-                memcpy(&v[3], b - irs, sizeof(VT));                                   \
-                memcpy(&v[4], b, sizeof(VT));                                         \
-                memcpy(&v[5], b + irs, sizeof(VT));                                   \
-                memcpy(&v[6], b + 2 * irs, sizeof(VT));                               \
-                memcpy(&v[7], b + 3 * irs, sizeof(VT));                               \
+                FC_LOAD(VT, v[0], a);                                                 \
+                FC_LOAD(VT, v[1], a + irs);                                           \
+                FC_LOAD(VT, v[2], a + 2 * irs);                                       \
+                FC_LOAD(VT, v[3], b - irs);                                           \
+                FC_LOAD(VT, v[4], b);                                                 \
+                FC_LOAD(VT, v[5], b + irs);                                           \
+                FC_LOAD(VT, v[6], b + 2 * irs);                                       \
+                FC_LOAD(VT, v[7], b + 3 * irs);                                       \
                 _Pragma("GCC unroll 8") for (int r = 0; r < FC_ROWS; r++) acc[r] += v[r] * wv; \
             }                                                                         \
         }                                                                             \
@@ -458,7 +469,7 @@ FC_ROWTILE(fc_rowtile_f64, double, FC_CAT(fc_vd, FC_ISA))
                 _Pragma("GCC unroll 8") for (int ky = 0; ky < KH; ky++) wv[ky] = wc[(ky * kw + kx) * 8] - (VT){0}; \
                 _Pragma("GCC unroll 16") for (int i = 0; i < FC_ROWS + KH - 1; i++) { \
                     VT v; /* input row i: row r = i - ky of the tile, for each kernel row ky */ \
-                    memcpy(&v, a + i * irs, sizeof(VT));                              \
+                    FC_LOAD(VT, v, a + i * irs);                                      \
                     FC_IN_REGISTER(v);                                                \
                     _Pragma("GCC unroll 8") for (int ky = 0; ky < KH; ky++) {         \
                         if (i - ky >= 0 && i - ky < FC_ROWS) acc[i - ky] += v * wv[ky]; \
@@ -492,7 +503,7 @@ FC_ROWTILE_KH(fc_rowtile_f64_kh7, double, FC_CAT(fc_vd, FC_ISA), 7)
         const T *wt = w + t * 8;                                                      \
         for (int j = 0; j < 8; j++) {                                                 \
             VT v;                                                                     \
-            memcpy(&v, xs[j] + taps[t], sizeof(VT));                                  \
+            FC_LOAD(VT, v, xs[j] + taps[t]);                                          \
             accs[j] += v * wt[j];                                                     \
         }                                                                             \
     }                                                                                 \
@@ -548,15 +559,15 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
             }                                                                         \
             const T *p = xr + start;                                                  \
             VT acc = (VT){0} + bias, v;                                               \
-            memcpy(&v, p + t0, sizeof(VT)); acc += v * w0;                            \
-            memcpy(&v, p + t1, sizeof(VT)); acc += v * w1;                            \
-            memcpy(&v, p + t2, sizeof(VT)); acc += v * w2;                            \
-            memcpy(&v, p + t3, sizeof(VT)); acc += v * w3;                            \
-            memcpy(&v, p + t4, sizeof(VT)); acc += v * w4;                            \
-            memcpy(&v, p + t5, sizeof(VT)); acc += v * w5;                            \
-            memcpy(&v, p + t6, sizeof(VT)); acc += v * w6;                            \
-            memcpy(&v, p + t7, sizeof(VT)); acc += v * w7;                            \
-            memcpy(&v, p + t8, sizeof(VT)); acc += v * w8;                            \
+            FC_LOAD(VT, v, p + t0); acc += v * w0;                                    \
+            FC_LOAD(VT, v, p + t1); acc += v * w1;                                    \
+            FC_LOAD(VT, v, p + t2); acc += v * w2;                                    \
+            FC_LOAD(VT, v, p + t3); acc += v * w3;                                    \
+            FC_LOAD(VT, v, p + t4); acc += v * w4;                                    \
+            FC_LOAD(VT, v, p + t5); acc += v * w5;                                    \
+            FC_LOAD(VT, v, p + t6); acc += v * w6;                                    \
+            FC_LOAD(VT, v, p + t7); acc += v * w7;                                    \
+            FC_LOAD(VT, v, p + t8); acc += v * w8;                                    \
             if (ncols == VW)                                                          \
                 memcpy(orow + start, &acc, sizeof(VT));                               \
             else                                                                      \
@@ -642,8 +653,8 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 #define FC_OC_INIT(VT, VW, P)                                                         \
     {                                                                                 \
         VT b0, b1;                                                                    \
-        memcpy(&b0, bias, sizeof(VT));                                                \
-        memcpy(&b1, bias + VW, sizeof(VT));                                           \
+        FC_LOAD(VT, b0, bias);                                                        \
+        FC_LOAD(VT, b1, bias + VW);                                                   \
         for (int p = 0; p < P; p++) {                                                 \
             lo[p] = b0;                                                               \
             hi[p] = b1;                                                               \
@@ -687,8 +698,8 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         const T *xc = x + c * cs;                                                     \
         UNROLL for (int t = 0; t < (NTAPS); t++, wt += 2 * VW) {                      \
             VT w0, w1;                                                                \
-            memcpy(&w0, wt, sizeof(VT));                                              \
-            memcpy(&w1, wt + VW, sizeof(VT));                                         \
+            FC_LOAD(VT, w0, wt);                                                      \
+            FC_LOAD(VT, w1, wt + VW);                                                 \
             const T *xt = xc + taps[t];                                               \
             FC_PREFETCH(xt + cs); /* this tap's input in the next channel (see above) */ \
             _Pragma("GCC unroll 16") for (int r = 0; r < (R); r++) {                  \
@@ -767,8 +778,8 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         FC_OCW_PIXELS(T, M, 2 * VW,                                                   \
             VT g0;                                                                    \
             VT g1;                                                                    \
-            memcpy(&g0, gq, sizeof(VT));                                              \
-            memcpy(&g1, gq + VW, sizeof(VT));                                         \
+            FC_LOAD(VT, g0, gq);                                                      \
+            FC_LOAD(VT, g1, gq + VW);                                                 \
             _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) {                    \
                 const T xv = xm[m][ow];                                               \
                 lo[m] += g0 * xv;                                                     \
@@ -792,7 +803,7 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         for (int m = 0; m < M; m++) acc[m] = (VT){0};                                 \
         FC_OCW_PIXELS(T, M, VW,                                                       \
             VT g0;                                                                    \
-            memcpy(&g0, gq, sizeof(VT));                                              \
+            FC_LOAD(VT, g0, gq);                                                      \
             _Pragma("GCC unroll 16") for (int m = 0; m < M; m++) acc[m] += g0 * xm[m][ow];) \
         for (int m = 0; m < M; m++) memcpy(sums + m * VW, &acc[m], sizeof(VT));       \
     }
@@ -964,15 +975,6 @@ enum { FC_CAT(fc_oc_cols, FC_ISA) = FC_OC_COLS };
 #define FC_WK 4
 enum { FC_CAT(fc_wt_taps, FC_ISA) = FC_WTAPS };
 
-/* A vector load through a type of the vector's size aligned as one item: one unaligned load
- * whatever the tuning. (A memcpy of the vector's size became, with -march=native on an Intel
- * Xeon whose tuning moves memory 256 bits at a time, two 32-byte stores to the stack and one
- * 64-byte load back, which waits for both: the weight-gradient tiles ran 5x slower.) */
-#define FC_LOAD(VT, dst, src)                                                         \
-    do {                                                                              \
-        typedef VT fc_unaligned_ __attribute__((aligned(1), may_alias));              \
-        (dst) = *(const fc_unaligned_ *)(src);                                        \
-    } while (0)
 #define FC_REDUCE_INTO(T, VT, VW, accv, target)                                      \
     do {                                                                              \
         T lanes[VW];                                                                  \
@@ -1130,8 +1132,8 @@ FC_WTILE_SIGNATURE(double, FC_CAT(fc_dwwtile_f64, FC_ISA)) { FC_DWWTILE_BODY(dou
         int i = 0;                                                                    \
         for (; i + VW <= n; i += VW) {                                                \
             VT a, b;                                                                  \
-            memcpy(&a, dst + i, sizeof(VT));                                          \
-            memcpy(&b, src + i, sizeof(VT));                                          \
+            FC_LOAD(VT, a, dst + i);                                                  \
+            FC_LOAD(VT, b, src + i);                                                  \
             a += b;                                                                   \
             memcpy(dst + i, &a, sizeof(VT));                                          \
         }                                                                             \

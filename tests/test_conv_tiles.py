@@ -586,8 +586,11 @@ def test_phase_planes_write_every_element_of_their_planes(rng):
     from fastconv._conv import stride_phases
     from fastconv._geometry import conv_geometry as geometry_of
 
+    # (column stride 2 with an odd left padding, rows of odd and even widths: the even columns
+    # go to the second phase and each phase row has padding on one side only)
     for shape, kernel, s, p, d in [((2, 3, 7, 9), 3, 1, 1, 1), ((2, 2, 9, 11), 3, 2, 2, 1),
-                                   ((1, 2, 10, 8), 3, 3, (1, 2), 2), ((2, 1, 5, 6), 2, (1, 2), 0, 1)]:
+                                   ((1, 2, 10, 8), 3, 3, (1, 2), 2), ((2, 1, 5, 6), 2, (1, 2), 0, 1),
+                                   ((2, 3, 8, 9), 3, 2, 1, 1), ((1, 2, 7, 8), 3, 2, (0, 3), 1)]:
         for dtype in (np.float32, np.float64):
             x = rng.standard_normal(shape).astype(dtype)
             geo = geometry_of(shape[2:], kernel, s, p, d)
@@ -598,7 +601,8 @@ def test_phase_planes_write_every_element_of_their_planes(rng):
             padded[:, :, top:top + shape[2], left:left + shape[3]] = x
             # (n, c, i*sh + a, j*sw + b) -> (c, n, a, b, i, j): channel-major planes
             expected = padded.reshape(shape[:2] + (ph.hq, sh, ph.wq, sw)).transpose(1, 0, 3, 5, 2, 4).ravel()
-            for view in (x, x[:, :, :, ::-1].copy()[:, :, :, ::-1]):
+            wide = np.repeat(x, 2, axis=3)  # (every other column of it: x, columns 2 items apart)
+            for view in (x, x[:, :, :, ::-1].copy()[:, :, :, ::-1], wide[:, :, :, ::2]):
                 out = np.full(expected.size + 5, np.nan, dtype)
                 _conv_direct.phase_planes(view, out, top, left, sh, sw, ph.hq, ph.wq, True, 2)
                 np.testing.assert_array_equal(out[:expected.size], expected)

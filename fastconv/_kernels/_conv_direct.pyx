@@ -103,6 +103,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 cdef extern from "pack_shuffle.h" nogil:
+    void fc_prefetch_row(const void* p, ptrdiff_t nbytes) noexcept
     void fc_deinterleave_f32(float* evens, float* odds, const float* src, ptrdiff_t n) noexcept
     void fc_deinterleave_f64(double* evens, double* odds, const double* src, ptrdiff_t n) noexcept
     void fc_interleave_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n) noexcept
@@ -946,12 +947,19 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
     cdef Py_ssize_t C = x.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t per_block = cg * ntaps * block
     cdef Py_ssize_t oh0 = row0, oh1, c, r, g, kb, k0
+    # each row copied asks for the same row of the next channel: the copy of a band waits on
+    # memory (70 % of its time on the loads; an AVX-512 deinterleave in place of the SSE2 one ran
+    # no faster), and a channel's rows start a new stream the prefetchers have to find. Intel Xeon,
+    # AVX-512, in-process A/B: strided 1.04-1.05x at one and two threads, resnet-mid and stem
+    # 1.00x, one or two images already in cache 0.98-1.01x; two or four channels ahead no better
+    cdef Py_ssize_t ahead = x.strides[1] // <Py_ssize_t>sizeof(real_t)
     while oh0 < row1:
         oh1 = min(row1, oh0 + band)
         if oh1 - oh0 < FC_ROWS <= band:  # a short last band: as many rows as a row tile, overlapping
             oh0 = oh1 - FC_ROWS  # the band before it (those rows are computed again, to the same bits)
         for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band
-            _pack_phase_rows(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, oh0, hb, wq, True)
+            _pack_phase_rows(x, n, c, xs + c * chan, pad_top, pad_left, sh, sw, oh0, hb, wq, True,
+                             ahead if c + 1 < C else 0)
         for r in range(groups * blocks):
             g = r // blocks
             kb = r - g * blocks
@@ -1310,13 +1318,18 @@ cdef void _pack_phases(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, r
 
 cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, real_t* dst,
                            Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw,
-                           Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t wq, bint zero_rows) noexcept nogil:
+                           Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t wq, bint zero_rows,
+                           Py_ssize_t ahead=0, bint zero_columns=False) noexcept nogil:
     """Copy phase rows ``r0 <= i < r0 + rows`` of ``x[n, c]`` to planes ``(sh, sw, rows, wq)`` at ``dst``.
 
     ``dst[a, b, i - r0, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]``
     where that pixel exists. Padding columns are left as they are (zero
     once, they stay zero: every row writes the same columns); rows outside
-    the image are zeroed with ``zero_rows``, else left as they are.
+    the image are zeroed with ``zero_rows``, else left as they are; with
+    ``zero_columns`` each row's padding columns are zeroed as it is copied
+    (planes in memory that were not zeroed before). ``ahead`` (elements, or
+    0) is where the row the loop copies next begins relative to the one it
+    copies: it asks for that row while this one is copied.
     Contiguous rows copy whole (one column phase) or split in one pass into
     their even and odd columns (two phases: ``fc_deinterleave``); other
     strides copy item by item.
@@ -1329,6 +1342,8 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
     cdef real_t* evens
     cdef real_t* odds
     if W == 0:
+        if zero_rows and zero_columns:
+            memset(dst, 0, sh * sw * plane * sizeof(real_t))
         return
     if sw == 1 and step == 1:  # whole rows, no column phases: no divisions per row
         for a in range(sh):
@@ -1340,6 +1355,10 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                         memset(out, 0, wq * sizeof(real_t))
                     continue
                 src = &x[n, c, h, 0]
+                if ahead:
+                    fc_prefetch_row(src + ahead, W * sizeof(real_t))
+                if zero_columns:
+                    _zero_outside(out, pad_left, pad_left + W, wq)
                 out = out + pad_left
                 if W >= 64:
                     memcpy(out, src, W * sizeof(real_t))
@@ -1360,6 +1379,11 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                         memset(odds, 0, wq * sizeof(real_t))
                     continue
                 src = &x[n, c, h, 0]
+                if ahead:
+                    fc_prefetch_row(src + ahead, W * sizeof(real_t))
+                if zero_columns:
+                    _zero_outside(evens, pad_left // 2, pad_left // 2 + (W + 1) // 2, wq)
+                    _zero_outside(odds, (pad_left + 1) // 2, (pad_left + 1) // 2 + W // 2, wq)
                 evens = evens + pad_left // 2
                 odds = odds + (pad_left + 1) // 2
                 if real_t is float:
@@ -1381,12 +1405,39 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
             for b in range(sw):
                 w0 = (b - pad_left % sw + sw) % sw  # first column of phase b
                 if w0 >= W:
+                    if zero_columns:
+                        memset(dst + (a * sw + b) * plane + i * wq, 0, wq * sizeof(real_t))
                     continue
                 j0 = (w0 + pad_left) // sw
                 count = (W - w0 + sw - 1) // sw
+                if zero_columns:
+                    _zero_outside(dst + (a * sw + b) * plane + i * wq, j0, j0 + count, wq)
                 out = dst + (a * sw + b) * plane + i * wq + j0
                 for m in range(count):
                     out[m] = src[(w0 + m * sw) * step]
+
+
+cdef inline void _zero_outside(real_t* row, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t wq) noexcept nogil:
+    """Zero ``row[j]`` for ``j < j0`` and ``j1 <= j < wq``: a phase row's padding columns."""
+    _zero_few(row, j0)
+    if j1 < wq:
+        _zero_few(row + j1, wq - j1)
+
+
+cdef inline void _zero_few(real_t* p, Py_ssize_t n) noexcept nogil:
+    """Zero ``p[:n]``: up to 4 items in single stores (the compiler makes a loop a call to memset,
+    which cost resnet-deep's weight gradient, 2 calls per row of 16, 1-2 %)."""
+    if n > 4:
+        memset(p, 0, n * sizeof(real_t))
+        return
+    if n > 0:
+        p[0] = 0
+    if n > 1:
+        p[1] = 0
+    if n > 2:
+        p[2] = 0
+    if n > 3:
+        p[3] = 0
 
 
 cdef void _pack_grad_rows(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssize_t k, real_t* dst,
@@ -1419,9 +1470,11 @@ def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top
     ``channel_major``:
     ``out[n, c, a, b, i, j] = x[n, c, i*sh + a - pad_top, j*sw + b - pad_left]``
     wherever that pixel exists, zero elsewhere (the padding). ``out`` need
-    not be zeroed: each (image, channel) plane is zeroed just before its
-    copy, in cache (a zeroing pass over the whole of ``out`` first wrote it
-    to memory twice); elements past the last plane are left as they are. The
+    not be zeroed: each row's padding columns are zeroed as the row is
+    copied, and the rows outside the image as they come (a zeroing pass over
+    the whole of ``out`` first wrote it to memory twice; zeroing each plane
+    in cache just before its copy cost ``strided``'s weight gradient 6 %);
+    elements past the last plane are left as they are. The
     caller guarantees ``hq*sh >= pad_top + H``, ``wq*sw >= pad_left + W``
     and the size of ``out``. Parallel over (image, channel) planes.
     """
@@ -1435,8 +1488,7 @@ def phase_planes(const real_t[:, :, :, :] x, real_t[::1] out, Py_ssize_t pad_top
         else:  # t = n*C + c
             n = t // C
             c = t % C
-        memset(&out[0] + t * chan, 0, chan * sizeof(real_t))
-        _pack_phases(x, n, c, &out[0] + t * chan, pad_top, pad_left, sh, sw, hq, wq)
+        _pack_phase_rows(x, n, c, &out[0] + t * chan, pad_top, pad_left, sh, sw, 0, hq, wq, True, 0, True)
 
 
 def scatter_phase(const acc_t[:, :, :, ::1] phase, acc_t[:, :, :, ::1] result, Py_ssize_t first_h,

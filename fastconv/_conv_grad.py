@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, zeros
-from ._conv import TILES, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
+from ._conv import BAND_BUDGET, TILES, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -369,6 +369,56 @@ def _scratch_rows(rows, per_row, itemsize):
     return min(rows, max(1, 2**18 // itemsize // per_row))
 
 
+class OctileBands(NamedTuple):
+    """How the weight gradient's output-channel tiles cut their work into chunks they lay out in cache.
+
+    A chunk is ``images`` whole images or, with one image, ``rows`` output
+    rows; its input is copied ``channels`` input channels at a time, as
+    stride-phase planes of the phase rows the chunk reads (``phases``:
+    :func:`~fastconv._conv.stride_phases` with that many rows).
+    """
+
+    images: int
+    rows: int
+    channels: int
+    phases: object
+
+
+#: Bytes of a chunk's grad (every block of a group, pixel-major) the weight gradient's banded
+#: output-channel tiles keep in a task's scratch (:func:`octile_bands`): a quarter of the L2 cache.
+OCTILE_BAND_GRAD_BYTES = BAND_BUDGET
+#: Bytes of a chunk's input planes they copy at a time (:func:`octile_bands`).
+OCTILE_BAND_INPUT_BYTES = BAND_BUDGET
+
+
+#: Most multiply-adds per input element (output channels per group x taps / stride area) for which
+#: the weight gradient's output-channel tiles lay out their chunks themselves (:class:`GradWeightPlan`).
+OCTILE_BANDS_MAX_MACS = 1536
+
+
+def octile_bands(geometry, images, cg, group_channels, itemsize):
+    """The :class:`OctileBands` of a weight gradient: chunks whose grad takes about ``OCTILE_BAND_GRAD_BYTES``.
+
+    ``group_channels`` is a group's output channels rounded up to whole
+    blocks. Whole images while one image's grad fits, else rows of one
+    image, cut as evenly as they can be; input channels so that their planes
+    take about ``OCTILE_BAND_INPUT_BYTES`` (at least one, at most ``cg``).
+    """
+    (sh, sw), (dh, _) = geometry.stride, geometry.dilation
+    kh = geometry.kernel[0]
+    oh, ow = geometry.out_shape
+    wq = -(-geometry.padded_shape[1] // sw)
+    per_row = max(1, ow * group_channels * itemsize)
+    if oh * per_row <= OCTILE_BAND_GRAD_BYTES:
+        chunk, rows = max(1, min(images, OCTILE_BAND_GRAD_BYTES // (oh * per_row))), oh
+    else:
+        chunk, rows = 1, max(1, OCTILE_BAND_GRAD_BYTES // per_row)
+        rows = -(-oh // -(-oh // rows))  # as even as can be
+    phases = stride_phases(geometry, rows + (kh - 1) * dh // sh)
+    per_channel = chunk * sh * sw * phases.hq * wq * itemsize
+    return OctileBands(chunk, rows, max(1, min(cg, OCTILE_BAND_INPUT_BYTES // per_channel)), phases)
+
+
 #: Sums per weight-gradient entry per output pixel (input channels x taps per group) from
 #: which the output-channel tiles run the weight gradient, by dtype and SIMD level (measured;
 #: see below).
@@ -455,6 +505,23 @@ def _split_channels(blocks, threads, cg):
     return max(1, min(cg, parts))
 
 
+def _band_parts(groups, blocks, cg, threads):
+    """``(c_parts, b_parts)``: input-channel slices and block ranges per group of the banded weight tiles.
+
+    A task copies its slice's input planes once for its blocks: slices of
+    the channels where there are enough of them to share evenly (at least 4
+    per thread), else ranges of the blocks (each range copies the slice
+    again; on stem's 3 channels at two threads slices of 1 and 2 channels
+    took 1.38x the time of the old route, 2 ranges of 1 block share evenly).
+    """
+    if groups % threads == 0:
+        return 1, 1
+    if cg >= 4 * threads:
+        return _split_channels(groups, threads, cg), 1
+    ranges = max(1, min(blocks, -(-threads // groups)))
+    return _split_channels(groups * ranges, threads, cg), ranges
+
+
 #: Bytes of scratch (input planes and a block of the grad) per chunk of images of the column
 #: tiles. Old layout (every plane first) / chunks, AVX-512 float32: 1 MiB and 4 MiB ran alike
 #: on cifar and the textbook's 5x5 layer; on resnet-deep (the baseline level, where the
@@ -512,7 +579,25 @@ class GradWeightPlan:
     ``"channels1"`` forces the output-channel tiles of one vector of channels
     where the level has them (blocks of half as many channels).
 
-    For the output-channel tiles the input is first laid out as stride-phase
+    Where the input needs a copy (padding, strides, dilation), the
+    output-channel tiles of kernels larger than 1x1 lay out each chunk of it
+    themselves, in cache (``bands``, :func:`octile_bands`,
+    :func:`~fastconv._kernels._conv_direct.conv2d_grad_weight_octile_bands`):
+    a task, one group and a slice of its input channels, copies a chunk's
+    grad for its blocks and then its input planes a few channels at a time,
+    and runs every block on them. Old route (every plane laid out in memory
+    first, then read by each block's task) / bands, Intel Xeon, AVX-512,
+    float32, alternating processes, medians, one / two threads: strided
+    1.11x / 1.09x, 256 channels 28 -> 14 at stride 2 1.29x / 1.28x, 16 to
+    32 on 32x32 1.08x / 1.10x, dilated 1.07x / 1.04x, resnet-mid 1.04x /
+    1.00x, stem 1.03x / 1.02x, 64 channels of 224x224 1.04x / 1.02x. Not
+    where the tiles do many multiply-adds per input element (more than
+    :data:`OCTILE_BANDS_MAX_MACS`: output channels per group x taps / stride
+    area): resnet-deep (2304) ran 0.93x, its chunks' runs of pixels being
+    shorter than those of one block's task (2 images instead of 10); with
+    larger chunks 0.96x.
+
+    Otherwise the input is first laid out as stride-phase
     planes, channel-major (each channel's images next to each other), zero
     padding included (the column tiles lay out each chunk of images
     themselves: :meth:`_run_columns`). With stride 1
@@ -596,10 +681,19 @@ class GradWeightPlan:
         self.images, self.channels = n, c
         self.work = n * k * geometry.out_size * cg * kh * kw // 16
         self.reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
+        # the output-channel tiles lay out the input planes of each chunk themselves (in cache) where
+        # the input needs a copy, but for 1x1 kernels (their planes of one chunk are one run of pixels)
+        self.bands = None
+        macs = k // groups * kh * kw / math.prod(geometry.stride)  # multiply-adds per input element
+        if (self.oc_level >= 0 and not self.depthwise and not self.reads_input and kh * kw > 1
+                and macs <= OCTILE_BANDS_MAX_MACS):
+            self.bands = octile_bands(geometry, n, cg, -(-(k // groups) // self.block) * self.block,
+                                      dtype.itemsize)
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
         self.depthwise_kernel = specialized(_conv_direct.conv2d_grad_weight_depthwise, dtype)
         self.phase_planes = specialized(_conv_direct.phase_planes, dtype)
         self.octile_kernel = specialized(_conv_direct.conv2d_grad_weight_octile, dtype)
+        self.octile_bands_kernel = specialized(_conv_direct.conv2d_grad_weight_octile_bands, dtype)
         self.tiled_kernel = specialized(_conv_direct.conv2d_grad_weight_tiled, dtype)
 
     def run(self, x, grad):
@@ -631,6 +725,13 @@ class GradWeightPlan:
                                          (chunk - 1) * ph.image + max(ph.image, self.reach), chunk, channel_block,
                                          threads):
                 return None  # an inf or a nan in x (checked plane by plane as the kernel copies them)
+        elif self.bands is not None:
+            b = self.bands
+            blocks = -(-(k // groups) // block)
+            self.octile_bands_kernel(x, top, left, *geo.stride, b.phases.hq, b.phases.wq, b.phases.taps, grad, dw,
+                                     groups, cg, b.images, b.rows, b.channels,
+                                     *_band_parts(groups, blocks, cg, threads), self.oc_level, threads,
+                                     self.one_vector)
         else:
             if self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
                 # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W

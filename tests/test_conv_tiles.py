@@ -15,6 +15,7 @@ from helpers import assert_same_non_finite, tolerance
 
 import fastconv
 from fastconv import _conv, reference
+from fastconv._geometry import conv_geometry
 from fastconv._kernels import _conv_direct
 from fastconv._prepare import prepare_conv2d
 
@@ -618,6 +619,7 @@ def test_grad_weight_channel_tiles_in_row_chunks(rng, monkeypatch, every_call_pa
     # rows at a time: the reference's values, the same bits for every thread count
     from fastconv import _conv_grad
 
+    monkeypatch.setattr(_conv_grad, "OCTILE_BANDS_MAX_MACS", 0)  # the input laid out first (not in bands)
     monkeypatch.setattr(_conv_grad, "_scratch_chunk", lambda per_image, itemsize: 1)
     monkeypatch.setattr(_conv_grad, "_scratch_rows", lambda oh, per_row, itemsize: rows)
     x = rng.standard_normal((2, 5, 23, 21)).astype(dtype)
@@ -632,6 +634,74 @@ def test_grad_weight_channel_tiles_in_row_chunks(rng, monkeypatch, every_call_pa
     np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("grad_bytes, input_bytes", [(1, 1), (3000, 1), (10**9, 1000), (10**9, 10**9)])
+@pytest.mark.parametrize("n, c, hw, k, kernel, s, p, d, g", [
+    (3, 5, (9, 16), 40, 3, 2, 1, 1, 1),       # stride 2, odd left padding, a partial block
+    (2, 6, (17, 23), 12, (3, 2), (2, 3), ((2, 0), (1, 3)), (1, 2), 3),
+    (2, 3, (20, 20), 17, 7, 2, 3, 1, 1),      # more than oc_cols taps per channel
+    (4, 9, (12, 13), 64, 3, 1, 2, 2, 1),      # dilated, two blocks
+])
+def test_grad_weight_channel_tiles_in_bands(rng, monkeypatch, every_call_parallel, dtype, grad_bytes, input_bytes,
+                                            n, c, hw, k, kernel, s, p, d, g):
+    # the output-channel tiles that lay out each chunk of the input themselves: chunks of rows
+    # (tiny budgets), of one or several images, a channel or every channel at a time; the
+    # reference's values and the same bits for every thread count and every split of the tasks
+    from fastconv import _conv_grad
+
+    monkeypatch.setattr(_conv_grad, "OCTILE_BAND_GRAD_BYTES", grad_bytes)
+    monkeypatch.setattr(_conv_grad, "OCTILE_BAND_INPUT_BYTES", input_bytes)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    shape = (k, c // g, kh, kw)
+    kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), **kwargs).shape).astype(dtype)
+    expected = reference.conv2d_grad_weight(grad, x, shape, **kwargs)
+    plan = _conv_grad.GradWeightPlan(x.shape, shape, conv_geometry(hw, (kh, kw), s, p, d), g, np.dtype(dtype),
+                                     _conv_direct.current_level(), "channels")
+    assert plan.bands is not None
+    if grad_bytes == 1:
+        assert plan.bands.rows == 1 and plan.bands.channels == 1
+    if grad_bytes == 10**9:
+        assert plan.bands.images == n and plan.bands.rows == grad.shape[2]
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            results.append(plan.run(x, grad))
+    blocks = -(-(k // g) // plan.block)
+    for c_parts, b_parts in [(1, 2), (2, 1), (c // g, blocks)]:  # (channel slices, block ranges) of the tasks
+        monkeypatch.setattr(_conv_grad, "_band_parts", lambda *args: (c_parts, min(b_parts, blocks)))
+        with fastconv.num_threads(2):
+            results.append(plan.run(x, grad))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def test_grad_weight_bands_kernel_refuses_taps_outside_its_planes(rng):
+    # the kernel reads the planes of a chunk unchecked: it checks that they hold every tap first
+    from fastconv._conv import stride_phases
+
+    x = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
+    grad = rng.standard_normal((2, 32, 5, 5)).astype(np.float32)
+    geo = conv_geometry((10, 10), (3, 3), 2, 1, 1)
+    ph = stride_phases(geo, 5 + 1)
+    level = _conv_direct.current_level()
+    kernel = _conv_direct.conv2d_grad_weight_octile_bands
+
+    def run(taps=ph.taps, hb=ph.hq, wq=ph.wq, rows=5, images=1, dw_size=32 * 3 * 9):
+        dw = np.zeros(dw_size, np.float32)
+        kernel(x, 1, 1, 2, 2, hb, wq, taps, grad, dw, 1, 3, images, rows, 3, 1, 1, level, 1)
+        return dw
+
+    run()  # (the arguments are right)
+    for bad in [dict(hb=ph.hq - 1), dict(wq=ph.wq - 1), dict(rows=6), dict(rows=3, images=2), dict(dw_size=10),
+                dict(taps=ph.taps + ph.wq), dict(taps=ph.taps + 1), dict(taps=ph.taps - ph.taps.max() - 1)]:
+        with pytest.raises(ValueError):
+            run(**bad)
 
 
 def test_grad_weight_row_chunks_only_for_large_images():

@@ -1751,6 +1751,41 @@ cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssiz
                 out[ow * step + j] = src[ow * column]
 
 
+cdef void _octile_pairs(fc_ocwtile_f32_fn t32, fc_ocwtile_f64_fn t64, const real_t* xbase, Py_ssize_t first,
+                        Py_ssize_t channel_stride, Py_ssize_t image_stride, Py_ssize_t row, const ptrdiff_t* taps,
+                        Py_ssize_t ntaps, Py_ssize_t c_lo, Py_ssize_t c_hi, Py_ssize_t most, int run_rows,
+                        int run_cols, const real_t* gt, int run_images, real_t* sums, ptrdiff_t* offs,
+                        real_t* dw, Py_ssize_t dw_row, Py_ssize_t nk, Py_ssize_t block) noexcept nogil:
+    """Add one chunk's sums of the (input channel, tap) pairs of channels ``c_lo <= c < c_hi`` to ``dw``.
+
+    Channel ``c_lo``'s planes start ``first`` elements from ``xbase``, the next
+    channel's ``channel_stride`` on; the tiles (``t32`` or ``t64``) take up to
+    ``most`` pairs per call over the chunk's pixels (``gt``, packed by
+    :func:`_pack_grad_pixels`). Pair ``p`` (channel ``p // ntaps`` of the
+    group, tap ``p % ntaps``) of output channel ``j < nk`` of the block adds
+    into ``dw[j*dw_row + p]``.
+    """
+    cdef Py_ssize_t p = c_lo * ntaps, c = 0, t = 0, m, i, j
+    cdef real_t* dwj
+    while p < c_hi * ntaps:
+        m = min(most, c_hi * ntaps - p)
+        for i in range(m):  # (counted, not divided: a division per pair cost a quarter of the time)
+            offs[i] = first + c * channel_stride + taps[t]
+            t = t + 1
+            if t == ntaps:
+                t = 0
+                c = c + 1
+        if real_t is float:
+            t32(xbase, offs, <int>m, image_stride, row, run_rows, run_cols, gt, run_images, sums)
+        else:
+            t64(xbase, offs, <int>m, image_stride, row, run_rows, run_cols, gt, run_images, sums)
+        for j in range(nk):  # row by row: dw's rows are cg*ntaps items apart, often a power of
+            dwj = dw + j * dw_row + p  # two, so across rows they share cache sets
+            for i in range(m):
+                dwj[i] += sums[i * block + j]
+        p = p + m
+
+
 def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                               const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
                               real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t chunk_images,
@@ -1800,11 +1835,10 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     cdef bint one_run = (row == OW and image_stride == OH * OW and chunk_rows == OH
                          and chunk_images * OH * OW <= INT_MAX)
     cdef int run_rows, run_cols, run_images
-    cdef Py_ssize_t task, g, k0, nk, n0, n1, i, j, p, m, c, t, r0, r1
+    cdef Py_ssize_t task, g, k0, nk, n0, n1, i, r0, r1
     cdef WeightTask w
     cdef real_t* gt
     cdef real_t* sums
-    cdef real_t* dwj
     cdef ptrdiff_t* offs
     cdef int failed[1]
     failed[0] = 0
@@ -1830,32 +1864,139 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
                     run_rows, run_cols, run_images = 1, <int>((n1 - n0) * OH * OW), 1
                 else:
                     run_rows, run_cols, run_images = <int>(r1 - r0), <int>OW, <int>(n1 - n0)
-                p = w.c_lo * ntaps  # pair p: channel p // ntaps of the group, tap p % ntaps
-                c = w.c_lo
-                t = 0
-                while p < w.c_hi * ntaps:
-                    m = min(most, w.c_hi * ntaps - p)
-                    for i in range(m):  # (counted, not divided: a division per pair cost a quarter of the time)
-                        offs[i] = (g * cg + c) * channel_stride + taps[t]
-                        t = t + 1
-                        if t == ntaps:
-                            t = 0
-                            c = c + 1
-                    if real_t is float:
-                        t32(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, run_rows,
-                            run_cols, gt, run_images, sums)
-                    else:
-                        t64(&x[0] + n0 * image_stride + r0 * row, offs, <int>m, image_stride, row, run_rows,
-                            run_cols, gt, run_images, sums)
-                    for j in range(nk):  # row by row: dw's rows are cg*ntaps items apart, often a power of
-                        dwj = &dw[0] + (k0 + j) * cg * ntaps + p  # two, so across rows they share cache sets
-                        for i in range(m):
-                            dwj[i] += sums[i * block + j]
-                    p = p + m
+                _octile_pairs(t32, t64, &x[0] + n0 * image_stride + r0 * row, (g * cg + w.c_lo) * channel_stride,
+                              channel_stride, image_stride, row, &taps[0], ntaps, w.c_lo, w.c_hi, most, run_rows,
+                              run_cols, gt, run_images, sums, offs, &dw[0] + k0 * cg * ntaps, cg * ntaps, nk, block)
                 r0 = r1
                 if r0 == OH:
                     r0 = 0
                     n0 = n1
+        _free_aligned(gt)
+        free(sums)
+        free(offs)
+    if failed[0]:
+        raise MemoryError("conv2d_grad_weight: cannot allocate the tiles' scratch buffers")
+
+
+def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hb, Py_ssize_t wq,
+                                    const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, real_t[::1] dw,
+                                    Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t chunk_images, Py_ssize_t chunk_rows,
+                                    Py_ssize_t sub_channels, Py_ssize_t c_parts, Py_ssize_t b_parts, int level,
+                                    int num_threads, bint one_vector=False):
+    """dL/dw of an NCHW convolution by output-channel tiles that lay out the input themselves, in cache.
+
+    As :func:`conv2d_grad_weight_octile`, but ``x`` is the unpadded NCHW
+    input (any strides): no laid-out copy of it in memory. A task is a group,
+    a slice of its input channels (``c_parts`` slices) and a range of its
+    blocks of output channels (``b_parts`` ranges); for each chunk of
+    ``chunk_images`` images (or, with one image, of ``chunk_rows`` output
+    rows) it copies the grad of its blocks pixel-major
+    (:func:`_pack_grad_pixels`), then, ``sub_channels`` input channels at a
+    time, the stride-phase planes of the rows the chunk reads (``hb`` phase
+    rows of ``wq`` columns each, :func:`_pack_phase_rows`) into its
+    thread's scratch, and runs its blocks' tiles on them while they are
+    in cache. ``taps`` are :func:`fastconv._conv.stride_phases`' for planes
+    of ``hb`` rows. Every entry of ``dw`` (OIHW flat, zeroed) is one task's,
+    summed over the chunks in the same order whatever the thread count.
+    Raises ValueError for inconsistent arguments, MemoryError if a scratch
+    buffer cannot be allocated.
+    """
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef const fc_tiles* tiles = fc_level_tiles(level)
+    cdef Py_ssize_t block = tiles.oc_block_f32 if real_t is float else tiles.oc_block_f64
+    cdef Py_ssize_t most = tiles.oc_cols
+    cdef fc_ocwtile_f32_fn t32 = tiles.ocwt32
+    cdef fc_ocwtile_f64_fn t64 = tiles.ocwt64
+    if one_vector:
+        if tiles.ocw1t32 == NULL:
+            raise ValueError("conv2d_grad_weight_octile_bands: this level has no one-vector tiles")
+        block = block // 2
+        t32 = tiles.ocw1t32
+        t64 = tiles.ocw1t64
+    cdef Py_ssize_t ntaps = taps.shape[0], t
+    if groups < 1 or K % groups or cg < 1 or C != groups * cg or x.shape[0] != N:
+        raise ValueError("conv2d_grad_weight_octile_bands: x must be (N, groups * cg, H, W) with grad's N")
+    if dw.shape[0] != K * cg * ntaps:
+        raise ValueError("conv2d_grad_weight_octile_bands: dw must hold K * cg * taps sums")
+    if sh < 1 or sw < 1 or pad_top < 0 or pad_left < 0 or wq < 1 or pad_left + W > wq * sw:
+        raise ValueError("conv2d_grad_weight_octile_bands: the phase rows must hold the padded input's columns")
+    if chunk_images < 1 or chunk_rows < 1 or chunk_rows > OH or (chunk_rows < OH and chunk_images != 1):
+        raise ValueError("conv2d_grad_weight_octile_bands: chunks of whole images, or of rows of one image")
+    if sub_channels < 1 or c_parts < 1 or c_parts > cg or b_parts < 1:
+        raise ValueError("conv2d_grad_weight_octile_bands: channel slices need channels")
+    for t in range(ntaps):  # each tap's pixels inside its phase plane, for every row of a chunk
+        if taps[t] < 0 or taps[t] >= sh * sw * hb * wq or (taps[t] // wq) % hb + chunk_rows > hb \
+                or taps[t] % wq + OW > wq:
+            raise ValueError("conv2d_grad_weight_octile_bands: the chunk's phase planes do not hold every tap")
+    cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
+    if b_parts > blocks:
+        raise ValueError("conv2d_grad_weight_octile_bands: block ranges need blocks")
+    cdef Py_ssize_t most_blocks = (blocks + b_parts - 1) // b_parts  # in the longest range
+    cdef Py_ssize_t chan = sh * sw * hb * wq  # a channel's planes of one image
+    cdef Py_ssize_t sub = min(sub_channels, cg)
+    cdef Py_ssize_t x_chan = chunk_images * chan  # the scratch holds [channel][image][planes]
+    cdef Py_ssize_t per_image = chunk_rows * OW * block  # a block's grad of one image
+    cdef Py_ssize_t g_block = chunk_images * per_image
+    cdef Py_ssize_t task, g, part, c_lo, c_hi, b_lo, b_hi, s0, s1, kb, k0, nk, n0, n1, i, j, r0, r1
+    cdef int run_rows
+    cdef Py_ssize_t ahead = x.strides[1] // <Py_ssize_t>sizeof(real_t)
+    cdef real_t* xs
+    cdef real_t* gt
+    cdef real_t* sums
+    cdef ptrdiff_t* offs
+    cdef int failed[1]
+    failed[0] = 0
+    if N == 0 or OH == 0 or OW == 0:
+        return
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: the padding columns and the channels past a block's last are never written
+        xs = <real_t*>_calloc_aligned(sub * x_chan, sizeof(real_t))
+        gt = <real_t*>_calloc_aligned(most_blocks * g_block, sizeof(real_t))
+        sums = <real_t*>calloc(most * block, sizeof(real_t))
+        offs = <ptrdiff_t*>calloc(most, sizeof(ptrdiff_t))
+        for task in prange(groups * c_parts * b_parts, schedule="dynamic"):
+            if xs == NULL or gt == NULL or sums == NULL or offs == NULL:
+                failed[0] = 1
+                continue
+            g = task // (c_parts * b_parts)
+            part = (task // b_parts) % c_parts
+            b_lo = (task % b_parts) * blocks // b_parts
+            b_hi = (task % b_parts + 1) * blocks // b_parts
+            c_lo = part * cg // c_parts
+            c_hi = (part + 1) * cg // c_parts
+            n0 = 0
+            r0 = 0
+            while n0 < N:  # chunks of images, or of the rows of one image
+                n1 = min(N, n0 + chunk_images)
+                r1 = min(OH, r0 + chunk_rows)
+                run_rows = <int>(r1 - r0)
+                for kb in range(b_lo, b_hi):
+                    k0 = g * kg + kb * block
+                    nk = min(block, kg - kb * block)
+                    for i in range(n1 - n0):
+                        _pack_grad_pixels(grad, n0 + i, k0, nk, gt + (kb - b_lo) * g_block + i * per_image, block,
+                                          r0, r1)
+                s0 = c_lo
+                while s0 < c_hi:
+                    s1 = min(c_hi, s0 + sub)
+                    for j in range(s1 - s0):  # output row r0 + i reads phase rows r0 + i .. r0 + i + hb - chunk_rows
+                        for i in range(n1 - n0):  # (asking for the next channel's rows as it goes)
+                            _pack_phase_rows(x, n0 + i, g * cg + s0 + j, xs + j * x_chan + i * chan, pad_top,
+                                             pad_left, sh, sw, r0, hb, wq, True, ahead if s0 + j + 1 < s1 else 0)
+                    for kb in range(b_lo, b_hi):
+                        k0 = g * kg + kb * block
+                        nk = min(block, kg - kb * block)
+                        _octile_pairs(t32, t64, xs, 0, x_chan, chan, wq, &taps[0], ntaps, s0, s1, most,
+                                      run_rows, <int>OW, gt + (kb - b_lo) * g_block, <int>(n1 - n0), sums, offs,
+                                      &dw[0] + k0 * cg * ntaps, cg * ntaps, nk, block)
+                    s0 = s1
+                r0 = r1
+                if r0 == OH:
+                    r0 = 0
+                    n0 = n1
+        _free_aligned(xs)
         _free_aligned(gt)
         free(sums)
         free(offs)

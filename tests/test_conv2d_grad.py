@@ -412,14 +412,41 @@ def test_phases_put_in_place(rng, dtype, width, height, first_h, sh):
     expected[:, :, first_h::sh, 0::2] = evens
     expected[:, :, first_h::sh, 1::2] = odds
     for threads in (1, 2):
-        got = result.copy()
-        specialized(_conv_direct.scatter_phase_pair, dtype)(evens, odds, got, first_h, sh, threads)
-        np.testing.assert_array_equal(got, expected)
+        for stream in (False, True):  # (float32 rows starting on 16 bytes: non-temporal stores)
+            got = result.copy()
+            specialized(_conv_direct.scatter_phase_pair, dtype)(evens, odds, got, first_h, sh, threads, stream)
+            np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="phase's pixels"):  # a row too many
         _conv_direct.scatter_phase(np.zeros((2, 3, rows + 1, width), dtype), result, first_h, 0, sh, 1, 1)
     with pytest.raises(ValueError, match="even and odd columns"):  # a column too many
         _conv_direct.scatter_phase_pair(evens, np.zeros((2, 3, rows, width // 2 + 1), dtype), result,
                                         first_h, sh, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hw", [(16, 16), (9, 11), (12, 14)])
+def test_grad_input_phases_streamed_into_the_result(rng, monkeypatch, every_call_parallel, dtype, hw):
+    # from STREAM_BYTES on, the phases of a column stride of 2 go into a result whose pages are
+    # mapped (an `out`, or a buffer handed out again) with non-temporal stores (float32 rows
+    # that start on 16 bytes: every row of 16 columns, every other row of 14, none of 11):
+    # the same bits as ordinary stores
+    from fastconv import _conv_grad
+
+    x_shape = (3, 4) + hw
+    w = rng.standard_normal((8, 4, 3, 3)).astype(dtype)
+    grad = rng.standard_normal((3, 8, (hw[0] - 1) // 2 + 1, (hw[1] - 1) // 2 + 1)).astype(dtype)
+    expected = fastconv.conv2d_grad_input(grad, w, x_shape, stride=2, padding=1)
+    np.testing.assert_allclose(expected, reference.conv2d_grad_input(grad, w, x_shape, stride=2, padding=1),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+    monkeypatch.setattr(_conv_grad, "STREAM_BYTES", 0)
+    streamed = []
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            out = np.full(x_shape, np.nan, dtype)
+            streamed.append(fastconv.conv2d_grad_input(grad, w, x_shape, stride=2, padding=1, out=out))
+            streamed.append(fastconv.conv2d_grad_input(grad, w, x_shape, stride=2, padding=1))
+    for got in streamed:
+        np.testing.assert_array_equal(got, expected)
 
 
 # Every pixel of a strided convolution's dL/dx lies in some phase (3x3, stride 2), so the result is

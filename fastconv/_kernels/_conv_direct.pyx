@@ -107,6 +107,8 @@ cdef extern from "pack_shuffle.h" nogil:
     void fc_deinterleave_f32(float* evens, float* odds, const float* src, ptrdiff_t n) noexcept
     void fc_deinterleave_f64(double* evens, double* odds, const double* src, ptrdiff_t n) noexcept
     void fc_interleave_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n) noexcept
+    void fc_interleave_stream_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n) noexcept
+    void fc_store_fence() noexcept
     void fc_interleave4_f32(float* dst, ptrdiff_t step, const float* s0, const float* s1, const float* s2,
                             const float* s3, ptrdiff_t n) noexcept
     void fc_interleave2_f64(double* dst, ptrdiff_t step, const double* s0, const double* s1,
@@ -1528,7 +1530,8 @@ def scatter_phase(const acc_t[:, :, :, ::1] phase, acc_t[:, :, :, ::1] result, P
 
 
 def scatter_phase_pair(const acc_t[:, :, :, ::1] evens, const acc_t[:, :, :, ::1] odds,
-                       acc_t[:, :, :, ::1] result, Py_ssize_t first_h, Py_ssize_t sh, int num_threads):
+                       acc_t[:, :, :, ::1] result, Py_ssize_t first_h, Py_ssize_t sh, int num_threads,
+                       bint stream=False):
     """Two phases of column stride 2 put in place at once: ``result[:, :, first_h::sh, 0::2] = evens``
     and ``result[:, :, first_h::sh, 1::2] = odds``.
 
@@ -1538,7 +1541,9 @@ def scatter_phase_pair(const acc_t[:, :, :, ::1] evens, const acc_t[:, :, :, ::1
     read and write it twice.
     The shapes must be those of the phases (checked): ``evens`` has
     ``ceil(W / 2)`` columns, ``odds`` ``W // 2``. Parallel over (image,
-    channel, phase row).
+    channel, phase row). ``stream``: float32 rows are written with
+    non-temporal stores (``result`` is large and its pages mapped: no read of
+    its lines before they are written).
     """
     cdef Py_ssize_t N = result.shape[0], C = result.shape[1], H = result.shape[2], W = result.shape[3]
     if sh < 1 or first_h < 0:
@@ -1551,24 +1556,37 @@ def scatter_phase_pair(const acc_t[:, :, :, ::1] evens, const acc_t[:, :, :, ::1
     cdef acc_t* dst
     if N * C * rows == 0 or W == 0:
         return
-    for t in prange(N * C * rows, nogil=True, num_threads=num_threads, schedule="static"):
-        p = t // rows  # (image, channel) plane n*C + c
-        u = t - p * rows
-        n = p // C
-        c = p - n * C
-        dst = &result[n, c, first_h + u * sh, 0]
-        if pairs == 0:
-            pass
-        elif acc_t is float:
-            fc_interleave_f32(dst, &evens[n, c, u, 0], &odds[n, c, u, 0], pairs)
-        elif acc_t is double:
-            fc_interleave2_f64(dst, 2, &evens[n, c, u, 0], &odds[n, c, u, 0], pairs)
+    with nogil, parallel(num_threads=num_threads):
+        for t in prange(N * C * rows, schedule="static"):
+            p = t // rows  # (image, channel) plane n*C + c
+            u = t - p * rows
+            n = p // C
+            c = p - n * C
+            dst = &result[n, c, first_h + u * sh, 0]
+            _interleave_row(dst, &evens[n, c, u, 0], &odds[n, c, u, 0] if pairs else NULL, pairs, W, stream)
+        if stream:
+            fc_store_fence()
+
+
+cdef inline void _interleave_row(acc_t* dst, const acc_t* evens, const acc_t* odds, Py_ssize_t pairs, Py_ssize_t W,
+                                 bint stream) noexcept nogil:
+    """``dst[2m] = evens[m]``, ``dst[2m + 1] = odds[m]`` for ``m < pairs``, and ``dst[W - 1]`` for an odd ``W``."""
+    cdef Py_ssize_t m
+    if pairs == 0:
+        pass
+    elif acc_t is float:
+        if stream:
+            fc_interleave_stream_f32(dst, evens, odds, pairs)
         else:
-            for m in range(pairs):
-                dst[2 * m] = evens[n, c, u, m]
-                dst[2 * m + 1] = odds[n, c, u, m]
-        if W % 2:  # (an odd width: one more even column)
-            dst[W - 1] = evens[n, c, u, pairs]
+            fc_interleave_f32(dst, evens, odds, pairs)
+    elif acc_t is double:
+        fc_interleave2_f64(dst, 2, evens, odds, pairs)
+    else:
+        for m in range(pairs):
+            dst[2 * m] = evens[m]
+            dst[2 * m + 1] = odds[m]
+    if W % 2:  # (an odd width: one more even column)
+        dst[W - 1] = evens[pairs]
 
 
 cdef struct WeightTask:

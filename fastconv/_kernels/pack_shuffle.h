@@ -15,6 +15,7 @@
 #define FASTCONV_PACK_SHUFFLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -73,6 +74,32 @@ static void fc_interleave_f32(float *dst, const float *evens, const float *odds,
     }
 #endif
     for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];
+}
+
+/* fc_interleave_f32 with non-temporal stores (past the caches: no read of dst's lines before
+ * they are written) where dst starts on 16 bytes; the caller fences (fc_store_fence) before
+ * anyone reads dst. */
+static void fc_interleave_stream_f32(float *dst, const float *evens, const float *odds, ptrdiff_t n)
+{
+    ptrdiff_t m = 0;
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    if (((uintptr_t)dst & 15) == 0) {
+        for (; m + 4 <= n; m += 4) {
+            __m128 a = _mm_loadu_ps(evens + m), b = _mm_loadu_ps(odds + m);
+            _mm_stream_ps(dst + 2 * m, _mm_unpacklo_ps(a, b));
+            _mm_stream_ps(dst + 2 * m + 4, _mm_unpackhi_ps(a, b));
+        }
+    }
+#endif
+    for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];
+}
+
+/* Order a thread's non-temporal stores before its later ones (and the end of its parallel region). */
+static inline void fc_store_fence(void)
+{
+#ifdef FC_HAVE_SSE2_INTERLEAVE
+    _mm_sfence();
+#endif
 }
 
 static void fc_interleave4_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1, const float *s2,

@@ -594,9 +594,10 @@ class GradWeightPlan:
     output-channel tiles of kernels larger than 1x1 lay out each chunk of it
     themselves, in cache (``bands``, :func:`octile_bands`,
     :func:`~fastconv._kernels._conv_direct.conv2d_grad_weight_octile_bands`):
-    a task, one group and a slice of its input channels, copies a chunk's
-    grad for its blocks and then its input planes a few channels at a time,
-    and runs every block on them. Old route (every plane laid out in memory
+    a task (a group, a slice of its input channels and a range of its
+    blocks, :func:`_band_parts`) copies a chunk's grad for its blocks and
+    then its input planes a few channels at a time, and runs its blocks on
+    them. Old route (every plane laid out in memory
     first, then read by each block's task) / bands, Intel Xeon, AVX-512,
     float32, alternating processes, medians, one / two threads: strided
     1.11x / 1.09x, 256 channels 28 -> 14 at stride 2 1.29x / 1.28x, 16 to

@@ -106,8 +106,7 @@ cdef extern from "pack_shuffle.h" nogil:
     void fc_prefetch_row(const void* p, ptrdiff_t nbytes) noexcept
     void fc_deinterleave_f32(float* evens, float* odds, const float* src, ptrdiff_t n) noexcept
     void fc_deinterleave_f64(double* evens, double* odds, const double* src, ptrdiff_t n) noexcept
-    void fc_interleave_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n) noexcept
-    void fc_interleave_stream_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n) noexcept
+    void fc_interleave_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n, int stream) noexcept
     void fc_store_fence() noexcept
     void fc_interleave4_f32(float* dst, ptrdiff_t step, const float* s0, const float* s1, const float* s2,
                             const float* s3, ptrdiff_t n) noexcept
@@ -1575,10 +1574,7 @@ cdef inline void _interleave_row(acc_t* dst, const acc_t* evens, const acc_t* od
     if pairs == 0:
         pass
     elif acc_t is float:
-        if stream:
-            fc_interleave_stream_f32(dst, evens, odds, pairs)
-        else:
-            fc_interleave_f32(dst, evens, odds, pairs)
+        fc_interleave_f32(dst, evens, odds, pairs, stream)
     elif acc_t is double:
         fc_interleave2_f64(dst, 2, evens, odds, pairs)
     else:

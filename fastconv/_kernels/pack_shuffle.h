@@ -62,34 +62,28 @@ static void fc_deinterleave_f64(double *evens, double *odds, const double *src, 
 
 /* dst[2m] = evens[m], dst[2m + 1] = odds[m] for m < n: two column phases of a row put back
  * together in one pass (two loads, two shuffles, two stores per 4 float32 pairs): the
- * inverse of fc_deinterleave (for float64, fc_interleave2_f64 below with a step of 2). */
-static void fc_interleave_f32(float *dst, const float *evens, const float *odds, ptrdiff_t n)
+ * inverse of fc_deinterleave (for float64, fc_interleave2_f64 below with a step of 2).
+ * With `stream`, where dst starts on 16 bytes, the stores are non-temporal (past the caches:
+ * no read of dst's lines before they are written); the caller fences (fc_store_fence)
+ * before anyone reads dst. */
+static void fc_interleave_f32(float *dst, const float *evens, const float *odds, ptrdiff_t n, int stream)
 {
     ptrdiff_t m = 0;
 #ifdef FC_HAVE_SSE2_INTERLEAVE
+    const int nt = stream && ((uintptr_t)dst & 15) == 0;
     for (; m + 4 <= n; m += 4) {
         __m128 a = _mm_loadu_ps(evens + m), b = _mm_loadu_ps(odds + m);
-        _mm_storeu_ps(dst + 2 * m, _mm_unpacklo_ps(a, b));
-        _mm_storeu_ps(dst + 2 * m + 4, _mm_unpackhi_ps(a, b));
-    }
-#endif
-    for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];
-}
-
-/* fc_interleave_f32 with non-temporal stores (past the caches: no read of dst's lines before
- * they are written) where dst starts on 16 bytes; the caller fences (fc_store_fence) before
- * anyone reads dst. */
-static void fc_interleave_stream_f32(float *dst, const float *evens, const float *odds, ptrdiff_t n)
-{
-    ptrdiff_t m = 0;
-#ifdef FC_HAVE_SSE2_INTERLEAVE
-    if (((uintptr_t)dst & 15) == 0) {
-        for (; m + 4 <= n; m += 4) {
-            __m128 a = _mm_loadu_ps(evens + m), b = _mm_loadu_ps(odds + m);
-            _mm_stream_ps(dst + 2 * m, _mm_unpacklo_ps(a, b));
-            _mm_stream_ps(dst + 2 * m + 4, _mm_unpackhi_ps(a, b));
+        __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);
+        if (nt) {
+            _mm_stream_ps(dst + 2 * m, lo);
+            _mm_stream_ps(dst + 2 * m + 4, hi);
+        } else {
+            _mm_storeu_ps(dst + 2 * m, lo);
+            _mm_storeu_ps(dst + 2 * m + 4, hi);
         }
     }
+#else
+    (void)stream;
 #endif
     for (; m < n; m++) dst[2 * m] = evens[m], dst[2 * m + 1] = odds[m];
 }

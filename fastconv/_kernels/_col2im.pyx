@@ -32,9 +32,11 @@ ctypedef fused sum_t:
     long double
 
 
+cdef extern from "prefetch.h" nogil:
+    void fc_prefetch_runs(const void* p, ptrdiff_t runs, ptrdiff_t stride, ptrdiff_t nbytes) noexcept
+
 cdef extern from "col2im_block.h" nogil:
     enum: FC_COL2IM_BLOCK
-    void fc_prefetch_runs(const void* p, ptrdiff_t runs, ptrdiff_t stride, ptrdiff_t nbytes) noexcept
     void fc_col2im_block_f32(const float* src, ptrdiff_t ld, ptrdiff_t J, ptrdiff_t KW, float* const* rows,
                              const ptrdiff_t* cols, ptrdiff_t first, ptrdiff_t sw, float* buf,
                              ptrdiff_t chunk) noexcept

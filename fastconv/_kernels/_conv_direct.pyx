@@ -102,8 +102,10 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
+cdef extern from "prefetch.h" nogil:
+    void fc_prefetch_runs(const void* p, ptrdiff_t runs, ptrdiff_t stride, ptrdiff_t nbytes) noexcept
+
 cdef extern from "pack_shuffle.h" nogil:
-    void fc_prefetch_row(const void* p, ptrdiff_t nbytes) noexcept
     void fc_deinterleave_f32(float* evens, float* odds, const float* src, ptrdiff_t n) noexcept
     void fc_deinterleave_f64(double* evens, double* odds, const double* src, ptrdiff_t n) noexcept
     void fc_interleave_f32(float* dst, const float* evens, const float* odds, ptrdiff_t n, int stream) noexcept
@@ -1357,7 +1359,7 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                     continue
                 src = &x[n, c, h, 0]
                 if ahead:
-                    fc_prefetch_row(src + ahead, W * sizeof(real_t))
+                    fc_prefetch_runs(src + ahead, 1, 0, W * sizeof(real_t))
                 if zero_columns:
                     _zero_outside(out, pad_left, pad_left + W, wq)
                 out = out + pad_left
@@ -1381,7 +1383,7 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                     continue
                 src = &x[n, c, h, 0]
                 if ahead:
-                    fc_prefetch_row(src + ahead, W * sizeof(real_t))
+                    fc_prefetch_runs(src + ahead, 1, 0, W * sizeof(real_t))
                 if zero_columns:
                     _zero_outside(evens, pad_left // 2, pad_left // 2 + (W + 1) // 2, wq)
                     _zero_outside(odds, (pad_left + 1) // 2, (pad_left + 1) // 2 + W // 2, wq)
@@ -1551,7 +1553,7 @@ def scatter_phase_pair(const acc_t[:, :, :, ::1] evens, const acc_t[:, :, :, ::1
     if (evens.shape[0] != N or evens.shape[1] != C or evens.shape[2] != rows or evens.shape[3] != W - pairs
             or odds.shape[0] != N or odds.shape[1] != C or odds.shape[2] != rows or odds.shape[3] != pairs):
         raise ValueError("scatter_phase_pair: evens and odds must be the even and odd columns of result's rows")
-    cdef Py_ssize_t t, p, n, c, u, m
+    cdef Py_ssize_t t, p, n, c, u
     cdef acc_t* dst
     if N * C * rows == 0 or W == 0:
         return
@@ -1932,7 +1934,7 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
     buffer cannot be allocated.
     """
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
-    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t C = x.shape[1], W = x.shape[3]
     cdef fc_ocwtile_f32_fn t32
     cdef fc_ocwtile_f64_fn t64
     cdef Py_ssize_t most

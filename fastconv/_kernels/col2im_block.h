@@ -23,25 +23,14 @@
 
 #include <stddef.h>
 
+#include "prefetch.h"
+
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
 #define FC_HAVE_SSE2_COL2IM 1
 #endif
 
 #define FC_COL2IM_BLOCK 4 /* output pixels in a block */
-
-/* Ask for `runs` runs of nbytes bytes, `stride` bytes apart from p on, into the L2 cache (the
- * columns of a channel's taps for the pixels of an output row to come). */
-static inline void fc_prefetch_runs(const void *p, ptrdiff_t runs, ptrdiff_t stride, ptrdiff_t nbytes)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    const char *run = (const char *)p;
-    for (ptrdiff_t r = 0; r < runs; r++, run += stride)
-        for (ptrdiff_t i = 0; i < nbytes; i += 64) __builtin_prefetch(run + i, 0, 2);
-#else /* (no prefetch: the same sums, only later) */
-    (void)p, (void)runs, (void)stride, (void)nbytes;
-#endif
-}
 
 static void fc_col2im_chunk_f32(const float *src, ptrdiff_t ld, ptrdiff_t J, ptrdiff_t KW, float *const *rows,
                                 const ptrdiff_t *cols, ptrdiff_t first, ptrdiff_t sw, float *buf)

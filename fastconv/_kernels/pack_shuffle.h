@@ -22,16 +22,6 @@
 #define FC_HAVE_SSE2_INTERLEAVE 1
 #endif
 
-/* Ask for the nbytes bytes from p on (a row the packing loop copies next) into the L2 cache. */
-static inline void fc_prefetch_row(const void *p, ptrdiff_t nbytes)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    for (ptrdiff_t i = 0; i < nbytes; i += 64) __builtin_prefetch((const char *)p + i, 0, 2);
-#else /* (no prefetch: the same copy, only later) */
-    (void)p, (void)nbytes;
-#endif
-}
-
 /* evens[m] = src[2m], odds[m] = src[2m + 1] for m < n: a row split into its two column
  * phases in one pass (two loads, two shuffles, two stores per 4 float32 pairs). */
 static void fc_deinterleave_f32(float *evens, float *odds, const float *src, ptrdiff_t n)

@@ -134,11 +134,13 @@ class AvgPoolPlan:
     def __init__(self, call):
         self.channels_last, self.out_shape = call.channels_last, call.out_shape
         self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
+        self.stride_w = call.geometry.stride[1]
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
 
     def run(self, x, result):
         """Pool the batched ``x`` (compute dtype) into ``result``."""
-        _pool.avg_pool2d(x, result, self.windows, self.divisors, self.channels_last, threads_for(self.work))
+        _pool.avg_pool2d(x, result, self.windows, self.divisors, self.stride_w, self.channels_last,
+                         threads_for(self.work))
 
 
 def _plannable(call, x):
@@ -178,7 +180,7 @@ class _AvgPoolCall(NamedTuple):
         plan = self.plan
         result = empty(plan.out_shape, x.dtype) if out is None else out.reshape(plan.out_shape)
         _pool.avg_pool2d(x if self.batched else x[np.newaxis], result, plan.windows, plan.divisors,
-                         plan.channels_last, threads_for(plan.work))
+                         plan.stride_w, plan.channels_last, threads_for(plan.work))
         if out is not None:
             return out
         return result if self.batched else result[0]

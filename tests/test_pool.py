@@ -669,7 +669,7 @@ def test_avg_pool_kernel_checks_its_arrays():
     call = prepare_avg_pool2d(x, 2, None, 1, False, True, None, "NCHW", None)
     windows, divisors = _windows(call.geometry), _divisors(call)
     out = np.empty(call.out_shape)
-    kernels.avg_pool2d(x, out, windows, divisors, False, 1)
+    kernels.avg_pool2d(x, out, windows, divisors, 2, False, 1)
     np.testing.assert_allclose(out, reference.avg_pool2d(x, 2, padding=1))
     cases = [
         ((x.astype(np.int64), out.astype(np.int64), windows, divisors), TypeError, "float"),
@@ -692,9 +692,11 @@ def test_avg_pool_kernel_checks_its_arrays():
         cases.append(((x, out, bad, divisors), ValueError, "leaves the image"))
     for args, error, match in cases:
         with pytest.raises(error, match=match):
-            kernels.avg_pool2d(*args, False, 1)
+            kernels.avg_pool2d(*args, 2, False, 1)
     with pytest.raises(ValueError, match="num_threads"):
-        kernels.avg_pool2d(x, out, windows, divisors, False, 0)
+        kernels.avg_pool2d(x, out, windows, divisors, 2, False, 0)
+    with pytest.raises(ValueError, match="stride"):
+        kernels.avg_pool2d(x, out, windows, divisors, 0, False, 1)
 
 
 def test_max_pool_kernel_checks_its_arrays():

@@ -448,15 +448,36 @@ def _loops(seconds):
 #: Warm-up calls go on until they have taken this long (at least one call).
 WARMUP_SECONDS = 0.05
 
+#: Warm-up calls, at least (see :func:`_warm_up`). A first call that writes a large result into
+#: fresh pages can take far longer than the next: on the Intel Xeon VM on 2026-12-04, whose
+#: host took back the guest's free memory after about two seconds, a first ``im2col`` of
+#: resnet-mid (231 MB) took 2.9 s and the next 13 ms (``np.ones`` of as much: 1.5-3.5 s, then
+#: 42 ms). Timed from one such call, a row kept it as its only sample, or ran two samples of
+#: which the first wrote into fresh pages again.
+WARMUP_CALLS = 2
 
-def _warm_up(func):
-    """Call ``func`` until WARMUP_SECONDS have passed; return its fastest call and last result.
+
+def _warm_up(func, calls=1, keep_first=False):
+    """Call ``func`` ``calls`` times, then until WARMUP_SECONDS have passed; return its fastest call and last result.
 
     The first calls on a new thread count can be slow while thread pools
-    start (several milliseconds each here); this keeps them out of the samples.
+    start (several milliseconds each here), and so can a first call writing
+    its result into fresh pages (:data:`WARMUP_CALLS`); this keeps them out
+    of the samples, and the fastest call sets how many samples fit the
+    budget. With ``keep_first`` (fastconv), the first result stays alive
+    until the last of the ``calls`` is made, so that fastconv's buffer cache
+    holds a written buffer for the samples besides the one of the result
+    returned (which the caller keeps); other libraries' memory goes back to
+    the allocator at once, where the next call can find it.
     """
     deadline = time.perf_counter() + WARMUP_SECONDS
     best, result = _time_call(func)
+    first = result if keep_first else None
+    for _ in range(calls - 1):
+        del result
+        seconds, result = _time_call(func)
+        best = min(best, seconds)
+    del first
     while time.perf_counter() < deadline:
         del result
         seconds, result = _time_call(func)
@@ -511,7 +532,7 @@ def speedup(case, other, repeat=5):
     untimed warm-up calls that also set the calls per sample.
     """
     names = ("fastconv", other)
-    warm = {name: _warm_up(case.impls[name])[0] for name in names}
+    warm = {name: _warm_up(case.impls[name], WARMUP_CALLS, name == "fastconv")[0] for name in names}
     times = paired_times(case, dict.fromkeys(names, repeat), {n: _loops(t) for n, t in warm.items()},
                          _settled(warm))
     return statistics.median(times[other]) / statistics.median(times["fastconv"])
@@ -557,8 +578,9 @@ TIMED_APART = ("reference",)
 def measure_row(case, threads, *, repeat=7, max_time=10.0):
     """Time every implementation of a case on ``threads`` threads.
 
-    Each implementation is first warmed up for WARMUP_SECONDS (at least one
-    untimed call; the last result is checked against fastconv's), then sampled up to ``repeat`` times in paired
+    Each implementation is first warmed up for WARMUP_SECONDS (at least
+    WARMUP_CALLS untimed calls; the last result is checked against
+    fastconv's), then sampled up to ``repeat`` times in paired
     rounds (:func:`paired_times`; fastconv and PyTorch together, then the
     reference in rounds of its own: :data:`TIMED_APART`; calls shorter than MIN_SAMPLE_SECONDS are
     looped within a sample, calls shorter than SETTLE_BELOW_SECONDS get an
@@ -591,7 +613,7 @@ def measure_row(case, threads, *, repeat=7, max_time=10.0):
                     if estimate > max_time:
                         status[name], warm[name] = "estimated", estimate
                         continue
-                warm[name], results[name] = _warm_up(case.impls[name])
+                warm[name], results[name] = _warm_up(case.impls[name], WARMUP_CALLS, name == "fastconv")
             counts = {name: 0 if name in status else min(repeat, int(max_time // max(warm[name], 1e-9)))
                       for name in group}
             before, start = stolen_seconds(), time.perf_counter()

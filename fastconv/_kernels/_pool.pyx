@@ -343,6 +343,10 @@ cdef void _max_row_nchw(const real_t* x, real_t* out, int64_t* indices, int32_t*
         for t in range(hn):
             ih = h0 + t * DH
             src = &plane[ih * W + p.windows[2 * L + a]]
+            if KW == 3:  # the row's three taps in one pass (tap 0 of row 0 again: no change)
+                _max_three(src, SW, ih * W + p.windows[2 * L + a], b - a, orow + a,
+                           taps if with_indices else NULL)
+                continue
             for u in range(KW):
                 if t == 0 and u == 0:
                     continue
@@ -408,6 +412,69 @@ cdef void _max_two_by_two(const real_t* src, Py_ssize_t W, int32_t k32, Py_ssize
         take = _takes(v, m)
         orow[i] = v if take else m
         taps[i] = k32 + W + 2 * i + 1 if take else k
+
+
+cdef void _max_three(const real_t* src, Py_ssize_t SW, int32_t k32, Py_ssize_t n, real_t* orow,
+                     int32_t* taps) noexcept nogil:
+    """Fold one window row of 3 taps, ``src[i*SW + u]`` (plane index ``k32`` at ``src``), into ``n`` maxima.
+
+    ``orow`` (and, unless NULL, ``taps``: the winners' plane indices) hold
+    the running maxima of the windows, updated in tap order in one pass
+    over the row: a maximum compared with its own tap again keeps its value
+    and index (a NaN takes its own place). Alternating processes on the
+    Intel Xeon, one thread, medians, a tap at a time / three at a time: 3x3
+    windows at stride 2 on 112x112 planes (ResNet's first pooling) 1.12x,
+    with indices 1.22x; at stride 1 on 56x56 1.18x / 1.41x, on 7x7 1.23x /
+    1.13x. (The module is built for the baseline instruction set: SSE2
+    selects a maximum in four instructions, where the loop spends its time.)
+    """
+    cdef Py_ssize_t i
+    cdef real_t m, v
+    cdef int32_t k
+    cdef bint take
+    if taps == NULL and SW == 2:
+        for i in range(n):
+            m = orow[i]
+            v = src[2 * i]
+            m = v if _takes(v, m) else m
+            v = src[2 * i + 1]
+            m = v if _takes(v, m) else m
+            v = src[2 * i + 2]
+            orow[i] = v if _takes(v, m) else m
+    elif taps == NULL and SW == 1:
+        for i in range(n):
+            m = orow[i]
+            v = src[i]
+            m = v if _takes(v, m) else m
+            v = src[i + 1]
+            m = v if _takes(v, m) else m
+            v = src[i + 2]
+            orow[i] = v if _takes(v, m) else m
+    elif taps == NULL:
+        for i in range(n):
+            m = orow[i]
+            v = src[i * SW]
+            m = v if _takes(v, m) else m
+            v = src[i * SW + 1]
+            m = v if _takes(v, m) else m
+            v = src[i * SW + 2]
+            orow[i] = v if _takes(v, m) else m
+    else:
+        for i in range(n):
+            m = orow[i]
+            k = taps[i]
+            v = src[i * SW]
+            take = _takes(v, m)
+            m = v if take else m
+            k = k32 + i * SW if take else k
+            v = src[i * SW + 1]
+            take = _takes(v, m)
+            m = v if take else m
+            k = k32 + i * SW + 1 if take else k
+            v = src[i * SW + 2]
+            take = _takes(v, m)
+            orow[i] = v if take else m
+            taps[i] = k32 + i * SW + 2 if take else k
 
 
 cdef inline void _max_window(const real_t* plane, const _Pool* p, Py_ssize_t h0, Py_ssize_t hn, Py_ssize_t ow,

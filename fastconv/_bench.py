@@ -464,19 +464,21 @@ def _warm_up(func, calls=1, keep_first=False):
     start (several milliseconds each here), and so can a first call writing
     its result into fresh pages (:data:`WARMUP_CALLS`); this keeps them out
     of the samples, and the fastest call sets how many samples fit the
-    budget. With ``keep_first`` (fastconv), the first result stays alive
-    until the last of the ``calls`` is made, so that fastconv's buffer cache
-    holds a written buffer for the samples besides the one of the result
-    returned (which the caller keeps); other libraries' memory goes back to
-    the allocator at once, where the next call can find it.
+    budget. With ``keep_first`` (fastconv), one call more: the first result
+    stays alive through the second call, then goes back to fastconv's buffer
+    cache, where the third call finds it written; so the cache holds a
+    written buffer for the samples besides the one of the result returned
+    (which the caller keeps). Other libraries' memory goes back to their
+    allocator at once, where their next call finds it.
     """
     deadline = time.perf_counter() + WARMUP_SECONDS
     best, result = _time_call(func)
     first = result if keep_first else None
-    for _ in range(calls - 1):
+    for _ in range(calls - 1 + bool(keep_first)):
         del result
         seconds, result = _time_call(func)
         best = min(best, seconds)
+        first = None
     del first
     while time.perf_counter() < deadline:
         del result

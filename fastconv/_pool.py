@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
-from ._arrays import empty, zeros
+from ._arrays import empty
 from ._kernels import _pool
 from ._prepare_pool import (
     bad_indices_error,
@@ -196,14 +197,18 @@ class AvgPoolBackwardPlan:
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
 
     def run(self, grad, grad_in):
-        """Add the batched ``grad`` (compute dtype) into the zeroed batched ``grad_in``."""
+        """Write the gradient of the batched ``grad`` (compute dtype) into the batched ``grad_in``.
+
+        NCHW planes are zeroed by the kernel, each just before its adds.
+        """
         threads = threads_for(self.work)
         if self.channels_last:
+            grad_in[...] = 0
             _pool.avg_pool2d_backward_nhwc(grad, grad_in, self.windows, self.divisors, _channel_chunk(self, threads),
                                            threads)
         else:
             _pool.avg_pool2d_backward_nchw(_planes(grad, False), _planes(grad_in, False), self.windows,
-                                           self.divisors, threads)
+                                           self.divisors, True, threads)
 
 
 class _AvgPoolBackwardCall(NamedTuple):
@@ -214,11 +219,7 @@ class _AvgPoolBackwardCall(NamedTuple):
 
     def __call__(self, grad_output, out=None):
         plan = self.plan
-        if out is None:
-            grad_in = zeros(plan.in_shape, grad_output.dtype)
-        else:
-            grad_in = out.reshape(plan.in_shape)
-            grad_in[...] = 0
+        grad_in = empty(plan.in_shape, grad_output.dtype) if out is None else out.reshape(plan.in_shape)
         plan.run(grad_output if self.batched else grad_output[np.newaxis], grad_in)
         if out is not None:
             return out
@@ -423,10 +424,15 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count
     return _deliver(result, call, call.out, direct)
 
 
-def _zeroed_grad_input(call):
-    """A zeroed batched gradient buffer in the compute dtype (the user's ``out`` when possible)."""
+def _grad_input_buffer(call, kernel_zeroes):
+    """The batched gradient buffer in the compute dtype (the user's ``out`` when possible).
+
+    Zeroed here unless ``kernel_zeroes`` (the NCHW kernels zero each plane
+    just before their adds into it, in cache).
+    """
     grad_in, direct = _result_buffer(call.out, call.in_shape, call.compute_dtype)
-    grad_in[...] = 0
+    if not kernel_zeroes:
+        grad_in[...] = 0
     return grad_in, direct
 
 
@@ -484,16 +490,16 @@ def max_pool2d_backward(grad_output, indices, input_shape, *, layout="NCHW", out
              [4., 2.]]]])
     """
     call = prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out)
-    grad_in, direct = _zeroed_grad_input(call)
-    if call.x.size and grad_in.size:
-        cl = call.channels_last
+    cl, runs = call.channels_last, call.x.size > 0 and math.prod(call.in_shape) > 0
+    grad_in, direct = _grad_input_buffer(call, runs and not cl)
+    if runs:
         threads = threads_for(call.x.size)
         if cl:
             bad = _pool.max_pool2d_backward_nhwc(call.x, call.indices, grad_in,
                                                  _channel_chunk(call, threads), threads)
         else:
             bad = _pool.max_pool2d_backward_nchw(_planes(call.x, cl), _planes(call.indices, cl),
-                                                 _planes(grad_in, cl), threads)
+                                                 _planes(grad_in, cl), True, threads)
         if bad:
             raise bad_indices_error(bad, call)
     return _deliver(grad_in, call, call.out, direct)
@@ -551,7 +557,7 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, *, stride=None, p
         planned = _AvgPoolBackwardCall(plan, call.batched)
         _AVG_POOL_BACKWARD_PLANS.put(key, planned)
         return planned(grad_output, out)
-    grad_in, direct = _zeroed_grad_input(call)
+    grad_in, direct = _grad_input_buffer(call, call.x.size > 0)  # (plan.run zeroes it)
     if call.x.size:
         plan.run(call.x, grad_in)
     return _deliver(grad_in, call, call.out, direct)

@@ -339,6 +339,39 @@ def test_nan_and_ties_match_torch(torch):
     np.testing.assert_array_equal(indices, ti.numpy())
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_gradients_overwrite_every_pixel_of_out(layout, dtype):
+    # the NCHW kernels zero each plane of the gradient themselves, just before their adds: an
+    # out full of NaNs (and a buffer the cache hands out again) must come back all written
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 9, 10)).astype(dtype)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    for k, s, p in [(2, 2, 0), (3, 2, 1), (3, 1, 1)]:
+        values, indices = fastconv.max_pool2d(x, k, stride=s, padding=p, return_indices=True, layout=layout)
+        grad = rng.standard_normal(values.shape).astype(dtype)
+        expected = reference.max_pool2d_backward(grad, indices, x.shape, layout=layout)
+        for _ in range(2):  # (the second call reuses the first's buffer)
+            out = np.full(x.shape, np.nan, dtype)
+            np.testing.assert_array_equal(fastconv.max_pool2d_backward(grad, indices, x.shape, layout=layout,
+                                                                       out=out), expected)
+            np.testing.assert_array_equal(fastconv.max_pool2d_backward(grad, indices, x.shape, layout=layout),
+                                          expected)
+        grad = rng.standard_normal(fastconv.avg_pool2d(x, k, stride=s, padding=p, layout=layout).shape)
+        grad = grad.astype(dtype)
+        expected = fastconv.avg_pool2d_backward(grad, x.shape, k, stride=s, padding=p, layout=layout)
+        tol = 1e-5 if dtype == np.float32 else 1e-12  # (overlapping windows add in another order)
+        np.testing.assert_allclose(expected, reference.avg_pool2d_backward(grad, x.shape, k, stride=s, padding=p,
+                                                                           layout=layout), rtol=tol, atol=tol)
+        for _ in range(3):  # (planned from the second call on)
+            out = np.full(x.shape, np.nan, dtype)
+            got = fastconv.avg_pool2d_backward(grad, x.shape, k, stride=s, padding=p, layout=layout, out=out)
+            np.testing.assert_array_equal(got, expected)
+            np.testing.assert_array_equal(
+                fastconv.avg_pool2d_backward(grad, x.shape, k, stride=s, padding=p, layout=layout), expected)
+
+
 def test_avg_divisor_rules_for_overhanging_windows():
     # H = W = 6, kernel 3, stride 2, padding 1, ceil_mode: 4 windows per axis starting at -1, 1, 3, 5;
     # the last one covers row 5 (real), row 6 (padding) and row 7 (beyond the padded input).

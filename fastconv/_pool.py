@@ -194,6 +194,7 @@ class AvgPoolBackwardPlan:
         self.channels_last, self.in_shape = call.channels_last, call.in_shape
         self.batch, self.channels = call.batch, call.channels  # (for _channel_chunk)
         self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
+        self.stride_w = call.geometry.stride[1]
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
 
     def run(self, grad, grad_in):
@@ -208,7 +209,7 @@ class AvgPoolBackwardPlan:
                                            threads)
         else:
             _pool.avg_pool2d_backward_nchw(_planes(grad, False), _planes(grad_in, False), self.windows,
-                                           self.divisors, True, threads)
+                                           self.divisors, self.stride_w, True, threads)
 
 
 class _AvgPoolBackwardCall(NamedTuple):

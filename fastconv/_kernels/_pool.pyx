@@ -657,23 +657,29 @@ cdef enum:
 cdef void _avg_row_nchw(const float_t* x, float_t* out, const _Pool* p, Py_ssize_t r) noexcept nogil:
     """Row ``r`` of the ``(N * C * OH)`` output rows of :func:`avg_pool2d` (NCHW), a window at a time."""
     cdef Py_ssize_t W = p.W, OH = p.OH, OW = p.OW, L = p.L
-    cdef Py_ssize_t plane_index = r // OH, oh = r - plane_index * OH, ow, ih, iw
+    cdef Py_ssize_t plane_index = r // OH, oh = r - plane_index * OH, ow
     cdef const Py_ssize_t* w0 = p.windows + 2 * L
     cdef const Py_ssize_t* wn = p.windows + 3 * L
     cdef const int64_t* dw = p.divisors + p.LD
     cdef Py_ssize_t h_first = p.windows[oh], h_end = h_first + p.windows[L + oh]
     cdef int64_t dh = p.divisors[oh]
-    cdef float_t s
     cdef const float_t* plane = x + plane_index * p.H * W
-    cdef const float_t* src
     cdef float_t* orow = out + r * OW
     for ow in range(OW):
-        s = 0
-        for ih in range(h_first, h_end):
-            src = plane + ih * W
-            for iw in range(w0[ow], w0[ow] + wn[ow]):
-                s = s + src[iw]
-        orow[ow] = s / <float_t>(dh * dw[ow])
+        orow[ow] = _window_mean(plane, W, h_first, h_end, w0[ow], wn[ow], <float_t>(dh * dw[ow]))
+
+
+cdef inline float_t _window_mean(const float_t* plane, Py_ssize_t W, Py_ssize_t h_first, Py_ssize_t h_end,
+                                 Py_ssize_t w0, Py_ssize_t wn, float_t divisor) noexcept nogil:
+    """The sum of rows ``h_first <= ih < h_end``, columns ``w0 <= iw < w0 + wn`` of ``plane``, from 0, over ``divisor``."""
+    cdef Py_ssize_t ih, iw
+    cdef float_t s = 0
+    cdef const float_t* src
+    for ih in range(h_first, h_end):
+        src = plane + ih * W
+        for iw in range(w0, w0 + wn):
+            s = s + src[iw]
+    return s / divisor
 
 
 cdef void _avg_row_interior(const float_t* x, float_t* out, const _Pool* p, Py_ssize_t r) noexcept nogil:
@@ -692,7 +698,7 @@ cdef void _avg_row_interior(const float_t* x, float_t* out, const _Pool* p, Py_s
     and 1.2x; 3x3 at stride 1 on 56x56 and 14x14 1.9x and 1.3-1.4x, at
     stride 2 on 56x56 1.7x; calls left a window at a time 0.95-1.02x.
     """
-    cdef Py_ssize_t W = p.W, SW = p.SW, KW = p.KW, a = p.a, b = p.b, n = p.b - p.a, ow, ih, iw, i, u
+    cdef Py_ssize_t W = p.W, SW = p.SW, KW = p.KW, a = p.a, b = p.b, n = p.b - p.a, ow, ih, i, u
     cdef Py_ssize_t plane_index = r // p.OH, oh = r - plane_index * p.OH
     cdef Py_ssize_t h_first = p.windows[oh], h_end = h_first + p.windows[p.L + oh]
     cdef const Py_ssize_t* w0 = p.windows + 2 * p.L
@@ -702,7 +708,7 @@ cdef void _avg_row_interior(const float_t* x, float_t* out, const _Pool* p, Py_s
     cdef const float_t* plane = x + plane_index * p.H * W
     cdef float_t* orow = out + r * p.OW
     cdef const float_t* src = plane + h_first * W + w0[a]
-    cdef float_t d = <float_t>(dh * dw[a]), s
+    cdef float_t d = <float_t>(dh * dw[a])
     if n < AVG_RUN and h_end - h_first != 2:  # (2x2 windows cut by padding) every column a window at a time
         a = b = p.OW
     elif KW == 2 and SW == 2 and h_end - h_first == 2:
@@ -726,12 +732,7 @@ cdef void _avg_row_interior(const float_t* x, float_t* out, const _Pool* p, Py_s
         if ow == a:
             ow = b
             continue
-        s = 0
-        for ih in range(h_first, h_end):
-            src = plane + ih * W
-            for iw in range(w0[ow], w0[ow] + wn[ow]):
-                s = s + src[iw]
-        orow[ow] = s / <float_t>(dh * dw[ow])
+        orow[ow] = _window_mean(plane, W, h_first, h_end, w0[ow], wn[ow], <float_t>(dh * dw[ow]))
         ow = ow + 1
 
 

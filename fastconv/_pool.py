@@ -200,13 +200,12 @@ class AvgPoolBackwardPlan:
     def run(self, grad, grad_in):
         """Write the gradient of the batched ``grad`` (compute dtype) into the batched ``grad_in``.
 
-        NCHW planes are zeroed by the kernel, each just before its adds.
+        The kernels zero it, each task its part just before its adds.
         """
         threads = threads_for(self.work)
         if self.channels_last:
-            grad_in[...] = 0
             _pool.avg_pool2d_backward_nhwc(grad, grad_in, self.windows, self.divisors, _channel_chunk(self, threads),
-                                           threads)
+                                           True, threads)
         else:
             _pool.avg_pool2d_backward_nchw(_planes(grad, False), _planes(grad_in, False), self.windows,
                                            self.divisors, self.stride_w, True, threads)
@@ -428,8 +427,8 @@ def avg_pool2d(x, kernel_size, *, stride=None, padding=0, ceil_mode=False, count
 def _grad_input_buffer(call, kernel_zeroes):
     """The batched gradient buffer in the compute dtype (the user's ``out`` when possible).
 
-    Zeroed here unless ``kernel_zeroes`` (the NCHW kernels zero each plane
-    just before their adds into it, in cache).
+    Zeroed here unless ``kernel_zeroes`` (the kernels zero each plane, or
+    each task's channels of an image, just before their adds into it).
     """
     grad_in, direct = _result_buffer(call.out, call.in_shape, call.compute_dtype)
     if not kernel_zeroes:
@@ -492,12 +491,12 @@ def max_pool2d_backward(grad_output, indices, input_shape, *, layout="NCHW", out
     """
     call = prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out)
     cl, runs = call.channels_last, call.x.size > 0 and math.prod(call.in_shape) > 0
-    grad_in, direct = _grad_input_buffer(call, runs and not cl)
+    grad_in, direct = _grad_input_buffer(call, runs)
     if runs:
         threads = threads_for(call.x.size)
         if cl:
             bad = _pool.max_pool2d_backward_nhwc(call.x, call.indices, grad_in,
-                                                 _channel_chunk(call, threads), threads)
+                                                 _channel_chunk(call, threads), True, threads)
         else:
             bad = _pool.max_pool2d_backward_nchw(_planes(call.x, cl), _planes(call.indices, cl),
                                                  _planes(grad_in, cl), True, threads)

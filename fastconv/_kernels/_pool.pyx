@@ -805,9 +805,26 @@ cdef inline void _zero_plane(float_t* p, Py_ssize_t n) noexcept nogil:
         memset(p, 0, n * sizeof(float_t))
 
 
+cdef void _zero_slab(float_t[:, :, :, ::1] a, Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """Zero channels ``c0 <= c < c1`` of every pixel of image ``n`` of the NHWC ``a`` (one call for a whole image)."""
+    cdef Py_ssize_t H = a.shape[1], W = a.shape[2], C = a.shape[3], h, w
+    if H * W == 0 or c1 <= c0:
+        return
+    if c1 - c0 == C and a.strides[2] == C * <Py_ssize_t>sizeof(float_t) and a.strides[1] == W * a.strides[2]:
+        memset(&a[n, 0, 0, 0], 0, H * W * C * sizeof(float_t))
+        return
+    for h in range(H):
+        for w in range(W):
+            memset(&a[n, h, w, c0], 0, (c1 - c0) * sizeof(float_t))
+
+
 def max_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, const int64_t[:, :, :, ::1] indices,
-                             float_t[:, :, :, ::1] grad_in, Py_ssize_t c_chunk, int num_threads):
-    """Channels-last twin of :func:`max_pool2d_backward_nchw`, split over (n, channel block)."""
+                             float_t[:, :, :, ::1] grad_in, Py_ssize_t c_chunk, bint zero, int num_threads):
+    """Channels-last twin of :func:`max_pool2d_backward_nchw`, split over (n, channel block).
+
+    With ``zero`` each task zeroes its channels of its image first (:func:`_zero_slab`).
+    Each image of ``grad_in`` must be C-contiguous (the flat indices).
+    """
     cdef Py_ssize_t N = grad.shape[0], L = grad.shape[1] * grad.shape[2], C = grad.shape[3]
     cdef Py_ssize_t HW = grad_in.shape[1] * grad_in.shape[2]
     cdef Py_ssize_t blocks = (C + c_chunk - 1) // c_chunk
@@ -816,6 +833,9 @@ def max_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, const int64_t[:, 
     cdef const float_t* g
     cdef const int64_t* idx
     cdef float_t* dst
+    if grad_in.shape[0] != N or grad_in.shape[3] != C or (HW > 1 and (
+            grad_in.strides[2] != C * <Py_ssize_t>sizeof(float_t) or grad_in.strides[1] != grad_in.shape[2] * grad_in.strides[2])):
+        raise ValueError("max_pool2d_backward_nhwc: grad_in must be C-contiguous images, one per grad image")
     for t in prange(N * blocks, nogil=True, num_threads=num_threads, schedule="static"):
         n = t // blocks
         c0 = (t - n * blocks) * c_chunk
@@ -823,6 +843,8 @@ def max_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, const int64_t[:, 
         g = &grad[n, 0, 0, 0]
         idx = &indices[n, 0, 0, 0]
         dst = &grad_in[n, 0, 0, 0]
+        if zero:
+            _zero_slab(grad_in, n, c0, c1)
         for o in range(L):
             for c in range(c0, c1):
                 k = idx[o * C + c]
@@ -911,8 +933,11 @@ cdef void _avg_grad_two_by_two(const float_t* g, float_t* row0, float_t* row1, P
 
 def avg_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, float_t[:, :, :, ::1] grad_in,
                              const Py_ssize_t[:, ::1] windows, const int64_t[:, ::1] divisors,
-                             Py_ssize_t c_chunk, int num_threads):
-    """Channels-last twin of :func:`avg_pool2d_backward_nchw`, split over (n, channel block)."""
+                             Py_ssize_t c_chunk, bint zero, int num_threads):
+    """Channels-last twin of :func:`avg_pool2d_backward_nchw`, split over (n, channel block).
+
+    With ``zero`` each task zeroes its channels of its image first (:func:`_zero_slab`).
+    """
     cdef Py_ssize_t N = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2], C = grad.shape[3]
     cdef Py_ssize_t blocks = (C + c_chunk - 1) // c_chunk
     cdef Py_ssize_t t, n, c0, c1, oh, ow, ih, iw, c
@@ -923,6 +948,8 @@ def avg_pool2d_backward_nhwc(const float_t[:, :, :, ::1] grad, float_t[:, :, :, 
         n = t // blocks
         c0 = (t - n * blocks) * c_chunk
         c1 = min(C, c0 + c_chunk)
+        if zero:
+            _zero_slab(grad_in, n, c0, c1)
         for oh in range(OH):
             for ow in range(OW):
                 d = <float_t>(divisors[0, oh] * divisors[1, ow])

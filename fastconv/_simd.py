@@ -1,7 +1,8 @@
 """Run-time choice of the instruction set used by the convolution micro-kernels.
 
-The tiles in ``_kernels/conv_tile.h`` are compiled for several targets
-(x86-64 baseline, AVX2+FMA, AVX-512F; elsewhere the compiler's default). At
+The tiles in ``_kernels/conv_tile.h`` and max pooling's interior rows in
+``_kernels/pool_rows.h`` are compiled for several targets (x86-64 baseline,
+AVX2+FMA, AVX-512F; elsewhere the compiler's default). At
 import the best one the CPU supports is chosen; ``FASTCONV_SIMD`` in the
 environment (``baseline``, ``avx2`` or ``avx512``) asks for a lower one,
 which is how the tests run every level the machine has.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ._kernels import _conv_direct
+from ._kernels import _conv_direct, _pool
 
 __all__ = ["available_levels", "simd_level", "set_simd_level"]
 
@@ -41,8 +42,14 @@ def set_simd_level(name):
     if name not in available_levels():
         raise ValueError(f"this CPU supports SIMD levels {available_levels()}, not {name!r}")
     previous = simd_level()
-    _conv_direct.select_level(LEVELS.index(name))
+    _select(LEVELS.index(name))
     return previous
+
+
+def _select(level):
+    """Select ``level`` in every module with per-level kernels."""
+    _conv_direct.select_level(level)
+    _pool.select_level(level)
 
 
 def _init_from_environment():
@@ -50,7 +57,7 @@ def _init_from_environment():
     if requested:
         set_simd_level(requested)
     else:
-        _conv_direct.select_level(len(LEVELS) - 1)
+        _select(len(LEVELS) - 1)
 
 
 _init_from_environment()

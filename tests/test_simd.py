@@ -93,3 +93,35 @@ def test_environment_override(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == LEVELS[-1]
+
+
+def test_pool_rows_follow_the_level(level):
+    from fastconv._kernels import _pool
+
+    assert _pool.current_level() in (LEVELS.index(level), -1)  # -1: a build without vector extensions
+
+
+# Max pooling's interior rows (pool_rows.h): rows of 1-3, 4-7, 8-15, 16-31 and 33 outputs,
+# so every level's blocks, overlapping last blocks and short-row paths run.
+POOL_ROWS = [(2, 2, 0), (3, 1, 1), (3, 2, 1), (3, 1, 0), (3, 2, 0)]
+POOL_WIDTHS = [2, 3, 5, 6, 7, 9, 11, 14, 17, 18, 23, 31, 34, 35, 36, 40, 67]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p", POOL_ROWS)
+def test_max_pool_rows_at_every_level(rng, level, dtype, k, s, p):
+    for width in POOL_WIDTHS:
+        if width + 2 * p < k:
+            continue
+        # few distinct values (ties), NaNs and zeros of both signs: the first maximum in
+        # row-major tap order and the last NaN must win, as in the reference
+        x = rng.integers(-3, 4, size=(2, 3, 5, width)).astype(dtype)
+        x[rng.random(x.shape) < 0.05] = np.nan
+        x[x == 1] = -0.0
+        for indices in (False, True):
+            got = fastconv.max_pool2d(x, k, stride=s, padding=p, return_indices=indices)
+            expected = reference.max_pool2d(x, k, stride=s, padding=p, return_indices=indices)
+            if indices:
+                (got, got_idx), (expected, expected_idx) = got, expected
+                np.testing.assert_array_equal(got_idx, expected_idx, err_msg=f"width {width}")
+            np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8), err_msg=f"width {width}")

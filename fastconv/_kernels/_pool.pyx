@@ -50,6 +50,39 @@ from fastconv._kernels._openmp cimport omp_get_thread_num
 
 cnp.import_array()
 
+cdef extern from "pool_rows.h" nogil:
+    ctypedef void (*fc_max2x2_f32_fn)(const float*, Py_ssize_t, Py_ssize_t, float*) noexcept nogil
+    ctypedef void (*fc_max2x2_f64_fn)(const double*, Py_ssize_t, Py_ssize_t, double*) noexcept nogil
+    ctypedef void (*fc_max2x2_idx_f32_fn)(const float*, Py_ssize_t, int32_t, Py_ssize_t, float*,
+                                          int32_t*) noexcept nogil
+    ctypedef void (*fc_max3_f32_fn)(const float*, Py_ssize_t, float*) noexcept nogil
+    ctypedef void (*fc_max3_f64_fn)(const double*, Py_ssize_t, double*) noexcept nogil
+    ctypedef void (*fc_max3_idx_f32_fn)(const float*, int32_t, Py_ssize_t, float*, int32_t*) noexcept nogil
+    ctypedef struct fc_pool_rows:  # a level's functions; any may be NULL (then the loops here run)
+        fc_max2x2_f32_fn max2x2_f32
+        fc_max2x2_f64_fn max2x2_f64
+        fc_max2x2_idx_f32_fn max2x2_idx_f32
+        fc_max3_f32_fn max3s1_f32
+        fc_max3_f32_fn max3s2_f32
+        fc_max3_f64_fn max3s1_f64
+        fc_max3_f64_fn max3s2_f64
+        fc_max3_idx_f32_fn max3s1_idx_f32
+        fc_max3_idx_f32_fn max3s2_idx_f32
+        int level
+    void fc_pool_select_level(int level) noexcept nogil
+    const fc_pool_rows* fc_pool_active_rows() noexcept
+
+
+def select_level(int level):
+    """Run max pooling's interior rows at SIMD level ``level`` (clamped to the CPU's; see fastconv._simd)."""
+    fc_pool_select_level(level)
+
+
+def current_level():
+    """The SIMD level of max pooling's interior rows, or -1 where the build has none (no vector extensions)."""
+    cdef const fc_pool_rows* rows = fc_pool_active_rows()
+    return -1 if rows == NULL else rows.level
+
 
 cdef struct _Pool:  # one forward pool call: shapes, geometry and tables (checked)
     Py_ssize_t N, C, H, W, OH, OW
@@ -59,6 +92,7 @@ cdef struct _Pool:  # one forward pool call: shapes, geometry and tables (checke
     Py_ssize_t LD
     Py_ssize_t a, b, KW  # max pooling, NCHW: the interior columns and their taps
     bint narrow  # max pooling, NHWC: indices fit in int32
+    const fc_pool_rows* rows  # max pooling, NCHW: the SIMD level's interior rows (NULL: the loops here)
 
 
 # Max pooling compares: every ordered type (bool travels as uint8, float16 as float).
@@ -272,6 +306,7 @@ cdef int _max_pool(const real_t* x, real_t* out, int64_t* indices, _Pool* p, bin
     else:
         rows = p.N * p.C * p.OH
         _find_interior(p, NULL)
+        p.rows = fc_pool_active_rows()
         if p.DW != 1 or (indices != NULL and p.H * p.W > INT32_MAX):
             p.a = p.b = p.OW
         width = p.b - p.a
@@ -325,8 +360,8 @@ cdef void _max_row_nchw(const real_t* x, real_t* out, int64_t* indices, int32_t*
     for ow in range(a):
         _max_window(plane, p, h0, hn, ow, orow, irow)
     if a < b and KW == 2 and SW == 2 and hn == 2 and DH == 1:  # 2x2 windows at stride 2: one pass
-        _max_two_by_two(&plane[h0 * W + p.windows[2 * L + a]], W, h0 * W + p.windows[2 * L + a], b - a,
-                        orow + a, taps if with_indices else NULL)
+        _two_by_two(&plane[h0 * W + p.windows[2 * L + a]], W, h0 * W + p.windows[2 * L + a], b - a,
+                    orow + a, taps if with_indices else NULL, p.rows)
         if with_indices:
             for i in range(b - a):
                 irow[a + i] = taps[i]
@@ -345,8 +380,8 @@ cdef void _max_row_nchw(const real_t* x, real_t* out, int64_t* indices, int32_t*
             ih = h0 + t * DH
             src = &plane[ih * W + p.windows[2 * L + a]]
             if KW == 3:  # the row's three taps in one pass (tap 0 of row 0 again: no change)
-                _max_three(src, SW, ih * W + p.windows[2 * L + a], b - a, orow + a,
-                           taps if with_indices else NULL)
+                _three(src, SW, ih * W + p.windows[2 * L + a], b - a, orow + a,
+                       taps if with_indices else NULL, p.rows)
                 continue
             for u in range(KW):
                 if t == 0 and u == 0:
@@ -371,6 +406,42 @@ cdef void _max_row_nchw(const real_t* x, real_t* out, int64_t* indices, int32_t*
                 irow[a + i] = taps[i]
     for ow in range(max(a, b), OW):
         _max_window(plane, p, h0, hn, ow, orow, irow)
+
+
+cdef inline void _two_by_two(const real_t* src, Py_ssize_t W, int32_t k32, Py_ssize_t n, real_t* orow,
+                             int32_t* taps, const fc_pool_rows* rows) noexcept nogil:
+    """:func:`_max_two_by_two` through the SIMD level's row function where it has one."""
+    if real_t is float and rows != NULL and taps != NULL and rows.max2x2_idx_f32 != NULL:
+        rows.max2x2_idx_f32(src, W, k32, n, orow, taps)
+    elif real_t is float and rows != NULL and taps == NULL and rows.max2x2_f32 != NULL:
+        rows.max2x2_f32(src, W, n, orow)
+    elif real_t is double and rows != NULL and taps == NULL and rows.max2x2_f64 != NULL:
+        rows.max2x2_f64(src, W, n, orow)
+    else:
+        _max_two_by_two(src, W, k32, n, orow, taps)
+
+
+cdef inline void _three(const real_t* src, Py_ssize_t SW, int32_t k32, Py_ssize_t n, real_t* orow,
+                        int32_t* taps, const fc_pool_rows* rows) noexcept nogil:
+    """:func:`_max_three` through the SIMD level's row function where it has one (strides 1 and 2)."""
+    cdef fc_max3_f32_fn f32 = NULL
+    cdef fc_max3_f64_fn f64 = NULL
+    cdef fc_max3_idx_f32_fn idx32 = NULL
+    if rows != NULL and SW <= 2:
+        if real_t is float and taps != NULL:
+            idx32 = rows.max3s1_idx_f32 if SW == 1 else rows.max3s2_idx_f32
+        elif real_t is float:
+            f32 = rows.max3s1_f32 if SW == 1 else rows.max3s2_f32
+        elif real_t is double and taps == NULL:
+            f64 = rows.max3s1_f64 if SW == 1 else rows.max3s2_f64
+    if real_t is float and idx32 != NULL:
+        idx32(src, k32, n, orow, taps)
+    elif real_t is float and f32 != NULL:
+        f32(src, n, orow)
+    elif real_t is double and f64 != NULL:
+        f64(src, n, orow)
+    else:
+        _max_three(src, SW, k32, n, orow, taps)
 
 
 cdef void _max_two_by_two(const real_t* src, Py_ssize_t W, int32_t k32, Py_ssize_t n, real_t* orow,

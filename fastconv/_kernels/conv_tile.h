@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
-enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
+#include "simd.h"
 
 typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
                                const float *, float *, ptrdiff_t, int, int);
@@ -80,15 +80,8 @@ typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 #undef FC_VF
 #undef FC_VD
 
-#if (defined(__x86_64__) || defined(__i386__)) && !defined(FASTCONV_NO_SIMD_DISPATCH)
-#define FC_HAVE_X86_LEVELS 1
-
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+#ifdef FC_HAVE_X86_LEVELS
+FC_TARGET_AVX2
 #define FC_ISA avx2
 #define FC_VF 8
 #define FC_VD 4
@@ -96,18 +89,9 @@ typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FC_TARGET_END
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-#endif
+FC_TARGET_AVX512
 #define FC_ISA avx512
 #define FC_VF 16
 #define FC_VD 8
@@ -115,11 +99,7 @@ typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+FC_TARGET_END
 #endif /* x86 */
 
 #else /* no vector extensions: one portable scalar tile of 4 columns */
@@ -414,17 +394,6 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          NULL, NULL, NULL, NULL};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
-
-/* Highest level this CPU (and this build) supports. */
-static int fc_cpu_level(void)
-{
-#ifdef FC_HAVE_X86_LEVELS
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return FC_LEVEL_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FC_LEVEL_AVX2;
-#endif
-    return FC_LEVEL_BASELINE;
-}
 
 /* Select a level (clamped to what the CPU supports); returns the level in force. */
 static int fc_select_level(int level)

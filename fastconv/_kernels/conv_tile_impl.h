@@ -15,19 +15,7 @@
  * and phase-splits the input first) and packs the weights [c][tap][8].
  */
 
-#define FC_CAT2(a, b) a##_##b
-#define FC_CAT(a, b) FC_CAT2(a, b)
-
-/* A vector load through a type of the vector's size aligned as one item: one unaligned load
- * whatever the tuning. (A memcpy of the vector's size became, with -march=native on an Intel
- * Xeon whose tuning moves memory 256 bits at a time, two 32-byte stores to the stack and one
- * 64-byte load back, which waits for both: the weight-gradient tiles ran 5x slower.) Every
- * whole-vector load of the tiles goes through it. */
-#define FC_LOAD(VT, dst, src)                                                         \
-    do {                                                                              \
-        typedef VT fc_unaligned_ __attribute__((aligned(1), may_alias));              \
-        (dst) = *(const fc_unaligned_ *)(src);                                        \
-    } while (0)
+/* FC_CAT, FC_LOAD and FC_STORE: simd.h. */
 
 /* A 3x3 kernel's nine taps run unrolled in the tiles' channel loops (FC_TILEV_BODY,
  * FC_OC_BODY): a tap of a 14-column AVX-512 output-channel tile is 28 multiply-adds,
@@ -1148,7 +1136,6 @@ FC_ADDROW(fc_addrow_f64, double, FC_CAT(fc_vd, FC_ISA))
 #undef FC_WTILE_BODY
 #undef FC_DWWTILE_BODY
 #undef FC_REDUCE_INTO
-#undef FC_LOAD
 #undef FC_IN_REGISTER
 #undef FC_WK
 #undef FC_WTAPS

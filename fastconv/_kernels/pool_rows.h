@@ -1,0 +1,168 @@
+/* Max pooling's interior rows with run-time instruction-set dispatch.
+ *
+ * pool_rows_impl.h is compiled once per level (simd.h: x86-64 baseline, AVX2, AVX-512F;
+ * elsewhere the compiler's default target) for float32 and float64 with GCC/Clang vector
+ * extensions. fc_pool_select_level() picks a level's table (the same level as the
+ * convolution tiles: fastconv._simd selects both); _pool calls through
+ * fc_pool_active_rows(), which is NULL without vector extensions (MSVC): _pool's own loops
+ * run then.
+ *
+ * Why not the compiler's vectorizer at each level: built with -march=native on an Intel
+ * Xeon, _pool's loops ran 1.1-1.5x as fast on large planes but 0.57x on 14x14 ones, where
+ * a row's few outputs went to a scalar remainder loop that GCC compiled with branches
+ * (mispredicted on every other tap of random data). Here every output is a vector lane.
+ */
+#ifndef FASTCONV_POOL_ROWS_H
+#define FASTCONV_POOL_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "simd.h"
+
+typedef void (*fc_max2x2_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, float *);
+typedef void (*fc_max2x2_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, double *);
+typedef void (*fc_max2x2_idx_f32_fn)(const float *, ptrdiff_t, int32_t, ptrdiff_t, float *, int32_t *);
+typedef void (*fc_max3_f32_fn)(const float *, ptrdiff_t, float *);
+typedef void (*fc_max3_f64_fn)(const double *, ptrdiff_t, double *);
+typedef void (*fc_max3_idx_f32_fn)(const float *, int32_t, ptrdiff_t, float *, int32_t *);
+
+/* One level's row functions (see pool_rows_impl.h for what each computes). */
+typedef struct {
+    fc_max2x2_f32_fn max2x2_f32; /* 2x2 windows at stride 2 */
+    fc_max2x2_f64_fn max2x2_f64;
+    fc_max2x2_idx_f32_fn max2x2_idx_f32;
+    fc_max3_f32_fn max3s1_f32; /* a window row of 3 taps folded in, stride 1 and 2 */
+    fc_max3_f32_fn max3s2_f32;
+    fc_max3_f64_fn max3s1_f64;
+    fc_max3_f64_fn max3s2_f64;
+    fc_max3_idx_f32_fn max3s1_idx_f32;
+    fc_max3_idx_f32_fn max3s2_idx_f32;
+    int level;
+} fc_pool_rows;
+
+#if defined(__GNUC__) || defined(__clang__)
+
+/* Lane lists of the two-vector shuffles: even and odd items, and 0, 1, 2, ... */
+#define FC_EVENS_2 0, 2
+#define FC_ODDS_2 1, 3
+#define FC_IOTA_2 0, 1
+#define FC_EVENS_4 0, 2, 4, 6
+#define FC_ODDS_4 1, 3, 5, 7
+#define FC_IOTA_4 0, 1, 2, 3
+#define FC_EVENS_8 0, 2, 4, 6, 8, 10, 12, 14
+#define FC_ODDS_8 1, 3, 5, 7, 9, 11, 13, 15
+#define FC_IOTA_8 0, 1, 2, 3, 4, 5, 6, 7
+#define FC_EVENS_16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define FC_ODDS_16 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#define FC_IOTA_16 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+#define FC_LIST2(prefix, n) prefix##n
+#define FC_LIST(prefix, n) FC_LIST2(prefix, n)
+
+/* Lanes of a and b (together 2n items) picked by a list: GCC before 12 lacks
+ * __builtin_shufflevector and takes the list as a mask vector of type M. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define FC_SHUFFLE(M, a, b, list) __builtin_shufflevector(a, b, list)
+#else
+#define FC_SHUFFLE(M, a, b, list) __builtin_shuffle(a, b, (M){list})
+#endif
+
+/* Rows of fewer outputs than a vector's lanes go to a narrower level's function of the same
+ * row (the baseline's float32 rows take 4), or, at the narrowest, through zeroed local
+ * blocks of one vector (FC_*_PADDED). The baseline has no float64 rows: SSE2 has no
+ * variable blend for 64-bit lanes, and GCC turned their select into scalar cmov (0.44-0.74x
+ * _pool's own loops, Intel Xeon, one thread); the baseline's float32 3-tap rows at stride 1
+ * ran 0.875x of those loops on 56x56 planes and are used only for AVX2's short rows (the
+ * other float32 rows 1.05-2.75x). NULL entries leave a row to _pool's loops. */
+#define FC_LEVEL_FN(name, tn, isa) FC_CAT(FC_CAT(fc_pool_##name, tn), isa)
+
+/* ---- the compiler's default target: 16-byte vectors, float32 only */
+#define FC_ISA base
+#define FC_NF 4
+#define FC_F32_PADDED 1
+#define FC_F32_SMALL(name) FC_FN(name##_small)
+#include "pool_rows_types.h"
+#undef FC_F32_SMALL
+#undef FC_F32_PADDED
+#undef FC_NF
+#undef FC_ISA
+
+static const fc_pool_rows fc_pool_rows_base = {fc_pool_max2x2_f32_base, NULL, fc_pool_max2x2_idx_f32_base, NULL,
+                                               fc_pool_max3s2_f32_base, NULL, NULL,
+                                               fc_pool_max3s1_idx_f32_base, fc_pool_max3s2_idx_f32_base,
+                                               FC_LEVEL_BASELINE};
+
+#ifdef FC_HAVE_X86_LEVELS
+/* ---- AVX2 (32-byte vectors): short float32 rows to the baseline's functions */
+FC_TARGET_AVX2
+#define FC_ISA avx2
+#define FC_NF 8
+#define FC_ND 4
+#define FC_F32_PADDED 0
+#define FC_F32_SMALL(name) FC_LEVEL_FN(name, f32, base)
+#define FC_F64_PADDED 1
+#define FC_F64_SMALL(name) FC_FN(name##_small)
+#include "pool_rows_types.h"
+#undef FC_F64_SMALL
+#undef FC_F64_PADDED
+#undef FC_F32_SMALL
+#undef FC_F32_PADDED
+#undef FC_ND
+#undef FC_NF
+#undef FC_ISA
+FC_TARGET_END
+
+/* ---- AVX-512 (64-byte vectors): short rows to the baseline's (float32) and AVX2's (float64) */
+FC_TARGET_AVX512
+#define FC_ISA avx512
+#define FC_NF 16
+#define FC_ND 8
+#define FC_F32_PADDED 0
+#define FC_F32_SMALL(name) FC_LEVEL_FN(name, f32, base)
+#define FC_F64_PADDED 0
+#define FC_F64_SMALL(name) FC_LEVEL_FN(name, f64, avx2)
+#include "pool_rows_types.h"
+#undef FC_F64_SMALL
+#undef FC_F64_PADDED
+#undef FC_F32_SMALL
+#undef FC_F32_PADDED
+#undef FC_ND
+#undef FC_NF
+#undef FC_ISA
+FC_TARGET_END
+
+/* A level's table: its functions in fc_pool_rows's order. */
+#define FC_POOL_TABLE(isa, level)                                                                     \
+    {fc_pool_max2x2_f32_##isa,  fc_pool_max2x2_f64_##isa,  fc_pool_max2x2_idx_f32_##isa,          \
+     fc_pool_max3s1_f32_##isa,  fc_pool_max3s2_f32_##isa,  fc_pool_max3s1_f64_##isa,             \
+     fc_pool_max3s2_f64_##isa,  fc_pool_max3s1_idx_f32_##isa, fc_pool_max3s2_idx_f32_##isa, level}
+static const fc_pool_rows fc_pool_rows_avx2 = FC_POOL_TABLE(avx2, FC_LEVEL_AVX2);
+static const fc_pool_rows fc_pool_rows_avx512 = FC_POOL_TABLE(avx512, FC_LEVEL_AVX512);
+#endif /* x86 */
+
+static const fc_pool_rows *fc_pool_active = &fc_pool_rows_base;
+
+#else /* no vector extensions: _pool's own loops */
+
+static const fc_pool_rows *fc_pool_active = NULL;
+
+#endif
+
+/* Use level `level`'s rows (clamped to what the CPU supports). */
+static void fc_pool_select_level(int level)
+{
+#ifdef FC_HAVE_X86_LEVELS
+    int best = fc_cpu_level();
+    if (level > best) level = best;
+    fc_pool_active = level == FC_LEVEL_AVX512 ? &fc_pool_rows_avx512
+                     : level == FC_LEVEL_AVX2 ? &fc_pool_rows_avx2
+                                              : &fc_pool_rows_base;
+#else
+    (void)level;
+#endif
+}
+
+/* The rows in force (NULL: none, use _pool's loops). */
+static const fc_pool_rows *fc_pool_active_rows(void) { return fc_pool_active; }
+
+#endif /* FASTCONV_POOL_ROWS_H */

@@ -1,0 +1,268 @@
+/* Max pooling's interior rows (NCHW), instantiated once per instruction set and type.
+ *
+ * Included by pool_rows_types.h with FC_ISA (a name suffix), FC_T / FC_TN (float, f32 or
+ * double, f64), FC_N (lanes of a vector), FC_IT (the integer type of a lane's mask),
+ * FC_SMALL(name) (the function rows of fewer than FC_N outputs call; FC_SMALL_PADDED: one
+ * defined here) and the level's target active. No include guard: it is meant to be
+ * included several times.
+ *
+ * Every function takes n outputs of one output row whose windows are all inside the
+ * image (the caller's interior) and visits each window's taps in row-major order with
+ * PyTorch's rule (a strictly larger value or a NaN takes the maximum and its index), as
+ * _max_row_nchw's scalar loops do: the same values and indices, bit for bit. A row goes
+ * in blocks of FC_N outputs, one vector each; the last block, if partial, is the row's last
+ * FC_N outputs again (a window's maximum recomputed, or folded with the same taps again,
+ * keeps its value and index), so no lane ever reads past the row's last tap. With indices
+ * (float32 only: its int32 lanes match the values' lanes), `taps` holds the running
+ * int32 plane indices of the row's outputs, `k32` is the plane index of src[0].
+ */
+
+#define FC_FN(name) FC_CAT(FC_CAT(fc_pool_##name, FC_TN), FC_ISA)
+#define FC_V FC_FN(vec)
+#define FC_M FC_FN(mask)
+
+typedef FC_T FC_V __attribute__((vector_size(sizeof(FC_T) * FC_N)));
+typedef FC_IT FC_M __attribute__((vector_size(sizeof(FC_T) * FC_N)));
+
+#define FC_EVENS(a, b) FC_SHUFFLE(FC_M, a, b, FC_LIST(FC_EVENS_, FC_N))
+#define FC_ODDS(a, b) FC_SHUFFLE(FC_M, a, b, FC_LIST(FC_ODDS_, FC_N))
+
+/* Lane by lane: v where PyTorch's rule takes it over m (v > m, or v is NaN), else m. */
+static inline FC_V FC_FN(take)(FC_V v, FC_V m)
+{
+    FC_M t = (v > m) | (v != v);
+    return (FC_V)(((FC_M)v & t) | ((FC_M)m & ~t));
+}
+
+/* 2x2 windows at stride 2: out[i] = max(s[2i], s[2i+1], s[W+2i], s[W+2i+1]). */
+static inline void FC_FN(max2x2_block)(const FC_T *s, ptrdiff_t W, FC_T *out)
+{
+    FC_V a, b, c, d, m;
+    FC_LOAD(FC_V, a, s);
+    FC_LOAD(FC_V, b, s + FC_N);
+    FC_LOAD(FC_V, c, s + W);
+    FC_LOAD(FC_V, d, s + W + FC_N);
+    m = FC_EVENS(a, b);
+    m = FC_FN(take)(FC_ODDS(a, b), m);
+    m = FC_FN(take)(FC_EVENS(c, d), m);
+    m = FC_FN(take)(FC_ODDS(c, d), m);
+    FC_STORE(FC_V, out, m);
+}
+
+/* One window row of 3 taps at stride 1 folded into the running maxima `out`. */
+static inline void FC_FN(max3s1_block)(const FC_T *s, FC_T *out)
+{
+    FC_V m, v;
+    FC_LOAD(FC_V, m, out);
+    FC_LOAD(FC_V, v, s);
+    m = FC_FN(take)(v, m);
+    FC_LOAD(FC_V, v, s + 1);
+    m = FC_FN(take)(v, m);
+    FC_LOAD(FC_V, v, s + 2);
+    m = FC_FN(take)(v, m);
+    FC_STORE(FC_V, out, m);
+}
+
+/* The same at stride 2: taps s[2i], s[2i+1], s[2i+2] (the third, the odd lanes of the
+ * vectors from s + 1, ends on the row's last tap). */
+static inline void FC_FN(max3s2_block)(const FC_T *s, FC_T *out)
+{
+    FC_V a, b, p, q, m;
+    FC_LOAD(FC_V, m, out);
+    FC_LOAD(FC_V, a, s);
+    FC_LOAD(FC_V, b, s + FC_N);
+    FC_LOAD(FC_V, p, s + 1);
+    FC_LOAD(FC_V, q, s + FC_N + 1);
+    m = FC_FN(take)(FC_EVENS(a, b), m);
+    m = FC_FN(take)(FC_ODDS(a, b), m);
+    m = FC_FN(take)(FC_ODDS(p, q), m);
+    FC_STORE(FC_V, out, m);
+}
+
+#if FC_INDEX
+/* take() carrying each lane's plane index: k becomes kv where v is taken. */
+static inline FC_V FC_FN(take_at)(FC_V v, FC_V m, FC_M kv, FC_M *k)
+{
+    FC_M t = (v > m) | (v != v);
+    *k = (kv & t) | (*k & ~t);
+    return (FC_V)(((FC_M)v & t) | ((FC_M)m & ~t));
+}
+
+static inline void FC_FN(max2x2_idx_block)(const FC_T *s, ptrdiff_t W, FC_IT k0, FC_T *out, FC_IT *taps)
+{
+    const FC_M k = (FC_M){FC_LIST(FC_EVENS_, FC_N)} + k0; /* the windows' first taps */
+    FC_V a, b, c, d, m;
+    FC_M km = k;
+    FC_LOAD(FC_V, a, s);
+    FC_LOAD(FC_V, b, s + FC_N);
+    FC_LOAD(FC_V, c, s + W);
+    FC_LOAD(FC_V, d, s + W + FC_N);
+    m = FC_EVENS(a, b);
+    m = FC_FN(take_at)(FC_ODDS(a, b), m, k + 1, &km);
+    m = FC_FN(take_at)(FC_EVENS(c, d), m, k + (FC_IT)W, &km);
+    m = FC_FN(take_at)(FC_ODDS(c, d), m, k + (FC_IT)(W + 1), &km);
+    FC_STORE(FC_V, out, m);
+    FC_STORE(FC_M, taps, km);
+}
+
+static inline void FC_FN(max3s1_idx_block)(const FC_T *s, FC_IT k0, FC_T *out, FC_IT *taps)
+{
+    const FC_M k = (FC_M){FC_LIST(FC_IOTA_, FC_N)} + k0;
+    FC_V m, v;
+    FC_M km;
+    FC_LOAD(FC_V, m, out);
+    FC_LOAD(FC_M, km, taps);
+    FC_LOAD(FC_V, v, s);
+    m = FC_FN(take_at)(v, m, k, &km);
+    FC_LOAD(FC_V, v, s + 1);
+    m = FC_FN(take_at)(v, m, k + 1, &km);
+    FC_LOAD(FC_V, v, s + 2);
+    m = FC_FN(take_at)(v, m, k + 2, &km);
+    FC_STORE(FC_V, out, m);
+    FC_STORE(FC_M, taps, km);
+}
+
+static inline void FC_FN(max3s2_idx_block)(const FC_T *s, FC_IT k0, FC_T *out, FC_IT *taps)
+{
+    const FC_M k = (FC_M){FC_LIST(FC_EVENS_, FC_N)} + k0;
+    FC_V a, b, p, q, m;
+    FC_M km;
+    FC_LOAD(FC_V, m, out);
+    FC_LOAD(FC_M, km, taps);
+    FC_LOAD(FC_V, a, s);
+    FC_LOAD(FC_V, b, s + FC_N);
+    FC_LOAD(FC_V, p, s + 1);
+    FC_LOAD(FC_V, q, s + FC_N + 1);
+    m = FC_FN(take_at)(FC_EVENS(a, b), m, k, &km);
+    m = FC_FN(take_at)(FC_ODDS(a, b), m, k + 1, &km);
+    m = FC_FN(take_at)(FC_ODDS(p, q), m, k + 2, &km);
+    FC_STORE(FC_V, out, m);
+    FC_STORE(FC_M, taps, km);
+}
+#endif
+
+/* The row drivers: blocks of FC_N outputs, the last one ending on the row's end. */
+#define FC_ROW(block_call, small_call)                                                \
+    do {                                                                              \
+        ptrdiff_t i;                                                                  \
+        if (n < FC_N) {                                                               \
+            small_call;                                                               \
+            return;                                                                   \
+        }                                                                             \
+        for (i = 0; i + FC_N <= n; i += FC_N) block_call;                             \
+        if (i < n) {                                                                  \
+            i = n - FC_N;                                                             \
+            block_call;                                                               \
+        }                                                                             \
+    } while (0)
+
+#if FC_SMALL_PADDED
+/* Rows of fewer than FC_N outputs (the baseline level): the taps, the running maxima and
+ * their indices copied into zeroed local blocks of one vector, and the n results back. */
+static void FC_FN(max2x2_small)(const FC_T *src, ptrdiff_t W, ptrdiff_t n, FC_T *out)
+{
+    FC_T s[4 * FC_N] = {0}, o[FC_N];
+    ptrdiff_t i;
+    for (i = 0; i < 2 * n; i++) s[i] = src[i], s[2 * FC_N + i] = src[W + i];
+    FC_FN(max2x2_block)(s, 2 * FC_N, o);
+    for (i = 0; i < n; i++) out[i] = o[i];
+}
+
+/* Fold a row of 3 taps at stride `step` (1 or 2) into fewer than FC_N maxima. */
+static void FC_FN(max3_small)(const FC_T *src, int step, ptrdiff_t n, FC_T *out)
+{
+    FC_T s[2 * FC_N + 2] = {0}, o[FC_N] = {0};
+    ptrdiff_t i;
+    for (i = 0; i < step * (n - 1) + 3; i++) s[i] = src[i];
+    for (i = 0; i < n; i++) o[i] = out[i];
+    if (step == 1)
+        FC_FN(max3s1_block)(s, o);
+    else
+        FC_FN(max3s2_block)(s, o);
+    for (i = 0; i < n; i++) out[i] = o[i];
+}
+
+static void FC_FN(max3s1_small)(const FC_T *src, ptrdiff_t n, FC_T *out) { FC_FN(max3_small)(src, 1, n, out); }
+static void FC_FN(max3s2_small)(const FC_T *src, ptrdiff_t n, FC_T *out) { FC_FN(max3_small)(src, 2, n, out); }
+
+#if FC_INDEX
+static void FC_FN(max2x2_idx_small)(const FC_T *src, ptrdiff_t W, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+{
+    FC_T s[4 * FC_N] = {0}, o[FC_N];
+    FC_IT t[FC_N];
+    ptrdiff_t i;
+    for (i = 0; i < 2 * n; i++) s[i] = src[i], s[2 * FC_N + i] = src[W + i];
+    FC_FN(max2x2_idx_block)(s, 2 * FC_N, 0, o, t);
+    for (i = 0; i < n; i++) { /* local indices (row W apart there) back to the plane's */
+        out[i] = o[i];
+        taps[i] = k32 + (t[i] >= 2 * FC_N ? t[i] - 2 * FC_N + (FC_IT)W : t[i]);
+    }
+}
+
+static void FC_FN(max3_idx_small)(const FC_T *src, int step, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+{
+    FC_T s[2 * FC_N + 2] = {0}, o[FC_N] = {0};
+    FC_IT t[FC_N] = {0};
+    ptrdiff_t i;
+    for (i = 0; i < step * (n - 1) + 3; i++) s[i] = src[i];
+    for (i = 0; i < n; i++) o[i] = out[i], t[i] = taps[i];
+    if (step == 1)
+        FC_FN(max3s1_idx_block)(s, k32, o, t);
+    else
+        FC_FN(max3s2_idx_block)(s, k32, o, t);
+    for (i = 0; i < n; i++) out[i] = o[i], taps[i] = t[i];
+}
+
+static void FC_FN(max3s1_idx_small)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+{
+    FC_FN(max3_idx_small)(src, 1, k32, n, out, taps);
+}
+
+static void FC_FN(max3s2_idx_small)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+{
+    FC_FN(max3_idx_small)(src, 2, k32, n, out, taps);
+}
+#endif
+#endif
+
+static void FC_FN(max2x2)(const FC_T *src, ptrdiff_t W, ptrdiff_t n, FC_T *out)
+{
+    FC_ROW(FC_FN(max2x2_block)(src + 2 * i, W, out + i), FC_SMALL(max2x2)(src, W, n, out));
+}
+
+static void FC_FN(max3s1)(const FC_T *src, ptrdiff_t n, FC_T *out)
+{
+    FC_ROW(FC_FN(max3s1_block)(src + i, out + i), FC_SMALL(max3s1)(src, n, out));
+}
+
+static void FC_FN(max3s2)(const FC_T *src, ptrdiff_t n, FC_T *out)
+{
+    FC_ROW(FC_FN(max3s2_block)(src + 2 * i, out + i), FC_SMALL(max3s2)(src, n, out));
+}
+
+#if FC_INDEX
+static void FC_FN(max2x2_idx)(const FC_T *src, ptrdiff_t W, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+{
+    FC_ROW(FC_FN(max2x2_idx_block)(src + 2 * i, W, k32 + (FC_IT)(2 * i), out + i, taps + i),
+           FC_SMALL(max2x2_idx)(src, W, k32, n, out, taps));
+}
+
+static void FC_FN(max3s1_idx)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+{
+    FC_ROW(FC_FN(max3s1_idx_block)(src + i, k32 + (FC_IT)i, out + i, taps + i),
+           FC_SMALL(max3s1_idx)(src, k32, n, out, taps));
+}
+
+static void FC_FN(max3s2_idx)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+{
+    FC_ROW(FC_FN(max3s2_idx_block)(src + 2 * i, k32 + (FC_IT)(2 * i), out + i, taps + i),
+           FC_SMALL(max3s2_idx)(src, k32, n, out, taps));
+}
+#endif
+
+#undef FC_ROW
+#undef FC_EVENS
+#undef FC_ODDS
+#undef FC_V
+#undef FC_M
+#undef FC_FN

@@ -1,0 +1,66 @@
+/* What the per-level kernels (conv_tile.h, pool_rows.h) share: the levels, the CPU's
+ * highest one, the target switches that compile a header once per level, and whole-vector
+ * loads and stores for GCC/Clang vector extensions.
+ *
+ * x86-64 with GCC or Clang has three levels: the baseline (SSE2), AVX2+FMA and AVX-512F.
+ * Elsewhere (aarch64, MSVC, or FASTCONV_NO_SIMD_DISPATCH defined) only the baseline: the
+ * compiler's default target.
+ */
+#ifndef FASTCONV_SIMD_H
+#define FASTCONV_SIMD_H
+
+enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(FASTCONV_NO_SIMD_DISPATCH)
+#define FC_HAVE_X86_LEVELS 1
+#endif
+
+/* Highest level this CPU (and this build) supports. */
+static int fc_cpu_level(void)
+{
+#ifdef FC_HAVE_X86_LEVELS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return FC_LEVEL_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return FC_LEVEL_AVX2;
+#endif
+    return FC_LEVEL_BASELINE;
+}
+
+/* FC_TARGET_AVX2 ... FC_TARGET_END (and FC_TARGET_AVX512 ... FC_TARGET_END) compile the
+ * functions between them for that level. */
+#ifdef FC_HAVE_X86_LEVELS
+#if defined(__clang__)
+#define FC_TARGET_AVX2 _Pragma("clang attribute push(__attribute__((target(\"avx2,fma\"))), apply_to = function)")
+#define FC_TARGET_AVX512                                                                                \
+    _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx2,fma\"))), apply_to = function)")
+#define FC_TARGET_END _Pragma("clang attribute pop")
+#else
+#define FC_TARGET_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
+#define FC_TARGET_AVX512 _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx2,fma\")")
+#define FC_TARGET_END _Pragma("GCC pop_options")
+#endif
+#endif
+
+#define FC_CAT2(a, b) a##_##b
+#define FC_CAT(a, b) FC_CAT2(a, b)
+
+#if defined(__GNUC__) || defined(__clang__)
+/* A vector load through a type of the vector's size aligned as one item: one unaligned load
+ * whatever the tuning. (A memcpy of the vector's size became, with -march=native on an Intel
+ * Xeon whose tuning moves memory 256 bits at a time, two 32-byte stores to the stack and one
+ * 64-byte load back, which waits for both: the weight-gradient tiles ran 5x slower.) Every
+ * whole-vector load of the tiles goes through it; FC_STORE is the same for stores. */
+#define FC_LOAD(VT, dst, src)                                                         \
+    do {                                                                              \
+        typedef VT fc_unaligned_ __attribute__((aligned(1), may_alias));              \
+        (dst) = *(const fc_unaligned_ *)(src);                                        \
+    } while (0)
+#define FC_STORE(VT, dst, value)                                                      \
+    do {                                                                              \
+        typedef VT fc_unaligned_ __attribute__((aligned(1), may_alias));              \
+        *(fc_unaligned_ *)(dst) = (value);                                            \
+    } while (0)
+#endif
+
+#endif /* FASTCONV_SIMD_H */

@@ -125,3 +125,28 @@ def test_max_pool_rows_at_every_level(rng, level, dtype, k, s, p):
                 (got, got_idx), (expected, expected_idx) = got, expected
                 np.testing.assert_array_equal(got_idx, expected_idx, err_msg=f"width {width}")
             np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8), err_msg=f"width {width}")
+
+
+# NHWC (pool_rows.h's pixel functions): channel counts below, at and between the levels'
+# vector lanes (3: _pool's own loops), windows with padding and dilation.
+POOL_CHANNELS = [3, 4, 5, 7, 8, 9, 15, 16, 17, 33]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p, d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 2)])
+def test_max_pool_pixels_at_every_level(rng, level, dtype, k, s, p, d):
+    for channels in POOL_CHANNELS:
+        x = rng.integers(-3, 4, size=(2, 6, 7, channels)).astype(dtype)
+        x[rng.random(x.shape) < 0.05] = np.nan
+        x[x == 1] = -0.0
+        x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        for indices in (False, True):
+            got = fastconv.max_pool2d(x, k, stride=s, padding=p, dilation=d, return_indices=indices, layout="NHWC")
+            expected = reference.max_pool2d(x_nchw, k, stride=s, padding=p, dilation=d, return_indices=indices)
+            if indices:
+                (got, got_idx), (expected, expected_idx) = got, expected
+                np.testing.assert_array_equal(got_idx, expected_idx.transpose(0, 2, 3, 1),
+                                              err_msg=f"{channels} channels")
+            np.testing.assert_array_equal(got.view(np.uint8),
+                                          np.ascontiguousarray(expected.transpose(0, 2, 3, 1)).view(np.uint8),
+                                          err_msg=f"{channels} channels")

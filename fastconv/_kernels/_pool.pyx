@@ -58,6 +58,10 @@ cdef extern from "pool_rows.h" nogil:
     ctypedef void (*fc_max3_f32_fn)(const float*, Py_ssize_t, float*) noexcept nogil
     ctypedef void (*fc_max3_f64_fn)(const double*, Py_ssize_t, double*) noexcept nogil
     ctypedef void (*fc_max3_idx_f32_fn)(const float*, int32_t, Py_ssize_t, float*, int32_t*) noexcept nogil
+    ctypedef void (*fc_max_pixel_f32_fn)(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                         Py_ssize_t, Py_ssize_t, Py_ssize_t, float*, int32_t*) noexcept nogil
+    ctypedef void (*fc_max_pixel_f64_fn)(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                         Py_ssize_t, Py_ssize_t, Py_ssize_t, double*, int64_t*) noexcept nogil
     ctypedef struct fc_pool_rows:  # a level's functions; any may be NULL (then the loops here run)
         fc_max2x2_f32_fn max2x2_f32
         fc_max2x2_f64_fn max2x2_f64
@@ -68,7 +72,10 @@ cdef extern from "pool_rows.h" nogil:
         fc_max3_f64_fn max3s2_f64
         fc_max3_idx_f32_fn max3s1_idx_f32
         fc_max3_idx_f32_fn max3s2_idx_f32
+        fc_max_pixel_f32_fn max_pixel_f32
+        fc_max_pixel_f64_fn max_pixel_f64
         int level
+    enum: FC_PIXEL_MIN_CHANNELS
     void fc_pool_select_level(int level) noexcept nogil
     const fc_pool_rows* fc_pool_active_rows() noexcept
 
@@ -92,7 +99,8 @@ cdef struct _Pool:  # one forward pool call: shapes, geometry and tables (checke
     Py_ssize_t LD
     Py_ssize_t a, b, KW  # max pooling, NCHW: the interior columns and their taps
     bint narrow  # max pooling, NHWC: indices fit in int32
-    const fc_pool_rows* rows  # max pooling, NCHW: the SIMD level's interior rows (NULL: the loops here)
+    const fc_pool_rows* rows  # max pooling: the SIMD level's row functions (NULL: the loops here)
+    bint pixels  # max pooling, NHWC: rows go through the level's pixel function (_max_row_pixels)
 
 
 # Max pooling compares: every ordered type (bool travels as uint8, float16 as float).
@@ -300,13 +308,14 @@ cdef int _max_pool(const real_t* x, real_t* out, int64_t* indices, _Pool* p, bin
     """:func:`max_pool2d` on checked arrays."""
     cdef Py_ssize_t r, rows, width
     cdef int32_t* taps
+    p.rows = fc_pool_active_rows()
     if channels_last:
         rows, width = p.N * p.OH, p.C
         p.narrow = p.H * p.W <= INT32_MAX
+        p.pixels = _has_pixels(<real_t>0, p, indices != NULL)
     else:
         rows = p.N * p.C * p.OH
         _find_interior(p, NULL)
-        p.rows = fc_pool_active_rows()
         if p.DW != 1 or (indices != NULL and p.H * p.W > INT32_MAX):
             p.a = p.b = p.OW
         width = p.b - p.a
@@ -327,7 +336,9 @@ cdef int _max_pool(const real_t* x, real_t* out, int64_t* indices, _Pool* p, bin
 
 cdef inline void _max_row(const real_t* x, real_t* out, int64_t* indices, int32_t* taps, const _Pool* p,
                           bint channels_last, Py_ssize_t r) noexcept nogil:
-    if channels_last:
+    if channels_last and p.pixels:
+        _max_row_pixels(x, out, indices, taps, p, r)
+    elif channels_last:
         _max_row_nhwc(x, out, indices, taps, p, r)
     else:
         _max_row_nchw(x, out, indices, taps, p, r)
@@ -642,6 +653,44 @@ cdef void _max_row_nhwc(const real_t* x, real_t* out, int64_t* indices, int32_t*
                     idx[c] = taps[c]
         o += C
         if with_indices:
+            idx += C
+
+
+cdef bint _has_pixels(real_t like, const _Pool* p, bint with_indices) noexcept:
+    """Whether the level's pixel function takes this NHWC call (float32; float64 without indices)."""
+    if p.rows == NULL or p.C < FC_PIXEL_MIN_CHANNELS:  # (fewer channels: the loops here, pool_rows.h)
+        return False
+    return ((real_t is float and p.rows.max_pixel_f32 != NULL and (p.narrow or not with_indices))
+            or (real_t is double and p.rows.max_pixel_f64 != NULL and not with_indices))
+
+
+cdef void _max_row_pixels(const real_t* x, real_t* out, int64_t* indices, int32_t* taps, const _Pool* p,
+                          Py_ssize_t r) noexcept nogil:
+    """:func:`_max_row_nhwc` through the SIMD level's pixel function (where :func:`_has_pixels`)."""
+    cdef Py_ssize_t H = p.H, W = p.W, C = p.C, OH = p.OH, L = p.L
+    cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow, c, w0, wn
+    cdef Py_ssize_t h0 = p.windows[oh], hn = p.windows[L + oh]
+    cdef const real_t* image = x + n * H * W * C
+    cdef real_t* o = out + r * p.OW * C
+    cdef int64_t* idx = indices + r * p.OW * C if indices != NULL else NULL
+    cdef real_t lowest = _lowest(<real_t>0)
+    for ow in range(p.OW):
+        w0, wn = p.windows[2 * L + ow], p.windows[3 * L + ow]
+        if hn == 0 or wn == 0:  # no real pixel (dilated windows only)
+            for c in range(C):
+                o[c] = lowest
+            if idx != NULL:
+                for c in range(C):
+                    idx[c] = -1
+        elif real_t is float:
+            p.rows.max_pixel_f32(image, W, C, h0, hn, p.DH, w0, wn, p.DW, o, taps if idx != NULL else NULL)
+            if idx != NULL:
+                for c in range(C):
+                    idx[c] = taps[c]
+        elif real_t is double:
+            p.rows.max_pixel_f64(image, W, C, h0, hn, p.DH, w0, wn, p.DW, o, NULL)
+        o += C
+        if idx != NULL:
             idx += C
 
 

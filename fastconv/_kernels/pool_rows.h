@@ -26,6 +26,14 @@ typedef void (*fc_max2x2_idx_f32_fn)(const float *, ptrdiff_t, int32_t, ptrdiff_
 typedef void (*fc_max3_f32_fn)(const float *, ptrdiff_t, float *);
 typedef void (*fc_max3_f64_fn)(const double *, ptrdiff_t, double *);
 typedef void (*fc_max3_idx_f32_fn)(const float *, int32_t, ptrdiff_t, float *, int32_t *);
+/* NHWC: image, W, C, h0, hn, DH, w0, wn, DW, out, taps (float32 only; NULL: no indices), for
+ * C >= FC_PIXEL_MIN_CHANNELS (the baseline's lanes; fewer: _pool's loops, which ran 2.1x as
+ * fast as a scalar loop here on 3 channels). */
+#define FC_PIXEL_MIN_CHANNELS 4
+typedef void (*fc_max_pixel_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                    ptrdiff_t, ptrdiff_t, float *, int32_t *);
+typedef void (*fc_max_pixel_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                    ptrdiff_t, ptrdiff_t, double *, int64_t *);
 
 /* One level's row functions (see pool_rows_impl.h for what each computes). */
 typedef struct {
@@ -38,6 +46,8 @@ typedef struct {
     fc_max3_f64_fn max3s2_f64;
     fc_max3_idx_f32_fn max3s1_idx_f32;
     fc_max3_idx_f32_fn max3s2_idx_f32;
+    fc_max_pixel_f32_fn max_pixel_f32; /* NHWC: a pixel's window over all channels */
+    fc_max_pixel_f64_fn max_pixel_f64;
     int level;
 } fc_pool_rows;
 
@@ -73,7 +83,9 @@ typedef struct {
  * variable blend for 64-bit lanes, and GCC turned their select into scalar cmov (0.44-0.74x
  * _pool's own loops, Intel Xeon, one thread); the baseline's float32 3-tap rows at stride 1
  * ran 0.875x of those loops on 56x56 planes and are used only for AVX2's short rows (the
- * other float32 rows 1.05-2.75x). NULL entries leave a row to _pool's loops. */
+ * other float32 rows 1.05-2.75x); its NHWC pixels ran 0.68-0.85x of those loops, which
+ * GCC vectorizes over the channels at this level. Those serve only the wider levels' short
+ * rows and few channels; NULL entries leave a call to _pool's loops. */
 #define FC_LEVEL_FN(name, tn, isa) FC_CAT(FC_CAT(fc_pool_##name, tn), isa)
 
 /* ---- the compiler's default target: 16-byte vectors, float32 only */
@@ -90,7 +102,7 @@ typedef struct {
 static const fc_pool_rows fc_pool_rows_base = {fc_pool_max2x2_f32_base, NULL, fc_pool_max2x2_idx_f32_base, NULL,
                                                fc_pool_max3s2_f32_base, NULL, NULL,
                                                fc_pool_max3s1_idx_f32_base, fc_pool_max3s2_idx_f32_base,
-                                               FC_LEVEL_BASELINE};
+                                               NULL, NULL, FC_LEVEL_BASELINE};
 
 #ifdef FC_HAVE_X86_LEVELS
 /* ---- AVX2 (32-byte vectors): short float32 rows to the baseline's functions */
@@ -135,7 +147,8 @@ FC_TARGET_END
 #define FC_POOL_TABLE(isa, level)                                                                     \
     {fc_pool_max2x2_f32_##isa,  fc_pool_max2x2_f64_##isa,  fc_pool_max2x2_idx_f32_##isa,          \
      fc_pool_max3s1_f32_##isa,  fc_pool_max3s2_f32_##isa,  fc_pool_max3s1_f64_##isa,             \
-     fc_pool_max3s2_f64_##isa,  fc_pool_max3s1_idx_f32_##isa, fc_pool_max3s2_idx_f32_##isa, level}
+     fc_pool_max3s2_f64_##isa,  fc_pool_max3s1_idx_f32_##isa, fc_pool_max3s2_idx_f32_##isa,   \
+     fc_pool_max_pixel_f32_##isa, fc_pool_max_pixel_f64_##isa, level}
 static const fc_pool_rows fc_pool_rows_avx2 = FC_POOL_TABLE(avx2, FC_LEVEL_AVX2);
 static const fc_pool_rows fc_pool_rows_avx512 = FC_POOL_TABLE(avx512, FC_LEVEL_AVX512);
 #endif /* x86 */

@@ -260,6 +260,76 @@ static void FC_FN(max3s2_idx)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out
 }
 #endif
 
+/* NHWC: one output pixel's window over every channel. Taps (h0 + t*DH, w0 + u*DW) for t < hn,
+ * u < wn (hn, wn >= 1, all inside the image, in row-major order) of `image` (rows of W
+ * pixels of C channels); out[c] is the maximum of channel c. With `taps`, taps[c] gets the
+ * winner's plane index (the plane's pixels must fit in int32). C >= FC_PIXEL_MIN_CHANNELS
+ * (the caller checks). Channels go one vector of FC_N at a time, its maximum kept in a
+ * register over all the window's taps; the last vector, if partial, is the last FC_N
+ * channels again; fewer than FC_N channels go to FC_SMALL's function (a level of
+ * FC_PIXEL_MIN_CHANNELS lanes takes every C). */
+static inline void FC_FN(max_pixel_block)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdiff_t h0, ptrdiff_t hn,
+                                          ptrdiff_t DH, ptrdiff_t w0, ptrdiff_t wn, ptrdiff_t DW, FC_T *out)
+{
+    FC_V m, v;
+    ptrdiff_t t, u;
+    FC_LOAD(FC_V, m, image + (h0 * W + w0) * C);
+    for (t = 0; t < hn; t++)
+        for (u = t == 0; u < wn; u++) {
+            FC_LOAD(FC_V, v, image + ((h0 + t * DH) * W + w0 + u * DW) * C);
+            m = FC_FN(take)(v, m);
+        }
+    FC_STORE(FC_V, out, m);
+}
+
+#if FC_INDEX
+static inline void FC_FN(max_pixel_idx_block)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdiff_t h0,
+                                              ptrdiff_t hn, ptrdiff_t DH, ptrdiff_t w0, ptrdiff_t wn, ptrdiff_t DW,
+                                              FC_T *out, FC_IT *taps)
+{
+    FC_V m, v;
+    FC_M km = (FC_M){0} + (FC_IT)(h0 * W + w0);
+    ptrdiff_t t, u, k;
+    FC_LOAD(FC_V, m, image + (h0 * W + w0) * C);
+    for (t = 0; t < hn; t++)
+        for (u = t == 0; u < wn; u++) {
+            k = (h0 + t * DH) * W + w0 + u * DW;
+            FC_LOAD(FC_V, v, image + k * C);
+            m = FC_FN(take_at)(v, m, (FC_M){0} + (FC_IT)k, &km);
+        }
+    FC_STORE(FC_V, out, m);
+    FC_STORE(FC_M, taps, km);
+}
+#endif
+
+#if FC_SMALL_PADDED && FC_N > FC_PIXEL_MIN_CHANNELS
+#error "a level without a narrower one must take pixels of FC_PIXEL_MIN_CHANNELS channels"
+#endif
+
+static void FC_FN(max_pixel)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdiff_t h0, ptrdiff_t hn, ptrdiff_t DH,
+                             ptrdiff_t w0, ptrdiff_t wn, ptrdiff_t DW, FC_T *out, FC_IT *taps)
+{
+    ptrdiff_t c;
+#if !FC_SMALL_PADDED
+    if (C < FC_N) {
+        FC_SMALL(max_pixel)(image, W, C, h0, hn, DH, w0, wn, DW, out, taps);
+        return;
+    }
+#endif
+#if FC_INDEX
+    if (taps) {
+        for (c = 0; c + FC_N <= C; c += FC_N)
+            FC_FN(max_pixel_idx_block)(image + c, W, C, h0, hn, DH, w0, wn, DW, out + c, taps + c);
+        if (c < C)
+            FC_FN(max_pixel_idx_block)(image + C - FC_N, W, C, h0, hn, DH, w0, wn, DW, out + C - FC_N,
+                                       taps + C - FC_N);
+        return;
+    }
+#endif
+    for (c = 0; c + FC_N <= C; c += FC_N) FC_FN(max_pixel_block)(image + c, W, C, h0, hn, DH, w0, wn, DW, out + c);
+    if (c < C) FC_FN(max_pixel_block)(image + C - FC_N, W, C, h0, hn, DH, w0, wn, DW, out + C - FC_N);
+}
+
 #undef FC_ROW
 #undef FC_EVENS
 #undef FC_ODDS

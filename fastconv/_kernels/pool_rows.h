@@ -66,6 +66,13 @@ typedef struct {
 #define FC_EVENS_16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
 #define FC_ODDS_16 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
 #define FC_IOTA_16 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+/* AVX2's in-half picks (see pool_rows_impl.h): float32 (8 lanes) and float64 (4 lanes). */
+#define FC_LANED_EVENS_8 0, 2, 8, 10, 4, 6, 12, 14
+#define FC_LANED_ODDS_8 1, 3, 9, 11, 5, 7, 13, 15
+#define FC_UNLANE_8 0, 1, 4, 5, 2, 3, 6, 7
+#define FC_LANED_EVENS_4 0, 4, 2, 6
+#define FC_LANED_ODDS_4 1, 5, 3, 7
+#define FC_UNLANE_4 0, 2, 1, 3
 #define FC_LIST2(prefix, n) prefix##n
 #define FC_LIST(prefix, n) FC_LIST2(prefix, n)
 
@@ -108,6 +115,7 @@ static const fc_pool_rows fc_pool_rows_base = {fc_pool_max2x2_f32_base, NULL, fc
 /* ---- AVX2 (32-byte vectors): short float32 rows to the baseline's functions */
 FC_TARGET_AVX2
 #define FC_ISA avx2
+#define FC_IN_LANE 1
 #define FC_NF 8
 #define FC_ND 4
 #define FC_F32_PADDED 0
@@ -121,6 +129,7 @@ FC_TARGET_AVX2
 #undef FC_F32_PADDED
 #undef FC_ND
 #undef FC_NF
+#undef FC_IN_LANE
 #undef FC_ISA
 FC_TARGET_END
 

@@ -101,10 +101,6 @@ typedef struct {
 #define FC_F32_PADDED 1
 #define FC_F32_SMALL(name) FC_FN(name##_small)
 #include "pool_rows_types.h"
-#undef FC_F32_SMALL
-#undef FC_F32_PADDED
-#undef FC_NF
-#undef FC_ISA
 
 static const fc_pool_rows fc_pool_rows_base = {fc_pool_max2x2_f32_base, NULL, fc_pool_max2x2_idx_f32_base, NULL,
                                                fc_pool_max3s2_f32_base, NULL, NULL,
@@ -123,14 +119,6 @@ FC_TARGET_AVX2
 #define FC_F64_PADDED 1
 #define FC_F64_SMALL(name) FC_FN(name##_small)
 #include "pool_rows_types.h"
-#undef FC_F64_SMALL
-#undef FC_F64_PADDED
-#undef FC_F32_SMALL
-#undef FC_F32_PADDED
-#undef FC_ND
-#undef FC_NF
-#undef FC_IN_LANE
-#undef FC_ISA
 FC_TARGET_END
 
 /* ---- AVX-512 (64-byte vectors): short rows to AVX2's (2x2 windows on 28x28 planes, rows of
@@ -144,13 +132,6 @@ FC_TARGET_AVX512
 #define FC_F64_PADDED 0
 #define FC_F64_SMALL(name) FC_LEVEL_FN(name, f64, avx2)
 #include "pool_rows_types.h"
-#undef FC_F64_SMALL
-#undef FC_F64_PADDED
-#undef FC_F32_SMALL
-#undef FC_F32_PADDED
-#undef FC_ND
-#undef FC_NF
-#undef FC_ISA
 FC_TARGET_END
 
 /* A level's table: its functions in fc_pool_rows's order. */

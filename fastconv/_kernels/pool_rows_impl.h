@@ -4,7 +4,7 @@
  * double, f64), FC_N (lanes of a vector), FC_IT (the integer type of a lane's mask),
  * FC_SMALL(name) (the function rows of fewer than FC_N outputs call; FC_SMALL_PADDED: one
  * defined here) and the level's target active. No include guard: it is meant to be
- * included several times.
+ * included several times; it undefines its parameters.
  *
  * Every function takes n outputs of one output row whose windows are all inside the
  * image (the caller's interior) and visits each window's taps in row-major order with
@@ -373,3 +373,10 @@ static void FC_FN(max_pixel)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdif
 #undef FC_V
 #undef FC_M
 #undef FC_FN
+#undef FC_T
+#undef FC_TN
+#undef FC_N
+#undef FC_IT
+#undef FC_INDEX
+#undef FC_SMALL
+#undef FC_SMALL_PADDED

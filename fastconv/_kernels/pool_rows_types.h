@@ -1,7 +1,8 @@
 /* One level's row functions: pool_rows_impl.h for float32 (FC_NF lanes, with indices) and,
  * where FC_ND is defined, float64 (FC_ND lanes). Included by pool_rows.h once per level, with
- * FC_ISA, FC_NF (FC_ND), and per type what shorter rows call: FC_F32_PADDED and
- * FC_F32_SMALL(name) (FC_F64_PADDED, FC_F64_SMALL), see pool_rows.h. No include guard. */
+ * FC_ISA, FC_NF (FC_ND), FC_IN_LANE (or not) and per type what shorter rows call:
+ * FC_F32_PADDED and FC_F32_SMALL(name) (FC_F64_PADDED, FC_F64_SMALL), see pool_rows.h; it
+ * undefines them all. No include guard. (pool_rows_impl.h undefines its own parameters.) */
 
 #define FC_T float
 #define FC_TN f32
@@ -11,13 +12,6 @@
 #define FC_SMALL_PADDED FC_F32_PADDED
 #define FC_SMALL(name) FC_F32_SMALL(name)
 #include "pool_rows_impl.h"
-#undef FC_SMALL_PADDED
-#undef FC_SMALL
-#undef FC_T
-#undef FC_TN
-#undef FC_N
-#undef FC_IT
-#undef FC_INDEX
 
 #ifdef FC_ND
 #define FC_T double
@@ -28,11 +22,13 @@
 #define FC_SMALL_PADDED FC_F64_PADDED
 #define FC_SMALL(name) FC_F64_SMALL(name)
 #include "pool_rows_impl.h"
-#undef FC_SMALL_PADDED
-#undef FC_SMALL
-#undef FC_T
-#undef FC_TN
-#undef FC_N
-#undef FC_IT
-#undef FC_INDEX
 #endif
+
+#undef FC_ISA
+#undef FC_NF
+#undef FC_ND
+#undef FC_IN_LANE
+#undef FC_F32_PADDED
+#undef FC_F32_SMALL
+#undef FC_F64_PADDED
+#undef FC_F64_SMALL

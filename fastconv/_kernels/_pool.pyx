@@ -25,6 +25,13 @@ forward kernels take the arrays themselves, not typed buffers (each cost a
 small call 0.2-0.3 µs to acquire), no index array when none is wanted, and
 allocate their scratch here.
 
+Max pooling's float32/float64 inner loops (NCHW: the interior of 2x2 windows
+at stride 2 and of 3-tap window rows at strides 1 and 2; NHWC: each window
+over 4 channels or more) run pool_rows.h's functions, compiled once per SIMD
+level and selected with the convolution tiles (fastconv._simd); the loops
+here take every other call, and every call where the build has no vector
+extensions.
+
 Layouts: forward NCHW arrays arrive as ``(N, C, H, W)``, backward ones as
 ``(P, H, W)`` planes (``P = N*C``), NHWC ones as ``(N, H, W, C)``.
 fastconv._pool checks every shape. The forward kernels read their arrays'
@@ -508,8 +515,10 @@ cdef void _max_three(const real_t* src, Py_ssize_t SW, int32_t k32, Py_ssize_t n
     Intel Xeon, one thread, medians, a tap at a time / three at a time: 3x3
     windows at stride 2 on 112x112 planes (ResNet's first pooling) 1.12x,
     with indices 1.22x; at stride 1 on 56x56 1.18x / 1.41x, on 7x7 1.23x /
-    1.13x. (The module is built for the baseline instruction set: SSE2
-    selects a maximum in four instructions, where the loop spends its time.)
+    1.13x. (This module is built for the baseline instruction set: SSE2
+    selects a maximum in four instructions, where the loop spends its time.
+    float32 and float64 rows at strides 1 and 2 go to pool_rows.h's
+    functions of the SIMD level in force instead: :func:`_three`.)
     """
     cdef Py_ssize_t i
     cdef real_t m, v

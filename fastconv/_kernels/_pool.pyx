@@ -322,6 +322,7 @@ cdef int _max_pool(const real_t* x, real_t* out, int64_t* indices, _Pool* p, bin
         p.pixels = _has_pixels(<real_t>0, p, indices != NULL)
     else:
         rows = p.N * p.C * p.OH
+        p.pixels = False
         _find_interior(p, NULL)
         if p.DW != 1 or (indices != NULL and p.H * p.W > INT32_MAX):
             p.a = p.b = p.OW

@@ -4,7 +4,8 @@
  * double, f64), FC_N (lanes of a vector), FC_IT (the integer type of a lane's mask),
  * FC_SMALL(name) (the function rows of fewer than FC_N outputs call; FC_SMALL_PADDED: one
  * defined here) and the level's target active. No include guard: it is meant to be
- * included several times; it undefines its parameters.
+ * included several times; it undefines its parameters. (FC_UNUSED: a build without the
+ * wider levels leaves some of the baseline's functions, which those call, unused.)
  *
  * Every function takes n outputs of one output row whose windows are all inside the
  * image (the caller's interior) and visits each window's taps in row-major order with
@@ -194,7 +195,7 @@ static inline void FC_FN(max3s2_idx_block)(const FC_T *s, FC_IT k0, FC_T *out, F
 #if FC_SMALL_PADDED
 /* Rows of fewer than FC_N outputs (the baseline level): the taps, the running maxima and
  * their indices copied into zeroed local blocks of one vector, and the n results back. */
-static void FC_FN(max2x2_small)(const FC_T *src, ptrdiff_t W, ptrdiff_t n, FC_T *out)
+static FC_UNUSED void FC_FN(max2x2_small)(const FC_T *src, ptrdiff_t W, ptrdiff_t n, FC_T *out)
 {
     FC_T s[4 * FC_N] = {0}, o[FC_N];
     ptrdiff_t i;
@@ -204,7 +205,7 @@ static void FC_FN(max2x2_small)(const FC_T *src, ptrdiff_t W, ptrdiff_t n, FC_T 
 }
 
 /* Fold a row of 3 taps at stride `step` (1 or 2) into fewer than FC_N maxima. */
-static void FC_FN(max3_small)(const FC_T *src, int step, ptrdiff_t n, FC_T *out)
+static FC_UNUSED void FC_FN(max3_small)(const FC_T *src, int step, ptrdiff_t n, FC_T *out)
 {
     FC_T s[2 * FC_N + 2] = {0}, o[FC_N] = {0};
     ptrdiff_t i;
@@ -217,11 +218,11 @@ static void FC_FN(max3_small)(const FC_T *src, int step, ptrdiff_t n, FC_T *out)
     for (i = 0; i < n; i++) out[i] = o[i];
 }
 
-static void FC_FN(max3s1_small)(const FC_T *src, ptrdiff_t n, FC_T *out) { FC_FN(max3_small)(src, 1, n, out); }
-static void FC_FN(max3s2_small)(const FC_T *src, ptrdiff_t n, FC_T *out) { FC_FN(max3_small)(src, 2, n, out); }
+static FC_UNUSED void FC_FN(max3s1_small)(const FC_T *src, ptrdiff_t n, FC_T *out) { FC_FN(max3_small)(src, 1, n, out); }
+static FC_UNUSED void FC_FN(max3s2_small)(const FC_T *src, ptrdiff_t n, FC_T *out) { FC_FN(max3_small)(src, 2, n, out); }
 
 #if FC_INDEX
-static void FC_FN(max2x2_idx_small)(const FC_T *src, ptrdiff_t W, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+static FC_UNUSED void FC_FN(max2x2_idx_small)(const FC_T *src, ptrdiff_t W, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
 {
     FC_T s[4 * FC_N] = {0}, o[FC_N];
     FC_IT t[FC_N];
@@ -234,7 +235,7 @@ static void FC_FN(max2x2_idx_small)(const FC_T *src, ptrdiff_t W, FC_IT k32, ptr
     }
 }
 
-static void FC_FN(max3_idx_small)(const FC_T *src, int step, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+static FC_UNUSED void FC_FN(max3_idx_small)(const FC_T *src, int step, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
 {
     FC_T s[2 * FC_N + 2] = {0}, o[FC_N] = {0};
     FC_IT t[FC_N] = {0};
@@ -248,47 +249,47 @@ static void FC_FN(max3_idx_small)(const FC_T *src, int step, FC_IT k32, ptrdiff_
     for (i = 0; i < n; i++) out[i] = o[i], taps[i] = t[i];
 }
 
-static void FC_FN(max3s1_idx_small)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+static FC_UNUSED void FC_FN(max3s1_idx_small)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
 {
     FC_FN(max3_idx_small)(src, 1, k32, n, out, taps);
 }
 
-static void FC_FN(max3s2_idx_small)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+static FC_UNUSED void FC_FN(max3s2_idx_small)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
 {
     FC_FN(max3_idx_small)(src, 2, k32, n, out, taps);
 }
 #endif
 #endif
 
-static void FC_FN(max2x2)(const FC_T *src, ptrdiff_t W, ptrdiff_t n, FC_T *out)
+static FC_UNUSED void FC_FN(max2x2)(const FC_T *src, ptrdiff_t W, ptrdiff_t n, FC_T *out)
 {
     FC_ROW(FC_FN(max2x2_block)(src + 2 * i, W, out + i), FC_SMALL(max2x2)(src, W, n, out));
 }
 
-static void FC_FN(max3s1)(const FC_T *src, ptrdiff_t n, FC_T *out)
+static FC_UNUSED void FC_FN(max3s1)(const FC_T *src, ptrdiff_t n, FC_T *out)
 {
     FC_ROW(FC_FN(max3s1_block)(src + i, out + i), FC_SMALL(max3s1)(src, n, out));
 }
 
-static void FC_FN(max3s2)(const FC_T *src, ptrdiff_t n, FC_T *out)
+static FC_UNUSED void FC_FN(max3s2)(const FC_T *src, ptrdiff_t n, FC_T *out)
 {
     FC_ROW(FC_FN(max3s2_block)(src + 2 * i, out + i), FC_SMALL(max3s2)(src, n, out));
 }
 
 #if FC_INDEX
-static void FC_FN(max2x2_idx)(const FC_T *src, ptrdiff_t W, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+static FC_UNUSED void FC_FN(max2x2_idx)(const FC_T *src, ptrdiff_t W, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
 {
     FC_ROW(FC_FN(max2x2_idx_block)(src + 2 * i, W, k32 + (FC_IT)(2 * i), out + i, taps + i),
            FC_SMALL(max2x2_idx)(src, W, k32, n, out, taps));
 }
 
-static void FC_FN(max3s1_idx)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+static FC_UNUSED void FC_FN(max3s1_idx)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
 {
     FC_ROW(FC_FN(max3s1_idx_block)(src + i, k32 + (FC_IT)i, out + i, taps + i),
            FC_SMALL(max3s1_idx)(src, k32, n, out, taps));
 }
 
-static void FC_FN(max3s2_idx)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
+static FC_UNUSED void FC_FN(max3s2_idx)(const FC_T *src, FC_IT k32, ptrdiff_t n, FC_T *out, FC_IT *taps)
 {
     FC_ROW(FC_FN(max3s2_idx_block)(src + 2 * i, k32 + (FC_IT)(2 * i), out + i, taps + i),
            FC_SMALL(max3s2_idx)(src, k32, n, out, taps));
@@ -341,10 +342,11 @@ static inline void FC_FN(max_pixel_idx_block)(const FC_T *image, ptrdiff_t W, pt
 #error "a level without a narrower one must take pixels of FC_PIXEL_MIN_CHANNELS channels"
 #endif
 
-static void FC_FN(max_pixel)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdiff_t h0, ptrdiff_t hn, ptrdiff_t DH,
+static FC_UNUSED void FC_FN(max_pixel)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdiff_t h0, ptrdiff_t hn, ptrdiff_t DH,
                              ptrdiff_t w0, ptrdiff_t wn, ptrdiff_t DW, FC_T *out, FC_IT *taps)
 {
     ptrdiff_t c;
+    (void)taps; /* (float64: always NULL) */
 #if !FC_SMALL_PADDED
     if (C < FC_N) {
         FC_SMALL(max_pixel)(image, W, C, h0, hn, DH, w0, wn, DW, out, taps);

@@ -11,13 +11,20 @@
 
 enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
 
+/* A static function a build may leave unused (no warning; the same code). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_UNUSED __attribute__((unused))
+#else
+#define FC_UNUSED
+#endif
+
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
     !defined(FASTCONV_NO_SIMD_DISPATCH)
 #define FC_HAVE_X86_LEVELS 1
 #endif
 
 /* Highest level this CPU (and this build) supports. */
-static int fc_cpu_level(void)
+static FC_UNUSED int fc_cpu_level(void)
 {
 #ifdef FC_HAVE_X86_LEVELS
     __builtin_cpu_init();

@@ -23,6 +23,26 @@ def random_array(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 
 
+def pool_data(rng, shape, dtype, ties=True, nans=True, signed_zeros=False):
+    """Values for pooling tests: many ties (small integers) and, for floats, some NaN and -inf.
+
+    With ``signed_zeros`` the 1s become -0.0, which ties with the 0.0s (the first in tap order
+    must win, bit for bit).
+    """
+    dtype = np.dtype(dtype)
+    if not ties:
+        return random_array(rng, shape, dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(bool)
+    x = rng.integers(0 if dtype.kind == "u" else -3, 4, size=shape).astype(dtype)
+    if dtype.kind == "f" and nans:
+        x[rng.random(shape) < 0.05] = np.nan
+        x[rng.random(shape) < 0.05] = -np.inf
+    if dtype.kind == "f" and signed_zeros:
+        x[x == 1] = -0.0
+    return x
+
+
 def small_ints(rng, shape, dtype=np.int64, low=-5, high=5):
     """Small integers: conv results stay exact in every dtype."""
     return rng.integers(low, high + 1, size=shape).astype(dtype)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import ALL_DTYPES, nonstandard_views, random_array, unaligned_zeros
+from helpers import ALL_DTYPES, nonstandard_views, pool_data, random_array, unaligned_zeros
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -37,20 +37,6 @@ def to_layout(x, layout):
 
 def to_nchw(x, layout):
     return x.transpose(0, 3, 1, 2) if layout == "NHWC" else x
-
-
-def pool_data(rng, shape, dtype, ties=True, nans=True):
-    """Values for pooling tests: many ties (small integers) and, for floats, some NaN and -inf."""
-    dtype = np.dtype(dtype)
-    if not ties:
-        return random_array(rng, shape, dtype)
-    if dtype.kind == "b":
-        return rng.integers(0, 2, size=shape).astype(bool)
-    x = rng.integers(0 if dtype.kind == "u" else -3, 4, size=shape).astype(dtype)
-    if dtype.kind == "f" and nans:
-        x[rng.random(shape) < 0.05] = np.nan
-        x[rng.random(shape) < 0.05] = -np.inf
-    return x
 
 
 def geometry_kwargs(s, p, d=1, ceil=False):

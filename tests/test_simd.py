@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import tolerance
+from helpers import pool_data, tolerance
 
 import fastconv
 from fastconv import reference
@@ -113,11 +113,9 @@ def test_max_pool_rows_at_every_level(rng, level, dtype, k, s, p):
     for width in POOL_WIDTHS:
         if width + 2 * p < k:
             continue
-        # few distinct values (ties), NaNs and zeros of both signs: the first maximum in
-        # row-major tap order and the last NaN must win, as in the reference
-        x = rng.integers(-3, 4, size=(2, 3, 5, width)).astype(dtype)
-        x[rng.random(x.shape) < 0.05] = np.nan
-        x[x == 1] = -0.0
+        # ties (zeros of both signs among them) and NaNs: the first maximum in row-major tap
+        # order and the last NaN must win, as in the reference
+        x = pool_data(rng, (2, 3, 5, width), dtype, signed_zeros=True)
         for indices in (False, True):
             got = fastconv.max_pool2d(x, k, stride=s, padding=p, return_indices=indices)
             expected = reference.max_pool2d(x, k, stride=s, padding=p, return_indices=indices)
@@ -136,10 +134,8 @@ POOL_CHANNELS = [3, 4, 5, 7, 8, 9, 15, 16, 17, 33]
 @pytest.mark.parametrize("k, s, p, d", [(2, 2, 0, 1), (3, 2, 1, 1), (3, 1, 1, 2)])
 def test_max_pool_pixels_at_every_level(rng, level, dtype, k, s, p, d):
     for channels in POOL_CHANNELS:
-        x = rng.integers(-3, 4, size=(2, 6, 7, channels)).astype(dtype)
-        x[rng.random(x.shape) < 0.05] = np.nan
-        x[x == 1] = -0.0
-        x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        x_nchw = pool_data(rng, (2, channels, 6, 7), dtype, signed_zeros=True)
+        x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
         for indices in (False, True):
             got = fastconv.max_pool2d(x, k, stride=s, padding=p, dilation=d, return_indices=indices, layout="NHWC")
             expected = reference.max_pool2d(x_nchw, k, stride=s, padding=p, dilation=d, return_indices=indices)

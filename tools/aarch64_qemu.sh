@@ -57,7 +57,7 @@ command -v apt-get > /dev/null || cannot "needs Debian's apt-get"
 # ---- the cross compiler and the emulator
 if ! command -v aarch64-linux-gnu-gcc > /dev/null || ! command -v qemu-aarch64 > /dev/null; then
     echo "== aarch64: apt-get install gcc-aarch64-linux-gnu qemu-user"
-    apt-get update -q > "$WORK/apt.log" 2>&1
+    apt-get update -q > "$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log" >&2; exit 1; }
     apt-get install -y -q --no-install-recommends gcc-aarch64-linux-gnu qemu-user >> "$WORK/apt.log" 2>&1 \
         || { tail -20 "$WORK/apt.log" >&2; exit 1; }
 fi

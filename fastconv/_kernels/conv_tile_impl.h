@@ -674,7 +674,9 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
  * strided 1.02x, resnet-mid and resnet-deep's input gradient 1.01x at one thread,
  * even at two. A 3x3 kernel's three taps of a row read the same lines, so its unrolled
  * loop asks only at each row's first tap (PF_EVERY 3): an instruction less per tap for
- * the ports that also issue the multiply-adds. Intel Xeon, alternating processes,
+ * the ports that also issue the multiply-adds. (Nine taps run as 3x3, row by row; a 9x1
+ * kernel's taps are nine rows, of which this asks for every third: a hint, no result
+ * depends on it.) Intel Xeon, alternating processes,
  * medians of 8 (two threads: 6), convolution and input gradient of resnet-deep,
  * resnet-mid and dilated: AVX2 1.02-1.03x at one thread and 1.03-1.05x at two, AVX-512
  * 1.01-1.04x. (Not measured on the AMD machine where the prefetch was.) */

@@ -56,6 +56,28 @@ def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
     np.testing.assert_array_equal(channels, columns)
 
 
+# the AVX2 level's output-channel segments of 5 and 6 columns: the tile of 6 (named accumulators,
+# its multiply-adds in assembly) and, on rows wider than a tile, segments of the band's pixels
+# that end one row and start the next (14 columns: 4 rows make 56 pixels, 5 + 5 + ... + 6); nine
+# taps (unrolled) and other counts (the tap loop), non-finite inputs: the column tiles' bits at
+# every level
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [6, 7, 12, 14, 30])
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 3), (1, 5)])
+def test_channel_tile_segments_of_five_and_six_columns(rng, level, dtype, width, kernel):
+    kh, kw = kernel
+    x = rng.standard_normal((2, 7, 3 + kh, width + kw - 1)).astype(dtype)
+    x[0, 3, 2, 1], x[1, 0, 3, -1], x[1, 6, 0, 0] = np.inf, np.nan, -0.0
+    w = rng.standard_normal((19, 7, kh, kw)).astype(dtype)
+    b = rng.standard_normal(19).astype(dtype)
+    channels = run_tiles(x, w, b, "channels")
+    np.testing.assert_array_equal(channels, run_tiles(x, w, b, "columns"))
+    expected = reference.conv2d(x, w, b)
+    assert 0 < np.isfinite(expected).sum() < expected.size
+    rtol, atol = tolerance(dtype)
+    assert_same_non_finite(channels, expected, rtol=rtol, atol=atol * 10)
+
+
 # rows of at most half an output-channel tile's columns (7 with 32 vector registers, 3 with 16) run
 # tiles over oc_cols // OW whole rows (a 7x7 image: two rows of 7), the rows left over one at a
 # time; bands of 4 rows (a budget of 6 padded rows) leave a last band of 2, and the whole-batch

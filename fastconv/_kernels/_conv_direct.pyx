@@ -155,9 +155,14 @@ cdef extern from "conv_tile.h" nogil:
                                       const float*, float*, ptrdiff_t, int, ptrdiff_t) noexcept
     ctypedef void (*fc_ocrows_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
                                       const double*, double*, ptrdiff_t, int, ptrdiff_t) noexcept
+    ctypedef void (*fc_ocsplit_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
+                                       const float*, float*, ptrdiff_t, int, int, int, ptrdiff_t) noexcept
+    ctypedef void (*fc_ocsplit_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
+                                       const double*, double*, ptrdiff_t, int, int, int, ptrdiff_t) noexcept
     enum:
         FC_DWWTILE_TAPS
         FC_ROWS
+        FC_OCSPLIT_MIN
         FC_ROWS_KH_CHANNELS
         FC_OCROWS_Q
     ctypedef struct fc_tiles:
@@ -214,6 +219,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_gtile_f64_fn gather6x2_64
         fc_band_f32_fn band32
         fc_band_f64_fn band64
+        fc_ocsplit_f32_fn ocsplit32
+        fc_ocsplit_f64_fn ocsplit64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -491,10 +498,16 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     over ``oc_cols // OW`` whole rows where the level has them (fewer loads
     of weights per multiply-add), and the rows left over one row at a time:
     every tile sums in the same order, so the results are the same bits.
+    Where the level has tiles over two rows (``tiles.ocsplit32``: AVX2, 5 or
+    6 columns) and rows are wider than a tile, the band's pixels, row after
+    row, make the segments instead (:func:`_octile_split_band`).
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, s, start, end
+    if OW > tiles.oc_cols and _octile_split_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb,
+                                                 oplane, ocs, OW, nk, oh0, oh1, in_row0):
+        return
     cdef Py_ssize_t rows = tiles.oc_cols // OW if 0 < OW < FC_OCROWS_Q else 0  # rows per whole-row tile
     cdef fc_ocrows_f32_fn r32 = NULL
     cdef fc_ocrows_f64_fn r64 = NULL
@@ -524,6 +537,52 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
             else:
                 tiles.oc64(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
                            oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
+
+
+cdef bint _octile_split_band(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
+                             Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
+                             const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t ocs, Py_ssize_t OW,
+                             Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
+    """:func:`_octile_plane`'s rows ``oh0 <= oh < oh1`` as segments of the band's pixels, row after row; False if not run.
+
+    The ``P = (oh1 - oh0) * OW`` pixels make the fewest segments of at most
+    ``tiles.oc_cols`` (6) pixels, of sizes as even as they can be; it runs
+    only where each has at least ``FC_OCSPLIT_MIN`` (5) and the level has
+    the tiles (``tiles.ocsplit32``), else returns False and does nothing. A
+    segment on one row is the one-row tile; one that ends on the next row
+    (``OW > oc_cols``: at most two rows) takes the tile over two rows: its
+    first ``split`` columns end row ``oh``, the others start row ``oh + 1``,
+    ``row_step - OW`` items further on in the input, and the next in the
+    output (whose rows are contiguous). Every pixel sums as in the one-row
+    tiles: the same bits.
+    """
+    cdef Py_ssize_t pixels = (oh1 - oh0) * OW
+    cdef Py_ssize_t count = (pixels + tiles.oc_cols - 1) // tiles.oc_cols
+    cdef Py_ssize_t i, first, n, oh, col, split
+    cdef const real_t* xin
+    if (tiles.ocsplit32 == NULL if real_t is float else tiles.ocsplit64 == NULL) or pixels < count * FC_OCSPLIT_MIN:
+        return False
+    for i in range(count):
+        first = i * pixels // count
+        n = (i + 1) * pixels // count - first  # FC_OCSPLIT_MIN <= n <= oc_cols
+        oh = oh0 + first // OW
+        col = first - (oh - oh0) * OW
+        split = min(n, OW - col)
+        xin = xbase + (oh - in_row0) * row_step + col
+        if split == n:
+            if real_t is float:
+                tiles.oc32(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+                           <int>nk, <int>n)
+            else:
+                tiles.oc64(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+                           <int>nk, <int>n)
+        elif real_t is float:
+            tiles.ocsplit32(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+                            <int>nk, <int>n, <int>split, row_step - OW)
+        else:
+            tiles.ocsplit64(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+                            <int>nk, <int>n, <int>split, row_step - OW)
+    return True
 
 
 cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase, Py_ssize_t channel_stride,

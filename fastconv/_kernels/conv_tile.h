@@ -42,6 +42,14 @@ typedef void (*fc_ocrows_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, in
                                  const float *, float *, ptrdiff_t, int, ptrdiff_t);
 typedef void (*fc_ocrows_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
                                  const double *, double *, ptrdiff_t, int, ptrdiff_t);
+/* Output-channel tiles over two rows (AVX2): x, cs, taps, ntaps, C, w, bias, out, ocs, nk,
+ * ncols (5 or 6), split (its columns on the first row, 1 .. ncols - 1), gap (input row step
+ * minus output row width). Each segment of a band run so has at least FC_OCSPLIT_MIN columns. */
+enum { FC_OCSPLIT_MIN = 5 };
+typedef void (*fc_ocsplit_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
+                                  const float *, float *, ptrdiff_t, int, int, int, ptrdiff_t);
+typedef void (*fc_ocsplit_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
+                                  const double *, double *, ptrdiff_t, int, int, int, ptrdiff_t);
 /* Taps one weight-gradient tile call takes at most (plain / depthwise). */
 enum { FC_WTILE_TAPS = 3, FC_DWWTILE_TAPS = 9 }; /* (the scalar tiles; fc_tiles.wt_taps for a level) */
 /* Row tiles (one output channel x FC_ROWS rows x one vector of columns): x, cs, taps,
@@ -348,6 +356,8 @@ typedef struct {
     fc_gtile_f64_fn gather6x2_64;
     fc_band_f32_fn band32; /* the 4 x 3 column tiles' row loop over a band (16 registers; or NULL) */
     fc_band_f64_fn band64;
+    fc_ocsplit_f32_fn ocsplit32; /* output-channel tiles over the end of a row and the start of the next (or NULL) */
+    fc_ocsplit_f64_fn ocsplit64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -359,7 +369,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
-                                       FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND};
+                                       FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND, NULL, NULL};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -375,7 +385,7 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_addrow_f32_avx2, fc_addrow_f64_avx2, fc_pwtile_f32_avx2,
                                        fc_pwtile_f64_avx2, fc_gather3_f32_avx2, fc_gather3_f64_avx2,
                                        fc_gather6x2_f32_avx2, fc_gather6x2_f64_avx2, fc_band_f32_avx2,
-                                       fc_band_f64_avx2};
+                                       fc_band_f64_avx2, fc_ocsplit_float_avx2, fc_ocsplit_double_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -391,7 +401,7 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512,
                                          fc_addrow_f32_avx512, fc_addrow_f64_avx512, fc_pwtile_f32_avx512,
                                          fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512,
-                                         NULL, NULL, NULL, NULL};
+                                         NULL, NULL, NULL, NULL, NULL, NULL};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

@@ -163,6 +163,7 @@ cdef extern from "conv_tile.h" nogil:
         FC_DWWTILE_TAPS
         FC_ROWS
         FC_OCSPLIT_MIN
+        FC_OCSPLIT_MAX
         FC_ROWS_KH_CHANNELS
         FC_OCROWS_Q
     ctypedef struct fc_tiles:
@@ -505,7 +506,7 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
     cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, s, start, end
-    if OW > tiles.oc_cols and _octile_split_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb,
+    if OW > FC_OCSPLIT_MAX and _octile_split_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb,
                                                  oplane, ocs, OW, nk, oh0, oh1, in_row0):
         return
     cdef Py_ssize_t rows = tiles.oc_cols // OW if 0 < OW < FC_OCROWS_Q else 0  # rows per whole-row tile
@@ -546,25 +547,25 @@ cdef bint _octile_split_band(const fc_tiles* tiles, const real_t* xbase, Py_ssiz
     """:func:`_octile_plane`'s rows ``oh0 <= oh < oh1`` as segments of the band's pixels, row after row; False if not run.
 
     The ``P = (oh1 - oh0) * OW`` pixels make the fewest segments of at most
-    ``tiles.oc_cols`` (6) pixels, of sizes as even as they can be; it runs
+    ``FC_OCSPLIT_MAX`` (6) pixels, of sizes as even as they can be; it runs
     only where each has at least ``FC_OCSPLIT_MIN`` (5) and the level has
     the tiles (``tiles.ocsplit32``), else returns False and does nothing. A
     segment on one row is the one-row tile; one that ends on the next row
-    (``OW > oc_cols``: at most two rows) takes the tile over two rows: its
+    (the caller's ``OW > FC_OCSPLIT_MAX``: at most two rows) takes the tile over two rows: its
     first ``split`` columns end row ``oh``, the others start row ``oh + 1``,
     ``row_step - OW`` items further on in the input, and the next in the
     output (whose rows are contiguous). Every pixel sums as in the one-row
     tiles: the same bits.
     """
     cdef Py_ssize_t pixels = (oh1 - oh0) * OW
-    cdef Py_ssize_t count = (pixels + tiles.oc_cols - 1) // tiles.oc_cols
+    cdef Py_ssize_t count = (pixels + FC_OCSPLIT_MAX - 1) // FC_OCSPLIT_MAX
     cdef Py_ssize_t i, first, n, oh, col, split
     cdef const real_t* xin
     if (tiles.ocsplit32 == NULL if real_t is float else tiles.ocsplit64 == NULL) or pixels < count * FC_OCSPLIT_MIN:
         return False
     for i in range(count):
         first = i * pixels // count
-        n = (i + 1) * pixels // count - first  # FC_OCSPLIT_MIN <= n <= oc_cols
+        n = (i + 1) * pixels // count - first  # FC_OCSPLIT_MIN <= n <= FC_OCSPLIT_MAX
         oh = oh0 + first // OW
         col = first - (oh - oh0) * OW
         split = min(n, OW - col)

@@ -44,8 +44,9 @@ typedef void (*fc_ocrows_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, i
                                  const double *, double *, ptrdiff_t, int, ptrdiff_t);
 /* Output-channel tiles over two rows (AVX2): x, cs, taps, ntaps, C, w, bias, out, ocs, nk,
  * ncols (5 or 6), split (its columns on the first row, 1 .. ncols - 1), gap (input row step
- * minus output row width). Each segment of a band run so has at least FC_OCSPLIT_MIN columns. */
-enum { FC_OCSPLIT_MIN = 5 };
+ * minus output row width). A band run so is cut into segments of FC_OCSPLIT_MIN to
+ * FC_OCSPLIT_MAX columns (the counts these tiles and the level's one-row tiles take). */
+enum { FC_OCSPLIT_MIN = 5, FC_OCSPLIT_MAX = 6 };
 typedef void (*fc_ocsplit_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
                                   const float *, float *, ptrdiff_t, int, int, int, ptrdiff_t);
 typedef void (*fc_ocsplit_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,

@@ -1000,6 +1000,8 @@ FC_OCTILE_SET(FC_OCWTILE_FIXED, fc_ocwtile, double, FC_CAT(fc_vd, FC_ISA), FC_VD
 FC_OCTILE_DISPATCH(fc_octile, float, FC_CAT(fc_octile_f32, FC_ISA), FC_OC_PARAMS(float), FC_OC_ARGS, ncols)
 FC_OCTILE_DISPATCH(fc_octile, double, FC_CAT(fc_octile_f64, FC_ISA), FC_OC_PARAMS(double), FC_OC_ARGS, ncols)
 #ifdef FC_OC6_ASM
+_Static_assert(FC_OCSPLIT_MIN == 5 && FC_OCSPLIT_MAX == 6 && FC_OC_COLS >= 6,
+               "the split tiles take 5 or 6 columns, and the one-row tiles as many");
 FC_OCSPLIT_SET(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
 FC_OCSPLIT_SET(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 #endif

@@ -544,15 +544,16 @@ cdef bint _octile_split_band(const fc_tiles* tiles, const real_t* xbase, Py_ssiz
                              Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                              const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t ocs, Py_ssize_t OW,
                              Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
-    """:func:`_octile_plane`'s rows ``oh0 <= oh < oh1`` as segments of the band's pixels, row after row; False if not run.
+    """:func:`_octile_plane`'s rows ``oh0 <= oh < oh1`` in segments of the band's pixels; False if not run.
 
     The ``P = (oh1 - oh0) * OW`` pixels make the fewest segments of at most
     ``FC_OCSPLIT_MAX`` (6) pixels, of sizes as even as they can be; it runs
     only where each has at least ``FC_OCSPLIT_MIN`` (5) and the level has
     the tiles (``tiles.ocsplit32``), else returns False and does nothing. A
     segment on one row is the one-row tile; one that ends on the next row
-    (the caller's ``OW > FC_OCSPLIT_MAX``: at most two rows) takes the tile over two rows: its
-    first ``split`` columns end row ``oh``, the others start row ``oh + 1``,
+    (at most two: the caller's ``OW > FC_OCSPLIT_MAX``) takes the tile over
+    two rows: its first ``split`` columns end row ``oh``, the others start
+    row ``oh + 1``,
     ``row_step - OW`` items further on in the input, and the next in the
     output (whose rows are contiguous). Every pixel sums as in the one-row
     tiles: the same bits.

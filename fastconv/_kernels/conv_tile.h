@@ -386,7 +386,7 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_addrow_f32_avx2, fc_addrow_f64_avx2, fc_pwtile_f32_avx2,
                                        fc_pwtile_f64_avx2, fc_gather3_f32_avx2, fc_gather3_f64_avx2,
                                        fc_gather6x2_f32_avx2, fc_gather6x2_f64_avx2, fc_band_f32_avx2,
-                                       fc_band_f64_avx2, fc_ocsplit_float_avx2, fc_ocsplit_double_avx2};
+                                       fc_band_f64_avx2, fc_ocsplit_f32_avx2, fc_ocsplit_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,

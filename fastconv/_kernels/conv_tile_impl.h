@@ -823,16 +823,15 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 #define FC_OCSPLIT_PARAMS(T)                                                          \
     const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, const T *w, const T *bias, T *out, \
         ptrdiff_t ocs, int nk, ptrdiff_t gap
-/* fc_ocsplit_*: the tile of ncols (5 or 6) columns whose first split (1 .. ncols - 1) are on
- * one row; other counts do nothing (the caller makes none). */
-#define FC_OCSPLIT_SET(T, VT, VW)                                                     \
+/* NAME (fc_ocsplit_f32 / _f64): the tile of ncols (5 or 6) columns whose first split
+ * (1 .. ncols - 1) are on one row; other counts do nothing (the caller makes none). */
+#define FC_OCSPLIT_SET(NAME, T, VT, VW)                                               \
     FC_OCSPLIT6(T, VT, VW, 1) FC_OCSPLIT6(T, VT, VW, 2) FC_OCSPLIT6(T, VT, VW, 3)     \
     FC_OCSPLIT6(T, VT, VW, 4) FC_OCSPLIT6(T, VT, VW, 5)                               \
     FC_OCSPLIT5(T, VT, VW, 1) FC_OCSPLIT5(T, VT, VW, 2) FC_OCSPLIT5(T, VT, VW, 3)     \
     FC_OCSPLIT5(T, VT, VW, 4)                                                         \
-    static void FC_CAT(FC_CAT(fc_ocsplit, T), FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, \
-                                                      int ntaps, int C, const T *w, const T *bias, T *out, \
-                                                      ptrdiff_t ocs, int nk, int ncols, int split, ptrdiff_t gap) \
+    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, const T *w,  \
+                     const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols, int split, ptrdiff_t gap) \
     {                                                                                 \
         switch (ncols * 8 + split) {                                                  \
         case 6 * 8 + 1: FC_CAT(FC_CAT(fc_ocsplit6_1, T), FC_ISA)(FC_OCSPLIT_ARGS); break; \
@@ -1002,8 +1001,8 @@ FC_OCTILE_DISPATCH(fc_octile, double, FC_CAT(fc_octile_f64, FC_ISA), FC_OC_PARAM
 #ifdef FC_OC6_ASM
 _Static_assert(FC_OCSPLIT_MIN == 5 && FC_OCSPLIT_MAX == 6 && FC_OC_COLS >= 6,
                "the split tiles take 5 or 6 columns, and the one-row tiles as many");
-FC_OCSPLIT_SET(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
-FC_OCSPLIT_SET(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+FC_OCSPLIT_SET(FC_CAT(fc_ocsplit_f32, FC_ISA), float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OCSPLIT_SET(FC_CAT(fc_ocsplit_f64, FC_ISA), double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 #endif
 FC_OCTILE_DISPATCH(fc_ocwtile, float, FC_CAT(fc_ocwtile_f32, FC_ISA), FC_OCW_PARAMS(float), FC_OCW_ARGS, m)
 FC_OCTILE_DISPATCH(fc_ocwtile, double, FC_CAT(fc_ocwtile_f64, FC_ISA), FC_OCW_PARAMS(double), FC_OCW_ARGS, m)

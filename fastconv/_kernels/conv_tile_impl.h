@@ -798,7 +798,7 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
  * fixed offset from the tap's pointer or from the same plus gap, one register more. C copy,
  * rows of 14, 256 channels: 109 -> 115 GFLOP/s. In the library (Intel Xeon, AVX2 level,
  * alternating processes, both changes against neither): resnet-deep's convolution 1.07x at
- * one thread, 1.08x at two (input gradient 1.06-1.08x), float64 1.04x; resnet-mid and
+ * one thread, 1.08x at two (input gradient at two 1.06-1.08x), float64 1.04x; resnet-mid and
  * dilated 1.02-1.03x (float64 1.05-1.06x). The sums are the one-row tiles'. */
 #define FC_OC5_SPLIT_COLUMNS(T, K)                                                    \
     _Pragma("GCC unroll 5") for (int q = 0; q < 5; q++) {                             \

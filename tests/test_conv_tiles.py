@@ -58,7 +58,7 @@ def test_channel_tile_every_width_and_block(rng, level, dtype, width, k):
 
 # the AVX2 level's output-channel segments of 5 and 6 columns: the tile of 6 (named accumulators,
 # its multiply-adds in assembly) and, on rows wider than a tile, segments of the band's pixels
-# that end one row and start the next (14 columns: 4 rows make 56 pixels, 5 + 5 + ... + 6); nine
+# that end one row and start the next (14 columns: 4 rows make 56 pixels, ten segments); nine
 # taps (unrolled) and other counts (the tap loop), non-finite inputs: the column tiles' bits at
 # every level
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

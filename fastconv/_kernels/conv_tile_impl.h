@@ -704,11 +704,13 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
             COLUMNS                                                                   \
         }                                                                             \
     }
-/* R rows of Q columns, row r at xt + r*IRS, into the accumulator arrays lo and hi */
-#define FC_OC_COLUMNS(T, R, Q, IRS)                                                   \
+/* R rows of Q columns, row r at xt + r*IRS, into the accumulator arrays lo and hi; columns
+ * from K on (K < Q: a tile over the end of one row and the start of the next, R = 1) read
+ * GAP items further */
+#define FC_OC_COLUMNS(T, R, Q, IRS, K, GAP)                                           \
     _Pragma("GCC unroll 16") for (int r = 0; r < (R); r++) {                          \
         _Pragma("GCC unroll 16") for (int q = 0; q < (Q); q++) {                      \
-            const T xv = xt[r * (IRS) + q];                                           \
+            const T xv = xt[r * (IRS) + (q < (K) ? q : q + (GAP))];                   \
             lo[r * (Q) + q] += w0 * xv;                                               \
             hi[r * (Q) + q] += w1 * xv;                                               \
         }                                                                             \
@@ -732,7 +734,7 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
     VT lo[(R) * (Q)], hi[(R) * (Q)];                                                  \
     FC_OC_INIT(VT, VW, (R) * (Q))                                                     \
     FC_OC_PREFETCH_OUT((R) * (Q))                                                     \
-    FC_OC_TAPS(T, VT, VW, FC_OC_COLUMNS(T, R, Q, IRS))                                \
+    FC_OC_TAPS(T, VT, VW, FC_OC_COLUMNS(T, R, Q, IRS, Q, 0))                          \
     FC_OC_STORE(T, VT, VW, (R) * (Q))
 
 /* The AVX2 tile of 6 columns holds 12 accumulators, 2 weights and 1 input: 15 of the 16
@@ -753,15 +755,15 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 /* ACC += W * X in ACC's register (SFX: "ps" or "pd") */
 #define FC_FMA231(SFX, ACC, W, X)                                                     \
     __asm__("vfmadd231" SFX " %[w_], %[x_], %[a_]" : [a_] "+x"(ACC) : [w_] "x"(W), [x_] "x"(X))
-/* Column Q of a tile whose columns from K on lie on the next row, gap items further (K = 6:
+/* Column Q of a tile whose columns from K on lie on the next row, GAP items further (K = 6:
  * one row). (x - 0 is x for every x, so this is a plain broadcast.) */
-#define FC_OC6_COLUMN(T, VT, Q, K)                                                    \
+#define FC_OC6_COLUMN(T, VT, Q, K, GAP)                                               \
     {                                                                                 \
-        const VT xb_ = xt[(Q) < (K) ? (Q) : (Q) + gap] - (VT){0};                     \
+        const VT xb_ = xt[(Q) < (K) ? (Q) : (Q) + (GAP)] - (VT){0};                   \
         FC_FMA231(FC_CAT2(FC_SFX, T), lo##Q, w0, xb_);                                \
         FC_FMA231(FC_CAT2(FC_SFX, T), hi##Q, w1, xb_);                                \
     }
-#define FC_OC6_BODY(T, VT, VW, K)                                                     \
+#define FC_OC6_BODY(T, VT, VW, K, GAP)                                                \
     VT lo0, lo1, lo2, lo3, lo4, lo5, hi0, hi1, hi2, hi3, hi4, hi5;                    \
     {                                                                                 \
         VT b0, b1;                                                                    \
@@ -771,18 +773,18 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         hi0 = hi1 = hi2 = hi3 = hi4 = hi5 = b1;                                       \
     }                                                                                 \
     FC_OC_PREFETCH_OUT(6)                                                             \
-    FC_OC_TAPS(T, VT, VW, FC_OC_NEXT_ROW_PREFETCH(K, 6)                               \
-               FC_OC6_COLUMN(T, VT, 0, K) FC_OC6_COLUMN(T, VT, 1, K) FC_OC6_COLUMN(T, VT, 2, K) \
-               FC_OC6_COLUMN(T, VT, 3, K) FC_OC6_COLUMN(T, VT, 4, K) FC_OC6_COLUMN(T, VT, 5, K)) \
+    FC_OC_TAPS(T, VT, VW, FC_OC_NEXT_ROW_PREFETCH(K, 6, GAP)                          \
+               FC_OC6_COLUMN(T, VT, 0, K, GAP) FC_OC6_COLUMN(T, VT, 1, K, GAP)        \
+               FC_OC6_COLUMN(T, VT, 2, K, GAP) FC_OC6_COLUMN(T, VT, 3, K, GAP)        \
+               FC_OC6_COLUMN(T, VT, 4, K, GAP) FC_OC6_COLUMN(T, VT, 5, K, GAP))       \
     VT lo[6] = {lo0, lo1, lo2, lo3, lo4, lo5}, hi[6] = {hi0, hi1, hi2, hi3, hi4, hi5}; \
     FC_OC_STORE(T, VT, VW, 6)
 /* (a tile over two rows also asks for its second row's line in the next channel) */
-#define FC_OC_NEXT_ROW_PREFETCH(K, P)                                                 \
-    if ((K) < (P) && ask_) FC_PREFETCH(xt + cs + gap + (P) - 1);
+#define FC_OC_NEXT_ROW_PREFETCH(K, P, GAP)                                            \
+    if ((K) < (P) && ask_) FC_PREFETCH(xt + cs + (GAP) + (P) - 1);
 #define FC_OC_FIXED_BODY(T, VT, VW, P)                                                \
     if ((P) == 6) {                                                                   \
-        const ptrdiff_t gap = 0; /* (one row) */                                      \
-        FC_OC6_BODY(T, VT, VW, 6)                                                     \
+        FC_OC6_BODY(T, VT, VW, 6, 0)                                                  \
     } else {                                                                          \
         FC_OC_BODY(T, VT, VW, 1, P, 0)                                                \
     }
@@ -800,16 +802,10 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
  * alternating processes, both changes against neither): resnet-deep's convolution 1.07x at
  * one thread, 1.08x at two (input gradient at two 1.06-1.08x), float64 1.04x; resnet-mid and
  * dilated 1.02-1.03x (float64 1.05-1.06x). The sums are the one-row tiles'. */
-#define FC_OC5_SPLIT_COLUMNS(T, K)                                                    \
-    _Pragma("GCC unroll 5") for (int q = 0; q < 5; q++) {                             \
-        const T xv = xt[q < (K) ? q : q + gap];                                       \
-        lo[q] += w0 * xv;                                                             \
-        hi[q] += w1 * xv;                                                             \
-    }
 #define FC_OCSPLIT6(T, VT, VW, K)                                                     \
     static void FC_CAT(FC_CAT(fc_ocsplit6_##K, T), FC_ISA)(FC_OCSPLIT_PARAMS(T))       \
     {                                                                                 \
-        FC_OC6_BODY(T, VT, VW, K)                                                     \
+        FC_OC6_BODY(T, VT, VW, K, gap)                                                \
     }
 #define FC_OCSPLIT5(T, VT, VW, K)                                                     \
     static void FC_CAT(FC_CAT(fc_ocsplit5_##K, T), FC_ISA)(FC_OCSPLIT_PARAMS(T))       \
@@ -817,7 +813,7 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         VT lo[5], hi[5];                                                              \
         FC_OC_INIT(VT, VW, 5)                                                         \
         FC_OC_PREFETCH_OUT(5)                                                         \
-        FC_OC_TAPS(T, VT, VW, FC_OC_NEXT_ROW_PREFETCH(K, 5) FC_OC5_SPLIT_COLUMNS(T, K)) \
+        FC_OC_TAPS(T, VT, VW, FC_OC_NEXT_ROW_PREFETCH(K, 5, gap) FC_OC_COLUMNS(T, 1, 5, 0, K, gap)) \
         FC_OC_STORE(T, VT, VW, 5)                                                     \
     }
 #define FC_OCSPLIT_PARAMS(T)                                                          \
@@ -1064,7 +1060,6 @@ static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OC
 #undef FC_OC6_COLUMN
 #undef FC_OC6_BODY
 #undef FC_OC_NEXT_ROW_PREFETCH
-#undef FC_OC5_SPLIT_COLUMNS
 #undef FC_OCSPLIT6
 #undef FC_OCSPLIT5
 #undef FC_OCSPLIT_PARAMS

@@ -522,20 +522,30 @@ class TiledConv:
         self.conv2d_pointwise = specialized(_conv_direct.conv2d_pointwise, dtype)
         self.pack_weights = specialized(_conv_direct.pack_weights, dtype)
 
-    def pack(self, weight, bias):
-        """The weights and bias (or None) in the tiles' block order (zeros pad a partial block)."""
+    def pack(self, weight, bias, adjoint_taps=None):
+        """The weights and bias (or None) in the tiles' block order (zeros pad a partial block).
+
+        With ``adjoint_taps``, those of ``weight``'s adjoint (see :meth:`run`).
+        """
         size = self.groups * self.blocks * self.block
         w_packed = empty_aligned(size * self.cg * self.taps_per_filter, self.dtype)
         b_packed = np.empty(size, self.dtype)
-        self.pack_weights(weight.reshape(weight.shape[0], self.cg, self.taps_per_filter), bias,
-                          w_packed, b_packed, self.groups, self.block, threads_for(w_packed.size))
+        self.pack_weights(weight.reshape(weight.shape[0], weight.shape[1], -1), bias, w_packed, b_packed,
+                          self.groups, self.block, threads_for(w_packed.size), adjoint_taps)
         return w_packed, b_packed
 
-    def run(self, x, weight, bias, out):
+    def run(self, x, weight, bias, out, adjoint_taps=None):
         """Convolve ``x`` (unpadded ``(N, C, H, W)``, any strides) into ``out`` (C-contiguous).
 
-        ``weight`` (OIHW) and ``bias`` (``(K,)`` or None) are in the plan's dtype.
+        ``weight`` (OIHW, C-contiguous) and ``bias`` (``(K,)`` or None) are in
+        the plan's dtype. With ``adjoint_taps`` (intp; not for depthwise
+        plans), ``weight`` is the forward weight of an input gradient and the
+        plan's is its adjoint: the transposed weight, tap ``t`` of which is
+        its tap ``adjoint_taps[t]`` (flat, ``kh * KW + kw``). The tiles' packing reads
+        it from the forward weight (:func:`~fastconv._kernels._conv_direct.pack_weights`).
         """
+        if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
+            raise ValueError("a depthwise plan packs no adjoint weights")
         if self.merge > 1:  # (a copy only where x's rows are not adjacent in memory)
             x, out = x.reshape(self.merged_in), out.reshape(self.merged_out)
         geometry = self.geometry
@@ -547,7 +557,7 @@ class TiledConv:
             if geometry.stride == (1, 1) and geometry.in_shape == geometry.out_shape:
                 # each image's pixels as one row (a copy only where x's rows are not adjacent)
                 x, ow = x.reshape(n, c, 1, pixels), pixels
-            w_packed, b_packed = self.pack(weight, bias)
+            w_packed, b_packed = self.pack(weight, bias, adjoint_taps)
             tasks = pointwise_tasks(n * pixels, self.panel, threads)
             self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, tasks,
                                   self.panel, threads, self.pass_blocks)
@@ -562,11 +572,12 @@ class TiledConv:
                                              *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
             else:  # (packs the weights itself)
                 self.conv2d_packed(x, weight, bias, out, self.groups, self.cg, self.top, self.left,
-                                   *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level)
+                                   *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
+                                   adjoint_taps)
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
-        w_packed, b_packed = self.pack(weight, bias)
+        w_packed, b_packed = self.pack(weight, bias, adjoint_taps)
         src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
         self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level)

@@ -124,6 +124,7 @@ class _InputPhase(NamedTuple):
     """One stride phase of dL/dx, as a stride-1 convolution of a crop of the grad."""
 
     weight_taps: tuple  # slices of the adjoint weight's (KH, KW) axes: the phase's taps, reversed
+    forward_taps: np.ndarray  # the same taps as flat indices (kh * KW + kw) of the forward kernel, intp
     sub_shape: tuple  # (channels, Kg, taps_h, taps_w) of its weight
     crop: tuple  # slices of the grad it reads
     geometry: object  # ConvGeometry of the crop: zero padding around it, the taps' spacing
@@ -191,7 +192,10 @@ class GradInputPlan:
     ``s`` the input splits into ``s * s`` phases (rows and columns by their
     index modulo ``s``), each a stride-1 convolution with the sub-kernel of the
     taps that reach it: no column buffer, and no zeros inserted between grad
-    elements (only the borders of each phase's window are zero padding).
+    elements (only the borders of each phase's window are zero padding). The
+    tiles pack each phase's weights from the forward weight, by its
+    ``forward_taps``: no reversed, transposed copy of it is made (but for
+    depthwise plans and the loops of other dtypes).
     Images of few channels with many filters take their columns instead
     (``columns``, :func:`by_columns`): no convolution plans then.
     """
@@ -237,10 +241,12 @@ class GradInputPlan:
                                            level)
                 taps = tuple(slice(p.tap0 + p.tap_step * (p.taps - 1), (p.tap0 - 1) if p.tap0 else None,
                                    -p.tap_step) for p in (ph, pw))
+                (forward_taps,) = read_only((np.arange(kh)[taps[0], None] * kw + np.arange(kw)[taps[1]]).ravel()
+                                            .astype(np.intp))
                 target = (slice(None), slice(None)) if self.single else (
                     slice(None), slice(None), slice(ph.first, None, geometry.stride[0]),
                     slice(pw.first, None, geometry.stride[1]))
-                self.phases.append(_InputPhase(taps, sub_shape, crop, sub_geo, tiled, target,
+                self.phases.append(_InputPhase(taps, forward_taps, sub_shape, crop, sub_geo, tiled, target,
                                                (n, channels, ph.count, pw.count), (ph.first, pw.first)))
 
     def run(self, grad, weight, out=None):
@@ -267,6 +273,7 @@ class GradInputPlan:
             result = out
             if not self.covered:
                 result[...] = 0
+        forward = None  # (the weight, C-contiguous, for the tiles that pack the adjoint from it)
         evens = None  # (paired: a row phase's even columns, waiting for its odd ones)
         # the phases' rows go past the caches into a large result whose pages are mapped (a user's
         # out, or a buffer the buffer cache handed out again): see _place
@@ -279,15 +286,22 @@ class GradInputPlan:
                 target = zeros(phase.shape, self.dtype)
                 evens = self._place(target, evens, phase, result, stream)
                 continue
-            taps = adjoint_weight[(Ellipsis,) + phase.weight_taps]  # a view: slices
-            sub = empty(phase.sub_shape, self.dtype)  # (large ones from the buffer cache: no fresh pages)
-            np.copyto(sub.reshape(taps.shape), taps)
             crop = grad[phase.crop]
             target = result if self.single else empty(phase.shape, self.dtype)
-            if phase.tiled is not None:
-                phase.tiled.run(crop, sub, None, target)
+            if phase.tiled is not None and not phase.tiled.depthwise:
+                # the tiles' packing reads the phase's adjoint weights from the weight itself (in
+                # order, in parallel) instead of a reversed, transposed copy made first
+                if forward is None:
+                    forward = np.ascontiguousarray(weight)
+                phase.tiled.run(crop, forward, None, target, phase.forward_taps)
             else:
-                direct_nchw(crop, sub, np.zeros(sub.shape[0], self.dtype), phase.geometry, groups, target)
+                taps = adjoint_weight[(Ellipsis,) + phase.weight_taps]  # a view: slices
+                sub = empty(phase.sub_shape, self.dtype)  # (large ones from the buffer cache: no fresh pages)
+                np.copyto(sub.reshape(taps.shape), taps)
+                if phase.tiled is not None:
+                    phase.tiled.run(crop, sub, None, target)
+                else:
+                    direct_nchw(crop, sub, np.zeros(sub.shape[0], self.dtype), phase.geometry, groups, target)
             if not self.single:
                 evens = self._place(target, evens, phase, result, stream)
         return result

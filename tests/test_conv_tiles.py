@@ -1192,6 +1192,53 @@ def test_strided_pointwise_input_gradient_merges_its_phase(rng, stride):
     assert [phase.tiled.merge for phase in plan.phases] == [{2: 14, 3: 10}[stride]]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, k, hw, kernel, stride, padding, dilation, groups", [
+    (2, 16, 32, 12, 3, 1, 1, 1, 1),  # one phase, bands of rows
+    (1, 16, 32, 12, 3, 1, 1, 1, 1),  # one image: the batch laid out at once at two threads
+    (3, 8, 24, 11, 3, 2, 1, 1, 1),  # four phases with 4, 2, 2 and 1 taps
+    (2, 12, 18, 10, (2, 3), (2, 3), 0, 1, 3),  # groups, phases of sub-kernels
+    (2, 64, 64, 14, 1, 2, 0, 1, 1),  # a strided 1x1 kernel: one pointwise phase
+    (2, 16, 16, 13, 3, 1, 2, 2, 1),  # dilation
+    (2, 8, 40, 9, (3, 2), 1, ((2, 0), (1, 1)), (2, 1), 2),  # asymmetric padding, groups
+])
+def test_input_gradient_tiles_pack_the_adjoint_from_the_weight(rng, every_call_parallel, dtype, n, c, k, hw,
+                                                                kernel, stride, padding, dilation, groups):
+    # each phase's tiles pack the adjoint's weights straight from the forward weight: the same
+    # bits as running them on the reversed, transposed copy of the phase's taps
+    from fastconv import _conv_grad
+
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x_shape = (n, c, hw, hw)
+    w = rng.standard_normal((k, c // groups, kh, kw)).astype(dtype)
+    kwargs = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    grad = rng.standard_normal(reference.conv2d(np.zeros(x_shape), w, **kwargs).shape).astype(dtype)
+    got = fastconv.conv2d_grad_input(grad, w, x_shape, **kwargs)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x_shape, **kwargs), rtol=rtol, atol=atol)
+    geometry = prepare_conv2d(np.zeros(x_shape, dtype), w, None, stride, padding, dilation, groups, "zeros",
+                              "NCHW", None).geometry
+    plan = _conv_grad.grad_input_plan(grad.shape, w.shape, geometry, groups, np.dtype(dtype),
+                                      _conv_direct.current_level())
+    adjoint = w.reshape(groups, k // groups, c // groups, kh, kw).transpose(0, 2, 1, 3, 4)
+    tiled = [phase for phase in plan.phases if phase.tiled is not None]
+    assert tiled and not any(phase.tiled.depthwise for phase in tiled)
+    for phase in tiled:
+        copy = np.ascontiguousarray(adjoint[(Ellipsis,) + phase.weight_taps]).reshape(phase.sub_shape)
+        expected, result = np.full(phase.shape, np.nan, dtype), np.full(phase.shape, np.nan, dtype)
+        phase.tiled.run(grad[phase.crop], copy, None, expected)
+        phase.tiled.run(grad[phase.crop], w, None, result, phase.forward_taps)
+        np.testing.assert_array_equal(result, expected)
+
+
+def test_depthwise_plans_pack_no_adjoint():
+    plan = _conv.tiled_conv((1, 8, 6, 6), (8, 1, 3, 3), conv_geometry((6, 6), 3), 8, "zeros", np.dtype(np.float32),
+                            _conv_direct.current_level())
+    with pytest.raises(ValueError, match="depthwise"):
+        plan.run(np.zeros((1, 8, 6, 6), np.float32), np.zeros((8, 1, 3, 3), np.float32), None,
+                 np.zeros((1, 8, 4, 4), np.float32), np.arange(9, dtype=np.intp))
+
+
 # ---- pointwise convolutions as a product per image (runs_pointwise, conv2d_pointwise)
 
 def test_runs_pointwise_rule():

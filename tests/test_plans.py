@@ -533,6 +533,54 @@ def test_pack_weights_refuses_wrong_sizes():
         _conv_direct.pack_weights(w, None, np.zeros(8 * 6, np.float32), np.zeros(8, np.float32), 3, 8, 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, cg, groups, block", [(4, 3, 1, 8), (16, 20, 1, 8), (6, 33, 1, 16), (12, 6, 3, 8),
+                                                  (8, 8, 8, 8), (10, 4, 2, 32)])
+@pytest.mark.parametrize("forward_taps", [[8, 7, 6, 5, 4, 3, 2, 1, 0], [8, 6, 2, 0], [4], [5, 3]])
+def test_pack_weights_packs_the_adjoint_as_its_copy(rng, dtype, k, cg, groups, block, forward_taps):
+    # an input gradient's tiles read the adjoint's weights from the forward (K, cg, 9) weight: what
+    # they pack is what packing the transposed copy of the taps it names would give, bit for bit
+    w = rng.standard_normal((k, cg, 9)).astype(dtype)
+    taps = np.array(forward_taps, np.intp)
+    kg = k // groups
+    adjoint = np.ascontiguousarray(w.reshape(groups, kg, cg, 9).transpose(0, 2, 1, 3)[..., taps]
+                                   .reshape(groups * cg, kg, len(taps)))
+    size = groups * -(-cg // block) * block
+    expected, expected_b = np.full(size * kg * len(taps), np.nan, dtype), np.full(size, np.nan, dtype)
+    _conv_direct.pack_weights(adjoint, None, expected, expected_b, groups, block, 1)
+    for threads in (1, 2):
+        got, got_b = np.full(expected.size, np.nan, dtype), np.full(size, np.nan, dtype)
+        _conv_direct.pack_weights(w, None, got, got_b, groups, block, threads, taps)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got_b, expected_b)
+
+
+def test_adjoint_packing_refuses_taps_and_groups_that_do_not_fit():
+    w = np.zeros((4, 2, 9), np.float32)  # the adjoint of one group: (2, 4, taps)
+    packed, bias = np.zeros(8 * 4 * 2, np.float32), np.zeros(8, np.float32)
+    _conv_direct.pack_weights(w, None, packed, bias, 1, 8, 1, np.array([8, 0], np.intp))
+    for taps in ([9, 0], [0, -1]):  # (each would read outside the weight)
+        with pytest.raises(ValueError, match="not a tap of the weight"):
+            _conv_direct.pack_weights(w, None, packed, bias, 1, 8, 1, np.array(taps, np.intp))
+    with pytest.raises(ValueError, match="divide"):
+        _conv_direct.pack_weights(w, None, packed, bias, 3, 8, 1, np.array([8, 0], np.intp))
+    with pytest.raises(ValueError, match="wrong size"):  # 3 taps: a larger packing
+        _conv_direct.pack_weights(w, None, packed, bias, 1, 8, 1, np.array([8, 4, 0], np.intp))
+    # conv2d_packed: the adjoint's output channels, input channels per group and taps must be its own
+    x, out = np.zeros((1, 4, 6, 6), np.float32), np.zeros((1, 2, 4, 4), np.float32)
+    kernel_taps = np.zeros(2, np.intp)
+    args = (0, 0, 1, 1, 4, 6, 6, kernel_taps, 1, -1)
+    _conv_direct.conv2d_packed(x, w.reshape(4, 2, 3, 3), None, out, 1, 4, *args, np.array([8, 0], np.intp))
+    with pytest.raises(ValueError, match="adjoint"):  # one tap where the kernel has two
+        _conv_direct.conv2d_packed(x, w.reshape(4, 2, 3, 3), None, out, 1, 4, *args, np.array([8], np.intp))
+    with pytest.raises(ValueError, match="adjoint"):  # 3 input channels per group where the weight has 4 filters
+        _conv_direct.conv2d_packed(x[:, :3], w.reshape(4, 2, 3, 3), None, out, 1, 3, *args,
+                                   np.array([8, 0], np.intp))
+    with pytest.raises(ValueError, match="adjoint"):  # 3 output channels: the weight's 2 inputs per group
+        _conv_direct.conv2d_packed(x, w.reshape(4, 2, 3, 3), None, np.zeros((1, 3, 4, 4), np.float32), 1, 4,
+                                   *args, np.array([8, 0], np.intp))
+
+
 def test_packed_kernels_refuse_an_input_that_does_not_match_out():
     taps = np.zeros(9, np.intp)
     w, b = np.zeros((8, 2, 3, 3), np.float32), np.zeros(8, np.float32)

@@ -380,17 +380,81 @@ cdef bint _plane_finite(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c) 
     return True
 
 
+cdef struct PackSource:
+    # where _pack_block finds weight (output channel k, input channel c, tap t) of group g of what it
+    # packs: element g*group_step + k*k_step + c*c_step + (taps[t] if taps else t) of the weight given
+    Py_ssize_t group_step
+    Py_ssize_t k_step
+    Py_ssize_t c_step
+    const ptrdiff_t* taps
+
+
+cdef tuple _packed_dims(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t groups, adjoint_taps):
+    """``(K, cg, taps)`` of what is packed from a ``(wk, wc, wt)`` weight: itself, or its adjoint's."""
+    if adjoint_taps is None:
+        return wk, wc, wt
+    if groups < 1 or wk % groups:
+        raise ValueError("the groups must divide the weight's output channels")
+    return groups * wc, wk // groups, len(adjoint_taps)
+
+
+cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t K, Py_ssize_t cg,
+                             Py_ssize_t ntaps, Py_ssize_t groups, adjoint_taps, str caller) except *:
+    """Where :func:`_pack_block` reads the ``(K, cg, ntaps)`` weights of ``groups`` groups it packs.
+
+    The weight given is C-contiguous ``(wk, wc, wt)``. Without
+    ``adjoint_taps`` it is what is packed: ``(K, cg, ntaps)``. With them, it
+    is a convolution's weight and what is packed is its adjoint's (the
+    input gradient's): output channel ``g*wc + c`` and input channel ``k``
+    of group ``g`` are the forward's input channel ``c`` and output channel
+    ``g*(wk//groups) + k``, and tap ``t`` is forward tap ``adjoint_taps[t]``,
+    so ``K = groups*wc``, ``cg = wk//groups`` and ``ntaps =
+    len(adjoint_taps)``. Every element :func:`_pack_block` reads is then
+    inside the weight (checked here: the kernels index it unchecked).
+    Raises ValueError naming ``caller`` otherwise.
+    """
+    cdef PackSource source
+    cdef const ptrdiff_t[::1] at
+    cdef Py_ssize_t t
+    if groups < 1 or K % groups or ntaps < 1 or min(wk, wc, wt) < 1:
+        raise ValueError(f"{caller}: the weight must be (K, cg, taps), the groups must divide K, and a kernel "
+                         "needs a tap")
+    if adjoint_taps is None:
+        if wk != K or wc != cg or wt != ntaps:
+            raise ValueError(f"{caller}: the weight must be (K, cg, taps)")
+        source.group_step, source.k_step, source.c_step, source.taps = K // groups * cg * ntaps, cg * ntaps, ntaps, NULL
+        return source
+    at = adjoint_taps
+    if wk % groups or K != groups * wc or cg != wk // groups or at.shape[0] != ntaps:
+        raise ValueError(f"{caller}: the adjoint of a (K', cg', taps') weight is (groups * cg', K' // groups, "
+                         "len(adjoint_taps))")
+    for t in range(ntaps):
+        if not 0 <= at[t] < wt:
+            raise ValueError(f"{caller}: an adjoint tap is not a tap of the weight")
+    source.group_step, source.k_step, source.c_step, source.taps = wk // groups * wc * wt, wt, wc * wt, &at[0]
+    return source
+
+
 def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, real_t[::1] bias_packed,
-                 Py_ssize_t groups, Py_ssize_t block, int num_threads):
+                 Py_ssize_t groups, Py_ssize_t block, int num_threads, adjoint_taps=None):
     """Pack ``(K, Cg, taps)`` weights and a ``(K,)`` bias (or None: zeros) in blocks for the tiles.
 
     ``w_packed`` is ``[group][block of channels][c][tap][channel in block]``
     and ``bias_packed`` ``[group][block of channels][channel in block]``;
     lanes past a group's last channel are zero. One pass, parallel over blocks.
+
+    With ``adjoint_taps`` (intp), ``weight`` is a convolution's own ``(K',
+    Cg', taps')`` and what is packed is its adjoint's, the input gradient's
+    weight: ``(groups * Cg', K' // groups, len(adjoint_taps))``, whose tap
+    ``t`` is tap ``adjoint_taps[t]`` of the forward kernel (reversed, and for
+    a stride phase only the taps that reach it): see :func:`_pack_source`.
     """
-    cdef Py_ssize_t K = weight.shape[0], cg = weight.shape[1], ntaps = weight.shape[2]
-    if groups < 1 or block < 1 or K % groups:
-        raise ValueError("pack_weights: groups must divide the output channels")
+    cdef Py_ssize_t K, cg, ntaps
+    K, cg, ntaps = _packed_dims(weight.shape[0], weight.shape[1], weight.shape[2], groups, adjoint_taps)
+    cdef PackSource source = _pack_source(weight.shape[0], weight.shape[1], weight.shape[2], K, cg, ntaps,
+                                          groups, adjoint_taps, "pack_weights")
+    if block < 1:
+        raise ValueError("pack_weights: a block needs at least one channel")
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t per_block = cg * ntaps * block
     if w_packed.shape[0] != groups * blocks * per_block or bias_packed.shape[0] != groups * blocks * block:
@@ -403,26 +467,30 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
             raise ValueError("pack_weights: one bias per output channel")
     cdef Py_ssize_t r
     for r in prange(groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
-        _pack_block(&weight[0, 0, 0], &b[0] if has_bias else NULL, &w_packed[0] + r * per_block,
+        _pack_block(&weight[0, 0, 0], &source, &b[0] if has_bias else NULL, &w_packed[0] + r * per_block,
                     &bias_packed[0] + r * block, r, blocks, kg, cg, ntaps, block)
 
 
-cdef void _pack_block(const real_t* weight, const real_t* bias, real_t* w_dst, real_t* b_dst, Py_ssize_t r,
-                      Py_ssize_t blocks, Py_ssize_t kg, Py_ssize_t cg, Py_ssize_t ntaps,
-                      Py_ssize_t block) noexcept nogil:
-    """Block ``r`` (group ``r // blocks``) of C-contiguous ``(K, cg, ntaps)`` weights and a bias (or NULL).
+cdef void _pack_block(const real_t* weight, const PackSource* source, const real_t* bias, real_t* w_dst,
+                      real_t* b_dst, Py_ssize_t r, Py_ssize_t blocks, Py_ssize_t kg, Py_ssize_t cg,
+                      Py_ssize_t ntaps, Py_ssize_t block) noexcept nogil:
+    """Block ``r`` (group ``r // blocks``) of ``(K, cg, ntaps)`` weights, read as ``source`` says, and a bias (or NULL).
 
     ``w_dst`` gets ``[c][tap][channel in block]``, ``b_dst`` ``[channel in
-    block]``; lanes past the group's last channel are zero.
+    block]``; lanes past the group's last channel are zero. (For an adjoint,
+    a block's ``cg`` rows of ``live`` channels are each one run of the
+    forward weight: this reads it in order.)
     """
     cdef Py_ssize_t g = r // blocks, kb = r % blocks
     cdef Py_ssize_t k0 = g * kg + kb * block
     cdef Py_ssize_t live = min(block, kg - kb * block)  # channels of this block that exist
-    cdef Py_ssize_t j, c, t
+    cdef Py_ssize_t j, c, t, at
+    cdef const real_t* first = weight + g * source.group_step + kb * block * source.k_step
     for c in range(cg):
         for t in range(ntaps):
+            at = c * source.c_step + (source.taps[t] if source.taps != NULL else t)
             for j in range(live):
-                w_dst[(c * ntaps + t) * block + j] = weight[((k0 + j) * cg + c) * ntaps + t]
+                w_dst[(c * ntaps + t) * block + j] = first[at + j * source.k_step]
             for j in range(live, block):
                 w_dst[(c * ntaps + t) * block + j] = 0
     for j in range(block):
@@ -886,7 +954,8 @@ cdef void _row_tiles(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t chan
 def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight, bias,
                   real_t[:, :, :, ::1] out, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t pad_top,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
-                  Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1):
+                  Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1,
+                  adjoint_taps=None):
     """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
     Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
@@ -903,8 +972,11 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     (checked). ``weight`` is OIHW ``(K, cg, KH, KW)`` and ``bias`` ``(K,)`` or
     None; the kernel packs them for the tile ``oc_level`` chooses (as
     :func:`pack_weights` does, in one parallel pass before the convolution),
-    so a small call makes no other Python call. Raises MemoryError if a
-    buffer cannot be allocated.
+    so a small call makes no other Python call. With ``adjoint_taps``,
+    ``weight`` is a forward convolution's and the kernel packs its adjoint's
+    ``(K, cg, len(adjoint_taps))`` as :func:`pack_weights` does (an input
+    gradient, with no reversed copy of the weight). Raises ValueError for
+    inconsistent shapes, MemoryError if a buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
@@ -914,9 +986,9 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     cdef bint octile = oc_level >= 0
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t n, r
-    if groups < 1 or K % groups or weight.shape[0] != K or weight.shape[1] != cg \
-            or weight.shape[2] * weight.shape[3] != ntaps:  # (before any division by groups)
-        raise ValueError("conv2d_packed: weight must be (K, cg, KH, KW) with KH*KW taps")
+    # (before any division by groups)
+    cdef PackSource source = _pack_source(weight.shape[0], weight.shape[1], weight.shape[2] * weight.shape[3], K,
+                                          cg, ntaps, groups, adjoint_taps, "conv2d_packed")
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef const real_t[::1] b
     cdef bint has_bias = bias is not None
@@ -946,8 +1018,8 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     if num_threads == 1:  # no OpenMP team for one thread (see the module docstring)
         with nogil:
             for r in range(groups * blocks):
-                _pack_block(&weight[0, 0, 0, 0], &b[0] if has_bias else NULL, w_packed + r * per_block,
-                            bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
+                _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
+                            w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
             xs = <real_t*>_calloc_aligned(C * chan + TILE_SLACK, sizeof(real_t))
             if xs == NULL:
                 failed[0] = 1
@@ -960,8 +1032,8 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     else:
         with nogil, parallel(num_threads=num_threads):
             for r in prange(groups * blocks, schedule="static"):  # (a barrier follows)
-                _pack_block(&weight[0, 0, 0, 0], &b[0] if has_bias else NULL, w_packed + r * per_block,
-                            bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
+                _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
+                            w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come
             xs = <real_t*>_calloc_aligned(C * chan + TILE_SLACK, sizeof(real_t))
@@ -1236,6 +1308,7 @@ def grad_input_by_columns(const real_t[:, :, :, ::1] grad, const real_t[:, ::1] 
         raise ValueError("grad_input_by_columns: weight_t must be (C*KH*KW, K) for grad (N, K, ...) and dx (N, C, ...)")
     if P < TILE_SLACK or min(KH, KW, DH, DW) < 1 or top < 0 or left < 0:
         raise ValueError("grad_input_by_columns: bad geometry, or fewer output pixels than a tile's width")
+    cdef PackSource source = _pack_source(T, K, 1, T, K, 1, 1, None, "grad_input_by_columns")
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef real_t* w_packed = <real_t*>_calloc_aligned(blocks * K * 8, sizeof(real_t))
     cdef real_t* zero_bias = <real_t*>calloc(blocks * 8, sizeof(real_t))
@@ -1249,7 +1322,8 @@ def grad_input_by_columns(const real_t[:, :, :, ::1] grad, const real_t[:, ::1] 
     failed[0] = 0
     with nogil:
         for r in range(blocks):
-            _pack_block(&weight_t[0, 0], NULL, w_packed + r * K * 8, zero_bias + r * 8, r, blocks, T, K, 1, 8)
+            _pack_block(&weight_t[0, 0], &source, NULL, w_packed + r * K * 8, zero_bias + r * 8, r, blocks, T,
+                        K, 1, 8)
     if num_threads == 1:  # no OpenMP team for one thread (see the module docstring)
         with nogil:
             cols = <real_t*>_calloc_aligned(blocks * 8 * P, sizeof(real_t))

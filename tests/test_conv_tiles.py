@@ -9,6 +9,8 @@ agree with the others to rounding; which tile an output takes depends on the
 shapes only, so results stay the same for every thread count.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 from helpers import assert_same_non_finite, tolerance
@@ -984,6 +986,82 @@ def test_packed_kernel_checks_the_band_holds_every_tap():
     _conv_direct.conv2d_packed(x, w, np.zeros(8, np.float32), out, 1, 2, 0, 0, 1, 1, 2, 4, ph.wq, ph.taps, 1)
     with pytest.raises(ValueError, match="do not hold every tap"):  # 3 rows need 5 phase rows
         _conv_direct.conv2d_packed(x, w, np.zeros(8, np.float32), out, 1, 2, 0, 0, 1, 1, 3, 4, ph.wq, ph.taps, 1)
+
+
+@pytest.mark.parametrize("tiles", ["channels", "columns"])
+@pytest.mark.parametrize("n, c, k, hw, stride, padding, dilation, groups", [
+    (8, 6, 40, 7, 1, 1, 1, 1),  # tasks of 2 and 4 images (even_images leaves no task short)
+    (6, 12, 24, 9, 2, 1, 1, 3),  # four phases, groups
+    (4, 8, 19, (6, 11), 1, ((2, 0), (1, 2)), 2, 1),  # dilation, asymmetric padding, a partial block
+])
+def test_banded_tasks_of_several_images_give_the_same_bits(rng, level, every_call_parallel, monkeypatch, request,
+                                                           tiles, n, c, k, hw, stride, padding, dilation, groups):
+    # where the weights do not stay in the L2 cache, a banded task lays out several whole images and
+    # runs each block of filters over all of them: the same tiles on the same inputs
+    h, w_ = (hw, hw) if isinstance(hw, int) else hw
+    x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+    w = rng.standard_normal((k, c // groups, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    expected = {}
+    for most in (1, 2, 3, 4):  # (with two threads, `most` images a task where they share evenly)
+        monkeypatch.setattr(_conv, "BAND_IMAGES_WEIGHTS", 0 if most > 1 else 10**9)
+        monkeypatch.setattr(_conv, "BAND_IMAGES_MOST", most)
+        clear_conv_plans()
+        request.addfinalizer(clear_conv_plans)
+        plan = _conv.tiled_conv(x.shape, w.shape, prepare_conv2d(x, w, b, stride, padding, dilation, groups, "zeros",
+                                                                  "NCHW", None).geometry, groups, "zeros",
+                                np.dtype(np.float32), _conv_direct.current_level(), tiles)
+        assert plan.band_images == most
+        for threads in (1, 2):
+            with fastconv.num_threads(threads):
+                got = run_tiles(x, w, b, tiles, **kw)
+            expected.setdefault(threads, got)
+            np.testing.assert_array_equal(got, expected[threads])
+    np.testing.assert_array_equal(expected[2], expected[1])
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(expected[1], reference.conv2d(x, w, b, **kw), rtol=rtol, atol=atol * 10)
+
+
+def test_packed_kernel_takes_several_images_only_as_whole_bands(rng, level):
+    # 5 images in tasks of 2, 3 or 4 leave a short last task; more than 5 make one task
+    x = rng.standard_normal((5, 2, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((8, 2, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    geometry = prepare_conv2d(x, w, None, 1, 0, 1, 1, "zeros", "NCHW", None).geometry
+    whole, band = _conv.stride_phases(geometry), _conv.stride_phases(geometry, 4)
+    for oc_level in (-1, _conv_direct.current_level()):
+        expected = np.full((5, 8, 6, 6), np.nan, np.float32)
+        _conv_direct.conv2d_packed(x, w, b, expected, 1, 2, 0, 0, 1, 1, 6, whole.hq, whole.wq, whole.taps, 1,
+                                   oc_level)
+        np.testing.assert_allclose(expected, reference.conv2d(x, w, b), rtol=1e-5, atol=1e-5)
+        for images, threads in itertools.product((2, 3, 4, 5, 6), (1, 2)):
+            out = np.full_like(expected, np.nan)
+            _conv_direct.conv2d_packed(x, w, b, out, 1, 2, 0, 0, 1, 1, 6, whole.hq, whole.wq, whole.taps, threads,
+                                       oc_level, None, images)
+            np.testing.assert_array_equal(out, expected)
+    out = np.zeros((5, 8, 6, 6), np.float32)
+    for images in (0, -1):
+        with pytest.raises(ValueError, match="several whose bands are whole images"):
+            _conv_direct.conv2d_packed(x, w, b, out, 1, 2, 0, 0, 1, 1, 6, whole.hq, whole.wq, whole.taps, 1, -1,
+                                       None, images)
+    with pytest.raises(ValueError, match="several whose bands are whole images"):  # bands of 2 of the 6 rows
+        _conv_direct.conv2d_packed(x, w, b, out, 1, 2, 0, 0, 1, 1, 2, band.hq, band.wq, band.taps, 1, -1, None, 2)
+    with pytest.raises(ValueError, match="at most the output's"):  # a band taller than the output
+        _conv_direct.conv2d_packed(x, w, b, out, 1, 2, 0, 0, 1, 1, 7, 9, whole.wq, whole.taps, 1)
+
+
+def test_band_images_rule():
+    mib = 1 << 20
+    # 512 channels of 3x3 on 7x7, float32, blocks of 32: 9 MiB of weights, 590 KiB a block, 162 KiB an image
+    assert _conv.band_images(162 << 10, 590 << 10, 9 * mib, 2 * mib) == 4
+    assert _conv.band_images(162 << 10, 1500 << 10, 9 * mib, 2 * mib) == 1  # no room beside the block
+    assert _conv.band_images(400 << 10, 590 << 10, 9 * mib, 2 * mib) == 2
+    assert _conv.band_images(162 << 10, 590 << 10, 4 * mib, 2 * mib) == 1  # weights within two L2 caches
+    assert _conv.band_images(162 << 10, 590 << 10, 9 * mib, None) == 1  # L2 unknown
+    assert _conv.even_images(4, 32, 2) == 4 and _conv.even_images(4, 12, 2) == 3 and _conv.even_images(4, 6, 2) == 3
+    assert _conv.even_images(4, 5, 1) == 1 and _conv.even_images(4, 5, 2) == 1 and _conv.even_images(1, 32, 2) == 1
+    assert _conv.even_images(3, 9, 1) == 3 and _conv.even_images(4, 10, 2) == 1
 
 
 # ---- depthwise 3x3: one plane at a time, its weights in registers

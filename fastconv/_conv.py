@@ -154,11 +154,12 @@ def band_images(image_bytes, block_bytes, weight_bytes, l2_bytes=L2_BYTES):
     memory for every image: there a task takes as many whole images (of
     ``image_bytes`` laid out: images of one band each) as fit beside a
     block's weights in three quarters of the L2 cache, up to
-    ``BAND_IMAGES_MOST``; else one. Same bits either way (the same tiles on the same
-    inputs). Intel Xeon (2 MiB of L2), float32, in-process A/B, 1 -> 4 images a task: ResNet's
-    512-channel 3x3 layers on 7x7 (9.4 MB of weights) 1.07x at one thread
-    and 1.09x at two (AVX-512), 1.06x and 1.03x (AVX2); 256 channels on 7x7
-    (2.4 MB) 1.01-1.03x and resnet-deep 1.00x, left at one image.
+    ``BAND_IMAGES_MOST``; else one. Same bits either way (the same tiles on
+    the same inputs). Intel Xeon (2 MiB of L2), float32, in-process A/B, 1
+    -> 4 images a task: ResNet's 512-channel 3x3 layers on 7x7 (9.4 MB of
+    weights) 1.07x at one thread and 1.09x at two (AVX-512), 1.06x and 1.03x
+    (AVX2); 256 channels on 7x7 (2.4 MB) 1.01-1.03x and resnet-deep 1.00x,
+    left at one image.
     """
     if l2_bytes is None or weight_bytes <= BAND_IMAGES_WEIGHTS * l2_bytes:
         return 1

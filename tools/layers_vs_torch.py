@@ -6,7 +6,7 @@ layer and operation it alternates fastconv and PyTorch call by call and
 prints, as a Markdown table, the median of the paired ratios ``torch time /
 fastconv time`` (above 1: fastconv is faster). Needs torch.
 
-    python tools/layers_vs_torch.py [--threads N] [--repeat R]
+    python tools/layers_vs_torch.py [--threads N] [--repeat R] [--only TEXT]
 
 Unset ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` for the run if they are set.
 """
@@ -32,6 +32,7 @@ LAYERS = [
     ("ResNet shortcut 1x1 stride 2, 256 to 512 on 56x56", 8, 256, 512, 1, 56, 0, 2),
     ("MobileNet pointwise, 32 to 64 on 112x112", 4, 32, 64, 1, 112, 0, 1),
     ("pointwise 128 to 128 on 28x28", 16, 128, 128, 1, 28, 0, 1),
+    ("ResNet last stage 3x3, 512 to 512 on 7x7", 32, 512, 512, 3, 7, 1, 1),
 ]
 
 
@@ -55,6 +56,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="threads for both libraries (default 1)")
     parser.add_argument("--repeat", type=int, default=11, help="pairs per operation (default 11)")
+    parser.add_argument("--only", default="", help="only the layers whose name contains TEXT")
+    parser.add_argument("--dtype", choices=("both", "float32", "float64"), default="both",
+                        help="the dtypes to run (default both)")
     args = parser.parse_args()
     fastconv.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -62,9 +66,12 @@ def main():
     print(f"torch time / fastconv time, {args.threads} thread(s), medians of {args.repeat} pairs")
     print("| layer (batch) | dtype | conv2d | grad_input | grad_weight |")
     print("| --- | --- | --- | --- | --- |")
+    dtypes = (np.float64, np.float32) if args.dtype == "both" else (np.dtype(args.dtype).type,)
     for name, n, c, k, kernel, side, pad, stride in LAYERS:
+        if args.only not in name:
+            continue
         kw = {"padding": pad, "stride": stride}
-        for dtype in (np.float64, np.float32):
+        for dtype in dtypes:
             x = rng.standard_normal((n, c, side, side)).astype(dtype)
             w = rng.standard_normal((k, c, kernel, kernel)).astype(dtype)
             grad = rng.standard_normal(fastconv.conv2d(x, w, **kw).shape).astype(dtype)

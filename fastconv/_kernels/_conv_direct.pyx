@@ -397,7 +397,7 @@ cdef tuple _packed_dims(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t 
     if adjoint_taps is None:
         return wk, wc, wt
     if groups < 1 or wk % groups:
-        raise ValueError("the groups must divide the weight's output channels")
+        raise ValueError("pack_weights: the groups must divide the weight's output channels")
     return groups * wc, wk // groups, len(adjoint_taps)
 
 

@@ -1004,11 +1004,11 @@ def test_banded_tasks_of_several_images_give_the_same_bits(rng, level, every_cal
     b = rng.standard_normal(k).astype(np.float32)
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     expected = {}
+    request.addfinalizer(clear_conv_plans)
     for most in (1, 2, 3, 4):  # (with two threads, `most` images a task where they share evenly)
         monkeypatch.setattr(_conv, "BAND_IMAGES_WEIGHTS", 0 if most > 1 else 10**9)
         monkeypatch.setattr(_conv, "BAND_IMAGES_MOST", most)
         clear_conv_plans()
-        request.addfinalizer(clear_conv_plans)
         plan = _conv.tiled_conv(x.shape, w.shape, prepare_conv2d(x, w, b, stride, padding, dilation, groups, "zeros",
                                                                   "NCHW", None).geometry, groups, "zeros",
                                 np.dtype(np.float32), _conv_direct.current_level(), tiles)

@@ -392,15 +392,6 @@ cdef struct PackSource:
     const ptrdiff_t* taps
 
 
-cdef tuple _packed_dims(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t groups, adjoint_taps):
-    """``(K, cg, taps)`` of what is packed from a ``(wk, wc, wt)`` weight: itself, or its adjoint's."""
-    if adjoint_taps is None:
-        return wk, wc, wt
-    if groups < 1 or wk % groups:
-        raise ValueError("pack_weights: the groups must divide the weight's output channels")
-    return groups * wc, wk // groups, len(adjoint_taps)
-
-
 cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t K, Py_ssize_t cg,
                              Py_ssize_t ntaps, Py_ssize_t groups, adjoint_taps, str caller) except *:
     """Where :func:`_pack_block` reads the ``(K, cg, ntaps)`` weights of ``groups`` groups it packs.
@@ -428,7 +419,9 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
         source.group_step, source.k_step, source.c_step, source.taps = K // groups * cg * ntaps, cg * ntaps, ntaps, NULL
         return source
     at = adjoint_taps
-    if wk % groups or K != groups * wc or cg != wk // groups or at.shape[0] != ntaps:
+    if wk % groups:
+        raise ValueError(f"{caller}: the groups must divide the weight's output channels")
+    if K != groups * wc or cg != wk // groups or at.shape[0] != ntaps:
         raise ValueError(f"{caller}: the adjoint of a (K', cg', taps') weight is (groups * cg', K' // groups, "
                          "len(adjoint_taps))")
     for t in range(ntaps):
@@ -452,8 +445,9 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
     ``t`` is tap ``adjoint_taps[t]`` of the forward kernel (reversed, and for
     a stride phase only the taps that reach it): see :func:`_pack_source`.
     """
-    cdef Py_ssize_t K, cg, ntaps
-    K, cg, ntaps = _packed_dims(weight.shape[0], weight.shape[1], weight.shape[2], groups, adjoint_taps)
+    cdef Py_ssize_t K = weight.shape[0], cg = weight.shape[1], ntaps = weight.shape[2]
+    if adjoint_taps is not None and groups >= 1:  # what is packed is the adjoint (_pack_source checks the rest)
+        K, cg, ntaps = groups * weight.shape[1], weight.shape[0] // groups, len(adjoint_taps)
     cdef PackSource source = _pack_source(weight.shape[0], weight.shape[1], weight.shape[2], K, cg, ntaps,
                                           groups, adjoint_taps, "pack_weights")
     if block < 1:
@@ -1083,7 +1077,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
             if xs == NULL:
                 failed[0] = 1
             else:
-                for t in range(tasks if images > 1 else N):
+                for t in range((N + images - 1) // images):  # (one task: each its images' rows 0 .. OH)
                     n = t * images
                     _conv_image_banded(tiles, octile, x, n, min(N, n + images), 0, OH, xs, chan, pad_top, pad_left,
                                        sh, sw, band, hb, wq, &taps[0], ntaps, groups, blocks, block, kg, cg,

@@ -291,9 +291,10 @@ TILES = ("auto", "columns", "channels")
 #: transposing store is amortized, by SIMD level: it wins ties with the column tile
 #: from here (measured; see :func:`choose_tiles`).
 CHANNEL_TILE_DEPTH = {0: 128, 1: 256, 2: 512}
-#: Fewest sums per output pixel for which the output-channel tile runs at all, by SIMD level,
-#: where a row holds a whole vector of columns (see :func:`choose_tiles`; 0: no such bound).
-CHANNEL_TILE_MIN_DEPTH = {1: 128}
+#: Fewest sums per output pixel for which the output-channel tile runs at all, by dtype and
+#: SIMD level, where a row holds a whole vector of columns (see :func:`choose_tiles`; 0: no
+#: such bound).
+CHANNEL_TILE_MIN_DEPTH = {("f", 1): 128, ("d", 1): 128, ("f", 2): 64, ("d", 2): 32}
 
 
 def choose_tiles(kg, depth, ow, dtype, level=None):
@@ -337,7 +338,16 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     column tiles run wherever a row holds a whole vector. Rows shorter than
     a vector (4 or 7 float32 columns) keep the rule above (0.66x, 0.93x with
     27 sums). The baseline level measured 0.90-0.95x from 147 sums and 0.99x
-    at 72 (its rule unchanged); AVX-512 was not measured again.
+    at 72 (its rule unchanged).
+
+    AVX-512 on an Intel Xeon, one thread, in-process (column tile time /
+    output-channel tile time, rows of 22-56 columns, 16-64 filters): float32
+    0.55-0.89x with 9 to 54 sums (the textbook's 30 5x5 filters on 1x28x28:
+    0.81x; 3 to 64 channels 3x3 on 56x56 0.81x), 1.08-1.24x with 72 and 75,
+    1.01-1.23x from 144; float64 0.73-0.84x with 9 to 25 sums, 1.04-1.07x
+    with 49 and 54. Two threads, float32, alike (0.59-0.87x up to 54 sums,
+    1.08-1.24x at 72 and 75). Hence the bound at 64 sums for float32, 32 for
+    float64.
 
     A tail of at most half a vector runs a half-width tile: its lanes are
     busy, but its multiply-adds are half as wide and as many, so it counts
@@ -361,7 +371,7 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     columns_busy = kg / lanes * ow / (vectors * width)
     channels_busy = kg / (-(-kg // block) * block)
     deep = depth >= CHANNEL_TILE_DEPTH.get(level, 512)
-    if full and depth < CHANNEL_TILE_MIN_DEPTH.get(level, 0):
+    if full and depth < CHANNEL_TILE_MIN_DEPTH.get((char, level), 0):
         return -1, 8
     if channels_busy > columns_busy + 0.05 or (channels_busy >= columns_busy and deep):
         return level, block

@@ -146,6 +146,34 @@ def test_single_vectors_run_three_at_a_time(rng, level, monkeypatch, request, dt
     np.testing.assert_allclose(results[0], reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
 
 
+# rows narrower than a vector but wider than half of one (float32: 9-15 columns with AVX-512, 5-7
+# with AVX2, 3 at the baseline; float64: 5-7, 3 and none) run three rows at a time in the gather
+# tile, storing their first columns only, the rows left over one at a time; with 16 registers in
+# the band's tail loop, blocks of 5 or 6 live channels two rows at a time (6 x 2). Bands of one to
+# ten rows; the same bits as the output-channel tiles on one or two threads, and the reference's
+# values; nothing written outside the output (the slices next to it keep their sentinels)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [3, 6, 7, 10, 13, 15])
+@pytest.mark.parametrize("oh", [1, 3, 4, 5, 10])
+@pytest.mark.parametrize("k", [5, 8, 14])  # blocks of 5; 8; 8 + 6 live channels (no row tiles)
+def test_rows_narrower_than_a_vector_run_three_at_a_time(rng, level, dtype, width, oh, k):
+    x = rng.standard_normal((3, 6, oh, width)).astype(dtype)
+    w = rng.standard_normal((k, 6, 3, 3)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    call = prepare_conv2d(x, w, b, 1, 1, 1, 1, "zeros", "NCHW", None)
+    results = []
+    for threads in (1, 2):  # 3 images: the banded kernel on one thread, the whole batch on two
+        with fastconv.num_threads(threads):
+            padded = np.full((call.out_shape[0] + 2,) + call.out_shape[1:], np.inf, dtype)
+            _conv._conv_tiled(call.x, call.weight, call.bias, call.geometry, 1, padded[1:-1], "zeros", "columns")
+            assert np.isposinf(padded[[0, -1]]).all()
+            results.append(padded[1:-1])
+    np.testing.assert_array_equal(results[1], results[0])
+    np.testing.assert_array_equal(results[0], run_tiles(x, w, b, "channels", padding=1))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+
+
 # blocks of at most 4 live channels run the narrow tiles (4 channels x 6 vectors with 32 vector
 # registers, x 3 with 16) over rows of at least that many vectors: 96 float32 / 48 float64
 # columns with AVX-512, 24 / 12 with AVX2

@@ -139,10 +139,11 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
                                        double*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_gtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
-                                     const float*, float*, ptrdiff_t, int, const ptrdiff_t*, const ptrdiff_t*) noexcept
+                                     const float*, float*, ptrdiff_t, int, const ptrdiff_t*, const ptrdiff_t*,
+                                     int) noexcept
     ctypedef void (*fc_gtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
                                      const double*, double*, ptrdiff_t, int, const ptrdiff_t*,
-                                     const ptrdiff_t*) noexcept
+                                     const ptrdiff_t*, int) noexcept
     ctypedef void (*fc_band_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
                                     const float*, float*, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
                                     const ptrdiff_t*, int) noexcept
@@ -713,8 +714,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
     half-width tile, a longer one a full tile that overlaps the previous one
     (no scalar tail). The single whole vectors the rows leave (the fourth of
-    a row of four, with 16 registers) wait and run three at a time, from
-    consecutive rows, in the gather tile (``tiles.gather32``: the
+    a row of four, with 16 registers), or the rows themselves where they are
+    narrower than a vector but wider than half of one, wait and run three at
+    a time, from consecutive rows, in the gather tile (``tiles.gather32``: the
     three-vector tile at any offsets), those left at the end one at a time;
     blocks of 5 or 6 live channels run all their whole vectors two at a
     time in the 6 x 2 gather tile where the level has one. Blocks of at most
@@ -758,6 +760,8 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         gt32, gt64, group = tiles.gather6x2_32, tiles.gather6x2_64, 2
         wide3 = False
     cdef bint gather = (gt32 != NULL) if real_t is float else (gt64 != NULL)
+    # the columns of the single vectors gathered: whole ones, or rows narrower than a vector
+    cdef Py_ssize_t gcols = width if OW >= width else OW
     cdef ptrdiff_t pending_in[3]
     cdef ptrdiff_t pending_out[3]
     cdef Py_ssize_t pending = 0, i
@@ -815,17 +819,17 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                 ow0 = ow0 + span
                 continue
             use_half = _single_tile_at(ow0, OW, width, half, &start, &ncols)
-            if gather and ncols == width and not use_half:
+            if gather and ncols == gcols and not use_half:
                 pending_in[pending] = (oh - in_row0) * row_step + start
                 pending_out[pending] = oh * OW + start
                 pending = pending + 1
                 if pending == group:
                     if real_t is float:
                         gt32(xbase, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane, ocs, <int>nk,
-                             pending_in, pending_out)
+                             pending_in, pending_out, <int>gcols)
                     else:
                         gt64(xbase, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane, ocs, <int>nk,
-                             pending_in, pending_out)
+                             pending_in, pending_out, <int>gcols)
                     pending = 0
                 ow0 = ow0 + width
                 continue
@@ -839,10 +843,10 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     for i in range(pending):  # (fewer than a group left: one at a time)
         if real_t is float:
             f32(xbase + pending_in[i], channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + pending_out[i],
-                ocs, <int>nk, <int>width)
+                ocs, <int>nk, <int>gcols)
         else:
             f64(xbase + pending_in[i], channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + pending_out[i],
-                ocs, <int>nk, <int>width)
+                ocs, <int>nk, <int>gcols)
 
 
 cdef inline bint _single_tile_at(Py_ssize_t ow0, Py_ssize_t OW, Py_ssize_t width, Py_ssize_t half,
@@ -879,14 +883,16 @@ cdef void _tile_band(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t chan
     whole vectors (gathered three at a time), then perhaps a tail of a half
     tile or fewer columns. ``tiles.band32`` runs the segments and the whole
     vectors of every row, in the order of the loop in :func:`_tile_plane`
-    (the same tiles, the same bits); the tails follow row by row.
+    (the same tiles, the same bits); the tails follow row by row, those of
+    rows narrower than a vector (but wider than half of one) three rows at a
+    time in the gather tile, as in :func:`_tile_plane`.
     """
     cdef Py_ssize_t width = tiles.width_f32 if real_t is float else tiles.width_f64
     cdef Py_ssize_t half = tiles.half_f32 if real_t is float else tiles.half_f64
     cdef Py_ssize_t nseg = (OW // width) // 3
     cdef Py_ssize_t ow0 = nseg * 3 * width, start = 0, ncols = 0, oh
     cdef ptrdiff_t singles[3]
-    cdef int nsingles = 0
+    cdef int nsingles = 0, i
     cdef bint use_half = False, tail = False
     while ow0 < OW:  # at most three single vectors (the last perhaps a tail)
         use_half = _single_tile_at(ow0, OW, width, half, &start, &ncols)
@@ -904,6 +910,24 @@ cdef void _tile_band(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t chan
                      oplane + oh0 * OW, ocs, <int>nk, <int>(oh1 - oh0), row_step, OW, <int>nseg, singles, nsingles)
     if not tail:
         return
+    cdef ptrdiff_t pending_in[3]
+    cdef ptrdiff_t pending_out[3]
+    cdef bint gather = ((tiles.gather32 != NULL) if real_t is float else (tiles.gather64 != NULL)) \
+        and OW < width and not use_half
+    if gather:  # rows narrower than a vector: their tiles three rows at a time (see _tile_plane)
+        oh = oh0
+        while oh + 3 <= oh1:
+            for i in range(3):
+                pending_in[i] = (oh + i - in_row0) * row_step
+                pending_out[i] = (oh + i) * OW
+            if real_t is float:
+                tiles.gather32(xbase, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane, ocs, <int>nk,
+                               pending_in, pending_out, <int>OW)
+            else:
+                tiles.gather64(xbase, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane, ocs, <int>nk,
+                               pending_in, pending_out, <int>OW)
+            oh = oh + 3
+        oh0 = oh  # (the rows left: one at a time)
     for oh in range(oh0, oh1):  # the tail (the last column's tile: nothing overlaps it)
         if real_t is float:
             (tiles.half32 if use_half else tiles.f32)(xbase + (oh - in_row0) * row_step + start, channel_stride,

@@ -61,11 +61,12 @@ typedef void (*fc_rowtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, i
 typedef void (*fc_rowtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *, double,
                                   double *, ptrdiff_t, ptrdiff_t, int);
 /* Gather tiles (a column tile of NV vectors, each at its own offset): x, cs, taps, ntaps,
- * C, w, bias, out, ocs, nk, in_off[NV], out_off[NV]; NV = 3 (gather32), 2 (gather6x2_32). */
+ * C, w, bias, out, ocs, nk, in_off[NV], out_off[NV], ncols (columns stored of each vector);
+ * NV = 3 (gather32), 2 (gather6x2_32). */
 typedef void (*fc_gtile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
-                                const float *, float *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *);
+                                const float *, float *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *, int);
 typedef void (*fc_gtile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
-                                const double *, double *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *);
+                                const double *, double *, ptrdiff_t, int, const ptrdiff_t *, const ptrdiff_t *, int);
 /* The column tiles' row loop over a band (16 registers): x, cs, taps, ntaps, C, w, bias, out,
  * ocs, nk, nrows, irs (input row step), ors (output row step), nseg, singles, nsingles. */
 typedef void (*fc_band_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,

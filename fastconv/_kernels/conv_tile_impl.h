@@ -171,18 +171,20 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
         FC_PWTILE_BODY(T, VT, (int)(sizeof(VT) / sizeof(T)), NK, 3)                   \
     }
 /* Gather tiles: the column tile of NK channels x NV vectors over NV vectors of columns at
- * any offsets: vector v reads x + in_off[v] (+ c*cs + taps[t]) and is stored at
- * out + out_off[v] (+ j*ocs). The single vectors a row leaves after its wide tiles (the
- * fourth of a 32-column row; a 14-column row's vector and its overlapping tail) run NV at
- * a time, from consecutive rows, instead of one by one in the one-vector tile (at 16
- * registers: 9 loads per 8 multiply-adds, where 4 x 3 takes 7 per 12). With 16 registers,
- * blocks of 5 or 6 live channels run every whole vector of their rows in 6 x 2 (all its
- * accumulators live; two passes of 4 x 3 leave a quarter idle), the others 8 x 3 as two
- * passes of 4 x 3. Each output sums in the column tile's order: the same bits. */
+ * any offsets: vector v reads x + in_off[v] (+ c*cs + taps[t]) and its first ncols columns
+ * (ncols <= VW) are stored at out + out_off[v] (+ j*ocs). The single vectors a row leaves
+ * after its wide tiles (the fourth of a 32-column row; a 14-column row's vector and its
+ * overlapping tail), and rows narrower than a vector but wider than half of one (ncols
+ * columns each), run NV at a time, from consecutive rows, instead of one by one in the
+ * one-vector tile (8 accumulators; at 16 registers 9 loads per 8 multiply-adds, where 4 x 3
+ * takes 7 per 12). With 16 registers, blocks of 5 or 6 live channels run every whole
+ * vector of their rows in 6 x 2 (all its accumulators live; two passes of 4 x 3 leave a
+ * quarter idle), the others 8 x 3 as two passes of 4 x 3. Each output sums in the column
+ * tile's order: the same bits. */
 #define FC_GATHER(NAME, T, VT, NK, NV)                                                \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, \
-                                     const ptrdiff_t *in_off, const ptrdiff_t *out_off) \
+                                     const ptrdiff_t *in_off, const ptrdiff_t *out_off, int ncols) \
     {                                                                                 \
         ptrdiff_t io[NV], at[NV];                                                     \
         _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) {                        \
@@ -203,6 +205,15 @@ static void FC_CAT(fc_tile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const ptr
                 }                                                                     \
             }                                                                         \
         }                                                                             \
+        if (ncols < (int)(sizeof(VT) / sizeof(T))) { /* rows narrower than a vector */ \
+            VT part[NK][NV];                                                          \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NK; j++)                      \
+                _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) part[j][v] = acc[j][v]; \
+            for (int j = 0; j < nk; j++)                                              \
+                _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++)                  \
+                    memcpy(out + j * ocs + at[v], &part[j][v], (size_t)ncols * sizeof(T)); \
+            return;                                                                   \
+        }                                                                             \
         FC_TILEV_STORE_AT(T, VT, NK, NV, at[v])                                       \
     }
 #if FC_VF >= 16
@@ -216,12 +227,13 @@ FC_GATHER(fc_gather6x2_f64, double, FC_CAT(fc_vd, FC_ISA), 6, 2)
 #define FC_GATHER_PAIR(NAME, NARROW, T)                                               \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
                                      const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, \
-                                     const ptrdiff_t *in_off, const ptrdiff_t *out_off) \
+                                     const ptrdiff_t *in_off, const ptrdiff_t *out_off, int ncols) \
     {                                                                                 \
-        FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk < 4 ? nk : 4, in_off, out_off); \
+        FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w, bias, out, ocs, nk < 4 ? nk : 4, in_off, out_off, \
+                               ncols);                                                \
         if (nk > 4)                                                                   \
             FC_CAT(NARROW, FC_ISA)(x, cs, taps, ntaps, C, w + 4, bias + 4, out + 4 * ocs, ocs, nk - 4, \
-                                   in_off, out_off);                                  \
+                                   in_off, out_off, ncols);                           \
     }
 FC_GATHER_PAIR(fc_gather3_f32, fc_gather4x3_f32, float)
 FC_GATHER_PAIR(fc_gather3_f64, fc_gather4x3_f64, double)

@@ -516,8 +516,8 @@ def choose_grad_weight_tiles(kg, depth, dtype, level, slices=2, in_place=False):
     return -1, 8
 
 
-def _split_channels(blocks, threads, cg):
-    """Slices of the input channels per block of output channels, so every thread has work.
+def _slices_per_block(blocks, threads, most):
+    """Slices per block of output channels (at most ``most``), so every thread has work.
 
     Blocks that split evenly between the threads need none. Fewer blocks than
     threads take one slice per thread: each slice copies its block's grad
@@ -527,24 +527,42 @@ def _split_channels(blocks, threads, cg):
     if blocks % threads == 0:
         return 1
     parts = -(-threads // blocks) if blocks < threads else -(-2 * threads // blocks)
-    return max(1, min(cg, parts))
+    return max(1, min(most, parts))
 
 
-def _band_parts(groups, blocks, cg, threads):
-    """``(c_parts, b_parts)``: input-channel slices and block ranges per group of the banded weight tiles.
+def _pair_calls(cg, taps, level, dtype):
+    """The output-channel weight tiles' calls over a group's ``cg * taps`` (input channel, tap) pairs.
 
-    A task copies its slice's input planes once for its blocks: slices of
-    the channels where there are enough of them to share evenly (at least 4
-    per thread), else ranges of the blocks (each range copies the slice
-    again; on stem's 3 channels at two threads slices of 1 and 2 channels
-    took 1.38x the time of the old route, 2 ranges of 1 block share evenly).
+    A task's slice of the pairs is whole calls of ``oc_tile_shape(level)[1]``
+    pairs (the kernels' ``_weight_task``), so there are at most this many
+    slices. Slices of the pairs rather than of the channels share few
+    channels evenly: CS231n's 3 input channels of 7x7 taps (one block of 32
+    filters) made slices of 1 and 2 channels on two threads, which ran 1.38x
+    as fast as one thread; 70 and 77 pairs run 1.8x (same bits: every entry
+    is still one task's, summed in the same order).
+    """
+    most = _conv_direct.oc_tile_shape(level, np.dtype(dtype).char)[1]
+    return -(-cg * taps // most)
+
+
+def _band_parts(groups, blocks, cg, threads, calls):
+    """``(c_parts, b_parts)``: pair slices and block ranges per group of the banded weight tiles.
+
+    A task copies the input planes of its slice's channels once for its
+    blocks: slices of the (input channel, tap) pairs (at most ``calls``, the
+    tile calls over a group's pairs: :func:`_pair_calls`) where there are
+    channels enough to share evenly (at least 4 per thread), else ranges of
+    the blocks (each range copies the planes again; on stem's 3 channels at
+    two threads slices of 1 and 2 channels took 1.38x the time of the old
+    route, 2 ranges of 1 block share evenly), and slices of the pairs where
+    there are fewer blocks than threads.
     """
     if groups % threads == 0:
         return 1, 1
     if cg >= 4 * threads:
-        return _split_channels(groups, threads, cg), 1
+        return _slices_per_block(groups, threads, calls), 1
     ranges = max(1, min(blocks, -(-threads // groups)))
-    return _split_channels(groups * ranges, threads, cg), ranges
+    return _slices_per_block(groups * ranges, threads, calls), ranges
 
 
 #: Bytes of scratch (input planes and a block of the grad) per chunk of images of the column
@@ -608,10 +626,10 @@ class GradWeightPlan:
     output-channel tiles of kernels larger than 1x1 lay out each chunk of it
     themselves, in cache (``bands``, :func:`octile_bands`,
     :func:`~fastconv._kernels._conv_direct.conv2d_grad_weight_octile_bands`):
-    a task (a group, a slice of its input channels and a range of its
-    blocks, :func:`_band_parts`) copies a chunk's grad for its blocks and
-    then its input planes a few channels at a time, and runs its blocks on
-    them. Old route (every plane laid out in memory
+    a task (a group, a slice of its (input channel, tap) pairs and a range
+    of its blocks, :func:`_band_parts`) copies a chunk's grad for its blocks
+    and then the input planes of its pairs' channels a few at a time, and
+    runs its blocks on them. Old route (every plane laid out in memory
     first, then read by each block's task) / bands, Intel Xeon, AVX-512,
     float32, alternating processes, medians, one / two threads: strided
     1.11x / 1.09x, 256 channels 28 -> 14 at stride 2 1.29x / 1.28x, 16 to
@@ -693,6 +711,8 @@ class GradWeightPlan:
             self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level,
                                                                  groups * cg, kh * kw == 1 and in_place)
         self.one_vector = 0 <= self.oc_level and self.block < wide
+        # the output-channel tiles' tasks take slices of whole tile calls over a group's pairs
+        self.pair_calls = _pair_calls(cg, kh * kw, self.oc_level, dtype) if self.oc_level >= 0 else 1
         self.phases = ph = stride_phases(geometry)
         self.reads_input = self.oc_level >= 0 and in_place
         # the column tiles take up to wt_taps taps of one input channel per pass: a 1x1 kernel
@@ -756,7 +776,8 @@ class GradWeightPlan:
             blocks = -(-(k // groups) // block)
             self.octile_bands_kernel(x, top, left, *geo.stride, b.phases.hq, b.phases.wq, b.phases.taps, grad, dw,
                                      groups, cg, b.images, b.rows, b.channels,
-                                     *_band_parts(groups, blocks, cg, threads), self.oc_level, threads,
+                                     *_band_parts(groups, blocks, cg, threads, self.pair_calls), self.oc_level,
+                                     threads,
                                      self.one_vector)
         else:
             if self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
@@ -768,7 +789,7 @@ class GradWeightPlan:
                 src[planes:] = 0
                 self.phase_planes(x, src, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
                 image_stride, channel_stride = ph.image, n * ph.image
-            c_parts = _split_channels(groups * -(-(k // groups) // block), threads, cg)
+            c_parts = _slices_per_block(groups * -(-(k // groups) // block), threads, self.pair_calls)
             chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
             self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
                                c_parts, self.oc_level, threads, self.one_vector,

@@ -733,6 +733,47 @@ def test_grad_weight_channel_tiles_in_bands(rng, monkeypatch, every_call_paralle
         np.testing.assert_array_equal(other, results[0])
 
 
+# the output-channel weight tiles' tasks take slices of a group's (input channel, tap) pairs, whole
+# tile calls each: few input channels (3 of 7x7 taps; one of 5x5) share evenly. Any number of
+# slices, from one to more than the calls (empty slices), in the kernel that reads laid-out planes
+# (7x7: more multiply-adds per input element than the bands take; an unpadded input read in place)
+# and in the banded one (where a slice's first and last channels may be another slice's too):
+# the same bits, the reference's values, on one and two threads
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, hw, k, kernel, p, g, bands", [
+    (3, 3, (12, 12), 32, 7, 3, 1, False), (3, 1, (11, 11), 30, 5, 0, 1, False),
+    (3, 3, (12, 12), 32, 5, 2, 1, True), (2, 4, (9, 9), 40, 3, 1, 2, True), (2, 2, (8, 8), 16, 3, 1, 1, True),
+])
+def test_grad_weight_tasks_take_slices_of_pairs(rng, level, monkeypatch, dtype, n, c, hw, k, kernel, p, g, bands):
+    from fastconv import _conv_grad
+
+    if level == "baseline":
+        pytest.skip("no output-channel weight tiles at the baseline")
+    level = _conv_direct.current_level()
+    shape = (k, c // g, kernel, kernel)
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), padding=p, groups=g).shape).astype(dtype)
+    expected = reference.conv2d_grad_weight(grad, x, shape, padding=p, groups=g)
+    plan = _conv_grad.GradWeightPlan(x.shape, shape, conv_geometry(hw, kernel, 1, p), g, np.dtype(dtype), level,
+                                     "channels")
+    assert (plan.bands is not None) == bands
+    most = _conv_direct.oc_tile_shape(level, np.dtype(dtype).char)[1]
+    assert plan.pair_calls == -(-(c // g) * kernel * kernel // most)
+    results = []
+    for parts in sorted({1, 2, 3, plan.pair_calls, plan.pair_calls + 3}):
+        if bands:
+            monkeypatch.setattr(_conv_grad, "_band_parts", lambda *args, parts=parts: (parts, 1))
+        else:
+            monkeypatch.setattr(_conv_grad, "_slices_per_block", lambda *args, parts=parts: parts)
+        for threads in (1, 2):
+            with fastconv.num_threads(threads):
+                results.append(plan.run(x, grad))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
 def test_grad_weight_bands_kernel_refuses_taps_outside_its_planes(rng):
     # the kernel reads the planes of a chunk unchecked: it checks that they hold every tap first
     from fastconv._conv import stride_phases

@@ -1814,21 +1814,32 @@ cdef struct WeightTask:
     Py_ssize_t g  # group
     Py_ssize_t k0  # first output channel of the block
     Py_ssize_t nk  # output channels in the block
-    Py_ssize_t c_lo  # input channels [c_lo, c_hi) of the group
-    Py_ssize_t c_hi
+    Py_ssize_t p_lo  # (input channel, tap) pairs [p_lo, p_hi) of the group
+    Py_ssize_t p_hi
 
 
 cdef inline WeightTask _weight_task(Py_ssize_t task, Py_ssize_t blocks, Py_ssize_t c_parts, Py_ssize_t kg,
-                                    Py_ssize_t block, Py_ssize_t cg) noexcept nogil:
-    """Task ``task`` of a weight-gradient split over (group, block of ``block`` channels, input-channel slice)."""
+                                    Py_ssize_t block, Py_ssize_t pairs, Py_ssize_t most) noexcept nogil:
+    """Task ``task`` of a weight-gradient split over (group, block of ``block`` channels, slice of pairs).
+
+    The slices of a group's ``pairs`` (input channel, tap) pairs are whole
+    tile calls of ``most`` pairs (the last perhaps fewer), as even as they can be.
+    """
     cdef WeightTask w
     cdef Py_ssize_t kb = (task // c_parts) % blocks, part = task % c_parts
+    cdef Py_ssize_t calls = (pairs + most - 1) // most
     w.g = task // (blocks * c_parts)
     w.k0 = w.g * kg + kb * block
     w.nk = min(block, kg - kb * block)
-    w.c_lo = part * cg // c_parts
-    w.c_hi = (part + 1) * cg // c_parts
+    w.p_lo = _pair_cut(part, c_parts, calls, most, pairs)
+    w.p_hi = _pair_cut(part + 1, c_parts, calls, most, pairs)
     return w
+
+
+cdef inline Py_ssize_t _pair_cut(Py_ssize_t part, Py_ssize_t parts, Py_ssize_t calls, Py_ssize_t most,
+                                 Py_ssize_t pairs) noexcept nogil:
+    """Where slice ``part`` of ``parts`` starts among ``pairs`` pairs cut into ``calls`` tile calls of ``most``."""
+    return min(pairs, (part * calls // parts) * most)
 
 
 def conv2d_grad_weight_tiled(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_ssize_t pad_left,
@@ -2014,22 +2025,22 @@ cdef Py_ssize_t _weight_oc_tiles(int level, bint one_vector, bint is_float, fc_o
 
 cdef void _octile_pairs(fc_ocwtile_f32_fn t32, fc_ocwtile_f64_fn t64, const real_t* xbase, Py_ssize_t first,
                         Py_ssize_t channel_stride, Py_ssize_t image_stride, Py_ssize_t row, const ptrdiff_t* taps,
-                        Py_ssize_t ntaps, Py_ssize_t c_lo, Py_ssize_t c_hi, Py_ssize_t most, int run_rows,
+                        Py_ssize_t ntaps, Py_ssize_t p_lo, Py_ssize_t p_hi, Py_ssize_t most, int run_rows,
                         int run_cols, const real_t* gt, int run_images, real_t* sums, ptrdiff_t* offs,
                         real_t* dw, Py_ssize_t dw_row, Py_ssize_t nk, Py_ssize_t block) noexcept nogil:
-    """Add one chunk's sums of the (input channel, tap) pairs of channels ``c_lo <= c < c_hi`` to ``dw``.
+    """Add one chunk's sums of the (input channel, tap) pairs ``p_lo <= p < p_hi`` to ``dw``.
 
-    Channel ``c_lo``'s planes start ``first`` elements from ``xbase``, the next
-    channel's ``channel_stride`` on; the tiles (``t32`` or ``t64``) take up to
-    ``most`` pairs per call over the chunk's pixels (``gt``, packed by
-    :func:`_pack_grad_pixels`). Pair ``p`` (channel ``p // ntaps`` of the
-    group, tap ``p % ntaps``) of output channel ``j < nk`` of the block adds
-    into ``dw[j*dw_row + p]``.
+    Pair ``p`` is channel ``p // ntaps`` of the group and tap ``p % ntaps``.
+    The planes of pair ``p_lo``'s channel start ``first`` elements from
+    ``xbase``, the next channel's ``channel_stride`` on; the tiles (``t32``
+    or ``t64``) take up to ``most`` pairs per call over the chunk's pixels
+    (``gt``, packed by :func:`_pack_grad_pixels`). Pair ``p`` of output
+    channel ``j < nk`` of the block adds into ``dw[j*dw_row + p]``.
     """
-    cdef Py_ssize_t p = c_lo * ntaps, c = 0, t = 0, m, i, j
+    cdef Py_ssize_t p = p_lo, c = 0, t = p_lo % ntaps, m, i, j
     cdef real_t* dwj
-    while p < c_hi * ntaps:
-        m = min(most, c_hi * ntaps - p)
+    while p < p_hi:
+        m = min(most, p_hi - p)
         for i in range(m):  # (counted, not divided: a division per pair cost a quarter of the time)
             offs[i] = first + c * channel_stride + taps[t]
             t = t + 1
@@ -2059,13 +2070,14 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     ``x[n*image_stride + c*channel_stride + taps[t] + oh*row + ow]``, every such
     read in bounds); ``grad`` is ``(N, K, OH, OW)``, any strides.
 
-    Work is split over (group, block of output channels, slice of input
-    channels), blocks of ``oc_tile_shape(level)[0]`` channels, or of half as
-    many with ``one_vector`` (the tiles of one vector of channels, which the
-    level must have: :func:`has_one_vector_weight_tiles`). Each task copies
+    Work is split over (group, block of output channels, slice of the
+    group's (input channel, tap) pairs), blocks of ``oc_tile_shape(level)[0]``
+    channels, or of half as many with ``one_vector`` (the tiles of one vector
+    of channels, which the level must have: :func:`has_one_vector_weight_tiles`),
+    ``c_parts`` slices of whole tile calls (:func:`_weight_task`). Each task copies
     its block of the grad, ``chunk_images`` images at a time, pixel-major into a
     scratch buffer, then runs the tiles of SIMD level ``level`` over the
-    (input channel, tap) pairs of its slice, up to ``oc_cols`` pairs per call.
+    pairs of its slice, up to ``oc_cols`` pairs per call.
     With ``chunk_images`` 1, ``chunk_rows`` (0 < rows < OH) cuts each image
     into chunks of that many output rows, for images whose block of the grad
     would not fit the cache. Where ``x``'s rows are ``OW`` apart and its
@@ -2105,7 +2117,7 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
             if gt == NULL or sums == NULL or offs == NULL:
                 failed[0] = 1
                 continue
-            w = _weight_task(task, blocks, c_parts, kg, block, cg)
+            w = _weight_task(task, blocks, c_parts, kg, block, cg * ntaps, most)
             g, k0, nk = w.g, w.k0, w.nk
             n0 = 0
             r0 = 0
@@ -2118,8 +2130,9 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
                     run_rows, run_cols, run_images = 1, <int>((n1 - n0) * OH * OW), 1
                 else:
                     run_rows, run_cols, run_images = <int>(r1 - r0), <int>OW, <int>(n1 - n0)
-                _octile_pairs(t32, t64, &x[0] + n0 * image_stride + r0 * row, (g * cg + w.c_lo) * channel_stride,
-                              channel_stride, image_stride, row, &taps[0], ntaps, w.c_lo, w.c_hi, most, run_rows,
+                _octile_pairs(t32, t64, &x[0] + n0 * image_stride + r0 * row,
+                              (g * cg + w.p_lo // ntaps) * channel_stride, channel_stride, image_stride, row,
+                              &taps[0], ntaps, w.p_lo, w.p_hi, most, run_rows,
                               run_cols, gt, run_images, sums, offs, &dw[0] + k0 * cg * ntaps, cg * ntaps, nk, block)
                 r0 = r1
                 if r0 == OH:
@@ -2142,15 +2155,16 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
 
     As :func:`conv2d_grad_weight_octile`, but ``x`` is the unpadded NCHW
     input (any strides): no laid-out copy of it in memory. A task is a group,
-    a slice of its input channels (``c_parts`` slices) and a range of its
+    a slice of its (input channel, tap) pairs (``c_parts`` slices of whole
+    tile calls, as :func:`_weight_task` cuts them) and a range of its
     blocks of output channels (``b_parts`` ranges); for each chunk of
     ``chunk_images`` images (or, with one image, of ``chunk_rows`` output
     rows) it copies the grad of its blocks pixel-major
     (:func:`_pack_grad_pixels`), then, ``sub_channels`` input channels at a
-    time, the stride-phase planes of the rows the chunk reads (``hb`` phase
-    rows of ``wq`` columns each, :func:`_pack_phase_rows`) into its
-    thread's scratch, and runs its blocks' tiles on them while they are
-    in cache. ``taps`` are :func:`fastconv._conv.stride_phases`' for planes
+    time (those of its pairs), the stride-phase planes of the rows the chunk
+    reads (``hb`` phase rows of ``wq`` columns each, :func:`_pack_phase_rows`)
+    into its thread's scratch, and runs its blocks' tiles on them while they
+    are in cache. ``taps`` are :func:`fastconv._conv.stride_phases`' for planes
     of ``hb`` rows. Every entry of ``dw`` (OIHW flat, zeroed) is one task's,
     summed over the chunks in the same order whatever the thread count.
     Raises ValueError for inconsistent arguments, MemoryError if a scratch
@@ -2171,8 +2185,8 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
         raise ValueError("conv2d_grad_weight_octile_bands: the phase rows must hold the padded input's columns")
     if chunk_images < 1 or chunk_rows < 1 or chunk_rows > OH or (chunk_rows < OH and chunk_images != 1):
         raise ValueError("conv2d_grad_weight_octile_bands: chunks of whole images, or of rows of one image")
-    if sub_channels < 1 or c_parts < 1 or c_parts > cg or b_parts < 1:
-        raise ValueError("conv2d_grad_weight_octile_bands: channel slices need channels")
+    if sub_channels < 1 or c_parts < 1 or c_parts > cg * ntaps or b_parts < 1:
+        raise ValueError("conv2d_grad_weight_octile_bands: slices of pairs need pairs")
     for t in range(ntaps):  # each tap's pixels inside its phase plane, for every row of a chunk
         if taps[t] < 0 or taps[t] >= sh * sw * hb * wq or (taps[t] // wq) % hb + chunk_rows > hb \
                 or taps[t] % wq + OW > wq:
@@ -2186,7 +2200,8 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
     cdef Py_ssize_t x_chan = chunk_images * chan  # the scratch holds [channel][image][planes]
     cdef Py_ssize_t per_image = chunk_rows * OW * block  # a block's grad of one image
     cdef Py_ssize_t g_block = chunk_images * per_image
-    cdef Py_ssize_t task, g, part, c_lo, c_hi, b_lo, b_hi, s0, s1, kb, k0, nk, n0, n1, i, j, r0, r1
+    cdef Py_ssize_t task, g, part, c_lo, c_hi, p_lo, p_hi, b_lo, b_hi, s0, s1, kb, k0, nk, n0, n1, i, j, r0, r1
+    cdef Py_ssize_t pairs = cg * ntaps, calls = (cg * ntaps + most - 1) // most
     cdef int run_rows
     cdef Py_ssize_t ahead = x.strides[1] // <Py_ssize_t>sizeof(real_t)
     cdef real_t* xs
@@ -2211,8 +2226,10 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
             part = (task // b_parts) % c_parts
             b_lo = (task % b_parts) * blocks // b_parts
             b_hi = (task % b_parts + 1) * blocks // b_parts
-            c_lo = part * cg // c_parts
-            c_hi = (part + 1) * cg // c_parts
+            p_lo = _pair_cut(part, c_parts, calls, most, pairs)
+            p_hi = _pair_cut(part + 1, c_parts, calls, most, pairs)
+            c_lo = p_lo // ntaps  # the channels of those pairs
+            c_hi = (p_hi + ntaps - 1) // ntaps
             n0 = 0
             r0 = 0
             while n0 < N:  # chunks of images, or of the rows of one image
@@ -2235,7 +2252,8 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
                     for kb in range(b_lo, b_hi):
                         k0 = g * kg + kb * block
                         nk = min(block, kg - kb * block)
-                        _octile_pairs(t32, t64, xs, 0, x_chan, chan, wq, &taps[0], ntaps, s0, s1, most,
+                        _octile_pairs(t32, t64, xs, 0, x_chan, chan, wq, &taps[0], ntaps, max(p_lo, s0 * ntaps),
+                                      min(p_hi, s1 * ntaps), most,
                                       run_rows, <int>OW, gt + (kb - b_lo) * g_block, <int>(n1 - n0), sums, offs,
                                       &dw[0] + k0 * cg * ntaps, cg * ntaps, nk, block)
                     s0 = s1

@@ -533,13 +533,12 @@ def _slices_per_block(blocks, threads, most):
 def _pair_calls(cg, taps, level, dtype):
     """The output-channel weight tiles' calls over a group's ``cg * taps`` (input channel, tap) pairs.
 
-    A task's slice of the pairs is whole calls of ``oc_tile_shape(level)[1]``
-    pairs (the kernels' ``_weight_task``), so there are at most this many
-    slices. Slices of the pairs rather than of the channels share few
+    A task takes a slice of those pairs (the kernels' ``_weight_task``), as
+    even as can be; more slices than calls would only add calls of fewer
+    pairs. Slices of the pairs rather than of the input channels share few
     channels evenly: CS231n's 3 input channels of 7x7 taps (one block of 32
-    filters) made slices of 1 and 2 channels on two threads, which ran 1.38x
-    as fast as one thread; 70 and 77 pairs run 1.8x (same bits: every entry
-    is still one task's, summed in the same order).
+    filters) made slices of 1 and 2 channels on two threads (same bits:
+    every entry is still one task's, summed in the same order).
     """
     most = _conv_direct.oc_tile_shape(level, np.dtype(dtype).char)[1]
     return -(-cg * taps // most)
@@ -610,6 +609,31 @@ def _split_chunks(runs, units, channels, threads):
     unit_parts = min(units, -(-4 * threads // runs))
     c_parts = 1 if runs * unit_parts >= threads else min(channels, -(-threads // (runs * unit_parts)))
     return unit_parts, c_parts
+
+
+#: Fewest (group, block) units of output channels for which the output-channel weight tiles
+#: run without image runs (:func:`weight_image_runs`).
+WEIGHT_RUNS_BELOW_UNITS = 2
+
+
+def weight_image_runs(images, units, sums_bytes):
+    """Runs of images for the output-channel weight tiles that read laid-out planes (1: none).
+
+    One (group, block) unit cannot share the threads but in slices of its
+    pairs, and each slice copies the whole grad of the block: CS231n's 32
+    7x7 filters on 3 channels ran 1.24x on two threads with slices of the
+    pairs instead of the channels, 1.34x with runs. Runs of images (each
+    summed apart and added here in order, as the column tiles' runs) share
+    the copy instead: 8, 4 or 2 of them, as many as there are images and as
+    :data:`PARTIAL_SUMS_BYTES` of sums (``sums_bytes`` each) allow. The
+    shape decides, not the thread count, so the sums do not depend on it.
+    Two units share two threads already; runs of a pointwise layer's two
+    blocks (128 to 64 channels on 28x28) ran 0.94-0.96x there.
+    """
+    if units >= WEIGHT_RUNS_BELOW_UNITS:
+        return 1
+    most = min(images, PARTIAL_SUMS_BYTES // max(1, sums_bytes))
+    return next((runs for runs in (RUN_MULTIPLE, 4, 2) if runs <= most), 1)
 
 
 class GradWeightPlan:
@@ -735,6 +759,11 @@ class GradWeightPlan:
                 and macs <= OCTILE_BANDS_MAX_MACS):
             self.bands = octile_bands(geometry, n, cg, -(-(k // groups) // self.block) * self.block,
                                       dtype.itemsize)
+        # the output-channel tiles reading laid-out planes sum a few blocks' images in runs
+        self.image_runs = 1
+        if self.oc_level >= 0 and not self.depthwise and self.bands is None:
+            self.image_runs = weight_image_runs(n, groups * -(-(k // groups) // self.block),
+                                                k * cg * kh * kw * dtype.itemsize)
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
         self.depthwise_kernel = specialized(_conv_direct.conv2d_grad_weight_depthwise, dtype)
         self.phase_planes = specialized(_conv_direct.phase_planes, dtype)
@@ -789,11 +818,16 @@ class GradWeightPlan:
                 src[planes:] = 0
                 self.phase_planes(x, src, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
                 image_stride, channel_stride = ph.image, n * ph.image
-            c_parts = _slices_per_block(groups * -(-(k // groups) // block), threads, self.pair_calls)
+            runs = self.image_runs
+            c_parts = _slices_per_block(runs * groups * -(-(k // groups) // block), threads, self.pair_calls)
             chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
-            self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, dw, groups, cg, chunk,
+            partials = dw if runs == 1 else zeros(runs * dw.size, dtype)
+            self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, partials, groups, cg, chunk,
                                c_parts, self.oc_level, threads, self.one_vector,
-                               _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize))
+                               _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize), runs)
+            if runs > 1:
+                with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles
+                    dw = partials.reshape(runs, -1).sum(axis=0)
         return dw.reshape(k, cg, kh, kw)
 
     def _run_columns(self, x, grad, threads):

@@ -733,8 +733,8 @@ def test_grad_weight_channel_tiles_in_bands(rng, monkeypatch, every_call_paralle
         np.testing.assert_array_equal(other, results[0])
 
 
-# the output-channel weight tiles' tasks take slices of a group's (input channel, tap) pairs, whole
-# tile calls each: few input channels (3 of 7x7 taps; one of 5x5) share evenly. Any number of
+# the output-channel weight tiles' tasks take slices of a group's (input channel, tap) pairs, as
+# even as can be: few input channels (3 of 7x7 taps; one of 5x5) share evenly. Any number of
 # slices, from one to more than the calls (empty slices), in the kernel that reads laid-out planes
 # (7x7: more multiply-adds per input element than the bands take; an unpadded input read in place)
 # and in the banded one (where a slice's first and last channels may be another slice's too):
@@ -772,6 +772,59 @@ def test_grad_weight_tasks_take_slices_of_pairs(rng, level, monkeypatch, dtype, 
     np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
+
+
+# the output-channel weight tiles that read laid-out planes sum the images of few blocks in runs,
+# each into its own weight gradient, added in order: any number of runs (one image each at most),
+# with slices of the pairs too, gives the reference's values and the same bits on 1, 2 and 3
+# threads; the rule depends on the shape only
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, hw, k, kernel, p, g", [
+    (9, 3, (10, 10), 32, 7, 3, 1), (5, 2, (8, 8), 24, 1, 0, 1), (4, 4, (9, 9), 20, 3, 0, 2),
+])
+def test_grad_weight_channel_tiles_in_runs_of_images(rng, level, monkeypatch, dtype, n, c, hw, k, kernel, p, g):
+    from fastconv import _conv_grad
+
+    if level == "baseline":
+        pytest.skip("no output-channel weight tiles at the baseline")
+    shape = (k, c // g, kernel, kernel)
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), padding=p, groups=g).shape).astype(dtype)
+    expected = reference.conv2d_grad_weight(grad, x, shape, padding=p, groups=g)
+    rtol, atol = tolerance(dtype)
+    monkeypatch.setattr(_conv_grad, "OCTILE_BANDS_MAX_MACS", 0)  # the planes laid out first
+    plan = _conv_grad.GradWeightPlan(x.shape, shape, conv_geometry(hw, kernel, 1, p), g, np.dtype(dtype),
+                                     _conv_direct.current_level(), "channels")
+    units = g * -(-(k // g) // plan.block)
+    assert plan.bands is None
+    runs = _conv_grad.weight_image_runs(n, units, expected.nbytes)
+    assert plan.image_runs == runs and (runs > 1) == (units < _conv_grad.WEIGHT_RUNS_BELOW_UNITS)
+    for runs in sorted({1, 2, 3, n}):
+        plan.image_runs = runs
+        results = []
+        for threads in (1, 2, 3):
+            with fastconv.num_threads(threads):
+                results.append(plan.run(x, grad))
+        np.testing.assert_allclose(results[0], expected, rtol=rtol * 10, atol=atol * 100)
+        for other in results[1:]:
+            np.testing.assert_array_equal(other, results[0])
+    with pytest.raises(ValueError, match="per run"):  # more runs than images
+        plan.image_runs = n + 1
+        plan.run(x, grad)
+
+
+def test_weight_image_runs_rule():
+    from fastconv import _conv_grad
+
+    small = 32 * 3 * 49 * 4
+    assert _conv_grad.weight_image_runs(50, 1, small) == 8  # CS231n's 7x7 layer: one block
+    assert _conv_grad.weight_image_runs(5, 1, small) == 4
+    assert _conv_grad.weight_image_runs(3, 1, small) == 2
+    assert _conv_grad.weight_image_runs(1, 1, small) == 1  # one image: slices of the pairs only
+    assert _conv_grad.weight_image_runs(50, _conv_grad.WEIGHT_RUNS_BELOW_UNITS, small) == 1
+    budget = _conv_grad.PARTIAL_SUMS_BYTES
+    assert _conv_grad.weight_image_runs(50, 1, budget // 4) == 4
+    assert _conv_grad.weight_image_runs(50, 1, budget) == 1
 
 
 def test_grad_weight_bands_kernel_refuses_taps_outside_its_planes(rng):

@@ -1819,27 +1819,25 @@ cdef struct WeightTask:
 
 
 cdef inline WeightTask _weight_task(Py_ssize_t task, Py_ssize_t blocks, Py_ssize_t c_parts, Py_ssize_t kg,
-                                    Py_ssize_t block, Py_ssize_t pairs, Py_ssize_t most) noexcept nogil:
+                                    Py_ssize_t block, Py_ssize_t pairs) noexcept nogil:
     """Task ``task`` of a weight-gradient split over (group, block of ``block`` channels, slice of pairs).
 
-    The slices of a group's ``pairs`` (input channel, tap) pairs are whole
-    tile calls of ``most`` pairs (the last perhaps fewer), as even as they can be.
+    ``c_parts`` slices of a group's ``pairs`` (input channel, tap) pairs, as
+    even as they can be (:func:`_pair_cut`).
     """
     cdef WeightTask w
     cdef Py_ssize_t kb = (task // c_parts) % blocks, part = task % c_parts
-    cdef Py_ssize_t calls = (pairs + most - 1) // most
     w.g = task // (blocks * c_parts)
     w.k0 = w.g * kg + kb * block
     w.nk = min(block, kg - kb * block)
-    w.p_lo = _pair_cut(part, c_parts, calls, most, pairs)
-    w.p_hi = _pair_cut(part + 1, c_parts, calls, most, pairs)
+    w.p_lo = _pair_cut(part, c_parts, pairs)
+    w.p_hi = _pair_cut(part + 1, c_parts, pairs)
     return w
 
 
-cdef inline Py_ssize_t _pair_cut(Py_ssize_t part, Py_ssize_t parts, Py_ssize_t calls, Py_ssize_t most,
-                                 Py_ssize_t pairs) noexcept nogil:
-    """Where slice ``part`` of ``parts`` starts among ``pairs`` pairs cut into ``calls`` tile calls of ``most``."""
-    return min(pairs, (part * calls // parts) * most)
+cdef inline Py_ssize_t _pair_cut(Py_ssize_t part, Py_ssize_t parts, Py_ssize_t pairs) noexcept nogil:
+    """Where slice ``part`` of ``parts`` starts among ``pairs`` (input channel, tap) pairs."""
+    return part * pairs // parts
 
 
 def conv2d_grad_weight_tiled(const real_t[:, :, :, :] x, Py_ssize_t pad_top, Py_ssize_t pad_left,
@@ -2062,7 +2060,7 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
                               const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, Py_ssize_t row,
                               real_t[::1] dw, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t chunk_images,
                               Py_ssize_t c_parts, int level, int num_threads, bint one_vector=False,
-                              Py_ssize_t chunk_rows=0):
+                              Py_ssize_t chunk_rows=0, Py_ssize_t runs=1):
     """dL/dw of an NCHW convolution by output-channel tiles; ``dw`` (OIHW, flat) must be zeroed.
 
     ``x`` as for :func:`conv2d_grad_weight_tiled` (tap ``t`` of output pixel
@@ -2074,7 +2072,7 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     group's (input channel, tap) pairs), blocks of ``oc_tile_shape(level)[0]``
     channels, or of half as many with ``one_vector`` (the tiles of one vector
     of channels, which the level must have: :func:`has_one_vector_weight_tiles`),
-    ``c_parts`` slices of whole tile calls (:func:`_weight_task`). Each task copies
+    ``c_parts`` slices as even as they can be (:func:`_weight_task`). Each task copies
     its block of the grad, ``chunk_images`` images at a time, pixel-major into a
     scratch buffer, then runs the tiles of SIMD level ``level`` over the
     pairs of its slice, up to ``oc_cols`` pairs per call.
@@ -2084,8 +2082,15 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     images ``OH`` rows apart (a 1x1 kernel's planes), a chunk's pixels go to
     the tiles as one row (the same sums in the same order, without a loop
     per row of 7 or 14 pixels). Every entry of ``dw`` is one task's, summed
-    over the chunks in the same order whatever the thread count. Raises
-    MemoryError if a scratch buffer cannot be allocated.
+    over the chunks in the same order whatever the thread count.
+
+    With ``runs`` > 1 the images go in that many runs, as even as they can
+    be (run ``r`` holds images ``r*N // runs`` to ``(r+1)*N // runs``), and
+    ``dw`` holds one weight gradient per run, one after the other: run
+    ``r``'s tasks add into the ``r``-th, which the caller sums in order.
+    Each run copies its own images' grad, where slices of the pairs would
+    each copy every image's. Raises ValueError if ``dw`` is too short for
+    the runs, MemoryError if a scratch buffer cannot be allocated.
     """
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
     cdef fc_ocwtile_f32_fn t32
@@ -2093,7 +2098,10 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     cdef Py_ssize_t most
     cdef Py_ssize_t block = _weight_oc_tiles(level, one_vector, real_t is float, &t32, &t64, &most)
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
-    cdef Py_ssize_t ntaps = taps.shape[0]
+    cdef Py_ssize_t ntaps = taps.shape[0], size = K * cg * ntaps
+    if runs < 1 or runs > max(N, 1) or dw.shape[0] < runs * size or c_parts < 1:
+        raise ValueError("conv2d_grad_weight_octile: dw must hold K * cg * taps sums per run, "
+                         "runs 1 to N, at least one slice")
     if chunk_rows <= 0 or chunk_rows > OH or chunk_images != 1:
         chunk_rows = OH
     cdef Py_ssize_t per_image = chunk_rows * OW * block
@@ -2101,7 +2109,8 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     cdef bint one_run = (row == OW and image_stride == OH * OW and chunk_rows == OH
                          and chunk_images * OH * OW <= INT_MAX)
     cdef int run_rows, run_cols, run_images
-    cdef Py_ssize_t task, g, k0, nk, n0, n1, i, r0, r1
+    cdef Py_ssize_t task, g, k0, nk, n0, n1, i, r0, r1, run, n_end
+    cdef Py_ssize_t units = groups * blocks * c_parts  # tasks per run
     cdef WeightTask w
     cdef real_t* gt
     cdef real_t* sums
@@ -2113,16 +2122,18 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
         gt = <real_t*>_calloc_aligned(chunk_images * per_image, sizeof(real_t))
         sums = <real_t*>calloc(most * block, sizeof(real_t))
         offs = <ptrdiff_t*>calloc(most, sizeof(ptrdiff_t))
-        for task in prange(groups * blocks * c_parts, schedule="dynamic"):
+        for task in prange(runs * units, schedule="dynamic"):
             if gt == NULL or sums == NULL or offs == NULL:
                 failed[0] = 1
                 continue
-            w = _weight_task(task, blocks, c_parts, kg, block, cg * ntaps, most)
+            run = task // units
+            w = _weight_task(task - run * units, blocks, c_parts, kg, block, cg * ntaps)
             g, k0, nk = w.g, w.k0, w.nk
-            n0 = 0
+            n0 = run * N // runs
+            n_end = (run + 1) * N // runs
             r0 = 0
-            while n0 < N:  # chunks of images, or of the rows of one image
-                n1 = min(N, n0 + chunk_images)
+            while n0 < n_end:  # chunks of images, or of the rows of one image
+                n1 = min(n_end, n0 + chunk_images)
                 r1 = min(OH, r0 + chunk_rows)
                 for i in range(n1 - n0):
                     _pack_grad_pixels(grad, n0 + i, k0, nk, gt + i * per_image, block, r0, r1)
@@ -2133,7 +2144,8 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
                 _octile_pairs(t32, t64, &x[0] + n0 * image_stride + r0 * row,
                               (g * cg + w.p_lo // ntaps) * channel_stride, channel_stride, image_stride, row,
                               &taps[0], ntaps, w.p_lo, w.p_hi, most, run_rows,
-                              run_cols, gt, run_images, sums, offs, &dw[0] + k0 * cg * ntaps, cg * ntaps, nk, block)
+                              run_cols, gt, run_images, sums, offs, &dw[0] + run * size + k0 * cg * ntaps,
+                              cg * ntaps, nk, block)
                 r0 = r1
                 if r0 == OH:
                     r0 = 0
@@ -2155,8 +2167,8 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
 
     As :func:`conv2d_grad_weight_octile`, but ``x`` is the unpadded NCHW
     input (any strides): no laid-out copy of it in memory. A task is a group,
-    a slice of its (input channel, tap) pairs (``c_parts`` slices of whole
-    tile calls, as :func:`_weight_task` cuts them) and a range of its
+    a slice of its (input channel, tap) pairs (``c_parts`` slices, as
+    :func:`_weight_task` cuts them) and a range of its
     blocks of output channels (``b_parts`` ranges); for each chunk of
     ``chunk_images`` images (or, with one image, of ``chunk_rows`` output
     rows) it copies the grad of its blocks pixel-major
@@ -2201,7 +2213,7 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
     cdef Py_ssize_t per_image = chunk_rows * OW * block  # a block's grad of one image
     cdef Py_ssize_t g_block = chunk_images * per_image
     cdef Py_ssize_t task, g, part, c_lo, c_hi, p_lo, p_hi, b_lo, b_hi, s0, s1, kb, k0, nk, n0, n1, i, j, r0, r1
-    cdef Py_ssize_t pairs = cg * ntaps, calls = (cg * ntaps + most - 1) // most
+    cdef Py_ssize_t pairs = cg * ntaps
     cdef int run_rows
     cdef Py_ssize_t ahead = x.strides[1] // <Py_ssize_t>sizeof(real_t)
     cdef real_t* xs
@@ -2226,8 +2238,8 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
             part = (task // b_parts) % c_parts
             b_lo = (task % b_parts) * blocks // b_parts
             b_hi = (task % b_parts + 1) * blocks // b_parts
-            p_lo = _pair_cut(part, c_parts, calls, most, pairs)
-            p_hi = _pair_cut(part + 1, c_parts, calls, most, pairs)
+            p_lo = _pair_cut(part, c_parts, pairs)
+            p_hi = _pair_cut(part + 1, c_parts, pairs)
             c_lo = p_lo // ntaps  # the channels of those pairs
             c_hi = (p_hi + ntaps - 1) // ntaps
             n0 = 0

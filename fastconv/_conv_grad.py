@@ -622,7 +622,7 @@ def weight_image_runs(images, units, sums_bytes):
     One (group, block) unit cannot share the threads but in slices of its
     pairs, and each slice copies the whole grad of the block: CS231n's 32
     7x7 filters on 3 channels ran 1.24x on two threads with slices of the
-    pairs instead of the channels, 1.34x with runs. Runs of images (each
+    pairs instead of the channels, 1.34-1.39x with runs. Runs of images (each
     summed apart and added here in order, as the column tiles' runs) share
     the copy instead: 8, 4 or 2 of them, as many as there are images and as
     :data:`PARTIAL_SUMS_BYTES` of sums (``sums_bytes`` each) allow. The
@@ -735,7 +735,8 @@ class GradWeightPlan:
             self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level,
                                                                  groups * cg, kh * kw == 1 and in_place)
         self.one_vector = 0 <= self.oc_level and self.block < wide
-        # the output-channel tiles' tasks take slices of whole tile calls over a group's pairs
+        # the output-channel tiles' tasks take slices of a group's (input channel, tap) pairs: at most
+        # as many as the tile calls over them
         self.pair_calls = _pair_calls(cg, kh * kw, self.oc_level, dtype) if self.oc_level >= 0 else 1
         self.phases = ph = stride_phases(geometry)
         self.reads_input = self.oc_level >= 0 and in_place
@@ -759,7 +760,7 @@ class GradWeightPlan:
                 and macs <= OCTILE_BANDS_MAX_MACS):
             self.bands = octile_bands(geometry, n, cg, -(-(k // groups) // self.block) * self.block,
                                       dtype.itemsize)
-        # the output-channel tiles reading laid-out planes sum a few blocks' images in runs
+        # the output-channel tiles reading laid-out planes sum a single block's images in runs
         self.image_runs = 1
         if self.oc_level >= 0 and not self.depthwise and self.bands is None:
             self.image_runs = weight_image_runs(n, groups * -(-(k // groups) // self.block),

@@ -616,23 +616,25 @@ def _split_chunks(runs, units, channels, threads):
 WEIGHT_RUNS_BELOW_UNITS = 2
 
 
-def weight_image_runs(images, units, sums_bytes):
-    """Runs of images for the output-channel weight tiles that read laid-out planes (1: none).
+def weight_image_runs(chunks, units, sums_bytes):
+    """Runs of ``chunks`` chunks of images for the output-channel weight tiles (1: none).
 
     One (group, block) unit cannot share the threads but in slices of its
     pairs, and each slice copies the whole grad of the block: CS231n's 32
     7x7 filters on 3 channels ran 1.24x on two threads with slices of the
-    pairs instead of the channels, 1.34-1.39x with runs. Runs of images (each
-    summed apart and added here in order, as the column tiles' runs) share
-    the copy instead: 8, 4 or 2 of them, as many as there are images and as
-    :data:`PARTIAL_SUMS_BYTES` of sums (``sums_bytes`` each) allow. The
-    shape decides, not the thread count, so the sums do not depend on it.
-    Two units share two threads already; runs of a pointwise layer's two
-    blocks (128 to 64 channels on 28x28) ran 0.94-0.96x there.
+    pairs instead of the channels, 1.32-1.39x with runs. Runs of chunks
+    (each summed apart and added here in order, as the column tiles' runs)
+    share the copy instead: 8, 4 or 2 of them, as many as there are chunks
+    (runs cut inside chunks ran 0.95x at one thread on 32 5x5 filters on 3
+    channels) and as :data:`PARTIAL_SUMS_BYTES` of sums (``sums_bytes``
+    each) allow. The shape decides, not the thread count, so the sums do
+    not depend on it. At one thread the runs cost 1-2 %. Two units share
+    two threads already; runs of a pointwise layer's two blocks (128 to 64
+    channels on 28x28) ran 0.94-0.96x there.
     """
     if units >= WEIGHT_RUNS_BELOW_UNITS:
         return 1
-    most = min(images, PARTIAL_SUMS_BYTES // max(1, sums_bytes))
+    most = min(chunks, PARTIAL_SUMS_BYTES // max(1, sums_bytes))
     return next((runs for runs in (RUN_MULTIPLE, 4, 2) if runs <= most), 1)
 
 
@@ -760,10 +762,13 @@ class GradWeightPlan:
                 and macs <= OCTILE_BANDS_MAX_MACS):
             self.bands = octile_bands(geometry, n, cg, -(-(k // groups) // self.block) * self.block,
                                       dtype.itemsize)
-        # the output-channel tiles reading laid-out planes sum a single block's images in runs
+        # images per chunk of the output-channel tiles that read laid-out planes (the grad of a block)
+        self.chunk_images = _scratch_chunk(geometry.out_size * self.block, dtype.itemsize)
+        # the output-channel tiles sum a single block's chunks of images in runs
         self.image_runs = 1
-        if self.oc_level >= 0 and not self.depthwise and self.bands is None:
-            self.image_runs = weight_image_runs(n, groups * -(-(k // groups) // self.block),
+        if self.oc_level >= 0 and not self.depthwise:
+            chunk = self.bands.images if self.bands is not None else self.chunk_images
+            self.image_runs = weight_image_runs(-(-n // chunk), groups * -(-(k // groups) // self.block),
                                                 k * cg * kh * kw * dtype.itemsize)
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
         self.depthwise_kernel = specialized(_conv_direct.conv2d_grad_weight_depthwise, dtype)
@@ -802,13 +807,17 @@ class GradWeightPlan:
                                          threads):
                 return None  # an inf or a nan in x (checked plane by plane as the kernel copies them)
         elif self.bands is not None:
-            b = self.bands
+            b, runs = self.bands, self.image_runs
             blocks = -(-(k // groups) // block)
-            self.octile_bands_kernel(x, top, left, *geo.stride, b.phases.hq, b.phases.wq, b.phases.taps, grad, dw,
-                                     groups, cg, b.images, b.rows, b.channels,
-                                     *_band_parts(groups, blocks, cg, threads, self.pair_calls), self.oc_level,
-                                     threads,
-                                     self.one_vector)
+            partials = dw if runs == 1 else zeros(runs * dw.size, dtype)
+            # (the runs share the threads like groups: each copies its images' grad and planes)
+            self.octile_bands_kernel(x, top, left, *geo.stride, b.phases.hq, b.phases.wq, b.phases.taps, grad,
+                                     partials, groups, cg, b.images, b.rows, b.channels,
+                                     *_band_parts(runs * groups, blocks, cg, threads, self.pair_calls),
+                                     self.oc_level, threads, self.one_vector, runs)
+            if runs > 1:
+                with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles
+                    dw = partials.reshape(runs, -1).sum(axis=0)
         else:
             if self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
                 # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W
@@ -821,10 +830,9 @@ class GradWeightPlan:
                 image_stride, channel_stride = ph.image, n * ph.image
             runs = self.image_runs
             c_parts = _slices_per_block(runs * groups * -(-(k // groups) // block), threads, self.pair_calls)
-            chunk = _scratch_chunk(grad.shape[2] * grad.shape[3] * block, dtype.itemsize)
             partials = dw if runs == 1 else zeros(runs * dw.size, dtype)
-            self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, partials, groups, cg, chunk,
-                               c_parts, self.oc_level, threads, self.one_vector,
+            self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, partials, groups, cg,
+                               self.chunk_images, c_parts, self.oc_level, threads, self.one_vector,
                                _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize), runs)
             if runs > 1:
                 with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles

@@ -774,31 +774,37 @@ def test_grad_weight_tasks_take_slices_of_pairs(rng, level, monkeypatch, dtype, 
         np.testing.assert_array_equal(other, results[0])
 
 
-# the output-channel weight tiles that read laid-out planes sum the images of few blocks in runs,
-# each into its own weight gradient, added in order: any number of runs (one image each at most),
-# with slices of the pairs too, gives the reference's values and the same bits on 1, 2 and 3
-# threads; the rule depends on the shape only
+# the output-channel weight tiles sum the chunks of images of a single block in runs, each into its
+# own weight gradient, added in order: any number of runs (up to one per image), with slices of
+# the pairs too, gives the reference's values and the same bits on 1, 2 and 3 threads, in the
+# kernel that reads laid-out planes and in the banded one; the rule depends on the shape only
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bands", [False, True])
 @pytest.mark.parametrize("n, c, hw, k, kernel, p, g", [
-    (9, 3, (10, 10), 32, 7, 3, 1), (5, 2, (8, 8), 24, 1, 0, 1), (4, 4, (9, 9), 20, 3, 0, 2),
+    (9, 3, (10, 10), 32, 7, 3, 1), (5, 2, (8, 8), 24, 1, 0, 1), (4, 4, (9, 9), 20, 3, 1, 2),
+    (6, 5, (7, 7), 12, 3, 1, 1),
 ])
-def test_grad_weight_channel_tiles_in_runs_of_images(rng, level, monkeypatch, dtype, n, c, hw, k, kernel, p, g):
+def test_grad_weight_channel_tiles_in_runs_of_images(rng, level, monkeypatch, dtype, bands, n, c, hw, k, kernel, p,
+                                                     g):
     from fastconv import _conv_grad
 
     if level == "baseline":
         pytest.skip("no output-channel weight tiles at the baseline")
+    if bands and kernel == 1:
+        pytest.skip("1x1 kernels take no bands")
     shape = (k, c // g, kernel, kernel)
     x = rng.standard_normal((n, c) + hw).astype(dtype)
     grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), padding=p, groups=g).shape).astype(dtype)
     expected = reference.conv2d_grad_weight(grad, x, shape, padding=p, groups=g)
     rtol, atol = tolerance(dtype)
-    monkeypatch.setattr(_conv_grad, "OCTILE_BANDS_MAX_MACS", 0)  # the planes laid out first
+    monkeypatch.setattr(_conv_grad, "OCTILE_BANDS_MAX_MACS", 10**9 if bands else 0)
     plan = _conv_grad.GradWeightPlan(x.shape, shape, conv_geometry(hw, kernel, 1, p), g, np.dtype(dtype),
                                      _conv_direct.current_level(), "channels")
     units = g * -(-(k // g) // plan.block)
-    assert plan.bands is None
-    runs = _conv_grad.weight_image_runs(n, units, expected.nbytes)
-    assert plan.image_runs == runs and (runs > 1) == (units < _conv_grad.WEIGHT_RUNS_BELOW_UNITS)
+    assert (plan.bands is not None) == bands
+    chunks = -(-n // (plan.bands.images if bands else plan.chunk_images))
+    runs = _conv_grad.weight_image_runs(chunks, units, expected.nbytes)
+    assert plan.image_runs == runs and (runs > 1) == (units < _conv_grad.WEIGHT_RUNS_BELOW_UNITS and chunks > 1)
     for runs in sorted({1, 2, 3, n}):
         plan.image_runs = runs
         results = []
@@ -817,10 +823,10 @@ def test_weight_image_runs_rule():
     from fastconv import _conv_grad
 
     small = 32 * 3 * 49 * 4
-    assert _conv_grad.weight_image_runs(50, 1, small) == 8  # CS231n's 7x7 layer: one block
+    assert _conv_grad.weight_image_runs(25, 1, small) == 8  # CS231n's 7x7 layer: one block, 25 chunks
     assert _conv_grad.weight_image_runs(5, 1, small) == 4
     assert _conv_grad.weight_image_runs(3, 1, small) == 2
-    assert _conv_grad.weight_image_runs(1, 1, small) == 1  # one image: slices of the pairs only
+    assert _conv_grad.weight_image_runs(1, 1, small) == 1  # one chunk: slices of the pairs only
     assert _conv_grad.weight_image_runs(50, _conv_grad.WEIGHT_RUNS_BELOW_UNITS, small) == 1
     budget = _conv_grad.PARTIAL_SUMS_BYTES
     assert _conv_grad.weight_image_runs(50, 1, budget // 4) == 4

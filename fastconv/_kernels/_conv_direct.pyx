@@ -1835,6 +1835,13 @@ cdef inline WeightTask _weight_task(Py_ssize_t task, Py_ssize_t blocks, Py_ssize
     return w
 
 
+cdef inline Py_ssize_t _run_start(Py_ssize_t run, Py_ssize_t runs, Py_ssize_t images,
+                                  Py_ssize_t chunk_images) noexcept nogil:
+    """The first image of run ``run`` of ``runs``: whole chunks of ``chunk_images``, as even as can be."""
+    cdef Py_ssize_t chunks = (images + chunk_images - 1) // chunk_images
+    return min(images, (run * chunks // runs) * chunk_images)
+
+
 cdef inline Py_ssize_t _pair_cut(Py_ssize_t part, Py_ssize_t parts, Py_ssize_t pairs) noexcept nogil:
     """Where slice ``part`` of ``parts`` starts among ``pairs`` (input channel, tap) pairs."""
     return part * pairs // parts
@@ -2084,10 +2091,10 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     per row of 7 or 14 pixels). Every entry of ``dw`` is one task's, summed
     over the chunks in the same order whatever the thread count.
 
-    With ``runs`` > 1 the images go in that many runs, as even as they can
-    be (run ``r`` holds images ``r*N // runs`` to ``(r+1)*N // runs``), and
-    ``dw`` holds one weight gradient per run, one after the other: run
-    ``r``'s tasks add into the ``r``-th, which the caller sums in order.
+    With ``runs`` > 1 the chunks of images go in that many runs, as even
+    as they can be (:func:`_run_start`), and ``dw`` holds one weight
+    gradient per run, one after the other: run ``r``'s tasks add into the
+    ``r``-th, which the caller sums in order.
     Each run copies its own images' grad, where slices of the pairs would
     each copy every image's. Raises ValueError if ``dw`` is too short for
     the runs, MemoryError if a scratch buffer cannot be allocated.
@@ -2099,9 +2106,9 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
     cdef Py_ssize_t block = _weight_oc_tiles(level, one_vector, real_t is float, &t32, &t64, &most)
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef Py_ssize_t ntaps = taps.shape[0], size = K * cg * ntaps
-    if runs < 1 or runs > max(N, 1) or dw.shape[0] < runs * size or c_parts < 1:
+    if runs < 1 or runs > max(N, 1) or dw.shape[0] < runs * size or c_parts < 1 or chunk_images < 1:
         raise ValueError("conv2d_grad_weight_octile: dw must hold K * cg * taps sums per run, "
-                         "runs 1 to N, at least one slice")
+                         "runs 1 to N, at least one slice and one image a chunk")
     if chunk_rows <= 0 or chunk_rows > OH or chunk_images != 1:
         chunk_rows = OH
     cdef Py_ssize_t per_image = chunk_rows * OW * block
@@ -2129,8 +2136,8 @@ def conv2d_grad_weight_octile(const real_t[::1] x, Py_ssize_t image_stride, Py_s
             run = task // units
             w = _weight_task(task - run * units, blocks, c_parts, kg, block, cg * ntaps)
             g, k0, nk = w.g, w.k0, w.nk
-            n0 = run * N // runs
-            n_end = (run + 1) * N // runs
+            n0 = _run_start(run, runs, N, chunk_images)
+            n_end = _run_start(run + 1, runs, N, chunk_images)
             r0 = 0
             while n0 < n_end:  # chunks of images, or of the rows of one image
                 n1 = min(n_end, n0 + chunk_images)
@@ -2162,7 +2169,7 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
                                     const ptrdiff_t[::1] taps, const real_t[:, :, :, :] grad, real_t[::1] dw,
                                     Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t chunk_images, Py_ssize_t chunk_rows,
                                     Py_ssize_t sub_channels, Py_ssize_t c_parts, Py_ssize_t b_parts, int level,
-                                    int num_threads, bint one_vector=False):
+                                    int num_threads, bint one_vector=False, Py_ssize_t runs=1):
     """dL/dw of an NCHW convolution by output-channel tiles that lay out the input themselves, in cache.
 
     As :func:`conv2d_grad_weight_octile`, but ``x`` is the unpadded NCHW
@@ -2178,9 +2185,11 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
     into its thread's scratch, and runs its blocks' tiles on them while they
     are in cache. ``taps`` are :func:`fastconv._conv.stride_phases`' for planes
     of ``hb`` rows. Every entry of ``dw`` (OIHW flat, zeroed) is one task's,
-    summed over the chunks in the same order whatever the thread count.
-    Raises ValueError for inconsistent arguments, MemoryError if a scratch
-    buffer cannot be allocated.
+    summed over the chunks in the same order whatever the thread count;
+    with ``runs`` > 1, one per run of images, as in
+    :func:`conv2d_grad_weight_octile` (``dw`` holds a weight gradient per
+    run). Raises ValueError for inconsistent arguments, MemoryError if a
+    scratch buffer cannot be allocated.
     """
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
     cdef Py_ssize_t C = x.shape[1], W = x.shape[3]
@@ -2191,8 +2200,8 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
     cdef Py_ssize_t ntaps = taps.shape[0], t
     if groups < 1 or K % groups or cg < 1 or C != groups * cg or x.shape[0] != N:
         raise ValueError("conv2d_grad_weight_octile_bands: x must be (N, groups * cg, H, W) with grad's N")
-    if dw.shape[0] != K * cg * ntaps:
-        raise ValueError("conv2d_grad_weight_octile_bands: dw must hold K * cg * taps sums")
+    if runs < 1 or runs > max(N, 1) or dw.shape[0] != runs * K * cg * ntaps:
+        raise ValueError("conv2d_grad_weight_octile_bands: dw must hold K * cg * taps sums per run, runs 1 to N")
     if sh < 1 or sw < 1 or pad_top < 0 or pad_left < 0 or wq < 1 or pad_left + W > wq * sw:
         raise ValueError("conv2d_grad_weight_octile_bands: the phase rows must hold the padded input's columns")
     if chunk_images < 1 or chunk_rows < 1 or chunk_rows > OH or (chunk_rows < OH and chunk_images != 1):
@@ -2213,7 +2222,8 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
     cdef Py_ssize_t per_image = chunk_rows * OW * block  # a block's grad of one image
     cdef Py_ssize_t g_block = chunk_images * per_image
     cdef Py_ssize_t task, g, part, c_lo, c_hi, p_lo, p_hi, b_lo, b_hi, s0, s1, kb, k0, nk, n0, n1, i, j, r0, r1
-    cdef Py_ssize_t pairs = cg * ntaps
+    cdef Py_ssize_t pairs = cg * ntaps, size = K * cg * ntaps, run, n_end, unit
+    cdef Py_ssize_t per_run = groups * c_parts * b_parts  # tasks per run
     cdef int run_rows
     cdef Py_ssize_t ahead = x.strides[1] // <Py_ssize_t>sizeof(real_t)
     cdef real_t* xs
@@ -2230,22 +2240,25 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
         gt = <real_t*>_calloc_aligned(most_blocks * g_block, sizeof(real_t))
         sums = <real_t*>calloc(most * block, sizeof(real_t))
         offs = <ptrdiff_t*>calloc(most, sizeof(ptrdiff_t))
-        for task in prange(groups * c_parts * b_parts, schedule="dynamic"):
+        for task in prange(runs * per_run, schedule="dynamic"):
             if xs == NULL or gt == NULL or sums == NULL or offs == NULL:
                 failed[0] = 1
                 continue
-            g = task // (c_parts * b_parts)
-            part = (task // b_parts) % c_parts
-            b_lo = (task % b_parts) * blocks // b_parts
-            b_hi = (task % b_parts + 1) * blocks // b_parts
+            run = task // per_run
+            unit = task - run * per_run
+            g = unit // (c_parts * b_parts)
+            part = (unit // b_parts) % c_parts
+            b_lo = (unit % b_parts) * blocks // b_parts
+            b_hi = (unit % b_parts + 1) * blocks // b_parts
             p_lo = _pair_cut(part, c_parts, pairs)
             p_hi = _pair_cut(part + 1, c_parts, pairs)
             c_lo = p_lo // ntaps  # the channels of those pairs
             c_hi = (p_hi + ntaps - 1) // ntaps
-            n0 = 0
+            n0 = _run_start(run, runs, N, chunk_images)
+            n_end = _run_start(run + 1, runs, N, chunk_images)
             r0 = 0
-            while n0 < N:  # chunks of images, or of the rows of one image
-                n1 = min(N, n0 + chunk_images)
+            while n0 < n_end:  # chunks of images, or of the rows of one image
+                n1 = min(n_end, n0 + chunk_images)
                 r1 = min(OH, r0 + chunk_rows)
                 run_rows = <int>(r1 - r0)
                 for kb in range(b_lo, b_hi):
@@ -2267,7 +2280,7 @@ def conv2d_grad_weight_octile_bands(const real_t[:, :, :, :] x, Py_ssize_t pad_t
                         _octile_pairs(t32, t64, xs, 0, x_chan, chan, wq, &taps[0], ntaps, max(p_lo, s0 * ntaps),
                                       min(p_hi, s1 * ntaps), most,
                                       run_rows, <int>OW, gt + (kb - b_lo) * g_block, <int>(n1 - n0), sums, offs,
-                                      &dw[0] + k0 * cg * ntaps, cg * ntaps, nk, block)
+                                      &dw[0] + run * size + k0 * cg * ntaps, cg * ntaps, nk, block)
                     s0 = s1
                 r0 = r1
                 if r0 == OH:

@@ -638,6 +638,14 @@ def weight_image_runs(chunks, units, sums_bytes):
     return next((runs for runs in (RUN_MULTIPLE, 4, 2) if runs <= most), 1)
 
 
+def _add_runs(sums):
+    """The weight gradient of ``sums`` ``(runs, size)``, one per run of images, added in order."""
+    if len(sums) == 1:
+        return sums[0]
+    with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles
+        return sums.sum(axis=0)
+
+
 class GradWeightPlan:
     """The shape-only work of dL/dw by the register-tiled kernels, done once per shape (:func:`grad_weight_plan`).
 
@@ -795,7 +803,9 @@ class GradWeightPlan:
         threads = threads_for(self.work)
         if self.oc_level < 0 and not self.depthwise:
             return self._run_columns(x, grad, threads)
-        dw = zeros(k * cg * kh * kw, dtype)
+        runs = self.image_runs  # (1 for depthwise plans)
+        sums = zeros((runs, k * cg * kh * kw), dtype)  # a weight gradient per run of images
+        dw = sums.reshape(-1)
         if self.depthwise:  # each input element meets one grad plane
             # blocks of up to 8 channels, read image by image; at least two blocks per thread. The
             # chunk of images (which decides how the sums are grouped) must not depend on the
@@ -807,17 +817,13 @@ class GradWeightPlan:
                                          threads):
                 return None  # an inf or a nan in x (checked plane by plane as the kernel copies them)
         elif self.bands is not None:
-            b, runs = self.bands, self.image_runs
+            b = self.bands
             blocks = -(-(k // groups) // block)
-            partials = dw if runs == 1 else zeros(runs * dw.size, dtype)
             # (the runs share the threads like groups: each copies its images' grad and planes)
             self.octile_bands_kernel(x, top, left, *geo.stride, b.phases.hq, b.phases.wq, b.phases.taps, grad,
-                                     partials, groups, cg, b.images, b.rows, b.channels,
+                                     dw, groups, cg, b.images, b.rows, b.channels,
                                      *_band_parts(runs * groups, blocks, cg, threads, self.pair_calls),
                                      self.oc_level, threads, self.one_vector, runs)
-            if runs > 1:
-                with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles
-                    dw = partials.reshape(runs, -1).sum(axis=0)
         else:
             if self.reads_input and x.dtype == dtype and x.flags.c_contiguous and x.flags.aligned:
                 # the tiles find plane (n, c) from an image and a channel stride: x's own are C*H*W and H*W
@@ -828,16 +834,11 @@ class GradWeightPlan:
                 src[planes:] = 0
                 self.phase_planes(x, src, top, left, *geo.stride, ph.hq, ph.wq, True, threads)
                 image_stride, channel_stride = ph.image, n * ph.image
-            runs = self.image_runs
             c_parts = _slices_per_block(runs * groups * -(-(k // groups) // block), threads, self.pair_calls)
-            partials = dw if runs == 1 else zeros(runs * dw.size, dtype)
-            self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, partials, groups, cg,
+            self.octile_kernel(src, image_stride, channel_stride, ph.taps, grad, ph.wq, dw, groups, cg,
                                self.chunk_images, c_parts, self.oc_level, threads, self.one_vector,
                                _scratch_rows(grad.shape[2], grad.shape[3] * block, dtype.itemsize), runs)
-            if runs > 1:
-                with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles
-                    dw = partials.reshape(runs, -1).sum(axis=0)
-        return dw.reshape(k, cg, kh, kw)
+        return _add_runs(sums).reshape(k, cg, kh, kw)
 
     def _run_columns(self, x, grad, threads):
         """dL/dw by the column tiles, chunk by chunk of images (``merged`` channels a pass, see __init__).
@@ -862,12 +863,7 @@ class GradWeightPlan:
         if not self.tiled_kernel(x, top, left, *geo.stride, ph.hq, ph.wq, self.merged_taps, self.merged, grad,
                                  ph.plane, partials, self.groups, chunks, x_scratch, unit_parts, c_parts, threads):
             return None
-        if runs == 1:
-            dw = partials[0]
-        else:
-            with np.errstate(all="ignore"):  # sums that overflowed propagate silently, as in the tiles
-                dw = partials.sum(axis=0)
-        return dw.reshape(k, cg, kh, kw)
+        return _add_runs(partials).reshape(k, cg, kh, kw)
 
 
 @functools.lru_cache(maxsize=256)

@@ -688,6 +688,13 @@ def test_grad_weight_channel_tiles_in_row_chunks(rng, monkeypatch, every_call_pa
         np.testing.assert_array_equal(other, results[0])
 
 
+def weight_gradient_case(rng, dtype, x_shape, shape, **kwargs):
+    """A random input and grad for a weight of ``shape``, and the reference's dL/dw."""
+    x = rng.standard_normal(x_shape).astype(dtype)
+    grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), **kwargs).shape).astype(dtype)
+    return x, grad, reference.conv2d_grad_weight(grad, x, shape, **kwargs)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("grad_bytes, input_bytes", [(1, 1), (3000, 1), (10**9, 1000), (10**9, 10**9)])
 @pytest.mark.parametrize("n, c, hw, k, kernel, s, p, d, g", [
@@ -707,10 +714,8 @@ def test_grad_weight_channel_tiles_in_bands(rng, monkeypatch, every_call_paralle
     monkeypatch.setattr(_conv_grad, "OCTILE_BAND_INPUT_BYTES", input_bytes)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     shape = (k, c // g, kh, kw)
-    kwargs = dict(stride=s, padding=p, dilation=d, groups=g)
-    x = rng.standard_normal((n, c) + hw).astype(dtype)
-    grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), **kwargs).shape).astype(dtype)
-    expected = reference.conv2d_grad_weight(grad, x, shape, **kwargs)
+    x, grad, expected = weight_gradient_case(rng, dtype, (n, c) + hw, shape, stride=s, padding=p, dilation=d,
+                                             groups=g)
     plan = _conv_grad.GradWeightPlan(x.shape, shape, conv_geometry(hw, (kh, kw), s, p, d), g, np.dtype(dtype),
                                      _conv_direct.current_level(), "channels")
     assert plan.bands is not None
@@ -723,7 +728,7 @@ def test_grad_weight_channel_tiles_in_bands(rng, monkeypatch, every_call_paralle
         with fastconv.num_threads(threads):
             results.append(plan.run(x, grad))
     blocks = -(-(k // g) // plan.block)
-    for c_parts, b_parts in [(1, 2), (2, 1), (c // g, blocks)]:  # (channel slices, block ranges) of the tasks
+    for c_parts, b_parts in [(1, 2), (2, 1), (c // g, blocks)]:  # (pair slices, block ranges) of the tasks
         monkeypatch.setattr(_conv_grad, "_band_parts", lambda *args: (c_parts, min(b_parts, blocks)))
         with fastconv.num_threads(2):
             results.append(plan.run(x, grad))
@@ -751,9 +756,7 @@ def test_grad_weight_tasks_take_slices_of_pairs(rng, level, monkeypatch, dtype, 
         pytest.skip("no output-channel weight tiles at the baseline")
     level = _conv_direct.current_level()
     shape = (k, c // g, kernel, kernel)
-    x = rng.standard_normal((n, c) + hw).astype(dtype)
-    grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), padding=p, groups=g).shape).astype(dtype)
-    expected = reference.conv2d_grad_weight(grad, x, shape, padding=p, groups=g)
+    x, grad, expected = weight_gradient_case(rng, dtype, (n, c) + hw, shape, padding=p, groups=g)
     plan = _conv_grad.GradWeightPlan(x.shape, shape, conv_geometry(hw, kernel, 1, p), g, np.dtype(dtype), level,
                                      "channels")
     assert (plan.bands is not None) == bands
@@ -793,9 +796,7 @@ def test_grad_weight_channel_tiles_in_runs_of_images(rng, level, monkeypatch, dt
     if bands and kernel == 1:
         pytest.skip("1x1 kernels take no bands")
     shape = (k, c // g, kernel, kernel)
-    x = rng.standard_normal((n, c) + hw).astype(dtype)
-    grad = rng.standard_normal(reference.conv2d(x, np.zeros(shape, dtype), padding=p, groups=g).shape).astype(dtype)
-    expected = reference.conv2d_grad_weight(grad, x, shape, padding=p, groups=g)
+    x, grad, expected = weight_gradient_case(rng, dtype, (n, c) + hw, shape, padding=p, groups=g)
     rtol, atol = tolerance(dtype)
     monkeypatch.setattr(_conv_grad, "OCTILE_BANDS_MAX_MACS", 10**9 if bands else 0)
     plan = _conv_grad.GradWeightPlan(x.shape, shape, conv_geometry(hw, kernel, 1, p), g, np.dtype(dtype),

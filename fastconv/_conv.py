@@ -514,7 +514,8 @@ class TiledConv:
     :meth:`run` packs the weights (or has the kernel pack them) and calls the kernels.
     """
 
-    def __init__(self, x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto"):
+    def __init__(self, x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto",
+                 copies=None):
         if tiles not in TILES:
             raise ValueError(f"tiles must be one of {TILES!r}, got {tiles!r}")
         n, c = x_shape[:2]
@@ -535,12 +536,24 @@ class TiledConv:
         if self.depthwise:  # blocks of 8 channels, each its own group: pack as one group of K
             groups = 1
         kg = k // groups
+        # column copies: the kernel's columns as channels, the rows of a band as one row (column_copies)
+        self.copies = 0
+        if not (self.depthwise or self.pointwise or self.merge > 1) and geometry.stride == (1, 1):
+            if copies is None:  # (tiles chosen by hand run on the input's rows)
+                copies = tiles == "auto" and column_copies(kg, cg, (kh, kw), geometry.out_shape[1], dtype, level)
+            self.copies = kw if copies else 0
+        tile_columns = geometry.out_shape[1]
+        if self.copies:  # bands of the input's copies; the tiles see a band's rows as one
+            self.band, rows = band_rows(geometry, c * kw, dtype.itemsize,
+                                        output_bytes=2 * k * geometry.out_size * dtype.itemsize,
+                                        weight_bytes=k * cg * kh * kw * dtype.itemsize)
+            tile_columns *= self.band
         if self.depthwise or tiles == "columns":
             oc_level, block = -1, 8
         elif tiles == "channels":
             oc_level, block = level, _conv_direct.oc_tile_shape(level, dtype.char)[0]
         else:
-            oc_level, block = choose_tiles(kg, cg * kh * kw, geometry.out_shape[1], dtype, level)
+            oc_level, block = choose_tiles(kg, cg * kh * kw, tile_columns, dtype, level)
         self.geometry, self.groups, self.padding_mode, self.dtype = geometry, groups, padding_mode, dtype
         self.oc_level, self.block, self.kg, self.cg = oc_level, block, kg, cg
         self.blocks, self.taps_per_filter = -(-kg // block), kh * kw
@@ -551,6 +564,10 @@ class TiledConv:
         self.top, self.left = (top, left) if self.pads_itself else (0, 0)
         if self.depthwise:  # each input plane meets one block of weights: pack 8 planes per task
             self.band, self.phases = None, stride_phases(geometry)
+        elif self.copies:  # kw planes of `rows` rows of OW columns per channel; a tap starts a row
+            ow, dh = geometry.out_shape[1], geometry.dilation[0]
+            (taps,) = read_only(np.arange(kh, dtype=np.intp) * (dh * ow))
+            self.phases = StridePhases(rows, ow, kw * rows * ow, rows * ow, taps)
         else:  # every block of output channels reads the whole image: pack a band of rows at a time
             # a last block of at most 3 live channels runs row tiles (FC_ROWS rows at a time) where
             # a band has that many rows, and in the whole-batch layout wherever the image has: so
@@ -598,6 +615,9 @@ class TiledConv:
         """
         if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
             raise ValueError("a depthwise plan packs no adjoint weights")
+        if self.copies:
+            self._run_copies(x, weight, bias, out, adjoint_taps)
+            return
         if self.merge > 1:  # (a copy only where x's rows are not adjacent in memory)
             x, out = x.reshape(self.merged_in), out.reshape(self.merged_out)
         geometry = self.geometry
@@ -635,10 +655,89 @@ class TiledConv:
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level)
 
 
+    def _run_copies(self, x, weight, bias, out, adjoint_taps):
+        """:meth:`run` with column copies: the banded kernel, on the weight of the kernel's columns as channels.
+
+        The ``(K, cg, KH, KW)`` weight (with ``adjoint_taps``: the adjoint of
+        the forward weight given) becomes ``(K, cg * KW, 1, KH)``: channel
+        ``c * KW + j`` is column ``j`` of channel ``c``, whose input copy is
+        shifted ``j * dilation`` columns (a copy of the weight, a few KiB).
+        """
+        geometry, kw = self.geometry, self.copies
+        if not self.pads_itself:
+            x = pad_input(x, geometry, self.padding_mode, False)
+        if adjoint_taps is not None:  # (groups, Kf, Cf, taps) -> (groups * Cf, Kf, len(adjoint_taps))
+            wk, wc = weight.shape[:2]
+            weight = weight.reshape(self.groups, wk // self.groups, wc, -1).transpose(0, 2, 1, 3)
+            weight = weight.reshape(self.groups * wc, wk // self.groups, -1)[:, :, adjoint_taps]
+        k = weight.shape[0]
+        weight = np.ascontiguousarray(weight.reshape(k, self.cg, -1, kw).transpose(0, 1, 3, 2))
+        ph = self.phases
+        threads = threads_for(self.work)
+        self.conv2d_packed(x, weight.reshape(k, self.cg * kw, 1, -1), bias, out, self.groups, self.cg * kw,
+                           self.top, self.left, 1, 1, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
+                           None, even_images(self.band_images, x.shape[0], threads), kw, geometry.dilation[1])
+
+
 @functools.lru_cache(maxsize=256)
-def tiled_conv(x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto"):
+def tiled_conv(x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto", copies=None):
     """The :class:`TiledConv` of a shape, cached: repeated calls of one shape skip its set-up."""
-    return TiledConv(x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles)
+    return TiledConv(x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles, copies)
+
+
+#: Rows whose column tiles keep at most this share of their lanes busy take column copies (:func:`column_copies`).
+COLUMN_COPIES_BUSY = 0.9
+#: Most elements copied per vector multiply-add for which :func:`column_copies` holds.
+COLUMN_COPIES_PER_FMA = 0.4
+#: Fewest lanes of a vector for which :func:`column_copies` holds (measured: AVX-512 float32).
+COLUMN_COPIES_MIN_LANES = 16
+
+
+def column_copies(kg, cg, kernel, ow, dtype, level):
+    """Whether a stride-1 convolution lays out a copy of its input per kernel column (its rows then merge).
+
+    The column tiles hold one vector of a row's columns: a row of 10 float32
+    columns keeps 10 of an AVX-512 vector's 16 lanes busy, one of 24 columns
+    24 of 32. With a copy of the input per kernel column (copy ``j`` shifted
+    ``j * dilation`` columns), the convolution is one of ``C * KW`` channels
+    and a kernel of one column, whose output pixel ``(oh, ow)`` reads the
+    copies at ``oh * OW + ow`` plus a whole number of rows: a band's rows are
+    one row of the tiles, which fill their vectors but for the band's last.
+    The copies cost ``KW`` times the input's layout, in cache: about
+    ``width / (kg * KH)`` elements copied per vector multiply-add (``width``
+    lanes, ``kg`` filters per group, ``KH`` kernel rows). So they are taken
+    where the plan would run the column tiles (:func:`choose_tiles`; the
+    output-channel tiles fill their lanes along the channels already) on
+    rows that leave more than ``1 - COLUMN_COPIES_BUSY`` of their lanes idle,
+    where that count is at most ``COLUMN_COPIES_PER_FMA``, and where no block
+    has so few filters that it runs the row tiles; and only with vectors of
+    at least ``COLUMN_COPIES_MIN_LANES`` lanes (AVX-512 float32), where they
+    were measured to pay. ``cg`` is the input channels per group, ``kernel``
+    ``(KH, KW)``, ``ow`` the output row's columns.
+
+    Intel Xeon, AVX-512, float32, in-process A/B (medians of 25 paired
+    runs, time without / with copies): LeNet-5's C3 layer (16 5x5 filters
+    on 6x14x14, 10 columns) 1.19x at one thread and 1.15x at two, the
+    textbook's 30 5x5 filters on 1x28x28 (24 columns) 1.39x and 1.30x,
+    16 3x3 filters on 8x12x12 1.29x and 1.26x, 64 3x3 filters on 3x58x58
+    (56 columns) 1.21-1.26x and 1.09x. Rows of whole vectors lose the copies'
+    cost: CS231n's 32 7x7 filters on 3x32x32, 0.93-0.98x; deep layers on
+    the output-channel tiles 0.76-0.94x. Copying more per multiply-add:
+    C3's input gradient (6 5x5 filters on 16x18x18, 0.53 per multiply-add)
+    0.69x and 0.89x; LeNet-5's C1 (6 5x5 filters on 1x32x32) 0.93x.
+    With vectors of 8 lanes (AVX2 float32, AVX-512 float64), one thread,
+    processes alternating: 1.12-1.36x on 16 3x3 filters on 8x12x12 or
+    1x28x28 and on C1, but 0.94x on C3 and 0.85x on its input gradient
+    (0.27 copies per multiply-add): no rule found that keeps only the gains.
+    """
+    kh, kw = kernel
+    oc_level, _ = choose_tiles(kg, cg * kh * kw, ow, dtype, level)
+    if oc_level >= 0 or 0 < kg % 8 <= _conv_direct.ROW_TILE_CHANNELS:
+        return False
+    width = _conv_direct.tile_width(np.dtype(dtype).char, level)
+    busy = ow / (-(-ow // width) * width)
+    return (width >= COLUMN_COPIES_MIN_LANES and busy <= COLUMN_COPIES_BUSY
+            and width / (kg * kh) <= COLUMN_COPIES_PER_FMA)
 
 
 def _conv_tiled(x, weight, bias, geometry, groups, out, padding_mode, tiles="auto"):

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import fastconv
+
 settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -21,6 +23,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(params=fastconv.simd_levels())
+def level(request):
+    """Each SIMD level this machine runs, set for the test (and the previous one restored)."""
+    previous = fastconv.set_simd_level(request.param)
+    yield request.param
+    fastconv.set_simd_level(previous)
 
 
 @pytest.fixture

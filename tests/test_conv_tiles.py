@@ -24,13 +24,6 @@ from fastconv._prepare import prepare_conv2d
 LEVELS = fastconv.simd_levels()
 
 
-@pytest.fixture(params=LEVELS)
-def level(request):
-    previous = fastconv.set_simd_level(request.param)
-    yield request.param
-    fastconv.set_simd_level(previous)
-
-
 def run_tiles(x, w, b, tiles, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
     call = prepare_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode, "NCHW", None)
     out = np.full(call.out_shape, np.nan, call.compute_dtype)

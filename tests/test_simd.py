@@ -27,13 +27,6 @@ SHAPES = [
 ]
 
 
-@pytest.fixture(params=LEVELS)
-def level(request):
-    previous = fastconv.set_simd_level(request.param)
-    yield request.param
-    fastconv.set_simd_level(previous)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k, kernel, s, p, d, g", SHAPES)
 def test_direct_conv_at_every_level(rng, level, dtype, shape, k, kernel, s, p, d, g):

@@ -593,7 +593,7 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
         if octile:
             _octile_plane(tiles, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
                           &w_packed[0] + r * cg * ntaps * block, &bias_packed[0] + r * block, &out[n, k0, 0, 0],
-                          OH, OW, min(block, kg - kb * block), 0, OH, 0)
+                          OH, OW, OH * OW, min(block, kg - kb * block), 0, OH, 0)
         else:
             _tile_plane(tiles, depthwise, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
                         &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8, &out[n, k0, 0, 0], OH, OW,
@@ -603,8 +603,11 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
 cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
                         Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                         const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
-                        Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0) noexcept nogil:
-    """Output rows ``oh0 <= oh < oh1`` of ``nk`` output planes by output-channel tiles, as :func:`_tile_plane`.
+                        Py_ssize_t ocs, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
+                        Py_ssize_t in_row0) noexcept nogil:
+    """Output rows ``oh0 <= oh < oh1`` of ``nk`` output planes (``ocs`` apart) by output-channel tiles.
+
+    As :func:`_tile_plane`, whose arguments these are.
 
     A row is cut into the fewest segments of at most ``tiles.oc_cols`` columns,
     of sizes as even as they can be; each is one tile, which reads only the
@@ -617,7 +620,6 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     row, make the segments instead (:func:`_octile_split_band`).
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
-    cdef Py_ssize_t ocs = OH * OW
     cdef Py_ssize_t oh, s, start, end
     if OW > FC_OCSPLIT_MAX and _octile_split_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb,
                                                  oplane, ocs, OW, nk, oh0, oh1, in_row0):
@@ -1023,7 +1025,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                   real_t[:, :, :, ::1] out, Py_ssize_t groups, Py_ssize_t cg, Py_ssize_t pad_top,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1,
-                  adjoint_taps=None, Py_ssize_t images=1):
+                  adjoint_taps=None, Py_ssize_t images=1, Py_ssize_t copies=0, Py_ssize_t copy_step=1):
     """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
     Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
@@ -1048,12 +1050,24 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     that many images: it lays out all of them, then runs each block of
     output channels over every one in turn, so a block's weights come into
     the L2 cache once per ``images`` images (the same tiles on the same
-    inputs: the same bits). Raises ValueError for inconsistent shapes,
+    inputs: the same bits).
+
+    With ``copies`` > 0 (stride 1 only, ``wq == OW``) each input channel is
+    laid out as that many planes of ``hb`` rows of ``OW`` columns, plane
+    ``j`` shifted ``j * copy_step`` columns (:func:`_pack_column_copies`),
+    and the band's output rows are one row of ``band * OW`` columns to the
+    tiles (:func:`_conv_image_banded`): a convolution of ``KW`` kernel
+    columns ``copy_step`` apart as one of ``C * KW`` channels and a kernel of
+    one column, whose rows merge. ``weight`` is then that convolution's,
+    ``(K, cg, 1, KH)`` with ``cg`` counting the copies
+    (``x.shape[1] * copies == groups * cg``), and every tap a whole number
+    of rows (``taps[t] % wq == 0``). Raises ValueError for inconsistent shapes,
     MemoryError if a buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
     cdef Py_ssize_t chan = sh * sw * hb * wq
+    cdef Py_ssize_t planes = C * copies if copies else C  # planes of chan elements per image
     cdef Py_ssize_t block
     cdef const fc_tiles* tiles = _tiles_for(oc_level, &block, real_t is float)
     cdef bint octile = oc_level >= 0
@@ -1069,9 +1083,14 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
         b = bias
         if b.shape[0] != K:
             raise ValueError("conv2d_packed: one bias per output channel")
-    if x.shape[0] != N or x.shape[1] != groups * cg:
-        raise ValueError("conv2d_packed: x must have out's images and groups * cg channels")
+    if x.shape[0] != N or planes != groups * cg:
+        raise ValueError("conv2d_packed: x must have out's images and groups * cg channels (with their copies)")
     cdef Py_ssize_t t
+    if copies < 0 or copy_step < 1 or (copies and (sh != 1 or sw != 1 or wq != OW)):
+        raise ValueError("conv2d_packed: column copies need stride 1 and rows of OW columns")
+    for t in range(ntaps if copies else 0):  # the band's rows are one row: a tap starts a row
+        if taps[t] % wq:
+            raise ValueError("conv2d_packed: with column copies every tap is a whole number of rows")
     if band < 1 or band > max(OH, 1) or wq < 1:  # (a band past OH would start its last one above row 0)
         raise ValueError("conv2d_packed: a band needs at least one row, and at most the output's")
     for t in range(ntaps):  # each tap's row in its phase plane, below the band's first row
@@ -1097,7 +1116,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
             for r in range(groups * blocks):
                 _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
                             w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
-            xs = <real_t*>_calloc_aligned(images * C * chan + TILE_SLACK, sizeof(real_t))
+            xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
             if xs == NULL:
                 failed[0] = 1
             else:
@@ -1105,7 +1124,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                     n = t * images
                     _conv_image_banded(tiles, octile, x, n, min(N, n + images), 0, OH, xs, chan, pad_top, pad_left,
                                        sh, sw, band, hb, wq, &taps[0], ntaps, groups, blocks, block, kg, cg,
-                                       w_packed, bias_packed, out)
+                                       w_packed, bias_packed, out, copies, copy_step)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
@@ -1114,7 +1133,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                             w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come
-            xs = <real_t*>_calloc_aligned(images * C * chan + TILE_SLACK, sizeof(real_t))
+            xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
             for t in prange(tasks, schedule="dynamic"):
                 if xs == NULL:
                     failed[0] = 1
@@ -1129,7 +1148,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                     i = t - n * per_image
                 _conv_image_banded(tiles, octile, x, n, n1, i * band, OH if i == per_image - 1 else (i + 1) * band,
                                    xs, chan, pad_top, pad_left, sh, sw, band, hb, wq, &taps[0], ntaps, groups,
-                                   blocks, block, kg, cg, w_packed, bias_packed, out)
+                                   blocks, block, kg, cg, w_packed, bias_packed, out, copies, copy_step)
             _free_aligned(xs)
     _free_aligned(w_packed)
     free(bias_packed)
@@ -1156,7 +1175,8 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
                              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb, Py_ssize_t wq,
                              const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t groups, Py_ssize_t blocks,
                              Py_ssize_t block, Py_ssize_t kg, Py_ssize_t cg, const real_t* w_packed,
-                             const real_t* bias_packed, real_t[:, :, :, ::1] out) noexcept nogil:
+                             const real_t* bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t copies,
+                             Py_ssize_t copy_step) noexcept nogil:
     """Output rows ``row0 <= oh < row1`` of images ``n0 <= n < n1`` of :func:`conv2d_packed`, ``band`` rows at a time.
 
     The bands go through the scratch ``xs`` (the thread's ``C * chan`` phase
@@ -1164,11 +1184,19 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
     ``0 .. OH`` in one call or in :func:`_band_tasks`' pieces make the same
     bands. Several images (checked by the caller: whole images, one band
     each) are laid out one after the other, then each block of output
-    channels runs over all of them.
+    channels runs over all of them. With ``copies`` (see :func:`conv2d_packed`)
+    a channel's band is that many shifted planes (``chan`` elements each), and
+    the band's output rows run as one row of the tiles (rows of a plane, and
+    of the output, follow each other in memory).
     """
     cdef Py_ssize_t C = x.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t planes = C * copies if copies else C
     cdef Py_ssize_t per_block = cg * ntaps * block
     cdef Py_ssize_t oh0 = row0, oh1, c, r, g, kb, k0, n
+    # the tiles' view of the band: its rows, or (copies) one row of all its columns
+    cdef Py_ssize_t t_rows, t_cols, t_row0, t_row1
+    cdef const real_t* xband
+    cdef real_t* oband
     # each row copied asks for the same row of the next channel: the copy of a band waits on
     # memory (70 % of its time on the loads; an AVX-512 deinterleave in place of the SSE2 one ran
     # no faster), and a channel's rows start a new stream the prefetchers have to find. Intel Xeon,
@@ -1181,21 +1209,31 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
             oh0 = oh1 - FC_ROWS  # the band before it (those rows are computed again, to the same bits)
         for n in range(n0, n1):
             for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band
-                _pack_phase_rows(x, n, c, xs + ((n - n0) * C + c) * chan, pad_top, pad_left, sh, sw, oh0, hb, wq,
-                                 True, ahead if c + 1 < C else 0)
+                if copies:
+                    _pack_column_copies(x, n, c, xs + ((n - n0) * C + c) * copies * chan, pad_top, pad_left, oh0,
+                                        hb, wq, copies, copy_step, ahead if c + 1 < C else 0)
+                else:
+                    _pack_phase_rows(x, n, c, xs + ((n - n0) * C + c) * chan, pad_top, pad_left, sh, sw, oh0, hb,
+                                     wq, True, ahead if c + 1 < C else 0)
+        if copies:
+            t_rows, t_cols, t_row0, t_row1 = 1, (oh1 - oh0) * OW, 0, 1
+        else:
+            t_rows, t_cols, t_row0, t_row1 = OH, OW, oh0, oh1
         for r in range(groups * blocks):
             g = r // blocks
             kb = r - g * blocks
             k0 = g * kg + kb * block
             for n in range(n0, n1):
+                xband = xs + ((n - n0) * planes + g * cg) * chan
+                oband = &out[n, k0, oh0, 0] if copies else &out[n, k0, 0, 0]
                 if octile:
-                    _octile_plane(tiles, xs + ((n - n0) * C + g * cg) * chan, chan, wq, taps, ntaps, cg,
-                                  w_packed + r * per_block, bias_packed + r * block,
-                                  &out[n, k0, 0, 0], OH, OW, min(block, kg - kb * block), oh0, oh1, oh0)
+                    _octile_plane(tiles, xband, chan, wq, taps, ntaps, cg, w_packed + r * per_block,
+                                  bias_packed + r * block, oband, t_rows, t_cols, OH * OW,
+                                  min(block, kg - kb * block), t_row0, t_row1, t_row0)
                 else:
-                    _tile_plane(tiles, False, xs + ((n - n0) * C + g * cg) * chan, chan, wq, taps, ntaps, cg,
-                                w_packed + r * per_block, bias_packed + r * block,
-                                &out[n, k0, 0, 0], OH, OW, OH * OW, min(8, kg - kb * 8), oh0, oh1, oh0)
+                    _tile_plane(tiles, False, xband, chan, wq, taps, ntaps, cg, w_packed + r * per_block,
+                                bias_packed + r * block, oband, t_rows, t_cols, OH * OW, min(8, kg - kb * 8),
+                                t_row0, t_row1, t_row0)
         oh0 = oh1
 
 
@@ -1641,6 +1679,59 @@ cdef void _pack_phase_rows(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t 
                 out = dst + (a * sw + b) * plane + i * wq + j0
                 for m in range(count):
                     out[m] = src[(w0 + m * sw) * step]
+
+
+cdef void _pack_column_copies(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, real_t* dst,
+                              Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t r0, Py_ssize_t rows,
+                              Py_ssize_t wq, Py_ssize_t copies, Py_ssize_t copy_step,
+                              Py_ssize_t ahead=0) noexcept nogil:
+    """Copy rows ``r0 <= i < r0 + rows`` of the padded ``x[n, c]`` to ``copies`` shifted planes ``(rows, wq)``.
+
+    ``dst[j, i - r0, m] = x[n, c, i - pad_top, m + j*copy_step - pad_left]``
+    where that pixel exists. Rows outside the image are zeroed; padding
+    columns are left as they are: they are the same columns in every row of
+    a plane, so zeroed once they stay zero. ``ahead`` as for
+    :func:`_pack_phase_rows`. Only pixels of the image are read, and only
+    ``copies * rows * wq`` elements from ``dst`` written.
+    """
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], plane = rows * wq
+    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t pitch = x.strides[2] // <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t vec = 16 // sizeof(real_t)  # items a 16-byte copy moves (one SSE2 register)
+    # the image's rows among the band's: i0 <= i < i1 (the others are zero)
+    cdef Py_ssize_t i0 = min(rows, max(0, pad_top - r0)), i1 = max(i0, min(rows, H + pad_top - r0))
+    cdef Py_ssize_t i, j, m, shift, m0, m1
+    cdef const real_t* src
+    cdef real_t* out
+    for j in range(copies):
+        memset(dst + j * plane, 0, i0 * wq * sizeof(real_t))
+        memset(dst + j * plane + i1 * wq, 0, (rows - i1) * wq * sizeof(real_t))
+    if i0 == i1 or W == 0:
+        return
+    if ahead:
+        fc_prefetch_runs(&x[n, c, r0 + i0 - pad_top, 0] + ahead, i1 - i0, pitch * sizeof(real_t),
+                         W * sizeof(real_t))
+    for j in range(copies):
+        shift = j * copy_step - pad_left  # the input column of column 0
+        m0 = max(0, -shift)
+        m1 = min(wq, W - shift)
+        if m1 <= m0:
+            continue
+        src = &x[n, c, r0 + i0 - pad_top, 0] + (m0 + shift) * step
+        out = dst + j * plane + i0 * wq + m0
+        m1 = m1 - m0  # (columns from m0 on)
+        for i in range(i1 - i0):
+            if step == 1 and m1 >= vec:  # 16 bytes at a time, the last copy overlapping the one before
+                m = 0
+                while m < m1 - vec:
+                    memcpy(out + m, src + m, 16)
+                    m = m + vec
+                memcpy(out + m1 - vec, src + m1 - vec, 16)
+            else:
+                for m in range(m1):
+                    out[m] = src[m * step]
+            src = src + pitch
+            out = out + wq
 
 
 cdef inline void _zero_outside(real_t* row, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t wq) noexcept nogil:

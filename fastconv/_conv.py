@@ -510,8 +510,11 @@ class TiledConv:
     Built by :func:`tiled_conv` (cached) from the input and weight shapes,
     the geometry, ``groups``, ``padding_mode``, the float dtype, the SIMD level
     and the tile choice (``"auto"``, ``"columns"`` or ``"channels"``,
-    :func:`choose_tiles`; depthwise convolutions always run their own); its
-    :meth:`run` packs the weights (or has the kernel pack them) and calls the kernels.
+    :func:`choose_tiles`; depthwise convolutions always run their own), and
+    ``copies``: whether a stride-1 plan lays out column copies (``copies``
+    attribute: the kernel's columns, or 0; None lets :func:`column_copies`
+    decide where ``tiles`` is ``"auto"``); its :meth:`run` packs the weights
+    (or has the kernel pack them) and calls the kernels.
     """
 
     def __init__(self, x_shape, weight_shape, geometry, groups, padding_mode, dtype, level, tiles="auto",

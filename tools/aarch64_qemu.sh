@@ -6,7 +6,8 @@
 #   bash tools/aarch64_qemu.sh [PYTEST ARGS...]      e.g. bash tools/aarch64_qemu.sh -x -k pool
 #
 # What it sets up (a Debian x86-64 host, as root; Debian 12 here):
-#   * Debian's packages gcc-aarch64-linux-gnu and qemu-user (apt-get, when missing);
+#   * Debian's packages gcc-aarch64-linux-gnu, libc6-dev-arm64-cross (the C library's headers and
+#     start files for the cross compiler: only recommended by it) and qemu-user (apt-get, when missing);
 #   * an arm64 sysroot: Debian's own arm64 python3 with its libraries, unpacked with dpkg -x
 #     (dpkg gains the arm64 architecture for this: `dpkg --add-architecture arm64`);
 #   * PyPI's manylinux aarch64 wheels of NumPy, Cython, pytest, hypothesis... (pip download);
@@ -55,11 +56,12 @@ cannot() { echo "aarch64_qemu.sh: $*" >&2; exit 2; }
 command -v apt-get > /dev/null || cannot "needs Debian's apt-get"
 
 # ---- the cross compiler and the emulator
-if ! command -v aarch64-linux-gnu-gcc > /dev/null || ! command -v qemu-aarch64 > /dev/null; then
-    echo "== aarch64: apt-get install gcc-aarch64-linux-gnu qemu-user"
+if ! command -v aarch64-linux-gnu-gcc > /dev/null || ! command -v qemu-aarch64 > /dev/null \
+        || [ ! -e /usr/aarch64-linux-gnu/include/stdlib.h ] || [ ! -e /usr/aarch64-linux-gnu/lib/crti.o ]; then
+    echo "== aarch64: apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
     apt-get update -q > "$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log" >&2; exit 1; }
-    apt-get install -y -q --no-install-recommends gcc-aarch64-linux-gnu qemu-user >> "$WORK/apt.log" 2>&1 \
-        || { tail -20 "$WORK/apt.log" >&2; exit 1; }
+    apt-get install -y -q --no-install-recommends gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user \
+        >> "$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log" >&2; exit 1; }
 fi
 
 # ---- aarch64 executables through qemu-aarch64, with the sysroot as their "/" for libraries

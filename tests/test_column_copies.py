@@ -21,9 +21,10 @@ from fastconv._geometry import conv_geometry
 from fastconv._kernels import _conv_direct
 from fastconv._plans import clear_plans
 
+
 @pytest.fixture
 def copies_everywhere(monkeypatch, request):
-    """Every stride-1 plan the rule would let choose takes column copies (plans made afresh)."""
+    """Column copies wherever a plan may take them (stride 1, not depthwise or pointwise); plans made afresh."""
     monkeypatch.setattr(_conv, "column_copies", lambda *args: True)
     clear_plans()
     _conv.tiled_conv.cache_clear()

@@ -618,9 +618,9 @@ class TiledConv:
         """
         if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
             raise ValueError("a depthwise plan packs no adjoint weights")
-        if self.copies:
-            self._run_copies(x, weight, bias, out, adjoint_taps)
-            return
+        cg, copies = self.cg, self.copies
+        if copies:  # the weight of the kernel's columns as channels (see _copies_weight)
+            weight, adjoint_taps, cg = self._copies_weight(weight, adjoint_taps), None, cg * copies
         if self.merge > 1:  # (a copy only where x's rows are not adjacent in memory)
             x, out = x.reshape(self.merged_in), out.reshape(self.merged_out)
         geometry = self.geometry
@@ -637,7 +637,7 @@ class TiledConv:
             self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, tasks,
                                   self.panel, threads, self.pass_blocks)
             return
-        if self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
+        if copies or self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
             if not self.pads_itself:
                 x = pad_input(x, geometry, self.padding_mode, False)
             ph = self.phases
@@ -646,9 +646,10 @@ class TiledConv:
                 self.conv2d_depthwise_packed(x, w_packed, b_packed, out, self.top, self.left,
                                              *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
             else:  # (packs the weights itself)
-                self.conv2d_packed(x, weight, bias, out, self.groups, self.cg, self.top, self.left,
+                self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
-                                   adjoint_taps, even_images(self.band_images, x.shape[0], threads))
+                                   adjoint_taps, even_images(self.band_images, x.shape[0], threads), copies,
+                                   geometry.dilation[1])
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
@@ -658,28 +659,22 @@ class TiledConv:
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level)
 
 
-    def _run_copies(self, x, weight, bias, out, adjoint_taps):
-        """:meth:`run` with column copies: the banded kernel, on the weight of the kernel's columns as channels.
+    def _copies_weight(self, weight, adjoint_taps):
+        """The ``(K, cg * KW, 1, KH)`` weight of a plan with column copies (a copy of a few KiB).
 
-        The ``(K, cg, KH, KW)`` weight (with ``adjoint_taps``: the adjoint of
-        the forward weight given) becomes ``(K, cg * KW, 1, KH)``: channel
-        ``c * KW + j`` is column ``j`` of channel ``c``, whose input copy is
-        shifted ``j * dilation`` columns (a copy of the weight, a few KiB).
+        Channel ``c * KW + j`` is column ``j`` of channel ``c`` of the plan's
+        ``(K, cg, KH, KW)`` weight: ``weight`` itself, or with ``adjoint_taps``
+        the adjoint of the forward weight given (as the kernels' packing reads
+        it); its input copy ``j`` is shifted ``j * dilation`` columns.
         """
-        geometry, kw = self.geometry, self.copies
-        if not self.pads_itself:
-            x = pad_input(x, geometry, self.padding_mode, False)
+        kw = self.copies
         if adjoint_taps is not None:  # (groups, Kf, Cf, taps) -> (groups * Cf, Kf, len(adjoint_taps))
             wk, wc = weight.shape[:2]
             weight = weight.reshape(self.groups, wk // self.groups, wc, -1).transpose(0, 2, 1, 3)
             weight = weight.reshape(self.groups * wc, wk // self.groups, -1)[:, :, adjoint_taps]
         k = weight.shape[0]
         weight = np.ascontiguousarray(weight.reshape(k, self.cg, -1, kw).transpose(0, 1, 3, 2))
-        ph = self.phases
-        threads = threads_for(self.work)
-        self.conv2d_packed(x, weight.reshape(k, self.cg * kw, 1, -1), bias, out, self.groups, self.cg * kw,
-                           self.top, self.left, 1, 1, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
-                           None, even_images(self.band_images, x.shape[0], threads), kw, geometry.dilation[1])
+        return weight.reshape(k, self.cg * kw, 1, -1)
 
 
 @functools.lru_cache(maxsize=256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 
@@ -60,6 +61,17 @@ def _describe_l3(size):
     return f"{known} (im2col streams an out from {_size(_im2col.STREAM_BYTES)})"
 
 
+#: Environment variables that change how fastconv, its OpenMP runtime or the BLAS run: show_config
+#: lists those that are set.
+ENVIRONMENT = ("FASTCONV_SIMD", "FASTCONV_BUFFER_CACHE", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+               "OMP_PROC_BIND", "OMP_PLACES", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE",
+               "OPENBLAS_L2_SIZE", "MKL_NUM_THREADS")
+
+
+def _environment():
+    return [f"{name}={os.environ[name]}" for name in ENVIRONMENT if name in os.environ]
+
+
 def config_dict():
     """Return the information printed by :func:`show_config` as a dict."""
     build = _build_info()
@@ -80,12 +92,19 @@ def config_dict():
         "l3_cache": _describe_l3(l3_cache_bytes()),
         "numpy": np.__version__,
         "numpy_build": build.get("numpy_build_version", "unknown"),
+        "environment": _environment(),
         "blas": _blas_info(),
     }
 
 
 def show_config(file=None):
     """Print version, build, OpenMP, threads, SIMD and BLAS information.
+
+    ``environment:`` lists the variables that are set among those that
+    change fastconv's SIMD level and buffer cache, or how the OpenMP
+    runtime and the BLAS run their threads (``OMP_WAIT_POLICY``,
+    ``OPENBLAS_THREAD_TIMEOUT``, ...: see :doc:`/threads`); ``(none)`` if
+    none is.
 
     Parameters
     ----------

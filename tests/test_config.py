@@ -33,6 +33,27 @@ def test_config_dict_is_consistent():
         assert not any("openmp" in flag for flag in info["compile_args"])
 
 
+def test_show_config_lists_the_environment_set(monkeypatch):
+    for name in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    assert not any(entry.startswith(("OMP_WAIT_POLICY=", "OPENBLAS_THREAD_TIMEOUT=")) for entry in config_dict()["environment"])
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "4")
+    monkeypatch.setenv("FASTCONV_UNRELATED", "1")  # (not one that changes how fastconv runs)
+    info = config_dict()
+    assert "OMP_WAIT_POLICY=PASSIVE" in info["environment"] and "OPENBLAS_THREAD_TIMEOUT=4" in info["environment"]
+    assert not any(entry.startswith("FASTCONV_UNRELATED") for entry in info["environment"])
+    buf = io.StringIO()
+    fastconv.show_config(file=buf)
+    line = next(line for line in buf.getvalue().splitlines() if line.startswith("environment:"))
+    assert "OMP_WAIT_POLICY=PASSIVE" in line and "OPENBLAS_THREAD_TIMEOUT=4" in line
+    for name in config_dict()["environment"]:
+        monkeypatch.delenv(name.split("=")[0])
+    buf = io.StringIO()
+    fastconv.show_config(file=buf)
+    assert re.search(r"^environment:\s+\(none\)$", buf.getvalue(), re.MULTILINE)
+
+
 def test_version_has_one_source():
     """fastconv/_version.py feeds __version__ and, through pyproject's dynamic version, the metadata."""
     assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?", fastconv.__version__)

@@ -11,11 +11,11 @@
   row pitch (zero columns between), so each tap is one contiguous dot
   product per image. An unpadded stride-1 input is read in place by the
   output-channel tiles (no copy); a pointwise layer with fewer input
-  channels than filters swaps the roles of the input and the grad. Each task owns disjoint entries of dw and
-  sums images in a fixed order. Integers, and inputs holding an inf or nan
-  where the column tiles would run, unfold ``x`` with the im2col kernel and
-  multiply ``grad_rows.T @ cols`` per group, in batches so the column buffer
-  stays bounded.
+  channels than filters swaps the roles of the input and the grad. Each
+  task owns disjoint entries of dw and sums images in a fixed order.
+  Integers, and inputs holding an inf or nan where the column tiles would
+  run, unfold ``x`` with the im2col kernel and multiply ``grad_rows.T @
+  cols`` per group, in batches so the column buffer stays bounded.
 * ``conv_transpose2d`` is dL/dx of the convolution that maps its output back
   to its input, plus a bias.
 

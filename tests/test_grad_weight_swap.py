@@ -117,14 +117,14 @@ def test_swapped_weight_gradient_keeps_nan_and_inf(rng):
 
 def test_swap_rule():
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
-    for level in (1, 2):
+    for level in range(1, len(fastconv.simd_levels())):  # the levels this machine runs, past the baseline
         c = block(f32, level)
         geometry = conv_geometry((14, 14), 1)
         assert swaps_pointwise_roles((c + 1, c, 1, 1), geometry, 1, f32, level)
         assert swaps_pointwise_roles((4 * c, 2 * c, 1, 1), geometry, 1, f32, level) == (2 * c <= 64)
         assert swaps_pointwise_roles((64, block(f64, level), 1, 1), geometry, 1, f64, level)
         assert not swaps_pointwise_roles((c, c, 1, 1), geometry, 1, f32, level)  # as many filters as channels
-        assert not swaps_pointwise_roles((c + 8, c - 8, 1, 1), geometry, 1, f32, level)  # a block not filled
+        assert not swaps_pointwise_roles((2 * c + 8, c + c // 2, 1, 1), geometry, 1, f32, level)  # a block not filled
         assert not swaps_pointwise_roles((256, 128, 1, 1), geometry, 1, f32, level)  # more than 64 channels
         assert not swaps_pointwise_roles((2 * c, c, 1, 1), geometry, 2, f32, level)  # groups
         assert not swaps_pointwise_roles((2 * c, c, 3, 3), geometry, 1, f32, level)  # not 1x1

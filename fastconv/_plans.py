@@ -15,7 +15,8 @@ None for calls it cannot vouch for, which then take the full path every time:
 
 * every array argument must be exactly an ``ndarray`` (no subclass, no list),
   C-contiguous, aligned, of native float32 or float64 — what the kernels take
-  as they are, with no copy or cast in between;
+  as they are, with no copy or cast in between (``max_pool2d_backward``'s
+  indices: native int64);
 * so must an ``out=``, which is keyed too (a call into an ``out`` has a plan
   of its own) and must also be writeable and share no memory with the
   inputs: the full path refuses a read-only ``out`` and copies an input it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -16,7 +17,7 @@ from ._prepare_pool import (
     prepare_max_pool2d,
     prepare_max_pool2d_backward,
 )
-from ._plans import PlanCache, call_key, read_only
+from ._plans import PlanCache, call_key, read_only, specialized
 from ._threads import threads_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool2d_backward", "avg_pool2d_backward"]
@@ -196,6 +197,8 @@ class AvgPoolBackwardPlan:
         self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
         self.stride_w = call.geometry.stride[1]
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
+        kernel = _pool.avg_pool2d_backward_nhwc if self.channels_last else _pool.avg_pool2d_backward_nchw
+        self.kernel = specialized(kernel, call.compute_dtype)
 
     def run(self, grad, grad_in):
         """Write the gradient of the batched ``grad`` (compute dtype) into the batched ``grad_in``.
@@ -204,11 +207,10 @@ class AvgPoolBackwardPlan:
         """
         threads = threads_for(self.work)
         if self.channels_last:
-            _pool.avg_pool2d_backward_nhwc(grad, grad_in, self.windows, self.divisors, _channel_chunk(self, threads),
-                                           True, threads)
+            self.kernel(grad, grad_in, self.windows, self.divisors, _channel_chunk(self, threads), True, threads)
         else:
-            _pool.avg_pool2d_backward_nchw(_planes(grad, False), _planes(grad_in, False), self.windows,
-                                           self.divisors, self.stride_w, True, threads)
+            self.kernel(_planes(grad, False), _planes(grad_in, False), self.windows, self.divisors, self.stride_w,
+                        True, threads)
 
 
 class _AvgPoolBackwardCall(NamedTuple):
@@ -226,8 +228,61 @@ class _AvgPoolBackwardCall(NamedTuple):
         return grad_in if self.batched else grad_in[0]
 
 
+class MaxPoolBackwardPlan:
+    """The shape-only work of a max pooling gradient: the kernel, its thread count and split.
+
+    Holds the validated call without its arrays, for the error of indices
+    out of range (which the kernel counts: they are values, not shapes).
+    """
+
+    def __init__(self, call):
+        self.shapes = dataclasses.replace(call, x=None, indices=None, out=None)
+        self.channels_last, self.in_shape = call.channels_last, call.in_shape
+        self.batch, self.channels = call.batch, call.channels  # (for _channel_chunk)
+        self.work = call.x.size
+        if self.channels_last:
+            self.kernel = specialized(_pool.max_pool2d_backward_nhwc, call.compute_dtype)
+        else:
+            self.kernel = specialized(_pool.max_pool2d_backward_nchw, call.compute_dtype)
+            self.planes = (-1,) + call.x.shape[2:], (-1,) + call.in_shape[2:]
+
+    def run(self, grad, indices, grad_in):
+        """Scatter the batched ``grad`` (compute dtype) by ``indices`` into the batched ``grad_in``.
+
+        The kernels zero it, each task its part just before its adds.
+        """
+        threads = threads_for(self.work)
+        if self.channels_last:
+            bad = self.kernel(grad, indices, grad_in, _channel_chunk(self, threads), True, threads)
+        else:
+            grad_planes, in_planes = self.planes
+            bad = self.kernel(grad.reshape(grad_planes), indices.reshape(grad_planes), grad_in.reshape(in_planes),
+                              True, threads)
+        if bad:
+            raise bad_indices_error(bad, self.shapes)
+
+
+class _MaxPoolBackwardCall(NamedTuple):
+    """A planned max_pool2d_backward call (:mod:`fastconv._plans`)."""
+
+    plan: MaxPoolBackwardPlan
+    batched: bool
+
+    def __call__(self, grad_output, indices, out=None):
+        plan = self.plan
+        grad_in = empty(plan.in_shape, grad_output.dtype) if out is None else out.reshape(plan.in_shape)
+        if self.batched:
+            plan.run(grad_output, indices, grad_in)
+        else:
+            plan.run(grad_output[np.newaxis], indices[np.newaxis], grad_in)
+        if out is not None:
+            return out
+        return grad_in if self.batched else grad_in[0]
+
+
 _MAX_POOL_PLANS = PlanCache()
 _AVG_POOL_PLANS = PlanCache()
+_MAX_POOL_BACKWARD_PLANS = PlanCache()
 _AVG_POOL_BACKWARD_PLANS = PlanCache()
 
 
@@ -489,19 +544,22 @@ def max_pool2d_backward(grad_output, indices, input_shape, *, layout="NCHW", out
     array([[[[1., 2.],
              [4., 2.]]]])
     """
+    key = call_key((grad_output,), (input_shape, layout), out, indices)
+    plan = _MAX_POOL_BACKWARD_PLANS.get(key)
+    if plan is not None:
+        return plan(grad_output, indices, out)
     call = prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out)
-    cl, runs = call.channels_last, call.x.size > 0 and math.prod(call.in_shape) > 0
-    grad_in, direct = _grad_input_buffer(call, runs)
-    if runs:
-        threads = threads_for(call.x.size)
-        if cl:
-            bad = _pool.max_pool2d_backward_nhwc(call.x, call.indices, grad_in,
-                                                 _channel_chunk(call, threads), True, threads)
-        else:
-            bad = _pool.max_pool2d_backward_nchw(_planes(call.x, cl), _planes(call.indices, cl),
-                                                 _planes(grad_in, cl), True, threads)
-        if bad:
-            raise bad_indices_error(bad, call)
+    runs = call.x.size > 0 and math.prod(call.in_shape) > 0
+    if not runs:
+        grad_in, direct = _grad_input_buffer(call, False)
+        return _deliver(grad_in, call, call.out, direct)
+    plan = MaxPoolBackwardPlan(call)
+    if key is not None and grad_output.dtype == call.compute_dtype == call.result_dtype:
+        planned = _MaxPoolBackwardCall(plan, call.batched)
+        _MAX_POOL_BACKWARD_PLANS.put(key, planned)
+        return planned(grad_output, indices, out)
+    grad_in, direct = _grad_input_buffer(call, True)  # (plan.run zeroes it)
+    plan.run(call.x, call.indices, grad_in)
     return _deliver(grad_in, call, call.out, direct)
 
 

@@ -121,6 +121,24 @@ def _read_only(array):
     return array
 
 
+def test_key_of_integer_indices():
+    """max_pool2d_backward's indices are keyed like the arrays, but as native int64; an out must not overlap them."""
+    grad = np.zeros((2, 3), np.float32)
+    indices = np.zeros((2, 3), np.int64)
+    key = _plans.call_key((grad,), (1,), None, indices)
+    assert key is not None and key == _plans.call_key((grad,), (1,), None, indices.copy())
+    assert key != _plans.call_key((grad,), (1,))  # absent indices are part of the key too
+    assert key != _plans.call_key((grad,), (1,), None, indices.reshape(3, 2))
+    for other in (indices.astype(np.int32), indices.astype(np.float64), indices.astype(">i8"),
+                  np.zeros((2, 6), np.int64)[:, ::2], indices.tolist()):
+        assert _plans.call_key((grad,), (1,), None, other) is None
+    assert _plans.call_key((indices,), (1,)) is None  # an int64 array where a float one goes
+    memory = np.zeros(12, np.int64)
+    out = memory[:6].view(np.float64).reshape(2, 3)
+    assert _plans.call_key((grad,), (1,), out, memory[6:].reshape(2, 3)) is not None
+    assert _plans.call_key((grad,), (1,), out, memory[5:11].reshape(2, 3)) is None  # overlaps the out
+
+
 def test_cache_is_bounded_and_shared_safely():
     cache = _plans.PlanCache(size=3)
     for i in range(3):
@@ -347,6 +365,11 @@ def test_pools_any_sequence_of_calls_matches_the_reference(calls, seed):
             values, indices = fastconv.max_pool2d(x, **kw, return_indices=True)
             expected, expected_indices = expected
             np.testing.assert_array_equal(indices, expected_indices)
+            grad = rng.standard_normal(values.shape).astype(dtype)
+            back_expected = reference.max_pool2d_backward(grad, indices, shape)
+            out = into(back_expected, into_out)
+            back = returned(fastconv.max_pool2d_backward(grad, indices, shape, out=out), out)
+            np.testing.assert_array_equal(back, back_expected)
         else:
             out = into(expected, into_out)
             values = returned(fastconv.max_pool2d(x, **kw, out=out), out)
@@ -393,11 +416,21 @@ def test_pools_and_columns_plan_once_and_refuse_what_they_refused(rng):
         fastconv.max_pool2d(x, 2, ceil_mode=True)
         pooled = fastconv.avg_pool2d(x, 2, ceil_mode=True)
         fastconv.avg_pool2d_backward(pooled, x.shape, 2, ceil_mode=True)
+        pooled, indices = fastconv.max_pool2d(x, 2, return_indices=True)
+        fastconv.max_pool2d_backward(pooled, indices, x.shape)
         cols = fastconv.im2col(x, 3, padding=1)
         fastconv.col2im(cols, x.shape, 3, padding=1)
-    assert all(len(cache) == 1 for cache in (_pool._MAX_POOL_PLANS, _pool._AVG_POOL_PLANS,
-                                             _pool._AVG_POOL_BACKWARD_PLANS, _im2col._IM2COL_PLANS,
+    assert all(len(cache) == 1 for cache in (_pool._AVG_POOL_PLANS, _pool._AVG_POOL_BACKWARD_PLANS,
+                                             _pool._MAX_POOL_BACKWARD_PLANS, _im2col._IM2COL_PLANS,
                                              _im2col._COL2IM_PLANS))
+    assert len(_pool._MAX_POOL_PLANS) == 2  # with and without indices
+    with pytest.raises(ValueError, match="out-of-range"):
+        fastconv.max_pool2d_backward(pooled, indices + 36, x.shape)  # the values: counted by the kernel
+    with pytest.raises(ValueError):
+        fastconv.max_pool2d_backward(pooled, indices, (2, 3, 6, 5))
+    with pytest.raises(ValueError, match="layout"):
+        fastconv.max_pool2d_backward(pooled, indices, x.shape, layout="NHCW")
+    pooled = fastconv.avg_pool2d(x, 2, ceil_mode=True)
     with pytest.raises(TypeError):
         fastconv.avg_pool2d_backward(pooled, x.shape, 2, ceil_mode=1)
     with pytest.raises(ValueError):
@@ -425,6 +458,9 @@ def _calls_into_out(rng):
     cols = rng.standard_normal((2 * 6 * 5, 27)).astype(np.float32)
     pooled = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)  # avg_pool2d(x, 3, stride=2, padding=1)
     b3 = rng.standard_normal(3).astype(np.float32)
+    indices = fastconv.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)[1]
+    indices_nhwc = fastconv.max_pool2d(x[0].transpose(1, 2, 0).copy(), 3, stride=2, padding=1,
+                                       return_indices=True, layout="NHWC")[1]
     geo = dict(stride=2, padding=1)
     return [
         ("conv2d", lambda out=None: fastconv.conv2d(x, w, b, **geo, out=out)),
@@ -443,19 +479,23 @@ def _calls_into_out(rng):
                                                                               out=out)),
         ("avg_pool2d_backward unbatched", lambda out=None: fastconv.avg_pool2d_backward(
             pooled[1], x.shape[1:], 3, stride=2, padding=1, count_include_pad=False, out=out)),
+        ("max_pool2d_backward", lambda out=None: fastconv.max_pool2d_backward(pooled, indices, x.shape, out=out)),
+        ("max_pool2d_backward unbatched NHWC", lambda out=None: fastconv.max_pool2d_backward(
+            pooled[0].transpose(1, 2, 0).copy(), indices_nhwc, (6, 5, 3), layout="NHWC", out=out)),
     ]
 
 
 def test_calls_into_an_out_are_planned_and_give_the_same_bits(rng, monkeypatch):
     """A repeated out= call skips validation (a plan of its own) and writes what a new result holds."""
     calls = _calls_into_out(rng)
+    planned = sum(len(cache) for cache in _plans._CACHES)  # (the pools that made the indices)
     expected = {name: call() for name, call in calls}
-    planned = sum(len(cache) for cache in _plans._CACHES)
+    assert sum(len(cache) for cache in _plans._CACHES) == planned + len(calls)
     for name, call in calls:
         out = np.full_like(expected[name], np.nan)
         assert call(out) is out, name
         np.testing.assert_array_equal(out, expected[name], err_msg=name)
-    assert sum(len(cache) for cache in _plans._CACHES) == 2 * planned
+    assert sum(len(cache) for cache in _plans._CACHES) == planned + 2 * len(calls)
     # every later call into an out of the same signature is planned: validation would now raise
     for module in (_conv, _conv_grad, _im2col, _pool):
         for attr in dir(module):

@@ -12,7 +12,8 @@ The key is one flat tuple, short because a cache lookup hashes and compares
 every item of it, built so that two keys are equal exactly when the calls have
 the same structure, types and values:
 
-* an array: its type number and number of dimensions, then its shape;
+* an array: its type number and number of dimensions, then its shape (an
+  absent one, ``None``, is itself);
 * ``None``, an ``int`` or a ``str``: itself (no value of one type equals a
   value of another);
 * a ``bool``: one of two markers of this module (``True`` and ``1`` are equal
@@ -36,7 +37,7 @@ cdef object _TUPLE = object()
 MAX_DEPTH = 4  # tuples in tuples: a pair of pairs (padding) is 2
 
 
-def call_key(tuple arrays, tuple params, out=None):
+def call_key(tuple arrays, tuple params, out=None, indices=None):
     """The signature of a call, or None when it has no plan (see :mod:`fastconv._plans`).
 
     Parameters
@@ -51,9 +52,14 @@ def call_key(tuple arrays, tuple params, out=None):
         deep), or there is no key.
     out : ndarray, optional
         The call's ``out=``: keyed as the arrays are, and it must also be
-        writeable and share no byte with them, or there is no key. Those two
-        depend on the call, not its signature: a read-only ``out`` is an error
-        and an input it overlaps must be copied first, both for the full path.
+        writeable and share no byte with them (nor with ``indices``), or there
+        is no key. Those two depend on the call, not its signature: a read-only
+        ``out`` is an error and an input it overlaps must be copied first, both
+        for the full path.
+    indices : ndarray, optional
+        An integer array argument (``max_pool2d_backward``'s indices): keyed
+        as the arrays are, but it must be native-endian int64 instead of a
+        float.
 
     Returns
     -------
@@ -63,17 +69,17 @@ def call_key(tuple arrays, tuple params, out=None):
     cdef cnp.ndarray a
     cdef char* start
     cdef char* end
-    if not _append_arrays(key, arrays):
+    if not _append_arrays(key, arrays, False) or not _append_arrays(key, (indices,), True):
         return None
     if out is None:
         key.append(None)
     else:
-        if not _append_arrays(key, (out,)) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
+        if not _append_arrays(key, (out,), False) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>out):
             return None
         # C-contiguous arrays (as every keyed one is) hold exactly their nbytes from their data
         start = <char*>cnp.PyArray_DATA(<cnp.ndarray>out)
         end = start + cnp.PyArray_NBYTES(<cnp.ndarray>out)
-        for item in arrays:
+        for item in arrays + (indices,):
             if item is not None:
                 a = <cnp.ndarray>item
                 if <char*>cnp.PyArray_DATA(a) < end and start < <char*>cnp.PyArray_DATA(a) + cnp.PyArray_NBYTES(a):
@@ -81,10 +87,14 @@ def call_key(tuple arrays, tuple params, out=None):
     return tuple(key) if _append_params(key, params, MAX_DEPTH + 1) else None
 
 
-cdef bint _append_arrays(list key, tuple arrays) except -1:
-    """Append each array's type, dimensions and shape (None for None); False if one cannot be keyed."""
+cdef bint _append_arrays(list key, tuple arrays, bint int64) except -1:
+    """Append each array's type, dimensions and shape (None for None); False if one cannot be keyed.
+
+    The arrays must be float32 or float64, or with ``int64`` int64.
+    """
     cdef cnp.ndarray a
     cdef int d, kind
+    cdef bint typed
     for item in arrays:
         if item is None:
             key.append(None)
@@ -93,7 +103,8 @@ cdef bint _append_arrays(list key, tuple arrays) except -1:
             return False
         a = <cnp.ndarray>item
         kind = cnp.PyArray_TYPE(a)
-        if ((kind != cnp.NPY_FLOAT32 and kind != cnp.NPY_FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(a)
+        typed = (kind == cnp.NPY_INT64) if int64 else (kind == cnp.NPY_FLOAT32 or kind == cnp.NPY_FLOAT64)
+        if (not typed or not cnp.PyArray_ISNOTSWAPPED(a)
                 or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a)):
             return False
         key.append(kind)

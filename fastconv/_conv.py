@@ -427,6 +427,9 @@ def merged_rows(geometry, kernel, channels, itemsize):
 #: few, 16 on none clearly.
 POINTWISE_STRIP_PANELS = 8
 
+#: Fewest lanes of a vector for which :func:`pointwise_in_place` holds (measured: AVX-512 float32).
+POINTWISE_IN_PLACE_MIN_LANES = 16
+
 #: Bytes of packed weights above which a pointwise task runs its filters in passes (:func:`pointwise_passes`).
 POINTWISE_PASS_WEIGHTS = 4 << 20
 
@@ -456,6 +459,34 @@ def runs_pointwise(geometry, weight_shape, groups):
     k, cg, kh, kw = weight_shape
     return (groups == 1 and (kh, kw) == (1, 1) and not geometry.has_padding
             and cg >= POINTWISE_MIN_CHANNELS and k >= POINTWISE_MIN_FILTERS)
+
+
+def pointwise_in_place(weight_shape, dtype, level):
+    """Whether a pointwise product reads the input's panels where they lie instead of copying them.
+
+    A task of :func:`~fastconv._kernels._conv_direct.conv2d_pointwise` copies
+    each panel's ``C`` rows of pixels into a buffer, then runs every block
+    of 8 filters over it. The copy waits on memory, and is paid once for
+    ``K / 8`` blocks: with few filters for the channels it is a large part
+    of the time (a quarter of ResNet's 256 to 64 at one thread), while the
+    tiles reading the rows where they are, a plane apart, lose little. So
+    the panels are read in place where ``K <= C`` and a vector holds at
+    least :data:`POINTWISE_IN_PLACE_MIN_LANES` items (AVX-512 float32: a
+    panel is three whole cache lines of each row). The kernel takes only
+    whole panels in one row of one image, at stride 1, each block of
+    filters run by the three-vector tile; it copies the others.
+
+    Intel Xeon, one process switching the two per call (medians of 15-25,
+    the same bits), AVX-512 float32: 256 to 64 on 56x56 1.02-1.03x at one
+    thread and 1.04x at two, 512 to 128 on 28x28 1.06x and 1.08x, 256 to
+    256 on 28x28 1.03x and 1.03x, 128 to 128 on 28x28 1.00x and 1.02x,
+    1024 to 256 on 14x14 and 2048 to 512 on 7x7 (few whole panels in an
+    image) 1.00-1.02x; ``K > C`` (64 to 256 on 48x48) 0.96x. Fewer lanes,
+    one thread: AVX-512 float64 0.99x, AVX2 float32 0.93-0.98x (but 128 to
+    128 1.02x), AVX2 float64 0.91-0.97x.
+    """
+    k, cg = weight_shape[:2]
+    return k <= cg and _conv_direct.tile_width(np.dtype(dtype).char, level) >= POINTWISE_IN_PLACE_MIN_LANES
 
 
 def pointwise_passes(weight_shape, itemsize, budget=BAND_BUDGET):
@@ -530,6 +561,7 @@ class TiledConv:
             tiles = "columns"
             self.panel = 3 * _conv_direct.tile_width(dtype.char, level)  # a three-vector tile's columns
             self.pass_blocks = pointwise_passes(weight_shape, dtype.itemsize)
+            self.in_place = pointwise_in_place(weight_shape, dtype, level)
         self.merge = 1 if self.depthwise or self.pointwise else merged_rows(geometry, (kh, kw), c, dtype.itemsize)
         if self.merge > 1:  # the tiles see rows of merge * W pixels (see merged_rows)
             oh, ow = geometry.out_shape
@@ -635,7 +667,7 @@ class TiledConv:
             w_packed, b_packed = self.pack(weight, bias, adjoint_taps)
             tasks = pointwise_tasks(n * pixels, self.panel, threads)
             self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, tasks,
-                                  self.panel, threads, self.pass_blocks)
+                                  self.panel, threads, self.pass_blocks, self.in_place)
             return
         if copies or self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
             if not self.pads_itself:

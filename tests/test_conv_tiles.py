@@ -1523,6 +1523,81 @@ def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype,
                 np.testing.assert_array_equal(out, expected)
 
 
+def _at_buffer_end(a):
+    """A copy of ``a`` ending exactly where its allocation ends (a read past it leaves the buffer)."""
+    flat = np.empty(a.size + 64, a.dtype)
+    view = flat[flat.size - a.size:].reshape(a.shape)
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, k, pixels, channels", [
+    (3, 16, 16, 96, "plain"),  # images of whole panels (AVX-512 float32: 2 of 48; AVX2: 4 of 24)
+    (4, 12, 21, 50, "plain"),  # panels across images, a last part panel; a last block of 5 filters
+    (2, 9, 11, 144, "plain"),  # a last block of 3 filters: narrow tiles, so every panel is copied
+    (3, 16, 8, 100, "every other"),  # channels two planes apart
+    (2, 10, 13, 72, "reversed"),  # channels a negative stride apart
+])
+def test_pointwise_panels_read_in_place_give_the_copies_bits(rng, level, dtype, n, c, k, pixels, channels):
+    # in_place: whole panels in one image's row are read where they lie, the others copied; the same
+    # bits as every panel copied, for any tasks, passes and threads, and no read past the input (the
+    # input ends where its buffer ends)
+    x = rng.standard_normal((n, 2 * c if channels == "every other" else c, 1, pixels)).astype(dtype)
+    x = _at_buffer_end(x)
+    x = {"plain": x, "every other": x[:, ::2], "reversed": x[:, ::-1]}[channels]
+    w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    active = _conv_direct.current_level()
+    geometry = conv_geometry((1, pixels), 1)
+    plan = _conv.TiledConv(x.shape, w.shape, geometry, 1, "zeros", np.dtype(dtype), active, "columns")
+    w_packed, b_packed = plan.pack(w, b)
+    panel = 3 * _conv_direct.tile_width(np.dtype(dtype).char, active)
+    panels = -(-n * pixels // panel)
+    expected = np.full((n, k, pixels), np.nan, dtype)
+    _conv_direct.conv2d_pointwise(x, w_packed, b_packed, expected, 1, 1, pixels, 1, panel, 1, 0, False)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(expected.reshape(n, k, 1, pixels), reference.conv2d(x, w, b), rtol=rtol,
+                               atol=atol * 10)
+    for tasks in sorted({1, 2, panels, panels + 3}):
+        for pass_blocks in (0, 1):
+            for threads in (1, 2, 3):
+                out = np.full((n, k, pixels), np.nan, dtype)
+                _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, pixels, tasks, panel, threads,
+                                              pass_blocks, True)
+                np.testing.assert_array_equal(out, expected)
+
+
+def test_pointwise_in_place_rule():
+    f32, f64 = np.float32, np.float64
+    for level in range(_conv_direct.current_level() + 1):
+        wide = _conv_direct.tile_width("f", level) >= _conv.POINTWISE_IN_PLACE_MIN_LANES
+        assert _conv.pointwise_in_place((64, 256, 1, 1), f32, level) == wide
+        assert _conv.pointwise_in_place((128, 128, 1, 1), f32, level) == wide
+        assert not _conv.pointwise_in_place((256, 64, 1, 1), f32, level)  # more filters than channels
+        wide64 = _conv_direct.tile_width("d", level) >= _conv.POINTWISE_IN_PLACE_MIN_LANES
+        assert _conv.pointwise_in_place((64, 256, 1, 1), f64, level) == wide64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv2d_pointwise_in_place_plan(rng, level, dtype):
+    # conv2d of a pointwise layer with fewer filters than channels: the plan's in_place follows the
+    # rule, and both ways give the same bits and the reference's values
+    x = rng.standard_normal((3, 128, 12, 12)).astype(dtype)
+    w = rng.standard_normal((64, 128, 1, 1)).astype(dtype)
+    active = _conv_direct.current_level()
+    plan = _conv.TiledConv(x.shape, w.shape, conv_geometry((12, 12), 1), 1, "zeros", np.dtype(dtype), active)
+    assert plan.pointwise and plan.in_place == _conv.pointwise_in_place(w.shape, dtype, active)
+    got = fastconv.conv2d(x, w)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(got, reference.conv2d(x, w), rtol=rtol, atol=atol * 10)
+    for in_place in (False, True):
+        plan.in_place = in_place
+        out = np.full(got.shape, np.nan, dtype)
+        plan.run(x, w, None, out)
+        np.testing.assert_array_equal(out, got)
+
+
 def unfused(monkeypatch, request):
     """Build the tiles' plans without the pointwise product (merged rows instead) until the test ends."""
     monkeypatch.setattr(_conv, "runs_pointwise", lambda *args: False)

@@ -1239,7 +1239,7 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
 
 def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
                      real_t[:, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t tasks,
-                     Py_ssize_t panel, int num_threads, Py_ssize_t pass_blocks=0):
+                     Py_ssize_t panel, int num_threads, Py_ssize_t pass_blocks=0, bint in_place=False):
     """A 1x1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x[::sh, ::sw] + bias``.
 
     ``x`` is ``(N, C, H, W)`` (any strides) and ``out`` ``(N, K, P)``, each
@@ -1259,10 +1259,15 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     over every panel of the task (so large weights pass through the caches
     once per task, not once per panel). A panel that ends in the next image
     stores its outputs into a per-thread buffer, then copies each image's
-    part. Each output sums its channels in order from its bias, as every
-    column tile does, so the results depend neither on ``tasks``, ``panel``
-    and ``pass_blocks`` nor on the thread count. Raises MemoryError if a
-    buffer cannot be allocated.
+    part. With ``in_place``, a panel the three-vector tile covers whole
+    (``panel`` its width, every block of filters more than 4 live) and that
+    lies in one row of one image of ``x``, whose rows are adjacent items
+    (``sw == 1``, the image one row: ``x.shape[2] == 1``), is not copied:
+    the tiles read it where it is, each channel's row a plane apart.
+    Each output sums its channels in order from its bias, as every
+    column tile does, so the results depend neither on ``tasks``, ``panel``,
+    ``pass_blocks`` and ``in_place`` nor on the thread count. Raises
+    MemoryError if a buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], P = out.shape[2], C = x.shape[1]
     cdef Py_ssize_t blocks = (K + 7) // 8
@@ -1298,8 +1303,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                 for t in range(tasks):
                     g0 = (t * each + min(t, extra)) * panel
                     g1 = min(pixels, g0 + (each + (t < extra)) * panel)
-                    _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, xs + outputs_at,
-                                     w_packed, bias_packed, out)
+                    _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, in_place, xs,
+                                     xs + outputs_at, w_packed, bias_packed, out)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
@@ -1310,22 +1315,22 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                     continue
                 g0 = (t * each + min(t, extra)) * panel
                 g1 = min(pixels, g0 + (each + (t < extra)) * panel)
-                _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, xs, xs + outputs_at,
-                                 w_packed, bias_packed, out)
+                _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, in_place, xs,
+                                 xs + outputs_at, w_packed, bias_packed, out)
             _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the pointwise tiles' scratch buffer")
 
 
 cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t cols, Py_ssize_t sh,
-                           Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t pass_blocks, real_t* xs,
-                           real_t* ys,
+                           Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t pass_blocks, bint in_place,
+                           real_t* xs, real_t* ys,
                            const real_t[::1] w_packed, const real_t[::1] bias_packed,
                            real_t[:, :, ::1] out) noexcept nogil:
     """The batch's output pixels ``g0 .. g0 + cols`` (whole panels but the last) for :func:`conv2d_pointwise`.
 
-    ``xs`` holds their panels, ``ys`` a panel's outputs for 8 channels where
-    the panel ends in the next image.
+    ``xs`` holds their panels (but those read in place), ``ys`` a panel's
+    outputs for 8 channels where the panel ends in the next image.
     """
     cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
     cdef Py_ssize_t c, i, j, r, q0, q1, n, p, oh, ow, run
@@ -1335,6 +1340,17 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     cdef ptrdiff_t tap0[1]
     tap0[0] = 0
     cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef fc_tile_f32_fn whole32 = tiles.pw32  # (the three-vector tile of one tap at offset 0)
+    cdef fc_tile_f64_fn whole64 = tiles.pw64
+    cdef Py_ssize_t span = 3 * (tiles.width_f32 if real_t is float else tiles.width_f64)
+    cdef bint direct = (whole32 != NULL) if real_t is float else (whole64 != NULL)
+    # panels read in place: each a whole tile of one image's one row, every block of filters run by the
+    # three-vector tile (which reads exactly its columns), each channel's row a whole number of items apart
+    cdef bint reads_in_place = (in_place and direct and adjacent and panel == span and sh == 1
+                                and x.shape[2] == 1 and OW == P and x.strides[1] % sizeof(real_t) == 0
+                                and (K % 8 == 0 or K % 8 > 4))
+    cdef Py_ssize_t in_place_cs = x.strides[1] // <Py_ssize_t>sizeof(real_t)
+    cdef bint skip
     for c in range(C):  # row c of panel q at xs + (q*C + c)*panel
         n = g0 // P
         oh = (g0 - n * P) // OW
@@ -1343,10 +1359,13 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
         q0 = 0
         while q0 < cols:
             q1 = min(cols, q0 + panel)
+            skip = reads_in_place and q1 - q0 == panel and ow + panel <= OW  # (read in place below)
             i = 0
             while i < q1 - q0:  # runs of the panel's pixels within one output row
                 run = min(q1 - q0 - i, OW - ow)
-                if adjacent:
+                if skip:
+                    pass
+                elif adjacent:
                     src = &x[n, c, oh * sh, ow]
                     for j in range(run):
                         dst[i + j] = src[j]
@@ -1363,12 +1382,9 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                         n = n + 1
             dst += C * panel
             q0 = q1
-    cdef fc_tile_f32_fn whole32 = tiles.pw32  # (the three-vector tile of one tap at offset 0)
-    cdef fc_tile_f64_fn whole64 = tiles.pw64
-    cdef Py_ssize_t span = 3 * (tiles.width_f32 if real_t is float else tiles.width_f64)
-    cdef bint direct = (whole32 != NULL) if real_t is float else (whole64 != NULL)
     cdef bint split
-    cdef Py_ssize_t r0 = 0, blocks = (K + 7) // 8, nk, ocs
+    cdef Py_ssize_t r0 = 0, blocks = (K + 7) // 8, nk, ocs, panel_cs
+    cdef const real_t* panel_x
     while r0 < blocks:  # passes of pass_blocks blocks of filters over every panel
         q0 = 0
         while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
@@ -1377,15 +1393,19 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
             p = g0 + q0 - n * P
             split = p + (q1 - q0) > P  # the panel ends in the next image: its outputs go through ys
             ocs = panel if split else P
+            if reads_in_place and q1 - q0 == panel and p + panel <= P:  # (as the copy loop skipped it)
+                panel_x, panel_cs = &x[n, 0, 0, p], in_place_cs
+            else:
+                panel_x, panel_cs = xs + q0 * C, panel
             for r in range(r0, min(blocks, r0 + pass_blocks)):
                 nk = min(8, K - r * 8)
                 dst = ys if split else &out[n, r * 8, p]
                 if direct and q1 - q0 == span and nk > 4:  # one whole tile: what _tile_plane would run
                     if real_t is float:
-                        whole32(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                        whole32(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
                                 &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
                     else:
-                        whole64(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                        whole64(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
                                 &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
                 else:
                     _tile_plane(tiles, False, xs + q0 * C, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,

@@ -14,6 +14,9 @@
 #include <string.h>
 
 #include "simd.h"
+#ifdef FC_HAVE_X86_LEVELS
+#include <immintrin.h> /* (the AVX-512 output-channel tiles' transposing store) */
+#endif
 
 typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int, int, const float *,
                                const float *, float *, ptrdiff_t, int, int);

@@ -535,6 +535,22 @@ def pointwise_tasks(pixels, panel, threads):
     return min(panels, -(-fewest // threads) * threads)
 
 
+def edge_columns(geometry):
+    """Whether a convolution's output rows start and end on products of zero padding only.
+
+    A 3x3 kernel at stride 1 without dilation, over rows of 14 output
+    columns (one output-channel tile a row at AVX-512) whose first column's
+    kernel column 0 and last column's kernel column 2 read the zero padding:
+    the tile ``ocedge`` leaves out those products, 6 of the 252
+    multiply-adds of a channel (4.8 %), as oneDNN does. The sums are the
+    same but for the sign of a zero sum; :meth:`TiledConv.run` takes the full
+    tile where a weight is not finite (a zero times an infinity is a nan).
+    """
+    (_, w), (_, ow), left = geometry.in_shape, geometry.out_shape, geometry.padding[1][0]
+    return (geometry.kernel == (3, 3) and geometry.stride == (1, 1) and geometry.dilation == (1, 1)
+            and ow == 14 and left >= 1 and ow - 1 + 2 - left >= w)
+
+
 class TiledConv:
     """The shape-only work of a tiled NCHW convolution, done once per shape.
 
@@ -619,6 +635,9 @@ class TiledConv:
             self.band_images = band_images(c * self.phases.image * dtype.itemsize, block * per_filter,
                                            groups * self.blocks * block * per_filter)
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
+        # the output-channel tiles leave out the products of the padding columns (edge_columns)
+        self.edge_columns = (oc_level >= 0 and not (self.depthwise or self.copies or self.merge > 1)
+                             and padding_mode == "zeros" and edge_columns(geometry))
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
         self.conv2d_packed = specialized(_conv_direct.conv2d_packed, dtype)
         self.conv2d_depthwise_packed = specialized(_conv_direct.conv2d_depthwise_packed, dtype)
@@ -681,14 +700,23 @@ class TiledConv:
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
                                    adjoint_taps, even_images(self.band_images, x.shape[0], threads), copies,
-                                   geometry.dilation[1])
+                                   geometry.dilation[1], self._edge_columns(weight))
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
         w_packed, b_packed = self.pack(weight, bias, adjoint_taps)
         src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
         self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
-                          w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level)
+                          w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level,
+                          self._edge_columns(weight))
+
+    def _edge_columns(self, weight):
+        """Whether this call leaves out the padding columns' products (:func:`edge_columns`).
+
+        Only where every weight is finite: their sum is (a sum overflowing to
+        an infinity, past the type's range, just takes the full tiles).
+        """
+        return self.edge_columns and bool(np.isfinite(np.add.reduce(weight, axis=None)))
 
 
     def _copies_weight(self, weight, adjoint_taps):

@@ -1523,6 +1523,62 @@ def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype,
                 np.testing.assert_array_equal(out, expected)
 
 
+def test_edge_columns_rule():
+    # a 3x3 kernel, stride 1, no dilation, rows of 14 output columns whose first and last
+    # column's outer kernel columns read the zero padding
+    def rule(width, padding=1, **kw):
+        return _conv.edge_columns(conv_geometry((9, width), 3, padding=padding, **kw))
+
+    assert rule(14) and rule(13, padding=((1, 1), (1, 2))) and rule(12, padding=((1, 1), (2, 2)))
+    assert not rule(16, padding=0)  # no padding
+    assert not rule(15, padding=((1, 1), (0, 1)))  # none on the left
+    assert not rule(15, padding=((1, 1), (1, 0)))  # none on the right
+    assert not rule(13) and not rule(15)  # rows of 13 and 15 columns
+    assert not rule(28, stride=2) and not rule(16, dilation=2)
+    assert not _conv.edge_columns(conv_geometry((9, 14), (3, 5), padding=(1, 2)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, threads", [(3, 1), (3, 2), (1, 2)])  # banded; whole-batch layout for one image
+def test_edge_column_tiles_match_the_full_tiles(rng, level, dtype, n, threads):
+    # rows of 14 between zero padding: the tile without the padding's products gives the full
+    # tile's values (non-finite and negative-zero inputs included), for the forward convolution
+    # and the input gradient; a weight that is not finite takes the full tile (its nans)
+    x = rng.standard_normal((n, 9, 6, 14)).astype(dtype)
+    x[0, 1, 2, 0], x[-1, 4, 3, 13], x[0, 7, 0, 5], x[-1, 2, 5, 0] = np.inf, np.nan, -0.0, -np.inf
+    w = rng.standard_normal((40, 9, 3, 3)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    active = _conv_direct.current_level()
+    plan = _conv.TiledConv(x.shape, w.shape, conv_geometry((6, 14), 3, padding=1), 1, "zeros", np.dtype(dtype),
+                           active, "channels")
+    assert plan.edge_columns
+    with fastconv.num_threads(threads):
+        outs = []
+        for edges in (True, False):
+            plan.edge_columns = edges
+            out = np.full((n, 40, 6, 14), np.nan, dtype)
+            plan.run(x, w, b, out)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1])
+        rtol, atol = tolerance(dtype)
+        with np.errstate(invalid="ignore"):  # (the reference's inf - inf and 0 * inf)
+            expected = reference.conv2d(x, w, b, padding=1)
+        assert_same_non_finite(outs[0], expected, rtol=rtol, atol=atol * 10)
+        plan.edge_columns = True
+        spoiled = w.copy()
+        spoiled[3, 2, 1, 0] = np.inf  # kernel column 0: a product of the left padding
+        out = np.full((n, 40, 6, 14), np.nan, dtype)
+        plan.run(x, spoiled, b, out)
+        with np.errstate(invalid="ignore"):
+            expected = reference.conv2d(x, spoiled, b, padding=1)
+        assert np.isnan(expected[:, 3, :, 0]).all()
+        assert_same_non_finite(out, expected, rtol=rtol, atol=atol * 10)
+    grad = rng.standard_normal((n, 40, 6, 14)).astype(dtype)
+    got = fastconv.conv2d_grad_input(grad, w, x.shape, padding=1)
+    np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x.shape, padding=1), rtol=rtol,
+                               atol=atol * 10)
+
+
 def _at_buffer_end(a):
     """A copy of ``a`` ending exactly where its allocation ends (a read past it leaves the buffer)."""
     flat = np.empty(a.size + 64, a.dtype)

@@ -363,6 +363,8 @@ typedef struct {
     fc_band_f64_fn band64;
     fc_ocsplit_f32_fn ocsplit32; /* output-channel tiles over the end of a row and the start of the next (or NULL) */
     fc_ocsplit_f64_fn ocsplit64;
+    fc_tile_f32_fn ocedge32; /* 3x3 over 14 columns between padding, without its products of it (or NULL) */
+    fc_tile_f64_fn ocedge64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -406,7 +408,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_wt_taps_avx512, fc_ocw1tile_f32_avx512, fc_ocw1tile_f64_avx512,
                                          fc_addrow_f32_avx512, fc_addrow_f64_avx512, fc_pwtile_f32_avx512,
                                          fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512,
-                                         NULL, NULL, NULL, NULL, NULL, NULL};
+                                         NULL, NULL, NULL, NULL, NULL, NULL, fc_ocedge_f32_avx512,
+                                         fc_ocedge_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

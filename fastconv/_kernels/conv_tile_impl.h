@@ -1051,6 +1051,40 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 
 FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
 FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+
+#if FC_VF == 16 && defined(FC_HAVE_X86_LEVELS) && FC_UNROLL_3X3
+/* A 3x3 kernel (nine taps, kw = t % 3) over a whole row of 14 output columns whose first
+ * column's left neighbour and last column's right one are zero padding: column 0 leaves out
+ * the taps of kernel column 0 and column 13 those of kernel column 2, whose products are of
+ * zeros (6 of 252 multiply-adds a channel, as oneDNN leaves them out). Each other product is
+ * summed in the same order as fc_octile's, so the values are the same, but for the sign of a
+ * zero sum; the caller takes the full tile where a weight is not finite (a zero times an
+ * infinity is a nan). Only ntaps == 9 and ncols == 14 (the caller checks). */
+#define FC_OC_EDGE_COLUMNS(T)                                                         \
+    _Pragma("GCC unroll 16") for (int q = 0; q < 14; q++) {                           \
+        if ((q == 0 && t % 3 == 0) || (q == 13 && t % 3 == 2))                         \
+            continue;                                                                 \
+        const T xv = xt[q];                                                           \
+        lo[q] += w0 * xv;                                                             \
+        hi[q] += w1 * xv;                                                             \
+    }
+#define FC_OC_EDGE_TILE(NAME, T, VT, VW)                                               \
+    static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, const T *w, \
+                     const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols)        \
+    {                                                                                 \
+        VT lo[14], hi[14];                                                            \
+        FC_OC_INIT(VT, VW, 14)                                                        \
+        FC_OC_PREFETCH_OUT(14)                                                        \
+        const T *wt = w;                                                              \
+        FC_OC_CHANNELS(T, VT, VW, 9, _Pragma("GCC unroll 9"), 3, FC_OC_EDGE_COLUMNS(T)) \
+        FC_OC_STORE(T, VT, VW, 14)                                                    \
+        (void)ntaps; (void)ncols;                                                     \
+    }
+FC_OC_EDGE_TILE(FC_CAT(fc_ocedge_f32, FC_ISA), float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OC_EDGE_TILE(FC_CAT(fc_ocedge_f64, FC_ISA), double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+#undef FC_OC_EDGE_TILE
+#undef FC_OC_EDGE_COLUMNS
+#endif
 FC_OCTILE_SET(FC_OCWTILE_FIXED, fc_ocwtile, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
 FC_OCTILE_SET(FC_OCWTILE_FIXED, fc_ocwtile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 FC_OCTILE_DISPATCH(fc_octile, float, FC_CAT(fc_octile_f32, FC_ISA), FC_OC_PARAMS(float), FC_OC_ARGS, ncols)

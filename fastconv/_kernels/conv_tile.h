@@ -363,7 +363,7 @@ typedef struct {
     fc_band_f64_fn band64;
     fc_ocsplit_f32_fn ocsplit32; /* output-channel tiles over the end of a row and the start of the next (or NULL) */
     fc_ocsplit_f64_fn ocsplit64;
-    fc_tile_f32_fn ocedge32; /* 3x3 over 14 columns between padding, without its products of it (or NULL) */
+    fc_tile_f32_fn ocedge32; /* 3x3 over 14 columns between zero padding, without its products (or NULL) */
     fc_tile_f64_fn ocedge64;
 } fc_tiles;
 

@@ -213,23 +213,31 @@ class AvgPoolBackwardPlan:
                         True, threads)
 
 
-class _AvgPoolBackwardCall(NamedTuple):
-    """A planned avg_pool2d_backward call (:mod:`fastconv._plans`)."""
+class _PoolBackwardCall(NamedTuple):
+    """A planned avg_pool2d_backward or max_pool2d_backward call (:mod:`fastconv._plans`).
 
-    plan: AvgPoolBackwardPlan
+    ``plan`` is an :class:`AvgPoolBackwardPlan` or a :class:`MaxPoolBackwardPlan`;
+    the call takes ``out`` (or None), then the arrays its ``run`` takes before the
+    gradient it writes (``grad_output``, and for max pooling ``indices``).
+    """
+
+    plan: object
     batched: bool
 
-    def __call__(self, grad_output, out=None):
+    def __call__(self, out, *arrays):
         plan = self.plan
-        grad_in = empty(plan.in_shape, grad_output.dtype) if out is None else out.reshape(plan.in_shape)
-        plan.run(grad_output if self.batched else grad_output[np.newaxis], grad_in)
+        grad_in = empty(plan.in_shape, arrays[0].dtype) if out is None else out.reshape(plan.in_shape)
+        if self.batched:
+            plan.run(*arrays, grad_in)
+        else:
+            plan.run(*[a[np.newaxis] for a in arrays], grad_in)
         if out is not None:
             return out
         return grad_in if self.batched else grad_in[0]
 
 
 class MaxPoolBackwardPlan:
-    """The shape-only work of a max pooling gradient: the kernel, its thread count and split.
+    """The shape-only work of a max pooling gradient: its kernel and how the arrays are split.
 
     Holds the validated call without its arrays, for the error of indices
     out of range (which the kernel counts: they are values, not shapes).
@@ -260,24 +268,6 @@ class MaxPoolBackwardPlan:
                               True, threads)
         if bad:
             raise bad_indices_error(bad, self.shapes)
-
-
-class _MaxPoolBackwardCall(NamedTuple):
-    """A planned max_pool2d_backward call (:mod:`fastconv._plans`)."""
-
-    plan: MaxPoolBackwardPlan
-    batched: bool
-
-    def __call__(self, grad_output, indices, out=None):
-        plan = self.plan
-        grad_in = empty(plan.in_shape, grad_output.dtype) if out is None else out.reshape(plan.in_shape)
-        if self.batched:
-            plan.run(grad_output, indices, grad_in)
-        else:
-            plan.run(grad_output[np.newaxis], indices[np.newaxis], grad_in)
-        if out is not None:
-            return out
-        return grad_in if self.batched else grad_in[0]
 
 
 _MAX_POOL_PLANS = PlanCache()
@@ -547,7 +537,7 @@ def max_pool2d_backward(grad_output, indices, input_shape, *, layout="NCHW", out
     key = call_key((grad_output,), (input_shape, layout), out, indices)
     plan = _MAX_POOL_BACKWARD_PLANS.get(key)
     if plan is not None:
-        return plan(grad_output, indices, out)
+        return plan(out, grad_output, indices)
     call = prepare_max_pool2d_backward(grad_output, indices, input_shape, layout, out)
     runs = call.x.size > 0 and math.prod(call.in_shape) > 0
     if not runs:
@@ -555,9 +545,9 @@ def max_pool2d_backward(grad_output, indices, input_shape, *, layout="NCHW", out
         return _deliver(grad_in, call, call.out, direct)
     plan = MaxPoolBackwardPlan(call)
     if key is not None and grad_output.dtype == call.compute_dtype == call.result_dtype:
-        planned = _MaxPoolBackwardCall(plan, call.batched)
+        planned = _PoolBackwardCall(plan, call.batched)
         _MAX_POOL_BACKWARD_PLANS.put(key, planned)
-        return planned(grad_output, indices, out)
+        return planned(out, grad_output, indices)
     grad_in, direct = _grad_input_buffer(call, True)  # (plan.run zeroes it)
     plan.run(call.x, call.indices, grad_in)
     return _deliver(grad_in, call, call.out, direct)
@@ -607,14 +597,14 @@ def avg_pool2d_backward(grad_output, input_shape, kernel_size, *, stride=None, p
                                     divisor_override, layout), out)
     plan = _AVG_POOL_BACKWARD_PLANS.get(key)
     if plan is not None:
-        return plan(grad_output, out)
+        return plan(out, grad_output)
     call = prepare_avg_pool2d_backward(grad_output, input_shape, kernel_size, stride, padding, ceil_mode,
                                        count_include_pad, divisor_override, layout, out)
     plan = AvgPoolBackwardPlan(call)
     if key is not None and grad_output.dtype == call.compute_dtype == call.result_dtype and call.x.size:
-        planned = _AvgPoolBackwardCall(plan, call.batched)
+        planned = _PoolBackwardCall(plan, call.batched)
         _AVG_POOL_BACKWARD_PLANS.put(key, planned)
-        return planned(grad_output, out)
+        return planned(out, grad_output)
     grad_in, direct = _grad_input_buffer(call, call.x.size > 0)  # (plan.run zeroes it)
     if call.x.size:
         plan.run(call.x, grad_in)

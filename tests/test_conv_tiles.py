@@ -1538,44 +1538,70 @@ def test_edge_columns_rule():
     assert not _conv.edge_columns(conv_geometry((9, 14), (3, 5), padding=(1, 2)))
 
 
+def test_edges_rule():
+    # the edge columns, and the first (last) row where its kernel row 0 (2) reads the padding
+    columns, top, bottom = _conv_direct.EDGE_COLUMNS, _conv_direct.EDGE_TOP_ROW, _conv_direct.EDGE_BOTTOM_ROW
+
+    def flags(height, rows, width=14, cols=1):
+        return _conv.edges(conv_geometry((height, width), 3, padding=(rows, cols)))
+
+    assert flags(9, 1) == columns | top | bottom
+    assert flags(9, (1, 0)) == columns | top and flags(9, (0, 1)) == columns | bottom
+    assert flags(9, (2, 2)) == columns | top | bottom and flags(9, 0) == columns
+    assert flags(1, 1) == columns | top | bottom  # one output row, padded above and below
+    assert flags(9, 1, width=16) == 0 and flags(9, 1, width=16, cols=0) == 0  # no edge columns: no rows
+    assert _conv.edges(conv_geometry((9, 14), 3, padding=1, stride=2)) == 0
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n, threads", [(3, 1), (3, 2), (1, 2)])  # banded; whole-batch layout for one image
-def test_edge_column_tiles_match_the_full_tiles(rng, level, dtype, n, threads):
-    # rows of 14 between zero padding: the tile without the padding's products gives the full
-    # tile's values (non-finite and negative-zero inputs included), for the forward convolution
-    # and the input gradient; a weight that is not finite takes the full tile (its nans)
+@pytest.mark.parametrize("n, threads, rows", [
+    (3, 1, 1), (3, 2, 1), (1, 2, 1),  # banded; whole-batch layout for one image
+    (3, 1, (1, 0)), (1, 2, (0, 1)), (3, 2, (2, 1)), (1, 1, 0),  # padded above or below only, by 2, not at all
+])
+def test_edge_tiles_match_the_full_tiles(rng, level, dtype, n, threads, rows):
+    # rows of 14 between zero padding: the tiles without the padding's products (its columns,
+    # and the rows above and below) give the full tile's values (non-finite and negative-zero
+    # inputs included), for the forward convolution and the input gradient; a weight that is
+    # not finite takes the full tile (its nans)
     x = rng.standard_normal((n, 9, 6, 14)).astype(dtype)
     x[0, 1, 2, 0], x[-1, 4, 3, 13], x[0, 7, 0, 5], x[-1, 2, 5, 0] = np.inf, np.nan, -0.0, -np.inf
+    x[-1, 3, 0, 0], x[0, 6, 5, 13] = -np.inf, np.nan  # in the first and last rows' corners
     w = rng.standard_normal((40, 9, 3, 3)).astype(dtype)
     b = rng.standard_normal(40).astype(dtype)
     active = _conv_direct.current_level()
-    plan = _conv.TiledConv(x.shape, w.shape, conv_geometry((6, 14), 3, padding=1), 1, "zeros", np.dtype(dtype),
-                           active, "channels")
-    assert plan.edge_columns
+    padding = (rows, 1)
+    geometry = conv_geometry((6, 14), 3, padding=padding)
+    oh = geometry.out_shape[0]
+    plan = _conv.TiledConv(x.shape, w.shape, geometry, 1, "zeros", np.dtype(dtype), active, "channels")
+    assert plan.edges == _conv.edges(geometry) and plan.edges & _conv_direct.EDGE_COLUMNS
+    rtol, atol = tolerance(dtype)
     with fastconv.num_threads(threads):
         outs = []
-        for edges in (True, False):
-            plan.edge_columns = edges
-            out = np.full((n, 40, 6, 14), np.nan, dtype)
+        for edges in (plan.edges, _conv_direct.EDGE_COLUMNS, 0):
+            plan.edges = edges
+            out = np.full((n, 40, oh, 14), np.nan, dtype)
             plan.run(x, w, b, out)
             outs.append(out)
-        np.testing.assert_array_equal(outs[0], outs[1])
-        rtol, atol = tolerance(dtype)
+        np.testing.assert_array_equal(outs[0], outs[2])
+        np.testing.assert_array_equal(outs[1], outs[2])
         with np.errstate(invalid="ignore"):  # (the reference's inf - inf and 0 * inf)
-            expected = reference.conv2d(x, w, b, padding=1)
+            expected = reference.conv2d(x, w, b, padding=padding)
         assert_same_non_finite(outs[0], expected, rtol=rtol, atol=atol * 10)
-        plan.edge_columns = True
+        plan.edges = _conv.edges(geometry)
         spoiled = w.copy()
         spoiled[3, 2, 1, 0] = np.inf  # kernel column 0: a product of the left padding
-        out = np.full((n, 40, 6, 14), np.nan, dtype)
+        spoiled[5, 4, 0, 1] = -np.inf  # kernel row 0: of the padding above row 0 (where there is one)
+        spoiled[6, 8, 2, 2] = np.nan  # kernel row 2: of the padding below the last row
+        out = np.full((n, 40, oh, 14), np.nan, dtype)
         plan.run(x, spoiled, b, out)
         with np.errstate(invalid="ignore"):
-            expected = reference.conv2d(x, spoiled, b, padding=1)
-        assert np.isnan(expected[:, 3, :, 0]).all()
+            expected = reference.conv2d(x, spoiled, b, padding=padding)
+        assert np.isnan(expected[:, 3, :, 0]).all() and np.isnan(expected[:, 6]).all()
+        assert np.isnan(expected[:, 5, 0]).all() == bool(plan.edges & _conv_direct.EDGE_TOP_ROW)
         assert_same_non_finite(out, expected, rtol=rtol, atol=atol * 10)
-    grad = rng.standard_normal((n, 40, 6, 14)).astype(dtype)
-    got = fastconv.conv2d_grad_input(grad, w, x.shape, padding=1)
-    np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x.shape, padding=1), rtol=rtol,
+    grad = rng.standard_normal((n, 40, oh, 14)).astype(dtype)
+    got = fastconv.conv2d_grad_input(grad, w, x.shape, padding=padding)
+    np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x.shape, padding=padding), rtol=rtol,
                                atol=atol * 10)
 
 

@@ -223,8 +223,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_band_f64_fn band64
         fc_ocsplit_f32_fn ocsplit32
         fc_ocsplit_f64_fn ocsplit64
-        fc_tile_f32_fn ocedge32
-        fc_tile_f64_fn ocedge64
+        const fc_tile_f32_fn* ocedge32
+        const fc_tile_f64_fn* ocedge64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -240,11 +240,20 @@ cdef enum:
     TILE_SLACK = 16  # largest tile width (elements) of any level
     CACHE_LINE = 64  # bytes; packed buffers start at a multiple of it
     PACK_CHANNELS = 8  # input channels of a block whose weights _pack_block asks for at a time
+    EDGE_COLUMNS_FLAG = 1
+    EDGE_TOP_ROW_FLAG = 2
+    EDGE_BOTTOM_ROW_FLAG = 4
 
 #: Largest tile width (elements) of any level: inputs read past a row end need this much slack.
 MAX_TILE_WIDTH = TILE_SLACK
 ROW_TILE_ROWS = FC_ROWS  # output rows of a row tile
 ROW_TILE_CHANNELS = FC_ROWS_KH_CHANNELS  # most live channels of a block that runs row tiles
+#: Flags of ``edges`` (:func:`_octile_plane`): rows of 14 output columns between zero padding
+#: (3x3, stride 1) leave out the padding columns' products; with EDGE_COLUMNS, the plane's first
+#: row (padded above) leaves out kernel row 0's and its last (padded below) kernel row 2's.
+EDGE_COLUMNS = EDGE_COLUMNS_FLAG
+EDGE_TOP_ROW = EDGE_TOP_ROW_FLAG
+EDGE_BOTTOM_ROW = EDGE_BOTTOM_ROW_FLAG
 
 
 cdef void* _calloc_aligned(size_t count, size_t size, bint zeroed=True) noexcept nogil:
@@ -547,7 +556,7 @@ cdef inline void _pack_channels(const real_t* first, const PackSource* source, r
 def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                  Py_ssize_t row_step, const ptrdiff_t[::1] taps, const real_t[::1] w_packed,
                  const real_t[::1] bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t groups,
-                 Py_ssize_t cg, bint depthwise, int num_threads, int oc_level=-1, bint edge_columns=False):
+                 Py_ssize_t cg, bint depthwise, int num_threads, int oc_level=-1, int edges=0):
     """NCHW convolution by register tiles, parallel over (image, group, block of channels).
 
     ``x`` is the flat padded (and, for stride > 1, phase-split) input with
@@ -569,7 +578,7 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
     The caller provides ``MAX_TILE_WIDTH`` elements of slack after the input
     when ``OW < MAX_TILE_WIDTH``; otherwise every read stays within valid columns.
 
-    ``edge_columns``: see :func:`_octile_plane` (the caller vouches for the
+    ``edges``: see :func:`_octile_plane` (the caller vouches for the
     geometry and for finite weights).
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
@@ -598,7 +607,7 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
         if octile:
             _octile_plane(tiles, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
                           &w_packed[0] + r * cg * ntaps * block, &bias_packed[0] + r * block, &out[n, k0, 0, 0],
-                          OH, OW, OH * OW, min(block, kg - kb * block), 0, OH, 0, edge_columns)
+                          OH, OW, OH * OW, min(block, kg - kb * block), 0, OH, 0, edges)
         else:
             _tile_plane(tiles, depthwise, xbase, channel_stride, row_step, &taps[0], ntaps, cg,
                         &w_packed[0] + r * cg * ntaps * 8, &bias_packed[0] + r * 8, &out[n, k0, 0, 0], OH, OW,
@@ -609,14 +618,17 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
                         Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                         const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
                         Py_ssize_t ocs, Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1,
-                        Py_ssize_t in_row0, bint edge_columns) noexcept nogil:
+                        Py_ssize_t in_row0, int edges) noexcept nogil:
     """Output rows ``oh0 <= oh < oh1`` of ``nk`` output planes (``ocs`` apart) by output-channel tiles.
 
-    As :func:`_tile_plane`, whose arguments these are. With ``edge_columns``
-    (a 3x3 kernel, stride 1, zero padding left and right of the row: see
-    :func:`fastconv._conv.edge_columns`), rows of 14 columns run
+    As :func:`_tile_plane`, whose arguments these are. With ``edges &
+    EDGE_COLUMNS`` (a 3x3 kernel, stride 1, zero padding left and right of
+    the row: see :func:`fastconv._conv.edge_columns`), rows of 14 columns run
     ``tiles.ocedge32`` where the level has it: the tile without the products
-    of the padding columns.
+    of the padding columns. With ``EDGE_TOP_ROW`` too, the plane's row 0
+    leaves out the products of kernel row 0 (the padding above it); with
+    ``EDGE_BOTTOM_ROW``, row ``OH - 1`` those of kernel row 2 (see
+    :func:`fastconv._conv.edges`).
 
     A row is cut into the fewest segments of at most ``tiles.oc_cols`` columns,
     of sizes as even as they can be; each is one tile, which reads only the
@@ -630,16 +642,23 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
     cdef Py_ssize_t oh, s, start, end
-    cdef fc_tile_f32_fn e32 = tiles.ocedge32 if edge_columns and OW == 14 and ntaps == 9 else NULL
-    cdef fc_tile_f64_fn e64 = tiles.ocedge64 if edge_columns and OW == 14 and ntaps == 9 else NULL
+    cdef bint edge = edges & EDGE_COLUMNS_FLAG and OW == 14 and ntaps == 9
+    cdef const fc_tile_f32_fn* e32 = tiles.ocedge32 if edge else NULL
+    cdef const fc_tile_f64_fn* e64 = tiles.ocedge64 if edge else NULL
+    cdef int kernel_rows  # which of the edge tiles: all kernel rows (0), all but the first (1) or the last (2)
     if (e32 != NULL if real_t is float else e64 != NULL):  # one tile a row, without the padding's products
         for oh in range(oh0, oh1):
+            kernel_rows = 0
+            if oh == 0 and edges & EDGE_TOP_ROW_FLAG:
+                kernel_rows = 1
+            elif oh == OH - 1 and edges & EDGE_BOTTOM_ROW_FLAG:
+                kernel_rows = 2
             if real_t is float:
-                e32(xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb, bb, oplane + oh * OW,
-                    ocs, <int>nk, 14)
+                e32[kernel_rows](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb, bb,
+                          oplane + oh * OW, ocs, <int>nk, 14)
             else:
-                e64(xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb, bb, oplane + oh * OW,
-                    ocs, <int>nk, 14)
+                e64[kernel_rows](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb, bb,
+                          oplane + oh * OW, ocs, <int>nk, 14)
         return
     if OW > FC_OCSPLIT_MAX and _octile_split_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb,
                                                  oplane, ocs, OW, nk, oh0, oh1, in_row0):
@@ -1046,7 +1065,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1,
                   adjoint_taps=None, Py_ssize_t images=1, Py_ssize_t copies=0, Py_ssize_t copy_step=1,
-                  bint edge_columns=False):
+                  int edges=0):
     """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
     Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
@@ -1082,7 +1101,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     one column, whose rows merge. ``weight`` is then that convolution's,
     ``(K, cg, 1, KH)`` with ``cg`` counting the copies
     (``x.shape[1] * copies == groups * cg``), and every tap a whole number
-    of rows (``taps[t] % wq == 0``). ``edge_columns``: see
+    of rows (``taps[t] % wq == 0``). ``edges``: see
     :func:`_octile_plane` (the caller vouches for the geometry and for
     finite weights). Raises ValueError for inconsistent shapes, MemoryError
     if a buffer cannot be allocated.
@@ -1147,7 +1166,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                     n = t * images
                     _conv_image_banded(tiles, octile, x, n, min(N, n + images), 0, OH, xs, chan, pad_top, pad_left,
                                        sh, sw, band, hb, wq, &taps[0], ntaps, groups, blocks, block, kg, cg,
-                                       w_packed, bias_packed, out, copies, copy_step, edge_columns)
+                                       w_packed, bias_packed, out, copies, copy_step, edges)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
@@ -1172,7 +1191,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                 _conv_image_banded(tiles, octile, x, n, n1, i * band, OH if i == per_image - 1 else (i + 1) * band,
                                    xs, chan, pad_top, pad_left, sh, sw, band, hb, wq, &taps[0], ntaps, groups,
                                    blocks, block, kg, cg, w_packed, bias_packed, out, copies, copy_step,
-                                   edge_columns)
+                                   edges)
             _free_aligned(xs)
     _free_aligned(w_packed)
     free(bias_packed)
@@ -1200,7 +1219,7 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
                              const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t groups, Py_ssize_t blocks,
                              Py_ssize_t block, Py_ssize_t kg, Py_ssize_t cg, const real_t* w_packed,
                              const real_t* bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t copies,
-                             Py_ssize_t copy_step, bint edge_columns) noexcept nogil:
+                             Py_ssize_t copy_step, int edges) noexcept nogil:
     """Output rows ``row0 <= oh < row1`` of images ``n0 <= n < n1`` of :func:`conv2d_packed`, ``band`` rows at a time.
 
     The bands go through the scratch ``xs`` (the thread's ``C * chan`` phase
@@ -1253,7 +1272,7 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
                 if octile:
                     _octile_plane(tiles, xband, chan, wq, taps, ntaps, cg, w_packed + r * per_block,
                                   bias_packed + r * block, oband, t_rows, t_cols, OH * OW,
-                                  min(block, kg - kb * block), t_row0, t_row1, t_row0, edge_columns)
+                                  min(block, kg - kb * block), t_row0, t_row1, t_row0, edges)
                 else:
                     _tile_plane(tiles, False, xband, chan, wq, taps, ntaps, cg, w_packed + r * per_block,
                                 bias_packed + r * block, oband, t_rows, t_cols, OH * OW, min(8, kg - kb * 8),

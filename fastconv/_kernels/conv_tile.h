@@ -363,8 +363,10 @@ typedef struct {
     fc_band_f64_fn band64;
     fc_ocsplit_f32_fn ocsplit32; /* output-channel tiles over the end of a row and the start of the next (or NULL) */
     fc_ocsplit_f64_fn ocsplit64;
-    fc_tile_f32_fn ocedge32; /* 3x3 over 14 columns between zero padding, without its products (or NULL) */
-    fc_tile_f64_fn ocedge64;
+    /* [rows]: 3x3 over 14 columns between zero padding, without its products (or NULL); rows 1
+     * and 2 leave out kernel row 0 (a plane's first row, padded above) or 2 (its last, padded below) */
+    const fc_tile_f32_fn *ocedge32;
+    const fc_tile_f64_fn *ocedge64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,

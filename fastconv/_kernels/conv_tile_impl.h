@@ -752,9 +752,14 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 /* (COLUMNS: one tap's multiply-adds, from the weights w0, w1 and the tap's input xt;
  * ask_ says whether the tap asked for its input's line in the next channel) */
 #define FC_OC_CHANNELS(T, VT, VW, NTAPS, UNROLL, PF_EVERY, COLUMNS)                   \
-    for (int c = 0; c < C; c++) {                                                     \
+    FC_OC_CHANNEL_TAPS(T, VT, VW, 0, NTAPS, NTAPS, UNROLL, PF_EVERY, COLUMNS)
+/* The same over taps T0 <= t < T1 of a channel's NTAPS only: the weights of the others
+ * are stepped over where they lie (no copy) */
+#define FC_OC_CHANNEL_TAPS(T, VT, VW, T0, T1, NTAPS, UNROLL, PF_EVERY, COLUMNS)       \
+    wt += (T0) * 2 * VW;                                                              \
+    for (int c = 0; c < C; c++, wt += ((NTAPS) - ((T1) - (T0))) * 2 * VW) {           \
         const T *xc = x + c * cs;                                                     \
-        UNROLL for (int t = 0; t < (NTAPS); t++, wt += 2 * VW) {                      \
+        UNROLL for (int t = (T0); t < (T1); t++, wt += 2 * VW) {                      \
             VT w0, w1;                                                                \
             FC_LOAD(VT, w0, wt);                                                      \
             FC_LOAD(VT, w1, wt + VW);                                                 \
@@ -1056,10 +1061,13 @@ FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 /* A 3x3 kernel (nine taps, kw = t % 3) over a whole row of 14 output columns whose first
  * column's left neighbour and last column's right one are zero padding: column 0 leaves out
  * the taps of kernel column 0 and column 13 those of kernel column 2, whose products are of
- * zeros (6 of 252 multiply-adds a channel, as oneDNN leaves them out). Each other product is
- * summed in the same order as fc_octile's, so the values are the same, but for the sign of a
- * zero sum; the caller takes the full tile where a weight is not finite (a zero times an
- * infinity is a nan). Only ntaps == 9 and ncols == 14 (the caller checks). */
+ * zeros (6 of 252 multiply-adds a channel, as oneDNN leaves them out). The tiles of the
+ * first and last rows of a plane padded above or below run kernel rows KH0 <= kh < KH1
+ * only (1 .. 3 above, 0 .. 2 below): the third row's taps read the padding too (84 more of
+ * the 252), and their weights are stepped over. Each other product is summed in the same
+ * order as fc_octile's, so the values are the same, but for the sign of a zero sum; the
+ * caller takes the full tile where a weight is not finite (a zero times an infinity is a
+ * nan). Only ntaps == 9 and ncols == 14 (the caller checks). */
 #define FC_OC_EDGE_COLUMNS(T)                                                         \
     _Pragma("GCC unroll 16") for (int q = 0; q < 14; q++) {                           \
         if ((q == 0 && t % 3 == 0) || (q == 13 && t % 3 == 2))                         \
@@ -1068,7 +1076,7 @@ FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
         lo[q] += w0 * xv;                                                             \
         hi[q] += w1 * xv;                                                             \
     }
-#define FC_OC_EDGE_TILE(NAME, T, VT, VW)                                               \
+#define FC_OC_EDGE_TILE(NAME, T, VT, VW, KH0, KH1)                                     \
     static void NAME(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, const T *w, \
                      const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols)        \
     {                                                                                 \
@@ -1076,12 +1084,24 @@ FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
         FC_OC_INIT(VT, VW, 14)                                                        \
         FC_OC_PREFETCH_OUT(14)                                                        \
         const T *wt = w;                                                              \
-        FC_OC_CHANNELS(T, VT, VW, 9, _Pragma("GCC unroll 9"), 3, FC_OC_EDGE_COLUMNS(T)) \
+        FC_OC_CHANNEL_TAPS(T, VT, VW, 3 * (KH0), 3 * (KH1), 9, _Pragma("GCC unroll 9"), 3, \
+                           FC_OC_EDGE_COLUMNS(T))                                     \
         FC_OC_STORE(T, VT, VW, 14)                                                    \
         (void)ntaps; (void)ncols;                                                     \
     }
-FC_OC_EDGE_TILE(FC_CAT(fc_ocedge_f32, FC_ISA), float, FC_CAT(fc_vf, FC_ISA), FC_VF)
-FC_OC_EDGE_TILE(FC_CAT(fc_ocedge_f64, FC_ISA), double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+#define FC_OC_EDGE_SET(T, VT, VW)                                                     \
+    FC_OC_EDGE_TILE(FC_OCNAME(fc_ocedge, T, 0), T, VT, VW, 0, 3)                      \
+    FC_OC_EDGE_TILE(FC_OCNAME(fc_ocedge, T, 1), T, VT, VW, 1, 3)                      \
+    FC_OC_EDGE_TILE(FC_OCNAME(fc_ocedge, T, 2), T, VT, VW, 0, 2)
+FC_OC_EDGE_SET(float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_OC_EDGE_SET(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+/* [rows]: 0 all three kernel rows, 1 the plane's first row (kernel row 0 left out), 2 its last
+ * (kernel row 2 left out) */
+static fc_tile_f32_fn const FC_CAT(fc_ocedge_f32, FC_ISA)[3] = {
+    FC_OCNAME(fc_ocedge, float, 0), FC_OCNAME(fc_ocedge, float, 1), FC_OCNAME(fc_ocedge, float, 2)};
+static fc_tile_f64_fn const FC_CAT(fc_ocedge_f64, FC_ISA)[3] = {
+    FC_OCNAME(fc_ocedge, double, 0), FC_OCNAME(fc_ocedge, double, 1), FC_OCNAME(fc_ocedge, double, 2)};
+#undef FC_OC_EDGE_SET
 #undef FC_OC_EDGE_TILE
 #undef FC_OC_EDGE_COLUMNS
 #endif

@@ -1484,6 +1484,9 @@ def test_pointwise_passes_rule(dtype):
     small = _conv.POINTWISE_PASS_WEIGHTS // (64 * itemsize)
     assert _conv.pointwise_passes((64, small, 1, 1), itemsize) == 0  # weights this small: one pass
     assert _conv.pointwise_passes((64, small + 1, 1, 1), itemsize) > 0
+    few = _conv.POINTWISE_FEW_CHANNELS_BYTES // itemsize  # few input channels: passes of a few blocks
+    assert _conv.pointwise_passes((256, few, 1, 1), itemsize) == _conv.POINTWISE_FEW_CHANNELS_PASS
+    assert _conv.pointwise_passes((256, few + 1, 1, 1), itemsize) == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

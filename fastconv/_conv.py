@@ -561,17 +561,18 @@ def pointwise_tasks(pixels, panel, threads):
 def edge_columns(geometry):
     """Whether a convolution's output rows start and end on products of zero padding only.
 
-    A 3x3 kernel at stride 1 without dilation, over rows of 14 output
-    columns (one output-channel tile a row at AVX-512) whose first column's
-    kernel column 0 and last column's kernel column 2 read the zero padding:
-    the tile ``ocedge`` leaves out those products, 6 of the 252
-    multiply-adds of a channel (4.8 %), as oneDNN does. The sums are the
-    same but for the sign of a zero sum; :meth:`TiledConv.run` takes the full
-    tile where a weight is not finite (a zero times an infinity is a nan).
+    A 3x3 kernel at stride 1 without dilation, over rows of 14 or 7 output
+    columns (one output-channel tile a row, or two rows, at AVX-512) whose
+    first column's kernel column 0 and last column's kernel column 2 read
+    the zero padding: the edge tiles leave out those products, 6 of the 126
+    multiply-adds of a row of 14 (4.8 %) and 6 of 63 of a row of 7 (9.5 %),
+    as oneDNN does. The sums are the same but for the sign of a zero sum;
+    :meth:`TiledConv.run` takes the full tiles where a weight is not finite
+    (a zero times an infinity is a nan).
     """
     (_, w), (_, ow), left = geometry.in_shape, geometry.out_shape, geometry.padding[1][0]
     return (geometry.kernel == (3, 3) and geometry.stride == (1, 1) and geometry.dilation == (1, 1)
-            and ow == 14 and left >= 1 and ow - 1 + 2 - left >= w)
+            and ow in (7, 14) and left >= 1 and ow - 1 + 2 - left >= w)
 
 
 def edges(geometry):
@@ -581,10 +582,9 @@ def edges(geometry):
     ``EDGE_TOP_ROW`` where the first output row's kernel row 0 reads the
     padding above the input and ``EDGE_BOTTOM_ROW`` where the last output
     row's kernel row 2 reads the padding below: those rows' tiles leave out
-    that kernel row's products too (84 more of the 252 multiply-adds a
-    channel; on 14x14 with a padding of 1, the columns and rows together
-    leave out 9.1 % of the work, all of it products of zeros, as oneDNN
-    does).
+    that kernel row's products too. With a padding of 1, the columns and
+    rows together leave out 9.1 % of the work on 14x14 and 18.1 % on 7x7,
+    all of it products of zeros, as oneDNN does.
     """
     if not edge_columns(geometry):
         return 0

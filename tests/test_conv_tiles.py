@@ -1527,12 +1527,13 @@ def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype,
 
 
 def test_edge_columns_rule():
-    # a 3x3 kernel, stride 1, no dilation, rows of 14 output columns whose first and last
+    # a 3x3 kernel, stride 1, no dilation, rows of 14 or 7 output columns whose first and last
     # column's outer kernel columns read the zero padding
     def rule(width, padding=1, **kw):
         return _conv.edge_columns(conv_geometry((9, width), 3, padding=padding, **kw))
 
     assert rule(14) and rule(13, padding=((1, 1), (1, 2))) and rule(12, padding=((1, 1), (2, 2)))
+    assert rule(7) and rule(6, padding=((1, 1), (1, 2))) and not rule(8) and not rule(6)
     assert not rule(16, padding=0)  # no padding
     assert not rule(15, padding=((1, 1), (0, 1)))  # none on the left
     assert not rule(15, padding=((1, 1), (1, 0)))  # none on the right
@@ -1552,28 +1553,35 @@ def test_edges_rule():
     assert flags(9, (1, 0)) == columns | top and flags(9, (0, 1)) == columns | bottom
     assert flags(9, (2, 2)) == columns | top | bottom and flags(9, 0) == columns
     assert flags(1, 1) == columns | top | bottom  # one output row, padded above and below
+    assert flags(9, 1, width=7) == columns | top | bottom and flags(9, (0, 1), width=7) == columns | bottom
     assert flags(9, 1, width=16) == 0 and flags(9, 1, width=16, cols=0) == 0  # no edge columns: no rows
     assert _conv.edges(conv_geometry((9, 14), 3, padding=1, stride=2)) == 0
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n, threads, rows", [
-    (3, 1, 1), (3, 2, 1), (1, 2, 1),  # banded; whole-batch layout for one image
-    (3, 1, (1, 0)), (1, 2, (0, 1)), (3, 2, (2, 1)), (1, 1, 0),  # padded above or below only, by 2, not at all
+@pytest.mark.parametrize("n, threads, rows, hw", [
+    (3, 1, 1, (6, 14)), (3, 2, 1, (6, 14)), (1, 2, 1, (6, 14)),  # banded; whole-batch layout for one image
+    # padded above or below only, by 2, not at all
+    (3, 1, (1, 0), (6, 14)), (1, 2, (0, 1), (6, 14)), (3, 2, (2, 1), (6, 14)), (1, 1, 0, (6, 14)),
+    (2, 1, 1, (1, 14)),  # one row, padded above and below
+    # rows of 7: pairs, and a last single row where the rows are odd
+    (3, 1, 1, (7, 7)), (3, 2, 1, (7, 7)), (1, 2, 1, (6, 7)), (3, 1, (1, 0), (7, 7)), (1, 2, (0, 1), (6, 7)),
+    (3, 2, (2, 1), (7, 7)), (1, 1, 0, (7, 7)), (2, 1, 1, (1, 7)), (2, 2, 1, (2, 7)),
 ])
-def test_edge_tiles_match_the_full_tiles(rng, level, dtype, n, threads, rows):
-    # rows of 14 between zero padding: the tiles without the padding's products (its columns,
-    # and the rows above and below) give the full tile's values (non-finite and negative-zero
-    # inputs included), for the forward convolution and the input gradient; a weight that is
-    # not finite takes the full tile (its nans)
-    x = rng.standard_normal((n, 9, 6, 14)).astype(dtype)
-    x[0, 1, 2, 0], x[-1, 4, 3, 13], x[0, 7, 0, 5], x[-1, 2, 5, 0] = np.inf, np.nan, -0.0, -np.inf
-    x[-1, 3, 0, 0], x[0, 6, 5, 13] = -np.inf, np.nan  # in the first and last rows' corners
+def test_edge_tiles_match_the_full_tiles(rng, level, dtype, n, threads, rows, hw):
+    # rows of 14 or 7 between zero padding: the tiles without the padding's products (its
+    # columns, and the rows above and below) give the full tiles' values (non-finite and
+    # negative-zero inputs included), for the forward convolution and the input gradient; a
+    # weight that is not finite takes the full tiles (their nans)
+    h, wd = hw
+    x = rng.standard_normal((n, 9, h, wd)).astype(dtype)
+    x[0, 1, h // 3, 0], x[-1, 4, h // 2, -1], x[0, 7, 0, 5], x[-1, 2, -1, 0] = np.inf, np.nan, -0.0, -np.inf
+    x[-1, 3, 0, 0], x[0, 6, -1, -1] = -np.inf, np.nan  # in the first and last rows' corners
     w = rng.standard_normal((40, 9, 3, 3)).astype(dtype)
     b = rng.standard_normal(40).astype(dtype)
     active = _conv_direct.current_level()
     padding = (rows, 1)
-    geometry = conv_geometry((6, 14), 3, padding=padding)
+    geometry = conv_geometry(hw, 3, padding=padding)
     oh = geometry.out_shape[0]
     plan = _conv.TiledConv(x.shape, w.shape, geometry, 1, "zeros", np.dtype(dtype), active, "channels")
     assert plan.edges == _conv.edges(geometry) and plan.edges & _conv_direct.EDGE_COLUMNS
@@ -1582,7 +1590,7 @@ def test_edge_tiles_match_the_full_tiles(rng, level, dtype, n, threads, rows):
         outs = []
         for edges in (plan.edges, _conv_direct.EDGE_COLUMNS, 0):
             plan.edges = edges
-            out = np.full((n, 40, oh, 14), np.nan, dtype)
+            out = np.full((n, 40, oh, wd), np.nan, dtype)
             plan.run(x, w, b, out)
             outs.append(out)
         np.testing.assert_array_equal(outs[0], outs[2])
@@ -1595,14 +1603,14 @@ def test_edge_tiles_match_the_full_tiles(rng, level, dtype, n, threads, rows):
         spoiled[3, 2, 1, 0] = np.inf  # kernel column 0: a product of the left padding
         spoiled[5, 4, 0, 1] = -np.inf  # kernel row 0: of the padding above row 0 (where there is one)
         spoiled[6, 8, 2, 2] = np.nan  # kernel row 2: of the padding below the last row
-        out = np.full((n, 40, oh, 14), np.nan, dtype)
+        out = np.full((n, 40, oh, wd), np.nan, dtype)
         plan.run(x, spoiled, b, out)
         with np.errstate(invalid="ignore"):
             expected = reference.conv2d(x, spoiled, b, padding=padding)
         assert np.isnan(expected[:, 3, :, 0]).all() and np.isnan(expected[:, 6]).all()
         assert np.isnan(expected[:, 5, 0]).all() == bool(plan.edges & _conv_direct.EDGE_TOP_ROW)
         assert_same_non_finite(out, expected, rtol=rtol, atol=atol * 10)
-    grad = rng.standard_normal((n, 40, oh, 14)).astype(dtype)
+    grad = rng.standard_normal((n, 40, oh, wd)).astype(dtype)
     got = fastconv.conv2d_grad_input(grad, w, x.shape, padding=padding)
     np.testing.assert_allclose(got, reference.conv2d_grad_input(grad, w, x.shape, padding=padding), rtol=rtol,
                                atol=atol * 10)

@@ -167,6 +167,9 @@ cdef extern from "conv_tile.h" nogil:
         FC_OCSPLIT_MAX
         FC_ROWS_KH_CHANNELS
         FC_OCROWS_Q
+        FC_EDGE_ROW14
+        FC_EDGE_ROWS7
+        FC_EDGE_ROW7
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -223,8 +226,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_band_f64_fn band64
         fc_ocsplit_f32_fn ocsplit32
         fc_ocsplit_f64_fn ocsplit64
-        const fc_tile_f32_fn* ocedge32
-        const fc_tile_f64_fn* ocedge64
+        const fc_ocrows_f32_fn* ocedge32
+        const fc_ocrows_f64_fn* ocedge64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -248,9 +251,9 @@ cdef enum:
 MAX_TILE_WIDTH = TILE_SLACK
 ROW_TILE_ROWS = FC_ROWS  # output rows of a row tile
 ROW_TILE_CHANNELS = FC_ROWS_KH_CHANNELS  # most live channels of a block that runs row tiles
-#: Flags of ``edges`` (:func:`_octile_plane`): rows of 14 output columns between zero padding
-#: (3x3, stride 1) leave out the padding columns' products; with EDGE_COLUMNS, the plane's first
-#: row (padded above) leaves out kernel row 0's and its last (padded below) kernel row 2's.
+#: Flags of ``edges`` (:func:`_octile_plane`): rows of 14 or 7 output columns between zero
+#: padding (3x3, stride 1) leave out the padding columns' products; with EDGE_COLUMNS, the plane's
+#: first row (padded above) leaves out kernel row 0's and its last (padded below) kernel row 2's.
 EDGE_COLUMNS = EDGE_COLUMNS_FLAG
 EDGE_TOP_ROW = EDGE_TOP_ROW_FLAG
 EDGE_BOTTOM_ROW = EDGE_BOTTOM_ROW_FLAG
@@ -623,12 +626,14 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
 
     As :func:`_tile_plane`, whose arguments these are. With ``edges &
     EDGE_COLUMNS`` (a 3x3 kernel, stride 1, zero padding left and right of
-    the row: see :func:`fastconv._conv.edge_columns`), rows of 14 columns run
-    ``tiles.ocedge32`` where the level has it: the tile without the products
-    of the padding columns. With ``EDGE_TOP_ROW`` too, the plane's row 0
-    leaves out the products of kernel row 0 (the padding above it); with
-    ``EDGE_BOTTOM_ROW``, row ``OH - 1`` those of kernel row 2 (see
-    :func:`fastconv._conv.edges`).
+    the row: see :func:`fastconv._conv.edge_columns`), rows of 14 columns,
+    or pairs of rows of 7 and a last single row, run the edge tiles
+    (``tiles.ocedge32``) where the level has them: the tiles without the
+    products of the padding columns. With ``EDGE_TOP_ROW`` too, the plane's
+    row 0 leaves out the products of kernel row 0 (the padding above it);
+    with ``EDGE_BOTTOM_ROW``, row ``OH - 1`` those of kernel row 2 (see
+    :func:`fastconv._conv.edges`). A row's sums do not depend on the tile
+    it is in: the same bits for any ``oh0``.
 
     A row is cut into the fewest segments of at most ``tiles.oc_cols`` columns,
     of sizes as even as they can be; each is one tile, which reads only the
@@ -642,23 +647,10 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
     cdef Py_ssize_t oh, s, start, end
-    cdef bint edge = edges & EDGE_COLUMNS_FLAG and OW == 14 and ntaps == 9
-    cdef const fc_tile_f32_fn* e32 = tiles.ocedge32 if edge else NULL
-    cdef const fc_tile_f64_fn* e64 = tiles.ocedge64 if edge else NULL
-    cdef int kernel_rows  # which of the edge tiles: all kernel rows (0), all but the first (1) or the last (2)
-    if (e32 != NULL if real_t is float else e64 != NULL):  # one tile a row, without the padding's products
-        for oh in range(oh0, oh1):
-            kernel_rows = 0
-            if oh == 0 and edges & EDGE_TOP_ROW_FLAG:
-                kernel_rows = 1
-            elif oh == OH - 1 and edges & EDGE_BOTTOM_ROW_FLAG:
-                kernel_rows = 2
-            if real_t is float:
-                e32[kernel_rows](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb, bb,
-                          oplane + oh * OW, ocs, <int>nk, 14)
-            else:
-                e64[kernel_rows](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb, bb,
-                          oplane + oh * OW, ocs, <int>nk, 14)
+    cdef bint edge = edges & EDGE_COLUMNS_FLAG and (OW == 14 or OW == 7) and ntaps == 9
+    if edge and (tiles.ocedge32 != NULL if real_t is float else tiles.ocedge64 != NULL):
+        _octile_edge_rows(tiles, xbase, channel_stride, row_step, taps, cg, wb, bb, oplane, OH, OW, ocs, nk, oh0,
+                          oh1, in_row0, edges)
         return
     if OW > FC_OCSPLIT_MAX and _octile_split_band(tiles, xbase, channel_stride, row_step, taps, ntaps, cg, wb, bb,
                                                  oplane, ocs, OW, nk, oh0, oh1, in_row0):
@@ -692,6 +684,42 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
             else:
                 tiles.oc64(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
                            oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
+
+
+cdef void _octile_edge_rows(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
+                            Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t cg, const real_t* wb,
+                            const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t ocs,
+                            Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0,
+                            int edges) noexcept nogil:
+    """:func:`_octile_plane`'s rows ``oh0 <= oh < oh1`` by the edge tiles (``OW`` 14 or 7, nine taps).
+
+    Rows of 14 run one at a time, rows of 7 two at a time and a last odd
+    one alone; a tile whose first row is row 0 takes the variant without
+    kernel row 0 where ``edges`` has ``EDGE_TOP_ROW``, one whose last row is
+    ``OH - 1`` the variant without kernel row 2 where it has
+    ``EDGE_BOTTOM_ROW``.
+    """
+    cdef Py_ssize_t oh = oh0, rows, shape
+    cdef int variant
+    while oh < oh1:
+        if OW == 14:
+            rows, shape = 1, FC_EDGE_ROW14
+        elif oh + 2 <= oh1:
+            rows, shape = 2, FC_EDGE_ROWS7
+        else:
+            rows, shape = 1, FC_EDGE_ROW7
+        variant = 0
+        if oh == 0 and edges & EDGE_TOP_ROW_FLAG:
+            variant = 1
+        if oh + rows == OH and edges & EDGE_BOTTOM_ROW_FLAG:
+            variant = variant + 2
+        if real_t is float:
+            tiles.ocedge32[shape + variant](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb,
+                                            bb, oplane + oh * OW, ocs, <int>nk, row_step)
+        else:
+            tiles.ocedge64[shape + variant](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb,
+                                            bb, oplane + oh * OW, ocs, <int>nk, row_step)
+        oh = oh + rows
 
 
 cdef bint _octile_split_band(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,

@@ -45,6 +45,11 @@ typedef void (*fc_ocrows_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, in
                                  const float *, float *, ptrdiff_t, int, ptrdiff_t);
 typedef void (*fc_ocrows_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
                                  const double *, double *, ptrdiff_t, int, ptrdiff_t);
+/* Edge tiles (AVX-512: 3x3 kernels over rows between zero padding, without the padding's
+ * products), the same arguments: the tiles of a shape, one row of 14 columns, two rows of 7
+ * or one row of 7, are 4 in a row of the table, [shape + top + 2 * bottom] (top: the tile's
+ * first row is the plane's first, padded above; bottom: its last is the plane's last). */
+enum { FC_EDGE_ROW14 = 0, FC_EDGE_ROWS7 = 4, FC_EDGE_ROW7 = 8, FC_EDGE_TILES = 12 };
 /* Output-channel tiles over two rows (AVX2): x, cs, taps, ntaps, C, w, bias, out, ocs, nk,
  * ncols (5 or 6), split (its columns on the first row, 1 .. ncols - 1), gap (input row step
  * minus output row width). A band run so is cut into segments of FC_OCSPLIT_MIN to
@@ -363,10 +368,10 @@ typedef struct {
     fc_band_f64_fn band64;
     fc_ocsplit_f32_fn ocsplit32; /* output-channel tiles over the end of a row and the start of the next (or NULL) */
     fc_ocsplit_f64_fn ocsplit64;
-    /* [rows]: 3x3 over 14 columns between zero padding, without its products (or NULL); rows 1
-     * and 2 leave out kernel row 0 (a plane's first row, padded above) or 2 (its last, padded below) */
-    const fc_tile_f32_fn *ocedge32;
-    const fc_tile_f64_fn *ocedge64;
+    /* [FC_EDGE_TILES]: 3x3 over rows between zero padding, without its products (or NULL; see
+     * FC_EDGE_ROW14) */
+    const fc_ocrows_f32_fn *ocedge32;
+    const fc_ocrows_f64_fn *ocedge64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,

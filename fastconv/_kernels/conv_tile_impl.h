@@ -1096,14 +1096,15 @@ FC_OCTILE_SET(FC_OCTILE_FIXED, fc_octile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
         (void)ntaps;                                                                  \
     }
 /* the four tiles of one shape: [TOP + 2 * BOTTOM] */
+#define FC_OC_EDGE_NAME(T, R, Q, V) FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _##V)
 #define FC_OC_EDGE_SHAPE(T, VT, VW, R, Q)                                             \
-    FC_OC_EDGE_TILE(FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _0), T, VT, VW, R, Q, 0, 0) \
-    FC_OC_EDGE_TILE(FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _1), T, VT, VW, R, Q, 1, 0) \
-    FC_OC_EDGE_TILE(FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _2), T, VT, VW, R, Q, 0, 1) \
-    FC_OC_EDGE_TILE(FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _3), T, VT, VW, R, Q, 1, 1)
+    FC_OC_EDGE_TILE(FC_OC_EDGE_NAME(T, R, Q, 0), T, VT, VW, R, Q, 0, 0)               \
+    FC_OC_EDGE_TILE(FC_OC_EDGE_NAME(T, R, Q, 1), T, VT, VW, R, Q, 1, 0)               \
+    FC_OC_EDGE_TILE(FC_OC_EDGE_NAME(T, R, Q, 2), T, VT, VW, R, Q, 0, 1)               \
+    FC_OC_EDGE_TILE(FC_OC_EDGE_NAME(T, R, Q, 3), T, VT, VW, R, Q, 1, 1)
 #define FC_OC_EDGE_NAMES(T, R, Q)                                                     \
-    FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _0), FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _1), \
-    FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _2), FC_CAT(FC_CAT(FC_OCNAME(fc_ocedge, T, R), x##Q), _3)
+    FC_OC_EDGE_NAME(T, R, Q, 0), FC_OC_EDGE_NAME(T, R, Q, 1), FC_OC_EDGE_NAME(T, R, Q, 2), \
+    FC_OC_EDGE_NAME(T, R, Q, 3)
 FC_OC_EDGE_SHAPE(float, FC_CAT(fc_vf, FC_ISA), FC_VF, 1, 14)
 FC_OC_EDGE_SHAPE(float, FC_CAT(fc_vf, FC_ISA), FC_VF, 2, 7)
 FC_OC_EDGE_SHAPE(float, FC_CAT(fc_vf, FC_ISA), FC_VF, 1, 7)
@@ -1117,9 +1118,9 @@ static fc_ocrows_f64_fn const FC_CAT(fc_ocedge_f64, FC_ISA)[FC_EDGE_TILES] = {
     FC_OC_EDGE_NAMES(double, 1, 14), FC_OC_EDGE_NAMES(double, 2, 7), FC_OC_EDGE_NAMES(double, 1, 7)};
 #undef FC_OC_EDGE_NAMES
 #undef FC_OC_EDGE_SHAPE
+#undef FC_OC_EDGE_NAME
 #undef FC_OC_EDGE_TILE
 #undef FC_OC_EDGE_PRODUCTS
-#undef FC_OC_EDGE_COLUMNS
 #endif
 FC_OCTILE_SET(FC_OCWTILE_FIXED, fc_ocwtile, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
 FC_OCTILE_SET(FC_OCWTILE_FIXED, fc_ocwtile, double, FC_CAT(fc_vd, FC_ISA), FC_VD)

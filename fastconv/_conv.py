@@ -681,9 +681,10 @@ class TiledConv:
             self.band_images = band_images(c * self.phases.image * dtype.itemsize, block * per_filter,
                                            groups * self.blocks * block * per_filter)
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
-        # the output-channel tiles leave out products of the zero padding (edges)
+        # the output-channel tiles leave out products of the zero padding (edges), where the level
+        # has such tiles (elsewhere a call would check its weights for nothing)
         self.edges = (edges(geometry) if oc_level >= 0 and not (self.depthwise or self.copies or self.merge > 1)
-                      and padding_mode == "zeros" else 0)
+                      and padding_mode == "zeros" and _conv_direct.has_edge_tiles(oc_level) else 0)
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
         self.conv2d_packed = specialized(_conv_direct.conv2d_packed, dtype)
         self.conv2d_depthwise_packed = specialized(_conv_direct.conv2d_depthwise_packed, dtype)

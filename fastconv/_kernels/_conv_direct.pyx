@@ -341,6 +341,11 @@ def oc_tile_shape(int level, dtype_char):
     return (tiles.oc_block_f32 if dtype_char == "f" else tiles.oc_block_f64), tiles.oc_cols
 
 
+def has_edge_tiles(int level):
+    """Whether SIMD level ``level`` has the edge tiles (see :func:`fastconv._conv.edges`)."""
+    return fc_level_tiles(level).ocedge32 != NULL
+
+
 cdef const fc_tiles* _tiles_for(int oc_level, Py_ssize_t* block, bint is_float) noexcept nogil:
     """The active tiles (``block`` = 8), or level ``oc_level``'s when it is >= 0 (its channel block)."""
     cdef const fc_tiles* tiles

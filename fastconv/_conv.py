@@ -489,6 +489,16 @@ def pointwise_in_place(weight_shape, dtype, level):
     image) 1.00-1.02x; ``K > C`` (64 to 256 on 48x48) 0.96x. Fewer lanes,
     one thread: AVX-512 float64 0.99x, AVX2 float32 0.93-0.98x (but 128 to
     128 1.02x), AVX2 float64 0.91-0.97x.
+
+    Later runs on the same machine (other sessions, other phases of its
+    host) read the panels in place at 0.85-0.91x of the copies on 56x56
+    (the first block of filters over a panel waiting on memory for each
+    channel's row): the first block over a panel now asks for the next
+    panel's rows (the kernel's ``pwnext`` tile). Then, medians of 15-21
+    (8 images unless said): 256 to 64 on 56x56 1.07x at one thread and
+    1.22x at two, 32 images 1.13x and 1.15x; 256 to 256 on 28x28 1.06x and
+    0.92-0.97x; 512 to 128 on 28x28 1.00x and 0.96-1.01x; 128 to 128 on
+    28x28 1.06x and 1.07-1.08x; 1024 to 256 on 14x14 1.01x and 0.98-1.00x.
     """
     k, cg = weight_shape[:2]
     return k <= cg and _conv_direct.tile_width(np.dtype(dtype).char, level) >= POINTWISE_IN_PLACE_MIN_LANES

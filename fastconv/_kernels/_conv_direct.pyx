@@ -228,6 +228,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_ocsplit_f64_fn ocsplit64
         const fc_ocrows_f32_fn* ocedge32
         const fc_ocrows_f64_fn* ocedge64
+        fc_tile_f32_fn pwnext32
+        fc_tile_f64_fn pwnext64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -1339,7 +1341,9 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     (``panel`` its width, every block of filters more than 4 live) and that
     lies in one row of one image of ``x``, whose rows are adjacent items
     (``sw == 1``, the image one row: ``x.shape[2] == 1``), is not copied:
-    the tiles read it where it is, each channel's row a plane apart.
+    the tiles read it where it is, each channel's row a plane apart; where
+    the next panel is read so too, the first block of filters over a panel
+    asks for the next one's rows (``tiles.pwnext32``).
     Each output sums its channels in order from its bias, as every
     column tile does, so the results depend neither on ``tasks``, ``panel``,
     ``pass_blocks`` and ``in_place`` nor on the thread count. Raises
@@ -1418,6 +1422,8 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef fc_tile_f32_fn whole32 = tiles.pw32  # (the three-vector tile of one tap at offset 0)
     cdef fc_tile_f64_fn whole64 = tiles.pw64
+    cdef fc_tile_f32_fn tile32
+    cdef fc_tile_f64_fn tile64
     cdef Py_ssize_t span = 3 * (tiles.width_f32 if real_t is float else tiles.width_f64)
     cdef bint direct = (whole32 != NULL) if real_t is float else (whole64 != NULL)
     # panels read in place: each a whole tile of one image's one row, every block of filters run by the
@@ -1458,7 +1464,7 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                         n = n + 1
             dst += C * panel
             q0 = q1
-    cdef bint split
+    cdef bint split, ahead
     cdef Py_ssize_t r0 = 0, blocks = (K + 7) // 8, nk, ocs, panel_cs
     cdef const real_t* panel_x
     while r0 < blocks:  # passes of pass_blocks blocks of filters over every panel
@@ -1469,8 +1475,11 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
             p = g0 + q0 - n * P
             split = p + (q1 - q0) > P  # the panel ends in the next image: its outputs go through ys
             ocs = panel if split else P
+            # the next panel read in place too: the pass's first block asks for its rows (pwnext)
+            ahead = False
             if reads_in_place and q1 - q0 == panel and p + panel <= P:  # (as the copy loop skipped it)
                 panel_x, panel_cs = &x[n, 0, 0, p], in_place_cs
+                ahead = q1 + panel <= cols and p + 2 * panel <= P
             else:
                 panel_x, panel_cs = xs + q0 * C, panel
             for r in range(r0, min(blocks, r0 + pass_blocks)):
@@ -1478,11 +1487,13 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                 dst = ys if split else &out[n, r * 8, p]
                 if direct and q1 - q0 == span and nk > 4:  # one whole tile: what _tile_plane would run
                     if real_t is float:
-                        whole32(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
-                                &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
+                        tile32 = tiles.pwnext32 if ahead and r == r0 and tiles.pwnext32 != NULL else whole32
+                        tile32(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                               &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
                     else:
-                        whole64(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
-                                &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
+                        tile64 = tiles.pwnext64 if ahead and r == r0 and tiles.pwnext64 != NULL else whole64
+                        tile64(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                               &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
                 else:
                     _tile_plane(tiles, False, xs + q0 * C, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,
                                 &bias_packed[0] + r * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)

@@ -372,6 +372,8 @@ typedef struct {
      * FC_EDGE_ROW14) */
     const fc_ocrows_f32_fn *ocedge32;
     const fc_ocrows_f64_fn *ocedge64;
+    fc_tile_f32_fn pwnext32; /* pw32 asking for the next panel's rows (or NULL; see FC_PWNEXT) */
+    fc_tile_f64_fn pwnext64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -383,7 +385,8 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        4, 2, 4, 2, FC_BASE_OC_F32, FC_BASE_OC_F64, fc_oc_cols_base,
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
-                                       FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND, NULL, NULL};
+                                       FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND, NULL, NULL, NULL, NULL,
+                                       NULL, NULL};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -416,7 +419,7 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_addrow_f32_avx512, fc_addrow_f64_avx512, fc_pwtile_f32_avx512,
                                          fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512,
                                          NULL, NULL, NULL, NULL, NULL, NULL, fc_ocedge_f32_avx512,
-                                         fc_ocedge_f64_avx512};
+                                         fc_ocedge_f64_avx512, fc_pwnext_f32_avx512, fc_pwnext_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

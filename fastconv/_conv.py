@@ -756,7 +756,9 @@ class TiledConv:
             else:  # (packs the weights itself)
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
-                                   adjoint_taps, even_images(self.band_images, x.shape[0], threads), copies,
+                                   adjoint_taps,
+                                   even_images(self.band_images, x.shape[0], threads) if self.band_images > 1 else 1,
+                                   copies,
                                    geometry.dilation[1], self._edges(weight))
             return
         # too few images to share between the threads: lay the whole batch out once and split
@@ -774,7 +776,6 @@ class TiledConv:
         an infinity, past the type's range, just takes the full tiles).
         """
         return self.edges if self.edges and np.isfinite(np.add.reduce(weight, axis=None)) else 0
-
 
     def _copies_weight(self, weight, adjoint_taps):
         """The ``(K, cg * KW, 1, KH)`` weight of a plan with column copies (a copy of a few KiB).

@@ -1527,8 +1527,8 @@ def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype,
 
 
 def test_edge_columns_rule():
-    # a 3x3 kernel, stride 1, no dilation, rows of 14 or 7 output columns whose first and last
-    # column's outer kernel columns read the zero padding
+    # a 3x3 kernel, stride 1, no dilation, rows of 7 output columns or a multiple of 14 whose first
+    # and last column's outer kernel columns read the zero padding
     def rule(width, padding=1, **kw):
         return _conv.edge_columns(conv_geometry((9, width), 3, padding=padding, **kw))
 
@@ -1538,6 +1538,7 @@ def test_edge_columns_rule():
     assert not rule(15, padding=((1, 1), (0, 1)))  # none on the left
     assert not rule(15, padding=((1, 1), (1, 0)))  # none on the right
     assert not rule(13) and not rule(15)  # rows of 13 and 15 columns
+    assert rule(28) and rule(42) and rule(56) and not rule(21) and not rule(30)  # tiles of 14 a row
     assert not rule(28, stride=2) and not rule(16, dilation=2)
     assert not _conv.edge_columns(conv_geometry((9, 14), (3, 5), padding=(1, 2)))
 
@@ -1567,6 +1568,9 @@ def test_edges_rule():
     # rows of 7: pairs, and a last single row where the rows are odd
     (3, 1, 1, (7, 7)), (3, 2, 1, (7, 7)), (1, 2, 1, (6, 7)), (3, 1, (1, 0), (7, 7)), (1, 2, (0, 1), (6, 7)),
     (3, 2, (2, 1), (7, 7)), (1, 1, 0, (7, 7)), (2, 1, 1, (1, 7)), (2, 2, 1, (2, 7)),
+    # longer rows in tiles of 14: the first without the left padding's products, the last without
+    # the right's, those between without either (but the first and last rows')
+    (2, 1, 1, (4, 28)), (1, 2, 1, (3, 42)), (2, 2, (1, 0), (3, 56)), (1, 1, (0, 1), (2, 28)), (1, 1, 1, (1, 42)),
 ])
 def test_edge_tiles_match_the_full_tiles(rng, level, dtype, n, threads, rows, hw):
     # rows of 14 or 7 between zero padding: the tiles without the padding's products (its

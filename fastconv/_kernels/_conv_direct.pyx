@@ -170,6 +170,9 @@ cdef extern from "conv_tile.h" nogil:
         FC_EDGE_ROW14
         FC_EDGE_ROWS7
         FC_EDGE_ROW7
+        FC_EDGE_ROW14_LEFT
+        FC_EDGE_ROW14_RIGHT
+        FC_EDGE_ROW14_INNER
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -633,8 +636,9 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
 
     As :func:`_tile_plane`, whose arguments these are. With ``edges &
     EDGE_COLUMNS`` (a 3x3 kernel, stride 1, zero padding left and right of
-    the row: see :func:`fastconv._conv.edge_columns`), rows of 14 columns,
-    or pairs of rows of 7 and a last single row, run the edge tiles
+    the row: see :func:`fastconv._conv.edge_columns`), rows of 14 columns
+    (or 28, 42, ... in tiles of 14), or pairs of rows of 7 and a last
+    single row, run the edge tiles
     (``tiles.ocedge32``) where the level has them: the tiles without the
     products of the padding columns. With ``EDGE_TOP_ROW`` too, the plane's
     row 0 leaves out the products of kernel row 0 (the padding above it);
@@ -654,7 +658,7 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
     cdef Py_ssize_t oh, s, start, end
-    cdef bint edge = edges & EDGE_COLUMNS_FLAG and (OW == 14 or OW == 7) and ntaps == 9
+    cdef bint edge = edges & EDGE_COLUMNS_FLAG and (OW == 7 or (OW > 0 and OW % 14 == 0)) and ntaps == 9
     if edge and (tiles.ocedge32 != NULL if real_t is float else tiles.ocedge64 != NULL):
         _octile_edge_rows(tiles, xbase, channel_stride, row_step, taps, cg, wb, bb, oplane, OH, OW, ocs, nk, oh0,
                           oh1, in_row0, edges)
@@ -698,34 +702,44 @@ cdef void _octile_edge_rows(const fc_tiles* tiles, const real_t* xbase, Py_ssize
                             const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t ocs,
                             Py_ssize_t nk, Py_ssize_t oh0, Py_ssize_t oh1, Py_ssize_t in_row0,
                             int edges) noexcept nogil:
-    """:func:`_octile_plane`'s rows ``oh0 <= oh < oh1`` by the edge tiles (``OW`` 14 or 7, nine taps).
+    """:func:`_octile_plane`'s rows ``oh0 <= oh < oh1`` by the edge tiles (``OW`` 7 or a multiple of 14, nine taps).
 
-    Rows of 14 run one at a time, rows of 7 two at a time and a last odd
-    one alone; a tile whose first row is row 0 takes the variant without
-    kernel row 0 where ``edges`` has ``EDGE_TOP_ROW``, one whose last row is
-    ``OH - 1`` the variant without kernel row 2 where it has
+    Rows of 14 run one at a time, longer ones in tiles of 14 (the first
+    without the left padding column's products, the last without the
+    right's, those between without either), rows of 7 two at a time and a
+    last odd one alone; a tile whose first row is row 0 takes the variant
+    without kernel row 0 where ``edges`` has ``EDGE_TOP_ROW``, one whose
+    last row is ``OH - 1`` the variant without kernel row 2 where it has
     ``EDGE_BOTTOM_ROW``.
     """
-    cdef Py_ssize_t oh = oh0, rows, shape
+    cdef Py_ssize_t oh = oh0, rows, shape, s, segments = OW // 14 if OW != 7 else 1
+    cdef const real_t* xrow
     cdef int variant
     while oh < oh1:
-        if OW == 14:
-            rows, shape = 1, FC_EDGE_ROW14
-        elif oh + 2 <= oh1:
-            rows, shape = 2, FC_EDGE_ROWS7
-        else:
-            rows, shape = 1, FC_EDGE_ROW7
+        rows = 2 if OW == 7 and oh + 2 <= oh1 else 1
         variant = 0
         if oh == 0 and edges & EDGE_TOP_ROW_FLAG:
             variant = 1
         if oh + rows == OH and edges & EDGE_BOTTOM_ROW_FLAG:
             variant = variant + 2
-        if real_t is float:
-            tiles.ocedge32[shape + variant](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb,
-                                            bb, oplane + oh * OW, ocs, <int>nk, row_step)
-        else:
-            tiles.ocedge64[shape + variant](xbase + (oh - in_row0) * row_step, channel_stride, taps, 9, <int>cg, wb,
-                                            bb, oplane + oh * OW, ocs, <int>nk, row_step)
+        xrow = xbase + (oh - in_row0) * row_step
+        for s in range(segments):
+            if OW == 7:
+                shape = FC_EDGE_ROWS7 if rows == 2 else FC_EDGE_ROW7
+            elif segments == 1:
+                shape = FC_EDGE_ROW14
+            elif s == 0:
+                shape = FC_EDGE_ROW14_LEFT
+            elif s == segments - 1:
+                shape = FC_EDGE_ROW14_RIGHT
+            else:
+                shape = FC_EDGE_ROW14_INNER
+            if real_t is float:
+                tiles.ocedge32[shape + variant](xrow + 14 * s, channel_stride, taps, 9, <int>cg, wb, bb,
+                                                oplane + oh * OW + 14 * s, ocs, <int>nk, row_step)
+            else:
+                tiles.ocedge64[shape + variant](xrow + 14 * s, channel_stride, taps, 9, <int>cg, wb, bb,
+                                                oplane + oh * OW + 14 * s, ocs, <int>nk, row_step)
         oh = oh + rows
 
 

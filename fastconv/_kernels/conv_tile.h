@@ -47,9 +47,19 @@ typedef void (*fc_ocrows_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, i
                                  const double *, double *, ptrdiff_t, int, ptrdiff_t);
 /* Edge tiles (AVX-512: 3x3 kernels over rows between zero padding, without the padding's
  * products), the same arguments: the tiles of a shape, one row of 14 columns, two rows of 7
- * or one row of 7, are 4 in a row of the table, [shape + top + 2 * bottom] (top: the tile's
- * first row is the plane's first, padded above; bottom: its last is the plane's last). */
-enum { FC_EDGE_ROW14 = 0, FC_EDGE_ROWS7 = 4, FC_EDGE_ROW7 = 8, FC_EDGE_TILES = 12 };
+ * or one row of 7 (each between the padding columns), or 14 columns at the start of a longer
+ * row (the left padding only), at its end (the right only) or between (neither), are 4 in a
+ * row of the table, [shape + top + 2 * bottom] (top: the tile's first row is the plane's
+ * first, padded above; bottom: its last is the plane's last). */
+enum {
+    FC_EDGE_ROW14 = 0,
+    FC_EDGE_ROWS7 = 4,
+    FC_EDGE_ROW7 = 8,
+    FC_EDGE_ROW14_LEFT = 12,
+    FC_EDGE_ROW14_RIGHT = 16,
+    FC_EDGE_ROW14_INNER = 20,
+    FC_EDGE_TILES = 24
+};
 /* Output-channel tiles over two rows (AVX2): x, cs, taps, ntaps, C, w, bias, out, ocs, nk,
  * ncols (5 or 6), split (its columns on the first row, 1 .. ncols - 1), gap (input row step
  * minus output row width). A band run so is cut into segments of FC_OCSPLIT_MIN to

@@ -1446,8 +1446,16 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                                 and x.shape[2] == 1 and OW == P and x.strides[1] % sizeof(real_t) == 0
                                 and (K % 8 == 0 or K % 8 > 4))
     cdef Py_ssize_t in_place_cs = x.strides[1] // <Py_ssize_t>sizeof(real_t)
-    cdef bint skip
-    for c in range(C):  # row c of panel q at xs + (q*C + c)*panel
+    cdef bint skip, copies = True
+    if reads_in_place:  # a strip of panels all read in place copies nothing: no walk over its channels
+        copies = False
+        q0 = 0
+        while q0 < cols and not copies:
+            q1 = min(cols, q0 + panel)
+            p = (g0 + q0) % P
+            copies = q1 - q0 < panel or p + panel > P
+            q0 = q1
+    for c in range(C if copies else 0):  # row c of panel q at xs + (q*C + c)*panel
         n = g0 // P
         oh = (g0 - n * P) // OW
         ow = g0 - n * P - oh * OW

@@ -1832,7 +1832,7 @@ cdef void _pack_column_copies(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize
     cdef Py_ssize_t i, j, m, shift, m0, m1
     cdef const real_t* src
     cdef real_t* out
-    for j in range(copies):
+    for j in range(copies if i0 > 0 or i1 < rows else 0):  # (no calls where the band is all image rows)
         memset(dst + j * plane, 0, i0 * wq * sizeof(real_t))
         memset(dst + j * plane + i1 * wq, 0, (rows - i1) * wq * sizeof(real_t))
     if i0 == i1 or W == 0:

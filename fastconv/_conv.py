@@ -761,7 +761,7 @@ class TiledConv:
                                    adjoint_taps,
                                    even_images(self.band_images, x.shape[0], threads) if self.band_images > 1 else 1,
                                    copies,
-                                   geometry.dilation[1], self._edges(weight))
+                                   geometry.dilation[1], self.edges, True)  # (the packing checks the weights)
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
@@ -772,10 +772,13 @@ class TiledConv:
                           self._edges(weight))
 
     def _edges(self, weight):
-        """The products of zero padding this call leaves out (:func:`edges`; 0: none).
+        """The products of zero padding a whole-batch call leaves out (:func:`edges`; 0: none).
 
         Only where every weight is finite: their sum is (a sum overflowing to
-        an infinity, past the type's range, just takes the full tiles).
+        an infinity, past the type's range, just takes the full tiles). The
+        banded kernel checks the weights itself as it packs them, in cache
+        (``conv2d_packed(..., edges_if_finite=True)``): this sum, in one
+        thread, took 2.7 % of ResNet's 512-channel 7x7 layer at one thread.
         """
         return self.edges if self.edges and np.isfinite(np.add.reduce(weight, axis=None)) else 0
 

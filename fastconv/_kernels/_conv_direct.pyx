@@ -495,7 +495,7 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
 
 cdef void _pack_block(const real_t* weight, const PackSource* source, const real_t* bias, real_t* w_dst,
                       real_t* b_dst, Py_ssize_t r, Py_ssize_t blocks, Py_ssize_t kg, Py_ssize_t cg,
-                      Py_ssize_t ntaps, Py_ssize_t block) noexcept nogil:
+                      Py_ssize_t ntaps, Py_ssize_t block, char* nonfinite=NULL) noexcept nogil:
     """Block ``r`` (group ``r // blocks``) of ``(K, cg, ntaps)`` weights, read as ``source`` says, and a bias (or NULL).
 
     ``w_dst`` gets ``[c][tap][channel in block]``, ``b_dst`` ``[channel in
@@ -510,6 +510,10 @@ cdef void _pack_block(const real_t* weight, const PackSource* source, const real
     3x3 (9.4 MB, cold caches, one thread, Intel Xeon): 2.6 ms item by item,
     1.8 ms with the prefetch; copying row after row of the weight instead
     ran 1.4-1.5x slower.
+
+    With ``nonfinite`` (not NULL), ``nonfinite[0]`` is set to 1 if a weight
+    packed is not finite (each part checked as it is packed, in cache), and
+    left as it is otherwise.
     """
     cdef Py_ssize_t g = r // blocks, kb = r % blocks
     cdef Py_ssize_t k0 = g * kg + kb * block
@@ -531,6 +535,8 @@ cdef void _pack_block(const real_t* weight, const PackSource* source, const real
             for t in range(ntaps):
                 for j in range(live, block):
                     w_dst[(c * ntaps + t) * block + j] = 0
+        if nonfinite != NULL and not _rows_finite(w_dst + c0 * ntaps * block, (c1 - c0) * ntaps * block, 1):
+            nonfinite[0] = 1
     for j in range(block):
         b_dst[j] = bias[k0 + j] if bias != NULL and j < live else 0
 
@@ -1114,7 +1120,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1,
                   adjoint_taps=None, Py_ssize_t images=1, Py_ssize_t copies=0, Py_ssize_t copy_step=1,
-                  int edges=0):
+                  int edges=0, bint edges_if_finite=False):
     """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
     Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
@@ -1151,9 +1157,11 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     ``(K, cg, 1, KH)`` with ``cg`` counting the copies
     (``x.shape[1] * copies == groups * cg``), and every tap a whole number
     of rows (``taps[t] % wq == 0``). ``edges``: see
-    :func:`_octile_plane` (the caller vouches for the geometry and for
-    finite weights). Raises ValueError for inconsistent shapes, MemoryError
-    if a buffer cannot be allocated.
+    :func:`_octile_plane` (the caller vouches for the geometry, and for
+    finite weights unless ``edges_if_finite``: then the packing checks the
+    weights as it packs them, and where one is not finite the call runs
+    the full tiles, ``edges`` 0). Raises ValueError for inconsistent
+    shapes, MemoryError if a buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
@@ -1202,11 +1210,23 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
+    # (edges_if_finite: a flag per block of packed weights, set where one is not finite; no two
+    # threads write one flag)
+    cdef char* nonfinite = NULL
+    cdef int run_edges = edges
+    if edges and edges_if_finite:
+        nonfinite = <char*>calloc(groups * blocks, 1)
+        if nonfinite == NULL:
+            _free_aligned(w_packed)
+            free(bias_packed)
+            raise MemoryError("conv2d: cannot allocate the weights' finiteness flags")
     if num_threads == 1:  # no OpenMP team for one thread (see the module docstring)
         with nogil:
             for r in range(groups * blocks):
                 _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
-                            w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
+                            w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block,
+                            nonfinite + r if nonfinite != NULL else NULL)
+            run_edges = _edges_if_finite(edges, nonfinite, groups * blocks)
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
             if xs == NULL:
                 failed[0] = 1
@@ -1215,13 +1235,15 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                     n = t * images
                     _conv_image_banded(tiles, octile, x, n, min(N, n + images), 0, OH, xs, chan, pad_top, pad_left,
                                        sh, sw, band, hb, wq, &taps[0], ntaps, groups, blocks, block, kg, cg,
-                                       w_packed, bias_packed, out, copies, copy_step, edges)
+                                       w_packed, bias_packed, out, copies, copy_step, run_edges)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
             for r in prange(groups * blocks, schedule="static"):  # (a barrier follows)
                 _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
-                            w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block)
+                            w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block,
+                            nonfinite + r if nonfinite != NULL else NULL)
+            run_edges = _edges_if_finite(edges, nonfinite, groups * blocks)  # (each thread: the same)
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
@@ -1240,12 +1262,22 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                 _conv_image_banded(tiles, octile, x, n, n1, i * band, OH if i == per_image - 1 else (i + 1) * band,
                                    xs, chan, pad_top, pad_left, sh, sw, band, hb, wq, &taps[0], ntaps, groups,
                                    blocks, block, kg, cg, w_packed, bias_packed, out, copies, copy_step,
-                                   edges)
+                                   run_edges)
             _free_aligned(xs)
     _free_aligned(w_packed)
     free(bias_packed)
+    free(nonfinite)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
+
+
+cdef inline int _edges_if_finite(int edges, const char* nonfinite, Py_ssize_t blocks) noexcept nogil:
+    """``edges``, or 0 where a block's flag in ``nonfinite`` says a weight is not finite (NULL: no flags)."""
+    cdef Py_ssize_t r
+    for r in range(blocks if nonfinite != NULL else 0):
+        if nonfinite[r]:
+            return 0
+    return edges
 
 
 cdef inline Py_ssize_t _band_tasks(Py_ssize_t OH, Py_ssize_t band) noexcept nogil:

@@ -494,11 +494,14 @@ def pointwise_in_place(weight_shape, dtype, level):
     host) read the panels in place at 0.85-0.91x of the copies on 56x56
     (the first block of filters over a panel waiting on memory for each
     channel's row): the first block over a panel now asks for the next
-    panel's rows (the kernel's ``pwnext`` tile). Then, medians of 15-21
-    (8 images unless said): 256 to 64 on 56x56 1.07x at one thread and
-    1.22x at two, 32 images 1.13x and 1.15x; 256 to 256 on 28x28 1.06x and
-    0.92-0.97x; 512 to 128 on 28x28 1.00x and 0.96-1.01x; 128 to 128 on
-    28x28 1.06x and 1.07-1.08x; 1024 to 256 on 14x14 1.01x and 0.98-1.00x.
+    panel's rows (the kernel's ``pwnext`` tile), and a strip of panels all
+    read in place no longer walks its channels to skip their copies. Then,
+    medians of 15 (8 images unless said): 256 to 64 on 56x56 1.13x at one
+    thread and 1.15x at two, 32 images 1.17x and 1.17x; 512 to 128 on
+    28x28 1.13x and 1.13x; 256 to 256 on 28x28 0.97x and 1.06x; 128 to 128
+    on 28x28 1.00x; 1024 to 256 on 14x14 1.01x and 1.00x; ``K > C`` still
+    0.92-1.03x (64 to 256 on 56x56, 128 to 512 on 28x28, 32 to 64 on
+    112x112).
     """
     k, cg = weight_shape[:2]
     return k <= cg and _conv_direct.tile_width(np.dtype(dtype).char, level) >= POINTWISE_IN_PLACE_MIN_LANES
@@ -756,12 +759,11 @@ class TiledConv:
                 self.conv2d_depthwise_packed(x, w_packed, b_packed, out, self.top, self.left,
                                              *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
             else:  # (packs the weights itself)
+                images = even_images(self.band_images, x.shape[0], threads) if self.band_images > 1 else 1
+                # (edges_if_finite: the kernel's packing checks the weights, not a sum here)
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
-                                   adjoint_taps,
-                                   even_images(self.band_images, x.shape[0], threads) if self.band_images > 1 else 1,
-                                   copies,
-                                   geometry.dilation[1], self.edges, True)  # (the packing checks the weights)
+                                   adjoint_taps, images, copies, geometry.dilation[1], self.edges, True)
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)

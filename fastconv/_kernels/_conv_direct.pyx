@@ -173,6 +173,7 @@ cdef extern from "conv_tile.h" nogil:
         FC_EDGE_ROW14_LEFT
         FC_EDGE_ROW14_RIGHT
         FC_EDGE_ROW14_INNER
+        FC_TAIL_COLS
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -233,6 +234,8 @@ cdef extern from "conv_tile.h" nogil:
         const fc_ocrows_f64_fn* ocedge64
         fc_tile_f32_fn pwnext32
         fc_tile_f64_fn pwnext64
+        fc_tile_f32_fn tail32
+        fc_tile_f64_fn tail64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -808,8 +811,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     for four: two and two where there are two-vector tiles), and for
     ``nk <= 4`` first the narrow tiles of 4 channels x
     ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
-    half-width tile, a longer one a full tile that overlaps the previous one
-    (no scalar tail). The single whole vectors the rows leave (the fourth of
+    half-width tile (one of at most ``FC_TAIL_COLS`` columns the tail tile,
+    ``tiles.tail32``, over the row's last ones, where the level has it), a
+    longer one a full tile that overlaps the previous one (no scalar tail). The single whole vectors the rows leave (the fourth of
     a row of four, with 16 registers), or the rows themselves where they are
     narrower than a vector but wider than half of one, wait and run three at
     a time, from consecutive rows, in the gather tile (``tiles.gather32``: the
@@ -856,6 +860,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
         gt32, gt64, group = tiles.gather6x2_32, tiles.gather6x2_64, 2
         wide3 = False
     cdef bint gather = (gt32 != NULL) if real_t is float else (gt64 != NULL)
+    # a tail of at most FC_TAIL_COLS columns: the row's last ones by the tail tile (channels along the
+    # vector) where the level has one, not a half-width tile
+    cdef bint tail = not depthwise and ((tiles.tail32 != NULL) if real_t is float else (tiles.tail64 != NULL))
     # the columns of the single vectors gathered: whole ones, or rows narrower than a vector
     cdef Py_ssize_t gcols = width if OW >= width else OW
     cdef ptrdiff_t pending_in[3]
@@ -915,6 +922,16 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
                 ow0 = ow0 + span
                 continue
             use_half = _single_tile_at(ow0, OW, width, half, &start, &ncols)
+            if use_half and tail and OW - ow0 <= FC_TAIL_COLS <= OW:
+                start = OW - FC_TAIL_COLS
+                if real_t is float:
+                    tiles.tail32(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
+                                 <int>cg, wb, bb, orow + start, ocs, <int>nk, FC_TAIL_COLS)
+                else:
+                    tiles.tail64(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps,
+                                 <int>cg, wb, bb, orow + start, ocs, <int>nk, FC_TAIL_COLS)
+                ow0 = ow0 + width
+                continue
             if gather and ncols == gcols and not use_half:
                 pending_in[pending] = (oh - in_row0) * row_step + start
                 pending_out[pending] = oh * OW + start

@@ -60,6 +60,8 @@ enum {
     FC_EDGE_ROW14_INNER = 20,
     FC_EDGE_TILES = 24
 };
+/* Columns a tail tile (tail32, tail64) computes: a row's last ones (see FC_TAILTILE). */
+enum { FC_TAIL_COLS = 4 };
 /* Output-channel tiles over two rows (AVX2): x, cs, taps, ntaps, C, w, bias, out, ocs, nk,
  * ncols (5 or 6), split (its columns on the first row, 1 .. ncols - 1), gap (input row step
  * minus output row width). A band run so is cut into segments of FC_OCSPLIT_MIN to
@@ -384,6 +386,8 @@ typedef struct {
     const fc_ocrows_f64_fn *ocedge64;
     fc_tile_f32_fn pwnext32; /* pw32 asking for the next panel's rows (or NULL; see FC_PWNEXT) */
     fc_tile_f64_fn pwnext64;
+    fc_tile_f32_fn tail32; /* a row's last FC_TAIL_COLS columns, channels along the vector (or NULL) */
+    fc_tile_f64_fn tail64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -396,7 +400,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
                                        FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND, NULL, NULL, NULL, NULL,
-                                       NULL, NULL};
+                                       NULL, NULL, NULL, NULL};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -429,7 +433,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_addrow_f32_avx512, fc_addrow_f64_avx512, fc_pwtile_f32_avx512,
                                          fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512,
                                          NULL, NULL, NULL, NULL, NULL, NULL, fc_ocedge_f32_avx512,
-                                         fc_ocedge_f64_avx512, fc_pwnext_f32_avx512, fc_pwnext_f64_avx512};
+                                         fc_ocedge_f64_avx512, fc_pwnext_f32_avx512, fc_pwnext_f64_avx512,
+                                         fc_tailtile_f32_avx512, fc_tailtile_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

@@ -660,6 +660,44 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 #undef FC_HAVE_HALF_TILES
 #endif
 
+/* Tail tiles (AVX-512): the last FC_TAIL_COLS columns of a row whose tail after the wide
+ * tiles is that short, with a block's 8 channels along the vector instead of the columns
+ * (an 8-lane vector: half an AVX-512 float32 one, a whole float64 one). Each tap is one
+ * weight-vector load and FC_TAIL_COLS broadcast inputs, where the half-width tile takes a
+ * load and 8 multiply-adds for those columns (LeNet-5's C3 layer: 100-pixel bands, two
+ * tiles of 48 and a tail of 4). The caller runs it on the row's last FC_TAIL_COLS columns
+ * (those before the tail again, to the same values), so it reads no column past the row.
+ * Weights are packed [c][tap][8] as for the column tiles; every output sums in their order:
+ * the same bits. */
+#if FC_VF >= 16 && defined(FC_HAVE_X86_LEVELS)
+#define FC_TAILTILE(NAME, T, V8)                                                      \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, const ptrdiff_t *taps, int ntaps, int C, \
+                                     const T *w, const T *bias, T *out, ptrdiff_t ocs, int nk, int ncols) \
+    {                                                                                 \
+        V8 acc[FC_TAIL_COLS], b_;                                                     \
+        memcpy(&b_, bias, sizeof(V8));                                                \
+        _Pragma("GCC unroll 4") for (int q = 0; q < FC_TAIL_COLS; q++) acc[q] = b_;   \
+        const T *wt = w;                                                              \
+        for (int c = 0; c < C; c++) {                                                 \
+            const T *xc = x + c * cs;                                                 \
+            for (int t = 0; t < ntaps; t++, wt += 8) {                                \
+                V8 w_;                                                                \
+                memcpy(&w_, wt, sizeof(V8));                                          \
+                const T *xt = xc + taps[t];                                           \
+                _Pragma("GCC unroll 4") for (int q = 0; q < FC_TAIL_COLS; q++) acc[q] += w_ * xt[q]; \
+            }                                                                         \
+        }                                                                             \
+        T cols_[FC_TAIL_COLS][8];                                                     \
+        memcpy(cols_, acc, sizeof(cols_));                                            \
+        for (int j = 0; j < nk; j++)                                                  \
+            _Pragma("GCC unroll 4") for (int q = 0; q < FC_TAIL_COLS; q++) out[j * ocs + q] = cols_[q][j]; \
+        (void)ncols;                                                                  \
+    }
+FC_TAILTILE(fc_tailtile_f32, float, FC_CAT(fc_hvf, FC_ISA))
+FC_TAILTILE(fc_tailtile_f64, double, FC_CAT(fc_vd, FC_ISA))
+#undef FC_TAILTILE
+#endif
+
 /* Output-channel tiles, for rows too short to fill the column tiles (a 14-column
  * row is 14/16 of an AVX-512 tile). Here a vector holds output channels instead:
  * 2*VW output channels x P consecutive output columns of one row, 2*P vector

@@ -813,8 +813,9 @@ cdef void _tile_plane(const fc_tiles* tiles, bint depthwise, const real_t* xbase
     ``tiles.narrow_vectors`` vectors; a tail of at most half a tile runs a
     half-width tile (one of at most ``FC_TAIL_COLS`` columns the tail tile,
     ``tiles.tail32``, over the row's last ones, where the level has it), a
-    longer one a full tile that overlaps the previous one (no scalar tail). The single whole vectors the rows leave (the fourth of
-    a row of four, with 16 registers), or the rows themselves where they are
+    longer one a full tile that overlaps the previous one (no scalar tail).
+    The single whole vectors the rows leave (the fourth of a row of four,
+    with 16 registers), or the rows themselves where they are
     narrower than a vector but wider than half of one, wait and run three at
     a time, from consecutive rows, in the gather tile (``tiles.gather32``: the
     three-vector tile at any offsets), those left at the end one at a time;

@@ -707,17 +707,19 @@ class TiledConv:
         self.conv2d_pointwise = specialized(_conv_direct.conv2d_pointwise, dtype)
         self.pack_weights = specialized(_conv_direct.pack_weights, dtype)
 
-    def pack(self, weight, bias, adjoint_taps=None):
+    def pack(self, weight, bias, adjoint_taps=None, check_finite=False):
         """The weights and bias (or None) in the tiles' block order (zeros pad a partial block).
 
         With ``adjoint_taps``, those of ``weight``'s adjoint (see :meth:`run`).
+        With ``check_finite``, a third item: whether every weight is finite
+        (checked as they are packed).
         """
         size = self.groups * self.blocks * self.block
         w_packed = empty_aligned(size * self.cg * self.taps_per_filter, self.dtype)
         b_packed = np.empty(size, self.dtype)
-        self.pack_weights(weight.reshape(weight.shape[0], weight.shape[1], -1), bias, w_packed, b_packed,
-                          self.groups, self.block, threads_for(w_packed.size), adjoint_taps)
-        return w_packed, b_packed
+        finite = self.pack_weights(weight.reshape(weight.shape[0], weight.shape[1], -1), bias, w_packed, b_packed,
+                                   self.groups, self.block, threads_for(w_packed.size), adjoint_taps, check_finite)
+        return (w_packed, b_packed, finite) if check_finite else (w_packed, b_packed)
 
     def run(self, x, weight, bias, out, adjoint_taps=None):
         """Convolve ``x`` (unpadded ``(N, C, H, W)``, any strides) into ``out`` (C-contiguous).
@@ -760,29 +762,23 @@ class TiledConv:
                                              *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
             else:  # (packs the weights itself)
                 images = even_images(self.band_images, x.shape[0], threads) if self.band_images > 1 else 1
-                # (edges_if_finite: the kernel's packing checks the weights, not a sum here)
+                # (with edges, the kernel's packing checks that the weights are finite)
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
-                                   adjoint_taps, images, copies, geometry.dilation[1], self.edges, True)
+                                   adjoint_taps, images, copies, geometry.dilation[1], self.edges)
             return
         # too few images to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
-        w_packed, b_packed = self.pack(weight, bias, adjoint_taps)
+        # the edge tiles only where every weight is finite, checked as they are packed (as the banded
+        # kernel does)
+        if self.edges:
+            w_packed, b_packed, finite = self.pack(weight, bias, adjoint_taps, check_finite=True)
+        else:
+            (w_packed, b_packed), finite = self.pack(weight, bias, adjoint_taps), False
         src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
         self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level,
-                          self._edges(weight))
-
-    def _edges(self, weight):
-        """The products of zero padding a whole-batch call leaves out (:func:`edges`; 0: none).
-
-        Only where every weight is finite: their sum is (a sum overflowing to
-        an infinity, past the type's range, just takes the full tiles). The
-        banded kernel checks the weights itself as it packs them, in cache
-        (``conv2d_packed(..., edges_if_finite=True)``): this sum, in one
-        thread, took 2.7 % of ResNet's 512-channel 7x7 layer at one thread.
-        """
-        return self.edges if self.edges and np.isfinite(np.add.reduce(weight, axis=None)) else 0
+                          self.edges if finite else 0)
 
     def _copies_weight(self, weight, adjoint_taps):
         """The ``(K, cg * KW, 1, KH)`` weight of a plan with column copies (a copy of a few KiB).

@@ -1572,7 +1572,7 @@ def test_edges_rule():
     # the right's, those between without either (but the first and last rows')
     (2, 1, 1, (4, 28)), (1, 2, 1, (3, 42)), (2, 2, (1, 0), (3, 56)), (1, 1, (0, 1), (2, 28)), (1, 1, 1, (1, 42)),
 ])
-def test_edge_tiles_match_the_full_tiles(rng, level, dtype, n, threads, rows, hw):
+def test_edge_tiles_match_the_full_tiles(rng, level, every_call_parallel, dtype, n, threads, rows, hw):
     # rows of 14 or 7 between zero padding: the tiles without the padding's products (its
     # columns, and the rows above and below) give the full tiles' values (non-finite and
     # negative-zero inputs included), for the forward convolution and the input gradient; a

@@ -460,7 +460,8 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
 
 
 def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, real_t[::1] bias_packed,
-                 Py_ssize_t groups, Py_ssize_t block, int num_threads, adjoint_taps=None):
+                 Py_ssize_t groups, Py_ssize_t block, int num_threads, adjoint_taps=None,
+                 bint check_finite=False):
     """Pack ``(K, Cg, taps)`` weights and a ``(K,)`` bias (or None: zeros) in blocks for the tiles.
 
     ``w_packed`` is ``[group][block of channels][c][tap][channel in block]``
@@ -472,6 +473,11 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
     weight: ``(groups * Cg', K' // groups, len(adjoint_taps))``, whose tap
     ``t`` is tap ``adjoint_taps[t]`` of the forward kernel (reversed, and for
     a stride phase only the taps that reach it): see :func:`_pack_source`.
+
+    Returns None, or with ``check_finite`` whether every weight packed is
+    finite (each block checked as it is packed, as :func:`conv2d_packed`
+    does for the edge tiles). Raises MemoryError if the check's flags cannot
+    be allocated.
     """
     cdef Py_ssize_t K = weight.shape[0], cg = weight.shape[1], ntaps = weight.shape[2]
     if adjoint_taps is not None and groups >= 1:  # what is packed is the adjoint (_pack_source checks the rest)
@@ -491,9 +497,20 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
         if b.shape[0] != K:
             raise ValueError("pack_weights: one bias per output channel")
     cdef Py_ssize_t r
+    cdef char* nonfinite = NULL  # a flag per block (see conv2d_packed)
+    if check_finite:
+        nonfinite = <char*>calloc(max(1, groups * blocks), 1)
+        if nonfinite == NULL:
+            raise MemoryError("pack_weights: cannot allocate the weights' finiteness flags")
     for r in prange(groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
         _pack_block(&weight[0, 0, 0], &source, &b[0] if has_bias else NULL, &w_packed[0] + r * per_block,
-                    &bias_packed[0] + r * block, r, blocks, kg, cg, ntaps, block)
+                    &bias_packed[0] + r * block, r, blocks, kg, cg, ntaps, block,
+                    nonfinite + r if nonfinite != NULL else NULL)
+    if not check_finite:
+        return None
+    cdef bint finite = _none_set(nonfinite, groups * blocks)
+    free(nonfinite)
+    return finite
 
 
 cdef void _pack_block(const real_t* weight, const PackSource* source, const real_t* bias, real_t* w_dst,
@@ -1138,7 +1155,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1,
                   adjoint_taps=None, Py_ssize_t images=1, Py_ssize_t copies=0, Py_ssize_t copy_step=1,
-                  int edges=0, bint edges_if_finite=False):
+                  int edges=0):
     """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
     Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
@@ -1175,11 +1192,10 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     ``(K, cg, 1, KH)`` with ``cg`` counting the copies
     (``x.shape[1] * copies == groups * cg``), and every tap a whole number
     of rows (``taps[t] % wq == 0``). ``edges``: see
-    :func:`_octile_plane` (the caller vouches for the geometry, and for
-    finite weights unless ``edges_if_finite``: then the packing checks the
-    weights as it packs them, and where one is not finite the call runs
-    the full tiles, ``edges`` 0). Raises ValueError for inconsistent
-    shapes, MemoryError if a buffer cannot be allocated.
+    :func:`_octile_plane` (the caller vouches for the geometry; the packing
+    checks the weights as it packs them, and where one is not finite the
+    call runs the full tiles, ``edges`` 0). Raises ValueError for
+    inconsistent shapes, MemoryError if a buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
@@ -1228,12 +1244,12 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
-    # (edges_if_finite: a flag per block of packed weights, set where one is not finite; no two
+    # (with edges: a flag per block of packed weights, set where one is not finite; no two
     # threads write one flag)
     cdef char* nonfinite = NULL
     cdef int run_edges = edges
-    if edges and edges_if_finite:
-        nonfinite = <char*>calloc(groups * blocks, 1)
+    if edges:
+        nonfinite = <char*>calloc(max(1, groups * blocks), 1)
         if nonfinite == NULL:
             _free_aligned(w_packed)
             free(bias_packed)
@@ -1244,7 +1260,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                 _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
                             w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block,
                             nonfinite + r if nonfinite != NULL else NULL)
-            run_edges = _edges_if_finite(edges, nonfinite, groups * blocks)
+            run_edges = edges if _none_set(nonfinite, groups * blocks) else 0
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
             if xs == NULL:
                 failed[0] = 1
@@ -1261,7 +1277,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                 _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
                             w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block,
                             nonfinite + r if nonfinite != NULL else NULL)
-            run_edges = _edges_if_finite(edges, nonfinite, groups * blocks)  # (each thread: the same)
+            run_edges = edges if _none_set(nonfinite, groups * blocks) else 0  # (each thread: the same)
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
@@ -1289,13 +1305,13 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
         raise MemoryError("conv2d: cannot allocate the tiles' scratch buffer")
 
 
-cdef inline int _edges_if_finite(int edges, const char* nonfinite, Py_ssize_t blocks) noexcept nogil:
-    """``edges``, or 0 where a block's flag in ``nonfinite`` says a weight is not finite (NULL: no flags)."""
+cdef inline bint _none_set(const char* flags, Py_ssize_t count) noexcept nogil:
+    """Whether none of ``count`` flags is set (NULL: no flags, so none)."""
     cdef Py_ssize_t r
-    for r in range(blocks if nonfinite != NULL else 0):
-        if nonfinite[r]:
-            return 0
-    return edges
+    for r in range(count if flags != NULL else 0):
+        if flags[r]:
+            return False
+    return True
 
 
 cdef inline Py_ssize_t _band_tasks(Py_ssize_t OH, Py_ssize_t band) noexcept nogil:

@@ -182,8 +182,14 @@ def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1, outp
     ``budget`` bytes, and at least ``min_band`` output rows (or the image's
     rows, if fewer); ``rows`` adds the phase
     rows the kernel reaches below the band; an image of at most twice the
-    budget is one band. Measured on an Intel Xeon (2 MiB of L2; 1 and 2
-    threads): from 64 KiB to the whole image, the budget changed nothing on
+    budget is one band, a larger one bands of equal height, as near as can
+    be (64 channels of 64x64: 22, 22 and 20 rows, not 29, 29 and 6, whose
+    short last band is one task with the band before it, of 35 rows), so the
+    threads share the bands of few images evenly (``TiledConv.run``). Even
+    bands, Intel Xeon, in-process A/B (medians of 21): that layer on 8
+    images 1.05x at one thread and 1.11x at two; 64 or 128 channels of 56x56
+    to 224x224 0.99-1.01x (the same bits). Measured on an Intel Xeon (2 MiB
+    of L2; 1 and 2 threads): from 64 KiB to the whole image, the budget changed nothing on
     resnet-mid, resnet-deep, stem or cifar; dilated (0.6 MiB) ran 3 % slower
     in two bands than in one; on strided, whose padded image is 3.3 MiB,
     bands of 512 KiB ran 6 % slower than the whole image (halo rows copied
@@ -226,8 +232,9 @@ def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1, outp
         tall_bytes = TALL_BAND_BUDGETS * budget
         if output_bytes is not None:
             tall_bytes = min(tall_bytes, max(budget, output_bytes))
-        tall = max(band, tall_bytes // per_row - reach)
-        band = min(oh, max(min_band, -(-oh // -(-oh // tall))))
+        band = min(oh, max(band, tall_bytes // per_row - reach))
+    if band < oh:  # bands of equal height, as near as can be
+        band = max(min_band, -(-oh // -(-oh // band)))
     return band, band + reach
 
 
@@ -669,7 +676,6 @@ class TiledConv:
         self.geometry, self.groups, self.padding_mode, self.dtype = geometry, groups, padding_mode, dtype
         self.oc_level, self.block, self.kg, self.cg = oc_level, block, kg, cg
         self.blocks, self.taps_per_filter = -(-kg // block), kh * kw
-        self.images = n
         self.work = n * k * geometry.out_size * cg * kh * kw // 16  # multiply-adds / 16
         self.pads_itself = not (padding_mode != "zeros" and geometry.has_padding)
         (top, _), (left, _) = geometry.padding
@@ -695,6 +701,9 @@ class TiledConv:
             per_filter = cg * kh * kw * dtype.itemsize
             self.band_images = band_images(c * self.phases.image * dtype.itemsize, block * per_filter,
                                            groups * self.blocks * block * per_filter)
+        # the banded kernel's tasks at an image a task (bands of one image each): with two a thread
+        # or more it runs; with fewer the whole batch is laid out at once (run)
+        self.band_tasks = n * _conv_direct.band_tasks(geometry.out_shape[0], self.band) if self.band else 0
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
         # the output-channel tiles leave out products of the zero padding (edges), where the level
         # has such tiles (elsewhere a call would check its weights for nothing)
@@ -730,6 +739,19 @@ class TiledConv:
         plan's is its adjoint: the transposed weight, tap ``t`` of which is
         its tap ``adjoint_taps[t]`` (flat, ``kh * KW + kw``). The tiles' packing reads
         it from the forward weight (:func:`~fastconv._kernels._conv_direct.pack_weights`).
+
+        The banded kernel runs where its tasks (a band of one image each) are
+        at least two a thread; else the threads share the blocks of output
+        channels of the batch, laid out at once (:func:`tile_input`), each
+        block reading the whole image. Images of several bands took the
+        whole-batch layout whenever there were fewer images than twice the
+        threads; Intel Xeon, two threads, in-process A/B (medians of 15, the
+        same bits), bands against it: ``strided`` (56 rows in bands of 7) 2.64x
+        on one image, 1.55x on two, 1.58x on three; 64 channels of 100x100
+        1.37-1.78x; 128 channels of 56x56 1.03-1.19x (1.05-1.32x at stride 2);
+        64 channels of 64x64 (3 bands, 1.1 MiB: the image stays in L2) 1.04x
+        on two images, 0.96x on three. Whole images (one task each) keep the
+        rule: on one image the banded kernel ran 0.55-0.91x.
         """
         if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
             raise ValueError("a depthwise plan packs no adjoint weights")
@@ -752,7 +774,7 @@ class TiledConv:
             self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, tasks,
                                   self.panel, threads, self.pass_blocks, self.in_place)
             return
-        if copies or self.depthwise or threads == 1 or self.images >= 2 * threads:  # pad in cache, per task
+        if copies or self.depthwise or threads == 1 or self.band_tasks >= 2 * threads:  # pad in cache, per task
             if not self.pads_itself:
                 x = pad_input(x, geometry, self.padding_mode, False)
             ph = self.phases
@@ -767,7 +789,7 @@ class TiledConv:
                                    *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
                                    adjoint_taps, images, copies, geometry.dilation[1], self.edges)
             return
-        # too few images to share between the threads: lay the whole batch out once and split
+        # too few bands to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
         # the edge tiles only where every weight is finite, checked as they are packed (as the banded
         # kernel does)

@@ -75,8 +75,9 @@ def test_channel_tile_segments_of_five_and_six_columns(rng, level, dtype, width,
 
 # rows of at most half an output-channel tile's columns (7 with 32 vector registers, 3 with 16) run
 # tiles over oc_cols // OW whole rows (a 7x7 image: two rows of 7), the rows left over one at a
-# time; bands of 4 rows (a budget of 6 padded rows) leave a last band of 2, and the whole-batch
-# layout (one image on two threads) runs the image as one band: the same bits everywhere
+# time; bands of 4 rows (a budget of 6 padded rows) leave a last band of 2 (one image on two
+# threads: they share its 4 bands), and the whole-batch layout (the whole image's budget, one image
+# on two threads) runs the image as one band: the same bits everywhere
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ow", [2, 3, 4, 5, 7, 8])
 @pytest.mark.parametrize("rows", [6, 100])  # a budget of 6 padded rows (bands of 4); the whole image
@@ -130,7 +131,9 @@ def test_single_vectors_run_three_at_a_time(rng, level, monkeypatch, request, dt
     w = rng.standard_normal((k, 4, 3, 3)).astype(dtype)
     b = rng.standard_normal(k).astype(dtype)
     results = []
-    for threads in (1, 2):  # 3 images: the banded kernel on one thread, the whole batch on two
+    # 3 images: the banded kernel on one thread; on two (where the call gets two) also where bands
+    # of a row make two tasks a thread, else the whole-batch layout
+    for threads in (1, 2):
         with fastconv.num_threads(threads):
             results.append(run_tiles(x, w, b, "columns", padding=1))
     np.testing.assert_array_equal(results[1], results[0])
@@ -1040,8 +1043,8 @@ def test_tall_bands_where_the_halo_is_as_tall(rng, monkeypatch, request):
 # a budget of one byte gives bands of one row, but blocks of at most 2 live channels run row tiles,
 # so their bands hold 8 rows (the last one, of 6, overlaps the one before it: 38 = 4 x 8 + 6);
 # bands of 10 rows (13 with 2 kernel rows) leave a last one of 8. Every band runs the tiles the
-# whole image would run, so the results are the same bits as the whole-batch layout's (one image
-# on two threads).
+# whole image would run, so the results are the same bits on one thread and on two (which share
+# the image's bands, or with the whole image's budget lay it out at once).
 @pytest.mark.parametrize("budget", [1, 40000, 2**18])  # bands of 8 rows, of 10, the whole image
 @pytest.mark.parametrize("k", [1, 2, 3, 10])
 @pytest.mark.parametrize("kernel", [(5, 3), (2, 3)])  # rows reused; the plain row tiles
@@ -1097,6 +1100,57 @@ def test_threads_share_bands_not_images(rng, monkeypatch, request, every_call_pa
     np.testing.assert_array_equal(two, one)
     rtol, atol = tolerance(np.float32)
     np.testing.assert_allclose(two, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+
+
+# One image on two threads: where its bands make two tasks a thread or more, the threads share
+# them (the banded kernel); where they make fewer, or the image is one band, they share its blocks
+# of output channels in the whole-batch layout. 6 channels of 23 padded columns take 552 bytes a
+# row: a budget of 12 rows leaves bands of 10 (4 tasks), one of 13 bands of 11, cut to equal
+# heights: 10 again (not 11, 11, 11 and 7); one of 16 bands of 14 (14, 14, 12: 3 tasks). Either
+# way the bits of one thread, and of the whole image laid out at once.
+@pytest.mark.parametrize("tiles", ["columns", "channels"])
+@pytest.mark.parametrize("rows, band, banded", [(12, 10, True), (13, 10, True), (16, 14, False), (100, 40, False)])
+def test_one_image_shares_its_bands_between_threads(rng, level, monkeypatch, request, every_call_parallel, tiles,
+                                                    rows, band, banded):
+    from functools import partial
+
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    x = rng.standard_normal((1, 6, 40, 21)).astype(np.float32)
+    w = rng.standard_normal((10, 6, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    geometry = prepare_conv2d(x, w, b, 1, 1, 1, 1, "zeros", "NCHW", None).geometry
+    laid_out = []
+    tile_input = _conv.tile_input
+    monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: laid_out.append(1) or tile_input(*args, **kw))
+
+    def run(budget, threads):
+        monkeypatch.setattr(_conv, "band_rows", partial(band_rows, budget=budget))
+        _conv.tiled_conv.cache_clear()
+        laid_out.clear()
+        with fastconv.num_threads(threads):
+            return run_tiles(x, w, b, tiles, padding=1)
+
+    band_rows = _conv.band_rows
+    assert band_rows(geometry, 6, 4, budget=rows * 552)[0] == band
+    one = run(rows * 552, 1)
+    assert not laid_out  # (one thread: the banded kernel)
+    two = run(rows * 552, 2)
+    assert bool(laid_out) == (not banded)
+    np.testing.assert_array_equal(two, one)
+    np.testing.assert_array_equal(run(2**20, 2), one)
+    assert laid_out  # (the whole image: one band, laid out at once)
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(two, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+
+
+def test_band_tasks_merge_a_short_last_band():
+    # 38 rows in bands of 8: the last band, of 6 rows, runs from row 30 (overlapping the one before:
+    # a row tile takes 8) in one task with it; bands of 10 leave a last one of 8, a task of its own
+    assert [_conv_direct.band_tasks(38, band) for band in (1, 8, 10, 38)] == [38, 4, 4, 1]
+    assert _conv_direct.band_tasks(5, 4) == 2  # (a band shorter than a row tile merges nothing)
+    for band in (0, 39):
+        with pytest.raises(ValueError, match="at least one row, and at most"):
+            _conv_direct.band_tasks(38, band)
 
 
 def test_packed_kernel_checks_the_band_holds_every_tap():

@@ -1314,6 +1314,13 @@ cdef inline bint _none_set(const char* flags, Py_ssize_t count) noexcept nogil:
     return True
 
 
+def band_tasks(Py_ssize_t OH, Py_ssize_t band):
+    """The tasks :func:`conv2d_packed` makes of an image of ``OH`` output rows in bands of ``band`` (1 to ``OH``)."""
+    if band < 1 or band > max(OH, 1):
+        raise ValueError("band_tasks: a band needs at least one row, and at most the output's")
+    return _band_tasks(OH, band)
+
+
 cdef inline Py_ssize_t _band_tasks(Py_ssize_t OH, Py_ssize_t band) noexcept nogil:
     """The tasks :func:`conv2d_packed` makes of an image's ``OH`` output rows: one per band of ``band`` rows.
 

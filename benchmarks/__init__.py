@@ -17,6 +17,10 @@ For each operation there are three classes:
 * ``<Op>VsTorch``: ``time_torch`` and ``track_speedup_vs_torch``, skipped
   when PyTorch is not importable.
 
+``Conv2dThreadScaling`` tracks fastconv's own speedup on two threads over
+one (``track_speedup_over_one_thread``), from samples alternating the two
+counts (:func:`fastconv._bench.thread_scaling`).
+
 ``im2col_out`` and ``col2im_out`` (``Im2colOut``, ``Col2imOut``: every
 implementation writes into a buffer allocated once) have no
 ``VsReference`` class: :mod:`fastconv.reference` has no ``out=``.
@@ -105,3 +109,20 @@ class _VsTorch(_OpBenchmark):
         return _bench.speedup(self.case, "torch", repeat=SPEEDUP_REPEAT)
 
     track_speedup_vs_torch.unit = "ratio"
+
+
+class _ThreadScaling(_OpBenchmark):
+    """fastconv's speedup on ``threads`` threads over one, from samples alternating the counts.
+
+    The thread counts change sample by sample, so set-up enters no limits.
+    """
+
+    params = (list(_bench.SHAPES), ["float32", "float64"], [2])
+
+    def setup(self, shape, dtype, threads):
+        self.case = _bench.make_case(shape, self.op, dtype, quick=True, impls=("fastconv",))
+
+    def track_speedup_over_one_thread(self, shape, dtype, threads):
+        return _bench.thread_scaling(self.case, [1, threads], repeat=SPEEDUP_REPEAT)["speedup"][threads]
+
+    track_speedup_over_one_thread.unit = "ratio"

@@ -3,7 +3,7 @@
 The conv2d of the ``depthwise`` shape uses its ``groups=128``.
 """
 
-from . import _Fastconv, _VsReference, _VsTorch
+from . import _Fastconv, _ThreadScaling, _VsReference, _VsTorch
 
 
 class Conv2d(_Fastconv):
@@ -32,4 +32,8 @@ class Conv2dVsReference(_VsReference):
 class Conv2dVsTorch(_VsTorch):
     """Against ``F.conv2d`` (oneDNN)."""
 
+    op = "conv2d"
+
+
+class Conv2dThreadScaling(_ThreadScaling):
     op = "conv2d"

@@ -67,6 +67,7 @@ __all__ = [
     "speedup",
     "reference_too_slow",
     "measure_row",
+    "thread_scaling",
     "summary",
     "memcpy_bandwidth",
     "gemm_gflops",
@@ -650,6 +651,56 @@ def measure_row(case, threads, *, repeat=7, max_time=10.0):
     }
 
 
+def thread_scaling(case, threads, *, repeat=7, max_time=10.0):
+    """fastconv's speedup on each thread count over the first, from samples alternating the counts.
+
+    A case's rows on one and on two threads (:func:`measure_row`) are timed
+    seconds apart, and a shared machine's speed can drift by more than the
+    second thread gains in that time. Here each round takes one sample of
+    fastconv on every count of ``threads``, the order rotating from round to
+    round, each inside :func:`thread_limits`; so a drift hits every count
+    alike. Warm-up, calls per sample and settling calls as in
+    :func:`measure_row`.
+
+    Parameters
+    ----------
+    case : Case
+        With a ``"fastconv"`` implementation.
+    threads : sequence of int
+        Thread counts; the speedups are over the first.
+    repeat : int, optional
+        Samples per thread count, at most.
+    max_time : float, optional
+        Seconds of samples allowed per thread count.
+
+    Returns
+    -------
+    dict
+        ``times`` (count -> seconds per call, one per sample), ``median``
+        (count -> seconds) and ``speedup`` (count -> the first count's
+        median over this one's).
+    """
+    run = case.impls["fastconv"]
+    warm = {}
+    for n in threads:
+        with thread_limits(n):
+            warm[n] = _warm_up(run, WARMUP_CALLS)[0]
+    count = max(1, min(repeat, int(max_time // max(max(warm.values()), 1e-9))))
+    times = {n: [] for n in threads}
+    for r in range(count):
+        shift = r % len(threads)
+        for n in list(threads[shift:]) + list(threads[:shift]):
+            with thread_limits(n):
+                if warm[n] < SETTLE_BELOW_SECONDS:
+                    case.run("fastconv")
+                seconds, result = _time_call(run, _loops(warm[n]))
+                del result
+            times[n].append(seconds)
+    median = {n: statistics.median(t) for n, t in times.items()}
+    return {"times": times, "median": median,
+            "speedup": {n: median[threads[0]] / m for n, m in median.items()}}
+
+
 # ---------------------------------------------------------------------------
 # Machine baselines
 # ---------------------------------------------------------------------------
@@ -774,6 +825,8 @@ _LEGEND = (
     "! one cold call (too slow to repeat);  - not run.\n"
     f"steal N%: the hypervisor gave N% of the machine's CPU time to other guests while the row was "
     f"timed (shown from {100 * STEAL_NOTE:.0f}%); such rows are noisy.\n"
+    "scaling: fastconv's speedup over its own time on the first thread count, from samples "
+    "alternating the thread counts (not from the rows' medians, timed seconds apart).\n"
     "rate: fastconv's GB/s read + written (im2col, col2im, pooling) or GFLOP/s (convolutions), "
     "and its % of memcpy read + write or of gemm at the same threads."
 )
@@ -793,7 +846,7 @@ def _fmt_ratio(ratio):
 
 _COLUMNS = [("shape", 11, "<"), ("op", 11, "<"), ("dtype", 7, "<"), ("N", 3, ">"), ("thr", 3, ">"),
             ("fastconv", 9, ">"), ("reference", 10, ">"), ("torch", 9, ">"), ("torch-own", 9, ">"),
-            ("vs ref", 7, ">"), ("vs torch", 8, ">"), ("rate", 20, "<")]
+            ("vs ref", 7, ">"), ("vs torch", 8, ">"), ("scaling", 7, ">"), ("rate", 20, "<")]
 
 
 def _line(cells):
@@ -803,7 +856,7 @@ def _line(cells):
 def table_header():
     """The two header lines of the results table."""
     head = _line([title for title, _, _ in _COLUMNS])
-    units = _line(["", "", "", "", "", "ms", "ms", "ms", "ms", "", "", ""])
+    units = _line(["", "", "", "", "", "ms", "ms", "ms", "ms", "", "", "", ""])
     return f"{head}\n{units.rstrip()}\n" + "-" * len(head)
 
 
@@ -833,7 +886,8 @@ def format_row(row, baselines):
         rate += f" steal {100 * steal:.0f}%"
     return _line([row["shape"], row["op"], row["dtype"], row["dims"]["N"], row["threads"],
                   *(time_cell(name) for name in IMPLEMENTATIONS),
-                  ratio_cell("reference"), ratio_cell("torch"), rate]).rstrip()
+                  ratio_cell("reference"), ratio_cell("torch"),
+                  _fmt_ratio(row["scaling"]["speedup"]) if "scaling" in row else "", rate]).rstrip()
 
 
 def geometric_mean(values):
@@ -843,7 +897,7 @@ def geometric_mean(values):
 
 
 def summary(rows):
-    """Lines giving the geometric-mean speedup per thread count and peer, and the time stolen."""
+    """Lines giving the time stolen, the geometric-mean speedups per thread count and peer, and fastconv's scaling."""
     lines = []
     steals = [row["steal"] for row in rows if row.get("steal") is not None]
     if steals:
@@ -858,6 +912,14 @@ def summary(rows):
                 parts.append(f"vs {name} {_fmt_ratio(geometric_mean(ratios))} ({len(ratios)} rows)")
         if parts:
             lines.append(f"geometric-mean speedup, {n} thr: " + ", ".join(parts))
+    for n in sorted({row["threads"] for row in rows if "scaling" in row}):
+        scaled = [row for row in rows if row["threads"] == n and "scaling" in row]
+        low = min(scaled, key=lambda row: row["scaling"]["speedup"])
+        first = low["scaling"]["over_threads"]
+        lines.append(f"fastconv's scaling, {n} thr over {first}: geometric mean "
+                     f"{_fmt_ratio(geometric_mean([row['scaling']['speedup'] for row in scaled]))} "
+                     f"({len(scaled)} rows), lowest {_fmt_ratio(low['scaling']['speedup'])} "
+                     f"({low['shape']} {low['op']} {low['dtype']})")
     return lines
 
 
@@ -1074,19 +1136,31 @@ def run(args, out=None):
 
     rows = []
     plan = [(s, op, dt) for s in opts["shapes"] for op in opts["ops"] for dt in opts["dtypes"]]
-    progress = _Progress(len(plan) * len(opts["threads"]), enabled=not args.no_progress)
+    steps = len(opts["threads"]) + (len(opts["threads"]) > 1)
+    progress = _Progress(len(plan) * steps, enabled=not args.no_progress)
     for shape, op, dtype in plan:
         case = make_case(shape, op, dtype, batch=opts["batch"], quick=opts["quick"],
                          impls=opts["impls"], algorithm=opts["algorithm"])
+        case_rows = []
         for n in opts["threads"]:
             progress.step(f"{shape} {op} {dtype} {n} thr")
             row = measure_row(case, n, repeat=opts["repeat"], max_time=opts["max_time"])
             if op == "conv2d":
                 row["algorithm"] = opts["algorithm"]
-            rows.append(row)
-            progress.clear()
+            case_rows.append(row)
+        if len(opts["threads"]) > 1:
+            progress.step(f"{shape} {op} {dtype} scaling")
+            scaling = thread_scaling(case, opts["threads"], repeat=opts["repeat"], max_time=opts["max_time"])
+            first = opts["threads"][0]
+            for row in case_rows[1:]:
+                n = row["threads"]
+                row["scaling"] = {"over_threads": first, "speedup": scaling["speedup"][n],
+                                  "times": {first: scaling["times"][first], n: scaling["times"][n]}}
+        progress.clear()
+        for row in case_rows:
             print(format_row(row, baselines), file=out)
-            out.flush()
+        out.flush()
+        rows.extend(case_rows)
         del case
         gc.collect()
     print(file=out)

@@ -88,6 +88,14 @@ def test_json_has_positive_timings_and_ratios_for_every_op(quick_tiny):
         if row["op"] in _bench.INTO_BUFFER_OPS:
             assert "reference" not in row["median"]
         assert row["steal"] is None or 0 <= row["steal"] <= 1
+        if row["threads"] == threads[0]:
+            assert "scaling" not in row
+        else:  # fastconv on this count and the first, from samples alternating the two
+            scaling = row["scaling"]
+            assert scaling["over_threads"] == threads[0]
+            first, this = (scaling["times"][str(n)] for n in (threads[0], row["threads"]))
+            assert len(first) == len(this) == 3 and all(t > 0 for t in first + this)
+            assert scaling["speedup"] == pytest.approx(float(np.median(first) / np.median(this)))
 
 
 def test_json_metadata(quick_tiny):
@@ -120,13 +128,15 @@ def test_table_lists_every_op(quick_tiny):
     proc, report, _ = quick_tiny
     lines = proc.stdout.splitlines()
     header = next(line for line in lines if line.startswith("shape"))
-    for column in ("fastconv", "reference", "torch", "vs ref", "vs torch", "rate"):
+    for column in ("fastconv", "reference", "torch", "vs ref", "vs torch", "scaling", "rate"):
         assert column in header
     body = [line.split() for line in lines if line.startswith("tiny ")]
     assert len(body) == len(report["rows"])
     assert sorted(cells[1] for cells in body) == sorted(r["op"] for r in report["rows"])
     assert "memcpy (np.copyto 256 MB)" in proc.stdout
     assert "geometric-mean speedup" in proc.stdout or not (HAS_REFERENCE or HAS_TORCH)
+    threads = report["metadata"]["options"]["threads"]
+    assert (f"fastconv's scaling, {threads[-1]} thr over 1: geometric mean" in proc.stdout) == (len(threads) > 1)
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
@@ -204,6 +214,23 @@ def test_paired_times_interleaves_and_rotates():
     times = _bench.paired_times(case, {"a": 3, "b": 3, "c": 1}, settle={"b"})
     assert [len(times[name]) for name in "abc"] == [3, 3, 1]
     assert order == ["a", "b", "b", "c", "b", "b", "a", "a", "b", "b"]
+
+
+def test_thread_scaling_alternates_the_thread_counts(monkeypatch):
+    # each round samples every count once (the order rotating), each sample after a settling call,
+    # under that count's limits; the speedups are the first count's median over each count's
+    calls = []
+    monkeypatch.setattr(_bench, "WARMUP_SECONDS", 0.0)
+    monkeypatch.setattr(_bench, "_loops", lambda seconds: 1)
+    case = _bench.Case("custom", "conv2d", {"N": 1}, np.dtype("float32"),
+                       {"fastconv": lambda: calls.append(fastconv.get_num_threads())}, 1.0, "GFLOP/s")
+    result = _bench.thread_scaling(case, [1, 3], repeat=3, max_time=10.0)
+    warm_up = [1] * _bench.WARMUP_CALLS + [3] * _bench.WARMUP_CALLS
+    assert calls == warm_up + [1, 1, 3, 3] + [3, 3, 1, 1] + [1, 1, 3, 3]
+    assert [len(result["times"][n]) for n in (1, 3)] == [3, 3]
+    median = {n: float(np.median(result["times"][n])) for n in (1, 3)}
+    assert result["median"] == pytest.approx(median)
+    assert result["speedup"] == pytest.approx({1: 1.0, 3: median[1] / median[3]})
 
 
 def test_reference_is_timed_after_the_paired_rounds():

@@ -13,6 +13,8 @@ as a small call's arithmetic.
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t, uint32_t, uint64_t, uintptr_t
 
+from fastconv._kernels._openmp cimport fc_omp_barrier
+
 ctypedef fused acc_t:
     float
     double
@@ -1273,10 +1275,13 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
-            for r in prange(groups * blocks, schedule="static"):  # (a barrier follows)
+            for r in prange(groups * blocks, schedule="static"):
                 _pack_block(&weight[0, 0, 0, 0], &source, &b[0] if has_bias else NULL,
                             w_packed + r * per_block, bias_packed + r * block, r, blocks, kg, cg, ntaps, block,
                             nonfinite + r if nonfinite != NULL else NULL)
+            # every thread reads every block's weights and flag: wait until all are packed (the
+            # prange ends without a barrier, see fc_omp_barrier)
+            fc_omp_barrier()
             run_edges = edges if _none_set(nonfinite, groups * blocks) else 0  # (each thread: the same)
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come

@@ -175,6 +175,44 @@ def even_images(most, images, threads):
     return max((q for q in range(1, most + 1) if images % (q * threads) == 0), default=1)
 
 
+#: Share of the banded kernel's tasks by which the threads' last round may fall short (:func:`even_bands`).
+UNEVEN_TASKS = 0.05
+
+
+def even_bands(oh, band, images, threads, min_band=1):
+    """Output rows per band that share the banded kernel's tasks evenly among ``threads``, or None.
+
+    A task is a band of one image (``_conv_direct.band_tasks``); with
+    dynamic scheduling the threads' last round of tasks is short where their
+    count is not a multiple of ``threads``. Where it is short by more than
+    :data:`UNEVEN_TASKS` of the tasks, the images take more bands: the fewest
+    that make a multiple of ``threads``, of at least ``min_band`` rows. Where
+    none does, ``band`` if the tasks are at least two a thread, else None
+    (for the whole-batch layout). The bands an image is cut in change no bit
+    of the result.
+
+    Measured on the Intel Xeon at two threads, in-process A/B (medians of 15,
+    the same bits), an odd number of images of one band each against that
+    image count in half bands: resnet-deep 1.11-1.13x (5, 7 and 11 images),
+    resnet-mid 1.01-1.10x, dilated (5) 1.20x, stem 1.07-1.19x; cifar 0.97x
+    on 11 images. Against the whole-batch layout, which took fewer than two
+    tasks a thread: one image in half bands 1.16-1.43x (resnet-mid, dilated,
+    stem; cifar 1.07x), resnet-deep 0.98x; two images of one band each
+    1.04-1.09x; three in half bands 1.05-1.15x, resnet-deep 0.97x.
+    """
+    per_image = _conv_direct.band_tasks(oh, band)
+    tasks = images * per_image
+    if -(-tasks // threads) * threads <= (1 + UNEVEN_TASKS) * tasks:
+        return band
+    for bands in range(per_image + 1, oh + 1):
+        rows = max(min_band, -(-oh // bands))
+        if rows < band and images * _conv_direct.band_tasks(oh, rows) % threads == 0:
+            return rows
+        if rows == min_band:  # (no shorter band to be had)
+            break
+    return band if tasks >= 2 * threads else None
+
+
 def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1, output_bytes=None, weight_bytes=0):
     """``(band, rows)``: output rows per band and phase rows per plane holding them.
 
@@ -692,7 +730,8 @@ class TiledConv:
             # every band gets as many (with the last one's overlapping the band before it), and
             # the tiles an output takes depend on the shapes, not on the thread count
             few = oc_level < 0 and not self.depthwise and 0 < kg % 8 <= _conv_direct.ROW_TILE_CHANNELS
-            self.band, rows = band_rows(geometry, c, dtype.itemsize, min_band=_conv_direct.ROW_TILE_ROWS if few else 1,
+            self.min_band = _conv_direct.ROW_TILE_ROWS if few else 1
+            self.band, rows = band_rows(geometry, c, dtype.itemsize, min_band=self.min_band,
                                         output_bytes=2 * k * geometry.out_size * dtype.itemsize,
                                         weight_bytes=k * cg * kh * kw * dtype.itemsize)
             self.phases = stride_phases(geometry, rows)
@@ -701,9 +740,11 @@ class TiledConv:
             per_filter = cg * kh * kw * dtype.itemsize
             self.band_images = band_images(c * self.phases.image * dtype.itemsize, block * per_filter,
                                            groups * self.blocks * block * per_filter)
-        # the banded kernel's tasks at an image a task (bands of one image each): with two a thread
-        # or more it runs; with fewer the whole batch is laid out at once (run)
-        self.band_tasks = n * _conv_direct.band_tasks(geometry.out_shape[0], self.band) if self.band else 0
+        self.images, self.weight_bytes = n, k * cg * kh * kw * dtype.itemsize
+        # weights larger than the L2 cache: the whole-batch layout's threads take blocks of filters
+        # over every image, each reading its share of the weights once (conv2d_tiled)
+        self.blocks_outer = L2_BYTES is not None and self.weight_bytes > L2_BYTES
+        self.bands = {1: (self.band, self.phases)}  # thread count -> its bands (see banded)
         self.whole = stride_phases(geometry)  # the batch laid out at once (tile_input)
         # the output-channel tiles leave out products of the zero padding (edges), where the level
         # has such tiles (elsewhere a call would check its weights for nothing)
@@ -740,18 +781,15 @@ class TiledConv:
         its tap ``adjoint_taps[t]`` (flat, ``kh * KW + kw``). The tiles' packing reads
         it from the forward weight (:func:`~fastconv._kernels._conv_direct.pack_weights`).
 
-        The banded kernel runs where its tasks (a band of one image each) are
-        at least two a thread; else the threads share the blocks of output
-        channels of the batch, laid out at once (:func:`tile_input`), each
-        block reading the whole image. Images of several bands took the
-        whole-batch layout whenever there were fewer images than twice the
-        threads; Intel Xeon, two threads, in-process A/B (medians of 15, the
-        same bits), bands against it: ``strided`` (56 rows in bands of 7) 2.64x
-        on one image, 1.55x on two, 1.58x on three; 64 channels of 100x100
-        1.37-1.78x; 128 channels of 56x56 1.03-1.19x (1.05-1.32x at stride 2);
-        64 channels of 64x64 (3 bands, 1.1 MiB: the image stays in L2) 1.04x
-        on two images, 0.96x on three. Whole images (one task each) keep the
-        rule: on one image the banded kernel ran 0.55-0.91x.
+        The banded kernel runs in the bands :meth:`banded` gives for the
+        thread count; else the threads share the blocks of output channels of
+        the batch, laid out at once (:func:`tile_input`). Images of several
+        bands took the whole-batch layout whenever there were fewer images
+        than twice the threads; Intel Xeon, two threads, in-process A/B
+        (medians of 15, the same bits), bands against it: ``strided`` (56
+        rows in bands of 7) 2.64x on one image, 1.55x on two, 1.58x on three;
+        64 channels of 100x100 1.37-1.78x; 128 channels of 56x56 1.03-1.19x
+        (1.05-1.32x at stride 2).
         """
         if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
             raise ValueError("a depthwise plan packs no adjoint weights")
@@ -774,19 +812,20 @@ class TiledConv:
             self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, tasks,
                                   self.panel, threads, self.pass_blocks, self.in_place)
             return
-        if copies or self.depthwise or threads == 1 or self.band_tasks >= 2 * threads:  # pad in cache, per task
+        band, ph = self.banded(threads)
+        if self.depthwise or band is not None:  # pad in cache, per task
             if not self.pads_itself:
                 x = pad_input(x, geometry, self.padding_mode, False)
-            ph = self.phases
             if self.depthwise:
                 w_packed, b_packed = self.pack(weight, bias)
                 self.conv2d_depthwise_packed(x, w_packed, b_packed, out, self.top, self.left,
                                              *geometry.stride, ph.hq, ph.wq, ph.taps, threads)
             else:  # (packs the weights itself)
-                images = even_images(self.band_images, x.shape[0], threads) if self.band_images > 1 else 1
+                images = (even_images(self.band_images, x.shape[0], threads)
+                          if self.band_images > 1 and band == self.band else 1)
                 # (with edges, the kernel's packing checks that the weights are finite)
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
-                                   *geometry.stride, self.band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
+                                   *geometry.stride, band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
                                    adjoint_taps, images, copies, geometry.dilation[1], self.edges)
             return
         # too few bands to share between the threads: lay the whole batch out once and split
@@ -800,7 +839,43 @@ class TiledConv:
         src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
         self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level,
-                          self.edges if finite else 0)
+                          self.edges if finite else 0, self.blocks_outer)
+
+    def banded(self, threads):
+        """``(band, phases)`` of the banded kernel on ``threads`` threads, or ``(None, None)``.
+
+        Depthwise plans, and plans with column copies (whose tiles depend on
+        the band), keep theirs; others take :func:`even_bands`, and None
+        lays the whole batch out at once. So does a plan whose packed weights
+        are larger than the L2 cache where its bands make fewer than two
+        tasks a thread: there a task in bands reads every block of weights
+        from L3, and in the whole-batch layout each thread its own blocks
+        (``blocks_outer``: a block over every image in turn). Intel Xeon, two
+        threads, in-process A/B (medians of 11-15, the same bits), on 1 to 3
+        images: resnet-deep (2.4 MB of weights) in even bands 0.94-1.01x of
+        that layout image by image, which blocks over images make 1.01-1.05x
+        faster; ResNet's 512-channel 7x7 layer (9.4 MB) in bands of one image
+        0.70-0.98x of it, blocks over images 1.02-1.10x. Cached per thread
+        count.
+        """
+        if threads in self.bands:
+            return self.bands[threads]
+        oh = self.geometry.out_shape[0]
+        if self.depthwise or self.copies:  # (depthwise: planes of whole images, no bands)
+            bands = self.band, self.phases
+        elif (L2_BYTES is not None and self.weight_bytes > L2_BYTES
+              and self.images * _conv_direct.band_tasks(oh, self.band) < 2 * threads):
+            # few tasks and weights larger than the L2 cache: in the whole-batch layout each thread
+            # reads its blocks of weights, in bands every block (see even_bands)
+            bands = None, None
+        else:
+            band = even_bands(oh, self.band, self.images, threads, self.min_band)
+            if band is None or band == self.band:
+                bands = band, self.phases if band else None
+            else:  # the phase rows a band reaches below it, as band_rows counts them
+                bands = band, stride_phases(self.geometry, band + self.phases.hq - self.band)
+        self.bands[threads] = bands
+        return bands
 
     def _copies_weight(self, weight, adjoint_taps):
         """The ``(K, cg * KW, 1, KH)`` weight of a plan with column copies (a copy of a few KiB).

@@ -1102,45 +1102,114 @@ def test_threads_share_bands_not_images(rng, monkeypatch, request, every_call_pa
     np.testing.assert_allclose(two, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
 
 
-# One image on two threads: where its bands make two tasks a thread or more, the threads share
-# them (the banded kernel); where they make fewer, or the image is one band, they share its blocks
-# of output channels in the whole-batch layout. 6 channels of 23 padded columns take 552 bytes a
-# row: a budget of 12 rows leaves bands of 10 (4 tasks), one of 13 bands of 11, cut to equal
-# heights: 10 again (not 11, 11, 11 and 7); one of 16 bands of 14 (14, 14, 12: 3 tasks). Either
-# way the bits of one thread, and of the whole image laid out at once.
-@pytest.mark.parametrize("tiles", ["columns", "channels"])
-@pytest.mark.parametrize("rows, band, banded", [(12, 10, True), (13, 10, True), (16, 14, False), (100, 40, False)])
-def test_one_image_shares_its_bands_between_threads(rng, level, monkeypatch, request, every_call_parallel, tiles,
-                                                    rows, band, banded):
+# Few images on two threads share the banded kernel's tasks (a band of one image each) evenly:
+# where their count is odd the images take more bands. 6 channels of 23 padded columns take 552
+# bytes a row: a budget of 12 rows leaves bands of 10 (4 tasks), one of 13 bands of 11, cut to
+# equal heights: 10 again (not 11, 11, 11 and 7); one of 16 bands of 14, 14 and 12 (3 tasks), so
+# two threads take bands of 10; the whole image (one task an image) two bands of 20 on an odd
+# number of images. Two filters in column tiles run row tiles of 8 rows: 12 rows make no two
+# bands of 8, so one image there takes the whole-batch layout (tile_input). Either way the bits
+# of one thread.
+@pytest.mark.parametrize("n, k, tiles, rows, band, two", [
+    (1, 10, "channels", 12, 10, 10), (1, 10, "columns", 13, 10, 10), (1, 10, "channels", 16, 14, 10),
+    (1, 10, "columns", 100, 40, 20), (3, 10, "channels", 100, 40, 20), (2, 10, "columns", 100, 40, 40),
+    (3, 10, "channels", 16, 14, 10),  # 9 tasks: 12 of 10 rows instead
+    (7, 10, "channels", 16, 14, 14),  # 21 tasks: two threads take 11 rounds for 10.5 (UNEVEN_TASKS)
+    (1, 2, "columns", 100, 12, None), (3, 2, "columns", 100, 12, None),
+])
+def test_few_images_share_even_bands_between_threads(rng, level, monkeypatch, request, every_call_parallel, n, k,
+                                                     tiles, rows, band, two):
     from functools import partial
 
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=rows * 552))
+    _conv.tiled_conv.cache_clear()
     request.addfinalizer(_conv.tiled_conv.cache_clear)
-    x = rng.standard_normal((1, 6, 40, 21)).astype(np.float32)
-    w = rng.standard_normal((10, 6, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(10).astype(np.float32)
+    h = 40 if k > 2 else 12
+    x = rng.standard_normal((n, 6, h, 21)).astype(np.float32)
+    w = rng.standard_normal((k, 6, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
     geometry = prepare_conv2d(x, w, b, 1, 1, 1, 1, "zeros", "NCHW", None).geometry
+    plan = _conv.tiled_conv(x.shape, w.shape, geometry, 1, "zeros", np.dtype(np.float32),
+                            _conv_direct.current_level(), tiles)
+    assert plan.band == band and plan.banded(1)[0] == band and plan.banded(2)[0] == two
+    if two is not None:  # the phase rows a band of `two` rows reaches: the 2 below it
+        assert plan.banded(2)[1].hq == two + 2
     laid_out = []
     tile_input = _conv.tile_input
     monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: laid_out.append(1) or tile_input(*args, **kw))
-
-    def run(budget, threads):
-        monkeypatch.setattr(_conv, "band_rows", partial(band_rows, budget=budget))
-        _conv.tiled_conv.cache_clear()
-        laid_out.clear()
-        with fastconv.num_threads(threads):
-            return run_tiles(x, w, b, tiles, padding=1)
-
-    band_rows = _conv.band_rows
-    assert band_rows(geometry, 6, 4, budget=rows * 552)[0] == band
-    one = run(rows * 552, 1)
-    assert not laid_out  # (one thread: the banded kernel)
-    two = run(rows * 552, 2)
-    assert bool(laid_out) == (not banded)
-    np.testing.assert_array_equal(two, one)
-    np.testing.assert_array_equal(run(2**20, 2), one)
-    assert laid_out  # (the whole image: one band, laid out at once)
+    with fastconv.num_threads(1):
+        one = run_tiles(x, w, b, tiles, padding=1)
+    assert not laid_out
+    with fastconv.num_threads(2):
+        np.testing.assert_array_equal(run_tiles(x, w, b, tiles, padding=1), one)
+    assert bool(laid_out) == (two is None)
     rtol, atol = tolerance(np.float32)
-    np.testing.assert_allclose(two, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(one, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
+
+
+# Packed weights larger than the L2 cache (here one of 4 KiB) where the bands make fewer than two
+# tasks a thread take the whole-batch layout, each thread a share of the blocks of filters over
+# every image (blocks_outer); four images take bands. The bits of one thread, and of the layout
+# image by image.
+@pytest.mark.parametrize("tiles", ["columns", "channels"])
+@pytest.mark.parametrize("n, groups, k, laid_out_on_two", [(1, 1, 40, True), (3, 1, 40, True), (3, 2, 36, True),
+                                                           (4, 1, 40, False)])
+def test_large_weights_on_few_images_take_blocks_over_images(rng, level, monkeypatch, request, every_call_parallel,
+                                                             tiles, n, groups, k, laid_out_on_two):
+    monkeypatch.setattr(_conv, "L2_BYTES", 4096)
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    x = rng.standard_normal((n, 12, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((k, 12 // groups, 3, 3)).astype(np.float32)  # 15-17 KB of weights
+    b = rng.standard_normal(k).astype(np.float32)
+    call = prepare_conv2d(x, w, b, 1, 1, 1, groups, "zeros", "NCHW", None)
+    plan = _conv.tiled_conv(x.shape, w.shape, call.geometry, groups, "zeros", call.compute_dtype,
+                            _conv_direct.current_level(), tiles)
+    assert plan.blocks_outer and plan.band == 9 and plan.banded(1)[0] == 9
+    assert plan.banded(2)[0] == (None if laid_out_on_two else 9)
+    laid_out = []
+    tile_input = _conv.tile_input
+    monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: laid_out.append(1) or tile_input(*args, **kw))
+    with fastconv.num_threads(1):
+        one = run_tiles(x, w, b, tiles, padding=1, groups=groups)
+    assert not laid_out
+    with fastconv.num_threads(2):
+        np.testing.assert_array_equal(run_tiles(x, w, b, tiles, padding=1, groups=groups), one)
+        assert bool(laid_out) == laid_out_on_two
+        plan.blocks_outer = False
+        np.testing.assert_array_equal(run_tiles(x, w, b, tiles, padding=1, groups=groups), one)
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(one, reference.conv2d(x, w, b, padding=1, groups=groups), rtol=rtol, atol=atol * 10)
+
+
+def test_depthwise_never_lays_the_batch_out(rng, monkeypatch, every_call_parallel):
+    # one image on two threads: the depthwise kernel, which pads each plane in cache
+    laid_out = []
+    tile_input = _conv.tile_input
+    monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: laid_out.append(1) or tile_input(*args, **kw))
+    x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    with fastconv.num_threads(2):
+        got = fastconv.conv2d(x, w, padding=1, groups=16)
+    assert not laid_out
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(got, reference.conv2d(x, w, padding=1, groups=16), rtol=rtol, atol=atol * 10)
+
+
+def test_even_bands():
+    # (rows, band, images, threads[, min_band]) -> rows per band
+    assert _conv.even_bands(14, 14, 4, 2) == 14 and _conv.even_bands(14, 14, 32, 2) == 14  # even already
+    assert _conv.even_bands(14, 14, 5, 2) == 7 and _conv.even_bands(14, 14, 1, 2) == 7  # half images
+    assert _conv.even_bands(14, 14, 21, 2) == 14  # 22 tasks' time for 21: within UNEVEN_TASKS
+    assert _conv.even_bands(14, 14, 19, 2) == 7  # 20 for 19: not
+    assert _conv.even_bands(40, 14, 1, 2) == 10  # 3 bands (14, 14, 12) -> 4 of 10
+    assert _conv.even_bands(14, 14, 1, 3) == 5  # two bands of 7 make 2 tasks; three of 5, 3
+    assert _conv.even_bands(14, 14, 1, 1) == 14
+    # bands of at least 8 rows: 12 rows make one task of 8 and 4 (the short last band overlaps)
+    assert _conv.even_bands(12, 12, 1, 2, min_band=8) is None  # 1 task: the whole-batch layout
+    assert _conv.even_bands(12, 12, 5, 2, min_band=8) == 12  # 5 tasks, uneven but two a thread
+    assert _conv.even_bands(16, 16, 1, 2, min_band=8) == 8
+    assert _conv.even_bands(1, 1, 3, 2) is None and _conv.even_bands(1, 1, 5, 2) == 1  # one row: no more bands
 
 
 def test_band_tasks_merge_a_short_last_band():

@@ -597,7 +597,8 @@ cdef inline void _pack_channels(const real_t* first, const PackSource* source, r
 def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,
                  Py_ssize_t row_step, const ptrdiff_t[::1] taps, const real_t[::1] w_packed,
                  const real_t[::1] bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t groups,
-                 Py_ssize_t cg, bint depthwise, int num_threads, int oc_level=-1, int edges=0):
+                 Py_ssize_t cg, bint depthwise, int num_threads, int oc_level=-1, int edges=0,
+                 bint blocks_outer=False):
     """NCHW convolution by register tiles, parallel over (image, group, block of channels).
 
     ``x`` is the flat padded (and, for stride > 1, phase-split) input with
@@ -621,6 +622,12 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
 
     ``edges``: see :func:`_octile_plane` (the caller vouches for the
     geometry and for finite weights).
+
+    The tasks go to the threads in order, image by image; with
+    ``blocks_outer``, block by block (each block over every image in turn),
+    so each thread reads its share of the weights once, not all of them once
+    per image: for weights larger than the L2 cache. The same tiles either
+    way: the same bits.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t block
@@ -639,8 +646,12 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
     cdef Py_ssize_t t, n, r, g, kb, k0
     cdef const real_t* xbase
     for t in prange(N * groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
-        n = t // (groups * blocks)
-        r = t - n * (groups * blocks)
+        if blocks_outer:
+            r = t // N
+            n = t - r * N
+        else:
+            n = t // (groups * blocks)
+            r = t - n * (groups * blocks)
         g = r // blocks
         kb = r - g * blocks
         k0 = g * kg + kb * block

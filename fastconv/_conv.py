@@ -218,24 +218,23 @@ def band_rows(geometry, channels, itemsize, budget=BAND_BUDGET, min_band=1, outp
 
     A band's input (``channels * sh*sw * rows * wq`` elements) takes about
     ``budget`` bytes, and at least ``min_band`` output rows (or the image's
-    rows, if fewer); ``rows`` adds the phase
-    rows the kernel reaches below the band; an image of at most twice the
-    budget is one band, a larger one bands of equal height, as near as can
-    be (64 channels of 64x64: 22, 22 and 20 rows, not 29, 29 and 6, whose
-    short last band is one task with the band before it, of 35 rows), so the
-    threads share the bands of few images evenly (``TiledConv.run``). Even
-    bands, Intel Xeon, in-process A/B (medians of 21): that layer on 8
-    images 1.05x at one thread and 1.11x at two; 64 or 128 channels of 56x56
-    to 224x224 0.99-1.01x (the same bits). Measured on an Intel Xeon (2 MiB
-    of L2; 1 and 2 threads): from 64 KiB to the whole image, the budget changed nothing on
-    resnet-mid, resnet-deep, stem or cifar; dilated (0.6 MiB) ran 3 % slower
-    in two bands than in one; on strided, whose padded image is 3.3 MiB,
-    bands of 512 KiB ran 6 % slower than the whole image (halo rows copied
-    twice) and 256 KiB ones 8-10 %. Bands keep the extra memory of a call at
-    one band per thread (strided: 1.5x its output with whole images at 2
-    threads, 1.04x with bands of one budget, about 1.14x by count with the
-    taller bands below). With less L2, smaller bands run faster
-    (:func:`band_budget`).
+    rows, if fewer); ``rows`` adds the phase rows the kernel reaches below the
+    band; an image of at most twice the budget is one band, a larger one bands
+    of equal height, as near as can be (64 channels of 64x64: 22, 22 and 20
+    rows, not 29, 29 and 6, whose short last band is one task with the band
+    before it, of 35 rows), so the threads share the bands of few images
+    evenly (:meth:`TiledConv.banded`). Even bands, Intel Xeon, in-process A/B
+    (medians of 21): that layer on 8 images 1.05x at one thread and 1.11x at
+    two; 64 or 128 channels of 56x56 to 224x224 0.99-1.01x (the same bits).
+    Measured on an Intel Xeon (2 MiB of L2; 1 and 2 threads): from 64 KiB to
+    the whole image, the budget changed nothing on resnet-mid, resnet-deep,
+    stem or cifar; dilated (0.6 MiB) ran 3 % slower in two bands than in one;
+    on strided, whose padded image is 3.3 MiB, bands of 512 KiB ran 6 % slower
+    than the whole image (halo rows copied twice) and 256 KiB ones 8-10 %.
+    Bands keep the extra memory of a call at one band per thread (strided:
+    1.5x its output with whole images at 2 threads, 1.04x with bands of one
+    budget, about 1.14x by count with the taller bands below). With less L2,
+    smaller bands run faster (:func:`band_budget`).
 
     Where the budget leaves a band no taller than the phase rows the kernel
     reaches below it (many channels of long rows: ``strided``'s 64 channels

@@ -32,7 +32,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, reused, zeros
-from ._conv import BAND_BUDGET, TILES, direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit
+from ._conv import (BAND_BUDGET, TILES, depthwise_work, direct_nchw, is_depthwise, stride_phases, tiled_conv,
+                    tiles_fit)
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -813,7 +814,8 @@ class GradWeightPlan:
             self.merged = max(q for q in range(1, most + 1) if cg % q == 0)
             (self.merged_taps,) = read_only(np.arange(self.merged, dtype=np.intp) * ph.image)
         self.images, self.channels = n, c
-        self.work = n * k * geometry.out_size * cg * kh * kw // 16
+        self.work = (depthwise_work(n, k, geometry.out_size, kh * kw) if self.depthwise
+                     else n * k * geometry.out_size * cg * kh * kw // 16)
         self.reach = int(ph.taps.max()) + ph.plane  # elements of an image's planes the tiles read, one past
         # the output-channel tiles lay out the input planes of each chunk themselves (in cache) where
         # the input needs a copy, but for 1x1 kernels (their planes of one chunk are one run of pixels)

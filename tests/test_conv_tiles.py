@@ -1198,6 +1198,22 @@ def test_depthwise_never_lays_the_batch_out(rng, monkeypatch, every_call_paralle
     np.testing.assert_allclose(got, reference.conv2d(x, w, padding=1, groups=16), rtol=rtol, atol=atol * 10)
 
 
+def test_depthwise_work_counts_planes():
+    # the work threads_for weighs: a depthwise plan's multiply-adds / 3 with 64 pixels more a plane
+    # (dense plans: / 16). One image of 128 channels of 28x28 (60 us at one thread) takes two
+    # threads, of 32 channels (25 us) one
+    from fastconv._threads import threads_for
+
+    x, w = np.zeros((1, 128, 28, 28), np.float32), np.zeros((128, 1, 3, 3), np.float32)
+    call = prepare_conv2d(x, w, None, 1, 1, 1, 128, "zeros", "NCHW", None)
+    plan = _conv.tiled_conv(x.shape, w.shape, call.geometry, 128, "zeros", call.compute_dtype,
+                            _conv_direct.current_level())
+    assert plan.depthwise and plan.work == _conv.depthwise_work(1, 128, 784, 9) == 128 * 848 * 3
+    with fastconv.num_threads(2):
+        assert threads_for(plan.work) == fastconv.get_num_threads()  # (1 in a serial build)
+        assert threads_for(_conv.depthwise_work(1, 32, 784, 9)) == 1
+
+
 def test_even_bands():
     # (rows, band, images, threads[, min_band]) -> rows per band
     assert _conv.even_bands(14, 14, 4, 2) == 14 and _conv.even_bands(14, 14, 32, 2) == 14  # even already

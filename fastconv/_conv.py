@@ -891,8 +891,10 @@ class TiledConv:
             bands = None, None
         else:
             band = even_bands(oh, self.band, self.images, threads, self.min_band)
-            if band is None or band == self.band:
-                bands = band, self.phases if band else None
+            if band is None:
+                bands = None, None
+            elif band == self.band:
+                bands = band, self.phases
             else:  # the phase rows a band reaches below it, as band_rows counts them
                 bands = band, stride_phases(self.geometry, band + self.phases.hq - self.band)
         self.bands[threads] = bands

@@ -1102,6 +1102,15 @@ def test_threads_share_bands_not_images(rng, monkeypatch, request, every_call_pa
     np.testing.assert_allclose(two, reference.conv2d(x, w, b, padding=1), rtol=rtol, atol=atol * 10)
 
 
+@pytest.fixture
+def laid_out(monkeypatch):
+    """A list that gets an item each time a call lays its whole batch out (``_conv.tile_input``)."""
+    calls = []
+    tile_input = _conv.tile_input
+    monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: calls.append(1) or tile_input(*args, **kw))
+    return calls
+
+
 # Few images on two threads share the banded kernel's tasks (a band of one image each) evenly:
 # where their count is odd the images take more bands. 6 channels of 23 padded columns take 552
 # bytes a row: a budget of 12 rows leaves bands of 10 (4 tasks), one of 13 bands of 11, cut to
@@ -1117,8 +1126,8 @@ def test_threads_share_bands_not_images(rng, monkeypatch, request, every_call_pa
     (7, 10, "channels", 16, 14, 14),  # 21 tasks: two threads take 11 rounds for 10.5 (UNEVEN_TASKS)
     (1, 2, "columns", 100, 12, None), (3, 2, "columns", 100, 12, None),
 ])
-def test_few_images_share_even_bands_between_threads(rng, level, monkeypatch, request, every_call_parallel, n, k,
-                                                     tiles, rows, band, two):
+def test_few_images_share_even_bands_between_threads(rng, level, monkeypatch, request, every_call_parallel, laid_out,
+                                                     n, k, tiles, rows, band, two):
     from functools import partial
 
     monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=rows * 552))
@@ -1134,9 +1143,6 @@ def test_few_images_share_even_bands_between_threads(rng, level, monkeypatch, re
     assert plan.band == band and plan.banded(1)[0] == band and plan.banded(2)[0] == two
     if two is not None:  # the phase rows a band of `two` rows reaches: the 2 below it
         assert plan.banded(2)[1].hq == two + 2
-    laid_out = []
-    tile_input = _conv.tile_input
-    monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: laid_out.append(1) or tile_input(*args, **kw))
     with fastconv.num_threads(1):
         one = run_tiles(x, w, b, tiles, padding=1)
     assert not laid_out
@@ -1156,7 +1162,7 @@ def test_few_images_share_even_bands_between_threads(rng, level, monkeypatch, re
 @pytest.mark.parametrize("n, groups, k, laid_out_on_two", [(1, 1, 40, True), (3, 1, 40, True), (3, 2, 36, True),
                                                            (4, 1, 40, False)])
 def test_large_weights_on_few_images_take_blocks_over_images(rng, level, monkeypatch, request, every_call_parallel,
-                                                             tiles, n, groups, k, laid_out_on_two):
+                                                             laid_out, tiles, n, groups, k, laid_out_on_two):
     monkeypatch.setattr(_conv, "L2_BYTES", 4096)
     _conv.tiled_conv.cache_clear()
     request.addfinalizer(_conv.tiled_conv.cache_clear)
@@ -1168,9 +1174,6 @@ def test_large_weights_on_few_images_take_blocks_over_images(rng, level, monkeyp
                             _conv_direct.current_level(), tiles)
     assert plan.blocks_outer and plan.band == 9 and plan.banded(1)[0] == 9
     assert plan.banded(2)[0] == (None if laid_out_on_two else 9)
-    laid_out = []
-    tile_input = _conv.tile_input
-    monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: laid_out.append(1) or tile_input(*args, **kw))
     with fastconv.num_threads(1):
         one = run_tiles(x, w, b, tiles, padding=1, groups=groups)
     assert not laid_out
@@ -1184,11 +1187,8 @@ def test_large_weights_on_few_images_take_blocks_over_images(rng, level, monkeyp
     np.testing.assert_allclose(one, reference.conv2d(x, w, b, padding=1, groups=groups), rtol=rtol, atol=atol * 10)
 
 
-def test_depthwise_never_lays_the_batch_out(rng, monkeypatch, every_call_parallel):
+def test_depthwise_never_lays_the_batch_out(rng, every_call_parallel, laid_out):
     # one image on two threads: the depthwise kernel, which pads each plane in cache
-    laid_out = []
-    tile_input = _conv.tile_input
-    monkeypatch.setattr(_conv, "tile_input", lambda *args, **kw: laid_out.append(1) or tile_input(*args, **kw))
     x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
     w = rng.standard_normal((16, 1, 3, 3)).astype(np.float32)
     with fastconv.num_threads(2):

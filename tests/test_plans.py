@@ -595,6 +595,42 @@ def test_pack_weights_packs_the_adjoint_as_its_copy(rng, dtype, k, cg, groups, b
         np.testing.assert_array_equal(got_b, expected_b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, cg, taps, groups, block", [(8, 3, 5, 1, 8), (30, 2, 9, 1, 32), (12, 6, 9, 3, 8),
+                                                        (33, 4, 3, 1, 32), (5, 1, 1, 1, 16)])
+def test_pack_weights_finds_every_weight_that_is_not_finite(rng, dtype, k, cg, taps, groups, block):
+    # the check runs in the copy's registers (4 rows of 4 float32 a step, 2 x 2 float64), in the
+    # copy's scalar tails (runs not a multiple of the vector, rows past the last 4) and in the
+    # channels copied item by item: a spoiled weight anywhere says so; the extremes of finite do not
+    w = rng.standard_normal((k, cg, taps)).astype(dtype)
+    info = np.finfo(dtype)
+    w.flat[:4] = info.max, -info.max, info.smallest_subnormal, -0.0
+    size = groups * -(-(k // groups) // block) * block
+    expected, bias = np.empty(size * cg * taps, dtype), np.empty(size, dtype)
+    _conv_direct.pack_weights(w, None, expected, bias, groups, block, 1)
+    got = np.empty_like(expected)
+    assert _conv_direct.pack_weights(w, None, got, bias, groups, block, 2, None, True) is True
+    np.testing.assert_array_equal(got, expected)
+    for i in range(w.size):
+        spoiled = w.copy()
+        spoiled.flat[i] = (np.inf, -np.inf, np.nan)[i % 3]
+        _conv_direct.pack_weights(spoiled, None, expected, bias, groups, block, 1)
+        assert _conv_direct.pack_weights(spoiled, None, got, bias, groups, block, 1 + i % 2, None, True) is False, i
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adjoint_packing_checks_only_the_taps_it_reads(rng, dtype):
+    w = rng.standard_normal((10, 4, 9)).astype(dtype)  # its adjoint: (4, 10, len(taps)), copied item by item
+    taps = np.array([8, 6, 2, 0], np.intp)
+    packed, bias = np.empty(8 * 10 * 4, dtype), np.empty(8, dtype)
+    for i in range(w.size):
+        spoiled = w.copy()
+        spoiled.flat[i] = np.nan
+        read = i % 9 in taps
+        assert _conv_direct.pack_weights(spoiled, None, packed, bias, 1, 8, 1, taps, True) is not read, i
+
+
 def test_adjoint_packing_refuses_taps_and_groups_that_do_not_fit():
     w = np.zeros((4, 2, 9), np.float32)  # the adjoint of one group: (2, 4, taps)
     packed, bias = np.zeros(8 * 4 * 2, np.float32), np.zeros(8, np.float32)

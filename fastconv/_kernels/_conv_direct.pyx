@@ -116,6 +116,12 @@ cdef extern from "pack_shuffle.h" nogil:
                             const float* s3, ptrdiff_t n) noexcept
     void fc_interleave2_f64(double* dst, ptrdiff_t step, const double* s0, const double* s1,
                             ptrdiff_t n) noexcept
+    int fc_interleave4_finite_f32(float* dst, ptrdiff_t step, const float* s0, const float* s1, const float* s2,
+                                  const float* s3, ptrdiff_t n) noexcept
+    int fc_interleave2_finite_f64(double* dst, ptrdiff_t step, const double* s0, const double* s1,
+                                  ptrdiff_t n) noexcept
+    bint fc_nonfinite_f32(float v) noexcept
+    bint fc_nonfinite_f64(double v) noexcept
 
 cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_tile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*,
@@ -534,8 +540,10 @@ cdef void _pack_block(const real_t* weight, const PackSource* source, const real
     ran 1.4-1.5x slower.
 
     With ``nonfinite`` (not NULL), ``nonfinite[0]`` is set to 1 if a weight
-    packed is not finite (each part checked as it is packed, in cache), and
-    left as it is otherwise.
+    packed is not finite, and left as it is otherwise: checked in the
+    copy's registers (:func:`_pack_channels`). A pass over each part after
+    it was packed made the packing of 512 channels of 3x3 (9.4 MB, one
+    thread) 1.31x slower, 128 channels 1.47x.
     """
     cdef Py_ssize_t g = r // blocks, kb = r % blocks
     cdef Py_ssize_t k0 = g * kg + kb * block
@@ -552,20 +560,23 @@ cdef void _pack_block(const real_t* weight, const PackSource* source, const real
                 fc_prefetch_runs(first + c1 * source.c_step, live, k_bytes, min(PACK_CHANNELS, cg - c1) * c_bytes)
             else:  # (a run of the block's channels per channel)
                 fc_prefetch_runs(first + c1 * source.c_step, min(PACK_CHANNELS, cg - c1), c_bytes, live * k_bytes)
-        _pack_channels(first, source, w_dst, c0, c1, live, ntaps, block)
+        if _pack_channels(first, source, w_dst, c0, c1, live, ntaps, block, nonfinite != NULL):
+            nonfinite[0] = 1
         for c in range(c0, c1):
             for t in range(ntaps):
                 for j in range(live, block):
                     w_dst[(c * ntaps + t) * block + j] = 0
-        if nonfinite != NULL and not _rows_finite(w_dst + c0 * ntaps * block, (c1 - c0) * ntaps * block, 1):
-            nonfinite[0] = 1
     for j in range(block):
         b_dst[j] = bias[k0 + j] if bias != NULL and j < live else 0
 
 
-cdef inline void _pack_channels(const real_t* first, const PackSource* source, real_t* w_dst, Py_ssize_t c0,
-                                Py_ssize_t c1, Py_ssize_t live, Py_ssize_t ntaps, Py_ssize_t block) noexcept nogil:
+cdef inline bint _pack_channels(const real_t* first, const PackSource* source, real_t* w_dst, Py_ssize_t c0,
+                                Py_ssize_t c1, Py_ssize_t live, Py_ssize_t ntaps, Py_ssize_t block,
+                                bint check) noexcept nogil:
     """Input channels ``c0 <= c < c1`` of :func:`_pack_block`'s block: ``w_dst[(c*ntaps + t)*block + j]``, ``j < live``.
+
+    Returns, with ``check``, whether a weight copied is not finite (checked
+    in the copy's registers), and False without.
 
     ``first`` is the block's first weight in ``source``. Where a row (an
     output channel) holds these channels' taps as one run (a convolution's
@@ -577,21 +588,37 @@ cdef inline void _pack_channels(const real_t* first, const PackSource* source, r
     cdef Py_ssize_t j = 0, jj, c, t, at
     cdef Py_ssize_t k = source.k_step, p0 = c0 * ntaps, count = (c1 - c0) * ntaps
     cdef const real_t* run = first + p0
+    cdef bint bad = False
+    cdef real_t v
     if source.taps == NULL and source.c_step == ntaps:
         if real_t is float:
             while j + 4 <= live:
-                fc_interleave4_f32(w_dst + p0 * block + j, block, run + j * k, run + (j + 1) * k, run + (j + 2) * k,
-                                   run + (j + 3) * k, count)
+                if check:
+                    bad |= fc_interleave4_finite_f32(w_dst + p0 * block + j, block, run + j * k, run + (j + 1) * k,
+                                                     run + (j + 2) * k, run + (j + 3) * k, count)
+                else:
+                    fc_interleave4_f32(w_dst + p0 * block + j, block, run + j * k, run + (j + 1) * k,
+                                       run + (j + 2) * k, run + (j + 3) * k, count)
                 j += 4
         else:
             while j + 2 <= live:
-                fc_interleave2_f64(w_dst + p0 * block + j, block, run + j * k, run + (j + 1) * k, count)
+                if check:
+                    bad |= fc_interleave2_finite_f64(w_dst + p0 * block + j, block, run + j * k, run + (j + 1) * k,
+                                                     count)
+                else:
+                    fc_interleave2_f64(w_dst + p0 * block + j, block, run + j * k, run + (j + 1) * k, count)
                 j += 2
+    if j == live:
+        return bad
     for c in range(c0, c1):
         for t in range(ntaps):
             at = c * source.c_step + (source.taps[t] if source.taps != NULL else t)
             for jj in range(j, live):
-                w_dst[(c * ntaps + t) * block + jj] = first[at + jj * k]
+                v = first[at + jj * k]
+                w_dst[(c * ntaps + t) * block + jj] = v
+                if check:
+                    bad |= fc_nonfinite_f32(v) if real_t is float else fc_nonfinite_f64(v)
+    return bad
 
 
 def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channel_stride,

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>
@@ -86,14 +87,38 @@ static inline void fc_store_fence(void)
 #endif
 }
 
-static void fc_interleave4_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1, const float *s2,
-                               const float *s3, ptrdiff_t n)
+/* Whether a float32 / float64 is an infinity or a nan: exponent bits all ones. */
+static inline int fc_nonfinite_f32(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+static inline int fc_nonfinite_f64(double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7ff0000000000000u) == 0x7ff0000000000000u;
+}
+
+/* The body of fc_interleave4_f32 and fc_interleave4_finite_f32: with `check` (a constant where it
+ * is inlined), it also returns whether an element copied is not finite. The vectors' check ORs
+ * the bits of v - v, which is +0 for every finite v and a nan for an infinity or a nan: two
+ * more instructions a vector, beside the transpose's shuffles. */
+static inline int fc_interleave4_body_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1,
+                                          const float *s2, const float *s3, ptrdiff_t n, const int check)
 {
     ptrdiff_t i = 0;
+    int bad = 0;
 #ifdef FC_HAVE_SSE2_INTERLEAVE
+    __m128 spoiled = _mm_setzero_ps();
     for (; i + 4 <= n; i += 4) {
         __m128 r0 = _mm_loadu_ps(s0 + i), r1 = _mm_loadu_ps(s1 + i);
         __m128 r2 = _mm_loadu_ps(s2 + i), r3 = _mm_loadu_ps(s3 + i);
+        if (check)
+            spoiled = _mm_or_ps(spoiled, _mm_or_ps(_mm_or_ps(_mm_sub_ps(r0, r0), _mm_sub_ps(r1, r1)),
+                                                   _mm_or_ps(_mm_sub_ps(r2, r2), _mm_sub_ps(r3, r3))));
         __m128 t0 = _mm_unpacklo_ps(r0, r1), t1 = _mm_unpacklo_ps(r2, r3);
         __m128 t2 = _mm_unpackhi_ps(r0, r1), t3 = _mm_unpackhi_ps(r2, r3);
         float *d = dst + i * step;
@@ -102,27 +127,68 @@ static void fc_interleave4_f32(float *dst, ptrdiff_t step, const float *s0, cons
         _mm_storeu_ps(d + 2 * step, _mm_movelh_ps(t2, t3));
         _mm_storeu_ps(d + 3 * step, _mm_movehl_ps(t3, t2));
     }
+    if (check)
+        bad = _mm_movemask_epi8(_mm_cmpeq_epi32(_mm_castps_si128(spoiled), _mm_setzero_si128())) != 0xffff;
 #endif
     for (; i < n; i++) {
         float *d = dst + i * step;
         d[0] = s0[i], d[1] = s1[i], d[2] = s2[i], d[3] = s3[i];
+        if (check)
+            bad |= fc_nonfinite_f32(s0[i]) | fc_nonfinite_f32(s1[i]) | fc_nonfinite_f32(s2[i]) |
+                   fc_nonfinite_f32(s3[i]);
     }
+    return bad;
 }
 
-static void fc_interleave2_f64(double *dst, ptrdiff_t step, const double *s0, const double *s1, ptrdiff_t n)
+static void fc_interleave4_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1, const float *s2,
+                               const float *s3, ptrdiff_t n)
+{
+    (void)fc_interleave4_body_f32(dst, step, s0, s1, s2, s3, n, 0);
+}
+
+/* fc_interleave4_f32, returning whether an element copied is not finite (the weight packing's
+ * check for the edge tiles, in the copy's registers instead of a pass over what it wrote). */
+static int fc_interleave4_finite_f32(float *dst, ptrdiff_t step, const float *s0, const float *s1,
+                                     const float *s2, const float *s3, ptrdiff_t n)
+{
+    return fc_interleave4_body_f32(dst, step, s0, s1, s2, s3, n, 1);
+}
+
+static inline int fc_interleave2_body_f64(double *dst, ptrdiff_t step, const double *s0, const double *s1,
+                                          ptrdiff_t n, const int check)
 {
     ptrdiff_t i = 0;
+    int bad = 0;
 #ifdef FC_HAVE_SSE2_INTERLEAVE
+    __m128d spoiled = _mm_setzero_pd();
     for (; i + 2 <= n; i += 2) {
         __m128d r0 = _mm_loadu_pd(s0 + i), r1 = _mm_loadu_pd(s1 + i);
+        if (check)
+            spoiled = _mm_or_pd(spoiled, _mm_or_pd(_mm_sub_pd(r0, r0), _mm_sub_pd(r1, r1)));
         _mm_storeu_pd(dst + i * step, _mm_unpacklo_pd(r0, r1));
         _mm_storeu_pd(dst + (i + 1) * step, _mm_unpackhi_pd(r0, r1));
     }
+    if (check)
+        bad = _mm_movemask_epi8(_mm_cmpeq_epi32(_mm_castpd_si128(spoiled), _mm_setzero_si128())) != 0xffff;
 #endif
     for (; i < n; i++) {
         double *d = dst + i * step;
         d[0] = s0[i], d[1] = s1[i];
+        if (check)
+            bad |= fc_nonfinite_f64(s0[i]) | fc_nonfinite_f64(s1[i]);
     }
+    return bad;
+}
+
+static void fc_interleave2_f64(double *dst, ptrdiff_t step, const double *s0, const double *s1, ptrdiff_t n)
+{
+    (void)fc_interleave2_body_f64(dst, step, s0, s1, n, 0);
+}
+
+/* fc_interleave2_f64, returning whether an element copied is not finite. */
+static int fc_interleave2_finite_f64(double *dst, ptrdiff_t step, const double *s0, const double *s1, ptrdiff_t n)
+{
+    return fc_interleave2_body_f64(dst, step, s0, s1, n, 1);
 }
 
 #endif /* FASTCONV_PACK_SHUFFLE_H */

@@ -1617,6 +1617,62 @@ def test_pointwise_tasks_examples():
     assert _conv.pointwise_tasks(1, 24, 3) == 1
 
 
+@pytest.mark.parametrize("panel", [24, 48])
+@pytest.mark.parametrize("pixels", [1, 49, 98, 196, 392, 784, 3136, 8 * 3136])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("blocks", [1, 2, 4, 6, 64])
+def test_pointwise_split(panel, pixels, threads, blocks):
+    # tasks of whole panels unless a thread's share of them exceeds an even share of the pixels by
+    # more than POINTWISE_UNEVEN and the blocks go round the threads twice: then one task, its
+    # filters in a part per thread
+    tasks, parts = _conv.pointwise_split(pixels, panel, threads, blocks)
+    share = -(-(-(-pixels // panel)) // threads) * panel
+    uneven = share > _conv.POINTWISE_UNEVEN * pixels / threads
+    if threads > 1 and blocks >= 2 * threads and uneven:
+        assert (tasks, parts) == (1, threads)
+    else:
+        assert (tasks, parts) == (_conv.pointwise_tasks(pixels, panel, threads), 1)
+
+
+def test_pointwise_split_examples():
+    assert _conv.pointwise_split(49, 48, 2, 128) == (1, 2)  # one image of 7x7: panels of 48 and 1 pixels
+    assert _conv.pointwise_split(196, 48, 2, 64) == (1, 2)  # 14x14: 3 panels and 2 (of 4 pixels)
+    assert _conv.pointwise_split(784, 48, 2, 32) == (4, 1)  # 28x28: 17 panels, 9 a thread (1.10x)
+    assert _conv.pointwise_split(49, 48, 1, 128) == (1, 1)  # one thread: nothing to share
+    assert _conv.pointwise_split(49, 48, 2, 3) == (2, 1)  # 3 blocks do not go round 2 threads twice
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, hw", [(1, (7, 7)), (2, (7, 7)), (1, (14, 14)), (3, (20, 20))])
+def test_pointwise_plan_shares_filters_when_panels_are_few(rng, monkeypatch, request, every_call_parallel, dtype,
+                                                          n, hw):
+    # conv2d of a pointwise layer at two threads runs the kernel with the parts pointwise_split gives
+    # (filters cut in two for one image of 7x7 at any panel width), and the bits of one thread
+    x = rng.standard_normal((n, 64) + hw).astype(dtype)
+    w = rng.standard_normal((64, 64, 1, 1)).astype(dtype)
+    calls = []
+    kernel = _conv_direct.conv2d_pointwise
+
+    def spy(*args):
+        calls.append(args)
+        return kernel(*args)
+
+    monkeypatch.setattr(_conv_direct, "conv2d_pointwise", spy)  # (plans made from now on call it)
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    with fastconv.num_threads(1):
+        expected = fastconv.conv2d(x, w)
+    with fastconv.num_threads(2):
+        threads = fastconv.get_num_threads()  # (1 in a serial build)
+        got = fastconv.conv2d(x, w)
+    np.testing.assert_array_equal(got, expected)
+    panel = 3 * _conv_direct.tile_width(np.dtype(dtype).char, _conv_direct.current_level())
+    tasks, parts = _conv.pointwise_split(n * hw[0] * hw[1], panel, threads, 8)
+    assert calls[-1][7] == tasks and calls[-1][9] == threads and calls[-1][-1] == parts
+    if threads == 2 and (n, hw) in ((1, (7, 7)), (3, (20, 20))):
+        assert parts == (2 if n == 1 else 1)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pointwise_passes_rule(dtype):
     itemsize = np.dtype(dtype).itemsize
@@ -1639,7 +1695,8 @@ def test_pointwise_passes_rule(dtype):
 ])
 def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype, n, c, k, hw, stride):
     # the batch's pixels shared among 1 .. panels tasks (panels across images, outputs through the
-    # scratch), filters in passes of 1-3 blocks or all: the same bits, the reference's values
+    # scratch), filters in passes of 1-3 blocks or all, cut into 1 to more parts than blocks: the
+    # same bits, the reference's values
     from fastconv._geometry import conv_geometry
 
     x = rng.standard_normal((n, c) + hw).astype(dtype)
@@ -1653,12 +1710,12 @@ def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype,
     panel = 3 * _conv_direct.tile_width(np.dtype(dtype).char, active)
     panels = -(-n * oh * ow // panel)
     expected = None
-    for tasks in sorted({1, 2, 3, panels, panels + 5}):
+    for tasks, parts in itertools.product(sorted({1, 2, 3, panels, panels + 5}), (1, 2, 3, -(-k // 8) + 2)):
         for pass_blocks in (0, 1, 2, 3):
             for threads in (1, 2, 3):
                 out = np.full((n, k, oh * ow), np.nan, dtype)
                 _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, sh, sw, ow, tasks, panel, threads,
-                                              pass_blocks)
+                                              pass_blocks, False, parts)
                 if expected is None:
                     expected = out
                     rtol, atol = tolerance(dtype)
@@ -1823,12 +1880,12 @@ def test_pointwise_panels_read_in_place_give_the_copies_bits(rng, level, dtype, 
     rtol, atol = tolerance(dtype)
     np.testing.assert_allclose(expected.reshape(n, k, 1, pixels), reference.conv2d(x, w, b), rtol=rtol,
                                atol=atol * 10)
-    for tasks in sorted({1, 2, panels, panels + 3}):
+    for tasks, parts in itertools.product(sorted({1, 2, panels, panels + 3}), (1, 2)):
         for pass_blocks in (0, 1):
             for threads in (1, 2, 3):
                 out = np.full((n, k, pixels), np.nan, dtype)
                 _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, pixels, tasks, panel, threads,
-                                              pass_blocks, True)
+                                              pass_blocks, True, parts)
                 np.testing.assert_array_equal(out, expected)
 
 
@@ -1984,6 +2041,8 @@ def test_pointwise_kernel_checks_its_arguments():
         _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 1, 0, 1)
     with pytest.raises(ValueError, match="pass_blocks"):
         _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 1, 24, 1, -1)
+    with pytest.raises(ValueError, match="part of the filters"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 1, 24, 1, 0, False, 0)
     with pytest.raises(ValueError, match="packed"):
         _conv_direct.conv2d_pointwise(x, w_packed[:-1], b_packed, out, 1, 1, 6, 24, 24, 1)
     with pytest.raises(ValueError, match="packed"):

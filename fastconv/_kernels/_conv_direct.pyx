@@ -1447,7 +1447,8 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
 
 def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
                      real_t[:, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t tasks,
-                     Py_ssize_t panel, int num_threads, Py_ssize_t pass_blocks=0, bint in_place=False):
+                     Py_ssize_t panel, int num_threads, Py_ssize_t pass_blocks=0, bint in_place=False,
+                     Py_ssize_t filter_parts=1):
     """A 1x1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x[::sh, ::sw] + bias``.
 
     ``x`` is ``(N, C, H, W)`` (any strides) and ``out`` ``(N, K, P)``, each
@@ -1474,10 +1475,15 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     the tiles read it where it is, each channel's row a plane apart; where
     the next panel is read so too, the first block of filters over a panel
     asks for the next one's rows (``tiles.pwnext32``).
+    With ``filter_parts`` > 1, each task's blocks of filters are cut into
+    that many parts, as even as can be, and each (task, part) pair is a
+    task of its own, which copies the task's panels itself: for batches of
+    few panels (one image of 7x7 or 14x14), where tasks of whole panels
+    leave threads idle or uneven.
     Each output sums its channels in order from its bias, as every
     column tile does, so the results depend neither on ``tasks``, ``panel``,
-    ``pass_blocks`` and ``in_place`` nor on the thread count. Raises
-    MemoryError if a buffer cannot be allocated.
+    ``pass_blocks``, ``in_place`` and ``filter_parts`` nor on the thread
+    count. Raises MemoryError if a buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], P = out.shape[2], C = x.shape[1]
     cdef Py_ssize_t blocks = (K + 7) // 8
@@ -1487,9 +1493,10 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
         raise ValueError("conv2d_pointwise: the output reads pixels outside x")
     if w_packed.shape[0] != blocks * 8 * C or bias_packed.shape[0] != blocks * 8:
         raise ValueError("conv2d_pointwise: weights not packed in blocks of 8 channels of one tap")
-    if panel < 1 or tasks < 1 or pass_blocks < 0:
+    if panel < 1 or tasks < 1 or pass_blocks < 0 or filter_parts < 1:
         raise ValueError("conv2d_pointwise: panels of at least one pixel, at least one task, "
-                         "pass_blocks 0 (every block) or more")
+                         "pass_blocks 0 (every block) or more, at least one part of the filters")
+    filter_parts = min(filter_parts, blocks)
     if pass_blocks == 0 or pass_blocks > blocks:
         pass_blocks = blocks
     if N == 0 or P == 0:
@@ -1500,7 +1507,7 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     # a thread's scratch: a task's panels, a tile's slack, then one panel's outputs of 8 channels
     cdef Py_ssize_t outputs_at = C * (each + (extra > 0)) * panel + TILE_SLACK
     cdef Py_ssize_t scratch = outputs_at + 8 * panel
-    cdef Py_ssize_t t, g0, g1
+    cdef Py_ssize_t t, g0, g1, strip, part
     cdef real_t* xs
     cdef int failed[1]
     failed[0] = 0
@@ -1510,23 +1517,29 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
             if xs == NULL:
                 failed[0] = 1
             else:
-                for t in range(tasks):
-                    g0 = (t * each + min(t, extra)) * panel
-                    g1 = min(pixels, g0 + (each + (t < extra)) * panel)
+                for t in range(tasks * filter_parts):
+                    strip = t // filter_parts
+                    part = t - strip * filter_parts
+                    g0 = (strip * each + min(strip, extra)) * panel
+                    g1 = min(pixels, g0 + (each + (strip < extra)) * panel)
                     _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, in_place, xs,
-                                     xs + outputs_at, w_packed, bias_packed, out)
+                                     xs + outputs_at, w_packed, bias_packed, out, part * blocks // filter_parts,
+                                     (part + 1) * blocks // filter_parts)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
             xs = <real_t*>_calloc_aligned(scratch, sizeof(real_t))
-            for t in prange(tasks, schedule="static"):
+            for t in prange(tasks * filter_parts, schedule="static"):
                 if xs == NULL:
                     failed[0] = 1
                     continue
-                g0 = (t * each + min(t, extra)) * panel
-                g1 = min(pixels, g0 + (each + (t < extra)) * panel)
+                strip = t // filter_parts
+                part = t - strip * filter_parts
+                g0 = (strip * each + min(strip, extra)) * panel
+                g1 = min(pixels, g0 + (each + (strip < extra)) * panel)
                 _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, in_place, xs,
-                                 xs + outputs_at, w_packed, bias_packed, out)
+                                 xs + outputs_at, w_packed, bias_packed, out, part * blocks // filter_parts,
+                                 (part + 1) * blocks // filter_parts)
             _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the pointwise tiles' scratch buffer")
@@ -1536,8 +1549,10 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                            Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t pass_blocks, bint in_place,
                            real_t* xs, real_t* ys,
                            const real_t[::1] w_packed, const real_t[::1] bias_packed,
-                           real_t[:, :, ::1] out) noexcept nogil:
+                           real_t[:, :, ::1] out, Py_ssize_t r_lo, Py_ssize_t r_hi) noexcept nogil:
     """The batch's output pixels ``g0 .. g0 + cols`` (whole panels but the last) for :func:`conv2d_pointwise`.
+
+    Blocks of filters ``r_lo <= r < r_hi`` only.
 
     ``xs`` holds their panels (but those read in place), ``ys`` a panel's
     outputs for 8 channels where the panel ends in the next image.
@@ -1603,9 +1618,9 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
             dst += C * panel
             q0 = q1
     cdef bint split, ahead
-    cdef Py_ssize_t r0 = 0, blocks = (K + 7) // 8, nk, ocs, panel_cs
+    cdef Py_ssize_t r0 = r_lo, nk, ocs, panel_cs
     cdef const real_t* panel_x
-    while r0 < blocks:  # passes of pass_blocks blocks of filters over every panel
+    while r0 < r_hi:  # passes of pass_blocks blocks of filters over every panel
         q0 = 0
         while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
             q1 = min(cols, q0 + panel)
@@ -1620,7 +1635,7 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                 ahead = q1 + panel <= cols and p + 2 * panel <= P
             else:
                 panel_x, panel_cs = xs + q0 * C, panel
-            for r in range(r0, min(blocks, r0 + pass_blocks)):
+            for r in range(r0, min(r_hi, r0 + pass_blocks)):
                 nk = min(8, K - r * 8)
                 dst = ys if split else &out[n, r * 8, p]
                 if direct and q1 - q0 == span and nk > 4:  # one whole tile: what _tile_plane would run

@@ -1929,6 +1929,7 @@ def unfused(monkeypatch, request):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, c, k, hw, stride", [
     (2, 64, 64, (7, 7), 1),  # 49 pixels: whole panels and a tail of 1 (float32 AVX2) to 13
+    (1, 64, 64, (14, 14), 1),  # one image: a last panel of 4 pixels (AVX-512: the tail tile)
     (1, 64, 67, (9, 11), 1),  # a last block of 3 filters: narrow tiles; one image for up to 3 threads
     (3, 65, 68, (5, 3), 1),  # fewer pixels than a panel; a last block of 4
     (2, 96, 72, (28, 28), 1),  # strips of 8 panels, and a partial one

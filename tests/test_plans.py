@@ -541,8 +541,8 @@ def test_an_out_is_refused_after_a_plan_as_before(rng):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k, groups, block", [(2, 1, 8), (16, 1, 8), (33, 1, 32), (12, 3, 8), (8, 8, 8)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_pack_weights_matches_numpy(rng, dtype, k, groups, block, with_bias):
-    cg, taps = 3, 5
+@pytest.mark.parametrize("cg, taps", [(3, 5), (150, 1), (70, 2), (20, 9)])  # parts of 64, 32 and 8 channels
+def test_pack_weights_matches_numpy(rng, dtype, k, groups, block, with_bias, cg, taps):
     w = rng.standard_normal((k, cg, taps)).astype(dtype)
     b = rng.standard_normal(k).astype(dtype) if with_bias else None
     kg = k // groups
@@ -597,7 +597,7 @@ def test_pack_weights_packs_the_adjoint_as_its_copy(rng, dtype, k, cg, groups, b
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k, cg, taps, groups, block", [(8, 3, 5, 1, 8), (30, 2, 9, 1, 32), (12, 6, 9, 3, 8),
-                                                        (33, 4, 3, 1, 32), (5, 1, 1, 1, 16)])
+                                                        (33, 4, 3, 1, 32), (5, 1, 1, 1, 16), (6, 70, 1, 1, 8)])
 def test_pack_weights_finds_every_weight_that_is_not_finite(rng, dtype, k, cg, taps, groups, block):
     # the check runs in the copy's registers (4 rows of 4 float32 a step, 2 x 2 float64), in the
     # copy's scalar tails (runs not a multiple of the vector, rows past the last 4) and in the

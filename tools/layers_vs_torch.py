@@ -1,12 +1,14 @@
 """Speed against PyTorch on layers outside the canonical benchmark shapes.
 
 The textbook networks (deep learning from scratch, LeNet-5, CS231n) and the
-pointwise (1x1) layers of ResNet and MobileNet, float64 and float32. For each
-layer and operation it alternates fastconv and PyTorch call by call and
-prints, as a Markdown table, the median of the paired ratios ``torch time /
-fastconv time`` (above 1: fastconv is faster). Needs torch.
+pointwise (1x1) layers of ResNet and MobileNet, float64 and float32; with
+``--layers inference``, the 3x3, pointwise and depthwise layers of ResNet-50
+and MobileNet on one image (a network's inference). For each layer and
+operation it alternates fastconv and PyTorch call by call and prints, as a
+Markdown table, the median of the paired ratios ``torch time / fastconv
+time`` (above 1: fastconv is faster). Needs torch.
 
-    python tools/layers_vs_torch.py [--threads N] [--repeat R] [--only TEXT]
+    python tools/layers_vs_torch.py [--threads N] [--repeat R] [--only TEXT] [--layers inference]
 
 Unset ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` for the run if they are set.
 """
@@ -35,6 +37,29 @@ LAYERS = [
     ("ResNet last stage 3x3, 512 to 512 on 7x7", 32, 512, 512, 3, 7, 1, 1),
 ]
 
+#: ``--layers inference``: as LAYERS, one image each, and groups last (depthwise: groups = channels)
+INFERENCE_LAYERS = [
+    ("ResNet-50 3x3, 64 on 56x56", 1, 64, 64, 3, 56, 1, 1, 1),
+    ("ResNet-50 3x3, 128 on 28x28", 1, 128, 128, 3, 28, 1, 1, 1),
+    ("ResNet-50 3x3, 256 on 14x14", 1, 256, 256, 3, 14, 1, 1, 1),
+    ("ResNet-50 3x3, 512 on 7x7", 1, 512, 512, 3, 7, 1, 1, 1),
+    ("ResNet-50 1x1, 256 to 64 on 56x56", 1, 256, 64, 1, 56, 0, 1, 1),
+    ("ResNet-50 1x1, 64 to 256 on 56x56", 1, 64, 256, 1, 56, 0, 1, 1),
+    ("ResNet-50 1x1, 1024 to 256 on 14x14", 1, 1024, 256, 1, 14, 0, 1, 1),
+    ("ResNet-50 1x1, 2048 to 512 on 7x7", 1, 2048, 512, 1, 7, 0, 1, 1),
+    ("ResNet-50 1x1, 512 to 2048 on 7x7", 1, 512, 2048, 1, 7, 0, 1, 1),
+    ("MobileNet first 3x3 stride 2, 3 to 32 on 224x224", 1, 3, 32, 3, 224, 1, 2, 1),
+    ("MobileNet depthwise 3x3, 32 on 112x112", 1, 32, 32, 3, 112, 1, 1, 32),
+    ("MobileNet depthwise 3x3 stride 2, 64 on 112x112", 1, 64, 64, 3, 112, 1, 2, 64),
+    ("MobileNet depthwise 3x3, 256 on 28x28", 1, 256, 256, 3, 28, 1, 1, 256),
+    ("MobileNet depthwise 3x3, 512 on 14x14", 1, 512, 512, 3, 14, 1, 1, 512),
+    ("MobileNet depthwise 3x3, 1024 on 7x7", 1, 1024, 1024, 3, 7, 1, 1, 1024),
+    ("MobileNet pointwise, 64 to 128 on 56x56", 1, 64, 128, 1, 56, 0, 1, 1),
+    ("MobileNet pointwise, 256 to 256 on 28x28", 1, 256, 256, 1, 28, 0, 1, 1),
+    ("MobileNet pointwise, 512 to 512 on 14x14", 1, 512, 512, 1, 14, 0, 1, 1),
+    ("MobileNet pointwise, 1024 to 1024 on 7x7", 1, 1024, 1024, 1, 7, 0, 1, 1),
+]
+
 
 def paired_ratio(ours, theirs, repeat):
     """Median of ``theirs time / ours time`` over ``repeat`` alternating pairs (after one warm-up each)."""
@@ -59,6 +84,9 @@ def main():
     parser.add_argument("--only", default="", help="only the layers whose name contains TEXT")
     parser.add_argument("--dtype", choices=("both", "float32", "float64"), default="both",
                         help="the dtypes to run (default both)")
+    parser.add_argument("--layers", choices=("training", "inference"), default="training",
+                        help="the textbook and ResNet layers on their batches (default), or ResNet-50's and "
+                             "MobileNet's on one image")
     args = parser.parse_args()
     fastconv.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -67,13 +95,15 @@ def main():
     print("| layer (batch) | dtype | conv2d | grad_input | grad_weight |")
     print("| --- | --- | --- | --- | --- |")
     dtypes = (np.float64, np.float32) if args.dtype == "both" else (np.dtype(args.dtype).type,)
-    for name, n, c, k, kernel, side, pad, stride in LAYERS:
+    layers = LAYERS if args.layers == "training" else INFERENCE_LAYERS
+    for name, n, c, k, kernel, side, pad, stride, *groups in layers:
         if args.only not in name:
             continue
-        kw = {"padding": pad, "stride": stride}
+        groups = groups[0] if groups else 1
+        kw = {"padding": pad, "stride": stride, "groups": groups}
         for dtype in dtypes:
             x = rng.standard_normal((n, c, side, side)).astype(dtype)
-            w = rng.standard_normal((k, c, kernel, kernel)).astype(dtype)
+            w = rng.standard_normal((k, c // groups, kernel, kernel)).astype(dtype)
             grad = rng.standard_normal(fastconv.conv2d(x, w, **kw).shape).astype(dtype)
             tx, tw, tg = (torch.from_numpy(a) for a in (x, w, grad))
             ratios = [

@@ -666,7 +666,10 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
  * weight-vector load and FC_TAIL_COLS broadcast inputs, where the half-width tile takes a
  * load and 8 multiply-adds for those columns (LeNet-5's C3 layer: 100-pixel bands, two
  * tiles of 48 and a tail of 4). The caller runs it on the row's last FC_TAIL_COLS columns
- * (those before the tail again, to the same values), so it reads no column past the row.
+ * (those before the tail again, to the same values), so it reads no column past the row;
+ * or, for the pointwise product's last panel of ncols < FC_TAIL_COLS pixels (one image of
+ * 7x7 leaves 1), on the panel's copy, whose slack takes the reads past it: the tile reads
+ * FC_TAIL_COLS columns and stores the first ncols (at most FC_TAIL_COLS).
  * Weights are packed [c][tap][8] as for the column tiles; every output sums in their order:
  * the same bits. */
 #if FC_VF >= 16 && defined(FC_HAVE_X86_LEVELS)
@@ -689,9 +692,13 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
         }                                                                             \
         T cols_[FC_TAIL_COLS][8];                                                     \
         memcpy(cols_, acc, sizeof(cols_));                                            \
+        if (ncols >= FC_TAIL_COLS) {                                                  \
+            for (int j = 0; j < nk; j++)                                              \
+                _Pragma("GCC unroll 4") for (int q = 0; q < FC_TAIL_COLS; q++) out[j * ocs + q] = cols_[q][j]; \
+            return;                                                                   \
+        }                                                                             \
         for (int j = 0; j < nk; j++)                                                  \
-            _Pragma("GCC unroll 4") for (int q = 0; q < FC_TAIL_COLS; q++) out[j * ocs + q] = cols_[q][j]; \
-        (void)ncols;                                                                  \
+            for (int q = 0; q < ncols; q++) out[j * ocs + q] = cols_[q][j];           \
     }
 FC_TAILTILE(fc_tailtile_f32, float, FC_CAT(fc_hvf, FC_ISA))
 FC_TAILTILE(fc_tailtile_f64, double, FC_CAT(fc_vd, FC_ISA))

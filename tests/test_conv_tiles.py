@@ -1858,6 +1858,7 @@ def _at_buffer_end(a):
     (4, 12, 21, 50, "plain"),  # panels across images, a last part panel; a last block of 5 filters
     (2, 9, 11, 144, "plain"),  # a last block of 3 filters: narrow tiles, so every panel is copied
     (3, 16, 8, 100, "every other"),  # channels two planes apart
+    (2, 16, 16, 1024, "plain"),  # channels 4 KiB apart (float32): every panel copied
     (2, 10, 13, 72, "reversed"),  # channels a negative stride apart
 ])
 def test_pointwise_panels_read_in_place_give_the_copies_bits(rng, level, dtype, n, c, k, pixels, channels):

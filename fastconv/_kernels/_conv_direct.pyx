@@ -260,6 +260,7 @@ cdef enum:
     CACHE_LINE = 64  # bytes; packed buffers start at a multiple of it
     PACK_CHANNELS = 8  # input channels of a block whose weights _pack_block asks for at a time
     PACK_ROW_RUN = 64  # weights of a row a part of a convolution's own weight takes, at least (_pack_block)
+    IN_PLACE_ALIAS_BYTES = 4096  # channel rows this far apart (or a multiple) are copied (conv2d_pointwise)
     EDGE_COLUMNS_FLAG = 1
     EDGE_TOP_ROW_FLAG = 2
     EDGE_BOTTOM_ROW_FLAG = 4
@@ -1484,7 +1485,14 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     (``sw == 1``, the image one row: ``x.shape[2] == 1``), is not copied:
     the tiles read it where it is, each channel's row a plane apart; where
     the next panel is read so too, the first block of filters over a panel
-    asks for the next one's rows (``tiles.pwnext32``). A last panel of at
+    asks for the next one's rows (``tiles.pwnext32``). Not where the rows
+    are a multiple of ``IN_PLACE_ALIAS_BYTES`` (4 KiB) apart (planes of
+    32x32, 64x64, 96x96 float32): there a panel's rows fall on a few sets of
+    the caches, which cannot hold them for the next block of filters. Intel
+    Xeon, one thread, in place against the copies: 512 to 512 channels on
+    64x64 70 against 212 GFLOP/s, 256 to 64 77 against 166; on 96x96 0.81x;
+    on 32x32 1024 to 256 0.41x, 512 to 128 0.72x, 256 to 256 0.95x (but
+    256 to 64 1.10x). A last panel of at
     most ``FC_TAIL_COLS`` pixels (one image of 7x7 leaves 1 of 49) runs the
     tail tile (``tiles.tail32``: a block's channels along the vector, one
     accumulator a pixel) where the level has one.
@@ -1589,8 +1597,10 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     cdef bint tail = ((tiles.tail32 != NULL) if real_t is float else (tiles.tail64 != NULL)) and panel >= FC_TAIL_COLS
     # panels read in place: each a whole tile of one image's one row, every block of filters run by the
     # three-vector tile (which reads exactly its columns), each channel's row a whole number of items apart
+    # and the channels' rows not a multiple of IN_PLACE_ALIAS_BYTES apart (see conv2d_pointwise)
     cdef bint reads_in_place = (in_place and direct and adjacent and panel == span and sh == 1
                                 and x.shape[2] == 1 and OW == P and x.strides[1] % sizeof(real_t) == 0
+                                and x.strides[1] % IN_PLACE_ALIAS_BYTES != 0
                                 and (K % 8 == 0 or K % 8 > 4))
     cdef Py_ssize_t in_place_cs = x.strides[1] // <Py_ssize_t>sizeof(real_t)
     cdef bint skip, copies = True

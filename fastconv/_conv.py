@@ -414,6 +414,21 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     1.08-1.24x at 72 and 75). Hence the bound at 64 sums for float32, 32 for
     float64.
 
+    With 32 registers (AVX-512) the output-channel tiles cut a row into the
+    fewest segments of at most ``oc_cols`` (14) columns, so rows of 16 or 32
+    columns run tiles of 8 and of 10-11 columns, fewer multiply-adds per
+    weight loaded: their share of busy columns (:func:`oc_columns_busy`)
+    counts against them. AVX-512 on an Intel Xeon, one thread, 3x3 layers of
+    64 and 128 channels, in-process A/B (medians of 15, the same bits):
+    rows of 16 and 32 columns ran 1.12-1.14x as fast by the column tiles
+    (whole vectors); of 48, 64, 96 and 128 columns the two tiles tie
+    (1.00-1.02x); of 12, 20, 24 and 40 the output-channel tiles stay ahead
+    (1.26-1.56x), as the rule still gives; rows of 15 and 30 1.05-1.06x by
+    the column tiles. Float32 only: in float64 (8 lanes) the same rule would
+    pick the column tiles for rows of 8, 18 and 20 columns, which ran
+    0.84-0.94x as fast; it keeps the rule without segments (rows of 16 ran
+    1.11x by the column tiles, of 24 to 64 1.02-1.03x: left as they are).
+
     A tail of at most half a vector runs a half-width tile: its lanes are
     busy, but its multiply-adds are half as wide and as many, so it counts
     as a whole vector with half its lanes idle. Measured with AVX-512 at one
@@ -424,7 +439,7 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     """
     char = np.dtype(dtype).char
     level = _conv_direct.current_level() if level is None else level
-    block, _ = _conv_direct.oc_tile_shape(level, char)
+    block, oc_cols = _conv_direct.oc_tile_shape(level, char)
     width = _conv_direct.tile_width(char, level)
     full, tail = divmod(ow, width)
     # a tail runs a half tile (at most half a vector) or a whole one: either takes a vector's time
@@ -435,12 +450,34 @@ def choose_tiles(kg, depth, ow, dtype, level=None):
     lanes = blocks8 * 8 + (4 if narrow else 8 * (rest > 0))
     columns_busy = kg / lanes * ow / (vectors * width)
     channels_busy = kg / (-(-kg // block) * block)
+    if char == "f" and oc_cols >= OC_SEGMENT_MIN_COLUMNS:  # (32 registers: segments of at most oc_cols)
+        channels_busy *= oc_columns_busy(ow, oc_cols)
     deep = depth >= CHANNEL_TILE_DEPTH.get(level, 512)
     if full and depth < CHANNEL_TILE_MIN_DEPTH.get((char, level), 0):
         return -1, 8
     if channels_busy > columns_busy + 0.05 or (channels_busy >= columns_busy and deep):
         return level, block
     return -1, 8
+
+
+#: Fewest columns of an output-channel tile for which :func:`choose_tiles` counts its segments' idle
+#: columns (the 32-register levels; with 16 registers tiles of 6 columns run over rows' ends).
+OC_SEGMENT_MIN_COLUMNS = 14
+
+
+def oc_columns_busy(ow, oc_cols):
+    """Share of the output-channel tiles' columns that rows of ``ow`` columns keep busy.
+
+    A row of at most ``oc_cols // 2`` columns runs ``oc_cols // ow`` whole
+    rows a tile; a longer one is cut into the fewest segments of at most
+    ``oc_cols`` columns (see :func:`~fastconv._kernels._conv_direct.conv2d_tiled`):
+    rows of 14, 28, 56 or 7 fill the tiles of 14 columns, 32 fill 32 of 42.
+    """
+    if ow <= 0:
+        return 1.0
+    if ow <= oc_cols // 2:
+        return oc_cols // ow * ow / oc_cols
+    return ow / (-(-ow // oc_cols) * oc_cols)
 
 
 #: The longest row :func:`merged_rows` makes of a pointwise convolution's short rows.

@@ -285,6 +285,15 @@ def test_channel_tile_on_a_deep_short_row_shape(rng):
     np.testing.assert_array_equal(got, run_tiles(x, w, None, "channels", padding=1))
 
 
+def test_oc_columns_busy():
+    # whole rows a tile where a row is at most half a tile (7: two rows of 7 fill 14), else the
+    # fewest segments of at most 14 columns
+    assert [_conv.oc_columns_busy(ow, 14) for ow in (7, 14, 28, 56)] == [1.0] * 4
+    assert _conv.oc_columns_busy(4, 14) == 12 / 14 and _conv.oc_columns_busy(8, 14) == 8 / 14
+    assert _conv.oc_columns_busy(32, 14) == 32 / 42 and _conv.oc_columns_busy(16, 14) == 16 / 28
+    assert _conv.oc_columns_busy(0, 14) == 1.0
+
+
 def test_choice_follows_idle_lanes_and_depth():
     top = len(LEVELS) - 1
     block, cols = _conv_direct.oc_tile_shape(top, "f")
@@ -307,6 +316,13 @@ def test_choice_follows_idle_lanes_and_depth():
         assert _conv.choose_tiles(64, 288, 24, np.float32, top) == (top, 32)
         # but not with 8 channels: then the channel tile's lanes are as idle
         assert _conv.choose_tiles(8, 288, 8, np.float32, top) == (-1, 8)
+        # rows of 16 or 32 columns: whole vectors, where the channel tiles run segments of 8 and
+        # 10-11 of their 14 columns (CIFAR's 32x32 layers): the column tiles, in float32
+        assert _conv.choose_tiles(64, 576, 32, np.float32, top) == (-1, 8)
+        assert _conv.choose_tiles(128, 1152, 16, np.float32, top) == (-1, 8)
+        assert _conv.choose_tiles(64, 576, 28, np.float32, top) == (top, 32)  # 2 x 14: full
+        assert _conv.choose_tiles(64, 576, 20, np.float32, top) == (top, 32)  # 2 x 10, and a column tail
+        assert _conv.choose_tiles(64, 576, 18, np.float64, top) == (top, 16)  # float64: no segments
     if "avx2" in LEVELS:
         avx2 = LEVELS.index("avx2")
         # 3 filters: 3/8 of the float64 channel tile, 3/4 of a narrow tile along 128 columns

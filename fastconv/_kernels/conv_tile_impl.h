@@ -569,7 +569,10 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
  * rows narrower than a vector read past their end (the caller provides slack)
  * and store only OW columns. Tap t of output pixel (oh, ow) reads
  * x[oh*row_step + taps[t] + ow]; weight t is w[t*wstep]. The sums run in the same
- * order as the 8-plane tile's, so the two give bitwise equal results. */
+ * order as the 8-plane tile's, so the two give bitwise equal results. Where a row and the
+ * next row's columns fit one vector (OW + row_step <= VW: rows of 7 in planes 9 wide at
+ * AVX-512 float32), a vector takes several rows, the padding columns between them computed
+ * and not stored: it starts where the one-row loads start, so reads no further. */
 #define FC_DWPLANE_BODY(T, VT, VW)                                                    \
     VT w0 = (VT){0} + w[0], w1 = (VT){0} + w[wstep], w2 = (VT){0} + w[2 * wstep];     \
     VT w3 = (VT){0} + w[3 * wstep], w4 = (VT){0} + w[4 * wstep];                      \
@@ -578,6 +581,27 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
     const ptrdiff_t t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3];           \
     const ptrdiff_t t4 = taps[4], t5 = taps[5], t6 = taps[6], t7 = taps[7];           \
     const ptrdiff_t t8 = taps[8];                                                     \
+    if (OW + row_step <= VW) { /* rows_ rows a vector: row oh + r in lanes r*row_step .. + OW */ \
+        const int rows_ = 1 + (VW - OW) / (int)row_step;                              \
+        for (int oh = 0; oh < OH; oh += rows_) {                                      \
+            const T *p = x + oh * row_step;                                           \
+            VT acc = (VT){0} + bias, v;                                               \
+            FC_LOAD(VT, v, p + t0); acc += v * w0;                                    \
+            FC_LOAD(VT, v, p + t1); acc += v * w1;                                    \
+            FC_LOAD(VT, v, p + t2); acc += v * w2;                                    \
+            FC_LOAD(VT, v, p + t3); acc += v * w3;                                    \
+            FC_LOAD(VT, v, p + t4); acc += v * w4;                                    \
+            FC_LOAD(VT, v, p + t5); acc += v * w5;                                    \
+            FC_LOAD(VT, v, p + t6); acc += v * w6;                                    \
+            FC_LOAD(VT, v, p + t7); acc += v * w7;                                    \
+            FC_LOAD(VT, v, p + t8); acc += v * w8;                                    \
+            T lanes_[VW];                                                             \
+            memcpy(lanes_, &acc, sizeof(VT));                                         \
+            for (int r = 0; r < rows_ && oh + r < OH; r++)                            \
+                memcpy(out + (ptrdiff_t)(oh + r) * OW, lanes_ + r * row_step, (size_t)OW * sizeof(T)); \
+        }                                                                             \
+        return;                                                                       \
+    }                                                                                 \
     for (int oh = 0; oh < OH; oh++) {                                                 \
         const T *xr = x + oh * row_step;                                              \
         T *orow = out + (ptrdiff_t)oh * OW;                                           \

@@ -692,8 +692,8 @@ def pointwise_split(pixels, panel, threads, blocks):
 
     Intel Xeon, AVX-512, two threads, one process switching the two per
     call (medians of 31, the same bits), one image: 1024 to 1024 channels
-    on 7x7 1.20x, 2048 to 512 on 7x7 1.17x, 512 to 512 on 14x14 1.29x; two
-    images of 1024 to 1024 on 7x7 (panels of 48, 48 and 2 pixels) 1.42x.
+    on 7x7 1.22x, 2048 to 512 on 7x7 1.19x, 512 to 512 on 14x14 1.29x; two
+    images of 1024 to 1024 on 7x7 (panels of 48, 48 and 2 pixels) 1.45x.
     256 to 256 on 28x28 (17 panels, 1.10 of an even share) ran the same
     either way, 128 to 128 on 56x56 0.88x with parts (each thread reads
     the whole input): those keep tasks of panels.

@@ -700,7 +700,8 @@ def pointwise_split(pixels, panel, threads, blocks):
     """
     tasks = pointwise_tasks(pixels, panel, threads)
     if threads > 1 and blocks >= 2 * threads:
-        share = -(-(-(-pixels // panel)) // threads) * panel  # a thread's whole panels, at most
+        panels = -(-pixels // panel)
+        share = -(-panels // threads) * panel  # a thread's whole panels' pixels, at most
         if share > POINTWISE_UNEVEN * pixels / threads:
             return 1, threads
     return tasks, 1

@@ -573,6 +573,22 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
  * next row's columns fit one vector (OW + row_step <= VW: rows of 7 in planes 9 wide at
  * AVX-512 float32), a vector takes several rows, the padding columns between them computed
  * and not stored: it starts where the one-row loads start, so reads no further. */
+/* (ACC = the bias plus the nine taps' products for a vector of outputs whose tap 0 reads P) */
+#define FC_DWPLANE_SUM(T, VT, ACC, P)                                                   \
+    VT ACC = (VT){0} + bias;                                                          \
+    {                                                                                 \
+        const T *p_ = (P);                                                            \
+        VT v_;                                                                        \
+        FC_LOAD(VT, v_, p_ + t0); ACC += v_ * w0;                                     \
+        FC_LOAD(VT, v_, p_ + t1); ACC += v_ * w1;                                     \
+        FC_LOAD(VT, v_, p_ + t2); ACC += v_ * w2;                                     \
+        FC_LOAD(VT, v_, p_ + t3); ACC += v_ * w3;                                     \
+        FC_LOAD(VT, v_, p_ + t4); ACC += v_ * w4;                                     \
+        FC_LOAD(VT, v_, p_ + t5); ACC += v_ * w5;                                     \
+        FC_LOAD(VT, v_, p_ + t6); ACC += v_ * w6;                                     \
+        FC_LOAD(VT, v_, p_ + t7); ACC += v_ * w7;                                     \
+        FC_LOAD(VT, v_, p_ + t8); ACC += v_ * w8;                                     \
+    }
 #define FC_DWPLANE_BODY(T, VT, VW)                                                    \
     VT w0 = (VT){0} + w[0], w1 = (VT){0} + w[wstep], w2 = (VT){0} + w[2 * wstep];     \
     VT w3 = (VT){0} + w[3 * wstep], w4 = (VT){0} + w[4 * wstep];                      \
@@ -584,17 +600,7 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
     if (OW + row_step <= VW) { /* rows_ rows a vector: row oh + r in lanes r*row_step .. + OW */ \
         const int rows_ = 1 + (VW - OW) / (int)row_step;                              \
         for (int oh = 0; oh < OH; oh += rows_) {                                      \
-            const T *p = x + oh * row_step;                                           \
-            VT acc = (VT){0} + bias, v;                                               \
-            FC_LOAD(VT, v, p + t0); acc += v * w0;                                    \
-            FC_LOAD(VT, v, p + t1); acc += v * w1;                                    \
-            FC_LOAD(VT, v, p + t2); acc += v * w2;                                    \
-            FC_LOAD(VT, v, p + t3); acc += v * w3;                                    \
-            FC_LOAD(VT, v, p + t4); acc += v * w4;                                    \
-            FC_LOAD(VT, v, p + t5); acc += v * w5;                                    \
-            FC_LOAD(VT, v, p + t6); acc += v * w6;                                    \
-            FC_LOAD(VT, v, p + t7); acc += v * w7;                                    \
-            FC_LOAD(VT, v, p + t8); acc += v * w8;                                    \
+            FC_DWPLANE_SUM(T, VT, acc, x + oh * row_step)                              \
             T lanes_[VW];                                                             \
             memcpy(lanes_, &acc, sizeof(VT));                                         \
             for (int r = 0; r < rows_ && oh + r < OH; r++)                            \
@@ -613,17 +619,7 @@ static void FC_CAT(fc_dwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const p
                 else                                                                  \
                     ncols = OW;                                                       \
             }                                                                         \
-            const T *p = xr + start;                                                  \
-            VT acc = (VT){0} + bias, v;                                               \
-            FC_LOAD(VT, v, p + t0); acc += v * w0;                                    \
-            FC_LOAD(VT, v, p + t1); acc += v * w1;                                    \
-            FC_LOAD(VT, v, p + t2); acc += v * w2;                                    \
-            FC_LOAD(VT, v, p + t3); acc += v * w3;                                    \
-            FC_LOAD(VT, v, p + t4); acc += v * w4;                                    \
-            FC_LOAD(VT, v, p + t5); acc += v * w5;                                    \
-            FC_LOAD(VT, v, p + t6); acc += v * w6;                                    \
-            FC_LOAD(VT, v, p + t7); acc += v * w7;                                    \
-            FC_LOAD(VT, v, p + t8); acc += v * w8;                                    \
+            FC_DWPLANE_SUM(T, VT, acc, xr + start)                                    \
             if (ncols == VW)                                                          \
                 memcpy(orow + start, &acc, sizeof(VT));                               \
             else                                                                      \
@@ -645,6 +641,7 @@ static void FC_CAT(fc_dwplane_f64, FC_ISA)(const double *x, ptrdiff_t row_step, 
     FC_DWPLANE_BODY(double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 }
 #undef FC_DWPLANE_BODY
+#undef FC_DWPLANE_SUM
 
 /* Half-width tiles (half a vector of output columns) for a row's tail: a row of
  * 56 columns is 3 full AVX-512 tiles and one half tile instead of 4 full ones.

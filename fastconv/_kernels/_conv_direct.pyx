@@ -142,6 +142,12 @@ cdef extern from "conv_tile.h" nogil:
                                        float*, int, int) noexcept
     ctypedef void (*fc_dwplane_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, const double*, ptrdiff_t,
                                        double, double*, int, int) noexcept
+    ctypedef void (*fc_dwlanes_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, float*,
+                                       ptrdiff_t, int, int, const ptrdiff_t*, int, int, int, const float*,
+                                       const float*, float*, ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_dwlanes_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double*,
+                                       ptrdiff_t, int, int, const ptrdiff_t*, int, int, int, const double*,
+                                       const double*, double*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
@@ -244,6 +250,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn pwnext64
         fc_tile_f32_fn tail32
         fc_tile_f64_fn tail64
+        fc_dwlanes_f32_fn dwlanes32
+        fc_dwlanes_f64_fn dwlanes64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -1860,6 +1868,104 @@ def conv2d_depthwise_packed(const real_t[:, :, :, :] x, const real_t[::1] w_pack
         _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the depthwise tiles' scratch buffer")
+
+
+def depthwise_lanes(dtype_char, int level=-1):
+    """Channels a depthwise group of :func:`conv2d_depthwise_lanes` takes at ``level`` (default: the current one).
+
+    The level's vector lanes (``'f'`` float32, ``'d'`` float64); 0 where the
+    level has no such kernel (a compiler without vector extensions).
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles() if level < 0 else fc_level_tiles(level)
+    if dtype_char == "f":
+        return tiles.width_f32 if tiles.dwlanes32 != NULL else 0
+    return tiles.width_f64 if tiles.dwlanes64 != NULL else 0
+
+
+def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
+                           real_t[:, :, :, ::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
+                           Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW,
+                           int num_threads):
+    """Depthwise NCHW convolution (``groups == C == K``) with channels in the vector lanes.
+
+    Parallel over (image, group of ``L`` channels), ``L`` the level's lanes
+    (:func:`depthwise_lanes`): each task lays its planes out pixel by pixel
+    in a per-thread padded plane of vectors, computes each output pixel as
+    one vector (the bias, then each tap's product in tap order: the plane
+    tiles' sums, the same bits) and copies the vectors back plane by plane
+    (``dw_lanes_impl.h``). For planes too small to fill the plane tiles'
+    vectors. ``x`` is ``(N, K, H, W)`` unpadded (any strides), ``out``
+    ``(N, K, OH, OW)``; the output reads rows ``oh*sh + kh*dh - pad_top`` of
+    ``x`` (those outside it are zero), columns likewise. ``w_packed`` is
+    :func:`pack_weights`' in blocks of ``L`` channels (``(groups, KH*KW,
+    L)``) and ``bias_packed`` ``(groups, L)``. Raises MemoryError if a
+    scratch buffer cannot be allocated.
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef Py_ssize_t L = (tiles.width_f32 if tiles.dwlanes32 != NULL else 0) if real_t is float else \
+        (tiles.width_f64 if tiles.dwlanes64 != NULL else 0)
+    if L == 0:
+        raise ValueError("conv2d_depthwise_lanes: the SIMD level has no depthwise lanes kernel")
+    cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], groups = (K + L - 1) // L, ntaps = KH * KW
+    if x.shape[0] != N or x.shape[1] != K:
+        raise ValueError("conv2d_depthwise_lanes: x and out must have the same images and channels")
+    if sh < 1 or sw < 1 or dh < 1 or dw < 1 or KH < 1 or KW < 1 or pad_top < 0 or pad_left < 0:
+        raise ValueError("conv2d_depthwise_lanes: strides, dilations and kernel sizes of at least 1, "
+                         "padding of at least 0")
+    if w_packed.shape[0] != groups * ntaps * L or bias_packed.shape[0] != groups * L:
+        raise ValueError("conv2d_depthwise_lanes: weights not packed in blocks of the level's lanes")
+    if H == 0 or W == 0:
+        raise ValueError("conv2d_depthwise_lanes: x must have pixels")
+    if not out.is_c_contig():  # (the kernel stores whole planes of OH*OW items)
+        raise ValueError("conv2d_depthwise_lanes: out must be C-contiguous")
+    if N == 0 or K == 0 or OH == 0 or OW == 0:
+        return
+    for d in range(4):
+        if x.strides[d] % <Py_ssize_t>sizeof(real_t):
+            raise ValueError("conv2d_depthwise_lanes: x's strides must be whole items")
+    # the padded plane: every row and column an output reads, and every one of x copied into it
+    cdef Py_ssize_t HP = max((OH - 1) * sh + (KH - 1) * dh + 1, pad_top + H)
+    cdef Py_ssize_t WP = max((OW - 1) * sw + (KW - 1) * dw + 1, pad_left + W)
+    if HP > INT_MAX or WP > INT_MAX or OH * OW > INT_MAX or ntaps > INT_MAX:
+        raise ValueError("conv2d_depthwise_lanes: planes too large")
+    cdef Py_ssize_t cs = x.strides[1] // <Py_ssize_t>sizeof(real_t), rs = x.strides[2] // <Py_ssize_t>sizeof(real_t)
+    cdef Py_ssize_t ws = x.strides[3] // <Py_ssize_t>sizeof(real_t)
+    cdef ptrdiff_t* taps = <ptrdiff_t*>malloc(ntaps * sizeof(ptrdiff_t))
+    if taps == NULL:
+        raise MemoryError("conv2d: cannot allocate the depthwise lanes' taps")
+    cdef Py_ssize_t i, j, t, n, g, k0
+    for i in range(KH):
+        for j in range(KW):
+            taps[i * KW + j] = (i * dh * WP + j * dw) * L
+    cdef Py_ssize_t plane = HP * WP * L
+    cdef real_t* xs
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: each task writes the same elements, so the padding stays zero
+        xs = <real_t*>_calloc_aligned(plane, sizeof(real_t))
+        for t in prange(N * groups, schedule="static"):
+            if xs == NULL:
+                failed[0] = 1
+                continue
+            n = t // groups
+            g = t - n * groups
+            k0 = g * L
+            if real_t is float:
+                tiles.dwlanes32(&x[n, k0, 0, 0], cs, rs, ws, <int>min(L, K - k0), <int>H, <int>W, xs, WP,
+                                <int>pad_top, <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw,
+                                &w_packed[0] + g * ntaps * L, &bias_packed[0] + g * L,
+                                &out[n, k0, 0, 0], OH * OW, <int>OH, <int>OW)
+            else:
+                tiles.dwlanes64(&x[n, k0, 0, 0], cs, rs, ws, <int>min(L, K - k0), <int>H, <int>W, xs, WP,
+                                <int>pad_top, <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw,
+                                &w_packed[0] + g * ntaps * L, &bias_packed[0] + g * L,
+                                &out[n, k0, 0, 0], OH * OW, <int>OH, <int>OW)
+        _free_aligned(xs)
+    free(taps)
+    if failed[0]:
+        raise MemoryError("conv2d: cannot allocate the depthwise lanes' scratch buffer")
 
 
 cdef void _pack_phases(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t c, real_t* dst,

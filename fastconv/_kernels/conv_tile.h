@@ -95,6 +95,14 @@ typedef void (*fc_band_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int,
 typedef void (*fc_band_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
                                const double *, double *, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
                                const ptrdiff_t *, int);
+/* Depthwise groups with channels in the vector lanes (dw_lanes_impl.h): x, cs, rs, ws, nc,
+ * H, W, xs, WP, top, left, taps, ntaps, sh, sw, w, bias, out, ocs, OH, OW. */
+typedef void (*fc_dwlanes_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, float *, ptrdiff_t,
+                                  int, int, const ptrdiff_t *, int, int, int, const float *, const float *,
+                                  float *, ptrdiff_t, int, int);
+typedef void (*fc_dwlanes_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double *,
+                                  ptrdiff_t, int, int, const ptrdiff_t *, int, int, int, const double *,
+                                  const double *, double *, ptrdiff_t, int, int);
 /* dst[i] += src[i] for i < n: dst, src, n. */
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
@@ -106,6 +114,7 @@ typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 #define FC_VF 4
 #define FC_VD 2
 #include "conv_tile_impl.h"
+#include "dw_lanes_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -116,6 +125,7 @@ FC_TARGET_AVX2
 #define FC_VF 8
 #define FC_VD 4
 #include "conv_tile_impl.h"
+#include "dw_lanes_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -126,6 +136,7 @@ FC_TARGET_AVX512
 #define FC_VF 16
 #define FC_VD 8
 #include "conv_tile_impl.h"
+#include "dw_lanes_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -298,6 +309,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #else
 #define FC_BASE_OCW1 NULL, NULL
 #endif
+#define FC_BASE_DWLANES fc_dwlanes_f32_base, fc_dwlanes_f64_base
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
@@ -309,6 +321,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
 #define FC_BASE_OCW1 NULL, NULL
+#define FC_BASE_DWLANES NULL, NULL
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time); with
@@ -388,6 +401,8 @@ typedef struct {
     fc_tile_f64_fn pwnext64;
     fc_tile_f32_fn tail32; /* a row's last FC_TAIL_COLS columns, channels along the vector (or NULL) */
     fc_tile_f64_fn tail64;
+    fc_dwlanes_f32_fn dwlanes32; /* depthwise groups with channels in the lanes (or NULL) */
+    fc_dwlanes_f64_fn dwlanes64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -400,7 +415,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
                                        FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND, NULL, NULL, NULL, NULL,
-                                       NULL, NULL, NULL, NULL};
+                                       NULL, NULL, NULL, NULL, FC_BASE_DWLANES};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -416,7 +431,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_addrow_f32_avx2, fc_addrow_f64_avx2, fc_pwtile_f32_avx2,
                                        fc_pwtile_f64_avx2, fc_gather3_f32_avx2, fc_gather3_f64_avx2,
                                        fc_gather6x2_f32_avx2, fc_gather6x2_f64_avx2, fc_band_f32_avx2,
-                                       fc_band_f64_avx2, fc_ocsplit_f32_avx2, fc_ocsplit_f64_avx2};
+                                       fc_band_f64_avx2, fc_ocsplit_f32_avx2, fc_ocsplit_f64_avx2, NULL, NULL,
+                                       NULL, NULL, NULL, NULL, fc_dwlanes_f32_avx2, fc_dwlanes_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -434,7 +450,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_pwtile_f64_avx512, fc_gather3_f32_avx512, fc_gather3_f64_avx512,
                                          NULL, NULL, NULL, NULL, NULL, NULL, fc_ocedge_f32_avx512,
                                          fc_ocedge_f64_avx512, fc_pwnext_f32_avx512, fc_pwnext_f64_avx512,
-                                         fc_tailtile_f32_avx512, fc_tailtile_f64_avx512};
+                                         fc_tailtile_f32_avx512, fc_tailtile_f64_avx512, fc_dwlanes_f32_avx512,
+                                         fc_dwlanes_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

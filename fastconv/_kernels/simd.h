@@ -68,6 +68,30 @@ static FC_UNUSED int fc_cpu_level(void)
         typedef VT fc_unaligned_ __attribute__((aligned(1), may_alias));              \
         *(fc_unaligned_ *)(dst) = (value);                                            \
     } while (0)
+
+/* Lane lists of the two-vector shuffles: even and odd items, and 0, 1, 2, ... */
+#define FC_EVENS_2 0, 2
+#define FC_ODDS_2 1, 3
+#define FC_IOTA_2 0, 1
+#define FC_EVENS_4 0, 2, 4, 6
+#define FC_ODDS_4 1, 3, 5, 7
+#define FC_IOTA_4 0, 1, 2, 3
+#define FC_EVENS_8 0, 2, 4, 6, 8, 10, 12, 14
+#define FC_ODDS_8 1, 3, 5, 7, 9, 11, 13, 15
+#define FC_IOTA_8 0, 1, 2, 3, 4, 5, 6, 7
+#define FC_EVENS_16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+#define FC_ODDS_16 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+#define FC_IOTA_16 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
+#define FC_LIST2(prefix, n) prefix##n
+#define FC_LIST(prefix, n) FC_LIST2(prefix, n)
+
+/* Lanes of a and b (together 2n items) picked by a list: GCC before 12 lacks
+ * __builtin_shufflevector and takes the list as a mask vector of type M. */
+#if defined(__clang__) || __GNUC__ >= 12
+#define FC_SHUFFLE(M, a, b, list) __builtin_shufflevector(a, b, list)
+#else
+#define FC_SHUFFLE(M, a, b, list) __builtin_shuffle(a, b, (M){list})
+#endif
 #endif
 
 #endif /* FASTCONV_SIMD_H */

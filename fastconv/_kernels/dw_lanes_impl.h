@@ -1,0 +1,144 @@
+/* Depthwise convolution with channels in the vector lanes, compiled once per level (FC_ISA,
+ * FC_VF, FC_VD: see conv_tile.h, which includes this header after conv_tile_impl.h, whose
+ * vector types it uses).
+ *
+ * One call computes a group of VW planes of one image (VW the level's lanes: 16 floats or
+ * 8 doubles at AVX-512), lane l for channel l. The planes are laid out pixel by pixel in
+ * xs, a padded (HP, WP) plane of vectors, xs[(i*WP + j)*VW + l] = x[l][i - top][j - left]
+ * (the caller zeroes xs once: every call writes the same elements, so the padding stays
+ * zero); each output pixel is then one vector, the bias plus each tap's product in tap
+ * order (the order of the plane tiles, FC_DWPLANE_SUM: the same bits), and VW of them at a
+ * time go back to the planes. Both ways run through a VW x VW register transpose (log2 VW
+ * rounds of even/odd shuffles, FC_DWL_TRANSPOSE) over VW consecutive pixels of the planes
+ * taken as flat sequences, so planes narrower than a vector fill every lane. Where planes
+ * are small (7x7, or 14x14 at stride 2) the plane tiles fill a fraction of a vector per
+ * output row and spend most of their time on each plane's padded copy.
+ *
+ * Arguments: x (the group's first plane; cs, rs, ws the element strides between planes,
+ * rows and columns), nc (planes, 1 .. VW: lanes past nc are computed from zeros and not
+ * stored), H, W (each plane's, at least 1), xs, WP, top, left (the padded plane; the
+ * caller sizes it so that every pixel copied and read lies in it), taps (ntaps offsets, in
+ * items, of the taps from an output pixel's first), sh, sw (strides), w (ntaps vectors:
+ * the taps' weights of the VW channels), bias (a vector), out (the group's first output
+ * plane; ocs items between planes, each OH*OW items, contiguous). */
+
+/* (R, VW vectors of VW lanes, transposed in place: log2 VW rounds of unzipping pairs) */
+#define FC_DWL_TRANSPOSE(VT, M, VW, R)                                                \
+    _Pragma("GCC unroll 4") for (int round_ = 1; round_ < (VW); round_ *= 2) {        \
+        VT t_[VW];                                                                    \
+        _Pragma("GCC unroll 8") for (int i_ = 0; i_ < (VW) / 2; i_++) {               \
+            t_[i_] = FC_SHUFFLE(M, R[2 * i_], R[2 * i_ + 1], FC_LIST(FC_EVENS_, VW)); \
+            t_[(VW) / 2 + i_] = FC_SHUFFLE(M, R[2 * i_], R[2 * i_ + 1], FC_LIST(FC_ODDS_, VW)); \
+        }                                                                             \
+        _Pragma("GCC unroll 16") for (int i_ = 0; i_ < (VW); i_++) R[i_] = t_[i_];    \
+    }
+
+/* (the group's planes into xs: VW pixels of the flat planes at a time where they are
+ * contiguous, else item by item) */
+#define FC_DWL_PACK(T, VT, M, VW)                                                     \
+    if (ws == 1 && rs == W) {                                                         \
+        const ptrdiff_t P = (ptrdiff_t)H * W;                                         \
+        int h = 0, j = 0;                                                             \
+        for (ptrdiff_t q0 = 0; q0 < P; q0 += VW) {                                    \
+            const int cnt = P - q0 < VW ? (int)(P - q0) : VW;                         \
+            VT r_[VW];                                                                \
+            _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                   \
+                if (l < nc && cnt == VW) {                                            \
+                    FC_LOAD(VT, r_[l], x + l * cs + q0);                              \
+                } else {                                                              \
+                    T part_[VW] = {0};                                                \
+                    if (l < nc) memcpy(part_, x + l * cs + q0, (size_t)cnt * sizeof(T)); \
+                    memcpy(&r_[l], part_, sizeof(VT));                                \
+                }                                                                     \
+            }                                                                         \
+            FC_DWL_TRANSPOSE(VT, M, VW, r_)                                           \
+            _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) {                   \
+                if (i < cnt) {                                                        \
+                    memcpy(xs + ((ptrdiff_t)(h + top) * WP + left + j) * VW, &r_[i], sizeof(VT)); \
+                    if (++j == W) {                                                   \
+                        j = 0;                                                        \
+                        h++;                                                          \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+    } else {                                                                          \
+        for (int l = 0; l < nc; l++)                                                  \
+            for (int h = 0; h < H; h++) {                                             \
+                const T *xr = x + l * cs + h * rs;                                    \
+                T *d = xs + ((ptrdiff_t)(h + top) * WP + left) * VW + l;              \
+                for (int j = 0; j < W; j++) d[(ptrdiff_t)j * VW] = xr[j * ws];        \
+            }                                                                         \
+    }
+
+/* (the outputs, VW pixels of the flat planes at a time: each pixel's vector of sums, then
+ * transposed into the planes; WEIGHT(VT, dst, t) sets dst to tap t's weights) */
+#define FC_DWL_SUMS(T, VT, M, VW, NTAPS, UNROLL, WEIGHT)                              \
+    {                                                                                 \
+        const ptrdiff_t Q = (ptrdiff_t)OH * OW;                                       \
+        int oh = 0, ow = 0;                                                           \
+        for (ptrdiff_t q0 = 0; q0 < Q; q0 += VW) {                                    \
+            const int cnt = Q - q0 < VW ? (int)(Q - q0) : VW;                         \
+            VT r_[VW];                                                                \
+            _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) {                   \
+                r_[i] = (VT){0};                                                      \
+                if (i < cnt) {                                                        \
+                    const T *p = xs + ((ptrdiff_t)oh * sh * WP + (ptrdiff_t)ow * sw) * VW; \
+                    VT acc = b_;                                                      \
+                    UNROLL for (int t = 0; t < (NTAPS); t++) {                        \
+                        VT v_, w_;                                                    \
+                        FC_LOAD(VT, v_, p + taps[t]);                                 \
+                        WEIGHT(VT, w_, t);                                            \
+                        acc += v_ * w_;                                               \
+                    }                                                                 \
+                    r_[i] = acc;                                                      \
+                    if (++ow == OW) {                                                 \
+                        ow = 0;                                                       \
+                        oh++;                                                         \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+            FC_DWL_TRANSPOSE(VT, M, VW, r_)                                           \
+            _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                   \
+                if (l < nc) {                                                         \
+                    if (cnt == VW)                                                    \
+                        FC_STORE(VT, out + l * ocs + q0, r_[l]);                      \
+                    else                                                              \
+                        memcpy(out + l * ocs + q0, &r_[l], (size_t)cnt * sizeof(T));  \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+    }
+#define FC_DWL_HELD(VT, dst, t) ((dst) = wv_[t])
+#define FC_DWL_READ(VT, dst, t) FC_LOAD(VT, dst, w + (t) * VW_)
+
+#define FC_DWLANES(NAME, T, VT, M, VW)                                                \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, int nc, int H, \
+                                     int W, T *xs, ptrdiff_t WP, int top, int left, const ptrdiff_t *taps, \
+                                     int ntaps, int sh, int sw, const T *w, const T *bias, T *out, \
+                                     ptrdiff_t ocs, int OH, int OW)                   \
+    {                                                                                 \
+        enum { VW_ = VW };                                                            \
+        FC_DWL_PACK(T, VT, M, VW)                                                     \
+        VT b_;                                                                        \
+        FC_LOAD(VT, b_, bias);                                                        \
+        b_ = (VT){0} + b_; /* (as the plane tiles start: -0.0 becomes +0.0) */        \
+        if (ntaps == 9) { /* 3x3: the weights held in registers */                    \
+            VT wv_[9];                                                                \
+            _Pragma("GCC unroll 9") for (int t = 0; t < 9; t++) FC_LOAD(VT, wv_[t], w + t * VW_); \
+            FC_DWL_SUMS(T, VT, M, VW, 9, _Pragma("GCC unroll 9"), FC_DWL_HELD)        \
+        } else {                                                                      \
+            FC_DWL_SUMS(T, VT, M, VW, ntaps, , FC_DWL_READ)                           \
+        }                                                                             \
+    }
+
+typedef int32_t FC_CAT(fc_dwl_mf, FC_ISA) __attribute__((vector_size(FC_VF * sizeof(int32_t))));
+typedef int64_t FC_CAT(fc_dwl_md, FC_ISA) __attribute__((vector_size(FC_VD * sizeof(int64_t))));
+FC_DWLANES(fc_dwlanes_f32, float, FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_dwl_mf, FC_ISA), FC_VF)
+FC_DWLANES(fc_dwlanes_f64, double, FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_dwl_md, FC_ISA), FC_VD)
+#undef FC_DWLANES
+#undef FC_DWL_HELD
+#undef FC_DWL_READ
+#undef FC_DWL_SUMS
+#undef FC_DWL_PACK
+#undef FC_DWL_TRANSPOSE

@@ -1,0 +1,143 @@
+"""The depthwise lanes kernel: a vector of channels in the lanes, planes transposed in registers.
+
+Each case runs one depthwise convolution through a plan that takes the lanes
+kernel and through one that takes the plane tiles (the rule that picks
+between them patched either way), at every SIMD level: the two agree bit for
+bit (each output is the bias plus the taps' products in tap order) and with
+the reference.
+"""
+
+import numpy as np
+import pytest
+from helpers import tolerance
+
+import fastconv
+from fastconv import _conv, reference
+from fastconv._kernels import _conv_direct
+from fastconv._prepare import prepare_conv2d
+
+
+def run_plan(monkeypatch, x, w, b, lanes, padding_mode="zeros", **kw):
+    """``conv2d`` through a fresh plan that takes the lanes kernel (``lanes``) or the plane tiles."""
+    c = x.shape[1]
+    call = prepare_conv2d(x, w, b, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1), c,
+                          padding_mode, "NCHW", None)
+    with monkeypatch.context() as m:
+        if lanes:  # every geometry the kernel takes, whatever the rule prefers
+            m.setattr(_conv, "depthwise_lanes",
+                      lambda geometry, dtype, level: _conv_direct.depthwise_lanes(np.dtype(dtype).char, level))
+        else:
+            m.setattr(_conv, "depthwise_lanes", lambda geometry, dtype, level: 0)
+        plan = _conv.TiledConv(call.x.shape, call.weight.shape, call.geometry, c, padding_mode,
+                               call.compute_dtype, _conv_direct.current_level())
+    assert plan.depthwise and bool(plan.dw_lanes) == lanes
+    out = np.full(call.out_shape, np.nan, call.compute_dtype)
+    plan.run(call.x, call.weight, call.bias, out)
+    return out
+
+
+# channels: fewer than a group's lanes, one partial group, whole groups and a partial one at
+# every level (lanes 2 .. 16); widths below, at and past the lanes, planes of one pixel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [2, 3, 16, 21, 40])
+@pytest.mark.parametrize("hw", [(1, 1), (7, 7), (5, 17), (14, 14), (9, 33)])
+@pytest.mark.parametrize("k, s, p, d", [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1),
+                                        (5, 1, 2, 1), (3, 1, 2, 2), (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1))])
+def test_lanes_match_plane_tiles(rng, level, monkeypatch, every_call_parallel, dtype, c, hw, k, s, p, d):
+    x = rng.standard_normal((2, c) + hw).astype(dtype)
+    kh, kw = (k, k) if isinstance(k, int) else k
+    w = rng.standard_normal((c, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d)
+    try:
+        expected = reference.conv2d(x, w, b, groups=c, **kw_)
+    except ValueError:  # the kernel does not fit this small an input
+        return
+    if not _conv_direct.depthwise_lanes(np.dtype(dtype).char):
+        pytest.skip("this build's level has no depthwise lanes kernel")
+    lanes = run_plan(monkeypatch, x, w, b, True, **kw_)
+    planes = run_plan(monkeypatch, x, w, b, False, **kw_)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(lanes, expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(lanes, planes)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_lanes_take_padded_inputs(rng, monkeypatch, mode):
+    """Other padding modes pad in Python first: the kernel then sees no padding of its own."""
+    x = rng.standard_normal((2, 19, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((19, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(19).astype(np.float32)
+    lanes = run_plan(monkeypatch, x, w, b, True, padding_mode=mode, padding=1, stride=2)
+    np.testing.assert_allclose(lanes, reference.conv2d(x, w, b, padding=1, stride=2, groups=19, padding_mode=mode),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(lanes, run_plan(monkeypatch, x, w, b, False, padding_mode=mode, padding=1,
+                                                  stride=2))
+
+
+def test_lanes_read_strided_inputs(rng, level):
+    """Planes whose rows or columns are not adjacent go item by item; the results are the same."""
+    lanes = _conv_direct.depthwise_lanes("f")
+    if not lanes:
+        pytest.skip("this build's level has no depthwise lanes kernel")
+    base = rng.standard_normal((2, 2 * lanes + 4, 9, 14)).astype(np.float32)
+    w = rng.standard_normal((lanes + 2, 1, 3, 3)).astype(np.float32)
+    wp = np.empty(2 * lanes * 9, np.float32)
+    bp = np.empty(2 * lanes, np.float32)
+    _conv_direct.pack_weights(w.reshape(lanes + 2, 1, 9), None, wp, bp, 1, lanes, 1)
+    views = [base[:, ::2, :, ::2], base[:, 1::2, ::2, 1::2], np.ascontiguousarray(base[:, 1::2, ::2, 1::2])]
+    for view in views:
+        out = np.full((2, lanes + 2, view.shape[2], view.shape[3]), np.nan, np.float32)
+        _conv_direct.conv2d_depthwise_lanes(view, wp, bp, out, 1, 1, 1, 1, 1, 1, 3, 3, 2)
+        np.testing.assert_allclose(out, reference.conv2d(view, w, padding=1, groups=lanes + 2),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out, fastconv.conv2d(views[1], w, padding=1, groups=lanes + 2))
+
+
+def test_lanes_kernel_checks_its_arguments(rng):
+    lanes = _conv_direct.depthwise_lanes("f")
+    if not lanes:
+        pytest.skip("this build's level has no depthwise lanes kernel")
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    wp = np.zeros(lanes * 9, np.float32)
+    bp = np.zeros(lanes, np.float32)
+    out = np.empty((1, 4, 5, 5), np.float32)
+    run = _conv_direct.conv2d_depthwise_lanes
+    with pytest.raises(ValueError, match="same images and channels"):
+        run(x, wp, bp, np.empty((1, 3, 5, 5), np.float32), 1, 1, 1, 1, 1, 1, 3, 3, 1)
+    with pytest.raises(ValueError, match="blocks of the level's lanes"):
+        run(x, wp[:-1], bp, out, 1, 1, 1, 1, 1, 1, 3, 3, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        run(x, wp, bp, out, 1, 1, 0, 1, 1, 1, 3, 3, 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        run(x, wp, bp, np.empty((1, 4, 6, 5), np.float32)[:, :, :5], 1, 1, 1, 1, 1, 1, 3, 3, 1)
+    with pytest.raises(ValueError, match="must have pixels"):
+        run(np.empty((1, 4, 0, 5), np.float32), wp, bp, out, 1, 1, 1, 1, 1, 1, 3, 3, 1)
+    run(x, wp, bp, out, 1, 1, 1, 1, 1, 1, 3, 3, 1)  # (the same arguments whole: no error)
+    np.testing.assert_array_equal(out, 0)
+
+
+def test_lanes_rule():
+    """Stride above 1 or rows of at most 1.5 vectors at AVX-512; small float32 planes below; never dilated."""
+    def lanes(hw, stride=1, dilation=1, dtype=np.float32, level=2):
+        g = fastconv._geometry.conv_geometry(hw, 3, stride, 1, dilation)
+        return _conv.depthwise_lanes(g, dtype, level)
+
+    width = {level: _conv_direct.depthwise_lanes("f", level) for level in range(3)}
+    if not width[2] or _conv_direct.cpu_level() < 2:
+        pytest.skip("needs the AVX-512 level")
+    assert lanes((7, 7)) == 16 and lanes((24, 24)) == 16 and lanes((28, 28)) == 0 and lanes((56, 56), 2) == 16
+    assert lanes((7, 7), dilation=2) == 0 and lanes((14, 14), 2, 2) == 0
+    assert lanes((12, 12), dtype=np.float64) == 8 and lanes((14, 14), dtype=np.float64) == 0
+    assert lanes((28, 28), 2, dtype=np.float64) == 8
+    assert lanes((8, 8), level=1) == 8 and lanes((9, 9), level=1) == 0 and lanes((14, 14), 2, level=1) == 8
+    assert lanes((7, 7), dtype=np.float64, level=1) == 0 and lanes((7, 7), level=0) == 4
+
+
+def test_depthwise_plans_take_the_rule(rng):
+    x = rng.standard_normal((2, 24, 7, 7)).astype(np.float32)
+    geometry = fastconv._geometry.conv_geometry((7, 7), 3, 1, 1, 1)
+    level = _conv_direct.current_level()
+    plan = _conv.TiledConv(x.shape, (24, 1, 3, 3), geometry, 24, "zeros", np.float32, level)
+    assert plan.dw_lanes == _conv.depthwise_lanes(geometry, np.float32, level)
+    assert plan.block == (plan.dw_lanes or 8)

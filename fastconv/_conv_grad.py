@@ -32,8 +32,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, reused, zeros
-from ._conv import (BAND_BUDGET, TILES, depthwise_work, direct_nchw, is_depthwise, stride_phases, tiled_conv,
-                    tiles_fit)
+from ._conv import (BAND_BUDGET, TILES, depthwise_lanes_grad_weight, depthwise_work, direct_nchw, is_depthwise,
+                    stride_phases, tiled_conv, tiles_fit)
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -779,6 +779,8 @@ class GradWeightPlan:
             geometry = conv_geometry(geometry.out_shape, (1, 1))
         self.dims, self.groups, self.geometry, self.dtype = dims, groups, geometry, dtype
         self.depthwise = is_depthwise(groups, c, k)
+        # depthwise groups of a vector of channels in the lanes (depthwise_lanes_grad_weight), or 0
+        self.dw_lanes = depthwise_lanes_grad_weight(geometry, dtype, level) if self.depthwise else 0
         if tiles not in (*TILES, "channels1"):
             raise ValueError(f"tiles must be one of {(*TILES, 'channels1')!r}, got {tiles!r}")
         wide = _conv_direct.oc_tile_shape(level, dtype.char)[0]  # the block of two vectors
@@ -835,6 +837,7 @@ class GradWeightPlan:
                                                 k * cg * kh * kw * dtype.itemsize)
         # the kernels' float32 or float64 versions (no dispatch on the buffers' types per call)
         self.depthwise_kernel = specialized(_conv_direct.conv2d_grad_weight_depthwise, dtype)
+        self.depthwise_lanes_kernel = specialized(_conv_direct.conv2d_grad_weight_depthwise_lanes, dtype)
         self.phase_planes = specialized(_conv_direct.phase_planes, dtype)
         self.octile_kernel = specialized(_conv_direct.conv2d_grad_weight_octile, dtype)
         self.octile_bands_kernel = specialized(_conv_direct.conv2d_grad_weight_octile_bands, dtype)
@@ -861,6 +864,10 @@ class GradWeightPlan:
         threads = threads_for(self.work)
         if self.oc_level < 0 and not self.depthwise:
             return self._run_columns(x, grad, threads)
+        if self.dw_lanes:  # (every product one of a window: no check for infs and nans)
+            dw = empty((k * kh * kw,), dtype)
+            self.depthwise_lanes_kernel(x, grad, dw, top, left, *geo.stride, *geo.dilation, kh, kw, threads)
+            return dw.reshape(k, cg, kh, kw)
         runs = self.image_runs  # (1 for depthwise plans)
         sums = zeros((runs, k * cg * kh * kw), dtype)  # a weight gradient per run of images
         dw = sums.reshape(-1)

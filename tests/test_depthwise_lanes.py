@@ -141,3 +141,83 @@ def test_depthwise_plans_take_the_rule(rng):
     plan = _conv.TiledConv(x.shape, (24, 1, 3, 3), geometry, 24, "zeros", np.float32, level)
     assert plan.dw_lanes == _conv.depthwise_lanes(geometry, np.float32, level)
     assert plan.block == (plan.dw_lanes or 8)
+
+
+# ---- the weight gradient
+
+def grad_weight_plan(monkeypatch, x_shape, c, kh, kw, geometry, dtype, lanes):
+    """A fresh weight-gradient plan that takes the lanes kernel (``lanes``) or the plane tiles."""
+    import fastconv._conv_grad
+
+    with monkeypatch.context() as m:
+        m.setattr(fastconv._conv_grad, "depthwise_lanes_grad_weight",
+                  (lambda g, d, level: _conv_direct.depthwise_lanes(np.dtype(d).char, level)) if lanes
+                  else (lambda g, d, level: 0))
+        plan = fastconv._conv_grad.GradWeightPlan(x_shape, (c, 1, kh, kw), geometry, c, np.dtype(dtype),
+                                                  _conv_direct.current_level())
+    assert plan.depthwise and bool(plan.dw_lanes) == lanes
+    return plan
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [2, 3, 16, 21, 40])
+@pytest.mark.parametrize("n, hw", [(1, (1, 1)), (3, (7, 7)), (2, (5, 17)), (2, (14, 14))])
+@pytest.mark.parametrize("k, s, p, d", [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1),
+                                        (5, 1, 2, 1), (3, 1, 2, 2), (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1))])
+def test_lanes_grad_weight(rng, level, monkeypatch, every_call_parallel, dtype, c, n, hw, k, s, p, d):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    x = rng.standard_normal((n, c) + hw).astype(dtype)
+    try:
+        geometry = fastconv._geometry.conv_geometry(hw, (kh, kw), s, p, d)
+    except ValueError:  # the kernel does not fit this small an input
+        return
+    if not _conv_direct.depthwise_lanes(np.dtype(dtype).char):
+        pytest.skip("this build's level has no depthwise lanes kernel")
+    g = rng.standard_normal((n, c) + geometry.out_shape).astype(dtype)
+    expected = reference.conv2d_grad_weight(g, x, (c, 1, kh, kw), stride=s, padding=p, dilation=d, groups=c)
+    plan = grad_weight_plan(monkeypatch, x.shape, c, kh, kw, geometry, dtype, True)
+    results = []
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            results.append(plan.run(x, g))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(results[1], results[0])
+    planes = grad_weight_plan(monkeypatch, x.shape, c, kh, kw, geometry, dtype, False).run(x, g)
+    np.testing.assert_allclose(results[0], planes, rtol=rtol, atol=atol * 10)
+
+
+def test_lanes_grad_weight_strided_and_non_finite(rng, monkeypatch):
+    """Strided views go item by item; an inf or a nan in x or the grad reaches the taps that read it."""
+    x = rng.standard_normal((3, 40, 9, 9)).astype(np.float32)
+    g = rng.standard_normal((3, 20, 9, 9)).astype(np.float32)
+    geometry = fastconv._geometry.conv_geometry((9, 9), 3, 1, 1)
+    if not _conv_direct.depthwise_lanes("f"):
+        pytest.skip("this build's level has no depthwise lanes kernel")
+    plan = grad_weight_plan(monkeypatch, (3, 20, 9, 9), 20, 3, 3, geometry, np.float32, True)
+    xv, gv = x[:, ::2], np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    expected = reference.conv2d_grad_weight(gv, xv, (20, 1, 3, 3), padding=1, groups=20)
+    np.testing.assert_allclose(plan.run(xv, gv), expected, rtol=2e-5, atol=2e-4)
+    xv = xv.copy()
+    xv[1, 3, 0, 0], xv[2, 17, 4, 4], gv = np.inf, np.nan, gv.copy()
+    gv[0, 9, 8, 8] = -np.inf
+    expected = reference.conv2d_grad_weight(gv, xv, (20, 1, 3, 3), padding=1, groups=20)
+    got = plan.run(xv, gv)
+    assert not np.isfinite(expected).all()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=2e-5, atol=2e-4)
+
+
+def test_lanes_grad_weight_rule():
+    def lanes(hw, stride=1, dtype=np.float32, level=2):
+        g = fastconv._geometry.conv_geometry(hw, 3, stride, 1)
+        return _conv.depthwise_lanes_grad_weight(g, dtype, level)
+
+    if _conv_direct.cpu_level() < 2 or not _conv_direct.depthwise_lanes("f", 2):
+        pytest.skip("needs the AVX-512 level")
+    assert lanes((64, 64)) == 16 and lanes((65, 65)) == 0 and lanes((112, 112), 2) == 16
+    assert lanes((16, 16), level=1) == 8 and lanes((17, 17), level=1) == 0
+    assert lanes((64, 64), dtype=np.float64, level=1) == 4 and lanes((16, 16), dtype=np.float64, level=0) == 2
+    assert lanes((17, 17), dtype=np.float64, level=0) == 0

@@ -148,6 +148,14 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_dwlanes_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double*,
                                        ptrdiff_t, int, int, const ptrdiff_t*, int, int, int, const double*,
                                        const double*, double*, ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_dwlanes_wgrad_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                             const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int,
+                                             int, int, float*, float*, ptrdiff_t, int, int, const ptrdiff_t*, int,
+                                             int, int, float*, int, int) noexcept
+    ctypedef void (*fc_dwlanes_wgrad_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                             const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int,
+                                             int, int, double*, double*, ptrdiff_t, int, int, const ptrdiff_t*,
+                                             int, int, int, double*, int, int) noexcept
     ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
@@ -252,6 +260,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_tile_f64_fn tail64
         fc_dwlanes_f32_fn dwlanes32
         fc_dwlanes_f64_fn dwlanes64
+        fc_dwlanes_wgrad_f32_fn dwlanes_wgrad32
+        fc_dwlanes_wgrad_f64_fn dwlanes_wgrad64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -1962,6 +1972,97 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
                                 <int>pad_top, <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw,
                                 &w_packed[0] + g * ntaps * L, &bias_packed[0] + g * L,
                                 &out[n, k0, 0, 0], OH * OW, <int>OH, <int>OW)
+        _free_aligned(xs)
+    free(taps)
+    if failed[0]:
+        raise MemoryError("conv2d: cannot allocate the depthwise lanes' scratch buffer")
+
+
+def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,
+                                       real_t[::1] dw, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
+                                       Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dwd, Py_ssize_t KH, Py_ssize_t KW,
+                                       int num_threads):
+    """dL/dw of a depthwise convolution (``groups == C == K``) with channels in the vector lanes.
+
+    The weight gradient of :func:`conv2d_depthwise_lanes`' convolution (its
+    geometry: ``pad_top``, ``pad_left``, strides ``sh``, ``sw``, dilations
+    ``dh``, ``dwd``, a ``KH`` x ``KW`` kernel), into ``dw`` ``(K, 1, KH, KW)``
+    flat (written, not added to). ``x`` ``(N, C, H, W)`` unpadded and
+    ``grad`` ``(N, K, OH, OW)``, any strides. Parallel over groups of ``L``
+    channels: each task lays out each image's input planes (padded) and grad
+    planes pixel by pixel, then adds each tap's products, image after image
+    and pixel after pixel, to a vector of sums per tap (so the results do not
+    depend on the thread count). Raises MemoryError if a scratch buffer
+    cannot be allocated.
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef Py_ssize_t L = (tiles.width_f32 if tiles.dwlanes_wgrad32 != NULL else 0) if real_t is float else \
+        (tiles.width_f64 if tiles.dwlanes_wgrad64 != NULL else 0)
+    if L == 0:
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: the SIMD level has no depthwise lanes kernel")
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t H = x.shape[2], W = x.shape[3], groups = (K + L - 1) // L, ntaps = KH * KW
+    if x.shape[0] != N or x.shape[1] != K:
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: x and grad must have the same images and channels")
+    if sh < 1 or sw < 1 or dh < 1 or dwd < 1 or KH < 1 or KW < 1 or pad_top < 0 or pad_left < 0:
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: strides, dilations and kernel sizes of at least 1, "
+                         "padding of at least 0")
+    if dw.shape[0] != K * ntaps:
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: dw must hold K * KH * KW items")
+    if H == 0 or W == 0:
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: x must have pixels")
+    if K == 0:
+        return
+    if N == 0 or OH == 0 or OW == 0:
+        dw[:] = 0
+        return
+    for d in range(4):
+        if x.strides[d] % <Py_ssize_t>sizeof(real_t) or grad.strides[d] % <Py_ssize_t>sizeof(real_t):
+            raise ValueError("conv2d_grad_weight_depthwise_lanes: strides must be whole items")
+    cdef Py_ssize_t HP = max((OH - 1) * sh + (KH - 1) * dh + 1, pad_top + H)
+    cdef Py_ssize_t WP = max((OW - 1) * sw + (KW - 1) * dwd + 1, pad_left + W)
+    if HP > INT_MAX or WP > INT_MAX or OH * OW > INT_MAX or ntaps > INT_MAX or N > INT_MAX:
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: planes too large")
+    cdef Py_ssize_t item = sizeof(real_t)
+    cdef Py_ssize_t xns = x.strides[0] // item, cs = x.strides[1] // item, rs = x.strides[2] // item
+    cdef Py_ssize_t ws = x.strides[3] // item
+    cdef Py_ssize_t gns = grad.strides[0] // item, gcs = grad.strides[1] // item, grs = grad.strides[2] // item
+    cdef Py_ssize_t gws = grad.strides[3] // item
+    cdef ptrdiff_t* taps = <ptrdiff_t*>malloc(ntaps * sizeof(ptrdiff_t))
+    if taps == NULL:
+        raise MemoryError("conv2d: cannot allocate the depthwise lanes' taps")
+    cdef Py_ssize_t i, j, t, g, k0, l, nc
+    for i in range(KH):
+        for j in range(KW):
+            taps[i * KW + j] = (i * dh * WP + j * dwd) * L
+    cdef Py_ssize_t plane = HP * WP * L, outputs = OH * OW * L
+    cdef real_t* xs
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # zeroed once: each image writes the same elements, so the padding stays zero; then the
+        # grad's planes, then a vector of sums per tap
+        xs = <real_t*>_calloc_aligned(plane + outputs + ntaps * L, sizeof(real_t))
+        for g in prange(groups, schedule="static"):
+            if xs == NULL:
+                failed[0] = 1
+                continue
+            k0 = g * L
+            nc = min(L, K - k0)
+            memset(xs + plane + outputs, 0, ntaps * L * sizeof(real_t))
+            if real_t is float:
+                tiles.dwlanes_wgrad32(&x[0, k0, 0, 0], xns, cs, rs, ws, &grad[0, k0, 0, 0], gns, gcs, grs, gws,
+                                      <int>N, <int>nc, <int>H, <int>W, xs, xs + plane, WP, <int>pad_top,
+                                      <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw, xs + plane + outputs,
+                                      <int>OH, <int>OW)
+            else:
+                tiles.dwlanes_wgrad64(&x[0, k0, 0, 0], xns, cs, rs, ws, &grad[0, k0, 0, 0], gns, gcs, grs, gws,
+                                      <int>N, <int>nc, <int>H, <int>W, xs, xs + plane, WP, <int>pad_top,
+                                      <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw, xs + plane + outputs,
+                                      <int>OH, <int>OW)
+            for l in range(nc):
+                for t in range(ntaps):
+                    dw[(k0 + l) * ntaps + t] = xs[plane + outputs + t * L + l]
         _free_aligned(xs)
     free(taps)
     if failed[0]:

@@ -33,42 +33,48 @@
         _Pragma("GCC unroll 16") for (int i_ = 0; i_ < (VW); i_++) R[i_] = t_[i_];    \
     }
 
-/* (the group's planes into xs: VW pixels of the flat planes at a time where they are
- * contiguous, else item by item) */
-#define FC_DWL_PACK(T, VT, M, VW)                                                     \
-    if (ws == 1 && rs == W) {                                                         \
-        const ptrdiff_t P = (ptrdiff_t)H * W;                                         \
-        int h = 0, j = 0;                                                             \
-        for (ptrdiff_t q0 = 0; q0 < P; q0 += VW) {                                    \
-            const int cnt = P - q0 < VW ? (int)(P - q0) : VW;                         \
-            VT r_[VW];                                                                \
-            _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                   \
-                if (l < nc && cnt == VW) {                                            \
-                    FC_LOAD(VT, r_[l], x + l * cs + q0);                              \
-                } else {                                                              \
-                    T part_[VW] = {0};                                                \
-                    if (l < nc) memcpy(part_, x + l * cs + q0, (size_t)cnt * sizeof(T)); \
-                    memcpy(&r_[l], part_, sizeof(VT));                                \
+/* The group's nc planes (x, cs, rs, ws; H x W each) into xs, pixel by pixel, from row
+ * top and column left of its planes of WP vectors a row: VW pixels of the flat planes at a
+ * time where they are contiguous, else item by item. Lanes past nc get zeros (through the
+ * transpose) or are left as they are (item by item). */
+#define FC_DWL_PACK_FN(NAME, T, VT, M, VW)                                            \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, int nc, int H, \
+                                     int W, T *xs, ptrdiff_t WP, int top, int left)   \
+    {                                                                                 \
+        if (ws == 1 && rs == W) {                                                     \
+            const ptrdiff_t P = (ptrdiff_t)H * W;                                     \
+            int h = 0, j = 0;                                                         \
+            for (ptrdiff_t q0 = 0; q0 < P; q0 += VW) {                                \
+                const int cnt = P - q0 < VW ? (int)(P - q0) : VW;                     \
+                VT r_[VW];                                                            \
+                _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {               \
+                    if (l < nc && cnt == VW) {                                        \
+                        FC_LOAD(VT, r_[l], x + l * cs + q0);                          \
+                    } else {                                                          \
+                        T part_[VW] = {0};                                            \
+                        if (l < nc) memcpy(part_, x + l * cs + q0, (size_t)cnt * sizeof(T)); \
+                        memcpy(&r_[l], part_, sizeof(VT));                            \
+                    }                                                                 \
                 }                                                                     \
-            }                                                                         \
-            FC_DWL_TRANSPOSE(VT, M, VW, r_)                                           \
-            _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) {                   \
-                if (i < cnt) {                                                        \
-                    memcpy(xs + ((ptrdiff_t)(h + top) * WP + left + j) * VW, &r_[i], sizeof(VT)); \
-                    if (++j == W) {                                                   \
-                        j = 0;                                                        \
-                        h++;                                                          \
+                FC_DWL_TRANSPOSE(VT, M, VW, r_)                                       \
+                _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) {               \
+                    if (i < cnt) {                                                    \
+                        memcpy(xs + ((ptrdiff_t)(h + top) * WP + left + j) * VW, &r_[i], sizeof(VT)); \
+                        if (++j == W) {                                               \
+                            j = 0;                                                    \
+                            h++;                                                      \
+                        }                                                             \
                     }                                                                 \
                 }                                                                     \
             }                                                                         \
+        } else {                                                                      \
+            for (int l = 0; l < nc; l++)                                              \
+                for (int h = 0; h < H; h++) {                                         \
+                    const T *xr = x + l * cs + h * rs;                                \
+                    T *d = xs + ((ptrdiff_t)(h + top) * WP + left) * VW + l;          \
+                    for (int j = 0; j < W; j++) d[(ptrdiff_t)j * VW] = xr[j * ws];    \
+                }                                                                     \
         }                                                                             \
-    } else {                                                                          \
-        for (int l = 0; l < nc; l++)                                                  \
-            for (int h = 0; h < H; h++) {                                             \
-                const T *xr = x + l * cs + h * rs;                                    \
-                T *d = xs + ((ptrdiff_t)(h + top) * WP + left) * VW + l;              \
-                for (int j = 0; j < W; j++) d[(ptrdiff_t)j * VW] = xr[j * ws];        \
-            }                                                                         \
     }
 
 /* (the outputs, VW pixels of the flat planes at a time: each pixel's vector of sums, then
@@ -112,14 +118,14 @@
 #define FC_DWL_HELD(VT, dst, t) ((dst) = wv_[t])
 #define FC_DWL_READ(VT, dst, t) FC_LOAD(VT, dst, w + (t) * VW_)
 
-#define FC_DWLANES(NAME, T, VT, M, VW)                                                \
+#define FC_DWLANES(NAME, PACK, T, VT, M, VW)                                          \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, int nc, int H, \
                                      int W, T *xs, ptrdiff_t WP, int top, int left, const ptrdiff_t *taps, \
                                      int ntaps, int sh, int sw, const T *w, const T *bias, T *out, \
                                      ptrdiff_t ocs, int OH, int OW)                   \
     {                                                                                 \
         enum { VW_ = VW };                                                            \
-        FC_DWL_PACK(T, VT, M, VW)                                                     \
+        FC_CAT(PACK, FC_ISA)(x, cs, rs, ws, nc, H, W, xs, WP, top, left);             \
         VT b_;                                                                        \
         FC_LOAD(VT, b_, bias);                                                        \
         b_ = (VT){0} + b_; /* (as the plane tiles start: -0.0 becomes +0.0) */        \
@@ -132,13 +138,80 @@
         }                                                                             \
     }
 
+/* The weight gradient of a group of nc channels over N images (x: the group's first input
+ * plane, xns items between images; g the grad's, gns between images, gcs, grs, gws as x's):
+ * each image's input planes go into xs as the forward's (padded) and its grad planes into
+ * gs (OH*OW vectors, unpadded); each tap's vector sums the products of the grad and the
+ * input its pixels read, pixel after pixel from zero, and is added to the tap's vector of
+ * sums (sums: ntaps vectors) image after image (an image's sum, not each product: fewer
+ * roundings on long batches). Taps go TB at a time (TB accumulators; 3x3 kernels all 9 at
+ * once). */
+#define FC_DWL_WSUMS(T, VT, VW, TB, T0, CNT)                                          \
+    {                                                                                 \
+        VT acc_[TB];                                                                  \
+        _Pragma("GCC unroll 9") for (int i = 0; i < (TB); i++) {                      \
+            acc_[i] = (VT){0};                                                        \
+        }                                                                             \
+        int oh = 0, ow = 0;                                                           \
+        for (ptrdiff_t q = 0; q < Q; q++) {                                           \
+            VT gv_;                                                                   \
+            FC_LOAD(VT, gv_, gs + q * VW);                                            \
+            const T *p = xs + ((ptrdiff_t)oh * sh * WP + (ptrdiff_t)ow * sw) * VW;    \
+            _Pragma("GCC unroll 9") for (int i = 0; i < (TB); i++) {                  \
+                if (i < (CNT)) {                                                      \
+                    VT v_;                                                            \
+                    FC_LOAD(VT, v_, p + taps[(T0) + i]);                              \
+                    acc_[i] += v_ * gv_;                                              \
+                }                                                                     \
+            }                                                                         \
+            if (++ow == OW) {                                                         \
+                ow = 0;                                                               \
+                oh++;                                                                 \
+            }                                                                         \
+        }                                                                             \
+        _Pragma("GCC unroll 9") for (int i = 0; i < (TB); i++) {                      \
+            if (i < (CNT)) {                                                          \
+                VT s_;                                                                \
+                FC_LOAD(VT, s_, sums + ((T0) + i) * VW);                              \
+                FC_STORE(VT, sums + ((T0) + i) * VW, s_ + acc_[i]);                   \
+            }                                                                         \
+        }                                                                             \
+    }
+#define FC_DWL_WGRAD(NAME, PACK, T, VT, VW)                                           \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t xns, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, \
+                                     const T *g, ptrdiff_t gns, ptrdiff_t gcs, ptrdiff_t grs, ptrdiff_t gws, \
+                                     int N, int nc, int H, int W, T *xs, T *gs, ptrdiff_t WP, int top, \
+                                     int left, const ptrdiff_t *taps, int ntaps, int sh, int sw, T *sums, \
+                                     int OH, int OW)                                  \
+    {                                                                                 \
+        const ptrdiff_t Q = (ptrdiff_t)OH * OW;                                       \
+        for (int n = 0; n < N; n++) {                                                 \
+            FC_CAT(PACK, FC_ISA)(x + n * xns, cs, rs, ws, nc, H, W, xs, WP, top, left); \
+            FC_CAT(PACK, FC_ISA)(g + n * gns, gcs, grs, gws, nc, OH, OW, gs, OW, 0, 0); \
+            if (ntaps == 9) {                                                         \
+                FC_DWL_WSUMS(T, VT, VW, 9, 0, 9)                                      \
+            } else {                                                                  \
+                for (int t0 = 0; t0 < ntaps; t0 += 4) {                               \
+                    const int cnt_ = ntaps - t0 < 4 ? ntaps - t0 : 4;                 \
+                    FC_DWL_WSUMS(T, VT, VW, 4, t0, cnt_)                              \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+    }
+
 typedef int32_t FC_CAT(fc_dwl_mf, FC_ISA) __attribute__((vector_size(FC_VF * sizeof(int32_t))));
 typedef int64_t FC_CAT(fc_dwl_md, FC_ISA) __attribute__((vector_size(FC_VD * sizeof(int64_t))));
-FC_DWLANES(fc_dwlanes_f32, float, FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_dwl_mf, FC_ISA), FC_VF)
-FC_DWLANES(fc_dwlanes_f64, double, FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_dwl_md, FC_ISA), FC_VD)
+FC_DWL_PACK_FN(fc_dwl_pack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_dwl_mf, FC_ISA), FC_VF)
+FC_DWL_PACK_FN(fc_dwl_pack_f64, double, FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_dwl_md, FC_ISA), FC_VD)
+FC_DWLANES(fc_dwlanes_f32, fc_dwl_pack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_dwl_mf, FC_ISA), FC_VF)
+FC_DWLANES(fc_dwlanes_f64, fc_dwl_pack_f64, double, FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_dwl_md, FC_ISA), FC_VD)
+FC_DWL_WGRAD(fc_dwlanes_wgrad_f32, fc_dwl_pack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_DWL_WGRAD(fc_dwlanes_wgrad_f64, fc_dwl_pack_f64, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 #undef FC_DWLANES
 #undef FC_DWL_HELD
 #undef FC_DWL_READ
 #undef FC_DWL_SUMS
-#undef FC_DWL_PACK
+#undef FC_DWL_PACK_FN
+#undef FC_DWL_WGRAD
+#undef FC_DWL_WSUMS
 #undef FC_DWL_TRANSPOSE

@@ -426,6 +426,31 @@ def depthwise_lanes_grad_weight(geometry, dtype, level):
     return lanes if geometry.out_size <= DEPTHWISE_LANES_GRAD_PIXELS[min(level, 2), dtype.char] else 0
 
 
+def depthwise_lanes_grad_input(geometry, dtype, level, result_bytes, stream_bytes):
+    """Channels a group of the depthwise lanes kernel's input gradient takes, or 0 (the stride phases').
+
+    :func:`~fastconv._kernels._conv_direct.conv2d_grad_input_depthwise_lanes`
+    adds each grad pixel's products to the input pixels its taps read; the
+    stride phases run a stride-1 convolution per phase (each through the
+    forward's depthwise kernels) and put each phase's pixels in place. At
+    stride 1 there is one phase, a forward convolution, which reads where
+    the lanes kernel adds (0.42-0.84x); at a stride above 1 the lanes kernel
+    wins. Intel Xeon, in-process A/B, one thread: AVX-512 float32, 8 images
+    of 512 channels of 14x14 at stride 2 2.9x, 256 of 8x8 4.4x, one image of
+    256 of 28x28 2.1x, of 64 of 112x112 1.8x, 32 of 33x33 at stride 3 (5x5)
+    3.5x; dilation 2 at stride 2 1.0x; float64 1.7-2.6x; AVX2 and the
+    baseline 1.5-4.0x (dilated 0.57-0.84x). A float32 result of
+    ``stream_bytes`` or more (8 images of 96 channels of 112x112, 38 MB:
+    0.92x) keeps the phases, whose rows go past the caches.
+    """
+    dtype = np.dtype(dtype)
+    lanes = _conv_direct.depthwise_lanes(dtype.char, level)
+    if (not lanes or geometry.stride == (1, 1) or geometry.dilation != (1, 1) or 0 in geometry.in_shape
+            or (dtype == np.float32 and result_bytes >= stream_bytes)):
+        return 0
+    return lanes
+
+
 TILES = ("auto", "columns", "channels")
 
 

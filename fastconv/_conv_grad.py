@@ -32,8 +32,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, reused, zeros
-from ._conv import (BAND_BUDGET, TILES, depthwise_lanes_grad_weight, depthwise_work, direct_nchw, is_depthwise,
-                    stride_phases, tiled_conv, tiles_fit)
+from ._conv import (BAND_BUDGET, TILES, depthwise_lanes_grad_input, depthwise_lanes_grad_weight, depthwise_work,
+                    direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit)
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -214,7 +214,14 @@ class GradInputPlan:
         self.scatter_phase = specialized(_conv_direct.scatter_phase, self.dtype)
         self.scatter_phase_pair = specialized(_conv_direct.scatter_phase_pair, self.dtype)
         self.single, self.covered, self.paired, self.phases = True, True, False, []
-        if self.columns:
+        # depthwise groups of a vector of channels in the lanes (depthwise_lanes_grad_input), or 0
+        self.dw_lanes = 0
+        if is_depthwise(groups, channels, k) and self.dtype.kind == "f" and n:
+            self.dw_lanes = depthwise_lanes_grad_input(geometry, self.dtype, level,
+                                                       math.prod(self.shape) * self.dtype.itemsize, STREAM_BYTES)
+        self.pack_weights = specialized(_conv_direct.pack_weights, self.dtype)
+        self.depthwise_lanes_kernel = specialized(_conv_direct.conv2d_grad_input_depthwise_lanes, self.dtype)
+        if self.columns or self.dw_lanes:
             return
         rows, cols = (_axis_phases(size, kern, st, dil, pad[0]) for size, kern, st, dil, pad in
                       zip(geometry.in_shape, (kh, kw), geometry.stride, geometry.dilation, geometry.padding))
@@ -259,6 +266,16 @@ class GradInputPlan:
         """
         k, cg, kh, kw = self.dims
         groups = self.groups
+        if self.dw_lanes:  # (the forward's weights, packed as its lanes kernel takes them)
+            lanes, threads = self.dw_lanes, threads_for(self.work)
+            result = empty(self.shape, self.dtype) if out is None else out
+            w_packed = empty_aligned(-(-k // lanes) * lanes * kh * kw, self.dtype)
+            self.pack_weights(np.ascontiguousarray(weight).reshape(k, 1, kh * kw), None, w_packed,
+                              np.empty(-(-k // lanes) * lanes, self.dtype), 1, lanes, threads)
+            (top, _), (left, _) = self.geometry.padding
+            self.depthwise_lanes_kernel(grad, w_packed, result, top, left, *self.geometry.stride,
+                                        *self.geometry.dilation, kh, kw, threads)
+            return result
         if self.columns:
             result = zeros(self.shape, self.dtype) if out is None else out
             if out is not None:

@@ -221,3 +221,71 @@ def test_lanes_grad_weight_rule():
     assert lanes((16, 16), level=1) == 8 and lanes((17, 17), level=1) == 0
     assert lanes((64, 64), dtype=np.float64, level=1) == 4 and lanes((16, 16), dtype=np.float64, level=0) == 2
     assert lanes((17, 17), dtype=np.float64, level=0) == 0
+
+
+# ---- the input gradient
+
+def grad_input_plan(monkeypatch, grad_shape, c, kh, kw, geometry, dtype, lanes):
+    """A fresh input-gradient plan that takes the lanes kernel (``lanes``) or the stride phases."""
+    import fastconv._conv_grad
+
+    with monkeypatch.context() as m:
+        m.setattr(fastconv._conv_grad, "depthwise_lanes_grad_input",
+                  (lambda g, d, level, *sizes: _conv_direct.depthwise_lanes(np.dtype(d).char, level)) if lanes
+                  else (lambda g, d, level, *sizes: 0))
+        plan = fastconv._conv_grad.GradInputPlan(grad_shape, (c, 1, kh, kw), geometry, c, np.dtype(dtype),
+                                                 _conv_direct.current_level())
+    assert bool(plan.dw_lanes) == lanes
+    return plan
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [2, 3, 16, 21, 40])
+@pytest.mark.parametrize("n, hw", [(1, (1, 1)), (3, (7, 7)), (2, (5, 17)), (2, (14, 14))])
+@pytest.mark.parametrize("k, s, p, d", [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1),
+                                        (5, 3, 2, 1), (3, 2, 2, 2), (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1))])
+def test_lanes_grad_input(rng, level, monkeypatch, every_call_parallel, dtype, c, n, hw, k, s, p, d):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    try:
+        geometry = fastconv._geometry.conv_geometry(hw, (kh, kw), s, p, d)
+    except ValueError:  # the kernel does not fit this small an input
+        return
+    if not _conv_direct.depthwise_lanes(np.dtype(dtype).char):
+        pytest.skip("this build's level has no depthwise lanes kernel")
+    w = rng.standard_normal((c, 1, kh, kw)).astype(dtype)
+    g = rng.standard_normal((n, c) + geometry.out_shape).astype(dtype)
+    expected = reference.conv2d_grad_input(g, w, (n, c) + hw, stride=s, padding=p, dilation=d, groups=c)
+    plan = grad_input_plan(monkeypatch, g.shape, c, kh, kw, geometry, dtype, True)
+    results = []
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            results.append(plan.run(g, w))
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(results[1], results[0])
+    out = np.full(expected.shape, np.nan, dtype)
+    assert plan.run(g[:, ::-1][:, ::-1], w, out) is out  # (a strided view of the same grad)
+    np.testing.assert_array_equal(out, results[0])
+
+
+def test_lanes_grad_input_rule():
+    def lanes(stride=2, dilation=1, dtype=np.float32, level=2, nbytes=1 << 20):
+        g = fastconv._geometry.conv_geometry((14, 14), 3, stride, 1, dilation)
+        return _conv.depthwise_lanes_grad_input(g, dtype, level, nbytes, 16 << 20)
+
+    if _conv_direct.cpu_level() < 2 or not _conv_direct.depthwise_lanes("f", 2):
+        pytest.skip("needs the AVX-512 level")
+    assert lanes() == 16 and lanes(stride=1) == 0 and lanes(dilation=2) == 0 and lanes(level=1) == 8
+    assert lanes(nbytes=16 << 20) == 0 and lanes(dtype=np.float64, nbytes=64 << 20) == 8
+
+
+def test_public_gradients_take_the_lanes(rng):
+    """conv2d_grad_input / conv2d_grad_weight of a small strided depthwise layer, as the reference gives them."""
+    x = rng.standard_normal((4, 24, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((24, 1, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((4, 24, 7, 7)).astype(np.float32)
+    kw = dict(stride=2, padding=1, groups=24)
+    np.testing.assert_allclose(fastconv.conv2d_grad_input(g, w, x.shape, **kw),
+                               reference.conv2d_grad_input(g, w, x.shape, **kw), rtol=2e-5, atol=2e-4)
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(g, x, w.shape, **kw),
+                               reference.conv2d_grad_weight(g, x, w.shape, **kw), rtol=2e-5, atol=2e-4)

@@ -156,6 +156,12 @@ cdef extern from "conv_tile.h" nogil:
                                              const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int,
                                              int, int, double*, double*, ptrdiff_t, int, int, const ptrdiff_t*,
                                              int, int, int, double*, int, int) noexcept
+    ctypedef void (*fc_dwlanes_gradin_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int,
+                                              float*, float*, ptrdiff_t, ptrdiff_t, int, int, const ptrdiff_t*,
+                                              int, int, int, const float*, float*, ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_dwlanes_gradin_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int,
+                                              double*, double*, ptrdiff_t, ptrdiff_t, int, int, const ptrdiff_t*,
+                                              int, int, int, const double*, double*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
@@ -262,6 +268,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_dwlanes_f64_fn dwlanes64
         fc_dwlanes_wgrad_f32_fn dwlanes_wgrad32
         fc_dwlanes_wgrad_f64_fn dwlanes_wgrad64
+        fc_dwlanes_gradin_f32_fn dwlanes_gradin32
+        fc_dwlanes_gradin_f64_fn dwlanes_gradin64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -2063,6 +2071,91 @@ def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[
             for l in range(nc):
                 for t in range(ntaps):
                     dw[(k0 + l) * ntaps + t] = xs[plane + outputs + t * L + l]
+        _free_aligned(xs)
+    free(taps)
+    if failed[0]:
+        raise MemoryError("conv2d: cannot allocate the depthwise lanes' scratch buffer")
+
+
+def conv2d_grad_input_depthwise_lanes(const real_t[:, :, :, :] grad, const real_t[::1] w_packed,
+                                      real_t[:, :, :, ::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dwd, Py_ssize_t KH,
+                                      Py_ssize_t KW, int num_threads):
+    """dL/dx of a depthwise convolution (``groups == C == K``) with channels in the vector lanes.
+
+    The input gradient of :func:`conv2d_depthwise_lanes`' convolution (its
+    geometry: ``pad_top``, ``pad_left``, strides ``sh``, ``sw``, dilations
+    ``dh``, ``dwd``, a ``KH`` x ``KW`` kernel) into ``out`` ``(N, C, H, W)``
+    (C-contiguous, written). ``grad`` ``(N, C, OH, OW)``, any strides;
+    ``w_packed`` the forward weights as :func:`conv2d_depthwise_lanes` takes
+    them. Parallel over (image, group of ``L`` channels): each task lays the
+    grad planes out pixel by pixel, adds each grad pixel's products with the
+    taps' weights to the (padded, zeroed) input pixels they read, grad
+    pixels and taps in order (so the sums do not depend on the thread
+    count), and copies the input planes back. Raises MemoryError if a
+    scratch buffer cannot be allocated.
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef Py_ssize_t L = (tiles.width_f32 if tiles.dwlanes_gradin32 != NULL else 0) if real_t is float else \
+        (tiles.width_f64 if tiles.dwlanes_gradin64 != NULL else 0)
+    if L == 0:
+        raise ValueError("conv2d_grad_input_depthwise_lanes: the SIMD level has no depthwise lanes kernel")
+    cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
+    cdef Py_ssize_t H = out.shape[2], W = out.shape[3], groups = (K + L - 1) // L, ntaps = KH * KW
+    if out.shape[0] != N or out.shape[1] != K:
+        raise ValueError("conv2d_grad_input_depthwise_lanes: grad and out must have the same images and channels")
+    if sh < 1 or sw < 1 or dh < 1 or dwd < 1 or KH < 1 or KW < 1 or pad_top < 0 or pad_left < 0:
+        raise ValueError("conv2d_grad_input_depthwise_lanes: strides, dilations and kernel sizes of at least 1, "
+                         "padding of at least 0")
+    if w_packed.shape[0] != groups * ntaps * L:
+        raise ValueError("conv2d_grad_input_depthwise_lanes: weights not packed in blocks of the level's lanes")
+    if not out.is_c_contig():
+        raise ValueError("conv2d_grad_input_depthwise_lanes: out must be C-contiguous")
+    if N == 0 or K == 0 or H == 0 or W == 0:
+        return
+    if OH == 0 or OW == 0:
+        out[...] = 0
+        return
+    for d in range(4):
+        if grad.strides[d] % <Py_ssize_t>sizeof(real_t):
+            raise ValueError("conv2d_grad_input_depthwise_lanes: grad's strides must be whole items")
+    cdef Py_ssize_t HP = max((OH - 1) * sh + (KH - 1) * dh + 1, pad_top + H)
+    cdef Py_ssize_t WP = max((OW - 1) * sw + (KW - 1) * dwd + 1, pad_left + W)
+    if HP > INT_MAX or WP > INT_MAX or OH * OW > INT_MAX or ntaps > INT_MAX:
+        raise ValueError("conv2d_grad_input_depthwise_lanes: planes too large")
+    cdef Py_ssize_t item = sizeof(real_t)
+    cdef Py_ssize_t gcs = grad.strides[1] // item, grs = grad.strides[2] // item, gws = grad.strides[3] // item
+    cdef ptrdiff_t* taps = <ptrdiff_t*>malloc(ntaps * sizeof(ptrdiff_t))
+    if taps == NULL:
+        raise MemoryError("conv2d: cannot allocate the depthwise lanes' taps")
+    cdef Py_ssize_t i, j, t, n, g, k0
+    for i in range(KH):
+        for j in range(KW):
+            taps[i * KW + j] = (i * dh * WP + j * dwd) * L
+    cdef Py_ssize_t plane = HP * WP * L
+    cdef real_t* xs
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=num_threads):
+        # the input gradient's padded planes (zeroed by each task), then the grad's
+        xs = <real_t*>_calloc_aligned(plane + OH * OW * L, sizeof(real_t))
+        for t in prange(N * groups, schedule="static"):
+            if xs == NULL:
+                failed[0] = 1
+                continue
+            n = t // groups
+            g = t - n * groups
+            k0 = g * L
+            if real_t is float:
+                tiles.dwlanes_gradin32(&grad[n, k0, 0, 0], gcs, grs, gws, <int>min(L, K - k0), <int>OH, <int>OW,
+                                       xs, xs + plane, HP, WP, <int>pad_top, <int>pad_left, taps, <int>ntaps,
+                                       <int>sh, <int>sw, &w_packed[0] + g * ntaps * L, &out[n, k0, 0, 0], H * W,
+                                       <int>H, <int>W)
+            else:
+                tiles.dwlanes_gradin64(&grad[n, k0, 0, 0], gcs, grs, gws, <int>min(L, K - k0), <int>OH, <int>OW,
+                                       xs, xs + plane, HP, WP, <int>pad_top, <int>pad_left, taps, <int>ntaps,
+                                       <int>sh, <int>sw, &w_packed[0] + g * ntaps * L, &out[n, k0, 0, 0], H * W,
+                                       <int>H, <int>W)
         _free_aligned(xs)
     free(taps)
     if failed[0]:

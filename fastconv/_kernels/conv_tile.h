@@ -113,6 +113,14 @@ typedef void (*fc_dwlanes_wgrad_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, pt
                                         const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int,
                                         int, double *, double *, ptrdiff_t, int, int, const ptrdiff_t *, int, int,
                                         int, double *, int, int);
+/* Their input gradient: g, gcs, grs, gws, nc, OH, OW, xs, gs, HP, WP, top, left, taps, ntaps,
+ * sh, sw, w, out, ocs, H, W. */
+typedef void (*fc_dwlanes_gradin_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, float *,
+                                         float *, ptrdiff_t, ptrdiff_t, int, int, const ptrdiff_t *, int, int, int,
+                                         const float *, float *, ptrdiff_t, int, int);
+typedef void (*fc_dwlanes_gradin_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double *,
+                                         double *, ptrdiff_t, ptrdiff_t, int, int, const ptrdiff_t *, int, int, int,
+                                         const double *, double *, ptrdiff_t, int, int);
 /* dst[i] += src[i] for i < n: dst, src, n. */
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
@@ -319,7 +327,8 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #else
 #define FC_BASE_OCW1 NULL, NULL
 #endif
-#define FC_BASE_DWLANES fc_dwlanes_f32_base, fc_dwlanes_f64_base, fc_dwlanes_wgrad_f32_base, fc_dwlanes_wgrad_f64_base
+#define FC_BASE_DWLANES fc_dwlanes_f32_base, fc_dwlanes_f64_base, fc_dwlanes_wgrad_f32_base, \
+    fc_dwlanes_wgrad_f64_base, fc_dwlanes_gradin_f32_base, fc_dwlanes_gradin_f64_base
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
@@ -331,7 +340,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
 #define FC_BASE_OCW1 NULL, NULL
-#define FC_BASE_DWLANES NULL, NULL, NULL, NULL
+#define FC_BASE_DWLANES NULL, NULL, NULL, NULL, NULL, NULL
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time); with
@@ -415,6 +424,8 @@ typedef struct {
     fc_dwlanes_f64_fn dwlanes64;
     fc_dwlanes_wgrad_f32_fn dwlanes_wgrad32; /* their weight gradient (NULL where dwlanes32 is) */
     fc_dwlanes_wgrad_f64_fn dwlanes_wgrad64;
+    fc_dwlanes_gradin_f32_fn dwlanes_gradin32; /* their input gradient (NULL where dwlanes32 is) */
+    fc_dwlanes_gradin_f64_fn dwlanes_gradin64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -445,7 +456,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_gather6x2_f32_avx2, fc_gather6x2_f64_avx2, fc_band_f32_avx2,
                                        fc_band_f64_avx2, fc_ocsplit_f32_avx2, fc_ocsplit_f64_avx2, NULL, NULL,
                                        NULL, NULL, NULL, NULL, fc_dwlanes_f32_avx2, fc_dwlanes_f64_avx2,
-                                       fc_dwlanes_wgrad_f32_avx2, fc_dwlanes_wgrad_f64_avx2};
+                                       fc_dwlanes_wgrad_f32_avx2, fc_dwlanes_wgrad_f64_avx2,
+                                       fc_dwlanes_gradin_f32_avx2, fc_dwlanes_gradin_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -465,7 +477,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_ocedge_f64_avx512, fc_pwnext_f32_avx512, fc_pwnext_f64_avx512,
                                          fc_tailtile_f32_avx512, fc_tailtile_f64_avx512, fc_dwlanes_f32_avx512,
                                          fc_dwlanes_f64_avx512, fc_dwlanes_wgrad_f32_avx512,
-                                         fc_dwlanes_wgrad_f64_avx512};
+                                         fc_dwlanes_wgrad_f64_avx512, fc_dwlanes_gradin_f32_avx512,
+                                         fc_dwlanes_gradin_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

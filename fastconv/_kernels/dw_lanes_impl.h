@@ -199,6 +199,84 @@
         }                                                                             \
     }
 
+/* The inverse of FC_DWL_PACK_FN for planes in memory: rows top .. top + H - 1, columns
+ * left .. left + W - 1 of xs (WP vectors a row) to nc contiguous planes of H x W items at
+ * out (ocs items apart), VW pixels of the flat planes at a time through the transpose. */
+#define FC_DWL_UNPACK_FN(NAME, T, VT, M, VW)                                          \
+    static void FC_CAT(NAME, FC_ISA)(const T *xs, ptrdiff_t WP, int top, int left, int nc, int H, int W, \
+                                     T *out, ptrdiff_t ocs)                           \
+    {                                                                                 \
+        const ptrdiff_t P = (ptrdiff_t)H * W;                                         \
+        int h = 0, j = 0;                                                             \
+        for (ptrdiff_t q0 = 0; q0 < P; q0 += VW) {                                    \
+            const int cnt = P - q0 < VW ? (int)(P - q0) : VW;                         \
+            VT r_[VW];                                                                \
+            _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) {                   \
+                r_[i] = (VT){0};                                                      \
+                if (i < cnt) {                                                        \
+                    FC_LOAD(VT, r_[i], xs + ((ptrdiff_t)(h + top) * WP + left + j) * VW); \
+                    if (++j == W) {                                                   \
+                        j = 0;                                                        \
+                        h++;                                                          \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+            FC_DWL_TRANSPOSE(VT, M, VW, r_)                                           \
+            _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                   \
+                if (l < nc) {                                                         \
+                    if (cnt == VW)                                                    \
+                        FC_STORE(VT, out + l * ocs + q0, r_[l]);                      \
+                    else                                                              \
+                        memcpy(out + l * ocs + q0, &r_[l], (size_t)cnt * sizeof(T));  \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+    }
+/* The input gradient of a group of nc channels of one image (the adjoint of FC_DWLANES):
+ * the grad planes (g; gcs, grs, gws) go into gs (OH*OW vectors, unpadded); xs, HP x WP
+ * vectors, is zeroed, and each grad pixel's vector times each tap's weights is added to the
+ * pixel that tap reads (grad pixels in order, each's taps in order); rows top .. and
+ * columns left .. of xs then go to the nc planes of out (H x W items each, ocs apart). */
+#define FC_DWL_SCATTER(T, VT, VW, NTAPS, UNROLL, WEIGHT)                              \
+    {                                                                                 \
+        int oh = 0, ow = 0;                                                           \
+        for (ptrdiff_t q = 0; q < Q; q++) {                                           \
+            VT gv_;                                                                   \
+            FC_LOAD(VT, gv_, gs + q * VW);                                            \
+            T *p = xs + ((ptrdiff_t)oh * sh * WP + (ptrdiff_t)ow * sw) * VW;          \
+            UNROLL for (int t = 0; t < (NTAPS); t++) {                                \
+                VT v_, w_;                                                            \
+                FC_LOAD(VT, v_, p + taps[t]);                                         \
+                WEIGHT(VT, w_, t);                                                    \
+                v_ += gv_ * w_;                                                       \
+                FC_STORE(VT, p + taps[t], v_);                                        \
+            }                                                                         \
+            if (++ow == OW) {                                                         \
+                ow = 0;                                                               \
+                oh++;                                                                 \
+            }                                                                         \
+        }                                                                             \
+    }
+#define FC_DWL_GRADIN(NAME, PACK, UNPACK, T, VT, VW)                                  \
+    static void FC_CAT(NAME, FC_ISA)(const T *g, ptrdiff_t gcs, ptrdiff_t grs, ptrdiff_t gws, int nc, int OH, \
+                                     int OW, T *xs, T *gs, ptrdiff_t HP, ptrdiff_t WP, int top, int left, \
+                                     const ptrdiff_t *taps, int ntaps, int sh, int sw, const T *w, T *out, \
+                                     ptrdiff_t ocs, int H, int W)                     \
+    {                                                                                 \
+        enum { VW_ = VW };                                                            \
+        const ptrdiff_t Q = (ptrdiff_t)OH * OW;                                       \
+        FC_CAT(PACK, FC_ISA)(g, gcs, grs, gws, nc, OH, OW, gs, OW, 0, 0);             \
+        memset(xs, 0, (size_t)(HP * WP * VW) * sizeof(T));                            \
+        if (ntaps == 9) { /* 3x3: the weights held in registers */                    \
+            VT wv_[9];                                                                \
+            _Pragma("GCC unroll 9") for (int t = 0; t < 9; t++) FC_LOAD(VT, wv_[t], w + t * VW_); \
+            FC_DWL_SCATTER(T, VT, VW, 9, _Pragma("GCC unroll 9"), FC_DWL_HELD)        \
+        } else {                                                                      \
+            FC_DWL_SCATTER(T, VT, VW, ntaps, , FC_DWL_READ)                           \
+        }                                                                             \
+        FC_CAT(UNPACK, FC_ISA)(xs, WP, top, left, nc, H, W, out, ocs);                \
+    }
+
 typedef int32_t FC_CAT(fc_dwl_mf, FC_ISA) __attribute__((vector_size(FC_VF * sizeof(int32_t))));
 typedef int64_t FC_CAT(fc_dwl_md, FC_ISA) __attribute__((vector_size(FC_VD * sizeof(int64_t))));
 FC_DWL_PACK_FN(fc_dwl_pack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_dwl_mf, FC_ISA), FC_VF)
@@ -207,11 +285,18 @@ FC_DWLANES(fc_dwlanes_f32, fc_dwl_pack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_CAT
 FC_DWLANES(fc_dwlanes_f64, fc_dwl_pack_f64, double, FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_dwl_md, FC_ISA), FC_VD)
 FC_DWL_WGRAD(fc_dwlanes_wgrad_f32, fc_dwl_pack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
 FC_DWL_WGRAD(fc_dwlanes_wgrad_f64, fc_dwl_pack_f64, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
+FC_DWL_UNPACK_FN(fc_dwl_unpack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_CAT(fc_dwl_mf, FC_ISA), FC_VF)
+FC_DWL_UNPACK_FN(fc_dwl_unpack_f64, double, FC_CAT(fc_vd, FC_ISA), FC_CAT(fc_dwl_md, FC_ISA), FC_VD)
+FC_DWL_GRADIN(fc_dwlanes_gradin_f32, fc_dwl_pack_f32, fc_dwl_unpack_f32, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_DWL_GRADIN(fc_dwlanes_gradin_f64, fc_dwl_pack_f64, fc_dwl_unpack_f64, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 #undef FC_DWLANES
 #undef FC_DWL_HELD
 #undef FC_DWL_READ
 #undef FC_DWL_SUMS
 #undef FC_DWL_PACK_FN
 #undef FC_DWL_WGRAD
+#undef FC_DWL_UNPACK_FN
+#undef FC_DWL_SCATTER
+#undef FC_DWL_GRADIN
 #undef FC_DWL_WSUMS
 #undef FC_DWL_TRANSPOSE

@@ -219,6 +219,8 @@ class GradInputPlan:
         if is_depthwise(groups, channels, k) and self.dtype.kind == "f" and n:
             self.dw_lanes = depthwise_lanes_grad_input(geometry, self.dtype, level,
                                                        math.prod(self.shape) * self.dtype.itemsize, STREAM_BYTES)
+        if self.dw_lanes:  # (weighed as the forward's depthwise kernels: each tap of a plane alone)
+            self.work = depthwise_work(n, k, geometry.out_size, kh * kw)
         self.pack_weights = specialized(_conv_direct.pack_weights, self.dtype)
         self.depthwise_lanes_kernel = specialized(_conv_direct.conv2d_grad_input_depthwise_lanes, self.dtype)
         if self.columns or self.dw_lanes:

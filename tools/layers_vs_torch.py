@@ -1,7 +1,8 @@
 """Speed against PyTorch on layers outside the canonical benchmark shapes.
 
-The textbook networks (deep learning from scratch, LeNet-5, CS231n) and the
-pointwise (1x1) layers of ResNet and MobileNet, float64 and float32; with
+The textbook networks (deep learning from scratch, LeNet-5, CS231n), the
+pointwise (1x1) layers of ResNet and MobileNet and MobileNet's depthwise
+layers on small planes, float64 and float32; with
 ``--layers inference``, the 3x3, pointwise and depthwise layers of ResNet-50
 and MobileNet on one image (a network's inference). For each layer and
 operation it alternates fastconv and PyTorch call by call and prints, as a
@@ -22,7 +23,7 @@ import numpy as np
 
 import fastconv
 
-#: name, batch, input channels, filters, kernel, image side, padding, stride
+#: name, batch, input channels, filters, kernel, image side, padding, stride[, groups]
 LAYERS = [
     ("textbook SimpleConvNet, 30 5x5 on 1x28x28", 100, 1, 30, 5, 28, 0, 1),
     ("textbook deep net conv1, 16 3x3 on 1x28x28", 100, 1, 16, 3, 28, 1, 1),
@@ -35,6 +36,10 @@ LAYERS = [
     ("MobileNet pointwise, 32 to 64 on 112x112", 4, 32, 64, 1, 112, 0, 1),
     ("pointwise 128 to 128 on 28x28", 16, 128, 128, 1, 28, 0, 1),
     ("ResNet last stage 3x3, 512 to 512 on 7x7", 32, 512, 512, 3, 7, 1, 1),
+    ("MobileNet depthwise 3x3, 1024 on 7x7", 8, 1024, 1024, 3, 7, 1, 1, 1024),
+    ("MobileNet depthwise 3x3 stride 2, 512 on 14x14", 8, 512, 512, 3, 14, 1, 2, 512),
+    ("MobileNet depthwise 3x3 stride 2, 128 on 56x56", 8, 128, 128, 3, 56, 1, 2, 128),
+    ("depthwise 3x3 stride 2, 256 on 8x8", 8, 256, 256, 3, 8, 1, 2, 256),
 ]
 
 #: ``--layers inference``: as LAYERS, one image each, and groups last (depthwise: groups = channels)

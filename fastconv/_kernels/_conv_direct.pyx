@@ -144,10 +144,10 @@ cdef extern from "conv_tile.h" nogil:
                                        double, double*, int, int) noexcept
     ctypedef void (*fc_dwlanes_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, float*,
                                        ptrdiff_t, int, int, const ptrdiff_t*, int, int, int, const float*,
-                                       const float*, float*, ptrdiff_t, int, int) noexcept
+                                       const float*, float*, ptrdiff_t, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_dwlanes_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double*,
                                        ptrdiff_t, int, int, const ptrdiff_t*, int, int, int, const double*,
-                                       const double*, double*, ptrdiff_t, int, int) noexcept
+                                       const double*, double*, ptrdiff_t, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_dwlanes_wgrad_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                              const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int,
                                              int, int, float*, float*, ptrdiff_t, int, int, const ptrdiff_t*, int,
@@ -1900,8 +1900,14 @@ def depthwise_lanes(dtype_char, int level=-1):
     return tiles.width_f64 if tiles.dwlanes64 != NULL else 0
 
 
+cdef bint _strides_are(real_t[:, :, :, :] a, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, Py_ssize_t s3):
+    """Whether ``a``'s strides are these bytes along each axis longer than one item."""
+    return ((a.shape[0] < 2 or a.strides[0] == s0) and (a.shape[1] < 2 or a.strides[1] == s1)
+            and (a.shape[2] < 2 or a.strides[2] == s2) and (a.shape[3] < 2 or a.strides[3] == s3))
+
+
 def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
-                           real_t[:, :, :, ::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
+                           real_t[:, :, :, :] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
                            Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW,
                            int num_threads):
     """Depthwise NCHW convolution (``groups == C == K``) with channels in the vector lanes.
@@ -1912,8 +1918,12 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
     one vector (the bias, then each tap's product in tap order: the plane
     tiles' sums, the same bits) and copies the vectors back plane by plane
     (``dw_lanes_impl.h``). For planes too small to fill the plane tiles'
-    vectors. ``x`` is ``(N, K, H, W)`` unpadded (any strides), ``out``
-    ``(N, K, OH, OW)``; the output reads rows ``oh*sh + kh*dh - pad_top`` of
+    vectors. ``x`` is ``(N, K, H, W)`` unpadded (any strides; where its
+    channels lie side by side, an NHWC array's view, each pixel's channels
+    are copied as a vector, no transpose), ``out`` ``(N, K, OH, OW)``,
+    C-contiguous or the view of a C-contiguous ``(N, OH, OW, K)`` array
+    (NHWC: each output pixel's vector stored as it is); the output reads
+    rows ``oh*sh + kh*dh - pad_top`` of
     ``x`` (those outside it are zero), columns likewise. ``w_packed`` is
     :func:`pack_weights`' in blocks of ``L`` channels (``(groups, KH*KW,
     L)``) and ``bias_packed`` ``(groups, L)``. Raises MemoryError if a
@@ -1935,8 +1945,12 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
         raise ValueError("conv2d_depthwise_lanes: weights not packed in blocks of the level's lanes")
     if H == 0 or W == 0:
         raise ValueError("conv2d_depthwise_lanes: x must have pixels")
-    if not out.is_c_contig():  # (the kernel stores whole planes of OH*OW items)
-        raise ValueError("conv2d_depthwise_lanes: out must be C-contiguous")
+    # (the kernel stores whole planes of OH*OW items, or whole pixels of K)
+    cdef Py_ssize_t item = sizeof(real_t)
+    cdef bint planes = _strides_are(out, K * OH * OW * item, OH * OW * item, OW * item, item)
+    cdef bint pixels = _strides_are(out, OH * OW * K * item, item, OW * K * item, K * item)
+    if not (planes or pixels):
+        raise ValueError("conv2d_depthwise_lanes: out must be C-contiguous or the view of a C-contiguous NHWC array")
     if N == 0 or K == 0 or OH == 0 or OW == 0:
         return
     for d in range(4):
@@ -1974,12 +1988,12 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
                 tiles.dwlanes32(&x[n, k0, 0, 0], cs, rs, ws, <int>min(L, K - k0), <int>H, <int>W, xs, WP,
                                 <int>pad_top, <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw,
                                 &w_packed[0] + g * ntaps * L, &bias_packed[0] + g * L,
-                                &out[n, k0, 0, 0], OH * OW, <int>OH, <int>OW)
+                                &out[n, k0, 0, 0], 1 if pixels else OH * OW, K if pixels else 1, <int>OH, <int>OW)
             else:
                 tiles.dwlanes64(&x[n, k0, 0, 0], cs, rs, ws, <int>min(L, K - k0), <int>H, <int>W, xs, WP,
                                 <int>pad_top, <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw,
                                 &w_packed[0] + g * ntaps * L, &bias_packed[0] + g * L,
-                                &out[n, k0, 0, 0], OH * OW, <int>OH, <int>OW)
+                                &out[n, k0, 0, 0], 1 if pixels else OH * OW, K if pixels else 1, <int>OH, <int>OW)
         _free_aligned(xs)
     free(taps)
     if failed[0]:

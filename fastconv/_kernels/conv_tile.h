@@ -96,13 +96,13 @@ typedef void (*fc_band_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int
                                const double *, double *, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
                                const ptrdiff_t *, int);
 /* Depthwise groups with channels in the vector lanes (dw_lanes_impl.h): x, cs, rs, ws, nc,
- * H, W, xs, WP, top, left, taps, ntaps, sh, sw, w, bias, out, ocs, OH, OW. */
+ * H, W, xs, WP, top, left, taps, ntaps, sh, sw, w, bias, out, ocs, ops, OH, OW. */
 typedef void (*fc_dwlanes_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, float *, ptrdiff_t,
                                   int, int, const ptrdiff_t *, int, int, int, const float *, const float *,
-                                  float *, ptrdiff_t, int, int);
+                                  float *, ptrdiff_t, ptrdiff_t, int, int);
 typedef void (*fc_dwlanes_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double *,
                                   ptrdiff_t, int, int, const ptrdiff_t *, int, int, int, const double *,
-                                  const double *, double *, ptrdiff_t, int, int);
+                                  const double *, double *, ptrdiff_t, ptrdiff_t, int, int);
 /* Their weight gradient: x, xns, cs, rs, ws, g, gns, gcs, grs, gws, N, nc, H, W, xs, gs, WP,
  * top, left, taps, ntaps, sh, sw, sums, OH, OW. */
 typedef void (*fc_dwlanes_wgrad_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *,

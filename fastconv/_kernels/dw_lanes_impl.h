@@ -12,15 +12,24 @@
  * rounds of even/odd shuffles, FC_DWL_TRANSPOSE) over VW consecutive pixels of the planes
  * taken as flat sequences, so planes narrower than a vector fill every lane. Where planes
  * are small (7x7, or 14x14 at stride 2) the plane tiles fill a fraction of a vector per
- * output row and spend most of their time on each plane's padded copy.
+ * output row and spend most of their time on each plane's padded copy. The weight
+ * gradient (FC_DWL_WGRAD) and the input gradient (FC_DWL_GRADIN) below run on the same
+ * layouts and transposes.
  *
- * Arguments: x (the group's first plane; cs, rs, ws the element strides between planes,
+ * The forward's arguments (FC_DWLANES): x (the group's first plane; cs, rs, ws the element strides between planes,
  * rows and columns), nc (planes, 1 .. VW: lanes past nc are computed from zeros and not
  * stored), H, W (each plane's, at least 1), xs, WP, top, left (the padded plane; the
  * caller sizes it so that every pixel copied and read lies in it), taps (ntaps offsets, in
  * items, of the taps from an output pixel's first), sh, sw (strides), w (ntaps vectors:
  * the taps' weights of the VW channels), bias (a vector), out (the group's first output
- * plane; ocs items between planes, each OH*OW items, contiguous). */
+ * plane; ocs items between planes, ops between pixels: 1 (contiguous planes) or, with
+ * ocs == 1, each pixel's channels side by side, NHWC). */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_DWL_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
+#else
+#define FC_DWL_PREFETCH_W(p) ((void)0)
+#endif
 
 /* (R, VW vectors of VW lanes, transposed in place: log2 VW rounds of unzipping pairs) */
 #define FC_DWL_TRANSPOSE(VT, M, VW, R)                                                \
@@ -34,14 +43,25 @@
     }
 
 /* The group's nc planes (x, cs, rs, ws; H x W each) into xs, pixel by pixel, from row
- * top and column left of its planes of WP vectors a row: VW pixels of the flat planes at a
- * time where they are contiguous, else item by item. Lanes past nc get zeros (through the
- * transpose) or are left as they are (item by item). */
+ * top and column left of its planes of WP vectors a row: a pixel's channels at a time
+ * where they lie side by side (cs == 1, NHWC), VW pixels of the flat planes at a time
+ * where the planes are contiguous, else item by item. Lanes past nc get zeros (through
+ * the transpose) or are left as they are (the other two). */
 #define FC_DWL_PACK_FN(NAME, T, VT, M, VW)                                            \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, int nc, int H, \
                                      int W, T *xs, ptrdiff_t WP, int top, int left)   \
     {                                                                                 \
-        if (ws == 1 && rs == W) {                                                     \
+        if (cs == 1) { /* channels side by side (NHWC): a pixel's channels are its vector */ \
+            for (int h = 0; h < H; h++)                                               \
+                for (int j = 0; j < W; j++) {                                         \
+                    const T *src_ = x + h * rs + j * ws;                              \
+                    T *d_ = xs + ((ptrdiff_t)(h + top) * WP + left + j) * VW;         \
+                    if (nc == VW)                                                     \
+                        memcpy(d_, src_, sizeof(VT));                                 \
+                    else                                                              \
+                        memcpy(d_, src_, (size_t)nc * sizeof(T));                     \
+                }                                                                     \
+        } else if (ws == 1 && rs == W) {                                              \
             const ptrdiff_t P = (ptrdiff_t)H * W;                                     \
             int h = 0, j = 0;                                                         \
             for (ptrdiff_t q0 = 0; q0 < P; q0 += VW) {                                \
@@ -78,7 +98,8 @@
     }
 
 /* (the outputs, VW pixels of the flat planes at a time: each pixel's vector of sums, then
- * transposed into the planes; WEIGHT(VT, dst, t) sets dst to tap t's weights) */
+ * stored as it is (ops != 1: NHWC) or transposed into the planes; WEIGHT(VT, dst, t) sets
+ * dst to tap t's weights) */
 #define FC_DWL_SUMS(T, VT, M, VW, NTAPS, UNROLL, WEIGHT)                              \
     {                                                                                 \
         const ptrdiff_t Q = (ptrdiff_t)OH * OW;                                       \
@@ -104,6 +125,20 @@
                     }                                                                 \
                 }                                                                     \
             }                                                                         \
+            if (ops != 1) { /* channels side by side (ocs == 1): each pixel's vector, with \
+                             * the next ones' lines asked for (4 KiB apart for 1024 \
+                             * channels: no hardware prefetcher follows them) */ \
+                _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) {               \
+                    if (i < cnt) FC_DWL_PREFETCH_W(out + (q0 + VW + i) * ops);        \
+                    if (i < cnt) {                                                    \
+                        if (nc == VW)                                                 \
+                            FC_STORE(VT, out + (q0 + i) * ops, r_[i]);                \
+                        else                                                          \
+                            memcpy(out + (q0 + i) * ops, &r_[i], (size_t)nc * sizeof(T)); \
+                    }                                                                 \
+                }                                                                     \
+                continue;                                                             \
+            }                                                                         \
             FC_DWL_TRANSPOSE(VT, M, VW, r_)                                           \
             _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                   \
                 if (l < nc) {                                                         \
@@ -122,7 +157,7 @@
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, int nc, int H, \
                                      int W, T *xs, ptrdiff_t WP, int top, int left, const ptrdiff_t *taps, \
                                      int ntaps, int sh, int sw, const T *w, const T *bias, T *out, \
-                                     ptrdiff_t ocs, int OH, int OW)                   \
+                                     ptrdiff_t ocs, ptrdiff_t ops, int OH, int OW)    \
     {                                                                                 \
         enum { VW_ = VW };                                                            \
         FC_CAT(PACK, FC_ISA)(x, cs, rs, ws, nc, H, W, xs, WP, top, left);             \

@@ -10,6 +10,8 @@ the reference.
 import numpy as np
 import pytest
 from helpers import tolerance
+from hypothesis import given
+from hypothesis import strategies as st
 
 import fastconv
 from fastconv import _conv, reference
@@ -337,3 +339,46 @@ def test_lanes_kernel_writes_planes_or_pixels(rng):
     with pytest.raises(ValueError, match="C-contiguous or the view of a C-contiguous NHWC"):
         run(x.transpose(0, 3, 1, 2), wp, bp, np.empty((2, 5, 19, 5), np.float32).transpose(0, 2, 1, 3),
             1, 1, 1, 1, 1, 1, 3, 3, 1)
+
+
+# ---- properties over random geometries (hypothesis)
+
+@st.composite
+def depthwise_cases(draw):
+    """A depthwise geometry the lanes kernels take (any stride, padding and dilation) and its arrays' shapes."""
+    c = draw(st.integers(2, 40))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kh, kw, kw))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[1]), 20))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[2] - pads[3]), 20))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return dict(n=draw(st.integers(1, 3)), c=c, hw=(h, w), kernel=(kh, kw), stride=stride,
+                padding=((pads[0], pads[1]), (pads[2], pads[3])), dilation=(dh, dw),
+                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@given(case=depthwise_cases())
+def test_lanes_properties(case):
+    """Forward, input and weight gradients of the lanes kernels match the reference and the other paths."""
+    monkeypatch = pytest.MonkeyPatch()  # (the helpers patch within a context of their own)
+    if not _conv_direct.depthwise_lanes(np.dtype(case["dtype"]).char):
+        pytest.skip("this build's level has no depthwise lanes kernel")
+    rng = np.random.default_rng(case["seed"])
+    n, c, dtype, (kh, kw) = case["n"], case["c"], case["dtype"], case["kernel"]
+    kw_ = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"])
+    geometry = fastconv._geometry.conv_geometry(case["hw"], (kh, kw), **kw_)
+    x = rng.standard_normal((n, c) + case["hw"]).astype(dtype)
+    w = rng.standard_normal((c, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    g = rng.standard_normal((n, c) + geometry.out_shape).astype(dtype)
+    rtol, atol = tolerance(dtype)
+    forward = run_plan(monkeypatch, x, w, b, True, **kw_)
+    np.testing.assert_array_equal(forward, run_plan(monkeypatch, x, w, b, False, **kw_))
+    np.testing.assert_allclose(forward, reference.conv2d(x, w, b, groups=c, **kw_), rtol=rtol, atol=atol * 10)
+    grad_input = grad_input_plan(monkeypatch, g.shape, c, kh, kw, geometry, dtype, True).run(g, w)
+    np.testing.assert_allclose(grad_input, reference.conv2d_grad_input(g, w, x.shape, groups=c, **kw_),
+                               rtol=rtol, atol=atol * 10)
+    grad_weight = grad_weight_plan(monkeypatch, x.shape, c, kh, kw, geometry, dtype, True).run(x, g)
+    np.testing.assert_allclose(grad_weight, reference.conv2d_grad_weight(g, x, w.shape, groups=c, **kw_),
+                               rtol=rtol, atol=atol * 10)

@@ -43,11 +43,13 @@ def _conv_direct_run(call, result):
         # transpose out (the depthwise lanes kernel reads and writes NHWC pixels as they are)
         x = call.x.transpose(0, 3, 1, 2)
         w = np.ascontiguousarray(call.weight.transpose(3, 2, 0, 1))
-        k, cg, kh, kw = w.shape
-        if (w.size and tiles_fit(cg, kh * kw) and tiled_conv(x.shape, w.shape, geo, call.groups, call.padding_mode,
-                                                             x.dtype, _conv_direct.current_level()).dw_lanes):
-            _conv_tiled(x, w, call.bias, geo, call.groups, result.transpose(0, 3, 1, 2), call.padding_mode)
-            return
+        _, cg, kh, kw = w.shape
+        if w.size and tiles_fit(cg, kh * kw):
+            plan = tiled_conv(x.shape, w.shape, geo, call.groups, call.padding_mode, x.dtype,
+                              _conv_direct.current_level())
+            if plan.dw_lanes:
+                plan.run(x, w, call.bias, result.transpose(0, 3, 1, 2))
+                return
         tmp = empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
         direct_nchw(x, w, call.bias, geo, call.groups, tmp, call.padding_mode)
         result[...] = tmp.transpose(0, 2, 3, 1)

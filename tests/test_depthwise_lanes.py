@@ -7,6 +7,8 @@ bit (each output is the bias plus the taps' products in tap order) and with
 the reference.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 from helpers import tolerance
@@ -19,17 +21,30 @@ from fastconv._kernels import _conv_direct
 from fastconv._prepare import prepare_conv2d
 
 
+#: Channels: fewer than a group's lanes, one partial group, whole groups and a partial one at
+#: every level (lanes 2 .. 16).
+CHANNELS = [2, 3, 16, 21, 40]
+#: kernel, stride, padding, dilation: 3x3 at strides 1 and 2, uneven strides and padding, 5x5,
+#: dilated, 1x1 past the kernel, a 2x3 kernel dilated unevenly.
+GEOMETRIES = [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1), (5, 1, 2, 1), (3, 1, 2, 2),
+              (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1))]
+
+
+@contextlib.contextmanager
+def forced(monkeypatch, module, rule, lanes):
+    """A context in which ``module.rule`` (a lanes kernel's rule) takes the kernel on every geometry or on none."""
+    with monkeypatch.context() as m:
+        m.setattr(module, rule, (lambda geometry, dtype, level, *sizes: _conv_direct.depthwise_lanes(
+            np.dtype(dtype).char, level)) if lanes else (lambda geometry, dtype, level, *sizes: 0))
+        yield
+
+
 def run_plan(monkeypatch, x, w, b, lanes, padding_mode="zeros", **kw):
     """``conv2d`` through a fresh plan that takes the lanes kernel (``lanes``) or the plane tiles."""
     c = x.shape[1]
     call = prepare_conv2d(x, w, b, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1), c,
                           padding_mode, "NCHW", None)
-    with monkeypatch.context() as m:
-        if lanes:  # every geometry the kernel takes, whatever the rule prefers
-            m.setattr(_conv, "depthwise_lanes",
-                      lambda geometry, dtype, level: _conv_direct.depthwise_lanes(np.dtype(dtype).char, level))
-        else:
-            m.setattr(_conv, "depthwise_lanes", lambda geometry, dtype, level: 0)
+    with forced(monkeypatch, _conv, "depthwise_lanes", lanes):
         plan = _conv.TiledConv(call.x.shape, call.weight.shape, call.geometry, c, padding_mode,
                                call.compute_dtype, _conv_direct.current_level())
     assert plan.depthwise and bool(plan.dw_lanes) == lanes
@@ -38,13 +53,11 @@ def run_plan(monkeypatch, x, w, b, lanes, padding_mode="zeros", **kw):
     return out
 
 
-# channels: fewer than a group's lanes, one partial group, whole groups and a partial one at
-# every level (lanes 2 .. 16); widths below, at and past the lanes, planes of one pixel
+# widths below, at and past the lanes, planes of one pixel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c", [2, 3, 16, 21, 40])
+@pytest.mark.parametrize("c", CHANNELS)
 @pytest.mark.parametrize("hw", [(1, 1), (7, 7), (5, 17), (14, 14), (9, 33)])
-@pytest.mark.parametrize("k, s, p, d", [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1),
-                                        (5, 1, 2, 1), (3, 1, 2, 2), (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1))])
+@pytest.mark.parametrize("k, s, p, d", GEOMETRIES)
 def test_lanes_match_plane_tiles(rng, level, monkeypatch, every_call_parallel, dtype, c, hw, k, s, p, d):
     x = rng.standard_normal((2, c) + hw).astype(dtype)
     kh, kw = (k, k) if isinstance(k, int) else k
@@ -151,10 +164,7 @@ def grad_weight_plan(monkeypatch, x_shape, c, kh, kw, geometry, dtype, lanes):
     """A fresh weight-gradient plan that takes the lanes kernel (``lanes``) or the plane tiles."""
     import fastconv._conv_grad
 
-    with monkeypatch.context() as m:
-        m.setattr(fastconv._conv_grad, "depthwise_lanes_grad_weight",
-                  (lambda g, d, level: _conv_direct.depthwise_lanes(np.dtype(d).char, level)) if lanes
-                  else (lambda g, d, level: 0))
+    with forced(monkeypatch, fastconv._conv_grad, "depthwise_lanes_grad_weight", lanes):
         plan = fastconv._conv_grad.GradWeightPlan(x_shape, (c, 1, kh, kw), geometry, c, np.dtype(dtype),
                                                   _conv_direct.current_level())
     assert plan.depthwise and bool(plan.dw_lanes) == lanes
@@ -162,10 +172,9 @@ def grad_weight_plan(monkeypatch, x_shape, c, kh, kw, geometry, dtype, lanes):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c", [2, 3, 16, 21, 40])
+@pytest.mark.parametrize("c", CHANNELS)
 @pytest.mark.parametrize("n, hw", [(1, (1, 1)), (3, (7, 7)), (2, (5, 17)), (2, (14, 14))])
-@pytest.mark.parametrize("k, s, p, d", [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1),
-                                        (5, 1, 2, 1), (3, 1, 2, 2), (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1))])
+@pytest.mark.parametrize("k, s, p, d", GEOMETRIES)
 def test_lanes_grad_weight(rng, level, monkeypatch, every_call_parallel, dtype, c, n, hw, k, s, p, d):
     kh, kw = (k, k) if isinstance(k, int) else k
     x = rng.standard_normal((n, c) + hw).astype(dtype)
@@ -231,10 +240,7 @@ def grad_input_plan(monkeypatch, grad_shape, c, kh, kw, geometry, dtype, lanes):
     """A fresh input-gradient plan that takes the lanes kernel (``lanes``) or the stride phases."""
     import fastconv._conv_grad
 
-    with monkeypatch.context() as m:
-        m.setattr(fastconv._conv_grad, "depthwise_lanes_grad_input",
-                  (lambda g, d, level, *sizes: _conv_direct.depthwise_lanes(np.dtype(d).char, level)) if lanes
-                  else (lambda g, d, level, *sizes: 0))
+    with forced(monkeypatch, fastconv._conv_grad, "depthwise_lanes_grad_input", lanes):
         plan = fastconv._conv_grad.GradInputPlan(grad_shape, (c, 1, kh, kw), geometry, c, np.dtype(dtype),
                                                  _conv_direct.current_level())
     assert bool(plan.dw_lanes) == lanes
@@ -242,10 +248,10 @@ def grad_input_plan(monkeypatch, grad_shape, c, kh, kw, geometry, dtype, lanes):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("c", [2, 3, 16, 21, 40])
+@pytest.mark.parametrize("c", CHANNELS)
 @pytest.mark.parametrize("n, hw", [(1, (1, 1)), (3, (7, 7)), (2, (5, 17)), (2, (14, 14))])
-@pytest.mark.parametrize("k, s, p, d", [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1),
-                                        (5, 3, 2, 1), (3, 2, 2, 2), (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1))])
+# (the scatter's own strides: 5x5 at stride 3, dilated at stride 2)
+@pytest.mark.parametrize("k, s, p, d", GEOMETRIES[:3] + [(5, 3, 2, 1), (3, 2, 2, 2)] + GEOMETRIES[5:])
 def test_lanes_grad_input(rng, level, monkeypatch, every_call_parallel, dtype, c, n, hw, k, s, p, d):
     kh, kw = (k, k) if isinstance(k, int) else k
     try:

@@ -1894,13 +1894,63 @@ def depthwise_lanes(dtype_char, int level=-1):
     The level's vector lanes (``'f'`` float32, ``'d'`` float64); 0 where the
     level has no such kernel (a compiler without vector extensions).
     """
-    cdef const fc_tiles* tiles = fc_active_tiles() if level < 0 else fc_level_tiles(level)
-    if dtype_char == "f":
+    return _level_lanes(fc_active_tiles() if level < 0 else fc_level_tiles(level), dtype_char == "f")
+
+
+cdef Py_ssize_t _level_lanes(const fc_tiles* tiles, bint is_float) noexcept:
+    """The lanes of a level's depthwise lanes kernels (0: it has none; its three kernels come together)."""
+    if is_float:
         return tiles.width_f32 if tiles.dwlanes32 != NULL else 0
     return tiles.width_f64 if tiles.dwlanes64 != NULL else 0
 
 
-cdef bint _strides_are(real_t[:, :, :, :] a, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, Py_ssize_t s3):
+cdef Py_ssize_t _lanes_level_checked(str name, bint is_float, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                                     Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t pad_top,
+                                     Py_ssize_t pad_left) except -1:
+    """The current level's lanes for a lanes kernel ``name``, its geometry checked (ValueError)."""
+    cdef Py_ssize_t L = _level_lanes(fc_active_tiles(), is_float)
+    if L == 0:
+        raise ValueError(f"{name}: the SIMD level has no depthwise lanes kernel")
+    if sh < 1 or sw < 1 or dh < 1 or dw < 1 or KH < 1 or KW < 1 or pad_top < 0 or pad_left < 0:
+        raise ValueError(f"{name}: strides, dilations and kernel sizes of at least 1, padding of at least 0")
+    return L
+
+
+cdef ptrdiff_t* _lanes_taps(str name, Py_ssize_t L, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW,
+                            Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                            Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t* HP, Py_ssize_t* WP) except NULL:
+    """The padded plane of vectors a lanes kernel lays its planes out in, and its taps (malloc'd: free them).
+
+    ``HP`` x ``WP`` vectors: every row and column an output reads, and every
+    one of the ``H`` x ``W`` planes copied into it from row ``pad_top`` and
+    column ``pad_left``; tap ``(i, j)`` is ``(i*dh*WP + j*dw) * L`` items
+    from an output pixel's first. ValueError where an extent passes the
+    kernels' ``int``.
+    """
+    HP[0] = max((OH - 1) * sh + (KH - 1) * dh + 1, pad_top + H)
+    WP[0] = max((OW - 1) * sw + (KW - 1) * dw + 1, pad_left + W)
+    if HP[0] > INT_MAX or WP[0] > INT_MAX or OH * OW > INT_MAX or H * W > INT_MAX or KH * KW > INT_MAX:
+        raise ValueError(f"{name}: planes too large")
+    cdef ptrdiff_t* taps = <ptrdiff_t*>malloc(KH * KW * sizeof(ptrdiff_t))
+    if taps == NULL:
+        raise MemoryError("conv2d: cannot allocate the depthwise lanes' taps")
+    cdef Py_ssize_t i, j
+    for i in range(KH):
+        for j in range(KW):
+            taps[i * KW + j] = (i * dh * WP[0] + j * dw) * L
+    return taps
+
+
+cdef bint _whole_items(const real_t[:, :, :, :] a) noexcept:
+    """Whether ``a``'s strides are whole items (the lanes kernels step by items)."""
+    cdef int d
+    for d in range(4):
+        if a.strides[d] % <Py_ssize_t>sizeof(real_t):
+            return False
+    return True
+
+
+cdef bint _strides_are(const real_t[:, :, :, :] a, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, Py_ssize_t s3):
     """Whether ``a``'s strides are these bytes along each axis longer than one item."""
     return ((a.shape[0] < 2 or a.strides[0] == s0) and (a.shape[1] < 2 or a.strides[1] == s1)
             and (a.shape[2] < 2 or a.strides[2] == s2) and (a.shape[3] < 2 or a.strides[3] == s3))
@@ -1930,17 +1980,12 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
     scratch buffer cannot be allocated.
     """
     cdef const fc_tiles* tiles = fc_active_tiles()
-    cdef Py_ssize_t L = (tiles.width_f32 if tiles.dwlanes32 != NULL else 0) if real_t is float else \
-        (tiles.width_f64 if tiles.dwlanes64 != NULL else 0)
-    if L == 0:
-        raise ValueError("conv2d_depthwise_lanes: the SIMD level has no depthwise lanes kernel")
+    cdef Py_ssize_t L = _lanes_level_checked("conv2d_depthwise_lanes", real_t is float, sh, sw, dh, dw, KH, KW,
+                                             pad_top, pad_left)
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t H = x.shape[2], W = x.shape[3], groups = (K + L - 1) // L, ntaps = KH * KW
     if x.shape[0] != N or x.shape[1] != K:
         raise ValueError("conv2d_depthwise_lanes: x and out must have the same images and channels")
-    if sh < 1 or sw < 1 or dh < 1 or dw < 1 or KH < 1 or KW < 1 or pad_top < 0 or pad_left < 0:
-        raise ValueError("conv2d_depthwise_lanes: strides, dilations and kernel sizes of at least 1, "
-                         "padding of at least 0")
     if w_packed.shape[0] != groups * ntaps * L or bias_packed.shape[0] != groups * L:
         raise ValueError("conv2d_depthwise_lanes: weights not packed in blocks of the level's lanes")
     if H == 0 or W == 0:
@@ -1953,23 +1998,12 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
         raise ValueError("conv2d_depthwise_lanes: out must be C-contiguous or the view of a C-contiguous NHWC array")
     if N == 0 or K == 0 or OH == 0 or OW == 0:
         return
-    for d in range(4):
-        if x.strides[d] % <Py_ssize_t>sizeof(real_t):
-            raise ValueError("conv2d_depthwise_lanes: x's strides must be whole items")
-    # the padded plane: every row and column an output reads, and every one of x copied into it
-    cdef Py_ssize_t HP = max((OH - 1) * sh + (KH - 1) * dh + 1, pad_top + H)
-    cdef Py_ssize_t WP = max((OW - 1) * sw + (KW - 1) * dw + 1, pad_left + W)
-    if HP > INT_MAX or WP > INT_MAX or OH * OW > INT_MAX or ntaps > INT_MAX:
-        raise ValueError("conv2d_depthwise_lanes: planes too large")
-    cdef Py_ssize_t cs = x.strides[1] // <Py_ssize_t>sizeof(real_t), rs = x.strides[2] // <Py_ssize_t>sizeof(real_t)
-    cdef Py_ssize_t ws = x.strides[3] // <Py_ssize_t>sizeof(real_t)
-    cdef ptrdiff_t* taps = <ptrdiff_t*>malloc(ntaps * sizeof(ptrdiff_t))
-    if taps == NULL:
-        raise MemoryError("conv2d: cannot allocate the depthwise lanes' taps")
-    cdef Py_ssize_t i, j, t, n, g, k0
-    for i in range(KH):
-        for j in range(KW):
-            taps[i * KW + j] = (i * dh * WP + j * dw) * L
+    if not _whole_items(x):
+        raise ValueError("conv2d_depthwise_lanes: x's strides must be whole items")
+    cdef Py_ssize_t cs = x.strides[1] // item, rs = x.strides[2] // item, ws = x.strides[3] // item
+    cdef Py_ssize_t HP, WP, t, n, g, k0
+    cdef ptrdiff_t* taps = _lanes_taps("conv2d_depthwise_lanes", L, H, W, OH, OW, pad_top, pad_left, sh, sw, dh, dw,
+                                       KH, KW, &HP, &WP)
     cdef Py_ssize_t plane = HP * WP * L
     cdef real_t* xs
     cdef int failed[1]
@@ -2018,17 +2052,12 @@ def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[
     cannot be allocated.
     """
     cdef const fc_tiles* tiles = fc_active_tiles()
-    cdef Py_ssize_t L = (tiles.width_f32 if tiles.dwlanes_wgrad32 != NULL else 0) if real_t is float else \
-        (tiles.width_f64 if tiles.dwlanes_wgrad64 != NULL else 0)
-    if L == 0:
-        raise ValueError("conv2d_grad_weight_depthwise_lanes: the SIMD level has no depthwise lanes kernel")
+    cdef Py_ssize_t L = _lanes_level_checked("conv2d_grad_weight_depthwise_lanes", real_t is float, sh, sw, dh, dwd,
+                                             KH, KW, pad_top, pad_left)
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
     cdef Py_ssize_t H = x.shape[2], W = x.shape[3], groups = (K + L - 1) // L, ntaps = KH * KW
     if x.shape[0] != N or x.shape[1] != K:
         raise ValueError("conv2d_grad_weight_depthwise_lanes: x and grad must have the same images and channels")
-    if sh < 1 or sw < 1 or dh < 1 or dwd < 1 or KH < 1 or KW < 1 or pad_top < 0 or pad_left < 0:
-        raise ValueError("conv2d_grad_weight_depthwise_lanes: strides, dilations and kernel sizes of at least 1, "
-                         "padding of at least 0")
     if dw.shape[0] != K * ntaps:
         raise ValueError("conv2d_grad_weight_depthwise_lanes: dw must hold K * KH * KW items")
     if H == 0 or W == 0:
@@ -2038,25 +2067,18 @@ def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[
     if N == 0 or OH == 0 or OW == 0:
         dw[:] = 0
         return
-    for d in range(4):
-        if x.strides[d] % <Py_ssize_t>sizeof(real_t) or grad.strides[d] % <Py_ssize_t>sizeof(real_t):
-            raise ValueError("conv2d_grad_weight_depthwise_lanes: strides must be whole items")
-    cdef Py_ssize_t HP = max((OH - 1) * sh + (KH - 1) * dh + 1, pad_top + H)
-    cdef Py_ssize_t WP = max((OW - 1) * sw + (KW - 1) * dwd + 1, pad_left + W)
-    if HP > INT_MAX or WP > INT_MAX or OH * OW > INT_MAX or ntaps > INT_MAX or N > INT_MAX:
-        raise ValueError("conv2d_grad_weight_depthwise_lanes: planes too large")
+    if not (_whole_items(x) and _whole_items(grad)):
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: strides must be whole items")
+    if N > INT_MAX:
+        raise ValueError("conv2d_grad_weight_depthwise_lanes: too many images")
     cdef Py_ssize_t item = sizeof(real_t)
     cdef Py_ssize_t xns = x.strides[0] // item, cs = x.strides[1] // item, rs = x.strides[2] // item
     cdef Py_ssize_t ws = x.strides[3] // item
     cdef Py_ssize_t gns = grad.strides[0] // item, gcs = grad.strides[1] // item, grs = grad.strides[2] // item
     cdef Py_ssize_t gws = grad.strides[3] // item
-    cdef ptrdiff_t* taps = <ptrdiff_t*>malloc(ntaps * sizeof(ptrdiff_t))
-    if taps == NULL:
-        raise MemoryError("conv2d: cannot allocate the depthwise lanes' taps")
-    cdef Py_ssize_t i, j, t, g, k0, l, nc
-    for i in range(KH):
-        for j in range(KW):
-            taps[i * KW + j] = (i * dh * WP + j * dwd) * L
+    cdef Py_ssize_t HP, WP, t, g, k0, l, nc
+    cdef ptrdiff_t* taps = _lanes_taps("conv2d_grad_weight_depthwise_lanes", L, H, W, OH, OW, pad_top, pad_left,
+                                       sh, sw, dh, dwd, KH, KW, &HP, &WP)
     cdef Py_ssize_t plane = HP * WP * L, outputs = OH * OW * L
     cdef real_t* xs
     cdef int failed[1]
@@ -2110,17 +2132,12 @@ def conv2d_grad_input_depthwise_lanes(const real_t[:, :, :, :] grad, const real_
     scratch buffer cannot be allocated.
     """
     cdef const fc_tiles* tiles = fc_active_tiles()
-    cdef Py_ssize_t L = (tiles.width_f32 if tiles.dwlanes_gradin32 != NULL else 0) if real_t is float else \
-        (tiles.width_f64 if tiles.dwlanes_gradin64 != NULL else 0)
-    if L == 0:
-        raise ValueError("conv2d_grad_input_depthwise_lanes: the SIMD level has no depthwise lanes kernel")
+    cdef Py_ssize_t L = _lanes_level_checked("conv2d_grad_input_depthwise_lanes", real_t is float, sh, sw, dh, dwd,
+                                             KH, KW, pad_top, pad_left)
     cdef Py_ssize_t N = grad.shape[0], K = grad.shape[1], OH = grad.shape[2], OW = grad.shape[3]
     cdef Py_ssize_t H = out.shape[2], W = out.shape[3], groups = (K + L - 1) // L, ntaps = KH * KW
     if out.shape[0] != N or out.shape[1] != K:
         raise ValueError("conv2d_grad_input_depthwise_lanes: grad and out must have the same images and channels")
-    if sh < 1 or sw < 1 or dh < 1 or dwd < 1 or KH < 1 or KW < 1 or pad_top < 0 or pad_left < 0:
-        raise ValueError("conv2d_grad_input_depthwise_lanes: strides, dilations and kernel sizes of at least 1, "
-                         "padding of at least 0")
     if w_packed.shape[0] != groups * ntaps * L:
         raise ValueError("conv2d_grad_input_depthwise_lanes: weights not packed in blocks of the level's lanes")
     if not out.is_c_contig():
@@ -2130,22 +2147,13 @@ def conv2d_grad_input_depthwise_lanes(const real_t[:, :, :, :] grad, const real_
     if OH == 0 or OW == 0:
         out[...] = 0
         return
-    for d in range(4):
-        if grad.strides[d] % <Py_ssize_t>sizeof(real_t):
-            raise ValueError("conv2d_grad_input_depthwise_lanes: grad's strides must be whole items")
-    cdef Py_ssize_t HP = max((OH - 1) * sh + (KH - 1) * dh + 1, pad_top + H)
-    cdef Py_ssize_t WP = max((OW - 1) * sw + (KW - 1) * dwd + 1, pad_left + W)
-    if HP > INT_MAX or WP > INT_MAX or OH * OW > INT_MAX or ntaps > INT_MAX:
-        raise ValueError("conv2d_grad_input_depthwise_lanes: planes too large")
+    if not _whole_items(grad):
+        raise ValueError("conv2d_grad_input_depthwise_lanes: grad's strides must be whole items")
     cdef Py_ssize_t item = sizeof(real_t)
     cdef Py_ssize_t gcs = grad.strides[1] // item, grs = grad.strides[2] // item, gws = grad.strides[3] // item
-    cdef ptrdiff_t* taps = <ptrdiff_t*>malloc(ntaps * sizeof(ptrdiff_t))
-    if taps == NULL:
-        raise MemoryError("conv2d: cannot allocate the depthwise lanes' taps")
-    cdef Py_ssize_t i, j, t, n, g, k0
-    for i in range(KH):
-        for j in range(KW):
-            taps[i * KW + j] = (i * dh * WP + j * dwd) * L
+    cdef Py_ssize_t HP, WP, t, n, g, k0
+    cdef ptrdiff_t* taps = _lanes_taps("conv2d_grad_input_depthwise_lanes", L, H, W, OH, OW, pad_top, pad_left,
+                                       sh, sw, dh, dwd, KH, KW, &HP, &WP)
     cdef Py_ssize_t plane = HP * WP * L
     cdef real_t* xs
     cdef int failed[1]

@@ -42,6 +42,19 @@
         _Pragma("GCC unroll 16") for (int i_ = 0; i_ < (VW); i_++) R[i_] = t_[i_];    \
     }
 
+/* (R, the vectors of VW pixels q0 .. q0 + cnt - 1 (zeros past cnt), transposed and stored
+ * into the nc planes at out, ocs items apart: each plane's cnt items from q0) */
+#define FC_DWL_STORE_PLANES(T, VT, M, VW, R)                                          \
+    FC_DWL_TRANSPOSE(VT, M, VW, R)                                                    \
+    _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                           \
+        if (l < nc) {                                                                 \
+            if (cnt == VW)                                                            \
+                FC_STORE(VT, out + l * ocs + q0, R[l]);                               \
+            else                                                                      \
+                memcpy(out + l * ocs + q0, &R[l], (size_t)cnt * sizeof(T));          \
+        }                                                                             \
+    }
+
 /* The group's nc planes (x, cs, rs, ws; H x W each) into xs, pixel by pixel, from row
  * top and column left of its planes of WP vectors a row: a pixel's channels at a time
  * where they lie side by side (cs == 1, NHWC), VW pixels of the flat planes at a time
@@ -139,19 +152,21 @@
                 }                                                                     \
                 continue;                                                             \
             }                                                                         \
-            FC_DWL_TRANSPOSE(VT, M, VW, r_)                                           \
-            _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                   \
-                if (l < nc) {                                                         \
-                    if (cnt == VW)                                                    \
-                        FC_STORE(VT, out + l * ocs + q0, r_[l]);                      \
-                    else                                                              \
-                        memcpy(out + l * ocs + q0, &r_[l], (size_t)cnt * sizeof(T));  \
-                }                                                                     \
-            }                                                                         \
+            FC_DWL_STORE_PLANES(T, VT, M, VW, r_)                                     \
         }                                                                             \
     }
 #define FC_DWL_HELD(VT, dst, t) ((dst) = wv_[t])
 #define FC_DWL_READ(VT, dst, t) FC_LOAD(VT, dst, w + (t) * VW_)
+/* (BODY(T, VT, M, VW, NTAPS, UNROLL, WEIGHT) over the ntaps weight vectors at w: a 3x3
+ * kernel's nine held in registers, others read tap by tap) */
+#define FC_DWL_BY_TAPS(BODY, T, VT, M, VW)                                            \
+    if (ntaps == 9) {                                                                 \
+        VT wv_[9];                                                                    \
+        _Pragma("GCC unroll 9") for (int t = 0; t < 9; t++) FC_LOAD(VT, wv_[t], w + t * VW_); \
+        BODY(T, VT, M, VW, 9, _Pragma("GCC unroll 9"), FC_DWL_HELD)                   \
+    } else {                                                                          \
+        BODY(T, VT, M, VW, ntaps, , FC_DWL_READ)                                      \
+    }
 
 #define FC_DWLANES(NAME, PACK, T, VT, M, VW)                                          \
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, int nc, int H, \
@@ -164,13 +179,7 @@
         VT b_;                                                                        \
         FC_LOAD(VT, b_, bias);                                                        \
         b_ = (VT){0} + b_; /* (as the plane tiles start: -0.0 becomes +0.0) */        \
-        if (ntaps == 9) { /* 3x3: the weights held in registers */                    \
-            VT wv_[9];                                                                \
-            _Pragma("GCC unroll 9") for (int t = 0; t < 9; t++) FC_LOAD(VT, wv_[t], w + t * VW_); \
-            FC_DWL_SUMS(T, VT, M, VW, 9, _Pragma("GCC unroll 9"), FC_DWL_HELD)        \
-        } else {                                                                      \
-            FC_DWL_SUMS(T, VT, M, VW, ntaps, , FC_DWL_READ)                           \
-        }                                                                             \
+        FC_DWL_BY_TAPS(FC_DWL_SUMS, T, VT, M, VW)                                     \
     }
 
 /* The weight gradient of a group of nc channels over N images (x: the group's first input
@@ -256,15 +265,7 @@
                     }                                                                 \
                 }                                                                     \
             }                                                                         \
-            FC_DWL_TRANSPOSE(VT, M, VW, r_)                                           \
-            _Pragma("GCC unroll 16") for (int l = 0; l < VW; l++) {                   \
-                if (l < nc) {                                                         \
-                    if (cnt == VW)                                                    \
-                        FC_STORE(VT, out + l * ocs + q0, r_[l]);                      \
-                    else                                                              \
-                        memcpy(out + l * ocs + q0, &r_[l], (size_t)cnt * sizeof(T));  \
-                }                                                                     \
-            }                                                                         \
+            FC_DWL_STORE_PLANES(T, VT, M, VW, r_)                                     \
         }                                                                             \
     }
 /* The input gradient of a group of nc channels of one image (the adjoint of FC_DWLANES):
@@ -272,7 +273,7 @@
  * vectors, is zeroed, and each grad pixel's vector times each tap's weights is added to the
  * pixel that tap reads (grad pixels in order, each's taps in order); rows top .. and
  * columns left .. of xs then go to the nc planes of out (H x W items each, ocs apart). */
-#define FC_DWL_SCATTER(T, VT, VW, NTAPS, UNROLL, WEIGHT)                              \
+#define FC_DWL_SCATTER(T, VT, M, VW, NTAPS, UNROLL, WEIGHT)                           \
     {                                                                                 \
         int oh = 0, ow = 0;                                                           \
         for (ptrdiff_t q = 0; q < Q; q++) {                                           \
@@ -302,13 +303,7 @@
         const ptrdiff_t Q = (ptrdiff_t)OH * OW;                                       \
         FC_CAT(PACK, FC_ISA)(g, gcs, grs, gws, nc, OH, OW, gs, OW, 0, 0);             \
         memset(xs, 0, (size_t)(HP * WP * VW) * sizeof(T));                            \
-        if (ntaps == 9) { /* 3x3: the weights held in registers */                    \
-            VT wv_[9];                                                                \
-            _Pragma("GCC unroll 9") for (int t = 0; t < 9; t++) FC_LOAD(VT, wv_[t], w + t * VW_); \
-            FC_DWL_SCATTER(T, VT, VW, 9, _Pragma("GCC unroll 9"), FC_DWL_HELD)        \
-        } else {                                                                      \
-            FC_DWL_SCATTER(T, VT, VW, ntaps, , FC_DWL_READ)                           \
-        }                                                                             \
+        FC_DWL_BY_TAPS(FC_DWL_SCATTER, T, VT, M, VW)                                  \
         FC_CAT(UNPACK, FC_ISA)(xs, WP, top, left, nc, H, W, out, ocs);                \
     }
 
@@ -335,3 +330,6 @@ FC_DWL_GRADIN(fc_dwlanes_gradin_f64, fc_dwl_pack_f64, fc_dwl_unpack_f64, double,
 #undef FC_DWL_GRADIN
 #undef FC_DWL_WSUMS
 #undef FC_DWL_TRANSPOSE
+#undef FC_DWL_STORE_PLANES
+#undef FC_DWL_BY_TAPS
+#undef FC_DWL_PREFETCH_W

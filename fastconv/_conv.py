@@ -38,18 +38,14 @@ def _choose_algorithm(call):
 def _conv_direct_run(call, result):
     """Direct convolution: register tiles for float32/64, plain loops for int64."""
     geo = call.geometry
-    if call.channels_last and call.compute_dtype.kind == "f":
+    if call.channels_last and depthwise_nhwc_fits(call, result):
+        x = call.x if has_pixel_vectors(call.x) else np.ascontiguousarray(call.x)
+        depthwise_nhwc(x, call.weight, call.bias, geo, call.padding_mode, result)
+    elif call.channels_last and call.compute_dtype.kind == "f":
         # the tiles read channel planes: lay the input out from a transposed view, convolve,
-        # transpose out (the depthwise lanes kernel reads and writes NHWC pixels as they are)
+        # transpose out
         x = call.x.transpose(0, 3, 1, 2)
         w = np.ascontiguousarray(call.weight.transpose(3, 2, 0, 1))
-        _, cg, kh, kw = w.shape
-        if w.size and tiles_fit(cg, kh * kw):
-            plan = tiled_conv(x.shape, w.shape, geo, call.groups, call.padding_mode, x.dtype,
-                              _conv_direct.current_level())
-            if plan.dw_lanes:
-                plan.run(x, w, call.bias, result.transpose(0, 3, 1, 2))
-                return
         tmp = empty((result.shape[0], result.shape[3], result.shape[1], result.shape[2]), result.dtype)
         direct_nchw(x, w, call.bias, geo, call.groups, tmp, call.padding_mode)
         result[...] = tmp.transpose(0, 2, 3, 1)
@@ -59,6 +55,51 @@ def _conv_direct_run(call, result):
                                  call.groups, threads_for(result.size * (call.weight.size // max(1, result.shape[-1]))))
     else:
         direct_nchw(call.x, call.weight, call.bias, geo, call.groups, result, call.padding_mode)
+
+
+def depthwise_nhwc_fits(call, result):
+    """Whether :func:`depthwise_nhwc` runs an NHWC call into ``result`` (None: a new array).
+
+    Float and depthwise, on a level with vector lanes, into a C-contiguous
+    result (an input whose channels do not lie side by side is copied first:
+    :func:`has_pixel_vectors`).
+    """
+    x, k = call.x, call.weight.shape[3]
+    return (x.dtype.kind == "f" and is_depthwise(call.groups, x.shape[3], k) and call.weight.size > 0
+            and _conv_direct.depthwise_lanes(x.dtype.char) > 0
+            and (result is None or result.flags.c_contiguous))
+
+
+def has_pixel_vectors(x):
+    """Whether an NHWC ``x``'s channels lie side by side, its strides whole items (:func:`depthwise_nhwc` reads it)."""
+    item = x.dtype.itemsize
+    return (x.shape[3] < 2 or x.strides[3] == item) and all(s % item == 0 for s in x.strides)
+
+
+#: Tasks per thread :func:`depthwise_nhwc` cuts a batch into at least (rows, parts of rows' channels).
+DEPTHWISE_NHWC_TASKS = 4
+
+
+def depthwise_nhwc(x, weight, bias, geometry, padding_mode, out):
+    """Depthwise convolution of an NHWC ``x`` into ``out`` (``(N, OH, OW, K)``, C-contiguous); no validation.
+
+    ``weight`` is HWIO ``(KH, KW, 1, K)`` and ``bias`` ``(K,)`` or None, in
+    ``x``'s float dtype; ``x``'s channels are side by side (see
+    :func:`depthwise_nhwc_fits`). Runs
+    :func:`~fastconv._kernels._conv_direct.conv2d_depthwise_nhwc`, which reads
+    each pixel's vector of channels and each tap's vector of weights in
+    place: nothing is laid out, packed or transposed. Padding modes other
+    than zeros pad ``x`` first.
+    """
+    kh, kw, _, k = weight.shape
+    (top, _), (left, _) = geometry.padding
+    if padding_mode != "zeros" and geometry.has_padding:
+        x, top, left = pad_input(x, geometry, padding_mode, True), 0, 0
+    n, oh = out.shape[:2]
+    threads = threads_for(depthwise_work(n, k, geometry.out_size, kh * kw))
+    chunks = -(-DEPTHWISE_NHWC_TASKS * threads // (n * oh)) if threads > 1 else 1
+    _conv_direct.conv2d_depthwise_nhwc(x, np.ascontiguousarray(weight).reshape(kh * kw, k), bias, out, top, left,
+                                       *geometry.stride, *geometry.dilation, kh, kw, chunks, threads)
 
 
 #: The register tiles take channel, tap and row extents as C ``int``: larger extents
@@ -1229,17 +1270,46 @@ class _ConvPlan(NamedTuple):
         return result if self.batched else result[0]
 
 
+class _DepthwiseNHWCPlan(NamedTuple):
+    """A planned depthwise NHWC conv2d call (:func:`depthwise_nhwc`), into a new array or ``out``."""
+
+    geometry: object
+    padding_mode: str
+    dtype: np.dtype
+    batched_shape: tuple  # of x, with the batch axis
+    out_shape: tuple  # batched
+    batched: bool
+
+    def __call__(self, x, weight, bias, out=None):
+        result = empty(self.out_shape, self.dtype) if out is None else out.reshape(self.out_shape)
+        depthwise_nhwc(x.reshape(self.batched_shape), weight, bias, self.geometry, self.padding_mode, result)
+        if out is not None:
+            return out
+        return result if self.batched else result[0]
+
+
 _PLANS = PlanCache()
 
 
 def _plan(call, algorithm, arrays):
-    """The :class:`_ConvPlan` of a validated call whose arrays the kernels read as they are, or None."""
+    """The plan of a validated call whose arrays the kernels read as they are, or None.
+
+    NCHW calls get a :class:`_ConvPlan`, depthwise NHWC ones a
+    :class:`_DepthwiseNHWCPlan` (keyed arrays are C-contiguous: the NHWC
+    kernel reads them as they are).
+    """
     w = call.weight
-    k, cg, kh, kw = w.shape
-    if (call.channels_last or call.compute_dtype.kind != "f" or not w.size
-            or 0 in call.out_shape or not tiles_fit(cg, kh * kw)
+    if (call.compute_dtype.kind != "f" or not w.size or 0 in call.out_shape
             or any(a is not None and a.dtype != call.compute_dtype for a in arrays)
             or (_choose_algorithm(call) if algorithm == "auto" else algorithm) != "direct"):
+        return None
+    if call.channels_last:
+        if not depthwise_nhwc_fits(call, None):
+            return None
+        return _DepthwiseNHWCPlan(call.geometry, call.padding_mode, call.compute_dtype, call.x.shape,
+                                  call.out_shape, call.batched)
+    k, cg, kh, kw = w.shape
+    if not tiles_fit(cg, kh * kw):
         return None
     tiled = tiled_conv(call.x.shape, w.shape, call.geometry, call.groups, call.padding_mode, call.compute_dtype,
                        _conv_direct.current_level())

@@ -144,10 +144,10 @@ cdef extern from "conv_tile.h" nogil:
                                        double, double*, int, int) noexcept
     ctypedef void (*fc_dwlanes_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, float*,
                                        ptrdiff_t, int, int, const ptrdiff_t*, int, int, int, const float*,
-                                       const float*, float*, ptrdiff_t, ptrdiff_t, int, int) noexcept
+                                       const float*, float*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_dwlanes_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double*,
                                        ptrdiff_t, int, int, const ptrdiff_t*, int, int, int, const double*,
-                                       const double*, double*, ptrdiff_t, ptrdiff_t, int, int) noexcept
+                                       const double*, double*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_dwlanes_wgrad_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                              const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int,
                                              int, int, float*, float*, ptrdiff_t, int, int, const ptrdiff_t*, int,
@@ -162,6 +162,12 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_dwlanes_gradin_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int,
                                               double*, double*, ptrdiff_t, ptrdiff_t, int, int, const ptrdiff_t*,
                                               int, int, int, const double*, double*, ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_dwnhwc_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
+                                      int, int, int, int, const float*, ptrdiff_t, const float*, float*, ptrdiff_t,
+                                      int, int) noexcept
+    ctypedef void (*fc_dwnhwc_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
+                                      int, int, int, int, const double*, ptrdiff_t, const double*, double*,
+                                      ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
@@ -270,6 +276,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_dwlanes_wgrad_f64_fn dwlanes_wgrad64
         fc_dwlanes_gradin_f32_fn dwlanes_gradin32
         fc_dwlanes_gradin_f64_fn dwlanes_gradin64
+        fc_dwnhwc_f32_fn dwnhwc32
+        fc_dwnhwc_f64_fn dwnhwc64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -1950,14 +1958,8 @@ cdef bint _whole_items(const real_t[:, :, :, :] a) noexcept:
     return True
 
 
-cdef bint _strides_are(const real_t[:, :, :, :] a, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t s2, Py_ssize_t s3):
-    """Whether ``a``'s strides are these bytes along each axis longer than one item."""
-    return ((a.shape[0] < 2 or a.strides[0] == s0) and (a.shape[1] < 2 or a.strides[1] == s1)
-            and (a.shape[2] < 2 or a.strides[2] == s2) and (a.shape[3] < 2 or a.strides[3] == s3))
-
-
 def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
-                           real_t[:, :, :, :] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
+                           real_t[:, :, :, ::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
                            Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW,
                            int num_threads):
     """Depthwise NCHW convolution (``groups == C == K``) with channels in the vector lanes.
@@ -1970,10 +1972,8 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
     (``dw_lanes_impl.h``). For planes too small to fill the plane tiles'
     vectors. ``x`` is ``(N, K, H, W)`` unpadded (any strides; where its
     channels lie side by side, an NHWC array's view, each pixel's channels
-    are copied as a vector, no transpose), ``out`` ``(N, K, OH, OW)``,
-    C-contiguous or the view of a C-contiguous ``(N, OH, OW, K)`` array
-    (NHWC: each output pixel's vector stored as it is); the output reads
-    rows ``oh*sh + kh*dh - pad_top`` of
+    are copied as a vector, no transpose), ``out`` ``(N, K, OH, OW)``
+    C-contiguous; the output reads rows ``oh*sh + kh*dh - pad_top`` of
     ``x`` (those outside it are zero), columns likewise. ``w_packed`` is
     :func:`pack_weights`' in blocks of ``L`` channels (``(groups, KH*KW,
     L)``) and ``bias_packed`` ``(groups, L)``. Raises MemoryError if a
@@ -1990,12 +1990,7 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
         raise ValueError("conv2d_depthwise_lanes: weights not packed in blocks of the level's lanes")
     if H == 0 or W == 0:
         raise ValueError("conv2d_depthwise_lanes: x must have pixels")
-    # (the kernel stores whole planes of OH*OW items, or whole pixels of K)
     cdef Py_ssize_t item = sizeof(real_t)
-    cdef bint planes = _strides_are(out, K * OH * OW * item, OH * OW * item, OW * item, item)
-    cdef bint pixels = _strides_are(out, OH * OW * K * item, item, OW * K * item, K * item)
-    if not (planes or pixels):
-        raise ValueError("conv2d_depthwise_lanes: out must be C-contiguous or the view of a C-contiguous NHWC array")
     if N == 0 or K == 0 or OH == 0 or OW == 0:
         return
     if not _whole_items(x):
@@ -2022,16 +2017,77 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
                 tiles.dwlanes32(&x[n, k0, 0, 0], cs, rs, ws, <int>min(L, K - k0), <int>H, <int>W, xs, WP,
                                 <int>pad_top, <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw,
                                 &w_packed[0] + g * ntaps * L, &bias_packed[0] + g * L,
-                                &out[n, k0, 0, 0], 1 if pixels else OH * OW, K if pixels else 1, <int>OH, <int>OW)
+                                &out[n, k0, 0, 0], OH * OW, <int>OH, <int>OW)
             else:
                 tiles.dwlanes64(&x[n, k0, 0, 0], cs, rs, ws, <int>min(L, K - k0), <int>H, <int>W, xs, WP,
                                 <int>pad_top, <int>pad_left, taps, <int>ntaps, <int>sh, <int>sw,
                                 &w_packed[0] + g * ntaps * L, &bias_packed[0] + g * L,
-                                &out[n, k0, 0, 0], 1 if pixels else OH * OW, K if pixels else 1, <int>OH, <int>OW)
+                                &out[n, k0, 0, 0], OH * OW, <int>OH, <int>OW)
         _free_aligned(xs)
     free(taps)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the depthwise lanes' scratch buffer")
+
+
+def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, const real_t[::1] bias,
+                          real_t[:, :, :, ::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
+                          Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW,
+                          Py_ssize_t chunks, int num_threads):
+    """Depthwise NHWC convolution (``groups == C == K``) on the pixels' vectors of channels.
+
+    ``x`` is ``(N, H, W, K)`` unpadded with its channels side by side (any
+    other strides, whole items) and ``out`` ``(N, OH, OW, K)`` C-contiguous;
+    the output reads rows ``oh*sh + kh*dh - pad_top`` of ``x`` (those
+    outside it are zero), columns likewise. ``w`` is the HWIO weight as
+    ``(KH*KW, K)`` (tap ``kh*KW + kw`` of channel ``k`` at ``w[t, k]``) and
+    ``bias`` ``(K,)`` or None (zeros). Parallel over (image, output row, part
+    of the channels): each row's channels are cut into ``chunks`` parts of
+    whole groups of the level's lanes ``L`` (:func:`depthwise_lanes`; more
+    tasks where there are few rows). A row's pixels go eight at a time, each
+    group of ``L`` channels a vector of sums per pixel (the bias, then each
+    tap's product in tap order: the bits of the NCHW kernels), read and
+    stored in place (``dw_nhwc_impl.h``).
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef Py_ssize_t L = _lanes_level_checked("conv2d_depthwise_nhwc", real_t is float, sh, sw, dh, dw, KH, KW,
+                                             pad_top, pad_left)
+    cdef Py_ssize_t N = out.shape[0], OH = out.shape[1], OW = out.shape[2], K = out.shape[3]
+    cdef Py_ssize_t H = x.shape[1], W = x.shape[2], groups = (K + L - 1) // L, ntaps = KH * KW
+    if x.shape[0] != N or x.shape[3] != K:
+        raise ValueError("conv2d_depthwise_nhwc: x and out must have the same images and channels")
+    if w.shape[0] != ntaps or w.shape[1] != K or (bias is not None and bias.shape[0] != K):
+        raise ValueError("conv2d_depthwise_nhwc: w must be (KH*KW, K) and bias (K,)")
+    if H == 0 or W == 0:
+        raise ValueError("conv2d_depthwise_nhwc: x must have pixels")
+    if N == 0 or K == 0 or OH == 0 or OW == 0:
+        return
+    cdef Py_ssize_t item = sizeof(real_t)
+    if not _whole_items(x) or (K > 1 and x.strides[3] != item):
+        raise ValueError("conv2d_depthwise_nhwc: x's channels must be side by side, its strides whole items")
+    if max(H, W, K, OW, KH, KW, sh, sw, dh, dw, pad_top, pad_left, (OH - 1) * sh + (KH - 1) * dh,
+           (OW - 1) * sw + (KW - 1) * dw) > INT_MAX:
+        raise ValueError("conv2d_depthwise_nhwc: extents too large")
+    chunks = max(1, min(chunks, groups))
+    cdef Py_ssize_t per = (groups + chunks - 1) // chunks * L  # channels a part takes
+    cdef Py_ssize_t rs = x.strides[1] // item, ws = x.strides[2] // item
+    cdef const real_t* b = NULL if bias is None else &bias[0]
+    cdef Py_ssize_t t, n, r, oh, k0
+    with nogil:
+        for t in prange(N * OH * chunks, schedule="static", num_threads=num_threads):
+            n = t // (OH * chunks)
+            r = t - n * OH * chunks
+            oh = r // chunks
+            k0 = (r - oh * chunks) * per
+            if k0 >= K:
+                continue
+            if real_t is float:
+                tiles.dwnhwc32(&x[n, 0, 0, 0], rs, ws, <int>H, <int>W, <int>k0, <int>min(K, k0 + per), <int>KH,
+                               <int>KW, <int>dh, <int>dw, <int>sh, <int>sw, <int>pad_top, <int>pad_left, &w[0, 0],
+                               K, b, &out[n, oh, 0, 0], K, <int>oh, <int>OW)
+            else:
+                tiles.dwnhwc64(&x[n, 0, 0, 0], rs, ws, <int>H, <int>W, <int>k0, <int>min(K, k0 + per), <int>KH,
+                               <int>KW, <int>dh, <int>dw, <int>sh, <int>sw, <int>pad_top, <int>pad_left, &w[0, 0],
+                               K, b, &out[n, oh, 0, 0], K, <int>oh, <int>OW)
 
 
 def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,

@@ -96,13 +96,13 @@ typedef void (*fc_band_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int
                                const double *, double *, ptrdiff_t, int, int, ptrdiff_t, ptrdiff_t, int,
                                const ptrdiff_t *, int);
 /* Depthwise groups with channels in the vector lanes (dw_lanes_impl.h): x, cs, rs, ws, nc,
- * H, W, xs, WP, top, left, taps, ntaps, sh, sw, w, bias, out, ocs, ops, OH, OW. */
+ * H, W, xs, WP, top, left, taps, ntaps, sh, sw, w, bias, out, ocs, OH, OW. */
 typedef void (*fc_dwlanes_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, float *, ptrdiff_t,
                                   int, int, const ptrdiff_t *, int, int, int, const float *, const float *,
-                                  float *, ptrdiff_t, ptrdiff_t, int, int);
+                                  float *, ptrdiff_t, int, int);
 typedef void (*fc_dwlanes_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double *,
                                   ptrdiff_t, int, int, const ptrdiff_t *, int, int, int, const double *,
-                                  const double *, double *, ptrdiff_t, ptrdiff_t, int, int);
+                                  const double *, double *, ptrdiff_t, int, int);
 /* Their weight gradient: x, xns, cs, rs, ws, g, gns, gcs, grs, gws, N, nc, H, W, xs, gs, WP,
  * top, left, taps, ntaps, sh, sw, sums, OH, OW. */
 typedef void (*fc_dwlanes_wgrad_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *,
@@ -121,6 +121,14 @@ typedef void (*fc_dwlanes_gradin_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, pt
 typedef void (*fc_dwlanes_gradin_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, double *,
                                          double *, ptrdiff_t, ptrdiff_t, int, int, const ptrdiff_t *, int, int, int,
                                          const double *, double *, ptrdiff_t, int, int);
+/* Depthwise rows of NHWC arrays (dw_nhwc_impl.h): x, rs, ws, H, W, k0, k1, KH, KW, dh, dw,
+ * sh, sw, top, left, w, wts, bias, out, ows, oh, OW. */
+typedef void (*fc_dwnhwc_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int,
+                                 int, int, int, const float *, ptrdiff_t, const float *, float *, ptrdiff_t, int,
+                                 int);
+typedef void (*fc_dwnhwc_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
+                                 int, int, int, int, const double *, ptrdiff_t, const double *, double *,
+                                 ptrdiff_t, int, int);
 /* dst[i] += src[i] for i < n: dst, src, n. */
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
@@ -133,6 +141,7 @@ typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 #define FC_VD 2
 #include "conv_tile_impl.h"
 #include "dw_lanes_impl.h"
+#include "dw_nhwc_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -144,6 +153,7 @@ FC_TARGET_AVX2
 #define FC_VD 4
 #include "conv_tile_impl.h"
 #include "dw_lanes_impl.h"
+#include "dw_nhwc_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -155,6 +165,7 @@ FC_TARGET_AVX512
 #define FC_VD 8
 #include "conv_tile_impl.h"
 #include "dw_lanes_impl.h"
+#include "dw_nhwc_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -328,7 +339,8 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_OCW1 NULL, NULL
 #endif
 #define FC_BASE_DWLANES fc_dwlanes_f32_base, fc_dwlanes_f64_base, fc_dwlanes_wgrad_f32_base, \
-    fc_dwlanes_wgrad_f64_base, fc_dwlanes_gradin_f32_base, fc_dwlanes_gradin_f64_base
+    fc_dwlanes_wgrad_f64_base, fc_dwlanes_gradin_f32_base, fc_dwlanes_gradin_f64_base, fc_dwnhwc_f32_base, \
+    fc_dwnhwc_f64_base
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
@@ -340,7 +352,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
 #define FC_BASE_OCW1 NULL, NULL
-#define FC_BASE_DWLANES NULL, NULL, NULL, NULL, NULL, NULL
+#define FC_BASE_DWLANES NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time); with
@@ -426,6 +438,8 @@ typedef struct {
     fc_dwlanes_wgrad_f64_fn dwlanes_wgrad64;
     fc_dwlanes_gradin_f32_fn dwlanes_gradin32; /* their input gradient (NULL where dwlanes32 is) */
     fc_dwlanes_gradin_f64_fn dwlanes_gradin64;
+    fc_dwnhwc_f32_fn dwnhwc32; /* depthwise rows of NHWC arrays (NULL where dwlanes32 is) */
+    fc_dwnhwc_f64_fn dwnhwc64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -457,7 +471,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_band_f64_avx2, fc_ocsplit_f32_avx2, fc_ocsplit_f64_avx2, NULL, NULL,
                                        NULL, NULL, NULL, NULL, fc_dwlanes_f32_avx2, fc_dwlanes_f64_avx2,
                                        fc_dwlanes_wgrad_f32_avx2, fc_dwlanes_wgrad_f64_avx2,
-                                       fc_dwlanes_gradin_f32_avx2, fc_dwlanes_gradin_f64_avx2};
+                                       fc_dwlanes_gradin_f32_avx2, fc_dwlanes_gradin_f64_avx2, fc_dwnhwc_f32_avx2,
+                                       fc_dwnhwc_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -478,7 +493,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_tailtile_f32_avx512, fc_tailtile_f64_avx512, fc_dwlanes_f32_avx512,
                                          fc_dwlanes_f64_avx512, fc_dwlanes_wgrad_f32_avx512,
                                          fc_dwlanes_wgrad_f64_avx512, fc_dwlanes_gradin_f32_avx512,
-                                         fc_dwlanes_gradin_f64_avx512};
+                                         fc_dwlanes_gradin_f64_avx512, fc_dwnhwc_f32_avx512,
+                                         fc_dwnhwc_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

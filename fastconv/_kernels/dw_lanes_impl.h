@@ -22,14 +22,7 @@
  * caller sizes it so that every pixel copied and read lies in it), taps (ntaps offsets, in
  * items, of the taps from an output pixel's first), sh, sw (strides), w (ntaps vectors:
  * the taps' weights of the VW channels), bias (a vector), out (the group's first output
- * plane; ocs items between planes, ops between pixels: 1 (contiguous planes) or, with
- * ocs == 1, each pixel's channels side by side, NHWC). */
-
-#if defined(__GNUC__) || defined(__clang__)
-#define FC_DWL_PREFETCH_W(p) __builtin_prefetch((p), 1, 3)
-#else
-#define FC_DWL_PREFETCH_W(p) ((void)0)
-#endif
+ * plane; ocs items between planes, each plane contiguous). */
 
 /* (R, VW vectors of VW lanes, transposed in place: log2 VW rounds of unzipping pairs) */
 #define FC_DWL_TRANSPOSE(VT, M, VW, R)                                                \
@@ -111,8 +104,7 @@
     }
 
 /* (the outputs, VW pixels of the flat planes at a time: each pixel's vector of sums, then
- * stored as it is (ops != 1: NHWC) or transposed into the planes; WEIGHT(VT, dst, t) sets
- * dst to tap t's weights) */
+ * transposed into the planes; WEIGHT(VT, dst, t) sets dst to tap t's weights) */
 #define FC_DWL_SUMS(T, VT, M, VW, NTAPS, UNROLL, WEIGHT)                              \
     {                                                                                 \
         const ptrdiff_t Q = (ptrdiff_t)OH * OW;                                       \
@@ -138,20 +130,6 @@
                     }                                                                 \
                 }                                                                     \
             }                                                                         \
-            if (ops != 1) { /* channels side by side (ocs == 1): each pixel's vector, with \
-                             * the next ones' lines asked for (4 KiB apart for 1024 \
-                             * channels: no hardware prefetcher follows them) */ \
-                _Pragma("GCC unroll 16") for (int i = 0; i < VW; i++) {               \
-                    if (i < cnt) FC_DWL_PREFETCH_W(out + (q0 + VW + i) * ops);        \
-                    if (i < cnt) {                                                    \
-                        if (nc == VW)                                                 \
-                            FC_STORE(VT, out + (q0 + i) * ops, r_[i]);                \
-                        else                                                          \
-                            memcpy(out + (q0 + i) * ops, &r_[i], (size_t)nc * sizeof(T)); \
-                    }                                                                 \
-                }                                                                     \
-                continue;                                                             \
-            }                                                                         \
             FC_DWL_STORE_PLANES(T, VT, M, VW, r_)                                     \
         }                                                                             \
     }
@@ -172,7 +150,7 @@
     static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, ptrdiff_t rs, ptrdiff_t ws, int nc, int H, \
                                      int W, T *xs, ptrdiff_t WP, int top, int left, const ptrdiff_t *taps, \
                                      int ntaps, int sh, int sw, const T *w, const T *bias, T *out, \
-                                     ptrdiff_t ocs, ptrdiff_t ops, int OH, int OW)    \
+                                     ptrdiff_t ocs, int OH, int OW)                   \
     {                                                                                 \
         enum { VW_ = VW };                                                            \
         FC_CAT(PACK, FC_ISA)(x, cs, rs, ws, nc, H, W, xs, WP, top, left);             \
@@ -332,4 +310,3 @@ FC_DWL_GRADIN(fc_dwlanes_gradin_f64, fc_dwl_pack_f64, fc_dwl_unpack_f64, double,
 #undef FC_DWL_TRANSPOSE
 #undef FC_DWL_STORE_PLANES
 #undef FC_DWL_BY_TAPS
-#undef FC_DWL_PREFETCH_W

@@ -1,0 +1,229 @@
+"""The NHWC depthwise kernel: each pixel's vector of channels read and written in place.
+
+Each case runs one depthwise convolution on an NHWC array and the same one on
+its NCHW view, at every SIMD level: the two agree bit for bit (each output is
+the bias plus the taps' products in tap order, in both layouts' kernels) and
+with the reference.
+"""
+
+import numpy as np
+import pytest
+from helpers import tolerance
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv import _conv, reference
+from fastconv._kernels import _conv_direct
+from fastconv._plans import clear_plans
+
+#: Channels: fewer than a group's lanes, one partial group, whole groups and a partial one at
+#: every level (lanes 2 .. 16).
+CHANNELS = [2, 3, 16, 21, 40]
+#: kernel, stride, padding, dilation: 3x3 at strides 1 and 2 (the kernel's window of input
+#: vectors), uneven strides and padding, 5x5, dilated, 1x1 past the kernel, a 2x3 kernel
+#: dilated unevenly, 3x3 at stride 3.
+GEOMETRIES = [(3, 1, 1, 1), (3, 2, 1, 1), (3, (2, 1), ((0, 2), (1, 0)), 1), (5, 1, 2, 1), (3, 1, 2, 2),
+              (1, 3, 0, 1), ((2, 3), 2, (1, 0), (2, 1)), (3, 3, 1, 1)]
+
+
+def needs_lanes(dtype):
+    if not _conv_direct.depthwise_lanes(np.dtype(dtype).char):
+        pytest.skip("this build's level has no vector lanes")
+
+
+def nchw_bits(x, w, b, **kw):
+    """The same convolution through the NCHW kernels (plane tiles or lanes), as NHWC."""
+    w_oihw = None if w is None else np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    return fastconv.conv2d(x.transpose(0, 3, 1, 2), w_oihw, b, **kw).transpose(0, 2, 3, 1)
+
+
+def arrays(rng, n, hw, c, kernel, dtype):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = rng.standard_normal((n,) + hw + (c,)).astype(dtype)
+    w = rng.standard_normal((kh, kw, 1, c)).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    return x, w, b
+
+
+# widths below, at and past the blocks of 4 and 8 pixels, planes of one pixel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("hw", [(1, 1), (7, 7), (5, 17), (14, 14), (9, 33)])
+@pytest.mark.parametrize("k, s, p, d", GEOMETRIES)
+def test_nhwc_matches_nchw(rng, level, every_call_parallel, dtype, c, hw, k, s, p, d):
+    needs_lanes(dtype)
+    x, w, b = arrays(rng, 2, hw, c, k, dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=c)
+    try:
+        expected = reference.conv2d(x, w, b, layout="NHWC", **kw_)
+    except ValueError:  # the kernel does not fit this small an input
+        return
+    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+
+
+@pytest.mark.parametrize("width", range(1, 21))
+@pytest.mark.parametrize("s, p", [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, "same")])
+def test_rows_of_every_width(rng, level, width, s, p):
+    """Rows of 1 to 20 pixels: whole and partial blocks, each with and without padded columns."""
+    needs_lanes(np.float32)
+    x, w, b = arrays(rng, 1, (3, width), 16, 3, np.float32)
+    kw_ = dict(stride=s, padding=p, groups=16)
+    try:
+        expected = reference.conv2d(x, w, b, layout="NHWC", **kw_)
+    except ValueError:
+        return
+    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_strided_inputs_and_out(rng, level, every_call_parallel, dtype):
+    """Reversed rows and columns, pixels further apart than their channels, channels not side by side, out=."""
+    needs_lanes(dtype)
+    x, w, b = arrays(rng, 3, (10, 11), 21, 3, dtype)
+    kw_ = dict(stride=(1, 2), padding=1, groups=21)
+    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
+    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+    flipped = np.ascontiguousarray(x[:, ::-1, ::-1])
+    np.testing.assert_array_equal(fastconv.conv2d(flipped[:, ::-1, ::-1], w, b, layout="NHWC", **kw_), got)
+    wide = np.zeros(x.shape[:3] + (2 * 21,), dtype)  # channels side by side, pixels 42 items apart
+    wide[..., :21] = x
+    np.testing.assert_array_equal(fastconv.conv2d(wide[..., :21], w, b, layout="NHWC", **kw_), got)
+    planes = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)  # channels a plane apart
+    np.testing.assert_array_equal(fastconv.conv2d(planes, w, b, layout="NHWC", **kw_), got)
+    out = np.full(got.shape, np.nan, dtype)
+    assert fastconv.conv2d(x, w, b, layout="NHWC", out=out, **kw_) is out
+    np.testing.assert_array_equal(out, got)
+    np.testing.assert_array_equal(fastconv.conv2d(x[0], w, b, layout="NHWC", **kw_), got[0])  # unbatched
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes(rng, level, mode):
+    needs_lanes(np.float32)
+    x, w, b = arrays(rng, 2, (9, 12), 19, 3, np.float32)
+    kw_ = dict(stride=(2, 1), padding=(1, 2), groups=19, padding_mode=mode)
+    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
+    np.testing.assert_allclose(got, reference.conv2d(x, w, b, layout="NHWC", **kw_), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+
+
+def test_plans_and_no_bias(rng, level):
+    """The planned call (C-contiguous arrays, a repeated signature) gives the first call's bits, with and without bias."""
+    needs_lanes(np.float32)
+    clear_plans()
+    x, w, b = arrays(rng, 2, (14, 14), 40, 3, np.float32)
+    for bias in (b, None):
+        first = fastconv.conv2d(x, w, bias, padding=1, groups=40, layout="NHWC")
+        again = fastconv.conv2d(x, w, bias, padding=1, groups=40, layout="NHWC")
+        np.testing.assert_array_equal(again, first)
+        np.testing.assert_array_equal(first, nchw_bits(x, w, bias, padding=1, groups=40))
+    assert any(isinstance(plan, _conv._DepthwiseNHWCPlan) for plan in _conv._PLANS.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_infs_and_nans_reach_the_taps_that_read_them(rng, level, dtype):
+    """A weight that is not finite makes NaN where its tap reads the padding (zero times it), as in NCHW."""
+    needs_lanes(dtype)
+    x, w, b = arrays(rng, 2, (7, 9), 21, 3, dtype)
+    x[0, 3, 4, 5] = np.inf
+    x[1, 0, 0, 17] = np.nan
+    w[0, 2, 0, 3] = np.inf
+    w[2, 0, 0, 20] = -np.inf
+    for kw_ in (dict(padding=1, groups=21), dict(stride=2, padding=2, groups=21)):
+        got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
+        expected = reference.conv2d(x, w, b, layout="NHWC", **kw_)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+        assert np.isnan(got).any() and np.isinf(got).any()
+
+
+def test_threads_and_parts_give_the_same_bits(rng):
+    """Every thread count and every cut of the rows' channels into parts: the same bits."""
+    lanes = _conv_direct.depthwise_lanes("f")
+    if not lanes:
+        pytest.skip("this build's level has no vector lanes")
+    x, w, b = arrays(rng, 2, (6, 13), 3 * lanes + 5, 3, np.float32)
+    k = x.shape[3]
+    out = np.empty((2, 6, 13, k), np.float32)
+    run = _conv_direct.conv2d_depthwise_nhwc
+    run(x, w.reshape(9, k), b, out, 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+    np.testing.assert_array_equal(out, nchw_bits(x, w, b, padding=1, groups=k))
+    for chunks in (2, 3, 4, 5, 100):
+        for threads in (1, 2, 3):
+            again = np.full_like(out, np.nan)
+            run(x, w.reshape(9, k), b, again, 1, 1, 1, 1, 1, 1, 3, 3, chunks, threads)
+            np.testing.assert_array_equal(again, out)
+
+
+def test_kernel_checks_its_arguments(rng):
+    lanes = _conv_direct.depthwise_lanes("f")
+    if not lanes:
+        pytest.skip("this build's level has no vector lanes")
+    run = _conv_direct.conv2d_depthwise_nhwc
+    x = rng.standard_normal((2, 5, 5, 8)).astype(np.float32)
+    w = rng.standard_normal((9, 8)).astype(np.float32)
+    out = np.empty((2, 5, 5, 8), np.float32)
+    with pytest.raises(ValueError, match="same images and channels"):
+        run(x[:1], w, None, out, 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match=r"\(KH\*KW, K\)"):
+        run(x, w[:4], None, out, 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match=r"\(KH\*KW, K\)"):
+        run(x, w, np.zeros(7, np.float32), out, 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match="side by side"):
+        run(np.ascontiguousarray(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1), w, None, out,
+            1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        run(x, w, None, out, 1, 1, 0, 1, 1, 1, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        run(x, w, None, out, -1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match="pixels"):
+        run(x[:, :0], w, None, out, 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        run(x, w, None, np.empty((2, 5, 8, 5), np.float32).transpose(0, 1, 3, 2), 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
+
+
+def test_against_torch_channels_last(rng, torch):
+    """PyTorch's channels_last depthwise convolution (oneDNN's NHWC kernel) agrees within float32 rounding."""
+    needs_lanes(np.float32)
+    x, w, b = arrays(rng, 2, (14, 14), 64, 3, np.float32)
+    tx = torch.from_numpy(x).permute(0, 3, 1, 2)
+    tw = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+    for stride in (1, 2):
+        expected = torch.nn.functional.conv2d(tx, tw, torch.from_numpy(b), stride=stride, padding=1, groups=64)
+        got = fastconv.conv2d(x, w, b, stride=stride, padding=1, groups=64, layout="NHWC")
+        np.testing.assert_allclose(got, expected.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-5)
+
+
+# ---- properties over random geometries (hypothesis)
+
+@st.composite
+def depthwise_cases(draw):
+    """A depthwise geometry (any kernel, stride, padding and dilation) and its arrays' shapes."""
+    c = draw(st.integers(2, 40))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kh, kw, kw))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[1]), 20))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[2] - pads[3]), 20))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return dict(n=draw(st.integers(1, 3)), c=c, hw=(h, w), kernel=(kh, kw), stride=stride,
+                padding=((pads[0], pads[1]), (pads[2], pads[3])), dilation=(dh, dw),
+                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+@given(case=depthwise_cases())
+def test_nhwc_properties(case):
+    """The NHWC kernel matches the reference and the NCHW kernels' bits on random geometries."""
+    needs_lanes(case["dtype"])
+    rng = np.random.default_rng(case["seed"])
+    x, w, b = arrays(rng, case["n"], case["hw"], case["c"], case["kernel"], case["dtype"])
+    kw_ = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["c"])
+    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
+    rtol, atol = tolerance(case["dtype"])
+    np.testing.assert_allclose(got, reference.conv2d(x, w, b, layout="NHWC", **kw_), rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))

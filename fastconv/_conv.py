@@ -84,8 +84,8 @@ def depthwise_nhwc(x, weight, bias, geometry, padding_mode, out):
     """Depthwise convolution of an NHWC ``x`` into ``out`` (``(N, OH, OW, K)``, C-contiguous); no validation.
 
     ``weight`` is HWIO ``(KH, KW, 1, K)`` and ``bias`` ``(K,)`` or None, in
-    ``x``'s float dtype; ``x``'s channels are side by side (see
-    :func:`depthwise_nhwc_fits`). Runs
+    ``x``'s float dtype; ``x``'s channels are side by side
+    (:func:`has_pixel_vectors`). Runs
     :func:`~fastconv._kernels._conv_direct.conv2d_depthwise_nhwc`, which reads
     each pixel's vector of channels and each tap's vector of weights in
     place: nothing is laid out, packed or transposed. Padding modes other
@@ -95,11 +95,22 @@ def depthwise_nhwc(x, weight, bias, geometry, padding_mode, out):
     (top, _), (left, _) = geometry.padding
     if padding_mode != "zeros" and geometry.has_padding:
         x, top, left = pad_input(x, geometry, padding_mode, True), 0, 0
-    n, oh = out.shape[:2]
-    threads = threads_for(depthwise_work(n, k, geometry.out_size, kh * kw))
+    run_depthwise_nhwc(x, np.ascontiguousarray(weight).reshape(kh * kw, k), bias, out, (top, left),
+                       geometry.stride, geometry.dilation, (kh, kw))
+
+
+def run_depthwise_nhwc(x, taps, bias, out, padding, stride, dilation, kernel):
+    """:func:`~fastconv._kernels._conv_direct.conv2d_depthwise_nhwc` on the threads its work takes.
+
+    ``taps`` is the weight as ``(KH*KW, K)``, ``padding`` the rows and
+    columns of zeros before the input's first; each row's channels are cut
+    into parts where there are fewer than ``DEPTHWISE_NHWC_TASKS`` rows per
+    thread.
+    """
+    n, oh, ow, k = out.shape
+    threads = threads_for(depthwise_work(n, k, oh * ow, taps.shape[0]))
     chunks = -(-DEPTHWISE_NHWC_TASKS * threads // (n * oh)) if threads > 1 else 1
-    _conv_direct.conv2d_depthwise_nhwc(x, np.ascontiguousarray(weight).reshape(kh * kw, k), bias, out, top, left,
-                                       *geometry.stride, *geometry.dilation, kh, kw, chunks, threads)
+    _conv_direct.conv2d_depthwise_nhwc(x, taps, bias, out, *padding, *stride, *dilation, *kernel, chunks, threads)
 
 
 #: The register tiles take channel, tap and row extents as C ``int``: larger extents

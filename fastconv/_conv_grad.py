@@ -33,7 +33,8 @@ import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, reused, zeros
 from ._conv import (BAND_BUDGET, TILES, depthwise_lanes_grad_input, depthwise_lanes_grad_weight, depthwise_work,
-                    direct_nchw, is_depthwise, stride_phases, tiled_conv, tiles_fit)
+                    direct_nchw, has_pixel_vectors, is_depthwise, run_depthwise_nhwc, stride_phases, tiled_conv,
+                    tiles_fit)
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -65,7 +66,50 @@ def _grad_input(call):
         # an empty sum (no image, channel, filter or output pixel) or an empty result:
         # the kernels' shapes would have an empty axis they cannot reshape or index
         return zeros(call.image_shape, call.compute_dtype)
+    if call.channels_last and (result := _grad_input_depthwise_nhwc(call)) is not None:
+        return result
     return _grad_input_direct(call)
+
+
+def _grad_input_depthwise_nhwc(call):
+    """dL/dx of a depthwise NHWC convolution by stride phases on the NHWC kernel, or None (it does not apply).
+
+    Each stride phase of the input (:func:`_axis_phases` on each axis) is a
+    stride-1 convolution of the grad with the phase's taps of the kernel,
+    reversed (one phase, the whole input and kernel, at stride 1):
+    :func:`~fastconv._conv.run_depthwise_nhwc` reads the grad's pixels in
+    place and writes the phase's pixels of the result, every stride-th. For
+    float depthwise convolutions on a level with vector lanes, where each
+    phase's first read lies before the grad's end (else None: the planes'
+    path).
+    """
+    kh, kw, _, k = call.weight.shape
+    if not (call.compute_dtype.kind == "f" and is_depthwise(call.groups, call.image_shape[3], k)
+            and _conv_direct.depthwise_lanes(call.compute_dtype.char) > 0):
+        return None
+    n, h, w, _ = call.image_shape
+    (sh, sw), (dh, dw), ((top, _), (left, _)) = call.geometry.stride, call.geometry.dilation, call.geometry.padding
+    rows, cols = _axis_phases(h, kh, sh, dh, top), _axis_phases(w, kw, sw, dw, left)
+    oh, ow = call.geometry.out_shape
+    if any(p.start >= oh for p in rows) or any(p.start >= ow for p in cols):
+        return None
+    grad = call.grad if has_pixel_vectors(call.grad) else np.ascontiguousarray(call.grad)
+    # pixels of phases no tap reaches get no gradient
+    result = (empty if len(rows) * len(cols) == min(sh, h) * min(sw, w) else zeros)(call.image_shape,
+                                                                                     call.compute_dtype)
+    for r in rows:
+        for c in cols:
+            sub = np.ascontiguousarray(call.weight[_reversed_taps(r), _reversed_taps(c)]).reshape(r.taps * c.taps, k)
+            run_depthwise_nhwc(grad[:, max(r.start, 0):, max(c.start, 0):], sub, None,
+                               result[:, r.first::sh, c.first::sw], (max(-r.start, 0), max(-c.start, 0)), (1, 1),
+                               (r.spacing, c.spacing), (r.taps, c.taps))
+    return result
+
+
+def _reversed_taps(phase):
+    """The kernel taps of a stride phase (:class:`_Phase`) along its axis, last first, as a slice."""
+    last = phase.tap0 + phase.tap_step * (phase.taps - 1)
+    return slice(last, phase.tap0 - 1 if phase.tap0 > 0 else None, -phase.tap_step)
 
 
 class _Phase(NamedTuple):
@@ -377,6 +421,9 @@ def _grad_weight(call):
     k, cg, kh, kw = call.dims
     if call.compute_dtype.kind != "f" or not tiles_fit(cg, kh * kw, k):
         return _grad_weight_gemm(call)
+    if call.channels_last and is_depthwise(call.groups, call.x.shape[3], k) and \
+            _conv_direct.depthwise_lanes(call.compute_dtype.char) > 0:
+        return _grad_weight_depthwise_nhwc(call)
     if call.channels_last:  # views: the kernels copy with any strides
         x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
     else:
@@ -387,6 +434,22 @@ def _grad_weight(call):
     if dw is None:
         return _grad_weight_gemm(call)
     return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
+
+
+def _grad_weight_depthwise_nhwc(call):
+    """dL/dw of a depthwise NHWC convolution, reading the pixels' vectors of channels in place (HWIO)."""
+    k, _, kh, kw = call.dims
+    x = call.x if has_pixel_vectors(call.x) else np.ascontiguousarray(call.x)
+    grad = call.grad if has_pixel_vectors(call.grad) else np.ascontiguousarray(call.grad)
+    (top, _), (left, _) = call.geometry.padding
+    dw = np.empty((kh * kw, k), call.compute_dtype)
+    threads = threads_for(depthwise_work(x.shape[0], k, call.geometry.out_size, kh * kw))
+    # bands of output rows whose input and grad rows fit BAND_BUDGET: read from cache by every group
+    row_bytes = (call.geometry.stride[0] * x.shape[2] + grad.shape[2]) * k * x.dtype.itemsize
+    _conv_direct.conv2d_grad_weight_depthwise_nhwc(x, grad, dw, top, left, *call.geometry.stride,
+                                                   *call.geometry.dilation, kh, kw, max(1, BAND_BUDGET // row_bytes),
+                                                   threads)
+    return dw.reshape(kh, kw, 1, k)
 
 
 #: Elements of an input plane from which the weight gradient's output-channel tiles read an

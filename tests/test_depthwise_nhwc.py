@@ -1,9 +1,10 @@
-"""The NHWC depthwise kernel: each pixel's vector of channels read and written in place.
+"""The NHWC depthwise kernels: each pixel's vector of channels read and written in place.
 
-Each case runs one depthwise convolution on an NHWC array and the same one on
-its NCHW view, at every SIMD level: the two agree bit for bit (each output is
-the bias plus the taps' products in tap order, in both layouts' kernels) and
-with the reference.
+Each case runs one depthwise convolution (or its input or weight gradient) on
+NHWC arrays and the same one on their NCHW views, at every SIMD level: the
+two agree bit for bit (each output is the bias plus the taps' products in tap
+order, each input gradient the stride phases' sums, each weight gradient the
+lanes kernel's sums, image after image) and with the reference.
 """
 
 import numpy as np
@@ -183,7 +184,7 @@ def test_kernel_checks_its_arguments(rng):
         run(x, w, None, out, -1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
     with pytest.raises(ValueError, match="pixels"):
         run(x[:, :0], w, None, out, 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
-    with pytest.raises(ValueError, match="C-contiguous"):
+    with pytest.raises(ValueError, match="side by side"):  # out's channels a column apart
         run(x, w, None, np.empty((2, 5, 8, 5), np.float32).transpose(0, 1, 3, 2), 1, 1, 1, 1, 1, 1, 3, 3, 1, 1)
 
 
@@ -197,6 +198,170 @@ def test_against_torch_channels_last(rng, torch):
         expected = torch.nn.functional.conv2d(tx, tw, torch.from_numpy(b), stride=stride, padding=1, groups=64)
         got = fastconv.conv2d(x, w, b, stride=stride, padding=1, groups=64, layout="NHWC")
         np.testing.assert_allclose(got, expected.permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-5)
+
+
+# ---- gradients
+
+def nchw_grad_input(g, w, x_shape, **kw):
+    """The input gradient through the NCHW kernels, as NHWC."""
+    n, h, w_, c = x_shape
+    return fastconv.conv2d_grad_input(np.ascontiguousarray(g.transpose(0, 3, 1, 2)),
+                                      np.ascontiguousarray(w.transpose(3, 2, 0, 1)), (n, c, h, w_),
+                                      **kw).transpose(0, 2, 3, 1)
+
+
+def lanes_grad_weight(x, g, kernel, padding, stride, dilation):
+    """The NCHW lanes kernel's weight gradient of NHWC arrays (their NCHW views), as HWIO."""
+    (kh, kw), c = kernel, x.shape[3]
+    dw = np.empty(c * kh * kw, x.dtype)
+    _conv_direct.conv2d_grad_weight_depthwise_lanes(x.transpose(0, 3, 1, 2), g.transpose(0, 3, 1, 2), dw,
+                                                    *padding, *stride, *dilation, kh, kw, 2)
+    return dw.reshape(c, kh, kw).transpose(1, 2, 0)[:, :, None, :]
+
+
+#: kernel, stride, padding (top and left), dilation of the gradient cases: strides 1 to 3, padding
+#: past the kernel's extent, uneven strides and dilations.
+GRAD_GEOMETRIES = [(3, 1, 1, 1), (3, 2, 1, 1), (3, 3, 0, 1), (3, (2, 1), (2, 0), 1), (5, 2, 2, 1), (3, 1, 2, 2),
+                   (1, 2, 0, 1), ((2, 3), (1, 3), (1, 2), (2, 1)), (3, 2, 4, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", CHANNELS)
+@pytest.mark.parametrize("hw", [(1, 1), (7, 7), (5, 17), (14, 14)])
+@pytest.mark.parametrize("k, s, p, d", GRAD_GEOMETRIES)
+def test_gradients_match_nchw(rng, level, every_call_parallel, dtype, c, hw, k, s, p, d):
+    """The input gradient: the NCHW stride phases' bits; the weight gradient: the lanes kernel's."""
+    needs_lanes(dtype)
+    x, w, _ = arrays(rng, 2, hw, c, k, dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=c)
+    try:
+        y = reference.conv2d(x, w, layout="NHWC", **kw_)
+    except ValueError:  # the kernel does not fit this small an input
+        return
+    g = rng.standard_normal(y.shape).astype(dtype)
+    rtol, atol = tolerance(dtype)
+    grad_input = fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_)
+    np.testing.assert_allclose(grad_input, reference.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_),
+                               rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(grad_input, nchw_grad_input(g, w, x.shape, **kw_))
+    grad_weight = fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)
+    np.testing.assert_allclose(grad_weight, reference.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_),
+                               rtol=rtol, atol=atol * 10)
+    geometry = fastconv._geometry.conv_geometry(hw, w.shape[:2], s, p, d)
+    (top, _), (left, _) = geometry.padding
+    np.testing.assert_array_equal(grad_weight, lanes_grad_weight(x, g, w.shape[:2], (top, left), geometry.stride,
+                                                                 geometry.dilation))
+
+
+def test_gradients_of_strided_arrays_and_out(rng, level):
+    """Reversed and non-adjacent channels, out=, unbatched: the contiguous arrays' bits."""
+    needs_lanes(np.float32)
+    x, w, _ = arrays(rng, 2, (9, 10), 21, 3, np.float32)
+    kw_ = dict(stride=2, padding=1, groups=21)
+    g = rng.standard_normal(fastconv.conv2d(x, w, layout="NHWC", **kw_).shape).astype(np.float32)
+    grad_input = fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_)
+    grad_weight = fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)
+    flipped = np.ascontiguousarray(g[:, ::-1, ::-1])[:, ::-1, ::-1]
+    planes = np.ascontiguousarray(g.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)  # channels a plane apart
+    x_planes = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    for grad in (flipped, planes):
+        np.testing.assert_array_equal(fastconv.conv2d_grad_input(grad, w, x.shape, layout="NHWC", **kw_), grad_input)
+        np.testing.assert_array_equal(fastconv.conv2d_grad_weight(grad, x_planes, w.shape, layout="NHWC", **kw_),
+                                      grad_weight)
+    out = np.full(x.shape, np.nan, np.float32)
+    assert fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", out=out, **kw_) is out
+    np.testing.assert_array_equal(out, grad_input)
+    out = np.full(w.shape, np.nan, np.float32)
+    assert fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", out=out, **kw_) is out
+    np.testing.assert_array_equal(out, grad_weight)
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(g[0], w, x.shape[1:], layout="NHWC", **kw_),
+                                  nchw_grad_input(g[:1], w, (1,) + x.shape[1:], **kw_)[0])
+
+
+def test_weight_gradient_of_one_output_pixel(rng, level):
+    """An output of one pixel from a wider input (the geometry's stride becomes 1): only the taps' pixels are read."""
+    needs_lanes(np.float32)
+    x, w, _ = arrays(rng, 2, (5, 5), 16, 3, np.float32)
+    g = rng.standard_normal((2, 1, 1, 16)).astype(np.float32)
+    got = fastconv.conv2d_grad_weight(g, x, w.shape, stride=3, groups=16, layout="NHWC")
+    np.testing.assert_allclose(got, reference.conv2d_grad_weight(g, x, w.shape, stride=3, groups=16, layout="NHWC"),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_weight_gradient_bands_threads_and_parts(rng):
+    """Every band of rows and thread count (one part of the channels per thread): the same bits."""
+    lanes = _conv_direct.depthwise_lanes("f")
+    if not lanes:
+        pytest.skip("this build's level has no vector lanes")
+    k = 3 * lanes + 5
+    x, _, _ = arrays(rng, 3, (11, 9), k, 3, np.float32)
+    g = rng.standard_normal((3, 6, 9, k)).astype(np.float32)
+    run = _conv_direct.conv2d_grad_weight_depthwise_nhwc
+    first = np.empty((9, k), np.float32)
+    run(x, g, first, 1, 1, 2, 1, 1, 1, 3, 3, 6, 1)
+    np.testing.assert_array_equal(first[:, None].reshape(3, 3, 1, k),
+                                  lanes_grad_weight(x, g, (3, 3), (1, 1), (2, 1), (1, 1)))
+    for band in (1, 2, 4, 5, 100):
+        for threads in (1, 2, 3, 8):
+            again = np.full_like(first, np.nan)
+            run(x, g, again, 1, 1, 2, 1, 1, 1, 3, 3, band, threads)
+            np.testing.assert_array_equal(again, first)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradients_infs_and_nans(rng, level, dtype):
+    """Infs and NaNs reach the gradients that read them, as in NCHW (zero times inf at the padding is NaN)."""
+    needs_lanes(dtype)
+    x, w, _ = arrays(rng, 2, (7, 9), 21, 3, dtype)
+    kw_ = dict(stride=2, padding=1, groups=21)
+    g = rng.standard_normal(fastconv.conv2d(x, w, layout="NHWC", **kw_).shape).astype(dtype)
+    w[0, 2, 0, 3] = np.inf
+    g[1, 0, 0, 17] = np.nan
+    x[0, 0, 0, 5] = -np.inf
+    grad_input = fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_)
+    np.testing.assert_array_equal(grad_input, nchw_grad_input(g, w, x.shape, **kw_))
+    assert np.isnan(grad_input).any()
+    grad_weight = fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)
+    np.testing.assert_array_equal(grad_weight, lanes_grad_weight(x, g, (3, 3), (1, 1), (2, 2), (1, 1)))
+    np.testing.assert_array_equal(np.isnan(grad_weight),
+                                  np.isnan(reference.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)))
+
+
+def test_weight_gradient_kernel_checks_its_arguments(rng):
+    if not _conv_direct.depthwise_lanes("f"):
+        pytest.skip("this build's level has no vector lanes")
+    run = _conv_direct.conv2d_grad_weight_depthwise_nhwc
+    x = rng.standard_normal((2, 5, 5, 8)).astype(np.float32)
+    g = rng.standard_normal((2, 5, 5, 8)).astype(np.float32)
+    dw = np.empty((9, 8), np.float32)
+    with pytest.raises(ValueError, match="same images and channels"):
+        run(x[:1], g, dw, 1, 1, 1, 1, 1, 1, 3, 3, 5, 1)
+    with pytest.raises(ValueError, match=r"\(KH\*KW, K\)"):
+        run(x, g, dw[:4], 1, 1, 1, 1, 1, 1, 3, 3, 5, 1)
+    with pytest.raises(ValueError, match="side by side"):
+        run(x, np.ascontiguousarray(g.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1), dw, 1, 1, 1, 1, 1, 1, 3, 3, 5, 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        run(x, g, dw, 1, 1, 1, 0, 1, 1, 3, 3, 5, 1)
+    with pytest.raises(ValueError, match="pixels"):
+        run(x[:, :, :0], g, dw, 1, 1, 1, 1, 1, 1, 3, 3, 5, 1)
+    run(x[:0], g[:0], dw, 1, 1, 1, 1, 1, 1, 3, 3, 5, 1)  # no image: an empty sum
+    assert not dw.any()
+
+
+def test_gradients_against_torch_channels_last(rng, torch):
+    needs_lanes(np.float32)
+    x, w, _ = arrays(rng, 2, (14, 14), 64, 3, np.float32)
+    tw = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+    for stride in (1, 2):
+        kw_ = dict(stride=stride, padding=1, groups=64)
+        g = rng.standard_normal(fastconv.conv2d(x, w, layout="NHWC", **kw_).shape).astype(np.float32)
+        tx, tg = torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(g).permute(0, 3, 1, 2)
+        np.testing.assert_allclose(fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_),
+                                   torch.nn.grad.conv2d_input(tx.shape, tw, tg, **kw_).permute(0, 2, 3, 1).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_),
+                                   torch.nn.grad.conv2d_weight(tx, tw.shape, tg, **kw_).permute(2, 3, 1, 0).numpy(),
+                                   rtol=1e-4, atol=1e-4)
 
 
 # ---- properties over random geometries (hypothesis)
@@ -218,7 +383,7 @@ def depthwise_cases(draw):
 
 @given(case=depthwise_cases())
 def test_nhwc_properties(case):
-    """The NHWC kernel matches the reference and the NCHW kernels' bits on random geometries."""
+    """The NHWC kernels match the reference and the NCHW kernels' bits on random geometries (and gradients)."""
     needs_lanes(case["dtype"])
     rng = np.random.default_rng(case["seed"])
     x, w, b = arrays(rng, case["n"], case["hw"], case["c"], case["kernel"], case["dtype"])
@@ -227,3 +392,11 @@ def test_nhwc_properties(case):
     rtol, atol = tolerance(case["dtype"])
     np.testing.assert_allclose(got, reference.conv2d(x, w, b, layout="NHWC", **kw_), rtol=rtol, atol=atol * 10)
     np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+    g = rng.standard_normal(got.shape).astype(case["dtype"])
+    grad_input = fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_)
+    np.testing.assert_allclose(grad_input, reference.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_),
+                               rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(grad_input, nchw_grad_input(g, w, x.shape, **kw_))
+    grad_weight = fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)
+    np.testing.assert_allclose(grad_weight, reference.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_),
+                               rtol=rtol, atol=atol * 10)

@@ -168,6 +168,12 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_dwnhwc_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
                                       int, int, int, int, const double*, ptrdiff_t, const double*, double*,
                                       ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_dwnhwc_wgrad_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t,
+                                            ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int, int,
+                                            int, int, int, int, int, int, float*) noexcept
+    ctypedef void (*fc_dwnhwc_wgrad_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*,
+                                            ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
+                                            int, int, int, int, int, int, int, int, double*) noexcept
     ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
@@ -278,6 +284,8 @@ cdef extern from "conv_tile.h" nogil:
         fc_dwlanes_gradin_f64_fn dwlanes_gradin64
         fc_dwnhwc_f32_fn dwnhwc32
         fc_dwnhwc_f64_fn dwnhwc64
+        fc_dwnhwc_wgrad_f32_fn dwnhwc_wgrad32
+        fc_dwnhwc_wgrad_f64_fn dwnhwc_wgrad64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -2030,13 +2038,15 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
 
 
 def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, const real_t[::1] bias,
-                          real_t[:, :, :, ::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
+                          real_t[:, :, :, :] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
                           Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW,
                           Py_ssize_t chunks, int num_threads):
     """Depthwise NHWC convolution (``groups == C == K``) on the pixels' vectors of channels.
 
-    ``x`` is ``(N, H, W, K)`` unpadded with its channels side by side (any
-    other strides, whole items) and ``out`` ``(N, OH, OW, K)`` C-contiguous;
+    ``x`` is ``(N, H, W, K)`` unpadded and ``out`` ``(N, OH, OW, K)``, each
+    with its channels side by side (any other strides, whole items; ``out``
+    may be a view of every ``s``-th pixel, as a stride phase of an input
+    gradient writes);
     the output reads rows ``oh*sh + kh*dh - pad_top`` of ``x`` (those
     outside it are zero), columns likewise. ``w`` is the HWIO weight as
     ``(KH*KW, K)`` (tap ``kh*KW + kw`` of channel ``k`` at ``w[t, k]``) and
@@ -2062,15 +2072,17 @@ def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, co
     if N == 0 or K == 0 or OH == 0 or OW == 0:
         return
     cdef Py_ssize_t item = sizeof(real_t)
-    if not _whole_items(x) or (K > 1 and x.strides[3] != item):
-        raise ValueError("conv2d_depthwise_nhwc: x's channels must be side by side, its strides whole items")
+    if not (_whole_items(x) and _whole_items(out)) or (K > 1 and (x.strides[3] != item or out.strides[3] != item)):
+        raise ValueError("conv2d_depthwise_nhwc: channels must be side by side, strides whole items")
     if max(H, W, K, OW, KH, KW, sh, sw, dh, dw, pad_top, pad_left, (OH - 1) * sh + (KH - 1) * dh,
            (OW - 1) * sw + (KW - 1) * dw) > INT_MAX:
         raise ValueError("conv2d_depthwise_nhwc: extents too large")
     chunks = max(1, min(chunks, groups))
     cdef Py_ssize_t per = (groups + chunks - 1) // chunks * L  # channels a part takes
-    cdef Py_ssize_t rs = x.strides[1] // item, ws = x.strides[2] // item
-    cdef const real_t* b = NULL if bias is None else &bias[0]
+    cdef Py_ssize_t rs = x.strides[1] // item, ws = x.strides[2] // item, ows = out.strides[2] // item
+    cdef const real_t* b = NULL
+    if bias is not None:
+        b = &bias[0]
     cdef Py_ssize_t t, n, r, oh, k0
     with nogil:
         for t in prange(N * OH * chunks, schedule="static", num_threads=num_threads):
@@ -2083,11 +2095,93 @@ def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, co
             if real_t is float:
                 tiles.dwnhwc32(&x[n, 0, 0, 0], rs, ws, <int>H, <int>W, <int>k0, <int>min(K, k0 + per), <int>KH,
                                <int>KW, <int>dh, <int>dw, <int>sh, <int>sw, <int>pad_top, <int>pad_left, &w[0, 0],
-                               K, b, &out[n, oh, 0, 0], K, <int>oh, <int>OW)
+                               K, b, &out[n, oh, 0, 0], ows, <int>oh, <int>OW)
             else:
                 tiles.dwnhwc64(&x[n, 0, 0, 0], rs, ws, <int>H, <int>W, <int>k0, <int>min(K, k0 + per), <int>KH,
                                <int>KW, <int>dh, <int>dw, <int>sh, <int>sw, <int>pad_top, <int>pad_left, &w[0, 0],
-                               K, b, &out[n, oh, 0, 0], K, <int>oh, <int>OW)
+                               K, b, &out[n, oh, 0, 0], ows, <int>oh, <int>OW)
+
+
+def conv2d_grad_weight_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,
+                                      real_t[:, ::1] dw, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
+                                      Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dwd, Py_ssize_t KH, Py_ssize_t KW,
+                                      Py_ssize_t band, int num_threads):
+    """dL/dw of a depthwise NHWC convolution (``groups == C == K``) on the pixels' vectors of channels.
+
+    The weight gradient of :func:`conv2d_depthwise_nhwc`'s convolution (its
+    geometry: ``pad_top``, ``pad_left``, strides ``sh``, ``sw``, dilations
+    ``dh``, ``dwd``, a ``KH`` x ``KW`` kernel), into ``dw`` ``(KH*KW, K)``
+    (the HWIO weight's layout; written, not added to). ``x`` ``(N, H, W,
+    K)`` unpadded and ``grad`` ``(N, OH, OW, K)``, each with its channels
+    side by side (any other strides, whole items). Parallel over parts of
+    the channels (whole groups of the level's lanes ``L``, one part per
+    thread): each task goes image after image, band of ``band`` output rows
+    after band and, within a band (in cache), group after group, adding
+    each tap's products pixel after pixel into the group's vector of sums
+    for the tap, reading the pixels in place
+    (``dw_nhwc_impl.h``); the results do not depend on the thread count and
+    are the lanes kernel's bits
+    (:func:`conv2d_grad_weight_depthwise_lanes`). Raises MemoryError if a
+    scratch buffer cannot be allocated.
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    cdef Py_ssize_t L = _lanes_level_checked("conv2d_grad_weight_depthwise_nhwc", real_t is float, sh, sw, dh,
+                                             dwd, KH, KW, pad_top, pad_left)
+    cdef Py_ssize_t N = grad.shape[0], OH = grad.shape[1], OW = grad.shape[2], K = grad.shape[3]
+    cdef Py_ssize_t H = x.shape[1], W = x.shape[2], groups = (K + L - 1) // L, ntaps = KH * KW
+    if x.shape[0] != N or x.shape[3] != K:
+        raise ValueError("conv2d_grad_weight_depthwise_nhwc: x and grad must have the same images and channels")
+    if dw.shape[0] != ntaps or dw.shape[1] != K:
+        raise ValueError("conv2d_grad_weight_depthwise_nhwc: dw must be (KH*KW, K)")
+    if H == 0 or W == 0:
+        raise ValueError("conv2d_grad_weight_depthwise_nhwc: x must have pixels")
+    if K == 0:
+        return
+    if N == 0 or OH == 0 or OW == 0:
+        dw[:, :] = 0
+        return
+    cdef Py_ssize_t item = sizeof(real_t)
+    if not (_whole_items(x) and _whole_items(grad)) or (K > 1 and (x.strides[3] != item or grad.strides[3] != item)):
+        raise ValueError("conv2d_grad_weight_depthwise_nhwc: channels must be side by side, strides whole items")
+    if max(N, H, W, K, OH, OW, KH, KW, sh, sw, dh, dwd, pad_top, pad_left, (OH - 1) * sh + (KH - 1) * dh,
+           (OW - 1) * sw + (KW - 1) * dwd) > INT_MAX:
+        raise ValueError("conv2d_grad_weight_depthwise_nhwc: extents too large")
+    band = max(1, min(band, OH))
+    cdef Py_ssize_t xns = x.strides[0] // item, xrs = x.strides[1] // item, xws = x.strides[2] // item
+    cdef Py_ssize_t gns = grad.strides[0] // item, grs = grad.strides[1] // item, gws = grad.strides[2] // item
+    cdef Py_ssize_t parts = max(1, min(num_threads, groups)), part, k0, k1, t, k
+    cdef Py_ssize_t per = (groups + parts - 1) // parts * L  # channels a part takes: whole groups
+    cdef real_t* sums
+    cdef int failed[1]
+    failed[0] = 0
+    with nogil, parallel(num_threads=parts):
+        # a vector of sums per group and tap, and as many for an image's
+        sums = <real_t*>_calloc_aligned(2 * ntaps * per, sizeof(real_t))
+        for part in prange(parts, schedule="static"):
+            k0 = part * per
+            k1 = min(K, k0 + per)
+            if k0 >= K:
+                continue
+            if sums == NULL:
+                failed[0] = 1
+                continue
+            memset(sums, 0, ntaps * per * sizeof(real_t))
+            if real_t is float:
+                tiles.dwnhwc_wgrad32(&x[0, 0, 0, 0], xns, xrs, xws, &grad[0, 0, 0, 0], gns, grs, gws, <int>N,
+                                     <int>H, <int>W, <int>OH, <int>OW, <int>k0, <int>k1, <int>KH, <int>KW,
+                                     <int>dh, <int>dwd, <int>sh, <int>sw, <int>pad_top, <int>pad_left, <int>band,
+                                     sums)
+            else:
+                tiles.dwnhwc_wgrad64(&x[0, 0, 0, 0], xns, xrs, xws, &grad[0, 0, 0, 0], gns, grs, gws, <int>N,
+                                     <int>H, <int>W, <int>OH, <int>OW, <int>k0, <int>k1, <int>KH, <int>KW,
+                                     <int>dh, <int>dwd, <int>sh, <int>sw, <int>pad_top, <int>pad_left, <int>band,
+                                     sums)
+            for k in range(k0, k1):  # group (k - k0) // L, lane k % L
+                for t in range(ntaps):
+                    dw[t, k] = sums[((k - k0) // L * ntaps + t) * L + k % L]
+        _free_aligned(sums)
+    if failed[0]:
+        raise MemoryError("conv2d: cannot allocate the depthwise NHWC weight gradient's sums")
 
 
 def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,

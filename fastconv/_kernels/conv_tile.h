@@ -129,6 +129,14 @@ typedef void (*fc_dwnhwc_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, int, int, 
 typedef void (*fc_dwnhwc_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
                                  int, int, int, int, const double *, ptrdiff_t, const double *, double *,
                                  ptrdiff_t, int, int);
+/* Their weight gradient: x, xns, xrs, xws, g, gns, grs, gws, N, H, W, OH, OW, k0, k1, KH, KW,
+ * dh, dw, sh, sw, top, left, band, sums. */
+typedef void (*fc_dwnhwc_wgrad_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t,
+                                       ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int, int, int,
+                                       int, int, int, int, int, float *);
+typedef void (*fc_dwnhwc_wgrad_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t,
+                                       ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int, int, int,
+                                       int, int, int, int, int, double *);
 /* dst[i] += src[i] for i < n: dst, src, n. */
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
@@ -340,7 +348,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #endif
 #define FC_BASE_DWLANES fc_dwlanes_f32_base, fc_dwlanes_f64_base, fc_dwlanes_wgrad_f32_base, \
     fc_dwlanes_wgrad_f64_base, fc_dwlanes_gradin_f32_base, fc_dwlanes_gradin_f64_base, fc_dwnhwc_f32_base, \
-    fc_dwnhwc_f64_base
+    fc_dwnhwc_f64_base, fc_dwnhwc_wgrad_f32_base, fc_dwnhwc_wgrad_f64_base
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
@@ -352,7 +360,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_ROWS NULL, NULL, 0, {NULL, NULL, NULL}, {NULL, NULL, NULL}, NULL, NULL /* no row tiles */
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
 #define FC_BASE_OCW1 NULL, NULL
-#define FC_BASE_DWLANES NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+#define FC_BASE_DWLANES NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time); with
@@ -440,6 +448,8 @@ typedef struct {
     fc_dwlanes_gradin_f64_fn dwlanes_gradin64;
     fc_dwnhwc_f32_fn dwnhwc32; /* depthwise rows of NHWC arrays (NULL where dwlanes32 is) */
     fc_dwnhwc_f64_fn dwnhwc64;
+    fc_dwnhwc_wgrad_f32_fn dwnhwc_wgrad32; /* their weight gradient (NULL where dwlanes32 is) */
+    fc_dwnhwc_wgrad_f64_fn dwnhwc_wgrad64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -472,7 +482,7 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        NULL, NULL, NULL, NULL, fc_dwlanes_f32_avx2, fc_dwlanes_f64_avx2,
                                        fc_dwlanes_wgrad_f32_avx2, fc_dwlanes_wgrad_f64_avx2,
                                        fc_dwlanes_gradin_f32_avx2, fc_dwlanes_gradin_f64_avx2, fc_dwnhwc_f32_avx2,
-                                       fc_dwnhwc_f64_avx2};
+                                       fc_dwnhwc_f64_avx2, fc_dwnhwc_wgrad_f32_avx2, fc_dwnhwc_wgrad_f64_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -494,7 +504,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_dwlanes_f64_avx512, fc_dwlanes_wgrad_f32_avx512,
                                          fc_dwlanes_wgrad_f64_avx512, fc_dwlanes_gradin_f32_avx512,
                                          fc_dwlanes_gradin_f64_avx512, fc_dwnhwc_f32_avx512,
-                                         fc_dwnhwc_f64_avx512};
+                                         fc_dwnhwc_f64_avx512, fc_dwnhwc_wgrad_f32_avx512,
+                                         fc_dwnhwc_wgrad_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

@@ -29,6 +29,12 @@
         }                                                                             \
     } while (0)
 
+#if defined(__GNUC__) || defined(__clang__)
+#define FC_DWN_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define FC_DWN_PREFETCH(p) ((void)0)
+#endif
+
 /* (the block's cnt pixels from ow for the nc channels from k; CHECK: taps may lie outside
  * the input's columns; PARTIAL: nc < VW) */
 #define FC_DWN_BLOCK(T, VT, VW, RB, CHECK, PARTIAL_)                                  \
@@ -116,7 +122,7 @@
         const ptrdiff_t ih0 = (ptrdiff_t)oh * sh - top;                               \
         /* [owa, owb): the output columns whose every tap reads a column of the input */ \
         const ptrdiff_t span = (ptrdiff_t)W - 1 + left - (ptrdiff_t)(KW - 1) * dw;    \
-        const ptrdiff_t owb = span < 0 ? 0 : span / sw + 1;                           \
+        const ptrdiff_t owb = span < 0 ? 0 : span / sw + 1 < OW ? span / sw + 1 : OW; \
         const ptrdiff_t owa = ((ptrdiff_t)left + sw - 1) / sw;                        \
         for (ptrdiff_t ow = 0; ow < OW; ow += RB) {                                   \
             const int cnt = OW - ow < (RB) ? (int)(OW - ow) : (RB);                   \
@@ -143,6 +149,192 @@
         }                                                                             \
     }
 
+/* The weight gradient of channels k0 .. k1 - 1 (groups of VW from k0, a multiple of VW; the
+ * last may have fewer) over N images (x: image 0's first pixel, xns, xrs, xws the items
+ * between images, rows and columns; g the grad's, gns, grs, gws; channels contiguous in
+ * both). Image after image, band of `band` output rows after band, group after group: each
+ * tap's vector sums the products of the grad and the input its pixels read (zero outside
+ * the input, as the padded planes), pixel after pixel from zero over the image (carried from
+ * band to band), and the image's sums are added to the group's vector of sums for the tap
+ * (sums: ntaps vectors per group, zeroed by the caller, then as many for the image's): the
+ * lanes kernel's order, FC_DWL_WSUMS, the same bits. A band's pixels stay in cache while its
+ * groups go by; each vector read asks for the next group's (64 bytes on, in a line of its
+ * own where there are many channels: no hardware prefetcher follows pixels 4 KiB apart).
+ * Taps go 9 at a time (a 3x3 kernel's all at once), each with its row's pointer for the
+ * output row; pixels whose taps all lie in the input skip the checks. */
+/* (the pixels lo .. hi - 1 of an output row, whose taps all lie in the input: tap i's input
+ * from p_[i], step items a pixel; CNT taps) */
+#define FC_DWNW_RUN(T, VT, VW, CNT)                                                   \
+    for (ptrdiff_t q = 0; q < hi - lo; q++) {                                         \
+        VT gv_;                                                                       \
+        FC_DWN_LOAD(T, VT, VW, gv_, gr + (lo + q) * gws);                             \
+        if (pf) FC_DWN_PREFETCH(gr + (lo + q) * gws + VW);                            \
+        _Pragma("GCC unroll 9") for (int i = 0; i < 9; i++) {                         \
+            if (i < (CNT)) {                                                          \
+                VT v_;                                                                \
+                if (pf) FC_DWN_PREFETCH(p_[i] + q * step + VW);                       \
+                FC_DWN_LOAD(T, VT, VW, v_, p_[i] + q * step);                         \
+                acc_[i] += v_ * gv_;                                                  \
+            }                                                                         \
+        }                                                                             \
+    }
+/* (a 3x3 kernel, undilated, at column stride SW, over a whole output row: each tap row's three
+ * columns held in registers and moved along by SW columns a pixel, so each input vector is
+ * loaded once per output row instead of once per tap that reads it. Tap row i reads from
+ * rb_[i], rw_[i] items a column (the zero vector, 0 a column, for a row outside the input);
+ * CHECK: columns outside the input read the zero vector too) */
+#define FC_DWNW_COLUMN(T, VT, VW, CHECK, dst, i, iw)                                  \
+    {                                                                                 \
+        const ptrdiff_t c_iw_ = (iw);                                                 \
+        const T *src_ = rb_[i] + c_iw_ * rw_[i];                                      \
+        if ((CHECK) && (c_iw_ < 0 || c_iw_ >= W)) src_ = zeros_;                      \
+        FC_DWN_LOAD(T, VT, VW, dst, src_);                                            \
+        if (pf && src_ != zeros_) FC_DWN_PREFETCH(src_ + VW);                         \
+    }
+#define FC_DWNW_WINDOW(T, VT, VW, SW, CHECK)                                          \
+    {                                                                                 \
+        VT c_[3][3];                                                                  \
+        _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {                         \
+            _Pragma("GCC unroll 3") for (int j = 0; j < 3; j++) FC_DWNW_COLUMN(T, VT, VW, CHECK, c_[i][j], i, j - left); \
+        }                                                                             \
+        for (ptrdiff_t q = 0; q < OW; q++) {                                          \
+            VT gv_;                                                                   \
+            FC_DWN_LOAD(T, VT, VW, gv_, gr + q * gws);                                \
+            if (pf) FC_DWN_PREFETCH(gr + q * gws + VW);                               \
+            _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {                     \
+                _Pragma("GCC unroll 3") for (int j = 0; j < 3; j++) acc_[3 * i + j] += c_[i][j] * gv_; \
+            }                                                                         \
+            if (q + 1 < OW) {                                                         \
+                const ptrdiff_t next_ = (q + 1) * (SW) + 3 - (SW) - left;             \
+                _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {                 \
+                    if ((SW) == 1) {                                                  \
+                        c_[i][0] = c_[i][1];                                          \
+                        c_[i][1] = c_[i][2];                                          \
+                        FC_DWNW_COLUMN(T, VT, VW, CHECK, c_[i][2], i, next_);         \
+                    } else {                                                          \
+                        c_[i][0] = c_[i][2];                                          \
+                        FC_DWNW_COLUMN(T, VT, VW, CHECK, c_[i][1], i, next_);         \
+                        FC_DWNW_COLUMN(T, VT, VW, CHECK, c_[i][2], i, next_ + 1);     \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+        }                                                                             \
+    }
+#define FC_DWNW_PASS(T, VT, VW, PARTIAL_)                                             \
+    {                                                                                 \
+        enum { PARTIAL = (PARTIAL_) };                                                \
+        for (int t0 = 0; t0 < ntaps; t0 += 9) {                                       \
+            const int cnt = ntaps - t0 < 9 ? ntaps - t0 : 9;                          \
+            ptrdiff_t dy_[9], dx_[9];                                                 \
+            for (int i = 0; i < 9; i++) {                                             \
+                const int t = t0 + (i < cnt ? i : 0);                                 \
+                dy_[i] = (ptrdiff_t)(t / KW) * dh;                                    \
+                dx_[i] = (ptrdiff_t)(t % KW) * dw - left;                             \
+            }                                                                         \
+            VT acc_[9];                                                               \
+            _Pragma("GCC unroll 9") for (int i = 0; i < 9; i++) {                     \
+                acc_[i] = (VT){0};                                                    \
+                if (i < cnt) FC_LOAD(VT, acc_[i], gacc + (t0 + i) * VW);              \
+            }                                                                         \
+            for (ptrdiff_t oh = oh0; oh < oh1; oh++) {                                \
+                const T *rp_[9];                                                      \
+                int rows_in = 1;                                                      \
+                _Pragma("GCC unroll 9") for (int i = 0; i < 9; i++) {                 \
+                    const ptrdiff_t ih = oh * sh - top + dy_[i];                      \
+                    const int in_ = ih >= 0 && ih < H;                                \
+                    rp_[i] = in_ ? xn + ih * xrs : NULL;                              \
+                    if (i < cnt) rows_in &= in_;                                      \
+                }                                                                     \
+                const T *gr = gn + oh * grs;                                          \
+                if (window) {                                                         \
+                    const T *rb_[3];                                                  \
+                    ptrdiff_t rw_[3];                                                 \
+                    _Pragma("GCC unroll 3") for (int i = 0; i < 3; i++) {             \
+                        rb_[i] = rp_[3 * i] != NULL ? rp_[3 * i] : zeros_;            \
+                        rw_[i] = rp_[3 * i] != NULL ? xws : 0;                        \
+                    }                                                                 \
+                    if (owa == 0 && owb == OW && sw == 1)                             \
+                        FC_DWNW_WINDOW(T, VT, VW, 1, 0)                               \
+                    else if (owa == 0 && owb == OW)                                   \
+                        FC_DWNW_WINDOW(T, VT, VW, 2, 0)                               \
+                    else if (sw == 1)                                                 \
+                        FC_DWNW_WINDOW(T, VT, VW, 1, 1)                               \
+                    else                                                              \
+                        FC_DWNW_WINDOW(T, VT, VW, 2, 1)                               \
+                    continue;                                                         \
+                }                                                                     \
+                /* [lo, hi): the row's pixels whose taps all lie in the input */      \
+                const ptrdiff_t lo = rows_in ? owa : OW, hi = rows_in ? owb : OW;     \
+                for (ptrdiff_t ow = 0; ow < OW; ow++) {                               \
+                    if (ow == lo && lo < hi) {                                        \
+                        const T *p_[9];                                               \
+                        _Pragma("GCC unroll 9") for (int i = 0; i < 9; i++) p_[i] = rp_[i] + (lo * sw + dx_[i]) * xws; \
+                        const ptrdiff_t step = sw * xws;                              \
+                        FC_DWNW_RUN(T, VT, VW, cnt)                                   \
+                        ow = hi - 1;                                                  \
+                        continue;                                                     \
+                    }                                                                 \
+                    VT gv_;                                                           \
+                    FC_DWN_LOAD(T, VT, VW, gv_, gr + ow * gws);                       \
+                    if (pf) FC_DWN_PREFETCH(gr + ow * gws + VW);                      \
+                    _Pragma("GCC unroll 9") for (int i = 0; i < 9; i++) {             \
+                        if (i < cnt) {                                                \
+                            const ptrdiff_t iw = ow * sw + dx_[i];                    \
+                            const T *src_ = zeros_;                                   \
+                            if (rp_[i] != NULL && iw >= 0 && iw < W) {                \
+                                src_ = rp_[i] + iw * xws;                             \
+                                if (pf) FC_DWN_PREFETCH(src_ + VW);                   \
+                            }                                                         \
+                            VT v_;                                                    \
+                            FC_DWN_LOAD(T, VT, VW, v_, src_);                         \
+                            acc_[i] += v_ * gv_;                                      \
+                        }                                                             \
+                    }                                                                 \
+                }                                                                     \
+            }                                                                         \
+            _Pragma("GCC unroll 9") for (int i = 0; i < 9; i++) {                     \
+                if (i < cnt) FC_STORE(VT, gacc + (t0 + i) * VW, acc_[i]);             \
+            }                                                                         \
+        }                                                                             \
+    }
+#define FC_DWNHWC_WGRAD(NAME, T, VT, VW)                                              \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t xns, ptrdiff_t xrs, ptrdiff_t xws, const T *g, \
+                                     ptrdiff_t gns, ptrdiff_t grs, ptrdiff_t gws, int N, int H, int W, int OH, \
+                                     int OW, int k0, int k1, int KH, int KW, int dh, int dw, int sh, int sw, \
+                                     int top, int left, int band, T *sums)            \
+    {                                                                                 \
+        static const T zeros_[VW] = {0}; /* what taps outside the input read */       \
+        const int ntaps = KH * KW;                                                    \
+        const ptrdiff_t span = (ptrdiff_t)W - 1 + left - (ptrdiff_t)(KW - 1) * dw;    \
+        const ptrdiff_t owb = span < 0 ? 0 : span / sw + 1 < OW ? span / sw + 1 : OW; \
+        const ptrdiff_t owa = ((ptrdiff_t)left + sw - 1) / sw;                        \
+        const int window = KH == 3 && KW == 3 && dw == 1 && (sw == 1 || sw == 2);     \
+        const ptrdiff_t all = (ptrdiff_t)((k1 - k0 + VW - 1) / VW) * ntaps * VW;      \
+        T *accs = sums + all; /* the image's sums, group by group */                  \
+        for (int n = 0; n < N; n++) {                                                 \
+            memset(accs, 0, (size_t)all * sizeof(T));                                 \
+            for (ptrdiff_t oh0 = 0; oh0 < OH; oh0 += band) {                          \
+                const ptrdiff_t oh1 = OH - oh0 < band ? OH : oh0 + band;              \
+                for (int k = k0; k < k1; k += VW) {                                   \
+                    const int nc = k1 - k < VW ? k1 - k : VW;                         \
+                    const int pf = k + VW < k1; /* the next group's vectors asked for */ \
+                    const T *xn = x + n * xns + k, *gn = g + n * gns + k;             \
+                    T *gacc = accs + (ptrdiff_t)((k - k0) / VW) * ntaps * VW;         \
+                    if (nc == VW)                                                     \
+                        FC_DWNW_PASS(T, VT, VW, 0)                                    \
+                    else                                                              \
+                        FC_DWNW_PASS(T, VT, VW, 1)                                    \
+                }                                                                     \
+            }                                                                         \
+            for (ptrdiff_t i = 0; i < all; i += VW) { /* each image's sums added in order */ \
+                VT s_, a_;                                                            \
+                FC_LOAD(VT, s_, sums + i);                                            \
+                FC_LOAD(VT, a_, accs + i);                                            \
+                FC_STORE(VT, sums + i, s_ + a_);                                      \
+            }                                                                         \
+        }                                                                             \
+    }
+
 /* pixels a block takes: 8 with 32 vector registers (AVX-512), 4 with 16 */
 #if FC_VF >= 16
 #define FC_DWN_RB 8
@@ -151,8 +343,16 @@
 #endif
 FC_DWNHWC(fc_dwnhwc_f32, float, FC_CAT(fc_vf, FC_ISA), FC_VF, FC_DWN_RB)
 FC_DWNHWC(fc_dwnhwc_f64, double, FC_CAT(fc_vd, FC_ISA), FC_VD, FC_DWN_RB)
+FC_DWNHWC_WGRAD(fc_dwnhwc_wgrad_f32, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
+FC_DWNHWC_WGRAD(fc_dwnhwc_wgrad_f64, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 #undef FC_DWNHWC
+#undef FC_DWNHWC_WGRAD
+#undef FC_DWNW_PASS
+#undef FC_DWNW_RUN
+#undef FC_DWNW_WINDOW
+#undef FC_DWNW_COLUMN
 #undef FC_DWN_RB
 #undef FC_DWN_WINDOW
 #undef FC_DWN_BLOCK
 #undef FC_DWN_LOAD
+#undef FC_DWN_PREFETCH

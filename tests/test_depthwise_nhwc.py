@@ -14,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastconv
-from fastconv import _conv, reference
+from fastconv import _conv, _conv_grad, reference
 from fastconv._kernels import _conv_direct
 from fastconv._plans import clear_plans
+from fastconv._prepare import prepare_conv2d_grad_weight
 
 #: Channels: fewer than a group's lanes, one partial group, whole groups and a partial one at
 #: every level (lanes 2 .. 16).
@@ -210,6 +211,15 @@ def nchw_grad_input(g, w, x_shape, **kw):
                                       **kw).transpose(0, 2, 3, 1)
 
 
+def nhwc_grad_weight(x, g, kernel, padding, stride, dilation, band=None, threads=2):
+    """The NHWC weight-gradient kernel's result (HWIO), whatever the rule that picks it says."""
+    (kh, kw), c = kernel, x.shape[3]
+    dw = np.empty((kh * kw, c), x.dtype)
+    _conv_direct.conv2d_grad_weight_depthwise_nhwc(x, g, dw, *padding, *stride, *dilation, kh, kw,
+                                                   band or g.shape[1], threads)
+    return dw.reshape(kh, kw, 1, c)
+
+
 def lanes_grad_weight(x, g, kernel, padding, stride, dilation):
     """The NCHW lanes kernel's weight gradient of NHWC arrays (their NCHW views), as HWIO."""
     (kh, kw), c = kernel, x.shape[3]
@@ -244,19 +254,21 @@ def test_gradients_match_nchw(rng, level, every_call_parallel, dtype, c, hw, k, 
     np.testing.assert_allclose(grad_input, reference.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_),
                                rtol=rtol, atol=atol * 10)
     np.testing.assert_array_equal(grad_input, nchw_grad_input(g, w, x.shape, **kw_))
-    grad_weight = fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)
-    np.testing.assert_allclose(grad_weight, reference.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_),
+    expected = reference.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)
+    np.testing.assert_allclose(fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_), expected,
                                rtol=rtol, atol=atol * 10)
     geometry = fastconv._geometry.conv_geometry(hw, w.shape[:2], s, p, d)
     (top, _), (left, _) = geometry.padding
-    np.testing.assert_array_equal(grad_weight, lanes_grad_weight(x, g, w.shape[:2], (top, left), geometry.stride,
-                                                                 geometry.dilation))
+    geo = ((top, left), geometry.stride, geometry.dilation)
+    grad_weight = nhwc_grad_weight(x, g, w.shape[:2], *geo)  # (small batches take the NCHW kernels)
+    np.testing.assert_allclose(grad_weight, expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(grad_weight, lanes_grad_weight(x, g, w.shape[:2], *geo))
 
 
 def test_gradients_of_strided_arrays_and_out(rng, level):
     """Reversed and non-adjacent channels, out=, unbatched: the contiguous arrays' bits."""
     needs_lanes(np.float32)
-    x, w, _ = arrays(rng, 2, (9, 10), 21, 3, np.float32)
+    x, w, _ = arrays(rng, 10, (9, 10), 21, 3, np.float32)  # (900 pixels a channel: the NHWC weight gradient)
     kw_ = dict(stride=2, padding=1, groups=21)
     g = rng.standard_normal(fastconv.conv2d(x, w, layout="NHWC", **kw_).shape).astype(np.float32)
     grad_input = fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_)
@@ -278,11 +290,27 @@ def test_gradients_of_strided_arrays_and_out(rng, level):
                                   nchw_grad_input(g[:1], w, (1,) + x.shape[1:], **kw_)[0])
 
 
+@pytest.mark.parametrize("n, nhwc", [(15, False), (16, True)])
+def test_weight_gradient_rule(rng, level, n, nhwc):
+    """Batches of at least DEPTHWISE_NHWC_GRAD_PIXELS input pixels a channel read them in place; both paths agree."""
+    needs_lanes(np.float32)
+    x, w, _ = arrays(rng, n, (7, 7), 24, 3, np.float32)
+    assert (n * 49 >= _conv_grad.DEPTHWISE_NHWC_GRAD_PIXELS) == nhwc
+    g = rng.standard_normal((n, 7, 7, 24)).astype(np.float32)
+    call = prepare_conv2d_grad_weight(g, x, w.shape, 1, 1, 1, 24, "NHWC", None)
+    assert _conv_grad.depthwise_nhwc_grad_weight(call) == nhwc
+    got = fastconv.conv2d_grad_weight(g, x, w.shape, padding=1, groups=24, layout="NHWC")
+    np.testing.assert_allclose(got, reference.conv2d_grad_weight(g, x, w.shape, padding=1, groups=24,
+                                                                 layout="NHWC"), rtol=1e-4, atol=1e-4)
+    if nhwc:
+        np.testing.assert_array_equal(got, nhwc_grad_weight(x, g, (3, 3), (1, 1), (1, 1), (1, 1)))
+
+
 def test_weight_gradient_of_one_output_pixel(rng, level):
     """An output of one pixel from a wider input (the geometry's stride becomes 1): only the taps' pixels are read."""
     needs_lanes(np.float32)
-    x, w, _ = arrays(rng, 2, (5, 5), 16, 3, np.float32)
-    g = rng.standard_normal((2, 1, 1, 16)).astype(np.float32)
+    x, w, _ = arrays(rng, 40, (5, 5), 16, 3, np.float32)  # (1000 pixels a channel: the NHWC kernel)
+    g = rng.standard_normal((40, 1, 1, 16)).astype(np.float32)
     got = fastconv.conv2d_grad_weight(g, x, w.shape, stride=3, groups=16, layout="NHWC")
     np.testing.assert_allclose(got, reference.conv2d_grad_weight(g, x, w.shape, stride=3, groups=16, layout="NHWC"),
                                rtol=1e-5, atol=1e-5)
@@ -297,10 +325,8 @@ def test_weight_gradient_bands_threads_and_parts(rng):
     x, _, _ = arrays(rng, 3, (11, 9), k, 3, np.float32)
     g = rng.standard_normal((3, 6, 9, k)).astype(np.float32)
     run = _conv_direct.conv2d_grad_weight_depthwise_nhwc
-    first = np.empty((9, k), np.float32)
-    run(x, g, first, 1, 1, 2, 1, 1, 1, 3, 3, 6, 1)
-    np.testing.assert_array_equal(first[:, None].reshape(3, 3, 1, k),
-                                  lanes_grad_weight(x, g, (3, 3), (1, 1), (2, 1), (1, 1)))
+    first = nhwc_grad_weight(x, g, (3, 3), (1, 1), (2, 1), (1, 1), threads=1).reshape(9, k)
+    np.testing.assert_array_equal(first.reshape(3, 3, 1, k), lanes_grad_weight(x, g, (3, 3), (1, 1), (2, 1), (1, 1)))
     for band in (1, 2, 4, 5, 100):
         for threads in (1, 2, 3, 8):
             again = np.full_like(first, np.nan)
@@ -321,7 +347,7 @@ def test_gradients_infs_and_nans(rng, level, dtype):
     grad_input = fastconv.conv2d_grad_input(g, w, x.shape, layout="NHWC", **kw_)
     np.testing.assert_array_equal(grad_input, nchw_grad_input(g, w, x.shape, **kw_))
     assert np.isnan(grad_input).any()
-    grad_weight = fastconv.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)
+    grad_weight = nhwc_grad_weight(x, g, (3, 3), (1, 1), (2, 2), (1, 1))
     np.testing.assert_array_equal(grad_weight, lanes_grad_weight(x, g, (3, 3), (1, 1), (2, 2), (1, 1)))
     np.testing.assert_array_equal(np.isnan(grad_weight),
                                   np.isnan(reference.conv2d_grad_weight(g, x, w.shape, layout="NHWC", **kw_)))

@@ -115,7 +115,7 @@ def test_padding_modes(rng, level, mode):
 
 
 def test_plans_and_no_bias(rng, level):
-    """The planned call (C-contiguous arrays, a repeated signature) gives the first call's bits, with and without bias."""
+    """A planned call (C-contiguous arrays, a repeated signature) gives the first call's bits, bias or none."""
     needs_lanes(np.float32)
     clear_plans()
     x, w, b = arrays(rng, 2, (14, 14), 40, 3, np.float32)

@@ -9,7 +9,10 @@ operation it alternates fastconv and PyTorch call by call and prints, as a
 Markdown table, the median of the paired ratios ``torch time / fastconv
 time`` (above 1: fastconv is faster). Needs torch.
 
-    python tools/layers_vs_torch.py [--threads N] [--repeat R] [--only TEXT] [--layers inference]
+With ``--layout NHWC`` fastconv takes NHWC arrays and HWIO weights and
+PyTorch the same memory as ``channels_last`` tensors (oneDNN's NHWC kernels).
+
+    python tools/layers_vs_torch.py [--threads N] [--repeat R] [--only TEXT] [--layers inference] [--layout NHWC]
 
 Unset ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` for the run if they are set.
 """
@@ -40,6 +43,7 @@ LAYERS = [
     ("MobileNet depthwise 3x3 stride 2, 512 on 14x14", 8, 512, 512, 3, 14, 1, 2, 512),
     ("MobileNet depthwise 3x3 stride 2, 128 on 56x56", 8, 128, 128, 3, 56, 1, 2, 128),
     ("depthwise 3x3 stride 2, 256 on 8x8", 8, 256, 256, 3, 8, 1, 2, 256),
+    ("depthwise 3x3, 128 on 28x28 (the canonical shape)", 32, 128, 128, 3, 28, 1, 1, 128),
 ]
 
 #: ``--layers inference``: as LAYERS, one image each, and groups last (depthwise: groups = channels)
@@ -92,11 +96,13 @@ def main():
     parser.add_argument("--layers", choices=("training", "inference"), default="training",
                         help="the textbook and ResNet layers on their batches (default), or ResNet-50's and "
                              "MobileNet's on one image")
+    parser.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW",
+                        help="fastconv's layout; PyTorch's tensors are channels_last for NHWC (default NCHW)")
     args = parser.parse_args()
     fastconv.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"torch time / fastconv time, {args.threads} thread(s), medians of {args.repeat} pairs")
+    print(f"torch time / fastconv time, {args.threads} thread(s), {args.layout}, medians of {args.repeat} pairs")
     print("| layer (batch) | dtype | conv2d | grad_input | grad_weight |")
     print("| --- | --- | --- | --- | --- |")
     dtypes = (np.float64, np.float32) if args.dtype == "both" else (np.dtype(args.dtype).type,)
@@ -111,12 +117,19 @@ def main():
             w = rng.standard_normal((k, c // groups, kernel, kernel)).astype(dtype)
             grad = rng.standard_normal(fastconv.conv2d(x, w, **kw).shape).astype(dtype)
             tx, tw, tg = (torch.from_numpy(a) for a in (x, w, grad))
+            fw = w
+            if args.layout == "NHWC":  # the same values, each pixel's channels side by side
+                x, grad = (np.ascontiguousarray(a.transpose(0, 2, 3, 1)) for a in (x, grad))
+                fw = np.ascontiguousarray(w.transpose(2, 3, 1, 0))  # HWIO
+                tx, tg = (torch.from_numpy(a).permute(0, 3, 1, 2) for a in (x, grad))  # channels_last views
+                tw = tw.contiguous(memory_format=torch.channels_last)
+            fkw = dict(kw, layout=args.layout)
             ratios = [
-                paired_ratio(lambda: fastconv.conv2d(x, w, **kw),
+                paired_ratio(lambda: fastconv.conv2d(x, fw, **fkw),
                              lambda: torch.nn.functional.conv2d(tx, tw, **kw), args.repeat),
-                paired_ratio(lambda: fastconv.conv2d_grad_input(grad, w, x.shape, **kw),
-                             lambda: torch.nn.grad.conv2d_input(x.shape, tw, tg, **kw), args.repeat),
-                paired_ratio(lambda: fastconv.conv2d_grad_weight(grad, x, w.shape, **kw),
+                paired_ratio(lambda: fastconv.conv2d_grad_input(grad, fw, x.shape, **fkw),
+                             lambda: torch.nn.grad.conv2d_input(tx.shape, tw, tg, **kw), args.repeat),
+                paired_ratio(lambda: fastconv.conv2d_grad_weight(grad, x, fw.shape, **fkw),
                              lambda: torch.nn.grad.conv2d_weight(tx, tw.shape, tg, **kw), args.repeat),
             ]
             print(f"| {name} ({n}) | {np.dtype(dtype).name} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |",

@@ -4,8 +4,10 @@ The textbook's first layer (30 5x5 filters on 28x28 digits: its input
 gradient runs through its columns), three pointwise (1x1) layers (a
 product per image, merged rows, a strided shortcut; the weight gradient
 read in place), ResNet's last-stage 3x3 layer (9.4 MB of float32
-weights: several images per task) and two of MobileNet's depthwise layers
-on small planes (the depthwise lanes kernels), as
+weights: several images per task), two of MobileNet's depthwise layers
+on small planes (the depthwise lanes kernels) and, in NHWC (torch's
+tensors ``channels_last``), one of them and the canonical ``depthwise``
+shape (the NHWC depthwise kernels), as
 ``tools/layers_vs_torch.py`` measures them; batch sizes divided as for the
 canonical shapes.
 """
@@ -23,6 +25,8 @@ LAYERS = {
     "resnet-last-3x3": _bench._dims(32, 512, 7, 7, 512, 3, 1, 1, 1),
     "mobilenet-dw-7x7": _bench._dims(8, 1024, 7, 7, 1024, 3, 1, 1, 1, groups=1024),
     "mobilenet-dw-14x14-s2": _bench._dims(8, 512, 14, 14, 512, 3, 2, 1, 1, groups=512),
+    "mobilenet-dw-7x7-nhwc": _bench._dims(8, 1024, 7, 7, 1024, 3, 1, 1, 1, groups=1024, layout="NHWC"),
+    "depthwise-nhwc": _bench._dims(32, 128, 28, 28, 128, 3, 1, 1, 1, groups=128, layout="NHWC"),
 }
 
 

@@ -79,9 +79,18 @@ __all__ = [
 ]
 
 
-def _dims(N, C, H, W, K, kernel, stride, pad, dilation, groups=1):
-    return {"N": N, "C": C, "H": H, "W": W, "K": K, "kernel": kernel, "stride": stride,
+def _dims(N, C, H, W, K, kernel, stride, pad, dilation, groups=1, layout=None):
+    """A shape's dimensions; ``layout="NHWC"`` (convolutions only) adds a ``layout`` key."""
+    dims = {"N": N, "C": C, "H": H, "W": W, "K": K, "kernel": kernel, "stride": stride,
             "pad": pad, "dilation": dilation, "groups": groups}
+    if layout is not None:
+        dims["layout"] = layout
+    return dims
+
+
+#: Operations a shape with ``"layout": "NHWC"`` can run (NHWC arrays, HWIO weights; torch's tensors
+#: are the same memory as ``channels_last`` views).
+NHWC_OPS = ("conv2d", "grad_input", "grad_weight")
 
 
 #: The canonical shapes of SPEC section 5: name -> N, C, H, W, K, kernel, stride, pad, dilation, groups.
@@ -248,6 +257,9 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}; expected one of {', '.join(OPS)}")
     dims = shape_dims(shape, batch, quick=quick)
+    nhwc = dims.get("layout", "NCHW") == "NHWC"
+    if nhwc and op not in NHWC_OPS:
+        raise ValueError(f"NHWC shapes run {', '.join(NHWC_OPS)}, not {op!r}")
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     N, C, H, W, K = (dims[key] for key in "NCHWK")
@@ -305,34 +317,47 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
         x = rng.standard_normal((N, C, H, W), dtype=dtype)
         w = rng.standard_normal((K, C // groups, k, k), dtype=dtype)
         b = rng.standard_normal(K, dtype=dtype)
+        if torch is not None:
+            xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
+        if nhwc:  # the same values: pixels' channels side by side, HWIO weights
+            x, w, xt, wt, geo = _nhwc_arrays(x, w, torch, geo)
         funcs["fastconv"] = lambda: conv2d(x, w, b, groups=groups, algorithm=algorithm, **geo)
         for key, forced in CONV2D_ALGORITHMS.items():
             funcs[key] = lambda forced=forced: conv2d(x, w, b, groups=groups, algorithm=forced, **geo)
         if reference is not None:
             funcs["reference"] = lambda: reference.conv2d(x, w, b, groups=groups, **geo)
         if torch is not None:
-            xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
-            funcs["torch"] = lambda: F.conv2d(xt, wt, bt, groups=groups, **geo)
+            tgeo = {key: value for key, value in geo.items() if key != "layout"}
+            funcs["torch"] = lambda: F.conv2d(xt, wt, bt, groups=groups, **tgeo)
         work, unit = 2.0 * N * K * oh * ow * (C // groups) * k * k, "GFLOP/s"
     elif op in ("grad_input", "grad_weight"):
         grad = rng.standard_normal((N, K, oh, ow), dtype=dtype)
         x_shape, w_shape = (N, C, H, W), (K, C // groups, k, k)
+        tx_shape, tgeo = x_shape, dict(geo)
+        if nhwc:
+            x_shape, w_shape, geo = (N, H, W, C), (k, k, C // groups, K), dict(geo, layout="NHWC")
         if op == "grad_input":
-            w = rng.standard_normal(w_shape, dtype=dtype)
+            w = rng.standard_normal((K, C // groups, k, k), dtype=dtype)
+            gt, wt = (torch.from_numpy(grad), torch.from_numpy(w)) if torch is not None else (None, None)
+            if nhwc:
+                grad, w, gt, wt, _ = _nhwc_arrays(grad, w, torch, geo)
             funcs["fastconv"] = lambda: conv2d_grad_input(grad, w, x_shape, groups=groups, **geo)
             if reference is not None:
                 funcs["reference"] = lambda: reference.conv2d_grad_input(grad, w, x_shape, groups=groups, **geo)
             if torch is not None:
-                gt, wt = torch.from_numpy(grad), torch.from_numpy(w)
-                funcs["torch"] = lambda: torch.nn.grad.conv2d_input(x_shape, wt, gt, groups=groups, **geo)
+                funcs["torch"] = lambda: torch.nn.grad.conv2d_input(tx_shape, wt, gt, groups=groups, **tgeo)
         else:
-            x = rng.standard_normal(x_shape, dtype=dtype)
+            x = rng.standard_normal((N, C, H, W), dtype=dtype)
+            gt, xt = (torch.from_numpy(grad), torch.from_numpy(x)) if torch is not None else (None, None)
+            tw_shape = (K, C // groups, k, k)
+            if nhwc:
+                grad, _, gt, _, _ = _nhwc_arrays(grad, None, torch, geo)
+                x, _, xt, _, _ = _nhwc_arrays(x, None, torch, geo)
             funcs["fastconv"] = lambda: conv2d_grad_weight(grad, x, w_shape, groups=groups, **geo)
             if reference is not None:
                 funcs["reference"] = lambda: reference.conv2d_grad_weight(grad, x, w_shape, groups=groups, **geo)
             if torch is not None:
-                gt, xt = torch.from_numpy(grad), torch.from_numpy(x)
-                funcs["torch"] = lambda: torch.nn.grad.conv2d_weight(xt, w_shape, gt, groups=groups, **geo)
+                funcs["torch"] = lambda: torch.nn.grad.conv2d_weight(xt, tw_shape, gt, groups=groups, **tgeo)
         work, unit = 2.0 * N * K * oh * ow * (C // groups) * k * k, "GFLOP/s"
     else:
         x = rng.standard_normal((N, C, H, W), dtype=dtype)
@@ -350,6 +375,24 @@ def make_case(shape, op, dtype="float32", *, batch=None, quick=False, impls=IMPL
     wanted = {key: funcs[key] for key in (*IMPLEMENTATIONS, *CONV2D_ALGORITHMS)
               if key in impls and key in funcs}
     return Case(name, op, dims, dtype, wanted, float(work), unit)
+
+
+def _nhwc_arrays(a, w, torch, geo):
+    """An NCHW array and OIHW weight (or None) as NHWC and HWIO copies, with torch's ``channels_last`` views.
+
+    Returns ``(a, w, at, wt, geo)``: the NHWC array, the HWIO weight, torch's
+    tensors of them (NCHW-shaped views of the same memory; None without
+    torch) and ``geo`` with ``layout="NHWC"``.
+    """
+    a = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    at = wt = None
+    if torch is not None:
+        at = torch.from_numpy(a).permute(0, 3, 1, 2)
+        if w is not None:
+            wt = torch.from_numpy(w).contiguous(memory_format=torch.channels_last)
+    if w is not None:
+        w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    return a, w, at, wt, dict(geo, layout="NHWC")
 
 
 def _aten_geometry(dims):

@@ -268,6 +268,26 @@ def test_torch_peers_compute_what_fastconv_computes():
             np.testing.assert_allclose(own, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_nhwc_cases_compute_what_nchw_cases_compute():
+    """NHWC shapes (depthwise here): fastconv, the reference and torch's channels_last agree with the NCHW case."""
+    dims = {"N": 2, "C": 8, "H": 9, "W": 11, "K": 8, "kernel": 3, "stride": 2, "pad": 1,
+            "dilation": 1, "groups": 8}
+    torch = _bench._torch()
+    impls = ("fastconv", "reference") + (("torch",) if torch is not None else ())
+    for op in _bench.NHWC_OPS:
+        nchw = _bench.make_case(dims, op, "float64", impls=("fastconv",)).run("fastconv")
+        case = _bench.make_case(dict(dims, layout="NHWC"), op, "float64", impls=impls)
+        expected = nchw.transpose(2, 3, 1, 0) if op == "grad_weight" else nchw.transpose(0, 2, 3, 1)
+        for impl in impls:
+            got = case.run(impl)
+            if impl == "torch":  # NCHW-shaped views of channels_last memory, an OIHW weight gradient
+                got = got.numpy()
+                got = got.transpose(2, 3, 1, 0) if op == "grad_weight" else got.transpose(0, 2, 3, 1)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12, err_msg=f"{op} {impl}")
+    with pytest.raises(ValueError, match="NHWC shapes run"):
+        _bench.make_case(dict(dims, layout="NHWC"), "im2col")
+
+
 def test_into_buffer_ops_write_into_the_same_buffers():
     # im2col_out / col2im_out: every call writes into buffers allocated once, fastconv's out= and
     # (where installed) aten's im2col.out / col2im.out, and gives what the allocating ops give

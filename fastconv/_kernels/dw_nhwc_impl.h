@@ -10,7 +10,10 @@
  * writes whole runs of the input's and the output's rows. Taps outside the input read a
  * vector of zeros and add its product as the others, as the padded planes do (a weight that
  * is not finite makes the sum NaN there too); only blocks with such taps check columns, and
- * only a last group of fewer than VW channels reads and writes part of a vector.
+ * only a last group of fewer than VW channels reads and writes part of a vector. 3x3 kernels
+ * at strides 1 and 2 load each tap row's input vectors once into a window of registers
+ * (FC_DWN_WINDOW) instead of once per tap. The input gradient runs this kernel once per
+ * stride phase (the caller's); the weight gradient (FC_DWNHWC_WGRAD) is below.
  *
  * Arguments (FC_DWNHWC): x (the image's first item; rs, ws the items between rows and
  * columns, channels contiguous), H, W (at least 1), k0, k1, KH, KW, dh, dw (dilations), sh,

@@ -38,9 +38,8 @@ def _choose_algorithm(call):
 def _conv_direct_run(call, result):
     """Direct convolution: register tiles for float32/64, plain loops for int64."""
     geo = call.geometry
-    if call.channels_last and depthwise_nhwc_fits(call, result):
-        x = call.x if has_pixel_vectors(call.x) else np.ascontiguousarray(call.x)
-        depthwise_nhwc(x, call.weight, call.bias, geo, call.padding_mode, result)
+    if call.channels_last and depthwise_nhwc_fits(call):
+        depthwise_nhwc(call.x, call.weight, call.bias, geo, call.padding_mode, result)
     elif call.channels_last and call.compute_dtype.kind == "f":
         # the tiles read channel planes: lay the input out from a transposed view, convolve,
         # transpose out
@@ -57,23 +56,15 @@ def _conv_direct_run(call, result):
         direct_nchw(call.x, call.weight, call.bias, geo, call.groups, result, call.padding_mode)
 
 
-def depthwise_nhwc_fits(call, result):
-    """Whether :func:`depthwise_nhwc` runs an NHWC call into ``result`` (None: a new array).
+def depthwise_nhwc_fits(call):
+    """Whether :func:`depthwise_nhwc` runs a prepared NHWC call: float and depthwise, on a level with vector lanes.
 
-    Float and depthwise, on a level with vector lanes, into a C-contiguous
-    result (an input whose channels do not lie side by side is copied first:
-    :func:`has_pixel_vectors`).
+    (A prepared call's arrays are C-contiguous, as the kernel reads them: a
+    pixel's channels side by side.)
     """
     x, k = call.x, call.weight.shape[3]
     return (x.dtype.kind == "f" and is_depthwise(call.groups, x.shape[3], k) and call.weight.size > 0
-            and _conv_direct.depthwise_lanes(x.dtype.char) > 0
-            and (result is None or result.flags.c_contiguous))
-
-
-def has_pixel_vectors(x):
-    """Whether an NHWC ``x``'s channels lie side by side, its strides whole items (:func:`depthwise_nhwc` reads it)."""
-    item = x.dtype.itemsize
-    return (x.shape[3] < 2 or x.strides[3] == item) and all(s % item == 0 for s in x.strides)
+            and _conv_direct.depthwise_lanes(x.dtype.char) > 0)
 
 
 #: Tasks per thread :func:`depthwise_nhwc` cuts a batch into at least (rows, parts of rows' channels).
@@ -84,8 +75,8 @@ def depthwise_nhwc(x, weight, bias, geometry, padding_mode, out):
     """Depthwise convolution of an NHWC ``x`` into ``out`` (``(N, OH, OW, K)``, C-contiguous); no validation.
 
     ``weight`` is HWIO ``(KH, KW, 1, K)`` and ``bias`` ``(K,)`` or None, in
-    ``x``'s float dtype; ``x``'s channels are side by side
-    (:func:`has_pixel_vectors`). Runs
+    ``x``'s float dtype; ``x``'s channels are side by side (C-contiguous,
+    as prepared calls and plans give it). Runs
     :func:`~fastconv._kernels._conv_direct.conv2d_depthwise_nhwc`, which reads
     each pixel's vector of channels and each tap's vector of weights in
     place: nothing is laid out, packed or transposed. Padding modes other
@@ -1315,7 +1306,7 @@ def _plan(call, algorithm, arrays):
             or (_choose_algorithm(call) if algorithm == "auto" else algorithm) != "direct"):
         return None
     if call.channels_last:
-        if not depthwise_nhwc_fits(call, None):
+        if not depthwise_nhwc_fits(call):
             return None
         return _DepthwiseNHWCPlan(call.geometry, call.padding_mode, call.compute_dtype, call.x.shape,
                                   call.out_shape, call.batched)

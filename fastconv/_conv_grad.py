@@ -33,8 +33,7 @@ import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, reused, zeros
 from ._conv import (BAND_BUDGET, TILES, depthwise_lanes_grad_input, depthwise_lanes_grad_weight, depthwise_work,
-                    direct_nchw, has_pixel_vectors, is_depthwise, run_depthwise_nhwc, stride_phases, tiled_conv,
-                    tiles_fit)
+                    direct_nchw, is_depthwise, run_depthwise_nhwc, stride_phases, tiled_conv, tiles_fit)
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -93,7 +92,7 @@ def _grad_input_depthwise_nhwc(call):
     oh, ow = call.geometry.out_shape
     if any(p.start >= oh for p in rows) or any(p.start >= ow for p in cols):
         return None
-    grad = call.grad if has_pixel_vectors(call.grad) else np.ascontiguousarray(call.grad)
+    grad = call.grad  # (C-contiguous, as prepared: each pixel's channels side by side)
     # pixels of phases no tap reaches get no gradient
     result = (empty if len(rows) * len(cols) == min(sh, h) * min(sw, w) else zeros)(call.image_shape,
                                                                                      call.compute_dtype)
@@ -464,8 +463,7 @@ def depthwise_nhwc_grad_weight(call):
 def _grad_weight_depthwise_nhwc(call):
     """dL/dw of a depthwise NHWC convolution, reading the pixels' vectors of channels in place (HWIO)."""
     k, _, kh, kw = call.dims
-    x = call.x if has_pixel_vectors(call.x) else np.ascontiguousarray(call.x)
-    grad = call.grad if has_pixel_vectors(call.grad) else np.ascontiguousarray(call.grad)
+    x, grad = call.x, call.grad  # (C-contiguous, as prepared: each pixel's channels side by side)
     (top, _), (left, _) = call.geometry.padding
     dw = np.empty((kh * kw, k), call.compute_dtype)
     threads = threads_for(depthwise_work(x.shape[0], k, call.geometry.out_size, kh * kw))

@@ -1,6 +1,7 @@
 """Array factories and comparisons shared by the test modules."""
 
 import numpy as np
+from hypothesis import strategies as st
 
 #: Every numeric dtype the data-movement functions must take.
 ALL_DTYPES = [
@@ -97,3 +98,23 @@ def nonstandard_views(a):
         unaligned[...] = a
         views["unaligned"] = unaligned
     return views
+
+
+@st.composite
+def depthwise_cases(draw):
+    """A depthwise geometry (any kernel, stride, padding and dilation) and its arrays' shapes (hypothesis).
+
+    ``n``, ``c``, ``hw``, ``kernel``, ``stride``, ``padding`` (pairs of pairs),
+    ``dilation``, ``dtype`` and a ``seed`` for the arrays' values; the
+    kernel always fits the padded input.
+    """
+    c = draw(st.integers(2, 40))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kh, kw, kw))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[1]), 20))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[2] - pads[3]), 20))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    return dict(n=draw(st.integers(1, 3)), c=c, hw=(h, w), kernel=(kh, kw), stride=stride,
+                padding=((pads[0], pads[1]), (pads[2], pads[3])), dilation=(dh, dw),
+                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))

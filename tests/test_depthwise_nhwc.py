@@ -9,9 +9,8 @@ lanes kernel's sums, image after image) and with the reference.
 
 import numpy as np
 import pytest
-from helpers import tolerance
+from helpers import depthwise_cases, tolerance
 from hypothesis import given
-from hypothesis import strategies as st
 
 import fastconv
 from fastconv import _conv, _conv_grad, reference
@@ -391,21 +390,6 @@ def test_gradients_against_torch_channels_last(rng, torch):
 
 
 # ---- properties over random geometries (hypothesis)
-
-@st.composite
-def depthwise_cases(draw):
-    """A depthwise geometry (any kernel, stride, padding and dilation) and its arrays' shapes."""
-    c = draw(st.integers(2, 40))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
-    pads = tuple(draw(st.integers(0, k - 1)) for k in (kh, kh, kw, kw))
-    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[1]), 20))
-    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[2] - pads[3]), 20))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    return dict(n=draw(st.integers(1, 3)), c=c, hw=(h, w), kernel=(kh, kw), stride=stride,
-                padding=((pads[0], pads[1]), (pads[2], pads[3])), dilation=(dh, dw),
-                dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
-
 
 @given(case=depthwise_cases())
 def test_nhwc_properties(case):

@@ -1966,6 +1966,11 @@ cdef bint _whole_items(const real_t[:, :, :, :] a) noexcept:
     return True
 
 
+cdef bint _pixel_vectors(const real_t[:, :, :, :] a) noexcept:
+    """Whether an NHWC ``a``'s channels lie side by side, its strides whole items (the NHWC kernels' loads)."""
+    return _whole_items(a) and (a.shape[3] < 2 or a.strides[3] == <Py_ssize_t>sizeof(real_t))
+
+
 def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
                            real_t[:, :, :, ::1] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
                            Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW,
@@ -2072,7 +2077,7 @@ def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, co
     if N == 0 or K == 0 or OH == 0 or OW == 0:
         return
     cdef Py_ssize_t item = sizeof(real_t)
-    if not (_whole_items(x) and _whole_items(out)) or (K > 1 and (x.strides[3] != item or out.strides[3] != item)):
+    if not (_pixel_vectors(x) and _pixel_vectors(out)):
         raise ValueError("conv2d_depthwise_nhwc: channels must be side by side, strides whole items")
     if max(H, W, K, OW, KH, KW, sh, sw, dh, dw, pad_top, pad_left, (OH - 1) * sh + (KH - 1) * dh,
            (OW - 1) * sw + (KW - 1) * dw) > INT_MAX:
@@ -2141,7 +2146,7 @@ def conv2d_grad_weight_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:
         dw[:, :] = 0
         return
     cdef Py_ssize_t item = sizeof(real_t)
-    if not (_whole_items(x) and _whole_items(grad)) or (K > 1 and (x.strides[3] != item or grad.strides[3] != item)):
+    if not (_pixel_vectors(x) and _pixel_vectors(grad)):
         raise ValueError("conv2d_grad_weight_depthwise_nhwc: channels must be side by side, strides whole items")
     if max(N, H, W, K, OH, OW, KH, KW, sh, sw, dh, dwd, pad_top, pad_left, (OH - 1) * sh + (KH - 1) * dh,
            (OW - 1) * sw + (KW - 1) * dwd) > INT_MAX:

@@ -32,11 +32,8 @@
         }                                                                             \
     } while (0)
 
-#if defined(__GNUC__) || defined(__clang__)
+/* (a line into every cache level: conv_tile.h compiles this header with GCC or Clang only) */
 #define FC_DWN_PREFETCH(p) __builtin_prefetch((p), 0, 3)
-#else
-#define FC_DWN_PREFETCH(p) ((void)0)
-#endif
 
 /* (the block's cnt pixels from ow for the nc channels from k; CHECK: taps may lie outside
  * the input's columns; PARTIAL: nc < VW) */

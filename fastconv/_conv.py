@@ -683,6 +683,8 @@ POINTWISE_STRIP_PANELS = 8
 
 #: Fewest lanes of a vector for which :func:`pointwise_in_place` holds (measured: AVX-512 float32).
 POINTWISE_IN_PLACE_MIN_LANES = 16
+#: Fewest input channels per filter for which :func:`pointwise_in_place` holds.
+POINTWISE_IN_PLACE_CHANNELS_PER_FILTER = 4
 
 #: Bytes of packed weights above which a pointwise task runs its filters in passes (:func:`pointwise_passes`).
 POINTWISE_PASS_WEIGHTS = 4 << 20
@@ -729,36 +731,33 @@ def pointwise_in_place(weight_shape, dtype, level):
     ``K / 8`` blocks: with few filters for the channels it is a large part
     of the time (a quarter of ResNet's 256 to 64 at one thread), while the
     tiles reading the rows where they are, a plane apart, lose little. So
-    the panels are read in place where ``K <= C`` and a vector holds at
+    the panels are read in place where ``K <= C / POINTWISE_IN_PLACE_CHANNELS_PER_FILTER``
+    (4: ResNet's 1x1 layers that reduce the channels) and a vector holds at
     least :data:`POINTWISE_IN_PLACE_MIN_LANES` items (AVX-512 float32: a
     panel is three whole cache lines of each row). The kernel takes only
-    whole panels in one row of one image, at stride 1, each block of
-    filters run by the three-vector tile; it copies the others.
+    whole panels in one row of one image, at stride 1, that start a cache
+    line, each block of filters run by the three-vector tile; it copies the
+    others (and moves the panels' ends so that they start a line where the
+    input does not: its ``shift``).
 
-    Intel Xeon, one process switching the two per call (medians of 15-25,
-    the same bits), AVX-512 float32: 256 to 64 on 56x56 1.02-1.03x at one
-    thread and 1.04x at two, 512 to 128 on 28x28 1.06x and 1.08x, 256 to
-    256 on 28x28 1.03x and 1.03x, 128 to 128 on 28x28 1.00x and 1.02x,
-    1024 to 256 on 14x14 and 2048 to 512 on 7x7 (few whole panels in an
-    image) 1.00-1.02x; ``K > C`` (64 to 256 on 48x48) 0.96x. Fewer lanes,
-    one thread: AVX-512 float64 0.99x, AVX2 float32 0.93-0.98x (but 128 to
-    128 1.02x), AVX2 float64 0.91-0.97x.
-
-    Later runs on the same machine (other sessions, other phases of its
-    host) read the panels in place at 0.85-0.91x of the copies on 56x56
-    (the first block of filters over a panel waiting on memory for each
-    channel's row): the first block over a panel now asks for the next
-    panel's rows (the kernel's ``pwnext`` tile), and a strip of panels all
-    read in place no longer walks its channels to skip their copies. Then,
-    medians of 15 (8 images unless said): 256 to 64 on 56x56 1.13x at one
-    thread and 1.15x at two, 32 images 1.17x and 1.17x; 512 to 128 on
-    28x28 1.13x and 1.13x; 256 to 256 on 28x28 0.97x and 1.06x; 128 to 128
-    on 28x28 1.00x; 1024 to 256 on 14x14 1.01x and 1.00x; ``K > C`` still
-    0.92-1.03x (64 to 256 on 56x56, 128 to 512 on 28x28, 32 to 64 on
-    112x112).
+    Intel Xeon, AVX-512 float32, one process switching the two per call
+    (``conv2d`` whole, medians of 15, the same bits), since the panels read
+    in place start a line, one / two threads: 256 to 64 channels on 56x56
+    1.11x / 1.12x, 8 images 1.16x / 1.15x; 128 to 64 on 56x56 1.09x / 1.11x;
+    256 to 64 on 48x48 1.15x / 1.12x, on 40x40 1.07x / 1.10x, on 28x28
+    1.04x / 1.03x (4 images 1.02x / 1.05x); 128 to 64 on 112x112 1.04x /
+    1.03x. With ``K = C / 2`` 0.93-1.07x (256 to 128 on 56x56 1.04x / 1.07x,
+    on 48x48 0.99x / 0.97x; 512 to 256 on 28x28 0.95x / 0.93x), with ``K =
+    C`` 0.91-1.02x (256 to 256 on 28x28 0.94x / 0.91x; 128 to 128 on 56x56
+    1.00x): those copy. Planes of 14x14 and 7x7 are copied whatever the
+    rule (their rows are not whole lines). Earlier sessions' figures, with
+    panels read in place wherever they started: 1.00-1.17x where ``K <=
+    C``, 0.92-1.03x where ``K > C``; fewer lanes, one thread: AVX-512
+    float64 0.99x, AVX2 float32 0.93-0.98x, AVX2 float64 0.91-0.97x.
     """
     k, cg = weight_shape[:2]
-    return k <= cg and _conv_direct.tile_width(np.dtype(dtype).char, level) >= POINTWISE_IN_PLACE_MIN_LANES
+    return (POINTWISE_IN_PLACE_CHANNELS_PER_FILTER * k <= cg
+            and _conv_direct.tile_width(np.dtype(dtype).char, level) >= POINTWISE_IN_PLACE_MIN_LANES)
 
 
 def pointwise_passes(weight_shape, itemsize, budget=BAND_BUDGET):

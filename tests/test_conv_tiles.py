@@ -1906,13 +1906,71 @@ def test_pointwise_panels_read_in_place_give_the_copies_bits(rng, level, dtype, 
                 np.testing.assert_array_equal(out, expected)
 
 
+def _past_a_line(a, items):
+    """A copy of ``a`` starting ``items`` items past the start of a cache line."""
+    raw = np.empty(a.nbytes + 128, np.uint8)
+    start = -raw.ctypes.data % 64 + items * a.itemsize
+    view = raw[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    return view
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, c, k, pixels", [
+    (3, 16, 16, 96),  # images of two whole panels (AVX-512 float32)
+    (2, 12, 21, 144),  # three; a last block of 5 filters
+    (4, 9, 16, 160),  # panels across images
+    (1, 16, 8, 50),  # an image's rows not whole lines: no shift
+    (2, 64, 64, 96),  # conv2d's own pointwise product
+])
+@pytest.mark.parametrize("offset", [0, 1, 4, 7])
+def test_pointwise_panels_start_a_line_where_read_in_place(rng, level, dtype, n, c, k, pixels, offset):
+    # panels read in place start a cache line: where the input does not, the panels end `shift`
+    # pixels earlier (the first one short and copied), and the bits are the copies'
+    x = _past_a_line(rng.standard_normal((n, c, 1, pixels)).astype(dtype), offset)
+    w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    active = _conv_direct.current_level()
+    plan = _conv.TiledConv(x.shape, w.shape, conv_geometry((1, pixels), 1), 1, "zeros", np.dtype(dtype), active,
+                           "columns")
+    w_packed, b_packed = plan.pack(w, b)
+    panel = 3 * _conv_direct.tile_width(np.dtype(dtype).char, active)
+    shift = _conv_direct.pointwise_shift(x, k, pixels, pixels, 1, 1, panel)
+    itemsize = np.dtype(dtype).itemsize
+    assert 0 <= shift < panel
+    if (pixels * itemsize) % 64 or (panel * itemsize) % 64 or offset * itemsize % 64 == 0:
+        assert shift == 0
+    else:  # the first panel boundary after pixel 0 starts a line, in every image
+        first = panel - shift
+        assert (x.ctypes.data + first * itemsize) % 64 == 0
+        assert all((x[i, 0, 0].ctypes.data + (first - i * pixels) % panel * itemsize) % 64 == 0 for i in range(n))
+    assert _conv_direct.pointwise_shift(x, k, pixels, pixels, 1, 1, panel, False) == 0
+    assert _conv_direct.pointwise_shift(x[..., ::2], k, pixels // 2, pixels // 2, 1, 1, panel) == 0
+    expected = np.full((n, k, pixels), np.nan, dtype)
+    _conv_direct.conv2d_pointwise(x, w_packed, b_packed, expected, 1, 1, pixels, 1, panel, 1, 0, False)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(expected.reshape(n, k, 1, pixels), reference.conv2d(x, w, b), rtol=rtol,
+                               atol=atol * 10)
+    panels = -(-(n * pixels + shift) // panel)
+    for tasks, parts in itertools.product(sorted({1, 2, panels, panels + 3}), (1, 2)):
+        for pass_blocks in (0, 1):
+            for threads in (1, 2):
+                out = np.full((n, k, pixels), np.nan, dtype)
+                _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, pixels, tasks, panel, threads,
+                                              pass_blocks, True, parts)
+                np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(fastconv.conv2d(x, w, b), expected.reshape(n, k, 1, pixels))
+
+
 def test_pointwise_in_place_rule():
     f32, f64 = np.float32, np.float64
     for level in range(_conv_direct.current_level() + 1):
         wide = _conv_direct.tile_width("f", level) >= _conv.POINTWISE_IN_PLACE_MIN_LANES
         assert _conv.pointwise_in_place((64, 256, 1, 1), f32, level) == wide
-        assert _conv.pointwise_in_place((128, 128, 1, 1), f32, level) == wide
-        assert not _conv.pointwise_in_place((256, 64, 1, 1), f32, level)  # more filters than channels
+        assert _conv.pointwise_in_place((128, 1024, 1, 1), f32, level) == wide
+        assert not _conv.pointwise_in_place((65, 256, 1, 1), f32, level)  # fewer than 4 channels a filter
+        assert not _conv.pointwise_in_place((128, 128, 1, 1), f32, level)
+        assert not _conv.pointwise_in_place((256, 64, 1, 1), f32, level)
         wide64 = _conv_direct.tile_width("d", level) >= _conv.POINTWISE_IN_PLACE_MIN_LANES
         assert _conv.pointwise_in_place((64, 256, 1, 1), f64, level) == wide64
 

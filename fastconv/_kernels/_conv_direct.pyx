@@ -1511,8 +1511,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     per image: ``H == 1``, ``OW == P``.) ``w_packed`` and ``bias_packed``
     are :func:`pack_weights`' for the column tiles (blocks of 8 output
     channels, one tap, one group). The batch's ``N*P`` output pixels, image
-    after image, make panels of ``panel`` pixels (the last one, what is
-    left), shared as evenly as can be among ``tasks`` tasks (at most one
+    after image, make panels of ``panel`` pixels (the first and last, what
+    is left: see ``shift`` below), shared as evenly as can be among ``tasks`` tasks (at most one
     per panel) of consecutive panels. A task copies its pixels' inputs into
     a per-thread buffer, each panel its ``C`` channels' rows one after the
     other, and runs every block of output channels on a panel while it is
@@ -1534,7 +1534,19 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     Xeon, one thread, in place against the copies: 512 to 512 channels on
     64x64 70 against 212 GFLOP/s, 256 to 64 77 against 166; on 96x96 0.81x;
     on 32x32 1024 to 256 0.41x, 512 to 128 0.72x, 256 to 256 0.95x (but
-    256 to 64 1.10x). A last panel of at
+    256 to 64 1.10x). Nor where a panel does not start a cache line, nor
+    its channels' rows a whole number of lines apart (planes of 14x14 and
+    7x7): there every vector load of the tile straddles two lines, and the
+    copies ran 1.01-1.22x as fast as reading in place (Intel Xeon, float32,
+    one and two threads, one process switching the two, medians of 15:
+    planes of 28x28 and 56x56 with inputs 16 bytes past a line, 14x14 and
+    7x7); read in place from a line, 56x56 ran 1.14-1.21x as fast as its
+    copies. So where image 0's first pixel does not start a line, the
+    panels end ``shift`` pixels before the multiples of ``panel``, so that
+    they start on the first one that does (:func:`_in_place_shift`): the
+    first panel is short and copied, and where each image's pixels and a
+    panel are whole lines (planes of 28x28 and 56x56), the whole panels
+    of every image are read in place. A panel of at
     most ``FC_TAIL_COLS`` pixels (one image of 7x7 leaves 1 of 49) runs the
     tail tile (``tiles.tail32``: a block's channels along the vector, one
     accumulator a pixel) where the level has one.
@@ -1545,8 +1557,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     leave threads idle or uneven.
     Each output sums its channels in order from its bias, as every
     column tile does, so the results depend neither on ``tasks``, ``panel``,
-    ``pass_blocks``, ``in_place`` and ``filter_parts`` nor on the thread
-    count. Raises MemoryError if a buffer cannot be allocated.
+    ``shift``, ``pass_blocks``, ``in_place`` and ``filter_parts`` nor on the
+    thread count. Raises MemoryError if a buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], P = out.shape[2], C = x.shape[1]
     cdef Py_ssize_t blocks = (K + 7) // 8
@@ -1564,7 +1576,9 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
         pass_blocks = blocks
     if N == 0 or P == 0:
         return
-    cdef Py_ssize_t pixels = N * P, panels = (pixels + panel - 1) // panel
+    # panels end where a first aligned panel of image 0 read in place would (see _in_place_shift)
+    cdef Py_ssize_t shift = _in_place_shift(x, K, P, OW, sh, sw, panel, in_place)
+    cdef Py_ssize_t pixels = N * P, panels = (pixels + shift + panel - 1) // panel
     tasks = min(tasks, panels)
     cdef Py_ssize_t each = panels // tasks, extra = panels % tasks  # tasks t < extra take one panel more
     # a thread's scratch: a task's panels, a tile's slack, then one panel's outputs of 8 channels
@@ -1584,8 +1598,9 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                     strip = t // filter_parts
                     part = t - strip * filter_parts
                     g0 = (strip * each + min(strip, extra)) * panel
-                    g1 = min(pixels, g0 + (each + (strip < extra)) * panel)
-                    _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, in_place, xs,
+                    g1 = min(pixels, g0 + (each + (strip < extra)) * panel - shift)
+                    g0 = max(0, g0 - shift)
+                    _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, shift, pass_blocks, in_place, xs,
                                      xs + outputs_at, w_packed, bias_packed, out, part * blocks // filter_parts,
                                      (part + 1) * blocks // filter_parts)
             _free_aligned(xs)
@@ -1599,8 +1614,9 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                 strip = t // filter_parts
                 part = t - strip * filter_parts
                 g0 = (strip * each + min(strip, extra)) * panel
-                g1 = min(pixels, g0 + (each + (strip < extra)) * panel)
-                _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, pass_blocks, in_place, xs,
+                g1 = min(pixels, g0 + (each + (strip < extra)) * panel - shift)
+                g0 = max(0, g0 - shift)
+                _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, shift, pass_blocks, in_place, xs,
                                  xs + outputs_at, w_packed, bias_packed, out, part * blocks // filter_parts,
                                  (part + 1) * blocks // filter_parts)
             _free_aligned(xs)
@@ -1609,19 +1625,21 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
 
 
 cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t cols, Py_ssize_t sh,
-                           Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t pass_blocks, bint in_place,
+                           Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t shift, Py_ssize_t pass_blocks,
+                           bint in_place,
                            real_t* xs, real_t* ys,
                            const real_t[::1] w_packed, const real_t[::1] bias_packed,
                            real_t[:, :, ::1] out, Py_ssize_t r_lo, Py_ssize_t r_hi) noexcept nogil:
-    """The batch's output pixels ``g0 .. g0 + cols`` (whole panels but the last) for :func:`conv2d_pointwise`.
+    """The batch's output pixels ``g0 .. g0 + cols`` (whole panels but the first and last) for :func:`conv2d_pointwise`.
 
-    Blocks of filters ``r_lo <= r < r_hi`` only.
+    Blocks of filters ``r_lo <= r < r_hi`` only. Panels end at the batch's
+    pixels ``q * panel - shift``.
 
     ``xs`` holds their panels (but those read in place), ``ys`` a panel's
     outputs for 8 channels where the panel ends in the next image.
     """
     cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
-    cdef Py_ssize_t c, i, j, r, q0, q1, n, p, oh, ow, run
+    cdef Py_ssize_t c, i, j, r, q0, q1, qi, n, p, oh, ow, run
     cdef bint adjacent = sw == 1 and x.strides[3] == sizeof(real_t)
     cdef const real_t* src
     cdef real_t* dst
@@ -1640,19 +1658,16 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     # panels read in place: each a whole tile of one image's one row, every block of filters run by the
     # three-vector tile (which reads exactly its columns), each channel's row a whole number of items apart
     # and the channels' rows not a multiple of IN_PLACE_ALIAS_BYTES apart (see conv2d_pointwise)
-    cdef bint reads_in_place = (in_place and direct and adjacent and panel == span and sh == 1
-                                and x.shape[2] == 1 and OW == P and x.strides[1] % sizeof(real_t) == 0
-                                and x.strides[1] % IN_PLACE_ALIAS_BYTES != 0
-                                and (K % 8 == 0 or K % 8 > 4))
+    cdef bint reads_in_place = direct and panel == span and _may_read_in_place(x, K, P, OW, sh, sw, in_place)
     cdef Py_ssize_t in_place_cs = x.strides[1] // <Py_ssize_t>sizeof(real_t)
     cdef bint skip, copies = True
     if reads_in_place:  # a strip of panels all read in place copies nothing: no walk over its channels
         copies = False
         q0 = 0
         while q0 < cols and not copies:
-            q1 = min(cols, q0 + panel)
-            p = (g0 + q0) % P
-            copies = q1 - q0 < panel or p + panel > P
+            q1 = min(cols, q0 + panel - (g0 + q0 + shift) % panel)
+            n = (g0 + q0) // P
+            copies = q1 - q0 < panel or not _panel_in_place(x, n, g0 + q0 - n * P, panel, P)
             q0 = q1
     for c in range(C if copies else 0):  # row c of panel q at xs + (q*C + c)*panel
         n = g0 // P
@@ -1661,8 +1676,8 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
         dst = xs + c * panel
         q0 = 0
         while q0 < cols:
-            q1 = min(cols, q0 + panel)
-            skip = reads_in_place and q1 - q0 == panel and ow + panel <= OW  # (read in place below)
+            q1 = min(cols, q0 + panel - (g0 + q0 + shift) % panel)
+            skip = reads_in_place and q1 - q0 == panel and _panel_in_place(x, n, ow, panel, P)  # (read below)
             i = 0
             while i < q1 - q0:  # runs of the panel's pixels within one output row
                 run = min(q1 - q0 - i, OW - ow)
@@ -1690,19 +1705,20 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     cdef const real_t* panel_x
     while r0 < r_hi:  # passes of pass_blocks blocks of filters over every panel
         q0 = 0
+        qi = 0  # the panel's index in the strip (its rows copied at xs + qi*C*panel)
         while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
-            q1 = min(cols, q0 + panel)
+            q1 = min(cols, q0 + panel - (g0 + q0 + shift) % panel)
             n = (g0 + q0) // P
             p = g0 + q0 - n * P
             split = p + (q1 - q0) > P  # the panel ends in the next image: its outputs go through ys
             ocs = panel if split else P
             # the next panel read in place too: the pass's first block asks for its rows (pwnext)
             ahead = False
-            if reads_in_place and q1 - q0 == panel and p + panel <= P:  # (as the copy loop skipped it)
+            if reads_in_place and q1 - q0 == panel and _panel_in_place(x, n, p, panel, P):  # (the copies skipped it)
                 panel_x, panel_cs = &x[n, 0, 0, p], in_place_cs
-                ahead = q1 + panel <= cols and p + 2 * panel <= P
+                ahead = q1 + panel <= cols and _panel_in_place(x, n, p + panel, panel, P)
             else:
-                panel_x, panel_cs = xs + q0 * C, panel
+                panel_x, panel_cs = xs + qi * C * panel, panel
             for r in range(r0, min(r_hi, r0 + pass_blocks)):
                 nk = min(8, K - r * 8)
                 dst = ys if split else &out[n, r * 8, p]
@@ -1717,18 +1733,76 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                                &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
                 elif q1 - q0 <= FC_TAIL_COLS and tail:  # a last panel of a few pixels: channels along the vector
                     if real_t is float:
-                        tiles.tail32(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                        tiles.tail32(xs + qi * C * panel, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
                                      &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>(q1 - q0))
                     else:
-                        tiles.tail64(xs + q0 * C, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
+                        tiles.tail64(xs + qi * C * panel, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
                                      &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>(q1 - q0))
                 else:
-                    _tile_plane(tiles, False, xs + q0 * C, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,
+                    _tile_plane(tiles, False, xs + qi * C * panel, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,
                                 &bias_packed[0] + r * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)
                 if split:
                     _store_split_panel(ys, panel, q1 - q0, nk, n, p, r * 8, out)
             q0 = q1
+            qi += 1
         r0 += pass_blocks
+
+
+cdef bint _may_read_in_place(const real_t[:, :, :, :] x, Py_ssize_t K, Py_ssize_t P, Py_ssize_t OW,
+                             Py_ssize_t sh, Py_ssize_t sw, bint in_place) noexcept nogil:
+    """Whether :func:`conv2d_pointwise` may read panels of ``x`` in place (where :func:`_panel_in_place` holds).
+
+    Asked for (``in_place``), at stride 1, each image one row of adjacent
+    items, every block of filters more than 4 live (the three-vector tile's),
+    the channels' rows a whole number of cache lines apart but not a
+    multiple of ``IN_PLACE_ALIAS_BYTES``. (The caller checks the level has
+    the three-vector tile and the panels are its width.)
+    """
+    return (in_place and sh == 1 and sw == 1 and x.strides[3] == sizeof(real_t) and x.shape[2] == 1 and OW == P
+            and x.strides[1] % CACHE_LINE == 0 and x.strides[1] % IN_PLACE_ALIAS_BYTES != 0
+            and (K % 8 == 0 or K % 8 > 4))
+
+
+cdef Py_ssize_t _in_place_shift(const real_t[:, :, :, :] x, Py_ssize_t K, Py_ssize_t P, Py_ssize_t OW,
+                                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t panel, bint in_place) noexcept nogil:
+    """Pixels the panels of :func:`conv2d_pointwise` end before multiples of ``panel`` (0 to ``panel - 1``).
+
+    Panels read in place must start a cache line (:func:`_panel_in_place`).
+    Where ``x`` does not (NumPy's large arrays start 16 bytes past a page),
+    the panels' ends move so that they start on image 0's first pixel that
+    does, and on every image's where each image's rows, and each whole
+    panel, are whole cache lines: a first short panel is copied, the others
+    are read in place. 0 where no panel can be read in place.
+    """
+    if P == 0 or x.shape[0] == 0 or not _may_read_in_place(x, K, P, OW, sh, sw, in_place):
+        return 0
+    cdef Py_ssize_t item = sizeof(real_t)
+    cdef uintptr_t start = <uintptr_t>&x[0, 0, 0, 0]
+    if start % item or (panel * item) % CACHE_LINE or (P * item) % CACHE_LINE or x.strides[0] % CACHE_LINE:
+        return 0
+    cdef Py_ssize_t first = ((CACHE_LINE - start % CACHE_LINE) % CACHE_LINE) // item  # image 0's first aligned pixel
+    return (panel - first % panel) % panel
+
+
+def pointwise_shift(const real_t[:, :, :, :] x, Py_ssize_t K, Py_ssize_t P, Py_ssize_t OW, Py_ssize_t sh,
+                    Py_ssize_t sw, Py_ssize_t panel, bint in_place=True):
+    """The ``shift`` of :func:`conv2d_pointwise`'s panels over ``x`` for ``K`` filters and ``P`` pixels an image.
+
+    (For tests: the kernel computes it itself, :func:`_in_place_shift`.)
+    """
+    if panel < 1:
+        raise ValueError("pointwise_shift: panels of at least one pixel")
+    return _in_place_shift(x, K, P, OW, sh, sw, panel, in_place)
+
+
+cdef inline bint _panel_in_place(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize_t p,
+                                 Py_ssize_t panel, Py_ssize_t P) noexcept nogil:
+    """Whether pixels ``p .. p + panel`` of image ``n`` (``P`` pixels, one row) start a cache line.
+
+    (:func:`_pointwise_strip`, whose caller checked the rest: stride 1, the image one row,
+    channel rows a whole number of cache lines apart.)
+    """
+    return p + panel <= P and (<uintptr_t>&x[n, 0, 0, p]) % CACHE_LINE == 0
 
 
 cdef void _store_split_panel(const real_t* ys, Py_ssize_t panel, Py_ssize_t count, Py_ssize_t nk, Py_ssize_t n,

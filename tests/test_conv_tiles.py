@@ -1962,6 +1962,35 @@ def test_pointwise_panels_start_a_line_where_read_in_place(rng, level, dtype, n,
     np.testing.assert_array_equal(fastconv.conv2d(x, w, b), expected.reshape(n, k, 1, pixels))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pixels", [1, 49, 50, 52, 97, 196])
+@pytest.mark.parametrize("c, k", [(16, 64), (37, 72), (9, 136), (24, 100)])
+def test_pointwise_last_pixels_give_a_whole_panels_bits(rng, level, dtype, pixels, c, k):
+    # the last few pixels of a batch (a 7x7 image's 49th; a 14x14 image's last 4) run the tail
+    # tiles, several blocks of filters at once where there are enough: the same bits as the same
+    # pixels inside whole panels of a longer image, for any passes, parts and threads
+    active = _conv_direct.current_level()
+    panel = 3 * _conv_direct.tile_width(np.dtype(dtype).char, active)
+    longer = (pixels // panel + 2) * panel
+    big = rng.standard_normal((1, c, 1, longer)).astype(dtype)
+    x = big[..., :pixels].copy()
+    w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    plan = _conv.TiledConv(x.shape, w.shape, conv_geometry((1, pixels), 1), 1, "zeros", np.dtype(dtype), active,
+                           "columns")
+    w_packed, b_packed = plan.pack(w, b)
+    whole = np.full((1, k, longer), np.nan, dtype)
+    _conv_direct.conv2d_pointwise(big, w_packed, b_packed, whole, 1, 1, longer, 1, panel, 1, 0, False)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(whole.reshape(1, k, 1, longer), reference.conv2d(big, w, b), rtol=rtol,
+                               atol=atol * 10)
+    for pass_blocks, parts, threads in itertools.product((0, 1, 3, 9), (1, 2), (1, 2)):
+        out = np.full((1, k, pixels), np.nan, dtype)
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, pixels, 1, panel, threads, pass_blocks,
+                                      False, parts)
+        np.testing.assert_array_equal(out, whole[..., :pixels])
+
+
 def test_pointwise_in_place_rule():
     f32, f64 = np.float32, np.float64
     for level in range(_conv_direct.current_level() + 1):

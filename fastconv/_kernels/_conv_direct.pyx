@@ -128,6 +128,10 @@ cdef extern from "conv_tile.h" nogil:
                                     const float*, float*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_tile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*,
                                     const double*, double*, ptrdiff_t, int, int) noexcept
+    ctypedef void (*fc_tailblocks_f32_fn)(const float*, ptrdiff_t, int, const float*, ptrdiff_t, const float*,
+                                          float*, ptrdiff_t, int) noexcept
+    ctypedef void (*fc_tailblocks_f64_fn)(const double*, ptrdiff_t, int, const double*, ptrdiff_t, const double*,
+                                          double*, ptrdiff_t, int) noexcept
     ctypedef void (*fc_wtile_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, const ptrdiff_t*, int, const float*,
                                      ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, int, float*,
                                      ptrdiff_t) noexcept
@@ -214,6 +218,8 @@ cdef extern from "conv_tile.h" nogil:
         FC_EDGE_ROW14_RIGHT
         FC_EDGE_ROW14_INNER
         FC_TAIL_COLS
+        FC_TAIL1_BLOCKS
+        FC_TAIL4_BLOCKS
     ctypedef struct fc_tiles:
         fc_tile_f32_fn f32
         fc_tile_f64_fn f64
@@ -286,6 +292,10 @@ cdef extern from "conv_tile.h" nogil:
         fc_dwnhwc_f64_fn dwnhwc64
         fc_dwnhwc_wgrad_f32_fn dwnhwc_wgrad32
         fc_dwnhwc_wgrad_f64_fn dwnhwc_wgrad64
+        fc_tailblocks_f32_fn tail1x8_32
+        fc_tailblocks_f64_fn tail1x8_64
+        fc_tailblocks_f32_fn tail4x4_32
+        fc_tailblocks_f64_fn tail4x4_64
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -1639,7 +1649,9 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     outputs for 8 channels where the panel ends in the next image.
     """
     cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
-    cdef Py_ssize_t c, i, j, r, q0, q1, qi, n, p, oh, ow, run
+    cdef Py_ssize_t c, i, j, r, r_end, q0, q1, qi, n, p, oh, ow, run, many
+    cdef fc_tailblocks_f32_fn tails32
+    cdef fc_tailblocks_f64_fn tails64
     cdef bint adjacent = sw == 1 and x.strides[3] == sizeof(real_t)
     cdef const real_t* src
     cdef real_t* dst
@@ -1655,6 +1667,7 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     # the tail tile, where the level has one, for a last panel of at most FC_TAIL_COLS pixels (copied:
     # the panel's row has `panel` items, FC_TAIL_COLS or more, for the reads past its pixels)
     cdef bint tail = ((tiles.tail32 != NULL) if real_t is float else (tiles.tail64 != NULL)) and panel >= FC_TAIL_COLS
+    # (the tail tiles over several blocks come at the levels that have tail32: checked by test_tiles)
     # panels read in place: each a whole tile of one image's one row, every block of filters run by the
     # three-vector tile (which reads exactly its columns), each channel's row a whole number of items apart
     # and the channels' rows not a multiple of IN_PLACE_ALIAS_BYTES apart (see conv2d_pointwise)
@@ -1719,9 +1732,28 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                 ahead = q1 + panel <= cols and _panel_in_place(x, n, p + panel, panel, P)
             else:
                 panel_x, panel_cs = xs + qi * C * panel, panel
-            for r in range(r0, min(r_hi, r0 + pass_blocks)):
+            r = r0
+            r_end = min(r_hi, r0 + pass_blocks)
+            while r < r_end:
                 nk = min(8, K - r * 8)
                 dst = ys if split else &out[n, r * 8, p]
+                # a few last pixels, several whole blocks at once (their chains side by side)
+                many = 0
+                if q1 - q0 <= FC_TAIL_COLS and tail and not split:
+                    many = FC_TAIL1_BLOCKS if q1 - q0 == 1 else FC_TAIL4_BLOCKS
+                    if r + many > r_end or (r + many) * 8 > K:
+                        many = 0
+                if many:
+                    if real_t is float:
+                        tails32 = tiles.tail1x8_32 if q1 - q0 == 1 else tiles.tail4x4_32
+                        tails32(xs + qi * C * panel, panel, <int>C, &w_packed[0] + r * C * 8, C * 8,
+                                &bias_packed[0] + r * 8, dst, ocs, <int>(q1 - q0))
+                    else:
+                        tails64 = tiles.tail1x8_64 if q1 - q0 == 1 else tiles.tail4x4_64
+                        tails64(xs + qi * C * panel, panel, <int>C, &w_packed[0] + r * C * 8, C * 8,
+                                &bias_packed[0] + r * 8, dst, ocs, <int>(q1 - q0))
+                    r += many
+                    continue
                 if direct and q1 - q0 == span and nk > 4:  # one whole tile: what _tile_plane would run
                     if real_t is float:
                         tile32 = tiles.pwnext32 if ahead and r == r0 and tiles.pwnext32 != NULL else whole32
@@ -1743,6 +1775,7 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                                 &bias_packed[0] + r * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)
                 if split:
                     _store_split_panel(ys, panel, q1 - q0, nk, n, p, r * 8, out)
+                r += 1
             q0 = q1
             qi += 1
         r0 += pass_blocks

@@ -22,6 +22,12 @@ typedef void (*fc_tile_f32_fn)(const float *, ptrdiff_t, const ptrdiff_t *, int,
                                const float *, float *, ptrdiff_t, int, int);
 typedef void (*fc_tile_f64_fn)(const double *, ptrdiff_t, const ptrdiff_t *, int, int, const double *,
                                const double *, double *, ptrdiff_t, int, int);
+/* Tail tiles over several blocks of filters (conv_tile_impl.h, FC_TAILBLOCKS): x, cs, C, w,
+ * wstep, bias, out, ocs, ncols. */
+typedef void (*fc_tailblocks_f32_fn)(const float *, ptrdiff_t, int, const float *, ptrdiff_t, const float *,
+                                     float *, ptrdiff_t, int);
+typedef void (*fc_tailblocks_f64_fn)(const double *, ptrdiff_t, int, const double *, ptrdiff_t, const double *,
+                                     double *, ptrdiff_t, int);
 /* Weight-gradient tiles: see conv_tile_impl.h. x, x_img, xk, taps, ntaps, g, g_img, gk,
  * len, n0, n1, nk, dw, ldw. */
 typedef void (*fc_wtile_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, const ptrdiff_t *, int, const float *,
@@ -62,6 +68,9 @@ enum {
 };
 /* Columns a tail tile (tail32, tail64) computes: a row's last ones (see FC_TAILTILE). */
 enum { FC_TAIL_COLS = 4 };
+/* Blocks of 8 filters the tail tiles over several blocks take: of a last pixel (tail1x8) and of
+ * up to FC_TAIL_COLS (tail4x4); see FC_TAILBLOCKS. */
+enum { FC_TAIL1_BLOCKS = 8, FC_TAIL4_BLOCKS = 4 };
 /* Output-channel tiles over two rows (AVX2): x, cs, taps, ntaps, C, w, bias, out, ocs, nk,
  * ncols (5 or 6), split (its columns on the first row, 1 .. ncols - 1), gap (input row step
  * minus output row width). A band run so is cut into segments of FC_OCSPLIT_MIN to
@@ -450,6 +459,10 @@ typedef struct {
     fc_dwnhwc_f64_fn dwnhwc64;
     fc_dwnhwc_wgrad_f32_fn dwnhwc_wgrad32; /* their weight gradient (NULL where dwlanes32 is) */
     fc_dwnhwc_wgrad_f64_fn dwnhwc_wgrad64;
+    fc_tailblocks_f32_fn tail1x8_32; /* a last pixel, FC_TAIL1_BLOCKS blocks at once (or NULL) */
+    fc_tailblocks_f64_fn tail1x8_64;
+    fc_tailblocks_f32_fn tail4x4_32; /* a last FC_TAIL_COLS pixels or fewer, FC_TAIL4_BLOCKS blocks (or NULL) */
+    fc_tailblocks_f64_fn tail4x4_64;
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -462,7 +475,7 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
                                        FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND, NULL, NULL, NULL, NULL,
-                                       NULL, NULL, NULL, NULL, FC_BASE_DWLANES};
+                                       NULL, NULL, NULL, NULL, FC_BASE_DWLANES, NULL, NULL, NULL, NULL};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -482,7 +495,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        NULL, NULL, NULL, NULL, fc_dwlanes_f32_avx2, fc_dwlanes_f64_avx2,
                                        fc_dwlanes_wgrad_f32_avx2, fc_dwlanes_wgrad_f64_avx2,
                                        fc_dwlanes_gradin_f32_avx2, fc_dwlanes_gradin_f64_avx2, fc_dwnhwc_f32_avx2,
-                                       fc_dwnhwc_f64_avx2, fc_dwnhwc_wgrad_f32_avx2, fc_dwnhwc_wgrad_f64_avx2};
+                                       fc_dwnhwc_f64_avx2, fc_dwnhwc_wgrad_f32_avx2, fc_dwnhwc_wgrad_f64_avx2,
+                                       NULL, NULL, NULL, NULL};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -505,7 +519,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_dwlanes_wgrad_f64_avx512, fc_dwlanes_gradin_f32_avx512,
                                          fc_dwlanes_gradin_f64_avx512, fc_dwnhwc_f32_avx512,
                                          fc_dwnhwc_f64_avx512, fc_dwnhwc_wgrad_f32_avx512,
-                                         fc_dwnhwc_wgrad_f64_avx512};
+                                         fc_dwnhwc_wgrad_f64_avx512, fc_tail1x8_f32_avx512,
+                                         fc_tail1x8_f64_avx512, fc_tail4x4_f32_avx512, fc_tail4x4_f64_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

@@ -724,6 +724,45 @@ static void FC_CAT(fc_hdwtile_f64, FC_ISA)(const double *x, ptrdiff_t cs, const 
 FC_TAILTILE(fc_tailtile_f32, float, FC_CAT(fc_hvf, FC_ISA))
 FC_TAILTILE(fc_tailtile_f64, double, FC_CAT(fc_vd, FC_ISA))
 #undef FC_TAILTILE
+
+/* Tail tiles over several blocks of filters: the pointwise product's last panel of ncols <=
+ * Q pixels, NB consecutive blocks of 8 filters at once (block b's weights at w + b*wstep,
+ * packed [c][8]; its bias at bias + 8*b; its channel j's outputs at out + (8*b + j)*ocs).
+ * FC_TAILTILE's one block of one 7x7 image's last pixel is a single chain of multiply-adds,
+ * each waiting on the one before (4 cycles each, 5.6 a channel measured); here NB*Q chains
+ * run side by side: Q = 1 with NB = 8 (the 49th pixel), Q = 4 with NB = 4 (a 14x14 image's
+ * last 4). The tile reads Q columns of each row (the panel's copy has the slack) and stores
+ * the first ncols. Every output sums in the column tiles' order: the same bits. */
+#define FC_TAILBLOCKS(NAME, T, V8, NB, Q)                                             \
+    static void FC_CAT(NAME, FC_ISA)(const T *x, ptrdiff_t cs, int C, const T *w, ptrdiff_t wstep, \
+                                     const T *bias, T *out, ptrdiff_t ocs, int ncols) \
+    {                                                                                 \
+        V8 acc[NB][Q];                                                                \
+        _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                        \
+            V8 b_;                                                                    \
+            memcpy(&b_, bias + 8 * b, sizeof(V8));                                    \
+            _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) acc[b][q] = b_;       \
+        }                                                                             \
+        for (int c = 0; c < C; c++) {                                                 \
+            const T *xc = x + c * cs;                                                 \
+            _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {                    \
+                V8 w_;                                                                \
+                memcpy(&w_, w + b * wstep + 8 * c, sizeof(V8));                       \
+                _Pragma("GCC unroll 4") for (int q = 0; q < Q; q++) acc[b][q] += w_ * xc[q]; \
+            }                                                                         \
+        }                                                                             \
+        for (int b = 0; b < NB; b++) {                                                \
+            T cols_[Q][8];                                                            \
+            memcpy(cols_, acc[b], sizeof(cols_));                                     \
+            for (int j = 0; j < 8; j++)                                               \
+                for (int q = 0; q < ncols; q++) out[(8 * b + j) * ocs + q] = cols_[q][j]; \
+        }                                                                             \
+    }
+FC_TAILBLOCKS(fc_tail1x8_f32, float, FC_CAT(fc_hvf, FC_ISA), FC_TAIL1_BLOCKS, 1)
+FC_TAILBLOCKS(fc_tail1x8_f64, double, FC_CAT(fc_vd, FC_ISA), FC_TAIL1_BLOCKS, 1)
+FC_TAILBLOCKS(fc_tail4x4_f32, float, FC_CAT(fc_hvf, FC_ISA), FC_TAIL4_BLOCKS, FC_TAIL_COLS)
+FC_TAILBLOCKS(fc_tail4x4_f64, double, FC_CAT(fc_vd, FC_ISA), FC_TAIL4_BLOCKS, FC_TAIL_COLS)
+#undef FC_TAILBLOCKS
 #endif
 
 /* Output-channel tiles, for rows too short to fill the column tiles (a 14-column

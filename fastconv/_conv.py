@@ -689,6 +689,10 @@ POINTWISE_IN_PLACE_CHANNELS_PER_FILTER = 4
 #: Bytes of packed weights above which a pointwise task runs its filters in passes (:func:`pointwise_passes`).
 POINTWISE_PASS_WEIGHTS = 4 << 20
 
+#: Budgets of input a pointwise task's panels take at most for weights of more than one budget to go in
+#: passes (:func:`pointwise_passes`).
+POINTWISE_PASS_TASK_BUDGETS = 2
+
 #: Bytes of a pixel's input channels up to which a pointwise task runs its filters in passes of
 #: :data:`POINTWISE_FEW_CHANNELS_PASS` blocks (:func:`pointwise_passes`).
 POINTWISE_FEW_CHANNELS_BYTES = 512
@@ -760,7 +764,7 @@ def pointwise_in_place(weight_shape, dtype, level):
             and _conv_direct.tile_width(np.dtype(dtype).char, level) >= POINTWISE_IN_PLACE_MIN_LANES)
 
 
-def pointwise_passes(weight_shape, itemsize, budget=BAND_BUDGET):
+def pointwise_passes(weight_shape, itemsize, task_bytes=None, budget=BAND_BUDGET):
     """Blocks of 8 filters a pointwise task runs over all its panels at once; 0 for all of them.
 
     A task of :func:`~fastconv._kernels._conv_direct.conv2d_pointwise` runs
@@ -791,11 +795,27 @@ def pointwise_passes(weight_shape, itemsize, budget=BAND_BUDGET):
     channels, passes of 1 to 16 blocks ran 0.68-1.02x (256 to 64 on 56x56
     0.89-0.95x, 1024 to 256 on 14x14 0.92-0.95x, 2048 to 512 on 7x7
     0.68-0.98x; 512 to 128, 256 to 1024 and 512 to 2048 0.97-1.02x).
+
+    Smaller weights go in passes too where they exceed ``budget`` and a
+    task's panels, ``task_bytes`` of input (copied or read in place), take
+    at most :data:`POINTWISE_PASS_TASK_BUDGETS` budgets: there each pass's
+    weights stay in the L2 cache over the task's panels, and its panels stay
+    too for the next pass. That is one image of 7x7 or 14x14, whose last
+    panel of 1 or 4 pixels read every weight again from memory in one pass.
+    Intel Xeon, AVX-512 float32, one process switching the two per call
+    (kernel alone, medians of 11, the same bits), passes of 512 KiB against
+    one, one / two threads: one image of 7x7, 2048 to 512 channels 1.18x /
+    1.12x, 512 to 2048 1.20x / 1.09x, 1024 to 1024 1.18x / 1.08x; of 14x14,
+    512 to 512 1.01x / 1.12x, 1024 to 256 1.01x / 0.99x. Tasks of more
+    input: 8 images of 7x7 (2048 to 512) 0.95x / 0.97x, 2 images 1.01x /
+    1.01x, 4 images of 7x7 (1024 to 1024) 1.01x / 1.00x: one pass.
     """
     k, cg, _, _ = weight_shape
     if cg * itemsize <= POINTWISE_FEW_CHANNELS_BYTES:
         return POINTWISE_FEW_CHANNELS_PASS
-    if k * cg * itemsize <= POINTWISE_PASS_WEIGHTS:
+    weights = k * cg * itemsize
+    if weights <= POINTWISE_PASS_WEIGHTS and (
+            weights <= budget or task_bytes is None or task_bytes > POINTWISE_PASS_TASK_BUDGETS * budget):
         return 0
     return max(1, budget // (8 * cg * itemsize))
 
@@ -924,7 +944,6 @@ class TiledConv:
         if self.pointwise:  # the column tiles run over panels of three vectors (whatever `tiles` asks)
             tiles = "columns"
             self.panel = 3 * _conv_direct.tile_width(dtype.char, level)  # a three-vector tile's columns
-            self.pass_blocks = pointwise_passes(weight_shape, dtype.itemsize)
             self.in_place = pointwise_in_place(weight_shape, dtype, level)
         self.merge = 1 if self.depthwise or self.pointwise else merged_rows(geometry, (kh, kw), c, dtype.itemsize)
         if self.merge > 1:  # the tiles see rows of merge * W pixels (see merged_rows)
@@ -1057,8 +1076,11 @@ class TiledConv:
                 x, ow = x.reshape(n, c, 1, pixels), pixels
             w_packed, b_packed = self.pack(weight, bias, adjoint_taps)
             tasks, parts = pointwise_split(n * pixels, self.panel, threads, -(-out.shape[1] // 8))
+            task_panels = -(-(-(-n * pixels // self.panel)) // tasks)
+            pass_blocks = pointwise_passes((out.shape[1], self.cg, 1, 1), self.dtype.itemsize,
+                                           task_panels * self.panel * self.cg * self.dtype.itemsize)
             self.conv2d_pointwise(x, w_packed, b_packed, out.reshape(n, out.shape[1], -1), sh, sw, ow, tasks,
-                                  self.panel, threads, self.pass_blocks, self.in_place, parts)
+                                  self.panel, threads, pass_blocks, self.in_place, parts)
             return
         band, ph = self.banded(threads)
         if self.depthwise or band is not None:  # pad in cache, per task

@@ -1669,9 +1669,9 @@ def test_pointwise_plan_shares_filters_when_panels_are_few(rng, monkeypatch, req
     calls = []
     kernel = _conv_direct.conv2d_pointwise
 
-    def spy(*args):
-        calls.append(args)
-        return kernel(*args)
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return kernel(*args, **kwargs)
 
     monkeypatch.setattr(_conv_direct, "conv2d_pointwise", spy)  # (plans made from now on call it)
     _conv.tiled_conv.cache_clear()
@@ -1684,9 +1684,34 @@ def test_pointwise_plan_shares_filters_when_panels_are_few(rng, monkeypatch, req
     np.testing.assert_array_equal(got, expected)
     panel = 3 * _conv_direct.tile_width(np.dtype(dtype).char, _conv_direct.current_level())
     tasks, parts = _conv.pointwise_split(n * hw[0] * hw[1], panel, threads, 8)
-    assert calls[-1][7] == tasks and calls[-1][9] == threads and calls[-1][-1] == parts
+    args, kwargs = calls[-1]
+    assert args[7] == tasks and args[9] == threads and args[-1] == parts
     if threads == 2 and (n, hw) in ((1, (7, 7)), (3, (20, 20))):
         assert parts == (2 if n == 1 else 1)
+    # a task a thread: the kernel packs the weights itself (no packed weights given)
+    assert (args[1] is None and kwargs.get("weight") is not None) == (tasks * parts <= threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c, k, hw", [(64, 72, (7, 7)), (130, 64, (7, 7)), (96, 200, (14, 14)), (64, 64, (1, 1))])
+def test_pointwise_packing_in_the_kernel_gives_the_packed_bits(rng, dtype, c, k, hw):
+    # one image of few pixels: a task a thread, whose kernel packs the weights (and, for the input
+    # gradient, their adjoint) pass by pass; the bits of the same image inside a batch of several,
+    # whose tasks take packed weights, at any thread count; the reference's values
+    x = rng.standard_normal((12, c) + hw).astype(dtype)
+    w = rng.standard_normal((k, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    g = rng.standard_normal((12, k) + hw).astype(dtype)
+    rtol, atol = tolerance(dtype)
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            batch, grad_batch = fastconv.conv2d(x, w, b), fastconv.conv2d_grad_input(g, w, x.shape)
+            for i in (0, 5, 11):
+                np.testing.assert_array_equal(fastconv.conv2d(x[i : i + 1], w, b), batch[i : i + 1])
+                np.testing.assert_array_equal(fastconv.conv2d_grad_input(g[i : i + 1], w, (1,) + x.shape[1:]),
+                                              grad_batch[i : i + 1])
+    np.testing.assert_allclose(batch, reference.conv2d(x, w, b), rtol=rtol, atol=atol * 10)
+    np.testing.assert_allclose(grad_batch, reference.conv2d_grad_input(g, w, x.shape), rtol=rtol, atol=atol * 10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1717,8 +1742,8 @@ def test_pointwise_passes_rule(dtype):
 ])
 def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype, n, c, k, hw, stride):
     # the batch's pixels shared among 1 .. panels tasks (panels across images, outputs through the
-    # scratch), filters in passes of 1-3 blocks or all, cut into 1 to more parts than blocks: the
-    # same bits, the reference's values
+    # scratch), filters in passes of 1-3 blocks or all, cut into 1 to more parts than blocks, the
+    # weights packed first or by the kernel, pass by pass: the same bits, the reference's values
     from fastconv._geometry import conv_geometry
 
     x = rng.standard_normal((n, c) + hw).astype(dtype)
@@ -1733,17 +1758,20 @@ def test_pointwise_kernel_tasks_and_passes_give_the_same_bits(rng, level, dtype,
     panels = -(-n * oh * ow // panel)
     expected = None
     for tasks, parts in itertools.product(sorted({1, 2, 3, panels, panels + 5}), (1, 2, 3, -(-k // 8) + 2)):
-        for pass_blocks in (0, 1, 2, 3):
-            for threads in (1, 2, 3):
-                out = np.full((n, k, oh * ow), np.nan, dtype)
+        for pass_blocks, threads, packs in itertools.product((0, 1, 2, 3), (1, 2, 3), (False, True)):
+            out = np.full((n, k, oh * ow), np.nan, dtype)
+            if packs:  # (the weight as pack_weights takes it: (K, C, taps))
+                _conv_direct.conv2d_pointwise(x, None, None, out, sh, sw, ow, tasks, panel, threads, pass_blocks,
+                                              False, parts, weight=w.reshape(k, c, 1), bias=b)
+            else:
                 _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, sh, sw, ow, tasks, panel, threads,
                                               pass_blocks, False, parts)
-                if expected is None:
-                    expected = out
-                    rtol, atol = tolerance(dtype)
-                    np.testing.assert_allclose(out.reshape(n, k, oh, ow), reference.conv2d(x, w, b, stride=stride),
-                                               rtol=rtol, atol=atol * 10)
-                np.testing.assert_array_equal(out, expected)
+            if expected is None:
+                expected = out
+                rtol, atol = tolerance(dtype)
+                np.testing.assert_allclose(out.reshape(n, k, oh, ow), reference.conv2d(x, w, b, stride=stride),
+                                           rtol=rtol, atol=atol * 10)
+            np.testing.assert_array_equal(out, expected)
 
 
 def test_edge_columns_rule():
@@ -2158,6 +2186,25 @@ def test_pointwise_kernel_checks_its_arguments():
         _conv_direct.conv2d_pointwise(x, w_packed[:-1], b_packed, out, 1, 1, 6, 24, 24, 1)
     with pytest.raises(ValueError, match="packed"):
         _conv_direct.conv2d_pointwise(x, w_packed, b_packed[:8], out, 1, 1, 6, 24, 24, 1)
+    with pytest.raises(ValueError, match="packed"):
+        _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 24, 24, 1)  # nothing to run with
+    # the weight the kernel packs itself: (K, C, 1), or its adjoint's (C, K, taps) with the taps
+    weight, bias = np.zeros((16, 8, 1), np.float32), np.zeros(16, np.float32)
+    _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 1, 24, 1, 1, weight=weight, bias=bias)
+    _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 1, 24, 1, weight=weight)
+    taps = np.array([0], np.intp)
+    _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 1, 24, 1, weight=np.zeros((8, 16, 1), np.float32),
+                                  adjoint_taps=taps)
+    with pytest.raises(ValueError, match="not both"):
+        _conv_direct.conv2d_pointwise(x, w_packed, b_packed, out, 1, 1, 6, 1, 24, 1, weight=weight)
+    with pytest.raises(ValueError, match=r"\(K, cg, taps\)"):
+        _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 1, 24, 1, weight=weight[:15])
+    with pytest.raises(ValueError, match=r"\(K, cg, taps\)"):
+        _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 1, 24, 1, weight=np.zeros((16, 8, 2), np.float32))
+    with pytest.raises(ValueError, match="adjoint"):
+        _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 1, 24, 1, weight=weight, adjoint_taps=taps)
+    with pytest.raises(ValueError, match="one bias per output channel"):
+        _conv_direct.conv2d_pointwise(x, None, None, out, 1, 1, 6, 1, 24, 1, weight=weight, bias=bias[:15])
     with pytest.raises(ValueError, match="outside x"):
         _conv_direct.conv2d_pointwise(x[:, :, :4], w_packed, b_packed, out, 1, 1, 6, 24, 24, 1)  # row 4
     with pytest.raises(ValueError, match="outside x"):

@@ -1511,7 +1511,7 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
 def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
                      real_t[:, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t tasks,
                      Py_ssize_t panel, int num_threads, Py_ssize_t pass_blocks=0, bint in_place=False,
-                     Py_ssize_t filter_parts=1):
+                     Py_ssize_t filter_parts=1, weight=None, bias=None, adjoint_taps=None):
     """A 1x1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x[::sh, ::sw] + bias``.
 
     ``x`` is ``(N, C, H, W)`` (any strides) and ``out`` ``(N, K, P)``, each
@@ -1565,10 +1565,17 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     task of its own, which copies the task's panels itself: for batches of
     few panels (one image of 7x7 or 14x14), where tasks of whole panels
     leave threads idle or uneven.
+    With ``weight`` (and ``w_packed`` and ``bias_packed`` None), the kernel
+    packs the weights itself: ``weight``, ``bias`` (or None) and
+    ``adjoint_taps`` are :func:`pack_weights`' (one group, one tap), and
+    each task packs each pass's blocks into its thread's buffer as the pass
+    begins, so packed weights never go through memory (for batches whose
+    tasks are one a thread: each block is packed once).
     Each output sums its channels in order from its bias, as every
     column tile does, so the results depend neither on ``tasks``, ``panel``,
-    ``shift``, ``pass_blocks``, ``in_place`` and ``filter_parts`` nor on the
-    thread count. Raises MemoryError if a buffer cannot be allocated.
+    ``shift``, ``pass_blocks``, ``in_place``, ``filter_parts`` and who
+    packs the weights nor on the thread count. Raises MemoryError if a
+    buffer cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], P = out.shape[2], C = x.shape[1]
     cdef Py_ssize_t blocks = (K + 7) // 8
@@ -1576,7 +1583,22 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
         raise ValueError("conv2d_pointwise: out must be (N, K, OH*OW) for x's images, strides at least 1")
     if P and ((P // OW - 1) * sh >= x.shape[2] or (OW - 1) * sw >= x.shape[3]):
         raise ValueError("conv2d_pointwise: the output reads pixels outside x")
-    if w_packed.shape[0] != blocks * 8 * C or bias_packed.shape[0] != blocks * 8:
+    cdef const real_t[:, :, ::1] raw
+    cdef const real_t[::1] raw_bias
+    cdef PackSource source
+    cdef bint packs = weight is not None
+    if packs:  # (what _pack_block reads: checked by _pack_source)
+        if w_packed is not None or bias_packed is not None:
+            raise ValueError("conv2d_pointwise: packed weights or a weight to pack, not both")
+        raw = weight
+        source = _pack_source(raw.shape[0], raw.shape[1], raw.shape[2], K, C, 1, 1, adjoint_taps,
+                              "conv2d_pointwise")
+        if bias is not None:
+            raw_bias = bias
+            if raw_bias.shape[0] != K:
+                raise ValueError("conv2d_pointwise: one bias per output channel")
+    elif (w_packed is None or bias_packed is None or w_packed.shape[0] != blocks * 8 * C
+          or bias_packed.shape[0] != blocks * 8):
         raise ValueError("conv2d_pointwise: weights not packed in blocks of 8 channels of one tap")
     if panel < 1 or tasks < 1 or pass_blocks < 0 or filter_parts < 1:
         raise ValueError("conv2d_pointwise: panels of at least one pixel, at least one task, "
@@ -1591,9 +1613,15 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     cdef Py_ssize_t pixels = N * P, panels = (pixels + shift + panel - 1) // panel
     tasks = min(tasks, panels)
     cdef Py_ssize_t each = panels // tasks, extra = panels % tasks  # tasks t < extra take one panel more
-    # a thread's scratch: a task's panels, a tile's slack, then one panel's outputs of 8 channels
+    # a thread's scratch: a task's panels, a tile's slack, then one panel's outputs of 8 channels, then
+    # (where the kernel packs the weights) a pass's packed blocks and their bias, from a cache line
     cdef Py_ssize_t outputs_at = C * (each + (extra > 0)) * panel + TILE_SLACK
-    cdef Py_ssize_t scratch = outputs_at + 8 * panel
+    cdef Py_ssize_t packed_at = (outputs_at + 8 * panel + CACHE_LINE - 1) // CACHE_LINE * CACHE_LINE
+    cdef Py_ssize_t scratch = packed_at + (pass_blocks * 8 * (C + 1) if packs else 0)
+    cdef const real_t* w0 = NULL if packs else &w_packed[0]
+    cdef const real_t* b0 = NULL if packs else &bias_packed[0]
+    cdef const real_t* raw0 = &raw[0, 0, 0] if packs else NULL
+    cdef const real_t* raw_b0 = &raw_bias[0] if packs and bias is not None else NULL
     cdef Py_ssize_t t, g0, g1, strip, part
     cdef real_t* xs
     cdef int failed[1]
@@ -1611,8 +1639,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                     g1 = min(pixels, g0 + (each + (strip < extra)) * panel - shift)
                     g0 = max(0, g0 - shift)
                     _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, shift, pass_blocks, in_place, xs,
-                                     xs + outputs_at, w_packed, bias_packed, out, part * blocks // filter_parts,
-                                     (part + 1) * blocks // filter_parts)
+                                     xs + outputs_at, w0, b0, raw0, &source, raw_b0, xs + packed_at, out,
+                                     part * blocks // filter_parts, (part + 1) * blocks // filter_parts)
             _free_aligned(xs)
     else:
         with nogil, parallel(num_threads=num_threads):
@@ -1627,8 +1655,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
                 g1 = min(pixels, g0 + (each + (strip < extra)) * panel - shift)
                 g0 = max(0, g0 - shift)
                 _pointwise_strip(x, g0, g1 - g0, sh, sw, OW, panel, shift, pass_blocks, in_place, xs,
-                                 xs + outputs_at, w_packed, bias_packed, out, part * blocks // filter_parts,
-                                 (part + 1) * blocks // filter_parts)
+                                 xs + outputs_at, w0, b0, raw0, &source, raw_b0, xs + packed_at, out,
+                                 part * blocks // filter_parts, (part + 1) * blocks // filter_parts)
             _free_aligned(xs)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the pointwise tiles' scratch buffer")
@@ -1636,9 +1664,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
 
 cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t cols, Py_ssize_t sh,
                            Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t panel, Py_ssize_t shift, Py_ssize_t pass_blocks,
-                           bint in_place,
-                           real_t* xs, real_t* ys,
-                           const real_t[::1] w_packed, const real_t[::1] bias_packed,
+                           bint in_place, real_t* xs, real_t* ys, const real_t* w_packed, const real_t* bias_packed,
+                           const real_t* raw, const PackSource* source, const real_t* raw_bias, real_t* packed,
                            real_t[:, :, ::1] out, Py_ssize_t r_lo, Py_ssize_t r_hi) noexcept nogil:
     """The batch's output pixels ``g0 .. g0 + cols`` (whole panels but the first and last) for :func:`conv2d_pointwise`.
 
@@ -1646,7 +1673,11 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     pixels ``q * panel - shift``.
 
     ``xs`` holds their panels (but those read in place), ``ys`` a panel's
-    outputs for 8 channels where the panel ends in the next image.
+    outputs for 8 channels where the panel ends in the next image. Block
+    ``r``'s packed weights are at ``w_packed + r*C*8`` and its bias at
+    ``bias_packed + r*8``; or, with ``raw`` (not NULL), each pass packs its
+    blocks from ``raw`` (read as ``source`` says) and ``raw_bias`` (or
+    NULL: zeros) into ``packed``: ``pass_blocks`` blocks, then their bias.
     """
     cdef Py_ssize_t C = x.shape[1], K = out.shape[1], P = out.shape[2]
     cdef Py_ssize_t c, i, j, r, r_end, q0, q1, qi, n, p, oh, ow, run, many
@@ -1716,7 +1747,15 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     cdef bint split, ahead
     cdef Py_ssize_t r0 = r_lo, nk, ocs, panel_cs
     cdef const real_t* panel_x
+    cdef Py_ssize_t blocks = (K + 7) // 8, rbase = 0
+    cdef const real_t* wpass = w_packed
+    cdef const real_t* bpass = bias_packed
     while r0 < r_hi:  # passes of pass_blocks blocks of filters over every panel
+        if raw != NULL:  # this pass's blocks, packed where its panels will find them in cache
+            rbase, wpass, bpass = r0, packed, packed + pass_blocks * C * 8
+            for r in range(r0, min(r_hi, r0 + pass_blocks)):
+                _pack_block(raw, source, raw_bias, packed + (r - r0) * C * 8, packed + pass_blocks * C * 8 + (r - r0) * 8,
+                            r, blocks, K, C, 1, 8)
         q0 = 0
         qi = 0  # the panel's index in the strip (its rows copied at xs + qi*C*panel)
         while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
@@ -1746,33 +1785,33 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                 if many:
                     if real_t is float:
                         tails32 = tiles.tail1x8_32 if q1 - q0 == 1 else tiles.tail4x4_32
-                        tails32(xs + qi * C * panel, panel, <int>C, &w_packed[0] + r * C * 8, C * 8,
-                                &bias_packed[0] + r * 8, dst, ocs, <int>(q1 - q0))
+                        tails32(xs + qi * C * panel, panel, <int>C, wpass + (r - rbase) * C * 8, C * 8,
+                                bpass + (r - rbase) * 8, dst, ocs, <int>(q1 - q0))
                     else:
                         tails64 = tiles.tail1x8_64 if q1 - q0 == 1 else tiles.tail4x4_64
-                        tails64(xs + qi * C * panel, panel, <int>C, &w_packed[0] + r * C * 8, C * 8,
-                                &bias_packed[0] + r * 8, dst, ocs, <int>(q1 - q0))
+                        tails64(xs + qi * C * panel, panel, <int>C, wpass + (r - rbase) * C * 8, C * 8,
+                                bpass + (r - rbase) * 8, dst, ocs, <int>(q1 - q0))
                     r += many
                     continue
                 if direct and q1 - q0 == span and nk > 4:  # one whole tile: what _tile_plane would run
                     if real_t is float:
                         tile32 = tiles.pwnext32 if ahead and r == r0 and tiles.pwnext32 != NULL else whole32
-                        tile32(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
-                               &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
+                        tile32(panel_x, panel_cs, tap0, 1, <int>C, wpass + (r - rbase) * C * 8,
+                               bpass + (r - rbase) * 8, dst, ocs, <int>nk, <int>span)
                     else:
                         tile64 = tiles.pwnext64 if ahead and r == r0 and tiles.pwnext64 != NULL else whole64
-                        tile64(panel_x, panel_cs, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
-                               &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>span)
+                        tile64(panel_x, panel_cs, tap0, 1, <int>C, wpass + (r - rbase) * C * 8,
+                               bpass + (r - rbase) * 8, dst, ocs, <int>nk, <int>span)
                 elif q1 - q0 <= FC_TAIL_COLS and tail:  # a last panel of a few pixels: channels along the vector
                     if real_t is float:
-                        tiles.tail32(xs + qi * C * panel, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
-                                     &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>(q1 - q0))
+                        tiles.tail32(xs + qi * C * panel, panel, tap0, 1, <int>C, wpass + (r - rbase) * C * 8,
+                                     bpass + (r - rbase) * 8, dst, ocs, <int>nk, <int>(q1 - q0))
                     else:
-                        tiles.tail64(xs + qi * C * panel, panel, tap0, 1, <int>C, &w_packed[0] + r * C * 8,
-                                     &bias_packed[0] + r * 8, dst, ocs, <int>nk, <int>(q1 - q0))
+                        tiles.tail64(xs + qi * C * panel, panel, tap0, 1, <int>C, wpass + (r - rbase) * C * 8,
+                                     bpass + (r - rbase) * 8, dst, ocs, <int>nk, <int>(q1 - q0))
                 else:
-                    _tile_plane(tiles, False, xs + qi * C * panel, panel, panel, tap0, 1, C, &w_packed[0] + r * C * 8,
-                                &bias_packed[0] + r * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)
+                    _tile_plane(tiles, False, xs + qi * C * panel, panel, panel, tap0, 1, C, wpass + (r - rbase) * C * 8,
+                                bpass + (r - rbase) * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)
                 if split:
                     _store_split_panel(ys, panel, q1 - q0, nk, n, p, r * 8, out)
                 r += 1

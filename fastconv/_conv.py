@@ -878,7 +878,7 @@ def pointwise_split(pixels, panel, threads, blocks):
     return tasks, 1
 
 
-def pointwise_packs(tasks, parts, threads):
+def pointwise_packs(tasks, parts, threads, adjoint=False, weight_bytes=0, budget=BAND_BUDGET):
     """Whether a pointwise convolution's kernel packs the weights itself, pass by pass.
 
     Where each thread runs one task (``tasks * parts <= threads``: one image
@@ -900,8 +900,18 @@ def pointwise_packs(tasks, parts, threads):
     1024 to 256 1.02x / 1.02x (1.07x / 1.04x), 512 to 512 1.05x / 0.99x
     (1.03x / 1.04x), 128 to 128 1.11x / 1.42x (1.12x / 1.45x); 2 and 4
     images of 7x7 1.01-1.11x.
+
+    An input gradient's weights (the ``adjoint`` of a 1x1 kernel: each
+    block's run of 8 a row of the forward weight apart) cost the kernel
+    more to pack a pass at a time than :func:`~fastconv._kernels._conv_direct.pack_weights`
+    all at once, row by row: where they take more than ``budget`` bytes
+    (``weight_bytes``), packed first. Kernel packing against packed first,
+    one / two threads: 512 to 2048 channels on 7x7 0.95x / 0.94x, 1024 to
+    1024 0.96x / 0.99x, 2048 to 2048 1.13x / 0.92x, 2048 to 512 1.07x /
+    1.06x, 14x14 (1 MiB) 1.00-1.02x; within a budget (128 to 128 on 14x14)
+    1.11x / 1.36x.
     """
-    return tasks * parts <= threads
+    return tasks * parts <= threads and not (adjoint and weight_bytes > budget)
 
 
 def edge_columns(geometry):
@@ -1104,7 +1114,8 @@ class TiledConv:
             tasks, parts = pointwise_split(n * pixels, self.panel, threads, -(-k // 8))
             task_panels = -(-(-(-n * pixels // self.panel)) // tasks)
             pass_blocks = pointwise_passes((k, self.cg, 1, 1), itemsize, task_panels * self.panel * self.cg * itemsize)
-            if pointwise_packs(tasks, parts, threads):  # the kernel packs each pass's blocks, in a thread's buffer
+            if pointwise_packs(tasks, parts, threads, adjoint_taps is not None, k * self.cg * itemsize):
+                # the kernel packs each pass's blocks, in a thread's buffer
                 if pass_blocks == 0 and k * self.cg * itemsize > BAND_BUDGET:
                     pass_blocks = max(1, BAND_BUDGET // (8 * self.cg * itemsize))
                 self.conv2d_pointwise(x, None, None, out, sh, sw, ow, tasks, self.panel, threads, pass_blocks,

@@ -596,6 +596,26 @@ def test_pack_weights_packs_the_adjoint_as_its_copy(rng, dtype, k, cg, groups, b
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, cg", [(4, 3), (16, 20), (40, 8), (33, 64), (100, 70), (9, 200)])
+def test_pack_weights_packs_a_1x1_adjoint_as_its_copy(rng, dtype, k, cg):
+    # the adjoint of a 1x1 kernel (a block's run of 8 weights a row of the forward weight) is
+    # packed row by row, its whole blocks shared among the threads, a last part block as any:
+    # what packing the transposed copy gives, bias included, for any thread count
+    w = rng.standard_normal((k, cg, 1)).astype(dtype)
+    b = rng.standard_normal(cg).astype(dtype)
+    taps = np.array([0], np.intp)
+    adjoint = np.ascontiguousarray(w.transpose(1, 0, 2))
+    size = -(-cg // 8) * 8
+    expected, expected_b = np.full(size * k, np.nan, dtype), np.full(size, np.nan, dtype)
+    _conv_direct.pack_weights(adjoint, b, expected, expected_b, 1, 8, 1)
+    for threads in (1, 2, 3, 5):
+        got, got_b = np.full(expected.size, np.nan, dtype), np.full(size, np.nan, dtype)
+        _conv_direct.pack_weights(w, b, got, got_b, 1, 8, threads, taps)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got_b, expected_b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k, cg, taps, groups, block", [(8, 3, 5, 1, 8), (30, 2, 9, 1, 32), (12, 6, 9, 3, 8),
                                                         (33, 4, 3, 1, 32), (5, 1, 1, 1, 16), (6, 70, 1, 1, 8)])
 def test_pack_weights_finds_every_weight_that_is_not_finite(rng, dtype, k, cg, taps, groups, block):

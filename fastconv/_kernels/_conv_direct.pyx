@@ -1711,7 +1711,9 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     # the tail tile, where the level has one, for a last panel of at most FC_TAIL_COLS pixels (copied:
     # the panel's row has `panel` items, FC_TAIL_COLS or more, for the reads past its pixels)
     cdef bint tail = ((tiles.tail32 != NULL) if real_t is float else (tiles.tail64 != NULL)) and panel >= FC_TAIL_COLS
-    # (the tail tiles over several blocks come at the levels that have tail32: checked by test_tiles)
+    # and the tail tiles over several blocks (at the same levels)
+    cdef bint tails = tail and (((tiles.tail1x8_32 != NULL and tiles.tail4x4_32 != NULL) if real_t is float
+                                 else (tiles.tail1x8_64 != NULL and tiles.tail4x4_64 != NULL)))
     # panels read in place: each a whole tile of one image's one row, every block of filters run by the
     # three-vector tile (which reads exactly its columns), each channel's row a whole number of items apart
     # and the channels' rows not a multiple of IN_PLACE_ALIAS_BYTES apart (see conv2d_pointwise)
@@ -1769,7 +1771,7 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
             r_end = min(r_hi, r0 + pass_blocks)
             r = r0
             if source.taps != NULL and source.k_step == 1:  # (the adjoint of a 1x1 kernel: its whole blocks)
-                r = min(r_end, K // 8)
+                r = max(r0, min(r_end, K // 8))
                 _pack_adjoint_runs(raw, source, raw_bias, packed, packed + pass_blocks * C * 8, r0, r, C)
             while r < r_end:
                 _pack_block(raw, source, raw_bias, packed + (r - r0) * C * 8, packed + pass_blocks * C * 8 + (r - r0) * 8,
@@ -1797,7 +1799,7 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                 dst = ys if split else &out[n, r * 8, p]
                 # a few last pixels, several whole blocks at once (their chains side by side)
                 many = 0
-                if q1 - q0 <= FC_TAIL_COLS and tail and not split:
+                if q1 - q0 <= FC_TAIL_COLS and tails and not split:
                     many = FC_TAIL1_BLOCKS if q1 - q0 == 1 else FC_TAIL4_BLOCKS
                     if r + many > r_end or (r + many) * 8 > K:
                         many = 0

@@ -764,7 +764,7 @@ def pointwise_in_place(weight_shape, dtype, level):
             and _conv_direct.tile_width(np.dtype(dtype).char, level) >= POINTWISE_IN_PLACE_MIN_LANES)
 
 
-def pointwise_passes(weight_shape, itemsize, task_bytes=None, budget=BAND_BUDGET):
+def pointwise_passes(weight_shape, itemsize, task_bytes=None, packs=False, budget=BAND_BUDGET):
     """Blocks of 8 filters a pointwise task runs over all its panels at once; 0 for all of them.
 
     A task of :func:`~fastconv._kernels._conv_direct.conv2d_pointwise` runs
@@ -809,13 +809,17 @@ def pointwise_passes(weight_shape, itemsize, task_bytes=None, budget=BAND_BUDGET
     512 to 512 1.01x / 1.12x, 1024 to 256 1.01x / 0.99x. Tasks of more
     input: 8 images of 7x7 (2048 to 512) 0.95x / 0.97x, 2 images 1.01x /
     1.01x, 4 images of 7x7 (1024 to 1024) 1.01x / 1.00x: one pass.
+
+    Where the kernel ``packs`` the weights itself (:func:`pointwise_packs`),
+    a pass's packed blocks fill its thread's buffer: weights of more than
+    ``budget`` always go in passes.
     """
     k, cg, _, _ = weight_shape
     if cg * itemsize <= POINTWISE_FEW_CHANNELS_BYTES:
         return POINTWISE_FEW_CHANNELS_PASS
     weights = k * cg * itemsize
-    if weights <= POINTWISE_PASS_WEIGHTS and (
-            weights <= budget or task_bytes is None or task_bytes > POINTWISE_PASS_TASK_BUDGETS * budget):
+    if weights <= POINTWISE_PASS_WEIGHTS and (weights <= budget or not packs and (
+            task_bytes is None or task_bytes > POINTWISE_PASS_TASK_BUDGETS * budget)):
         return 0
     return max(1, budget // (8 * cg * itemsize))
 
@@ -1112,12 +1116,11 @@ class TiledConv:
                 x, ow = x.reshape(n, c, 1, pixels), pixels
             k, itemsize, out = out.shape[1], self.dtype.itemsize, out.reshape(n, out.shape[1], -1)
             tasks, parts = pointwise_split(n * pixels, self.panel, threads, -(-k // 8))
-            task_panels = -(-(-(-n * pixels // self.panel)) // tasks)
-            pass_blocks = pointwise_passes((k, self.cg, 1, 1), itemsize, task_panels * self.panel * self.cg * itemsize)
-            if pointwise_packs(tasks, parts, threads, adjoint_taps is not None, k * self.cg * itemsize):
-                # the kernel packs each pass's blocks, in a thread's buffer
-                if pass_blocks == 0 and k * self.cg * itemsize > BAND_BUDGET:
-                    pass_blocks = max(1, BAND_BUDGET // (8 * self.cg * itemsize))
+            panels = -(-n * pixels // self.panel)
+            task_bytes = -(-panels // tasks) * self.panel * self.cg * itemsize  # a task's panels' input
+            packs = pointwise_packs(tasks, parts, threads, adjoint_taps is not None, k * self.cg * itemsize)
+            pass_blocks = pointwise_passes((k, self.cg, 1, 1), itemsize, task_bytes, packs)
+            if packs:  # the kernel packs each pass's blocks, in a thread's buffer
                 self.conv2d_pointwise(x, None, None, out, sh, sw, ow, tasks, self.panel, threads, pass_blocks,
                                       self.in_place, parts, weight=weight.reshape(weight.shape[0], weight.shape[1], -1),
                                       bias=bias, adjoint_taps=adjoint_taps)

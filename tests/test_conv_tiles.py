@@ -1724,10 +1724,14 @@ def test_pointwise_passes_rule(dtype):
     assert _conv.pointwise_passes((64, small + 1, 1, 1), itemsize) > 0
     # weights of more than a budget: passes where a task's panels take at most a few budgets
     budget, most = 2**19, _conv.POINTWISE_PASS_TASK_BUDGETS * 2**19
-    assert _conv.pointwise_passes((512, 1024, 1, 1), itemsize, most, budget) == budget // (8 * 1024 * itemsize)
-    assert _conv.pointwise_passes((512, 1024, 1, 1), itemsize, most + 1, budget) == 0
+    assert _conv.pointwise_passes((512, 1024, 1, 1), itemsize, most, budget=budget) == budget // (8 * 1024 * itemsize)
+    assert _conv.pointwise_passes((512, 1024, 1, 1), itemsize, most + 1, budget=budget) == 0
     assert _conv.pointwise_passes((512, 1024, 1, 1), itemsize, budget=budget) == 0  # (no task size: one pass)
-    assert _conv.pointwise_passes((64, budget // (64 * itemsize), 1, 1), itemsize, 1, budget) == 0  # one budget
+    assert _conv.pointwise_passes((64, budget // (64 * itemsize), 1, 1), itemsize, 1, budget=budget) == 0
+    # where the kernel packs the weights, passes whenever they pass a budget (its buffer holds a pass)
+    passes = budget // (8 * 1024 * itemsize)
+    assert _conv.pointwise_passes((512, 1024, 1, 1), itemsize, most + 1, True, budget) == passes
+    assert _conv.pointwise_passes((64, budget // (64 * itemsize), 1, 1), itemsize, most + 1, True, budget) == 0
     few = _conv.POINTWISE_FEW_CHANNELS_BYTES // itemsize  # few input channels: passes of a few blocks
     assert _conv.pointwise_passes((256, few, 1, 1), itemsize) == _conv.POINTWISE_FEW_CHANNELS_PASS
     assert _conv.pointwise_passes((256, few + 1, 1, 1), itemsize) == 0

@@ -565,17 +565,14 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
         nonfinite = <char*>calloc(max(1, groups * blocks), 1)
         if nonfinite == NULL:
             raise MemoryError("pack_weights: cannot allocate the weights' finiteness flags")
-    cdef Py_ssize_t whole = kg // 8, parts = max(1, min(num_threads, whole)), part
+    cdef Py_ssize_t parts = max(1, min(num_threads, blocks)), part
     if (source.taps != NULL and source.k_step == 1 and ntaps == 1 and groups == 1 and block == 8
-            and nonfinite == NULL and whole > 0):  # the adjoint of a 1x1 kernel: its whole blocks row by row
+            and nonfinite == NULL):  # the adjoint of a 1x1 kernel: a part of its blocks a thread, row by row
         for part in prange(parts, nogil=True, num_threads=num_threads, schedule="static"):
-            _pack_adjoint_runs(&weight[0, 0, 0], &source, &b[0] if has_bias else NULL,
-                               &w_packed[0] + part * whole // parts * per_block,
-                               &bias_packed[0] + part * whole // parts * block, part * whole // parts,
-                               (part + 1) * whole // parts, cg)
-        if whole < blocks:  # (a last block of fewer than 8)
-            _pack_block(&weight[0, 0, 0], &source, &b[0] if has_bias else NULL, &w_packed[0] + whole * per_block,
-                        &bias_packed[0] + whole * block, whole, blocks, kg, cg, ntaps, block)
+            _pack_pointwise_blocks(&weight[0, 0, 0], &source, &b[0] if has_bias else NULL,
+                                   &w_packed[0] + part * blocks // parts * per_block,
+                                   &bias_packed[0] + part * blocks // parts * block, part * blocks // parts,
+                                   (part + 1) * blocks // parts, kg, cg)
         return None
     for r in prange(groups * blocks, nogil=True, num_threads=num_threads, schedule="static"):
         _pack_block(&weight[0, 0, 0], &source, &b[0] if has_bias else NULL, &w_packed[0] + r * per_block,
@@ -1762,21 +1759,14 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
     cdef bint split, ahead
     cdef Py_ssize_t r0 = r_lo, nk, ocs, panel_cs
     cdef const real_t* panel_x
-    cdef Py_ssize_t blocks = (K + 7) // 8, rbase = 0
+    cdef Py_ssize_t rbase = 0
     cdef const real_t* wpass = w_packed
     cdef const real_t* bpass = bias_packed
     while r0 < r_hi:  # passes of pass_blocks blocks of filters over every panel
         if raw != NULL:  # this pass's blocks, packed where its panels will find them in cache
             rbase, wpass, bpass = r0, packed, packed + pass_blocks * C * 8
-            r_end = min(r_hi, r0 + pass_blocks)
-            r = r0
-            if source.taps != NULL and source.k_step == 1:  # (the adjoint of a 1x1 kernel: its whole blocks)
-                r = max(r0, min(r_end, K // 8))
-                _pack_adjoint_runs(raw, source, raw_bias, packed, packed + pass_blocks * C * 8, r0, r, C)
-            while r < r_end:
-                _pack_block(raw, source, raw_bias, packed + (r - r0) * C * 8, packed + pass_blocks * C * 8 + (r - r0) * 8,
-                            r, blocks, K, C, 1, 8)
-                r += 1
+            _pack_pointwise_blocks(raw, source, raw_bias, packed, packed + pass_blocks * C * 8, r0,
+                                   min(r_hi, r0 + pass_blocks), K, C)
         q0 = 0
         qi = 0  # the panel's index in the strip (its rows copied at xs + qi*C*panel)
         while q0 < cols:  # (tiles read up to a tile's width past a panel's columns: within xs, never stored)
@@ -1831,8 +1821,8 @@ cdef void _pointwise_strip(const real_t[:, :, :, :] x, Py_ssize_t g0, Py_ssize_t
                         tiles.tail64(xs + qi * C * panel, panel, tap0, 1, <int>C, wpass + (r - rbase) * C * 8,
                                      bpass + (r - rbase) * 8, dst, ocs, <int>nk, <int>(q1 - q0))
                 else:
-                    _tile_plane(tiles, False, xs + qi * C * panel, panel, panel, tap0, 1, C, wpass + (r - rbase) * C * 8,
-                                bpass + (r - rbase) * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)
+                    _tile_plane(tiles, False, xs + qi * C * panel, panel, panel, tap0, 1, C,
+                                wpass + (r - rbase) * C * 8, bpass + (r - rbase) * 8, dst, 1, q1 - q0, ocs, nk, 0, 1, 0)
                 if split:
                     _store_split_panel(ys, panel, q1 - q0, nk, n, p, r * 8, out)
                 r += 1
@@ -1888,12 +1878,30 @@ def pointwise_shift(const real_t[:, :, :, :] x, Py_ssize_t K, Py_ssize_t P, Py_s
     return _in_place_shift(x, K, P, OW, sh, sw, panel, in_place)
 
 
+cdef void _pack_pointwise_blocks(const real_t* raw, const PackSource* source, const real_t* bias, real_t* w_dst,
+                                 real_t* b_dst, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t K,
+                                 Py_ssize_t C) noexcept nogil:
+    """Blocks ``r0 <= r < r1`` of a one-tap, one-group weight (``K`` filters, ``C`` channels), as :func:`_pack_block`'s.
+
+    (For :func:`pack_weights` and :func:`_pointwise_strip`.) Block ``r``'s
+    weights go to ``w_dst + (r - r0)*C*8``, its bias to ``b_dst + (r -
+    r0)*8``. The whole blocks of the adjoint of a 1x1 kernel go row by row
+    (:func:`_pack_adjoint_runs`), the others one at a time.
+    """
+    cdef Py_ssize_t r = r0
+    if source.taps != NULL and source.k_step == 1:
+        r = max(r0, min(r1, K // 8))
+        _pack_adjoint_runs(raw, source, bias, w_dst, b_dst, r0, r, C)
+    while r < r1:
+        _pack_block(raw, source, bias, w_dst + (r - r0) * C * 8, b_dst + (r - r0) * 8, r, (K + 7) // 8, K, C, 1, 8)
+        r += 1
+
+
 cdef void _pack_adjoint_runs(const real_t* raw, const PackSource* source, const real_t* bias, real_t* w_dst,
                              real_t* b_dst, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t C) noexcept nogil:
     """Whole blocks ``r0 <= r < r1`` of the adjoint of a 1x1 kernel, as :func:`_pack_block` packs them, at ``w_dst``.
 
-    (For :func:`pack_weights` and :func:`_pointwise_strip`.) Block ``r``'s
-    weights of channel ``c`` are the run of 8 at ``raw + c*c_step +
+    (For :func:`_pack_pointwise_blocks`.) Block ``r``'s weights of channel ``c`` are the run of 8 at ``raw + c*c_step +
     taps[0] + 8*r`` (8 adjacent input channels of the forward weight), so
     the blocks are packed ``ADJOINT_RUNS_AHEAD`` forward filters (rows of
     ``raw``) at a time, each block's runs of them in turn (a run of

@@ -81,11 +81,9 @@ def _planes(a, channels_last):
     return a if channels_last else a.reshape(-1, a.shape[2], a.shape[3])
 
 
-def _channel_chunk(call, threads):
-    """Channels per NHWC backward block: whole images when there are enough to share."""
-    if call.batch >= 4 * threads:
-        return max(1, call.channels)
-    return max(1, -(-call.channels // (4 * threads)))
+def _image_threads(plan):
+    """Threads for an NHWC gradient kernel (an image a task): :func:`threads_for`, at most one an image."""
+    return min(threads_for(plan.work), plan.batch)
 
 
 def _result_buffer(user_out, shape, dtype):
@@ -193,7 +191,7 @@ class AvgPoolBackwardPlan:
 
     def __init__(self, call):
         self.channels_last, self.in_shape = call.channels_last, call.in_shape
-        self.batch, self.channels = call.batch, call.channels  # (for _channel_chunk)
+        self.batch = call.batch  # (for _image_threads)
         self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
         self.stride_w = call.geometry.stride[1]
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
@@ -205,12 +203,11 @@ class AvgPoolBackwardPlan:
 
         The kernels zero it, each task its part just before its adds.
         """
-        threads = threads_for(self.work)
         if self.channels_last:
-            self.kernel(grad, grad_in, self.windows, self.divisors, _channel_chunk(self, threads), True, threads)
+            self.kernel(grad, grad_in, self.windows, self.divisors, True, _image_threads(self))
         else:
             self.kernel(_planes(grad, False), _planes(grad_in, False), self.windows, self.divisors, self.stride_w,
-                        True, threads)
+                        True, threads_for(self.work))
 
 
 class _PoolBackwardCall(NamedTuple):
@@ -246,8 +243,9 @@ class MaxPoolBackwardPlan:
     def __init__(self, call):
         self.shapes = dataclasses.replace(call, x=None, indices=None, out=None)
         self.channels_last, self.in_shape = call.channels_last, call.in_shape
-        self.batch, self.channels = call.batch, call.channels  # (for _channel_chunk)
-        self.work = call.x.size
+        self.batch = call.batch  # (for _image_threads)
+        # every gradient item's index read and add, and every input pixel zeroed
+        self.work = call.x.size + math.prod(call.in_shape)
         if self.channels_last:
             self.kernel = specialized(_pool.max_pool2d_backward_nhwc, call.compute_dtype)
         else:
@@ -259,13 +257,12 @@ class MaxPoolBackwardPlan:
 
         The kernels zero it, each task its part just before its adds.
         """
-        threads = threads_for(self.work)
         if self.channels_last:
-            bad = self.kernel(grad, indices, grad_in, _channel_chunk(self, threads), True, threads)
+            bad = self.kernel(grad, indices, grad_in, True, _image_threads(self))
         else:
             grad_planes, in_planes = self.planes
             bad = self.kernel(grad.reshape(grad_planes), indices.reshape(grad_planes), grad_in.reshape(in_planes),
-                              True, threads)
+                              True, threads_for(self.work))
         if bad:
             raise bad_indices_error(bad, self.shapes)
 

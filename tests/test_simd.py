@@ -139,3 +139,46 @@ def test_max_pool_pixels_at_every_level(rng, level, dtype, k, s, p, d):
             np.testing.assert_array_equal(got.view(np.uint8),
                                           np.ascontiguousarray(expected.transpose(0, 2, 3, 1)).view(np.uint8),
                                           err_msg=f"{channels} channels")
+
+
+def _avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor):
+    """NHWC average-pooling gradient summed as the kernels sum it: output pixels in row-major order,
+    each adding ``grad / divisor`` (``divisor(rows, cols)``: of its window's real pixels) once to each."""
+    grad_in = np.zeros(in_shape, grad.dtype)
+    h, w = in_shape[1:3]
+    for oh in range(grad.shape[1]):
+        rows = range(max(0, oh * s - p), min(h, oh * s - p + k))
+        for ow in range(grad.shape[2]):
+            cols = range(max(0, ow * s - p), min(w, ow * s - p + k))
+            share = grad[:, oh, ow, :] / grad.dtype.type(divisor(rows, cols))
+            grad_in[:, rows.start:rows.stop, cols.start:cols.stop, :] += share[:, None, None, :]
+    return grad_in
+
+
+# NHWC average-pooling gradients (pool_rows.h's avg_spread; 3 channels: _pool's loop): the
+# channel counts above (vectors of every level and their narrower remainders), the same bits
+# as the same sums in numpy.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+@pytest.mark.parametrize("count_include_pad, divisor_override", [(False, None), (True, 5)])
+def test_avg_pool_gradient_pixels_at_every_level(rng, level, dtype, k, s, p, count_include_pad, divisor_override):
+    if divisor_override is None:  # (count_include_pad=False: the window's real pixels)
+        def divisor(rows, cols):
+            return len(rows) * len(cols)
+    else:
+        def divisor(rows, cols):
+            return divisor_override
+    for batch in (1, 3):
+        for channels in POOL_CHANNELS:
+            in_shape = (batch, 6, 7, channels)
+            kw = dict(stride=s, padding=p, count_include_pad=count_include_pad, divisor_override=divisor_override,
+                      layout="NHWC")
+            out_shape = fastconv.avg_pool2d(np.zeros(in_shape, dtype), k, **kw).shape
+            grad = rng.standard_normal(out_shape).astype(dtype)
+            got = fastconv.avg_pool2d_backward(grad, in_shape, k, **kw)
+            expected = _avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor)
+            np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8),
+                                          err_msg=f"{batch} images of {channels} channels")
+            rtol, atol = tolerance(dtype)
+            np.testing.assert_allclose(got, reference.avg_pool2d_backward(grad, in_shape, k, **kw), rtol=rtol,
+                                       atol=atol)

@@ -368,6 +368,42 @@ static FC_UNUSED void FC_FN(max_pixel)(const FC_T *image, ptrdiff_t W, ptrdiff_t
     if (c < C) FC_FN(max_pixel_block)(image + C - FC_N, W, C, h0, hn, DH, w0, wn, DW, out + C - FC_N);
 }
 
+/* NHWC average pooling's gradient: one output pixel's gradient g (n channels) over its divisor d,
+ * added to every pixel of its window: rows h0 <= h < h0 + hn, columns w0 <= w < w0 + wn of
+ * `image` (pixel (h, w) at image + h*row + w*pixel, its n channels adjacent). Each element takes
+ * one add, g[c] / d, the division _pool's loops make (the same bits), made once a vector of
+ * channels instead of once a tap; the vector stays in a register over the window. Channels go
+ * FC_N at a time; the rest go to FC_SMALL's function (narrower vectors), or, at a level
+ * without one, one at a time. */
+static FC_UNUSED void FC_FN(avg_spread)(FC_T *image, ptrdiff_t row, ptrdiff_t pixel, ptrdiff_t h0, ptrdiff_t hn,
+                                        ptrdiff_t w0, ptrdiff_t wn, const FC_T *g, FC_T d, ptrdiff_t n)
+{
+    ptrdiff_t c, h, w;
+    FC_T *p;
+    for (c = 0; c + FC_N <= n; c += FC_N) {
+        FC_V q, v;
+        FC_LOAD(FC_V, q, g + c);
+        q = q / ((FC_V){0} + d);
+        for (h = h0; h < h0 + hn; h++)
+            for (w = 0, p = image + h * row + w0 * pixel + c; w < wn; w++, p += pixel) {
+                FC_LOAD(FC_V, v, p);
+                FC_STORE(FC_V, p, v + q);
+            }
+    }
+    if (c == n)
+        return;
+#if FC_SMALL_PADDED
+    for (; c < n; c++) {
+        FC_T q = g[c] / d;
+        for (h = h0; h < h0 + hn; h++)
+            for (w = 0, p = image + h * row + w0 * pixel + c; w < wn; w++, p += pixel)
+                *p += q;
+    }
+#else
+    FC_SMALL(avg_spread)(image + c, row, pixel, h0, hn, w0, wn, g + c, d, n - c);
+#endif
+}
+
 #undef FC_ROW
 #undef FC_EVENS
 #undef FC_ODDS

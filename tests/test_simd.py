@@ -141,6 +141,47 @@ def test_max_pool_pixels_at_every_level(rng, level, dtype, k, s, p, d):
                                           err_msg=f"{channels} channels")
 
 
+def _avg_pool_in_tap_order(x, k, s, p, divisor):
+    """NHWC average pooling summed as the kernels sum it: each window's real pixels from 0 in
+    row-major order, then divided once by ``divisor(rows, cols)``."""
+    n, h, w, c = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    out = np.empty((n, oh, ow, c), x.dtype)
+    for i in range(oh):
+        rows = range(max(0, i * s - p), min(h, i * s - p + k))
+        for j in range(ow):
+            cols = range(max(0, j * s - p), min(w, j * s - p + k))
+            total = np.zeros((n, c), x.dtype)
+            for r in rows:
+                for q in cols:
+                    total += x[:, r, q, :]
+            out[:, i, j, :] = total / x.dtype.type(divisor(rows, cols))
+    return out
+
+
+# NHWC average pooling (pool_rows.h's avg_pixel; 3 channels: _pool's loop): the channel counts
+# above, the same bits as the same sums in numpy.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+@pytest.mark.parametrize("count_include_pad, divisor_override", [(False, None), (True, 5)])
+def test_avg_pool_pixels_at_every_level(rng, level, dtype, k, s, p, count_include_pad, divisor_override):
+    if divisor_override is None:  # (count_include_pad=False: the window's real pixels)
+        def divisor(rows, cols):
+            return len(rows) * len(cols)
+    else:
+        def divisor(rows, cols):
+            return divisor_override
+    for channels in POOL_CHANNELS:
+        # random values (sums whose bits depend on their order) and integers, signed zeros, NaN, -inf
+        for x in (rng.standard_normal((2, 6, 7, channels)).astype(dtype),
+                  pool_data(rng, (2, 6, 7, channels), dtype, signed_zeros=True)):
+            got = fastconv.avg_pool2d(x, k, stride=s, padding=p, count_include_pad=count_include_pad,
+                                      divisor_override=divisor_override, layout="NHWC")
+            expected = _avg_pool_in_tap_order(x, k, s, p, divisor)
+            np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8),
+                                          err_msg=f"{channels} channels")
+
+
 def _avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor):
     """NHWC average-pooling gradient summed as the kernels sum it: output pixels in row-major order,
     each adding ``grad / divisor`` (``divisor(rows, cols)``: of its window's real pixels) once to each."""

@@ -69,6 +69,10 @@ cdef extern from "pool_rows.h" nogil:
                                          Py_ssize_t, Py_ssize_t, Py_ssize_t, float*, int32_t*) noexcept nogil
     ctypedef void (*fc_max_pixel_f64_fn)(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                          Py_ssize_t, Py_ssize_t, Py_ssize_t, double*, int64_t*) noexcept nogil
+    ctypedef void (*fc_avg_pixel_f32_fn)(const float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                         Py_ssize_t, float*, float) noexcept nogil
+    ctypedef void (*fc_avg_pixel_f64_fn)(const double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                                         Py_ssize_t, double*, double) noexcept nogil
     ctypedef void (*fc_avg_spread_f32_fn)(float*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                                           Py_ssize_t, const float*, float, Py_ssize_t) noexcept nogil
     ctypedef void (*fc_avg_spread_f64_fn)(double*, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
@@ -85,6 +89,8 @@ cdef extern from "pool_rows.h" nogil:
         fc_max3_idx_f32_fn max3s2_idx_f32
         fc_max_pixel_f32_fn max_pixel_f32
         fc_max_pixel_f64_fn max_pixel_f64
+        fc_avg_pixel_f32_fn avg_pixel_f32
+        fc_avg_pixel_f64_fn avg_pixel_f64
         fc_avg_spread_f32_fn avg_spread_f32
         fc_avg_spread_f64_fn avg_spread_f64
         int level
@@ -112,8 +118,8 @@ cdef struct _Pool:  # one forward pool call: shapes, geometry and tables (checke
     Py_ssize_t LD
     Py_ssize_t a, b, KW  # max pooling, NCHW: the interior columns and their taps
     bint narrow  # max pooling, NHWC: indices fit in int32
-    const fc_pool_rows* rows  # max pooling: the SIMD level's row functions (NULL: the loops here)
-    bint pixels  # max pooling, NHWC: rows go through the level's pixel function (_max_row_pixels)
+    const fc_pool_rows* rows  # the SIMD level's row functions (NULL: the loops here)
+    bint pixels  # NHWC: rows go through the level's pixel function (_max_row_pixels, _avg_row_pixels)
 
 
 # Max pooling compares: every ordered type (bool travels as uint8, float16 as float).
@@ -763,10 +769,13 @@ cdef const Py_ssize_t* _table(cnp.ndarray a, Py_ssize_t size, Py_ssize_t rows, P
     return <const Py_ssize_t*>cnp.PyArray_DATA(a)
 
 
-cdef void _avg_pool(const float_t* x, float_t* out, const _Pool* p, bint channels_last,
+cdef void _avg_pool(const float_t* x, float_t* out, _Pool* p, bint channels_last,
                     int num_threads) noexcept:
     """:func:`avg_pool2d` on checked arrays."""
     cdef Py_ssize_t r, rows = p.N * p.OH * (1 if channels_last else p.C)
+    p.rows = fc_pool_active_rows()
+    p.pixels = channels_last and p.rows != NULL and p.C >= FC_PIXEL_MIN_CHANNELS and (
+        (float_t is float and p.rows.avg_pixel_f32 != NULL) or (float_t is double and p.rows.avg_pixel_f64 != NULL))
     if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
         with nogil:
             for r in range(rows):
@@ -778,7 +787,9 @@ cdef void _avg_pool(const float_t* x, float_t* out, const _Pool* p, bint channel
 
 cdef inline void _avg_row(const float_t* x, float_t* out, const _Pool* p, bint channels_last,
                           Py_ssize_t r) noexcept nogil:
-    if channels_last:
+    if channels_last and p.pixels:
+        _avg_row_pixels(x, out, p, r)
+    elif channels_last:
         _avg_row_nhwc(x, out, p, r)
     elif p.a < p.b:
         _avg_row_interior(x, out, p, r)
@@ -870,6 +881,23 @@ cdef void _avg_row_interior(const float_t* x, float_t* out, const _Pool* p, Py_s
             continue
         orow[ow] = _window_mean(plane, W, h_first, h_end, w0[ow], wn[ow], <float_t>(dh * dw[ow]))
         ow = ow + 1
+
+
+cdef void _avg_row_pixels(const float_t* x, float_t* out, const _Pool* p, Py_ssize_t r) noexcept nogil:
+    """:func:`_avg_row_nhwc` by the SIMD level's ``avg_pixel`` (pool_rows.h): the same sums, a vector at a time."""
+    cdef Py_ssize_t C = p.C, W = p.W, OH = p.OH, OW = p.OW, L = p.L
+    cdef Py_ssize_t n = r // OH, oh = r - n * OH, ow
+    cdef const Py_ssize_t* w0 = p.windows + 2 * L
+    cdef const Py_ssize_t* wn = p.windows + 3 * L
+    cdef const int64_t* dw = p.divisors + p.LD
+    cdef Py_ssize_t h0 = p.windows[oh], hn = p.windows[L + oh]
+    cdef int64_t dh = p.divisors[oh]
+    cdef const float_t* image = x + n * p.H * W * C
+    for ow in range(OW):
+        if float_t is float:
+            p.rows.avg_pixel_f32(image, W, C, h0, hn, w0[ow], wn[ow], out + (r * OW + ow) * C, <float>(dh * dw[ow]))
+        elif float_t is double:
+            p.rows.avg_pixel_f64(image, W, C, h0, hn, w0[ow], wn[ow], out + (r * OW + ow) * C, <double>(dh * dw[ow]))
 
 
 cdef void _avg_row_nhwc(const float_t* x, float_t* out, const _Pool* p, Py_ssize_t r) noexcept nogil:

@@ -36,6 +36,11 @@ typedef void (*fc_max_pixel_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff
                                     ptrdiff_t, ptrdiff_t, float *, int32_t *);
 typedef void (*fc_max_pixel_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                     ptrdiff_t, ptrdiff_t, double *, int64_t *);
+/* NHWC average pooling: image, W, C, h0, hn, w0, wn, out, d (C >= FC_PIXEL_MIN_CHANNELS). */
+typedef void (*fc_avg_pixel_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                    float *, float);
+typedef void (*fc_avg_pixel_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                    double *, double);
 /* NHWC average pooling's gradient: image, row, pixel (steps in items), h0, hn, w0, wn, g, d, n. */
 typedef void (*fc_avg_spread_f32_fn)(float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                      const float *, float, ptrdiff_t);
@@ -55,6 +60,8 @@ typedef struct {
     fc_max3_idx_f32_fn max3s2_idx_f32;
     fc_max_pixel_f32_fn max_pixel_f32; /* NHWC: a pixel's window over all channels */
     fc_max_pixel_f64_fn max_pixel_f64;
+    fc_avg_pixel_f32_fn avg_pixel_f32; /* NHWC: a pixel's window averaged over all channels */
+    fc_avg_pixel_f64_fn avg_pixel_f64;
     fc_avg_spread_f32_fn avg_spread_f32; /* NHWC: an output pixel's average gradient over its window */
     fc_avg_spread_f64_fn avg_spread_f64;
     int level;
@@ -91,7 +98,8 @@ typedef struct {
 static const fc_pool_rows fc_pool_rows_base = {fc_pool_max2x2_f32_base, NULL, fc_pool_max2x2_idx_f32_base, NULL,
                                                fc_pool_max3s2_f32_base, NULL, NULL,
                                                fc_pool_max3s1_idx_f32_base, fc_pool_max3s2_idx_f32_base,
-                                               NULL, NULL, fc_pool_avg_spread_f32_base, NULL, FC_LEVEL_BASELINE};
+                                               NULL, NULL, fc_pool_avg_pixel_f32_base, NULL,
+                                               fc_pool_avg_spread_f32_base, NULL, FC_LEVEL_BASELINE};
 
 #ifdef FC_HAVE_X86_LEVELS
 /* ---- AVX2 (32-byte vectors): short float32 rows to the baseline's functions */
@@ -125,8 +133,8 @@ FC_TARGET_END
     {fc_pool_max2x2_f32_##isa,  fc_pool_max2x2_f64_##isa,  fc_pool_max2x2_idx_f32_##isa,          \
      fc_pool_max3s1_f32_##isa,  fc_pool_max3s2_f32_##isa,  fc_pool_max3s1_f64_##isa,             \
      fc_pool_max3s2_f64_##isa,  fc_pool_max3s1_idx_f32_##isa, fc_pool_max3s2_idx_f32_##isa,   \
-     fc_pool_max_pixel_f32_##isa, fc_pool_max_pixel_f64_##isa, fc_pool_avg_spread_f32_##isa,      \
-     fc_pool_avg_spread_f64_##isa, level}
+     fc_pool_max_pixel_f32_##isa, fc_pool_max_pixel_f64_##isa, fc_pool_avg_pixel_f32_##isa,        \
+     fc_pool_avg_pixel_f64_##isa, fc_pool_avg_spread_f32_##isa, fc_pool_avg_spread_f64_##isa, level}
 static const fc_pool_rows fc_pool_rows_avx2 = FC_POOL_TABLE(avx2, FC_LEVEL_AVX2);
 static const fc_pool_rows fc_pool_rows_avx512 = FC_POOL_TABLE(avx512, FC_LEVEL_AVX512);
 #endif /* x86 */

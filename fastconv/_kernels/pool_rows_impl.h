@@ -368,6 +368,39 @@ static FC_UNUSED void FC_FN(max_pixel)(const FC_T *image, ptrdiff_t W, ptrdiff_t
     if (c < C) FC_FN(max_pixel_block)(image + C - FC_N, W, C, h0, hn, DH, w0, wn, DW, out + C - FC_N);
 }
 
+/* NHWC average pooling: one output pixel's window, rows h0 <= h < h0 + hn, columns w0 <= w < w0 + wn
+ * of `image` (rows of W pixels of C channels), summed from 0 in row-major order and divided once by
+ * d into out[c], as _pool's loop sums them (the same bits). C >= FC_PIXEL_MIN_CHANNELS (the caller
+ * checks). Channels go a vector of FC_N at a time, the sum kept in a register over the window;
+ * the last vector, if partial, is the last FC_N channels again (the same sums); fewer than FC_N
+ * channels go to FC_SMALL's function. */
+static inline void FC_FN(avg_pixel_block)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdiff_t h0, ptrdiff_t hn,
+                                          ptrdiff_t w0, ptrdiff_t wn, FC_T *out, FC_T d)
+{
+    FC_V sum = (FC_V){0}, v;
+    ptrdiff_t h, w;
+    for (h = h0; h < h0 + hn; h++)
+        for (w = w0; w < w0 + wn; w++) {
+            FC_LOAD(FC_V, v, image + (h * W + w) * C);
+            sum = sum + v;
+        }
+    FC_STORE(FC_V, out, sum / ((FC_V){0} + d));
+}
+
+static FC_UNUSED void FC_FN(avg_pixel)(const FC_T *image, ptrdiff_t W, ptrdiff_t C, ptrdiff_t h0, ptrdiff_t hn,
+                                       ptrdiff_t w0, ptrdiff_t wn, FC_T *out, FC_T d)
+{
+    ptrdiff_t c;
+#if !FC_SMALL_PADDED
+    if (C < FC_N) {
+        FC_SMALL(avg_pixel)(image, W, C, h0, hn, w0, wn, out, d);
+        return;
+    }
+#endif
+    for (c = 0; c + FC_N <= C; c += FC_N) FC_FN(avg_pixel_block)(image + c, W, C, h0, hn, w0, wn, out + c, d);
+    if (c < C) FC_FN(avg_pixel_block)(image + C - FC_N, W, C, h0, hn, w0, wn, out + C - FC_N, d);
+}
+
 /* NHWC average pooling's gradient: one output pixel's gradient g (n channels) over its divisor d,
  * added to every pixel of its window: rows h0 <= h < h0 + hn, columns w0 <= w < w0 + wn of
  * `image` (pixel (h, w) at image + h*row + w*pixel, its n channels adjacent). Each element takes

@@ -1,6 +1,6 @@
-/* Max pooling's inner loops with run-time instruction-set dispatch: NCHW's interior rows
- * (2x2 windows at stride 2, 3-tap window rows at strides 1 and 2) and NHWC's windows over
- * vectors of channels ("pixels").
+/* Pooling's inner loops with run-time instruction-set dispatch: max pooling's NCHW interior
+ * rows (2x2 windows at stride 2, 3-tap window rows at strides 1 and 2) and NHWC's windows over
+ * vectors of channels ("pixels"); NHWC average pooling's windows and its gradient's.
  *
  * pool_rows_impl.h is compiled once per level (simd.h: x86-64 baseline, AVX2, AVX-512F;
  * elsewhere the compiler's default target) for float32 and float64 with GCC/Clang vector

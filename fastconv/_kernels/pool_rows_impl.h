@@ -1,5 +1,5 @@
-/* Max pooling's interior rows (NCHW) and pixels (NHWC, at the end), instantiated once per
- * instruction set and type.
+/* Max pooling's interior rows (NCHW) and pixels (NHWC), then NHWC average pooling's pixels and
+ * its gradient's (at the end), instantiated once per instruction set and type.
  *
  * Included by pool_rows_types.h with FC_ISA (a name suffix), FC_T / FC_TN (float, f32 or
  * double, f64), FC_N (lanes of a vector), FC_IT (the integer type of a lane's mask),

@@ -194,6 +194,7 @@ class AvgPoolBackwardPlan:
         self.batch = call.batch  # (for _image_threads)
         self.windows, self.divisors = read_only(_windows(call.geometry), _divisors(call))
         self.stride_w = call.geometry.stride[1]
+        self.kernel_w, self.pad_w = call.geometry.kernel[1], call.geometry.padding[1][0]
         self.work = int(np.prod(call.out_shape)) * call.geometry.kernel_size
         kernel = _pool.avg_pool2d_backward_nhwc if self.channels_last else _pool.avg_pool2d_backward_nchw
         self.kernel = specialized(kernel, call.compute_dtype)
@@ -207,7 +208,7 @@ class AvgPoolBackwardPlan:
             self.kernel(grad, grad_in, self.windows, self.divisors, True, _image_threads(self))
         else:
             self.kernel(_planes(grad, False), _planes(grad_in, False), self.windows, self.divisors, self.stride_w,
-                        True, threads_for(self.work))
+                        self.kernel_w, self.pad_w, True, threads_for(self.work))
 
 
 class _PoolBackwardCall(NamedTuple):

@@ -118,3 +118,37 @@ def depthwise_cases(draw):
     return dict(n=draw(st.integers(1, 3)), c=c, hw=(h, w), kernel=(kh, kw), stride=stride,
                 padding=((pads[0], pads[1]), (pads[2], pads[3])), dilation=(dh, dw),
                 dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def avg_pool_in_tap_order(x, k, s, p, divisor):
+    """NHWC average pooling summed as the kernels sum it: each window's real pixels from 0 in
+    row-major order, then divided once by ``divisor(rows, cols)`` (square ``k``, ``s``, ``p``)."""
+    n, h, w, c = x.shape
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    out = np.empty((n, oh, ow, c), x.dtype)
+    for i in range(oh):
+        rows = range(max(0, i * s - p), min(h, i * s - p + k))
+        for j in range(ow):
+            cols = range(max(0, j * s - p), min(w, j * s - p + k))
+            total = np.zeros((n, c), x.dtype)
+            for r in rows:
+                for q in cols:
+                    total += x[:, r, q, :]
+            out[:, i, j, :] = total / x.dtype.type(divisor(rows, cols))
+    return out
+
+
+def avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor):
+    """NHWC average-pooling gradient summed as the kernels sum it: output pixels in row-major order,
+    each adding ``grad / divisor`` (``divisor(rows, cols)``: of its window's real pixels) once to
+    each. ``k``, ``s``, ``p``: ints or (rows, columns) pairs; the output's size is ``grad``'s."""
+    (kh, kw), (sh, sw), (ph, pw) = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p))
+    grad_in = np.zeros(in_shape, grad.dtype)
+    h, w = in_shape[1:3]
+    for oh in range(grad.shape[1]):
+        rows = range(max(0, oh * sh - ph), min(h, oh * sh - ph + kh))
+        for ow in range(grad.shape[2]):
+            cols = range(max(0, ow * sw - pw), min(w, ow * sw - pw + kw))
+            share = grad[:, oh, ow, :] / grad.dtype.type(divisor(rows, cols))
+            grad_in[:, rows.start:rows.stop, cols.start:cols.stop, :] += share[:, None, None, :]
+    return grad_in

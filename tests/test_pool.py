@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from helpers import ALL_DTYPES, nonstandard_views, pool_data, random_array, unaligned_zeros
+from helpers import (ALL_DTYPES, avg_gradient_in_output_order, nonstandard_views, pool_data, random_array,
+                     unaligned_zeros)
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -117,6 +118,34 @@ def test_avg_pool2d_backward_matches_reference(rng, shape, k, s, p, d, ceil, lay
     x = rng.standard_normal(x_shape)
     assert np.vdot(fastconv.avg_pool2d(x, k, **kw), grad) == pytest.approx(np.vdot(x, got), rel=1e-10, abs=1e-12)
 
+
+
+# Each pixel of an average-pooling gradient sums its shares in output order (the module's
+# promise), bit for bit: NCHW rows go a tap column at a time, the last column first, rows of
+# more than 256 outputs in runs (600 columns), 2x2 windows at stride 2 by their own loop;
+# ceil_mode's last windows hang over the padding.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k, s, p", [
+    ((2, 3, 9, 11), 3, 1, 1), ((2, 3, 9, 11), 3, 2, 1), ((2, 3, 9, 11), 2, 1, 0), ((2, 3, 9, 11), 2, 2, 0),
+    ((2, 3, 9, 11), (3, 5), (1, 2), (1, 2)), ((1, 2, 9, 11), (9, 11), 1, 0), ((1, 2, 3, 600), 3, 1, 1),
+    ((1, 2, 3, 600), (2, 4), (1, 3), (1, 2)),
+])
+@pytest.mark.parametrize("divisor_override", [None, 3])
+@pytest.mark.parametrize("ceil", [False, True])
+def test_avg_pool2d_backward_sums_in_output_order(rng, shape, k, s, p, dtype, divisor_override, ceil):
+    kw = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=False, divisor_override=divisor_override)
+    out_shape = fastconv.avg_pool2d(np.zeros(shape, dtype), k, **kw).shape
+    grad = rng.standard_normal(out_shape).astype(dtype)
+    got = fastconv.avg_pool2d_backward(grad, shape, k, **kw)
+    if divisor_override is None:  # (count_include_pad=False: the window's real pixels)
+        def divisor(rows, cols):
+            return len(rows) * len(cols)
+    else:
+        def divisor(rows, cols):
+            return divisor_override
+    nhwc = avg_gradient_in_output_order(grad.transpose(0, 2, 3, 1), to_layout(np.empty(shape), "NHWC").shape,
+                                        k, s, p, divisor)
+    np.testing.assert_array_equal(got.view(np.uint8), np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)).view(np.uint8))
 
 # ----------------------------------------------------------------- fast == reference, hypothesis
 @st.composite

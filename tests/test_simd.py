@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import pool_data, tolerance
+from helpers import avg_gradient_in_output_order, avg_pool_in_tap_order, pool_data, tolerance
 
 import fastconv
 from fastconv import reference
@@ -141,24 +141,6 @@ def test_max_pool_pixels_at_every_level(rng, level, dtype, k, s, p, d):
                                           err_msg=f"{channels} channels")
 
 
-def _avg_pool_in_tap_order(x, k, s, p, divisor):
-    """NHWC average pooling summed as the kernels sum it: each window's real pixels from 0 in
-    row-major order, then divided once by ``divisor(rows, cols)``."""
-    n, h, w, c = x.shape
-    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    out = np.empty((n, oh, ow, c), x.dtype)
-    for i in range(oh):
-        rows = range(max(0, i * s - p), min(h, i * s - p + k))
-        for j in range(ow):
-            cols = range(max(0, j * s - p), min(w, j * s - p + k))
-            total = np.zeros((n, c), x.dtype)
-            for r in rows:
-                for q in cols:
-                    total += x[:, r, q, :]
-            out[:, i, j, :] = total / x.dtype.type(divisor(rows, cols))
-    return out
-
-
 # NHWC average pooling (pool_rows.h's avg_pixel; 3 channels: _pool's loop): the channel counts
 # above, the same bits as the same sums in numpy.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -177,23 +159,9 @@ def test_avg_pool_pixels_at_every_level(rng, level, dtype, k, s, p, count_includ
                   pool_data(rng, (2, 6, 7, channels), dtype, signed_zeros=True)):
             got = fastconv.avg_pool2d(x, k, stride=s, padding=p, count_include_pad=count_include_pad,
                                       divisor_override=divisor_override, layout="NHWC")
-            expected = _avg_pool_in_tap_order(x, k, s, p, divisor)
+            expected = avg_pool_in_tap_order(x, k, s, p, divisor)
             np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8),
                                           err_msg=f"{channels} channels")
-
-
-def _avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor):
-    """NHWC average-pooling gradient summed as the kernels sum it: output pixels in row-major order,
-    each adding ``grad / divisor`` (``divisor(rows, cols)``: of its window's real pixels) once to each."""
-    grad_in = np.zeros(in_shape, grad.dtype)
-    h, w = in_shape[1:3]
-    for oh in range(grad.shape[1]):
-        rows = range(max(0, oh * s - p), min(h, oh * s - p + k))
-        for ow in range(grad.shape[2]):
-            cols = range(max(0, ow * s - p), min(w, ow * s - p + k))
-            share = grad[:, oh, ow, :] / grad.dtype.type(divisor(rows, cols))
-            grad_in[:, rows.start:rows.stop, cols.start:cols.stop, :] += share[:, None, None, :]
-    return grad_in
 
 
 # NHWC average-pooling gradients (pool_rows.h's avg_spread; 3 channels: _pool's loop): the
@@ -217,7 +185,7 @@ def test_avg_pool_gradient_pixels_at_every_level(rng, level, dtype, k, s, p, cou
             out_shape = fastconv.avg_pool2d(np.zeros(in_shape, dtype), k, **kw).shape
             grad = rng.standard_normal(out_shape).astype(dtype)
             got = fastconv.avg_pool2d_backward(grad, in_shape, k, **kw)
-            expected = _avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor)
+            expected = avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor)
             np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8),
                                           err_msg=f"{batch} images of {channels} channels")
             rtol, atol = tolerance(dtype)

@@ -773,9 +773,11 @@ cdef void _avg_pool(const float_t* x, float_t* out, _Pool* p, bint channels_last
                     int num_threads) noexcept:
     """:func:`avg_pool2d` on checked arrays."""
     cdef Py_ssize_t r, rows = p.N * p.OH * (1 if channels_last else p.C)
-    p.rows = fc_pool_active_rows()
-    p.pixels = channels_last and p.rows != NULL and p.C >= FC_PIXEL_MIN_CHANNELS and (
-        (float_t is float and p.rows.avg_pixel_f32 != NULL) or (float_t is double and p.rows.avg_pixel_f64 != NULL))
+    p.pixels = False
+    if channels_last:
+        p.rows = fc_pool_active_rows()
+        p.pixels = p.rows != NULL and p.C >= FC_PIXEL_MIN_CHANNELS and (
+            (float_t is float and p.rows.avg_pixel_f32 != NULL) or (float_t is double and p.rows.avg_pixel_f64 != NULL))
     if num_threads == 1:  # (see the module docstring: no OpenMP team for one thread)
         with nogil:
             for r in range(rows):
@@ -787,7 +789,7 @@ cdef void _avg_pool(const float_t* x, float_t* out, _Pool* p, bint channels_last
 
 cdef inline void _avg_row(const float_t* x, float_t* out, const _Pool* p, bint channels_last,
                           Py_ssize_t r) noexcept nogil:
-    if channels_last and p.pixels:
+    if p.pixels:
         _avg_row_pixels(x, out, p, r)
     elif channels_last:
         _avg_row_nhwc(x, out, p, r)

@@ -32,8 +32,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, reused, zeros
-from ._conv import (BAND_BUDGET, TILES, depthwise_lanes_grad_input, depthwise_lanes_grad_weight, depthwise_work,
-                    direct_nchw, is_depthwise, run_depthwise_nhwc, stride_phases, tiled_conv, tiles_fit)
+from ._conv import (BAND_BUDGET, POINTWISE_NHWC_MIN_CHANNELS, TILES, depthwise_lanes_grad_input,
+                    depthwise_lanes_grad_weight, depthwise_work, direct_nchw, is_depthwise, run_depthwise_nhwc,
+                    stride_phases, tiled_conv, tiles_fit)
 from ._kernels import _conv_direct
 from ._threads import threads_for
 from ._geometry import conv_geometry
@@ -422,6 +423,8 @@ def _grad_weight(call):
         return _grad_weight_gemm(call)
     if call.channels_last and depthwise_nhwc_grad_weight(call):
         return _grad_weight_depthwise_nhwc(call)
+    if call.channels_last and pointwise_nhwc_grad_weight(call):
+        return _grad_weight_pointwise_nhwc(call.x, call.grad)
     if call.channels_last:  # views: the kernels copy with any strides
         x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
     else:
@@ -432,6 +435,53 @@ def _grad_weight(call):
     if dw is None:
         return _grad_weight_gemm(call)
     return dw.transpose(2, 3, 1, 0) if call.channels_last else dw
+
+
+#: Pixels of the batch whose products :func:`_grad_weight_pointwise_nhwc` sums in one kernel call.
+POINTWISE_NHWC_GRAD_PIXELS = 1024
+
+
+def pointwise_nhwc_grad_weight(call):
+    """Whether :func:`_grad_weight_pointwise_nhwc` runs a prepared NHWC call (see ``pointwise_nhwc_fits``)."""
+    k, cg, kh, kw = call.dims
+    geo = call.geometry
+    return (call.compute_dtype in (np.float32, np.float64) and call.groups == 1 and (kh, kw) == (1, 1)
+            and not geo.has_padding and tuple(geo.stride) == (1, 1)
+            and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS and tiles_fit(cg, k, POINTWISE_NHWC_GRAD_PIXELS))
+
+
+def _grad_weight_pointwise_nhwc(x, grad):
+    """The HWIO ``(1, 1, C, K)`` weight gradient of a 1x1 stride-1 NHWC convolution: ``x.T @ grad`` over the pixels.
+
+    ``x`` ``(N, H, W, C)`` and ``grad`` ``(N, H, W, K)``, C-contiguous, one
+    float dtype. :func:`~fastconv._kernels._conv_direct.conv2d_pointwise`
+    with the roles of :func:`~fastconv._conv.pointwise_nhwc`: the input
+    channels as its filters (the adjoint of ``x``'s ``(pixels, C)`` rows,
+    packed 8 channels at a time), ``grad`` as an image of ``K`` pixels whose
+    channels are the batch's pixels, ``POINTWISE_NHWC_GRAD_PIXELS`` of them
+    a call (a chunk's rows stay in the caches for every block of channels),
+    the calls' sums added in order: the same bits for any thread count.
+    Before, the NCHW kernels read transposed views of both arrays (256 to 64
+    channels on 8 images of 56x56, one thread: 60 ms, now 10 ms; PyTorch
+    6.5-6.9 ms).
+    """
+    c, k = x.shape[3], grad.shape[3]
+    pixels = x.size // c
+    rows, cols = x.reshape(pixels, c, 1), grad.reshape(pixels, k)
+    level = _conv_direct.current_level()
+    panel = 3 * _conv_direct.tile_width(x.dtype.char, level)  # a three-vector tile's columns
+    dw = np.empty((1, c, k), x.dtype)
+    part = np.empty_like(dw) if pixels > POINTWISE_NHWC_GRAD_PIXELS else dw
+    adjoint = np.zeros(1, np.intp)
+    for p0 in range(0, pixels, POINTWISE_NHWC_GRAD_PIXELS):
+        p1 = min(pixels, p0 + POINTWISE_NHWC_GRAD_PIXELS)
+        target = dw if p0 == 0 else part
+        threads = threads_for((p1 - p0) * c * k // 16)
+        _conv_direct.conv2d_pointwise(cols[p0:p1].reshape(1, p1 - p0, 1, k), None, None, target, 1, 1, k, 1, panel,
+                                      threads, 0, False, threads, rows[p0:p1], None, adjoint)
+        if p0:
+            dw += part
+    return dw.reshape(1, 1, c, k)
 
 
 #: Fewest input pixels per channel (over the batch) from which an NHWC depthwise weight gradient

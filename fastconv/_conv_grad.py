@@ -68,7 +68,31 @@ def _grad_input(call):
         return zeros(call.image_shape, call.compute_dtype)
     if call.channels_last and (result := _grad_input_depthwise_nhwc(call)) is not None:
         return result
+    if call.channels_last and pointwise_nhwc_grad(call):
+        return _grad_input_pointwise_nhwc(call.grad, call.weight, call.image_shape)
     return _grad_input_direct(call)
+
+
+def _grad_input_pointwise_nhwc(grad, weight, image_shape):
+    """dL/dx of a 1x1 stride-1 NHWC convolution, ``grad @ w.T`` over the pixels, as a new array.
+
+    :func:`~fastconv._kernels._conv_direct.conv2d_pointwise` with the roles
+    of :func:`~fastconv._conv.pointwise_nhwc`: the grad's pixels as its
+    filters, the transposed HWIO weight ``(K, C)`` as a one-row image of
+    ``C`` pixels. Each input pixel sums its filters in order from 0, as the
+    NCHW kernels do (the same bits). Before, NHWC calls transposed the grad
+    in and the result out around those kernels.
+    """
+    k, c = grad.shape[3], image_shape[3]
+    pixels = grad.size // k
+    result = empty(image_shape, grad.dtype)
+    panel = 3 * _conv_direct.tile_width(grad.dtype.char, _conv_direct.current_level())  # a tile's columns
+    threads = threads_for(pixels * c * k // 16)
+    pass_blocks = max(1, BAND_BUDGET // (8 * k * grad.dtype.itemsize))
+    image = weight.reshape(c, k).T[np.newaxis, :, np.newaxis, :]  # (1, K, 1, C): any strides
+    _conv_direct.conv2d_pointwise(image, None, None, result.reshape(1, pixels, c), 1, 1, c, 1, panel, threads,
+                                  pass_blocks, False, threads, grad.reshape(pixels, k, 1), None, None)
+    return result
 
 
 def _grad_input_depthwise_nhwc(call):
@@ -423,7 +447,7 @@ def _grad_weight(call):
         return _grad_weight_gemm(call)
     if call.channels_last and depthwise_nhwc_grad_weight(call):
         return _grad_weight_depthwise_nhwc(call)
-    if call.channels_last and pointwise_nhwc_grad_weight(call):
+    if call.channels_last and pointwise_nhwc_grad(call):
         return _grad_weight_pointwise_nhwc(call.x, call.grad)
     if call.channels_last:  # views: the kernels copy with any strides
         x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
@@ -441,8 +465,9 @@ def _grad_weight(call):
 POINTWISE_NHWC_GRAD_PIXELS = 1024
 
 
-def pointwise_nhwc_grad_weight(call):
-    """Whether :func:`_grad_weight_pointwise_nhwc` runs a prepared NHWC call (see ``pointwise_nhwc_fits``)."""
+def pointwise_nhwc_grad(call):
+    """Whether a prepared NHWC gradient call runs :func:`_grad_input_pointwise_nhwc` or
+    :func:`_grad_weight_pointwise_nhwc` (the convolutions of ``pointwise_nhwc_fits``)."""
     k, cg, kh, kw = call.dims
     geo = call.geometry
     return (call.compute_dtype in (np.float32, np.float64) and call.groups == 1 and (kh, kw) == (1, 1)

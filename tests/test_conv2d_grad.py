@@ -489,7 +489,7 @@ def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k):
     xh, gh = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(g.transpose(0, 2, 3, 1))
     w_shape = (1, 1, shape[1], k)
     call = fastconv._prepare.prepare_conv2d_grad_weight(gh, xh, w_shape, 1, 0, 1, 1, "NHWC", None)
-    assert _conv_grad.pointwise_nhwc_grad_weight(call)
+    assert _conv_grad.pointwise_nhwc_grad(call)
     results = []
     for threads in (1, 2, 3):
         with fastconv.num_threads(threads):
@@ -499,3 +499,32 @@ def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k):
     rtol, atol = tolerance(dtype)
     expected = reference.conv2d_grad_weight(g, x, (k, shape[1], 1, 1)).transpose(2, 3, 1, 0)
     np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 100)
+
+
+# ... and its input gradient, with the grad's pixels as the kernel's filters: the NCHW kernels'
+# bits (both sum each input pixel's filters in order from 0) for every thread count.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, k", [((1, 32, 3, 5), 32), ((2, 40, 16, 32), 33), ((3, 64, 20, 20), 100),
+                                      ((1, 33, 9, 13), 64), ((4, 96, 16, 36), 48)])
+def test_pointwise_nhwc_input_gradient(rng, level, dtype, shape, k):
+    from fastconv import _conv_grad
+
+    w = rng.standard_normal((k, shape[1], 1, 1)).astype(dtype)
+    g = rng.standard_normal((shape[0], k) + shape[2:]).astype(dtype)
+    wh, gh = np.ascontiguousarray(w.transpose(2, 3, 1, 0)), np.ascontiguousarray(g.transpose(0, 2, 3, 1))
+    x_shape = (shape[0],) + shape[2:] + (shape[1],)
+    call = fastconv._prepare.prepare_conv2d_grad_input(gh, wh, x_shape, 1, 0, 1, 1, "NHWC", None)
+    assert _conv_grad.pointwise_nhwc_grad(call)
+    results = []
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            results.append(fastconv.conv2d_grad_input(gh, wh, x_shape, layout="NHWC"))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    np.testing.assert_array_equal(results[0], fastconv.conv2d_grad_input(g, w, shape).transpose(0, 2, 3, 1))
+    rtol, atol = tolerance(dtype)
+    expected = reference.conv2d_grad_input(g, w, shape).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 10)
+    out = np.full(x_shape, np.nan, dtype)
+    assert fastconv.conv2d_grad_input(gh, wh, x_shape, layout="NHWC", out=out) is out
+    np.testing.assert_array_equal(out, results[0])

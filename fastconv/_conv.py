@@ -41,7 +41,7 @@ def _conv_direct_run(call, result):
     if call.channels_last and depthwise_nhwc_fits(call):
         depthwise_nhwc(call.x, call.weight, call.bias, geo, call.padding_mode, result)
     elif call.channels_last and pointwise_nhwc_fits(call):
-        pointwise_nhwc(call.x, call.weight, call.bias, result)
+        pointwise_nhwc(call.x, call.weight, call.bias, result, geo.stride)
     elif call.channels_last and call.compute_dtype.kind == "f":
         # the tiles read channel planes: lay the input out from a transposed view, convolve,
         # transpose out
@@ -74,7 +74,7 @@ POINTWISE_NHWC_MIN_CHANNELS = 32
 
 
 def pointwise_nhwc_fits(call):
-    """Whether :func:`pointwise_nhwc` runs a prepared NHWC call: float32/64, 1x1, stride 1, unpadded, one group.
+    """Whether :func:`pointwise_nhwc` runs a prepared NHWC call: float32/64, 1x1, unpadded, one group.
 
     From :data:`POINTWISE_NHWC_MIN_CHANNELS` input channels and filters
     (the layers measured: 32 to 1024 channels).
@@ -82,16 +82,16 @@ def pointwise_nhwc_fits(call):
     kh, kw, cg, k = call.weight.shape
     geo = call.geometry
     return (call.x.dtype in (np.float32, np.float64) and call.groups == 1 and (kh, kw) == (1, 1)
-            and not geo.has_padding and tuple(geo.stride) == (1, 1) and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS
+            and not geo.has_padding and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS
             and tiles_fit(call.x.size // max(1, cg), cg, k))
 
 
-def pointwise_nhwc(x, weight, bias, out):
-    """A 1x1 stride-1 unpadded NHWC convolution, ``out = x @ w + bias`` over the pixels; no validation.
+def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
+    """A 1x1 unpadded NHWC convolution, ``out = x @ w + bias`` over the pixels it reads; no validation.
 
     ``x`` is ``(N, H, W, C)`` C-contiguous (as prepared calls give it),
     ``weight`` HWIO ``(1, 1, C, K)``, ``bias`` ``(K,)`` or None and ``out``
-    ``(N, H, W, K)`` C-contiguous, in one float dtype. In NHWC the product's operands
+    ``(N, OH, OW, K)`` C-contiguous, in one float dtype. In NHWC the product's operands
     come the other way round from NCHW's: the pixels are the rows of
     ``x`` (``(N*H*W, C)``) and of ``out`` (``(N*H*W, K)``), and the weight
     is ``(C, K)``. So :func:`~fastconv._kernels._conv_direct.conv2d_pointwise`
@@ -103,8 +103,11 @@ def pointwise_nhwc(x, weight, bias, out):
     kernels (256 to 64 channels on 8 images of 56x56, one thread: 13.5 ms,
     now 7.0). Each output sums its channels in order from 0, as the NCHW
     kernels do from a zero bias (the same bits without a bias); a bias is
-    added after the sums.
+    added after the sums. A ``stride`` over 1 copies the pixels it reads
+    first (ResNet's shortcuts: a quarter of ``x``).
     """
+    if tuple(stride) != (1, 1):
+        x = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
     n, h, w, c = x.shape
     k = weight.shape[3]
     pixels = n * h * w

@@ -68,7 +68,7 @@ def _grad_input(call):
         return zeros(call.image_shape, call.compute_dtype)
     if call.channels_last and (result := _grad_input_depthwise_nhwc(call)) is not None:
         return result
-    if call.channels_last and pointwise_nhwc_grad(call):
+    if call.channels_last and pointwise_nhwc_grad(call, call.image_shape, strided=False):
         return _grad_input_pointwise_nhwc(call.grad, call.weight, call.image_shape)
     return _grad_input_direct(call)
 
@@ -447,8 +447,11 @@ def _grad_weight(call):
         return _grad_weight_gemm(call)
     if call.channels_last and depthwise_nhwc_grad_weight(call):
         return _grad_weight_depthwise_nhwc(call)
-    if call.channels_last and pointwise_nhwc_grad(call):
-        return _grad_weight_pointwise_nhwc(call.x, call.grad)
+    if call.channels_last and pointwise_nhwc_grad(call, call.x.shape):
+        x = call.x
+        if tuple(call.geometry.stride) != (1, 1):  # the pixels the convolution reads (a quarter at stride 2)
+            x = np.ascontiguousarray(x[:, ::call.geometry.stride[0], ::call.geometry.stride[1], :])
+        return _grad_weight_pointwise_nhwc(x, call.grad)
     if call.channels_last:  # views: the kernels copy with any strides
         x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
     else:
@@ -465,14 +468,15 @@ def _grad_weight(call):
 POINTWISE_NHWC_GRAD_PIXELS = 1024
 
 
-def pointwise_nhwc_grad(call):
+def pointwise_nhwc_grad(call, image_shape, strided=True):
     """Whether a prepared NHWC gradient call runs :func:`_grad_input_pointwise_nhwc` or
-    :func:`_grad_weight_pointwise_nhwc` (the convolutions of ``pointwise_nhwc_fits``)."""
+    :func:`_grad_weight_pointwise_nhwc`: the convolutions of ``pointwise_nhwc_fits`` (at stride 1
+    only unless ``strided``; ``image_shape`` the input's)."""
     k, cg, kh, kw = call.dims
     geo = call.geometry
     return (call.compute_dtype in (np.float32, np.float64) and call.groups == 1 and (kh, kw) == (1, 1)
-            and not geo.has_padding and tuple(geo.stride) == (1, 1)
-            and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS and tiles_fit(cg, k, POINTWISE_NHWC_GRAD_PIXELS))
+            and not geo.has_padding and (strided or tuple(geo.stride) == (1, 1))
+            and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS and tiles_fit(math.prod(image_shape) // cg, cg, k))
 
 
 def _grad_weight_pointwise_nhwc(x, grad):

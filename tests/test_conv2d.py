@@ -280,35 +280,39 @@ def test_depthwise_every_block_stride_and_padding(rng, c, s, p, d, mode):
                                    reference.conv2d_grad_input(expected, w, x.shape, **kw), rtol=1e-12, atol=1e-12)
 
 
-# NHWC 1x1 convolutions at stride 1 run the pointwise kernel with the roles swapped (pixels as
-# its filters: 8 at a time, so pixel counts around multiples of 8; the weight's K columns as its
-# image's pixels: tails of a panel), at every SIMD level and thread count: the reference's values,
-# and without a bias the NCHW kernels' bits (both sum each output's channels in order from 0).
+# NHWC 1x1 convolutions run the pointwise kernel with the roles swapped (pixels as its filters:
+# 8 at a time, so pixel counts around multiples of 8; the weight's K columns as its image's
+# pixels: tails of a panel; strided, a copy of the pixels read), at every SIMD level and thread
+# count: the reference's values, and without a bias the NCHW kernels' bits (both sum each
+# output's channels in order from 0).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k", [((1, 32, 1, 1), 32), ((2, 40, 3, 5), 33), ((3, 64, 7, 7), 100),
                                       ((1, 33, 9, 13), 64), ((2, 96, 5, 4), 200)])
-def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, shape, k):
+@pytest.mark.parametrize("stride", [1, 2, (1, 3)])
+def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, shape, k, stride):
     from fastconv import _conv
 
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((k, shape[1], 1, 1)).astype(dtype)
     b = rng.standard_normal(k).astype(dtype)
     xh, wh = nhwc(x, w)
-    call = fastconv._prepare.prepare_conv2d(xh, wh, None, 1, 0, 1, 1, "zeros", "NHWC", None)
+    call = fastconv._prepare.prepare_conv2d(xh, wh, None, stride, 0, 1, 1, "zeros", "NHWC", None)
     assert _conv.pointwise_nhwc_fits(call)
     rtol, atol = tolerance(dtype)
     results = []
     for threads in (1, 2, 3):
         with fastconv.num_threads(threads):
-            results.append((fastconv.conv2d(xh, wh, layout="NHWC"), fastconv.conv2d(xh, wh, b, layout="NHWC")))
+            results.append((fastconv.conv2d(xh, wh, stride=stride, layout="NHWC"),
+                            fastconv.conv2d(xh, wh, b, stride=stride, layout="NHWC")))
     for plain, biased in results:
         np.testing.assert_array_equal(plain, results[0][0])
         np.testing.assert_array_equal(biased, results[0][1])
     plain, biased = results[0]
-    np.testing.assert_array_equal(plain, fastconv.conv2d(x, w).transpose(0, 2, 3, 1))
-    np.testing.assert_allclose(biased, reference.conv2d(x, w, b).transpose(0, 2, 3, 1), rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(plain, fastconv.conv2d(x, w, stride=stride).transpose(0, 2, 3, 1))
+    np.testing.assert_allclose(biased, reference.conv2d(x, w, b, stride=stride).transpose(0, 2, 3, 1), rtol=rtol,
+                               atol=atol * 10)
     out = np.full(biased.shape, np.nan, dtype)
-    assert fastconv.conv2d(xh, wh, b, layout="NHWC", out=out) is out
+    assert fastconv.conv2d(xh, wh, b, stride=stride, layout="NHWC", out=out) is out
     np.testing.assert_array_equal(out, biased)
 
 
@@ -326,7 +330,7 @@ def test_pointwise_nhwc_only_where_it_fits(rng):
     assert fits((1, 4, 4, 32), 32)
     assert not fits((1, 4, 4, 31), 64)  # few channels
     assert not fits((1, 4, 4, 64), 31)  # few filters
-    assert not fits((1, 8, 8, 64), 64, stride=2)
+    assert fits((1, 8, 8, 64), 64, stride=2)
     assert not fits((1, 4, 4, 64), 64, padding=1)
     assert not fits((1, 4, 4, 128), 64, groups=2)
     assert not fits((1, 4, 4, 64), 64, dtype=np.int64)  # exact integer loops

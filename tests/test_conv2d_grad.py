@@ -474,30 +474,33 @@ def test_strided_grad_input_writes_every_pixel_of_out(rng, hw, kernel, stride, p
                                                              x.shape, **kw), expected)
 
 
-# The weight gradient of an NHWC 1x1 convolution at stride 1 runs the pointwise kernel with the
-# roles swapped (the input channels as its filters, the batch's pixels summed 1024 a call): pixel
-# counts under, at and over a call's (1, 2 and 3 calls), channels around blocks of 8, every SIMD
-# level, the same bits for every thread count and the reference's values.
+# The weight gradient of an NHWC 1x1 convolution runs the pointwise kernel with the roles
+# swapped (the input channels as its filters, the batch's pixels summed 1024 a call; at stride 2
+# a copy of the pixels read): pixel counts under, at and over a call's (1, 2 and 3 calls),
+# channels around blocks of 8, every SIMD level, the same bits for every thread count and the
+# reference's values.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k", [((1, 32, 3, 5), 32), ((2, 40, 16, 32), 33), ((3, 64, 20, 20), 100),
                                       ((1, 33, 9, 13), 64), ((4, 96, 16, 36), 48)])
-def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k, stride):
     from fastconv import _conv_grad
 
     x = rng.standard_normal(shape).astype(dtype)
-    g = rng.standard_normal((shape[0], k) + shape[2:]).astype(dtype)
+    out_hw = tuple((n - 1) // stride + 1 for n in shape[2:])
+    g = rng.standard_normal((shape[0], k) + out_hw).astype(dtype)
     xh, gh = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(g.transpose(0, 2, 3, 1))
     w_shape = (1, 1, shape[1], k)
-    call = fastconv._prepare.prepare_conv2d_grad_weight(gh, xh, w_shape, 1, 0, 1, 1, "NHWC", None)
-    assert _conv_grad.pointwise_nhwc_grad(call)
+    call = fastconv._prepare.prepare_conv2d_grad_weight(gh, xh, w_shape, stride, 0, 1, 1, "NHWC", None)
+    assert _conv_grad.pointwise_nhwc_grad(call, xh.shape)
     results = []
     for threads in (1, 2, 3):
         with fastconv.num_threads(threads):
-            results.append(fastconv.conv2d_grad_weight(gh, xh, w_shape, layout="NHWC"))
+            results.append(fastconv.conv2d_grad_weight(gh, xh, w_shape, stride=stride, layout="NHWC"))
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
     rtol, atol = tolerance(dtype)
-    expected = reference.conv2d_grad_weight(g, x, (k, shape[1], 1, 1)).transpose(2, 3, 1, 0)
+    expected = reference.conv2d_grad_weight(g, x, (k, shape[1], 1, 1), stride=stride).transpose(2, 3, 1, 0)
     np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 100)
 
 
@@ -514,7 +517,9 @@ def test_pointwise_nhwc_input_gradient(rng, level, dtype, shape, k):
     wh, gh = np.ascontiguousarray(w.transpose(2, 3, 1, 0)), np.ascontiguousarray(g.transpose(0, 2, 3, 1))
     x_shape = (shape[0],) + shape[2:] + (shape[1],)
     call = fastconv._prepare.prepare_conv2d_grad_input(gh, wh, x_shape, 1, 0, 1, 1, "NHWC", None)
-    assert _conv_grad.pointwise_nhwc_grad(call)
+    assert _conv_grad.pointwise_nhwc_grad(call, x_shape, strided=False)
+    strided = fastconv._prepare.prepare_conv2d_grad_input(gh[:, ::2, ::2], wh, x_shape, 2, 0, 1, 1, "NHWC", None)
+    assert not _conv_grad.pointwise_nhwc_grad(strided, x_shape, strided=False)  # (the NCHW kernels' phases)
     results = []
     for threads in (1, 2, 3):
         with fastconv.num_threads(threads):

@@ -480,10 +480,11 @@ def pointwise_nhwc_grad(call, image_shape, strided=True):
 
 
 def _grad_weight_pointwise_nhwc(x, grad):
-    """The HWIO ``(1, 1, C, K)`` weight gradient of a 1x1 stride-1 NHWC convolution: ``x.T @ grad`` over the pixels.
+    """The HWIO ``(1, 1, C, K)`` weight gradient of a 1x1 NHWC convolution: ``x.T @ grad`` over the pixels.
 
-    ``x`` ``(N, H, W, C)`` and ``grad`` ``(N, H, W, K)``, C-contiguous, one
-    float dtype. :func:`~fastconv._kernels._conv_direct.conv2d_pointwise`
+    ``x`` ``(N, OH, OW, C)`` (the pixels the convolution read: the caller
+    copies them at a stride over 1) and ``grad`` ``(N, OH, OW, K)``,
+    C-contiguous, one float dtype. :func:`~fastconv._kernels._conv_direct.conv2d_pointwise`
     with the roles of :func:`~fastconv._conv.pointwise_nhwc`: the input
     channels as its filters (the adjoint of ``x``'s ``(pixels, C)`` rows,
     packed 8 channels at a time), ``grad`` as an image of ``K`` pixels whose

@@ -96,8 +96,8 @@ def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
     ``x`` (``(N*H*W, C)``) and of ``out`` (``(N*H*W, K)``), and the weight
     is ``(C, K)``. So :func:`~fastconv._kernels._conv_direct.conv2d_pointwise`
     runs with the roles swapped: the pixels as its filters (the kernel
-    packs 8 of them at a time, :func:`pointwise_passes`-sized passes of
-    :data:`BAND_BUDGET`), the weight as a one-row image of ``K`` pixels,
+    packs 8 of them at a time, in passes of :data:`BAND_BUDGET`), the
+    weight as a one-row image of ``K`` pixels,
     and each thread a part of the pixels. Nothing is transposed: before,
     NHWC calls transposed the input in and the result out around the NCHW
     kernels (256 to 64 channels on 8 images of 56x56, one thread: 13.5 ms,

@@ -73,17 +73,35 @@ def depthwise_nhwc_fits(call):
 POINTWISE_NHWC_MIN_CHANNELS = 32
 
 
-def pointwise_nhwc_fits(call):
-    """Whether :func:`pointwise_nhwc` runs a prepared NHWC call: float32/64, 1x1, unpadded, one group.
+def runs_pointwise_nhwc(dtype, dims, geometry, groups, pixels):
+    """Whether an NHWC convolution (or its gradient) runs the pointwise kernel swapped (:func:`pointwise_nhwc`).
 
-    From :data:`POINTWISE_NHWC_MIN_CHANNELS` input channels and filters
-    (the layers measured: 32 to 1024 channels).
+    ``dims`` is the weight's ``(K, C/groups, KH, KW)``, ``pixels`` the
+    input's. Float32/64, 1x1, unpadded, one group, from
+    :data:`POINTWISE_NHWC_MIN_CHANNELS` input channels and filters (the
+    layers measured: 32 to 1024 channels).
     """
+    k, cg, kh, kw = dims
+    return (dtype in (np.float32, np.float64) and groups == 1 and (kh, kw) == (1, 1) and not geometry.has_padding
+            and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS and tiles_fit(pixels, cg, k))
+
+
+def pointwise_nhwc_fits(call):
+    """Whether :func:`pointwise_nhwc` runs a prepared NHWC conv2d call (:func:`runs_pointwise_nhwc`)."""
     kh, kw, cg, k = call.weight.shape
-    geo = call.geometry
-    return (call.x.dtype in (np.float32, np.float64) and call.groups == 1 and (kh, kw) == (1, 1)
-            and not geo.has_padding and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS
-            and tiles_fit(call.x.size // max(1, cg), cg, k))
+    return runs_pointwise_nhwc(call.x.dtype, (k, cg, kh, kw), call.geometry, call.groups, call.x.size // max(1, cg))
+
+
+def pointwise_panel(dtype, level=-1):
+    """Pixels of a panel of :func:`~fastconv._kernels._conv_direct.conv2d_pointwise`: a three-vector tile's columns."""
+    return 3 * _conv_direct.tile_width(np.dtype(dtype).char, level)
+
+
+def read_pixels(x, stride):
+    """The NHWC pixels a 1x1 unpadded convolution at ``stride`` reads: ``x`` itself, or a contiguous copy."""
+    if tuple(stride) == (1, 1):
+        return x
+    return np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
 
 
 def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
@@ -106,13 +124,11 @@ def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
     added after the sums. A ``stride`` over 1 copies the pixels it reads
     first (ResNet's shortcuts: a quarter of ``x``).
     """
-    if tuple(stride) != (1, 1):
-        x = np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
+    x = read_pixels(x, stride)
     n, h, w, c = x.shape
     k = weight.shape[3]
     pixels = n * h * w
-    level = _conv_direct.current_level()
-    panel = 3 * _conv_direct.tile_width(x.dtype.char, level)  # a three-vector tile's columns
+    panel = pointwise_panel(x.dtype)
     threads = threads_for(pixels * k * c // 16)
     pass_blocks = max(1, BAND_BUDGET // (8 * c * x.dtype.itemsize))
     if not out.flags.c_contiguous:  # (results and outs of calls are: the kernel writes a view of it)
@@ -1039,7 +1055,7 @@ class TiledConv:
         self.pointwise = runs_pointwise(geometry, weight_shape, groups)
         if self.pointwise:  # the column tiles run over panels of three vectors (whatever `tiles` asks)
             tiles = "columns"
-            self.panel = 3 * _conv_direct.tile_width(dtype.char, level)  # a three-vector tile's columns
+            self.panel = pointwise_panel(dtype, level)
             self.in_place = pointwise_in_place(weight_shape, dtype, level)
         self.merge = 1 if self.depthwise or self.pointwise else merged_rows(geometry, (kh, kw), c, dtype.itemsize)
         if self.merge > 1:  # the tiles see rows of merge * W pixels (see merged_rows)

@@ -32,8 +32,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._arrays import empty, empty_aligned, finish, reused, zeros
-from ._conv import (BAND_BUDGET, POINTWISE_NHWC_MIN_CHANNELS, TILES, depthwise_lanes_grad_input,
-                    depthwise_lanes_grad_weight, depthwise_work, direct_nchw, is_depthwise, run_depthwise_nhwc,
+from ._conv import (BAND_BUDGET, TILES, depthwise_lanes_grad_input, depthwise_lanes_grad_weight, depthwise_work,
+                    direct_nchw, is_depthwise, pointwise_panel, read_pixels, run_depthwise_nhwc, runs_pointwise_nhwc,
                     stride_phases, tiled_conv, tiles_fit)
 from ._kernels import _conv_direct
 from ._threads import threads_for
@@ -86,7 +86,7 @@ def _grad_input_pointwise_nhwc(grad, weight, image_shape):
     k, c = grad.shape[3], image_shape[3]
     pixels = grad.size // k
     result = empty(image_shape, grad.dtype)
-    panel = 3 * _conv_direct.tile_width(grad.dtype.char, _conv_direct.current_level())  # a tile's columns
+    panel = pointwise_panel(grad.dtype)
     threads = threads_for(pixels * c * k // 16)
     pass_blocks = max(1, BAND_BUDGET // (8 * k * grad.dtype.itemsize))
     image = weight.reshape(c, k).T[np.newaxis, :, np.newaxis, :]  # (1, K, 1, C): any strides
@@ -448,10 +448,7 @@ def _grad_weight(call):
     if call.channels_last and depthwise_nhwc_grad_weight(call):
         return _grad_weight_depthwise_nhwc(call)
     if call.channels_last and pointwise_nhwc_grad(call, call.x.shape):
-        x = call.x
-        if tuple(call.geometry.stride) != (1, 1):  # the pixels the convolution reads (a quarter at stride 2)
-            x = np.ascontiguousarray(x[:, ::call.geometry.stride[0], ::call.geometry.stride[1], :])
-        return _grad_weight_pointwise_nhwc(x, call.grad)
+        return _grad_weight_pointwise_nhwc(read_pixels(call.x, call.geometry.stride), call.grad)
     if call.channels_last:  # views: the kernels copy with any strides
         x, grad = call.x.transpose(0, 3, 1, 2), call.grad.transpose(0, 3, 1, 2)
     else:
@@ -470,20 +467,18 @@ POINTWISE_NHWC_GRAD_PIXELS = 1024
 
 def pointwise_nhwc_grad(call, image_shape, strided=True):
     """Whether a prepared NHWC gradient call runs :func:`_grad_input_pointwise_nhwc` or
-    :func:`_grad_weight_pointwise_nhwc`: the convolutions of ``pointwise_nhwc_fits`` (at stride 1
-    only unless ``strided``; ``image_shape`` the input's)."""
-    k, cg, kh, kw = call.dims
-    geo = call.geometry
-    return (call.compute_dtype in (np.float32, np.float64) and call.groups == 1 and (kh, kw) == (1, 1)
-            and not geo.has_padding and (strided or tuple(geo.stride) == (1, 1))
-            and min(cg, k) >= POINTWISE_NHWC_MIN_CHANNELS and tiles_fit(math.prod(image_shape) // cg, cg, k))
+    :func:`_grad_weight_pointwise_nhwc` (:func:`~fastconv._conv.runs_pointwise_nhwc`; at stride 1 only
+    unless ``strided``; ``image_shape`` the input's)."""
+    return ((strided or tuple(call.geometry.stride) == (1, 1))
+            and runs_pointwise_nhwc(call.compute_dtype, call.dims, call.geometry, call.groups,
+                                    math.prod(image_shape) // max(1, call.dims[1])))
 
 
 def _grad_weight_pointwise_nhwc(x, grad):
     """The HWIO ``(1, 1, C, K)`` weight gradient of a 1x1 NHWC convolution: ``x.T @ grad`` over the pixels.
 
-    ``x`` ``(N, OH, OW, C)`` (the pixels the convolution read: the caller
-    copies them at a stride over 1) and ``grad`` ``(N, OH, OW, K)``,
+    ``x`` ``(N, OH, OW, C)`` (the pixels the convolution read:
+    :func:`~fastconv._conv.read_pixels`) and ``grad`` ``(N, OH, OW, K)``,
     C-contiguous, one float dtype. :func:`~fastconv._kernels._conv_direct.conv2d_pointwise`
     with the roles of :func:`~fastconv._conv.pointwise_nhwc`: the input
     channels as its filters (the adjoint of ``x``'s ``(pixels, C)`` rows,
@@ -498,8 +493,7 @@ def _grad_weight_pointwise_nhwc(x, grad):
     c, k = x.shape[3], grad.shape[3]
     pixels = x.size // c
     rows, cols = x.reshape(pixels, c, 1), grad.reshape(pixels, k)
-    level = _conv_direct.current_level()
-    panel = 3 * _conv_direct.tile_width(x.dtype.char, level)  # a three-vector tile's columns
+    panel = pointwise_panel(x.dtype)
     dw = np.empty((1, c, k), x.dtype)
     part = np.empty_like(dw) if pixels > POINTWISE_NHWC_GRAD_PIXELS else dw
     adjoint = np.zeros(1, np.intp)

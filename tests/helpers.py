@@ -120,9 +120,14 @@ def depthwise_cases(draw):
                 dtype=draw(st.sampled_from([np.float32, np.float64])), seed=draw(st.integers(0, 2**32 - 1)))
 
 
-def avg_pool_in_tap_order(x, k, s, p, divisor):
+def _window_divisor(rows, cols, divisor_override):
+    """``divisor_override``, or (``count_include_pad=False``) the number of the window's real pixels."""
+    return len(rows) * len(cols) if divisor_override is None else divisor_override
+
+
+def avg_pool_in_tap_order(x, k, s, p, divisor_override):
     """NHWC average pooling summed as the kernels sum it: each window's real pixels from 0 in
-    row-major order, then divided once by ``divisor(rows, cols)`` (square ``k``, ``s``, ``p``)."""
+    row-major order, then divided once (:func:`_window_divisor`; square ``k``, ``s``, ``p``)."""
     n, h, w, c = x.shape
     oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     out = np.empty((n, oh, ow, c), x.dtype)
@@ -134,14 +139,14 @@ def avg_pool_in_tap_order(x, k, s, p, divisor):
             for r in rows:
                 for q in cols:
                     total += x[:, r, q, :]
-            out[:, i, j, :] = total / x.dtype.type(divisor(rows, cols))
+            out[:, i, j, :] = total / x.dtype.type(_window_divisor(rows, cols, divisor_override))
     return out
 
 
-def avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor):
+def avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor_override):
     """NHWC average-pooling gradient summed as the kernels sum it: output pixels in row-major order,
-    each adding ``grad / divisor`` (``divisor(rows, cols)``: of its window's real pixels) once to
-    each. ``k``, ``s``, ``p``: ints or (rows, columns) pairs; the output's size is ``grad``'s."""
+    each adding ``grad / divisor`` (:func:`_window_divisor`) once to each of its window's real
+    pixels. ``k``, ``s``, ``p``: ints or (rows, columns) pairs; the output's size is ``grad``'s."""
     (kh, kw), (sh, sw), (ph, pw) = (v if isinstance(v, tuple) else (v, v) for v in (k, s, p))
     grad_in = np.zeros(in_shape, grad.dtype)
     h, w = in_shape[1:3]
@@ -149,6 +154,6 @@ def avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor):
         rows = range(max(0, oh * sh - ph), min(h, oh * sh - ph + kh))
         for ow in range(grad.shape[2]):
             cols = range(max(0, ow * sw - pw), min(w, ow * sw - pw + kw))
-            share = grad[:, oh, ow, :] / grad.dtype.type(divisor(rows, cols))
+            share = grad[:, oh, ow, :] / grad.dtype.type(_window_divisor(rows, cols, divisor_override))
             grad_in[:, rows.start:rows.stop, cols.start:cols.stop, :] += share[:, None, None, :]
     return grad_in

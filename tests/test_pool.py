@@ -137,14 +137,8 @@ def test_avg_pool2d_backward_sums_in_output_order(rng, shape, k, s, p, dtype, di
     out_shape = fastconv.avg_pool2d(np.zeros(shape, dtype), k, **kw).shape
     grad = rng.standard_normal(out_shape).astype(dtype)
     got = fastconv.avg_pool2d_backward(grad, shape, k, **kw)
-    if divisor_override is None:  # (count_include_pad=False: the window's real pixels)
-        def divisor(rows, cols):
-            return len(rows) * len(cols)
-    else:
-        def divisor(rows, cols):
-            return divisor_override
     nhwc = avg_gradient_in_output_order(grad.transpose(0, 2, 3, 1), to_layout(np.empty(shape), "NHWC").shape,
-                                        k, s, p, divisor)
+                                        k, s, p, divisor_override)
     np.testing.assert_array_equal(got.view(np.uint8), np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)).view(np.uint8))
 
 # ----------------------------------------------------------------- fast == reference, hypothesis

@@ -147,19 +147,13 @@ def test_max_pool_pixels_at_every_level(rng, level, dtype, k, s, p, d):
 @pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
 @pytest.mark.parametrize("count_include_pad, divisor_override", [(False, None), (True, 5)])
 def test_avg_pool_pixels_at_every_level(rng, level, dtype, k, s, p, count_include_pad, divisor_override):
-    if divisor_override is None:  # (count_include_pad=False: the window's real pixels)
-        def divisor(rows, cols):
-            return len(rows) * len(cols)
-    else:
-        def divisor(rows, cols):
-            return divisor_override
     for channels in POOL_CHANNELS:
         # random values (sums whose bits depend on their order) and integers, signed zeros, NaN, -inf
         for x in (rng.standard_normal((2, 6, 7, channels)).astype(dtype),
                   pool_data(rng, (2, 6, 7, channels), dtype, signed_zeros=True)):
             got = fastconv.avg_pool2d(x, k, stride=s, padding=p, count_include_pad=count_include_pad,
                                       divisor_override=divisor_override, layout="NHWC")
-            expected = avg_pool_in_tap_order(x, k, s, p, divisor)
+            expected = avg_pool_in_tap_order(x, k, s, p, divisor_override)
             np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8),
                                           err_msg=f"{channels} channels")
 
@@ -171,12 +165,6 @@ def test_avg_pool_pixels_at_every_level(rng, level, dtype, k, s, p, count_includ
 @pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
 @pytest.mark.parametrize("count_include_pad, divisor_override", [(False, None), (True, 5)])
 def test_avg_pool_gradient_pixels_at_every_level(rng, level, dtype, k, s, p, count_include_pad, divisor_override):
-    if divisor_override is None:  # (count_include_pad=False: the window's real pixels)
-        def divisor(rows, cols):
-            return len(rows) * len(cols)
-    else:
-        def divisor(rows, cols):
-            return divisor_override
     for batch in (1, 3):
         for channels in POOL_CHANNELS:
             in_shape = (batch, 6, 7, channels)
@@ -185,7 +173,7 @@ def test_avg_pool_gradient_pixels_at_every_level(rng, level, dtype, k, s, p, cou
             out_shape = fastconv.avg_pool2d(np.zeros(in_shape, dtype), k, **kw).shape
             grad = rng.standard_normal(out_shape).astype(dtype)
             got = fastconv.avg_pool2d_backward(grad, in_shape, k, **kw)
-            expected = avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor)
+            expected = avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor_override)
             np.testing.assert_array_equal(got.view(np.uint8), expected.view(np.uint8),
                                           err_msg=f"{batch} images of {channels} channels")
             rtol, atol = tolerance(dtype)

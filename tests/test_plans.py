@@ -181,7 +181,7 @@ def test_conv2d_refuses_after_a_plan_what_it_refused_before(rng):
 
 
 def test_conv2d_calls_without_a_plan_still_work(rng):
-    """Strided, misaligned, float16, int and NHWC calls take the full path."""
+    """Strided, misaligned, float16, int and NHWC 1x1 calls take the full path."""
     x = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     expected = fastconv.conv2d(x, w)
@@ -189,9 +189,27 @@ def test_conv2d_calls_without_a_plan_still_work(rng):
     np.testing.assert_array_equal(fastconv.conv2d(strided, w), expected)
     assert fastconv.conv2d(x.astype(np.float16), w.astype(np.float16)).dtype == np.float16
     assert fastconv.conv2d(x.astype(int), w.astype(int)).dtype == np.int64
-    nhwc = fastconv.conv2d(x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy(), layout="NHWC")
-    np.testing.assert_allclose(nhwc.transpose(0, 3, 1, 2), expected, rtol=1e-5, atol=1e-5)
+    x1 = rng.standard_normal((2, 4, 5, 32)).astype(np.float32)  # (the pointwise NHWC kernel's)
+    w1 = rng.standard_normal((1, 1, 32, 40)).astype(np.float32)
+    np.testing.assert_allclose(fastconv.conv2d(x1, w1, layout="NHWC"), x1 @ w1[0, 0], rtol=1e-5, atol=1e-5)
     assert len(_conv._PLANS) == 1  # only the first call was planned
+
+
+def test_conv2d_nhwc_calls_are_planned_and_give_the_same_bits(rng):
+    """NHWC calls of the NCHW tiles (transposed in and out) plan once and give the first call's bits."""
+    x = rng.standard_normal((2, 7, 6, 5)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 5, 12)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    first = fastconv.conv2d(x, w, b, padding=1, stride=(1, 2), layout="NHWC")
+    (plan,) = _conv._PLANS.values()
+    assert isinstance(plan, _conv._NHWCTiledPlan)
+    np.testing.assert_array_equal(fastconv.conv2d(x, w, b, padding=1, stride=(1, 2), layout="NHWC"), first)
+    np.testing.assert_allclose(first, reference.conv2d(x, w, b, padding=1, stride=(1, 2), layout="NHWC"),
+                               rtol=1e-5, atol=1e-5)
+    single = fastconv.conv2d(x[1], w, b, padding=1, stride=(1, 2), layout="NHWC")
+    np.testing.assert_array_equal(fastconv.conv2d(x[1], w, b, padding=1, stride=(1, 2), layout="NHWC"), single)
+    np.testing.assert_array_equal(single, first[1])
+    assert len(_conv._PLANS) == 2
 
 
 def test_conv2d_plan_follows_the_simd_level_and_thread_count(rng):
@@ -260,14 +278,17 @@ def returned(got, out):
     return got
 
 
-@given(calls=call_sequences(_CASES, st.booleans(), st.booleans()), seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_CASES, st.booleans(), st.booleans(), st.sampled_from(["NCHW", "NHWC"])),
+       seed=st.integers(0, 2**32 - 1))
 def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
     """Plans are found only for their own signature (with or without an out=), whatever came before."""
     rng = np.random.default_rng(seed)
-    for index, dtype, with_bias, into_out in calls:
+    for index, dtype, with_bias, into_out, layout in calls:
         x_shape, w_shape, kw = _CASES[index]
         x = rng.standard_normal(x_shape).astype(dtype)
         w = rng.standard_normal(w_shape).astype(dtype)
+        if layout == "NHWC":  # (channels last, HWIO)
+            x, w, kw = np.moveaxis(x, -3, -1).copy(), w.transpose(2, 3, 1, 0).copy(), dict(kw, layout=layout)
         b = rng.standard_normal(w_shape[0]).astype(dtype) if with_bias else None
         expected = reference.conv2d(x, w, b, **{k: v for k, v in kw.items() if k != "algorithm"})
         out = into(expected, into_out)
@@ -462,9 +483,13 @@ def _calls_into_out(rng):
     indices_nhwc = fastconv.max_pool2d(x[0].transpose(1, 2, 0).copy(), 3, stride=2, padding=1,
                                        return_indices=True, layout="NHWC")[1]
     geo = dict(stride=2, padding=1)
+    x_nhwc, w_hwio = x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy()
     return [
         ("conv2d", lambda out=None: fastconv.conv2d(x, w, b, **geo, out=out)),
         ("conv2d unbatched", lambda out=None: fastconv.conv2d(x[0], w, padding=1, out=out)),
+        ("conv2d NHWC", lambda out=None: fastconv.conv2d(x_nhwc, w_hwio, b, **geo, layout="NHWC", out=out)),
+        ("conv2d NHWC unbatched", lambda out=None: fastconv.conv2d(x_nhwc[1], w_hwio, padding=1, layout="NHWC",
+                                                                   out=out)),
         ("conv2d_grad_input", lambda out=None: fastconv.conv2d_grad_input(grad, w, x.shape, **geo, out=out)),
         ("conv2d_grad_weight", lambda out=None: fastconv.conv2d_grad_weight(grad, x, w.shape, **geo, out=out)),
         ("conv_transpose2d", lambda out=None: fastconv.conv_transpose2d(grad, w, b3, **geo, output_padding=1,

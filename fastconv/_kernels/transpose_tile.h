@@ -1,0 +1,46 @@
+/* One tile of a 2-D transpose: dst[s * dst_row + r] = src[r * src_row + s], r < rows, s < cols.
+ *
+ * 4-byte items go through 4 x 4 register transposes (im2col_block.h's fc_gather4x4) where a
+ * quad of rows meets a quad of columns: four 16-byte loads and four 16-byte stores instead of
+ * sixteen of each; a tile's last rows (columns) take a quad overlapping the one before, as
+ * im2col_block.h's last taps do. Tiles narrower than 4 either way, 8-byte items and targets
+ * without SSE2 copy item by item.
+ */
+#ifndef FASTCONV_TRANSPOSE_TILE_H
+#define FASTCONV_TRANSPOSE_TILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "im2col_block.h"
+
+static void fc_transpose_tile_u32(const uint32_t *src, ptrdiff_t src_row, uint32_t *dst, ptrdiff_t dst_row,
+                                  ptrdiff_t rows, ptrdiff_t cols)
+{
+#ifdef FC_HAVE_SSE2_TRANSPOSE
+    if (rows >= 4 && cols >= 4) {
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += 4) {
+            if (r0 + 4 > rows) r0 = rows - 4; /* the last rows: a quad overlapping the one before */
+            const uint32_t *s0 = src + r0 * src_row, *s1 = s0 + src_row, *s2 = s1 + src_row, *s3 = s2 + src_row;
+            for (ptrdiff_t s = 0; s < cols; s += 4) {
+                if (s + 4 > cols) s = cols - 4; /* (the same for columns) */
+                __m128i o[4];
+                fc_gather4x4(s0, s1, s2, s3, s, 1, o);
+                for (int p = 0; p < 4; p++) _mm_storeu_si128((__m128i *)(dst + (s + p) * dst_row + r0), o[p]);
+            }
+        }
+        return;
+    }
+#endif
+    for (ptrdiff_t s = 0; s < cols; s++)
+        for (ptrdiff_t r = 0; r < rows; r++) dst[s * dst_row + r] = src[r * src_row + s];
+}
+
+static void fc_transpose_tile_u64(const uint64_t *src, ptrdiff_t src_row, uint64_t *dst, ptrdiff_t dst_row,
+                                  ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t s = 0; s < cols; s++)
+        for (ptrdiff_t r = 0; r < rows; r++) dst[s * dst_row + r] = src[r * src_row + s];
+}
+
+#endif

@@ -1,0 +1,127 @@
+"""Layout moves (fastconv._layouts): tiled transposes against NumPy's, bit for bit."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastconv
+from fastconv import _layouts
+from fastconv._kernels import _transpose
+
+DTYPES = [np.float32, np.float64, np.int32, np.int64, np.uint32, np.float16]
+
+
+def planes(rng, shape, dtype):
+    """Random values of ``dtype`` (every bit pattern of a float: nan payloads must survive a move)."""
+    bits = rng.integers(0, 256, size=int(np.prod(shape)) * np.dtype(dtype).itemsize, dtype=np.uint8)
+    return bits.view(dtype).reshape(shape)
+
+
+@given(b=st.integers(1, 4), r=st.integers(1, 40), s=st.integers(1, 40), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**32 - 1))
+def test_transpose_planes_matches_numpy(b, r, s, dtype, seed):
+    """Every plane shape around the tiles (16) and quads (4), 4- and 8-byte items and the 2-byte fallback."""
+    src = planes(np.random.default_rng(seed), (b, r, s), dtype)
+    dst = np.empty((b, s, r), dtype)
+    assert _layouts.transpose_planes(src, dst) is dst
+    assert dst.tobytes() == np.ascontiguousarray(src.transpose(0, 2, 1)).tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose_planes_strided_planes_any_thread_count(rng, threads, dtype):
+    """Planes and rows any distance apart (views of larger arrays), the tasks split over threads."""
+    big = planes(rng, (5, 37, 3, 70), dtype)
+    src = big[:, :, 1, 3:53]  # (5, 37, 50): rows 3*70 apart, planes 37*3*70
+    out = np.full((5, 60, 2, 40), 7, dtype)
+    dst = out[:, 5:55, 1, 1:38]  # (5, 50, 37), each row's last axis contiguous
+    _transpose.transpose_planes(src, dst, threads)
+    assert dst.tobytes() == np.ascontiguousarray(src.transpose(0, 2, 1)).tobytes()
+    untouched = np.ones(out.shape, bool)
+    untouched[:, 5:55, 1, 1:38] = False
+    assert (out[untouched] == 7).all()  # nothing written outside dst
+
+
+def test_transpose_planes_takes_views_the_kernel_cannot_through_numpy(rng):
+    src = rng.standard_normal((2, 6, 9))
+    dst = np.empty((2, 9, 6))
+    _layouts.transpose_planes(src[:, :, ::-1], dst)  # (a source row read backwards)
+    np.testing.assert_array_equal(dst, src[:, :, ::-1].transpose(0, 2, 1))
+    view = np.empty((2, 9, 12))[:, :, ::2]  # (a destination row's items apart)
+    _layouts.transpose_planes(src, view)
+    np.testing.assert_array_equal(view, src.transpose(0, 2, 1))
+
+
+def test_transpose_planes_refuses_shapes_and_dtypes_that_do_not_match():
+    src = np.zeros((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="transpose_planes"):
+        _layouts.transpose_planes(src, np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="transpose_planes"):
+        _layouts.transpose_planes(src, np.zeros((2, 4, 3), np.float64))
+    with pytest.raises(ValueError, match="transpose_planes"):
+        _layouts.transpose_planes(src[0], np.zeros((4, 3), np.float32))
+
+
+def test_transpose_planes_overlapping_arrays_go_through_numpy():
+    a = np.arange(32, dtype=np.float32).reshape(2, 4, 4)
+    expected = a.transpose(0, 2, 1).copy()
+    _layouts.transpose_planes(a, a)  # (a copy first: NumPy handles the overlap)
+    np.testing.assert_array_equal(a, expected)
+
+
+@given(kh=st.integers(1, 5), kw=st.integers(1, 5), c=st.integers(1, 20), k=st.integers(1, 20),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_weight_layouts_round_trip(kh, kw, c, k, dtype, seed):
+    hwio = planes(np.random.default_rng(seed), (kh, kw, c, k), dtype)
+    oihw = _layouts.hwio_to_oihw(hwio)
+    assert oihw.flags.c_contiguous and oihw.tobytes() == np.ascontiguousarray(hwio.transpose(3, 2, 0, 1)).tobytes()
+    back = _layouts.oihw_to_hwio(oihw)
+    assert back.flags.c_contiguous and back.tobytes() == hwio.tobytes()
+
+
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), c=st.integers(1, 36),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_image_layouts_round_trip(n, h, w, c, dtype, seed):
+    nhwc = planes(np.random.default_rng(seed), (n, h, w, c), dtype)
+    nchw = _layouts.nhwc_to_nchw(nhwc)
+    assert nchw.tobytes() == np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)).tobytes()
+    assert _layouts.channels_first(nhwc).tobytes() == nchw.tobytes()
+    out = np.empty_like(nhwc)
+    assert _layouts.nchw_to_nhwc(nchw, out=out) is out and out.tobytes() == nhwc.tobytes()
+
+
+def test_channels_first_is_a_view_for_one_channel(rng):
+    x = rng.standard_normal((2, 5, 4, 1))
+    assert np.shares_memory(_layouts.channels_first(x), x)
+    assert not np.shares_memory(_layouts.channels_first(np.repeat(x, 2, axis=3)), x)
+
+
+def test_image_layouts_refuse_an_out_that_is_not_c_contiguous_or_of_the_wrong_shape(rng):
+    a = rng.standard_normal((2, 3, 4, 5))
+    with pytest.raises(ValueError, match="C-contiguous out"):
+        _layouts.nchw_to_nhwc(a, out=np.empty((2, 4, 5, 6))[..., :3])
+    with pytest.raises(ValueError, match="C-contiguous out"):
+        _layouts.nhwc_to_nchw(a, out=np.empty((2, 3, 4, 5)))
+
+
+@pytest.mark.parametrize("layer", [(2, 6, 9, 9, 16, 3, 1), (3, 1, 12, 12, 30, 5, 0), (1, 3, 16, 16, 32, 7, 3)])
+def test_nhwc_convolutions_and_gradients_through_nchw_give_the_nchw_bits(rng, layer):
+    """NHWC calls the NCHW tiles run give the NCHW calls' bits: the moves change no value."""
+    n, c, h, w, k, ks, pad = layer
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((k, c, ks, ks)).astype(np.float32)
+    bias = rng.standard_normal(k).astype(np.float32)
+    out = fastconv.conv2d(x, weight, bias, padding=pad)
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    x_nhwc, w_hwio, g_nhwc = x.transpose(0, 2, 3, 1).copy(), weight.transpose(2, 3, 1, 0).copy(), \
+        grad.transpose(0, 2, 3, 1).copy()
+    for _ in range(2):  # (the first call and a planned one)
+        np.testing.assert_array_equal(fastconv.conv2d(x_nhwc, w_hwio, bias, padding=pad, layout="NHWC"),
+                                      out.transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(
+        fastconv.conv2d_grad_input(g_nhwc, w_hwio, x_nhwc.shape, padding=pad, layout="NHWC"),
+        fastconv.conv2d_grad_input(grad, weight, x.shape, padding=pad).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(
+        fastconv.conv2d_grad_weight(g_nhwc, x_nhwc, w_hwio.shape, padding=pad, layout="NHWC"),
+        fastconv.conv2d_grad_weight(grad, x, weight.shape, padding=pad).transpose(2, 3, 1, 0))

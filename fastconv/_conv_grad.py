@@ -429,14 +429,40 @@ def grad_input_plan(grad_shape, dims, geometry, groups, dtype, level):
 
 def _grad_input_direct(call):
     """dL/dx as direct convolutions of the grad with the transposed, reversed weight (:class:`GradInputPlan`)."""
-    grad = channels_first(call.grad) if call.channels_last else call.grad
-    weight = hwio_to_oihw(call.weight) if call.channels_last else call.weight
-    plan = grad_input_plan(grad.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
-                           _conv_direct.current_level())
-    result = plan.run(grad, weight)
+    plan = grad_input_plan(nchw_shape(call.grad.shape) if call.channels_last else call.grad.shape, call.dims,
+                           call.geometry, call.groups, call.compute_dtype, _conv_direct.current_level())
     if call.channels_last:
-        return nchw_to_nhwc(result)
-    return result
+        return grad_input_through_nchw(plan, call.grad, call.weight)
+    return plan.run(call.grad, call.weight)
+
+
+def nchw_shape(shape):
+    """The NCHW shape of a batched NHWC shape."""
+    n, h, w, c = shape
+    return n, c, h, w
+
+
+def grad_input_through_nchw(plan, grad, weight, out=None):
+    """dL/dx of an NHWC call by an NCHW :class:`GradInputPlan`: the grad and the HWIO weight in, the result out.
+
+    ``grad`` is ``(N, OH, OW, K)`` C-contiguous; into ``out`` (C-contiguous
+    ``(N, H, W, C)``) or a new array. Each move is :mod:`fastconv._layouts`'.
+    """
+    return nchw_to_nhwc(plan.run(channels_first(grad), hwio_to_oihw(weight)), out=out)
+
+
+def grad_weight_through_nchw(plan, x, grad, groups):
+    """The HWIO dL/dw of an NHWC call by an NCHW :class:`GradWeightPlan`, or None (see its ``run``).
+
+    ``x`` ``(N, H, W, C)`` and ``grad`` ``(N, OH, OW, K)``, C-contiguous.
+    The kernels copy views with any strides. With one group the input's
+    view took them longer than its transpose (1.04-1.09x on the layers
+    measured); depthwise ones read it as fast as the transpose's copy, which
+    cost 8 images of 7x7x1024 0.20 ms of 0.47; the grad's view was as fast
+    as its copy or faster.
+    """
+    dw = plan.run(channels_first(x) if groups == 1 else x.transpose(0, 3, 1, 2), grad.transpose(0, 3, 1, 2))
+    return None if dw is None else oihw_to_hwio(dw)
 
 
 def _grad_weight(call):
@@ -450,19 +476,13 @@ def _grad_weight(call):
         return _grad_weight_depthwise_nhwc(call)
     if call.channels_last and pointwise_nhwc_grad(call, call.x.shape):
         return _grad_weight_pointwise_nhwc(read_pixels(call.x, call.geometry.stride), call.grad)
-    if call.channels_last:  # (the kernels copy views with any strides. With one group the input's view took
-        # longer than its transpose, 1.04-1.09x on the layers measured; depthwise ones read it as fast as the
-        # transpose's copy, which cost 8 images of 7x7x1024 0.20 ms on 0.47; the grad's view was as fast or faster)
-        x = channels_first(call.x) if call.groups == 1 else call.x.transpose(0, 3, 1, 2)
-        grad = call.grad.transpose(0, 3, 1, 2)
+    plan = grad_weight_plan(nchw_shape(call.x.shape) if call.channels_last else call.x.shape, call.dims,
+                            call.geometry, call.groups, call.compute_dtype, _conv_direct.current_level())
+    if call.channels_last:
+        dw = grad_weight_through_nchw(plan, call.x, call.grad, call.groups)
     else:
-        x, grad = call.x, call.grad
-    plan = grad_weight_plan(x.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
-                            _conv_direct.current_level())
-    dw = plan.run(x, grad)
-    if dw is None:
-        return _grad_weight_gemm(call)
-    return oihw_to_hwio(dw) if call.channels_last else dw
+        dw = plan.run(call.x, call.grad)
+    return _grad_weight_gemm(call) if dw is None else dw
 
 
 #: Pixels of the batch whose products :func:`_grad_weight_pointwise_nhwc` sums in one kernel call.
@@ -1158,18 +1178,45 @@ class _GradInputCall(NamedTuple):
         return result if self.batched else result[0]
 
 
+class _GradInputNHWCCall(NamedTuple):
+    """A planned NHWC conv2d_grad_input call that the NCHW kernels run (:func:`grad_input_through_nchw`)."""
+
+    plan: GradInputPlan  # of the NCHW shapes
+    grad_shape: tuple  # batched, NHWC
+    batched: bool
+
+    def __call__(self, grad_output, weight, out=None):
+        target = None if out is None else out.reshape(self.grad_shape[:1] + self.plan.shape[2:] + self.plan.shape[1:2])
+        result = grad_input_through_nchw(self.plan, grad_output.reshape(self.grad_shape), weight, target)
+        if out is not None:
+            return out
+        return result if self.batched else result[0]
+
+
 _GRAD_INPUT_PLANS = PlanCache()
 
 
 def _grad_input_public_plan(call, arrays):
-    """The :class:`_GradInputCall` of a validated call whose arrays the kernels read as they are, or None."""
-    if (call.channels_last or call.compute_dtype.kind != "f"
+    """The plan of a validated call whose arrays the kernels read as they are, or None.
+
+    NCHW calls get a :class:`_GradInputCall`; NHWC ones that
+    :func:`_grad_input_direct` runs (not depthwise or 1x1 at stride 1) a
+    :class:`_GradInputNHWCCall`.
+    """
+    if (call.compute_dtype.kind != "f"
             or not call.grad.size or not call.weight.size or 0 in call.image_shape
             or any(a is not None and a.dtype != call.compute_dtype for a in arrays)):
         return None
-    plan = grad_input_plan(call.grad.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
-                           _conv_direct.current_level())
-    return _GradInputCall(plan, call.grad.shape, call.batched)
+    level = _conv_direct.current_level()
+    if not call.channels_last:
+        plan = grad_input_plan(call.grad.shape, call.dims, call.geometry, call.groups, call.compute_dtype, level)
+        return _GradInputCall(plan, call.grad.shape, call.batched)
+    if (is_depthwise(call.groups, call.image_shape[3], call.dims[0])
+            or pointwise_nhwc_grad(call, call.image_shape, strided=False)):
+        return None
+    plan = grad_input_plan(nchw_shape(call.grad.shape), call.dims, call.geometry, call.groups, call.compute_dtype,
+                           level)
+    return _GradInputNHWCCall(plan, call.grad.shape, call.batched)
 
 
 def conv2d_grad_input(grad_output, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,
@@ -1244,19 +1291,50 @@ class _GradWeightCall(NamedTuple):
         return out
 
 
+class _GradWeightNHWCCall(NamedTuple):
+    """A planned NHWC conv2d_grad_weight call that the NCHW kernels run (:func:`grad_weight_through_nchw`).
+
+    Gives None where :class:`_GradWeightCall` does.
+    """
+
+    plan: GradWeightPlan  # of the NCHW shapes
+    x_shape: tuple  # batched, NHWC
+    grad_shape: tuple  # batched, NHWC
+    groups: int
+
+    def __call__(self, grad_output, x, out=None):
+        result = grad_weight_through_nchw(self.plan, x.reshape(self.x_shape), grad_output.reshape(self.grad_shape),
+                                          self.groups)
+        if out is None or result is None:
+            return result
+        np.copyto(out, result)
+        return out
+
+
 _GRAD_WEIGHT_PLANS = PlanCache()
 
 
 def _grad_weight_public_plan(call, arrays):
-    """The :class:`_GradWeightCall` of a validated call whose arrays the kernels read as they are, or None."""
+    """The plan of a validated call whose arrays the kernels read as they are, or None.
+
+    NCHW calls get a :class:`_GradWeightCall`; NHWC ones that the NCHW
+    kernels run (not the depthwise or 1x1 NHWC kernels') a
+    :class:`_GradWeightNHWCCall`.
+    """
     k, cg, kh, kw = call.dims
-    if (call.channels_last or call.compute_dtype.kind != "f"
+    if (call.compute_dtype.kind != "f"
             or not call.grad.size or not call.x.size or 0 in call.result_shape or not tiles_fit(cg, kh * kw, k)
             or any(a is not None and a.dtype != call.compute_dtype for a in arrays)):
         return None
-    plan = grad_weight_plan(call.x.shape, call.dims, call.geometry, call.groups, call.compute_dtype,
-                            _conv_direct.current_level())
-    return _GradWeightCall(plan, call.x.shape, call.grad.shape)
+    level = _conv_direct.current_level()
+    if not call.channels_last:
+        plan = grad_weight_plan(call.x.shape, call.dims, call.geometry, call.groups, call.compute_dtype, level)
+        return _GradWeightCall(plan, call.x.shape, call.grad.shape)
+    if depthwise_nhwc_grad_weight(call) or pointwise_nhwc_grad(call, call.x.shape):
+        return None
+    plan = grad_weight_plan(nchw_shape(call.x.shape), call.dims, call.geometry, call.groups, call.compute_dtype,
+                            level)
+    return _GradWeightNHWCCall(plan, call.x.shape, call.grad.shape, call.groups)
 
 
 def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dilation=1, groups=1,
@@ -1321,12 +1399,12 @@ def conv2d_grad_weight(grad_output, x, weight_shape, *, stride=1, padding=0, dil
 class _ConvTransposeCall(NamedTuple):
     """A planned conv_transpose2d call (:mod:`fastconv._plans`): the input gradient of a convolution, plus bias."""
 
-    adjoint: _GradInputCall
+    adjoint: _GradInputCall | _GradInputNHWCCall
 
     def __call__(self, x, weight, bias, out=None):
         result = self.adjoint(x, weight, out)
         if bias is not None:
-            result += bias[:, None, None]
+            result += bias if isinstance(self.adjoint, _GradInputNHWCCall) else bias[:, None, None]
         return result
 
 

@@ -300,15 +300,19 @@ def test_conv2d_any_sequence_of_calls_matches_the_reference(calls, seed):
 
 # ---- the gradients
 
-@given(calls=call_sequences(_CASES[:-1], st.booleans()), seed=st.integers(0, 2**32 - 1))
+@given(calls=call_sequences(_CASES[:-1], st.booleans(), st.sampled_from(["NCHW", "NHWC"])),
+       seed=st.integers(0, 2**32 - 1))
 def test_gradients_any_sequence_of_calls_matches_the_reference(calls, seed):
     rng = np.random.default_rng(seed)
-    for index, dtype, into_out in calls:
+    for index, dtype, into_out, layout in calls:
         x_shape, w_shape, kw = _CASES[index]
         if kw.get("padding_mode", "zeros") != "zeros":
             continue  # the gradients take zero padding only
         x = rng.standard_normal(x_shape).astype(dtype)
         w = rng.standard_normal(w_shape).astype(dtype)
+        if layout == "NHWC":  # (channels last, HWIO)
+            x, w, kw = np.moveaxis(x, -3, -1).copy(), w.transpose(2, 3, 1, 0).copy(), dict(kw, layout=layout)
+            x_shape, w_shape = x.shape, w.shape
         grad = rng.standard_normal(reference.conv2d(x, w, **kw).shape).astype(dtype)
         rtol, atol = tolerance(dtype)
         expected = reference.conv2d_grad_input(grad, w, x_shape, **kw)
@@ -320,7 +324,7 @@ def test_gradients_any_sequence_of_calls_matches_the_reference(calls, seed):
         got = returned(fastconv.conv2d_grad_weight(grad, x, w_shape, **kw, out=out), out)
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 100)
         if kw.get("padding") != "same":  # (not a transposed convolution's)
-            b = rng.standard_normal(w_shape[1] * kw.get("groups", 1)).astype(dtype)
+            b = rng.standard_normal(w_shape[2 if layout == "NHWC" else 1] * kw.get("groups", 1)).astype(dtype)
             expected = reference.conv_transpose2d(grad, w, b, **kw)
             out = into(expected, into_out)
             got = returned(fastconv.conv_transpose2d(grad, w, b, **kw, out=out), out)
@@ -351,6 +355,33 @@ def test_gradients_plan_once_and_reuse_the_plan(rng):
         fastconv.conv2d_grad_input(grad, w, x.shape, stride=(2, True), padding=1)
     with pytest.raises(ValueError):
         fastconv.conv2d_grad_weight(grad, x, (4, 3, 3, 2), **kw)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_nhwc_gradients_plan_once_and_give_the_full_paths_bits(rng, groups):
+    """NHWC gradients of the NCHW kernels (transposed in and out) plan once; the full path gives the same bits."""
+    x = rng.standard_normal((2, 7, 6, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 4 // groups, 6)).astype(np.float32)
+    grad = rng.standard_normal((2, 4, 3, 6)).astype(np.float32)
+    kw = dict(stride=2, padding=1, groups=groups, layout="NHWC")
+    gi = [fastconv.conv2d_grad_input(grad, w, x.shape, **kw) for _ in range(2)]
+    gw = [fastconv.conv2d_grad_weight(grad, x, w.shape, **kw) for _ in range(2)]
+    (gi_plan,), (gw_plan,) = _conv_grad._GRAD_INPUT_PLANS.values(), _conv_grad._GRAD_WEIGHT_PLANS.values()
+    assert isinstance(gi_plan, _conv_grad._GradInputNHWCCall)
+    assert isinstance(gw_plan, _conv_grad._GradWeightNHWCCall)
+    fortran = np.asfortranarray(grad)  # (no key: the full path)
+    np.testing.assert_array_equal(fastconv.conv2d_grad_input(fortran, w, x.shape, **kw), gi[0])
+    np.testing.assert_array_equal(fastconv.conv2d_grad_weight(fortran, x, w.shape, **kw), gw[0])
+    np.testing.assert_array_equal(gi[0], gi[1])
+    np.testing.assert_array_equal(gw[0], gw[1])
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(gi[0], reference.conv2d_grad_input(grad, w, x.shape, **kw), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(gw[0], reference.conv2d_grad_weight(grad, x, w.shape, **kw), rtol=rtol, atol=atol)
+    out = np.full_like(x[1], np.nan)  # (unbatched, into an out)
+    for _ in range(2):
+        assert fastconv.conv2d_grad_input(grad[1], w, x.shape[1:], out=out, **kw) is out
+        np.testing.assert_array_equal(out, gi[0][1])
+    assert len(_conv_grad._GRAD_INPUT_PLANS) == 2
 
 
 def test_grad_weight_plan_hands_inf_inputs_to_the_gemm(rng):
@@ -484,6 +515,7 @@ def _calls_into_out(rng):
                                        return_indices=True, layout="NHWC")[1]
     geo = dict(stride=2, padding=1)
     x_nhwc, w_hwio = x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy()
+    grad_nhwc = grad.transpose(0, 2, 3, 1).copy()
     return [
         ("conv2d", lambda out=None: fastconv.conv2d(x, w, b, **geo, out=out)),
         ("conv2d unbatched", lambda out=None: fastconv.conv2d(x[0], w, padding=1, out=out)),
@@ -495,6 +527,12 @@ def _calls_into_out(rng):
         ("conv_transpose2d", lambda out=None: fastconv.conv_transpose2d(grad, w, b3, **geo, output_padding=1,
                                                                         out=out)),
         ("conv_transpose2d unbatched", lambda out=None: fastconv.conv_transpose2d(grad[0], w, **geo, out=out)),
+        ("conv2d_grad_input NHWC", lambda out=None: fastconv.conv2d_grad_input(
+            grad_nhwc, w_hwio, x_nhwc.shape, **geo, layout="NHWC", out=out)),
+        ("conv2d_grad_weight NHWC", lambda out=None: fastconv.conv2d_grad_weight(
+            grad_nhwc, x_nhwc, w_hwio.shape, **geo, layout="NHWC", out=out)),
+        ("conv_transpose2d NHWC", lambda out=None: fastconv.conv_transpose2d(
+            grad_nhwc, w_hwio, b3, **geo, output_padding=1, layout="NHWC", out=out)),
         ("im2col", lambda out=None: fastconv.im2col(x, 3, padding=1, out=out)),
         ("im2col unbatched", lambda out=None: fastconv.im2col(x[1], 3, stride=2, out=out)),
         ("col2im", lambda out=None: fastconv.col2im(cols, x.shape, 3, padding=1, out=out)),

@@ -42,7 +42,8 @@ def _conv_direct_run(call, result):
     if call.channels_last and depthwise_nhwc_fits(call):
         depthwise_nhwc(call.x, call.weight, call.bias, geo, call.padding_mode, result)
     elif call.channels_last and pointwise_nhwc_fits(call):
-        pointwise_nhwc(call.x, call.weight, call.bias, result, geo.stride)
+        # (the bias is added after the sums: none given, none added, not a pass of zeros over the result)
+        pointwise_nhwc(call.x, call.weight, call.bias if call.has_bias else None, result, geo.stride)
     elif call.channels_last and call.compute_dtype.kind == "f":
         nhwc_through_nchw(call.x, call.weight, result,
                           lambda x, w, tmp: direct_nchw(x, w, call.bias, geo, call.groups, tmp, call.padding_mode))
@@ -1398,14 +1399,16 @@ def _conv_im2col_run(call, result):
                     res[:, g * kg:(g + 1) * kg] = (
                         c3[:, :, g, :].reshape(cols.shape[0], -1) @ w_mat[:, :, g, :].reshape(-1, kg)
                     )
-            res += call.bias
+            if call.has_bias:
+                res += call.bias
         else:
             res = result[n0:n1].reshape(n1 - n0, k, rows_per_image)
             for g in range(groups):
                 # (Kg, depth) @ (depth, rows): one product per group for the whole batch
                 prod = w_mat[g] @ cols[:, g * depth:(g + 1) * depth].T
                 res[:, g * kg:(g + 1) * kg, :] = prod.reshape(kg, n1 - n0, rows_per_image).transpose(1, 0, 2)
-            res += call.bias[:, None]
+            if call.has_bias:
+                res += call.bias[:, None]
 
 
 class _ConvPlan(NamedTuple):

@@ -316,6 +316,22 @@ def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, sha
     np.testing.assert_array_equal(out, biased)
 
 
+def test_pointwise_nhwc_adds_a_bias_only_where_one_is_given(rng, monkeypatch):
+    """The kernel adds its bias after the sums, a pass over the result: none given, none passed (not zeros)."""
+    from fastconv import _conv
+
+    seen = []
+    kernel = _conv.pointwise_nhwc
+    monkeypatch.setattr(_conv, "pointwise_nhwc", lambda x, w, bias, out, stride: (seen.append(bias),
+                                                                                  kernel(x, w, bias, out, stride)))
+    x = rng.standard_normal((2, 3, 4, 32)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 32, 40)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    fastconv.conv2d(x, w, layout="NHWC")
+    fastconv.conv2d(x, w, b, layout="NHWC")
+    assert seen[0] is None and np.array_equal(seen[1], b)
+
+
 def test_pointwise_nhwc_only_where_it_fits(rng):
     from fastconv import _conv
 

@@ -7,7 +7,9 @@ read in place), ResNet's last-stage 3x3 layer (9.4 MB of float32
 weights: several images per task), two of MobileNet's depthwise layers
 on small planes (the depthwise lanes kernels) and, in NHWC (torch's
 tensors ``channels_last``), one of them and the canonical ``depthwise``
-shape (the NHWC depthwise kernels), as
+shape (the NHWC depthwise kernels), a bottleneck 1x1 layer (the pointwise
+kernel with its operands swapped), ResNet's last-stage 3x3 layer and the
+textbook's first layer (the NCHW tiles, transposed in and out), as
 ``tools/layers_vs_torch.py`` measures them; batch sizes divided as for the
 canonical shapes.
 """
@@ -27,6 +29,9 @@ LAYERS = {
     "mobilenet-dw-14x14-s2": _bench._dims(8, 512, 14, 14, 512, 3, 2, 1, 1, groups=512),
     "mobilenet-dw-7x7-nhwc": _bench._dims(8, 1024, 7, 7, 1024, 3, 1, 1, 1, groups=1024, layout="NHWC"),
     "depthwise-nhwc": _bench._dims(32, 128, 28, 28, 128, 3, 1, 1, 1, groups=128, layout="NHWC"),
+    "bottleneck-1x1-nhwc": _bench._dims(8, 256, 56, 56, 64, 1, 1, 0, 1, layout="NHWC"),
+    "resnet-last-3x3-nhwc": _bench._dims(32, 512, 7, 7, 512, 3, 1, 1, 1, layout="NHWC"),
+    "textbook-nhwc": _bench._dims(100, 1, 28, 28, 30, 5, 1, 0, 1, layout="NHWC"),
 }
 
 

@@ -1183,10 +1183,11 @@ class _GradInputNHWCCall(NamedTuple):
 
     plan: GradInputPlan  # of the NCHW shapes
     grad_shape: tuple  # batched, NHWC
+    image_shape: tuple  # batched, NHWC
     batched: bool
 
     def __call__(self, grad_output, weight, out=None):
-        target = None if out is None else out.reshape(self.grad_shape[:1] + self.plan.shape[2:] + self.plan.shape[1:2])
+        target = None if out is None else out.reshape(self.image_shape)
         result = grad_input_through_nchw(self.plan, grad_output.reshape(self.grad_shape), weight, target)
         if out is not None:
             return out
@@ -1216,7 +1217,7 @@ def _grad_input_public_plan(call, arrays):
         return None
     plan = grad_input_plan(nchw_shape(call.grad.shape), call.dims, call.geometry, call.groups, call.compute_dtype,
                            level)
-    return _GradInputNHWCCall(plan, call.grad.shape, call.batched)
+    return _GradInputNHWCCall(plan, call.grad.shape, call.image_shape, call.batched)
 
 
 def conv2d_grad_input(grad_output, weight, input_shape, *, stride=1, padding=0, dilation=1, groups=1,

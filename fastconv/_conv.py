@@ -45,8 +45,7 @@ def _conv_direct_run(call, result):
         # (the bias is added after the sums: none given, none added, not a pass of zeros over the result)
         pointwise_nhwc(call.x, call.weight, call.bias if call.has_bias else None, result, geo.stride)
     elif call.channels_last and call.compute_dtype.kind == "f":
-        nhwc_through_nchw(call.x, call.weight, result,
-                          lambda x, w, tmp: direct_nchw(x, w, call.bias, geo, call.groups, tmp, call.padding_mode))
+        nhwc_through_nchw(call.x, call.weight, call.bias, result, geo, call.groups, call.padding_mode)
     elif call.channels_last:
         x = pad_input(call.x, geo, call.padding_mode, True)
         _conv_direct.conv2d_nhwc(x, call.weight, call.bias, result, *geo.stride, *geo.dilation,
@@ -55,19 +54,30 @@ def _conv_direct_run(call, result):
         direct_nchw(call.x, call.weight, call.bias, geo, call.groups, result, call.padding_mode)
 
 
-def nhwc_through_nchw(x, weight, out, convolve):
-    """An NHWC convolution by an NCHW kernel: ``convolve(x, weight, out)`` on the arrays transposed.
+def nhwc_through_nchw(x, weight, bias, out, geometry, groups, padding_mode="zeros", tiled=None):
+    """An NHWC float convolution by the NCHW kernels, into ``out``; no validation.
 
-    ``x`` ``(N, H, W, C)``, ``weight`` HWIO and ``out`` ``(N, OH, OW, K)``
-    are C-contiguous in one float dtype. The tiles read channel planes: the
-    input is transposed in (laying it out from a transposed view took them
-    longer: LeNet's C3 0.70 ms against 0.42 + 0.03), the weight to OIHW and
-    the result out, each by :mod:`fastconv._layouts`' tiled transposes
-    (``convolve`` adds the bias).
+    ``x`` ``(N, H, W, C)``, ``weight`` HWIO, ``bias`` ``(K,)`` or None and
+    ``out`` ``(N, OH, OW, K)`` are C-contiguous in one float dtype;
+    ``tiled`` is the :class:`TiledConv` of the NCHW shapes, or None (found
+    here where the tiles run). The tiles read channel planes: the input is
+    transposed in (laying it out from a transposed view took them longer:
+    LeNet's C3 0.70 ms against 0.42 + 0.03) and the result out, by
+    :mod:`fastconv._layouts`' tiled transposes. The banded and whole-batch
+    kernels pack the HWIO weight in place (``TiledConv.run``'s ``hwio``);
+    the others take its OIHW copy.
     """
     n, oh, ow, k = out.shape
+    kh, kw, cg, _ = weight.shape
     tmp = empty((n, k, oh, ow), out.dtype)
-    convolve(channels_first(x), hwio_to_oihw(weight), tmp)
+    xc = channels_first(x)
+    if tiled is None and weight.size and tiles_fit(cg, kh * kw):
+        tiled = tiled_conv(xc.shape, (k, cg, kh, kw), geometry, groups, padding_mode, x.dtype,
+                           _conv_direct.current_level())
+    if tiled is not None:
+        tiled.run(xc, weight, bias, tmp, hwio=True)
+    else:
+        direct_nchw(xc, hwio_to_oihw(weight), bias, geometry, groups, tmp, padding_mode)
     nchw_to_nhwc(tmp, out=out)
 
 
@@ -1149,21 +1159,32 @@ class TiledConv:
         self.conv2d_pointwise = specialized(_conv_direct.conv2d_pointwise, dtype)
         self.pack_weights = specialized(_conv_direct.pack_weights, dtype)
 
-    def pack(self, weight, bias, adjoint_taps=None, check_finite=False):
+    def pack(self, weight, bias, adjoint_taps=None, check_finite=False, hwio=False):
         """The weights and bias (or None) in the tiles' block order (zeros pad a partial block).
 
         With ``adjoint_taps``, those of ``weight``'s adjoint (see :meth:`run`).
         With ``check_finite``, a third item: whether every weight is finite
-        (checked as they are packed).
+        (checked as they are packed). With ``hwio``, ``weight`` is HWIO
+        (:meth:`run`).
         """
         size = self.groups * self.blocks * self.block
         w_packed = empty_aligned(size * self.cg * self.taps_per_filter, self.dtype)
         b_packed = np.empty(size, self.dtype)
-        finite = self.pack_weights(weight.reshape(weight.shape[0], weight.shape[1], -1), bias, w_packed, b_packed,
-                                   self.groups, self.block, threads_for(w_packed.size), adjoint_taps, check_finite)
+        if hwio:  # (taps, cg, K)
+            weight, hwio_taps = weight.reshape(self.taps_per_filter, self.cg, -1), self.hwio_taps
+        else:
+            weight, hwio_taps = weight.reshape(weight.shape[0], weight.shape[1], -1), None
+        finite = self.pack_weights(weight, bias, w_packed, b_packed, self.groups, self.block,
+                                   threads_for(w_packed.size), adjoint_taps, check_finite, hwio_taps)
         return (w_packed, b_packed, finite) if check_finite else (w_packed, b_packed)
 
-    def run(self, x, weight, bias, out, adjoint_taps=None):
+    @functools.cached_property
+    def hwio_taps(self):
+        """Where each tap's weights start in an HWIO weight ``(taps, cg, K)``: ``t * cg * K`` (intp)."""
+        (taps,) = read_only(np.arange(self.taps_per_filter, dtype=np.intp) * (self.cg * self.kg * self.groups))
+        return taps
+
+    def run(self, x, weight, bias, out, adjoint_taps=None, hwio=False):
         """Convolve ``x`` (unpadded ``(N, C, H, W)``, any strides) into ``out`` (C-contiguous).
 
         ``weight`` (OIHW, C-contiguous) and ``bias`` (``(K,)`` or None) are in
@@ -1172,6 +1193,10 @@ class TiledConv:
         plan's is its adjoint: the transposed weight, tap ``t`` of which is
         its tap ``adjoint_taps[t]`` (flat, ``kh * KW + kw``). The tiles' packing reads
         it from the forward weight (:func:`~fastconv._kernels._conv_direct.pack_weights`).
+        With ``hwio`` (not with ``adjoint_taps``), ``weight`` is HWIO
+        (C-contiguous): the banded and whole-batch kernels pack it in place
+        (``hwio_taps``), the others from its OIHW copy
+        (:func:`~fastconv._layouts.hwio_to_oihw`).
 
         The banded kernel runs in the bands :meth:`banded` gives for the
         thread count; else the threads share the blocks of output channels of
@@ -1185,6 +1210,8 @@ class TiledConv:
         """
         if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
             raise ValueError("a depthwise plan packs no adjoint weights")
+        if hwio and (adjoint_taps is not None or self.pointwise or self.depthwise or self.copies):
+            weight, hwio = hwio_to_oihw(weight), False
         cg, copies = self.cg, self.copies
         if copies:  # the weight of the kernel's columns as channels (see _copies_weight)
             weight, adjoint_taps, cg = self._copies_weight(weight, adjoint_taps), None, cg * copies
@@ -1233,16 +1260,17 @@ class TiledConv:
                 # (with edges, the kernel's packing checks that the weights are finite)
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
-                                   adjoint_taps, images, copies, geometry.dilation[1], self.edges)
+                                   adjoint_taps, images, copies, geometry.dilation[1], self.edges,
+                                   self.hwio_taps if hwio else None)
             return
         # too few bands to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
         # the edge tiles only where every weight is finite, checked as they are packed (as the banded
         # kernel does)
         if self.edges:
-            w_packed, b_packed, finite = self.pack(weight, bias, adjoint_taps, check_finite=True)
+            w_packed, b_packed, finite = self.pack(weight, bias, adjoint_taps, check_finite=True, hwio=hwio)
         else:
-            (w_packed, b_packed), finite = self.pack(weight, bias, adjoint_taps), False
+            (w_packed, b_packed), finite = self.pack(weight, bias, adjoint_taps, hwio=hwio), False
         src = tile_input(x, geometry, self.padding_mode, threads, self.whole)
         self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level,
@@ -1455,8 +1483,9 @@ class _NHWCTiledPlan(NamedTuple):
 
     def __call__(self, x, weight, bias, out=None):
         result = empty(self.out_shape, self.tiled.dtype) if out is None else out.reshape(self.out_shape)
-        nhwc_through_nchw(x.reshape(self.batched_shape), weight, result,
-                          lambda xc, w, tmp: self.tiled.run(xc, w, bias, tmp))
+        tiled = self.tiled
+        nhwc_through_nchw(x.reshape(self.batched_shape), weight, bias, result, tiled.geometry, tiled.groups,
+                          tiled.padding_mode, tiled)
         if out is not None:
             return out
         return result if self.batched else result[0]

@@ -125,3 +125,26 @@ def test_nhwc_convolutions_and_gradients_through_nchw_give_the_nchw_bits(rng, la
     np.testing.assert_array_equal(
         fastconv.conv2d_grad_weight(g_nhwc, x_nhwc, w_hwio.shape, padding=pad, layout="NHWC"),
         fastconv.conv2d_grad_weight(grad, x, weight.shape, padding=pad).transpose(2, 3, 1, 0))
+
+
+@pytest.mark.parametrize("layer", [
+    dict(x=(2, 5, 9, 9), w=(12, 5, 3, 3), padding=1),
+    dict(x=(3, 4, 11, 10), w=(10, 4, 3, 2), stride=2, padding=(1, 0)),
+    dict(x=(2, 4, 12, 12), w=(16, 2, 3, 3), groups=2, dilation=2, padding=2),
+    dict(x=(2, 3, 10, 10), w=(9, 3, 5, 5), padding=2, padding_mode="reflect"),
+    dict(x=(1, 6, 40, 40), w=(8, 6, 3, 3), padding=1),  # (bands of rows)
+    dict(x=(2, 512, 5, 5), w=(520, 512, 3, 3), padding=1),  # (9.6 MB of weights: blocks over every image)
+])
+def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, level, layer):
+    """The tiles pack an NHWC call's HWIO weight in place: the NCHW call's bits, every level and thread count."""
+    kw = {key: value for key, value in layer.items() if key not in ("x", "w")}
+    x = rng.standard_normal(layer["x"]).astype(np.float32)
+    w = rng.standard_normal(layer["w"]).astype(np.float32)
+    b = rng.standard_normal(layer["w"][0]).astype(np.float32)
+    x_nhwc, w_hwio = x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy()
+    for threads in (1, 2):
+        with fastconv.num_threads(threads):
+            expected = fastconv.conv2d(x, w, b, **kw).transpose(0, 2, 3, 1)
+            for _ in range(2):  # (the full path, then the plan)
+                got = fastconv.conv2d(x_nhwc, w_hwio, b, layout="NHWC", **kw)
+                assert got.tobytes() == np.ascontiguousarray(expected).tobytes()

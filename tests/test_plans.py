@@ -623,6 +623,38 @@ def test_pack_weights_matches_numpy(rng, dtype, k, groups, block, with_bias, cg,
         np.testing.assert_array_equal(got_b, expected_b.reshape(-1))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, groups, block", [(2, 1, 8), (16, 1, 8), (33, 1, 32), (12, 3, 8), (8, 8, 8)])
+@pytest.mark.parametrize("cg, taps", [(3, 5), (150, 1), (70, 2), (20, 9)])
+@pytest.mark.parametrize("check_finite", [False, True])
+def test_pack_weights_packs_an_hwio_weight_as_its_oihw_copy(rng, dtype, k, groups, block, cg, taps, check_finite):
+    """An HWIO ``(taps, cg, K)`` weight read in place packs as its OIHW copy does, bit for bit."""
+    hwio = rng.standard_normal((taps, cg, k)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    oihw = np.ascontiguousarray(hwio.transpose(2, 1, 0))
+    size = groups * -(-(k // groups) // block) * block
+    hwio_taps = np.arange(taps, dtype=np.intp) * cg * k
+    for threads in (1, 2):
+        expected, expected_b = np.full(size * cg * taps, np.nan, dtype), np.full(size, np.nan, dtype)
+        got, got_b = np.full(expected.size, np.nan, dtype), np.full(size, np.nan, dtype)
+        finite = _conv_direct.pack_weights(oihw, b, expected, expected_b, groups, block, threads, None, check_finite)
+        assert _conv_direct.pack_weights(hwio, b, got, got_b, groups, block, threads, None, check_finite,
+                                         hwio_taps) == finite
+        assert got.tobytes() == expected.tobytes() and got_b.tobytes() == expected_b.tobytes()
+
+
+def test_pack_weights_refuses_hwio_taps_that_are_not_the_weights():
+    hwio = np.zeros((9, 4, 16), np.float32)
+    packed, bias = np.empty(16 * 4 * 9, np.float32), np.empty(16, np.float32)
+    taps = np.arange(9, dtype=np.intp) * 64
+    _conv_direct.pack_weights(hwio, None, packed, bias, 1, 8, 1, None, False, taps)
+    for bad in (taps[:8], taps + 1, taps * 2, np.arange(9, dtype=np.intp)):
+        with pytest.raises(ValueError, match="HWIO"):
+            _conv_direct.pack_weights(hwio, None, packed, bias, 1, 8, 1, None, False, bad)
+    with pytest.raises(ValueError, match="HWIO"):  # (not with adjoint taps)
+        _conv_direct.pack_weights(hwio, None, packed, bias, 1, 8, 1, np.arange(9, dtype=np.intp), False, taps)
+
+
 def test_pack_weights_refuses_wrong_sizes():
     w = np.zeros((4, 2, 3), np.float32)
     with pytest.raises(ValueError, match="wrong size"):

@@ -484,7 +484,8 @@ cdef struct PackSource:
 
 
 cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t K, Py_ssize_t cg,
-                             Py_ssize_t ntaps, Py_ssize_t groups, adjoint_taps, str caller) except *:
+                             Py_ssize_t ntaps, Py_ssize_t groups, adjoint_taps, str caller,
+                             hwio_taps=None) except *:
     """Where :func:`_pack_block` reads the ``(K, cg, ntaps)`` weights of ``groups`` groups it packs.
 
     The weight given is C-contiguous ``(wk, wc, wt)``. Without
@@ -497,6 +498,11 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
     len(adjoint_taps)``. Every element :func:`_pack_block` reads is then
     inside the weight (checked here: the kernels index it unchecked).
     Raises ValueError naming ``caller`` otherwise.
+
+    With ``hwio_taps`` (intp, ``t * cg * K`` for each tap ``t``; not with
+    ``adjoint_taps``), the weight given is an HWIO one, ``(taps, cg, K)``
+    C-contiguous: what is packed is its OIHW ``(K, cg, taps)``, read in
+    place (an NHWC convolution's weight, not transposed first).
     """
     cdef PackSource source
     cdef const ptrdiff_t[::1] at
@@ -504,6 +510,15 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
     if groups < 1 or K % groups or ntaps < 1 or min(wk, wc, wt) < 1:
         raise ValueError(f"{caller}: the weight must be (K, cg, taps), the groups must divide K, and a kernel "
                          "needs a tap")
+    if hwio_taps is not None:
+        at = hwio_taps
+        if adjoint_taps is not None or wk != ntaps or wc != cg or wt != K or at.shape[0] != ntaps:
+            raise ValueError(f"{caller}: an HWIO weight must be (taps, cg, K), with no adjoint taps")
+        for t in range(ntaps):
+            if at[t] != t * cg * K:
+                raise ValueError(f"{caller}: the HWIO taps must be t * cg * K")
+        source.group_step, source.k_step, source.c_step, source.taps = K // groups, 1, K, &at[0]
+        return source
     if adjoint_taps is None:
         if wk != K or wc != cg or wt != ntaps:
             raise ValueError(f"{caller}: the weight must be (K, cg, taps)")
@@ -524,7 +539,7 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
 
 def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, real_t[::1] bias_packed,
                  Py_ssize_t groups, Py_ssize_t block, int num_threads, adjoint_taps=None,
-                 bint check_finite=False):
+                 bint check_finite=False, hwio_taps=None):
     """Pack ``(K, Cg, taps)`` weights and a ``(K,)`` bias (or None: zeros) in blocks for the tiles.
 
     ``w_packed`` is ``[group][block of channels][c][tap][channel in block]``
@@ -537,6 +552,9 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
     ``t`` is tap ``adjoint_taps[t]`` of the forward kernel (reversed, and for
     a stride phase only the taps that reach it): see :func:`_pack_source`.
 
+    With ``hwio_taps``, ``weight`` is an HWIO ``(taps, Cg, K)`` one, packed
+    as its OIHW layout would be (see :func:`_pack_source`).
+
     Returns None, or with ``check_finite`` whether every weight packed is
     finite (each block checked as it is packed, as :func:`conv2d_packed`
     does for the edge tiles). Raises MemoryError if the check's flags cannot
@@ -545,8 +563,10 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
     cdef Py_ssize_t K = weight.shape[0], cg = weight.shape[1], ntaps = weight.shape[2]
     if adjoint_taps is not None and groups >= 1:  # what is packed is the adjoint (_pack_source checks the rest)
         K, cg, ntaps = groups * weight.shape[1], weight.shape[0] // groups, len(adjoint_taps)
+    elif hwio_taps is not None:
+        K, ntaps = weight.shape[2], weight.shape[0]
     cdef PackSource source = _pack_source(weight.shape[0], weight.shape[1], weight.shape[2], K, cg, ntaps,
-                                          groups, adjoint_taps, "pack_weights")
+                                          groups, adjoint_taps, "pack_weights", hwio_taps)
     if block < 1:
         raise ValueError("pack_weights: a block needs at least one channel")
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
@@ -1268,7 +1288,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1,
                   adjoint_taps=None, Py_ssize_t images=1, Py_ssize_t copies=0, Py_ssize_t copy_step=1,
-                  int edges=0):
+                  int edges=0, hwio_taps=None):
     """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
     Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
@@ -1307,8 +1327,11 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     of rows (``taps[t] % wq == 0``). ``edges``: see
     :func:`_octile_plane` (the caller vouches for the geometry; the packing
     checks the weights as it packs them, and where one is not finite the
-    call runs the full tiles, ``edges`` 0). Raises ValueError for
-    inconsistent shapes, MemoryError if a buffer cannot be allocated.
+    call runs the full tiles, ``edges`` 0). With ``hwio_taps`` (not with
+    ``adjoint_taps`` or ``copies``), ``weight`` is an NHWC convolution's,
+    HWIO ``(KH, KW, cg, K)``, packed in place (:func:`_pack_source`).
+    Raises ValueError for inconsistent shapes, MemoryError if a buffer
+    cannot be allocated.
     """
     cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
@@ -1320,8 +1343,13 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     cdef Py_ssize_t ntaps = taps.shape[0]
     cdef Py_ssize_t n, r
     # (before any division by groups)
-    cdef PackSource source = _pack_source(weight.shape[0], weight.shape[1], weight.shape[2] * weight.shape[3], K,
-                                          cg, ntaps, groups, adjoint_taps, "conv2d_packed")
+    cdef PackSource source
+    if hwio_taps is None:
+        source = _pack_source(weight.shape[0], weight.shape[1], weight.shape[2] * weight.shape[3], K, cg, ntaps,
+                              groups, adjoint_taps, "conv2d_packed")
+    else:  # (KH, KW, cg, K)
+        source = _pack_source(weight.shape[0] * weight.shape[1], weight.shape[2], weight.shape[3], K, cg, ntaps,
+                              groups, adjoint_taps, "conv2d_packed", hwio_taps)
     cdef Py_ssize_t kg = K // groups, blocks = (kg + block - 1) // block
     cdef const real_t[::1] b
     cdef bint has_bias = bias is not None

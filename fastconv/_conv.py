@@ -1170,19 +1170,27 @@ class TiledConv:
         size = self.groups * self.blocks * self.block
         w_packed = empty_aligned(size * self.cg * self.taps_per_filter, self.dtype)
         b_packed = np.empty(size, self.dtype)
-        if hwio:  # (taps, cg, K)
-            weight, hwio_taps = weight.reshape(self.taps_per_filter, self.cg, -1), self.hwio_taps
+        if hwio:  # (taps, cg, K), of the forward convolution with adjoint taps
+            weight, hwio_taps = weight.reshape(-1, weight.shape[-2], weight.shape[-1]), self.hwio_offsets(adjoint_taps)
         else:
             weight, hwio_taps = weight.reshape(weight.shape[0], weight.shape[1], -1), None
         finite = self.pack_weights(weight, bias, w_packed, b_packed, self.groups, self.block,
                                    threads_for(w_packed.size), adjoint_taps, check_finite, hwio_taps)
         return (w_packed, b_packed, finite) if check_finite else (w_packed, b_packed)
 
-    @functools.cached_property
-    def hwio_taps(self):
-        """Where each tap's weights start in an HWIO weight ``(taps, cg, K)``: ``t * cg * K`` (intp)."""
-        (taps,) = read_only(np.arange(self.taps_per_filter, dtype=np.intp) * (self.cg * self.kg * self.groups))
-        return taps
+    @property
+    def packs_hwio(self):
+        """Whether :meth:`run` packs an HWIO weight in place (the banded and whole-batch kernels' packing)."""
+        return not (self.pointwise or self.depthwise or self.copies)
+
+    def hwio_offsets(self, adjoint_taps=None):
+        """Where each packed tap's weights start in an HWIO weight (intp): ``t * cg * K`` for tap ``t``.
+
+        With ``adjoint_taps``, those forward taps' in the forward HWIO
+        weight, whose ``cg * K`` is the adjoint's too.
+        """
+        taps = np.arange(self.taps_per_filter, dtype=np.intp) if adjoint_taps is None else adjoint_taps
+        return taps * (self.cg * self.kg * self.groups)
 
     def run(self, x, weight, bias, out, adjoint_taps=None, hwio=False):
         """Convolve ``x`` (unpadded ``(N, C, H, W)``, any strides) into ``out`` (C-contiguous).
@@ -1193,10 +1201,10 @@ class TiledConv:
         plan's is its adjoint: the transposed weight, tap ``t`` of which is
         its tap ``adjoint_taps[t]`` (flat, ``kh * KW + kw``). The tiles' packing reads
         it from the forward weight (:func:`~fastconv._kernels._conv_direct.pack_weights`).
-        With ``hwio`` (not with ``adjoint_taps``), ``weight`` is HWIO
-        (C-contiguous): the banded and whole-batch kernels pack it in place
-        (``hwio_taps``), the others from its OIHW copy
-        (:func:`~fastconv._layouts.hwio_to_oihw`).
+        With ``hwio``, ``weight`` is HWIO (C-contiguous; with
+        ``adjoint_taps``, the forward's): the banded and whole-batch kernels
+        pack it in place (:meth:`hwio_offsets`), the others from its OIHW
+        copy (:func:`~fastconv._layouts.hwio_to_oihw`).
 
         The banded kernel runs in the bands :meth:`banded` gives for the
         thread count; else the threads share the blocks of output channels of
@@ -1210,7 +1218,7 @@ class TiledConv:
         """
         if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
             raise ValueError("a depthwise plan packs no adjoint weights")
-        if hwio and (adjoint_taps is not None or self.pointwise or self.depthwise or self.copies):
+        if hwio and not self.packs_hwio:
             weight, hwio = hwio_to_oihw(weight), False
         cg, copies = self.cg, self.copies
         if copies:  # the weight of the kernel's columns as channels (see _copies_weight)
@@ -1261,7 +1269,7 @@ class TiledConv:
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
                                    adjoint_taps, images, copies, geometry.dilation[1], self.edges,
-                                   self.hwio_taps if hwio else None)
+                                   self.hwio_offsets(adjoint_taps) if hwio else None)
             return
         # too few bands to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)

@@ -329,14 +329,24 @@ class GradInputPlan:
                 self.phases.append(_InputPhase(taps, forward_taps, sub_shape, crop, sub_geo, tiled, target,
                                                (n, channels, ph.count, pw.count), (ph.first, pw.first)))
 
-    def run(self, grad, weight, out=None):
+    @functools.cached_property
+    def packs_hwio(self):
+        """Whether :meth:`run` reads an HWIO weight in place: every phase runs tiles that pack it so."""
+        return not (self.dw_lanes or self.columns) and all(
+            phase.geometry is None or (phase.tiled is not None and phase.tiled.packs_hwio) for phase in self.phases)
+
+    def run(self, grad, weight, out=None, hwio=False):
         """dL/dx ``(N, C, H, W)`` of an NCHW ``grad`` and OIHW ``weight`` (any strides).
 
         ``out``: a C-contiguous array of the result's shape and dtype, sharing
-        no memory with ``grad`` or ``weight``, to write it into.
+        no memory with ``grad`` or ``weight``, to write it into. With
+        ``hwio``, ``weight`` is HWIO (C-contiguous), which the tiles pack in
+        place where :attr:`packs_hwio` (else it is transposed first).
         """
         k, cg, kh, kw = self.dims
         groups = self.groups
+        if hwio and not self.packs_hwio:
+            weight, hwio = hwio_to_oihw(weight), False
         if self.dw_lanes:  # (the forward's weights, packed as its lanes kernel takes them)
             lanes, threads = self.dw_lanes, threads_for(self.work)
             result = empty(self.shape, self.dtype) if out is None else out
@@ -355,8 +365,9 @@ class GradInputPlan:
             self.by_columns_kernel(np.ascontiguousarray(grad), np.ascontiguousarray(weight.reshape(k, -1).T), result,
                                    kh, kw, 1, 1, top, left, threads_for(self.work))
             return result
-        # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight
-        adjoint_weight = weight.reshape(groups, k // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
+        # (groups, Kg, Cg, KH, KW) -> (groups, Cg, Kg, KH, KW): the adjoint's weight (OIHW only: the phases
+        # that read it are not those of a plan that packs HWIO weights)
+        adjoint_weight = None if hwio else weight.reshape(groups, k // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)
         if out is None:
             result = empty(self.shape, self.dtype) if self.covered else zeros(self.shape, self.dtype)
         else:
@@ -382,8 +393,8 @@ class GradInputPlan:
                 # the tiles' packing reads the phase's adjoint weights from the weight itself (in
                 # order, in parallel) instead of a reversed, transposed copy made first
                 if forward is None:
-                    forward = np.ascontiguousarray(weight)
-                phase.tiled.run(crop, forward, None, target, phase.forward_taps)
+                    forward = weight if hwio else np.ascontiguousarray(weight)
+                phase.tiled.run(crop, forward, None, target, phase.forward_taps, hwio)
             else:
                 taps = adjoint_weight[(Ellipsis,) + phase.weight_taps]  # a view: slices
                 sub = empty(phase.sub_shape, self.dtype)  # (large ones from the buffer cache: no fresh pages)
@@ -446,9 +457,11 @@ def grad_input_through_nchw(plan, grad, weight, out=None):
     """dL/dx of an NHWC call by an NCHW :class:`GradInputPlan`: the grad and the HWIO weight in, the result out.
 
     ``grad`` is ``(N, OH, OW, K)`` C-contiguous; into ``out`` (C-contiguous
-    ``(N, H, W, C)``) or a new array. Each move is :mod:`fastconv._layouts`'.
+    ``(N, H, W, C)``) or a new array. Each move is :mod:`fastconv._layouts`';
+    the tiles pack the weight's adjoint from the HWIO weight in place where
+    they can (:attr:`GradInputPlan.packs_hwio`).
     """
-    return nchw_to_nhwc(plan.run(channels_first(grad), hwio_to_oihw(weight)), out=out)
+    return nchw_to_nhwc(plan.run(channels_first(grad), weight, hwio=True), out=out)
 
 
 def grad_weight_through_nchw(plan, x, grad, groups):

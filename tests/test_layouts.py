@@ -136,7 +136,8 @@ def test_nhwc_convolutions_and_gradients_through_nchw_give_the_nchw_bits(rng, la
     dict(x=(2, 512, 5, 5), w=(520, 512, 3, 3), padding=1),  # (9.6 MB of weights: blocks over every image)
 ])
 def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, level, layer):
-    """The tiles pack an NHWC call's HWIO weight in place: the NCHW call's bits, every level and thread count."""
+    """The tiles pack an NHWC call's HWIO weight (and its input gradient's adjoint) in place: the NCHW calls'
+    bits, every level and thread count."""
     kw = {key: value for key, value in layer.items() if key not in ("x", "w")}
     x = rng.standard_normal(layer["x"]).astype(np.float32)
     w = rng.standard_normal(layer["w"]).astype(np.float32)
@@ -148,3 +149,10 @@ def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, leve
             for _ in range(2):  # (the full path, then the plan)
                 got = fastconv.conv2d(x_nhwc, w_hwio, b, layout="NHWC", **kw)
                 assert got.tobytes() == np.ascontiguousarray(expected).tobytes()
+            if "padding_mode" in kw:
+                continue  # (the gradients take zero padding)
+            grad = rng.standard_normal(expected.shape).astype(np.float32)  # NHWC
+            expected = fastconv.conv2d_grad_input(grad.transpose(0, 3, 1, 2).copy(), w, x.shape, **kw)
+            for _ in range(2):  # the adjoint packed from the HWIO weight (its stride phases too)
+                got = fastconv.conv2d_grad_input(grad, w_hwio, x_nhwc.shape, layout="NHWC", **kw)
+                assert got.tobytes() == np.ascontiguousarray(expected.transpose(0, 2, 3, 1)).tobytes()

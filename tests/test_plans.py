@@ -643,6 +643,24 @@ def test_pack_weights_packs_an_hwio_weight_as_its_oihw_copy(rng, dtype, k, group
         assert got.tobytes() == expected.tobytes() and got_b.tobytes() == expected_b.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, cg, groups", [(8, 3, 1), (16, 20, 1), (12, 4, 2), (33, 70, 1)])
+@pytest.mark.parametrize("forward_taps", [[8, 7, 6, 5, 4, 3, 2, 1, 0], [8, 6, 2, 0], [4]])
+def test_pack_weights_packs_an_hwio_adjoint_as_the_oihw_ones(rng, dtype, k, cg, groups, forward_taps):
+    """The adjoint of an HWIO weight, read in place, packs as the adjoint of its OIHW copy."""
+    hwio = rng.standard_normal((9, cg, k)).astype(dtype)  # a 3x3 kernel's
+    oihw = np.ascontiguousarray(hwio.transpose(2, 1, 0))
+    adjoint_taps = np.array(forward_taps, np.intp)
+    size = groups * -(-cg // 8) * 8 * (k // groups) * len(forward_taps)
+    for threads in (1, 2):
+        expected, got = np.full(size, np.nan, dtype), np.full(size, np.nan, dtype)
+        bias, got_bias = np.empty(groups * -(-cg // 8) * 8, dtype), np.empty(groups * -(-cg // 8) * 8, dtype)
+        _conv_direct.pack_weights(oihw, None, expected, bias, groups, 8, threads, adjoint_taps)
+        _conv_direct.pack_weights(hwio, None, got, got_bias, groups, 8, threads, adjoint_taps, False,
+                                  adjoint_taps * cg * k)
+        assert got.tobytes() == expected.tobytes()
+
+
 def test_pack_weights_refuses_hwio_taps_that_are_not_the_weights():
     hwio = np.zeros((9, 4, 16), np.float32)
     packed, bias = np.empty(16 * 4 * 9, np.float32), np.empty(16, np.float32)
@@ -651,8 +669,10 @@ def test_pack_weights_refuses_hwio_taps_that_are_not_the_weights():
     for bad in (taps[:8], taps + 1, taps * 2, np.arange(9, dtype=np.intp)):
         with pytest.raises(ValueError, match="HWIO"):
             _conv_direct.pack_weights(hwio, None, packed, bias, 1, 8, 1, None, False, bad)
-    with pytest.raises(ValueError, match="HWIO"):  # (not with adjoint taps)
-        _conv_direct.pack_weights(hwio, None, packed, bias, 1, 8, 1, np.arange(9, dtype=np.intp), False, taps)
+    reversed_taps = np.arange(9, dtype=np.intp)[::-1].copy()
+    with pytest.raises(ValueError, match="HWIO"):  # (an adjoint's offsets are its forward taps')
+        _conv_direct.pack_weights(hwio, None, np.empty(8 * 16 * 9, np.float32), np.empty(8, np.float32), 1, 8, 1,
+                                  reversed_taps, False, taps)
 
 
 def test_pack_weights_refuses_wrong_sizes():

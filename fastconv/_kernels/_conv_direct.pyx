@@ -499,10 +499,13 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
     inside the weight (checked here: the kernels index it unchecked).
     Raises ValueError naming ``caller`` otherwise.
 
-    With ``hwio_taps`` (intp, ``t * cg * K`` for each tap ``t``; not with
-    ``adjoint_taps``), the weight given is an HWIO one, ``(taps, cg, K)``
-    C-contiguous: what is packed is its OIHW ``(K, cg, taps)``, read in
-    place (an NHWC convolution's weight, not transposed first).
+    With ``hwio_taps`` (intp), the weight given is an HWIO one, ``(wk, wc,
+    wt)`` = ``(taps, cg, K)`` C-contiguous, read in place (an NHWC
+    convolution's weight, not transposed first): without ``adjoint_taps``
+    what is packed is its OIHW ``(K, cg, taps)``, and ``hwio_taps[t]`` must
+    be ``t * cg * K``; with them, its adjoint's ``(groups * wc, wt //
+    groups, len(adjoint_taps))``, and ``hwio_taps[t]`` must be
+    ``adjoint_taps[t] * wc * wt``.
     """
     cdef PackSource source
     cdef const ptrdiff_t[::1] at
@@ -510,14 +513,27 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
     if groups < 1 or K % groups or ntaps < 1 or min(wk, wc, wt) < 1:
         raise ValueError(f"{caller}: the weight must be (K, cg, taps), the groups must divide K, and a kernel "
                          "needs a tap")
+    cdef const ptrdiff_t[::1] adjoint
     if hwio_taps is not None:
         at = hwio_taps
-        if adjoint_taps is not None or wk != ntaps or wc != cg or wt != K or at.shape[0] != ntaps:
-            raise ValueError(f"{caller}: an HWIO weight must be (taps, cg, K), with no adjoint taps")
+        if at.shape[0] != ntaps:
+            raise ValueError(f"{caller}: one HWIO tap offset a tap packed")
+        if adjoint_taps is None:
+            if wk != ntaps or wc != cg or wt != K:
+                raise ValueError(f"{caller}: an HWIO weight must be (taps, cg, K)")
+            for t in range(ntaps):
+                if at[t] != t * cg * K:
+                    raise ValueError(f"{caller}: the HWIO taps must be t * cg * K")
+            source.group_step, source.k_step, source.c_step, source.taps = K // groups, 1, K, &at[0]
+            return source
+        adjoint = adjoint_taps
+        if wt % groups or K != groups * wc or cg != wt // groups or adjoint.shape[0] != ntaps:
+            raise ValueError(f"{caller}: the adjoint of an HWIO (taps', cg', K') weight is (groups * cg', "
+                             "K' // groups, len(adjoint_taps))")
         for t in range(ntaps):
-            if at[t] != t * cg * K:
-                raise ValueError(f"{caller}: the HWIO taps must be t * cg * K")
-        source.group_step, source.k_step, source.c_step, source.taps = K // groups, 1, K, &at[0]
+            if not 0 <= adjoint[t] < wk or at[t] != adjoint[t] * wc * wt:
+                raise ValueError(f"{caller}: the HWIO taps must be adjoint_taps * cg' * K', each a tap of the weight")
+        source.group_step, source.k_step, source.c_step, source.taps = wt // groups, wt, 1, &at[0]
         return source
     if adjoint_taps is None:
         if wk != K or wc != cg or wt != ntaps:
@@ -553,7 +569,8 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
     a stride phase only the taps that reach it): see :func:`_pack_source`.
 
     With ``hwio_taps``, ``weight`` is an HWIO ``(taps, Cg, K)`` one, packed
-    as its OIHW layout would be (see :func:`_pack_source`).
+    as its OIHW layout would be, or its adjoint as the OIHW one's (see
+    :func:`_pack_source`).
 
     Returns None, or with ``check_finite`` whether every weight packed is
     finite (each block checked as it is packed, as :func:`conv2d_packed`
@@ -562,7 +579,8 @@ def pack_weights(const real_t[:, :, ::1] weight, bias, real_t[::1] w_packed, rea
     """
     cdef Py_ssize_t K = weight.shape[0], cg = weight.shape[1], ntaps = weight.shape[2]
     if adjoint_taps is not None and groups >= 1:  # what is packed is the adjoint (_pack_source checks the rest)
-        K, cg, ntaps = groups * weight.shape[1], weight.shape[0] // groups, len(adjoint_taps)
+        K, ntaps = groups * weight.shape[1], len(adjoint_taps)
+        cg = (weight.shape[2] if hwio_taps is not None else weight.shape[0]) // groups
     elif hwio_taps is not None:
         K, ntaps = weight.shape[2], weight.shape[0]
     cdef PackSource source = _pack_source(weight.shape[0], weight.shape[1], weight.shape[2], K, cg, ntaps,
@@ -1328,8 +1346,9 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     :func:`_octile_plane` (the caller vouches for the geometry; the packing
     checks the weights as it packs them, and where one is not finite the
     call runs the full tiles, ``edges`` 0). With ``hwio_taps`` (not with
-    ``adjoint_taps`` or ``copies``), ``weight`` is an NHWC convolution's,
-    HWIO ``(KH, KW, cg, K)``, packed in place (:func:`_pack_source`).
+    ``copies``), ``weight`` is an NHWC convolution's, HWIO ``(KH, KW, cg,
+    K)``, packed in place, or its adjoint with ``adjoint_taps``
+    (:func:`_pack_source`).
     Raises ValueError for inconsistent shapes, MemoryError if a buffer
     cannot be allocated.
     """

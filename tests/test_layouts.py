@@ -134,10 +134,12 @@ def test_nhwc_convolutions_and_gradients_through_nchw_give_the_nchw_bits(rng, la
     dict(x=(2, 3, 10, 10), w=(9, 3, 5, 5), padding=2, padding_mode="reflect"),
     dict(x=(1, 6, 40, 40), w=(8, 6, 3, 3), padding=1),  # (bands of rows)
     dict(x=(2, 512, 5, 5), w=(520, 512, 3, 3), padding=1),  # (9.6 MB of weights: blocks over every image)
+    dict(x=(1, 256, 20, 20), w=(130, 256, 3, 3), padding=1),  # (1.2 MB, packed in place: bands of rows)
+    dict(x=(2, 128, 12, 12), w=(260, 128, 3, 3), stride=2, padding=1),  # (1.2 MB: the gradient's phases)
 ])
 def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, level, layer):
-    """The tiles pack an NHWC call's HWIO weight (and its input gradient's adjoint) in place: the NCHW calls'
-    bits, every level and thread count."""
+    """The tiles pack an NHWC call's HWIO weight (and its input gradient's adjoint) in place from 1 MiB, and
+    from its OIHW copy below: the NCHW calls' bits, every level and thread count."""
     kw = {key: value for key, value in layer.items() if key not in ("x", "w")}
     x = rng.standard_normal(layer["x"]).astype(np.float32)
     w = rng.standard_normal(layer["w"]).astype(np.float32)

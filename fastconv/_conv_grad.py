@@ -331,16 +331,9 @@ class GradInputPlan:
 
     @functools.cached_property
     def packs_hwio(self):
-        """Whether :meth:`run` reads an HWIO weight in place: one of
-        :data:`~fastconv._conv.HWIO_IN_PLACE_BYTES` or more, every phase running tiles that pack it so.
-
-        (3x3 512 to 512, one / two threads, against transposing it first:
-        1.07-1.12x; 256 to 256 and smaller 0.99-1.03x.)
-        """
-        k, cg, kh, kw = self.dims
-        return (k * cg * kh * kw * self.dtype.itemsize >= HWIO_IN_PLACE_BYTES and not (self.dw_lanes or self.columns)
-                and all(phase.geometry is None or (phase.tiled is not None and phase.tiled.packs_hwio)
-                        for phase in self.phases))
+        """Whether :meth:`run` can read an HWIO weight in place: every phase runs tiles that pack it so."""
+        return not (self.dw_lanes or self.columns) and all(
+            phase.geometry is None or (phase.tiled is not None and phase.tiled.packs_hwio) for phase in self.phases)
 
     def run(self, grad, weight, out=None, hwio=False):
         """dL/dx ``(N, C, H, W)`` of an NCHW ``grad`` and OIHW ``weight`` (any strides).
@@ -465,10 +458,15 @@ def grad_input_through_nchw(plan, grad, weight, out=None):
 
     ``grad`` is ``(N, OH, OW, K)`` C-contiguous; into ``out`` (C-contiguous
     ``(N, H, W, C)``) or a new array. Each move is :mod:`fastconv._layouts`';
-    the tiles pack the weight's adjoint from the HWIO weight in place where
-    they can (:attr:`GradInputPlan.packs_hwio`).
+    the tiles pack the adjoint from an HWIO weight of
+    :data:`~fastconv._conv.HWIO_IN_PLACE_BYTES` or more in place where they
+    can (:attr:`GradInputPlan.packs_hwio`: 3x3 512 to 512, one / two threads,
+    1.07-1.12x against transposing it first; 256 to 256 and smaller
+    0.99-1.03x), as the convolution's do (:func:`~fastconv._conv.nhwc_through_nchw`).
     """
-    return nchw_to_nhwc(plan.run(channels_first(grad), weight, hwio=True), out=out)
+    in_place = weight.nbytes >= HWIO_IN_PLACE_BYTES
+    result = plan.run(channels_first(grad), weight if in_place else hwio_to_oihw(weight), hwio=in_place)
+    return nchw_to_nhwc(result, out=out)
 
 
 def grad_weight_through_nchw(plan, x, grad, groups):

@@ -1,6 +1,7 @@
 """conv2d_grad_input, conv2d_grad_weight, conv_transpose2d: == reference == finite differences == PyTorch."""
 
 import itertools
+import platform
 
 import numpy as np
 import pytest
@@ -474,18 +475,26 @@ def test_strided_grad_input_writes_every_pixel_of_out(rng, hw, kernel, stride, p
                                                              x.shape, **kw), expected)
 
 
-# The weight gradient of an NHWC 1x1 convolution runs the pointwise kernel with the roles
-# swapped (the input channels as its filters, the batch's pixels summed 1024 a call; at stride 2
-# a copy of the pixels read): pixel counts under, at and over a call's (1, 2 and 3 calls),
-# channels around blocks of 8, every SIMD level, the same bits for every thread count and the
-# reference's values.
+# The weight gradient of an NHWC 1x1 convolution reads both arrays in place where the smaller
+# has at most 128 channels (pointwise_grad_weight_nhwc; "in place"), else runs the pointwise
+# kernel with the roles swapped (the input channels as its filters, the batch's pixels summed
+# 1024 a call; "packed", forced here for every shape); at stride 2 a copy of the pixels read:
+# pixel counts under, at and over a call's (1, 2 and 3 calls), channels around blocks of 8 and
+# the tiles' 4 and 6 rows, fewer and more input channels than filters, every SIMD level, the
+# same bits for every thread count and the reference's values.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k", [((1, 32, 3, 5), 32), ((2, 40, 16, 32), 33), ((3, 64, 20, 20), 100),
-                                      ((1, 33, 9, 13), 64), ((4, 96, 16, 36), 48)])
+                                      ((1, 33, 9, 13), 64), ((4, 96, 16, 36), 48), ((1, 136, 5, 7), 140)])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k, stride):
+@pytest.mark.parametrize("route", ["auto", "packed"])
+def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k, stride, route, monkeypatch):
     from fastconv import _conv_grad
+    from fastconv._kernels import _conv_direct
 
+    in_place = route == "auto" and min(shape[1], k) <= 128 and _conv_direct.has_pointwise_grad_weight_nhwc()
+    if route == "packed":
+        monkeypatch.setattr(_conv_grad, "POINTWISE_NHWC_GRAD_IN_PLACE_CHANNELS", 0)
+    assert _conv_grad.reads_pointwise_grad_in_place(shape[1], k, dtype) == in_place
     x = rng.standard_normal(shape).astype(dtype)
     out_hw = tuple((n - 1) // stride + 1 for n in shape[2:])
     g = rng.standard_normal((shape[0], k) + out_hw).astype(dtype)
@@ -502,6 +511,79 @@ def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k, stride):
     rtol, atol = tolerance(dtype)
     expected = reference.conv2d_grad_weight(g, x, (k, shape[1], 1, 1), stride=stride).transpose(2, 3, 1, 0)
     np.testing.assert_allclose(results[0], expected, rtol=rtol, atol=atol * 100)
+
+
+# The kernel that reads both in place, over random extents (rows of out around its tiles' 4 and
+# 6, columns around whole vectors and their blocks, pixels around its chunks of 32-512), on small
+# integers: exact sums, so the bits of the int64 product, for every level and thread count; out
+# written whole (it starts as NaN).
+@given(pixels=st.integers(0, 700), nb=st.integers(1, 30), nv=st.integers(1, 70),
+       dtype=st.sampled_from([np.float32, np.float64]), threads=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_pointwise_grad_weight_nhwc_kernel_exact(pixels, nb, nv, dtype, threads, seed):
+    from fastconv._kernels import _conv_direct
+
+    rng = np.random.default_rng(seed)
+    b, v = small_ints(rng, (pixels, nb), dtype, -4, 4), small_ints(rng, (pixels, nv), dtype, -4, 4)
+    expected = b.astype(np.int64).T @ v.astype(np.int64)
+    previous = fastconv.simd_level()
+    try:
+        for level in fastconv.simd_levels():
+            fastconv.set_simd_level(level)
+            if not _conv_direct.has_pointwise_grad_weight_nhwc():
+                continue
+            out = np.full((nb, nv), np.nan, dtype)
+            _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads)
+            np.testing.assert_array_equal(out, expected)
+    finally:
+        fastconv.set_simd_level(previous)
+
+
+# ... on floats: each output the sum over the pixels in order from 0, whatever the chunk, part of
+# the rows or thread count. At the x86-64 baseline (SSE2: a product rounded, then added) that is
+# NumPy's product-then-sum pixel by pixel, bit for bit; at every level the same bits for 1-3
+# threads and the values of a float64 product.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pixels, nb, nv", [(1, 1, 1), (700, 13, 50), (2000, 64, 32), (517, 7, 129),
+                                            (100, 200, 16)])
+def test_pointwise_grad_weight_nhwc_kernel_sums_in_order(rng, level, dtype, pixels, nb, nv):
+    from fastconv._kernels import _conv_direct
+
+    if not _conv_direct.has_pointwise_grad_weight_nhwc():
+        pytest.skip("this build's level has no such kernel")
+    b, v = rng.standard_normal((pixels, nb)).astype(dtype), rng.standard_normal((pixels, nv)).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        out = np.full((nb, nv), np.nan, dtype)
+        _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads)
+        results.append(out)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(results[0], b.astype(np.float64).T @ v.astype(np.float64), rtol=rtol,
+                               atol=atol * 10)
+    if level == "baseline" and platform.machine().lower() in ("x86_64", "amd64"):
+        expected = np.zeros((nb, nv), dtype)
+        for p in range(pixels):
+            expected += b[p][:, None] * v[p][None, :]
+        np.testing.assert_array_equal(results[0], expected)
+
+
+def test_pointwise_grad_weight_nhwc_kernel_refuses_wrong_shapes():
+    from fastconv._kernels import _conv_direct
+
+    if not _conv_direct.has_pointwise_grad_weight_nhwc():
+        pytest.skip("this build's level has no such kernel")
+    b, v = np.ones((10, 4), np.float32), np.ones((10, 3), np.float32)
+    with pytest.raises(ValueError, match="same rows"):
+        _conv_direct.pointwise_grad_weight_nhwc(b, v[:9], np.empty((4, 3), np.float32), 1)
+    for shape in [(3, 4), (4, 4), (4, 2), (5, 3)]:
+        with pytest.raises(ValueError, match="out must be"):
+            _conv_direct.pointwise_grad_weight_nhwc(b, v, np.empty(shape, np.float32), 1)
+    with pytest.raises(ValueError):  # (rows must be C-contiguous)
+        _conv_direct.pointwise_grad_weight_nhwc(np.ones((4, 10), np.float32).T, v, np.empty((4, 3), np.float32), 1)
+    empty = np.full((4, 3), np.nan, np.float32)
+    _conv_direct.pointwise_grad_weight_nhwc(b[:0], v[:0], empty, 2)
+    np.testing.assert_array_equal(empty, 0)
 
 
 # ... and its input gradient, with the grad's pixels as the kernel's filters: the NCHW kernels'

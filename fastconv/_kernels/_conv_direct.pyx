@@ -178,6 +178,10 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_dwnhwc_wgrad_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*,
                                             ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
                                             int, int, int, int, int, int, int, int, double*) noexcept
+    ctypedef void (*fc_pwgw_f32_fn)(const float*, ptrdiff_t, int, int, const float*, ptrdiff_t, int, ptrdiff_t,
+                                    float*, ptrdiff_t) noexcept
+    ctypedef void (*fc_pwgw_f64_fn)(const double*, ptrdiff_t, int, int, const double*, ptrdiff_t, int, ptrdiff_t,
+                                    double*, ptrdiff_t) noexcept
     ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
@@ -296,6 +300,9 @@ cdef extern from "conv_tile.h" nogil:
         fc_tailblocks_f64_fn tail1x8_64
         fc_tailblocks_f32_fn tail4x4_32
         fc_tailblocks_f64_fn tail4x4_64
+        fc_pwgw_f32_fn pwgw32
+        fc_pwgw_f64_fn pwgw64
+        int pwgw_rows
     const fc_tiles* fc_active_tiles() noexcept
     const fc_tiles* fc_level_tiles(int level) noexcept
     int fc_select_level(int level) noexcept
@@ -2450,6 +2457,59 @@ def conv2d_grad_weight_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:
         _free_aligned(sums)
     if failed[0]:
         raise MemoryError("conv2d: cannot allocate the depthwise NHWC weight gradient's sums")
+
+
+def has_pointwise_grad_weight_nhwc(int level=-1):
+    """Whether SIMD level ``level`` (default: the current one) has :func:`pointwise_grad_weight_nhwc`'s kernels."""
+    return (fc_active_tiles() if level < 0 else fc_level_tiles(level)).pwgw32 != NULL
+
+
+def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, real_t[:, ::1] out,
+                               int num_threads):
+    """``out = b.T @ v``: the products of two arrays' rows summed over their rows, both read in place.
+
+    ``b`` ``(P, NB)`` and ``v`` ``(P, NV)`` C-contiguous (a 1x1 NHWC
+    convolution's input and grad as their pixels' rows, in either order:
+    ``v`` the one with fewer channels), ``out`` ``(NB, NV)`` C-contiguous,
+    written (not added to). ``pw_nhwc_impl.h``: tiles of rows of ``out`` x
+    vectors of its columns, the pixels in chunks whose ``v`` rows stay in
+    L1; every output is the sum over the pixels in order from 0, so the
+    results depend neither on the chunks nor on the thread count. Parallel
+    over parts of ``out``'s rows (whole tiles' rows, one part per thread;
+    each part reads the whole of ``v``). Raises
+    NotImplementedError where the SIMD level has no such kernel
+    (:func:`has_pointwise_grad_weight_nhwc`: a compiler without vector
+    extensions).
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    if tiles.pwgw32 == NULL:
+        raise NotImplementedError("pointwise_grad_weight_nhwc: the SIMD level has no such kernel")
+    cdef Py_ssize_t P = b.shape[0], NB = b.shape[1], NV = v.shape[1]
+    if v.shape[0] != P:
+        raise ValueError("pointwise_grad_weight_nhwc: b and v must have the same rows")
+    if out.shape[0] != NB or out.shape[1] != NV:
+        raise ValueError("pointwise_grad_weight_nhwc: out must be (b's columns, v's columns)")
+    if NB > INT_MAX or NV > INT_MAX:
+        raise ValueError("pointwise_grad_weight_nhwc: extents too large")
+    if NB == 0 or NV == 0:
+        return
+    if P == 0:
+        out[:, :] = 0
+        return
+    cdef Py_ssize_t rows = tiles.pwgw_rows, blocks = (NB + rows - 1) // rows
+    cdef Py_ssize_t parts = max(1, min(num_threads, blocks))
+    cdef Py_ssize_t per = (blocks + parts - 1) // parts * rows  # rows a part takes: whole tiles
+    cdef Py_ssize_t part, b0, b1
+    with nogil, parallel(num_threads=parts):
+        for part in prange(parts, schedule="static"):
+            b0 = part * per
+            b1 = min(NB, b0 + per)
+            if b0 >= NB:
+                continue
+            if real_t is float:
+                tiles.pwgw32(&b[0, 0], NB, <int>b0, <int>b1, &v[0, 0], NV, <int>NV, P, &out[0, 0], NV)
+            else:
+                tiles.pwgw64(&b[0, 0], NB, <int>b0, <int>b1, &v[0, 0], NV, <int>NV, P, &out[0, 0], NV)
 
 
 def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,

@@ -147,6 +147,11 @@ typedef void (*fc_dwnhwc_wgrad_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptr
                                        ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int, int, int,
                                        int, int, int, int, int, double *);
 /* dst[i] += src[i] for i < n: dst, src, n. */
+/* the weight gradient of 1x1 NHWC convolutions, a product over pixels (pw_nhwc_impl.h) */
+typedef void (*fc_pwgw_f32_fn)(const float *, ptrdiff_t, int, int, const float *, ptrdiff_t, int, ptrdiff_t, float *,
+                               ptrdiff_t);
+typedef void (*fc_pwgw_f64_fn)(const double *, ptrdiff_t, int, int, const double *, ptrdiff_t, int, ptrdiff_t,
+                               double *, ptrdiff_t);
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 
@@ -159,6 +164,7 @@ typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 #include "conv_tile_impl.h"
 #include "dw_lanes_impl.h"
 #include "dw_nhwc_impl.h"
+#include "pw_nhwc_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -171,6 +177,7 @@ FC_TARGET_AVX2
 #include "conv_tile_impl.h"
 #include "dw_lanes_impl.h"
 #include "dw_nhwc_impl.h"
+#include "pw_nhwc_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -183,6 +190,7 @@ FC_TARGET_AVX512
 #include "conv_tile_impl.h"
 #include "dw_lanes_impl.h"
 #include "dw_nhwc_impl.h"
+#include "pw_nhwc_impl.h"
 #undef FC_ISA
 #undef FC_VF
 #undef FC_VD
@@ -358,6 +366,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_DWLANES fc_dwlanes_f32_base, fc_dwlanes_f64_base, fc_dwlanes_wgrad_f32_base, \
     fc_dwlanes_wgrad_f64_base, fc_dwlanes_gradin_f32_base, fc_dwlanes_gradin_f64_base, fc_dwnhwc_f32_base, \
     fc_dwnhwc_f64_base, fc_dwnhwc_wgrad_f32_base, fc_dwnhwc_wgrad_f64_base
+#define FC_BASE_PWGW fc_pwgw_f32_base, fc_pwgw_f64_base, FC_PWGW_ROWS_base
 #else
 #define FC_BASE_OC_F32 8 /* the scalar tile's 8 channels */
 #define FC_BASE_OC_F64 8
@@ -370,6 +379,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
 #define FC_BASE_OCW1 NULL, NULL
 #define FC_BASE_DWLANES NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+#define FC_BASE_PWGW NULL, NULL, 0 /* (the pointwise kernel swapped runs these gradients) */
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time); with
@@ -463,6 +473,9 @@ typedef struct {
     fc_tailblocks_f64_fn tail1x8_64;
     fc_tailblocks_f32_fn tail4x4_32; /* a last FC_TAIL_COLS pixels or fewer, FC_TAIL4_BLOCKS blocks (or NULL) */
     fc_tailblocks_f64_fn tail4x4_64;
+    fc_pwgw_f32_fn pwgw32; /* the weight gradient of 1x1 NHWC convolutions (or NULL) */
+    fc_pwgw_f64_fn pwgw64;
+    int pwgw_rows; /* rows of their tiles */
 } fc_tiles;
 
 static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dwtile_f32_base, fc_dwtile_f64_base,
@@ -475,7 +488,8 @@ static const fc_tiles fc_tiles_base = {fc_tile_f32_base, fc_tile_f64_base, fc_dw
                                        FC_LEVEL_BASELINE, FC_BASE_WIDE, FC_BASE_NARROW, FC_BASE_ROWS,
                                        FC_BASE_WT_TAPS, FC_BASE_OCW1, fc_addrow_f32_base, fc_addrow_f64_base,
                                        FC_BASE_PW, FC_BASE_GATHER, FC_BASE_BAND, NULL, NULL, NULL, NULL,
-                                       NULL, NULL, NULL, NULL, FC_BASE_DWLANES, NULL, NULL, NULL, NULL};
+                                       NULL, NULL, NULL, NULL, FC_BASE_DWLANES, NULL, NULL, NULL, NULL,
+                                       FC_BASE_PWGW};
 #ifdef FC_HAVE_X86_LEVELS
 static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dwtile_f32_avx2, fc_dwtile_f64_avx2,
                                        fc_htile_f32_avx2, fc_htile_f64_avx2, fc_hdwtile_f32_avx2,
@@ -496,7 +510,8 @@ static const fc_tiles fc_tiles_avx2 = {fc_tile_f32_avx2, fc_tile_f64_avx2, fc_dw
                                        fc_dwlanes_wgrad_f32_avx2, fc_dwlanes_wgrad_f64_avx2,
                                        fc_dwlanes_gradin_f32_avx2, fc_dwlanes_gradin_f64_avx2, fc_dwnhwc_f32_avx2,
                                        fc_dwnhwc_f64_avx2, fc_dwnhwc_wgrad_f32_avx2, fc_dwnhwc_wgrad_f64_avx2,
-                                       NULL, NULL, NULL, NULL};
+                                       NULL, NULL, NULL, NULL, fc_pwgw_f32_avx2, fc_pwgw_f64_avx2,
+                                       FC_PWGW_ROWS_avx2};
 static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512, fc_dwtile_f32_avx512,
                                          fc_dwtile_f64_avx512, fc_htile_f32_avx512, fc_htile_f64_avx512,
                                          fc_hdwtile_f32_avx512, fc_hdwtile_f64_avx512, fc_octile_f32_avx512,
@@ -520,7 +535,8 @@ static const fc_tiles fc_tiles_avx512 = {fc_tile_f32_avx512, fc_tile_f64_avx512,
                                          fc_dwlanes_gradin_f64_avx512, fc_dwnhwc_f32_avx512,
                                          fc_dwnhwc_f64_avx512, fc_dwnhwc_wgrad_f32_avx512,
                                          fc_dwnhwc_wgrad_f64_avx512, fc_tail1x8_f32_avx512,
-                                         fc_tail1x8_f64_avx512, fc_tail4x4_f32_avx512, fc_tail4x4_f64_avx512};
+                                         fc_tail1x8_f64_avx512, fc_tail4x4_f32_avx512, fc_tail4x4_f64_avx512,
+                                         fc_pwgw_f32_avx512, fc_pwgw_f64_avx512, FC_PWGW_ROWS_avx512};
 #endif
 static const fc_tiles *fc_active = &fc_tiles_base;
 

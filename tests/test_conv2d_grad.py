@@ -479,12 +479,14 @@ def test_strided_grad_input_writes_every_pixel_of_out(rng, hw, kernel, stride, p
 # has at most 128 channels (pointwise_grad_weight_nhwc; "in place"), else runs the pointwise
 # kernel with the roles swapped (the input channels as its filters, the batch's pixels summed
 # 1024 a call; "packed", forced here for every shape); at stride 2 a copy of the pixels read:
-# pixel counts under, at and over a call's (1, 2 and 3 calls), channels around blocks of 8 and
-# the tiles' 4 and 6 rows, fewer and more input channels than filters, every SIMD level, the
-# same bits for every thread count and the reference's values.
+# pixel counts under, at and over a call's (1, 2 and 3 calls) and in two runs (18432 pixels at
+# stride 1), channels around blocks of 8 and the tiles' 4 and 6 rows, fewer and more input
+# channels than filters, every SIMD level, the same bits for every thread count and the
+# reference's values.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k", [((1, 32, 3, 5), 32), ((2, 40, 16, 32), 33), ((3, 64, 20, 20), 100),
-                                      ((1, 33, 9, 13), 64), ((4, 96, 16, 36), 48), ((1, 136, 5, 7), 140)])
+                                      ((1, 33, 9, 13), 64), ((4, 96, 16, 36), 48), ((1, 136, 5, 7), 140),
+                                      ((2, 40, 64, 144), 36)])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("route", ["auto", "packed"])
 def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k, stride, route, monkeypatch):
@@ -514,12 +516,13 @@ def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k, stride, rou
 
 
 # The kernel that reads both in place, over random extents (rows of out around its tiles' 4 and
-# 6, columns around whole vectors and their blocks, pixels around its chunks of 32-512), on small
-# integers: exact sums, so the bits of the int64 product, for every level and thread count; out
-# written whole (it starts as NaN).
+# 6, columns around whole vectors and their blocks, pixels around its chunks of 32-512, runs of
+# pixels more or fewer than the threads), on small integers: exact sums, so the bits of the int64
+# product, for every level and thread count; out written whole (it starts as NaN).
 @given(pixels=st.integers(0, 700), nb=st.integers(1, 30), nv=st.integers(1, 70),
-       dtype=st.sampled_from([np.float32, np.float64]), threads=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_pointwise_grad_weight_nhwc_kernel_exact(pixels, nb, nv, dtype, threads, seed):
+       dtype=st.sampled_from([np.float32, np.float64]), threads=st.integers(1, 3), segments=st.integers(1, 5),
+       seed=st.integers(0, 2**16))
+def test_pointwise_grad_weight_nhwc_kernel_exact(pixels, nb, nv, dtype, threads, segments, seed):
     from fastconv._kernels import _conv_direct
 
     rng = np.random.default_rng(seed)
@@ -532,20 +535,21 @@ def test_pointwise_grad_weight_nhwc_kernel_exact(pixels, nb, nv, dtype, threads,
             if not _conv_direct.has_pointwise_grad_weight_nhwc():
                 continue
             out = np.full((nb, nv), np.nan, dtype)
-            _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads)
+            _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads, segments)
             np.testing.assert_array_equal(out, expected)
     finally:
         fastconv.set_simd_level(previous)
 
 
-# ... on floats: each output the sum over the pixels in order from 0, whatever the chunk, part of
-# the rows or thread count. At the x86-64 baseline (SSE2: a product rounded, then added) that is
-# NumPy's product-then-sum pixel by pixel, bit for bit; at every level the same bits for 1-3
-# threads and the values of a float64 product.
+# ... on floats: each output the sum over each run's pixels in order from 0, the runs' sums added
+# in order, whatever the chunk, part of the rows or thread count. At the x86-64 baseline (SSE2: a
+# product rounded, then added) that is NumPy's product-then-sum pixel by pixel, bit for bit; at
+# every level the same bits for 1-3 threads and the values of a float64 product.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("pixels, nb, nv", [(1, 1, 1), (700, 13, 50), (2000, 64, 32), (517, 7, 129),
-                                            (100, 200, 16)])
-def test_pointwise_grad_weight_nhwc_kernel_sums_in_order(rng, level, dtype, pixels, nb, nv):
+@pytest.mark.parametrize("pixels, nb, nv, segments", [(1, 1, 1, 1), (700, 13, 50, 1), (700, 13, 50, 3),
+                                                      (2000, 64, 32, 4), (517, 7, 129, 2), (100, 200, 16, 1),
+                                                      (3, 9, 20, 8)])
+def test_pointwise_grad_weight_nhwc_kernel_sums_in_order(rng, level, dtype, pixels, nb, nv, segments):
     from fastconv._kernels import _conv_direct
 
     if not _conv_direct.has_pointwise_grad_weight_nhwc():
@@ -554,7 +558,7 @@ def test_pointwise_grad_weight_nhwc_kernel_sums_in_order(rng, level, dtype, pixe
     results = []
     for threads in (1, 2, 3):
         out = np.full((nb, nv), np.nan, dtype)
-        _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads)
+        _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads, segments)
         results.append(out)
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
@@ -562,10 +566,21 @@ def test_pointwise_grad_weight_nhwc_kernel_sums_in_order(rng, level, dtype, pixe
     np.testing.assert_allclose(results[0], b.astype(np.float64).T @ v.astype(np.float64), rtol=rtol,
                                atol=atol * 10)
     if level == "baseline" and platform.machine().lower() in ("x86_64", "amd64"):
+        runs = min(segments, pixels)
         expected = np.zeros((nb, nv), dtype)
-        for p in range(pixels):
-            expected += b[p][:, None] * v[p][None, :]
+        for run in range(runs):
+            sums = np.zeros((nb, nv), dtype)
+            for p in range(pixels * run // runs, pixels * (run + 1) // runs):
+                sums += b[p][:, None] * v[p][None, :]
+            expected += sums
         np.testing.assert_array_equal(results[0], expected)
+
+
+def test_pointwise_grad_segments():
+    from fastconv import _conv_grad
+
+    assert [_conv_grad.pointwise_grad_segments(p) for p in (0, 8191, 8192, 16384, 32767, 32768, 10**7)] == \
+        [1, 1, 2, 4, 4, 8, 8]
 
 
 def test_pointwise_grad_weight_nhwc_kernel_refuses_wrong_shapes():
@@ -579,6 +594,8 @@ def test_pointwise_grad_weight_nhwc_kernel_refuses_wrong_shapes():
     for shape in [(3, 4), (4, 4), (4, 2), (5, 3)]:
         with pytest.raises(ValueError, match="out must be"):
             _conv_direct.pointwise_grad_weight_nhwc(b, v, np.empty(shape, np.float32), 1)
+    with pytest.raises(ValueError, match="segments"):
+        _conv_direct.pointwise_grad_weight_nhwc(b, v, np.empty((4, 3), np.float32), 1, 0)
     with pytest.raises(ValueError):  # (rows must be C-contiguous)
         _conv_direct.pointwise_grad_weight_nhwc(np.ones((4, 10), np.float32).T, v, np.empty((4, 3), np.float32), 1)
     empty = np.full((4, 3), np.nan, np.float32)

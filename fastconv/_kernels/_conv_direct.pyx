@@ -2465,7 +2465,7 @@ def has_pointwise_grad_weight_nhwc(int level=-1):
 
 
 def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, real_t[:, ::1] out,
-                               int num_threads):
+                               int num_threads, Py_ssize_t segments=1):
     """``out = b.T @ v``: the products of two arrays' rows summed over their rows, both read in place.
 
     ``b`` ``(P, NB)`` and ``v`` ``(P, NV)`` C-contiguous (a 1x1 NHWC
@@ -2473,13 +2473,15 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
     ``v`` the one with fewer channels), ``out`` ``(NB, NV)`` C-contiguous,
     written (not added to). ``pw_nhwc_impl.h``: tiles of rows of ``out`` x
     vectors of its columns, the pixels in chunks whose ``v`` rows stay in
-    L1; every output is the sum over the pixels in order from 0, so the
-    results depend neither on the chunks nor on the thread count. Parallel
-    over parts of ``out``'s rows (whole tiles' rows, one part per thread;
-    each part reads the whole of ``v``). Raises
-    NotImplementedError where the SIMD level has no such kernel
-    (:func:`has_pointwise_grad_weight_nhwc`: a compiler without vector
-    extensions).
+    L1. The pixels are cut into ``segments`` runs (as even as can be, at
+    most ``P``); each output is the sum over each run's pixels in order from
+    0, the runs' sums then added in order: the results depend on
+    ``segments`` but neither on the chunks nor on the thread count. Parallel
+    over the runs and, where threads outnumber them, over parts of
+    ``out``'s rows (whole tiles' rows; each part reads the whole of its
+    run of ``v``). Raises NotImplementedError where the SIMD level has no
+    such kernel (:func:`has_pointwise_grad_weight_nhwc`: a compiler without
+    vector extensions).
     """
     cdef const fc_tiles* tiles = fc_active_tiles()
     if tiles.pwgw32 == NULL:
@@ -2491,25 +2493,46 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
         raise ValueError("pointwise_grad_weight_nhwc: out must be (b's columns, v's columns)")
     if NB > INT_MAX or NV > INT_MAX:
         raise ValueError("pointwise_grad_weight_nhwc: extents too large")
+    if segments < 1:
+        raise ValueError("pointwise_grad_weight_nhwc: segments must be at least 1")
     if NB == 0 or NV == 0:
         return
     if P == 0:
         out[:, :] = 0
         return
+    segments = min(segments, P)
+    cdef real_t* partials = NULL  # (the sums of runs 1, 2, ...: run 0's go to out)
+    if segments > 1:
+        partials = <real_t*>_calloc_aligned((segments - 1) * NB * NV, sizeof(real_t), False)
+        if partials == NULL:
+            raise MemoryError("pointwise_grad_weight_nhwc: cannot allocate the runs' sums")
     cdef Py_ssize_t rows = tiles.pwgw_rows, blocks = (NB + rows - 1) // rows
-    cdef Py_ssize_t parts = max(1, min(num_threads, blocks))
+    cdef Py_ssize_t parts = max(1, min((num_threads + segments - 1) // segments, blocks))
     cdef Py_ssize_t per = (blocks + parts - 1) // parts * rows  # rows a part takes: whole tiles
-    cdef Py_ssize_t part, b0, b1
-    with nogil, parallel(num_threads=parts):
-        for part in prange(parts, schedule="static"):
-            b0 = part * per
+    cdef Py_ssize_t task, seg, p0, p1, b0, b1, r, q
+    cdef real_t* target
+    cdef int threads = <int>max(1, min(num_threads, segments * parts))
+    with nogil, parallel(num_threads=threads):
+        for task in prange(segments * parts, schedule="static"):
+            seg = task // parts
+            b0 = task % parts * per
             b1 = min(NB, b0 + per)
             if b0 >= NB:
                 continue
+            p0 = P * seg // segments
+            p1 = P * (seg + 1) // segments
+            target = &out[0, 0] if seg == 0 else partials + (seg - 1) * NB * NV
             if real_t is float:
-                tiles.pwgw32(&b[0, 0], NB, <int>b0, <int>b1, &v[0, 0], NV, <int>NV, P, &out[0, 0], NV)
+                tiles.pwgw32(&b[p0, 0], NB, <int>b0, <int>b1, &v[p0, 0], NV, <int>NV, p1 - p0, target, NV)
             else:
-                tiles.pwgw64(&b[0, 0], NB, <int>b0, <int>b1, &v[0, 0], NV, <int>NV, P, &out[0, 0], NV)
+                tiles.pwgw64(&b[p0, 0], NB, <int>b0, <int>b1, &v[p0, 0], NV, <int>NV, p1 - p0, target, NV)
+    if segments > 1:
+        with nogil, parallel(num_threads=<int>max(1, min(num_threads, NB))):
+            for r in prange(NB, schedule="static"):
+                for seg in range(segments - 1):  # (in order: the same sums for any thread count)
+                    for q in range(NV):
+                        out[r, q] += partials[(seg * NB + r) * NV + q]
+        _free_aligned(partials)
 
 
 def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,

@@ -136,6 +136,27 @@ def read_pixels(x, stride):
     return np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
 
 
+#: Most bytes of a pixel's filters for which :func:`pointwise_nhwc` reads its operands in place
+#: (:func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct`: :func:`reads_pointwise_nhwc_in_place`).
+POINTWISE_NHWC_DIRECT_BYTES = 256
+
+
+def reads_pointwise_nhwc_in_place(k, dtype, level=-1):
+    """Whether :func:`pointwise_nhwc` of ``k`` filters runs
+    :func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct` (at ``level``, default the current one).
+
+    Up to :data:`POINTWISE_NHWC_DIRECT_BYTES` of filters a pixel (64
+    float32, 32 float64: one block of the AVX-512 tiles' columns). Against
+    the pointwise kernel swapped (Intel Xeon, in-process A/B, medians of
+    11): 32 and 64 filters in float32 1.21-1.48x at one thread and
+    1.25-1.46x at two (AVX2 1.05-1.23x), 32 in float64 1.16-1.49x; 128
+    filters 0.96-1.05x, 256 and 512 0.71-0.91x (each block of filters reads
+    the pixels again).
+    """
+    return (_conv_direct.has_pointwise_grad_weight_nhwc(level)
+            and k * np.dtype(dtype).itemsize <= POINTWISE_NHWC_DIRECT_BYTES)
+
+
 def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
     """A 1x1 unpadded NHWC convolution, ``out = x @ w + bias`` over the pixels it reads; no validation.
 
@@ -153,18 +174,28 @@ def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
     kernels (256 to 64 channels on 8 images of 56x56, one thread: 13.5 ms,
     now 7.0). Each output sums its channels in order from 0, as the NCHW
     kernels do from a zero bias (the same bits without a bias); a bias is
-    added after the sums. A ``stride`` over 1 copies the pixels it reads
-    first (ResNet's shortcuts: a quarter of ``x``).
+    added after the sums. Up to 64 float32 filters
+    (:func:`reads_pointwise_nhwc_in_place`),
+    :func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct` instead
+    reads the pixels' rows and the weight's where they lie, each output
+    summed from its bias (the NCHW kernels' bits with a bias too). A
+    ``stride`` over 1 copies the pixels it reads first (ResNet's shortcuts:
+    a quarter of ``x``).
     """
     x = read_pixels(x, stride)
     n, h, w, c = x.shape
     k = weight.shape[3]
     pixels = n * h * w
-    panel = pointwise_panel(x.dtype)
     threads = threads_for(pixels * k * c // 16)
-    pass_blocks = max(1, BAND_BUDGET // (8 * c * x.dtype.itemsize))
     if not out.flags.c_contiguous:  # (results and outs of calls are: the kernel writes a view of it)
         raise ValueError("pointwise_nhwc: out must be C-contiguous")
+    if reads_pointwise_nhwc_in_place(k, x.dtype):
+        _conv_direct.pointwise_nhwc_direct(x.reshape(pixels, c), np.ascontiguousarray(weight).reshape(c, k),
+                                           None if bias is None else np.ascontiguousarray(bias),
+                                           out.reshape(pixels, k), threads)
+        return
+    panel = pointwise_panel(x.dtype)
+    pass_blocks = max(1, BAND_BUDGET // (8 * c * x.dtype.itemsize))
     _conv_direct.conv2d_pointwise(weight.reshape(1, c, 1, k), None, None, out.reshape(1, pixels, k), 1, 1, k, 1,
                                   panel, threads, pass_blocks, False, threads, x.reshape(pixels, c, 1), None, None)
     if bias is not None:

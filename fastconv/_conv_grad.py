@@ -550,9 +550,10 @@ def reads_pointwise_grad_in_place(c, k, dtype, level=-1):
     :data:`POINTWISE_NHWC_GRAD_IN_PLACE_CHANNELS`. Against the packing
     kernel (:func:`_grad_weight_pointwise_packed`; Intel Xeon, AVX-512, one
     and two threads, in-process A/B, medians of 11): 32 to 128 channels on
-    one side (32 to 512 on the other) 1.17-2.36x in float32 and 1.01-2.95x
-    in float64; 256 to 256 0.97-1.11x; 512 to 512 and 1024 to 256
-    0.70-0.92x (the other's rows of a chunk no longer stay in the caches).
+    one side (32 to 512 on the other) 1.25-2.03x at one thread and
+    1.45-3.29x at two in float32 (with :func:`pointwise_grad_segments`),
+    1.01-2.95x in float64 (one run); 256 to 256 0.94-1.15x at one thread,
+    256 to 512 0.89x; 512 to 512, 512 to 1024 and 1024 to 256 0.63-0.92x.
     """
     return (_conv_direct.has_pointwise_grad_weight_nhwc(level)
             and min(c, k) <= POINTWISE_NHWC_GRAD_IN_PLACE_CHANNELS)

@@ -280,18 +280,28 @@ def test_depthwise_every_block_stride_and_padding(rng, c, s, p, d, mode):
                                    reference.conv2d_grad_input(expected, w, x.shape, **kw), rtol=1e-12, atol=1e-12)
 
 
-# NHWC 1x1 convolutions run the pointwise kernel with the roles swapped (pixels as its filters:
-# 8 at a time, so pixel counts around multiples of 8; the weight's K columns as its image's
-# pixels: tails of a panel; strided, a copy of the pixels read), at every SIMD level and thread
-# count: the reference's values, and without a bias the NCHW kernels' bits (both sum each
-# output's channels in order from 0).
+# NHWC 1x1 convolutions of up to 64 float32 (32 float64) filters read the pixels and the weight
+# in place (pointwise_nhwc_direct: tiles of 4 or 6 pixels, so pixel counts around them and the
+# tasks' 96; "auto"), others run the pointwise kernel with the roles swapped (pixels as its
+# filters: 8 at a time, so pixel counts around multiples of 8; the weight's K columns as its
+# image's pixels: tails of a panel; "swapped", forced here for every shape); strided, a copy of
+# the pixels read; at every SIMD level and thread count: the reference's values, and without a
+# bias the NCHW kernels' bits (each output's channels summed in order from 0). With a bias the
+# direct kernel starts from it, as the NCHW kernels do: their bits too.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k", [((1, 32, 1, 1), 32), ((2, 40, 3, 5), 33), ((3, 64, 7, 7), 100),
-                                      ((1, 33, 9, 13), 64), ((2, 96, 5, 4), 200)])
+                                      ((1, 33, 9, 13), 64), ((2, 96, 5, 4), 200), ((1, 48, 10, 20), 40)])
 @pytest.mark.parametrize("stride", [1, 2, (1, 3)])
-def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, shape, k, stride):
+@pytest.mark.parametrize("route", ["auto", "swapped"])
+def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, shape, k, stride, route, monkeypatch):
     from fastconv import _conv
+    from fastconv._kernels import _conv_direct
 
+    direct = (route == "auto" and k * np.dtype(dtype).itemsize <= 256
+              and _conv_direct.has_pointwise_grad_weight_nhwc())
+    if route == "swapped":
+        monkeypatch.setattr(_conv, "POINTWISE_NHWC_DIRECT_BYTES", 0)
+    assert _conv.reads_pointwise_nhwc_in_place(k, dtype) == direct
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((k, shape[1], 1, 1)).astype(dtype)
     b = rng.standard_normal(k).astype(dtype)
@@ -311,9 +321,51 @@ def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, sha
     np.testing.assert_array_equal(plain, fastconv.conv2d(x, w, stride=stride).transpose(0, 2, 3, 1))
     np.testing.assert_allclose(biased, reference.conv2d(x, w, b, stride=stride).transpose(0, 2, 3, 1), rtol=rtol,
                                atol=atol * 10)
+    if direct:
+        np.testing.assert_array_equal(biased, fastconv.conv2d(x, w, b, stride=stride).transpose(0, 2, 3, 1))
     out = np.full(biased.shape, np.nan, dtype)
     assert fastconv.conv2d(xh, wh, b, stride=stride, layout="NHWC", out=out) is out
     np.testing.assert_array_equal(out, biased)
+
+
+# The direct kernel over random extents (pixels around its tiles' rows and tasks, channels around
+# its chunks of the weight's rows, filters around whole vectors and their blocks), on small
+# integers: exact sums, so the int64 product's bits, with and without a bias, for every level and
+# thread count; out written whole (it starts as NaN).
+@given(pixels=st.integers(1, 400), c=st.integers(1, 150), k=st.integers(1, 70), bias=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), threads=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_pointwise_nhwc_direct_exact(pixels, c, k, bias, dtype, threads, seed):
+    from fastconv._kernels import _conv_direct
+
+    rng = np.random.default_rng(seed)
+    x, w = small_ints(rng, (pixels, c), dtype, -3, 3), small_ints(rng, (c, k), dtype, -3, 3)
+    b = small_ints(rng, (k,), dtype, -50, 50) if bias else None
+    expected = x.astype(np.int64) @ w.astype(np.int64) + (0 if b is None else b.astype(np.int64))
+    previous = fastconv.simd_level()
+    try:
+        for level in fastconv.simd_levels():
+            fastconv.set_simd_level(level)
+            if not _conv_direct.has_pointwise_grad_weight_nhwc():
+                continue
+            out = np.full((pixels, k), np.nan, dtype)
+            _conv_direct.pointwise_nhwc_direct(x, w, b, out, threads)
+            np.testing.assert_array_equal(out, expected)
+    finally:
+        fastconv.set_simd_level(previous)
+
+
+def test_pointwise_nhwc_direct_refuses_wrong_shapes():
+    from fastconv._kernels import _conv_direct
+
+    if not _conv_direct.has_pointwise_grad_weight_nhwc():
+        pytest.skip("this build's level has no such kernel")
+    x, w, out = np.ones((10, 4), np.float32), np.ones((4, 3), np.float32), np.empty((10, 3), np.float32)
+    for args in [(x, w[:3], None, out), (x, w, None, out[:9]), (x, w, None, np.empty((10, 4), np.float32)),
+                 (x, w, np.ones(4, np.float32), out), (x[:, :0], w[:0], None, out)]:
+        with pytest.raises(ValueError, match="pointwise_nhwc_direct"):
+            _conv_direct.pointwise_nhwc_direct(*args, 1)
+    with pytest.raises(ValueError):  # (rows must be C-contiguous)
+        _conv_direct.pointwise_nhwc_direct(np.ones((4, 10), np.float32).T, w, None, out, 1)
 
 
 def test_pointwise_nhwc_adds_a_bias_only_where_one_is_given(rng, monkeypatch):

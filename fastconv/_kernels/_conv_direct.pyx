@@ -178,10 +178,10 @@ cdef extern from "conv_tile.h" nogil:
     ctypedef void (*fc_dwnhwc_wgrad_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double*,
                                             ptrdiff_t, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
                                             int, int, int, int, int, int, int, int, double*) noexcept
-    ctypedef void (*fc_pwgw_f32_fn)(const float*, ptrdiff_t, int, int, const float*, ptrdiff_t, int, ptrdiff_t,
-                                    float*, ptrdiff_t) noexcept
-    ctypedef void (*fc_pwgw_f64_fn)(const double*, ptrdiff_t, int, int, const double*, ptrdiff_t, int, ptrdiff_t,
-                                    double*, ptrdiff_t) noexcept
+    ctypedef void (*fc_pwgw_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, int, int, const float*, ptrdiff_t, int,
+                                    ptrdiff_t, const float*, float*, ptrdiff_t, int) noexcept
+    ctypedef void (*fc_pwgw_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, int, int, const double*, ptrdiff_t, int,
+                                    ptrdiff_t, const double*, double*, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f32_fn)(const float*, ptrdiff_t, const ptrdiff_t*, int, int, const float*, float,
                                        float*, ptrdiff_t, ptrdiff_t, int) noexcept
     ctypedef void (*fc_rowtile_f64_fn)(const double*, ptrdiff_t, const ptrdiff_t*, int, int, const double*, double,
@@ -2523,9 +2523,11 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
             p1 = P * (seg + 1) // segments
             target = &out[0, 0] if seg == 0 else partials + (seg - 1) * NB * NV
             if real_t is float:
-                tiles.pwgw32(&b[p0, 0], NB, <int>b0, <int>b1, &v[p0, 0], NV, <int>NV, p1 - p0, target, NV)
+                tiles.pwgw32(&b[p0, 0], NB, 1, <int>b0, <int>b1, &v[p0, 0], NV, <int>NV, p1 - p0, NULL, target,
+                             NV, 1)
             else:
-                tiles.pwgw64(&b[p0, 0], NB, <int>b0, <int>b1, &v[p0, 0], NV, <int>NV, p1 - p0, target, NV)
+                tiles.pwgw64(&b[p0, 0], NB, 1, <int>b0, <int>b1, &v[p0, 0], NV, <int>NV, p1 - p0, NULL, target,
+                             NV, 1)
     if segments > 1:
         with nogil, parallel(num_threads=<int>max(1, min(num_threads, NB))):
             for r in prange(NB, schedule="static"):
@@ -2533,6 +2535,50 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
                     for q in range(NV):
                         out[r, q] += partials[(seg * NB + r) * NV + q]
         _free_aligned(partials)
+
+
+#: Pixels a task of :func:`pointwise_nhwc_direct` takes (a multiple of the tiles' 4 and 6 rows).
+POINTWISE_NHWC_PIXELS = 96
+
+
+def pointwise_nhwc_direct(const real_t[:, ::1] x, const real_t[:, ::1] w, const real_t[::1] bias,
+                          real_t[:, ::1] out, int num_threads):
+    """``out = x @ w + bias``: a 1x1 NHWC convolution's pixels times its weight, both read in place.
+
+    ``x`` ``(P, C)`` (the pixels' rows of channels), ``w`` ``(C, K)`` (the
+    HWIO weight's rows), ``out`` ``(P, K)``, C-contiguous; ``bias`` ``(K,)``
+    or None (zeros). The kernel of :func:`pointwise_grad_weight_nhwc`
+    (``pw_nhwc_impl.h``) with the pixels as its rows (``C`` items apart) and
+    the channels as the sum's steps: tiles of pixels x vectors of filters,
+    the weight's rows a chunk at a time in L1; each output sums its
+    channels in order from its bias (as the NCHW tiles do), whatever the
+    thread count. Parallel over runs of ``POINTWISE_NHWC_PIXELS`` pixels.
+    Raises NotImplementedError where the SIMD level has no such kernel.
+    """
+    cdef const fc_tiles* tiles = fc_active_tiles()
+    if tiles.pwgw32 == NULL:
+        raise NotImplementedError("pointwise_nhwc_direct: the SIMD level has no such kernel")
+    cdef Py_ssize_t P = x.shape[0], C = x.shape[1], K = w.shape[1]
+    if w.shape[0] != C or out.shape[0] != P or out.shape[1] != K:
+        raise ValueError("pointwise_nhwc_direct: w must be (C, K) and out (P, K) for x (P, C)")
+    if bias is not None and bias.shape[0] != K:
+        raise ValueError("pointwise_nhwc_direct: bias must be (K,)")
+    if K > INT_MAX:
+        raise ValueError("pointwise_nhwc_direct: extents too large")
+    if C == 0:
+        raise ValueError("pointwise_nhwc_direct: x must have channels")
+    if P == 0 or K == 0:
+        return
+    cdef const real_t* b_ptr = NULL if bias is None else &bias[0]
+    cdef Py_ssize_t per = POINTWISE_NHWC_PIXELS, runs = (P + per - 1) // per, run, p0, n
+    with nogil, parallel(num_threads=<int>max(1, min(num_threads, runs))):
+        for run in prange(runs, schedule="static"):
+            p0 = run * per
+            n = min(P - p0, per)
+            if real_t is float:
+                tiles.pwgw32(&x[p0, 0], 1, C, 0, <int>n, &w[0, 0], K, <int>K, C, b_ptr, &out[p0, 0], K, 0)
+            else:
+                tiles.pwgw64(&x[p0, 0], 1, C, 0, <int>n, &w[0, 0], K, <int>K, C, b_ptr, &out[p0, 0], K, 0)
 
 
 def conv2d_grad_weight_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,

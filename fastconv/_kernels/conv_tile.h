@@ -148,10 +148,10 @@ typedef void (*fc_dwnhwc_wgrad_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptr
                                        int, int, int, int, int, double *);
 /* dst[i] += src[i] for i < n: dst, src, n. */
 /* the weight gradient of 1x1 NHWC convolutions, a product over pixels (pw_nhwc_impl.h) */
-typedef void (*fc_pwgw_f32_fn)(const float *, ptrdiff_t, int, int, const float *, ptrdiff_t, int, ptrdiff_t, float *,
-                               ptrdiff_t);
-typedef void (*fc_pwgw_f64_fn)(const double *, ptrdiff_t, int, int, const double *, ptrdiff_t, int, ptrdiff_t,
-                               double *, ptrdiff_t);
+typedef void (*fc_pwgw_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, int, int, const float *, ptrdiff_t, int, ptrdiff_t,
+                               const float *, float *, ptrdiff_t, int);
+typedef void (*fc_pwgw_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, int, int, const double *, ptrdiff_t, int,
+                               ptrdiff_t, const double *, double *, ptrdiff_t, int);
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 

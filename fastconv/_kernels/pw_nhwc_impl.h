@@ -51,15 +51,19 @@ enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
         const T *bp_[FC_PWGW_RC];                                                     \
         _Pragma("GCC unroll 8") for (int r = 0; r < FC_PWGW_RC; r++) {                \
             const int row = b + r < b1 ? b + r : b1 - 1;                              \
-            bp_[r] = B + p0 * bs + row;                                               \
+            bp_[r] = B + p0 * bs + row * bstride;                                     \
             _Pragma("GCC unroll 4") for (int j = 0; j < (NV); j++) {                  \
                 const int part = (PARTIAL) && j == (NV) - 1;                          \
-                if (p0 == 0 || b + r >= b1)                                           \
+                if ((p0 == 0 && bias == NULL) || b + r >= b1) {                       \
                     acc_[r][j] = (VT){0};                                             \
-                else if (part)                                                        \
-                    FC_PWGW_LOAD(T, VT, acc_[r][j], out + (b + r) * os + v + j * VW, 1); \
-                else                                                                  \
-                    FC_PWGW_LOAD(T, VT, acc_[r][j], out + (b + r) * os + v + j * VW, 0); \
+                } else {                                                              \
+                    const T *from_ = p0 == 0 ? bias + v + j * VW : out + (b + r) * os + v + j * VW; \
+                    if (part)                                                         \
+                        FC_PWGW_LOAD(T, VT, acc_[r][j], from_, 1);                    \
+                    else                                                              \
+                        FC_PWGW_LOAD(T, VT, acc_[r][j], from_, 0);                    \
+                    if (p0 == 0) acc_[r][j] = (VT){0} + acc_[r][j]; /* (a bias's -0.0 as +0.0) */ \
+                }                                                                     \
             }                                                                         \
         }                                                                             \
         const T *vp_ = V + p0 * vs + v;                                               \
@@ -76,7 +80,7 @@ enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
                 bp_[r] += bs;                                                         \
                 _Pragma("GCC unroll 4") for (int j = 0; j < (NV); j++) acc_[r][j] += s_ * vv_[j]; \
             }                                                                         \
-            if (ahead && p + step < P) __builtin_prefetch(B + (p + step) * bs + b, 0, 2); \
+            if (ahead && p + step < P) __builtin_prefetch(B + (p + step) * bs + b * bstride, 0, 2); \
         }                                                                             \
         _Pragma("GCC unroll 8") for (int r = 0; r < FC_PWGW_RC; r++) {                \
             if (b + r < b1) {                                                         \
@@ -95,8 +99,9 @@ enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
 #define FC_PWGW_BYTES 16384
 
 #define FC_PWGW(NAME, T, VT, VW)                                                      \
-    static void FC_CAT(NAME, FC_ISA)(const T *B, ptrdiff_t bs, int b0, int b1, const T *V, ptrdiff_t vs, \
-                                     int nv, ptrdiff_t P, T *out, ptrdiff_t os)       \
+    static void FC_CAT(NAME, FC_ISA)(const T *B, ptrdiff_t bs, ptrdiff_t bstride, int b0, int b1, const T *V, \
+                                     ptrdiff_t vs, int nv, ptrdiff_t P, const T *bias, T *out, ptrdiff_t os, \
+                                     int prefetch)                                    \
     {                                                                                 \
         enum { BLOCK = FC_PWGW_NV * (VW) };                                           \
         const ptrdiff_t chunk = FC_PWGW_BYTES / (BLOCK * (ptrdiff_t)sizeof(T));       \
@@ -105,7 +110,7 @@ enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
             for (int v = 0; v < nv; v += BLOCK) {                                     \
                 const int cols = nv - v < BLOCK ? nv - v : BLOCK;                     \
                 const int full = cols / (VW), nc = cols - full * (VW);                \
-                const int ahead = v == 0;                                             \
+                const int ahead = prefetch && v == 0;                                 \
                 for (int b = b0; b < b1; b += FC_PWGW_RC) {                           \
                     if (full == FC_PWGW_NV)                                           \
                         FC_PWGW_TILE(T, VT, VW, FC_PWGW_NV, 0)                        \

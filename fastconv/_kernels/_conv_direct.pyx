@@ -2569,7 +2569,9 @@ def pointwise_nhwc_direct(const real_t[:, ::1] x, const real_t[:, ::1] w, const 
         raise ValueError("pointwise_nhwc_direct: x must have channels")
     if P == 0 or K == 0:
         return
-    cdef const real_t* b_ptr = NULL if bias is None else &bias[0]
+    cdef const real_t* b_ptr = NULL
+    if bias is not None:
+        b_ptr = &bias[0]
     cdef Py_ssize_t per = POINTWISE_NHWC_PIXELS, runs = (P + per - 1) // per, run, p0, n
     with nogil, parallel(num_threads=<int>max(1, min(num_threads, runs))):
         for run in prange(runs, schedule="static"):

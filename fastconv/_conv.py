@@ -153,7 +153,7 @@ def reads_pointwise_nhwc_in_place(k, dtype, level=-1):
     filters 0.96-1.05x, 256 and 512 0.71-0.91x (each block of filters reads
     the pixels again).
     """
-    return (_conv_direct.has_pointwise_grad_weight_nhwc(level)
+    return (_conv_direct.has_pointwise_nhwc_kernels(level)
             and k * np.dtype(dtype).itemsize <= POINTWISE_NHWC_DIRECT_BYTES)
 
 

@@ -555,7 +555,7 @@ def reads_pointwise_grad_in_place(c, k, dtype, level=-1):
     1.01-2.95x in float64 (one run); 256 to 256 0.94-1.15x at one thread,
     256 to 512 0.89x; 512 to 512, 512 to 1024 and 1024 to 256 0.63-0.92x.
     """
-    return (_conv_direct.has_pointwise_grad_weight_nhwc(level)
+    return (_conv_direct.has_pointwise_nhwc_kernels(level)
             and min(c, k) <= POINTWISE_NHWC_GRAD_IN_PLACE_CHANNELS)
 
 

@@ -298,7 +298,7 @@ def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, sha
     from fastconv._kernels import _conv_direct
 
     direct = (route == "auto" and k * np.dtype(dtype).itemsize <= 256
-              and _conv_direct.has_pointwise_grad_weight_nhwc())
+              and _conv_direct.has_pointwise_nhwc_kernels())
     if route == "swapped":
         monkeypatch.setattr(_conv, "POINTWISE_NHWC_DIRECT_BYTES", 0)
     assert _conv.reads_pointwise_nhwc_in_place(k, dtype) == direct
@@ -345,7 +345,7 @@ def test_pointwise_nhwc_direct_exact(pixels, c, k, bias, dtype, threads, seed):
     try:
         for level in fastconv.simd_levels():
             fastconv.set_simd_level(level)
-            if not _conv_direct.has_pointwise_grad_weight_nhwc():
+            if not _conv_direct.has_pointwise_nhwc_kernels():
                 continue
             out = np.full((pixels, k), np.nan, dtype)
             _conv_direct.pointwise_nhwc_direct(x, w, b, out, threads)
@@ -357,7 +357,7 @@ def test_pointwise_nhwc_direct_exact(pixels, c, k, bias, dtype, threads, seed):
 def test_pointwise_nhwc_direct_refuses_wrong_shapes():
     from fastconv._kernels import _conv_direct
 
-    if not _conv_direct.has_pointwise_grad_weight_nhwc():
+    if not _conv_direct.has_pointwise_nhwc_kernels():
         pytest.skip("this build's level has no such kernel")
     x, w, out = np.ones((10, 4), np.float32), np.ones((4, 3), np.float32), np.empty((10, 3), np.float32)
     for args in [(x, w[:3], None, out), (x, w, None, out[:9]), (x, w, None, np.empty((10, 4), np.float32)),

@@ -493,7 +493,7 @@ def test_pointwise_nhwc_weight_gradient(rng, level, dtype, shape, k, stride, rou
     from fastconv import _conv_grad
     from fastconv._kernels import _conv_direct
 
-    in_place = route == "auto" and min(shape[1], k) <= 128 and _conv_direct.has_pointwise_grad_weight_nhwc()
+    in_place = route == "auto" and min(shape[1], k) <= 128 and _conv_direct.has_pointwise_nhwc_kernels()
     if route == "packed":
         monkeypatch.setattr(_conv_grad, "POINTWISE_NHWC_GRAD_IN_PLACE_CHANNELS", 0)
     assert _conv_grad.reads_pointwise_grad_in_place(shape[1], k, dtype) == in_place
@@ -532,7 +532,7 @@ def test_pointwise_grad_weight_nhwc_kernel_exact(pixels, nb, nv, dtype, threads,
     try:
         for level in fastconv.simd_levels():
             fastconv.set_simd_level(level)
-            if not _conv_direct.has_pointwise_grad_weight_nhwc():
+            if not _conv_direct.has_pointwise_nhwc_kernels():
                 continue
             out = np.full((nb, nv), np.nan, dtype)
             _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads, segments)
@@ -552,7 +552,7 @@ def test_pointwise_grad_weight_nhwc_kernel_exact(pixels, nb, nv, dtype, threads,
 def test_pointwise_grad_weight_nhwc_kernel_sums_in_order(rng, level, dtype, pixels, nb, nv, segments):
     from fastconv._kernels import _conv_direct
 
-    if not _conv_direct.has_pointwise_grad_weight_nhwc():
+    if not _conv_direct.has_pointwise_nhwc_kernels():
         pytest.skip("this build's level has no such kernel")
     b, v = rng.standard_normal((pixels, nb)).astype(dtype), rng.standard_normal((pixels, nv)).astype(dtype)
     results = []
@@ -586,7 +586,7 @@ def test_pointwise_grad_segments():
 def test_pointwise_grad_weight_nhwc_kernel_refuses_wrong_shapes():
     from fastconv._kernels import _conv_direct
 
-    if not _conv_direct.has_pointwise_grad_weight_nhwc():
+    if not _conv_direct.has_pointwise_nhwc_kernels():
         pytest.skip("this build's level has no such kernel")
     b, v = np.ones((10, 4), np.float32), np.ones((10, 3), np.float32)
     with pytest.raises(ValueError, match="same rows"):

@@ -2459,8 +2459,12 @@ def conv2d_grad_weight_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:
         raise MemoryError("conv2d: cannot allocate the depthwise NHWC weight gradient's sums")
 
 
-def has_pointwise_grad_weight_nhwc(int level=-1):
-    """Whether SIMD level ``level`` (default: the current one) has :func:`pointwise_grad_weight_nhwc`'s kernels."""
+def has_pointwise_nhwc_kernels(int level=-1):
+    """Whether SIMD level ``level`` (default: the current one) has ``pw_nhwc_impl.h``'s kernels.
+
+    They run :func:`pointwise_nhwc_direct` and :func:`pointwise_grad_weight_nhwc`
+    (none where the compiler has no vector extensions).
+    """
     return (fc_active_tiles() if level < 0 else fc_level_tiles(level)).pwgw32 != NULL
 
 
@@ -2480,7 +2484,7 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
     over the runs and, where threads outnumber them, over parts of
     ``out``'s rows (whole tiles' rows; each part reads the whole of its
     run of ``v``). Raises NotImplementedError where the SIMD level has no
-    such kernel (:func:`has_pointwise_grad_weight_nhwc`: a compiler without
+    such kernel (:func:`has_pointwise_nhwc_kernels`: a compiler without
     vector extensions).
     """
     cdef const fc_tiles* tiles = fc_active_tiles()
@@ -2491,7 +2495,7 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
         raise ValueError("pointwise_grad_weight_nhwc: b and v must have the same rows")
     if out.shape[0] != NB or out.shape[1] != NV:
         raise ValueError("pointwise_grad_weight_nhwc: out must be (b's columns, v's columns)")
-    if NB > INT_MAX or NV > INT_MAX:
+    if NB > INT_MAX - 64 or NV > INT_MAX - 64:  # (the kernel's int rows and columns, a tile or block past)
         raise ValueError("pointwise_grad_weight_nhwc: extents too large")
     if segments < 1:
         raise ValueError("pointwise_grad_weight_nhwc: segments must be at least 1")
@@ -2563,7 +2567,7 @@ def pointwise_nhwc_direct(const real_t[:, ::1] x, const real_t[:, ::1] w, const 
         raise ValueError("pointwise_nhwc_direct: w must be (C, K) and out (P, K) for x (P, C)")
     if bias is not None and bias.shape[0] != K:
         raise ValueError("pointwise_nhwc_direct: bias must be (K,)")
-    if K > INT_MAX:
+    if K > INT_MAX - 64:  # (the kernel's int columns, a block past)
         raise ValueError("pointwise_nhwc_direct: extents too large")
     if C == 0:
         raise ValueError("pointwise_nhwc_direct: x must have channels")

@@ -146,12 +146,13 @@ typedef void (*fc_dwnhwc_wgrad_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrd
 typedef void (*fc_dwnhwc_wgrad_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t,
                                        ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int, int, int,
                                        int, int, int, int, int, double *);
-/* dst[i] += src[i] for i < n: dst, src, n. */
-/* the weight gradient of 1x1 NHWC convolutions, a product over pixels (pw_nhwc_impl.h) */
+/* 1x1 NHWC convolutions and their weight gradients, products with both operands in place
+ * (pw_nhwc_impl.h) */
 typedef void (*fc_pwgw_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, int, int, const float *, ptrdiff_t, int, ptrdiff_t,
                                const float *, float *, ptrdiff_t, int);
 typedef void (*fc_pwgw_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, int, int, const double *, ptrdiff_t, int,
                                ptrdiff_t, const double *, double *, ptrdiff_t, int);
+/* dst[i] += src[i] for i < n: dst, src, n. */
 typedef void (*fc_addrow_f32_fn)(float *, const float *, int);
 typedef void (*fc_addrow_f64_fn)(double *, const double *, int);
 
@@ -379,7 +380,7 @@ FC_SCALAR_WTILE(double, fc_dwwtile_f64_base, 1, FC_DWWTILE_TAPS)
 #define FC_BASE_WT_TAPS FC_WTILE_TAPS
 #define FC_BASE_OCW1 NULL, NULL
 #define FC_BASE_DWLANES NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-#define FC_BASE_PWGW NULL, NULL, 0 /* (the pointwise kernel swapped runs these gradients) */
+#define FC_BASE_PWGW NULL, NULL, 0 /* (the pointwise kernel swapped runs these) */
 #endif
 
 /* Blocks with at most this many live channels run row tiles (one channel at a time); with
@@ -473,7 +474,7 @@ typedef struct {
     fc_tailblocks_f64_fn tail1x8_64;
     fc_tailblocks_f32_fn tail4x4_32; /* a last FC_TAIL_COLS pixels or fewer, FC_TAIL4_BLOCKS blocks (or NULL) */
     fc_tailblocks_f64_fn tail4x4_64;
-    fc_pwgw_f32_fn pwgw32; /* the weight gradient of 1x1 NHWC convolutions (or NULL) */
+    fc_pwgw_f32_fn pwgw32; /* 1x1 NHWC convolutions and their weight gradients in place (or NULL) */
     fc_pwgw_f64_fn pwgw64;
     int pwgw_rows; /* rows of their tiles */
 } fc_tiles;

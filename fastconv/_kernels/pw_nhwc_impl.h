@@ -1,24 +1,29 @@
-/* The weight gradient of a 1x1 NHWC convolution, a product summed over pixels, with both
- * operands read where they lie. Compiled once per level (FC_ISA, FC_VF, FC_VD: see
- * conv_tile.h, which includes this header after conv_tile_impl.h, whose vector types it uses).
+/* 1x1 NHWC convolutions and their weight gradients: products whose operands are read where
+ * they lie. Compiled once per level (FC_ISA, FC_VF, FC_VD: see conv_tile.h, which includes this
+ * header after conv_tile_impl.h, whose vector types it uses).
  *
- * The gradient of a 1x1 convolution of NHWC arrays is dW[c][k] = sum over the batch's pixels p
- * of x[p][c] * g[p][k]: each pixel's channels of x and of g lie side by side. One call computes
+ * In NHWC a pixel's channels lie side by side, in x, in the grad and in the output, and a 1x1
+ * HWIO weight is a (C, K) matrix: the convolution is out[p][k] = bias[k] + sum over c of
+ * x[p][c] * w[c][k], its weight gradient dW[c][k] = sum over the batch's pixels p of
+ * x[p][c] * g[p][k]. One call computes
  *
- *     out[b * os + v] = sum over p < P of B[p * bs + b] * V[p * vs + v]
+ *     out[b * os + v] = bias[v] + sum over steps r < P of B[r * bs + b * bstride] * V[r * vs + v]
  *
- * for the rows b0 <= b < b1 and the columns v < nv, where B and V are x and g in either order
- * (the caller passes as V the one with fewer channels, so that a pixel's columns are a few
- * whole lines: its pixels' vectors stay in L1 for every block of rows). A tile keeps RC rows x
- * NV vectors of columns in registers; for each pixel it loads the NV vectors of V's row and
- * multiplies each by one item of B's row (broadcast), RC of them. The pixels go in chunks
- * (V's chunk of a block of columns, FC_PWGW_BYTES, stays in L1), and every tile of a chunk
- * starts from the sums the chunk before stored: each output is the sum over the pixels in
- * order from 0, whatever the chunk, the rows a call takes or the thread count. The tiles over
- * the first block of columns ask for the next chunk's items of B (the rows of a channel-rich
- * array lie a kilobyte or more apart, which the hardware's streams do not follow).
+ * for the rows b0 <= b < b1 and the columns v < nv (bias NULL: zeros). The weight gradient: the
+ * steps are pixels, B and V are x and g in either order (bstride 1; the caller passes as V the
+ * one with fewer channels, so that a pixel's columns are a few whole lines: its pixels' vectors
+ * stay in L1 for every block of rows). The convolution: the steps are channels, the rows
+ * pixels (B = x, bs 1, bstride C) and V the weight. A tile keeps RC rows x NV vectors of columns
+ * in registers; for each step it loads the NV vectors of V's row and multiplies each by one item
+ * of B (broadcast) for each of its RC rows. The steps go in chunks (V's chunk of a block of
+ * columns, FC_PWGW_BYTES, stays in L1), and every tile of a chunk starts from the sums the chunk
+ * before stored (the first from the bias, -0.0 as +0.0, as the NCHW tiles start): each output
+ * is the sum over the steps in order, whatever the chunk, the rows a call takes or the thread
+ * count. With prefetch, the tiles over the first block of columns ask for the next chunk's
+ * items of B (the weight gradient's: the rows of a channel-rich array lie a kilobyte or more
+ * apart, which the hardware's streams do not follow).
  *
- * A last block of fewer than RC rows multiplies duplicates of row b1 - 1 (no item outside
+ * A last block of fewer than RC rows multiplies duplicates of row b1 - 1 (no row outside
  * [b0, b1) of B is read) and stores only its own rows; a last vector of fewer than VW columns
  * loads and stores only them (through a zeroed vector). */
 
@@ -114,7 +119,7 @@ enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
                 for (int b = b0; b < b1; b += FC_PWGW_RC) {                           \
                     if (full == FC_PWGW_NV)                                           \
                         FC_PWGW_TILE(T, VT, VW, FC_PWGW_NV, 0)                        \
-                    else if (full == 3 && nc)                                         \
+                    else if (FC_PWGW_NV > 3 && full == 3 && nc)                       \
                         FC_PWGW_TILE(T, VT, VW, 4, 1)                                 \
                     else if (full == 3)                                               \
                         FC_PWGW_TILE(T, VT, VW, 3, 0)                                 \

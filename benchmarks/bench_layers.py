@@ -7,8 +7,8 @@ read in place), ResNet's last-stage 3x3 layer (9.4 MB of float32
 weights: several images per task), two of MobileNet's depthwise layers
 on small planes (the depthwise lanes kernels) and, in NHWC (torch's
 tensors ``channels_last``), one of them and the canonical ``depthwise``
-shape (the NHWC depthwise kernels), a bottleneck 1x1 layer (the pointwise
-kernel with its operands swapped), ResNet's last-stage 3x3 layer and the
+shape (the NHWC depthwise kernels), a bottleneck 1x1 layer (pixels and
+weight read in place: ``pw_nhwc_impl.h``), ResNet's last-stage 3x3 layer and the
 textbook's first layer (the NCHW tiles, transposed in and out), as
 ``tools/layers_vs_torch.py`` measures them; batch sizes divided as for the
 canonical shapes.

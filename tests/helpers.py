@@ -3,6 +3,8 @@
 import numpy as np
 from hypothesis import strategies as st
 
+import fastconv
+
 #: Every numeric dtype the data-movement functions must take.
 ALL_DTYPES = [
     np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
@@ -157,3 +159,18 @@ def avg_gradient_in_output_order(grad, in_shape, k, s, p, divisor_override):
             share = grad[:, oh, ow, :] / grad.dtype.type(_window_divisor(rows, cols, divisor_override))
             grad_in[:, rows.start:rows.stop, cols.start:cols.stop, :] += share[:, None, None, :]
     return grad_in
+
+
+def each_simd_level():
+    """Set each SIMD level this machine runs in turn, yielding its name; the previous level is restored after.
+
+    For tests that check every level within one example (hypothesis tests, which cannot take the
+    ``level`` fixture).
+    """
+    previous = fastconv.simd_level()
+    try:
+        for level in fastconv.simd_levels():
+            fastconv.set_simd_level(level)
+            yield level
+    finally:
+        fastconv.set_simd_level(previous)

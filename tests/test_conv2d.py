@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import nonstandard_views, small_ints, tolerance
+from helpers import each_simd_level, nonstandard_views, small_ints, tolerance
 from hypothesis import given
 from hypothesis import strategies as st
 from test_im2col import geometries
@@ -341,17 +341,12 @@ def test_pointwise_nhwc_direct_exact(pixels, c, k, bias, dtype, threads, seed):
     x, w = small_ints(rng, (pixels, c), dtype, -3, 3), small_ints(rng, (c, k), dtype, -3, 3)
     b = small_ints(rng, (k,), dtype, -50, 50) if bias else None
     expected = x.astype(np.int64) @ w.astype(np.int64) + (0 if b is None else b.astype(np.int64))
-    previous = fastconv.simd_level()
-    try:
-        for level in fastconv.simd_levels():
-            fastconv.set_simd_level(level)
-            if not _conv_direct.has_pointwise_nhwc_kernels():
-                continue
-            out = np.full((pixels, k), np.nan, dtype)
-            _conv_direct.pointwise_nhwc_direct(x, w, b, out, threads)
-            np.testing.assert_array_equal(out, expected)
-    finally:
-        fastconv.set_simd_level(previous)
+    for _ in each_simd_level():
+        if not _conv_direct.has_pointwise_nhwc_kernels():
+            continue
+        out = np.full((pixels, k), np.nan, dtype)
+        _conv_direct.pointwise_nhwc_direct(x, w, b, out, threads)
+        np.testing.assert_array_equal(out, expected)
 
 
 def test_pointwise_nhwc_direct_refuses_wrong_shapes():

@@ -5,7 +5,7 @@ import platform
 
 import numpy as np
 import pytest
-from helpers import assert_same_non_finite, small_ints, tolerance
+from helpers import assert_same_non_finite, each_simd_level, small_ints, tolerance
 from hypothesis import given
 from hypothesis import strategies as st
 from test_conv2d import GRID, nhwc, weights_for
@@ -528,17 +528,12 @@ def test_pointwise_grad_weight_nhwc_kernel_exact(pixels, nb, nv, dtype, threads,
     rng = np.random.default_rng(seed)
     b, v = small_ints(rng, (pixels, nb), dtype, -4, 4), small_ints(rng, (pixels, nv), dtype, -4, 4)
     expected = b.astype(np.int64).T @ v.astype(np.int64)
-    previous = fastconv.simd_level()
-    try:
-        for level in fastconv.simd_levels():
-            fastconv.set_simd_level(level)
-            if not _conv_direct.has_pointwise_nhwc_kernels():
-                continue
-            out = np.full((nb, nv), np.nan, dtype)
-            _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads, segments)
-            np.testing.assert_array_equal(out, expected)
-    finally:
-        fastconv.set_simd_level(previous)
+    for _ in each_simd_level():
+        if not _conv_direct.has_pointwise_nhwc_kernels():
+            continue
+        out = np.full((nb, nv), np.nan, dtype)
+        _conv_direct.pointwise_grad_weight_nhwc(b, v, out, threads, segments)
+        np.testing.assert_array_equal(out, expected)
 
 
 # ... on floats: each output the sum over each run's pixels in order from 0, the runs' sums added

@@ -2513,7 +2513,7 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
     cdef Py_ssize_t rows = tiles.pwgw_rows, blocks = (NB + rows - 1) // rows
     cdef Py_ssize_t parts = max(1, min((num_threads + segments - 1) // segments, blocks))
     cdef Py_ssize_t per = (blocks + parts - 1) // parts * rows  # rows a part takes: whole tiles
-    cdef Py_ssize_t task, seg, p0, p1, b0, b1, r, q
+    cdef Py_ssize_t task, seg, p0, p1, b0, b1, r
     cdef real_t* target
     cdef int threads = <int>max(1, min(num_threads, segments * parts))
     with nogil, parallel(num_threads=threads):
@@ -2536,8 +2536,10 @@ def pointwise_grad_weight_nhwc(const real_t[:, ::1] b, const real_t[:, ::1] v, r
         with nogil, parallel(num_threads=<int>max(1, min(num_threads, NB))):
             for r in prange(NB, schedule="static"):
                 for seg in range(segments - 1):  # (in order: the same sums for any thread count)
-                    for q in range(NV):
-                        out[r, q] += partials[(seg * NB + r) * NV + q]
+                    if real_t is float:
+                        tiles.addrow32(&out[r, 0], partials + (seg * NB + r) * NV, <int>NV)
+                    else:
+                        tiles.addrow64(&out[r, 0], partials + (seg * NB + r) * NV, <int>NV)
         _free_aligned(partials)
 
 

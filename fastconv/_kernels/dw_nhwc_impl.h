@@ -22,15 +22,7 @@
  * between its pixels, channels contiguous), oh, OW. */
 
 /* (dst = the nc items at src, zeros past them: a whole vector where nc == VW) */
-#define FC_DWN_LOAD(T, VT, VW, dst, src)                                              \
-    do {                                                                              \
-        if (PARTIAL) {                                                                \
-            (dst) = (VT){0};                                                          \
-            memcpy(&(dst), (src), (size_t)nc * sizeof(T));                            \
-        } else {                                                                      \
-            FC_LOAD(VT, dst, src);                                                    \
-        }                                                                             \
-    } while (0)
+#define FC_DWN_LOAD(T, VT, VW, dst, src) FC_LOAD_FIRST(T, VT, dst, src, nc, PARTIAL)
 
 /* (a line into every cache level: conv_tile.h compiles this header with GCC or Clang only) */
 #define FC_DWN_PREFETCH(p) __builtin_prefetch((p), 0, 3)

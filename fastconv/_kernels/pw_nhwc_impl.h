@@ -37,17 +37,6 @@
 /* (the rows of this level's tiles, for the tables of conv_tile.h: FC_PWGW_ROWS_base, ...) */
 enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
 
-/* (dst = the nc items at src, zeros past them: a whole vector unless PARTIAL) */
-#define FC_PWGW_LOAD(T, VT, dst, src, PARTIAL)                                        \
-    do {                                                                              \
-        if (PARTIAL) {                                                                \
-            (dst) = (VT){0};                                                          \
-            memcpy(&(dst), (src), (size_t)nc * sizeof(T));                            \
-        } else {                                                                      \
-            FC_LOAD(VT, dst, src);                                                    \
-        }                                                                             \
-    } while (0)
-
 /* (rows b .. b + RC - 1 x NV vectors from column v over pixels p0 .. p1 - 1; the last vector
  * holds nc columns where PARTIAL) */
 #define FC_PWGW_TILE(T, VT, VW, NV, PARTIAL)                                          \
@@ -64,9 +53,9 @@ enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
                 } else {                                                              \
                     const T *from_ = p0 == 0 ? bias + v + j * VW : out + (b + r) * os + v + j * VW; \
                     if (part)                                                         \
-                        FC_PWGW_LOAD(T, VT, acc_[r][j], from_, 1);                    \
+                        FC_LOAD_FIRST(T, VT, acc_[r][j], from_, nc, 1);                    \
                     else                                                              \
-                        FC_PWGW_LOAD(T, VT, acc_[r][j], from_, 0);                    \
+                        FC_LOAD_FIRST(T, VT, acc_[r][j], from_, nc, 0);                    \
                     if (p0 == 0) acc_[r][j] = (VT){0} + acc_[r][j]; /* (a bias's -0.0 as +0.0) */ \
                 }                                                                     \
             }                                                                         \
@@ -76,9 +65,9 @@ enum { FC_CAT(FC_PWGW_ROWS, FC_ISA) = FC_PWGW_RC };
             VT vv_[NV];                                                               \
             _Pragma("GCC unroll 4") for (int j = 0; j < (NV); j++) {                  \
                 if ((PARTIAL) && j == (NV) - 1)                                       \
-                    FC_PWGW_LOAD(T, VT, vv_[j], vp_ + j * VW, 1);                     \
+                    FC_LOAD_FIRST(T, VT, vv_[j], vp_ + j * VW, nc, 1);                     \
                 else                                                                  \
-                    FC_PWGW_LOAD(T, VT, vv_[j], vp_ + j * VW, 0);                     \
+                    FC_LOAD_FIRST(T, VT, vv_[j], vp_ + j * VW, nc, 0);                     \
             }                                                                         \
             _Pragma("GCC unroll 8") for (int r = 0; r < FC_PWGW_RC; r++) {            \
                 const T s_ = *bp_[r];                                                 \
@@ -142,7 +131,6 @@ FC_PWGW(fc_pwgw_f32, float, FC_CAT(fc_vf, FC_ISA), FC_VF)
 FC_PWGW(fc_pwgw_f64, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 #undef FC_PWGW
 #undef FC_PWGW_TILE
-#undef FC_PWGW_LOAD
 #undef FC_PWGW_BYTES
 #undef FC_PWGW_RC
 #undef FC_PWGW_NV

@@ -9,6 +9,8 @@
 #ifndef FASTCONV_SIMD_H
 #define FASTCONV_SIMD_H
 
+#include <string.h> /* (FC_LOAD_FIRST's memcpy) */
+
 enum { FC_LEVEL_BASELINE = 0, FC_LEVEL_AVX2 = 1, FC_LEVEL_AVX512 = 2 };
 
 /* A static function a build may leave unused (no warning; the same code). */
@@ -67,6 +69,18 @@ static FC_UNUSED int fc_cpu_level(void)
     do {                                                                              \
         typedef VT fc_unaligned_ __attribute__((aligned(1), may_alias));              \
         *(fc_unaligned_ *)(dst) = (value);                                            \
+    } while (0)
+
+/* dst = the first n items at src, zeros past them where PARTIAL (a row's last vector of fewer
+ * items: nothing past them is read), else one whole-vector load (FC_LOAD). */
+#define FC_LOAD_FIRST(T, VT, dst, src, n, PARTIAL)                                    \
+    do {                                                                              \
+        if (PARTIAL) {                                                                \
+            (dst) = (VT){0};                                                          \
+            memcpy(&(dst), (src), (size_t)(n) * sizeof(T));                           \
+        } else {                                                                      \
+            FC_LOAD(VT, dst, src);                                                    \
+        }                                                                             \
     } while (0)
 
 /* Lane lists of the two-vector shuffles: even and odd items, and 0, 1, 2, ... */

@@ -77,17 +77,17 @@ def nhwc_through_nchw(x, weight, bias, out, geometry, groups, padding_mode="zero
     """
     n, oh, ow, k = out.shape
     kh, kw, cg, _ = weight.shape
-    tmp = empty((n, k, oh, ow), out.dtype)
     xc = channels_first(x)
     if tiled is None and weight.size and tiles_fit(cg, kh * kw):
         tiled = tiled_conv(xc.shape, (k, cg, kh, kw), geometry, groups, padding_mode, x.dtype,
                            _conv_direct.current_level())
     if tiled is not None:
         in_place = weight.nbytes >= HWIO_IN_PLACE_BYTES
-        tiled.run(xc, weight if in_place else hwio_to_oihw(weight), bias, tmp, hwio=in_place)
+        tiled.run(xc, weight if in_place else hwio_to_oihw(weight), bias, out, hwio=in_place, channels_last=True)
     else:
+        tmp = empty((n, k, oh, ow), out.dtype)
         direct_nchw(xc, hwio_to_oihw(weight), bias, geometry, groups, tmp, padding_mode)
-    nchw_to_nhwc(tmp, out=out)
+        nchw_to_nhwc(tmp, out=out)
 
 
 def depthwise_nhwc_fits(call):
@@ -1232,7 +1232,7 @@ class TiledConv:
         taps = np.arange(self.taps_per_filter, dtype=np.intp) if adjoint_taps is None else adjoint_taps
         return taps * (self.cg * self.kg * self.groups)
 
-    def run(self, x, weight, bias, out, adjoint_taps=None, hwio=False):
+    def run(self, x, weight, bias, out, adjoint_taps=None, hwio=False, channels_last=False):
         """Convolve ``x`` (unpadded ``(N, C, H, W)``, any strides) into ``out`` (C-contiguous).
 
         ``weight`` (OIHW, C-contiguous) and ``bias`` (``(K,)`` or None) are in
@@ -1255,7 +1255,17 @@ class TiledConv:
         rows in bands of 7) 2.64x on one image, 1.55x on two, 1.58x on three;
         64 channels of 100x100 1.37-1.78x; 128 channels of 56x56 1.03-1.19x
         (1.05-1.32x at stride 2).
+
+        With ``channels_last``, ``out`` is ``(N, OH, OW, K)``: the banded
+        kernel writes its pixels itself (:meth:`writes_pixels`), the others
+        run into an NCHW array transposed into ``out`` after.
         """
+        if channels_last and not self.writes_pixels(threads_for(self.work)):
+            n, oh, ow, k = out.shape
+            result = empty((n, k, oh, ow), out.dtype)
+            self.run(x, weight, bias, result, adjoint_taps, hwio)
+            nchw_to_nhwc(result, out=out)
+            return
         if adjoint_taps is not None and self.depthwise:  # (packed as one group of K: not their adjoint's)
             raise ValueError("a depthwise plan packs no adjoint weights")
         if hwio and not self.packs_hwio:
@@ -1309,7 +1319,7 @@ class TiledConv:
                 self.conv2d_packed(x, weight, bias, out, self.groups, cg, self.top, self.left,
                                    *geometry.stride, band, ph.hq, ph.wq, ph.taps, threads, self.oc_level,
                                    adjoint_taps, images, copies, geometry.dilation[1], self.edges,
-                                   self.hwio_offsets(adjoint_taps) if hwio else None)
+                                   self.hwio_offsets(adjoint_taps) if hwio else None, channels_last)
             return
         # too few bands to share between the threads: lay the whole batch out once and split
         # the work by (image, block of output channels)
@@ -1323,6 +1333,18 @@ class TiledConv:
         self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level,
                           self.edges if finite else 0, self.blocks_outer)
+
+    def writes_pixels(self, threads):
+        """Whether :meth:`run` on ``threads`` threads writes an NHWC ``out`` from its kernel (``channels_last``).
+
+        The banded kernel does (``conv2d_packed``'s ``channels_last``: each
+        band's planes transposed into pixels while they are in cache), not
+        the pointwise, depthwise, merged-row and whole-batch ones. Intel
+        Xeon, float32, against the NCHW result transposed after (in-process
+        A/B, medians of 21, the same bits): see the measurements in
+        :func:`nhwc_through_nchw`.
+        """
+        return not (self.pointwise or self.depthwise or self.merge > 1) and self.banded(threads)[0] is not None
 
     def banded(self, threads):
         """``(band, phases)`` of the banded kernel on ``threads`` threads, or ``(None, None)``.

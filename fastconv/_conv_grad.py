@@ -335,18 +335,33 @@ class GradInputPlan:
         return not (self.dw_lanes or self.columns) and all(
             phase.geometry is None or (phase.tiled is not None and phase.tiled.packs_hwio) for phase in self.phases)
 
-    def run(self, grad, weight, out=None, hwio=False):
+    @functools.cached_property
+    def writes_pixels(self):
+        """Whether :meth:`run` can write an NHWC result (``channels_last``): one phase, which tiles run."""
+        return (self.single and not (self.dw_lanes or self.columns) and self.phases[0].tiled is not None
+                and not self.phases[0].tiled.depthwise)
+
+    def run(self, grad, weight, out=None, hwio=False, channels_last=False):
         """dL/dx ``(N, C, H, W)`` of an NCHW ``grad`` and OIHW ``weight`` (any strides).
 
         ``out``: a C-contiguous array of the result's shape and dtype, sharing
         no memory with ``grad`` or ``weight``, to write it into. With
         ``hwio``, ``weight`` is HWIO (C-contiguous), which the tiles pack in
-        place where :attr:`packs_hwio` (else it is transposed first).
+        place where :attr:`packs_hwio` (else it is transposed first). With
+        ``channels_last`` (where :attr:`writes_pixels`), ``out`` is given and
+        ``(N, H, W, C)``: the tiles write its pixels (``TiledConv.run``).
         """
         k, cg, kh, kw = self.dims
         groups = self.groups
         if hwio and not self.packs_hwio:
             weight, hwio = hwio_to_oihw(weight), False
+        if channels_last:
+            if not self.writes_pixels or out is None:
+                raise ValueError("GradInputPlan.run: an NHWC result needs an out and one phase the tiles run")
+            phase = self.phases[0]
+            phase.tiled.run(grad[phase.crop], weight if hwio else np.ascontiguousarray(weight), None, out,
+                            phase.forward_taps, hwio, channels_last=True)
+            return out
         if self.dw_lanes:  # (the forward's weights, packed as its lanes kernel takes them)
             lanes, threads = self.dw_lanes, threads_for(self.work)
             result = empty(self.shape, self.dtype) if out is None else out
@@ -465,8 +480,12 @@ def grad_input_through_nchw(plan, grad, weight, out=None):
     0.99-1.03x), as the convolution's do (:func:`~fastconv._conv.nhwc_through_nchw`).
     """
     in_place = weight.nbytes >= HWIO_IN_PLACE_BYTES
-    result = plan.run(channels_first(grad), weight if in_place else hwio_to_oihw(weight), hwio=in_place)
-    return nchw_to_nhwc(result, out=out)
+    weight = weight if in_place else hwio_to_oihw(weight)
+    if plan.writes_pixels:  # (the tiles write the pixels)
+        n, c, h, w = plan.shape
+        result = empty((n, h, w, c), plan.dtype) if out is None else out
+        return plan.run(channels_first(grad), weight, result, hwio=in_place, channels_last=True)
+    return nchw_to_nhwc(plan.run(channels_first(grad), weight, hwio=in_place), out=out)
 
 
 def grad_weight_through_nchw(plan, x, grad, groups):

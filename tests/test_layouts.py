@@ -43,6 +43,32 @@ def test_transpose_planes_strided_planes_any_thread_count(rng, threads, dtype):
     assert (out[untouched] == 7).all()  # nothing written outside dst
 
 
+# Planes of more rows than columns (NHWC to NCHW) go in tasks of ROW_BLOCK (256) rows: several
+# blocks and a partial last one; destination rows a multiple of 4 KiB apart (1024 or 2048 4-byte
+# items: 32 x 32 and 32 x 64 images) take the tile's other order. Bits, any thread count.
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 1024, 20), (1, 2048, 6), (3, 600, 37), (2, 257, 3), (2, 37, 1024),
+                                   (1, 300, 1024)])
+def test_transpose_planes_row_blocks_and_aliased_rows(rng, threads, dtype, shape):
+    src = planes(rng, shape, dtype)
+    dst = np.empty((shape[0], shape[2], shape[1]), dtype)
+    _transpose.transpose_planes(src, dst, threads)
+    assert dst.tobytes() == np.ascontiguousarray(src.transpose(0, 2, 1)).tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows, cols", [(37, 22), (6, 7), (16, 16), (41, 300)])
+def test_transpose_planes_into_rows_4kib_apart(rng, threads, rows, cols):
+    """A destination whose rows are 1024 4-byte items apart (a view) takes the tile's other order, with quads
+    overlapping at both ends of a tile whatever the counts; nothing past each row's items is written."""
+    src = planes(rng, (2, rows, cols), np.float32)
+    out = np.full((2, cols, 1024), 7, np.float32)
+    _transpose.transpose_planes(src, out[:, :, :rows], threads)
+    assert np.ascontiguousarray(out[:, :, :rows]).tobytes() == np.ascontiguousarray(src.transpose(0, 2, 1)).tobytes()
+    assert (out[:, :, rows:] == 7).all()
+
+
 def test_transpose_planes_takes_views_the_kernel_cannot_through_numpy(rng):
     src = rng.standard_normal((2, 6, 9))
     dst = np.empty((2, 9, 6))
@@ -158,3 +184,80 @@ def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, leve
             for _ in range(2):  # the adjoint packed from the HWIO weight (its stride phases too)
                 got = fastconv.conv2d_grad_input(grad, w_hwio, x_nhwc.shape, layout="NHWC", **kw)
                 assert got.tobytes() == np.ascontiguousarray(expected.transpose(0, 2, 3, 1)).tobytes()
+
+
+# The banded kernel writes an NHWC result itself (conv2d_packed's channels_last): each band's
+# planes go through the thread's scratch and are transposed into the pixels. Bands of one row, of
+# a few (row tiles' short last band overlapping the one before) and whole images (several a task
+# for small ones), column copies, output-channel tiles, groups, 1024 filters (pixel rows 4 KiB
+# apart: the transpose's other order), every level and 1-3 threads: the NCHW planes' bits, and
+# every pixel written (the result starts as NaN).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("budget", [1, 3000, 2**18])
+@pytest.mark.parametrize("case", [
+    dict(x=(3, 4, 17, 13), w=(20, 4, 4, 3), padding=1, tiles="columns"),
+    dict(x=(3, 4, 17, 13), w=(20, 4, 4, 3), padding=1, tiles="channels"),
+    dict(x=(2, 6, 21, 21), w=(3, 6, 5, 3), padding=1, tiles="columns"),  # row tiles: bands of at least 8 rows
+    dict(x=(4, 1, 12, 12), w=(16, 1, 3, 3), padding=1, tiles="auto"),  # column copies
+    dict(x=(6, 3, 8, 8), w=(10, 3, 3, 3), padding=0, tiles="columns", images=True),  # several images a task
+    dict(x=(5, 16, 6, 6), w=(40, 16, 3, 3), padding=1, tiles="channels", images=True),
+    dict(x=(2, 4, 9, 9), w=(12, 2, 3, 3), padding=1, groups=2, stride=2, tiles="columns"),
+    dict(x=(1, 8, 6, 6), w=(1024, 8, 3, 3), padding=1, tiles="auto"),
+])
+def test_banded_kernel_writes_nhwc_pixels(rng, level, every_call_parallel, monkeypatch, request, dtype, budget,
+                                          case):
+    from functools import partial
+
+    from fastconv import _conv
+    from fastconv._geometry import conv_geometry
+    from fastconv._kernels import _conv_direct
+
+    monkeypatch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=budget))
+    monkeypatch.setattr(_conv, "TALL_BAND_BUDGETS", 1)
+    if case.get("images"):  # (as if the weights were larger than the L2 cache: see band_images)
+        monkeypatch.setattr(_conv, "BAND_IMAGES_WEIGHTS", 0)
+    _conv.tiled_conv.cache_clear()
+    request.addfinalizer(_conv.tiled_conv.cache_clear)
+    groups, stride = case.get("groups", 1), case.get("stride", 1)
+    x = rng.standard_normal(case["x"]).astype(dtype)
+    w = rng.standard_normal(case["w"]).astype(dtype)
+    b = rng.standard_normal(case["w"][0]).astype(dtype)
+    geometry = conv_geometry(case["x"][2:], case["w"][2:], stride, case["padding"])
+    tiled = _conv.tiled_conv(x.shape, w.shape, geometry, groups, "zeros", np.dtype(dtype),
+                             _conv_direct.current_level(), case["tiles"])
+    (oh, ow), k = geometry.out_shape, case["w"][0]
+    assert tiled.writes_pixels(1)  # (with more threads, where too few bands make the tasks: the whole batch)
+    assert (tiled.band_images > 1) == (case.get("images", False) and tiled.band == geometry.out_shape[0])
+    for threads in (1, 2, 3):
+        planes_out = np.full((x.shape[0], k, oh, ow), np.nan, dtype)
+        pixels = np.full((x.shape[0], oh, ow, k), np.nan, dtype)
+        with fastconv.num_threads(threads):
+            tiled.run(x, w, b, planes_out)
+            tiled.run(x, w, b, pixels, channels_last=True)
+        assert not np.isnan(planes_out).any()
+        assert pixels.tobytes() == np.ascontiguousarray(planes_out.transpose(0, 2, 3, 1)).tobytes()
+
+
+def test_nhwc_results_the_kernels_cannot_write_go_through_nchw(rng, monkeypatch):
+    """Plans whose kernels write only NCHW planes (the whole batch laid out at once, pointwise ones) take an
+    NCHW result transposed after; an input gradient of several phases too; the NCHW calls' bits."""
+    from fastconv import _conv, _conv_grad
+
+    monkeypatch.setattr(_conv.TiledConv, "banded", lambda self, threads: (None, None))  # the whole-batch layout
+    x = rng.standard_normal((2, 5, 9, 9)).astype(np.float32)
+    w = rng.standard_normal((12, 5, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    x_nhwc, w_hwio = x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy()
+    for stride in (1, 2):
+        expected = fastconv.conv2d(x, w, b, padding=1, stride=stride).transpose(0, 2, 3, 1)
+        got = fastconv.conv2d(x_nhwc, w_hwio, b, padding=1, stride=stride, layout="NHWC")
+        assert got.tobytes() == np.ascontiguousarray(expected).tobytes()
+        grad = rng.standard_normal(expected.shape).astype(np.float32)
+        expected = fastconv.conv2d_grad_input(grad.transpose(0, 3, 1, 2).copy(), w, x.shape, padding=1, stride=stride)
+        got = fastconv.conv2d_grad_input(grad, w_hwio, x_nhwc.shape, padding=1, stride=stride, layout="NHWC")
+        assert got.tobytes() == np.ascontiguousarray(expected.transpose(0, 2, 3, 1)).tobytes()
+    plan = _conv_grad.grad_input_plan((2, 12, 5, 5), (12, 5, 3, 3), fastconv._geometry.conv_geometry((9, 9), 3, 2, 1),
+                                      1, np.dtype(np.float32), fastconv._kernels._conv_direct.current_level())
+    assert not plan.writes_pixels  # (four phases)
+    with pytest.raises(ValueError, match="NHWC result"):
+        plan.run(np.zeros((2, 12, 5, 5), np.float32), w, np.zeros((2, 9, 9, 5), np.float32), channels_last=True)

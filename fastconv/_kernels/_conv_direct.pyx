@@ -104,6 +104,12 @@ from libc.stddef cimport ptrdiff_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
+cdef extern from "transpose_tile.h" nogil:
+    void fc_transpose_tile_u32(const uint32_t* src, Py_ssize_t src_row, uint32_t* dst, Py_ssize_t dst_row,
+                               Py_ssize_t rows, Py_ssize_t cols)
+    void fc_transpose_tile_u64(const uint64_t* src, Py_ssize_t src_row, uint64_t* dst, Py_ssize_t dst_row,
+                               Py_ssize_t rows, Py_ssize_t cols)
+
 cdef extern from "prefetch.h" nogil:
     void fc_prefetch_runs(const void* p, ptrdiff_t runs, ptrdiff_t stride, ptrdiff_t nbytes) noexcept
 
@@ -316,6 +322,7 @@ ctypedef fused real_t:
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
 cdef enum:
     TILE_SLACK = 16  # largest tile width (elements) of any level
+    TRANSPOSE_TILE = 16  # pixels and channels of a tile of _band_to_pixels
     CACHE_LINE = 64  # bytes; packed buffers start at a multiple of it
     PACK_CHANNELS = 8  # input channels of a block whose weights _pack_block asks for at a time
     PACK_ROW_RUN = 64  # weights of a row a part of a convolution's own weight takes, at least (_pack_block)
@@ -1313,7 +1320,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                   Py_ssize_t pad_left, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t band, Py_ssize_t hb,
                   Py_ssize_t wq, const ptrdiff_t[::1] taps, int num_threads, int oc_level=-1,
                   adjoint_taps=None, Py_ssize_t images=1, Py_ssize_t copies=0, Py_ssize_t copy_step=1,
-                  int edges=0, hwio_taps=None):
+                  int edges=0, hwio_taps=None, bint channels_last=False):
     """NCHW convolution from the unpadded input (any strides), one band of output rows per task.
 
     Each task takes ``band`` output rows of one image (:func:`_band_tasks`):
@@ -1356,10 +1363,19 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     ``copies``), ``weight`` is an NHWC convolution's, HWIO ``(KH, KW, cg,
     K)``, packed in place, or its adjoint with ``adjoint_taps``
     (:func:`_pack_source`).
+
+    With ``channels_last``, ``out`` is ``(N, OH, OW, K)``: a task's tiles
+    write its band into a per-thread scratch of ``K`` planes of ``band``
+    rows (:func:`_banded_scratch`), which :func:`_band_to_pixels` then
+    transposes into ``out``'s pixels while it is in cache; the tiles and
+    their sums are those of the NCHW output (the same bits).
     Raises ValueError for inconsistent shapes, MemoryError if a buffer
     cannot be allocated.
     """
-    cdef Py_ssize_t N = out.shape[0], K = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t N = out.shape[0]
+    cdef Py_ssize_t K = out.shape[3] if channels_last else out.shape[1]
+    cdef Py_ssize_t OH = out.shape[1] if channels_last else out.shape[2]
+    cdef Py_ssize_t OW = out.shape[2] if channels_last else out.shape[3]
     cdef Py_ssize_t C = x.shape[1]
     cdef Py_ssize_t chan = sh * sw * hb * wq
     cdef Py_ssize_t planes = C * copies if copies else C  # planes of chan elements per image
@@ -1409,6 +1425,8 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
         free(bias_packed)
         raise MemoryError("conv2d: cannot allocate the packed weights")
     cdef real_t* xs
+    cdef real_t* ys = NULL
+    cdef Py_ssize_t y_image = _banded_scratch(K, OH, OW, band) if channels_last else 0
     cdef int failed[1]
     failed[0] = 0
     # (with edges: a flag per block of packed weights, set where one is not finite; no two
@@ -1429,15 +1447,18 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                             nonfinite + r if nonfinite != NULL else NULL)
             run_edges = edges if _none_set(nonfinite, groups * blocks) else 0
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
-            if xs == NULL:
+            if channels_last:  # (every item a band's transpose reads, its tiles wrote)
+                ys = <real_t*>_calloc_aligned(images * y_image, sizeof(real_t), False)
+            if xs == NULL or (channels_last and ys == NULL):
                 failed[0] = 1
             else:
                 for t in range((N + images - 1) // images):  # (one task: each its images' rows 0 .. OH)
                     n = t * images
                     _conv_image_banded(tiles, octile, x, n, min(N, n + images), 0, OH, xs, chan, pad_top, pad_left,
                                        sh, sw, band, hb, wq, &taps[0], ntaps, groups, blocks, block, kg, cg,
-                                       w_packed, bias_packed, out, copies, copy_step, run_edges)
+                                       w_packed, bias_packed, out, copies, copy_step, run_edges, ys, y_image)
             _free_aligned(xs)
+            _free_aligned(ys)
     else:
         with nogil, parallel(num_threads=num_threads):
             for r in prange(groups * blocks, schedule="static"):
@@ -1451,8 +1472,10 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
             # zeroed once: every band writes the same columns of every row, so the padding
             # columns stay zero; rows outside the image are zeroed as they come
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
+            # (every item a band's transpose reads, its tiles wrote; assigned in the block: each thread's own)
+            ys = <real_t*>_calloc_aligned(images * y_image, sizeof(real_t), False) if channels_last else NULL
             for t in prange(tasks, schedule="dynamic"):
-                if xs == NULL:
+                if xs == NULL or (channels_last and ys == NULL):
                     failed[0] = 1
                     continue
                 if images > 1:  # images t*images on, whole (one band each)
@@ -1466,8 +1489,9 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                 _conv_image_banded(tiles, octile, x, n, n1, i * band, OH if i == per_image - 1 else (i + 1) * band,
                                    xs, chan, pad_top, pad_left, sh, sw, band, hb, wq, &taps[0], ntaps, groups,
                                    blocks, block, kg, cg, w_packed, bias_packed, out, copies, copy_step,
-                                   run_edges)
+                                   run_edges, ys, y_image)
             _free_aligned(xs)
+            _free_aligned(ys)
     _free_aligned(w_packed)
     free(bias_packed)
     free(nonfinite)
@@ -1511,7 +1535,7 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
                              const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t groups, Py_ssize_t blocks,
                              Py_ssize_t block, Py_ssize_t kg, Py_ssize_t cg, const real_t* w_packed,
                              const real_t* bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t copies,
-                             Py_ssize_t copy_step, int edges) noexcept nogil:
+                             Py_ssize_t copy_step, int edges, real_t* ys=NULL, Py_ssize_t y_image=0) noexcept nogil:
     """Output rows ``row0 <= oh < row1`` of images ``n0 <= n < n1`` of :func:`conv2d_packed`, ``band`` rows at a time.
 
     The bands go through the scratch ``xs`` (the thread's ``C * chan`` phase
@@ -1523,8 +1547,20 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
     a channel's band is that many shifted planes (``chan`` elements each), and
     the band's output rows run as one row of the tiles (rows of a plane, and
     of the output, follow each other in memory).
+
+    With ``ys`` (not NULL), ``out`` is ``(N, OH, OW, K)`` and ``ys`` the
+    thread's scratch of ``y_image`` items an image
+    (:func:`_banded_scratch`): the tiles write a band's ``K`` planes there,
+    ``band * OW`` items apart, each at its rows' own offset (``oh * OW``, or
+    0 with ``copies``), and :func:`_band_to_pixels` moves them into ``out``.
     """
-    cdef Py_ssize_t C = x.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef bint channels_last = ys != NULL
+    cdef Py_ssize_t C = x.shape[1]
+    cdef Py_ssize_t OH = out.shape[1] if channels_last else out.shape[2]
+    cdef Py_ssize_t OW = out.shape[2] if channels_last else out.shape[3]
+    cdef Py_ssize_t K = out.shape[3] if channels_last else out.shape[1]
+    # apart from one output plane to the next: out's planes, or the scratch's planes of a band
+    cdef Py_ssize_t ocs = band * OW if channels_last else OH * OW
     cdef Py_ssize_t planes = C * copies if copies else C
     cdef Py_ssize_t per_block = cg * ntaps * block
     cdef Py_ssize_t oh0 = row0, oh1, c, r, g, kb, k0, n
@@ -1560,16 +1596,59 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
             k0 = g * kg + kb * block
             for n in range(n0, n1):
                 xband = xs + ((n - n0) * planes + g * cg) * chan
-                oband = &out[n, k0, oh0, 0] if copies else &out[n, k0, 0, 0]
+                if channels_last:  # (the tiles add oh * OW: rows oh0 .. oh1 of plane k at k * ocs + oh0 * OW)
+                    oband = ys + (n - n0) * y_image + k0 * ocs
+                else:
+                    oband = &out[n, k0, oh0, 0] if copies else &out[n, k0, 0, 0]
                 if octile:
                     _octile_plane(tiles, xband, chan, wq, taps, ntaps, cg, w_packed + r * per_block,
-                                  bias_packed + r * block, oband, t_rows, t_cols, OH * OW,
+                                  bias_packed + r * block, oband, t_rows, t_cols, ocs,
                                   min(block, kg - kb * block), t_row0, t_row1, t_row0, edges)
                 else:
                     _tile_plane(tiles, False, xband, chan, wq, taps, ntaps, cg, w_packed + r * per_block,
-                                bias_packed + r * block, oband, t_rows, t_cols, OH * OW, min(8, kg - kb * 8),
+                                bias_packed + r * block, oband, t_rows, t_cols, ocs, min(8, kg - kb * 8),
                                 t_row0, t_row1, t_row0)
+        if channels_last:
+            for n in range(n0, n1):
+                _band_to_pixels(ys + (n - n0) * y_image + (0 if copies else oh0 * OW), ocs, &out[n, oh0, 0, 0], K,
+                                (oh1 - oh0) * OW)
         oh0 = oh1
+
+
+cdef Py_ssize_t _banded_scratch(Py_ssize_t K, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t band) noexcept nogil:
+    """Items of an image's scratch for :func:`_conv_image_banded`'s NHWC output: ``(K * band + OH) * OW``.
+
+    Plane ``k`` of a band of rows ``oh0 .. oh1`` (at most ``band`` of them)
+    takes items ``k * band * OW + oh0 * OW`` on, ``(oh1 - oh0) * OW`` of them:
+    the tiles write the rows at their own offsets, so the last plane's reach
+    ``(K - 1) * band * OW + OH * OW``.
+    """
+    return (K * band + OH) * OW
+
+
+cdef void _band_to_pixels(const real_t* planes, Py_ssize_t plane_step, real_t* pixels, Py_ssize_t K,
+                          Py_ssize_t P) noexcept nogil:
+    """``pixels[p * K + k] = planes[k * plane_step + p]`` for ``k < K``, ``p < P``: a band's planes as NHWC pixels.
+
+    In tiles of ``TRANSPOSE_TILE`` pixels by ``TRANSPOSE_TILE`` channels
+    (:func:`fc_transpose_tile_u32` / ``_u64``: 4 x 4 register transposes for
+    4-byte items), a tile's pixels' channels written together: the output is
+    written in order, the planes (in cache) read a tile's lines at a time.
+    """
+    cdef Py_ssize_t p0 = 0, k0
+    while p0 < P:
+        k0 = 0
+        while k0 < K:
+            if real_t is float:
+                fc_transpose_tile_u32(<const uint32_t*>(planes + k0 * plane_step + p0), plane_step,
+                                      <uint32_t*>(pixels + p0 * K + k0), K, min(<Py_ssize_t>TRANSPOSE_TILE, K - k0),
+                                      min(<Py_ssize_t>TRANSPOSE_TILE, P - p0))
+            else:
+                fc_transpose_tile_u64(<const uint64_t*>(planes + k0 * plane_step + p0), plane_step,
+                                      <uint64_t*>(pixels + p0 * K + k0), K, min(<Py_ssize_t>TRANSPOSE_TILE, K - k0),
+                                      min(<Py_ssize_t>TRANSPOSE_TILE, P - p0))
+            k0 = k0 + TRANSPOSE_TILE
+        p0 = p0 + TRANSPOSE_TILE
 
 
 def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,

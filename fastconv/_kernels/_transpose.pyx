@@ -31,6 +31,7 @@ cdef extern from "transpose_tile.h" nogil:
 
 cdef enum:
     TILE = 16  # rows and columns of a tile
+    ROW_BLOCK = 256  # rows of a task where planes have more rows than columns (see _transpose)
 
 
 def transpose_planes(cnp.ndarray src not None, cnp.ndarray dst not None, int num_threads):
@@ -39,8 +40,9 @@ def transpose_planes(cnp.ndarray src not None, cnp.ndarray dst not None, int num
     ``src`` is ``(B, R, S)`` and ``dst`` ``(B, S, R)``, each of 4- or 8-byte
     items (the same size), aligned, with its last axis contiguous (the
     other strides are free, multiples of the item size), not overlapping.
-    Tasks are tiles' rows of one plane (``TILE`` source rows), split over
-    ``num_threads`` threads.
+    Tasks are strips of ``TILE`` columns of a plane, or (planes of more rows
+    than columns) blocks of ``ROW_BLOCK`` rows, split over ``num_threads``
+    threads (see :func:`_transpose`).
     """
     if src.itemsize == 4:
         _transpose[uint32_t](<uint32_t*>cnp.PyArray_DATA(src), <uint32_t*>cnp.PyArray_DATA(dst), src.shape[0],
@@ -61,26 +63,50 @@ cdef void _transpose(const word_t* src, word_t* dst, Py_ssize_t B, Py_ssize_t R,
                      Py_ssize_t src_plane, Py_ssize_t src_row, Py_ssize_t dst_plane, Py_ssize_t dst_row,
                      int num_threads) noexcept nogil:
     """The loops of :func:`transpose_planes`; strides in items."""
-    cdef Py_ssize_t col_blocks = (S + TILE - 1) // TILE
-    cdef Py_ssize_t task, b, r0, r1, s0, s1
-    cdef const word_t* a
-    cdef word_t* d
+    cdef Py_ssize_t col_blocks = (S + TILE - 1) // TILE, row_blocks = (R + ROW_BLOCK - 1) // ROW_BLOCK
+    cdef Py_ssize_t task, b, r0, r1, s0, s1, rb0, rb1
     if B == 0 or R == 0 or S == 0:
         return
     # where planes continue each other's destination rows (HWIO to OIHW: a filter's channels), a task's
-    # planes are neighbours (their rows written one after another); else a task's columns are
+    # planes are neighbours (their rows written one after another)
     cdef bint planes_inner = dst_plane == R
-    for task in prange(col_blocks * B, num_threads=max(1, num_threads), schedule="static"):
-        b = task % B if planes_inner else task // col_blocks
-        s0 = (task // B if planes_inner else task % col_blocks) * TILE
-        s1 = min(s0 + TILE, S)
-        r0 = 0
-        while r0 < R:
-            r1 = min(r0 + TILE, R)
-            a = src + b * src_plane + r0 * src_row + s0
-            d = dst + b * dst_plane + s0 * dst_row + r0
-            if word_t is uint32_t:
-                fc_transpose_tile_u32(a, src_row, d, dst_row, r1 - r0, s1 - s0)
-            else:
-                fc_transpose_tile_u64(a, src_row, d, dst_row, r1 - r0, s1 - s0)
-            r0 = r1
+    # planes of more rows than columns (NHWC to NCHW: pixels of a few channels each): a task takes
+    # ROW_BLOCK whole rows, read in order; a strip of TILE columns down every row (the other tasks)
+    # read one line of each row, a row apart. Intel Xeon, 4-byte items, one / two threads: 56 x 56
+    # pixels of 128 or 256 channels 1.43-1.94x, 112 x 112 of 64 or 128 1.84-2.33x, 224 x 224 of 64
+    # 1.42-1.62x; 32 x 32 of 32 and 56 x 56 of 64 0.98-1.10x; more columns than rows 0.93-1.02x
+    cdef bint row_tasks = not planes_inner and R > S
+    cdef Py_ssize_t tasks = B * (row_blocks if row_tasks else col_blocks)
+    for task in prange(tasks, num_threads=max(1, num_threads), schedule="static"):
+        if row_tasks:  # rows rb0 .. rb1 of plane b, every column
+            b = task // row_blocks
+            rb0 = (task - b * row_blocks) * ROW_BLOCK
+            rb1 = min(rb0 + ROW_BLOCK, R)
+            s0 = 0
+            while s0 < S:
+                s1 = min(s0 + TILE, S)
+                r0 = rb0
+                while r0 < rb1:
+                    r1 = min(r0 + TILE, rb1)
+                    _tile(src + b * src_plane + r0 * src_row + s0, src_row, dst + b * dst_plane + s0 * dst_row + r0,
+                          dst_row, r1 - r0, s1 - s0)
+                    r0 = r1
+                s0 = s1
+        else:  # columns s0 .. s1 of plane b, every row
+            b = task % B if planes_inner else task // col_blocks
+            s0 = (task // B if planes_inner else task % col_blocks) * TILE
+            s1 = min(s0 + TILE, S)
+            r0 = 0
+            while r0 < R:
+                r1 = min(r0 + TILE, R)
+                _tile(src + b * src_plane + r0 * src_row + s0, src_row, dst + b * dst_plane + s0 * dst_row + r0,
+                      dst_row, r1 - r0, s1 - s0)
+                r0 = r1
+
+
+cdef inline void _tile(const word_t* a, Py_ssize_t src_row, word_t* d, Py_ssize_t dst_row, Py_ssize_t rows,
+                       Py_ssize_t cols) noexcept nogil:
+    if word_t is uint32_t:
+        fc_transpose_tile_u32(a, src_row, d, dst_row, rows, cols)
+    else:
+        fc_transpose_tile_u64(a, src_row, d, dst_row, rows, cols)

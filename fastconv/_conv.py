@@ -69,11 +69,22 @@ def nhwc_through_nchw(x, weight, bias, out, geometry, groups, padding_mode="zero
     ``tiled`` is the :class:`TiledConv` of the NCHW shapes, or None (found
     here where the tiles run). The tiles read channel planes: the input is
     transposed in (laying it out from a transposed view took them longer:
-    LeNet's C3 0.70 ms against 0.42 + 0.03) and the result out, by
-    :mod:`fastconv._layouts`' tiled transposes. The banded and whole-batch
-    kernels pack an HWIO weight of :data:`HWIO_IN_PLACE_BYTES` or more in
-    place (``TiledConv.run``'s ``hwio``); smaller ones, and the other
-    kernels, take its OIHW copy.
+    LeNet's C3 0.70 ms against 0.42 + 0.03) by :mod:`fastconv._layouts`'
+    tiled transposes. The banded kernel writes ``out``'s pixels itself
+    (``TiledConv.run``'s ``channels_last``: each band's planes transposed
+    out of the thread's scratch while they are in cache), the others an NCHW
+    result transposed after. Intel Xeon, float32, in-process A/B against
+    that transpose after, one / two threads (medians of 21, the same bits):
+    the textbook deep net's 16 3x3 filters on 28x28 1.36x / 1.27x (float64
+    1.23x), SimpleConvNet 1.14x / 1.09x, LeNet's C1 1.07x / 1.03x, C3 1.02x /
+    1.03x, 3x3 layers of 64 to 512 channels 1.00-1.02x, CS231n's 7x7 layer
+    0.99x / 1.00x (float64 0.98x): its pixels' transposes cost as much as
+    the separate one, half of it their arithmetic and half the result's
+    lines, written to memory in bursts (as the NCHW tiles' stores, spread
+    over their arithmetic, are not). No NCHW result array either. The
+    banded and whole-batch kernels pack an HWIO weight of
+    :data:`HWIO_IN_PLACE_BYTES` or more in place (``TiledConv.run``'s
+    ``hwio``); smaller ones, and the other kernels, take its OIHW copy.
     """
     n, oh, ow, k = out.shape
     kh, kw, cg, _ = weight.shape

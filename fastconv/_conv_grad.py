@@ -813,9 +813,10 @@ def choose_grad_weight_tiles(kg, depth, dtype, level, slices=2, in_place=False):
     to 6 input loads per 24 FMAs with 32 registers; the output-channel tiles
     visit only output pixels, with 2 grad loads and up to 14 broadcast inputs
     per 28 FMAs, but transpose the grad and scatter their sums. Each task of
-    the output-channel tiles is one block of channels and a slice of the
-    input channels: ``slices`` (groups x input channels per group) and the
-    blocks bound how many threads they can keep busy.
+    the output-channel tiles is one block of channels and a slice of a
+    group's (input channel, tap) pairs: ``slices`` (groups x the tile calls
+    over a group's pairs, :func:`_pair_calls`) and the blocks bound how many
+    threads they can keep busy.
 
     Measured against each other (Intel Xeon, 1 and 2 threads, medians of 7
     alternating calls, after the column tiles took 6 taps per pass), columns
@@ -834,11 +835,17 @@ def choose_grad_weight_tiles(kg, depth, dtype, level, slices=2, in_place=False):
     With 32 registers, a layer of at most one vector of output channels (16
     float32 with AVX-512) fills half a block of two: there the tiles of one
     vector of channels (one grad load and up to 14 broadcast inputs per 14
-    FMAs) run instead, if its input channels make at least 8 tasks. Columns
-    time / one-vector time, float32, 16 channels, 1 / 2 threads: 16 input
-    channels on 28x28 1.21x / 1.15x and on 56x56 1.12x / 1.11x; 3 input
-    channels (7x7) 1.23x / 0.78x: two slices of 3 channels share two threads
-    unevenly, so too few tasks keep the column tiles.
+    FMAs) run instead. Columns time / one-vector time, float32, 16 channels,
+    1 / 2 threads: 16 input channels on 28x28 1.21x / 1.15x and on 56x56
+    1.12x / 1.11x. They once needed input channels for 8 tasks (3 input
+    channels of 7x7 taps ran 0.78x at two threads, two slices of channels
+    sharing them unevenly), no longer since tasks take slices of the
+    (channel, tap) pairs. In-process A/B, Intel Xeon, 2026-12-07, 16
+    filters (12 on one): LeNet's C3 (6 channels of 5x5 taps on 14x14)
+    1.80x / 1.56x, 4, 5 and 7 channels likewise 1.74-1.83x / 1.54-1.59x,
+    12 filters on C3 1.42x / 1.23x, 3 channels of 7x7 on 32x32 1.29x /
+    1.29x, 1 to 3 channels of 5x5 and 7x7 on 28x28 to 112x112 1.10-1.25x /
+    1.00-1.23x, 4 and 6 channels of 3x3 on 28x28 1.18-1.21x / 1.02-1.03x.
 
     ``in_place``: a pointwise (1x1) convolution whose input the output-channel
     tiles would read in place (:class:`GradWeightPlan`), while the column
@@ -855,10 +862,10 @@ def choose_grad_weight_tiles(kg, depth, dtype, level, slices=2, in_place=False):
     block, _ = _conv_direct.oc_tile_shape(level, dtype.char)
     blocks = -(-kg // block)
     full = kg / (blocks * block)
-    if full < 0.75 and _conv_direct.has_one_vector_weight_tiles(level):  # blocks of one vector instead,
-        half = block // 2  # where the input channels split into enough tasks to share evenly
+    if full < 0.75 and _conv_direct.has_one_vector_weight_tiles(level):  # blocks of one vector instead
+        half = block // 2
         halves = -(-kg // half)
-        if kg / (halves * half) >= 0.75 and halves * slices >= 8:
+        if kg / (halves * half) >= 0.75:
             block, blocks, full = half, halves, kg / (halves * half)
     least = GRAD_WEIGHT_CHANNEL_DEPTH.get((dtype.char, level), 512)
     if in_place:
@@ -1108,7 +1115,8 @@ class GradWeightPlan:
             self.oc_level, self.block = level, wide // 2
         else:
             self.oc_level, self.block = choose_grad_weight_tiles(k // groups, cg * kh * kw, dtype, level,
-                                                                 groups * cg, kh * kw == 1 and in_place)
+                                                                 groups * _pair_calls(cg, kh * kw, level, dtype),
+                                                                 kh * kw == 1 and in_place)
         self.one_vector = 0 <= self.oc_level and self.block < wide
         # the output-channel tiles' tasks take slices of a group's (input channel, tap) pairs: at most
         # as many as the tile calls over them

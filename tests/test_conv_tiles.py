@@ -946,7 +946,11 @@ def test_grad_weight_choice():
         assert choose_grad_weight_tiles(256, 2304, np.float32, 2) == (2, 32)  # resnet-deep
         assert choose_grad_weight_tiles(64, 576, np.float64, 2) == (2, 16)  # resnet-mid
         assert choose_grad_weight_tiles(16, 576, np.float32, 2, 64) == (2, 16)  # blocks of one vector
-        assert choose_grad_weight_tiles(16, 147, np.float32, 2, 3) == (-1, 8)  # ... but 3 tasks
+        # ... whatever the tasks: LeNet's C3 (6 channels of 5x5 taps: 11 calls over its pairs), one channel
+        assert choose_grad_weight_tiles(16, 150, np.float32, 2, 11) == (2, 16)
+        assert choose_grad_weight_tiles(12, 49, np.float32, 2, 4) == (2, 16)  # (3/4 of a vector)
+        assert choose_grad_weight_tiles(16, 147, np.float32, 2, 1) == (-1, 8)  # one call: one task
+        assert choose_grad_weight_tiles(32, 49, np.float32, 2, 4) == (2, 32)  # one channel of 7x7 taps
         assert choose_grad_weight_tiles(8, 576, np.float32, 2) == (-1, 8)  # half of one vector
         assert choose_grad_weight_tiles(32, 288, np.float32, 2) == (2, 32)  # dilated
         assert choose_grad_weight_tiles(64, 147, np.float32, 2, 3) == (2, 32)  # stem: from 32 sums

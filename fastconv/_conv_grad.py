@@ -800,7 +800,7 @@ def octile_bands(geometry, images, cg, group_channels, itemsize):
 #: Sums per weight-gradient entry per output pixel (input channels x taps per group) from
 #: which the output-channel tiles run the weight gradient, by dtype and SIMD level (measured;
 #: see below).
-GRAD_WEIGHT_CHANNEL_DEPTH = {("f", 1): 32, ("f", 2): 32, ("d", 1): 1, ("d", 2): 1}
+GRAD_WEIGHT_CHANNEL_DEPTH = {("f", 1): 18, ("f", 2): 18, ("d", 1): 1, ("d", 2): 1}
 #: The same for a pointwise convolution whose input the output-channel tiles read in place.
 POINTWISE_CHANNEL_DEPTH = 8
 
@@ -831,6 +831,14 @@ def choose_grad_weight_tiles(kg, depth, dtype, level, slices=2, in_place=False):
     ``GRAD_WEIGHT_CHANNEL_DEPTH`` sums, blocks at least 3/4 full and at
     least two tasks. (Before, with 3 taps per column-tile pass and older
     output-channel tiles, the crossover was measured at 256-512 sums.)
+    Measured again once tasks took slices of (channel, tap) pairs
+    (2026-12-07, in-process A/B, 1 / 2 threads), columns time / channels
+    time, float32: AVX-512 with 18 to 27 sums 1.12-1.36x with blocks of 32
+    (1 to 3 channels of 3x3 and 5x5 taps, 28x28 to 224x224, strides 1 and
+    2; SimpleConvNet's 30 5x5 filters 1.32x / 1.26x), 1.08-1.22x with blocks
+    of one vector (cifar 1.09x / 1.08x) but 1.05x / 0.90x on 2 channels of
+    3x3 to 16 filters of 28x28 (32 images); AVX2 1.00-1.34x (that layer
+    1.08x / 0.91x); with 9 sums 0.84-1.13x: hence 18.
 
     With 32 registers, a layer of at most one vector of output channels (16
     float32 with AVX-512) fills half a block of two: there the tiles of one

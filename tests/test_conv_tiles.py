@@ -940,7 +940,7 @@ def test_grad_weight_octile_one_run_of_pixels(rng, oh, ow, chunk_images):
 def test_grad_weight_choice():
     from fastconv._conv_grad import choose_grad_weight_tiles
 
-    assert choose_grad_weight_tiles(16, 27, np.float32, len(LEVELS) - 1) == (-1, 8)  # cifar: few sums
+    assert choose_grad_weight_tiles(16, 9, np.float32, len(LEVELS) - 1) == (-1, 8)  # one channel of 3x3: few sums
     assert choose_grad_weight_tiles(256, 2304, np.float32, 0) == (-1, 8)  # the baseline: the column tiles
     if LEVELS[-1] == "avx512":
         assert choose_grad_weight_tiles(256, 2304, np.float32, 2) == (2, 32)  # resnet-deep
@@ -954,7 +954,9 @@ def test_grad_weight_choice():
         assert choose_grad_weight_tiles(8, 576, np.float32, 2) == (-1, 8)  # half of one vector
         assert choose_grad_weight_tiles(32, 288, np.float32, 2) == (2, 32)  # dilated
         assert choose_grad_weight_tiles(64, 147, np.float32, 2, 3) == (2, 32)  # stem: from 32 sums
-        assert choose_grad_weight_tiles(64, 27, np.float32, 2, 3) == (-1, 8)  # 3x3 on RGB: too few
+        assert choose_grad_weight_tiles(64, 27, np.float32, 2, 2) == (2, 32)  # 3x3 on RGB: from 18 sums
+        assert choose_grad_weight_tiles(16, 27, np.float32, 2, 2) == (2, 16)  # cifar
+        assert choose_grad_weight_tiles(64, 17, np.float32, 2, 2) == (-1, 8)  # too few
         assert choose_grad_weight_tiles(16, 27, np.float64, 2, 3) == (2, 16)  # float64: any depth
         assert choose_grad_weight_tiles(30, 25, np.float64, 2, 1) == (2, 16)  # two blocks: two tasks
         assert choose_grad_weight_tiles(16, 9, np.float64, 2, 1) == (-1, 8)  # one task: one thread
@@ -965,7 +967,8 @@ def test_grad_weight_choice():
         assert choose_grad_weight_tiles(8, 16, np.float32, 2, 16, True) == (-1, 8)  # half of one vector
     if "avx2" in LEVELS:
         assert choose_grad_weight_tiles(32, 288, np.float32, 1) == (1, 16)  # dilated with AVX2
-        assert choose_grad_weight_tiles(32, 27, np.float32, 1, 3) == (-1, 8)
+        assert choose_grad_weight_tiles(32, 27, np.float32, 1, 2) == (1, 16)
+        assert choose_grad_weight_tiles(32, 9, np.float32, 1, 1) == (-1, 8)
         assert choose_grad_weight_tiles(64, 576, np.float32, 1) == (1, 16)
 
 

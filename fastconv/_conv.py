@@ -43,7 +43,7 @@ def _conv_direct_run(call, result):
         depthwise_nhwc(call.x, call.weight, call.bias, geo, call.padding_mode, result)
     elif call.channels_last and pointwise_nhwc_fits(call):
         # (the bias is added after the sums: none given, none added, not a pass of zeros over the result)
-        pointwise_nhwc(call.x, call.weight, call.bias if call.has_bias else None, result, geo.stride)
+        pointwise_nhwc(call.x, call.weight, call.bias if call.has_bias else None, result, geo)
     elif call.channels_last and call.compute_dtype.kind == "f":
         nhwc_through_nchw(call.x, call.weight, call.bias, result, geo, call.groups, call.padding_mode)
     elif call.channels_last:
@@ -140,35 +140,48 @@ def pointwise_panel(dtype, level=-1):
     return 3 * _conv_direct.tile_width(np.dtype(dtype).char, level)
 
 
-def read_pixels(x, stride):
-    """The NHWC pixels a 1x1 unpadded convolution at ``stride`` reads: ``x`` itself, or a contiguous copy."""
-    if tuple(stride) == (1, 1):
-        return x
-    return np.ascontiguousarray(x[:, ::stride[0], ::stride[1], :])
+def read_pixels(x, geometry):
+    """The NHWC pixels a 1x1 unpadded convolution of ``geometry`` reads: ``x`` itself, or a contiguous copy.
+
+    One per output pixel: a stride's, and on an axis of one output (whose
+    stride the geometry's canonical form makes 1) the first input's only.
+    """
+    (oh, ow), (sh, sw) = geometry.out_shape, geometry.stride
+    view = x[:, :max(0, (oh - 1) * sh + 1):sh, :max(0, (ow - 1) * sw + 1):sw, :]
+    return x if view.shape == x.shape else np.ascontiguousarray(view)
 
 
-#: Most bytes of a pixel's filters for which :func:`pointwise_nhwc` reads its operands in place
-#: (:func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct`: :func:`reads_pointwise_nhwc_in_place`).
+#: Most bytes of a pixel's filters, or else of its channels, for which :func:`pointwise_nhwc` reads its
+#: operands in place (:func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct`:
+#: :func:`reads_pointwise_nhwc_in_place`).
 POINTWISE_NHWC_DIRECT_BYTES = 256
+POINTWISE_NHWC_DIRECT_CHANNEL_BYTES = 256
 
 
-def reads_pointwise_nhwc_in_place(k, dtype, level=-1):
-    """Whether :func:`pointwise_nhwc` of ``k`` filters runs
+def reads_pointwise_nhwc_in_place(k, c, dtype, level=-1):
+    """Whether :func:`pointwise_nhwc` of ``c`` channels and ``k`` filters runs
     :func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct` (at ``level``, default the current one).
 
     Up to :data:`POINTWISE_NHWC_DIRECT_BYTES` of filters a pixel (64
-    float32, 32 float64: one block of the AVX-512 tiles' columns). Against
+    float32, 32 float64: one block of the AVX-512 tiles' columns), or any
+    filters on up to :data:`POINTWISE_NHWC_DIRECT_CHANNEL_BYTES` of channels
+    (64 float32: the sums in one chunk, each output stored once). Against
     the pointwise kernel swapped (Intel Xeon, in-process A/B, medians of
-    11): 32 and 64 filters in float32 1.21-1.48x at one thread and
-    1.25-1.46x at two (AVX2 1.05-1.23x), 32 in float64 1.16-1.49x; 128
-    filters 0.96-1.05x, 256 and 512 0.71-0.91x (each block of filters reads
-    the pixels again).
+    11-15): 32 and 64 filters in float32 1.21-1.48x at one thread and
+    1.25-1.46x at two (AVX2 1.05-1.23x), 32 in float64 1.16-1.49x. More
+    filters, once the kernel's threads also share groups of them where
+    pixels are few (one image of 56x56, eight of 28x28, one of 14x14), 1 / 2
+    threads: on 32 and 64 channels 128 to 512 filters 1.03-1.64x / 0.97-2.13x
+    (AVX2 1.05-1.30x / 0.92-1.65x, float64 1.05-1.43x at one thread); on
+    128 channels 0.87-1.19x / 0.78-1.26x and on 256 0.79-1.15x / 0.83-1.17x
+    (AVX2 0.75-1.07x with 128 filters), left to the swapped kernel.
     """
     return (_conv_direct.has_pointwise_nhwc_kernels(level)
-            and k * np.dtype(dtype).itemsize <= POINTWISE_NHWC_DIRECT_BYTES)
+            and (k * np.dtype(dtype).itemsize <= POINTWISE_NHWC_DIRECT_BYTES
+                 or c * np.dtype(dtype).itemsize <= POINTWISE_NHWC_DIRECT_CHANNEL_BYTES))
 
 
-def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
+def pointwise_nhwc(x, weight, bias, out, geometry):
     """A 1x1 unpadded NHWC convolution, ``out = x @ w + bias`` over the pixels it reads; no validation.
 
     ``x`` is ``(N, H, W, C)`` C-contiguous (as prepared calls give it),
@@ -185,7 +198,7 @@ def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
     kernels (256 to 64 channels on 8 images of 56x56, one thread: 13.5 ms,
     now 7.0). Each output sums its channels in order from 0, as the NCHW
     kernels do from a zero bias (the same bits without a bias); a bias is
-    added after the sums. Up to 64 float32 filters
+    added after the sums. Up to 64 float32 filters, or channels
     (:func:`reads_pointwise_nhwc_in_place`),
     :func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct` instead
     reads the pixels' rows and the weight's where they lie, each output
@@ -193,14 +206,14 @@ def pointwise_nhwc(x, weight, bias, out, stride=(1, 1)):
     ``stride`` over 1 copies the pixels it reads first (ResNet's shortcuts:
     a quarter of ``x``).
     """
-    x = read_pixels(x, stride)
+    x = read_pixels(x, geometry)
     n, h, w, c = x.shape
     k = weight.shape[3]
     pixels = n * h * w
     threads = threads_for(pixels * k * c // 16)
     if not out.flags.c_contiguous:  # (results and outs of calls are: the kernel writes a view of it)
         raise ValueError("pointwise_nhwc: out must be C-contiguous")
-    if reads_pointwise_nhwc_in_place(k, x.dtype):
+    if reads_pointwise_nhwc_in_place(k, c, x.dtype):
         _conv_direct.pointwise_nhwc_direct(x.reshape(pixels, c), np.ascontiguousarray(weight).reshape(c, k),
                                            None if bias is None else np.ascontiguousarray(bias),
                                            out.reshape(pixels, k), threads)

@@ -512,7 +512,7 @@ def _grad_weight(call):
     if call.channels_last and depthwise_nhwc_grad_weight(call):
         return _grad_weight_depthwise_nhwc(call)
     if call.channels_last and pointwise_nhwc_grad(call, call.x.shape):
-        return _grad_weight_pointwise_nhwc(read_pixels(call.x, call.geometry.stride), call.grad)
+        return _grad_weight_pointwise_nhwc(read_pixels(call.x, call.geometry), call.grad)
     plan = grad_weight_plan(nchw_shape(call.x.shape) if call.channels_last else call.x.shape, call.dims,
                             call.geometry, call.groups, call.compute_dtype, _conv_direct.current_level())
     if call.channels_last:
@@ -553,9 +553,10 @@ def pointwise_grad_segments(pixels):
 
 def pointwise_nhwc_grad(call, image_shape, strided=True):
     """Whether a prepared NHWC gradient call runs :func:`_grad_input_pointwise_nhwc` or
-    :func:`_grad_weight_pointwise_nhwc` (:func:`~fastconv._conv.runs_pointwise_nhwc`; at stride 1 only
-    unless ``strided``; ``image_shape`` the input's)."""
-    return ((strided or tuple(call.geometry.stride) == (1, 1))
+    :func:`_grad_weight_pointwise_nhwc` (:func:`~fastconv._conv.runs_pointwise_nhwc`; unless
+    ``strided``, only where each input pixel has its output pixel: not at a stride, nor on an axis
+    of one output (whose stride the geometry makes 1); ``image_shape`` the input's)."""
+    return ((strided or call.geometry.in_shape == call.geometry.out_shape)
             and runs_pointwise_nhwc(call.compute_dtype, call.dims, call.geometry, call.groups,
                                     math.prod(image_shape) // max(1, call.dims[1])))
 

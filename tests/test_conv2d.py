@@ -280,9 +280,40 @@ def test_depthwise_every_block_stride_and_padding(rng, c, s, p, d, mode):
                                    reference.conv2d_grad_input(expected, w, x.shape, **kw), rtol=1e-12, atol=1e-12)
 
 
-# NHWC 1x1 convolutions of up to 64 float32 (32 float64) filters read the pixels and the weight
-# in place (pointwise_nhwc_direct: tiles of 4 or 6 pixels, so pixel counts around them and the
-# tasks' 96; "auto"), others run the pointwise kernel with the roles swapped (pixels as its
+# A stride on an axis of one output is irrelevant, and the geometry's canonical form makes it 1: the
+# NHWC 1x1 kernels then read the first pixel of that axis only, not every pixel as at stride 1
+# (they used to take the input's pixel count: a reshape error), and the input gradient's pixels
+# without an output get zeros.
+@pytest.mark.parametrize("stride, shape", [((1, 3), (2, 3, 3, 32)), (3, (1, 3, 3, 40)), ((3, 1), (1, 3, 5, 32)),
+                                           ((1, 4), (2, 2, 3, 48))])
+@pytest.mark.parametrize("k", [40, 400])
+def test_nhwc_pointwise_calls_with_an_axis_of_one_output(rng, stride, shape, k):
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((1, 1, shape[3], k)).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    xc, wc = x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)
+    rtol, atol = tolerance(np.float32)
+    for _ in range(2):  # (the first call and a planned one)
+        y = fastconv.conv2d(x, w, b, stride=stride, layout="NHWC")
+        np.testing.assert_allclose(y, reference.conv2d(xc, wc, b, stride=stride).transpose(0, 2, 3, 1), rtol=rtol,
+                                   atol=atol * 10)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    gc = g.transpose(0, 3, 1, 2)
+    for _ in range(2):
+        np.testing.assert_allclose(
+            fastconv.conv2d_grad_input(g, w, x.shape, stride=stride, layout="NHWC"),
+            reference.conv2d_grad_input(gc, wc, xc.shape, stride=stride).transpose(0, 2, 3, 1), rtol=rtol,
+            atol=atol * 10)
+        np.testing.assert_allclose(
+            fastconv.conv2d_grad_weight(g, x, w.shape, stride=stride, layout="NHWC"),
+            reference.conv2d_grad_weight(gc, xc, wc.shape, stride=stride).transpose(2, 3, 1, 0), rtol=rtol,
+            atol=atol * 10)
+
+
+# NHWC 1x1 convolutions of up to 64 float32 (32 float64) filters, or of any filters on up to as many
+# channels, read the pixels and the weight in place (pointwise_nhwc_direct: tiles of 4 or 6 pixels,
+# so pixel counts around them and the tasks' 96; few pixels and more than 192 filters: tasks of
+# groups of filters too; "auto"), others run the pointwise kernel with the roles swapped (pixels as its
 # filters: 8 at a time, so pixel counts around multiples of 8; the weight's K columns as its
 # image's pixels: tails of a panel; "swapped", forced here for every shape); strided, a copy of
 # the pixels read; at every SIMD level and thread count: the reference's values, and without a
@@ -290,18 +321,20 @@ def test_depthwise_every_block_stride_and_padding(rng, c, s, p, d, mode):
 # direct kernel starts from it, as the NCHW kernels do: their bits too.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, k", [((1, 32, 1, 1), 32), ((2, 40, 3, 5), 33), ((3, 64, 7, 7), 100),
-                                      ((1, 33, 9, 13), 64), ((2, 96, 5, 4), 200), ((1, 48, 10, 20), 40)])
+                                      ((1, 33, 9, 13), 64), ((2, 96, 5, 4), 200), ((1, 48, 10, 20), 40),
+                                      ((1, 32, 3, 3), 400), ((2, 40, 10, 10), 230)])
 @pytest.mark.parametrize("stride", [1, 2, (1, 3)])
 @pytest.mark.parametrize("route", ["auto", "swapped"])
 def test_pointwise_nhwc_runs_the_pointwise_kernel_swapped(rng, level, dtype, shape, k, stride, route, monkeypatch):
     from fastconv import _conv
     from fastconv._kernels import _conv_direct
 
-    direct = (route == "auto" and k * np.dtype(dtype).itemsize <= 256
+    direct = (route == "auto" and min(k, shape[1]) * np.dtype(dtype).itemsize <= 256
               and _conv_direct.has_pointwise_nhwc_kernels())
     if route == "swapped":
         monkeypatch.setattr(_conv, "POINTWISE_NHWC_DIRECT_BYTES", 0)
-    assert _conv.reads_pointwise_nhwc_in_place(k, dtype) == direct
+        monkeypatch.setattr(_conv, "POINTWISE_NHWC_DIRECT_CHANNEL_BYTES", 0)
+    assert _conv.reads_pointwise_nhwc_in_place(k, shape[1], dtype) == direct
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((k, shape[1], 1, 1)).astype(dtype)
     b = rng.standard_normal(k).astype(dtype)

@@ -8,8 +8,10 @@ element by element in the destination's order, reading the source a row
 apart each step; where rows are a power of two apart (512 channels of 512
 filters: 2 KiB) every read of a column lands in the same cache sets, and a
 3x3 kernel of 512 to 512 channels took NumPy 16.5 ms (a copy of it 0.65).
-Here each task copies a tile of ``TILE`` rows by ``TILE`` columns, whose
-source lines stay in L1 while its destination rows are written in order.
+Here the tasks copy tiles of ``TILE`` rows by ``TILE`` columns, whose
+source lines stay in L1 while their destination rows are written (a strip
+of tiles down a plane's rows, or a block of its rows across all columns:
+see :func:`_transpose`).
 
 Items are moved as bits (4- or 8-byte words), so float32/int32 and
 float64/int64 arrays share a kernel. The Python side (fastconv._layouts)

@@ -105,10 +105,10 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 
 cdef extern from "transpose_tile.h" nogil:
-    void fc_transpose_tile_u32(const uint32_t* src, Py_ssize_t src_row, uint32_t* dst, Py_ssize_t dst_row,
-                               Py_ssize_t rows, Py_ssize_t cols)
-    void fc_transpose_tile_u64(const uint64_t* src, Py_ssize_t src_row, uint64_t* dst, Py_ssize_t dst_row,
-                               Py_ssize_t rows, Py_ssize_t cols)
+    void fc_transpose_block_u32(const uint32_t* src, Py_ssize_t src_row, uint32_t* dst, Py_ssize_t dst_row,
+                                Py_ssize_t rows, Py_ssize_t cols)
+    void fc_transpose_block_u64(const uint64_t* src, Py_ssize_t src_row, uint64_t* dst, Py_ssize_t dst_row,
+                                Py_ssize_t rows, Py_ssize_t cols)
 
 cdef extern from "prefetch.h" nogil:
     void fc_prefetch_runs(const void* p, ptrdiff_t runs, ptrdiff_t stride, ptrdiff_t nbytes) noexcept
@@ -322,7 +322,6 @@ ctypedef fused real_t:
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
 cdef enum:
     TILE_SLACK = 16  # largest tile width (elements) of any level
-    TRANSPOSE_TILE = 16  # pixels and channels of a tile of _band_to_pixels
     CACHE_LINE = 64  # bytes; packed buffers start at a multiple of it
     PACK_CHANNELS = 8  # input channels of a block whose weights _pack_block asks for at a time
     PACK_ROW_RUN = 64  # weights of a row a part of a convolution's own weight takes, at least (_pack_block)
@@ -1630,25 +1629,15 @@ cdef void _band_to_pixels(const real_t* planes, Py_ssize_t plane_step, real_t* p
                           Py_ssize_t P) noexcept nogil:
     """``pixels[p * K + k] = planes[k * plane_step + p]`` for ``k < K``, ``p < P``: a band's planes as NHWC pixels.
 
-    In tiles of ``TRANSPOSE_TILE`` pixels by ``TRANSPOSE_TILE`` channels
-    (:func:`fc_transpose_tile_u32` / ``_u64``: 4 x 4 register transposes for
-    4-byte items), a tile's pixels' channels written together: the output is
-    written in order, the planes (in cache) read a tile's lines at a time.
+    ``fc_transpose_block`` (``transpose_tile.h``): tiles of 16 pixels by 16
+    channels, 4 x 4 register transposes for 4-byte items, a strip of
+    pixels written in order while the planes (in cache) are read a tile's
+    lines at a time.
     """
-    cdef Py_ssize_t p0 = 0, k0
-    while p0 < P:
-        k0 = 0
-        while k0 < K:
-            if real_t is float:
-                fc_transpose_tile_u32(<const uint32_t*>(planes + k0 * plane_step + p0), plane_step,
-                                      <uint32_t*>(pixels + p0 * K + k0), K, min(<Py_ssize_t>TRANSPOSE_TILE, K - k0),
-                                      min(<Py_ssize_t>TRANSPOSE_TILE, P - p0))
-            else:
-                fc_transpose_tile_u64(<const uint64_t*>(planes + k0 * plane_step + p0), plane_step,
-                                      <uint64_t*>(pixels + p0 * K + k0), K, min(<Py_ssize_t>TRANSPOSE_TILE, K - k0),
-                                      min(<Py_ssize_t>TRANSPOSE_TILE, P - p0))
-            k0 = k0 + TRANSPOSE_TILE
-        p0 = p0 + TRANSPOSE_TILE
+    if real_t is float:
+        fc_transpose_block_u32(<const uint32_t*>planes, plane_step, <uint32_t*>pixels, K, K, P)
+    else:
+        fc_transpose_block_u64(<const uint64_t*>planes, plane_step, <uint64_t*>pixels, K, K, P)
 
 
 def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,

@@ -26,13 +26,14 @@ cimport numpy as cnp
 cnp.import_array()
 
 cdef extern from "transpose_tile.h" nogil:
-    void fc_transpose_tile_u32(const uint32_t* src, Py_ssize_t src_row, uint32_t* dst, Py_ssize_t dst_row,
-                               Py_ssize_t rows, Py_ssize_t cols)
-    void fc_transpose_tile_u64(const uint64_t* src, Py_ssize_t src_row, uint64_t* dst, Py_ssize_t dst_row,
-                               Py_ssize_t rows, Py_ssize_t cols)
+    enum: FC_TRANSPOSE_TILE
+    void fc_transpose_block_u32(const uint32_t* src, Py_ssize_t src_row, uint32_t* dst, Py_ssize_t dst_row,
+                                Py_ssize_t rows, Py_ssize_t cols)
+    void fc_transpose_block_u64(const uint64_t* src, Py_ssize_t src_row, uint64_t* dst, Py_ssize_t dst_row,
+                                Py_ssize_t rows, Py_ssize_t cols)
 
 cdef enum:
-    TILE = 16  # rows and columns of a tile
+    TILE = FC_TRANSPOSE_TILE  # rows and columns of a tile (fc_transpose_block's)
     ROW_BLOCK = 256  # rows of a task where planes have more rows than columns (see _transpose)
 
 
@@ -66,7 +67,7 @@ cdef void _transpose(const word_t* src, word_t* dst, Py_ssize_t B, Py_ssize_t R,
                      int num_threads) noexcept nogil:
     """The loops of :func:`transpose_planes`; strides in items."""
     cdef Py_ssize_t col_blocks = (S + TILE - 1) // TILE, row_blocks = (R + ROW_BLOCK - 1) // ROW_BLOCK
-    cdef Py_ssize_t task, b, r0, r1, s0, s1, rb0, rb1
+    cdef Py_ssize_t task, b, s0, s1, rb0, rb1
     if B == 0 or R == 0 or S == 0:
         return
     # where planes continue each other's destination rows (HWIO to OIHW: a filter's channels), a task's
@@ -84,31 +85,17 @@ cdef void _transpose(const word_t* src, word_t* dst, Py_ssize_t B, Py_ssize_t R,
             b = task // row_blocks
             rb0 = (task - b * row_blocks) * ROW_BLOCK
             rb1 = min(rb0 + ROW_BLOCK, R)
-            s0 = 0
-            while s0 < S:
-                s1 = min(s0 + TILE, S)
-                r0 = rb0
-                while r0 < rb1:
-                    r1 = min(r0 + TILE, rb1)
-                    _tile(src + b * src_plane + r0 * src_row + s0, src_row, dst + b * dst_plane + s0 * dst_row + r0,
-                          dst_row, r1 - r0, s1 - s0)
-                    r0 = r1
-                s0 = s1
+            _block(src + b * src_plane + rb0 * src_row, src_row, dst + b * dst_plane + rb0, dst_row, rb1 - rb0, S)
         else:  # columns s0 .. s1 of plane b, every row
             b = task % B if planes_inner else task // col_blocks
             s0 = (task // B if planes_inner else task % col_blocks) * TILE
             s1 = min(s0 + TILE, S)
-            r0 = 0
-            while r0 < R:
-                r1 = min(r0 + TILE, R)
-                _tile(src + b * src_plane + r0 * src_row + s0, src_row, dst + b * dst_plane + s0 * dst_row + r0,
-                      dst_row, r1 - r0, s1 - s0)
-                r0 = r1
+            _block(src + b * src_plane + s0, src_row, dst + b * dst_plane + s0 * dst_row, dst_row, R, s1 - s0)
 
 
-cdef inline void _tile(const word_t* a, Py_ssize_t src_row, word_t* d, Py_ssize_t dst_row, Py_ssize_t rows,
-                       Py_ssize_t cols) noexcept nogil:
+cdef inline void _block(const word_t* a, Py_ssize_t src_row, word_t* d, Py_ssize_t dst_row, Py_ssize_t rows,
+                        Py_ssize_t cols) noexcept nogil:
     if word_t is uint32_t:
-        fc_transpose_tile_u32(a, src_row, d, dst_row, rows, cols)
+        fc_transpose_block_u32(a, src_row, d, dst_row, rows, cols)
     else:
-        fc_transpose_tile_u64(a, src_row, d, dst_row, rows, cols)
+        fc_transpose_block_u64(a, src_row, d, dst_row, rows, cols)

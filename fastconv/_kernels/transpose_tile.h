@@ -61,4 +61,25 @@ static void fc_transpose_tile_u64(const uint64_t *src, ptrdiff_t src_row, uint64
         for (ptrdiff_t r = 0; r < rows; r++) dst[s * dst_row + r] = src[r * src_row + s];
 }
 
+/* A block of the transpose, any size: dst[s * dst_row + r] = src[r * src_row + s], r < rows, s < cols, in
+ * tiles of FC_TRANSPOSE_TILE x FC_TRANSPOSE_TILE, a strip of source columns (destination rows) at a time
+ * down every row: each strip's destination rows are written in order, its source lines read a tile's at
+ * a time (a block of one strip: a task of a plane's columns; of many: a task of its rows). */
+#define FC_TRANSPOSE_TILE 16
+#define FC_TRANSPOSE_BLOCK(NAME, WORD, TILE_FN)                                                            \
+    static void NAME(const WORD *src, ptrdiff_t src_row, WORD *dst, ptrdiff_t dst_row, ptrdiff_t rows,      \
+                     ptrdiff_t cols)                                                                       \
+    {                                                                                                      \
+        for (ptrdiff_t s0 = 0; s0 < cols; s0 += FC_TRANSPOSE_TILE) {                                      \
+            const ptrdiff_t sn = cols - s0 < FC_TRANSPOSE_TILE ? cols - s0 : FC_TRANSPOSE_TILE;            \
+            for (ptrdiff_t r0 = 0; r0 < rows; r0 += FC_TRANSPOSE_TILE) {                                  \
+                const ptrdiff_t rn = rows - r0 < FC_TRANSPOSE_TILE ? rows - r0 : FC_TRANSPOSE_TILE;        \
+                TILE_FN(src + r0 * src_row + s0, src_row, dst + s0 * dst_row + r0, dst_row, rn, sn);      \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+FC_TRANSPOSE_BLOCK(fc_transpose_block_u32, uint32_t, fc_transpose_tile_u32)
+FC_TRANSPOSE_BLOCK(fc_transpose_block_u64, uint64_t, fc_transpose_tile_u64)
+#undef FC_TRANSPOSE_BLOCK
+
 #endif

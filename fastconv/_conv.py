@@ -203,25 +203,30 @@ def pointwise_nhwc(x, weight, bias, out, geometry):
     :func:`~fastconv._kernels._conv_direct.pointwise_nhwc_direct` instead
     reads the pixels' rows and the weight's where they lie, each output
     summed from its bias (the NCHW kernels' bits with a bias too). A
-    ``stride`` over 1 copies the pixels it reads first (ResNet's shortcuts:
-    a quarter of ``x``).
+    ``stride`` over 1 (ResNet's shortcuts: a quarter of ``x``): the
+    swapped kernel packs the pixels it reads from where they lie
+    (``filter_pixels``); the in-place kernel reads a copy of them.
     """
-    x = read_pixels(x, geometry)
     n, h, w, c = x.shape
+    (oh, ow), (sh, sw) = geometry.out_shape, geometry.stride
     k = weight.shape[3]
-    pixels = n * h * w
+    pixels = n * oh * ow
     threads = threads_for(pixels * k * c // 16)
     if not out.flags.c_contiguous:  # (results and outs of calls are: the kernel writes a view of it)
         raise ValueError("pointwise_nhwc: out must be C-contiguous")
     if reads_pointwise_nhwc_in_place(k, c, x.dtype):
-        _conv_direct.pointwise_nhwc_direct(x.reshape(pixels, c), np.ascontiguousarray(weight).reshape(c, k),
+        _conv_direct.pointwise_nhwc_direct(read_pixels(x, geometry).reshape(pixels, c),
+                                           np.ascontiguousarray(weight).reshape(c, k),
                                            None if bias is None else np.ascontiguousarray(bias),
                                            out.reshape(pixels, k), threads)
         return
     panel = pointwise_panel(x.dtype)
     pass_blocks = max(1, BAND_BUDGET // (8 * c * x.dtype.itemsize))
+    # (the pixels read: every one of x's, or one per output pixel, strided)
+    filter_pixels = None if (oh, ow) == (h, w) else (h, w, oh, ow, sh, sw)
     _conv_direct.conv2d_pointwise(weight.reshape(1, c, 1, k), None, None, out.reshape(1, pixels, k), 1, 1, k, 1,
-                                  panel, threads, pass_blocks, False, threads, x.reshape(pixels, c, 1), None, None)
+                                  panel, threads, pass_blocks, False, threads, x.reshape(n * h * w, c, 1), None, None,
+                                  filter_pixels)
     if bias is not None:
         out += bias
 

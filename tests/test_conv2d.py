@@ -315,8 +315,9 @@ def test_nhwc_pointwise_calls_with_an_axis_of_one_output(rng, stride, shape, k):
 # so pixel counts around them and the tasks' 96; few pixels and more than 192 filters: tasks of
 # groups of filters too; "auto"), others run the pointwise kernel with the roles swapped (pixels as its
 # filters: 8 at a time, so pixel counts around multiples of 8; the weight's K columns as its
-# image's pixels: tails of a panel; "swapped", forced here for every shape); strided, a copy of
-# the pixels read; at every SIMD level and thread count: the reference's values, and without a
+# image's pixels: tails of a panel; "swapped", forced here for every shape); strided, the direct
+# kernel reads a copy of the pixels read, the swapped one packs them where they lie
+# (filter_pixels); at every SIMD level and thread count: the reference's values, and without a
 # bias the NCHW kernels' bits (each output's channels summed in order from 0). With a bias the
 # direct kernel starts from it, as the NCHW kernels do: their bits too.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -380,6 +381,70 @@ def test_pointwise_nhwc_direct_exact(pixels, c, k, bias, dtype, threads, seed):
         out = np.full((pixels, k), np.nan, dtype)
         _conv_direct.pointwise_nhwc_direct(x, w, b, out, threads)
         np.testing.assert_array_equal(out, expected)
+
+
+# The swapped kernel's filters from the pixels a strided 1x1 convolution reads (filter_pixels),
+# packed where they lie in the NHWC input: over random images, strides, outputs (up to every
+# stride's pixel; fewer where an axis of one output is read at stride 1) and extents (pixels
+# around the blocks of 8 filters, channels around the packing's parts of 64), the bits of the same
+# kernel on a copy of those pixels, for every level, several tasks and thread counts; the input
+# ends where its buffer does (a read past it would leave the buffer); small integers: exact sums.
+@given(n=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), sh=st.integers(1, 3), sw=st.integers(1, 3),
+       c=st.integers(1, 140), k=st.integers(1, 40), shrink=st.tuples(st.booleans(), st.booleans()),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_pointwise_filters_from_strided_pixels(n, h, w, sh, sw, c, k, shrink, dtype, seed):
+    from fastconv._conv import pointwise_panel
+    from fastconv._kernels import _conv_direct
+
+    oh, ow = (h - 1) // sh + 1, (w - 1) // sw + 1
+    oh, ow = (1 if shrink[0] else oh), (1 if shrink[1] else ow)
+    rng = np.random.default_rng(seed)
+    flat = np.empty(n * h * w * c + 64, dtype)
+    x = flat[64:].reshape(n, h, w, c)
+    x[...] = small_ints(rng, x.shape, dtype, -3, 3)
+    weight = small_ints(rng, (1, c, 1, k), dtype, -3, 3)
+    read = np.ascontiguousarray(x[:, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw])
+    pixels = n * oh * ow
+    expected = read.reshape(pixels, c).astype(np.int64) @ weight.reshape(c, k).astype(np.int64)
+    for _ in each_simd_level():
+        panel = pointwise_panel(dtype)
+        copied = np.full((1, pixels, k), np.nan, dtype)
+        _conv_direct.conv2d_pointwise(weight, None, None, copied, 1, 1, k, 1, panel, 1, 1, False, 1,
+                                      read.reshape(pixels, c, 1), None, None)
+        np.testing.assert_array_equal(copied[0], expected)
+        for tasks, threads, pass_blocks in [(1, 1, 0), (1, 1, 1), (2, 2, 1), (3, 3, 2)]:
+            out = np.full((1, pixels, k), np.nan, dtype)
+            _conv_direct.conv2d_pointwise(weight, None, None, out, 1, 1, k, tasks, panel, threads, pass_blocks,
+                                          False, threads, x.reshape(n * h * w, c, 1), None, None,
+                                          (h, w, oh, ow, sh, sw))
+            np.testing.assert_array_equal(out, copied)
+
+
+def test_pointwise_filters_from_pixels_refuse_pixels_outside_the_input():
+    from fastconv._kernels import _conv_direct
+
+    x = np.ones((2 * 5 * 6, 4, 1), np.float32)  # two images of 5x6 pixels of 4 channels
+    weight = np.ones((1, 4, 1, 3), np.float32)
+
+    def run(filter_pixels, filters=2 * 3 * 3, pixels=x, **kw):
+        out = np.empty((1, filters, 3), np.float32)
+        _conv_direct.conv2d_pointwise(weight, None, None, out, 1, 1, 3, 1, 48, 1, 0, False, 1, weight=pixels,
+                                      filter_pixels=filter_pixels, **kw)
+
+    run((5, 6, 3, 3, 2, 2))  # (3x3 outputs at stride 2 of each 5x6 image: pixels 0, 2, 4 of each axis)
+    run((6, 5, 3, 3, 2, 2))
+    # rows 0..6 of 5; rows 0..6 of 6 (0..5); columns 0..5 of 5; no stride; no output rows; 60 pixels
+    # not whole images of 4x6
+    for bad in [(5, 6, 3, 3, 3, 2), (6, 5, 4, 3, 2, 2), (6, 5, 3, 6, 2, 1), (5, 6, 3, 3, 0, 2), (5, 6, 0, 3, 2, 2),
+                (4, 6, 3, 3, 1, 2)]:
+        with pytest.raises(ValueError, match="conv2d_pointwise"):
+            run(bad, filters=2 * bad[2] * bad[3])
+    with pytest.raises(ValueError, match="conv2d_pointwise"):  # (filters: 2 images of 3x3 outputs, not 17)
+        run((5, 6, 3, 3, 2, 2), filters=17)
+    with pytest.raises(ValueError, match="conv2d_pointwise"):  # (channels: 4 a pixel, not 5)
+        run((5, 6, 3, 3, 2, 2), pixels=np.ones((60, 5, 1), np.float32))
+    with pytest.raises(ValueError, match="conv2d_pointwise"):
+        run((5, 6, 3, 3, 2, 2), adjoint_taps=np.zeros(1, np.intp))
 
 
 def test_pointwise_nhwc_direct_refuses_wrong_shapes():

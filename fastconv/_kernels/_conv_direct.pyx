@@ -494,6 +494,12 @@ cdef struct PackSource:
     Py_ssize_t k_step
     Py_ssize_t c_step
     const ptrdiff_t* taps
+    # filters that are output pixels of a strided 1x1 NHWC convolution (_pixel_source; 0: none): filter
+    # k = (n*rows + r)*row_filters + j at n*image_step + r*row_step + j*k_step (one group, one tap)
+    Py_ssize_t row_filters
+    Py_ssize_t rows
+    Py_ssize_t row_step
+    Py_ssize_t image_step
 
 
 cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t K, Py_ssize_t cg,
@@ -521,6 +527,7 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
     ``adjoint_taps[t] * wc * wt``.
     """
     cdef PackSource source
+    source.row_filters = 0
     cdef const ptrdiff_t[::1] at
     cdef Py_ssize_t t
     if groups < 1 or K % groups or ntaps < 1 or min(wk, wc, wt) < 1:
@@ -563,6 +570,31 @@ cdef PackSource _pack_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssi
         if not 0 <= at[t] < wt:
             raise ValueError(f"{caller}: an adjoint tap is not a tap of the weight")
     source.group_step, source.k_step, source.c_step, source.taps = wk // groups * wc * wt, wt, wc * wt, &at[0]
+    return source
+
+
+cdef PackSource _pixel_source(Py_ssize_t wk, Py_ssize_t wc, Py_ssize_t wt, Py_ssize_t K, Py_ssize_t C,
+                              filter_pixels, str caller) except *:
+    """Where :func:`_pack_pixel_block` reads filters that are the pixels a strided 1x1 NHWC convolution reads.
+
+    The weight given is C-contiguous ``(wk, wc, wt)`` = ``(N*H*W, C, 1)``:
+    an NHWC input's pixels, each a row of ``C`` channels. ``filter_pixels``
+    is ``(H, W, OH, OW, sh, sw)``: filter ``k`` is output pixel ``k`` of the
+    ``N`` images' ``(OH, OW)`` outputs, image after image, which reads input
+    pixel ``(oh*sh, ow*sw)``; so ``K == N*OH*OW``. Every pixel read is then
+    inside the weight (checked here: the kernels index it unchecked).
+    Raises ValueError naming ``caller`` otherwise.
+    """
+    cdef Py_ssize_t H, W, OH, OW, sh, sw
+    H, W, OH, OW, sh, sw = filter_pixels
+    if min(H, W, OH, OW, sh, sw) < 1 or (OH - 1) * sh >= H or (OW - 1) * sw >= W:
+        raise ValueError(f"{caller}: filter_pixels must be (H, W, OH, OW, sh, sw), each output pixel reading "
+                         "an input pixel")
+    if wt != 1 or wc != C or wk % (H * W) or K != wk // (H * W) * OH * OW:
+        raise ValueError(f"{caller}: filters from pixels need a (N*H*W, C, 1) weight and N*OH*OW filters")
+    cdef PackSource source
+    source.group_step, source.k_step, source.c_step, source.taps = 0, sw * C, 1, NULL
+    source.row_filters, source.rows, source.row_step, source.image_step = OW, OH, sh * W * C, H * W * C
     return source
 
 
@@ -1643,7 +1675,7 @@ cdef void _band_to_pixels(const real_t* planes, Py_ssize_t plane_step, real_t* p
 def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, const real_t[::1] bias_packed,
                      real_t[:, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t OW, Py_ssize_t tasks,
                      Py_ssize_t panel, int num_threads, Py_ssize_t pass_blocks=0, bint in_place=False,
-                     Py_ssize_t filter_parts=1, weight=None, bias=None, adjoint_taps=None):
+                     Py_ssize_t filter_parts=1, weight=None, bias=None, adjoint_taps=None, filter_pixels=None):
     """A 1x1, unpadded, ungrouped NCHW convolution: per image, ``out = W @ x[::sh, ::sw] + bias``.
 
     ``x`` is ``(N, C, H, W)`` (any strides) and ``out`` ``(N, K, P)``, each
@@ -1702,7 +1734,13 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     ``adjoint_taps`` are :func:`pack_weights`' (one group, one tap), and
     each task packs each pass's blocks into its thread's buffer as the pass
     begins, so packed weights never go through memory (for batches whose
-    tasks are one a thread: each block is packed once).
+    tasks are one a thread: each block is packed once). With
+    ``filter_pixels`` ``(H, W, OH, OW, sh, sw)`` too (and no
+    ``adjoint_taps``), ``weight`` is an NHWC input's ``(N*H*W, C, 1)``
+    pixels and the filters are those a 1x1 convolution at strides ``sh``,
+    ``sw`` reads, output pixel after output pixel (``K == N*OH*OW``: see
+    :func:`_pixel_source`), packed from where they lie (the roles of
+    :func:`fastconv._conv.pointwise_nhwc`, without a copy of the pixels).
     Each output sums its channels in order from its bias, as every
     column tile does, so the results depend neither on ``tasks``, ``panel``,
     ``shift``, ``pass_blocks``, ``in_place``, ``filter_parts`` and who
@@ -1723,8 +1761,14 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
         if w_packed is not None or bias_packed is not None:
             raise ValueError("conv2d_pointwise: packed weights or a weight to pack, not both")
         raw = weight
-        source = _pack_source(raw.shape[0], raw.shape[1], raw.shape[2], K, C, 1, 1, adjoint_taps,
-                              "conv2d_pointwise")
+        if filter_pixels is not None:
+            if adjoint_taps is not None:
+                raise ValueError("conv2d_pointwise: filters from pixels have no adjoint")
+            source = _pixel_source(raw.shape[0], raw.shape[1], raw.shape[2], K, C, filter_pixels,
+                                   "conv2d_pointwise")
+        else:
+            source = _pack_source(raw.shape[0], raw.shape[1], raw.shape[2], K, C, 1, 1, adjoint_taps,
+                                  "conv2d_pointwise")
         if bias is not None:
             raw_bias = bias
             if raw_bias.shape[0] != K:
@@ -1732,6 +1776,8 @@ def conv2d_pointwise(const real_t[:, :, :, :] x, const real_t[::1] w_packed, con
     elif (w_packed is None or bias_packed is None or w_packed.shape[0] != blocks * 8 * C
           or bias_packed.shape[0] != blocks * 8):
         raise ValueError("conv2d_pointwise: weights not packed in blocks of 8 channels of one tap")
+    elif filter_pixels is not None:
+        raise ValueError("conv2d_pointwise: filters from pixels are packed by the kernel (weight=)")
     if panel < 1 or tasks < 1 or pass_blocks < 0 or filter_parts < 1:
         raise ValueError("conv2d_pointwise: panels of at least one pixel, at least one task, "
                          "pass_blocks 0 (every block) or more, at least one part of the filters")
@@ -2011,12 +2057,63 @@ cdef void _pack_pointwise_blocks(const real_t* raw, const PackSource* source, co
     (:func:`_pack_adjoint_runs`), the others one at a time.
     """
     cdef Py_ssize_t r = r0
+    if source.row_filters:  # (filters that are pixels: _pixel_source)
+        while r < r1:
+            _pack_pixel_block(raw, source, bias, w_dst + (r - r0) * C * 8, b_dst + (r - r0) * 8, r, K, C)
+            r += 1
+        return
     if source.taps != NULL and source.k_step == 1:
         r = max(r0, min(r1, K // 8))
         _pack_adjoint_runs(raw, source, bias, w_dst, b_dst, r0, r, C)
     while r < r1:
         _pack_block(raw, source, bias, w_dst + (r - r0) * C * 8, b_dst + (r - r0) * 8, r, (K + 7) // 8, K, C, 1, 8)
         r += 1
+
+
+cdef void _pack_pixel_block(const real_t* raw, const PackSource* source, const real_t* bias, real_t* w_dst,
+                            real_t* b_dst, Py_ssize_t r, Py_ssize_t K, Py_ssize_t C) noexcept nogil:
+    """Block ``r`` of ``K`` filters that are pixels (``source`` from :func:`_pixel_source`), as :func:`_pack_block`'s.
+
+    ``w_dst`` gets ``[c][filter in block]`` (8 a channel, zeros past the
+    last filter), ``b_dst`` the block's bias (zeros without ``bias``). Each
+    filter's row of ``C`` channels is found once (its image, output row and
+    column), then the rows go as a convolution's own weight does:
+    ``PACK_ROW_RUN`` channels at a time, 4 rows through a register transpose
+    (2 in float64), each part asking for the next one's first.
+    """
+    cdef const real_t* rows[8]
+    cdef Py_ssize_t k0 = r * 8, live = min(8, K - k0), j, jj, c, c0, c1, k, n, oh
+    cdef Py_ssize_t per_image = source.rows * source.row_filters
+    for j in range(live):
+        k = k0 + j
+        n = k // per_image
+        oh = (k - n * per_image) // source.row_filters
+        rows[j] = (raw + n * source.image_step + oh * source.row_step
+                   + (k - n * per_image - oh * source.row_filters) * source.k_step)
+    c0 = 0
+    while c0 < C:
+        c1 = min(C, c0 + PACK_ROW_RUN)
+        if c1 < C:  # (the next part of each row, while this one is copied)
+            for j in range(live):
+                fc_prefetch_runs(rows[j] + c1, 1, 0, min(PACK_ROW_RUN, C - c1) * <Py_ssize_t>sizeof(real_t))
+        j = 0
+        if real_t is float:
+            while j + 4 <= live:
+                fc_interleave4_f32(w_dst + c0 * 8 + j, 8, rows[j] + c0, rows[j + 1] + c0, rows[j + 2] + c0,
+                                   rows[j + 3] + c0, c1 - c0)
+                j += 4
+        else:
+            while j + 2 <= live:
+                fc_interleave2_f64(w_dst + c0 * 8 + j, 8, rows[j] + c0, rows[j + 1] + c0, c1 - c0)
+                j += 2
+        for c in range(c0, c1):
+            for jj in range(j, live):
+                w_dst[c * 8 + jj] = rows[jj][c]
+            for jj in range(live, 8):
+                w_dst[c * 8 + jj] = 0
+        c0 = c1
+    for j in range(8):
+        b_dst[j] = bias[k0 + j] if bias != NULL and j < live else 0
 
 
 cdef void _pack_adjoint_runs(const real_t* raw, const PackSource* source, const real_t* bias, real_t* w_dst,

@@ -937,6 +937,36 @@ def test_grad_weight_octile_one_run_of_pixels(rng, oh, ow, chunk_images):
             np.testing.assert_array_equal(results[0], results[1])
 
 
+def test_nhwc_results_take_the_channel_tiles_where_their_blocks_are_full():
+    """NHWC results: the output-channel tiles (which store pixels as their vectors hold them) wherever the
+    filters fill at least 4/5 of their blocks; not at the baseline; the plan's choice follows."""
+    from fastconv._geometry import conv_geometry
+
+    assert not any(_conv.channel_tiles_store_pixels(k, np.float32, 0) for k in (8, 16, 32, 64))
+    assert not _conv.channel_tiles_store_pixels(0, np.float32, len(LEVELS) - 1)
+    cs231n = ((50, 3, 32, 32), (32, 3, 7, 7), conv_geometry((32, 32), 7, 1, 3))
+    c3 = ((100, 6, 14, 14), (16, 6, 5, 5), conv_geometry((14, 14), 5))
+    if LEVELS[-1] == "avx512":  # (blocks of 32 float32, 16 float64)
+        fills = {k: _conv.channel_tiles_store_pixels(k, np.float32, 2) for k in (16, 25, 26, 30, 32, 48, 56, 64, 130)}
+        assert fills == {16: False, 25: False, 26: True, 30: True, 32: True, 48: False, 56: True, 64: True,
+                         130: True}
+        assert _conv.channel_tiles_store_pixels(13, np.float64, 2) and not _conv.channel_tiles_store_pixels(
+            12, np.float64, 2)
+        for channels_last, expected in [(False, -1), (True, 2)]:  # CS231n's 7x7 layer: columns for NCHW
+            plan = _conv.TiledConv(*cs231n, 1, "zeros", np.float32, 2, channels_last=channels_last)
+            assert (plan.oc_level, plan.copies) == (expected, 0)
+        # LeNet's C3 (16 filters: half a block) keeps the NCHW choice: the column tiles, with copies
+        nchw, nhwc = (_conv.TiledConv(*c3, 1, "zeros", np.float32, 2, channels_last=cl) for cl in (False, True))
+        assert (nhwc.oc_level, nhwc.copies) == (nchw.oc_level, nchw.copies) == (-1, 5)
+    if "avx2" in LEVELS:  # (blocks of 16 float32, 8 float64)
+        avx2 = LEVELS.index("avx2")
+        assert _conv.channel_tiles_store_pixels(16, np.float32, avx2)
+        assert not _conv.channel_tiles_store_pixels(6, np.float64, avx2)  # (3/4 of 8)
+        assert _conv.channel_tiles_store_pixels(7, np.float64, avx2)
+        plan = _conv.TiledConv(*c3, 1, "zeros", np.float32, avx2, channels_last=True)
+        assert (plan.oc_level, plan.copies) == (avx2, 0)
+
+
 def test_grad_weight_choice():
     from fastconv._conv_grad import choose_grad_weight_tiles
 

@@ -153,6 +153,20 @@ def test_nhwc_convolutions_and_gradients_through_nchw_give_the_nchw_bits(rng, la
         fastconv.conv2d_grad_weight(grad, x, weight.shape, padding=pad).transpose(2, 3, 1, 0))
 
 
+def _nchw_by_the_nhwc_tiles(x, w, b, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """The NCHW convolution by the tiles an NHWC call of these shapes runs (its plan's tile choice)."""
+    from fastconv import _conv
+    from fastconv._geometry import conv_geometry
+    from fastconv._kernels import _conv_direct
+
+    geometry = conv_geometry(x.shape[2:], w.shape[2:], stride, padding, dilation)
+    plan = _conv.tiled_conv(x.shape, w.shape, geometry, groups, padding_mode, x.dtype, _conv_direct.current_level(),
+                            channels_last=True)
+    out = np.full((x.shape[0], w.shape[0], *geometry.out_shape), np.nan, x.dtype)
+    plan.run(x, w, b, out)
+    return out
+
+
 @pytest.mark.parametrize("layer", [
     dict(x=(2, 5, 9, 9), w=(12, 5, 3, 3), padding=1),
     dict(x=(3, 4, 11, 10), w=(10, 4, 3, 2), stride=2, padding=(1, 0)),
@@ -165,7 +179,9 @@ def test_nhwc_convolutions_and_gradients_through_nchw_give_the_nchw_bits(rng, la
 ])
 def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, level, layer):
     """The tiles pack an NHWC call's HWIO weight (and its input gradient's adjoint) in place from 1 MiB, and
-    from its OIHW copy below: the NCHW calls' bits, every level and thread count."""
+    from its OIHW copy below: the bits of the NCHW convolution by the same tiles (NHWC results take the
+    output-channel tiles where their blocks are full: channel_tiles_store_pixels), every level and thread
+    count."""
     kw = {key: value for key, value in layer.items() if key not in ("x", "w")}
     x = rng.standard_normal(layer["x"]).astype(np.float32)
     w = rng.standard_normal(layer["w"]).astype(np.float32)
@@ -173,7 +189,9 @@ def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, leve
     x_nhwc, w_hwio = x.transpose(0, 2, 3, 1).copy(), w.transpose(2, 3, 1, 0).copy()
     for threads in (1, 2):
         with fastconv.num_threads(threads):
-            expected = fastconv.conv2d(x, w, b, **kw).transpose(0, 2, 3, 1)
+            expected = _nchw_by_the_nhwc_tiles(x, w, b, **kw)
+            np.testing.assert_allclose(expected, fastconv.conv2d(x, w, b, **kw), rtol=1e-4, atol=1e-4)
+            expected = expected.transpose(0, 2, 3, 1)
             for _ in range(2):  # (the full path, then the plan)
                 got = fastconv.conv2d(x_nhwc, w_hwio, b, layout="NHWC", **kw)
                 assert got.tobytes() == np.ascontiguousarray(expected).tobytes()
@@ -186,12 +204,16 @@ def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, leve
                 assert got.tobytes() == np.ascontiguousarray(expected.transpose(0, 2, 3, 1)).tobytes()
 
 
-# The banded kernel writes an NHWC result itself (conv2d_packed's channels_last): each band's
-# planes go through the thread's scratch and are transposed into the pixels. Bands of one row, of
-# a few (row tiles' short last band overlapping the one before) and whole images (several a task
-# for small ones), column copies, output-channel tiles, groups, 1024 filters (pixel rows 4 KiB
-# apart: the transpose's other order), every level and 1-3 threads: the NCHW planes' bits, and
-# every pixel written (the result starts as NaN).
+# The banded kernel writes an NHWC result itself (conv2d_packed's channels_last): the column
+# tiles' band planes go through the thread's scratch and are transposed into the pixels; the
+# output-channel tiles store each pixel's channels from their vectors (FC_OC_STORE's pixels: whole
+# blocks, and partial ones of fewer filters), in each of their shapes: segments of a row (at AVX2
+# rows of 13 make tiles over two rows' ends), several whole short rows a tile (5x5 taps on rows of
+# 7), the edge tiles (3x3 with padding: rows of 14, pairs of rows of 7). Bands of one row, of a few
+# (row tiles' short last band overlapping the one before) and whole images (several a task for
+# small ones), column copies, groups, 1024 filters (pixel rows 4 KiB apart: the transpose's other
+# order), every level and 1-3 threads: the NCHW planes' bits, and every pixel written (the result
+# starts as NaN).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("budget", [1, 3000, 2**18])
 @pytest.mark.parametrize("case", [
@@ -203,6 +225,10 @@ def test_nhwc_tiles_pack_the_hwio_weight_as_the_nchw_call_its_oihw_one(rng, leve
     dict(x=(5, 16, 6, 6), w=(40, 16, 3, 3), padding=1, tiles="channels", images=True),
     dict(x=(2, 4, 9, 9), w=(12, 2, 3, 3), padding=1, groups=2, stride=2, tiles="columns"),
     dict(x=(1, 8, 6, 6), w=(1024, 8, 3, 3), padding=1, tiles="auto"),
+    dict(x=(2, 3, 15, 15), w=(32, 3, 3, 3), padding=0, tiles="channels"),  # rows of 13
+    dict(x=(2, 3, 11, 11), w=(33, 3, 5, 5), padding=0, tiles="channels"),  # rows of 7, 25 taps
+    dict(x=(2, 6, 14, 14), w=(32, 6, 3, 3), padding=1, tiles="channels"),  # edge tiles, rows of 14
+    dict(x=(3, 5, 7, 7), w=(36, 5, 3, 3), padding=1, tiles="channels"),  # edge tiles, rows of 7
 ])
 def test_banded_kernel_writes_nhwc_pixels(rng, level, every_call_parallel, monkeypatch, request, dtype, budget,
                                           case):

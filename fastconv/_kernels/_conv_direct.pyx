@@ -849,6 +849,15 @@ def conv2d_tiled(const real_t[::1] x, Py_ssize_t image_stride, Py_ssize_t channe
                         OH * OW, min(8, kg - kb * 8), 0, OH, 0)
 
 
+cdef inline Py_ssize_t _pixel_step(Py_ssize_t ocs) noexcept nogil:
+    """Items from one output pixel to the next where the output-channel tiles store with ``ocs``.
+
+    1 for channel planes ``ocs`` apart; ``-ocs`` for pixels whose channels
+    lie side by side (``ocs < 0``: NHWC, see ``FC_OC_STORE``).
+    """
+    return -ocs if ocs < 0 else 1
+
+
 cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
                         Py_ssize_t row_step, const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t cg,
                         const real_t* wb, const real_t* bb, real_t* oplane, Py_ssize_t OH, Py_ssize_t OW,
@@ -856,7 +865,9 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
                         Py_ssize_t in_row0, int edges) noexcept nogil:
     """Output rows ``oh0 <= oh < oh1`` of ``nk`` output planes (``ocs`` apart) by output-channel tiles.
 
-    As :func:`_tile_plane`, whose arguments these are. With ``edges &
+    As :func:`_tile_plane`, whose arguments these are; but ``ocs`` < 0
+    makes ``oplane`` pixels ``-ocs`` items apart, each pixel's ``nk``
+    channels side by side (an NHWC output: :func:`_pixel_step`). With ``edges &
     EDGE_COLUMNS`` (a 3x3 kernel, stride 1, zero padding left and right of
     the row: see :func:`fastconv._conv.edge_columns`), rows of 14 columns
     (or 28, 42, ... in tiles of 14), or pairs of rows of 7 and a last
@@ -879,7 +890,7 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
     row, make the segments instead (:func:`_octile_split_band`).
     """
     cdef Py_ssize_t segments = (OW + tiles.oc_cols - 1) // tiles.oc_cols
-    cdef Py_ssize_t oh, s, start, end
+    cdef Py_ssize_t oh, s, start, end, pst = _pixel_step(ocs)
     cdef bint edge = edges & EDGE_COLUMNS_FLAG and (OW == 7 or (OW > 0 and OW % 14 == 0)) and ntaps == 9
     if edge and (tiles.ocedge32 != NULL if real_t is float else tiles.ocedge64 != NULL):
         _octile_edge_rows(tiles, xbase, channel_stride, row_step, taps, cg, wb, bb, oplane, OH, OW, ocs, nk, oh0,
@@ -901,10 +912,10 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
         while oh + rows <= oh1:
             if real_t is float:
                 r32(xbase + (oh - in_row0) * row_step, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                    oplane + oh * OW, ocs, <int>nk, row_step)
+                    oplane + oh * OW * pst, ocs, <int>nk, row_step)
             else:
                 r64(xbase + (oh - in_row0) * row_step, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                    oplane + oh * OW, ocs, <int>nk, row_step)
+                    oplane + oh * OW * pst, ocs, <int>nk, row_step)
             oh = oh + rows
         oh0 = oh  # the rest: one row at a time
     for oh in range(oh0, oh1):
@@ -913,10 +924,10 @@ cdef void _octile_plane(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t c
             end = (s + 1) * OW // segments
             if real_t is float:
                 tiles.oc32(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                           oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
+                           oplane + (oh * OW + start) * pst, ocs, <int>nk, <int>(end - start))
             else:
                 tiles.oc64(xbase + (oh - in_row0) * row_step + start, channel_stride, taps, <int>ntaps, <int>cg, wb, bb,
-                           oplane + oh * OW + start, ocs, <int>nk, <int>(end - start))
+                           oplane + (oh * OW + start) * pst, ocs, <int>nk, <int>(end - start))
 
 
 cdef void _octile_edge_rows(const fc_tiles* tiles, const real_t* xbase, Py_ssize_t channel_stride,
@@ -934,7 +945,7 @@ cdef void _octile_edge_rows(const fc_tiles* tiles, const real_t* xbase, Py_ssize
     last row is ``OH - 1`` the variant without kernel row 2 where it has
     ``EDGE_BOTTOM_ROW``.
     """
-    cdef Py_ssize_t oh = oh0, rows, shape, s, segments = OW // 14 if OW != 7 else 1
+    cdef Py_ssize_t oh = oh0, rows, shape, s, segments = OW // 14 if OW != 7 else 1, pst = _pixel_step(ocs)
     cdef const real_t* xrow
     cdef int variant
     while oh < oh1:
@@ -958,10 +969,10 @@ cdef void _octile_edge_rows(const fc_tiles* tiles, const real_t* xbase, Py_ssize
                 shape = FC_EDGE_ROW14_INNER
             if real_t is float:
                 tiles.ocedge32[shape + variant](xrow + 14 * s, channel_stride, taps, 9, <int>cg, wb, bb,
-                                                oplane + oh * OW + 14 * s, ocs, <int>nk, row_step)
+                                                oplane + (oh * OW + 14 * s) * pst, ocs, <int>nk, row_step)
             else:
                 tiles.ocedge64[shape + variant](xrow + 14 * s, channel_stride, taps, 9, <int>cg, wb, bb,
-                                                oplane + oh * OW + 14 * s, ocs, <int>nk, row_step)
+                                                oplane + (oh * OW + 14 * s) * pst, ocs, <int>nk, row_step)
         oh = oh + rows
 
 
@@ -983,7 +994,7 @@ cdef bint _octile_split_band(const fc_tiles* tiles, const real_t* xbase, Py_ssiz
     output (whose rows are contiguous). Every pixel sums as in the one-row
     tiles: the same bits.
     """
-    cdef Py_ssize_t pixels = (oh1 - oh0) * OW
+    cdef Py_ssize_t pixels = (oh1 - oh0) * OW, pst = _pixel_step(ocs)
     cdef Py_ssize_t count = (pixels + FC_OCSPLIT_MAX - 1) // FC_OCSPLIT_MAX
     cdef Py_ssize_t i, first, n, oh, col, split
     cdef const real_t* xin
@@ -998,16 +1009,16 @@ cdef bint _octile_split_band(const fc_tiles* tiles, const real_t* xbase, Py_ssiz
         xin = xbase + (oh - in_row0) * row_step + col
         if split == n:
             if real_t is float:
-                tiles.oc32(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+                tiles.oc32(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + (oh * OW + col) * pst, ocs,
                            <int>nk, <int>n)
             else:
-                tiles.oc64(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+                tiles.oc64(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + (oh * OW + col) * pst, ocs,
                            <int>nk, <int>n)
         elif real_t is float:
-            tiles.ocsplit32(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+            tiles.ocsplit32(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + (oh * OW + col) * pst, ocs,
                             <int>nk, <int>n, <int>split, row_step - OW)
         else:
-            tiles.ocsplit64(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + oh * OW + col, ocs,
+            tiles.ocsplit64(xin, channel_stride, taps, <int>ntaps, <int>cg, wb, bb, oplane + (oh * OW + col) * pst, ocs,
                             <int>nk, <int>n, <int>split, row_step - OW)
     return True
 
@@ -1395,11 +1406,13 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     K)``, packed in place, or its adjoint with ``adjoint_taps``
     (:func:`_pack_source`).
 
-    With ``channels_last``, ``out`` is ``(N, OH, OW, K)``: a task's tiles
-    write its band into a per-thread scratch of ``K`` planes of ``band``
-    rows (:func:`_banded_scratch`), which :func:`_band_to_pixels` then
-    transposes into ``out``'s pixels while it is in cache; the tiles and
-    their sums are those of the NCHW output (the same bits).
+    With ``channels_last``, ``out`` is ``(N, OH, OW, K)``: the output-channel
+    tiles (``oc_level`` >= 0) store its pixels themselves, each pixel's
+    channels as their vectors hold them; the column tiles write a task's
+    band into a per-thread scratch of ``K`` planes of ``band`` rows
+    (:func:`_banded_scratch`), which :func:`_band_to_pixels` then
+    transposes into ``out``'s pixels while it is in cache. Either way the
+    tiles and their sums are those of the NCHW output (the same bits).
     Raises ValueError for inconsistent shapes, MemoryError if a buffer
     cannot be allocated.
     """
@@ -1457,7 +1470,9 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
         raise MemoryError("conv2d: cannot allocate the packed weights")
     cdef real_t* xs
     cdef real_t* ys = NULL
-    cdef Py_ssize_t y_image = _banded_scratch(K, OH, OW, band) if channels_last else 0
+    # NHWC: the output-channel tiles store pixels themselves; the column tiles' planes go through a scratch
+    cdef bint scratch_pixels = channels_last and not octile
+    cdef Py_ssize_t y_image = _banded_scratch(K, OH, OW, band) if scratch_pixels else 0
     cdef int failed[1]
     failed[0] = 0
     # (with edges: a flag per block of packed weights, set where one is not finite; no two
@@ -1478,16 +1493,17 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                             nonfinite + r if nonfinite != NULL else NULL)
             run_edges = edges if _none_set(nonfinite, groups * blocks) else 0
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
-            if channels_last:  # (every item a band's transpose reads, its tiles wrote)
+            if scratch_pixels:  # (every item a band's transpose reads, its tiles wrote)
                 ys = <real_t*>_calloc_aligned(images * y_image, sizeof(real_t), False)
-            if xs == NULL or (channels_last and ys == NULL):
+            if xs == NULL or (scratch_pixels and ys == NULL):
                 failed[0] = 1
             else:
                 for t in range((N + images - 1) // images):  # (one task: each its images' rows 0 .. OH)
                     n = t * images
                     _conv_image_banded(tiles, octile, x, n, min(N, n + images), 0, OH, xs, chan, pad_top, pad_left,
                                        sh, sw, band, hb, wq, &taps[0], ntaps, groups, blocks, block, kg, cg,
-                                       w_packed, bias_packed, out, copies, copy_step, run_edges, ys, y_image)
+                                       w_packed, bias_packed, out, copies, copy_step, run_edges, channels_last, ys,
+                                       y_image)
             _free_aligned(xs)
             _free_aligned(ys)
     else:
@@ -1504,9 +1520,9 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
             # columns stay zero; rows outside the image are zeroed as they come
             xs = <real_t*>_calloc_aligned(images * planes * chan + TILE_SLACK, sizeof(real_t))
             # (every item a band's transpose reads, its tiles wrote; assigned in the block: each thread's own)
-            ys = <real_t*>_calloc_aligned(images * y_image, sizeof(real_t), False) if channels_last else NULL
+            ys = <real_t*>_calloc_aligned(images * y_image, sizeof(real_t), False) if scratch_pixels else NULL
             for t in prange(tasks, schedule="dynamic"):
-                if xs == NULL or (channels_last and ys == NULL):
+                if xs == NULL or (scratch_pixels and ys == NULL):
                     failed[0] = 1
                     continue
                 if images > 1:  # images t*images on, whole (one band each)
@@ -1520,7 +1536,7 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
                 _conv_image_banded(tiles, octile, x, n, n1, i * band, OH if i == per_image - 1 else (i + 1) * band,
                                    xs, chan, pad_top, pad_left, sh, sw, band, hb, wq, &taps[0], ntaps, groups,
                                    blocks, block, kg, cg, w_packed, bias_packed, out, copies, copy_step,
-                                   run_edges, ys, y_image)
+                                   run_edges, channels_last, ys, y_image)
             _free_aligned(xs)
             _free_aligned(ys)
     _free_aligned(w_packed)
@@ -1566,7 +1582,8 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
                              const ptrdiff_t* taps, Py_ssize_t ntaps, Py_ssize_t groups, Py_ssize_t blocks,
                              Py_ssize_t block, Py_ssize_t kg, Py_ssize_t cg, const real_t* w_packed,
                              const real_t* bias_packed, real_t[:, :, :, ::1] out, Py_ssize_t copies,
-                             Py_ssize_t copy_step, int edges, real_t* ys=NULL, Py_ssize_t y_image=0) noexcept nogil:
+                             Py_ssize_t copy_step, int edges, bint channels_last=False, real_t* ys=NULL,
+                             Py_ssize_t y_image=0) noexcept nogil:
     """Output rows ``row0 <= oh < row1`` of images ``n0 <= n < n1`` of :func:`conv2d_packed`, ``band`` rows at a time.
 
     The bands go through the scratch ``xs`` (the thread's ``C * chan`` phase
@@ -1579,19 +1596,22 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
     the band's output rows run as one row of the tiles (rows of a plane, and
     of the output, follow each other in memory).
 
-    With ``ys`` (not NULL), ``out`` is ``(N, OH, OW, K)`` and ``ys`` the
-    thread's scratch of ``y_image`` items an image
-    (:func:`_banded_scratch`): the tiles write a band's ``K`` planes there,
+    With ``channels_last``, ``out`` is ``(N, OH, OW, K)``. The output-channel
+    tiles (``octile``) store its pixels themselves (``ocs`` < 0, see
+    :func:`_pixel_step`: a pixel's channels are what they hold in a vector);
+    the column tiles write a band's ``K`` planes into ``ys``, the thread's
+    scratch of ``y_image`` items an image (:func:`_banded_scratch`),
     ``band * OW`` items apart, each at its rows' own offset (``oh * OW``, or
     0 with ``copies``), and :func:`_band_to_pixels` moves them into ``out``.
     """
-    cdef bint channels_last = ys != NULL
     cdef Py_ssize_t C = x.shape[1]
     cdef Py_ssize_t OH = out.shape[1] if channels_last else out.shape[2]
     cdef Py_ssize_t OW = out.shape[2] if channels_last else out.shape[3]
     cdef Py_ssize_t K = out.shape[3] if channels_last else out.shape[1]
-    # apart from one output plane to the next: out's planes, or the scratch's planes of a band
-    cdef Py_ssize_t ocs = band * OW if channels_last else OH * OW
+    cdef bint pixels = channels_last and octile  # (the tiles store pixels: no scratch)
+    # apart from one output plane to the next: out's planes, or the scratch's planes of a band; or
+    # (negative) from one output pixel to the next
+    cdef Py_ssize_t ocs = -K if pixels else band * OW if channels_last else OH * OW
     cdef Py_ssize_t planes = C * copies if copies else C
     cdef Py_ssize_t per_block = cg * ntaps * block
     cdef Py_ssize_t oh0 = row0, oh1, c, r, g, kb, k0, n
@@ -1627,7 +1647,9 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
             k0 = g * kg + kb * block
             for n in range(n0, n1):
                 xband = xs + ((n - n0) * planes + g * cg) * chan
-                if channels_last:  # (the tiles add oh * OW: rows oh0 .. oh1 of plane k at k * ocs + oh0 * OW)
+                if pixels:  # (the tiles add oh * OW pixels)
+                    oband = &out[n, oh0, 0, k0] if copies else &out[n, 0, 0, k0]
+                elif channels_last:  # (the tiles add oh * OW: rows oh0 .. oh1 of plane k at k * ocs + oh0 * OW)
                     oband = ys + (n - n0) * y_image + k0 * ocs
                 else:
                     oband = &out[n, k0, oh0, 0] if copies else &out[n, k0, 0, 0]
@@ -1639,7 +1661,7 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
                     _tile_plane(tiles, False, xband, chan, wq, taps, ntaps, cg, w_packed + r * per_block,
                                 bias_packed + r * block, oband, t_rows, t_cols, ocs, min(8, kg - kb * 8),
                                 t_row0, t_row1, t_row0)
-        if channels_last:
+        if channels_last and not pixels:
             for n in range(n0, n1):
                 _band_to_pixels(ys + (n - n0) * y_image + (0 if copies else oh0 * OW), ocs, &out[n, oh0, 0, 0], K,
                                 (oh1 - oh0) * OW)

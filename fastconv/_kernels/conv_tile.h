@@ -271,8 +271,9 @@ enum { fc_oc_cols_base = 4 };
                 for (int p = 0; p < ncols && p < 4; p++)                                          \
                     for (int j = 0; j < 8; j++) acc[p][j] += x[c * cs + taps[t] + p] * wt[j];     \
             }                                                                                     \
-        for (int j = 0; j < nk; j++)                                                              \
-            for (int p = 0; p < ncols && p < 4; p++) out[j * ocs + p] = acc[p][j];                \
+        for (int j = 0; j < nk; j++) /* (ocs < 0: pixels -ocs apart, see FC_OC_STORE) */          \
+            for (int p = 0; p < ncols && p < 4; p++)                                              \
+                out[ocs < 0 ? p * -ocs + j : j * ocs + p] = acc[p][j];                            \
     }
 FC_SCALAR_OCTILE(float, fc_octile_f32_base)
 FC_SCALAR_OCTILE(double, fc_octile_f64_base)

@@ -786,7 +786,10 @@ FC_TAILBLOCKS(fc_tail4x4_f64, double, FC_CAT(fc_vd, FC_ISA), FC_TAIL4_BLOCKS, FC
 
 /* The output-channel tiles' accumulators start at the bias (lo: channels 0..VW-1, hi:
  * VW..2*VW-1, one pair per column); at the end they are transposed, [col][channel],
- * into the channel planes: column p of channel j goes to out[j*ocs + p], for j < nk. */
+ * into the channel planes: column p of channel j goes to out[j*ocs + p], for j < nk.
+ * With ocs < 0 the output is pixels, -ocs items apart, each pixel's channels side by
+ * side (NHWC): column p of channel j goes to out[p*(-ocs) + j], a pixel's nk channels
+ * stored as they lie in its pair of vectors (FC_OC_STORE_PIXELS: no transpose). */
 #define FC_OC_INIT(VT, VW, P)                                                         \
     {                                                                                 \
         VT b0, b1;                                                                    \
@@ -795,6 +798,23 @@ FC_TAILBLOCKS(fc_tail4x4_f64, double, FC_CAT(fc_vd, FC_ISA), FC_TAIL4_BLOCKS, FC
         for (int p = 0; p < P; p++) {                                                 \
             lo[p] = b0;                                                               \
             hi[p] = b1;                                                               \
+        }                                                                             \
+    }
+#define FC_OC_STORE_PIXELS(T, VT, VW, P)                                              \
+    {                                                                                 \
+        const ptrdiff_t pst_ = -ocs;                                                  \
+        if (nk == 2 * (VW)) {                                                         \
+            for (int p = 0; p < P; p++) {                                             \
+                FC_STORE(VT, out + p * pst_, lo[p]);                                  \
+                FC_STORE(VT, out + p * pst_ + (VW), hi[p]);                           \
+            }                                                                         \
+        } else {                                                                      \
+            for (int p = 0; p < P; p++) {                                             \
+                T px_[2 * (VW)];                                                      \
+                memcpy(px_, &lo[p], sizeof(VT));                                      \
+                memcpy(px_ + (VW), &hi[p], sizeof(VT));                               \
+                memcpy(out + p * pst_, px_, (size_t)nk * sizeof(T));                  \
+            }                                                                         \
         }                                                                             \
     }
 #define FC_OC_STORE_SCALAR(T, VT, VW, P)                                              \
@@ -852,10 +872,15 @@ FC_TAILBLOCKS(fc_tail4x4_f64, double, FC_CAT(fc_vd, FC_ISA), FC_TAIL4_BLOCKS, FC
     }
 #define FC_OC_STORE_float(VT, VW, P) FC_OC_STORE_TRANSPOSED(P)
 #define FC_OC_STORE_double(VT, VW, P) FC_OC_STORE_SCALAR(double, VT, VW, P)
-#define FC_OC_STORE(T, VT, VW, P) FC_CAT2(FC_OC_STORE, T)(VT, VW, P)
+#define FC_OC_STORE_PLANES(T, VT, VW, P) FC_CAT2(FC_OC_STORE, T)(VT, VW, P)
 #else
-#define FC_OC_STORE(T, VT, VW, P) FC_OC_STORE_SCALAR(T, VT, VW, P)
+#define FC_OC_STORE_PLANES(T, VT, VW, P) FC_OC_STORE_SCALAR(T, VT, VW, P)
 #endif
+#define FC_OC_STORE(T, VT, VW, P)                                                     \
+    if (ocs < 0)                                                                      \
+        FC_OC_STORE_PIXELS(T, VT, VW, P)                                              \
+    else                                                                              \
+        FC_OC_STORE_PLANES(T, VT, VW, P)
 
 /* R rows of Q columns (R*Q accumulator pairs), row r read at xt + r*IRS. Each tap asks
  * for the line its input has in the next channel: a channel's rows lie a plane apart, a
@@ -928,9 +953,16 @@ FC_TAILBLOCKS(fc_tail4x4_f64, double, FC_CAT(fc_vd, FC_ISA), FC_TAIL4_BLOCKS, FC
     }
 /* the output lines, for writing (see above) */
 #define FC_OC_PREFETCH_OUT(P)                                                         \
-    for (int j = 0; j < nk; j++) {                                                    \
-        FC_PREFETCH_W(out + j * ocs);                                                 \
-        FC_PREFETCH_W(out + j * ocs + (P) - 1);                                       \
+    if (ocs < 0) { /* (pixels: each one's first and last channel) */                  \
+        for (int p = 0; p < (P); p++) {                                               \
+            FC_PREFETCH_W(out - p * ocs);                                             \
+            FC_PREFETCH_W(out - p * ocs + nk - 1);                                    \
+        }                                                                             \
+    } else {                                                                          \
+        for (int j = 0; j < nk; j++) {                                                \
+            FC_PREFETCH_W(out + j * ocs);                                             \
+            FC_PREFETCH_W(out + j * ocs + (P) - 1);                                   \
+        }                                                                             \
     }
 
 #define FC_OC_BODY(T, VT, VW, R, Q, IRS)                                              \
@@ -1349,6 +1381,8 @@ static fc_ocrows_f64_fn const FC_CAT(fc_ocrows_f64, FC_ISA)[FC_OCROWS_Q] = FC_OC
 #undef FC_UNROLL_TAPS
 #undef FC_OC_INIT
 #undef FC_OC_STORE
+#undef FC_OC_STORE_PLANES
+#undef FC_OC_STORE_PIXELS
 #undef FC_OC_STORE_SCALAR
 #undef FC_OC_STORE_float
 #undef FC_OC_STORE_double

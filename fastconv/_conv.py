@@ -71,9 +71,13 @@ def nhwc_through_nchw(x, weight, bias, out, geometry, groups, padding_mode="zero
     transposed in (laying it out from a transposed view took them longer:
     LeNet's C3 0.70 ms against 0.42 + 0.03) by :mod:`fastconv._layouts`'
     tiled transposes. The banded kernel writes ``out``'s pixels itself
-    (``TiledConv.run``'s ``channels_last``: each band's planes transposed
-    out of the thread's scratch while they are in cache), the others an NCHW
-    result transposed after. Intel Xeon, float32, in-process A/B against
+    (``TiledConv.run``'s ``channels_last``: the output-channel tiles store
+    each pixel's channels from their vectors, which the plan for NHWC
+    results takes wherever the filters fill their blocks,
+    :func:`channel_tiles_store_pixels`; the column tiles' band planes are
+    transposed out of the thread's scratch while they are in cache), the
+    others an NCHW result transposed after. Those scratch transposes,
+    Intel Xeon, float32, in-process A/B against
     that transpose after, one / two threads (medians of 21, the same bits):
     the textbook deep net's 16 3x3 filters on 28x28 1.36x / 1.27x (float64
     1.23x), SimpleConvNet 1.14x / 1.09x, LeNet's C1 1.07x / 1.03x, C3 1.02x /

@@ -341,6 +341,47 @@ def test_weight_tiles_find_each_inf_and_nan(rng, monkeypatch, every_call_paralle
                     assert plan.run(y, grad) is None
 
 
+# The output-channel weight tiles copy their block of the grad pixel-major; from the view of an
+# NHWC grad (a pixel's channels side by side) each pixel's channels are one run. Blocks of two
+# vectors and of one, whole and partial, chunks of images and of rows, the banded layout of the
+# input, groups, strides, every level and 1-3 threads: the bits of the grad's NCHW copy.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tiles", ["channels", "channels1"])
+@pytest.mark.parametrize("case", [
+    dict(x=(3, 5, 12, 12), k=40, kernel=3, padding=1),
+    dict(x=(2, 3, 33, 33), k=32, kernel=7, padding=3),
+    dict(x=(4, 6, 14, 14), k=16, kernel=5, padding=0),
+    dict(x=(2, 8, 11, 11), k=24, kernel=3, padding=1, stride=2),
+    dict(x=(2, 8, 10, 10), k=20, kernel=3, padding=1, groups=2),
+    dict(x=(1, 4, 60, 60), k=33, kernel=3, padding=1),
+])
+def test_weight_channel_tiles_read_an_nhwc_grad_view(rng, level, dtype, tiles, case):
+    from fastconv._conv_grad import GradWeightPlan
+    from fastconv._geometry import conv_geometry
+    from fastconv._kernels import _conv_direct
+
+    if tiles == "channels1" and not _conv_direct.has_one_vector_weight_tiles(_conv_direct.current_level()):
+        pytest.skip("this level has no weight tiles of one vector of channels")
+    groups, stride = case.get("groups", 1), case.get("stride", 1)
+    x = rng.standard_normal(case["x"]).astype(dtype)
+    n, c, h, w = x.shape
+    geometry = conv_geometry((h, w), case["kernel"], stride, case["padding"])
+    dims = (case["k"], c // groups, case["kernel"], case["kernel"])
+    plan = GradWeightPlan(x.shape, dims, geometry, groups, np.dtype(dtype), _conv_direct.current_level(), tiles)
+    assert plan.oc_level >= 0
+    grad_nhwc = rng.standard_normal((n, *geometry.out_shape, case["k"])).astype(dtype)
+    grad_view, grad_nchw = grad_nhwc.transpose(0, 3, 1, 2), np.ascontiguousarray(grad_nhwc.transpose(0, 3, 1, 2))
+    for threads in (1, 2, 3):
+        with fastconv.num_threads(threads):
+            expected = plan.run(x, grad_nchw)
+            got = plan.run(x, grad_view)
+        assert got.tobytes() == expected.tobytes()
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(expected, reference.conv2d_grad_weight(grad_nchw, x, dims, stride=stride,
+                                                                      padding=case["padding"], groups=groups),
+                               rtol=rtol, atol=atol * 100)
+
+
 @pytest.mark.parametrize("groups", [1, 4])  # the column tiles and the depthwise kernel
 def test_grad_weight_of_huge_finite_inputs(rng, groups):
     # inputs next to a window meet zero grad columns in the column tiles: huge finite

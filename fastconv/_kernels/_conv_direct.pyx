@@ -3447,6 +3447,8 @@ cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssiz
     at a time through a register transpose (``pack_shuffle.h``), the others,
     and the planes past the last whole group, item by item. Measured on the
     dilated shape's grad: 0.3 ns per item against 1-2 ns plane by plane.
+    Where a pixel's channels are adjacent (the view of an NHWC grad), each
+    pixel's ``nk`` are one run, copied as such.
     """
     cdef Py_ssize_t OH = grad.shape[2], OW = grad.shape[3]
     cdef Py_ssize_t column = grad.strides[3] // <Py_ssize_t>sizeof(real_t)  # elements between columns
@@ -3454,7 +3456,13 @@ cdef void _pack_grad_pixels(const real_t[:, :, :, :] grad, Py_ssize_t n, Py_ssiz
     cdef Py_ssize_t oh, ow, j, whole
     cdef const real_t* src
     cdef real_t* out
-    if OW == 0:
+    if OW == 0 or nk <= 0:
+        return
+    if grad.strides[1] == sizeof(real_t):  # (channels side by side: a run of nk a pixel)
+        for oh in range(r0, r1):
+            out = dst + (oh - r0) * OW * step
+            for ow in range(OW):
+                memcpy(out + ow * step, &grad[n, k0, oh, ow], nk * sizeof(real_t))
         return
     whole = nk - nk % group if column == 1 else 0  # planes that go through the transpose
     for oh in range(r0, r1):

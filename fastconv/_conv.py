@@ -1377,9 +1377,10 @@ class TiledConv:
     def writes_pixels(self, threads):
         """Whether :meth:`run` on ``threads`` threads writes an NHWC ``out`` from its kernel (``channels_last``).
 
-        The banded kernel does (``conv2d_packed``'s ``channels_last``: each
-        band's planes transposed into pixels while they are in cache), not
-        the pointwise, depthwise, merged-row and whole-batch ones. Intel
+        The banded kernel does (``conv2d_packed``'s ``channels_last``: the
+        output-channel tiles store pixels from their vectors, the column
+        tiles' band planes are transposed into pixels while they are in
+        cache), not the pointwise, depthwise, merged-row and whole-batch ones. Intel
         Xeon, float32, against the NCHW result transposed after (in-process
         A/B, medians of 21, the same bits): see the measurements in
         :func:`nhwc_through_nchw`.

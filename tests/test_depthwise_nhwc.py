@@ -161,6 +161,50 @@ def test_threads_and_parts_give_the_same_bits(rng):
             np.testing.assert_array_equal(again, out)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p, d", GEOMETRIES)
+def test_rows_asking_for_the_next_rows_input_give_the_same_bits(rng, level, monkeypatch, dtype, k, s, p, d):
+    """Every call asking ahead (``FC_DWN_AHEAD``): the NCHW kernels' bits, forward and input gradient."""
+    needs_lanes(dtype)
+    monkeypatch.setattr(_conv, "DEPTHWISE_NHWC_AHEAD_BYTES", 0)
+    x, w, b = arrays(rng, 2, (9, 33), 21, k, dtype)
+    kw_ = dict(stride=s, padding=p, dilation=d, groups=21)
+    try:
+        expected = reference.conv2d(x, w, b, layout="NHWC", **kw_)
+    except ValueError:  # the kernel does not fit this small an input
+        return
+    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+    grad = rng.standard_normal(got.shape).astype(dtype)
+    dx = fastconv.conv2d_grad_input(grad, w, x.shape, layout="NHWC", **kw_)
+    w_oihw = np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    dx_nchw = fastconv.conv2d_grad_input(grad.transpose(0, 3, 1, 2), w_oihw, x.transpose(0, 3, 1, 2).shape, **kw_)
+    np.testing.assert_array_equal(dx, dx_nchw.transpose(0, 2, 3, 1))
+
+
+def test_calls_of_many_bytes_ask_ahead(rng, monkeypatch):
+    """``run_depthwise_nhwc`` asks ahead from ``DEPTHWISE_NHWC_AHEAD_BYTES`` of input and output on."""
+    needs_lanes(np.float32)
+    asked = []
+    kernel = _conv_direct.conv2d_depthwise_nhwc
+
+    def spy(*args):
+        asked.append(args[-1])
+        return kernel(*args)
+
+    monkeypatch.setattr(_conv._conv_direct, "conv2d_depthwise_nhwc", spy)
+    x, w, b = arrays(rng, 2, (6, 13), 24, 3, np.float32)
+    out = np.empty((2, 6, 13, 24), np.float32)
+    size = x.nbytes + out.nbytes
+    for limit, ahead in ((size, True), (size + 1, False), (size - 1, True)):
+        monkeypatch.setattr(_conv, "DEPTHWISE_NHWC_AHEAD_BYTES", limit)
+        _conv.run_depthwise_nhwc(x, w.reshape(9, 24), b, out, (1, 1), (1, 1), (1, 1), (3, 3))
+        assert asked[-1] is ahead
+        np.testing.assert_array_equal(out, nchw_bits(x, w, b, padding=1, groups=24))
+
+
 def test_kernel_checks_its_arguments(rng):
     lanes = _conv_direct.depthwise_lanes("f")
     if not lanes:

@@ -174,10 +174,10 @@ cdef extern from "conv_tile.h" nogil:
                                               int, int, int, const double*, double*, ptrdiff_t, int, int) noexcept
     ctypedef void (*fc_dwnhwc_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
                                       int, int, int, int, const float*, ptrdiff_t, const float*, float*, ptrdiff_t,
-                                      int, int) noexcept
+                                      int, int, int) noexcept
     ctypedef void (*fc_dwnhwc_f64_fn)(const double*, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
                                       int, int, int, int, const double*, ptrdiff_t, const double*, double*,
-                                      ptrdiff_t, int, int) noexcept
+                                      ptrdiff_t, int, int, int) noexcept
     ctypedef void (*fc_dwnhwc_wgrad_f32_fn)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float*, ptrdiff_t,
                                             ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int, int,
                                             int, int, int, int, int, int, float*) noexcept
@@ -2502,7 +2502,7 @@ def conv2d_depthwise_lanes(const real_t[:, :, :, :] x, const real_t[::1] w_packe
 def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, const real_t[::1] bias,
                           real_t[:, :, :, :] out, Py_ssize_t pad_top, Py_ssize_t pad_left, Py_ssize_t sh,
                           Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t KH, Py_ssize_t KW,
-                          Py_ssize_t chunks, int num_threads):
+                          Py_ssize_t chunks, int num_threads, bint ahead=False):
     """Depthwise NHWC convolution (``groups == C == K``) on the pixels' vectors of channels.
 
     ``x`` is ``(N, H, W, K)`` unpadded and ``out`` ``(N, OH, OW, K)``, each
@@ -2518,7 +2518,9 @@ def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, co
     tasks where there are few rows). A row's pixels go eight at a time, each
     group of ``L`` channels a vector of sums per pixel (the bias, then each
     tap's product in tap order: the bits of the NCHW kernels), read and
-    stored in place (``dw_nhwc_impl.h``).
+    stored in place (``dw_nhwc_impl.h``). With ``ahead``, each row asks for
+    the input lines the next row reads first (``FC_DWN_AHEAD``: for calls
+    whose arrays stream from memory; a hint, the same results).
     """
     cdef const fc_tiles* tiles = fc_active_tiles()
     cdef Py_ssize_t L = _lanes_level_checked("conv2d_depthwise_nhwc", real_t is float, sh, sw, dh, dw, KH, KW,
@@ -2557,11 +2559,11 @@ def conv2d_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, ::1] w, co
             if real_t is float:
                 tiles.dwnhwc32(&x[n, 0, 0, 0], rs, ws, <int>H, <int>W, <int>k0, <int>min(K, k0 + per), <int>KH,
                                <int>KW, <int>dh, <int>dw, <int>sh, <int>sw, <int>pad_top, <int>pad_left, &w[0, 0],
-                               K, b, &out[n, oh, 0, 0], ows, <int>oh, <int>OW)
+                               K, b, &out[n, oh, 0, 0], ows, <int>oh, <int>OW, ahead)
             else:
                 tiles.dwnhwc64(&x[n, 0, 0, 0], rs, ws, <int>H, <int>W, <int>k0, <int>min(K, k0 + per), <int>KH,
                                <int>KW, <int>dh, <int>dw, <int>sh, <int>sw, <int>pad_top, <int>pad_left, &w[0, 0],
-                               K, b, &out[n, oh, 0, 0], ows, <int>oh, <int>OW)
+                               K, b, &out[n, oh, 0, 0], ows, <int>oh, <int>OW, ahead)
 
 
 def conv2d_grad_weight_depthwise_nhwc(const real_t[:, :, :, :] x, const real_t[:, :, :, :] grad,

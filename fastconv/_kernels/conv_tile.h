@@ -131,13 +131,13 @@ typedef void (*fc_dwlanes_gradin_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, p
                                          double *, ptrdiff_t, ptrdiff_t, int, int, const ptrdiff_t *, int, int, int,
                                          const double *, double *, ptrdiff_t, int, int);
 /* Depthwise rows of NHWC arrays (dw_nhwc_impl.h): x, rs, ws, H, W, k0, k1, KH, KW, dh, dw,
- * sh, sw, top, left, w, wts, bias, out, ows, oh, OW. */
+ * sh, sw, top, left, w, wts, bias, out, ows, oh, OW, ahead. */
 typedef void (*fc_dwnhwc_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int, int,
                                  int, int, int, const float *, ptrdiff_t, const float *, float *, ptrdiff_t, int,
-                                 int);
+                                 int, int);
 typedef void (*fc_dwnhwc_f64_fn)(const double *, ptrdiff_t, ptrdiff_t, int, int, int, int, int, int, int, int,
                                  int, int, int, int, const double *, ptrdiff_t, const double *, double *,
-                                 ptrdiff_t, int, int);
+                                 ptrdiff_t, int, int, int);
 /* Their weight gradient: x, xns, xrs, xws, g, gns, grs, gws, N, H, W, OH, OW, k0, k1, KH, KW,
  * dh, dw, sh, sw, top, left, band, sums. */
 typedef void (*fc_dwnhwc_wgrad_f32_fn)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t,

@@ -269,12 +269,13 @@ def run_depthwise_nhwc(x, taps, bias, out, padding, stride, dilation, kernel):
     into parts where there are fewer than ``DEPTHWISE_NHWC_TASKS`` rows per
     thread. Where the input and output hold
     :data:`DEPTHWISE_NHWC_AHEAD_BYTES` or more, each row asks for the lines
-    of input the next row reads first (``ahead``, ``FC_DWN_AHEAD`` in
-    ``dw_nhwc_impl.h``, with the measurements): from memory, whose lines
-    (several a pixel) the hardware prefetchers did not fetch in time, the
-    canonical 128 channels of 28x28 on 32 images ran 1.6x as fast and
-    strided layers up to 2x; in the caches the requests only cost load
-    slots (0.67-0.94x on one to four images of 1.6 to 4 MB).
+    of input the next row reads first (``ahead``; ``FC_DWN_AHEAD`` in
+    ``dw_nhwc_impl.h`` has the measurements): streamed from memory, lines
+    of pixels of many channels came late from the hardware prefetchers
+    (the canonical 128 channels of 28x28 on 32 images 1.42x as fast at one
+    thread, 1.44x at two; strided layers 1.18-1.71x); from the caches the
+    requests only cost load slots (0.92-0.98x on 3.2 to 6.4 MB of input
+    and output, below the bound).
     """
     n, oh, ow, k = out.shape
     threads = threads_for(depthwise_work(n, k, oh * ow, taps.shape[0]))

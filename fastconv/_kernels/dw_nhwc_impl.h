@@ -108,16 +108,17 @@
 /* (with ahead: the lines of group k of the input rows the next output row reads and this one
  * does not (undilated kernels: the sh rows below its last tap row), at this block's leading
  * columns, asked for into L2 while this row is computed. A call whose input and output exceed
- * the caches streams them from memory, and a pixel's vector of channels is one line of several
- * per pixel (128 float32 channels: 8), lines the hardware prefetchers were not seen to fetch
- * in time. Intel Xeon, AVX-512, float32, one thread, alternating processes against the build
- * without (medians of 21-25, five rounds; the same bits): the canonical 128 channels of 28x28 on
- * 32 images 4.6 -> 2.9 ms, 128 channels of 56x56 at stride 2 on 8 images 1.9 -> 0.9 ms, 64 of
- * 112x112 at stride 2 on 8 images 4.3 -> 2.2 ms, 256 of 56x56 on 8 images 5.9 -> 4.4 ms, 64 of
- * 28x28 on 32 images about 1.15x, 32 of 112x112 on 8 images about 1.1x. With input and output in
- * the caches the prefetches cost load slots the hardware did not need: 128 channels of 28x28 on
- * 4 images 0.94x, 32 of 112x112 on one 0.86x, 64 of 112x112 at stride 2 on one 0.67x; hence the
- * caller's size rule, DEPTHWISE_NHWC_AHEAD_BYTES in fastconv._conv.) */
+ * the caches streams them from memory, and where a pixel's channels are several lines (128
+ * float32 channels: 8) the hardware prefetchers were not seen to fetch them in time. Intel
+ * Xeon, AVX-512, float32, in-process A/B against the same call without (medians of 21, one /
+ * two threads, the same bits): the canonical 128 channels of 28x28 on 32 images 1.42x / 1.44x,
+ * 128 of 56x56 at stride 2 on 8 images 1.18x / 1.27x, 64 of 112x112 at stride 2 on 8 images
+ * 1.71x / 1.23x, 256 of 56x56 on 8 images 1.24x / 1.23x, 64 of 28x28 on 32 images 1.13x /
+ * 1.04x, 32 of 112x112 on 8 images 1.16x / 1.17x; the input gradient of the canonical shape
+ * 1.54x / 1.02x. With input and output in the caches the requests cost load slots the hardware
+ * did not need: 0.92-0.98x on 3.2 to 6.4 MB of input and output (64 of 112x112 at stride
+ * 2 on one image 0.93x / 0.92x, 256 of 14x14 on 16 0.98x / 0.96x); hence the caller's rule,
+ * DEPTHWISE_NHWC_AHEAD_BYTES in fastconv._conv.) */
 #define FC_DWN_AHEAD(T)                                                               \
     for (int a_ = 1; ahead && a_ <= sh; a_++) {                                       \
         const ptrdiff_t ah_ = ih0 + (ptrdiff_t)(KH - 1) * dh + a_;                    \

@@ -70,7 +70,9 @@ def nhwc_through_nchw(x, weight, bias, out, geometry, groups, padding_mode="zero
     here where the tiles run). The tiles read channel planes: the input is
     transposed in (laying it out from a transposed view took them longer:
     LeNet's C3 0.70 ms against 0.42 + 0.03) by :mod:`fastconv._layouts`'
-    tiled transposes. The banded kernel writes ``out``'s pixels itself
+    tiled transposes, but where the plan's column copies transpose each
+    band's pixels themselves (:meth:`TiledConv.reads_pixels`). The banded
+    kernel writes ``out``'s pixels itself
     (``TiledConv.run``'s ``channels_last``: the output-channel tiles store
     each pixel's channels from their vectors, which the plan for NHWC
     results takes wherever the filters fill their blocks,
@@ -92,10 +94,12 @@ def nhwc_through_nchw(x, weight, bias, out, geometry, groups, padding_mode="zero
     """
     n, oh, ow, k = out.shape
     kh, kw, cg, _ = weight.shape
-    xc = channels_first(x)
+    xc = x.transpose(0, 3, 1, 2)
     if tiled is None and weight.size and tiles_fit(cg, kh * kw):
         tiled = tiled_conv(xc.shape, (k, cg, kh, kw), geometry, groups, padding_mode, x.dtype,
                            _conv_direct.current_level(), channels_last=True)
+    if tiled is None or not tiled.reads_pixels(threads_for(tiled.work)):
+        xc = channels_first(x)
     if tiled is not None:
         in_place = weight.nbytes >= HWIO_IN_PLACE_BYTES
         tiled.run(xc, weight if in_place else hwio_to_oihw(weight), bias, out, hwio=in_place, channels_last=True)
@@ -1386,6 +1390,25 @@ class TiledConv:
         self.conv2d_tiled(src.flat, src.image_stride, src.channel_stride, src.row_step, src.taps,
                           w_packed, b_packed, out, self.groups, self.cg, self.depthwise, threads, self.oc_level,
                           self.edges if finite else 0, self.blocks_outer)
+
+    def reads_pixels(self, threads):
+        """Whether :meth:`run` on ``threads`` threads takes an NHWC input's view as it lies (no NCHW copy first).
+
+        The banded kernel's column copies of an input whose channels lie
+        side by side transpose each band's rows themselves
+        (``_pack_column_copies_pixels``: in cache, in every thread) where the
+        NCHW path transposes the whole batch first, on one thread below the
+        grain. Intel Xeon, AVX-512, float32, in-process A/B, that view
+        against the NCHW copy made in the call (medians of 31, the same
+        bits), two threads, over four to seven runs: LeNet's C3 (100
+        images) 1.01-1.87x (five runs 1.11-1.15x), 16 3x3 filters on
+        8x12x12 (50) 1.10-1.63x, 16 5x5 on 3x14x14 (100) 1.05-1.74x, 64
+        3x3 on 3x58x58 (16) 1.04-1.07x; one thread 0.94-1.02x (C3
+        0.94-0.95x: there the transposes of the bands cost more than the
+        batch's, which nothing waits on), so only where the call runs on
+        more than one thread.
+        """
+        return bool(self.copies) and threads > 1
 
     def writes_pixels(self, threads):
         """Whether :meth:`run` on ``threads`` threads writes an NHWC ``out`` from its kernel (``channels_last``).

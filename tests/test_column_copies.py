@@ -132,6 +132,72 @@ def test_column_copies_through_the_public_functions(copies_everywhere, case, mod
                                rtol=rtol * 10, atol=atol * w.shape[0])
 
 
+# an input whose channels lie side by side (an NHWC array's view): the band's copies come from its
+# pixels (_pack_column_copies_pixels), staged on the stack or, for bands of more items, transposed
+# into the planes copy by copy; the bits of the NCHW input's run
+@given(case=stride_one_convolutions(), threads=st.sampled_from([1, 2, 3]), wide=st.integers(1, 140),
+       spread=st.sampled_from([0, 3]), reverse=st.booleans(), band=st.booleans())
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # (monkeypatch: each example sets it)
+def test_column_copies_read_pixels_where_they_lie(monkeypatch, every_call_parallel, case, threads, wide, spread, reverse,
+                                                  band):
+    x, w, b, padding, dilation, groups = case
+    if wide > 100:  # a band of more items than the stack holds: rows wider than the strategy's
+        x = np.random.default_rng(wide).standard_normal(x.shape[:3] + (wide,)).astype(x.dtype)
+    with fastconv.num_threads(threads):
+        plan, expected = run_plan(x, w, b, padding=padding, dilation=dilation, groups=groups)
+        assume(plan.copies)
+        if band:  # bands of a row or two (rows outside the image at both ends)
+            with monkeypatch.context() as patch:
+                patch.setattr(_conv, "band_rows", partial(_conv.band_rows, budget=1))
+                plan, expected = run_plan(x, w, b, padding=padding, dilation=dilation, groups=groups)
+        pixels = np.zeros(x.shape[:1] + x.shape[2:] + (x.shape[1] + spread,), x.dtype)  # (pixels further apart)
+        pixels[..., : x.shape[1]] = x.transpose(0, 2, 3, 1)
+        view = pixels[..., : x.shape[1]].transpose(0, 3, 1, 2)
+        if reverse:  # columns in reverse order in memory
+            pixels = np.ascontiguousarray(pixels[:, :, ::-1])
+            view = pixels[:, :, ::-1, : x.shape[1]].transpose(0, 3, 1, 2)
+        assert view.strides[1] == x.itemsize and np.array_equal(view, x)
+        out = np.full(expected.shape, np.nan, x.dtype)
+        plan.run(view, w, b, out)
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_column_copies_stage_both_ways(every_call_parallel):
+    """The NHWC view's band of input items: within the stack's stage, and past it (the copy-by-copy transposes)."""
+    for width, staged in ((14, True), (300, False)):
+        x = np.random.default_rng(width).standard_normal((2, 6, 14, width)).astype(np.float32)
+        w = np.random.default_rng(1).standard_normal((16, 6, 5, 5)).astype(np.float32)
+        plan, expected = run_plan(x, w, None)
+        rows = plan.phases.hq  # (the band's rows with the kernel's below it)
+        assert plan.copies == 5 and (6 * rows * width <= _conv_direct.COPY_PIXELS_BAND_ITEMS) == staged
+        view = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        out = np.full(expected.shape, np.nan, np.float32)
+        plan.run(view, w, None, out)
+        np.testing.assert_array_equal(out, expected)
+
+
+def test_nhwc_plans_with_copies_read_pixels_on_more_threads(rng, every_call_parallel):
+    """``reads_pixels``: the NHWC view where the call runs on more than one thread; the same bits either way."""
+    level = _conv_direct.current_level()
+    geometry = conv_geometry((14, 14), (5, 5))
+    plan = _conv.TiledConv((4, 6, 14, 14), (16, 6, 5, 5), geometry, 1, "zeros", np.float32, level, "auto", True,
+                           channels_last=True)
+    assert plan.copies == 5 and plan.reads_pixels(2) and not plan.reads_pixels(1)
+    assert not _conv.TiledConv((4, 6, 14, 14), (16, 6, 5, 5), geometry, 1, "zeros", np.float32, level,
+                               "columns").reads_pixels(2)
+    x = rng.standard_normal((4, 14, 14, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 5, 6, 16)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        out = np.full((4, 10, 10, 16), np.nan, np.float32)
+        with fastconv.num_threads(threads):
+            _conv.nhwc_through_nchw(x, w, None, out, geometry, 1, tiled=plan)
+        results.append(out)
+    np.testing.assert_array_equal(results[0], results[1])
+    expected = fastconv.conv2d(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+    np.testing.assert_allclose(results[1], expected.transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
+
+
 def test_column_copies_rule(monkeypatch):
     level = _conv_direct.current_level()
     width = _conv_direct.tile_width("f", level)

@@ -327,6 +327,7 @@ cdef enum:
     PACK_ROW_RUN = 64  # weights of a row a part of a convolution's own weight takes, at least (_pack_block)
     IN_PLACE_ALIAS_BYTES = 4096  # channel rows this far apart (or a multiple) are copied (conv2d_pointwise)
     ADJOINT_RUNS_AHEAD = 16  # rows _pack_adjoint_runs asks for before it copies them
+    COPY_PIXELS_BAND = 4096  # items of a band's input rows _pack_column_copies_pixels transposes on the stack
     EDGE_COLUMNS_FLAG = 1
     EDGE_TOP_ROW_FLAG = 2
     EDGE_BOTTOM_ROW_FLAG = 4
@@ -334,6 +335,7 @@ cdef enum:
 #: Largest tile width (elements) of any level: inputs read past a row end need this much slack.
 MAX_TILE_WIDTH = TILE_SLACK
 ROW_TILE_ROWS = FC_ROWS  # output rows of a row tile
+COPY_PIXELS_BAND_ITEMS = COPY_PIXELS_BAND  # a band's input items _pack_column_copies_pixels stages
 ROW_TILE_CHANNELS = FC_ROWS_KH_CHANNELS  # most live channels of a block that runs row tiles
 #: Flags of ``edges`` (:func:`_octile_plane`): rows of 14 or 7 output columns between zero
 #: padding (3x3, stride 1) leave out the padding columns' products; with EDGE_COLUMNS, the plane's
@@ -1395,8 +1397,10 @@ def conv2d_packed(const real_t[:, :, :, :] x, const real_t[:, :, :, ::1] weight,
     and the band's output rows are one row of ``band * OW`` columns to the
     tiles (:func:`_conv_image_banded`): a convolution of ``KW`` kernel
     columns ``copy_step`` apart as one of ``C * KW`` channels and a kernel of
-    one column, whose rows merge. ``weight`` is then that convolution's,
-    ``(K, cg, 1, KH)`` with ``cg`` counting the copies
+    one column, whose rows merge; an input whose channels lie side by side
+    (an NHWC array's view) is transposed band by band as the copies are
+    made (:func:`_pack_column_copies_pixels`). ``weight`` is then that
+    convolution's, ``(K, cg, 1, KH)`` with ``cg`` counting the copies
     (``x.shape[1] * copies == groups * cg``), and every tap a whole number
     of rows (``taps[t] % wq == 0``). ``edges``: see
     :func:`_octile_plane` (the caller vouches for the geometry; the packing
@@ -1625,11 +1629,17 @@ cdef void _conv_image_banded(const fc_tiles* tiles, bint octile, const real_t[:,
     # AVX-512, in-process A/B: strided 1.04-1.05x at one and two threads, resnet-mid and stem
     # 1.00x, one or two images already in cache 0.98-1.01x; two or four channels ahead no better
     cdef Py_ssize_t ahead = x.strides[1] // <Py_ssize_t>sizeof(real_t)
+    # an input whose channels lie side by side (an NHWC array's view): its copies come from its pixels
+    cdef bint copy_pixels = copies and C > 1 and x.strides[1] == <Py_ssize_t>sizeof(real_t)
     while oh0 < row1:
         oh1 = min(row1, oh0 + band)
         if oh1 - oh0 < FC_ROWS <= band:  # a short last band: as many rows as a row tile, overlapping
             oh0 = oh1 - FC_ROWS  # the band before it (those rows are computed again, to the same bits)
         for n in range(n0, n1):
+            if copy_pixels:
+                _pack_column_copies_pixels(x, n, xs + (n - n0) * C * copies * chan, pad_top, pad_left, oh0, hb, wq,
+                                           copies, copy_step)
+                continue
             for c in range(C):  # output row oh reads phase rows oh .. oh + hb - band
                 if copies:
                     _pack_column_copies(x, n, c, xs + ((n - n0) * C + c) * copies * chan, pad_top, pad_left, oh0,
@@ -3075,10 +3085,9 @@ cdef void _pack_column_copies(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize
     cdef Py_ssize_t H = x.shape[2], W = x.shape[3], plane = rows * wq
     cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)
     cdef Py_ssize_t pitch = x.strides[2] // <Py_ssize_t>sizeof(real_t)
-    cdef Py_ssize_t vec = 16 // sizeof(real_t)  # items a 16-byte copy moves (one SSE2 register)
     # the image's rows among the band's: i0 <= i < i1 (the others are zero)
     cdef Py_ssize_t i0 = min(rows, max(0, pad_top - r0)), i1 = max(i0, min(rows, H + pad_top - r0))
-    cdef Py_ssize_t i, j, m, shift, m0, m1
+    cdef Py_ssize_t i, j, shift, m0, m1
     cdef const real_t* src
     cdef real_t* out
     for j in range(copies if i0 > 0 or i1 < rows else 0):  # (no calls where the band is all image rows)
@@ -3099,18 +3108,86 @@ cdef void _pack_column_copies(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize
         out = dst + j * plane + i0 * wq + m0
         m1 = m1 - m0  # (columns from m0 on)
         for i in range(i1 - i0):
-            if step == 1 and m1 >= vec:  # 16 bytes at a time, the last copy overlapping the one before
-                m = 0
-                while m < m1 - vec:
-                    memcpy(out + m, src + m, 16)
-                    m = m + vec
-                memcpy(out + m1 - vec, src + m1 - vec, 16)
-            else:
-                for m in range(m1):
-                    out[m] = src[m * step]
+            _copy_run(out, src, m1, step)
             src = src + pitch
             out = out + wq
 
+
+
+cdef void _pack_column_copies_pixels(const real_t[:, :, :, :] x, Py_ssize_t n, real_t* dst, Py_ssize_t pad_top,
+                                     Py_ssize_t pad_left, Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t wq,
+                                     Py_ssize_t copies, Py_ssize_t copy_step) noexcept nogil:
+    """:func:`_pack_column_copies` of every channel of ``x[n]``, whose channels lie side by side (an NHWC view).
+
+    Channel ``c``'s ``copies`` planes start at ``dst + c * copies * plane``
+    (``plane = rows * wq``), each as :func:`_pack_column_copies` writes it;
+    ``x.strides[1]`` is one item (the caller's check). The band's input rows
+    are transposed first (``fc_transpose_block``: each row's pixels by ``C``
+    channels) into planes on the stack (up to ``COPY_PIXELS_BAND`` items),
+    from which every copy's rows are copied as :func:`_pack_column_copies`
+    copies them; larger bands transpose each copy's pixels into its planes'
+    rows. So the input is read where it lies: no NCHW copy of the whole
+    batch first. Only pixels of the image are read, only the planes'
+    ``copies * C * rows * wq`` elements written.
+    """
+    cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3], plane = rows * wq
+    cdef Py_ssize_t step = x.strides[3] // <Py_ssize_t>sizeof(real_t)  # items from a pixel to the next
+    cdef Py_ssize_t i0 = min(rows, max(0, pad_top - r0)), i1 = max(i0, min(rows, H + pad_top - r0))
+    cdef Py_ssize_t i, j, c, p, shift, m0, m1, count, staged_plane = (i1 - i0) * W
+    cdef real_t stage[COPY_PIXELS_BAND]
+    cdef const real_t* src
+    cdef real_t* out
+    for p in range(C * copies if i0 > 0 or i1 < rows else 0):  # rows outside the image: zero
+        memset(dst + p * plane, 0, i0 * wq * sizeof(real_t))
+        memset(dst + p * plane + i1 * wq, 0, (rows - i1) * wq * sizeof(real_t))
+    if i0 == i1 or W == 0:
+        return
+    if C * staged_plane > COPY_PIXELS_BAND:  # each copy's pixels straight into its planes' rows
+        for i in range(i0, i1):
+            for j in range(copies):
+                shift = j * copy_step - pad_left  # the input column of column 0
+                m0 = max(0, -shift)
+                m1 = min(wq, W - shift)  # pixels m0 + shift .. m1 + shift of the row: in [0, W)
+                if m1 > m0:
+                    _transpose_items(&x[n, 0, r0 + i - pad_top, m0 + shift], step, dst + j * plane + i * wq + m0,
+                                     copies * plane, m1 - m0, C)
+        return
+    for i in range(i0, i1):  # stage[c * staged_plane + (i - i0) * W + w] = x[n, c, r0 + i - pad_top, w]
+        _transpose_items(&x[n, 0, r0 + i - pad_top, 0], step, stage + (i - i0) * W, staged_plane, W, C)
+    for j in range(copies):
+        shift = j * copy_step - pad_left
+        m0 = max(0, -shift)
+        count = min(wq, W - shift) - m0
+        for c in range(C if count > 0 else 0):
+            src = stage + c * staged_plane + m0 + shift
+            out = dst + (c * copies + j) * plane + i0 * wq + m0
+            for i in range(i1 - i0):
+                _copy_run(out, src, count, 1)
+                src = src + W
+                out = out + wq
+
+
+cdef inline void _copy_run(real_t* out, const real_t* src, Py_ssize_t count, Py_ssize_t step) noexcept nogil:
+    """``out[m] = src[m * step]`` for ``m < count``: 16 bytes at a time where ``step`` is 1 (the last copy
+    overlapping the one before), else item by item."""
+    cdef Py_ssize_t vec = 16 // sizeof(real_t), m = 0  # (items a 16-byte copy moves: one SSE2 register)
+    if step == 1 and count >= vec:
+        while m < count - vec:
+            memcpy(out + m, src + m, 16)
+            m = m + vec
+        memcpy(out + count - vec, src + count - vec, 16)
+    else:
+        for m in range(count):
+            out[m] = src[m * step]
+
+
+cdef inline void _transpose_items(const real_t* src, Py_ssize_t src_row, real_t* dst, Py_ssize_t dst_row,
+                                  Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    """``dst[s * dst_row + r] = src[r * src_row + s]`` for ``r < rows``, ``s < cols`` (``fc_transpose_block``)."""
+    if real_t is float:
+        fc_transpose_block_u32(<const uint32_t*>src, src_row, <uint32_t*>dst, dst_row, rows, cols)
+    else:
+        fc_transpose_block_u64(<const uint64_t*>src, src_row, <uint64_t*>dst, dst_row, rows, cols)
 
 cdef inline void _zero_outside(real_t* row, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t wq) noexcept nogil:
     """Zero ``row[j]`` for ``j < j0`` and ``j1 <= j < wq``: a phase row's padding columns."""

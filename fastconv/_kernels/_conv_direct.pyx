@@ -3113,7 +3113,6 @@ cdef void _pack_column_copies(const real_t[:, :, :, :] x, Py_ssize_t n, Py_ssize
             out = out + wq
 
 
-
 cdef void _pack_column_copies_pixels(const real_t[:, :, :, :] x, Py_ssize_t n, real_t* dst, Py_ssize_t pad_top,
                                      Py_ssize_t pad_left, Py_ssize_t r0, Py_ssize_t rows, Py_ssize_t wq,
                                      Py_ssize_t copies, Py_ssize_t copy_step) noexcept nogil:
@@ -3188,6 +3187,7 @@ cdef inline void _transpose_items(const real_t* src, Py_ssize_t src_row, real_t*
         fc_transpose_block_u32(<const uint32_t*>src, src_row, <uint32_t*>dst, dst_row, rows, cols)
     else:
         fc_transpose_block_u64(<const uint64_t*>src, src_row, <uint64_t*>dst, dst_row, rows, cols)
+
 
 cdef inline void _zero_outside(real_t* row, Py_ssize_t j0, Py_ssize_t j1, Py_ssize_t wq) noexcept nogil:
     """Zero ``row[j]`` for ``j < j0`` and ``j1 <= j < wq``: a phase row's padding columns."""

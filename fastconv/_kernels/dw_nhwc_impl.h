@@ -119,7 +119,7 @@
  * did not need: 0.92-0.98x on 3.2 to 6.4 MB of input and output (64 of 112x112 at stride
  * 2 on one image 0.93x / 0.92x, 256 of 14x14 on 16 0.98x / 0.96x); hence the caller's rule,
  * DEPTHWISE_NHWC_AHEAD_BYTES in fastconv._conv.) */
-#define FC_DWN_AHEAD(T)                                                               \
+#define FC_DWN_AHEAD                                                                  \
     for (int a_ = 1; ahead && a_ <= sh; a_++) {                                       \
         const ptrdiff_t ah_ = ih0 + (ptrdiff_t)(KH - 1) * dh + a_;                    \
         if (ah_ < 0 || ah_ >= H) continue;                                            \
@@ -148,7 +148,7 @@
             const int window = KW == 3 && dw == 1 && (sw == 1 || sw == 2);            \
             for (int k = k0; k < k1; k += VW) {                                       \
                 const int nc = k1 - k < VW ? k1 - k : VW;                             \
-                FC_DWN_AHEAD(T)                                                       \
+                FC_DWN_AHEAD                                                          \
                 if (nc < VW)                                                          \
                     FC_DWN_BLOCK(T, VT, VW, RB, 1, 1)                                 \
                 else if (window && full && sw == 1)                                   \
@@ -374,3 +374,4 @@ FC_DWNHWC_WGRAD(fc_dwnhwc_wgrad_f64, double, FC_CAT(fc_vd, FC_ISA), FC_VD)
 #undef FC_DWN_BLOCK
 #undef FC_DWN_LOAD
 #undef FC_DWN_PREFETCH
+#undef FC_DWN_AHEAD

@@ -47,6 +47,19 @@ def arrays(rng, n, hw, c, kernel, dtype):
     return x, w, b
 
 
+def check_forward(x, w, b, **kw):
+    """The NHWC convolution against the reference and the NCHW kernels' bits; None where it does not fit."""
+    try:
+        expected = reference.conv2d(x, w, b, layout="NHWC", **kw)
+    except ValueError:  # the kernel does not fit this small an input
+        return None
+    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw)
+    rtol, atol = tolerance(x.dtype)
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
+    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw))
+    return got
+
+
 # widths below, at and past the blocks of 4 and 8 pixels, planes of one pixel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("c", CHANNELS)
@@ -55,15 +68,7 @@ def arrays(rng, n, hw, c, kernel, dtype):
 def test_nhwc_matches_nchw(rng, level, every_call_parallel, dtype, c, hw, k, s, p, d):
     needs_lanes(dtype)
     x, w, b = arrays(rng, 2, hw, c, k, dtype)
-    kw_ = dict(stride=s, padding=p, dilation=d, groups=c)
-    try:
-        expected = reference.conv2d(x, w, b, layout="NHWC", **kw_)
-    except ValueError:  # the kernel does not fit this small an input
-        return
-    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
-    rtol, atol = tolerance(dtype)
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
-    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
+    check_forward(x, w, b, stride=s, padding=p, dilation=d, groups=c)
 
 
 @pytest.mark.parametrize("width", range(1, 21))
@@ -169,14 +174,9 @@ def test_rows_asking_for_the_next_rows_input_give_the_same_bits(rng, level, monk
     monkeypatch.setattr(_conv, "DEPTHWISE_NHWC_AHEAD_BYTES", 0)
     x, w, b = arrays(rng, 2, (9, 33), 21, k, dtype)
     kw_ = dict(stride=s, padding=p, dilation=d, groups=21)
-    try:
-        expected = reference.conv2d(x, w, b, layout="NHWC", **kw_)
-    except ValueError:  # the kernel does not fit this small an input
+    got = check_forward(x, w, b, **kw_)
+    if got is None:
         return
-    got = fastconv.conv2d(x, w, b, layout="NHWC", **kw_)
-    rtol, atol = tolerance(dtype)
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol * 10)
-    np.testing.assert_array_equal(got, nchw_bits(x, w, b, **kw_))
     grad = rng.standard_normal(got.shape).astype(dtype)
     dx = fastconv.conv2d_grad_input(grad, w, x.shape, layout="NHWC", **kw_)
     w_oihw = np.ascontiguousarray(w.transpose(3, 2, 0, 1))
